@@ -1,0 +1,92 @@
+//! The error a run returns.
+
+use std::fmt;
+
+use crate::task::TaskError;
+
+/// Why a workflow run did not produce its output.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// One or more tasks failed. Tasks that did not depend on them still ran; tasks
+    /// that did were skipped.
+    Failed {
+        /// The workflow's name.
+        workflow: String,
+        /// Every task that failed, in the graph's order.
+        failures: Vec<TaskFailure>,
+        /// The nodes skipped because an input's task failed.
+        skipped: Vec<String>,
+    },
+    /// The run was polled outside a tokio runtime, which IO tasks need.
+    NoRuntime {
+        /// The workflow's name.
+        workflow: String,
+    },
+}
+
+/// One task that failed in a run.
+#[derive(Debug)]
+pub struct TaskFailure {
+    /// The node's name: its binding in the workflow.
+    pub node: String,
+    /// The task function it called.
+    pub task: &'static str,
+    /// Why it failed.
+    pub error: TaskError,
+}
+
+impl Error {
+    /// Every task that failed; empty for errors that are not task failures.
+    pub fn failures(&self) -> &[TaskFailure] {
+        match self {
+            Error::Failed { failures, .. } => failures,
+            Error::NoRuntime { .. } => &[],
+        }
+    }
+}
+
+impl fmt::Display for TaskFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.node == self.task {
+            write!(f, "task `{}` failed: {}", self.node, self.error)
+        } else {
+            write!(f, "task `{}` (`{}`) failed: {}", self.node, self.task, self.error)
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Failed {
+                workflow,
+                failures,
+                skipped,
+            } => {
+                write!(f, "workflow `{workflow}` failed: ")?;
+                for (i, failure) in failures.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{failure}")?;
+                }
+                if !skipped.is_empty() {
+                    write!(f, "; skipped because of it: {}", skipped.join(", "))?;
+                }
+                Ok(())
+            }
+            Error::NoRuntime { workflow } => write!(
+                f,
+                "workflow `{workflow}` must run inside a tokio runtime \
+                 (its IO tasks are spawned on it): use #[tokio::main] or Runtime::block_on"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.failures().first().map(|f| f.error.as_error() as _)
+    }
+}

@@ -1,0 +1,68 @@
+//! Typed workflows for Rust.
+//!
+//! Tasks are plain functions marked [`#[task]`](macro@task): a plain `fn` is CPU work
+//! and runs on rayon, an `async fn` is IO work and runs on tokio. [`workflow!`] wires
+//! them with `let` bindings, so a missing dependency, a wrong type or a wrong arity is
+//! a compile error at your own token. The result runs as parallel as its graph allows.
+//!
+//! ```
+//! use aqueduct::prelude::*;
+//!
+//! #[task]
+//! fn double(x: &u64) -> u64 {
+//!     x * 2
+//! }
+//!
+//! #[task]
+//! async fn describe(x: &u64, label: &str) -> String {
+//!     format!("{label}: {x}")
+//! }
+//!
+//! workflow! {
+//!     /// Doubles a number and describes it.
+//!     pub fn doubled(seed: u64, label: String) -> String {
+//!         let twice = double(&seed);
+//!         describe(&twice, &label)
+//!     }
+//! }
+//!
+//! # #[tokio::main] async fn main() {
+//! let text = doubled(21, "answer".into()).await.unwrap();
+//! assert_eq!(text, "answer: 42");
+//! # }
+//! ```
+//!
+//! The graph is known without running it:
+//!
+//! ```
+//! # use aqueduct::prelude::*;
+//! # #[task] fn double(x: &u64) -> u64 { x * 2 }
+//! # workflow! { fn doubled(seed: u64) -> u64 { double(&seed) } }
+//! let graph = doubled::workflow().graph();
+//! assert!(graph.to_mermaid().contains("double"));
+//! ```
+
+extern crate self as aqueduct;
+
+mod error;
+pub mod graph;
+mod private;
+pub mod report;
+mod run;
+pub mod task;
+
+pub use aqueduct_macros::{task, workflow};
+pub use error::{Error, TaskFailure};
+pub use graph::{Builder, Graph, Handle, Workflow};
+pub use report::{RunReport, TaskReport, TaskStatus};
+pub use task::{Kind, TaskError};
+
+/// What a workflow file needs: the macros, the error types and the workflow handle.
+pub mod prelude {
+    pub use crate::{Error, TaskError, Workflow, task, workflow};
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::private::*;
+}

@@ -1,0 +1,131 @@
+//! What the macros' expansions call. Not public API: names and shapes change freely.
+
+use std::future::Future;
+use std::marker::PhantomData;
+
+pub use crate::graph::{Builder, Handle, In, Step};
+pub use crate::task::{Kind, TaskError, TaskInfo, TaskReturn};
+pub use crate::{Error, Workflow};
+pub use std::sync::OnceLock;
+
+/// Implemented by `#[task]` on the hidden struct named like the task function.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a task",
+    label = "not a `#[task]`",
+    note = "add `#[task]` to the function so a workflow can call it"
+)]
+pub trait Task: 'static {
+    /// The function's declared return type (for an `async fn`, its future's output).
+    type Return;
+    /// The value a successful call produces.
+    type Output: TaskOutput;
+    /// [`Cpu`] or [`Io`].
+    type Kind;
+    /// Name and kind.
+    const INFO: TaskInfo;
+    /// Splits the return value into success and failure.
+    fn finish(ret: Self::Return) -> Result<Self::Output, TaskError>;
+}
+
+/// The kind of a plain `fn` task.
+pub enum Cpu {}
+/// The kind of an `async fn` task.
+pub enum Io {}
+
+/// A task's output is shared by reference between tasks on many threads.
+#[diagnostic::on_unimplemented(
+    message = "the task output `{Self}` cannot be shared between tasks",
+    label = "a task's output must be `Send + Sync + 'static`",
+    note = "outputs are shared by reference across threads: use `Arc` rather than `Rc`, \
+            `Mutex` rather than `RefCell`, and owned data rather than borrows"
+)]
+pub trait TaskOutput: Send + Sync + 'static {}
+
+#[diagnostic::do_not_recommend]
+impl<T: Send + Sync + 'static> TaskOutput for T {}
+
+/// Turns a call of task `M` into a [`Step`]: a value for CPU tasks, a future for IO tasks.
+#[diagnostic::on_unimplemented(
+    message = "the future returned by async task `{M}` is not `Send`",
+    label = "IO tasks run on tokio's worker threads, so their futures must be `Send`",
+    note = "see the error at the task's definition: do not hold an `Rc`, a `RefCell` borrow \
+            or a `MutexGuard` across an `.await`"
+)]
+pub trait Adapter<'a, M: Task, X> {
+    /// Wraps the call's result.
+    fn step(call: X) -> Step<'a, M::Output>;
+}
+
+impl<'a, M: Task<Kind = Cpu>> Adapter<'a, M, M::Return> for Cpu {
+    fn step(ret: M::Return) -> Step<'a, M::Output> {
+        Step::done(M::finish(ret))
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<'a, M, F> Adapter<'a, M, F> for Io
+where
+    M: Task<Kind = Io>,
+    F: Future<Output = M::Return> + Send + 'a,
+{
+    fn step(future: F) -> Step<'a, M::Output> {
+        Step::pending(async move { M::finish(future.await) })
+    }
+}
+
+/// Names task `M` once in the expansion, so a missing `#[task]` is reported once.
+pub struct Marker<M>(PhantomData<fn() -> M>);
+
+impl<M> Clone for Marker<M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<M> Copy for Marker<M> {}
+
+/// The marker of task `M`.
+pub const fn marker<M: Task>() -> Marker<M> {
+    Marker(PhantomData)
+}
+
+impl<M: Task> Marker<M> {
+    /// The task's name and kind.
+    pub const fn info(self) -> TaskInfo {
+        M::INFO
+    }
+
+    /// Wraps a call of the task's function.
+    pub fn step<'a, X>(self, call: X) -> Step<'a, M::Output>
+    where
+        M::Kind: Adapter<'a, M, X>,
+    {
+        <M::Kind as Adapter<'a, M, X>>::step(call)
+    }
+}
+
+/// Checks that an async task's future is `Send`, at the task's definition.
+pub fn assert_send<F: Future + Send>(_: F) {}
+
+/// A workflow's tail must produce the declared output type.
+#[diagnostic::on_unimplemented(
+    message = "the workflow returns `{O}`, but its tail produces `{Self}`",
+    label = "this produces `{Self}`",
+    note = "change the workflow's return type to `{Self}`, or end it with a task that returns `{O}`"
+)]
+pub trait Produces<O> {
+    /// The same handle, typed as the workflow's output.
+    fn cast(handle: Handle<Self>) -> Handle<O>
+    where
+        Self: Sized;
+}
+
+impl<T> Produces<T> for T {
+    fn cast(handle: Handle<T>) -> Handle<T> {
+        handle
+    }
+}
+
+/// The handle of the workflow's output, checked against the declared return type.
+pub fn output<O, T: Produces<O>>(tail: Handle<T>) -> Handle<O> {
+    T::cast(tail)
+}

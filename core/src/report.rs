@@ -1,0 +1,159 @@
+//! The report of a run: what each task did and how well the run used its parallelism.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::task::Kind;
+
+/// How a task's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// It returned its value.
+    Succeeded,
+    /// It returned an error or panicked.
+    Failed,
+    /// It never ran: an input's task failed.
+    Skipped,
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Skipped => "skipped (upstream failed)",
+        })
+    }
+}
+
+/// What one task did in one run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskReport {
+    /// The node's name: its binding in the workflow.
+    pub node: String,
+    /// The task function it called.
+    pub task: String,
+    /// Where it ran.
+    pub kind: Kind,
+    /// How it ended.
+    pub status: TaskStatus,
+    /// When it started, from the start of the run; `None` if it never ran.
+    pub started_at: Option<Duration>,
+    /// From all its inputs existing to its start: time spent waiting for a thread.
+    pub queue_wait: Duration,
+    /// From its start to its end.
+    pub duration: Duration,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The report of one run, whether it succeeded or not.
+///
+/// It prints as a table (`{}`) and serialises with serde.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    /// The workflow's name.
+    pub workflow: String,
+    /// From the start of the run to its end.
+    pub wall: Duration,
+    /// Every task, in the graph's order.
+    pub tasks: Vec<TaskReport>,
+    /// The tasks, each an input of the next, whose durations add up to the most.
+    pub critical_path: Vec<String>,
+}
+
+impl RunReport {
+    pub(crate) fn not_started(workflow: &str) -> Self {
+        Self {
+            workflow: workflow.to_owned(),
+            wall: Duration::ZERO,
+            tasks: Vec::new(),
+            critical_path: Vec::new(),
+        }
+    }
+
+    /// The report of the task bound to `node`.
+    pub fn task(&self, node: &str) -> Option<&TaskReport> {
+        self.tasks.iter().find(|t| t.node == node)
+    }
+
+    /// The sum of every task's duration: what the run would take one task at a time.
+    pub fn total_task_time(&self) -> Duration {
+        self.tasks.iter().map(|t| t.duration).sum()
+    }
+
+    /// Total task time over wall time: how many tasks ran at once, on average.
+    pub fn speedup(&self) -> f64 {
+        let wall = self.wall.as_secs_f64();
+        if wall == 0.0 { 0.0 } else { self.total_task_time().as_secs_f64() / wall }
+    }
+
+    /// The critical path's duration: a lower bound on the wall time of any schedule.
+    pub fn critical_path_time(&self) -> Duration {
+        self.critical_path
+            .iter()
+            .filter_map(|node| self.task(node))
+            .map(|t| t.duration)
+            .sum()
+    }
+
+    /// Tasks with the given status.
+    pub fn with_status(&self, status: TaskStatus) -> impl Iterator<Item = &TaskReport> {
+        self.tasks.iter().filter(move |t| t.status == status)
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let width = |title: &str, cell: &dyn Fn(&TaskReport) -> usize| {
+            self.tasks.iter().map(cell).chain([title.len()]).max().unwrap_or(0)
+        };
+        let node_w = width("node", &|t| t.node.len());
+        let task_w = width("task", &|t| t.task.len());
+        writeln!(f, "run of `{}`", self.workflow)?;
+        writeln!(
+            f,
+            "  {:node_w$}  {:task_w$}  {:4}  {:9}  {:>10}  {:>10}  {:>10}",
+            "node", "task", "kind", "status", "start", "wait", "duration"
+        )?;
+        for t in &self.tasks {
+            let start = t.started_at.map(ms).unwrap_or_else(|| "-".into());
+            let status = match t.status {
+                TaskStatus::Skipped => "skipped",
+                other => if other == TaskStatus::Failed { "failed" } else { "ok" },
+            };
+            writeln!(
+                f,
+                "  {:node_w$}  {:task_w$}  {:4}  {:9}  {:>10}  {:>10}  {:>10}",
+                t.node,
+                t.task,
+                t.kind.to_string(),
+                status,
+                start,
+                ms(t.queue_wait),
+                ms(t.duration)
+            )?;
+            if let Some(error) = &t.error {
+                writeln!(f, "  {:node_w$}  error: {error}", "")?;
+            }
+        }
+        writeln!(
+            f,
+            "  wall {}, task time {}, speed-up {:.2}x",
+            ms(self.wall),
+            ms(self.total_task_time()),
+            self.speedup()
+        )?;
+        write!(
+            f,
+            "  critical path ({}): {}",
+            ms(self.critical_path_time()),
+            self.critical_path.join(" -> ")
+        )
+    }
+}

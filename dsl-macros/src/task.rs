@@ -1,0 +1,221 @@
+//! `#[task]`: parse → validate → expand.
+//!
+//! The function is emitted unchanged. Beside it goes a hidden struct of the same name
+//! (type namespace only), implementing `__private::Task` with the task's return
+//! type, output type and kind; `workflow!` names the task through it.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{FnArg, ItemFn, Meta, ReturnType, Token, Type};
+
+use crate::errors::Errors;
+
+/// The options `#[task(...)]` accepts.
+const OPTIONS: &[&str] = &[];
+
+/// A validated task.
+struct Task {
+    item: ItemFn,
+    is_async: bool,
+    /// The declared return type; `()` when there is none.
+    ret: Type,
+    /// Whether `ret` is a `Result` whose `Err` fails the task.
+    fallible: bool,
+}
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item: ItemFn = match syn::parse2(item.clone()) {
+        Ok(item) => item,
+        Err(_) => return not_a_function(item),
+    };
+    match validate(args, item.clone()) {
+        Ok(task) => emit(&task),
+        // Keep the function so the rest of the crate (and rust-analyzer) still sees it.
+        Err(error) => {
+            let error = error.to_compile_error();
+            quote!(#item #error)
+        }
+    }
+}
+
+fn not_a_function(item: TokenStream) -> TokenStream {
+    let span = item
+        .clone()
+        .into_iter()
+        .find(|t| !matches!(t, proc_macro2::TokenTree::Punct(p) if p.as_char() == '#'))
+        .map_or_else(Span::call_site, |t| t.span());
+    let error = syn::Error::new(
+        span,
+        "`#[task]` goes on a function: `fn name(input: &T) -> Output` or `async fn …`",
+    )
+    .to_compile_error();
+    quote!(#item #error)
+}
+
+fn validate(args: TokenStream, item: ItemFn) -> syn::Result<Task> {
+    let mut errors = Errors::default();
+    check_options(args, &mut errors);
+    let sig = &item.sig;
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.at(
+            &sig.generics,
+            "a task cannot be generic: a workflow node needs one concrete signature",
+        );
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        errors.at(unsafety, "a task cannot be `unsafe fn`: the runtime calls it for you");
+    }
+    if let Some(abi) = &sig.abi {
+        errors.at(abi, "a task cannot declare an ABI: remove `extern`");
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.at(variadic, "a task cannot be variadic");
+    }
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => errors.at(
+                receiver,
+                "a task is a free function, not a method: move it out of the `impl`",
+            ),
+            FnArg::Typed(typed) => check_input_type(&typed.ty, &mut errors),
+        }
+    }
+    let ret = match &sig.output {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    };
+    if let Type::ImplTrait(_) = &ret {
+        errors.at(
+            &ret,
+            "a task cannot return `impl Trait`: its output is stored and shared, so name its type",
+        );
+    }
+    errors.finish()?;
+    Ok(Task {
+        is_async: sig.asyncness.is_some(),
+        fallible: is_result(&ret),
+        ret,
+        item,
+    })
+}
+
+fn check_options(args: TokenStream, errors: &mut Errors) {
+    let options = match syn::parse::Parser::parse2(Punctuated::<Meta, Token![,]>::parse_terminated, args) {
+        Ok(options) => options,
+        Err(error) => return errors.push(error),
+    };
+    for option in options {
+        let key = option.path();
+        let name = key.get_ident().map(ToString::to_string).unwrap_or_default();
+        if !OPTIONS.contains(&name.as_str()) {
+            let valid = if OPTIONS.is_empty() {
+                "`#[task]` takes no options".to_owned()
+            } else {
+                format!("valid options: {}", OPTIONS.join(", "))
+            };
+            errors.at(key, format!("unknown task option `{}`: {valid}", quote!(#key)));
+        }
+    }
+}
+
+fn check_input_type(ty: &Type, errors: &mut Errors) {
+    match ty {
+        Type::Reference(reference) => {
+            if let Some(mutability) = &reference.mutability {
+                errors.at(
+                    mutability,
+                    "a task cannot take `&mut`: inputs are shared with every other reader; take `&T`",
+                );
+            }
+        }
+        Type::Paren(inner) => check_input_type(&inner.elem, errors),
+        _ => errors.at(
+            ty,
+            format!(
+                "task inputs are borrowed from the run, never moved or cloned: take `&{}`",
+                quote!(#ty)
+            ),
+        ),
+    }
+}
+
+/// A return type spelled `Result<…>` (any path ending in `Result`) fails the task on `Err`.
+fn is_result(ty: &Type) -> bool {
+    match ty {
+        Type::Path(path) => path.qself.is_none() && path.path.segments.last().is_some_and(|s| s.ident == "Result"),
+        Type::Paren(inner) => is_result(&inner.elem),
+        _ => false,
+    }
+}
+
+fn emit(task: &Task) -> TokenStream {
+    let item = &task.item;
+    let vis = &item.vis;
+    let name = &item.sig.ident;
+    let ret = &task.ret;
+    let p = quote!(::aqueduct::__private);
+    let (output, finish) = if task.fallible {
+        (
+            quote_spanned!(ret.span()=> <#ret as #p::TaskReturn>::Output),
+            quote!(#p::TaskReturn::into_result(ret)),
+        )
+    } else {
+        (quote_spanned!(ret.span()=> #ret), quote!(::core::result::Result::Ok(ret)))
+    };
+    let (kind, kind_value) = if task.is_async {
+        (quote!(#p::Io), quote!(#p::Kind::Io))
+    } else {
+        (quote!(#p::Cpu), quote!(#p::Kind::Cpu))
+    };
+    let send_check = task.is_async.then(|| send_check(task));
+    quote! {
+        #item
+
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, dead_code)]
+        #vis struct #name {}
+
+        impl #p::Task for #name {
+            type Return = #ret;
+            type Output = #output;
+            type Kind = #kind;
+            const INFO: #p::TaskInfo = #p::TaskInfo {
+                name: ::core::stringify!(#name),
+                kind: #kind_value,
+            };
+            fn finish(ret: Self::Return) -> ::core::result::Result<Self::Output, #p::TaskError> {
+                #finish
+            }
+        }
+
+        #send_check
+    }
+}
+
+/// A never-called function that hands the task's future to `assert_send`, so a
+/// non-`Send` future is reported at the task, with rustc's note on what is held across
+/// which `.await`.
+fn send_check(task: &Task) -> TokenStream {
+    let name = &task.item.sig.ident;
+    let (args, types): (Vec<_>, Vec<_>) = task
+        .item
+        .sig
+        .inputs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, input)| match input {
+            FnArg::Typed(typed) => Some((format_ident!("__aqueduct_arg{i}"), &typed.ty)),
+            FnArg::Receiver(_) => None,
+        })
+        .unzip();
+    quote_spanned! {name.span()=>
+        const _: () = {
+            #[allow(dead_code)]
+            fn __aqueduct_future_is_send(#(#args: #types),*) {
+                ::aqueduct::__private::assert_send(#name(#(#args),*));
+            }
+        };
+    }
+}

@@ -1,0 +1,1 @@
+//! Runnable examples of Aqueduct: see the `[[example]]` targets in this package.

@@ -1,0 +1,1 @@
+//! Compile-fail and compile-pass snapshots of Aqueduct's macros; see `tests/ui.rs`.
