@@ -17,8 +17,8 @@ pub use std::sync::OnceLock;
 pub trait Task: 'static {
     /// The function's declared return type (for an `async fn`, its future's output).
     type Return;
-    /// The value a successful call produces.
-    type Output: TaskOutput;
+    /// The value a successful call produces; `#[task]` asserts it is a [`TaskOutput`].
+    type Output;
     /// [`Cpu`] or [`Io`].
     type Kind;
     /// Name and kind.
@@ -44,6 +44,14 @@ pub trait TaskOutput: Send + Sync + 'static {}
 #[diagnostic::do_not_recommend]
 impl<T: Send + Sync + 'static> TaskOutput for T {}
 
+/// Splits a fallible task's return value.
+pub fn into_result<T, R: TaskReturn<Output = T>>(ret: R) -> Result<T, TaskError> {
+    ret.into_result()
+}
+
+/// Checks a task's output type at the task's definition.
+pub const fn assert_task_output<T: TaskOutput>() {}
+
 /// Turns a call of task `M` into a [`Step`]: a value for CPU tasks, a future for IO tasks.
 #[diagnostic::on_unimplemented(
     message = "the future returned by async task `{M}` is not `Send`",
@@ -51,12 +59,12 @@ impl<T: Send + Sync + 'static> TaskOutput for T {}
     note = "see the error at the task's definition: do not hold an `Rc`, a `RefCell` borrow \
             or a `MutexGuard` across an `.await`"
 )]
-pub trait Adapter<'a, M: Task, X> {
+pub trait Adapter<'a, M: Task<Output: TaskOutput>, X> {
     /// Wraps the call's result.
     fn step(call: X) -> Step<'a, M::Output>;
 }
 
-impl<'a, M: Task<Kind = Cpu>> Adapter<'a, M, M::Return> for Cpu {
+impl<'a, M: Task<Kind = Cpu, Output: TaskOutput>> Adapter<'a, M, M::Return> for Cpu {
     fn step(ret: M::Return) -> Step<'a, M::Output> {
         Step::done(M::finish(ret))
     }
@@ -65,7 +73,7 @@ impl<'a, M: Task<Kind = Cpu>> Adapter<'a, M, M::Return> for Cpu {
 #[diagnostic::do_not_recommend]
 impl<'a, M, F> Adapter<'a, M, F> for Io
 where
-    M: Task<Kind = Io>,
+    M: Task<Kind = Io, Output: TaskOutput>,
     F: Future<Output = M::Return> + Send + 'a,
 {
     fn step(future: F) -> Step<'a, M::Output> {
@@ -76,6 +84,14 @@ where
 /// Names task `M` once in the expansion, so a missing `#[task]` is reported once.
 pub struct Marker<M>(PhantomData<fn() -> M>);
 
+/// Gives every task its [`Marker`].
+pub trait HasMarker: Task + Sized {
+    /// This task's marker.
+    const MARKER: Marker<Self> = Marker(PhantomData);
+}
+
+impl<M: Task> HasMarker for M {}
+
 impl<M> Clone for Marker<M> {
     fn clone(&self) -> Self {
         *self
@@ -83,12 +99,7 @@ impl<M> Clone for Marker<M> {
 }
 impl<M> Copy for Marker<M> {}
 
-/// The marker of task `M`.
-pub const fn marker<M: Task>() -> Marker<M> {
-    Marker(PhantomData)
-}
-
-impl<M: Task> Marker<M> {
+impl<M: Task<Output: TaskOutput>> Marker<M> {
     /// The task's name and kind.
     pub const fn info(self) -> TaskInfo {
         M::INFO

@@ -135,10 +135,30 @@ fn check_input_type(ty: &Type, errors: &mut Errors) {
             ty,
             format!(
                 "task inputs are borrowed from the run, never moved or cloned: take `&{}`",
-                quote!(#ty)
+                type_text(ty)
             ),
         ),
     }
+}
+
+/// `T` in `Result<T, …>`.
+fn ok_type(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else { return None };
+    let syn::PathArguments::AngleBracketed(args) = &path.path.segments.last()?.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        syn::GenericArgument::Type(ok) => Some(ok),
+        _ => None,
+    }
+}
+
+/// A type as a user would write it: `Vec<u64>`, not `Vec < u64 >`.
+fn type_text(ty: &Type) -> String {
+    let text = quote!(#ty).to_string();
+    [(" < ", "<"), ("< ", "<"), (" >", ">"), (" ,", ","), (" :: ", "::"), ("& ", "&")]
+        .iter()
+        .fold(text, |text, (from, to)| text.replace(from, to))
 }
 
 /// A return type spelled `Result<…>` (any path ending in `Result`) fails the task on `Err`.
@@ -157,9 +177,15 @@ fn emit(task: &Task) -> TokenStream {
     let ret = &task.ret;
     let p = quote!(::aqueduct::__private);
     let (output, finish) = if task.fallible {
+        // `Result<T, …>` names its output `T`; only an alias without arguments needs the
+        // projection, which rustc reports once per use if the type is not a `Result`.
+        let output = ok_type(ret).map_or_else(
+            || quote_spanned!(ret.span()=> <#ret as #p::TaskReturn>::Output),
+            |ok| quote!(#ok),
+        );
         (
-            quote_spanned!(ret.span()=> <#ret as #p::TaskReturn>::Output),
-            quote!(#p::TaskReturn::into_result(ret)),
+            output,
+            quote_spanned!(ret.span()=> #p::into_result(ret)),
         )
     } else {
         (quote_spanned!(ret.span()=> #ret), quote!(::core::result::Result::Ok(ret)))
@@ -189,6 +215,8 @@ fn emit(task: &Task) -> TokenStream {
                 #finish
             }
         }
+
+        const _: () = #p::assert_task_output::<#output>();
 
         #send_check
     }

@@ -164,11 +164,16 @@ fn validate(input: Input) -> syn::Result<Workflow> {
             None
         }
         None => {
-            let span = stmts.last().map_or_else(|| input.body.brace_token.span.close(), Spanned::span);
+            let example = lets.iter().rev().find_map(let_ident).map_or_else(
+                || "`task(&input)`".to_owned(),
+                |last| format!("e.g. `{last}`"),
+            );
             errors.push(syn::Error::new(
-                span,
-                "a workflow ends with its output: add a task call or a binding, without `;`, \
-                 after the last statement",
+                input.body.brace_token.span.close(),
+                format!(
+                    "a workflow ends with its output: before this `}}`, add a task call or a \
+                     binding without `;`, {example}"
+                ),
             ));
             None
         }
@@ -487,7 +492,7 @@ fn emit_call(call: &Call, node_name: &str) -> TokenStream {
     });
     let mut parens = Group::new(Delimiter::Parenthesis, quote!(#(#args),*));
     parens.set_span(call.paren);
-    let marker = quote_spanned!(task.span()=> #p::marker::<#task>());
+    let marker = quote_spanned!(task.span()=> <#task as #p::HasMarker>::MARKER);
     let the_call: TokenStream = task.to_token_stream().into_iter().chain([TokenTree::Group(parens)]).collect();
     quote! {{
         let __aqueduct_task = #marker;

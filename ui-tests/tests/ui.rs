@@ -1,0 +1,12 @@
+//! Every compile error Aqueduct promises, and the happy paths, as trybuild snapshots.
+//! Refresh with `TRYBUILD=overwrite cargo test -p aqueduct-ui-tests` and review the diff.
+
+#[test]
+fn ui() {
+    let cases = trybuild::TestCases::new();
+    cases.compile_fail("tests/ui/wiring/*.rs");
+    cases.compile_fail("tests/ui/types/*.rs");
+    cases.compile_fail("tests/ui/syntax/*.rs");
+    cases.compile_fail("tests/ui/task/*.rs");
+    cases.pass("tests/ui/pass/*.rs");
+}

@@ -1,0 +1,107 @@
+//! Every supported form of `#[task]` and `workflow!`, kept compiling.
+use aqueduct::prelude::*;
+
+#[derive(Debug)]
+struct Fail;
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("fail")
+    }
+}
+impl std::error::Error for Fail {}
+
+pub struct Parts {
+    pub left: Vec<u64>,
+    pub right: (Vec<u64>, u64),
+}
+
+/// A CPU task with no inputs.
+#[task]
+fn start() -> u64 {
+    1
+}
+
+/// A CPU task with a by-reference input, returning a plain value.
+#[task]
+pub fn split(n: &u64) -> Parts {
+    Parts {
+        left: vec![*n; 2],
+        right: (vec![*n; 3], 7),
+    }
+}
+
+/// A task whose parameter is a slice, fed a `Vec` field by deref coercion.
+#[task]
+fn sum(values: &[u64]) -> u64 {
+    values.iter().sum()
+}
+
+/// A fallible CPU task with a user error type.
+#[task]
+fn checked(a: &u64, b: &u64) -> Result<u64, Fail> {
+    a.checked_add(*b).ok_or(Fail)
+}
+
+/// A fallible async task with `TaskError` and a `&str` input fed a `String`.
+#[task]
+async fn label(value: &u64, prefix: &str) -> Result<String, TaskError> {
+    Ok(format!("{prefix}{value}"))
+}
+
+/// An async task returning `()`.
+#[task]
+async fn log(_line: &String) {}
+
+mod nested {
+    use aqueduct::prelude::*;
+
+    #[task]
+    pub fn identity(x: &u64) -> u64 {
+        *x
+    }
+}
+
+workflow! {
+    /// Every form: parameters, bindings, a type annotation, fields of outputs (named and
+    /// tuple), a task by path, repeated inputs, a task call as the tail.
+    pub fn every_form(prefix: String) -> String {
+        let one = start();
+        let parts = split(&one);
+        let left = sum(&parts.left);
+        let right: u64 = sum(&parts.right.0);
+        let same = nested::identity(&parts.right.1);
+        let both = checked(&left, &right);
+        let twice = checked(&both, &both);
+        let text = label(&twice, &prefix);
+        let _logged = log(&text);
+        label(&same, &prefix)
+    }
+}
+
+workflow! {
+    fn no_params() -> u64 {
+        start()
+    }
+}
+
+workflow! {
+    fn tail_is_param(x: u64) -> u64 {
+        let _unused = start();
+        x
+    }
+}
+
+workflow! {
+    fn unit_output(value_prefix_is_not_needed_here_so_use_a_param_instead: String) {
+        let value = start();
+        let text = label(&value, &value_prefix_is_not_needed_here_so_use_a_param_instead);
+        log(&text)
+    }
+}
+
+fn main() {
+    let _ = every_form(String::new());
+    let _ = no_params();
+    let _ = tail_is_param(1);
+    let _ = every_form::workflow().graph().to_dot();
+}

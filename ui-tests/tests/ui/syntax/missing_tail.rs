@@ -1,0 +1,19 @@
+use aqueduct::prelude::*;
+
+#[task]
+fn double(x: &u64) -> u64 {
+    x * 2
+}
+
+#[task]
+fn add(a: &u64, b: &u64) -> u64 {
+    a + b
+}
+
+workflow! {
+    fn flow(seed: u64) -> u64 {
+        let a = double(&seed);
+    }
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use aqueduct::prelude::*;
+
+#[task]
+struct Config {
+    size: usize,
+}
+
+fn main() {}
