@@ -51,7 +51,11 @@ impl fmt::Display for TaskFailure {
         if self.node == self.task {
             write!(f, "task `{}` failed: {}", self.node, self.error)
         } else {
-            write!(f, "task `{}` (`{}`) failed: {}", self.node, self.task, self.error)
+            write!(
+                f,
+                "task `{}` (`{}`) failed: {}",
+                self.node, self.task, self.error
+            )
         }
     }
 }

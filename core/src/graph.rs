@@ -228,9 +228,16 @@ impl Graph {
                 Kind::Cpu => "box",
                 Kind::Io => "box, style=rounded",
             };
-            let periphery = if i == self.output { ", peripheries=2" } else { "" };
+            let periphery = if i == self.output {
+                ", peripheries=2"
+            } else {
+                ""
+            };
             let label = dot_escape(&self.label(i));
-            let _ = writeln!(out, "    n{i} [label=\"{label}\", shape={shape}{periphery}];");
+            let _ = writeln!(
+                out,
+                "    n{i} [label=\"{label}\", shape={shape}{periphery}];"
+            );
         }
         for (i, node) in self.nodes.iter().enumerate() {
             for input in &node.inputs {

@@ -86,7 +86,11 @@ impl RunReport {
     /// Total task time over wall time: how many tasks ran at once, on average.
     pub fn speedup(&self) -> f64 {
         let wall = self.wall.as_secs_f64();
-        if wall == 0.0 { 0.0 } else { self.total_task_time().as_secs_f64() / wall }
+        if wall == 0.0 {
+            0.0
+        } else {
+            self.total_task_time().as_secs_f64() / wall
+        }
     }
 
     /// The critical path's duration: a lower bound on the wall time of any schedule.
@@ -111,7 +115,12 @@ fn ms(d: Duration) -> String {
 impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let width = |title: &str, cell: &dyn Fn(&TaskReport) -> usize| {
-            self.tasks.iter().map(cell).chain([title.len()]).max().unwrap_or(0)
+            self.tasks
+                .iter()
+                .map(cell)
+                .chain([title.len()])
+                .max()
+                .unwrap_or(0)
         };
         let node_w = width("node", &|t| t.node.len());
         let task_w = width("task", &|t| t.task.len());
@@ -125,7 +134,13 @@ impl fmt::Display for RunReport {
             let start = t.started_at.map(ms).unwrap_or_else(|| "-".into());
             let status = match t.status {
                 TaskStatus::Skipped => "skipped",
-                other => if other == TaskStatus::Failed { "failed" } else { "ok" },
+                other => {
+                    if other == TaskStatus::Failed {
+                        "failed"
+                    } else {
+                        "ok"
+                    }
+                }
             };
             writeln!(
                 f,

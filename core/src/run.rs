@@ -81,7 +81,10 @@ pub(crate) struct Finished {
 
 /// Runs `plan` once: `store` fills the parameters' slots, then every task runs as soon
 /// as its inputs exist.
-pub(crate) async fn execute(plan: Arc<Plan>, store: impl FnOnce(&[Slot])) -> Result<Finished, Error> {
+pub(crate) async fn execute(
+    plan: Arc<Plan>,
+    store: impl FnOnce(&[Slot]),
+) -> Result<Finished, Error> {
     let tokio = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime {
         workflow: plan.graph.name.to_string(),
     })?;
@@ -141,7 +144,9 @@ impl Shared {
         loop {
             let started = Instant::now();
             let outcome = self.task_span(node).in_scope(|| {
-                let call = self.plan.calls[node].as_ref().expect("a task node has a call");
+                let call = self.plan.calls[node]
+                    .as_ref()
+                    .expect("a task node has a call");
                 match catch_unwind(AssertUnwindSafe(|| call(&self.slots))) {
                     Ok(Step::Done(outcome)) => outcome,
                     Ok(Step::Pending(_)) => Err(TaskError::msg(
@@ -162,7 +167,9 @@ impl Shared {
         loop {
             let started = Instant::now();
             let span = self.task_span(node);
-            let call = self.plan.calls[node].as_ref().expect("a task node has a call");
+            let call = self.plan.calls[node]
+                .as_ref()
+                .expect("a task node has a call");
             let outcome = match catch_unwind(AssertUnwindSafe(|| call(&self.slots))) {
                 Ok(Step::Pending(future)) => CatchUnwind(future).instrument(span).await,
                 Ok(Step::Done(outcome)) => outcome,
@@ -233,12 +240,29 @@ impl Finished {
     /// Splits the run into its output (or its failures) and its report.
     pub(crate) fn into_output<O: 'static>(self, plan: &Plan) -> (Result<O, Error>, RunReport) {
         let report = self.report(plan);
-        let mut records: Vec<Option<Record>> = self.slots.into_vec().into_iter().map(OnceLock::into_inner).collect();
+        let mut records: Vec<Option<Record>> = self
+            .slots
+            .into_vec()
+            .into_iter()
+            .map(OnceLock::into_inner)
+            .collect();
         let graph = &plan.graph;
         let mut failures = Vec::new();
         for (node, record) in records.iter_mut().enumerate() {
-            if matches!(record, Some(Record { outcome: Err(_), .. })) {
-                let Some(Record { outcome: Err(error), .. }) = record.take() else { unreachable!() };
+            if matches!(
+                record,
+                Some(Record {
+                    outcome: Err(_),
+                    ..
+                })
+            ) {
+                let Some(Record {
+                    outcome: Err(error),
+                    ..
+                }) = record.take()
+                else {
+                    unreachable!()
+                };
                 failures.push(TaskFailure {
                     node: graph.nodes[node].name.to_string(),
                     task: graph.nodes[node].task.unwrap_or_default(),
@@ -290,7 +314,9 @@ impl Finished {
                     started_at: record.map(|r| r.started.saturating_duration_since(self.started)),
                     queue_wait: record.map_or(Duration::ZERO, |r| r.started - r.ready),
                     duration: record.map_or(Duration::ZERO, |r| r.finished - r.started),
-                    error: record.and_then(|r| r.outcome.as_ref().err()).map(ToString::to_string),
+                    error: record
+                        .and_then(|r| r.outcome.as_ref().err())
+                        .map(ToString::to_string),
                 }
             })
             .collect();
@@ -306,11 +332,19 @@ impl Finished {
     /// most: no schedule can finish the run sooner.
     fn critical_path(&self, plan: &Plan) -> Vec<String> {
         let nodes = &plan.graph.nodes;
-        let duration = |i: usize| self.slots[i].get().map_or(Duration::ZERO, |r| r.finished - r.started);
+        let duration = |i: usize| {
+            self.slots[i]
+                .get()
+                .map_or(Duration::ZERO, |r| r.finished - r.started)
+        };
         // Nodes are in topological order, so one forward pass finds every longest path.
         let mut longest = vec![(Duration::ZERO, None::<usize>); nodes.len()];
         for (i, node) in nodes.iter().enumerate() {
-            let before = node.inputs.iter().map(|&j| (longest[j].0, Some(j))).max_by_key(|(d, _)| *d);
+            let before = node
+                .inputs
+                .iter()
+                .map(|&j| (longest[j].0, Some(j)))
+                .max_by_key(|(d, _)| *d);
             let (base, previous) = before.unwrap_or((Duration::ZERO, None));
             longest[i] = (base + duration(i), previous);
         }

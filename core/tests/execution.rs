@@ -64,7 +64,10 @@ async fn independent_tasks_overlap_in_time() {
     };
     let (a, b, c) = (window("a"), window("b"), window("c"));
     for (x, y) in [(a, b), (a, c), (b, c)] {
-        assert!(x.0 < y.1 && y.0 < x.1, "{x:?} and {y:?} do not overlap\n{report}");
+        assert!(
+            x.0 < y.1 && y.0 < x.1,
+            "{x:?} and {y:?} do not overlap\n{report}"
+        );
     }
     // Three 150 ms waits at once: well under the 450 ms they take one after another.
     assert!(report.wall < Duration::from_millis(400), "{report}");
@@ -85,7 +88,10 @@ mod pools {
     }
 
     #[task]
-    fn both(cpu: &Option<usize>, io: &(bool, Option<usize>)) -> (Option<usize>, bool, Option<usize>) {
+    fn both(
+        cpu: &Option<usize>,
+        io: &(bool, Option<usize>),
+    ) -> (Option<usize>, bool, Option<usize>) {
         (*cpu, io.0, io.1)
     }
 
@@ -123,7 +129,10 @@ mod pools {
 async fn cpu_tasks_run_on_rayon_and_io_tasks_on_tokio() {
     let (cpu, io_has_runtime, io_rayon) = pools::where_they_run(()).await.unwrap();
     assert!(cpu.is_some(), "a plain fn task runs on a rayon thread");
-    assert!(io_has_runtime, "an async task runs inside the tokio runtime");
+    assert!(
+        io_has_runtime,
+        "an async task runs inside the tokio runtime"
+    );
     assert_eq!(io_rayon, None, "an async task does not run on rayon");
 }
 
@@ -176,7 +185,10 @@ mod sharing {
 async fn a_non_clone_output_is_read_in_place_by_every_reader() {
     let (sum, len, reads, same_allocation) = sharing::share(1000).await.unwrap();
     assert_eq!((sum, len, reads), (499_500, 1000, 2));
-    assert!(same_allocation, "every reader saw the one value the producer made");
+    assert!(
+        same_allocation,
+        "every reader saw the one value the producer made"
+    );
 }
 
 mod failing {
@@ -236,7 +248,9 @@ mod failing {
 #[tokio::test]
 async fn a_failed_task_names_itself_and_independent_branches_finish() {
     let done = Arc::new(AtomicUsize::new(0));
-    let (out, report) = failing::isolated::workflow().run_with_report((1, done.clone())).await;
+    let (out, report) = failing::isolated::workflow()
+        .run_with_report((1, done.clone()))
+        .await;
     let error = out.unwrap_err();
     let message = error.to_string();
     assert!(message.contains("`broken`"), "{message}");
@@ -245,13 +259,20 @@ async fn a_failed_task_names_itself_and_independent_branches_finish() {
     assert_eq!(error.failures().len(), 1);
     assert_eq!(error.failures()[0].node, "broken");
 
-    assert_eq!(done.load(Ordering::SeqCst), 1, "the independent branch ran to its end");
+    assert_eq!(
+        done.load(Ordering::SeqCst),
+        1,
+        "the independent branch ran to its end"
+    );
     let status = |node: &str| report.task(node).unwrap().status;
     assert_eq!(status("side"), TaskStatus::Succeeded);
     assert_eq!(status("broken"), TaskStatus::Failed);
     assert_eq!(status("downstream"), TaskStatus::Skipped);
     assert_eq!(status("join"), TaskStatus::Skipped);
-    assert!(message.contains("downstream") && message.contains("join"), "{message}");
+    assert!(
+        message.contains("downstream") && message.contains("join"),
+        "{message}"
+    );
     assert_eq!(
         report.task("broken").unwrap().error.as_deref(),
         Some("boom: the disk is full")
@@ -262,7 +283,10 @@ async fn a_failed_task_names_itself_and_independent_branches_finish() {
 async fn a_panicking_task_fails_without_crashing_the_process() {
     let (out, report) = failing::panics::workflow().run_with_report((7,)).await;
     let message = out.unwrap_err().to_string();
-    assert!(message.contains("`bad` (`explode`) failed: panicked: index out of range"), "{message}");
+    assert!(
+        message.contains("`bad` (`explode`) failed: panicked: index out of range"),
+        "{message}"
+    );
     assert_eq!(report.task("kept").unwrap().status, TaskStatus::Succeeded);
 }
 
@@ -274,7 +298,12 @@ fn running_outside_tokio_is_a_clear_error() {
     let Poll::Ready(Err(error)) = run.as_mut().poll(&mut Context::from_waker(Waker::noop())) else {
         panic!("expected an immediate error");
     };
-    assert!(error.to_string().contains("must run inside a tokio runtime"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("must run inside a tokio runtime"),
+        "{error}"
+    );
 }
 
 mod shapes {
@@ -318,12 +347,23 @@ async fn the_report_measures_the_run() {
     let (out, report): (_, RunReport) = pools::cpu_heavy::workflow().run_with_report((20,)).await;
     assert_eq!(out.unwrap(), 80);
     assert_eq!(report.tasks.len(), 5);
-    assert!(report.tasks.iter().all(|t| t.status == TaskStatus::Succeeded));
+    assert!(
+        report
+            .tasks
+            .iter()
+            .all(|t| t.status == TaskStatus::Succeeded)
+    );
     assert!(report.total_task_time() >= Duration::from_millis(80));
     assert_eq!(report.critical_path.len(), 2, "{report}");
-    assert_eq!(report.critical_path.last().map(String::as_str), Some("total"));
+    assert_eq!(
+        report.critical_path.last().map(String::as_str),
+        Some("total")
+    );
     let table = report.to_string();
-    assert!(table.contains("burn") && table.contains("speed-up"), "{table}");
+    assert!(
+        table.contains("burn") && table.contains("speed-up"),
+        "{table}"
+    );
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["tasks"][0]["status"], "succeeded");
     assert_eq!(json["tasks"][0]["kind"], "cpu");

@@ -45,6 +45,8 @@ async fn a_tokio_timer_keeps_firing_while_cpu_tasks_run() {
         latest = now;
     }
     assert_eq!(run.await.unwrap().unwrap(), 600);
-    assert!(worst < Duration::from_millis(60), "the timer stalled for {worst:?}");
+    assert!(
+        worst < Duration::from_millis(60),
+        "the timer stalled for {worst:?}"
+    );
 }
-

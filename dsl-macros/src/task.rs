@@ -65,13 +65,13 @@ fn validate(args: TokenStream, item: ItemFn) -> syn::Result<Task> {
         );
     }
     if let Some(unsafety) = &sig.unsafety {
-        errors.at(unsafety, "a task cannot be `unsafe fn`: the runtime calls it for you");
+        errors.at(
+            unsafety,
+            "a task cannot be `unsafe fn`: the runtime calls it for you",
+        );
     }
     if let Some(abi) = &sig.abi {
         errors.at(abi, "a task cannot declare an ABI: remove `extern`");
-    }
-    if let Some(variadic) = &sig.variadic {
-        errors.at(variadic, "a task cannot be variadic");
     }
     for input in &sig.inputs {
         match input {
@@ -102,10 +102,16 @@ fn validate(args: TokenStream, item: ItemFn) -> syn::Result<Task> {
 }
 
 fn check_options(args: TokenStream, errors: &mut Errors) {
-    let options = match syn::parse::Parser::parse2(Punctuated::<Meta, Token![,]>::parse_terminated, args) {
-        Ok(options) => options,
-        Err(error) => return errors.push(error),
-    };
+    let options =
+        match syn::parse::Parser::parse2(Punctuated::<Meta, Token![,]>::parse_terminated, args) {
+            Ok(options) => options,
+            Err(error) => {
+                return errors.push(syn::Error::new(
+                    error.span(),
+                    "malformed task options: write them as `#[task(name = value, …)]`",
+                ));
+            }
+        };
     for option in options {
         let key = option.path();
         let name = key.get_ident().map(ToString::to_string).unwrap_or_default();
@@ -115,7 +121,10 @@ fn check_options(args: TokenStream, errors: &mut Errors) {
             } else {
                 format!("valid options: {}", OPTIONS.join(", "))
             };
-            errors.at(key, format!("unknown task option `{}`: {valid}", quote!(#key)));
+            errors.at(
+                key,
+                format!("unknown task option `{}`: {valid}", quote!(#key)),
+            );
         }
     }
 }
@@ -156,15 +165,29 @@ fn ok_type(ty: &Type) -> Option<&Type> {
 /// A type as a user would write it: `Vec<u64>`, not `Vec < u64 >`.
 fn type_text(ty: &Type) -> String {
     let text = quote!(#ty).to_string();
-    [(" < ", "<"), ("< ", "<"), (" >", ">"), (" ,", ","), (" :: ", "::"), ("& ", "&")]
-        .iter()
-        .fold(text, |text, (from, to)| text.replace(from, to))
+    [
+        (" < ", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        (" :: ", "::"),
+        ("& ", "&"),
+    ]
+    .iter()
+    .fold(text, |text, (from, to)| text.replace(from, to))
 }
 
 /// A return type spelled `Result<…>` (any path ending in `Result`) fails the task on `Err`.
 fn is_result(ty: &Type) -> bool {
     match ty {
-        Type::Path(path) => path.qself.is_none() && path.path.segments.last().is_some_and(|s| s.ident == "Result"),
+        Type::Path(path) => {
+            path.qself.is_none()
+                && path
+                    .path
+                    .segments
+                    .last()
+                    .is_some_and(|s| s.ident == "Result")
+        }
         Type::Paren(inner) => is_result(&inner.elem),
         _ => false,
     }
@@ -183,12 +206,12 @@ fn emit(task: &Task) -> TokenStream {
             || quote_spanned!(ret.span()=> <#ret as #p::TaskReturn>::Output),
             |ok| quote!(#ok),
         );
-        (
-            output,
-            quote_spanned!(ret.span()=> #p::into_result(ret)),
-        )
+        (output, quote_spanned!(ret.span()=> #p::into_result(ret)))
     } else {
-        (quote_spanned!(ret.span()=> #ret), quote!(::core::result::Result::Ok(ret)))
+        (
+            quote_spanned!(ret.span()=> #ret),
+            quote!(::core::result::Result::Ok(ret)),
+        )
     };
     let (kind, kind_value) = if task.is_async {
         (quote!(#p::Io), quote!(#p::Kind::Io))

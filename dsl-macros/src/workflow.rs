@@ -35,7 +35,10 @@ impl Parse for Input {
         let attrs = input.call(Attribute::parse_outer)?;
         let vis = input.parse()?;
         input.parse::<Token![fn]>().map_err(|e| {
-            syn::Error::new(e.span(), "expected `fn`: a workflow is written `pub fn name(param: Type) -> Output { … }`")
+            syn::Error::new(
+                e.span(),
+                "expected `fn`: a workflow is written `pub fn name(param: Type) -> Output { … }`",
+            )
         })?;
         let name = input.parse()?;
         let content;
@@ -111,11 +114,16 @@ fn validate(input: Input) -> syn::Result<Workflow> {
     for param in &input.params {
         match param {
             FnArg::Typed(typed) => match &*typed.pat {
-                Pat::Ident(p) if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() => {
+                Pat::Ident(p)
+                    if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() =>
+                {
                     scope.define(&p.ident, &mut errors);
                     params.push((p.ident.clone(), (*typed.ty).clone()));
                 }
-                pat => errors.at(pat, "a workflow parameter is a plain name: `name: Type`"),
+                pat => {
+                    errors.at(pat, "a workflow parameter is a plain name: `name: Type`");
+                    scope.define_all(pat);
+                }
             },
             FnArg::Receiver(receiver) => errors.at(receiver, "a workflow takes no `self`"),
         }
@@ -129,7 +137,10 @@ fn validate(input: Input) -> syn::Result<Workflow> {
     // Every binding by name, so a use before definition can point at the later `let`.
     for stmt in lets {
         if let Some(ident) = let_ident(stmt) {
-            scope.later.entry(ident.to_string()).or_insert_with(|| ident.clone());
+            scope
+                .later
+                .entry(ident.to_string())
+                .or_insert_with(|| ident.clone());
         }
     }
 
@@ -141,7 +152,7 @@ fn validate(input: Input) -> syn::Result<Workflow> {
                     nodes.push(node);
                 }
             }
-            Stmt::Expr(expr, Some(_)) if matches!(expr, Expr::Call(_)) => errors.at(
+            Stmt::Expr(Expr::Call(_), Some(_)) => errors.at(
                 stmt,
                 format!("{STATEMENT_FORM}: bind this call's output to a name (`let done = …;`)"),
             ),
@@ -196,7 +207,9 @@ fn validate(input: Input) -> syn::Result<Workflow> {
 }
 
 fn let_ident(stmt: &Stmt) -> Option<&Ident> {
-    let Stmt::Local(local) = stmt else { return None };
+    let Stmt::Local(local) = stmt else {
+        return None;
+    };
     match &local.pat {
         Pat::Ident(p) => Some(&p.ident),
         Pat::Type(typed) => match &*typed.pat {
@@ -215,10 +228,16 @@ fn node(local: &Local, scope: &mut Scope, errors: &mut Errors) -> Option<Node> {
     let binding = match pat {
         Pat::Ident(p) => {
             if let Some(mutability) = &p.mutability {
-                errors.at(mutability, "workflow bindings are shared with every reader: remove `mut`");
+                errors.at(
+                    mutability,
+                    "workflow bindings are shared with every reader: remove `mut`",
+                );
             }
             if let Some(by_ref) = &p.by_ref {
-                errors.at(by_ref, "remove `ref`: a binding already names a shared output");
+                errors.at(
+                    by_ref,
+                    "remove `ref`: a binding already names a shared output",
+                );
             }
             Some(p.ident.clone())
         }
@@ -227,11 +246,15 @@ fn node(local: &Local, scope: &mut Scope, errors: &mut Errors) -> Option<Node> {
                 other,
                 "bind a task's output to one name; to use a part of it, pass a field: `&output.field`",
             );
+            scope.define_all(other);
             None
         }
     };
     let Some(init) = &local.init else {
-        errors.at(local, format!("{STATEMENT_FORM}: this `let` has no task call"));
+        errors.at(
+            local,
+            format!("{STATEMENT_FORM}: this `let` has no task call"),
+        );
         return None;
     };
     if let Some((else_token, _)) = &init.diverge {
@@ -253,7 +276,12 @@ fn node(local: &Local, scope: &mut Scope, errors: &mut Errors) -> Option<Node> {
     })
 }
 
-fn call(call: &ExprCall, binding: Option<&Ident>, scope: &Scope, errors: &mut Errors) -> Option<Call> {
+fn call(
+    call: &ExprCall,
+    binding: Option<&Ident>,
+    scope: &Scope,
+    errors: &mut Errors,
+) -> Option<Call> {
     let task = match &*call.func {
         Expr::Path(path) if path.qself.is_none() => Some(path.clone()),
         other => {
@@ -334,12 +362,35 @@ impl Scope {
         if let Some(first) = self.defined.get(&ident.to_string()) {
             let mut error = syn::Error::new(
                 ident.span(),
-                format!("`{ident}` is already defined: every node of a workflow needs its own name"),
+                format!(
+                    "`{ident}` is already defined: every node of a workflow needs its own name"
+                ),
             );
-            error.combine(syn::Error::new(first.span(), format!("`{ident}` is first defined here")));
+            error.combine(syn::Error::new(
+                first.span(),
+                format!("`{ident}` is first defined here"),
+            ));
             errors.push(error);
         } else {
             self.defined.insert(ident.to_string(), ident.clone());
+        }
+    }
+
+    /// Defines every name a rejected pattern binds, so its mistake is reported once
+    /// rather than again at every use.
+    fn define_all(&mut self, pat: &Pat) {
+        match pat {
+            Pat::Ident(p) => {
+                self.defined
+                    .entry(p.ident.to_string())
+                    .or_insert_with(|| p.ident.clone());
+            }
+            Pat::Tuple(tuple) => tuple.elems.iter().for_each(|p| self.define_all(p)),
+            Pat::TupleStruct(tuple) => tuple.elems.iter().for_each(|p| self.define_all(p)),
+            Pat::Struct(s) => s.fields.iter().for_each(|f| self.define_all(&f.pat)),
+            Pat::Type(typed) => self.define_all(&typed.pat),
+            Pat::Reference(reference) => self.define_all(&reference.pat),
+            _ => {}
         }
     }
 
@@ -362,7 +413,10 @@ impl Scope {
                      (inputs must be defined first, so a workflow cannot have a cycle)"
                 ),
             );
-            error.combine(syn::Error::new(later.span(), format!("`{ident}` is defined here")));
+            error.combine(syn::Error::new(
+                later.span(),
+                format!("`{ident}` is defined here"),
+            ));
             errors.push(error);
         } else {
             let mut message = format!(
@@ -393,7 +447,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, &cb) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(ca != cb)).min(row[j] + 1).min(above + 1);
+            row[j + 1] = (diagonal + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(above + 1);
             diagonal = above;
         }
     }
@@ -420,7 +476,13 @@ fn emit(workflow: &Workflow) -> TokenStream {
     let tail = match &workflow.tail {
         Tail::Binding(ident) => ident.to_token_stream(),
         Tail::Call(call) => {
-            let task_name = call.task.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+            let task_name = call
+                .task
+                .path
+                .segments
+                .last()
+                .map(|s| s.ident.to_string())
+                .unwrap_or_default();
             emit_call(call, &task_name)
         }
     };
@@ -493,7 +555,11 @@ fn emit_call(call: &Call, node_name: &str) -> TokenStream {
     let mut parens = Group::new(Delimiter::Parenthesis, quote!(#(#args),*));
     parens.set_span(call.paren);
     let marker = quote_spanned!(task.span()=> <#task as #p::HasMarker>::MARKER);
-    let the_call: TokenStream = task.to_token_stream().into_iter().chain([TokenTree::Group(parens)]).collect();
+    let the_call: TokenStream = task
+        .to_token_stream()
+        .into_iter()
+        .chain([TokenTree::Group(parens)])
+        .collect();
     quote! {{
         let __aqueduct_task = #marker;
         __aqueduct_builder.node(
