@@ -66,3 +66,8 @@ pub mod prelude {
 pub mod __private {
     pub use crate::private::*;
 }
+
+/// The README's example, compiled and run as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExample;
