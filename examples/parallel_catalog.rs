@@ -265,8 +265,12 @@ workflow! {
 
 #[tokio::main]
 async fn main() -> Result<(), aqueduct::Error> {
-    let (summary, report) = parallel_catalog::workflow()
-        .run_with_report((CatalogConfig::default(),))
+    let aqueduct::RunOutcome {
+        result: summary,
+        report,
+    } = parallel_catalog::workflow()
+        .runner()
+        .run((CatalogConfig::default(),))
         .await;
     let summary = summary?;
 

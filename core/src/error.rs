@@ -18,6 +18,23 @@ pub enum Error {
         /// The nodes skipped because an input's task failed.
         skipped: Vec<String>,
     },
+    /// The run was cancelled (a [`CancelHandle`](crate::CancelHandle), or its future
+    /// dropped) before its output existed.
+    Cancelled {
+        /// The workflow's name.
+        workflow: String,
+        /// The tasks that had not finished.
+        unfinished: Vec<String>,
+    },
+    /// The run's own timeout passed before its output existed.
+    TimedOut {
+        /// The workflow's name.
+        workflow: String,
+        /// The run's timeout.
+        after: std::time::Duration,
+        /// The tasks that had not finished.
+        unfinished: Vec<String>,
+    },
     /// The run was polled outside a tokio runtime, which IO tasks need.
     NoRuntime {
         /// The workflow's name.
@@ -32,7 +49,9 @@ pub struct TaskFailure {
     pub node: String,
     /// The task function it called.
     pub task: &'static str,
-    /// Why it failed.
+    /// How many attempts it made.
+    pub attempts: u32,
+    /// Why its last attempt failed.
     pub error: TaskError,
 }
 
@@ -41,7 +60,7 @@ impl Error {
     pub fn failures(&self) -> &[TaskFailure] {
         match self {
             Error::Failed { failures, .. } => failures,
-            Error::NoRuntime { .. } => &[],
+            _ => &[],
         }
     }
 }
@@ -77,6 +96,27 @@ impl fmt::Display for Error {
                 }
                 if !skipped.is_empty() {
                     write!(f, "; skipped because of it: {}", skipped.join(", "))?;
+                }
+                Ok(())
+            }
+            Error::Cancelled {
+                workflow,
+                unfinished,
+            } => {
+                write!(f, "workflow `{workflow}` was cancelled")?;
+                if !unfinished.is_empty() {
+                    write!(f, "; unfinished: {}", unfinished.join(", "))?;
+                }
+                Ok(())
+            }
+            Error::TimedOut {
+                workflow,
+                after,
+                unfinished,
+            } => {
+                write!(f, "workflow `{workflow}` timed out after {after:?}")?;
+                if !unfinished.is_empty() {
+                    write!(f, "; unfinished: {}", unfinished.join(", "))?;
                 }
                 Ok(())
             }

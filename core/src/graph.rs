@@ -11,11 +11,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::report::RunReport;
-use crate::run::{self, Value};
+use crate::executor::{self, RunOptions, Value};
 #[doc(hidden)]
-pub use crate::run::{Record, Slot};
-use crate::task::{Kind, TaskError, TaskInfo};
+pub use crate::executor::{Record, Slot};
+use crate::report::RunReport;
+use crate::retry::RetryPolicy;
+use crate::run::{RunOutcome, Runner};
+use crate::task::{Kind, Outcome, TaskError, TaskInfo};
 
 /// A typed reference to a node's output, used to wire it into later nodes.
 pub struct Handle<T> {
@@ -55,9 +57,14 @@ impl<T> fmt::Debug for Handle<T> {
 pub trait Inputs: Copy + Send + Sync + 'static {
     /// The values, borrowed from the run: `(&'a A, &'a B, …)`.
     type Refs<'a>;
+    /// What became of each input: `(&'a Outcome<A>, &'a Outcome<B>, …)`.
+    type Outcomes<'a>;
     /// Borrows every input's value from a run's slots.
     #[doc(hidden)]
     fn refs(self, slots: &[Slot]) -> Self::Refs<'_>;
+    /// Borrows every input's outcome from a run's slots.
+    #[doc(hidden)]
+    fn outcomes(self, slots: &[Slot]) -> Self::Outcomes<'_>;
     /// Appends each input's node index.
     #[doc(hidden)]
     fn indices(self, out: &mut Vec<u32>);
@@ -77,21 +84,31 @@ pub trait Params: Send + 'static {
     fn store(self, slots: &[Slot]);
 }
 
-fn value<T: 'static>(slots: &[Slot], id: u32) -> &T {
+fn outcome<T: 'static>(slots: &[Slot], id: u32) -> &Outcome<T> {
     slots[id as usize]
         .get()
-        .and_then(|record| record.outcome.as_ref().ok())
-        .and_then(|value| value.downcast_ref())
-        .expect("aqueduct: a node ran before its input was ready")
+        .and_then(|record| record.value.downcast_ref())
+        .expect("aqueduct: a node ran before its input was resolved")
+}
+
+fn value<T: 'static>(slots: &[Slot], id: u32) -> &T {
+    outcome(slots, id)
+        .value()
+        .expect("aqueduct: a node ran although an input it requires did not succeed")
 }
 
 macro_rules! tuples {
     ($( ($($T:ident $i:tt),*) )*) => {$(
         impl<$($T: Send + Sync + 'static),*> Inputs for ($(Handle<$T>,)*) {
             type Refs<'a> = ($(&'a $T,)*);
+            type Outcomes<'a> = ($(&'a Outcome<$T>,)*);
             #[allow(clippy::unused_unit)]
             fn refs(self, _slots: &[Slot]) -> Self::Refs<'_> {
                 ($(value::<$T>(_slots, self.$i.id),)*)
+            }
+            #[allow(clippy::unused_unit)]
+            fn outcomes(self, _slots: &[Slot]) -> Self::Outcomes<'_> {
+                ($(outcome::<$T>(_slots, self.$i.id),)*)
             }
             fn indices(self, _out: &mut Vec<u32>) {
                 $(_out.push(self.$i.id);)*
@@ -106,7 +123,7 @@ macro_rules! tuples {
                 ($(_builder.param::<$T>(_names[$i]),)*)
             }
             fn store(self, _slots: &[Slot]) {
-                $(run::fill(&_slots[$i], Box::new(self.$i));)*
+                $(executor::fill(&_slots[$i], Box::new(Outcome::Ok(self.$i)));)*
             }
         }
     )*};
@@ -139,28 +156,34 @@ impl<'a, I: Inputs> In<'a, I> {
     pub fn get(&self) -> I::Refs<'a> {
         self.inputs.refs(self.slots)
     }
+
+    /// What became of every input, for a node whose [`TaskInfo::outcome_inputs`] lets
+    /// it run whatever happened upstream.
+    pub fn outcomes(&self) -> I::Outcomes<'a> {
+        self.inputs.outcomes(self.slots)
+    }
 }
 
 /// What calling a node gives the executor: a finished result, or a future to poll.
 pub struct Step<'a, T> {
-    pub(crate) inner: run::Step<'a>,
+    pub(crate) inner: executor::Step<'a>,
     _output: PhantomData<fn() -> T>,
 }
 
 impl<'a, T: Send + Sync + 'static> Step<'a, T> {
     /// A node that has finished (CPU work).
     pub fn done(result: Result<T, TaskError>) -> Self {
-        Self::wrap(run::Step::Done(result.map(|v| Box::new(v) as Value)))
+        Self::wrap(executor::Step::Done(result.map(ok::<T>)))
     }
 
     /// A node whose work is a future (IO work), polled on tokio.
     pub fn pending(future: impl Future<Output = Result<T, TaskError>> + Send + 'a) -> Self {
-        Self::wrap(run::Step::Pending(Box::pin(async move {
-            future.await.map(|v| Box::new(v) as Value)
+        Self::wrap(executor::Step::Pending(Box::pin(async move {
+            future.await.map(ok::<T>)
         })))
     }
 
-    fn wrap(inner: run::Step<'a>) -> Self {
+    fn wrap(inner: executor::Step<'a>) -> Self {
         Self {
             inner,
             _output: PhantomData,
@@ -168,7 +191,16 @@ impl<'a, T: Send + Sync + 'static> Step<'a, T> {
     }
 }
 
-pub(crate) type NodeFn = dyn for<'a> Fn(&'a [Slot]) -> run::Step<'a> + Send + Sync;
+fn ok<T: Send + Sync + 'static>(value: T) -> Value {
+    Box::new(Outcome::Ok(value))
+}
+
+/// The value of a node that did not succeed: `Outcome::Failed` or `Outcome::Skipped`.
+fn unresolved<T: Send + Sync + 'static>(error: Option<TaskError>) -> Value {
+    Box::new(error.map_or(Outcome::<T>::Skipped, Outcome::Failed))
+}
+
+pub(crate) type NodeFn = dyn for<'a> Fn(&'a [Slot]) -> executor::Step<'a> + Send + Sync;
 
 /// One node of a [`Graph`].
 #[derive(Debug, Clone, serde::Serialize)]
@@ -181,6 +213,12 @@ pub struct GraphNode {
     pub kind: Kind,
     /// The nodes whose outputs it reads, by index, without repeats.
     pub inputs: Vec<usize>,
+    /// Those of `inputs` it reads as an [`Outcome`]: it runs even if they fail.
+    pub outcome_inputs: Vec<usize>,
+    /// When a failed attempt is retried.
+    pub retry: RetryPolicy,
+    /// The longest one attempt may take.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// The static description of a workflow: node names, the task each calls, edges and kinds.
@@ -213,7 +251,12 @@ impl Graph {
         }
         for (i, node) in self.nodes.iter().enumerate() {
             for input in &node.inputs {
-                let _ = writeln!(out, "    n{input} --> n{i}");
+                let arrow = if node.outcome_inputs.contains(input) {
+                    "-.->"
+                } else {
+                    "-->"
+                };
+                let _ = writeln!(out, "    n{input} {arrow} n{i}");
             }
         }
         out
@@ -241,7 +284,12 @@ impl Graph {
         }
         for (i, node) in self.nodes.iter().enumerate() {
             for input in &node.inputs {
-                let _ = writeln!(out, "    n{input} -> n{i};");
+                let style = if node.outcome_inputs.contains(input) {
+                    " [style=dashed]"
+                } else {
+                    ""
+                };
+                let _ = writeln!(out, "    n{input} -> n{i}{style};");
             }
         }
         out.push_str("}\n");
@@ -270,9 +318,13 @@ pub(crate) struct Plan {
     pub(crate) graph: Graph,
     /// Per node, its call; `None` for parameters.
     pub(crate) calls: Vec<Option<Box<NodeFn>>>,
-    /// Successors of node `i` are `successors[offsets[i]..offsets[i + 1]]`.
+    /// Per node, its value when it does not succeed (an `Outcome<T>` of its type).
+    pub(crate) unresolved: Vec<fn(Option<TaskError>) -> Value>,
+    /// Successors of node `i` are `successors[offsets[i]..offsets[i + 1]]`; `required`
+    /// says, per edge, whether the successor needs the value (else it takes an outcome).
     pub(crate) offsets: Vec<u32>,
     pub(crate) successors: Vec<u32>,
+    pub(crate) required: Vec<bool>,
     /// Per node, how many task (non-parameter) inputs it waits for.
     pub(crate) waits_for: Vec<u32>,
     /// Tasks that wait for nothing.
@@ -280,8 +332,11 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    pub(crate) fn successors(&self, node: usize) -> &[u32] {
-        &self.successors[self.offsets[node] as usize..self.offsets[node + 1] as usize]
+    pub(crate) fn successors(&self, node: usize) -> impl Iterator<Item = (&u32, &bool)> {
+        let range = self.offsets[node] as usize..self.offsets[node + 1] as usize;
+        self.successors[range.clone()]
+            .iter()
+            .zip(&self.required[range])
     }
 }
 
@@ -292,7 +347,7 @@ impl Plan {
 /// use aqueduct::task::{Kind, TaskInfo};
 ///
 /// let (mut b, (seed,)) = Builder::<(u64,)>::new("by_hand", ["seed"]);
-/// let double = TaskInfo { name: "double", kind: Kind::Cpu };
+/// let double = TaskInfo::new("double", Kind::Cpu);
 /// let twice = b.node(double, "twice", (seed,), |input| {
 ///     let (x,) = input.get();
 ///     Step::done(Ok(x * 2))
@@ -306,6 +361,7 @@ pub struct Builder<P> {
     name: Cow<'static, str>,
     nodes: Vec<GraphNode>,
     calls: Vec<Option<Box<NodeFn>>>,
+    unresolved: Vec<fn(Option<TaskError>) -> Value>,
     _params: PhantomData<fn(P)>,
 }
 
@@ -316,19 +372,23 @@ impl<P: Params> Builder<P> {
             name: name.into(),
             nodes: Vec::new(),
             calls: Vec::new(),
+            unresolved: Vec::new(),
             _params: PhantomData,
         };
         let handles = P::declare(&mut builder, params);
         (builder, handles)
     }
 
-    fn param<T>(&mut self, name: &'static str) -> Handle<T> {
+    fn param<T: Send + Sync + 'static>(&mut self, name: &'static str) -> Handle<T> {
         self.push(
             GraphNode {
                 name: name.into(),
                 task: None,
                 kind: Kind::Param,
                 inputs: Vec::new(),
+                outcome_inputs: Vec::new(),
+                retry: RetryPolicy::NONE,
+                timeout: None,
             },
             None,
         )
@@ -339,7 +399,9 @@ impl<P: Params> Builder<P> {
     /// `call` receives the inputs (borrowed from the run; [`In::get`] gives them as a
     /// tuple of references) and returns a [`Step`]: [`Step::done`] for CPU work, which
     /// runs on rayon, [`Step::pending`] for IO work, polled on tokio. `task.kind` says
-    /// which pool calls it.
+    /// which pool calls it; `task.retry` and `task.timeout` govern its attempts. An
+    /// input whose bit is set in `task.outcome_inputs` may fail without skipping this
+    /// node: read it with [`In::outcomes`].
     pub fn node<I, T, F>(
         &mut self,
         task: TaskInfo,
@@ -352,25 +414,52 @@ impl<P: Params> Builder<P> {
         T: Send + Sync + 'static,
         F: for<'a> Fn(In<'a, I>) -> Step<'a, T> + Send + Sync + 'static,
     {
-        let mut indices = Vec::new();
-        inputs.indices(&mut indices);
-        indices.sort_unstable();
-        indices.dedup();
+        let mut positions = Vec::new();
+        inputs.indices(&mut positions);
+        let is_outcome =
+            |position: usize| position < 16 && task.outcome_inputs & (1 << position) != 0;
+        let inputs_of = |tolerant: bool| {
+            let mut nodes: Vec<usize> = positions
+                .iter()
+                .enumerate()
+                .filter(|&(position, _)| is_outcome(position) == tolerant)
+                .map(|(_, &node)| node as usize)
+                .collect();
+            nodes.sort_unstable();
+            nodes.dedup();
+            nodes
+        };
+        let required = inputs_of(false);
+        // An input passed both ways is required.
+        let outcome_inputs: Vec<usize> = inputs_of(true)
+            .into_iter()
+            .filter(|n| !required.contains(n))
+            .collect();
+        let mut all: Vec<usize> = required.iter().chain(&outcome_inputs).copied().collect();
+        all.sort_unstable();
         let call: Box<NodeFn> = Box::new(move |slots| call(In { slots, inputs }).inner);
         self.push(
             GraphNode {
                 name: name.into(),
                 task: Some(task.name),
                 kind: task.kind,
-                inputs: indices.into_iter().map(|i| i as usize).collect(),
+                inputs: all,
+                outcome_inputs,
+                retry: task.retry,
+                timeout: task.timeout,
             },
             Some(call),
         )
     }
 
-    fn push<T>(&mut self, node: GraphNode, call: Option<Box<NodeFn>>) -> Handle<T> {
+    fn push<T: Send + Sync + 'static>(
+        &mut self,
+        node: GraphNode,
+        call: Option<Box<NodeFn>>,
+    ) -> Handle<T> {
         self.nodes.push(node);
         self.calls.push(call);
+        self.unresolved.push(unresolved::<T>);
         Handle::new(self.nodes.len() - 1)
     }
 
@@ -393,10 +482,12 @@ impl<P: Params> Builder<P> {
         let offsets = counts;
         let mut cursor = offsets.clone();
         let mut successors = vec![0u32; offsets[n] as usize];
+        let mut required = vec![true; offsets[n] as usize];
         for (i, node) in self.nodes.iter().enumerate() {
             for &input in &node.inputs {
                 if self.nodes[input].kind != Kind::Param {
                     successors[cursor[input] as usize] = i as u32;
+                    required[cursor[input] as usize] = !node.outcome_inputs.contains(&input);
                     cursor[input] += 1;
                 }
             }
@@ -412,8 +503,10 @@ impl<P: Params> Builder<P> {
                 output: output.index(),
             },
             calls: self.calls,
+            unresolved: self.unresolved,
             offsets,
             successors,
+            required,
             waits_for,
             roots,
         };
@@ -439,29 +532,38 @@ impl<P: Params, O: Send + Sync + 'static> Workflow<P, O> {
         &self.plan.graph
     }
 
-    /// Runs the workflow to its end and returns its output, or every task failure.
+    /// Runs the workflow to its end and returns its output, or why there is none.
     ///
     /// Must be polled inside a tokio runtime: IO tasks are spawned on it. CPU tasks
-    /// run on rayon's global pool.
+    /// run on rayon's global pool. Dropping the future cancels the run.
     pub fn run(&self, params: P) -> impl Future<Output = Result<O, Error>> + Send + use<P, O> {
-        let run = self.run_with_report(params);
-        async move { run.await.0 }
+        let run = self.runner().run(params);
+        async move { run.await.result }
     }
 
-    /// Runs the workflow and returns its output together with the report of the run:
-    /// per task status, queue wait and duration; wall time, speed-up, critical path.
-    pub fn run_with_report(
-        &self,
-        params: P,
-    ) -> impl Future<Output = (Result<O, Error>, RunReport)> + Send + use<P, O> {
-        let plan = Arc::clone(&self.plan);
-        async move {
-            match run::execute(Arc::clone(&plan), move |slots| params.store(slots)).await {
-                Ok(finished) => finished.into_output::<O>(&plan),
-                Err(error) => (Err(error), RunReport::not_started(&plan.graph.name)),
-            }
-        }
+    /// A configured run: fail-fast, a timeout, a cancel handle, and the run's report.
+    pub fn runner(&self) -> Runner<P, O> {
+        Runner::new(Arc::clone(&self.plan))
     }
+}
+
+/// Runs `plan` once with `options`; the typed half of [`Runner::run`].
+pub(crate) async fn run_plan<P: Params, O: 'static>(
+    plan: Arc<Plan>,
+    options: RunOptions,
+    cancel: tokio_util::sync::CancellationToken,
+    params: P,
+) -> RunOutcome<O> {
+    let (result, report) =
+        match executor::execute(Arc::clone(&plan), options, cancel, move |slots| {
+            params.store(slots)
+        })
+        .await
+        {
+            Ok(finished) => finished.into_output::<O>(&plan),
+            Err(error) => (Err(error), RunReport::not_started(&plan.graph.name)),
+        };
+    RunOutcome { result, report }
 }
 
 impl<P, O> fmt::Debug for Workflow<P, O> {

@@ -45,21 +45,25 @@
 extern crate self as aqueduct;
 
 mod error;
+mod executor;
 pub mod graph;
 mod private;
 pub mod report;
-mod run;
+pub mod retry;
+pub mod run;
 pub mod task;
 
 pub use aqueduct_macros::{task, workflow};
 pub use error::{Error, TaskFailure};
 pub use graph::{Builder, Graph, Handle, Workflow};
 pub use report::{RunReport, TaskReport, TaskStatus};
-pub use task::{Kind, TaskError};
+pub use retry::{Backoff, RetryPolicy};
+pub use run::{CancelHandle, RunOutcome, Runner};
+pub use task::{Kind, Outcome, TaskError};
 
-/// What a workflow file needs: the macros, the error types and the workflow handle.
+/// What a workflow file needs: the macros, the error and outcome types, the workflow.
 pub mod prelude {
-    pub use crate::{Error, TaskError, Workflow, task, workflow};
+    pub use crate::{Error, Outcome, TaskError, Workflow, task, workflow};
 }
 
 #[doc(hidden)]

@@ -4,9 +4,11 @@ use std::future::Future;
 use std::marker::PhantomData;
 
 pub use crate::graph::{Builder, Handle, In, Step};
-pub use crate::task::{Kind, TaskError, TaskInfo, TaskReturn};
+pub use crate::retry::{Backoff, RetryPolicy};
+pub use crate::task::{Kind, Outcome, TaskError, TaskInfo, TaskReturn};
 pub use crate::{Error, Workflow};
 pub use std::sync::OnceLock;
+pub use std::time::Duration;
 
 /// Implemented by `#[task]` on the hidden struct named like the task function.
 #[diagnostic::on_unimplemented(
@@ -21,6 +23,9 @@ pub trait Task: 'static {
     type Output;
     /// [`Cpu`] or [`Io`].
     type Kind;
+    /// Per parameter, [`Required`] (`&T`) or [`Tolerant`] (`&Outcome<T>`), padded with
+    /// `Required` to twelve.
+    type Inputs;
     /// Name and kind.
     const INFO: TaskInfo;
     /// Splits the return value into success and failure.
@@ -81,6 +86,51 @@ where
     }
 }
 
+/// A parameter `&T`: the task runs only if this input succeeded.
+pub enum Required {}
+/// A parameter `&Outcome<T>`: the task runs whatever happened to this input.
+pub enum Tolerant {}
+
+/// What a node's closure passes for one input, given how the task takes it.
+pub trait Arg<'a, T: 'a> {
+    /// `&'a T` or `&'a Outcome<T>`.
+    type Out;
+    /// Picks the value out of the outcome, or passes the outcome.
+    fn arg(outcome: &'a Outcome<T>) -> Self::Out;
+}
+
+impl<'a, T: 'a> Arg<'a, T> for Required {
+    type Out = &'a T;
+    fn arg(outcome: &'a Outcome<T>) -> &'a T {
+        outcome
+            .value()
+            .expect("aqueduct: a task ran although an input it requires did not succeed")
+    }
+}
+
+impl<'a, T: 'a> Arg<'a, T> for Tolerant {
+    type Out = &'a Outcome<T>;
+    fn arg(outcome: &'a Outcome<T>) -> &'a Outcome<T> {
+        outcome
+    }
+}
+
+/// The `N`th element of a task's [`Task::Inputs`].
+pub trait Nth<const N: usize> {
+    /// `Required` or `Tolerant`.
+    type Kind;
+}
+
+macro_rules! nth {
+    ($($n:literal => $K:ident),*) => {$(
+        impl<A, B, C, D, E, F, G, H, I, J, K, L> Nth<$n> for (A, B, C, D, E, F, G, H, I, J, K, L) {
+            type Kind = $K;
+        }
+    )*};
+}
+
+nth!(0 => A, 1 => B, 2 => C, 3 => D, 4 => E, 5 => F, 6 => G, 7 => H, 8 => I, 9 => J, 10 => K, 11 => L);
+
 /// Names task `M` once in the expansion, so a missing `#[task]` is reported once.
 pub struct Marker<M>(PhantomData<fn() -> M>);
 
@@ -103,6 +153,18 @@ impl<M: Task<Output: TaskOutput>> Marker<M> {
     /// The task's name and kind.
     pub const fn info(self) -> TaskInfo {
         M::INFO
+    }
+
+    /// Input `N` as the task takes it: its value, or its outcome.
+    pub fn arg<'a, const N: usize, T: 'a>(
+        self,
+        outcome: &'a Outcome<T>,
+    ) -> <<M::Inputs as Nth<N>>::Kind as Arg<'a, T>>::Out
+    where
+        M::Inputs: Nth<N>,
+        <M::Inputs as Nth<N>>::Kind: Arg<'a, T>,
+    {
+        <<M::Inputs as Nth<N>>::Kind as Arg<'a, T>>::arg(outcome)
     }
 
     /// Wraps a call of the task's function.

@@ -11,10 +11,14 @@ use crate::task::Kind;
 pub enum TaskStatus {
     /// It returned its value.
     Succeeded,
-    /// It returned an error or panicked.
+    /// Its last attempt returned an error or panicked.
     Failed,
-    /// It never ran: an input's task failed.
+    /// Its last attempt ran past the task's timeout.
+    TimedOut,
+    /// It never ran: an input it requires failed or was skipped.
     Skipped,
+    /// The run stopped (cancelled, timed out, or fail-fast) before it finished.
+    Cancelled,
 }
 
 impl fmt::Display for TaskStatus {
@@ -22,7 +26,9 @@ impl fmt::Display for TaskStatus {
         f.write_str(match self {
             TaskStatus::Succeeded => "succeeded",
             TaskStatus::Failed => "failed",
-            TaskStatus::Skipped => "skipped (upstream failed)",
+            TaskStatus::TimedOut => "timed out",
+            TaskStatus::Skipped => "skipped",
+            TaskStatus::Cancelled => "cancelled",
         })
     }
 }
@@ -42,9 +48,22 @@ pub struct TaskReport {
     pub started_at: Option<Duration>,
     /// From all its inputs existing to its start: time spent waiting for a thread.
     pub queue_wait: Duration,
-    /// From its start to its end.
+    /// From its first attempt's start to its last attempt's end, retry delays included.
     pub duration: Duration,
     /// Why it failed.
+    pub error: Option<String>,
+    /// Every attempt, in order; empty if it never ran.
+    pub attempts: Vec<AttemptReport>,
+}
+
+/// One attempt of a task.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AttemptReport {
+    /// When it started, from the start of the run.
+    pub started_at: Duration,
+    /// How long it ran.
+    pub duration: Duration,
+    /// Why it failed; `None` if it succeeded.
     pub error: Option<String>,
 }
 
@@ -78,9 +97,13 @@ impl RunReport {
         self.tasks.iter().find(|t| t.node == node)
     }
 
-    /// The sum of every task's duration: what the run would take one task at a time.
+    /// The sum of every attempt's duration: what the run would take one task at a time.
     pub fn total_task_time(&self) -> Duration {
-        self.tasks.iter().map(|t| t.duration).sum()
+        self.tasks
+            .iter()
+            .flat_map(|t| &t.attempts)
+            .map(|a| a.duration)
+            .sum()
     }
 
     /// Total task time over wall time: how many tasks ran at once, on average.
@@ -127,8 +150,8 @@ impl fmt::Display for RunReport {
         writeln!(f, "run of `{}`", self.workflow)?;
         writeln!(
             f,
-            "  {:node_w$}  {:task_w$}  {:4}  {:9}  {:>10}  {:>10}  {:>10}",
-            "node", "task", "kind", "status", "start", "wait", "duration"
+            "  {:node_w$}  {:task_w$}  {:4}  {:9}  {:>8}  {:>10}  {:>10}  {:>10}",
+            "node", "task", "kind", "status", "attempts", "start", "wait", "duration"
         )?;
         for t in &self.tasks {
             let start = t.started_at.map(ms).unwrap_or_else(|| "-".into());
@@ -153,8 +176,10 @@ impl fmt::Display for RunReport {
                 ms(t.queue_wait),
                 ms(t.duration)
             )?;
-            if let Some(error) = &t.error {
-                writeln!(f, "  {:node_w$}  error: {error}", "")?;
+            for (n, attempt) in t.attempts.iter().enumerate() {
+                if let Some(error) = &attempt.error {
+                    writeln!(f, "  {:node_w$}  attempt {}: {error}", "", n + 1)?;
+                }
             }
         }
         writeln!(

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use aqueduct::TaskStatus;
 use aqueduct::prelude::*;
-use aqueduct::{TaskStatus, report::RunReport};
 
 fn spin(duration: Duration) {
     let start = Instant::now();
@@ -55,7 +55,10 @@ mod overlap {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn independent_tasks_overlap_in_time() {
-    let (out, report) = overlap::fan::workflow().run_with_report((1,)).await;
+    let aqueduct::RunOutcome {
+        result: out,
+        report,
+    } = overlap::fan::workflow().runner().run((1,)).await;
     assert_eq!(out.unwrap(), 3);
     let window = |node: &str| {
         let t = report.task(node).unwrap();
@@ -248,8 +251,12 @@ mod failing {
 #[tokio::test]
 async fn a_failed_task_names_itself_and_independent_branches_finish() {
     let done = Arc::new(AtomicUsize::new(0));
-    let (out, report) = failing::isolated::workflow()
-        .run_with_report((1, done.clone()))
+    let aqueduct::RunOutcome {
+        result: out,
+        report,
+    } = failing::isolated::workflow()
+        .runner()
+        .run((1, done.clone()))
         .await;
     let error = out.unwrap_err();
     let message = error.to_string();
@@ -281,7 +288,10 @@ async fn a_failed_task_names_itself_and_independent_branches_finish() {
 
 #[tokio::test]
 async fn a_panicking_task_fails_without_crashing_the_process() {
-    let (out, report) = failing::panics::workflow().run_with_report((7,)).await;
+    let aqueduct::RunOutcome {
+        result: out,
+        report,
+    } = failing::panics::workflow().runner().run((7,)).await;
     let message = out.unwrap_err().to_string();
     assert!(
         message.contains("`bad` (`explode`) failed: panicked: index out of range"),
@@ -344,7 +354,10 @@ async fn a_workflow_runs_many_times_and_concurrently() {
 
 #[tokio::test]
 async fn the_report_measures_the_run() {
-    let (out, report): (_, RunReport) = pools::cpu_heavy::workflow().run_with_report((20,)).await;
+    let aqueduct::RunOutcome {
+        result: out,
+        report,
+    } = pools::cpu_heavy::workflow().runner().run((20,)).await;
     assert_eq!(out.unwrap(), 80);
     assert_eq!(report.tasks.len(), 5);
     assert!(

@@ -109,10 +109,7 @@ fn a_graph_serialises_for_tools() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graph_can_be_built_by_hand() {
     let (mut b, (base,)) = Builder::<(u64,)>::new("by_hand", ["base"]);
-    let add = TaskInfo {
-        name: "add",
-        kind: Kind::Cpu,
-    };
+    let add = TaskInfo::new("add", Kind::Cpu);
     let items: Vec<_> = (0..1000u64)
         .map(|i| {
             b.node(add, format!("item{i}"), (base,), move |input| {
@@ -121,10 +118,7 @@ async fn a_graph_can_be_built_by_hand() {
             })
         })
         .collect();
-    let gather = TaskInfo {
-        name: "gather",
-        kind: Kind::Io,
-    };
+    let gather = TaskInfo::new("gather", Kind::Io);
     let mut total = b.node(gather, "zero", (), |_| Step::pending(async { Ok(0u64) }));
     for item in items {
         total = b.node(gather, "sum", (total, item), |input| {

@@ -49,11 +49,15 @@ async fn runs_and_tasks_are_spans() {
     assert_eq!(traced(4).await.unwrap(), "8!");
     let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(
-        log.contains(r#"workflow{name=traced}:task{task="double" node=twice}: tracing: doubling"#),
+        log.contains(
+            r#"workflow{name=traced}:task{task="double" node=twice attempt=1}: tracing: doubling"#
+        ),
         "{log}"
     );
     assert!(
-        log.contains(r#"workflow{name=traced}:task{task="shout" node=shout}: tracing: shouting"#),
+        log.contains(
+            r#"workflow{name=traced}:task{task="shout" node=shout attempt=1}: tracing: shouting"#
+        ),
         "{log}"
     );
 }

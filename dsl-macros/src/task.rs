@@ -6,14 +6,11 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{FnArg, ItemFn, Meta, ReturnType, Token, Type};
+use syn::{FnArg, ItemFn, ReturnType, Type};
 
 use crate::errors::Errors;
-
-/// The options `#[task(...)]` accepts.
-const OPTIONS: &[&str] = &[];
+use crate::options::Options;
 
 /// A validated task.
 struct Task {
@@ -23,7 +20,13 @@ struct Task {
     ret: Type,
     /// Whether `ret` is a `Result` whose `Err` fails the task.
     fallible: bool,
+    /// Per parameter, whether it is `&Outcome<T>`: the task runs whatever happened to it.
+    tolerant: Vec<bool>,
+    options: Options,
 }
+
+/// Inputs per task: the builder's tuples go up to twelve.
+const MAX_INPUTS: usize = 12;
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let item: ItemFn = match syn::parse2(item.clone()) {
@@ -56,7 +59,7 @@ fn not_a_function(item: TokenStream) -> TokenStream {
 
 fn validate(args: TokenStream, item: ItemFn) -> syn::Result<Task> {
     let mut errors = Errors::default();
-    check_options(args, &mut errors);
+    let options = Options::parse(args, &mut errors);
     let sig = &item.sig;
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         errors.at(
@@ -73,14 +76,24 @@ fn validate(args: TokenStream, item: ItemFn) -> syn::Result<Task> {
     if let Some(abi) = &sig.abi {
         errors.at(abi, "a task cannot declare an ABI: remove `extern`");
     }
+    let mut tolerant = Vec::new();
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(receiver) => errors.at(
                 receiver,
                 "a task is a free function, not a method: move it out of the `impl`",
             ),
-            FnArg::Typed(typed) => check_input_type(&typed.ty, &mut errors),
+            FnArg::Typed(typed) => {
+                check_input_type(&typed.ty, &mut errors);
+                tolerant.push(is_outcome(&typed.ty));
+            }
         }
+    }
+    if let Some(extra) = sig.inputs.iter().nth(MAX_INPUTS) {
+        errors.at(
+            extra,
+            format!("a task takes at most {MAX_INPUTS} inputs: group some into a struct"),
+        );
     }
     let ret = match &sig.output {
         ReturnType::Default => syn::parse_quote!(()),
@@ -98,34 +111,26 @@ fn validate(args: TokenStream, item: ItemFn) -> syn::Result<Task> {
         fallible: is_result(&ret),
         ret,
         item,
+        tolerant,
+        options: options.expect("options are valid when there are no errors"),
     })
 }
 
-fn check_options(args: TokenStream, errors: &mut Errors) {
-    let options =
-        match syn::parse::Parser::parse2(Punctuated::<Meta, Token![,]>::parse_terminated, args) {
-            Ok(options) => options,
-            Err(error) => {
-                return errors.push(syn::Error::new(
-                    error.span(),
-                    "malformed task options: write them as `#[task(name = value, …)]`",
-                ));
-            }
-        };
-    for option in options {
-        let key = option.path();
-        let name = key.get_ident().map(ToString::to_string).unwrap_or_default();
-        if !OPTIONS.contains(&name.as_str()) {
-            let valid = if OPTIONS.is_empty() {
-                "`#[task]` takes no options".to_owned()
-            } else {
-                format!("valid options: {}", OPTIONS.join(", "))
-            };
-            errors.at(
-                key,
-                format!("unknown task option `{}`: {valid}", quote!(#key)),
-            );
+/// `&Outcome<T>`: a parameter that receives what became of its input.
+fn is_outcome(ty: &Type) -> bool {
+    let Type::Reference(reference) = ty else {
+        return false;
+    };
+    match &*reference.elem {
+        Type::Path(path) => {
+            path.qself.is_none()
+                && path
+                    .path
+                    .segments
+                    .last()
+                    .is_some_and(|s| s.ident == "Outcome")
         }
+        _ => false,
     }
 }
 
@@ -219,6 +224,22 @@ fn emit(task: &Task) -> TokenStream {
         (quote!(#p::Cpu), quote!(#p::Kind::Cpu))
     };
     let send_check = task.is_async.then(|| send_check(task));
+    let policy = task.options.policy();
+    let timeout = task.options.timeout();
+    let mask: u16 = task
+        .tolerant
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| **t)
+        .map(|(i, _)| 1u16 << i)
+        .sum();
+    let inputs = (0..MAX_INPUTS).map(|i| {
+        if task.tolerant.get(i).copied().unwrap_or(false) {
+            quote!(#p::Tolerant)
+        } else {
+            quote!(#p::Required)
+        }
+    });
     quote! {
         #item
 
@@ -230,9 +251,13 @@ fn emit(task: &Task) -> TokenStream {
             type Return = #ret;
             type Output = #output;
             type Kind = #kind;
+            type Inputs = (#(#inputs,)*);
             const INFO: #p::TaskInfo = #p::TaskInfo {
                 name: ::core::stringify!(#name),
                 kind: #kind_value,
+                retry: #policy,
+                timeout: #timeout,
+                outcome_inputs: #mask,
             };
             fn finish(ret: Self::Return) -> ::core::result::Result<Self::Output, #p::TaskError> {
                 #finish

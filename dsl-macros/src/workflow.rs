@@ -18,7 +18,7 @@ use syn::{
     Type, Visibility,
 };
 
-use crate::errors::Errors;
+use crate::errors::{Errors, closest};
 
 /// The macro input as written.
 struct Input {
@@ -430,30 +430,8 @@ impl Scope {
     }
 
     fn similar(&self, name: &str) -> Option<&str> {
-        self.defined
-            .keys()
-            .map(|known| (edit_distance(name, known), known))
-            .filter(|&(d, known)| d <= 2 && d < known.len())
-            .min()
-            .map(|(_, known)| known.as_str())
+        closest(name, self.defined.keys().map(String::as_str))
     }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(ca != cb))
-                .min(row[j] + 1)
-                .min(above + 1);
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 fn emit(workflow: &Workflow) -> TokenStream {
@@ -511,8 +489,8 @@ fn emit(workflow: &Workflow) -> TokenStream {
 
         impl #name {
             /// The workflow, built once: [`graph()`](::aqueduct::Workflow::graph) describes
-            /// it without running it; [`run_with_report`](::aqueduct::Workflow::run_with_report)
-            /// runs it and returns the run's report too.
+            /// it without running it; [`runner()`](::aqueduct::Workflow::runner) configures a
+            /// run (fail-fast, timeout, cancellation) and returns its report too.
             #vis fn workflow() -> &'static #p::Workflow<(#(#param_types,)*), #ret> {
                 static WORKFLOW: #p::OnceLock<#p::Workflow<(#(#param_types,)*), #ret>> = #p::OnceLock::new();
                 WORKFLOW.get_or_init(|| {
@@ -536,22 +514,34 @@ fn emit_call(call: &Call, node_name: &str) -> TokenStream {
     let p = quote!(::aqueduct::__private);
     let task = &call.task;
     let roots = call.args.iter().map(|arg| &arg.root);
-    let locals: Vec<Ident> = call
+    let outcomes: Vec<Ident> = call
         .args
         .iter()
         .enumerate()
         .map(|(i, arg)| format_ident!("__aqueduct_in{}", i, span = arg.root.span()))
         .collect();
-    let args = call.args.iter().zip(&locals).map(|(arg, local)| {
-        let and = arg.and;
+    // Each argument is bound before the call, so its type is known (`&T`, or
+    // `&Outcome<T>` for a tolerant parameter) when rustc checks the call, and deref
+    // coercions (`&Vec<T>` to `&[T]`) apply as in a hand-written call.
+    let mut bindings = Vec::new();
+    let mut args = Vec::new();
+    for (i, (arg, outcome)) in call.args.iter().zip(&outcomes).enumerate() {
+        let last_span = arg
+            .fields
+            .last()
+            .map_or(arg.root.span(), |(_, member)| member.span());
+        let local = format_ident!("__aqueduct_arg{}", i, span = last_span);
         let fields = arg.fields.iter().map(|(dot, member)| quote!(#dot #member));
-        if arg.fields.is_empty() {
-            let star = quote_spanned!(arg.root.span()=> *);
-            quote!(#and #star #local)
+        let picked = quote_spanned!(arg.root.span()=> __aqueduct_task.arg::<#i, _>(#outcome));
+        bindings.push(if arg.fields.is_empty() {
+            quote!(let #local = #picked;)
         } else {
-            quote!(#and #local #(#fields)*)
-        }
-    });
+            quote!(let #local = &#picked #(#fields)*;)
+        });
+        let and = arg.and;
+        let star = quote_spanned!(last_span=> *);
+        args.push(quote!(#and #star #local));
+    }
     let mut parens = Group::new(Delimiter::Parenthesis, quote!(#(#args),*));
     parens.set_span(call.paren);
     let marker = quote_spanned!(task.span()=> <#task as #p::HasMarker>::MARKER);
@@ -567,7 +557,8 @@ fn emit_call(call: &Call, node_name: &str) -> TokenStream {
             #node_name,
             (#(#roots,)*),
             move |__aqueduct_input| {
-                let (#(#locals,)*) = __aqueduct_input.get();
+                let (#(#outcomes,)*) = __aqueduct_input.outcomes();
+                #(#bindings)*
                 __aqueduct_task.step(#the_call)
             },
         )

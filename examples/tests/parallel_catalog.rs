@@ -61,9 +61,10 @@ async fn the_catalog_totals_match_a_sequential_computation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_and_notifications_overlap() {
-    let (summary, report) = parallel_catalog::workflow()
-        .run_with_report((quick(),))
-        .await;
+    let aqueduct::RunOutcome {
+        result: summary,
+        report,
+    } = parallel_catalog::workflow().runner().run((quick(),)).await;
     summary.unwrap();
     assert!(
         report

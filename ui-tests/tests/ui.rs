@@ -8,5 +8,6 @@ fn ui() {
     cases.compile_fail("tests/ui/types/*.rs");
     cases.compile_fail("tests/ui/syntax/*.rs");
     cases.compile_fail("tests/ui/task/*.rs");
+    cases.compile_fail("tests/ui/options/*.rs");
     cases.pass("tests/ui/pass/*.rs");
 }

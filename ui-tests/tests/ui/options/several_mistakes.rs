@@ -1,6 +1,6 @@
 use aqueduct::prelude::*;
 
-#[task(retry = 3)]
+#[task(retries = -2, backoff = "quadratic", timeout = "soon")]
 fn double(x: &u64) -> u64 {
     x * 2
 }

@@ -1,0 +1,166 @@
+//! When a failed attempt is tried again: how many times, after which delays.
+
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+
+use crate::task::TaskError;
+
+/// How the delay grows from one retry to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    /// The same delay before every retry.
+    Fixed,
+    /// `delay × n` before retry `n`.
+    Linear,
+    /// `delay × 2^(n-1)` before retry `n`.
+    Exponential,
+}
+
+/// When a failed attempt is tried again. Written by `#[task(retries = …, …)]`.
+///
+/// Retry `n` (from 1) waits the base delay for `n`, capped at `max_delay`; with
+/// `jitter`, a uniformly random part of it, between half and all of it, so tasks that
+/// failed together do not retry in lock-step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt: at most `retries + 1` attempts.
+    pub retries: u32,
+    /// The delay before the first retry.
+    pub delay: Duration,
+    /// How the delay grows.
+    pub backoff: Backoff,
+    /// No delay is longer.
+    pub max_delay: Option<Duration>,
+    /// Whether to spread each delay over `[delay / 2, delay]`.
+    pub jitter: bool,
+    /// Whether a panic is retried like an error (by default it is not: a panic is a bug).
+    pub retry_panics: bool,
+}
+
+impl RetryPolicy {
+    /// No retries.
+    pub const NONE: Self = Self {
+        retries: 0,
+        delay: Duration::from_secs(1),
+        backoff: Backoff::Exponential,
+        max_delay: None,
+        jitter: true,
+        retry_panics: false,
+    };
+
+    /// Whether attempt number `attempt` (from 1), which failed with `error`, is retried.
+    pub fn retries_after(&self, attempt: u32, error: &TaskError) -> bool {
+        attempt <= self.retries && !error.is_permanent() && (self.retry_panics || !error.is_panic())
+    }
+
+    /// The delay before retry `retry` (from 1), before jitter.
+    pub fn base_delay(&self, retry: u32) -> Duration {
+        let n = retry.max(1);
+        let delay = match self.backoff {
+            Backoff::Fixed => self.delay,
+            Backoff::Linear => self.delay.saturating_mul(n),
+            Backoff::Exponential => self.delay.saturating_mul(2u32.saturating_pow(n - 1)),
+        };
+        self.max_delay.map_or(delay, |cap| delay.min(cap))
+    }
+
+    /// The delay before retry `retry` (from 1), with jitter when enabled.
+    pub fn delay_before(&self, retry: u32) -> Duration {
+        let base = self.base_delay(retry);
+        if self.jitter {
+            base.mul_f64(0.5 + 0.5 * unit_random())
+        } else {
+            base
+        }
+    }
+}
+
+/// A uniform sample of `[0, 1)`: std's per-process random hash keys, advanced per call.
+fn unit_random() -> f64 {
+    let bits = RandomState::new().hash_one(std::time::Instant::now());
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(backoff: Backoff) -> RetryPolicy {
+        RetryPolicy {
+            retries: 5,
+            delay: Duration::from_millis(100),
+            backoff,
+            max_delay: None,
+            jitter: false,
+            retry_panics: false,
+        }
+    }
+
+    #[test]
+    fn delays_grow_as_the_backoff_says() {
+        let ms = |p: RetryPolicy| {
+            (1..=4)
+                .map(|n| p.base_delay(n).as_millis())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ms(policy(Backoff::Fixed)), [100, 100, 100, 100]);
+        assert_eq!(ms(policy(Backoff::Linear)), [100, 200, 300, 400]);
+        assert_eq!(ms(policy(Backoff::Exponential)), [100, 200, 400, 800]);
+        let capped = RetryPolicy {
+            max_delay: Some(Duration::from_millis(250)),
+            ..policy(Backoff::Exponential)
+        };
+        assert_eq!(ms(capped), [100, 200, 250, 250]);
+    }
+
+    #[test]
+    fn huge_retry_counts_saturate_instead_of_overflowing() {
+        let p = policy(Backoff::Exponential);
+        assert_eq!(
+            p.base_delay(200),
+            Duration::from_millis(100).saturating_mul(u32::MAX)
+        );
+    }
+
+    #[test]
+    fn jitter_stays_between_half_and_all_of_the_delay() {
+        let p = RetryPolicy {
+            jitter: true,
+            ..policy(Backoff::Fixed)
+        };
+        let delays: Vec<_> = (0..500).map(|_| p.delay_before(1)).collect();
+        assert!(
+            delays.iter().all(|d| (50..=100).contains(&d.as_millis())),
+            "{delays:?}"
+        );
+        let distinct: std::collections::HashSet<_> = delays.iter().collect();
+        assert!(
+            distinct.len() > 100,
+            "jitter varies: {} distinct delays",
+            distinct.len()
+        );
+    }
+
+    #[test]
+    fn only_transient_errors_within_the_budget_are_retried() {
+        let p = policy(Backoff::Fixed);
+        let transient = TaskError::msg("503");
+        assert!(p.retries_after(1, &transient));
+        assert!(p.retries_after(5, &transient));
+        assert!(
+            !p.retries_after(6, &transient),
+            "5 retries: the 6th attempt is the last"
+        );
+        assert!(!p.retries_after(1, &TaskError::permanent(TaskError::msg("404"))));
+        let panic = TaskError::panicked(&"bug");
+        assert!(!p.retries_after(1, &panic));
+        assert!(
+            RetryPolicy {
+                retry_panics: true,
+                ..p
+            }
+            .retries_after(1, &panic)
+        );
+    }
+}

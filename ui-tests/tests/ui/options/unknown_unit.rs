@@ -1,0 +1,8 @@
+use aqueduct::prelude::*;
+
+#[task(timeout = "3d")]
+fn double(x: &u64) -> u64 {
+    x * 2
+}
+
+fn main() {}
