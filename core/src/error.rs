@@ -67,15 +67,15 @@ impl Error {
 
 impl fmt::Display for TaskFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.node == self.task {
-            write!(f, "task `{}` failed: {}", self.node, self.error)
-        } else {
-            write!(
-                f,
-                "task `{}` (`{}`) failed: {}",
-                self.node, self.task, self.error
-            )
+        write!(f, "task `{}`", self.node)?;
+        if self.node != self.task {
+            write!(f, " (`{}`)", self.task)?;
         }
+        f.write_str(" failed")?;
+        if self.attempts > 1 {
+            write!(f, " after {} attempts", self.attempts)?;
+        }
+        write!(f, ": {}", self.error)
     }
 }
 

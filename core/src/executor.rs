@@ -198,7 +198,8 @@ pub(crate) async fn execute(
             }
         },
     };
-    let slots = slots.expect("aqueduct: the run's state was dropped without handing back its results");
+    let slots =
+        slots.expect("aqueduct: the run's state was dropped without handing back its results");
     stop_on_drop.disarm();
     Ok(Finished {
         started,

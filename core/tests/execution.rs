@@ -346,10 +346,17 @@ async fn the_output_can_be_a_parameter_and_a_workflow_can_take_none() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_runs_many_times_and_concurrently() {
-    let runs = (0..20u64).map(|i| tokio::spawn(overlap::fan(i)));
-    for (i, run) in runs.enumerate() {
+    let started = Instant::now();
+    let runs: Vec<_> = (0..20u64).map(|i| tokio::spawn(overlap::fan(i))).collect();
+    for (i, run) in runs.into_iter().enumerate() {
         assert_eq!(run.await.unwrap().unwrap(), 3 * i as u64);
     }
+    // Twenty runs of three 150 ms waits, all at once.
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]

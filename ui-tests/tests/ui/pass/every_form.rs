@@ -52,6 +52,24 @@ async fn label(value: &u64, prefix: &str) -> Result<String, TaskError> {
 #[task]
 async fn log(_line: &String) {}
 
+/// Every task option at once.
+#[task(retries = 3, retry_delay = "250ms", backoff = "linear", max_delay = "2m", jitter = false, retry_panics = true, timeout = "1h")]
+async fn configured(x: &u64) -> Result<u64, TaskError> {
+    Ok(*x)
+}
+
+/// A flag option without a value, and a CPU task with a timeout.
+#[task(jitter, timeout = "10s")]
+fn flagged(x: &u64) -> u64 {
+    *x
+}
+
+/// A cleanup task: runs whatever happened to its inputs.
+#[task]
+fn cleanup(text: &Outcome<String>, value: &u64) -> usize {
+    text.value().map_or(0, String::len) + *value as usize
+}
+
 mod nested {
     use aqueduct::prelude::*;
 
@@ -74,6 +92,9 @@ workflow! {
         let twice = checked(&both, &both);
         let text = label(&twice, &prefix);
         let _logged = log(&text);
+        let tuned = configured(&same);
+        let flag = flagged(&tuned);
+        let _cleaned = cleanup(&text, &flag);
         label(&same, &prefix)
     }
 }
