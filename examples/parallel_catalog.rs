@@ -11,7 +11,10 @@
 //!
 //! It prints the per-category table, how long the three partitions took one by one
 //! against the wall time they actually took side by side, the run report and the
-//! graph as Mermaid.
+//! graph as Mermaid. The simulated notification service refuses the first request
+//! (a 503), so the report shows `send_notifications` succeeding on its second attempt.
+//! `cleanup` takes the report's and the notifications' outcomes, so it runs even if
+//! they fail. Ctrl-C cancels the run cleanly.
 //!
 //! `generate_data`, `generate_report` and `send_notifications` are `async fn`: IO work,
 //! run on tokio (the IO is simulated with sleeps). `partition_data`,
@@ -21,6 +24,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use aqueduct::prelude::*;
@@ -36,6 +41,10 @@ pub struct CatalogConfig {
     pub publish_latency: Duration,
     /// Rounds of per-product scoring in each partition: the CPU work being parallelised.
     pub scoring_rounds: u32,
+    /// How many of the first notification requests the service refuses.
+    pub refused_notifications: u32,
+    /// Notification requests made so far.
+    pub notification_requests: Arc<AtomicU32>,
 }
 
 impl Default for CatalogConfig {
@@ -45,6 +54,8 @@ impl Default for CatalogConfig {
             load_latency: Duration::from_millis(500),
             publish_latency: Duration::from_millis(200),
             scoring_rounds: 2_000,
+            refused_notifications: 1,
+            notification_requests: Arc::default(),
         }
     }
 }
@@ -125,10 +136,10 @@ pub struct Notified {
 pub struct Summary {
     /// Per-category statistics of the whole catalog.
     pub stats: Stats,
-    /// The report's lines.
-    pub report_lines: usize,
-    /// How many notifications went out.
-    pub notifications: usize,
+    /// The report's lines; `None` if writing it failed.
+    pub report_lines: Option<usize>,
+    /// How many notifications went out; `None` if sending them failed.
+    pub notifications: Option<usize>,
 }
 
 /// A notification channel that refused a message.
@@ -144,7 +155,7 @@ impl fmt::Display for NotifyError {
 impl std::error::Error for NotifyError {}
 
 /// Loads the catalog (simulated IO).
-#[task]
+#[task(retries = 2)]
 pub async fn generate_data(cfg: &CatalogConfig) -> Vec<Product> {
     tokio::time::sleep(cfg.load_latency).await;
     (1..=cfg.products)
@@ -170,7 +181,7 @@ pub fn partition_data(products: &[Product]) -> Partitions {
 }
 
 /// Per-category statistics of one partition, after `rounds` of scoring each product.
-#[task]
+#[task(retries = 3, retry_delay = "1s", backoff = "exponential")]
 pub fn process_partition(products: &[Product], cfg: &CatalogConfig) -> PartitionStats {
     let mut stats = Stats::new();
     let mut score = 0u64;
@@ -223,13 +234,17 @@ pub async fn generate_report(stats: &Stats, cfg: &CatalogConfig) -> Report {
     Report { lines }
 }
 
-/// Notifies the buyers of categories whose average stock is low (simulated IO).
-#[task]
+/// Notifies the buyers of categories whose average stock is low (simulated IO; the
+/// service refuses the first `cfg.refused_notifications` requests).
+#[task(retries = 3, retry_delay = "100ms", timeout = "5s")]
 pub async fn send_notifications(
     stats: &Stats,
     cfg: &CatalogConfig,
 ) -> Result<Notified, NotifyError> {
     tokio::time::sleep(cfg.publish_latency).await;
+    if cfg.notification_requests.fetch_add(1, Ordering::SeqCst) < cfg.refused_notifications {
+        return Err(NotifyError("503 Service Unavailable".into()));
+    }
     let low_stock = stats
         .iter()
         .filter(|(_, s)| s.product_count > 0 && s.total_stock / u64::from(s.product_count) < 500)
@@ -238,13 +253,14 @@ pub async fn send_notifications(
     Ok(Notified { low_stock })
 }
 
-/// Assembles the summary once the report is written and the notifications are sent.
+/// Runs last, whatever became of the report and the notifications: assembles the
+/// summary from what succeeded.
 #[task]
-pub fn cleanup(stats: &Stats, report: &Report, sent: &Notified) -> Summary {
+pub fn cleanup(stats: &Stats, report: &Outcome<Report>, sent: &Outcome<Notified>) -> Summary {
     Summary {
         stats: stats.clone(),
-        report_lines: report.lines.len(),
-        notifications: sent.low_stock.len(),
+        report_lines: report.value().map(|r| r.lines.len()),
+        notifications: sent.value().map(|n| n.low_stock.len()),
     }
 }
 
@@ -264,15 +280,33 @@ workflow! {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), aqueduct::Error> {
-    let aqueduct::RunOutcome {
-        result: summary,
-        report,
-    } = parallel_catalog::workflow()
-        .runner()
-        .run((CatalogConfig::default(),))
-        .await;
-    let summary = summary?;
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), aqueduct::Error> {
+    let runner = parallel_catalog::workflow().runner();
+    let cancel = runner.cancel_handle();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("Ctrl-C: cancelling the run");
+            cancel.cancel();
+        }
+    });
+    let aqueduct::RunOutcome { result, report } = runner.run((CatalogConfig::default(),)).await;
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(error) => {
+            eprintln!("{report}");
+            return Err(error);
+        }
+    };
 
     println!("Per-category statistics");
     println!(
@@ -285,9 +319,11 @@ async fn main() -> Result<(), aqueduct::Error> {
             category, s.product_count, s.total_stock, s.total_value
         );
     }
+    let count = |n: Option<usize>| n.map_or_else(|| "failed".to_owned(), |n| n.to_string());
     println!(
         "  report: {} lines; notifications sent: {}",
-        summary.report_lines, summary.notifications
+        count(summary.report_lines),
+        count(summary.notifications)
     );
 
     let partitions: Vec<_> = ["s1", "s2", "s3"]

@@ -284,7 +284,9 @@ impl Shared {
                 Kind::Io => self.call_io(job.node).instrument(span).await,
                 _ => self.call_cpu_supervised(job.node, span).await,
             };
-            let Some(result) = result else { return };
+            let Some(result) = result else {
+                return self.record_cancelled(job, started);
+            };
             job = match self.after_attempt(job, started, result, Mode::Tokio) {
                 Next::Continue(next) => next,
                 Next::Retry(next, delay) => {
@@ -412,6 +414,20 @@ impl Shared {
             Some(next) => Next::Continue(next),
             None => Next::Stop,
         }
+    }
+
+    /// Records a node whose attempt the run's stop interrupted.
+    fn record_cancelled(&self, job: Job, started: Instant) {
+        let _ = self.slots[job.node].set(Record {
+            value: (self.plan.unresolved[job.node])(None),
+            status: TaskStatus::Cancelled,
+            error: None,
+            ready: job.ready,
+            first_started: job.first_started,
+            last_started: Some(started),
+            finished: Instant::now(),
+            retried: job.retried,
+        });
     }
 
     /// Records a node's final outcome and releases its successors. Returns one ready
@@ -634,30 +650,34 @@ impl Finished {
     /// most: no schedule can finish the run sooner.
     fn critical_path(&self, plan: &Plan) -> Vec<String> {
         let nodes = &plan.graph.nodes;
-        let duration = |i: usize| {
-            self.slots[i]
-                .get()
-                .and_then(|r| Some(r.finished.saturating_duration_since(r.first_started?)))
-                .unwrap_or_default()
+        let ran = |i: usize| {
+            let record = self.slots[i].get()?;
+            Some(
+                record
+                    .finished
+                    .saturating_duration_since(record.first_started?),
+            )
         };
         // Nodes are in topological order, so one forward pass finds every longest path.
-        let mut longest = vec![(Duration::ZERO, None::<usize>); nodes.len()];
+        let mut longest: Vec<Option<(Duration, Option<usize>)>> = vec![None; nodes.len()];
         for (i, node) in nodes.iter().enumerate() {
+            let Some(duration) = ran(i) else { continue };
             let before = node
                 .inputs
                 .iter()
-                .map(|&j| (longest[j].0, Some(j)))
+                .filter_map(|&j| Some((longest[j]?.0, Some(j))))
                 .max_by_key(|(d, _)| *d);
             let (base, previous) = before.unwrap_or((Duration::ZERO, None));
-            longest[i] = (base + duration(i), previous);
+            longest[i] = Some((base + duration, previous));
         }
-        let mut at = (0..nodes.len()).max_by_key(|&i| longest[i].0);
+        let mut at = (0..nodes.len())
+            .filter_map(|i| Some((longest[i]?.0, i)))
+            .max_by_key(|(d, _)| *d)
+            .map(|(_, i)| i);
         let mut path = Vec::new();
         while let Some(i) = at {
-            if nodes[i].kind != Kind::Param {
-                path.push(nodes[i].name.to_string());
-            }
-            at = longest[i].1;
+            path.push(nodes[i].name.to_string());
+            at = longest[i].and_then(|(_, previous)| previous);
         }
         path.reverse();
         path

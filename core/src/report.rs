@@ -156,22 +156,17 @@ impl fmt::Display for RunReport {
         for t in &self.tasks {
             let start = t.started_at.map(ms).unwrap_or_else(|| "-".into());
             let status = match t.status {
-                TaskStatus::Skipped => "skipped",
-                other => {
-                    if other == TaskStatus::Failed {
-                        "failed"
-                    } else {
-                        "ok"
-                    }
-                }
+                TaskStatus::Succeeded => "ok".to_owned(),
+                other => other.to_string(),
             };
             writeln!(
                 f,
-                "  {:node_w$}  {:task_w$}  {:4}  {:9}  {:>10}  {:>10}  {:>10}",
+                "  {:node_w$}  {:task_w$}  {:4}  {:9}  {:>8}  {:>10}  {:>10}  {:>10}",
                 t.node,
                 t.task,
                 t.kind.to_string(),
                 status,
+                t.attempts.len(),
                 start,
                 ms(t.queue_wait),
                 ms(t.duration)

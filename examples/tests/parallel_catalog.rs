@@ -55,8 +55,8 @@ async fn the_catalog_totals_match_a_sequential_computation() {
         summary.stats.values().map(|s| s.product_count).sum::<u32>(),
         10_000
     );
-    assert_eq!(summary.report_lines, 10);
-    assert_eq!(summary.notifications, 5);
+    assert_eq!(summary.report_lines, Some(10));
+    assert_eq!(summary.notifications, Some(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,6 +78,26 @@ async fn report_and_notifications_overlap() {
     };
     let (written, sent) = (window("report"), window("sent"));
     assert!(written.0 < sent.1 && sent.0 < written.1, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_runs_and_the_run_fails_when_notifications_keep_failing() {
+    let cfg = CatalogConfig {
+        refused_notifications: u32::MAX,
+        ..quick()
+    };
+    let aqueduct::RunOutcome { result, report } =
+        parallel_catalog::workflow().runner().run((cfg,)).await;
+    let message = result.unwrap_err().to_string();
+    assert!(
+        message.contains("task `sent` (`send_notifications`) failed after 4 attempts"),
+        "{message}"
+    );
+    assert_eq!(
+        report.task("cleanup").unwrap().status,
+        TaskStatus::Succeeded
+    );
+    assert_eq!(report.task("report").unwrap().status, TaskStatus::Succeeded);
 }
 
 #[test]
