@@ -42,18 +42,68 @@ pub(crate) struct RunOptions {
 }
 
 /// What one node did in one run; written once, when it is resolved.
+///
+/// Kept small (64 bytes): a run holds one per node.
 pub struct Record {
     /// An `Outcome<T>`, boxed.
     pub(crate) value: Value,
+    /// Nanoseconds from the run's start: ready, first start, last start, end; a start
+    /// that did not happen is [`NEVER`].
+    times: [u64; 4],
+    /// Only for a task that failed or was retried.
+    history: Option<Box<History>>,
     status: TaskStatus,
+}
+
+const NEVER: u64 = u64::MAX;
+
+struct History {
+    /// The last attempt's error.
     error: Option<TaskError>,
-    ready: Instant,
-    first_started: Option<Instant>,
-    last_started: Option<Instant>,
-    finished: Instant,
     /// The attempts before the last one, each of which failed.
     retried: Vec<FailedAttempt>,
 }
+
+impl Record {
+    fn new(
+        value: Value,
+        status: TaskStatus,
+        times: [u64; 4],
+        error: Option<TaskError>,
+        retried: Vec<FailedAttempt>,
+    ) -> Self {
+        let history =
+            (error.is_some() || !retried.is_empty()).then(|| Box::new(History { error, retried }));
+        Self {
+            value,
+            times,
+            history,
+            status,
+        }
+    }
+
+    fn error(&self) -> Option<&TaskError> {
+        self.history.as_ref()?.error.as_ref()
+    }
+
+    fn retried(&self) -> &[FailedAttempt] {
+        self.history.as_ref().map_or(&[], |h| &h.retried)
+    }
+
+    fn time(&self, which: usize) -> Option<Duration> {
+        (self.times[which] != NEVER).then(|| Duration::from_nanos(self.times[which]))
+    }
+
+    /// From the first attempt's start to the end; `None` if it never started.
+    fn duration(&self) -> Option<Duration> {
+        Some(self.time(END)?.saturating_sub(self.time(FIRST_START)?))
+    }
+}
+
+const READY: usize = 0;
+const FIRST_START: usize = 1;
+const LAST_START: usize = 2;
+const END: usize = 3;
 
 struct FailedAttempt {
     started: Instant,
@@ -65,17 +115,13 @@ struct FailedAttempt {
 pub type Slot = OnceLock<Record>;
 
 pub(crate) fn fill(slot: &Slot, value: Value) {
-    let now = Instant::now();
-    let _ = slot.set(Record {
+    let _ = slot.set(Record::new(
         value,
-        status: TaskStatus::Succeeded,
-        error: None,
-        ready: now,
-        first_started: None,
-        last_started: None,
-        finished: now,
-        retried: Vec::new(),
-    });
+        TaskStatus::Succeeded,
+        [0, NEVER, NEVER, 0],
+        None,
+        Vec::new(),
+    ));
 }
 
 /// The low 32 bits count the inputs a node still waits for; the high 32 bits count
@@ -121,8 +167,18 @@ enum Next {
     Stop,
 }
 
+/// Ids for cancel signals, so a thread knows when its cached one is stale.
+static SIGNALS: AtomicU64 = AtomicU64::new(0);
+
+fn signal_id() -> u64 {
+    SIGNALS.fetch_add(1, Ordering::Relaxed)
+}
+
 struct Shared {
     plan: Arc<Plan>,
+    started: Instant,
+    /// The id of `cancel` for [`task::with_cancel`].
+    signal: u64,
     slots: Box<[Slot]>,
     waiting: Box<[AtomicU64]>,
     tokio: tokio::runtime::Handle,
@@ -159,11 +215,11 @@ pub(crate) async fn execute(
     store: impl FnOnce(&[Slot]),
 ) -> Result<Finished, Error> {
     let tokio = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime {
-        workflow: plan.graph.name.to_string(),
+        workflow: plan.graph.name().to_string(),
     })?;
     let stop_on_drop = cancel.clone().drop_guard();
     let started = Instant::now();
-    let span = tracing::info_span!("workflow", name = %plan.graph.name);
+    let span = tracing::info_span!("workflow", name = %plan.graph.name());
     let slots: Box<[Slot]> = (0..plan.calls.len()).map(|_| Slot::new()).collect();
     store(&slots);
     let waiting = plan
@@ -174,6 +230,8 @@ pub(crate) async fn execute(
     let (done, mut finished) = oneshot::channel();
     let shared = Arc::new(Shared {
         plan: Arc::clone(&plan),
+        started,
+        signal: signal_id(),
         slots,
         waiting,
         tokio,
@@ -212,9 +270,9 @@ pub(crate) async fn execute(
 
 impl Shared {
     fn mode(&self, node: usize) -> Mode {
-        let graph_node = &self.plan.graph.nodes[node];
-        match graph_node.kind {
-            Kind::Cpu if graph_node.timeout.is_none() => Mode::Rayon,
+        let info = self.plan.graph.info(node);
+        match info.kind {
+            Kind::Cpu if info.timeout.is_none() => Mode::Rayon,
             _ => Mode::Tokio,
         }
     }
@@ -233,12 +291,12 @@ impl Shared {
     }
 
     fn attempt_span(&self, job: &Job) -> tracing::Span {
-        let node = &self.plan.graph.nodes[job.node];
+        let graph = &self.plan.graph;
         tracing::info_span!(
             parent: &self.span,
             "task",
-            task = node.task.unwrap_or_default(),
-            node = %node.name,
+            task = graph.info(job.node).name,
+            node = %graph.name_of(job.node),
             attempt = job.attempt,
         )
     }
@@ -253,7 +311,7 @@ impl Shared {
             let started = self.begin(&mut job);
             let result = self
                 .attempt_span(&job)
-                .in_scope(|| self.call_cpu(job.node, &self.cancel));
+                .in_scope(|| self.call_cpu(job.node, self.signal, &self.cancel));
             job = match self.after_attempt(job, started, result, Mode::Rayon) {
                 Next::Continue(next) => next,
                 Next::Retry(next, delay) if delay.is_zero() => next,
@@ -280,7 +338,7 @@ impl Shared {
             }
             let started = self.begin(&mut job);
             let span = self.attempt_span(&job);
-            let result = match self.plan.graph.nodes[job.node].kind {
+            let result = match self.plan.graph.kind(job.node) {
                 Kind::Io => self.call_io(job.node).instrument(span).await,
                 _ => self.call_cpu_supervised(job.node, span).await,
             };
@@ -315,11 +373,16 @@ impl Shared {
         }
     }
 
-    fn call_cpu(&self, node: usize, cancel: &CancellationToken) -> Result<Value, TaskError> {
+    fn call_cpu(
+        &self,
+        node: usize,
+        signal: u64,
+        cancel: &CancellationToken,
+    ) -> Result<Value, TaskError> {
         let call = self.plan.calls[node]
             .as_ref()
             .expect("a task node has a call");
-        let outcome = task::with_cancel(cancel, || {
+        let outcome = task::with_cancel(signal, cancel, || {
             catch_unwind(AssertUnwindSafe(|| call(&self.slots)))
         });
         match outcome {
@@ -340,14 +403,17 @@ impl Shared {
         node: usize,
         span: tracing::Span,
     ) -> Option<Result<Value, TaskError>> {
-        let limit = self.plan.graph.nodes[node]
+        let limit = self
+            .plan
+            .graph
+            .info(node)
             .timeout
             .expect("supervised tasks have a timeout");
         let attempt = self.cancel.child_token();
         let (sender, receiver) = oneshot::channel();
         let (run, token) = (Arc::clone(self), attempt.clone());
         rayon::spawn(move || {
-            let _ = sender.send(span.in_scope(|| run.call_cpu(node, &token)));
+            let _ = sender.send(span.in_scope(|| run.call_cpu(node, signal_id(), &token)));
         });
         let result = tokio::select! {
             result = receiver => result.unwrap_or_else(|_| Err(TaskError::msg("the attempt's thread went away"))),
@@ -368,7 +434,7 @@ impl Shared {
             Ok(Step::Done(result)) => return Some(result),
             Err(panic) => return Some(Err(TaskError::panicked(&*panic))),
         };
-        let limit = self.plan.graph.nodes[node].timeout;
+        let limit = self.plan.graph.info(node).timeout;
         let bounded = async move {
             match limit {
                 Some(limit) => tokio::time::timeout(limit, future)
@@ -393,14 +459,14 @@ impl Shared {
         result: Result<Value, TaskError>,
         mode: Mode,
     ) -> Next {
-        let node = &self.plan.graph.nodes[job.node];
+        let retry = &self.plan.graph.info(job.node).retry;
         if let Err(error) = &result
-            && node.retry.retries_after(job.attempt, error)
+            && retry.retries_after(job.attempt, error)
             && !self.cancel.is_cancelled()
         {
-            let delay = node.retry.delay_before(job.attempt);
+            let delay = retry.delay_before(job.attempt);
             tracing::warn!(
-                parent: &self.span, node = %node.name, attempt = job.attempt, %error,
+                parent: &self.span, node = self.plan.graph.name_of(job.node), attempt = job.attempt, %error,
                 "attempt failed; retrying in {delay:?}"
             );
             job.retried.push(FailedAttempt {
@@ -416,18 +482,26 @@ impl Shared {
         }
     }
 
+    fn since(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.started).as_nanos() as u64
+    }
+
+    fn times(&self, job: &Job, last_started: Option<Instant>, finished: Instant) -> [u64; 4] {
+        let since = |at: Option<Instant>| at.map_or(NEVER, |at| self.since(at));
+        [
+            self.since(job.ready),
+            since(job.first_started),
+            since(last_started),
+            self.since(finished),
+        ]
+    }
+
     /// Records a node whose attempt the run's stop interrupted.
     fn record_cancelled(&self, job: Job, started: Instant) {
-        let _ = self.slots[job.node].set(Record {
-            value: (self.plan.unresolved[job.node])(None),
-            status: TaskStatus::Cancelled,
-            error: None,
-            ready: job.ready,
-            first_started: job.first_started,
-            last_started: Some(started),
-            finished: Instant::now(),
-            retried: job.retried,
-        });
+        let times = self.times(&job, Some(started), Instant::now());
+        let value = (self.plan.unresolved[job.node])(None);
+        let record = Record::new(value, TaskStatus::Cancelled, times, None, job.retried);
+        let _ = self.slots[job.node].set(record);
     }
 
     /// Records a node's final outcome and releases its successors. Returns one ready
@@ -443,8 +517,8 @@ impl Shared {
         let (value, status, error) = match result {
             Ok(value) => (value, TaskStatus::Succeeded, None),
             Err(error) => {
-                let graph_node = &self.plan.graph.nodes[node];
-                tracing::error!(parent: &self.span, node = %graph_node.name, attempts = job.attempt, %error, "task failed");
+                let name = self.plan.graph.name_of(node);
+                tracing::error!(parent: &self.span, node = name, attempts = job.attempt, %error, "task failed");
                 let status = if error.is_timeout() {
                     TaskStatus::TimedOut
                 } else {
@@ -458,27 +532,25 @@ impl Shared {
             }
         };
         let succeeded = error.is_none();
-        let _ = self.slots[node].set(Record {
-            value,
-            status,
-            error,
-            ready: job.ready,
-            first_started: job.first_started,
-            last_started: Some(started),
-            finished: Instant::now(),
-            retried: job.retried,
-        });
+        let finished = Instant::now();
+        let times = self.times(&job, Some(started), finished);
+        let _ = self.slots[node].set(Record::new(value, status, times, error, job.retried));
         if !succeeded && self.options.fail_fast {
             self.cancel.cancel();
         }
-        self.release(node, succeeded, mode)
+        self.release(node, succeeded, mode, finished)
     }
 
     /// Decrements the counters of `node`'s successors; dispatches those now ready,
     /// skips those an unsuccessful required input dooms, and returns one ready
     /// successor of `mode` for the caller.
-    fn release(self: &Arc<Self>, node: usize, succeeded: bool, mode: Mode) -> Option<Job> {
-        let now = Instant::now();
+    fn release(
+        self: &Arc<Self>,
+        node: usize,
+        succeeded: bool,
+        mode: Mode,
+        now: Instant,
+    ) -> Option<Job> {
         let mut next = None;
         let mut skipped = Vec::new();
         let mut resolved = (node, succeeded);
@@ -504,16 +576,16 @@ impl Shared {
                 }
             }
             let Some(skip) = skipped.pop() else { break };
-            let _ = self.slots[skip].set(Record {
-                value: (self.plan.unresolved[skip])(None),
-                status: TaskStatus::Skipped,
-                error: None,
-                ready: now,
-                first_started: None,
-                last_started: None,
-                finished: now,
-                retried: Vec::new(),
-            });
+            let at = self.since(now);
+            let value = (self.plan.unresolved[skip])(None);
+            let record = Record::new(
+                value,
+                TaskStatus::Skipped,
+                [at, NEVER, NEVER, at],
+                None,
+                Vec::new(),
+            );
+            let _ = self.slots[skip].set(record);
             resolved = (skip, false);
         }
         next
@@ -537,8 +609,7 @@ impl<F: Future<Output = Result<Value, TaskError>> + Unpin> Future for CatchUnwin
 
 impl Finished {
     /// Splits the run into its output (or why there is none) and its report.
-    pub(crate) fn into_output<O: 'static>(self, plan: &Plan) -> (Result<O, Error>, RunReport) {
-        let report = self.report(plan);
+    pub(crate) fn into_output<O: 'static>(self, plan: &Plan) -> Result<O, Error> {
         let graph = &plan.graph;
         let failures: Vec<TaskFailure> = self
             .slots
@@ -547,15 +618,20 @@ impl Finished {
             .filter_map(|(node, slot)| {
                 let record = slot.get()?;
                 Some(TaskFailure {
-                    node: graph.nodes[node].name.to_string(),
-                    task: graph.nodes[node].task.unwrap_or_default(),
-                    attempts: record.retried.len() as u32 + 1,
-                    error: record.error.clone()?,
+                    node: graph.name_of(node).to_owned(),
+                    task: graph.info(node).name,
+                    attempts: record.retried().len() as u32 + 1,
+                    error: record.error()?.clone(),
                 })
             })
             .collect();
-        let names = |status| report.with_status(status).map(|t| t.node.clone()).collect();
-        let workflow = graph.name.to_string();
+        let names = |status| {
+            (0..graph.len())
+                .filter(|&node| graph.kind(node) != Kind::Param && self.status(node) == status)
+                .map(|node| graph.name_of(node).to_owned())
+                .collect()
+        };
+        let workflow = graph.name().to_owned();
         let error = if !failures.is_empty() {
             Some(Error::Failed {
                 workflow,
@@ -568,7 +644,7 @@ impl Finished {
                 after,
                 unfinished: names(TaskStatus::Cancelled),
             })
-        } else if self.cancelled && self.slots[graph.output].get().is_none() {
+        } else if self.cancelled && self.slots[graph.output()].get().is_none() {
             Some(Error::Cancelled {
                 workflow,
                 unfinished: names(TaskStatus::Cancelled),
@@ -577,11 +653,11 @@ impl Finished {
             None
         };
         if let Some(error) = error {
-            return (Err(error), report);
+            return Err(error);
         }
         let mut slots = self.slots.into_vec();
         let output = slots
-            .swap_remove(graph.output)
+            .swap_remove(graph.output())
             .into_inner()
             .and_then(|record| record.value.downcast::<task::Outcome<O>>().ok())
             .and_then(|outcome| match *outcome {
@@ -589,57 +665,61 @@ impl Finished {
                 _ => None,
             })
             .expect("aqueduct: a run without failures has its output");
-        (Ok(output), report)
+        Ok(output)
     }
 
-    fn report(&self, plan: &Plan) -> RunReport {
+    fn status(&self, node: usize) -> TaskStatus {
+        self.slots[node]
+            .get()
+            .map_or(TaskStatus::Cancelled, |r| r.status)
+    }
+
+    /// What every task did.
+    pub(crate) fn report(&self, plan: &Plan) -> RunReport {
         let graph = &plan.graph;
         let since = |at: Instant| at.saturating_duration_since(self.started);
         let tasks = graph
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, node)| node.kind != Kind::Param)
-            .map(|(i, node)| {
+            .nodes()
+            .filter(|node| node.kind() != Kind::Param)
+            .map(|node| {
+                let i = node.index();
                 let record = self.slots[i].get();
                 let mut attempts: Vec<AttemptReport> = record
                     .into_iter()
-                    .flat_map(|r| &r.retried)
+                    .flat_map(Record::retried)
                     .map(|a| AttemptReport {
                         started_at: since(a.started),
                         duration: a.finished - a.started,
                         error: Some(a.error.to_string()),
                     })
                     .collect();
-                if let Some((record, started)) = record.and_then(|r| Some((r, r.last_started?))) {
+                if let Some((record, started)) = record.and_then(|r| Some((r, r.time(LAST_START)?)))
+                {
                     attempts.push(AttemptReport {
-                        started_at: since(started),
-                        duration: record.finished - started,
-                        error: record.error.as_ref().map(ToString::to_string),
+                        started_at: started,
+                        duration: record.time(END).unwrap_or_default().saturating_sub(started),
+                        error: record.error().map(ToString::to_string),
                     });
                 }
-                let started = record.and_then(|r| r.first_started);
+                let started = record.and_then(|r| r.time(FIRST_START));
+                let ready = record.and_then(|r| r.time(READY));
                 TaskReport {
-                    node: node.name.to_string(),
-                    task: node.task.unwrap_or_default().to_string(),
-                    kind: node.kind,
-                    status: record.map_or(TaskStatus::Cancelled, |r| r.status),
-                    started_at: started.map(since),
-                    queue_wait: record.zip(started).map_or(Duration::ZERO, |(r, s)| {
-                        s.saturating_duration_since(r.ready)
-                    }),
-                    duration: record.zip(started).map_or(Duration::ZERO, |(r, s)| {
-                        r.finished.saturating_duration_since(s)
-                    }),
-                    error: record
-                        .and_then(|r| r.error.as_ref())
-                        .map(ToString::to_string),
+                    node: node.name().to_owned(),
+                    task: node.task().unwrap_or_default().to_owned(),
+                    kind: node.kind(),
+                    status: self.status(i),
+                    started_at: started,
+                    queue_wait: started
+                        .zip(ready)
+                        .map_or(Duration::ZERO, |(s, r)| s.saturating_sub(r)),
+                    duration: record.and_then(Record::duration).unwrap_or_default(),
+                    error: record.and_then(Record::error).map(ToString::to_string),
                     attempts,
                 }
             })
             .collect();
         RunReport {
-            workflow: graph.name.to_string(),
+            workflow: graph.name().to_owned(),
             wall: self.wall,
             tasks,
             critical_path: self.critical_path(plan),
@@ -649,34 +729,27 @@ impl Finished {
     /// The chain of tasks, each an input of the next, whose durations add up to the
     /// most: no schedule can finish the run sooner.
     fn critical_path(&self, plan: &Plan) -> Vec<String> {
-        let nodes = &plan.graph.nodes;
-        let ran = |i: usize| {
-            let record = self.slots[i].get()?;
-            Some(
-                record
-                    .finished
-                    .saturating_duration_since(record.first_started?),
-            )
-        };
+        let graph = &plan.graph;
+        let ran = |i: usize| self.slots[i].get().and_then(Record::duration);
         // Nodes are in topological order, so one forward pass finds every longest path.
-        let mut longest: Vec<Option<(Duration, Option<usize>)>> = vec![None; nodes.len()];
-        for (i, node) in nodes.iter().enumerate() {
+        let mut longest: Vec<Option<(Duration, Option<usize>)>> = vec![None; graph.len()];
+        for node in graph.nodes() {
+            let i = node.index();
             let Some(duration) = ran(i) else { continue };
             let before = node
-                .inputs
-                .iter()
-                .filter_map(|&j| Some((longest[j]?.0, Some(j))))
+                .inputs()
+                .filter_map(|j| Some((longest[j]?.0, Some(j))))
                 .max_by_key(|(d, _)| *d);
             let (base, previous) = before.unwrap_or((Duration::ZERO, None));
             longest[i] = Some((base + duration, previous));
         }
-        let mut at = (0..nodes.len())
+        let mut at = (0..graph.len())
             .filter_map(|i| Some((longest[i]?.0, i)))
             .max_by_key(|(d, _)| *d)
             .map(|(_, i)| i);
         let mut path = Vec::new();
         while let Some(i) = at {
-            path.push(nodes[i].name.to_string());
+            path.push(graph.name_of(i).to_owned());
             at = longest[i].and_then(|(_, previous)| previous);
         }
         path.reverse();

@@ -5,6 +5,7 @@
 //! input names an earlier node (no cycles can be built) and carries its value's type.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::marker::PhantomData;
@@ -15,8 +16,7 @@ use crate::executor::{self, RunOptions, Value};
 #[doc(hidden)]
 pub use crate::executor::{Record, Slot};
 use crate::report::RunReport;
-use crate::retry::RetryPolicy;
-use crate::run::{RunOutcome, Runner};
+use crate::run::Runner;
 use crate::task::{Kind, Outcome, TaskError, TaskInfo};
 
 /// A typed reference to a node's output, used to wire it into later nodes.
@@ -53,21 +53,22 @@ impl<T> fmt::Debug for Handle<T> {
     }
 }
 
-/// A tuple of handles a node reads: `()`, `(Handle<A>,)`, `(Handle<A>, Handle<B>)`, ….
-pub trait Inputs: Copy + Send + Sync + 'static {
+/// The handles a node reads: a tuple `()`, `(Handle<A>,)`, `(Handle<A>, Handle<B>)`, …
+/// of up to twelve, or a `Vec<Handle<T>>` of any length (a wide fan-in).
+pub trait Inputs: Send + Sync + 'static {
     /// The values, borrowed from the run: `(&'a A, &'a B, …)`.
     type Refs<'a>;
     /// What became of each input: `(&'a Outcome<A>, &'a Outcome<B>, …)`.
     type Outcomes<'a>;
     /// Borrows every input's value from a run's slots.
     #[doc(hidden)]
-    fn refs(self, slots: &[Slot]) -> Self::Refs<'_>;
+    fn refs<'a>(&self, slots: &'a [Slot]) -> Self::Refs<'a>;
     /// Borrows every input's outcome from a run's slots.
     #[doc(hidden)]
-    fn outcomes(self, slots: &[Slot]) -> Self::Outcomes<'_>;
+    fn outcomes<'a>(&self, slots: &'a [Slot]) -> Self::Outcomes<'a>;
     /// Appends each input's node index.
     #[doc(hidden)]
-    fn indices(self, out: &mut Vec<u32>);
+    fn indices(&self, out: &mut Vec<u32>);
 }
 
 /// A tuple of a workflow's parameter types: `()`, `(A,)`, `(A, B)`, ….
@@ -103,14 +104,14 @@ macro_rules! tuples {
             type Refs<'a> = ($(&'a $T,)*);
             type Outcomes<'a> = ($(&'a Outcome<$T>,)*);
             #[allow(clippy::unused_unit)]
-            fn refs(self, _slots: &[Slot]) -> Self::Refs<'_> {
+            fn refs<'a>(&self, _slots: &'a [Slot]) -> Self::Refs<'a> {
                 ($(value::<$T>(_slots, self.$i.id),)*)
             }
             #[allow(clippy::unused_unit)]
-            fn outcomes(self, _slots: &[Slot]) -> Self::Outcomes<'_> {
+            fn outcomes<'a>(&self, _slots: &'a [Slot]) -> Self::Outcomes<'a> {
                 ($(outcome::<$T>(_slots, self.$i.id),)*)
             }
-            fn indices(self, _out: &mut Vec<u32>) {
+            fn indices(&self, _out: &mut Vec<u32>) {
                 $(_out.push(self.$i.id);)*
             }
         }
@@ -145,13 +146,27 @@ tuples! {
     (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11)
 }
 
-/// A node's declared inputs, borrowed from the run while the node executes.
-pub struct In<'a, I> {
-    slots: &'a [Slot],
-    inputs: I,
+impl<T: Send + Sync + 'static> Inputs for Vec<Handle<T>> {
+    type Refs<'a> = Vec<&'a T>;
+    type Outcomes<'a> = Vec<&'a Outcome<T>>;
+    fn refs<'a>(&self, slots: &'a [Slot]) -> Self::Refs<'a> {
+        self.iter().map(|h| value::<T>(slots, h.id)).collect()
+    }
+    fn outcomes<'a>(&self, slots: &'a [Slot]) -> Self::Outcomes<'a> {
+        self.iter().map(|h| outcome::<T>(slots, h.id)).collect()
+    }
+    fn indices(&self, out: &mut Vec<u32>) {
+        out.extend(self.iter().map(|h| h.id));
+    }
 }
 
-impl<'a, I: Inputs> In<'a, I> {
+/// A node's declared inputs, borrowed from the run while the node executes.
+pub struct In<'a, 'i, I> {
+    slots: &'a [Slot],
+    inputs: &'i I,
+}
+
+impl<'a, I: Inputs> In<'a, '_, I> {
     /// Every input's value, in the order the node declared them.
     pub fn get(&self) -> I::Refs<'a> {
         self.inputs.refs(self.slots)
@@ -202,115 +217,246 @@ fn unresolved<T: Send + Sync + 'static>(error: Option<TaskError>) -> Value {
 
 pub(crate) type NodeFn = dyn for<'a> Fn(&'a [Slot]) -> executor::Step<'a> + Send + Sync;
 
-/// One node of a [`Graph`].
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct GraphNode {
-    /// The binding it is assigned to (`let name = …`), or the task's name for the tail.
-    pub name: Cow<'static, str>,
-    /// The task it calls; `None` for a workflow parameter.
-    pub task: Option<&'static str>,
-    /// Where it runs.
-    pub kind: Kind,
-    /// The nodes whose outputs it reads, by index, without repeats.
-    pub inputs: Vec<usize>,
-    /// Those of `inputs` it reads as an [`Outcome`]: it runs even if they fail.
-    pub outcome_inputs: Vec<usize>,
-    /// When a failed attempt is retried.
-    pub retry: RetryPolicy,
-    /// The longest one attempt may take.
-    pub timeout: Option<std::time::Duration>,
+/// The static description of a workflow: node names, the task each calls, edges,
+/// kinds and policies. Nodes are numbered in a topological order: every node's inputs
+/// come before it, parameters first.
+///
+/// Stored column by column (one vector per field, edges in one array), so a graph of
+/// 100,000 nodes costs tens of bytes per node; [`Graph::node`] gives a view of one.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    name: Cow<'static, str>,
+    names: Vec<Cow<'static, str>>,
+    /// Per node, its index in `infos`; parameters point at [`PARAM`].
+    tasks: Vec<u32>,
+    /// Every distinct task of the graph.
+    infos: Vec<TaskInfo>,
+    /// The inputs of node `i` are `inputs[offsets[i]..offsets[i + 1]]`, ascending.
+    offsets: Vec<u32>,
+    inputs: Vec<u32>,
+    /// Per input edge: whether the node reads it as an [`Outcome`] (it runs even if
+    /// that input fails).
+    tolerant: Vec<bool>,
+    output: usize,
 }
 
-/// The static description of a workflow: node names, the task each calls, edges and kinds.
-///
-/// Nodes are in a topological order: every node's inputs come before it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Graph {
-    /// The workflow's name.
-    pub name: Cow<'static, str>,
-    /// Every node, parameters first.
-    pub nodes: Vec<GraphNode>,
-    /// The node whose value the run returns.
-    pub output: usize,
-}
+/// The `TaskInfo` index of parameters.
+const PARAM: u32 = 0;
 
 impl Graph {
+    fn new(name: Cow<'static, str>) -> Self {
+        Self {
+            name,
+            names: Vec::new(),
+            tasks: Vec::new(),
+            infos: vec![TaskInfo::new("", Kind::Param)],
+            offsets: vec![0],
+            inputs: Vec::new(),
+            tolerant: Vec::new(),
+            output: 0,
+        }
+    }
+
+    /// The workflow's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many nodes, parameters included.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether the graph has no node at all.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Node `index`.
+    pub fn node(&self, index: usize) -> Node<'_> {
+        assert!(
+            index < self.len(),
+            "node {index} of a graph of {}",
+            self.len()
+        );
+        Node { graph: self, index }
+    }
+
+    /// Every node, in order.
+    pub fn nodes(&self) -> impl ExactSizeIterator<Item = Node<'_>> {
+        (0..self.len()).map(|index| Node { graph: self, index })
+    }
+
+    /// The index of the node whose value a run returns.
+    pub fn output(&self) -> usize {
+        self.output
+    }
+
+    pub(crate) fn info(&self, node: usize) -> &TaskInfo {
+        &self.infos[self.tasks[node] as usize]
+    }
+
+    pub(crate) fn kind(&self, node: usize) -> Kind {
+        self.info(node).kind
+    }
+
+    pub(crate) fn name_of(&self, node: usize) -> &str {
+        &self.names[node]
+    }
+
+    fn edges(&self, node: usize) -> std::ops::Range<usize> {
+        self.offsets[node] as usize..self.offsets[node + 1] as usize
+    }
+
     /// The graph as a Mermaid flowchart: parameters as parallelograms, CPU tasks as
-    /// rectangles, IO tasks as rounded boxes, the output with a double border.
+    /// rectangles, IO tasks as rounded boxes, the output with a double border, inputs
+    /// read as outcomes as dotted arrows.
     pub fn to_mermaid(&self) -> String {
         let mut out = String::from("flowchart TD\n");
-        for (i, node) in self.nodes.iter().enumerate() {
-            let label = mermaid_escape(&self.label(i));
-            let (open, close) = match node.kind {
-                _ if i == self.output => ("[[", "]]"),
+        for node in self.nodes() {
+            let (open, close) = match node.kind() {
+                _ if node.index == self.output => ("[[", "]]"),
                 Kind::Param => ("[/", "/]"),
                 Kind::Cpu => ("[", "]"),
                 Kind::Io => ("(", ")"),
             };
-            let _ = writeln!(out, "    n{i}{open}\"{label}\"{close}");
+            let label = node.label().replace('"', "#quot;");
+            let _ = writeln!(out, "    n{}{open}\"{label}\"{close}", node.index);
         }
-        for (i, node) in self.nodes.iter().enumerate() {
-            for input in &node.inputs {
-                let arrow = if node.outcome_inputs.contains(input) {
-                    "-.->"
-                } else {
-                    "-->"
-                };
-                let _ = writeln!(out, "    n{input} {arrow} n{i}");
+        for node in self.nodes() {
+            for (input, tolerant) in node.edges() {
+                let arrow = if tolerant { "-.->" } else { "-->" };
+                let _ = writeln!(out, "    n{input} {arrow} n{}", node.index);
             }
         }
         out
     }
 
-    /// The graph in Graphviz DOT.
+    /// The graph in Graphviz DOT; inputs read as outcomes are dashed.
     pub fn to_dot(&self) -> String {
         let mut out = format!("digraph \"{}\" {{\n", dot_escape(&self.name));
-        for (i, node) in self.nodes.iter().enumerate() {
-            let shape = match node.kind {
+        for node in self.nodes() {
+            let shape = match node.kind() {
                 Kind::Param => "parallelogram",
                 Kind::Cpu => "box",
                 Kind::Io => "box, style=rounded",
             };
-            let periphery = if i == self.output {
+            let periphery = if node.index == self.output {
                 ", peripheries=2"
             } else {
                 ""
             };
-            let label = dot_escape(&self.label(i));
+            let label = dot_escape(&node.label());
             let _ = writeln!(
                 out,
-                "    n{i} [label=\"{label}\", shape={shape}{periphery}];"
+                "    n{} [label=\"{label}\", shape={shape}{periphery}];",
+                node.index
             );
         }
-        for (i, node) in self.nodes.iter().enumerate() {
-            for input in &node.inputs {
-                let style = if node.outcome_inputs.contains(input) {
-                    " [style=dashed]"
-                } else {
-                    ""
-                };
-                let _ = writeln!(out, "    n{input} -> n{i}{style};");
+        for node in self.nodes() {
+            for (input, tolerant) in node.edges() {
+                let style = if tolerant { " [style=dashed]" } else { "" };
+                let _ = writeln!(out, "    n{input} -> n{}{style};", node.index);
             }
         }
         out.push_str("}\n");
         out
     }
-
-    fn label(&self, i: usize) -> String {
-        let node = &self.nodes[i];
-        match node.task {
-            Some(task) if task != node.name => format!("{} = {task}", node.name),
-            _ => node.name.to_string(),
-        }
-    }
-}
-
-fn mermaid_escape(s: &str) -> String {
-    s.replace('"', "#quot;")
 }
 
 fn dot_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// One node of a [`Graph`].
+#[derive(Debug, Clone, Copy)]
+pub struct Node<'g> {
+    graph: &'g Graph,
+    index: usize,
+}
+
+impl<'g> Node<'g> {
+    /// Its position in the graph.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The binding it is assigned to (`let name = …`), or the task's name for the tail.
+    pub fn name(&self) -> &'g str {
+        &self.graph.names[self.index]
+    }
+
+    /// The task it calls; `None` for a workflow parameter.
+    pub fn task(&self) -> Option<&'static str> {
+        let info = self.graph.info(self.index);
+        (info.kind != Kind::Param).then_some(info.name)
+    }
+
+    /// Where it runs.
+    pub fn kind(&self) -> Kind {
+        self.graph.kind(self.index)
+    }
+
+    /// When a failed attempt is retried, and how long one may take.
+    pub fn info(&self) -> &'g TaskInfo {
+        self.graph.info(self.index)
+    }
+
+    /// The nodes whose outputs it reads, ascending, without repeats.
+    pub fn inputs(&self) -> impl Iterator<Item = usize> + 'g {
+        self.edges().map(|(input, _)| input)
+    }
+
+    /// Those of its inputs it reads as an [`Outcome`]: it runs even if they fail.
+    pub fn outcome_inputs(&self) -> impl Iterator<Item = usize> + 'g {
+        self.edges()
+            .filter(|&(_, tolerant)| tolerant)
+            .map(|(input, _)| input)
+    }
+
+    fn edges(&self) -> impl Iterator<Item = (usize, bool)> + 'g {
+        let graph = self.graph;
+        graph
+            .edges(self.index)
+            .map(|e| (graph.inputs[e] as usize, graph.tolerant[e]))
+    }
+
+    fn label(&self) -> String {
+        match self.task() {
+            Some(task) if task != self.name() => format!("{} = {task}", self.name()),
+            _ => self.name().to_owned(),
+        }
+    }
+}
+
+/// A graph serialises as `{ name, output, nodes: [{ name, task, kind, inputs,
+/// outcome_inputs, retry, timeout }] }`.
+impl serde::Serialize for Graph {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut graph = serializer.serialize_struct("Graph", 3)?;
+        graph.serialize_field("name", &self.name)?;
+        graph.serialize_field("output", &self.output)?;
+        let nodes: Vec<_> = self.nodes().collect();
+        graph.serialize_field("nodes", &nodes)?;
+        graph.end()
+    }
+}
+
+impl serde::Serialize for Node<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let info = self.info();
+        let mut node = serializer.serialize_struct("Node", 7)?;
+        node.serialize_field("name", self.name())?;
+        node.serialize_field("task", &self.task())?;
+        node.serialize_field("kind", &self.kind())?;
+        node.serialize_field("inputs", &self.inputs().collect::<Vec<_>>())?;
+        node.serialize_field("outcome_inputs", &self.outcome_inputs().collect::<Vec<_>>())?;
+        node.serialize_field("retry", &(info.kind != Kind::Param).then_some(info.retry))?;
+        node.serialize_field("timeout", &info.timeout)?;
+        node.end()
+    }
 }
 
 /// Everything a run needs that does not change between runs.
@@ -353,13 +499,14 @@ impl Plan {
 ///     Step::done(Ok(x * 2))
 /// });
 /// let workflow = b.output(twice);
-/// assert_eq!(workflow.graph().nodes.len(), 2);
+/// assert_eq!(workflow.graph().len(), 2);
 /// # let rt = tokio::runtime::Runtime::new().unwrap();
 /// assert_eq!(rt.block_on(workflow.run((21,))).unwrap(), 42);
 /// ```
 pub struct Builder<P> {
-    name: Cow<'static, str>,
-    nodes: Vec<GraphNode>,
+    graph: Graph,
+    /// Where each distinct task sits in `graph.infos`.
+    known: HashMap<TaskInfo, u32>,
     calls: Vec<Option<Box<NodeFn>>>,
     unresolved: Vec<fn(Option<TaskError>) -> Value>,
     _params: PhantomData<fn(P)>,
@@ -369,8 +516,8 @@ impl<P: Params> Builder<P> {
     /// Starts a workflow whose parameters have the types of `P` and the given names.
     pub fn new(name: impl Into<Cow<'static, str>>, params: P::Names) -> (Self, P::Handles) {
         let mut builder = Self {
-            name: name.into(),
-            nodes: Vec::new(),
+            graph: Graph::new(name.into()),
+            known: HashMap::new(),
             calls: Vec::new(),
             unresolved: Vec::new(),
             _params: PhantomData,
@@ -380,18 +527,7 @@ impl<P: Params> Builder<P> {
     }
 
     fn param<T: Send + Sync + 'static>(&mut self, name: &'static str) -> Handle<T> {
-        self.push(
-            GraphNode {
-                name: name.into(),
-                task: None,
-                kind: Kind::Param,
-                inputs: Vec::new(),
-                outcome_inputs: Vec::new(),
-                retry: RetryPolicy::NONE,
-                timeout: None,
-            },
-            None,
-        )
+        self.push(name.into(), PARAM, &mut [], None)
     }
 
     /// Adds a node that calls `task` with the values of `inputs`.
@@ -412,98 +548,113 @@ impl<P: Params> Builder<P> {
     where
         I: Inputs,
         T: Send + Sync + 'static,
-        F: for<'a> Fn(In<'a, I>) -> Step<'a, T> + Send + Sync + 'static,
+        F: for<'a, 'i> Fn(In<'a, 'i, I>) -> Step<'a, T> + Send + Sync + 'static,
     {
         let mut positions = Vec::new();
         inputs.indices(&mut positions);
-        let is_outcome =
-            |position: usize| position < 16 && task.outcome_inputs & (1 << position) != 0;
-        let inputs_of = |tolerant: bool| {
-            let mut nodes: Vec<usize> = positions
-                .iter()
-                .enumerate()
-                .filter(|&(position, _)| is_outcome(position) == tolerant)
-                .map(|(_, &node)| node as usize)
-                .collect();
-            nodes.sort_unstable();
-            nodes.dedup();
-            nodes
-        };
-        let required = inputs_of(false);
-        // An input passed both ways is required.
-        let outcome_inputs: Vec<usize> = inputs_of(true)
-            .into_iter()
-            .filter(|n| !required.contains(n))
+        // Per distinct input, whether it may fail: only if every position that reads it
+        // takes an outcome.
+        let mut edges: Vec<(u32, bool)> = positions
+            .iter()
+            .enumerate()
+            .map(|(position, &node)| {
+                (
+                    node,
+                    position < 16 && task.outcome_inputs & (1 << position) != 0,
+                )
+            })
             .collect();
-        let mut all: Vec<usize> = required.iter().chain(&outcome_inputs).copied().collect();
-        all.sort_unstable();
-        let call: Box<NodeFn> = Box::new(move |slots| call(In { slots, inputs }).inner);
-        self.push(
-            GraphNode {
-                name: name.into(),
-                task: Some(task.name),
-                kind: task.kind,
-                inputs: all,
-                outcome_inputs,
-                retry: task.retry,
-                timeout: task.timeout,
-            },
-            Some(call),
-        )
+        edges.sort_unstable();
+        edges.dedup_by(|later, first| {
+            let same = later.0 == first.0;
+            first.1 &= !same || later.1;
+            same
+        });
+        let next = self.graph.infos.len() as u32;
+        let info = *self.known.entry(task).or_insert(next);
+        if info == next {
+            self.graph.infos.push(task);
+        }
+        let call: Box<NodeFn> = Box::new(move |slots| {
+            call(In {
+                slots,
+                inputs: &inputs,
+            })
+            .inner
+        });
+        self.push(name.into(), info, &mut edges, Some(call))
     }
 
     fn push<T: Send + Sync + 'static>(
         &mut self,
-        node: GraphNode,
+        name: Cow<'static, str>,
+        info: u32,
+        edges: &mut [(u32, bool)],
         call: Option<Box<NodeFn>>,
     ) -> Handle<T> {
-        self.nodes.push(node);
+        let graph = &mut self.graph;
+        graph.names.push(name);
+        graph.tasks.push(info);
+        graph.inputs.extend(edges.iter().map(|&(node, _)| node));
+        graph
+            .tolerant
+            .extend(edges.iter().map(|&(_, tolerant)| tolerant));
+        graph.offsets.push(graph.inputs.len() as u32);
         self.calls.push(call);
         self.unresolved.push(unresolved::<T>);
-        Handle::new(self.nodes.len() - 1)
+        Handle::new(graph.len() - 1)
     }
 
     /// Finishes the graph; a run returns the value of `output`.
     pub fn output<O: Send + Sync + 'static>(self, output: Handle<O>) -> Workflow<P, O> {
-        let n = self.nodes.len();
-        let mut counts = vec![0u32; n + 1];
+        let mut graph = self.graph;
+        graph.output = output.index();
+        let n = graph.len();
+        // Count, then place, every edge from a task: successors in CSR form.
+        let mut offsets = vec![0u32; n + 1];
         let mut waits_for = vec![0u32; n];
-        for (i, node) in self.nodes.iter().enumerate() {
-            for &input in &node.inputs {
-                if self.nodes[input].kind != Kind::Param {
-                    counts[input + 1] += 1;
-                    waits_for[i] += 1;
+        for (node, waits) in waits_for.iter_mut().enumerate() {
+            for edge in graph.edges(node) {
+                let input = graph.inputs[edge] as usize;
+                if graph.kind(input) != Kind::Param {
+                    offsets[input + 1] += 1;
+                    *waits += 1;
                 }
             }
         }
         for i in 0..n {
-            counts[i + 1] += counts[i];
+            offsets[i + 1] += offsets[i];
         }
-        let offsets = counts;
         let mut cursor = offsets.clone();
         let mut successors = vec![0u32; offsets[n] as usize];
         let mut required = vec![true; offsets[n] as usize];
-        for (i, node) in self.nodes.iter().enumerate() {
-            for &input in &node.inputs {
-                if self.nodes[input].kind != Kind::Param {
-                    successors[cursor[input] as usize] = i as u32;
-                    required[cursor[input] as usize] = !node.outcome_inputs.contains(&input);
+        for node in 0..n {
+            for edge in graph.edges(node) {
+                let input = graph.inputs[edge] as usize;
+                if graph.kind(input) != Kind::Param {
+                    successors[cursor[input] as usize] = node as u32;
+                    required[cursor[input] as usize] = !graph.tolerant[edge];
                     cursor[input] += 1;
                 }
             }
         }
         let roots = (0..n)
-            .filter(|&i| self.nodes[i].kind != Kind::Param && waits_for[i] == 0)
+            .filter(|&i| graph.kind(i) != Kind::Param && waits_for[i] == 0)
             .map(|i| i as u32)
             .collect();
+        graph.names.shrink_to_fit();
+        graph.tasks.shrink_to_fit();
+        graph.inputs.shrink_to_fit();
+        graph.tolerant.shrink_to_fit();
+        graph.offsets.shrink_to_fit();
+        let mut calls = self.calls;
+        calls.shrink_to_fit();
+        let mut unresolved = self.unresolved;
+        unresolved.shrink_to_fit();
         let plan = Plan {
-            graph: Graph {
-                name: self.name,
-                nodes: self.nodes,
-                output: output.index(),
-            },
-            calls: self.calls,
-            unresolved: self.unresolved,
+            graph,
+            calls,
+            unresolved,
             offsets,
             successors,
             required,
@@ -537,8 +688,14 @@ impl<P: Params, O: Send + Sync + 'static> Workflow<P, O> {
     /// Must be polled inside a tokio runtime: IO tasks are spawned on it. CPU tasks
     /// run on rayon's global pool. Dropping the future cancels the run.
     pub fn run(&self, params: P) -> impl Future<Output = Result<O, Error>> + Send + use<P, O> {
-        let run = self.runner().run(params);
-        async move { run.await.result }
+        let run = run_plan(
+            Arc::clone(&self.plan),
+            RunOptions::default(),
+            tokio_util::sync::CancellationToken::new(),
+            params,
+            false,
+        );
+        async move { run.await.0 }
     }
 
     /// A configured run: fail-fast, a timeout, a cancel handle, and the run's report.
@@ -553,24 +710,26 @@ pub(crate) async fn run_plan<P: Params, O: 'static>(
     options: RunOptions,
     cancel: tokio_util::sync::CancellationToken,
     params: P,
-) -> RunOutcome<O> {
-    let (result, report) =
-        match executor::execute(Arc::clone(&plan), options, cancel, move |slots| {
-            params.store(slots)
-        })
-        .await
-        {
-            Ok(finished) => finished.into_output::<O>(&plan),
-            Err(error) => (Err(error), RunReport::not_started(&plan.graph.name)),
-        };
-    RunOutcome { result, report }
+    with_report: bool,
+) -> (Result<O, Error>, Option<RunReport>) {
+    let store = move |slots: &[Slot]| params.store(slots);
+    match executor::execute(Arc::clone(&plan), options, cancel, store).await {
+        Ok(finished) => {
+            let report = with_report.then(|| finished.report(&plan));
+            (finished.into_output::<O>(&plan), report)
+        }
+        Err(error) => (
+            Err(error),
+            with_report.then(|| RunReport::not_started(&plan.graph.name)),
+        ),
+    }
 }
 
 impl<P, O> fmt::Debug for Workflow<P, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Workflow")
             .field("name", &self.plan.graph.name)
-            .field("nodes", &self.plan.graph.nodes.len())
+            .field("nodes", &self.plan.graph.len())
             .finish()
     }
 }

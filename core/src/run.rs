@@ -75,7 +75,14 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O> {
     /// preempted: [`aqueduct::task::cancelled`](crate::task::cancelled) turns true for
     /// it, and the run ends when it returns.
     pub fn run(self, params: P) -> impl Future<Output = RunOutcome<O>> + Send + use<P, O> {
-        graph::run_plan(self.plan, self.options, self.cancel, params)
+        let run = graph::run_plan(self.plan, self.options, self.cancel, params, true);
+        async move {
+            let (result, report) = run.await;
+            RunOutcome {
+                result,
+                report: report.expect("a runner's run has a report"),
+            }
+        }
     }
 }
 

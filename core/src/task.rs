@@ -1,6 +1,6 @@
 //! What a task is to the runtime: where it runs, how it is retried, how it fails.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
@@ -36,7 +36,7 @@ impl fmt::Display for Kind {
 ///
 /// `#[task]` writes one for every task; a hand-built graph passes its own to
 /// [`Builder::node`](crate::Builder::node).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TaskInfo {
     /// The task function's name, as written.
     pub name: &'static str,
@@ -118,9 +118,28 @@ impl<T> Outcome<T> {
 ///
 /// An error is *transient* (worth retrying) unless marked [`permanent`](Self::permanent).
 #[derive(Clone)]
-pub struct TaskError {
-    source: Arc<dyn StdError + Send + Sync + 'static>,
+pub struct TaskError(Arc<Inner>);
+
+/// Behind one thin pointer, so an `Outcome<T>` in every slot stays small.
+struct Inner {
+    source: Box<dyn StdError + Send + Sync + 'static>,
     cause: Cause,
+}
+
+/// A shared error re-classified: keeps pointing at the original.
+#[derive(Debug)]
+struct Shared(TaskError);
+
+impl fmt::Display for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.0.source, f)
+    }
+}
+
+impl StdError for Shared {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.0.0.source.source()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,50 +158,54 @@ impl TaskError {
 
     /// A failure no retry can mend (bad input, a 404): the task is not retried.
     pub fn permanent(error: impl Into<TaskError>) -> Self {
-        Self {
-            cause: Cause::Permanent,
-            ..error.into()
-        }
+        error.into().classified(Cause::Permanent)
     }
 
     /// A failure a retry may mend (a timeout, a 503). This is the default.
     pub fn transient(error: impl Into<TaskError>) -> Self {
-        Self {
-            cause: Cause::Transient,
-            ..error.into()
+        error.into().classified(Cause::Transient)
+    }
+
+    fn classified(mut self, cause: Cause) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => {
+                inner.cause = cause;
+                self
+            }
+            None => Self::with_cause(Box::new(Shared(self)), cause),
         }
     }
 
     /// Whether it was marked permanent.
     pub fn is_permanent(&self) -> bool {
-        self.cause == Cause::Permanent
+        self.0.cause == Cause::Permanent
     }
 
     /// Whether the attempt panicked.
     pub fn is_panic(&self) -> bool {
-        self.cause == Cause::Panic
+        self.0.cause == Cause::Panic
     }
 
     /// Whether the attempt ran past its timeout.
     pub fn is_timeout(&self) -> bool {
-        self.cause == Cause::Timeout
+        self.0.cause == Cause::Timeout
     }
 
     /// The underlying error.
     pub fn as_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
-        &*self.source
+        match self.0.source.downcast_ref::<Shared>() {
+            Some(shared) => shared.0.as_error(),
+            None => &*self.0.source,
+        }
     }
 
     /// The underlying error, if it is an `E`.
     pub fn downcast_ref<E: StdError + 'static>(&self) -> Option<&E> {
-        self.source.downcast_ref()
+        self.as_error().downcast_ref()
     }
 
     fn with_cause(source: Box<dyn StdError + Send + Sync>, cause: Cause) -> Self {
-        Self {
-            source: source.into(),
-            cause,
-        }
+        Self(Arc::new(Inner { source, cause }))
     }
 
     pub(crate) fn panicked(payload: &(dyn std::any::Any + Send)) -> Self {
@@ -207,8 +230,9 @@ impl<E: StdError + Send + Sync + 'static> From<E> for TaskError {
 
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.source, f)?;
-        let mut cause = self.source.source();
+        let source = self.as_error();
+        fmt::Display::fmt(source, f)?;
+        let mut cause = source.source();
         while let Some(error) = cause {
             write!(f, ": {error}")?;
             cause = error.source();
@@ -220,8 +244,8 @@ impl fmt::Display for TaskError {
 impl fmt::Debug for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskError")
-            .field("source", &self.source)
-            .field("cause", &self.cause)
+            .field("source", &self.as_error())
+            .field("cause", &self.0.cause)
             .finish()
     }
 }
@@ -247,7 +271,11 @@ impl<T, E: Into<TaskError>> TaskReturn for Result<T, E> {
 }
 
 thread_local! {
-    static CANCEL: RefCell<Option<CancellationToken>> = const { RefCell::new(None) };
+    /// The cancel signal of the run (or attempt) this thread last ran a task for, with
+    /// its id: replaced only when the id changes, so a thread running many tasks of one
+    /// run clones the token once.
+    static CANCEL: RefCell<Option<(u64, CancellationToken)>> = const { RefCell::new(None) };
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Whether the current CPU task should stop early: its attempt timed out or the run
@@ -258,23 +286,28 @@ thread_local! {
 /// this now and then and return early. Always `false` outside a CPU task (an `async`
 /// task is simply dropped when cancelled).
 pub fn cancelled() -> bool {
-    CANCEL.with(|cancel| {
-        cancel
-            .borrow()
-            .as_ref()
-            .is_some_and(CancellationToken::is_cancelled)
-    })
+    IN_TASK.get()
+        && CANCEL.with_borrow(|cancel| {
+            cancel
+                .as_ref()
+                .is_some_and(|(_, token)| token.is_cancelled())
+        })
 }
 
-/// Runs `f` with `token` as what [`cancelled`] reports.
-pub(crate) fn with_cancel<R>(token: &CancellationToken, f: impl FnOnce() -> R) -> R {
+/// Runs `f` with `token` (identified by `id`) as what [`cancelled`] reports.
+pub(crate) fn with_cancel<R>(id: u64, token: &CancellationToken, f: impl FnOnce() -> R) -> R {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
-            CANCEL.with(|cancel| cancel.borrow_mut().take());
+            IN_TASK.set(false);
         }
     }
-    CANCEL.with(|cancel| *cancel.borrow_mut() = Some(token.clone()));
+    CANCEL.with_borrow_mut(|cancel| {
+        if cancel.as_ref().is_none_or(|(current, _)| *current != id) {
+            *cancel = Some((id, token.clone()));
+        }
+    });
+    IN_TASK.set(true);
     let _reset = Reset;
     f()
 }

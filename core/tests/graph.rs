@@ -44,11 +44,10 @@ workflow! {
 #[test]
 fn the_static_description_names_nodes_tasks_edges_and_kinds() {
     let graph = halves::workflow().graph();
-    assert_eq!(graph.name, "halves");
+    assert_eq!(graph.name(), "halves");
     let described: Vec<_> = graph
-        .nodes
-        .iter()
-        .map(|n| (n.name.as_ref(), n.task, n.kind, n.inputs.clone()))
+        .nodes()
+        .map(|n| (n.name(), n.task(), n.kind(), n.inputs().collect::<Vec<_>>()))
         .collect();
     assert_eq!(
         described,
@@ -60,7 +59,7 @@ fn the_static_description_names_nodes_tasks_edges_and_kinds() {
             ("publish", Some("publish"), Kind::Io, vec![2, 3]),
         ]
     );
-    assert_eq!(graph.output, 4);
+    assert_eq!(graph.output(), 4);
 }
 
 #[test]
@@ -127,7 +126,7 @@ async fn a_graph_can_be_built_by_hand() {
         });
     }
     let workflow = b.output(total);
-    assert_eq!(workflow.graph().nodes.len(), 1 + 1000 + 1 + 1000);
+    assert_eq!(workflow.graph().len(), 1 + 1000 + 1 + 1000);
     assert_eq!(workflow.run((1,)).await.unwrap(), (1..=1000).sum::<u64>());
     assert_eq!(workflow.run((0,)).await.unwrap(), (0..1000).sum::<u64>());
 }

@@ -1,0 +1,168 @@
+//! Aqueduct against hand-written tokio and rayon, workload by workload, in one run:
+//! `cargo bench -p aqueduct-bench`. Read the medians side by side within each group.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use aqueduct::Kind;
+use aqueduct_bench::{
+    baseline, calibrate, chain, cpu_fanout, diamond_cpu, diamond_io, fanout, independent, runtime,
+};
+use divan::Bencher;
+
+fn main() {
+    divan::main();
+}
+
+static RT: LazyLock<tokio::runtime::Runtime> = LazyLock::new(runtime);
+
+/// `compute` rounds of about 50 ms on this machine.
+static FIFTY_MS: LazyLock<u64> = LazyLock::new(|| calibrate(Duration::from_millis(50)));
+
+#[divan::bench_group]
+mod chain_100 {
+    use super::*;
+
+    #[divan::bench]
+    fn aqueduct_cpu(bencher: Bencher) {
+        let workflow = chain(100, Kind::Cpu);
+        bencher.bench(|| RT.block_on(workflow.run((0,))).unwrap());
+    }
+
+    #[divan::bench]
+    fn rayon(bencher: Bencher) {
+        bencher.bench(|| baseline::rayon_chain(100, 0));
+    }
+
+    #[divan::bench]
+    fn aqueduct_io(bencher: Bencher) {
+        let workflow = chain(100, Kind::Io);
+        bencher.bench(|| RT.block_on(workflow.run((0,))).unwrap());
+    }
+
+    #[divan::bench]
+    fn tokio(bencher: Bencher) {
+        bencher.bench(|| RT.block_on(baseline::tokio_chain(100, 0)));
+    }
+}
+
+#[divan::bench_group]
+mod diamond {
+    use super::*;
+
+    #[divan::bench]
+    fn aqueduct_cpu(bencher: Bencher) {
+        bencher.bench(|| RT.block_on(diamond_cpu(0)).unwrap());
+    }
+
+    #[divan::bench]
+    fn rayon(bencher: Bencher) {
+        bencher.bench(|| baseline::rayon_diamond(0));
+    }
+
+    #[divan::bench]
+    fn aqueduct_io(bencher: Bencher) {
+        bencher.bench(|| RT.block_on(diamond_io(0)).unwrap());
+    }
+
+    #[divan::bench]
+    fn tokio(bencher: Bencher) {
+        bencher.bench(|| RT.block_on(baseline::tokio_diamond(0)));
+    }
+}
+
+#[divan::bench_group]
+mod fanout_100 {
+    use super::*;
+
+    #[divan::bench]
+    fn aqueduct_cpu(bencher: Bencher) {
+        let workflow = fanout(100, Kind::Cpu);
+        bencher.bench(|| RT.block_on(workflow.run((0,))).unwrap());
+    }
+
+    #[divan::bench]
+    fn rayon(bencher: Bencher) {
+        bencher.bench(|| baseline::rayon_fanout(100, 0));
+    }
+
+    #[divan::bench]
+    fn aqueduct_io(bencher: Bencher) {
+        let workflow = fanout(100, Kind::Io);
+        bencher.bench(|| RT.block_on(workflow.run((0,))).unwrap());
+    }
+
+    #[divan::bench]
+    fn tokio(bencher: Bencher) {
+        bencher.bench(|| RT.block_on(baseline::tokio_fanout(100, 0)));
+    }
+}
+
+#[divan::bench_group(sample_count = 30)]
+mod independent_10k {
+    use super::*;
+
+    #[divan::bench]
+    fn aqueduct_cpu(bencher: Bencher) {
+        let workflow = independent(10_000, Kind::Cpu);
+        bencher.bench(|| RT.block_on(workflow.run((0,))).unwrap());
+    }
+
+    #[divan::bench]
+    fn rayon(bencher: Bencher) {
+        bencher.bench(|| baseline::rayon_independent(10_000, 0));
+    }
+
+    #[divan::bench]
+    fn aqueduct_io(bencher: Bencher) {
+        let workflow = independent(10_000, Kind::Io);
+        bencher.bench(|| RT.block_on(workflow.run((0,))).unwrap());
+    }
+
+    #[divan::bench]
+    fn tokio(bencher: Bencher) {
+        bencher.bench(|| RT.block_on(baseline::tokio_independent(10_000, 0)));
+    }
+}
+
+#[divan::bench_group(sample_count = 30)]
+mod tutorial_shape {
+    use super::*;
+    use aqueduct_bench::{catalog, tutorial_config};
+
+    #[divan::bench]
+    fn aqueduct(bencher: Bencher) {
+        bencher.bench(|| {
+            RT.block_on(catalog::parallel_catalog(tutorial_config()))
+                .unwrap()
+        });
+    }
+
+    #[divan::bench]
+    fn by_hand(bencher: Bencher) {
+        bencher.bench(|| RT.block_on(baseline::tutorial(tutorial_config())));
+    }
+}
+
+#[divan::bench_group(sample_count = 5, sample_size = 1)]
+mod cpu_fanout_8x50ms {
+    use super::*;
+
+    #[divan::bench]
+    fn aqueduct(bencher: Bencher) {
+        let rounds = *FIFTY_MS;
+        bencher.bench(|| RT.block_on(cpu_fanout(rounds)).unwrap());
+    }
+
+    #[divan::bench]
+    fn rayon(bencher: Bencher) {
+        let rounds = *FIFTY_MS;
+        bencher.bench(|| baseline::rayon_cpu_fanout(rounds));
+    }
+
+    #[divan::bench]
+    fn sequential(bencher: Bencher) {
+        let rounds = *FIFTY_MS;
+        bencher.bench(|| baseline::sequential_cpu_fanout(rounds));
+    }
+}

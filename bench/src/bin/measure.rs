@@ -1,0 +1,100 @@
+//! Measurements that are not timings of a closure:
+//!
+//! - `measure run WORKLOAD IMPL [N]` runs one workload once, for `/usr/bin/time -v`
+//!   (peak memory) or `valgrind --tool=callgrind` (instruction counts). WORKLOAD is
+//!   `chain`, `fanout` or `independent`; IMPL is `aqueduct-cpu`, `aqueduct-io`,
+//!   `tokio` or `rayon`.
+//! - `measure lateness` runs cpu-fanout (8 × 50 ms) beside a 1 ms tokio interval and
+//!   prints how late the interval's ticks were.
+
+use std::time::{Duration, Instant};
+
+use aqueduct::Kind;
+use aqueduct_bench::{baseline, calibrate, chain, cpu_fanout, fanout, independent, runtime};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["run", workload, implementation, rest @ ..] => {
+            let n = rest
+                .first()
+                .map_or(Ok(10_000), |n| n.parse())
+                .unwrap_or_else(|_| usage());
+            println!("{}", run(workload, implementation, n));
+        }
+        ["build", workload, rest @ ..] => {
+            let n = rest
+                .first()
+                .map_or(Ok(10_000), |n| n.parse())
+                .unwrap_or_else(|_| usage());
+            let workflow = match *workload {
+                "chain" => chain(n, Kind::Cpu),
+                "fanout" => fanout(n, Kind::Cpu),
+                "independent" => independent(n, Kind::Cpu),
+                _ => usage(),
+            };
+            println!("{} nodes", workflow.graph().len());
+        }
+        ["lateness"] => lateness(),
+        _ => usage(),
+    }
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: measure run chain|fanout|independent aqueduct-cpu|aqueduct-io|tokio|rayon [N]"
+    );
+    eprintln!("       measure lateness");
+    std::process::exit(2)
+}
+
+fn run(workload: &str, implementation: &str, n: usize) -> u64 {
+    let rt = runtime();
+    let by_aqueduct = |kind| {
+        let workflow = match workload {
+            "chain" => chain(n, kind),
+            "fanout" => fanout(n, kind),
+            "independent" => independent(n, kind),
+            _ => usage(),
+        };
+        rt.block_on(workflow.run((0,)))
+            .expect("the workload succeeds")
+    };
+    match (workload, implementation) {
+        (_, "aqueduct-cpu") => by_aqueduct(Kind::Cpu),
+        (_, "aqueduct-io") => by_aqueduct(Kind::Io),
+        ("chain", "tokio") => rt.block_on(baseline::tokio_chain(n, 0)),
+        ("fanout", "tokio") => rt.block_on(baseline::tokio_fanout(n, 0)),
+        ("independent", "tokio") => rt.block_on(baseline::tokio_independent(n, 0)),
+        ("chain", "rayon") => baseline::rayon_chain(n, 0),
+        ("fanout", "rayon") => baseline::rayon_fanout(n, 0),
+        ("independent", "rayon") => baseline::rayon_independent(n, 0),
+        _ => usage(),
+    }
+}
+
+/// The worst delay of a 1 ms interval's ticks while cpu-fanout runs, over 5 runs.
+fn lateness() {
+    let rt = runtime();
+    let rounds = calibrate(Duration::from_millis(50));
+    let worst = rt.block_on(async move {
+        let mut worst = Duration::ZERO;
+        for _ in 0..5 {
+            let run = tokio::spawn(cpu_fanout(rounds));
+            let mut ticker = tokio::time::interval(Duration::from_millis(1));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            let mut expected = Instant::now() + Duration::from_millis(1);
+            while !run.is_finished() {
+                ticker.tick().await;
+                let now = Instant::now();
+                worst = worst.max(now.saturating_duration_since(expected));
+                expected = now + Duration::from_millis(1);
+            }
+            run.await.expect("no panic").expect("the workload succeeds");
+        }
+        worst
+    });
+    println!("cpu-fanout 8 x 50 ms, 5 runs: worst lateness of a 1 ms tokio interval: {worst:?}");
+}
