@@ -145,6 +145,7 @@ fn burn(rounds: &u64) -> u64 {
 }
 
 #[task]
+#[allow(clippy::too_many_arguments)]
 fn gather8(a: &u64, b: &u64, c: &u64, d: &u64, e: &u64, f: &u64, g: &u64, h: &u64) -> u64 {
     a ^ b ^ c ^ d ^ e ^ f ^ g ^ h
 }
