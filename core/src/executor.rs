@@ -139,13 +139,19 @@ enum Mode {
     Tokio,
 }
 
-/// One task's way through its attempts.
+/// One task's way through its attempts. Small, because every queued task holds one.
 struct Job {
     node: usize,
     ready: Instant,
     attempt: u32,
-    first_started: Option<Instant>,
-    retried: Vec<FailedAttempt>,
+    /// Only once an attempt failed and is retried.
+    retries: Option<Box<Retries>>,
+}
+
+struct Retries {
+    first_started: Instant,
+    /// The attempts so far, each of which failed.
+    failed: Vec<FailedAttempt>,
 }
 
 impl Job {
@@ -154,9 +160,13 @@ impl Job {
             node,
             ready,
             attempt: 0,
-            first_started: None,
-            retried: Vec::new(),
+            retries: None,
         }
+    }
+
+    /// The attempts before the current one.
+    fn into_failed(self) -> Vec<FailedAttempt> {
+        self.retries.map(|r| r.failed).unwrap_or_default()
     }
 }
 
@@ -340,7 +350,7 @@ impl Shared {
             let span = self.attempt_span(&job);
             let result = match self.plan.graph.kind(job.node) {
                 Kind::Io => self.call_io(job.node).instrument(span).await,
-                _ => self.call_cpu_supervised(job.node, span).await,
+                _ => Box::pin(self.call_cpu_supervised(job.node, span)).await,
             };
             let Some(result) = result else {
                 return self.record_cancelled(job, started);
@@ -348,7 +358,7 @@ impl Shared {
             job = match self.after_attempt(job, started, result, Mode::Tokio) {
                 Next::Continue(next) => next,
                 Next::Retry(next, delay) => {
-                    if !self.sleep(delay).await {
+                    if !Box::pin(self.sleep(delay)).await {
                         return;
                     }
                     next
@@ -361,7 +371,6 @@ impl Shared {
     fn begin(&self, job: &mut Job) -> Instant {
         let now = Instant::now();
         job.attempt += 1;
-        job.first_started.get_or_insert(now);
         now
     }
 
@@ -434,20 +443,27 @@ impl Shared {
             Ok(Step::Done(result)) => return Some(result),
             Err(panic) => return Some(Err(TaskError::panicked(&*panic))),
         };
-        let limit = self.plan.graph.info(node).timeout;
-        let bounded = async move {
-            match limit {
-                Some(limit) => tokio::time::timeout(limit, future)
-                    .await
-                    .unwrap_or_else(|_| Err(TaskError::timed_out(limit))),
-                None => future.await,
-            }
-        };
         // `biased`: a task that finishes on its first poll never registers a waiter.
-        tokio::select! {
-            biased;
-            result = bounded => Some(result),
-            () = self.cancel.cancelled() => None,
+        // The timer lives in a box of its own, so a task without a timeout (the common
+        // case) keeps its spawned future small.
+        match self.plan.graph.info(node).timeout {
+            None => tokio::select! {
+                biased;
+                result = future => Some(result),
+                () = self.cancel.cancelled() => None,
+            },
+            Some(limit) => {
+                let bounded = Box::pin(async move {
+                    tokio::time::timeout(limit, future)
+                        .await
+                        .unwrap_or_else(|_| Err(TaskError::timed_out(limit)))
+                });
+                tokio::select! {
+                    biased;
+                    result = bounded => Some(result),
+                    () = self.cancel.cancelled() => None,
+                }
+            }
         }
     }
 
@@ -469,7 +485,13 @@ impl Shared {
                 parent: &self.span, node = self.plan.graph.name_of(job.node), attempt = job.attempt, %error,
                 "attempt failed; retrying in {delay:?}"
             );
-            job.retried.push(FailedAttempt {
+            let retries = job.retries.get_or_insert_with(|| {
+                Box::new(Retries {
+                    first_started: started,
+                    failed: Vec::new(),
+                })
+            });
+            retries.failed.push(FailedAttempt {
                 started,
                 finished: Instant::now(),
                 error: error.clone(),
@@ -490,7 +512,12 @@ impl Shared {
         let since = |at: Option<Instant>| at.map_or(NEVER, |at| self.since(at));
         [
             self.since(job.ready),
-            since(job.first_started),
+            since(
+                job.retries
+                    .as_ref()
+                    .map(|r| r.first_started)
+                    .or(last_started),
+            ),
             since(last_started),
             self.since(finished),
         ]
@@ -500,8 +527,9 @@ impl Shared {
     fn record_cancelled(&self, job: Job, started: Instant) {
         let times = self.times(&job, Some(started), Instant::now());
         let value = (self.plan.unresolved[job.node])(None);
-        let record = Record::new(value, TaskStatus::Cancelled, times, None, job.retried);
-        let _ = self.slots[job.node].set(record);
+        let node = job.node;
+        let record = Record::new(value, TaskStatus::Cancelled, times, None, job.into_failed());
+        let _ = self.slots[node].set(record);
     }
 
     /// Records a node's final outcome and releases its successors. Returns one ready
@@ -534,7 +562,7 @@ impl Shared {
         let succeeded = error.is_none();
         let finished = Instant::now();
         let times = self.times(&job, Some(started), finished);
-        let _ = self.slots[node].set(Record::new(value, status, times, error, job.retried));
+        let _ = self.slots[node].set(Record::new(value, status, times, error, job.into_failed()));
         if !succeeded && self.options.fail_fast {
             self.cancel.cancel();
         }
