@@ -177,6 +177,53 @@ enum Next {
     Stop,
 }
 
+/// A run's stop signal: an atomic flag for the hot path (the token's own
+/// `is_cancelled` takes a mutex), and a token to wake what waits on it.
+#[derive(Clone, Default)]
+pub(crate) struct Stop(Arc<StopInner>);
+
+#[derive(Default)]
+struct StopInner {
+    stopped: std::sync::atomic::AtomicBool,
+    token: CancellationToken,
+}
+
+impl Stop {
+    pub(crate) fn stop(&self) {
+        self.0.stopped.store(true, Ordering::Release);
+        self.0.token.cancel();
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.0.stopped.load(Ordering::Acquire)
+    }
+
+    fn stopped(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.0.token.cancelled()
+    }
+
+    fn token(&self) -> &CancellationToken {
+        &self.0.token
+    }
+}
+
+/// Stops the run if the run future is dropped before it ends.
+struct StopOnDrop(Option<Stop>);
+
+impl StopOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(stop) = &self.0 {
+            stop.stop();
+        }
+    }
+}
+
 /// Ids for cancel signals, so a thread knows when its cached one is stale.
 static SIGNALS: AtomicU64 = AtomicU64::new(0);
 
@@ -187,13 +234,13 @@ fn signal_id() -> u64 {
 struct Shared {
     plan: Arc<Plan>,
     started: Instant,
-    /// The id of `cancel` for [`task::with_cancel`].
+    /// The id of `stop` for [`task::with_cancel`].
     signal: u64,
     slots: Box<[Slot]>,
     waiting: Box<[AtomicU64]>,
     tokio: tokio::runtime::Handle,
     span: tracing::Span,
-    cancel: CancellationToken,
+    stop: Stop,
     options: RunOptions,
     done: Option<oneshot::Sender<Box<[Slot]>>>,
 }
@@ -217,17 +264,17 @@ pub(crate) struct Finished {
 }
 
 /// Runs `plan` once: `store` fills the parameters' slots, then every task runs as soon
-/// as its inputs exist. Cancelling `cancel`, or dropping this future, stops the run.
+/// as its inputs exist. Stopping `stop`, or dropping this future, stops the run.
 pub(crate) async fn execute(
     plan: Arc<Plan>,
     options: RunOptions,
-    cancel: CancellationToken,
+    stop: Stop,
     store: impl FnOnce(&[Slot]),
 ) -> Result<Finished, Error> {
     let tokio = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime {
         workflow: plan.graph.name().to_string(),
     })?;
-    let stop_on_drop = cancel.clone().drop_guard();
+    let stop_on_drop = StopOnDrop(Some(stop.clone()));
     let started = Instant::now();
     let span = tracing::info_span!("workflow", name = %plan.graph.name());
     let slots: Box<[Slot]> = (0..plan.calls.len()).map(|_| Slot::new()).collect();
@@ -246,7 +293,7 @@ pub(crate) async fn execute(
         waiting,
         tokio,
         span,
-        cancel: cancel.clone(),
+        stop: stop.clone(),
         options,
         done: Some(done),
     });
@@ -261,7 +308,7 @@ pub(crate) async fn execute(
             slots = &mut finished => slots,
             () = tokio::time::sleep(limit) => {
                 timed_out = Some(limit);
-                cancel.cancel();
+                stop.stop();
                 finished.await
             }
         },
@@ -274,7 +321,7 @@ pub(crate) async fn execute(
         wall: started.elapsed(),
         slots,
         timed_out,
-        cancelled: cancel.is_cancelled(),
+        cancelled: stop.is_stopped(),
     })
 }
 
@@ -288,7 +335,7 @@ impl Shared {
     }
 
     fn dispatch(self: &Arc<Self>, job: Job) {
-        if self.cancel.is_cancelled() {
+        if self.stop.is_stopped() {
             return;
         }
         let run = Arc::clone(self);
@@ -315,13 +362,13 @@ impl Shared {
     /// unlocks. A retry after a delay waits on tokio's timer, not on this thread.
     fn run_on_rayon(self: Arc<Self>, mut job: Job) {
         loop {
-            if self.cancel.is_cancelled() {
+            if self.stop.is_stopped() {
                 return;
             }
             let started = self.begin(&mut job);
             let result = self
                 .attempt_span(&job)
-                .in_scope(|| self.call_cpu(job.node, self.signal, &self.cancel));
+                .in_scope(|| self.call_cpu(job.node, self.signal, self.stop.token()));
             job = match self.after_attempt(job, started, result, Mode::Rayon) {
                 Next::Continue(next) => next,
                 Next::Retry(next, delay) if delay.is_zero() => next,
@@ -343,7 +390,7 @@ impl Shared {
     /// then any ready successor of the same mode it unlocks.
     async fn run_on_tokio(self: Arc<Self>, mut job: Job) {
         loop {
-            if self.cancel.is_cancelled() {
+            if self.stop.is_stopped() {
                 return;
             }
             let started = self.begin(&mut job);
@@ -378,7 +425,7 @@ impl Shared {
     async fn sleep(&self, delay: Duration) -> bool {
         tokio::select! {
             () = tokio::time::sleep(delay) => true,
-            () = self.cancel.cancelled() => false,
+            () = self.stop.stopped() => false,
         }
     }
 
@@ -418,7 +465,7 @@ impl Shared {
             .info(node)
             .timeout
             .expect("supervised tasks have a timeout");
-        let attempt = self.cancel.child_token();
+        let attempt = self.stop.token().child_token();
         let (sender, receiver) = oneshot::channel();
         let (run, token) = (Arc::clone(self), attempt.clone());
         rayon::spawn(move || {
@@ -427,7 +474,7 @@ impl Shared {
         let result = tokio::select! {
             result = receiver => result.unwrap_or_else(|_| Err(TaskError::msg("the attempt's thread went away"))),
             () = tokio::time::sleep(limit) => Err(TaskError::timed_out(limit)),
-            () = self.cancel.cancelled() => return None,
+            () = self.stop.stopped() => return None,
         };
         attempt.cancel();
         Some(result)
@@ -450,7 +497,7 @@ impl Shared {
             None => tokio::select! {
                 biased;
                 result = future => Some(result),
-                () = self.cancel.cancelled() => None,
+                () = self.stop.stopped() => None,
             },
             Some(limit) => {
                 let bounded = Box::pin(async move {
@@ -461,7 +508,7 @@ impl Shared {
                 tokio::select! {
                     biased;
                     result = bounded => Some(result),
-                    () = self.cancel.cancelled() => None,
+                    () = self.stop.stopped() => None,
                 }
             }
         }
@@ -478,7 +525,7 @@ impl Shared {
         let retry = &self.plan.graph.info(job.node).retry;
         if let Err(error) = &result
             && retry.retries_after(job.attempt, error)
-            && !self.cancel.is_cancelled()
+            && !self.stop.is_stopped()
         {
             let delay = retry.delay_before(job.attempt);
             tracing::warn!(
@@ -564,7 +611,7 @@ impl Shared {
         let times = self.times(&job, Some(started), finished);
         let _ = self.slots[node].set(Record::new(value, status, times, error, job.into_failed()));
         if !succeeded && self.options.fail_fast {
-            self.cancel.cancel();
+            self.stop.stop();
         }
         self.release(node, succeeded, mode, finished)
     }

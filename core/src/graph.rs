@@ -691,7 +691,7 @@ impl<P: Params, O: Send + Sync + 'static> Workflow<P, O> {
         let run = run_plan(
             Arc::clone(&self.plan),
             RunOptions::default(),
-            tokio_util::sync::CancellationToken::new(),
+            executor::Stop::default(),
             params,
             false,
         );
@@ -708,12 +708,12 @@ impl<P: Params, O: Send + Sync + 'static> Workflow<P, O> {
 pub(crate) async fn run_plan<P: Params, O: 'static>(
     plan: Arc<Plan>,
     options: RunOptions,
-    cancel: tokio_util::sync::CancellationToken,
+    stop: executor::Stop,
     params: P,
     with_report: bool,
 ) -> (Result<O, Error>, Option<RunReport>) {
     let store = move |slots: &[Slot]| params.store(slots);
-    match executor::execute(Arc::clone(&plan), options, cancel, store).await {
+    match executor::execute(Arc::clone(&plan), options, stop, store).await {
         Ok(finished) => {
             let report = with_report.then(|| finished.report(&plan));
             (finished.into_output::<O>(&plan), report)

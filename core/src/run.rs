@@ -6,10 +6,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::executor::RunOptions;
+use crate::executor::{RunOptions, Stop};
 use crate::graph::{self, Params, Plan};
 use crate::report::RunReport;
 
@@ -36,7 +35,7 @@ use crate::report::RunReport;
 pub struct Runner<P, O> {
     plan: Arc<Plan>,
     options: RunOptions,
-    cancel: CancellationToken,
+    stop: Stop,
     _types: PhantomData<fn(P) -> O>,
 }
 
@@ -45,7 +44,7 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O> {
         Self {
             plan,
             options: RunOptions::default(),
-            cancel: CancellationToken::new(),
+            stop: Stop::default(),
             _types: PhantomData,
         }
     }
@@ -65,7 +64,7 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O> {
 
     /// A handle that cancels this run from anywhere (a signal handler, another task).
     pub fn cancel_handle(&self) -> CancelHandle {
-        CancelHandle(self.cancel.clone())
+        CancelHandle(self.stop.clone())
     }
 
     /// Runs the workflow; the outcome holds its result and its report, whatever happened.
@@ -75,7 +74,7 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O> {
     /// preempted: [`aqueduct::task::cancelled`](crate::task::cancelled) turns true for
     /// it, and the run ends when it returns.
     pub fn run(self, params: P) -> impl Future<Output = RunOutcome<O>> + Send + use<P, O> {
-        let run = graph::run_plan(self.plan, self.options, self.cancel, params, true);
+        let run = graph::run_plan(self.plan, self.options, self.stop, params, true);
         async move {
             let (result, report) = run.await;
             RunOutcome {
@@ -95,18 +94,18 @@ impl<P, O> fmt::Debug for Runner<P, O> {
 }
 
 /// Cancels a run. Cheap to clone; cancelling twice is harmless.
-#[derive(Debug, Clone)]
-pub struct CancelHandle(CancellationToken);
+#[derive(Clone)]
+pub struct CancelHandle(Stop);
 
 impl CancelHandle {
     /// Stops the run: nothing more starts, running async tasks are dropped.
     pub fn cancel(&self) {
-        self.0.cancel();
+        self.0.stop();
     }
 
     /// Whether the run was cancelled.
     pub fn is_cancelled(&self) -> bool {
-        self.0.is_cancelled()
+        self.0.is_stopped()
     }
 }
 
@@ -117,4 +116,10 @@ pub struct RunOutcome<O> {
     pub result: Result<O, Error>,
     /// What every task did.
     pub report: RunReport,
+}
+
+impl fmt::Debug for CancelHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelHandle").field("cancelled", &self.is_cancelled()).finish()
+    }
 }

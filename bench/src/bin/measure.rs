@@ -15,25 +15,16 @@ use aqueduct_bench::{baseline, calibrate, chain, cpu_fanout, fanout, independent
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let number = |arg: Option<&&str>, default: usize| {
+        arg.map_or(Ok(default), |n| n.parse()).unwrap_or_else(|_| usage())
+    };
     match args.as_slice() {
         ["run", workload, implementation, rest @ ..] => {
-            let n = rest
-                .first()
-                .map_or(Ok(10_000), |n| n.parse())
-                .unwrap_or_else(|_| usage());
-            println!("{}", run(workload, implementation, n));
+            let (n, runs) = (number(rest.first(), 10_000), number(rest.get(1), 1));
+            println!("{}", run(workload, implementation, n, runs));
         }
         ["build", workload, rest @ ..] => {
-            let n = rest
-                .first()
-                .map_or(Ok(10_000), |n| n.parse())
-                .unwrap_or_else(|_| usage());
-            let workflow = match *workload {
-                "chain" => chain(n, Kind::Cpu),
-                "fanout" => fanout(n, Kind::Cpu),
-                "independent" => independent(n, Kind::Cpu),
-                _ => usage(),
-            };
+            let workflow = build(workload, number(rest.first(), 10_000), Kind::Cpu);
             println!("{} nodes", workflow.graph().len());
         }
         ["lateness"] => lateness(),
@@ -42,34 +33,39 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!(
-        "usage: measure run chain|fanout|independent aqueduct-cpu|aqueduct-io|tokio|rayon [N]"
-    );
+    eprintln!("usage: measure run chain|fanout|independent aqueduct-cpu|aqueduct-io|tokio|rayon [N] [RUNS]");
+    eprintln!("       measure build chain|fanout|independent [N]");
     eprintln!("       measure lateness");
     std::process::exit(2)
 }
 
-fn run(workload: &str, implementation: &str, n: usize) -> u64 {
+fn build(workload: &str, n: usize, kind: Kind) -> aqueduct::Workflow<(u64,), u64> {
+    match workload {
+        "chain" => chain(n, kind),
+        "fanout" => fanout(n, kind),
+        "independent" => independent(n, kind),
+        _ => usage(),
+    }
+}
+
+/// Runs a workload `runs` times (an Aqueduct graph is built once) and returns the
+/// last result.
+fn run(workload: &str, implementation: &str, n: usize, runs: usize) -> u64 {
     let rt = runtime();
+    let repeat = |once: &dyn Fn() -> u64| (0..runs).map(|_| once()).last().unwrap_or_default();
     let by_aqueduct = |kind| {
-        let workflow = match workload {
-            "chain" => chain(n, kind),
-            "fanout" => fanout(n, kind),
-            "independent" => independent(n, kind),
-            _ => usage(),
-        };
-        rt.block_on(workflow.run((0,)))
-            .expect("the workload succeeds")
+        let workflow = build(workload, n, kind);
+        repeat(&|| rt.block_on(workflow.run((0,))).expect("the workload succeeds"))
     };
     match (workload, implementation) {
         (_, "aqueduct-cpu") => by_aqueduct(Kind::Cpu),
         (_, "aqueduct-io") => by_aqueduct(Kind::Io),
-        ("chain", "tokio") => rt.block_on(baseline::tokio_chain(n, 0)),
-        ("fanout", "tokio") => rt.block_on(baseline::tokio_fanout(n, 0)),
-        ("independent", "tokio") => rt.block_on(baseline::tokio_independent(n, 0)),
-        ("chain", "rayon") => baseline::rayon_chain(n, 0),
-        ("fanout", "rayon") => baseline::rayon_fanout(n, 0),
-        ("independent", "rayon") => baseline::rayon_independent(n, 0),
+        ("chain", "tokio") => repeat(&|| rt.block_on(baseline::tokio_chain(n, 0))),
+        ("fanout", "tokio") => repeat(&|| rt.block_on(baseline::tokio_fanout(n, 0))),
+        ("independent", "tokio") => repeat(&|| rt.block_on(baseline::tokio_independent(n, 0))),
+        ("chain", "rayon") => repeat(&|| baseline::rayon_chain(n, 0)),
+        ("fanout", "rayon") => repeat(&|| baseline::rayon_fanout(n, 0)),
+        ("independent", "rayon") => repeat(&|| baseline::rayon_independent(n, 0)),
         _ => usage(),
     }
 }
