@@ -170,6 +170,31 @@ impl Job {
     }
 }
 
+/// Who resolves a node, and so where its ready successors go.
+enum Caller<'s> {
+    /// A rayon thread: one ready CPU successor continues here, the rest are dispatched.
+    Rayon,
+    /// A tokio task: one ready successor of tokio mode continues here, the others of
+    /// that mode are started by it (`spill`), the rest are dispatched.
+    Tokio(&'s mut Vec<Job>),
+}
+
+impl Caller<'_> {
+    fn mode(&self) -> Mode {
+        match self {
+            Caller::Rayon => Mode::Rayon,
+            Caller::Tokio(_) => Mode::Tokio,
+        }
+    }
+}
+
+/// How deep tokio-mode jobs may be polled inside one another before they are spawned.
+const MAX_INLINE: u32 = 16;
+
+thread_local! {
+    static INLINE_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
 /// What to do after an attempt.
 enum Next {
     Retry(Job, Duration),
@@ -297,9 +322,17 @@ pub(crate) async fn execute(
         options,
         done: Some(done),
     });
-    for &root in &plan.roots {
-        shared.dispatch(Job::new(root as usize, started));
-    }
+    std::future::poll_fn(|cx| {
+        for &root in &plan.roots {
+            let job = Job::new(root as usize, started);
+            match shared.mode(job.node) {
+                Mode::Tokio => shared.start(job, cx),
+                Mode::Rayon => shared.dispatch(job),
+            }
+        }
+        Poll::Ready(())
+    })
+    .await;
     drop(shared);
     let mut timed_out = None;
     let slots = match options.timeout {
@@ -369,7 +402,7 @@ impl Shared {
             let result = self
                 .attempt_span(&job)
                 .in_scope(|| self.call_cpu(job.node, self.signal, self.stop.token()));
-            job = match self.after_attempt(job, started, result, Mode::Rayon) {
+            job = match self.after_attempt(job, started, result, Caller::Rayon) {
                 Next::Continue(next) => next,
                 Next::Retry(next, delay) if delay.is_zero() => next,
                 Next::Retry(next, delay) => {
@@ -389,6 +422,7 @@ impl Shared {
     /// Runs an IO node's attempts (or a CPU node's with a timeout) in this tokio task,
     /// then any ready successor of the same mode it unlocks.
     async fn run_on_tokio(self: Arc<Self>, mut job: Job) {
+        let mut spill = Vec::new();
         loop {
             if self.stop.is_stopped() {
                 return;
@@ -402,7 +436,9 @@ impl Shared {
             let Some(result) = result else {
                 return self.record_cancelled(job, started);
             };
-            job = match self.after_attempt(job, started, result, Mode::Tokio) {
+            let next = self.after_attempt(job, started, result, Caller::Tokio(&mut spill));
+            self.start_all(&mut spill).await;
+            job = match next {
                 Next::Continue(next) => next,
                 Next::Retry(next, delay) => {
                     if !Box::pin(self.sleep(delay)).await {
@@ -413,6 +449,38 @@ impl Shared {
                 Next::Stop => return,
             }
         }
+    }
+
+    /// Starts a job of tokio mode: polls it once right here (with the caller's
+    /// context), and spawns it only if it has to wait. A task that finishes at once
+    /// then costs no spawn and holds no memory while others are started.
+    fn start(self: &Arc<Self>, job: Job, cx: &mut Context<'_>) {
+        let mut task = Box::pin(Arc::clone(self).run_on_tokio(job));
+        let depth = INLINE_DEPTH.get();
+        if depth < MAX_INLINE {
+            INLINE_DEPTH.set(depth + 1);
+            let poll = task.as_mut().poll(cx);
+            INLINE_DEPTH.set(depth);
+            if poll.is_ready() {
+                return;
+            }
+        }
+        // The spawned task polls it again, so its own waker is the one registered.
+        self.tokio.spawn(task);
+    }
+
+    /// Starts every job in `jobs` (see [`Shared::start`]).
+    async fn start_all(self: &Arc<Self>, jobs: &mut Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
+        std::future::poll_fn(|cx| {
+            for job in jobs.drain(..) {
+                self.start(job, cx);
+            }
+            Poll::Ready(())
+        })
+        .await;
     }
 
     fn begin(&self, job: &mut Job) -> Instant {
@@ -520,7 +588,7 @@ impl Shared {
         mut job: Job,
         started: Instant,
         result: Result<Value, TaskError>,
-        mode: Mode,
+        caller: Caller<'_>,
     ) -> Next {
         let retry = &self.plan.graph.info(job.node).retry;
         if let Err(error) = &result
@@ -545,7 +613,7 @@ impl Shared {
             });
             return Next::Retry(job, delay);
         }
-        match self.resolve(job, started, result, mode) {
+        match self.resolve(job, started, result, caller) {
             Some(next) => Next::Continue(next),
             None => Next::Stop,
         }
@@ -586,7 +654,7 @@ impl Shared {
         job: Job,
         started: Instant,
         result: Result<Value, TaskError>,
-        mode: Mode,
+        caller: Caller<'_>,
     ) -> Option<Job> {
         let node = job.node;
         let (value, status, error) = match result {
@@ -613,7 +681,7 @@ impl Shared {
         if !succeeded && self.options.fail_fast {
             self.stop.stop();
         }
-        self.release(node, succeeded, mode, finished)
+        self.release(node, succeeded, caller, finished)
     }
 
     /// Decrements the counters of `node`'s successors; dispatches those now ready,
@@ -623,7 +691,7 @@ impl Shared {
         self: &Arc<Self>,
         node: usize,
         succeeded: bool,
-        mode: Mode,
+        mut caller: Caller<'_>,
         now: Instant,
     ) -> Option<Job> {
         let mut next = None;
@@ -642,12 +710,16 @@ impl Shared {
                 if before & COUNT != 1 {
                     continue;
                 }
+                let job = Job::new(successor, now);
+                let mode = self.mode(successor);
                 if before >= DOOMED || (!succeeded && required) {
                     skipped.push(successor);
-                } else if next.is_none() && self.mode(successor) == mode {
-                    next = Some(Job::new(successor, now));
+                } else if next.is_none() && mode == caller.mode() {
+                    next = Some(job);
+                } else if let (Caller::Tokio(spill), Mode::Tokio) = (&mut caller, mode) {
+                    spill.push(job);
                 } else {
-                    self.dispatch(Job::new(successor, now));
+                    self.dispatch(job);
                 }
             }
             let Some(skip) = skipped.pop() else { break };

@@ -16,7 +16,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let number = |arg: Option<&&str>, default: usize| {
-        arg.map_or(Ok(default), |n| n.parse()).unwrap_or_else(|_| usage())
+        arg.map_or(Ok(default), |n| n.parse())
+            .unwrap_or_else(|_| usage())
     };
     match args.as_slice() {
         ["run", workload, implementation, rest @ ..] => {
@@ -33,7 +34,9 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: measure run chain|fanout|independent aqueduct-cpu|aqueduct-io|tokio|rayon [N] [RUNS]");
+    eprintln!(
+        "usage: measure run chain|fanout|independent aqueduct-cpu|aqueduct-io|tokio|rayon [N] [RUNS]"
+    );
     eprintln!("       measure build chain|fanout|independent [N]");
     eprintln!("       measure lateness");
     std::process::exit(2)
@@ -55,7 +58,10 @@ fn run(workload: &str, implementation: &str, n: usize, runs: usize) -> u64 {
     let repeat = |once: &dyn Fn() -> u64| (0..runs).map(|_| once()).last().unwrap_or_default();
     let by_aqueduct = |kind| {
         let workflow = build(workload, n, kind);
-        repeat(&|| rt.block_on(workflow.run((0,))).expect("the workload succeeds"))
+        repeat(&|| {
+            rt.block_on(workflow.run((0,)))
+                .expect("the workload succeeds")
+        })
     };
     match (workload, implementation) {
         (_, "aqueduct-cpu") => by_aqueduct(Kind::Cpu),
