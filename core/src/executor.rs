@@ -17,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -172,8 +173,9 @@ impl Job {
 
 /// Who resolves a node, and so where its ready successors go.
 enum Caller<'s> {
-    /// A rayon thread: one ready CPU successor continues here, the rest are dispatched.
-    Rayon,
+    /// A rayon thread: one ready CPU successor continues here, the other CPU ones go
+    /// to `spill` (and then to rayon together), the rest are dispatched.
+    Rayon(&'s mut Vec<Job>),
     /// A tokio task: one ready successor of tokio mode continues here, the others of
     /// that mode are started by it (`spill`), the rest are dispatched.
     Tokio(&'s mut Vec<Job>),
@@ -182,7 +184,7 @@ enum Caller<'s> {
 impl Caller<'_> {
     fn mode(&self) -> Mode {
         match self {
-            Caller::Rayon => Mode::Rayon,
+            Caller::Rayon(_) => Mode::Rayon,
             Caller::Tokio(_) => Mode::Tokio,
         }
     }
@@ -322,17 +324,11 @@ pub(crate) async fn execute(
         options,
         done: Some(done),
     });
-    std::future::poll_fn(|cx| {
-        for &root in &plan.roots {
-            let job = Job::new(root as usize, started);
-            match shared.mode(job.node) {
-                Mode::Tokio => shared.start(job, cx),
-                Mode::Rayon => shared.dispatch(job),
-            }
-        }
-        Poll::Ready(())
-    })
-    .await;
+    // CPU roots first, so they compute while IO roots are started.
+    let roots = plan.roots.iter().map(|&root| Job::new(root as usize, started));
+    let (mut cpu, mut io): (Vec<Job>, Vec<Job>) = roots.partition(|job| shared.mode(job.node) == Mode::Rayon);
+    shared.spawn_on_rayon(&mut cpu);
+    shared.start_all(&mut io).await;
     drop(shared);
     let mut timed_out = None;
     let slots = match options.timeout {
@@ -393,7 +389,8 @@ impl Shared {
 
     /// Runs a CPU node's attempts on this rayon thread, then any ready CPU successor it
     /// unlocks. A retry after a delay waits on tokio's timer, not on this thread.
-    fn run_on_rayon(self: Arc<Self>, mut job: Job) {
+    fn run_on_rayon(self: &Arc<Self>, mut job: Job) {
+        let mut spill = Vec::new();
         loop {
             if self.stop.is_stopped() {
                 return;
@@ -402,11 +399,13 @@ impl Shared {
             let result = self
                 .attempt_span(&job)
                 .in_scope(|| self.call_cpu(job.node, self.signal, self.stop.token()));
-            job = match self.after_attempt(job, started, result, Caller::Rayon) {
+            let next = self.after_attempt(job, started, result, Caller::Rayon(&mut spill));
+            self.spawn_on_rayon(&mut spill);
+            job = match next {
                 Next::Continue(next) => next,
                 Next::Retry(next, delay) if delay.is_zero() => next,
                 Next::Retry(next, delay) => {
-                    let run = Arc::clone(&self);
+                    let run = Arc::clone(self);
                     self.tokio.spawn(async move {
                         if run.sleep(delay).await {
                             rayon::spawn(move || run.run_on_rayon(next));
@@ -415,6 +414,20 @@ impl Shared {
                     return;
                 }
                 Next::Stop => return,
+            }
+        }
+    }
+
+    /// Hands ready CPU jobs to rayon: one job as a spawn, several as one parallel
+    /// iteration, which rayon splits among idle threads by work stealing (cheaper than
+    /// a spawn, an allocation and an `Arc` clone per job).
+    fn spawn_on_rayon(self: &Arc<Self>, jobs: &mut Vec<Job>) {
+        match jobs.len() {
+            0 => {}
+            1 => self.dispatch(jobs.pop().expect("one job")),
+            _ => {
+                let (run, jobs) = (Arc::clone(self), std::mem::take(jobs));
+                rayon::spawn(move || jobs.into_par_iter().for_each(|job| run.run_on_rayon(job)));
             }
         }
     }
@@ -716,7 +729,9 @@ impl Shared {
                     skipped.push(successor);
                 } else if next.is_none() && mode == caller.mode() {
                     next = Some(job);
-                } else if let (Caller::Tokio(spill), Mode::Tokio) = (&mut caller, mode) {
+                } else if let (Caller::Tokio(spill), Mode::Tokio) | (Caller::Rayon(spill), Mode::Rayon) =
+                    (&mut caller, mode)
+                {
                     spill.push(job);
                 } else {
                     self.dispatch(job);
