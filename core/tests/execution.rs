@@ -7,12 +7,7 @@ use std::time::{Duration, Instant};
 use aqueduct::TaskStatus;
 use aqueduct::prelude::*;
 
-fn spin(duration: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < duration {
-        std::hint::spin_loop();
-    }
-}
+mod common;
 
 #[derive(Debug)]
 struct Boom(&'static str);
@@ -103,27 +98,6 @@ mod pools {
             let cpu = on_rayon(&unit);
             let io = on_tokio(&unit);
             both(&cpu, &io)
-        }
-    }
-
-    #[task]
-    fn burn(ms: &u64) -> u64 {
-        spin(Duration::from_millis(*ms));
-        *ms
-    }
-
-    #[task]
-    fn total(a: &u64, b: &u64, c: &u64, d: &u64) -> u64 {
-        a + b + c + d
-    }
-
-    workflow! {
-        pub fn cpu_heavy(ms: u64) -> u64 {
-            let a = burn(&ms);
-            let b = burn(&ms);
-            let c = burn(&ms);
-            let d = burn(&ms);
-            total(&a, &b, &c, &d)
         }
     }
 }
@@ -364,7 +338,7 @@ async fn the_report_measures_the_run() {
     let aqueduct::RunOutcome {
         result: out,
         report,
-    } = pools::cpu_heavy::workflow().runner().run((20,)).await;
+    } = common::cpu_heavy::workflow().runner().run((20,)).await;
     assert_eq!(out.unwrap(), 80);
     assert_eq!(report.tasks.len(), 5);
     assert!(

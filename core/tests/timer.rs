@@ -3,31 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use aqueduct::prelude::*;
+mod common;
 
-#[task]
-fn burn(ms: &u64) -> u64 {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(*ms) {
-        std::hint::spin_loop();
-    }
-    *ms
-}
-
-#[task]
-fn total(a: &u64, b: &u64, c: &u64, d: &u64) -> u64 {
-    a + b + c + d
-}
-
-workflow! {
-    fn cpu_heavy(ms: u64) -> u64 {
-        let a = burn(&ms);
-        let b = burn(&ms);
-        let c = burn(&ms);
-        let d = burn(&ms);
-        total(&a, &b, &c, &d)
-    }
-}
+use common::cpu_heavy;
 
 /// On a single-threaded runtime, any CPU work on the runtime's thread would stall the
 /// timer for the whole 4 × 150 ms; on rayon it does not stall it at all.

@@ -118,18 +118,17 @@ fn validate(args: TokenStream, item: ItemFn) -> syn::Result<Task> {
 
 /// `&Outcome<T>`: a parameter that receives what became of its input.
 fn is_outcome(ty: &Type) -> bool {
-    let Type::Reference(reference) = ty else {
-        return false;
-    };
-    match &*reference.elem {
+    matches!(ty, Type::Reference(reference) if named(&reference.elem, "Outcome"))
+}
+
+/// A type path (possibly in parentheses) whose last segment is `name`: `Result`,
+/// `io::Result<T>`, `aqueduct::Outcome<T>`.
+fn named(ty: &Type, name: &str) -> bool {
+    match ty {
         Type::Path(path) => {
-            path.qself.is_none()
-                && path
-                    .path
-                    .segments
-                    .last()
-                    .is_some_and(|s| s.ident == "Outcome")
+            path.qself.is_none() && path.path.segments.last().is_some_and(|s| s.ident == name)
         }
+        Type::Paren(inner) => named(&inner.elem, name),
         _ => false,
     }
 }
@@ -184,18 +183,7 @@ fn type_text(ty: &Type) -> String {
 
 /// A return type spelled `Result<…>` (any path ending in `Result`) fails the task on `Err`.
 fn is_result(ty: &Type) -> bool {
-    match ty {
-        Type::Path(path) => {
-            path.qself.is_none()
-                && path
-                    .path
-                    .segments
-                    .last()
-                    .is_some_and(|s| s.ident == "Result")
-        }
-        Type::Paren(inner) => is_result(&inner.elem),
-        _ => false,
-    }
+    named(ty, "Result")
 }
 
 fn emit(task: &Task) -> TokenStream {
