@@ -893,6 +893,7 @@ impl Finished {
             wall: self.wall,
             tasks,
             critical_path: self.critical_path(plan),
+            cores: crate::report::cores(),
         }
     }
 

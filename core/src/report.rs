@@ -80,6 +80,8 @@ pub struct RunReport {
     pub tasks: Vec<TaskReport>,
     /// The tasks, each an input of the next, whose durations add up to the most.
     pub critical_path: Vec<String>,
+    /// The cores the run could use (`std::thread::available_parallelism`).
+    pub cores: usize,
 }
 
 impl RunReport {
@@ -89,6 +91,7 @@ impl RunReport {
             wall: Duration::ZERO,
             tasks: Vec::new(),
             critical_path: Vec::new(),
+            cores: cores(),
         }
     }
 
@@ -116,6 +119,12 @@ impl RunReport {
         }
     }
 
+    /// Speed-up over the cores available: 1.0 when every core was busy with tasks for
+    /// the whole run.
+    pub fn parallel_efficiency(&self) -> f64 {
+        self.speedup() / self.cores.max(1) as f64
+    }
+
     /// The critical path's duration: a lower bound on the wall time of any schedule.
     pub fn critical_path_time(&self) -> Duration {
         self.critical_path
@@ -129,6 +138,10 @@ impl RunReport {
     pub fn with_status(&self, status: TaskStatus) -> impl Iterator<Item = &TaskReport> {
         self.tasks.iter().filter(move |t| t.status == status)
     }
+}
+
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 fn ms(d: Duration) -> String {
@@ -179,10 +192,12 @@ impl fmt::Display for RunReport {
         }
         writeln!(
             f,
-            "  wall {}, task time {}, speed-up {:.2}x",
+            "  wall {}, task time {}, speed-up {:.2}x, parallel efficiency {:.0}% of {} cores",
             ms(self.wall),
             ms(self.total_task_time()),
-            self.speedup()
+            self.speedup(),
+            self.parallel_efficiency() * 100.0,
+            self.cores
         )?;
         write!(
             f,

@@ -355,8 +355,14 @@ async fn the_report_measures_the_run() {
     );
     let table = report.to_string();
     assert!(
-        table.contains("burn") && table.contains("speed-up"),
+        table.contains("burn") && table.contains("speed-up") && table.contains("efficiency"),
         "{table}"
+    );
+    // Four 20 ms tasks on at most two cores, then a sum: well above one task at a time.
+    let efficiency = report.parallel_efficiency();
+    assert!(
+        efficiency > 0.3 && efficiency <= 1.05,
+        "{efficiency}\n{table}"
     );
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["tasks"][0]["status"], "succeeded");
