@@ -149,6 +149,8 @@ struct Job {
     node: usize,
     ready: Instant,
     attempt: u32,
+    /// Whether it holds a permit of its task's concurrency limit.
+    permit: bool,
     /// Only once an attempt failed and is retried.
     retries: Option<Box<Retries>>,
 }
@@ -165,6 +167,7 @@ impl Job {
             node,
             ready,
             attempt: 0,
+            permit: false,
             retries: None,
         }
     }
@@ -273,7 +276,58 @@ struct Shared {
     span: tracing::Span,
     stop: Stop,
     options: RunOptions,
+    /// Per task of the graph (by `TaskInfo` index), its concurrency limit if it has one.
+    limits: Box<[Option<Limiter>]>,
     done: Option<oneshot::Sender<Box<[Slot]>>>,
+}
+
+/// The nodes of one task that may run at once. Only tasks with a limit pay for its
+/// lock; a node over the limit waits in the queue, holding no thread.
+struct Limiter {
+    max: u32,
+    state: std::sync::Mutex<Permits>,
+}
+
+#[derive(Default)]
+struct Permits {
+    running: u32,
+    waiting: std::collections::VecDeque<Job>,
+}
+
+impl Limiter {
+    /// The job back with a permit, or `None` if it now waits for one.
+    fn acquire(&self, mut job: Job) -> Option<Job> {
+        let mut permits = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if permits.running < self.max {
+            permits.running += 1;
+            job.permit = true;
+            Some(job)
+        } else {
+            permits.waiting.push_back(job);
+            None
+        }
+    }
+
+    /// Gives a permit back: to the first waiting job, which is returned to be run.
+    fn release(&self) -> Option<Job> {
+        let mut permits = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match permits.waiting.pop_front() {
+            Some(mut job) => {
+                job.permit = true;
+                Some(job)
+            }
+            None => {
+                permits.running -= 1;
+                None
+            }
+        }
+    }
 }
 
 impl Drop for Shared {
@@ -326,6 +380,17 @@ pub(crate) async fn execute(
         span,
         stop: stop.clone(),
         options,
+        limits: plan
+            .graph
+            .infos()
+            .iter()
+            .map(|info| {
+                info.concurrency.map(|max| Limiter {
+                    max,
+                    state: Default::default(),
+                })
+            })
+            .collect(),
         done: Some(done),
     });
     // CPU roots first, so they compute while IO roots are started.
@@ -403,6 +468,10 @@ impl Shared {
             if self.stop.is_stopped() {
                 return;
             }
+            job = match self.admit(job) {
+                Some(job) => job,
+                None => return,
+            };
             let started = self.begin(&mut job);
             let result = self
                 .attempt_span(&job)
@@ -448,6 +517,10 @@ impl Shared {
             if self.stop.is_stopped() {
                 return;
             }
+            job = match self.admit(job) {
+                Some(job) => job,
+                None => return,
+            };
             let started = self.begin(&mut job);
             let span = self.attempt_span(&job);
             let result = match self.plan.graph.kind(job.node) {
@@ -502,6 +575,30 @@ impl Shared {
             Poll::Ready(())
         })
         .await;
+    }
+
+    fn limiter(&self, node: usize) -> Option<&Limiter> {
+        self.limits[self.plan.graph.task_index(node)].as_ref()
+    }
+
+    /// The job, allowed to run by its task's concurrency limit; `None` if it must wait
+    /// for a permit (a finishing node of the same task will dispatch it).
+    fn admit(&self, job: Job) -> Option<Job> {
+        match self.limiter(job.node) {
+            Some(limiter) if !job.permit => limiter.acquire(job),
+            _ => Some(job),
+        }
+    }
+
+    /// Gives back a finished job's permit, dispatching the job that waited for it.
+    fn give_back(self: &Arc<Self>, node: usize, permit: bool) {
+        if let Some(next) = permit
+            .then(|| self.limiter(node))
+            .flatten()
+            .and_then(Limiter::release)
+        {
+            self.dispatch(next);
+        }
     }
 
     fn begin(&self, job: &mut Job) -> Instant {
@@ -660,12 +757,13 @@ impl Shared {
     }
 
     /// Records a node whose attempt the run's stop interrupted.
-    fn record_cancelled(&self, job: Job, started: Instant) {
+    fn record_cancelled(self: &Arc<Self>, job: Job, started: Instant) {
         let times = self.times(&job, Some(started), Instant::now());
         let value = (self.plan.unresolved[job.node])(None);
-        let node = job.node;
+        let (node, permit) = (job.node, job.permit);
         let record = Record::new(value, TaskStatus::Cancelled, times, None, job.into_failed());
         let _ = self.slots[node].set(record);
+        self.give_back(node, permit);
     }
 
     /// Records a node's final outcome and releases its successors. Returns one ready
@@ -698,10 +796,12 @@ impl Shared {
         let succeeded = error.is_none();
         let finished = Instant::now();
         let times = self.times(&job, Some(started), finished);
+        let permit = job.permit;
         let _ = self.slots[node].set(Record::new(value, status, times, error, job.into_failed()));
         if !succeeded && self.options.fail_fast {
             self.stop.stop();
         }
+        self.give_back(node, permit);
         self.release(node, succeeded, caller, finished)
     }
 

@@ -293,7 +293,17 @@ impl Graph {
     }
 
     pub(crate) fn info(&self, node: usize) -> &TaskInfo {
-        &self.infos[self.tasks[node] as usize]
+        &self.infos[self.task_index(node)]
+    }
+
+    /// Where node `node`'s task sits in [`Graph::infos`].
+    pub(crate) fn task_index(&self, node: usize) -> usize {
+        self.tasks[node] as usize
+    }
+
+    /// Every distinct task of the graph (the first entry stands for parameters).
+    pub(crate) fn infos(&self) -> &[TaskInfo] {
+        &self.infos
     }
 
     pub(crate) fn kind(&self, node: usize) -> Kind {

@@ -49,6 +49,10 @@ pub struct TaskInfo {
     /// Bit `i` is set when input `i` is taken as an [`Outcome`]: the task then runs
     /// whatever happened to that input.
     pub outcome_inputs: u16,
+    /// At most this many nodes calling this task run at once in a run (a rate-limited
+    /// API, a connection pool); `None` for no limit. The others wait without holding
+    /// a thread.
+    pub concurrency: Option<u32>,
 }
 
 impl TaskInfo {
@@ -60,6 +64,7 @@ impl TaskInfo {
             retry: RetryPolicy::NONE,
             timeout: None,
             outcome_inputs: 0,
+            concurrency: None,
         }
     }
 }

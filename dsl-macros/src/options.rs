@@ -9,7 +9,8 @@ use crate::errors::{Errors, closest};
 
 /// Every option `#[task]` accepts, as a user would write it.
 const VALID: &str = "retries = 3, retry_delay = \"1s\", backoff = \"exponential\", \
-                     max_delay = \"30s\", jitter = true, retry_panics = false, timeout = \"10s\"";
+                     max_delay = \"30s\", jitter = true, retry_panics = false, timeout = \"10s\", \
+                     concurrency = 4";
 
 const KEYS: &[&str] = &[
     "retries",
@@ -19,6 +20,7 @@ const KEYS: &[&str] = &[
     "jitter",
     "retry_panics",
     "timeout",
+    "concurrency",
 ];
 
 const BACKOFFS: &[&str] = &["fixed", "linear", "exponential"];
@@ -33,6 +35,7 @@ pub(crate) struct Options {
     jitter: Option<bool>,
     retry_panics: Option<bool>,
     timeout: Option<u64>,
+    concurrency: Option<u32>,
 }
 
 impl Options {
@@ -93,6 +96,17 @@ impl Options {
             "retry_delay" => self.retry_delay = Some(duration(key, meta, value, errors)?),
             "max_delay" => self.max_delay = Some(duration(key, meta, value, errors)?),
             "timeout" => self.timeout = Some(duration(key, meta, value, errors)?),
+            "concurrency" => {
+                let limit = whole_number(key, meta, value, errors)?;
+                if limit == 0 {
+                    errors.at(
+                        value,
+                        "`concurrency` is at least 1: a task that may never run would stall its workflow",
+                    );
+                    return None;
+                }
+                self.concurrency = Some(limit);
+            }
             "jitter" => self.jitter = Some(boolean(key, value, errors)?),
             "retry_panics" => self.retry_panics = Some(boolean(key, value, errors)?),
             "backoff" => {
@@ -150,6 +164,14 @@ impl Options {
                 jitter: #jitter,
                 retry_panics: #retry_panics,
             }
+        }
+    }
+
+    /// The concurrency limit, as a constant expression.
+    pub(crate) fn concurrency(&self) -> TokenStream {
+        match self.concurrency {
+            Some(limit) => quote!(::core::option::Option::Some(#limit)),
+            None => quote!(::core::option::Option::None),
         }
     }
 

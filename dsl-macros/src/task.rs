@@ -214,6 +214,7 @@ fn emit(task: &Task) -> TokenStream {
     let send_check = task.is_async.then(|| send_check(task));
     let policy = task.options.policy();
     let timeout = task.options.timeout();
+    let concurrency = task.options.concurrency();
     let mask: u16 = task
         .tolerant
         .iter()
@@ -246,6 +247,7 @@ fn emit(task: &Task) -> TokenStream {
                 retry: #policy,
                 timeout: #timeout,
                 outcome_inputs: #mask,
+                concurrency: #concurrency,
             };
             fn finish(ret: Self::Return) -> ::core::result::Result<Self::Output, #p::TaskError> {
                 #finish

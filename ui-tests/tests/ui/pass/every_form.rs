@@ -53,7 +53,7 @@ async fn label(value: &u64, prefix: &str) -> Result<String, TaskError> {
 async fn log(_line: &String) {}
 
 /// Every task option at once.
-#[task(retries = 3, retry_delay = "250ms", backoff = "linear", max_delay = "2m", jitter = false, retry_panics = true, timeout = "1h")]
+#[task(retries = 3, retry_delay = "250ms", backoff = "linear", max_delay = "2m", jitter = false, retry_panics = true, timeout = "1h", concurrency = 8)]
 async fn configured(x: &u64) -> Result<u64, TaskError> {
     Ok(*x)
 }
