@@ -4,9 +4,11 @@
 //! resolved (succeeded, failed or skipped) decrements its successors' counters; a
 //! successor that reaches zero is ready, or is skipped if an input it requires did not
 //! succeed. A finished task runs one ready successor of its own mode itself (no round
-//! trip through any queue) and dispatches the others. The run's state is one `Arc`
-//! shared by every running task; when the last task drops it, `Drop` hands the results
-//! to the waiting run future: the reference count is the completion count.
+//! trip through any queue); other ready CPU jobs go to rayon as one parallel
+//! iteration, other ready IO jobs are polled once in place and spawned only if they
+//! must wait. The run's state is one `Arc` shared by every running task; when the last
+//! task drops it, `Drop` hands the results to the waiting run future: the reference
+//! count is the completion count.
 
 use std::any::Any;
 use std::future::Future;
