@@ -11,6 +11,7 @@
 //! count is the completion count.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
@@ -29,9 +30,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::error::{Error, TaskFailure};
-use crate::graph::Plan;
+use crate::graph::{Assemble, Call, FanOutDef, Plan};
 use crate::report::{AttemptReport, RunReport, TaskReport, TaskStatus};
-use crate::task::{self, Kind, TaskError};
+use crate::task::{self, Kind, TaskError, TaskInfo};
 
 pub(crate) type Value = Box<dyn Any + Send + Sync>;
 
@@ -69,6 +70,8 @@ struct History {
     error: Option<TaskError>,
     /// The attempts before the last one, each of which failed.
     retried: Vec<FailedAttempt>,
+    /// For a fan-out, every item's slots, in input order.
+    items: Vec<Box<[Slot]>>,
 }
 
 impl Record {
@@ -79,8 +82,24 @@ impl Record {
         error: Option<TaskError>,
         retried: Vec<FailedAttempt>,
     ) -> Self {
-        let history =
-            (error.is_some() || !retried.is_empty()).then(|| Box::new(History { error, retried }));
+        Self::with_items(value, status, times, error, retried, Vec::new())
+    }
+
+    fn with_items(
+        value: Value,
+        status: TaskStatus,
+        times: [u64; 4],
+        error: Option<TaskError>,
+        retried: Vec<FailedAttempt>,
+        items: Vec<Box<[Slot]>>,
+    ) -> Self {
+        let history = (error.is_some() || !retried.is_empty() || !items.is_empty()).then(|| {
+            Box::new(History {
+                error,
+                retried,
+                items,
+            })
+        });
         Self {
             value,
             times,
@@ -95,6 +114,10 @@ impl Record {
 
     fn retried(&self) -> &[FailedAttempt] {
         self.history.as_ref().map_or(&[], |h| &h.retried)
+    }
+
+    fn items(&self) -> &[Box<[Slot]>] {
+        self.history.as_ref().map_or(&[], |h| &h.items)
     }
 
     fn time(&self, which: usize) -> Option<Duration> {
@@ -120,6 +143,48 @@ struct FailedAttempt {
 
 /// A node's place in a run: empty until the node is resolved.
 pub type Slot = OnceLock<Record>;
+
+/// What a parameter of a fan-out's body holds: a way to its value in the parent run,
+/// which it keeps alive. Reading it costs one failed downcast, and only in bodies.
+pub(crate) enum Import {
+    /// A node of the parent run.
+    Node { run: Arc<Shared>, node: u32 },
+    /// Item `index` of the collection in the parent run's node `collection`.
+    Item {
+        run: Arc<Shared>,
+        collection: u32,
+        index: usize,
+        item: fn(&Value, usize) -> &(dyn Any + Send + Sync),
+    },
+}
+
+pub(crate) fn imported_value<T: 'static>(value: &Value) -> &T {
+    match value.downcast_ref::<Import>() {
+        Some(Import::Node { run, node }) => crate::graph::value(&run.slots, *node),
+        Some(Import::Item {
+            run,
+            collection,
+            index,
+            item,
+        }) => {
+            let collection = &run.slots[*collection as usize]
+                .get()
+                .expect("aqueduct: a fan-out's items exist while it runs")
+                .value;
+            item(collection, *index)
+                .downcast_ref()
+                .expect("aqueduct: an item has its collection's item type")
+        }
+        None => panic!("aqueduct: a node's value has another type than its handle's"),
+    }
+}
+
+pub(crate) fn imported_outcome<T: 'static>(value: &Value) -> &crate::task::Outcome<T> {
+    match value.downcast_ref::<Import>() {
+        Some(Import::Node { run, node }) => crate::graph::outcome(&run.slots, *node),
+        _ => panic!("aqueduct: the item of a `for` is never read as an outcome"),
+    }
+}
 
 pub(crate) fn fill(slot: &Slot, value: Value) {
     let _ = slot.set(Record::new(
@@ -267,7 +332,7 @@ fn signal_id() -> u64 {
     SIGNALS.fetch_add(1, Ordering::Relaxed)
 }
 
-struct Shared {
+pub(crate) struct Shared {
     plan: Arc<Plan>,
     started: Instant,
     /// The id of `stop` for [`task::with_cancel`].
@@ -278,9 +343,86 @@ struct Shared {
     span: tracing::Span,
     stop: Stop,
     options: RunOptions,
-    /// Per task of the graph (by `TaskInfo` index), its concurrency limit if it has one.
-    limits: Box<[Option<Limiter>]>,
-    done: Option<oneshot::Sender<Box<[Slot]>>>,
+    /// The concurrency limit of every task that has one, in this run and every
+    /// fan-out body in it: limits hold across the whole run.
+    limits: Arc<HashMap<TaskInfo, Limiter>>,
+    completion: Option<Completion>,
+}
+
+/// Who gets a run's slots when its last task is done.
+enum Completion {
+    /// The run future, waiting on the other end.
+    Run(oneshot::Sender<Box<[Slot]>>),
+    /// A fan-out, for item `index`.
+    Item { fan: Arc<FanOut>, index: usize },
+}
+
+/// One running fan-out: collects each item's slots as the item ends. When the last
+/// item drops it, `Drop` gathers the results and resolves the fan-out's node.
+struct FanOut {
+    parent: Arc<Shared>,
+    node: usize,
+    /// The body's parameters: the item, then the imports.
+    params: usize,
+    ready: Instant,
+    started: Instant,
+    /// The body's output node.
+    tail: usize,
+    assemble: Assemble,
+    items: Box<[OnceLock<Box<[Slot]>>]>,
+}
+
+impl Drop for FanOut {
+    fn drop(&mut self) {
+        let mut items: Vec<Box<[Slot]>> = self
+            .items
+            .iter_mut()
+            .map(|item| item.take().unwrap_or_default())
+            .collect();
+        // The imports hold the parent run; kept in the parent's record they would keep
+        // it alive forever.
+        for slots in &mut items {
+            slots
+                .iter_mut()
+                .take(self.params)
+                .for_each(|slot| drop(slot.take()));
+        }
+        let result = (self.assemble)(&mut items, self.tail);
+        let job = Job {
+            node: self.node,
+            ready: self.ready,
+            attempt: 1,
+            permit: false,
+            retries: None,
+        };
+        let run = &self.parent;
+        if result.is_err() && run.stop.is_stopped() {
+            return run.record_cancelled(job, self.started, items);
+        }
+        let mut spill = Vec::new();
+        let next = run.resolve(job, self.started, result, Caller::Rayon(&mut spill), items);
+        if let Some(next) = next {
+            spill.push(next);
+        }
+        run.spawn_on_rayon(&mut spill);
+    }
+}
+
+/// Every task with a concurrency limit in `plan` and in its fan-outs' bodies.
+fn limits(plan: &Plan, into: &mut HashMap<TaskInfo, Limiter>) {
+    for info in plan.graph.infos() {
+        if let Some(max) = info.concurrency {
+            into.entry(*info).or_insert_with(|| Limiter {
+                max,
+                state: Default::default(),
+            });
+        }
+    }
+    for call in &plan.calls {
+        if let Call::FanOut(def) = call {
+            limits(&def.body, into);
+        }
+    }
 }
 
 /// The nodes of one task that may run at once. Only tasks with a limit pay for its
@@ -334,11 +476,24 @@ impl Limiter {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        if let Some(done) = self.done.take() {
+        let slots = std::mem::take(&mut self.slots);
+        match self.completion.take() {
             // The receiver is gone only if the run future was dropped: nobody to tell.
-            let _ = done.send(std::mem::take(&mut self.slots));
+            Some(Completion::Run(done)) => drop(done.send(slots)),
+            Some(Completion::Item { fan, index }) => drop(fan.items[index].set(slots)),
+            None => {}
         }
     }
+}
+
+fn empty_slots(plan: &Plan) -> (Box<[Slot]>, Box<[AtomicU64]>) {
+    let slots = (0..plan.calls.len()).map(|_| Slot::new()).collect();
+    let waiting = plan
+        .waits_for
+        .iter()
+        .map(|&n| AtomicU64::new(u64::from(n)))
+        .collect();
+    (slots, waiting)
 }
 
 /// The slots of a run that has ended.
@@ -364,14 +519,11 @@ pub(crate) async fn execute(
     let stop_on_drop = StopOnDrop(Some(stop.clone()));
     let started = Instant::now();
     let span = tracing::info_span!("workflow", name = %plan.graph.name());
-    let slots: Box<[Slot]> = (0..plan.calls.len()).map(|_| Slot::new()).collect();
+    let (slots, waiting) = empty_slots(&plan);
     store(&slots);
-    let waiting = plan
-        .waits_for
-        .iter()
-        .map(|&n| AtomicU64::new(u64::from(n)))
-        .collect();
     let (done, mut finished) = oneshot::channel();
+    let mut limited = HashMap::new();
+    limits(&plan, &mut limited);
     let shared = Arc::new(Shared {
         plan: Arc::clone(&plan),
         started,
@@ -382,18 +534,8 @@ pub(crate) async fn execute(
         span,
         stop: stop.clone(),
         options,
-        limits: plan
-            .graph
-            .infos()
-            .iter()
-            .map(|info| {
-                info.concurrency.map(|max| Limiter {
-                    max,
-                    state: Default::default(),
-                })
-            })
-            .collect(),
-        done: Some(done),
+        limits: Arc::new(limited),
+        completion: Some(Completion::Run(done)),
     });
     // CPU roots first, so they compute while IO roots are started.
     let roots = plan
@@ -434,6 +576,7 @@ impl Shared {
         let info = self.plan.graph.info(node);
         match info.kind {
             Kind::Cpu if info.timeout.is_none() => Mode::Rayon,
+            Kind::FanOut => Mode::Rayon,
             _ => Mode::Tokio,
         }
     }
@@ -474,6 +617,9 @@ impl Shared {
                 Some(job) => job,
                 None => return,
             };
+            if let Call::FanOut(def) = &self.plan.calls[job.node] {
+                return self.expand(job, def);
+            }
             let started = self.begin(&mut job);
             let result = self
                 .attempt_span(&job)
@@ -494,6 +640,89 @@ impl Shared {
                 }
                 Next::Stop => return,
             }
+        }
+    }
+
+    /// Starts a fan-out: one child run of the body per item, each with the item and the
+    /// imported values as its parameters, all sharing this run's stop, limits and clock.
+    /// The fan-out's node resolves when the last item ends (see [`FanOut`]).
+    fn expand(self: &Arc<Self>, job: Job, def: &FanOutDef) {
+        let collection = &self.slots[def.collection as usize]
+            .get()
+            .expect("aqueduct: a fan-out runs after its collection")
+            .value;
+        let count = (def.len)(collection);
+        let started = Instant::now();
+        let fan = Arc::new(FanOut {
+            parent: Arc::clone(self),
+            node: job.node,
+            params: 1 + def.imports.len(),
+            ready: job.ready,
+            started,
+            tail: def.body.graph.output(),
+            assemble: def.assemble,
+            items: (0..count).map(|_| OnceLock::new()).collect(),
+        });
+        let mut cpu_roots = Vec::new();
+        for index in 0..count {
+            let item = Completion::Item {
+                fan: Arc::clone(&fan),
+                index,
+            };
+            let child = Arc::new(self.child(&def.body, item, index));
+            let item = Import::Item {
+                run: Arc::clone(self),
+                collection: def.collection,
+                index,
+                item: def.item,
+            };
+            fill(&child.slots[0], Box::new(item));
+            for (param, &node) in def.imports.iter().enumerate() {
+                let import = Import::Node {
+                    run: Arc::clone(self),
+                    node,
+                };
+                fill(&child.slots[param + 1], Box::new(import));
+            }
+            for &root in &def.body.roots {
+                let root = Job::new(root as usize, started);
+                match child.mode(root.node) {
+                    Mode::Rayon => cpu_roots.push((Arc::clone(&child), root)),
+                    Mode::Tokio => child.dispatch(root),
+                }
+            }
+        }
+        // With no items, this resolves the node right here.
+        drop(fan);
+        match cpu_roots.len() {
+            0 => {}
+            1 => {
+                let (run, job) = cpu_roots.pop().expect("one root");
+                run.dispatch(job);
+            }
+            _ => rayon::spawn(move || {
+                cpu_roots
+                    .into_par_iter()
+                    .for_each(|(run, job)| run.run_on_rayon(job));
+            }),
+        }
+    }
+
+    /// The run of one item of a fan-out of this run.
+    fn child(self: &Arc<Self>, plan: &Arc<Plan>, completion: Completion, index: usize) -> Shared {
+        let (slots, waiting) = empty_slots(plan);
+        Shared {
+            plan: Arc::clone(plan),
+            started: self.started,
+            signal: self.signal,
+            slots,
+            waiting,
+            tokio: self.tokio.clone(),
+            span: tracing::info_span!(parent: &self.span, "item", index),
+            stop: self.stop.clone(),
+            options: self.options,
+            limits: Arc::clone(&self.limits),
+            completion: Some(completion),
         }
     }
 
@@ -530,7 +759,7 @@ impl Shared {
                 _ => Box::pin(self.call_cpu_supervised(job.node, span)).await,
             };
             let Some(result) = result else {
-                return self.record_cancelled(job, started);
+                return self.record_cancelled(job, started, Vec::new());
             };
             let next = self.after_attempt(job, started, result, Caller::Tokio(&mut spill));
             self.start_all(&mut spill).await;
@@ -580,7 +809,9 @@ impl Shared {
     }
 
     fn limiter(&self, node: usize) -> Option<&Limiter> {
-        self.limits[self.plan.graph.task_index(node)].as_ref()
+        let info = self.plan.graph.info(node);
+        info.concurrency?;
+        self.limits.get(info)
     }
 
     /// The job, allowed to run by its task's concurrency limit; `None` if it must wait
@@ -623,9 +854,9 @@ impl Shared {
         signal: u64,
         cancel: &CancellationToken,
     ) -> Result<Value, TaskError> {
-        let call = self.plan.calls[node]
-            .as_ref()
-            .expect("a task node has a call");
+        let Call::Task(call) = &self.plan.calls[node] else {
+            unreachable!("only task nodes are called")
+        };
         let outcome = task::with_cancel(signal, cancel, || {
             catch_unwind(AssertUnwindSafe(|| call(&self.slots)))
         });
@@ -670,9 +901,9 @@ impl Shared {
 
     /// One attempt of an IO task, bounded by its timeout. `None` if the run stopped.
     async fn call_io(&self, node: usize) -> Option<Result<Value, TaskError>> {
-        let call = self.plan.calls[node]
-            .as_ref()
-            .expect("a task node has a call");
+        let Call::Task(call) = &self.plan.calls[node] else {
+            unreachable!("only task nodes are called")
+        };
         let future = match catch_unwind(AssertUnwindSafe(|| call(&self.slots))) {
             Ok(Step::Pending(future)) => CatchUnwind(future),
             Ok(Step::Done(result)) => return Some(result),
@@ -733,7 +964,7 @@ impl Shared {
             });
             return Next::Retry(job, delay);
         }
-        match self.resolve(job, started, result, caller) {
+        match self.resolve(job, started, result, caller, Vec::new()) {
             Some(next) => Next::Continue(next),
             None => Next::Stop,
         }
@@ -759,11 +990,12 @@ impl Shared {
     }
 
     /// Records a node whose attempt the run's stop interrupted.
-    fn record_cancelled(self: &Arc<Self>, job: Job, started: Instant) {
+    fn record_cancelled(self: &Arc<Self>, job: Job, started: Instant, items: Vec<Box<[Slot]>>) {
         let times = self.times(&job, Some(started), Instant::now());
         let value = (self.plan.unresolved[job.node])(None);
         let (node, permit) = (job.node, job.permit);
-        let record = Record::new(value, TaskStatus::Cancelled, times, None, job.into_failed());
+        let status = TaskStatus::Cancelled;
+        let record = Record::with_items(value, status, times, None, job.into_failed(), items);
         let _ = self.slots[node].set(record);
         self.give_back(node, permit);
     }
@@ -776,6 +1008,7 @@ impl Shared {
         started: Instant,
         result: Result<Value, TaskError>,
         caller: Caller<'_>,
+        items: Vec<Box<[Slot]>>,
     ) -> Option<Job> {
         let node = job.node;
         let (value, status, error) = match result {
@@ -799,7 +1032,8 @@ impl Shared {
         let finished = Instant::now();
         let times = self.times(&job, Some(started), finished);
         let permit = job.permit;
-        let _ = self.slots[node].set(Record::new(value, status, times, error, job.into_failed()));
+        let record = Record::with_items(value, status, times, error, job.into_failed(), items);
+        let _ = self.slots[node].set(record);
         if !succeeded && self.options.fail_fast {
             self.stop.stop();
         }
@@ -879,24 +1113,35 @@ impl<F: Future<Output = Result<Value, TaskError>> + Unpin> Future for CatchUnwin
     }
 }
 
+/// Every task of `slots` (a run of `plan`) that failed, named with `suffix`; a fan-out
+/// whose items failed is represented by those items (`node[index]`).
+fn collect_failures(plan: &Plan, slots: &[Slot], suffix: &str, out: &mut Vec<TaskFailure>) {
+    let graph = &plan.graph;
+    for (node, slot) in slots.iter().enumerate() {
+        let Some(record) = slot.get() else { continue };
+        let before = out.len();
+        if let Call::FanOut(def) = &plan.calls[node] {
+            for (index, item) in record.items().iter().enumerate() {
+                collect_failures(&def.body, item, &format!("{suffix}[{index}]"), out);
+            }
+        }
+        if let Some(error) = record.error().filter(|_| out.len() == before) {
+            out.push(TaskFailure {
+                node: format!("{}{suffix}", graph.name_of(node)),
+                task: graph.info(node).name,
+                attempts: record.retried().len() as u32 + 1,
+                error: error.clone(),
+            });
+        }
+    }
+}
+
 impl Finished {
     /// Splits the run into its output (or why there is none) and its report.
     pub(crate) fn into_output<O: 'static>(self, plan: &Plan) -> Result<O, Error> {
         let graph = &plan.graph;
-        let failures: Vec<TaskFailure> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(node, slot)| {
-                let record = slot.get()?;
-                Some(TaskFailure {
-                    node: graph.name_of(node).to_owned(),
-                    task: graph.info(node).name,
-                    attempts: record.retried().len() as u32 + 1,
-                    error: record.error()?.clone(),
-                })
-            })
-            .collect();
+        let mut failures = Vec::new();
+        collect_failures(plan, &self.slots, "", &mut failures);
         let names = |status| {
             (0..graph.len())
                 .filter(|&node| graph.kind(node) != Kind::Param && self.status(node) == status)
@@ -916,7 +1161,7 @@ impl Finished {
                 after,
                 unfinished: names(TaskStatus::Cancelled),
             })
-        } else if self.cancelled && self.slots[graph.output()].get().is_none() {
+        } else if self.cancelled && self.status(graph.output()) != TaskStatus::Succeeded {
             Some(Error::Cancelled {
                 workflow,
                 unfinished: names(TaskStatus::Cancelled),
@@ -948,54 +1193,59 @@ impl Finished {
 
     /// What every task did.
     pub(crate) fn report(&self, plan: &Plan) -> RunReport {
-        let graph = &plan.graph;
-        let since = |at: Instant| at.saturating_duration_since(self.started);
-        let tasks = graph
-            .nodes()
-            .filter(|node| node.kind() != Kind::Param)
-            .map(|node| {
-                let i = node.index();
-                let record = self.slots[i].get();
-                let mut attempts: Vec<AttemptReport> = record
-                    .into_iter()
-                    .flat_map(Record::retried)
-                    .map(|a| AttemptReport {
-                        started_at: since(a.started),
-                        duration: a.finished - a.started,
-                        error: Some(a.error.to_string()),
-                    })
-                    .collect();
-                if let Some((record, started)) = record.and_then(|r| Some((r, r.time(LAST_START)?)))
-                {
-                    attempts.push(AttemptReport {
-                        started_at: started,
-                        duration: record.time(END).unwrap_or_default().saturating_sub(started),
-                        error: record.error().map(ToString::to_string),
-                    });
-                }
-                let started = record.and_then(|r| r.time(FIRST_START));
-                let ready = record.and_then(|r| r.time(READY));
-                TaskReport {
-                    node: node.name().to_owned(),
-                    task: node.task().unwrap_or_default().to_owned(),
-                    kind: node.kind(),
-                    status: self.status(i),
-                    started_at: started,
-                    queue_wait: started
-                        .zip(ready)
-                        .map_or(Duration::ZERO, |(s, r)| s.saturating_sub(r)),
-                    duration: record.and_then(Record::duration).unwrap_or_default(),
-                    error: record.and_then(Record::error).map(ToString::to_string),
-                    attempts,
-                }
-            })
-            .collect();
+        let mut tasks = Vec::new();
+        self.task_reports(plan, &self.slots, "", &mut tasks);
         RunReport {
-            workflow: graph.name().to_owned(),
+            workflow: plan.graph.name().to_owned(),
             wall: self.wall,
             tasks,
             critical_path: self.critical_path(plan),
             cores: crate::report::cores(),
+        }
+    }
+
+    /// The reports of the tasks of `slots` (a run of `plan`), each named with `suffix`,
+    /// followed for a fan-out by its items' tasks, named `node[index]`.
+    fn task_reports(&self, plan: &Plan, slots: &[Slot], suffix: &str, out: &mut Vec<TaskReport>) {
+        let since = |at: Instant| at.saturating_duration_since(self.started);
+        for node in plan.graph.nodes().filter(|node| node.kind() != Kind::Param) {
+            let record = slots[node.index()].get();
+            let mut attempts: Vec<AttemptReport> = record
+                .into_iter()
+                .flat_map(Record::retried)
+                .map(|a| AttemptReport {
+                    started_at: since(a.started),
+                    duration: a.finished - a.started,
+                    error: Some(a.error.to_string()),
+                })
+                .collect();
+            if let Some((record, started)) = record.and_then(|r| Some((r, r.time(LAST_START)?))) {
+                attempts.push(AttemptReport {
+                    started_at: started,
+                    duration: record.time(END).unwrap_or_default().saturating_sub(started),
+                    error: record.error().map(ToString::to_string),
+                });
+            }
+            let started = record.and_then(|r| r.time(FIRST_START));
+            let ready = record.and_then(|r| r.time(READY));
+            out.push(TaskReport {
+                node: format!("{}{suffix}", node.name()),
+                task: node.task().unwrap_or_default().to_owned(),
+                kind: node.kind(),
+                status: record.map_or(TaskStatus::Cancelled, |r| r.status),
+                started_at: started,
+                queue_wait: started
+                    .zip(ready)
+                    .map_or(Duration::ZERO, |(s, r)| s.saturating_sub(r)),
+                duration: record.and_then(Record::duration).unwrap_or_default(),
+                error: record.and_then(Record::error).map(ToString::to_string),
+                attempts,
+            });
+            if let (Call::FanOut(def), Some(record)) = (&plan.calls[node.index()], record) {
+                for (index, item) in record.items().iter().enumerate() {
+                    self.task_reports(&def.body, item, &format!("{suffix}[{index}]"), out);
+                }
+            }
         }
     }
 

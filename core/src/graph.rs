@@ -69,6 +69,11 @@ pub trait Inputs: Send + Sync + 'static {
     /// Appends each input's node index.
     #[doc(hidden)]
     fn indices(&self, out: &mut Vec<u32>);
+    /// The same inputs as parameters of a fan-out's body, named as in `parent`.
+    #[doc(hidden)]
+    fn import(&self, body: &mut Builder<()>, parent: &Graph) -> Self
+    where
+        Self: Sized;
 }
 
 /// A tuple of a workflow's parameter types: `()`, `(A,)`, `(A, B)`, ….
@@ -85,17 +90,32 @@ pub trait Params: Send + 'static {
     fn store(self, slots: &[Slot]);
 }
 
-fn outcome<T: 'static>(slots: &[Slot], id: u32) -> &Outcome<T> {
-    slots[id as usize]
+fn resolved(slots: &[Slot], id: u32) -> &Value {
+    &slots[id as usize]
         .get()
-        .and_then(|record| record.value.downcast_ref())
         .expect("aqueduct: a node ran before its input was resolved")
+        .value
 }
 
-fn value<T: 'static>(slots: &[Slot], id: u32) -> &T {
-    outcome(slots, id)
-        .value()
-        .expect("aqueduct: a node ran although an input it requires did not succeed")
+/// The outcome of node `id`, following an import of a fan-out's body to its parent.
+pub(crate) fn outcome<T: 'static>(slots: &[Slot], id: u32) -> &Outcome<T> {
+    let value = resolved(slots, id);
+    match value.downcast_ref() {
+        Some(outcome) => outcome,
+        None => executor::imported_outcome(value),
+    }
+}
+
+/// The value of node `id`, following an import of a fan-out's body to its parent or
+/// to its item.
+pub(crate) fn value<T: 'static>(slots: &[Slot], id: u32) -> &T {
+    let value = resolved(slots, id);
+    match value.downcast_ref::<Outcome<T>>() {
+        Some(outcome) => outcome
+            .value()
+            .expect("aqueduct: a node ran although an input it requires did not succeed"),
+        None => executor::imported_value(value),
+    }
 }
 
 macro_rules! tuples {
@@ -114,6 +134,10 @@ macro_rules! tuples {
             fn indices(&self, _out: &mut Vec<u32>) {
                 $(_out.push(self.$i.id);)*
             }
+            #[allow(clippy::unused_unit)]
+            fn import(&self, _body: &mut Builder<()>, _parent: &Graph) -> Self {
+                ($(_body.param::<$T>(_parent.name_of(self.$i.index()).to_owned().into()),)*)
+            }
         }
 
         impl<$($T: Send + Sync + 'static),*> Params for ($($T,)*) {
@@ -121,7 +145,7 @@ macro_rules! tuples {
             type Names = [&'static str; 0 $(+ { let _ = $i; 1 })*];
             #[allow(clippy::unused_unit)]
             fn declare(_builder: &mut Builder<Self>, _names: Self::Names) -> Self::Handles {
-                ($(_builder.param::<$T>(_names[$i]),)*)
+                ($(_builder.param::<$T>(_names[$i].into()),)*)
             }
             fn store(self, _slots: &[Slot]) {
                 $(executor::fill(&_slots[$i], Box::new(Outcome::Ok(self.$i)));)*
@@ -157,6 +181,53 @@ impl<T: Send + Sync + 'static> Inputs for Vec<Handle<T>> {
     }
     fn indices(&self, out: &mut Vec<u32>) {
         out.extend(self.iter().map(|h| h.id));
+    }
+    fn import(&self, body: &mut Builder<()>, parent: &Graph) -> Self {
+        self.iter()
+            .map(|h| body.param::<T>(parent.name_of(h.index()).to_owned().into()))
+            .collect()
+    }
+}
+
+/// What a workflow `for` can iterate over: a `Vec`, an array, a boxed slice or an
+/// `Arc<[T]>`. Items are read in place, by index; nothing is cloned.
+#[diagnostic::on_unimplemented(
+    message = "cannot fan out over `{Self}`",
+    label = "a workflow `for` iterates over a `Vec`, an array, a boxed slice or an `Arc<[T]>`",
+    note = "have the task that produces it return a `Vec` of the items"
+)]
+pub trait Collection: Send + Sync + 'static {
+    /// One item.
+    type Item: Send + Sync + 'static;
+    /// Every item, in order.
+    fn items(&self) -> &[Self::Item];
+}
+
+impl<T: Send + Sync + 'static> Collection for Vec<T> {
+    type Item = T;
+    fn items(&self) -> &[T] {
+        self
+    }
+}
+
+impl<T: Send + Sync + 'static> Collection for Box<[T]> {
+    type Item = T;
+    fn items(&self) -> &[T] {
+        self
+    }
+}
+
+impl<T: Send + Sync + 'static> Collection for Arc<[T]> {
+    type Item = T;
+    fn items(&self) -> &[T] {
+        self
+    }
+}
+
+impl<T: Send + Sync + 'static, const N: usize> Collection for [T; N] {
+    type Item = T;
+    fn items(&self) -> &[T] {
+        self
     }
 }
 
@@ -216,6 +287,78 @@ fn unresolved<T: Send + Sync + 'static>(error: Option<TaskError>) -> Value {
 }
 
 pub(crate) type NodeFn = dyn for<'a> Fn(&'a [Slot]) -> executor::Step<'a> + Send + Sync;
+
+/// What a node does when it is ready.
+pub(crate) enum Call {
+    /// A parameter: filled before the run, never called.
+    Param,
+    /// A task.
+    Task(Box<NodeFn>),
+    /// A `for`: its body, run once per item.
+    FanOut(Box<FanOutDef>),
+}
+
+/// A fan-out: the body's plan, and how to reach the collection's items and gather the
+/// results, monomorphised for the collection's and the result's types.
+pub(crate) struct FanOutDef {
+    pub(crate) body: Arc<Plan>,
+    /// The node holding the collection.
+    pub(crate) collection: u32,
+    /// The parent nodes the body imports, as its parameters after the item.
+    pub(crate) imports: Vec<u32>,
+    pub(crate) len: fn(&Value) -> usize,
+    pub(crate) item: fn(&Value, usize) -> &(dyn std::any::Any + Send + Sync),
+    /// Moves every item's result out of its slots into one `Outcome<Vec<T>>`.
+    pub(crate) assemble: Assemble,
+}
+
+/// Gathers the items of a fan-out (each item's slots) given the body's output node.
+pub(crate) type Assemble = fn(&mut [Box<[Slot]>], usize) -> Result<Value, TaskError>;
+
+fn collection_len<C: Collection>(value: &Value) -> usize {
+    value
+        .downcast_ref::<Outcome<C>>()
+        .and_then(Outcome::value)
+        .map_or(0, |c| c.items().len())
+}
+
+fn collection_item<C: Collection>(
+    value: &Value,
+    index: usize,
+) -> &(dyn std::any::Any + Send + Sync) {
+    let collection = value
+        .downcast_ref::<Outcome<C>>()
+        .and_then(Outcome::value)
+        .expect("aqueduct: a fan-out ran although its collection did not succeed");
+    &collection.items()[index]
+}
+
+/// Gathers each item's tail into a `Vec`, in input order; an error names how many
+/// items did not succeed (each item's own failure is in the run's report and error).
+fn assemble<T: Send + Sync + 'static>(
+    items: &mut [Box<[Slot]>],
+    tail: usize,
+) -> Result<Value, TaskError> {
+    let total = items.len();
+    let mut values = Vec::with_capacity(total);
+    let mut missing = 0;
+    for slots in items.iter_mut() {
+        let taken = slots[tail]
+            .get_mut()
+            .map(|record| std::mem::replace(&mut record.value, Box::new(())))
+            .and_then(|value| value.downcast::<Outcome<T>>().ok());
+        match taken.map(|outcome| *outcome) {
+            Some(Outcome::Ok(value)) => values.push(value),
+            _ => missing += 1,
+        }
+    }
+    if missing > 0 {
+        return Err(TaskError::msg(format_args!(
+            "{missing} of {total} items did not succeed"
+        )));
+    }
+    Ok(ok::<Vec<T>>(values))
+}
 
 /// The static description of a workflow: node names, the task each calls, edges,
 /// kinds and policies. Nodes are numbered in a topological order: every node's inputs
@@ -329,6 +472,7 @@ impl Graph {
                 Kind::Param => ("[/", "/]"),
                 Kind::Cpu => ("[", "]"),
                 Kind::Io => ("(", ")"),
+                Kind::FanOut => ("{{", "}}"),
             };
             let label = node.label().replace('"', "#quot;");
             let _ = writeln!(out, "    n{}{open}\"{label}\"{close}", node.index);
@@ -350,6 +494,7 @@ impl Graph {
                 Kind::Param => "parallelogram",
                 Kind::Cpu => "box",
                 Kind::Io => "box, style=rounded",
+                Kind::FanOut => "hexagon",
             };
             let periphery = if node.index == self.output {
                 ", peripheries=2"
@@ -472,8 +617,8 @@ impl serde::Serialize for Node<'_> {
 /// Everything a run needs that does not change between runs.
 pub(crate) struct Plan {
     pub(crate) graph: Graph,
-    /// Per node, its call; `None` for parameters.
-    pub(crate) calls: Vec<Option<Box<NodeFn>>>,
+    /// Per node, what it does when ready.
+    pub(crate) calls: Vec<Call>,
     /// Per node, its value when it does not succeed (an `Outcome<T>` of its type).
     pub(crate) unresolved: Vec<fn(Option<TaskError>) -> Value>,
     /// Successors of node `i` are `successors[offsets[i]..offsets[i + 1]]`; `required`
@@ -517,7 +662,7 @@ pub struct Builder<P> {
     graph: Graph,
     /// Where each distinct task sits in `graph.infos`.
     known: HashMap<TaskInfo, u32>,
-    calls: Vec<Option<Box<NodeFn>>>,
+    calls: Vec<Call>,
     unresolved: Vec<fn(Option<TaskError>) -> Value>,
     _params: PhantomData<fn(P)>,
 }
@@ -536,8 +681,64 @@ impl<P: Params> Builder<P> {
         (builder, handles)
     }
 
-    fn param<T: Send + Sync + 'static>(&mut self, name: &'static str) -> Handle<T> {
-        self.push(name.into(), PARAM, &mut [], None)
+    fn param<T: Send + Sync + 'static>(&mut self, name: Cow<'static, str>) -> Handle<T> {
+        self.push(name, PARAM, &mut [], Call::Param)
+    }
+
+    fn intern(&mut self, task: TaskInfo) -> u32 {
+        let next = self.graph.infos.len() as u32;
+        let info = *self.known.entry(task).or_insert(next);
+        if info == next {
+            self.graph.infos.push(task);
+        }
+        info
+    }
+
+    /// Adds a fan-out: `body` builds the graph run once per item of `collection`, given
+    /// the item's handle and the handles of `outer` (values of this graph the body
+    /// reads, shared by reference with every item). The node's value is the body's
+    /// output for every item, in input order.
+    ///
+    /// Each item's nodes run as soon as their own inputs exist, independently of the
+    /// other items. If an item fails, the fan-out fails after every item has ended.
+    pub fn fan_out<C, O, T, F>(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        collection: Handle<C>,
+        item: impl Into<Cow<'static, str>>,
+        outer: O,
+        body: F,
+    ) -> Handle<Vec<T>>
+    where
+        C: Collection,
+        O: Inputs,
+        T: Send + Sync + 'static,
+        F: FnOnce(&mut Builder<()>, Handle<C::Item>, O) -> Handle<T>,
+    {
+        let name = name.into();
+        let (mut inner, ()) = Builder::<()>::new(name.clone(), []);
+        let item = inner.param::<C::Item>(item.into());
+        let imported = outer.import(&mut inner, &self.graph);
+        let tail = body(&mut inner, item, imported);
+        let body = inner.output(tail).plan;
+        let mut imports = Vec::new();
+        outer.indices(&mut imports);
+        let mut edges: Vec<(u32, bool)> = std::iter::once(collection.id)
+            .chain(imports.iter().copied())
+            .map(|node| (node, false))
+            .collect();
+        edges.sort_unstable();
+        edges.dedup();
+        let def = FanOutDef {
+            body,
+            collection: collection.id,
+            imports,
+            len: collection_len::<C>,
+            item: collection_item::<C>,
+            assemble: assemble::<T>,
+        };
+        let info = self.intern(TaskInfo::new("for", Kind::FanOut));
+        self.push(name, info, &mut edges, Call::FanOut(Box::new(def)))
     }
 
     /// Adds a node that calls `task` with the values of `inputs`.
@@ -580,11 +781,7 @@ impl<P: Params> Builder<P> {
             first.1 &= !same || later.1;
             same
         });
-        let next = self.graph.infos.len() as u32;
-        let info = *self.known.entry(task).or_insert(next);
-        if info == next {
-            self.graph.infos.push(task);
-        }
+        let info = self.intern(task);
         let call: Box<NodeFn> = Box::new(move |slots| {
             call(In {
                 slots,
@@ -592,7 +789,7 @@ impl<P: Params> Builder<P> {
             })
             .inner
         });
-        self.push(name.into(), info, &mut edges, Some(call))
+        self.push(name.into(), info, &mut edges, Call::Task(call))
     }
 
     fn push<T: Send + Sync + 'static>(
@@ -600,7 +797,7 @@ impl<P: Params> Builder<P> {
         name: Cow<'static, str>,
         info: u32,
         edges: &mut [(u32, bool)],
-        call: Option<Box<NodeFn>>,
+        call: Call,
     ) -> Handle<T> {
         let graph = &mut self.graph;
         graph.names.push(name);

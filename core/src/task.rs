@@ -20,6 +20,9 @@ pub enum Kind {
     Cpu,
     /// An `async fn`: IO work, polled on the caller's tokio runtime.
     Io,
+    /// A `for` over a collection: runs its body once per item, in parallel, and
+    /// collects the results in input order.
+    FanOut,
 }
 
 impl fmt::Display for Kind {
@@ -28,6 +31,7 @@ impl fmt::Display for Kind {
             Kind::Param => "param",
             Kind::Cpu => "cpu",
             Kind::Io => "io",
+            Kind::FanOut => "for",
         })
     }
 }

@@ -1,0 +1,79 @@
+//! The typed builder's fan-out: one run of a body per item of a collection.
+
+use aqueduct::graph::{Builder, Step};
+use aqueduct::task::TaskInfo;
+use aqueduct::{Kind, RunOutcome, TaskError, TaskStatus, Workflow};
+
+const DOUBLE: TaskInfo = TaskInfo::new("double", Kind::Cpu);
+const SHIFT: TaskInfo = TaskInfo::new("shift", Kind::Io);
+const SUM: TaskInfo = TaskInfo::new("sum", Kind::Cpu);
+
+/// `for x in &items { let d = double(x); shift(&d, &offset) }`, then the sum.
+fn workflow() -> Workflow<(Vec<u64>, u64), (Vec<u64>, u64)> {
+    let (mut b, (items, offset)) = Builder::<(Vec<u64>, u64)>::new("fan", ["items", "offset"]);
+    let shifted = b.fan_out("shifted", items, "x", (offset,), |body, x, (offset,)| {
+        let doubled = body.node(DOUBLE, "d", (x,), |i| {
+            let (x,) = i.get();
+            if *x == 13 {
+                return Step::done(Err(TaskError::msg("unlucky")));
+            }
+            Step::done(Ok(x * 2))
+        });
+        body.node(SHIFT, "s", (doubled, offset), |i| {
+            let (d, offset) = i.get();
+            let value = d + offset;
+            Step::pending(async move { Ok(value) })
+        })
+    });
+    let sum = b.node(SUM, "sum", (shifted,), |i| {
+        let (all,) = i.get();
+        Step::done(Ok((all.clone(), all.iter().sum())))
+    });
+    b.output(sum)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_item_runs_the_body_and_results_keep_input_order() {
+    let wf = workflow();
+    let (values, sum) = wf.run(((1..=5).collect(), 100)).await.unwrap();
+    assert_eq!(values, [102, 104, 106, 108, 110]);
+    assert_eq!(sum, 530);
+}
+
+#[tokio::test]
+async fn an_empty_collection_gives_an_empty_vec() {
+    let (values, sum) = workflow().run((Vec::new(), 1)).await.unwrap();
+    assert!(values.is_empty());
+    assert_eq!(sum, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_item_fails_its_own_chain_and_the_consumer_is_skipped() {
+    let RunOutcome { result, report } = workflow().runner().run((vec![1, 13, 3], 0)).await;
+    let message = result.unwrap_err().to_string();
+    assert!(
+        message.contains("task `d[1]` (`double`) failed: unlucky"),
+        "{message}"
+    );
+    let status = |node: &str| {
+        report
+            .task(node)
+            .unwrap_or_else(|| panic!("{node} in\n{report}"))
+            .status
+    };
+    assert_eq!(status("d[0]"), TaskStatus::Succeeded);
+    assert_eq!(status("s[0]"), TaskStatus::Succeeded);
+    assert_eq!(status("d[1]"), TaskStatus::Failed);
+    assert_eq!(status("s[1]"), TaskStatus::Skipped);
+    assert_eq!(status("s[2]"), TaskStatus::Succeeded);
+    assert_eq!(status("shifted"), TaskStatus::Failed);
+    assert_eq!(status("sum"), TaskStatus::Skipped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_fan_out_runs() {
+    let items: Vec<u64> = (100..20_100).collect();
+    let (values, sum) = workflow().run((items, 1)).await.unwrap();
+    assert_eq!(values.len(), 20_000);
+    assert_eq!(sum, (100..20_100u64).map(|x| 2 * x + 1).sum());
+}
