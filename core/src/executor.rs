@@ -154,7 +154,7 @@ pub(crate) enum Import {
         run: Arc<Shared>,
         collection: u32,
         index: usize,
-        item: fn(&Value, usize) -> &(dyn Any + Send + Sync),
+        item: crate::graph::ItemOf,
     },
 }
 
@@ -166,15 +166,9 @@ pub(crate) fn imported_value<T: 'static>(value: &Value) -> &T {
             collection,
             index,
             item,
-        }) => {
-            let collection = &run.slots[*collection as usize]
-                .get()
-                .expect("aqueduct: a fan-out's items exist while it runs")
-                .value;
-            item(collection, *index)
-                .downcast_ref()
-                .expect("aqueduct: an item has its collection's item type")
-        }
+        }) => item(&run.slots, *collection, *index)
+            .downcast_ref()
+            .expect("aqueduct: an item has its collection's item type"),
         None => panic!("aqueduct: a node's value has another type than its handle's"),
     }
 }
@@ -647,11 +641,7 @@ impl Shared {
     /// imported values as its parameters, all sharing this run's stop, limits and clock.
     /// The fan-out's node resolves when the last item ends (see [`FanOut`]).
     fn expand(self: &Arc<Self>, job: Job, def: &FanOutDef) {
-        let collection = &self.slots[def.collection as usize]
-            .get()
-            .expect("aqueduct: a fan-out runs after its collection")
-            .value;
-        let count = (def.len)(collection);
+        let count = (def.len)(&self.slots, def.collection);
         let started = Instant::now();
         let fan = Arc::new(FanOut {
             parent: Arc::clone(self),

@@ -248,6 +248,12 @@ impl<'a, I: Inputs> In<'a, '_, I> {
     pub fn outcomes(&self) -> I::Outcomes<'a> {
         self.inputs.outcomes(self.slots)
     }
+
+    /// The run's slots, for reading inputs one by one.
+    #[doc(hidden)]
+    pub fn slots(&self) -> &'a [Slot] {
+        self.slots
+    }
 }
 
 /// What calling a node gives the executor: a finished result, or a future to poll.
@@ -306,8 +312,10 @@ pub(crate) struct FanOutDef {
     pub(crate) collection: u32,
     /// The parent nodes the body imports, as its parameters after the item.
     pub(crate) imports: Vec<u32>,
-    pub(crate) len: fn(&Value) -> usize,
-    pub(crate) item: fn(&Value, usize) -> &(dyn std::any::Any + Send + Sync),
+    /// How many items the collection in `slots[node]` has.
+    pub(crate) len: fn(&[Slot], u32) -> usize,
+    /// Item `index` of the collection in `slots[node]`.
+    pub(crate) item: ItemOf,
     /// Moves every item's result out of its slots into one `Outcome<Vec<T>>`.
     pub(crate) assemble: Assemble,
 }
@@ -315,22 +323,21 @@ pub(crate) struct FanOutDef {
 /// Gathers the items of a fan-out (each item's slots) given the body's output node.
 pub(crate) type Assemble = fn(&mut [Box<[Slot]>], usize) -> Result<Value, TaskError>;
 
-fn collection_len<C: Collection>(value: &Value) -> usize {
-    value
-        .downcast_ref::<Outcome<C>>()
-        .and_then(Outcome::value)
-        .map_or(0, |c| c.items().len())
+/// Reads item `index` of the collection held by a node (maybe an import of an outer
+/// run, for a loop over another loop's item).
+pub(crate) type ItemOf =
+    for<'a> fn(&'a [Slot], u32, usize) -> &'a (dyn std::any::Any + Send + Sync);
+
+fn collection_len<C: Collection>(slots: &[Slot], node: u32) -> usize {
+    value::<C>(slots, node).items().len()
 }
 
 fn collection_item<C: Collection>(
-    value: &Value,
+    slots: &[Slot],
+    node: u32,
     index: usize,
 ) -> &(dyn std::any::Any + Send + Sync) {
-    let collection = value
-        .downcast_ref::<Outcome<C>>()
-        .and_then(Outcome::value)
-        .expect("aqueduct: a fan-out ran although its collection did not succeed");
-    &collection.items()[index]
+    &value::<C>(slots, node).items()[index]
 }
 
 /// Gathers each item's tail into a `Vec`, in input order; an error names how many

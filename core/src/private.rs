@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 
-pub use crate::graph::{Builder, Handle, In, Step};
+pub use crate::graph::{Builder, Handle, In, Slot, Step};
 pub use crate::retry::{Backoff, RetryPolicy};
 pub use crate::task::{Kind, Outcome, TaskError, TaskInfo, TaskReturn};
 pub use crate::{Error, Workflow};
@@ -92,26 +92,24 @@ pub enum Required {}
 pub enum Tolerant {}
 
 /// What a node's closure passes for one input, given how the task takes it.
-pub trait Arg<'a, T: 'a> {
+pub trait Arg<'a, T: 'static> {
     /// `&'a T` or `&'a Outcome<T>`.
     type Out;
-    /// Picks the value out of the outcome, or passes the outcome.
-    fn arg(outcome: &'a Outcome<T>) -> Self::Out;
+    /// Reads the input from the run: its value, or its outcome.
+    fn read(slots: &'a [Slot], input: Handle<T>) -> Self::Out;
 }
 
-impl<'a, T: 'a> Arg<'a, T> for Required {
+impl<'a, T: 'static> Arg<'a, T> for Required {
     type Out = &'a T;
-    fn arg(outcome: &'a Outcome<T>) -> &'a T {
-        outcome
-            .value()
-            .expect("aqueduct: a task ran although an input it requires did not succeed")
+    fn read(slots: &'a [Slot], input: Handle<T>) -> &'a T {
+        crate::graph::value(slots, input.index() as u32)
     }
 }
 
-impl<'a, T: 'a> Arg<'a, T> for Tolerant {
+impl<'a, T: 'static> Arg<'a, T> for Tolerant {
     type Out = &'a Outcome<T>;
-    fn arg(outcome: &'a Outcome<T>) -> &'a Outcome<T> {
-        outcome
+    fn read(slots: &'a [Slot], input: Handle<T>) -> &'a Outcome<T> {
+        crate::graph::outcome(slots, input.index() as u32)
     }
 }
 
@@ -156,15 +154,16 @@ impl<M: Task<Output: TaskOutput>> Marker<M> {
     }
 
     /// Input `N` as the task takes it: its value, or its outcome.
-    pub fn arg<'a, const N: usize, T: 'a>(
+    pub fn arg<'a, const N: usize, T: 'static>(
         self,
-        outcome: &'a Outcome<T>,
+        slots: &'a [Slot],
+        input: Handle<T>,
     ) -> <<M::Inputs as Nth<N>>::Kind as Arg<'a, T>>::Out
     where
         M::Inputs: Nth<N>,
         <M::Inputs as Nth<N>>::Kind: Arg<'a, T>,
     {
-        <<M::Inputs as Nth<N>>::Kind as Arg<'a, T>>::arg(outcome)
+        <<M::Inputs as Nth<N>>::Kind as Arg<'a, T>>::read(slots, input)
     }
 
     /// Wraps a call of the task's function.

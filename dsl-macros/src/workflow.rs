@@ -68,11 +68,26 @@ struct Workflow {
     tail: Tail,
 }
 
-/// `let binding = task(&a, &b.field);`
+/// `let binding = task(&a, &b.field);` or `let binding = for item in &c { … };`
 struct Node {
     binding: Ident,
     annotation: Option<Type>,
-    call: Call,
+    init: Init,
+}
+
+enum Init {
+    Call(Call),
+    Loop(Loop),
+}
+
+/// `for item in &collection { let x = task(item); tail(&x, &outer) }`
+struct Loop {
+    item: Ident,
+    collection: Arg,
+    /// The enclosing scope's bindings the body reads, in first-use order.
+    imports: Vec<Ident>,
+    nodes: Vec<Node>,
+    tail: Call,
 }
 
 struct Call {
@@ -81,9 +96,9 @@ struct Call {
     args: Vec<Arg>,
 }
 
-/// `&root.field.field`
+/// `&root.field.field`, or a loop's item alone.
 struct Arg {
-    and: Token![&],
+    and: Option<Token![&]>,
     root: Ident,
     fields: Vec<(Token![.], Member)>,
 }
@@ -129,7 +144,33 @@ fn validate(input: Input) -> syn::Result<Workflow> {
         }
     }
 
-    let stmts = &input.body.stmts;
+    let (nodes, tail) = block(&input.body, &mut scope, &mut errors, false);
+
+    errors.finish()?;
+    let ret = match input.ret {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => *ty,
+    };
+    Ok(Workflow {
+        attrs: input.attrs,
+        vis: input.vis,
+        name: input.name,
+        params,
+        ret,
+        nodes,
+        tail: tail.expect("a tail exists when there are no errors"),
+    })
+}
+
+/// The statements of a workflow's body or of a loop's body: `let`s, then the tail.
+/// A loop's tail must be a task call (its value is one item's result).
+fn block(
+    body: &Block,
+    scope: &mut Scope,
+    errors: &mut Errors,
+    in_loop: bool,
+) -> (Vec<Node>, Option<Tail>) {
+    let stmts = &body.stmts;
     let (tail_stmt, lets) = match stmts.split_last() {
         Some((Stmt::Expr(tail, None), lets)) => (Some(tail), lets),
         _ => (None, &stmts[..]),
@@ -148,7 +189,7 @@ fn validate(input: Input) -> syn::Result<Workflow> {
     for stmt in lets {
         match stmt {
             Stmt::Local(local) => {
-                if let Some(node) = node(local, &mut scope, &mut errors) {
+                if let Some(node) = node(local, scope, errors) {
                     nodes.push(node);
                 }
             }
@@ -160,12 +201,24 @@ fn validate(input: Input) -> syn::Result<Workflow> {
         }
     }
 
+    let what = if in_loop {
+        "a loop's body"
+    } else {
+        "a workflow"
+    };
     let tail = match tail_stmt {
-        Some(Expr::Call(call)) => self::call(call, None, &scope, &mut errors).map(Tail::Call),
-        Some(Expr::Path(path)) if path.path.get_ident().is_some() => {
+        Some(Expr::Call(call)) => self::call(call, None, scope, errors).map(Tail::Call),
+        Some(Expr::Path(path)) if path.path.get_ident().is_some() && !in_loop => {
             let ident = path.path.get_ident().expect("checked above");
-            scope.check(ident, None, &mut errors);
+            scope.check(ident, None, errors);
             Some(Tail::Binding(ident.clone()))
+        }
+        Some(other) if in_loop => {
+            errors.at(
+                other,
+                "a loop's body ends with a task call: its value is that item's result",
+            );
+            None
         }
         Some(other) => {
             errors.at(
@@ -179,31 +232,21 @@ fn validate(input: Input) -> syn::Result<Workflow> {
                 || "`task(&input)`".to_owned(),
                 |last| format!("e.g. `{last}`"),
             );
+            let expected = if in_loop {
+                "a task call"
+            } else {
+                "a task call or a binding"
+            };
             errors.push(syn::Error::new(
-                input.body.brace_token.span.close(),
+                body.brace_token.span.close(),
                 format!(
-                    "a workflow ends with its output: before this `}}`, add a task call or a \
-                     binding without `;`, {example}"
+                    "{what} ends with its output: before this `}}`, add {expected} without `;`, {example}"
                 ),
             ));
             None
         }
     };
-
-    errors.finish()?;
-    let ret = match input.ret {
-        ReturnType::Default => syn::parse_quote!(()),
-        ReturnType::Type(_, ty) => *ty,
-    };
-    Ok(Workflow {
-        attrs: input.attrs,
-        vis: input.vis,
-        name: input.name,
-        params,
-        ret,
-        nodes,
-        tail: tail.expect("a tail exists when there are no errors"),
-    })
+    (nodes, tail)
 }
 
 fn let_ident(stmt: &Stmt) -> Option<&Ident> {
@@ -260,10 +303,16 @@ fn node(local: &Local, scope: &mut Scope, errors: &mut Errors) -> Option<Node> {
     if let Some((else_token, _)) = &init.diverge {
         errors.at(else_token, "a workflow `let` has no `else`");
     }
-    let call = match &*init.expr {
-        Expr::Call(call) => self::call(call, binding.as_ref(), scope, errors),
+    let init = match &*init.expr {
+        Expr::Call(call) => self::call(call, binding.as_ref(), scope, errors).map(Init::Call),
+        Expr::ForLoop(for_loop) => {
+            self::for_loop(for_loop, binding.as_ref(), scope, errors).map(Init::Loop)
+        }
         other => {
-            errors.at(other, "expected a task call such as `task(&input)`");
+            errors.at(
+                other,
+                "expected a task call such as `task(&input)`, or a `for item in &collection { … }`",
+            );
             None
         }
     };
@@ -272,14 +321,80 @@ fn node(local: &Local, scope: &mut Scope, errors: &mut Errors) -> Option<Node> {
     Some(Node {
         binding,
         annotation,
-        call: call?,
+        init: init?,
+    })
+}
+
+fn for_loop(
+    for_loop: &syn::ExprForLoop,
+    binding: Option<&Ident>,
+    scope: &mut Scope,
+    errors: &mut Errors,
+) -> Option<Loop> {
+    if let Some(attr) = for_loop.attrs.first() {
+        errors.at(attr, "a workflow `for` takes no attributes");
+    }
+    if let Some(label) = &for_loop.label {
+        errors.at(
+            label,
+            "a workflow `for` has no label: it never breaks or continues",
+        );
+    }
+    let item = match &*for_loop.pat {
+        Pat::Ident(p) if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() => {
+            Some(p.ident.clone())
+        }
+        other => {
+            errors.at(
+                other,
+                "the item of a workflow `for` is one name: `for item in &collection`",
+            );
+            None
+        }
+    };
+    // A rejected pattern's names still count as items, so their uses raise no more errors.
+    let mut rejected = Scope::default();
+    if item.is_none() {
+        rejected.define_all(&for_loop.pat);
+    }
+    let collection = match self::arg(&for_loop.expr, errors) {
+        Some(arg) if (arg.and.is_some() || scope.is_item(&arg.root)) && arg.fields.is_empty() => {
+            scope.check(&arg.root, binding, errors);
+            Some(arg)
+        }
+        Some(_) => {
+            errors.at(
+                &for_loop.expr,
+                "a workflow `for` goes over a binding by reference: `for item in &collection`",
+            );
+            None
+        }
+        None => None,
+    };
+    let mut inner = scope.enter(item.as_ref());
+    for (name, ident) in rejected.defined {
+        inner.items.push(name.clone());
+        inner.defined.insert(name, ident);
+    }
+    let (nodes, tail) = block(&for_loop.body, &mut inner, errors, true);
+    let imports = scope.leave(inner, errors);
+    let tail = match tail? {
+        Tail::Call(call) => call,
+        Tail::Binding(_) => return None,
+    };
+    Some(Loop {
+        item: item?,
+        collection: collection?,
+        imports,
+        nodes,
+        tail,
     })
 }
 
 fn call(
     call: &ExprCall,
     binding: Option<&Ident>,
-    scope: &Scope,
+    scope: &mut Scope,
     errors: &mut Errors,
 ) -> Option<Call> {
     let task = match &*call.func {
@@ -291,9 +406,20 @@ fn call(
     };
     let mut args = Vec::new();
     for arg in &call.args {
-        if let Some(arg) = self::arg(arg, errors) {
-            scope.check(&arg.root, binding, errors);
-            args.push(arg);
+        if let Some(parsed) = self::arg(arg, errors) {
+            if parsed.and.is_none() && !scope.is_item(&parsed.root) && !scope.is_inner(&parsed.root)
+            {
+                errors.at(
+                    arg,
+                    format!(
+                        "task inputs are passed by reference: write `&{}`",
+                        arg.to_token_stream()
+                    ),
+                );
+                continue;
+            }
+            scope.check(&parsed.root, binding, errors);
+            args.push(parsed);
         }
     }
     (args.len() == call.args.len()).then_some(())?;
@@ -305,15 +431,26 @@ fn call(
 }
 
 fn arg(arg: &Expr, errors: &mut Errors) -> Option<Arg> {
-    let Expr::Reference(reference) = arg else {
-        errors.at(
-            arg,
-            format!(
-                "task inputs are passed by reference: write `&{}`",
-                arg.to_token_stream()
-            ),
-        );
-        return None;
+    let reference = match arg {
+        Expr::Reference(reference) => reference,
+        // A bare name: allowed for a loop's item, which is already a reference.
+        Expr::Path(path) if path.qself.is_none() && path.path.get_ident().is_some() => {
+            return Some(Arg {
+                and: None,
+                root: path.path.get_ident().expect("checked above").clone(),
+                fields: Vec::new(),
+            });
+        }
+        _ => {
+            errors.at(
+                arg,
+                format!(
+                    "task inputs are passed by reference: write `&{}`",
+                    arg.to_token_stream()
+                ),
+            );
+            return None;
+        }
     };
     if let Some(mutability) = &reference.mutability {
         errors.at(
@@ -333,7 +470,7 @@ fn arg(arg: &Expr, errors: &mut Errors) -> Option<Arg> {
             Expr::Path(path) if path.qself.is_none() && path.path.get_ident().is_some() => {
                 fields.reverse();
                 return Some(Arg {
-                    and: reference.and_token,
+                    and: Some(reference.and_token),
                     root: path.path.get_ident().expect("checked above").clone(),
                     fields,
                 });
@@ -349,15 +486,65 @@ fn arg(arg: &Expr, errors: &mut Errors) -> Option<Arg> {
     }
 }
 
-/// The names a statement can read: parameters and earlier bindings.
+/// The names a statement can read: parameters and earlier bindings, and in a loop's
+/// body its item and the enclosing scope's names.
 #[derive(Default)]
 struct Scope {
     defined: HashMap<String, Ident>,
     /// Every binding of the body, to tell "defined later" from "not defined".
     later: HashMap<String, Ident>,
+    /// In a loop's body: the names of the enclosing scopes, readable as imports.
+    outer: HashMap<String, Ident>,
+    /// The enclosing names this body read, in first-use order.
+    imports: Vec<Ident>,
+    /// The items of this loop and of the loops around it: passed without `&`.
+    items: Vec<String>,
+    /// Names bound inside loops of this scope, for a clear error when used outside.
+    inner: HashMap<String, Ident>,
 }
 
 impl Scope {
+    /// The scope of a loop's body inside this one.
+    fn enter(&self, item: Option<&Ident>) -> Scope {
+        let mut outer = self.outer.clone();
+        outer.extend(
+            self.defined
+                .iter()
+                .map(|(name, ident)| (name.clone(), ident.clone())),
+        );
+        let mut inner = Scope {
+            outer,
+            later: self.later.clone(),
+            items: self.items.clone(),
+            ..Scope::default()
+        };
+        if let Some(item) = item {
+            inner.items.push(item.to_string());
+            inner.defined.insert(item.to_string(), item.clone());
+        }
+        inner
+    }
+
+    /// Back from a loop's body: its names stay inside, its imports from beyond this
+    /// scope become this scope's imports too. Returns the body's imports.
+    fn leave(&mut self, body: Scope, errors: &mut Errors) -> Vec<Ident> {
+        for (name, ident) in body.defined.into_iter().chain(body.inner) {
+            self.inner.entry(name).or_insert(ident);
+        }
+        for import in &body.imports {
+            self.check(import, None, errors);
+        }
+        body.imports
+    }
+
+    fn is_item(&self, ident: &Ident) -> bool {
+        self.items.contains(&ident.to_string())
+    }
+
+    /// Whether `ident` is bound inside a loop of this scope (and so not readable here).
+    fn is_inner(&self, ident: &Ident) -> bool {
+        self.inner.contains_key(&ident.to_string())
+    }
     fn define(&mut self, ident: &Ident, errors: &mut Errors) {
         if let Some(first) = self.defined.get(&ident.to_string()) {
             let mut error = syn::Error::new(
@@ -395,10 +582,27 @@ impl Scope {
     }
 
     /// Checks that `ident`, read by the node bound to `reader`, is already defined.
-    fn check(&self, ident: &Ident, reader: Option<&Ident>, errors: &mut Errors) {
+    fn check(&mut self, ident: &Ident, reader: Option<&Ident>, errors: &mut Errors) {
         let name = ident.to_string();
         if self.defined.contains_key(&name) {
             return;
+        }
+        if self.outer.contains_key(&name) {
+            if !self.imports.iter().any(|import| *import == name) {
+                self.imports.push(ident.clone());
+            }
+            return;
+        }
+        if let Some(inside) = self.inner.get(&name) {
+            let mut error = syn::Error::new(
+                ident.span(),
+                format!("`{ident}` exists only inside its loop: use the loop's result instead"),
+            );
+            error.combine(syn::Error::new(
+                inside.span(),
+                format!("`{ident}` is bound here, inside a `for`"),
+            ));
+            return errors.push(error);
         }
         if reader.is_some_and(|reader| *reader == name) {
             errors.at(
@@ -445,24 +649,10 @@ fn emit(workflow: &Workflow) -> TokenStream {
     let p = quote!(::aqueduct::__private);
     let param_names: Vec<_> = workflow.params.iter().map(|(ident, _)| ident).collect();
     let param_types: Vec<_> = workflow.params.iter().map(|(_, ty)| ty).collect();
-    let nodes = workflow.nodes.iter().map(|node| {
-        let binding = &node.binding;
-        let annotation = node.annotation.as_ref().map(|ty| quote!(: #p::Handle<#ty>));
-        let add = emit_call(&node.call, &binding.to_string());
-        quote!(let #binding #annotation = #add;)
-    });
+    let nodes = emit_nodes(&workflow.nodes);
     let tail = match &workflow.tail {
         Tail::Binding(ident) => ident.to_token_stream(),
-        Tail::Call(call) => {
-            let task_name = call
-                .task
-                .path
-                .segments
-                .last()
-                .map(|s| s.ident.to_string())
-                .unwrap_or_default();
-            emit_call(call, &task_name)
-        }
+        Tail::Call(call) => emit_call(call, &task_name(call)),
     };
     let tail_span = match &workflow.tail {
         Tail::Binding(ident) => ident.span(),
@@ -499,12 +689,67 @@ fn emit(workflow: &Workflow) -> TokenStream {
                             ::core::stringify!(#name),
                             [#(::core::stringify!(#param_names)),*],
                         );
-                    #(#nodes)*
+                    #nodes
                     let __aqueduct_tail = #tail;
                     __aqueduct_builder.output(#output)
                 })
             }
         }
+    }
+}
+
+/// A tail call's node is named after its task.
+fn task_name(call: &Call) -> String {
+    call.task
+        .path
+        .segments
+        .last()
+        .map(|s| s.ident.to_string())
+        .unwrap_or_default()
+}
+
+/// `let binding = …;` for every node, in order.
+fn emit_nodes(nodes: &[Node]) -> TokenStream {
+    let p = quote!(::aqueduct::__private);
+    nodes
+        .iter()
+        .map(|node| {
+            let binding = &node.binding;
+            let annotation = node.annotation.as_ref().map(|ty| quote!(: #p::Handle<#ty>));
+            let add = match &node.init {
+                Init::Call(call) => emit_call(call, &binding.to_string()),
+                Init::Loop(body) => emit_loop(body, &binding.to_string()),
+            };
+            quote!(let #binding #annotation = #add;)
+        })
+        .collect()
+}
+
+/// `__aqueduct_builder.fan_out(…)` for a loop: the body is built by a closure that
+/// receives the body's builder, the item's handle and the imported handles, named as
+/// the user's bindings so the body's calls read exactly as written.
+fn emit_loop(body: &Loop, node_name: &str) -> TokenStream {
+    let Loop {
+        item,
+        collection,
+        imports,
+        nodes,
+        tail,
+    } = body;
+    let collection = &collection.root;
+    let nodes = emit_nodes(nodes);
+    let tail = emit_call(tail, &task_name(tail));
+    quote! {
+        __aqueduct_builder.fan_out(
+            #node_name,
+            #collection,
+            ::core::stringify!(#item),
+            (#(#imports,)*),
+            |__aqueduct_builder, #item, (#(#imports,)*)| {
+                #nodes
+                #tail
+            },
+        )
     }
 }
 
@@ -514,31 +759,28 @@ fn emit_call(call: &Call, node_name: &str) -> TokenStream {
     let p = quote!(::aqueduct::__private);
     let task = &call.task;
     let roots = call.args.iter().map(|arg| &arg.root);
-    let outcomes: Vec<Ident> = call
-        .args
-        .iter()
-        .enumerate()
-        .map(|(i, arg)| format_ident!("__aqueduct_in{}", i, span = arg.root.span()))
-        .collect();
     // Each argument is bound before the call, so its type is known (`&T`, or
     // `&Outcome<T>` for a tolerant parameter) when rustc checks the call, and deref
     // coercions (`&Vec<T>` to `&[T]`) apply as in a hand-written call.
     let mut bindings = Vec::new();
     let mut args = Vec::new();
-    for (i, (arg, outcome)) in call.args.iter().zip(&outcomes).enumerate() {
+    for (i, arg) in call.args.iter().enumerate() {
         let last_span = arg
             .fields
             .last()
             .map_or(arg.root.span(), |(_, member)| member.span());
         let local = format_ident!("__aqueduct_arg{}", i, span = last_span);
         let fields = arg.fields.iter().map(|(dot, member)| quote!(#dot #member));
-        let picked = quote_spanned!(arg.root.span()=> __aqueduct_task.arg::<#i, _>(#outcome));
+        let root = &arg.root;
+        let picked = quote_spanned!(arg.root.span()=> __aqueduct_task.arg::<#i, _>(__aqueduct_input.slots(), #root));
         bindings.push(if arg.fields.is_empty() {
             quote!(let #local = #picked;)
         } else {
             quote!(let #local = &#picked #(#fields)*;)
         });
-        let and = arg.and;
+        let and = arg
+            .and
+            .map_or_else(|| quote_spanned!(arg.root.span()=> &), |and| quote!(#and));
         let star = quote_spanned!(last_span=> *);
         args.push(quote!(#and #star #local));
     }
@@ -557,7 +799,6 @@ fn emit_call(call: &Call, node_name: &str) -> TokenStream {
             #node_name,
             (#(#roots,)*),
             move |__aqueduct_input| {
-                let (#(#outcomes,)*) = __aqueduct_input.outcomes();
                 #(#bindings)*
                 __aqueduct_task.step(#the_call)
             },

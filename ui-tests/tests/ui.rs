@@ -9,5 +9,6 @@ fn ui() {
     cases.compile_fail("tests/ui/syntax/*.rs");
     cases.compile_fail("tests/ui/task/*.rs");
     cases.compile_fail("tests/ui/options/*.rs");
+    cases.compile_fail("tests/ui/fanout/*.rs");
     cases.pass("tests/ui/pass/*.rs");
 }

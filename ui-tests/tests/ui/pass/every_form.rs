@@ -99,6 +99,33 @@ workflow! {
     }
 }
 
+#[task]
+fn chunks(n: &u64) -> Vec<Vec<u64>> {
+    (0..*n).map(|i| vec![i; 2]).collect()
+}
+
+#[task]
+fn sum_all(values: &[u64]) -> u64 {
+    values.iter().sum()
+}
+
+workflow! {
+    /// A fan-out: a chain per item, outer values imported, a nested loop over an item,
+    /// an annotated loop binding.
+    fn fan(n: u64, offset: u64) -> u64 {
+        let parts = chunks(&n);
+        let per_part: Vec<u64> = for part in &parts {
+            let first = sum(part);
+            let inner = for cell in part {
+                checked(cell, &offset)
+            };
+            let inner_sum = sum_all(&inner);
+            checked(&first, &inner_sum)
+        };
+        sum_all(&per_part)
+    }
+}
+
 workflow! {
     fn no_params() -> u64 {
         start()
@@ -124,5 +151,6 @@ fn main() {
     let _ = every_form(String::new());
     let _ = no_params();
     let _ = tail_is_param(1);
+    let _ = fan(3, 1);
     let _ = every_form::workflow().graph().to_dot();
 }

@@ -1,0 +1,191 @@
+//! `for item in &collection { … }` in a workflow: one chain per item, in parallel,
+//! results in input order.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aqueduct::prelude::*;
+use aqueduct::{RunOutcome, TaskStatus};
+
+/// Shared by every item; its address shows it is never copied.
+/// The configuration every item reads.
+pub struct Config {
+    bonus: u64,
+    reads: AtomicUsize,
+}
+
+#[task]
+fn split(n: &u64) -> Vec<Vec<u64>> {
+    (0..*n).map(|i| (0..=i).collect()).collect()
+}
+
+#[task]
+fn total(part: &[u64]) -> Result<u64, TaskError> {
+    if part.len() == 4 {
+        return Err(TaskError::msg("part of four is cursed"));
+    }
+    Ok(part.iter().sum())
+}
+
+#[task]
+async fn enrich(sum: &u64, cfg: &Arc<Config>) -> (u64, usize) {
+    cfg.reads.fetch_add(1, Ordering::SeqCst);
+    (sum + cfg.bonus, Arc::as_ptr(cfg) as usize)
+}
+
+#[task]
+fn firsts(stats: &[(u64, usize)]) -> Vec<u64> {
+    stats.iter().map(|(v, _)| *v).collect()
+}
+
+workflow! {
+    /// Sums each part, then enriches each sum with the shared config.
+    pub fn per_part(n: u64, cfg: Arc<Config>) -> Vec<u64> {
+        let parts = split(&n);
+        let stats = for part in &parts {
+            let s = total(part);
+            enrich(&s, &cfg)
+        };
+        firsts(&stats)
+    }
+}
+
+fn config(bonus: u64) -> Arc<Config> {
+    Arc::new(Config {
+        bonus,
+        reads: AtomicUsize::new(0),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_item_runs_its_chain_and_results_keep_input_order() {
+    let cfg = config(100);
+    assert_eq!(per_part(3, cfg.clone()).await.unwrap(), [100, 101, 103]);
+    assert_eq!(
+        cfg.reads.load(Ordering::SeqCst),
+        3,
+        "every item read the one shared config"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_collection_gives_an_empty_vec() {
+    assert_eq!(per_part(0, config(1)).await.unwrap(), Vec::<u64>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_item_fails_only_its_chain_and_the_consumer_is_skipped() {
+    let cfg = config(0);
+    let RunOutcome { result, report } = per_part::workflow().runner().run((6, cfg.clone())).await;
+    let message = result.unwrap_err().to_string();
+    assert!(
+        message.contains("task `s[3]` (`total`) failed: part of four is cursed"),
+        "{message}"
+    );
+    let status = |node: &str| {
+        report
+            .task(node)
+            .unwrap_or_else(|| panic!("no {node} in\n{report}"))
+            .status
+    };
+    assert_eq!(status("s[3]"), TaskStatus::Failed);
+    assert_eq!(status("enrich[3]"), TaskStatus::Skipped);
+    for i in [0, 1, 2, 4, 5] {
+        assert_eq!(
+            status(&format!("enrich[{i}]")),
+            TaskStatus::Succeeded,
+            "item {i}"
+        );
+    }
+    assert_eq!(status("stats"), TaskStatus::Failed);
+    assert_eq!(status("firsts"), TaskStatus::Skipped);
+    assert_eq!(cfg.reads.load(Ordering::SeqCst), 5);
+}
+
+#[task]
+async fn slow_first(ms: &u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(*ms)).await;
+    *ms
+}
+
+#[task]
+async fn second(x: &u64) -> u64 {
+    *x
+}
+
+#[task]
+fn keep(all: &[u64]) -> Vec<u64> {
+    all.to_vec()
+}
+
+workflow! {
+    fn chains(delays: Vec<u64>) -> Vec<u64> {
+        let done = for ms in &delays {
+            let first = slow_first(ms);
+            second(&first)
+        };
+        keep(&done)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_item_moves_on_without_waiting_for_the_other_items() {
+    let RunOutcome { result, report } = chains::workflow().runner().run((vec![10, 200],)).await;
+    assert_eq!(result.unwrap(), [10, 200]);
+    let fast_second = report.task("second[0]").unwrap().started_at.unwrap();
+    let slow_first = report.task("first[1]").unwrap();
+    let slow_first_end = slow_first.started_at.unwrap() + slow_first.duration;
+    assert!(fast_second < slow_first_end, "{report}");
+}
+
+#[task]
+fn rows(n: &u64) -> Vec<Vec<u64>> {
+    (1..=*n).map(|r| (1..=r).collect()).collect()
+}
+
+#[task]
+fn times(x: &u64, factor: &u64) -> u64 {
+    x * factor
+}
+
+#[task]
+fn add_up(values: &[u64]) -> u64 {
+    values.iter().sum()
+}
+
+workflow! {
+    fn nested(n: u64, factor: u64) -> u64 {
+        let grid = rows(&n);
+        let sums = for row in &grid {
+            let cells = for cell in row {
+                times(cell, &factor)
+            };
+            add_up(&cells)
+        };
+        add_up(&sums)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loops_nest_and_import_from_every_enclosing_scope() {
+    // rows 1..=3: [1], [1, 2], [1, 2, 3]; each cell times 10.
+    assert_eq!(nested(3, 10).await.unwrap(), 10 * (1 + 3 + 6));
+}
+
+#[test]
+fn a_fan_out_is_one_node_of_the_graph() {
+    let graph = per_part::workflow().graph();
+    let stats = graph.nodes().find(|n| n.name() == "stats").unwrap();
+    assert_eq!(stats.kind(), aqueduct::Kind::FanOut);
+    let inputs: Vec<_> = stats
+        .inputs()
+        .map(|i| graph.node(i).name().to_owned())
+        .collect();
+    assert_eq!(inputs, ["cfg", "parts"]);
+    assert!(
+        graph.to_mermaid().contains("{{\"stats = for\"}}"),
+        "{}",
+        graph.to_mermaid()
+    );
+}

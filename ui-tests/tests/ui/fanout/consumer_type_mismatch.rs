@@ -1,0 +1,34 @@
+use aqueduct::prelude::*;
+
+#[task]
+fn parts(n: &u64) -> Vec<Vec<u64>> {
+    vec![vec![*n]; 3]
+}
+
+#[task]
+fn total(part: &[u64]) -> u64 {
+    part.iter().sum()
+}
+
+#[task]
+fn sum(values: &[u64]) -> u64 {
+    values.iter().sum()
+}
+
+#[task]
+fn label(x: &u64) -> String {
+    x.to_string()
+}
+
+workflow! {
+    fn flow(n: u64) -> u64 {
+        let ps = parts(&n);
+        let each = for part in &ps {
+            let t = total(part);
+            label(&t)
+        };
+        sum(&each)
+    }
+}
+
+fn main() {}
