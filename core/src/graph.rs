@@ -346,25 +346,72 @@ fn assemble<T: Send + Sync + 'static>(
     items: &mut [Box<[Slot]>],
     tail: usize,
 ) -> Result<Value, TaskError> {
-    let total = items.len();
-    let mut values = Vec::with_capacity(total);
-    let mut missing = 0;
-    for slots in items.iter_mut() {
-        let taken = slots[tail]
-            .get_mut()
-            .map(|record| std::mem::replace(&mut record.value, Box::new(())))
-            .and_then(|value| value.downcast::<Outcome<T>>().ok());
-        match taken.map(|outcome| *outcome) {
-            Some(Outcome::Ok(value)) => values.push(value),
-            _ => missing += 1,
+    let outcomes: Vec<Outcome<T>> = items
+        .iter_mut()
+        .map(|slots| {
+            slots[tail]
+                .get_mut()
+                .map(|record| std::mem::replace(&mut record.value, Box::new(())))
+                .and_then(|value| value.downcast::<Outcome<T>>().ok())
+                .map_or(Outcome::Skipped, |outcome| *outcome)
+        })
+        .collect();
+    if outcomes.iter().all(|outcome| outcome.value().is_some()) {
+        let values = outcomes.into_iter().filter_map(|outcome| match outcome {
+            Outcome::Ok(value) => Some(value),
+            _ => None,
+        });
+        return Ok(ok::<Vec<T>>(values.collect()));
+    }
+    Err(ItemsFailed { outcomes }.into())
+}
+
+/// Why a fan-out failed: what became of each item, in input order. A task taking the
+/// fan-out's result as `&Outcome<Vec<T>>` reads it with [`Outcome::items`].
+pub struct ItemsFailed<T> {
+    outcomes: Vec<Outcome<T>>,
+}
+
+impl<T> ItemsFailed<T> {
+    /// Each item's outcome, in input order.
+    pub fn outcomes(&self) -> &[Outcome<T>] {
+        &self.outcomes
+    }
+}
+
+impl<T> fmt::Display for ItemsFailed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let failed = self.outcomes.iter().filter(|o| o.value().is_none()).count();
+        write!(
+            f,
+            "{failed} of {} items did not succeed",
+            self.outcomes.len()
+        )
+    }
+}
+
+impl<T> fmt::Debug for ItemsFailed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ItemsFailed({self})")
+    }
+}
+
+impl<T> std::error::Error for ItemsFailed<T> {}
+
+impl<T: Send + Sync + 'static> Outcome<Vec<T>> {
+    /// What became of each item of a fan-out's result, in input order: every item's
+    /// value if the fan-out succeeded; if it failed, each item's value or failure.
+    /// Empty if the fan-out never ran.
+    pub fn items(&self) -> Vec<Outcome<&T>> {
+        match self {
+            Outcome::Ok(values) => values.iter().map(Outcome::Ok).collect(),
+            Outcome::Failed(error) => error
+                .downcast_ref::<ItemsFailed<T>>()
+                .map(|failed| failed.outcomes.iter().map(Outcome::as_ref).collect())
+                .unwrap_or_default(),
+            Outcome::Skipped => Vec::new(),
         }
     }
-    if missing > 0 {
-        return Err(TaskError::msg(format_args!(
-            "{missing} of {total} items did not succeed"
-        )));
-    }
-    Ok(ok::<Vec<T>>(values))
 }
 
 /// The static description of a workflow: node names, the task each calls, edges,

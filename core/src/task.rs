@@ -116,6 +116,15 @@ impl<T> Outcome<T> {
             _ => None,
         }
     }
+
+    /// The same outcome, borrowing the value.
+    pub fn as_ref(&self) -> Outcome<&T> {
+        match self {
+            Outcome::Ok(value) => Outcome::Ok(value),
+            Outcome::Failed(error) => Outcome::Failed(error.clone()),
+            Outcome::Skipped => Outcome::Skipped,
+        }
+    }
 }
 
 /// Why one attempt of a task failed, and whether trying again can help.

@@ -189,3 +189,52 @@ fn a_fan_out_is_one_node_of_the_graph() {
         graph.to_mermaid()
     );
 }
+
+#[task]
+fn describe_items(
+    stats: &Outcome<Vec<(u64, usize)>>,
+    seen: &Arc<std::sync::Mutex<Vec<String>>>,
+) -> usize {
+    let described: Vec<String> = stats
+        .items()
+        .iter()
+        .map(|item| match item {
+            Outcome::Ok((value, _)) => format!("ok {value}"),
+            Outcome::Failed(error) => format!("failed: {error}"),
+            Outcome::Skipped => "skipped".to_owned(),
+        })
+        .collect();
+    let count = described.len();
+    *seen.lock().unwrap() = described;
+    count
+}
+
+workflow! {
+    fn tolerant(n: u64, cfg: Arc<Config>, seen: Arc<std::sync::Mutex<Vec<String>>>) -> usize {
+        let parts = split(&n);
+        let stats = for part in &parts {
+            let s = total(part);
+            enrich(&s, &cfg)
+        };
+        describe_items(&stats, &seen)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_taking_the_outcome_sees_each_item() {
+    let seen = Arc::default();
+    let RunOutcome { result, report } = tolerant::workflow()
+        .runner()
+        .run((5, config(0), Arc::clone(&seen)))
+        .await;
+    assert!(result.is_err(), "the run still fails: item 3 failed");
+    assert_eq!(
+        report.task("describe_items").unwrap().status,
+        TaskStatus::Succeeded
+    );
+    // Item 3 failed in `total`, so its chain's tail (`enrich`) was skipped.
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["ok 0", "ok 1", "ok 3", "skipped", "ok 10"]
+    );
+}
