@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -351,6 +351,83 @@ enum Completion {
     Item { fan: Arc<FanOut>, index: usize },
 }
 
+/// Hands the CPU roots of new item runs to rayon together.
+fn spawn_roots(mut roots: Vec<(Arc<Shared>, Job)>) {
+    match roots.len() {
+        0 => {}
+        1 => {
+            let (run, job) = roots.pop().expect("one root");
+            run.dispatch(job);
+        }
+        _ => rayon::spawn(move || {
+            roots
+                .into_par_iter()
+                .for_each(|(run, job)| run.run_on_rayon(job));
+        }),
+    }
+}
+
+impl FanOut {
+    fn def(&self) -> &FanOutDef {
+        match &self.parent.plan.calls[self.node] {
+            Call::FanOut(def) => def,
+            _ => unreachable!("a fan-out's node is a fan-out"),
+        }
+    }
+
+    /// Starts item `index`: a run of the body with the item and the imports as its
+    /// parameters. Its CPU roots go to `cpu_roots`, its IO roots are dispatched.
+    fn start_item(
+        self: &Arc<Self>,
+        index: usize,
+        def: &FanOutDef,
+        cpu_roots: &mut Vec<(Arc<Shared>, Job)>,
+    ) {
+        let parent = &self.parent;
+        let completion = Completion::Item {
+            fan: Arc::clone(self),
+            index,
+        };
+        let child = Arc::new(parent.child(&def.body, completion, index));
+        let item = Import::Item {
+            run: Arc::clone(parent),
+            collection: def.collection,
+            index,
+            item: def.item,
+        };
+        fill(&child.slots[0], Box::new(item));
+        for (param, &node) in def.imports.iter().enumerate() {
+            let import = Import::Node {
+                run: Arc::clone(parent),
+                node,
+            };
+            fill(&child.slots[param + 1], Box::new(import));
+        }
+        let now = Instant::now();
+        for &root in &def.body.roots {
+            let root = Job::new(root as usize, now);
+            match child.mode(root.node) {
+                Mode::Rayon => cpu_roots.push((Arc::clone(&child), root)),
+                Mode::Tokio => child.dispatch(root),
+            }
+        }
+    }
+
+    /// An item ended: under a cap, start the next one waiting.
+    fn item_ended(self: &Arc<Self>) {
+        let def = self.def();
+        if def.at_once.is_none() || self.parent.stop.is_stopped() {
+            return;
+        }
+        let next = self.next.fetch_add(1, Ordering::AcqRel);
+        if next < self.items.len() {
+            let mut cpu_roots = Vec::new();
+            self.start_item(next, def, &mut cpu_roots);
+            spawn_roots(cpu_roots);
+        }
+    }
+}
+
 /// One running fan-out: collects each item's slots as the item ends. When the last
 /// item drops it, `Drop` gathers the results and resolves the fan-out's node.
 struct FanOut {
@@ -364,6 +441,8 @@ struct FanOut {
     tail: usize,
     assemble: Assemble,
     items: Box<[OnceLock<Box<[Slot]>>]>,
+    /// Under a cap, the next item to start.
+    next: AtomicUsize,
 }
 
 impl Drop for FanOut {
@@ -474,7 +553,10 @@ impl Drop for Shared {
         match self.completion.take() {
             // The receiver is gone only if the run future was dropped: nobody to tell.
             Some(Completion::Run(done)) => drop(done.send(slots)),
-            Some(Completion::Item { fan, index }) => drop(fan.items[index].set(slots)),
+            Some(Completion::Item { fan, index }) => {
+                let _ = fan.items[index].set(slots);
+                fan.item_ended();
+            }
             None => {}
         }
     }
@@ -642,60 +724,25 @@ impl Shared {
     /// The fan-out's node resolves when the last item ends (see [`FanOut`]).
     fn expand(self: &Arc<Self>, job: Job, def: &FanOutDef) {
         let count = (def.len)(&self.slots, def.collection);
-        let started = Instant::now();
+        let first = def.at_once.map_or(count, |cap| count.min(cap as usize));
         let fan = Arc::new(FanOut {
             parent: Arc::clone(self),
             node: job.node,
             params: 1 + def.imports.len(),
             ready: job.ready,
-            started,
+            started: Instant::now(),
             tail: def.body.graph.output(),
             assemble: def.assemble,
             items: (0..count).map(|_| OnceLock::new()).collect(),
+            next: AtomicUsize::new(first),
         });
         let mut cpu_roots = Vec::new();
-        for index in 0..count {
-            let item = Completion::Item {
-                fan: Arc::clone(&fan),
-                index,
-            };
-            let child = Arc::new(self.child(&def.body, item, index));
-            let item = Import::Item {
-                run: Arc::clone(self),
-                collection: def.collection,
-                index,
-                item: def.item,
-            };
-            fill(&child.slots[0], Box::new(item));
-            for (param, &node) in def.imports.iter().enumerate() {
-                let import = Import::Node {
-                    run: Arc::clone(self),
-                    node,
-                };
-                fill(&child.slots[param + 1], Box::new(import));
-            }
-            for &root in &def.body.roots {
-                let root = Job::new(root as usize, started);
-                match child.mode(root.node) {
-                    Mode::Rayon => cpu_roots.push((Arc::clone(&child), root)),
-                    Mode::Tokio => child.dispatch(root),
-                }
-            }
+        for index in 0..first {
+            fan.start_item(index, def, &mut cpu_roots);
         }
         // With no items, this resolves the node right here.
         drop(fan);
-        match cpu_roots.len() {
-            0 => {}
-            1 => {
-                let (run, job) = cpu_roots.pop().expect("one root");
-                run.dispatch(job);
-            }
-            _ => rayon::spawn(move || {
-                cpu_roots
-                    .into_par_iter()
-                    .for_each(|(run, job)| run.run_on_rayon(job));
-            }),
-        }
+        spawn_roots(cpu_roots);
     }
 
     /// The run of one item of a fan-out of this run.

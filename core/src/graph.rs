@@ -318,6 +318,8 @@ pub(crate) struct FanOutDef {
     pub(crate) item: ItemOf,
     /// Moves every item's result out of its slots into one `Outcome<Vec<T>>`.
     pub(crate) assemble: Assemble,
+    /// At most this many items run at once.
+    pub(crate) at_once: Option<u32>,
 }
 
 /// Gathers the items of a fan-out (each item's slots) given the body's output node.
@@ -790,6 +792,7 @@ impl<P: Params> Builder<P> {
             len: collection_len::<C>,
             item: collection_item::<C>,
             assemble: assemble::<T>,
+            at_once: None,
         };
         let info = self.intern(TaskInfo::new("for", Kind::FanOut));
         self.push(name, info, &mut edges, Call::FanOut(Box::new(def)))
@@ -844,6 +847,20 @@ impl<P: Params> Builder<P> {
             .inner
         });
         self.push(name.into(), info, &mut edges, Call::Task(call))
+    }
+
+    /// Caps a fan-out: at most `at_once` of its items run at a time, whatever tasks
+    /// their bodies call; the next item starts when one ends. Items not yet started
+    /// cost nothing but their place in the queue.
+    ///
+    /// # Panics
+    /// If `fan_out` is not a fan-out's handle, or `at_once` is zero.
+    pub fn cap_items<T>(&mut self, fan_out: Handle<Vec<T>>, at_once: u32) {
+        assert!(at_once > 0, "a fan-out's cap is at least 1");
+        match &mut self.calls[fan_out.index()] {
+            Call::FanOut(def) => def.at_once = Some(at_once),
+            _ => panic!("`cap_items` takes a handle returned by `fan_out`"),
+        }
     }
 
     fn push<T: Send + Sync + 'static>(

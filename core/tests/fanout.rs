@@ -238,3 +238,77 @@ async fn a_consumer_taking_the_outcome_sees_each_item() {
         ["ok 0", "ok 1", "ok 3", "skipped", "ok 10"]
     );
 }
+
+/// Counts how many run at once and the most that ever did.
+#[derive(Default)]
+pub struct Gauge {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+    /// When the task outside the fan-out ran, on tokio's (paused) clock.
+    other_ran: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+#[task]
+async fn step_one(ms: &u64, gauge: &Arc<Gauge>) -> u64 {
+    let now = gauge.now.fetch_add(1, Ordering::SeqCst) + 1;
+    gauge.peak.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(*ms)).await;
+    *ms
+}
+
+#[task]
+async fn step_two(x: &u64, gauge: &Arc<Gauge>) -> u64 {
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    gauge.now.fetch_sub(1, Ordering::SeqCst);
+    *x
+}
+
+#[task]
+async fn elsewhere(gauge: &Arc<Gauge>) -> u64 {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    *gauge.other_ran.lock().unwrap() = Some(tokio::time::Instant::now());
+    1
+}
+
+#[task]
+fn count(all: &[u64], other: &u64) -> usize {
+    all.len() + *other as usize
+}
+
+workflow! {
+    fn capped(delays: Vec<u64>, gauge: Arc<Gauge>) -> usize {
+        let done = #[concurrency = 2] for ms in &delays {
+            let first = step_one(ms, &gauge);
+            step_two(&first, &gauge)
+        };
+        let other = elsewhere(&gauge);
+        count(&done, &other)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_capped_fan_out_runs_at_most_n_items_at_once() {
+    let gauge = Arc::new(Gauge::default());
+    let started = tokio::time::Instant::now();
+    let RunOutcome { result, report } = capped::workflow()
+        .runner()
+        .run((vec![100; 6], gauge.clone()))
+        .await;
+    assert_eq!(result.unwrap(), 7);
+    assert_eq!(
+        gauge.peak.load(Ordering::SeqCst),
+        2,
+        "items in flight, first step to last"
+    );
+    // Six items of 110 ms, two at a time: three rounds (no cap: one; a cap of one: six).
+    // The fan-out starts its items from rayon, which tokio's paused clock does not
+    // wait for, so allow the few milliseconds it may jump ahead meanwhile.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(330) && elapsed < Duration::from_millis(440),
+        "{elapsed:?}"
+    );
+    // The task outside the fan-out did not wait for the capped items.
+    let other_ran = gauge.other_ran.lock().unwrap().unwrap();
+    assert_eq!(other_ran - started, Duration::from_millis(5), "{report}");
+}

@@ -82,6 +82,8 @@ enum Init {
 
 /// `for item in &collection { let x = task(item); tail(&x, &outer) }`
 struct Loop {
+    /// `#[concurrency = N]`: at most N items at once.
+    cap: Option<u32>,
     item: Ident,
     collection: Arg,
     /// The enclosing scope's bindings the body reads, in first-use order.
@@ -331,9 +333,7 @@ fn for_loop(
     scope: &mut Scope,
     errors: &mut Errors,
 ) -> Option<Loop> {
-    if let Some(attr) = for_loop.attrs.first() {
-        errors.at(attr, "a workflow `for` takes no attributes");
-    }
+    let cap = loop_cap(&for_loop.attrs, errors);
     if let Some(label) = &for_loop.label {
         errors.at(
             label,
@@ -383,12 +383,52 @@ fn for_loop(
         Tail::Binding(_) => return None,
     };
     Some(Loop {
+        cap,
         item: item?,
         collection: collection?,
         imports,
         nodes,
         tail,
     })
+}
+
+/// `#[concurrency = N]` on a workflow `for`, the one attribute it takes.
+fn loop_cap(attrs: &[Attribute], errors: &mut Errors) -> Option<u32> {
+    let mut cap = None;
+    for attr in attrs {
+        let syn::Meta::NameValue(pair) = &attr.meta else {
+            errors.at(
+                attr,
+                "a workflow `for` takes one attribute, `#[concurrency = N]`",
+            );
+            continue;
+        };
+        if !pair.path.is_ident("concurrency") {
+            errors.at(
+                &pair.path,
+                "a workflow `for` takes one attribute, `#[concurrency = N]`",
+            );
+            continue;
+        }
+        let value = &pair.value;
+        match value {
+            Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Int(int),
+                ..
+            }) => match int.base10_parse::<u32>() {
+                Ok(n) if n > 0 => cap = Some(n),
+                _ => errors.at(
+                    int,
+                    "`concurrency` is a whole number from 1: how many items may run at once",
+                ),
+            },
+            other => errors.at(
+                other,
+                "`concurrency` is a whole number from 1: write e.g. `#[concurrency = 4]`",
+            ),
+        }
+    }
+    cap
 }
 
 fn call(
@@ -730,6 +770,7 @@ fn emit_nodes(nodes: &[Node]) -> TokenStream {
 /// the user's bindings so the body's calls read exactly as written.
 fn emit_loop(body: &Loop, node_name: &str) -> TokenStream {
     let Loop {
+        cap,
         item,
         collection,
         imports,
@@ -739,8 +780,9 @@ fn emit_loop(body: &Loop, node_name: &str) -> TokenStream {
     let collection = &collection.root;
     let nodes = emit_nodes(nodes);
     let tail = emit_call(tail, &task_name(tail));
-    quote! {
-        __aqueduct_builder.fan_out(
+    let cap = cap.map(|n| quote!(__aqueduct_builder.cap_items(__aqueduct_fan_out, #n);));
+    quote! {{
+        let __aqueduct_fan_out = __aqueduct_builder.fan_out(
             #node_name,
             #collection,
             ::core::stringify!(#item),
@@ -749,8 +791,10 @@ fn emit_loop(body: &Loop, node_name: &str) -> TokenStream {
                 #nodes
                 #tail
             },
-        )
-    }
+        );
+        #cap
+        __aqueduct_fan_out
+    }}
 }
 
 /// `__aqueduct_builder.node(…)` for one task call: the closure calls the user's function

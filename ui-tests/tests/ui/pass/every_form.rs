@@ -114,7 +114,7 @@ workflow! {
     /// an annotated loop binding.
     fn fan(n: u64, offset: u64) -> u64 {
         let parts = chunks(&n);
-        let per_part: Vec<u64> = for part in &parts {
+        let per_part: Vec<u64> = #[concurrency = 2] for part in &parts {
             let first = sum(part);
             let inner = for cell in part {
                 checked(cell, &offset)
