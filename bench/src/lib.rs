@@ -170,6 +170,27 @@ workflow! {
 #[path = "../../examples/parallel_catalog.rs"]
 pub mod catalog;
 
+#[task]
+fn plus_one(x: &u64) -> u64 {
+    x + 1
+}
+
+#[task]
+fn sum_items(all: &[u64]) -> u64 {
+    all.iter().sum()
+}
+
+workflow! {
+    /// `fanout-items`: a fan-out over a `Vec` of numbers, one small CPU task per item,
+    /// then a sum.
+    pub fn per_item(items: Vec<u64>) -> u64 {
+        let each = for x in &items {
+            plus_one(x)
+        };
+        sum_items(&each)
+    }
+}
+
 /// The tutorial-shape workload: the flagship example with real data and no sleeps.
 pub fn tutorial_config() -> catalog::CatalogConfig {
     catalog::CatalogConfig {

@@ -328,19 +328,26 @@ fn signal_id() -> u64 {
 
 pub(crate) struct Shared {
     plan: Arc<Plan>,
+    /// What the run and the runs of its fan-outs' items share.
+    run: Arc<RunContext>,
+    slots: Box<[Slot]>,
+    waiting: Box<[AtomicU64]>,
+    span: tracing::Span,
+    completion: Option<Completion>,
+}
+
+/// The parts of a run its fan-outs' items share, behind one pointer: an item's own
+/// state stays small.
+struct RunContext {
     started: Instant,
     /// The id of `stop` for [`task::with_cancel`].
     signal: u64,
-    slots: Box<[Slot]>,
-    waiting: Box<[AtomicU64]>,
     tokio: tokio::runtime::Handle,
-    span: tracing::Span,
     stop: Stop,
     options: RunOptions,
     /// The concurrency limit of every task that has one, in this run and every
     /// fan-out body in it: limits hold across the whole run.
-    limits: Arc<HashMap<TaskInfo, Limiter>>,
-    completion: Option<Completion>,
+    limits: HashMap<TaskInfo, Limiter>,
 }
 
 /// Who gets a run's slots when its last task is done.
@@ -376,12 +383,12 @@ impl FanOut {
     }
 
     /// Starts item `index`: a run of the body with the item and the imports as its
-    /// parameters. Its CPU roots go to `cpu_roots`, its IO roots are dispatched.
+    /// parameters. Its CPU roots go to `cpu_root`, its IO roots are dispatched.
     fn start_item(
         self: &Arc<Self>,
         index: usize,
         def: &FanOutDef,
-        cpu_roots: &mut Vec<(Arc<Shared>, Job)>,
+        cpu_root: &mut dyn FnMut(Arc<Shared>, Job),
     ) {
         let parent = &self.parent;
         let completion = Completion::Item {
@@ -407,7 +414,7 @@ impl FanOut {
         for &root in &def.body.roots {
             let root = Job::new(root as usize, now);
             match child.mode(root.node) {
-                Mode::Rayon => cpu_roots.push((Arc::clone(&child), root)),
+                Mode::Rayon => cpu_root(Arc::clone(&child), root),
                 Mode::Tokio => child.dispatch(root),
             }
         }
@@ -416,13 +423,13 @@ impl FanOut {
     /// An item ended: under a cap, start the next one waiting.
     fn item_ended(self: &Arc<Self>) {
         let def = self.def();
-        if def.at_once.is_none() || self.parent.stop.is_stopped() {
+        if def.at_once.is_none() || self.parent.run.stop.is_stopped() {
             return;
         }
         let next = self.next.fetch_add(1, Ordering::AcqRel);
         if next < self.items.len() {
             let mut cpu_roots = Vec::new();
-            self.start_item(next, def, &mut cpu_roots);
+            self.start_item(next, def, &mut |run, job| cpu_roots.push((run, job)));
             spawn_roots(cpu_roots);
         }
     }
@@ -469,7 +476,7 @@ impl Drop for FanOut {
             retries: None,
         };
         let run = &self.parent;
-        if result.is_err() && run.stop.is_stopped() {
+        if result.is_err() && run.run.stop.is_stopped() {
             return run.record_cancelled(job, self.started, items);
         }
         let mut spill = Vec::new();
@@ -602,15 +609,17 @@ pub(crate) async fn execute(
     limits(&plan, &mut limited);
     let shared = Arc::new(Shared {
         plan: Arc::clone(&plan),
-        started,
-        signal: signal_id(),
+        run: Arc::new(RunContext {
+            started,
+            signal: signal_id(),
+            tokio,
+            stop: stop.clone(),
+            options,
+            limits: limited,
+        }),
         slots,
         waiting,
-        tokio,
         span,
-        stop: stop.clone(),
-        options,
-        limits: Arc::new(limited),
         completion: Some(Completion::Run(done)),
     });
     // CPU roots first, so they compute while IO roots are started.
@@ -658,14 +667,14 @@ impl Shared {
     }
 
     fn dispatch(self: &Arc<Self>, job: Job) {
-        if self.stop.is_stopped() {
+        if self.run.stop.is_stopped() {
             return;
         }
         let run = Arc::clone(self);
         match self.mode(job.node) {
             Mode::Rayon => rayon::spawn(move || run.run_on_rayon(job)),
             Mode::Tokio => {
-                self.tokio.spawn(run.run_on_tokio(job));
+                self.run.tokio.spawn(run.run_on_tokio(job));
             }
         }
     }
@@ -686,7 +695,7 @@ impl Shared {
     fn run_on_rayon(self: &Arc<Self>, mut job: Job) {
         let mut spill = Vec::new();
         loop {
-            if self.stop.is_stopped() {
+            if self.run.stop.is_stopped() {
                 return;
             }
             job = match self.admit(job) {
@@ -699,7 +708,7 @@ impl Shared {
             let started = self.begin(&mut job);
             let result = self
                 .attempt_span(&job)
-                .in_scope(|| self.call_cpu(job.node, self.signal, self.stop.token()));
+                .in_scope(|| self.call_cpu(job.node, self.run.signal, self.run.stop.token()));
             let next = self.after_attempt(job, started, result, Caller::Rayon(&mut spill));
             self.spawn_on_rayon(&mut spill);
             job = match next {
@@ -707,7 +716,7 @@ impl Shared {
                 Next::Retry(next, delay) if delay.is_zero() => next,
                 Next::Retry(next, delay) => {
                     let run = Arc::clone(self);
-                    self.tokio.spawn(async move {
+                    self.run.tokio.spawn(async move {
                         if run.sleep(delay).await {
                             rayon::spawn(move || run.run_on_rayon(next));
                         }
@@ -736,13 +745,13 @@ impl Shared {
             items: (0..count).map(|_| OnceLock::new()).collect(),
             next: AtomicUsize::new(first),
         });
-        let mut cpu_roots = Vec::new();
-        for index in 0..first {
-            fan.start_item(index, def, &mut cpu_roots);
-        }
+        // Rayon's threads start the items and run each item's CPU roots right away, so
+        // an item's state lives only while it runs, whatever the number of items.
+        (0..first).into_par_iter().for_each(|index| {
+            fan.start_item(index, def, &mut |run, job| run.run_on_rayon(job));
+        });
         // With no items, this resolves the node right here.
         drop(fan);
-        spawn_roots(cpu_roots);
     }
 
     /// The run of one item of a fan-out of this run.
@@ -750,15 +759,10 @@ impl Shared {
         let (slots, waiting) = empty_slots(plan);
         Shared {
             plan: Arc::clone(plan),
-            started: self.started,
-            signal: self.signal,
+            run: Arc::clone(&self.run),
             slots,
             waiting,
-            tokio: self.tokio.clone(),
             span: tracing::info_span!(parent: &self.span, "item", index),
-            stop: self.stop.clone(),
-            options: self.options,
-            limits: Arc::clone(&self.limits),
             completion: Some(completion),
         }
     }
@@ -782,7 +786,7 @@ impl Shared {
     async fn run_on_tokio(self: Arc<Self>, mut job: Job) {
         let mut spill = Vec::new();
         loop {
-            if self.stop.is_stopped() {
+            if self.run.stop.is_stopped() {
                 return;
             }
             job = match self.admit(job) {
@@ -828,7 +832,7 @@ impl Shared {
             }
         }
         // The spawned task polls it again, so its own waker is the one registered.
-        self.tokio.spawn(task);
+        self.run.tokio.spawn(task);
     }
 
     /// Starts every job in `jobs` (see [`Shared::start`]).
@@ -848,7 +852,7 @@ impl Shared {
     fn limiter(&self, node: usize) -> Option<&Limiter> {
         let info = self.plan.graph.info(node);
         info.concurrency?;
-        self.limits.get(info)
+        self.run.limits.get(info)
     }
 
     /// The job, allowed to run by its task's concurrency limit; `None` if it must wait
@@ -881,7 +885,7 @@ impl Shared {
     async fn sleep(&self, delay: Duration) -> bool {
         tokio::select! {
             () = tokio::time::sleep(delay) => true,
-            () = self.stop.stopped() => false,
+            () = self.run.stop.stopped() => false,
         }
     }
 
@@ -921,7 +925,7 @@ impl Shared {
             .info(node)
             .timeout
             .expect("supervised tasks have a timeout");
-        let attempt = self.stop.token().child_token();
+        let attempt = self.run.stop.token().child_token();
         let (sender, receiver) = oneshot::channel();
         let (run, token) = (Arc::clone(self), attempt.clone());
         rayon::spawn(move || {
@@ -930,7 +934,7 @@ impl Shared {
         let result = tokio::select! {
             result = receiver => result.unwrap_or_else(|_| Err(TaskError::msg("the attempt's thread went away"))),
             () = tokio::time::sleep(limit) => Err(TaskError::timed_out(limit)),
-            () = self.stop.stopped() => return None,
+            () = self.run.stop.stopped() => return None,
         };
         attempt.cancel();
         Some(result)
@@ -953,7 +957,7 @@ impl Shared {
             None => tokio::select! {
                 biased;
                 result = future => Some(result),
-                () = self.stop.stopped() => None,
+                () = self.run.stop.stopped() => None,
             },
             Some(limit) => {
                 let bounded = Box::pin(async move {
@@ -964,7 +968,7 @@ impl Shared {
                 tokio::select! {
                     biased;
                     result = bounded => Some(result),
-                    () = self.stop.stopped() => None,
+                    () = self.run.stop.stopped() => None,
                 }
             }
         }
@@ -981,7 +985,7 @@ impl Shared {
         let retry = &self.plan.graph.info(job.node).retry;
         if let Err(error) = &result
             && retry.retries_after(job.attempt, error)
-            && !self.stop.is_stopped()
+            && !self.run.stop.is_stopped()
         {
             let delay = retry.delay_before(job.attempt);
             tracing::warn!(
@@ -1008,7 +1012,7 @@ impl Shared {
     }
 
     fn since(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.started).as_nanos() as u64
+        at.saturating_duration_since(self.run.started).as_nanos() as u64
     }
 
     fn times(&self, job: &Job, last_started: Option<Instant>, finished: Instant) -> [u64; 4] {
@@ -1071,8 +1075,8 @@ impl Shared {
         let permit = job.permit;
         let record = Record::with_items(value, status, times, error, job.into_failed(), items);
         let _ = self.slots[node].set(record);
-        if !succeeded && self.options.fail_fast {
-            self.stop.stop();
+        if !succeeded && self.run.options.fail_fast {
+            self.run.stop.stop();
         }
         self.give_back(node, permit);
         self.release(node, succeeded, caller, finished)

@@ -28,6 +28,7 @@ fn main() {
             let workflow = build(workload, number(rest.first(), 10_000), Kind::Cpu);
             println!("{} nodes", workflow.graph().len());
         }
+        ["items", rest @ ..] => items(number(rest.first(), 1_000_000)),
         ["lateness"] => lateness(),
         _ => usage(),
     }
@@ -38,6 +39,7 @@ fn usage() -> ! {
         "usage: measure run chain|fanout|independent aqueduct-cpu|aqueduct-io|tokio|rayon [N] [RUNS]"
     );
     eprintln!("       measure build chain|fanout|independent [N]");
+    eprintln!("       measure items [N]");
     eprintln!("       measure lateness");
     std::process::exit(2)
 }
@@ -74,6 +76,21 @@ fn run(workload: &str, implementation: &str, n: usize, runs: usize) -> u64 {
         ("independent", "rayon") => repeat(&|| baseline::rayon_independent(n, 0)),
         _ => usage(),
     }
+}
+
+/// A fan-out over `n` items with one small CPU task each: prints the time.
+fn items(n: usize) {
+    let rt = runtime();
+    let items: Vec<u64> = (0..n as u64).collect();
+    let started = Instant::now();
+    let sum = rt
+        .block_on(aqueduct_bench::per_item(items))
+        .expect("the fan-out succeeds");
+    let elapsed = started.elapsed();
+    println!(
+        "fan-out over {n} items: {elapsed:?} ({:.0} ns per item), sum {sum}",
+        elapsed.as_nanos() as f64 / n as f64
+    );
 }
 
 /// The worst delay of a 1 ms interval's ticks while cpu-fanout runs, over 5 runs.
