@@ -166,3 +166,25 @@ mod cpu_fanout_8x50ms {
         bencher.bench(|| baseline::sequential_cpu_fanout(rounds));
     }
 }
+
+#[divan::bench_group(sample_count = 5, sample_size = 1)]
+mod fanout_items_1m {
+    use super::*;
+
+    #[divan::bench]
+    fn aqueduct_for(bencher: Bencher) {
+        bencher
+            .with_inputs(|| (0..1_000_000u64).collect::<Vec<_>>())
+            .bench_values(|items| RT.block_on(aqueduct_bench::per_item(items)).unwrap());
+    }
+
+    #[divan::bench]
+    fn tokio_spawn_per_item(bencher: Bencher) {
+        bencher.bench(|| RT.block_on(baseline::tokio_independent(1_000_000, 0)));
+    }
+
+    #[divan::bench]
+    fn rayon_scope(bencher: Bencher) {
+        bencher.bench(|| baseline::rayon_independent(1_000_000, 0));
+    }
+}

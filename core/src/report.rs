@@ -101,9 +101,11 @@ impl RunReport {
     }
 
     /// The sum of every attempt's duration: what the run would take one task at a time.
+    /// A fan-out's own span is not counted: its items' tasks are.
     pub fn total_task_time(&self) -> Duration {
         self.tasks
             .iter()
+            .filter(|t| t.kind != Kind::FanOut)
             .flat_map(|t| &t.attempts)
             .map(|a| a.duration)
             .sum()
@@ -120,7 +122,8 @@ impl RunReport {
     }
 
     /// Speed-up over the cores available: 1.0 when every core was busy with tasks for
-    /// the whole run.
+    /// the whole run. IO tasks wait rather than compute, so a run of many at once can
+    /// exceed 1.0.
     pub fn parallel_efficiency(&self) -> f64 {
         self.speedup() / self.cores.max(1) as f64
     }
