@@ -437,6 +437,8 @@ pub struct Graph {
     /// that input fails).
     tolerant: Vec<bool>,
     output: usize,
+    /// The bodies of the fan-outs, by node, in node order.
+    bodies: Vec<(u32, Arc<Plan>)>,
 }
 
 /// The `TaskInfo` index of parameters.
@@ -453,6 +455,7 @@ impl Graph {
             inputs: Vec::new(),
             tolerant: Vec::new(),
             output: 0,
+            bodies: Vec::new(),
         }
     }
 
@@ -522,37 +525,60 @@ impl Graph {
     /// read as outcomes as dotted arrows.
     pub fn to_mermaid(&self) -> String {
         let mut out = String::from("flowchart TD\n");
+        self.mermaid_into(&mut out, "n", 1);
+        out
+    }
+
+    /// Nodes as `{prefix}{index}`; a fan-out's body as a subgraph of its own.
+    fn mermaid_into(&self, out: &mut String, prefix: &str, depth: usize) {
+        let pad = "    ".repeat(depth);
         for node in self.nodes() {
+            let i = node.index;
             let (open, close) = match node.kind() {
-                _ if node.index == self.output => ("[[", "]]"),
+                _ if i == self.output && depth == 1 => ("[[", "]]"),
                 Kind::Param => ("[/", "/]"),
                 Kind::Cpu => ("[", "]"),
                 Kind::Io => ("(", ")"),
                 Kind::FanOut => ("{{", "}}"),
             };
             let label = node.label().replace('"', "#quot;");
-            let _ = writeln!(out, "    n{}{open}\"{label}\"{close}", node.index);
+            let _ = writeln!(out, "{pad}{prefix}{i}{open}\"{label}\"{close}");
+            if let Some(body) = node.body() {
+                let item = body.name_of(0).replace('"', "#quot;");
+                let _ = writeln!(out, "{pad}subgraph {prefix}{i}_body [\"each {item}\"]");
+                body.mermaid_into(out, &format!("{prefix}{i}_"), depth + 1);
+                let _ = writeln!(out, "{pad}end");
+                let _ = writeln!(out, "{pad}{prefix}{i}_body --> {prefix}{i}");
+            }
         }
         for node in self.nodes() {
             for (input, tolerant) in node.edges() {
                 let arrow = if tolerant { "-.->" } else { "-->" };
-                let _ = writeln!(out, "    n{input} {arrow} n{}", node.index);
+                let _ = writeln!(out, "{pad}{prefix}{input} {arrow} {prefix}{}", node.index);
             }
         }
+    }
+
+    /// The graph in Graphviz DOT; inputs read as outcomes are dashed, a fan-out's body
+    /// is a cluster.
+    pub fn to_dot(&self) -> String {
+        let mut out = format!("digraph \"{}\" {{\n", dot_escape(&self.name));
+        self.dot_into(&mut out, "n", 1);
+        out.push_str("}\n");
         out
     }
 
-    /// The graph in Graphviz DOT; inputs read as outcomes are dashed.
-    pub fn to_dot(&self) -> String {
-        let mut out = format!("digraph \"{}\" {{\n", dot_escape(&self.name));
+    fn dot_into(&self, out: &mut String, prefix: &str, depth: usize) {
+        let pad = "    ".repeat(depth);
         for node in self.nodes() {
+            let i = node.index;
             let shape = match node.kind() {
                 Kind::Param => "parallelogram",
                 Kind::Cpu => "box",
                 Kind::Io => "box, style=rounded",
                 Kind::FanOut => "hexagon",
             };
-            let periphery = if node.index == self.output {
+            let periphery = if i == self.output && depth == 1 {
                 ", peripheries=2"
             } else {
                 ""
@@ -560,18 +586,26 @@ impl Graph {
             let label = dot_escape(&node.label());
             let _ = writeln!(
                 out,
-                "    n{} [label=\"{label}\", shape={shape}{periphery}];",
-                node.index
+                "{pad}{prefix}{i} [label=\"{label}\", shape={shape}{periphery}];"
             );
+            if let Some(body) = node.body() {
+                let item = dot_escape(body.name_of(0));
+                let _ = writeln!(out, "{pad}subgraph cluster_{prefix}{i} {{");
+                let _ = writeln!(out, "{pad}    label=\"each {item}\";");
+                body.dot_into(out, &format!("{prefix}{i}_"), depth + 1);
+                let _ = writeln!(out, "{pad}}}");
+            }
         }
         for node in self.nodes() {
             for (input, tolerant) in node.edges() {
                 let style = if tolerant { " [style=dashed]" } else { "" };
-                let _ = writeln!(out, "    n{input} -> n{}{style};", node.index);
+                let _ = writeln!(
+                    out,
+                    "{pad}{prefix}{input} -> {prefix}{}{style};",
+                    node.index
+                );
             }
         }
-        out.push_str("}\n");
-        out
     }
 }
 
@@ -632,6 +666,16 @@ impl<'g> Node<'g> {
             .map(|e| (graph.inputs[e] as usize, graph.tolerant[e]))
     }
 
+    /// For a fan-out, the graph of its body: its parameters are the item, then the
+    /// values it reads from this graph.
+    pub fn body(&self) -> Option<&'g Graph> {
+        let bodies = &self.graph.bodies;
+        let at = bodies
+            .binary_search_by_key(&(self.index as u32), |(node, _)| *node)
+            .ok()?;
+        Some(&bodies[at].1.graph)
+    }
+
     fn label(&self) -> String {
         match self.task() {
             Some(task) if task != self.name() => format!("{} = {task}", self.name()),
@@ -686,6 +730,14 @@ pub(crate) struct Plan {
     pub(crate) waits_for: Vec<u32>,
     /// Tasks that wait for nothing.
     pub(crate) roots: Vec<u32>,
+}
+
+impl fmt::Debug for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plan")
+            .field("graph", &self.graph)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Plan {
@@ -795,6 +847,8 @@ impl<P: Params> Builder<P> {
             at_once: None,
         };
         let info = self.intern(TaskInfo::new("for", Kind::FanOut));
+        let node = self.graph.len() as u32;
+        self.graph.bodies.push((node, Arc::clone(&def.body)));
         self.push(name, info, &mut edges, Call::FanOut(Box::new(def)))
     }
 

@@ -312,3 +312,27 @@ async fn a_capped_fan_out_runs_at_most_n_items_at_once() {
     let other_ran = gauge.other_ran.lock().unwrap().unwrap();
     assert_eq!(other_ran - started, Duration::from_millis(5), "{report}");
 }
+
+#[test]
+fn the_body_of_a_fan_out_is_a_subgraph_of_the_export() {
+    let graph = per_part::workflow().graph();
+    let stats = graph.nodes().find(|n| n.name() == "stats").unwrap();
+    let body = stats.body().expect("a fan-out has a body");
+    let names: Vec<_> = body.nodes().map(|n| n.name()).collect();
+    assert_eq!(names, ["part", "cfg", "s", "enrich"]);
+    let mermaid = graph.to_mermaid();
+    for line in [
+        "    subgraph n3_body [\"each part\"]",
+        "        n3_2[\"s = total\"]",
+        "        n3_0 --> n3_2",
+        "        n3_2 --> n3_3",
+        "    n3_body --> n3",
+    ] {
+        assert!(mermaid.contains(line), "missing {line:?} in\n{mermaid}");
+    }
+    let dot = graph.to_dot();
+    assert!(
+        dot.contains("subgraph cluster_n3 {") && dot.contains("n3_1 -> n3_3;"),
+        "{dot}"
+    );
+}
