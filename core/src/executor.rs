@@ -396,19 +396,25 @@ impl FanOut {
             index,
         };
         let child = Arc::new(parent.child(&def.body, completion, index));
-        let item = Import::Item {
-            run: Arc::clone(parent),
-            collection: def.collection,
-            index,
-            item: def.item,
-        };
-        fill(&child.slots[0], Box::new(item));
-        for (param, &node) in def.imports.iter().enumerate() {
+        let mut params = child.slots.iter();
+        if let Some(collection) = def.collection {
+            let item = Import::Item {
+                run: Arc::clone(parent),
+                collection,
+                index,
+                item: def.item,
+            };
+            fill(
+                params.next().expect("a body's first parameter is its item"),
+                Box::new(item),
+            );
+        }
+        for (slot, &node) in params.zip(&def.imports) {
             let import = Import::Node {
                 run: Arc::clone(parent),
                 node,
             };
-            fill(&child.slots[param + 1], Box::new(import));
+            fill(slot, Box::new(import));
         }
         let now = Instant::now();
         for &root in &def.body.roots {
@@ -661,7 +667,7 @@ impl Shared {
         let info = self.plan.graph.info(node);
         match info.kind {
             Kind::Cpu if info.timeout.is_none() => Mode::Rayon,
-            Kind::FanOut => Mode::Rayon,
+            Kind::FanOut | Kind::Workflow => Mode::Rayon,
             _ => Mode::Tokio,
         }
     }
@@ -732,12 +738,14 @@ impl Shared {
     /// imported values as its parameters, all sharing this run's stop, limits and clock.
     /// The fan-out's node resolves when the last item ends (see [`FanOut`]).
     fn expand(self: &Arc<Self>, job: Job, def: &FanOutDef) {
-        let count = (def.len)(&self.slots, def.collection);
+        let count = def
+            .collection
+            .map_or(1, |collection| (def.len)(&self.slots, collection));
         let first = def.at_once.map_or(count, |cap| count.min(cap as usize));
         let fan = Arc::new(FanOut {
             parent: Arc::clone(self),
             node: job.node,
-            params: 1 + def.imports.len(),
+            params: usize::from(def.collection.is_some()) + def.imports.len(),
             ready: job.ready,
             started: Instant::now(),
             tail: def.body.graph.output(),
@@ -1154,21 +1162,59 @@ impl<F: Future<Output = Result<Value, TaskError>> + Unpin> Future for CatchUnwin
     }
 }
 
-/// Every task of `slots` (a run of `plan`) that failed, named with `suffix`; a fan-out
-/// whose items failed is represented by those items (`node[index]`).
-fn collect_failures(plan: &Plan, slots: &[Slot], suffix: &str, out: &mut Vec<TaskFailure>) {
+/// How the tasks of a nested run are named in reports and errors: a fan-out's items
+/// `task[index]`, a sub-workflow's tasks `node.task`.
+#[derive(Clone, Copy)]
+struct Naming<'a> {
+    prefix: &'a str,
+    suffix: &'a str,
+}
+
+impl Naming<'_> {
+    fn name(&self, node: &str) -> String {
+        format!("{}{node}{}", self.prefix, self.suffix)
+    }
+
+    /// Calls `each` with the naming of every nested run of `node` (a fan-out's items,
+    /// a sub-workflow's single run) and its slots.
+    fn nested(
+        &self,
+        def: &FanOutDef,
+        node: &str,
+        record: &Record,
+        mut each: impl FnMut(Naming<'_>, &[Slot]),
+    ) {
+        for (index, item) in record.items().iter().enumerate() {
+            let (prefix, suffix) = match def.collection {
+                Some(_) => (self.prefix.to_owned(), format!("{}[{index}]", self.suffix)),
+                None => (format!("{}{node}.", self.prefix), self.suffix.to_owned()),
+            };
+            each(
+                Naming {
+                    prefix: &prefix,
+                    suffix: &suffix,
+                },
+                item,
+            );
+        }
+    }
+}
+
+/// Every task of `slots` (a run of `plan`) that failed; a fan-out or sub-workflow whose
+/// own tasks failed is represented by those tasks.
+fn collect_failures(plan: &Plan, slots: &[Slot], naming: Naming<'_>, out: &mut Vec<TaskFailure>) {
     let graph = &plan.graph;
     for (node, slot) in slots.iter().enumerate() {
         let Some(record) = slot.get() else { continue };
         let before = out.len();
         if let Call::FanOut(def) = &plan.calls[node] {
-            for (index, item) in record.items().iter().enumerate() {
-                collect_failures(&def.body, item, &format!("{suffix}[{index}]"), out);
-            }
+            naming.nested(def, graph.name_of(node), record, |inner, item| {
+                collect_failures(&def.body, item, inner, out);
+            });
         }
         if let Some(error) = record.error().filter(|_| out.len() == before) {
             out.push(TaskFailure {
-                node: format!("{}{suffix}", graph.name_of(node)),
+                node: naming.name(graph.name_of(node)),
                 task: graph.info(node).name,
                 attempts: record.retried().len() as u32 + 1,
                 error: error.clone(),
@@ -1182,7 +1228,11 @@ impl Finished {
     pub(crate) fn into_output<O: 'static>(self, plan: &Plan) -> Result<O, Error> {
         let graph = &plan.graph;
         let mut failures = Vec::new();
-        collect_failures(plan, &self.slots, "", &mut failures);
+        let top = Naming {
+            prefix: "",
+            suffix: "",
+        };
+        collect_failures(plan, &self.slots, top, &mut failures);
         let names = |status| {
             (0..graph.len())
                 .filter(|&node| graph.kind(node) != Kind::Param && self.status(node) == status)
@@ -1235,7 +1285,11 @@ impl Finished {
     /// What every task did.
     pub(crate) fn report(&self, plan: &Plan) -> RunReport {
         let mut tasks = Vec::new();
-        self.task_reports(plan, &self.slots, "", &mut tasks);
+        let top = Naming {
+            prefix: "",
+            suffix: "",
+        };
+        self.task_reports(plan, &self.slots, top, &mut tasks);
         RunReport {
             workflow: plan.graph.name().to_owned(),
             wall: self.wall,
@@ -1247,7 +1301,13 @@ impl Finished {
 
     /// The reports of the tasks of `slots` (a run of `plan`), each named with `suffix`,
     /// followed for a fan-out by its items' tasks, named `node[index]`.
-    fn task_reports(&self, plan: &Plan, slots: &[Slot], suffix: &str, out: &mut Vec<TaskReport>) {
+    fn task_reports(
+        &self,
+        plan: &Plan,
+        slots: &[Slot],
+        naming: Naming<'_>,
+        out: &mut Vec<TaskReport>,
+    ) {
         let since = |at: Instant| at.saturating_duration_since(self.started);
         for node in plan.graph.nodes().filter(|node| node.kind() != Kind::Param) {
             let record = slots[node.index()].get();
@@ -1270,7 +1330,7 @@ impl Finished {
             let started = record.and_then(|r| r.time(FIRST_START));
             let ready = record.and_then(|r| r.time(READY));
             out.push(TaskReport {
-                node: format!("{}{suffix}", node.name()),
+                node: naming.name(node.name()),
                 task: node.task().unwrap_or_default().to_owned(),
                 kind: node.kind(),
                 status: record.map_or(TaskStatus::Cancelled, |r| r.status),
@@ -1283,9 +1343,9 @@ impl Finished {
                 attempts,
             });
             if let (Call::FanOut(def), Some(record)) = (&plan.calls[node.index()], record) {
-                for (index, item) in record.items().iter().enumerate() {
-                    self.task_reports(&def.body, item, &format!("{suffix}[{index}]"), out);
-                }
+                naming.nested(def, node.name(), record, |inner, item| {
+                    self.task_reports(&def.body, item, inner, out);
+                });
             }
         }
     }

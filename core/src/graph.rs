@@ -76,6 +76,14 @@ pub trait Inputs: Send + Sync + 'static {
         Self: Sized;
 }
 
+/// Inputs that match a workflow's parameters `P`, one handle per parameter, in order.
+#[diagnostic::on_unimplemented(
+    message = "these inputs do not match the workflow's parameters `{P}`",
+    label = "the workflow takes `{P}`",
+    note = "pass one `&binding` per parameter of the workflow, in order, of the same types"
+)]
+pub trait Arguments<P> {}
+
 /// A tuple of a workflow's parameter types: `()`, `(A,)`, `(A, B)`, ….
 pub trait Params: Send + 'static {
     /// One handle per parameter.
@@ -139,6 +147,9 @@ macro_rules! tuples {
                 ($(_body.param::<$T>(_parent.name_of(self.$i.index()).to_owned().into()),)*)
             }
         }
+
+        #[diagnostic::do_not_recommend]
+        impl<$($T: Send + Sync + 'static),*> Arguments<($($T,)*)> for ($(Handle<$T>,)*) {}
 
         impl<$($T: Send + Sync + 'static),*> Params for ($($T,)*) {
             type Handles = ($(Handle<$T>,)*);
@@ -308,9 +319,10 @@ pub(crate) enum Call {
 /// results, monomorphised for the collection's and the result's types.
 pub(crate) struct FanOutDef {
     pub(crate) body: Arc<Plan>,
-    /// The node holding the collection.
-    pub(crate) collection: u32,
-    /// The parent nodes the body imports, as its parameters after the item.
+    /// The node holding the collection; `None` for a sub-workflow, run once.
+    pub(crate) collection: Option<u32>,
+    /// The parent nodes the body imports, as its parameters after the item (a
+    /// sub-workflow's parameters are all imports).
     pub(crate) imports: Vec<u32>,
     /// How many items the collection in `slots[node]` has.
     pub(crate) len: fn(&[Slot], u32) -> usize,
@@ -366,6 +378,23 @@ fn assemble<T: Send + Sync + 'static>(
         return Ok(ok::<Vec<T>>(values.collect()));
     }
     Err(ItemsFailed { outcomes }.into())
+}
+
+/// The output of a sub-workflow's single run.
+fn assemble_one<T: Send + Sync + 'static>(
+    items: &mut [Box<[Slot]>],
+    tail: usize,
+) -> Result<Value, TaskError> {
+    let outcome = items
+        .first_mut()
+        .and_then(|slots| slots[tail].get_mut())
+        .map(|record| std::mem::replace(&mut record.value, Box::new(())))
+        .and_then(|value| value.downcast::<Outcome<T>>().ok());
+    match outcome.map(|outcome| *outcome) {
+        Some(Outcome::Ok(value)) => Ok(ok::<T>(value)),
+        Some(Outcome::Failed(error)) => Err(error),
+        _ => Err(TaskError::msg("the workflow's output was not produced")),
+    }
 }
 
 /// Why a fan-out failed: what became of each item, in input order. A task taking the
@@ -540,12 +569,17 @@ impl Graph {
                 Kind::Cpu => ("[", "]"),
                 Kind::Io => ("(", ")"),
                 Kind::FanOut => ("{{", "}}"),
+                Kind::Workflow => (">", "]"),
             };
             let label = node.label().replace('"', "#quot;");
             let _ = writeln!(out, "{pad}{prefix}{i}{open}\"{label}\"{close}");
             if let Some(body) = node.body() {
-                let item = body.name_of(0).replace('"', "#quot;");
-                let _ = writeln!(out, "{pad}subgraph {prefix}{i}_body [\"each {item}\"]");
+                let title = match node.kind() {
+                    Kind::FanOut => format!("each {}", body.name_of(0)),
+                    _ => format!("workflow {}", body.name()),
+                }
+                .replace('"', "#quot;");
+                let _ = writeln!(out, "{pad}subgraph {prefix}{i}_body [\"{title}\"]");
                 body.mermaid_into(out, &format!("{prefix}{i}_"), depth + 1);
                 let _ = writeln!(out, "{pad}end");
                 let _ = writeln!(out, "{pad}{prefix}{i}_body --> {prefix}{i}");
@@ -577,6 +611,7 @@ impl Graph {
                 Kind::Cpu => "box",
                 Kind::Io => "box, style=rounded",
                 Kind::FanOut => "hexagon",
+                Kind::Workflow => "box3d",
             };
             let periphery = if i == self.output && depth == 1 {
                 ", peripheries=2"
@@ -589,9 +624,12 @@ impl Graph {
                 "{pad}{prefix}{i} [label=\"{label}\", shape={shape}{periphery}];"
             );
             if let Some(body) = node.body() {
-                let item = dot_escape(body.name_of(0));
+                let title = match node.kind() {
+                    Kind::FanOut => format!("each {}", body.name_of(0)),
+                    _ => format!("workflow {}", body.name()),
+                };
                 let _ = writeln!(out, "{pad}subgraph cluster_{prefix}{i} {{");
-                let _ = writeln!(out, "{pad}    label=\"each {item}\";");
+                let _ = writeln!(out, "{pad}    label=\"{}\";", dot_escape(&title));
                 body.dot_into(out, &format!("{prefix}{i}_"), depth + 1);
                 let _ = writeln!(out, "{pad}}}");
             }
@@ -839,7 +877,7 @@ impl<P: Params> Builder<P> {
         edges.dedup();
         let def = FanOutDef {
             body,
-            collection: collection.id,
+            collection: Some(collection.id),
             imports,
             len: collection_len::<C>,
             item: collection_item::<C>,
@@ -901,6 +939,40 @@ impl<P: Params> Builder<P> {
             .inner
         });
         self.push(name.into(), info, &mut edges, Call::Task(call))
+    }
+
+    /// Adds another workflow as one node: it runs with `inputs` as its parameters
+    /// (read in place, never cloned), its tasks are scheduled, retried and reported as
+    /// this run's (named `node.task`), and its output is this node's value.
+    pub fn subflow<P2, O2, I>(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        workflow: &Workflow<P2, O2>,
+        inputs: I,
+    ) -> Handle<O2>
+    where
+        P2: Params,
+        O2: Send + Sync + 'static,
+        I: Inputs + Arguments<P2>,
+    {
+        let mut imports = Vec::new();
+        inputs.indices(&mut imports);
+        let mut edges: Vec<(u32, bool)> = imports.iter().map(|&node| (node, false)).collect();
+        edges.sort_unstable();
+        edges.dedup();
+        let def = FanOutDef {
+            body: Arc::clone(&workflow.plan),
+            collection: None,
+            imports,
+            len: |_, _| 1,
+            item: |_, _, _| unreachable!("a sub-workflow has no item"),
+            assemble: assemble_one::<O2>,
+            at_once: None,
+        };
+        let info = self.intern(TaskInfo::new("workflow", Kind::Workflow));
+        let node = self.graph.len() as u32;
+        self.graph.bodies.push((node, Arc::clone(&def.body)));
+        self.push(name.into(), info, &mut edges, Call::FanOut(Box::new(def)))
     }
 
     /// Caps a fan-out: at most `at_once` of its items run at a time, whatever tasks

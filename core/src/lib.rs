@@ -55,7 +55,7 @@ pub mod task;
 
 pub use aqueduct_macros::{task, workflow};
 pub use error::{Error, TaskFailure};
-pub use graph::{Builder, Collection, Graph, Handle, ItemsFailed, Workflow};
+pub use graph::{Arguments, Builder, Collection, Graph, Handle, ItemsFailed, Workflow};
 pub use report::{RunReport, TaskReport, TaskStatus};
 pub use retry::{Backoff, RetryPolicy};
 pub use run::{CancelHandle, RunOutcome, Runner};

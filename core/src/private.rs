@@ -175,6 +175,22 @@ impl<M: Task<Output: TaskOutput>> Marker<M> {
     }
 }
 
+/// Implemented by `workflow!` on the struct named like the workflow, so another
+/// workflow can run it as a node (`let out = other(&a, &b).await;`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a workflow",
+    label = "`.await` runs another workflow as one node of this one",
+    note = "call a task without `.await`; a workflow is declared with `workflow!`"
+)]
+pub trait Subflow {
+    /// The workflow's parameter types.
+    type Params: crate::graph::Params;
+    /// What it returns.
+    type Output: Send + Sync + 'static;
+    /// The built workflow.
+    fn workflow() -> &'static Workflow<Self::Params, Self::Output>;
+}
+
 /// Checks that an async task's future is `Send`, at the task's definition.
 pub fn assert_send<F: Future + Send>(_: F) {}
 

@@ -105,7 +105,7 @@ impl RunReport {
     pub fn total_task_time(&self) -> Duration {
         self.tasks
             .iter()
-            .filter(|t| t.kind != Kind::FanOut)
+            .filter(|t| !matches!(t.kind, Kind::FanOut | Kind::Workflow))
             .flat_map(|t| &t.attempts)
             .map(|a| a.duration)
             .sum()

@@ -23,6 +23,8 @@ pub enum Kind {
     /// A `for` over a collection: runs its body once per item, in parallel, and
     /// collects the results in input order.
     FanOut,
+    /// Another workflow, run as one node of this one.
+    Workflow,
 }
 
 impl fmt::Display for Kind {
@@ -32,6 +34,7 @@ impl fmt::Display for Kind {
             Kind::Cpu => "cpu",
             Kind::Io => "io",
             Kind::FanOut => "for",
+            Kind::Workflow => "flow",
         })
     }
 }

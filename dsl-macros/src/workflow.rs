@@ -78,6 +78,8 @@ struct Node {
 enum Init {
     Call(Call),
     Loop(Loop),
+    /// `other(&a, &b).await`: another workflow, run as one node.
+    Workflow(Call),
 }
 
 /// `for item in &collection { let x = task(item); tail(&x, &outer) }`
@@ -89,7 +91,8 @@ struct Loop {
     /// The enclosing scope's bindings the body reads, in first-use order.
     imports: Vec<Ident>,
     nodes: Vec<Node>,
-    tail: Call,
+    /// A task call or another workflow's.
+    tail: Tail,
 }
 
 struct Call {
@@ -107,6 +110,7 @@ struct Arg {
 
 enum Tail {
     Call(Call),
+    Workflow(Call),
     Binding(Ident),
 }
 
@@ -210,6 +214,9 @@ fn block(
     };
     let tail = match tail_stmt {
         Some(Expr::Call(call)) => self::call(call, None, scope, errors).map(Tail::Call),
+        Some(Expr::Await(awaited)) => {
+            subflow(&awaited.base, None, scope, errors).map(Tail::Workflow)
+        }
         Some(Expr::Path(path)) if path.path.get_ident().is_some() && !in_loop => {
             let ident = path.path.get_ident().expect("checked above");
             scope.check(ident, None, errors);
@@ -310,10 +317,14 @@ fn node(local: &Local, scope: &mut Scope, errors: &mut Errors) -> Option<Node> {
         Expr::ForLoop(for_loop) => {
             self::for_loop(for_loop, binding.as_ref(), scope, errors).map(Init::Loop)
         }
+        Expr::Await(awaited) => {
+            subflow(&awaited.base, binding.as_ref(), scope, errors).map(Init::Workflow)
+        }
         other => {
             errors.at(
                 other,
-                "expected a task call such as `task(&input)`, or a `for item in &collection { … }`",
+                "expected a task call such as `task(&input)`, another workflow's \
+                 `other(&input).await`, or a `for item in &collection { … }`",
             );
             None
         }
@@ -379,8 +390,8 @@ fn for_loop(
     let (nodes, tail) = block(&for_loop.body, &mut inner, errors, true);
     let imports = scope.leave(inner, errors);
     let tail = match tail? {
-        Tail::Call(call) => call,
         Tail::Binding(_) => return None,
+        tail => tail,
     };
     Some(Loop {
         cap,
@@ -390,6 +401,33 @@ fn for_loop(
         nodes,
         tail,
     })
+}
+
+/// `other(&a, &b).await`: another workflow's call, its inputs whole bindings.
+fn subflow(
+    base: &Expr,
+    binding: Option<&Ident>,
+    scope: &mut Scope,
+    errors: &mut Errors,
+) -> Option<Call> {
+    let Expr::Call(call) = base else {
+        errors.at(
+            base,
+            "`.await` in a workflow runs another workflow: `other(&input, …).await`",
+        );
+        return None;
+    };
+    let call = self::call(call, binding, scope, errors)?;
+    for arg in &call.args {
+        if let Some((dot, _)) = arg.fields.first() {
+            errors.at(
+                dot,
+                "a workflow takes whole bindings: pass `&name`, not a field of one",
+            );
+            return None;
+        }
+    }
+    Some(call)
 }
 
 /// `#[concurrency = N]` on a workflow `for`, the one attribute it takes.
@@ -693,10 +731,11 @@ fn emit(workflow: &Workflow) -> TokenStream {
     let tail = match &workflow.tail {
         Tail::Binding(ident) => ident.to_token_stream(),
         Tail::Call(call) => emit_call(call, &task_name(call)),
+        Tail::Workflow(call) => emit_subflow(call, &task_name(call)),
     };
     let tail_span = match &workflow.tail {
         Tail::Binding(ident) => ident.span(),
-        Tail::Call(call) => call.task.span(),
+        Tail::Call(call) | Tail::Workflow(call) => call.task.span(),
     };
     let output = quote_spanned!(tail_span=> #p::output::<#ret, _>(__aqueduct_tail));
     let workflow_doc = format!(
@@ -715,6 +754,14 @@ fn emit(workflow: &Workflow) -> TokenStream {
         #[allow(non_camel_case_types)]
         #vis struct #name {
             _private: (),
+        }
+
+        impl #p::Subflow for #name {
+            type Params = (#(#param_types,)*);
+            type Output = #ret;
+            fn workflow() -> &'static #p::Workflow<(#(#param_types,)*), #ret> {
+                #name::workflow()
+            }
         }
 
         impl #name {
@@ -759,6 +806,7 @@ fn emit_nodes(nodes: &[Node]) -> TokenStream {
             let add = match &node.init {
                 Init::Call(call) => emit_call(call, &binding.to_string()),
                 Init::Loop(body) => emit_loop(body, &binding.to_string()),
+                Init::Workflow(call) => emit_subflow(call, &binding.to_string()),
             };
             quote!(let #binding #annotation = #add;)
         })
@@ -779,7 +827,11 @@ fn emit_loop(body: &Loop, node_name: &str) -> TokenStream {
     } = body;
     let collection = &collection.root;
     let nodes = emit_nodes(nodes);
-    let tail = emit_call(tail, &task_name(tail));
+    let tail = match tail {
+        Tail::Call(call) => emit_call(call, &task_name(call)),
+        Tail::Workflow(call) => emit_subflow(call, &task_name(call)),
+        Tail::Binding(_) => unreachable!("a loop's tail is a call"),
+    };
     let cap = cap.map(|n| quote!(__aqueduct_builder.cap_items(__aqueduct_fan_out, #n);));
     quote! {{
         let __aqueduct_fan_out = __aqueduct_builder.fan_out(
@@ -795,6 +847,18 @@ fn emit_loop(body: &Loop, node_name: &str) -> TokenStream {
         #cap
         __aqueduct_fan_out
     }}
+}
+
+/// `__aqueduct_builder.subflow(…)` for another workflow run as one node; its inputs
+/// are checked against its parameters by `Arguments`.
+fn emit_subflow(call: &Call, node_name: &str) -> TokenStream {
+    let p = quote!(::aqueduct::__private);
+    let path = &call.task;
+    let roots = call.args.iter().map(|arg| &arg.root);
+    let workflow = quote_spanned!(path.span()=> <#path as #p::Subflow>::workflow());
+    let mut inputs = Group::new(Delimiter::Parenthesis, quote!(#(#roots,)*));
+    inputs.set_span(call.paren);
+    quote!(__aqueduct_builder.subflow(#node_name, #workflow, #inputs))
 }
 
 /// `__aqueduct_builder.node(…)` for one task call: the closure calls the user's function

@@ -10,5 +10,6 @@ fn ui() {
     cases.compile_fail("tests/ui/task/*.rs");
     cases.compile_fail("tests/ui/options/*.rs");
     cases.compile_fail("tests/ui/fanout/*.rs");
+    cases.compile_fail("tests/ui/subflow/*.rs");
     cases.pass("tests/ui/pass/*.rs");
 }

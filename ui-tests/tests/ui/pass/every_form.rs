@@ -127,6 +127,19 @@ workflow! {
 }
 
 workflow! {
+    /// Another workflow as a node, alone, as a tail, and once per item of a loop.
+    fn nesting(n: u64, offset: u64) -> u64 {
+        let once = fan(&n, &offset).await;
+        let numbers = chunks(&n);
+        let per_item = for _part in &numbers {
+            fan(&n, &offset).await
+        };
+        let all = sum_all(&per_item);
+        checked(&once, &all)
+    }
+}
+
+workflow! {
     fn no_params() -> u64 {
         start()
     }
@@ -152,5 +165,6 @@ fn main() {
     let _ = no_params();
     let _ = tail_is_param(1);
     let _ = fan(3, 1);
+    let _ = nesting(3, 1);
     let _ = every_form::workflow().graph().to_dot();
 }

@@ -1,0 +1,20 @@
+use aqueduct::prelude::*;
+
+#[task]
+fn double(x: &u64) -> u64 {
+    x * 2
+}
+
+workflow! {
+    pub fn inner(x: u64, _label: String) -> u64 {
+        double(&x)
+    }
+}
+
+workflow! {
+    fn outer(a: u64, s: String) -> String {
+        inner(&a, &s).await
+    }
+}
+
+fn main() {}
