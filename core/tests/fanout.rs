@@ -58,6 +58,47 @@ fn config(bonus: u64) -> Arc<Config> {
     })
 }
 
+/// Deliberately not `Clone`.
+pub struct Table {
+    rows: Vec<u64>,
+}
+
+#[task]
+fn where_is(_x: &u64, table: &Table) -> usize {
+    table.rows.as_ptr() as usize
+}
+
+#[task]
+fn indices() -> Vec<u64> {
+    (0..8).collect()
+}
+
+#[task]
+fn all_same(addresses: &[usize]) -> bool {
+    addresses.windows(2).all(|pair| pair[0] == pair[1])
+}
+
+workflow! {
+    fn shared_outer(table: Table) -> bool {
+        let xs = indices();
+        let seen = for x in &xs {
+            where_is(x, &table)
+        };
+        all_same(&seen)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outer_values_are_shared_with_every_item_not_cloned() {
+    let table = Table {
+        rows: vec![1, 2, 3],
+    };
+    assert!(
+        shared_outer(table).await.unwrap(),
+        "every item saw the one table"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_item_runs_its_chain_and_results_keep_input_order() {
     let cfg = config(100);
