@@ -94,20 +94,14 @@ impl fmt::Display for Error {
                     }
                     write!(f, "{failure}")?;
                 }
-                if !skipped.is_empty() {
-                    write!(f, "; skipped because of it: {}", skipped.join(", "))?;
-                }
-                Ok(())
+                list(f, "skipped because of it", skipped)
             }
             Error::Cancelled {
                 workflow,
                 unfinished,
             } => {
                 write!(f, "workflow `{workflow}` was cancelled")?;
-                if !unfinished.is_empty() {
-                    write!(f, "; unfinished: {}", unfinished.join(", "))?;
-                }
-                Ok(())
+                list(f, "unfinished", unfinished)
             }
             Error::TimedOut {
                 workflow,
@@ -115,10 +109,7 @@ impl fmt::Display for Error {
                 unfinished,
             } => {
                 write!(f, "workflow `{workflow}` timed out after {after:?}")?;
-                if !unfinished.is_empty() {
-                    write!(f, "; unfinished: {}", unfinished.join(", "))?;
-                }
-                Ok(())
+                list(f, "unfinished", unfinished)
             }
             Error::NoRuntime { workflow } => write!(
                 f,
@@ -127,6 +118,14 @@ impl fmt::Display for Error {
             ),
         }
     }
+}
+
+/// `; {what}: a, b, c`, or nothing for no names.
+fn list(f: &mut fmt::Formatter<'_>, what: &str, names: &[String]) -> fmt::Result {
+    if names.is_empty() {
+        return Ok(());
+    }
+    write!(f, "; {what}: {}", names.join(", "))
 }
 
 impl std::error::Error for Error {

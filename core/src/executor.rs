@@ -701,9 +701,6 @@ impl Shared {
     fn run_on_rayon(self: &Arc<Self>, mut job: Job) {
         let mut spill = Vec::new();
         loop {
-            if self.run.stop.is_stopped() {
-                return;
-            }
             job = match self.admit(job) {
                 Some(job) => job,
                 None => return,
@@ -794,9 +791,6 @@ impl Shared {
     async fn run_on_tokio(self: Arc<Self>, mut job: Job) {
         let mut spill = Vec::new();
         loop {
-            if self.run.stop.is_stopped() {
-                return;
-            }
             job = match self.admit(job) {
                 Some(job) => job,
                 None => return,
@@ -863,9 +857,13 @@ impl Shared {
         self.run.limits.get(info)
     }
 
-    /// The job, allowed to run by its task's concurrency limit; `None` if it must wait
-    /// for a permit (a finishing node of the same task will dispatch it).
+    /// The job, allowed to run; `None` if the run stopped or if the job must wait for
+    /// a permit of its task's concurrency limit (a finishing node of the same task will
+    /// dispatch it).
     fn admit(&self, job: Job) -> Option<Job> {
+        if self.run.stop.is_stopped() {
+            return None;
+        }
         match self.limiter(job.node) {
             Some(limiter) if !job.permit => limiter.acquire(job),
             _ => Some(job),
