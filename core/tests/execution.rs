@@ -347,7 +347,12 @@ async fn the_report_measures_the_run() {
             .iter()
             .all(|t| t.status == TaskStatus::Succeeded)
     );
-    assert!(report.total_task_time() >= Duration::from_millis(80));
+    // Four tasks of 20 ms; the report's TSC clock and the tasks' own clock may differ
+    // by a little.
+    assert!(
+        report.total_task_time() >= Duration::from_millis(70),
+        "{report}"
+    );
     assert_eq!(report.critical_path.len(), 2, "{report}");
     assert_eq!(
         report.critical_path.last().map(String::as_str),

@@ -42,7 +42,10 @@ async fn every_partition_is_reported_and_at_most_three_are_in_flight() {
         .map(|i| report.task(&format!("price_check[{i}]")).unwrap())
         .collect();
     assert!(checks.iter().all(|t| t.status == TaskStatus::Succeeded));
-    // Three at a time: a check overlaps at most two others.
+    // Three at a time: a check overlaps at most two others. A check that starts as
+    // another ends may be stamped a hair before it on another core: ignore overlaps
+    // under a millisecond.
+    let slack = Duration::from_millis(1);
     for check in &checks {
         let (start, end) = (
             check.started_at.unwrap(),
@@ -52,7 +55,7 @@ async fn every_partition_is_reported_and_at_most_three_are_in_flight() {
             .iter()
             .filter(|other| {
                 let other_start = other.started_at.unwrap();
-                other_start < end && start < other_start + other.duration
+                other_start + slack < end && start + slack < other_start + other.duration
             })
             .count();
         assert!(overlapping <= 3, "{overlapping} checks at once\n{report}");
