@@ -1,0 +1,223 @@
+//! Nested runs: a fan-out's items and sub-workflows, each a run of a body plan whose
+
+use super::*;
+
+/// What a parameter of a fan-out's body holds: a way to its value in the parent run,
+/// which it keeps alive. Reading it costs one failed downcast, and only in bodies.
+pub(crate) enum Import {
+    /// A node of the parent run.
+    Node { run: Arc<Shared>, node: u32 },
+    /// Item `index` of the collection in the parent run's node `collection`.
+    Item {
+        run: Arc<Shared>,
+        collection: u32,
+        index: usize,
+        item: crate::graph::ItemOf,
+    },
+}
+
+pub(crate) fn imported_value<T: 'static>(value: &Value) -> &T {
+    match value.downcast_ref::<Import>() {
+        Some(Import::Node { run, node }) => crate::graph::value(&run.slots, *node),
+        Some(Import::Item {
+            run,
+            collection,
+            index,
+            item,
+        }) => item(&run.slots, *collection, *index)
+            .downcast_ref()
+            .expect("aqueduct: an item has its collection's item type"),
+        None => panic!("aqueduct: a node's value has another type than its handle's"),
+    }
+}
+
+pub(crate) fn imported_outcome<T: 'static>(value: &Value) -> &crate::task::Outcome<T> {
+    match value.downcast_ref::<Import>() {
+        Some(Import::Node { run, node }) => crate::graph::outcome(&run.slots, *node),
+        _ => panic!("aqueduct: the item of a `for` is never read as an outcome"),
+    }
+}
+
+/// Hands the CPU roots of new item runs to rayon together.
+pub(super) fn spawn_roots(mut roots: Vec<(Arc<Shared>, Job)>) {
+    match roots.len() {
+        0 => {}
+        1 => {
+            let (run, job) = roots.pop().expect("one root");
+            run.dispatch(job);
+        }
+        _ => rayon::spawn(move || {
+            roots
+                .into_par_iter()
+                .for_each(|(run, job)| run.run_on_rayon(job));
+        }),
+    }
+}
+
+impl FanOut {
+    pub(super) fn def(&self) -> &FanOutDef {
+        match &self.parent.plan.calls[self.node] {
+            Call::FanOut(def) => def,
+            _ => unreachable!("a fan-out's node is a fan-out"),
+        }
+    }
+
+    /// Starts item `index`: a run of the body with the item and the imports as its
+    /// parameters. Its CPU roots go to `cpu_root`, its IO roots are dispatched.
+    pub(super) fn start_item(
+        self: &Arc<Self>,
+        index: usize,
+        def: &FanOutDef,
+        cpu_root: &mut dyn FnMut(Arc<Shared>, Job),
+    ) {
+        let parent = &self.parent;
+        let completion = Completion::Item {
+            fan: Arc::clone(self),
+            index,
+        };
+        let child = Arc::new(parent.child(&def.body, completion, index));
+        let mut params = child.slots.iter();
+        if let Some(collection) = def.collection {
+            let item = Import::Item {
+                run: Arc::clone(parent),
+                collection,
+                index,
+                item: def.item,
+            };
+            fill(
+                params.next().expect("a body's first parameter is its item"),
+                Box::new(item),
+            );
+        }
+        for (slot, &node) in params.zip(&def.imports) {
+            let import = Import::Node {
+                run: Arc::clone(parent),
+                node,
+            };
+            fill(slot, Box::new(import));
+        }
+        let now = Instant::now();
+        for &root in &def.body.roots {
+            let root = Job::new(root as usize, now);
+            match child.mode(root.node) {
+                Mode::Rayon => cpu_root(Arc::clone(&child), root),
+                Mode::Tokio => child.dispatch(root),
+            }
+        }
+    }
+
+    /// An item ended: under a cap, start the next one waiting.
+    pub(super) fn item_ended(self: &Arc<Self>) {
+        let def = self.def();
+        if def.at_once.is_none() || self.parent.run.stop.is_stopped() {
+            return;
+        }
+        let next = self.next.fetch_add(1, Ordering::AcqRel);
+        if next < self.items.len() {
+            let mut cpu_roots = Vec::new();
+            self.start_item(next, def, &mut |run, job| cpu_roots.push((run, job)));
+            spawn_roots(cpu_roots);
+        }
+    }
+}
+
+/// One running fan-out: collects each item's slots as the item ends. When the last
+/// item drops it, `Drop` gathers the results and resolves the fan-out's node.
+pub(super) struct FanOut {
+    pub(super) parent: Arc<Shared>,
+    pub(super) node: usize,
+    /// The body's parameters: the item, then the imports.
+    pub(super) params: usize,
+    pub(super) ready: Instant,
+    pub(super) started: Instant,
+    /// The body's output node.
+    pub(super) tail: usize,
+    pub(super) assemble: Assemble,
+    pub(super) items: Box<[OnceLock<Box<[Slot]>>]>,
+    /// Under a cap, the next item to start.
+    pub(super) next: AtomicUsize,
+}
+
+impl Drop for FanOut {
+    fn drop(&mut self) {
+        let mut items: Vec<Box<[Slot]>> = self
+            .items
+            .iter_mut()
+            .map(|item| item.take().unwrap_or_default())
+            .collect();
+        // The imports hold the parent run; kept in the parent's record they would keep
+        // it alive forever.
+        for slots in &mut items {
+            slots
+                .iter_mut()
+                .take(self.params)
+                .for_each(|slot| drop(slot.take()));
+        }
+        let result = (self.assemble)(&mut items, self.tail);
+        let job = Job {
+            node: self.node,
+            ready: self.ready,
+            attempt: 1,
+            permit: false,
+            retries: None,
+        };
+        let run = &self.parent;
+        if result.is_err() && run.run.stop.is_stopped() {
+            return run.record_cancelled(job, self.started, items);
+        }
+        let mut spill = Vec::new();
+        let next = run.resolve(job, self.started, result, Caller::Rayon(&mut spill), items);
+        if let Some(next) = next {
+            spill.push(next);
+        }
+        run.spawn_on_rayon(&mut spill);
+    }
+}
+
+impl Shared {
+    /// Starts a fan-out: one child run of the body per item, each with the item and the
+    /// imported values as its parameters, all sharing this run's stop, limits and clock.
+    /// The fan-out's node resolves when the last item ends (see [`FanOut`]).
+    pub(super) fn expand(self: &Arc<Self>, job: Job, def: &FanOutDef) {
+        let count = def
+            .collection
+            .map_or(1, |collection| (def.len)(&self.slots, collection));
+        let first = def.at_once.map_or(count, |cap| count.min(cap as usize));
+        let fan = Arc::new(FanOut {
+            parent: Arc::clone(self),
+            node: job.node,
+            params: usize::from(def.collection.is_some()) + def.imports.len(),
+            ready: job.ready,
+            started: Instant::now(),
+            tail: def.body.graph.output(),
+            assemble: def.assemble,
+            items: (0..count).map(|_| OnceLock::new()).collect(),
+            next: AtomicUsize::new(first),
+        });
+        // Rayon's threads start the items and run each item's CPU roots right away, so
+        // an item's state lives only while it runs, whatever the number of items.
+        (0..first).into_par_iter().for_each(|index| {
+            fan.start_item(index, def, &mut |run, job| run.run_on_rayon(job));
+        });
+        // With no items, this resolves the node right here.
+        drop(fan);
+    }
+
+    /// The run of one item of a fan-out of this run.
+    pub(super) fn child(
+        self: &Arc<Self>,
+        plan: &Arc<Plan>,
+        completion: Completion,
+        index: usize,
+    ) -> Shared {
+        let (slots, waiting) = empty_slots(plan);
+        Shared {
+            plan: Arc::clone(plan),
+            run: Arc::clone(&self.run),
+            slots,
+            waiting,
+            span: tracing::info_span!(parent: &self.span, "item", index),
+            completion: Some(completion),
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! A run that has ended: its output, its errors, its report.
+
+use super::*;
+
+/// The slots of a run that has ended.
+pub(crate) struct Finished {
+    pub(super) started: Instant,
+    pub(super) wall: Duration,
+    pub(super) slots: Box<[Slot]>,
+    pub(super) timed_out: Option<Duration>,
+    pub(super) cancelled: bool,
+}
+
+/// How the tasks of a nested run are named in reports and errors: a fan-out's items
+/// `task[index]`, a sub-workflow's tasks `node.task`.
+#[derive(Clone, Copy)]
+pub(super) struct Naming<'a> {
+    pub(super) prefix: &'a str,
+    pub(super) suffix: &'a str,
+}
+
+impl Naming<'_> {
+    pub(super) fn name(&self, node: &str) -> String {
+        format!("{}{node}{}", self.prefix, self.suffix)
+    }
+
+    /// Calls `each` with the naming of every nested run of `node` (a fan-out's items,
+    /// a sub-workflow's single run) and its slots.
+    pub(super) fn nested(
+        &self,
+        def: &FanOutDef,
+        node: &str,
+        record: &Record,
+        mut each: impl FnMut(Naming<'_>, &[Slot]),
+    ) {
+        for (index, item) in record.items().iter().enumerate() {
+            let (prefix, suffix) = match def.collection {
+                Some(_) => (self.prefix.to_owned(), format!("{}[{index}]", self.suffix)),
+                None => (format!("{}{node}.", self.prefix), self.suffix.to_owned()),
+            };
+            each(
+                Naming {
+                    prefix: &prefix,
+                    suffix: &suffix,
+                },
+                item,
+            );
+        }
+    }
+}
+
+/// Every task of `slots` (a run of `plan`) that failed; a fan-out or sub-workflow whose
+/// own tasks failed is represented by those tasks.
+pub(super) fn collect_failures(
+    plan: &Plan,
+    slots: &[Slot],
+    naming: Naming<'_>,
+    out: &mut Vec<TaskFailure>,
+) {
+    let graph = &plan.graph;
+    for (node, slot) in slots.iter().enumerate() {
+        let Some(record) = slot.get() else { continue };
+        let before = out.len();
+        if let Call::FanOut(def) = &plan.calls[node] {
+            naming.nested(def, graph.name_of(node), record, |inner, item| {
+                collect_failures(&def.body, item, inner, out);
+            });
+        }
+        if let Some(error) = record.error().filter(|_| out.len() == before) {
+            out.push(TaskFailure {
+                node: naming.name(graph.name_of(node)),
+                task: graph.info(node).name,
+                attempts: record.retried().len() as u32 + 1,
+                error: error.clone(),
+            });
+        }
+    }
+}
+
+impl Finished {
+    /// Splits the run into its output (or why there is none) and its report.
+    pub(crate) fn into_output<O: 'static>(self, plan: &Plan) -> Result<O, Error> {
+        let graph = &plan.graph;
+        let mut failures = Vec::new();
+        let top = Naming {
+            prefix: "",
+            suffix: "",
+        };
+        collect_failures(plan, &self.slots, top, &mut failures);
+        let names = |status| {
+            (0..graph.len())
+                .filter(|&node| graph.kind(node) != Kind::Param && self.status(node) == status)
+                .map(|node| graph.name_of(node).to_owned())
+                .collect()
+        };
+        let workflow = graph.name().to_owned();
+        let error = if !failures.is_empty() {
+            Some(Error::Failed {
+                workflow,
+                failures,
+                skipped: names(TaskStatus::Skipped),
+            })
+        } else if let Some(after) = self.timed_out {
+            Some(Error::TimedOut {
+                workflow,
+                after,
+                unfinished: names(TaskStatus::Cancelled),
+            })
+        } else if self.cancelled && self.status(graph.output()) != TaskStatus::Succeeded {
+            Some(Error::Cancelled {
+                workflow,
+                unfinished: names(TaskStatus::Cancelled),
+            })
+        } else {
+            None
+        };
+        if let Some(error) = error {
+            return Err(error);
+        }
+        let mut slots = self.slots.into_vec();
+        let output = slots
+            .swap_remove(graph.output())
+            .into_inner()
+            .and_then(|record| record.value.downcast::<task::Outcome<O>>().ok())
+            .and_then(|outcome| match *outcome {
+                task::Outcome::Ok(value) => Some(value),
+                _ => None,
+            })
+            .expect("aqueduct: a run without failures has its output");
+        Ok(output)
+    }
+
+    pub(super) fn status(&self, node: usize) -> TaskStatus {
+        self.slots[node]
+            .get()
+            .map_or(TaskStatus::Cancelled, |r| r.status)
+    }
+
+    /// What every task did.
+    pub(crate) fn report(&self, plan: &Plan) -> RunReport {
+        let mut tasks = Vec::new();
+        let top = Naming {
+            prefix: "",
+            suffix: "",
+        };
+        self.task_reports(plan, &self.slots, top, &mut tasks);
+        RunReport {
+            workflow: plan.graph.name().to_owned(),
+            wall: self.wall,
+            tasks,
+            critical_path: self.critical_path(plan),
+            cores: crate::report::cores(),
+        }
+    }
+
+    /// The reports of the tasks of `slots` (a run of `plan`), each named with `suffix`,
+    /// followed for a fan-out by its items' tasks, named `node[index]`.
+    pub(super) fn task_reports(
+        &self,
+        plan: &Plan,
+        slots: &[Slot],
+        naming: Naming<'_>,
+        out: &mut Vec<TaskReport>,
+    ) {
+        let since = |at: Instant| at.saturating_duration_since(self.started);
+        for node in plan.graph.nodes().filter(|node| node.kind() != Kind::Param) {
+            let record = slots[node.index()].get();
+            let mut attempts: Vec<AttemptReport> = record
+                .into_iter()
+                .flat_map(Record::retried)
+                .map(|a| AttemptReport {
+                    started_at: since(a.started),
+                    duration: a.finished - a.started,
+                    error: Some(a.error.to_string()),
+                })
+                .collect();
+            if let Some((record, started)) = record.and_then(|r| Some((r, r.time(LAST_START)?))) {
+                attempts.push(AttemptReport {
+                    started_at: started,
+                    duration: record.time(END).unwrap_or_default().saturating_sub(started),
+                    error: record.error().map(ToString::to_string),
+                });
+            }
+            let started = record.and_then(|r| r.time(FIRST_START));
+            let ready = record.and_then(|r| r.time(READY));
+            out.push(TaskReport {
+                node: naming.name(node.name()),
+                task: node.task().unwrap_or_default().to_owned(),
+                kind: node.kind(),
+                status: record.map_or(TaskStatus::Cancelled, |r| r.status),
+                started_at: started,
+                queue_wait: started
+                    .zip(ready)
+                    .map_or(Duration::ZERO, |(s, r)| s.saturating_sub(r)),
+                duration: record.and_then(Record::duration).unwrap_or_default(),
+                error: record.and_then(Record::error).map(ToString::to_string),
+                attempts,
+            });
+            if let (Call::FanOut(def), Some(record)) = (&plan.calls[node.index()], record) {
+                naming.nested(def, node.name(), record, |inner, item| {
+                    self.task_reports(&def.body, item, inner, out);
+                });
+            }
+        }
+    }
+
+    /// The chain of tasks, each an input of the next, whose durations add up to the
+    /// most: no schedule can finish the run sooner.
+    pub(super) fn critical_path(&self, plan: &Plan) -> Vec<String> {
+        let graph = &plan.graph;
+        let ran = |i: usize| self.slots[i].get().and_then(Record::duration);
+        // Nodes are in topological order, so one forward pass finds every longest path.
+        let mut longest: Vec<Option<(Duration, Option<usize>)>> = vec![None; graph.len()];
+        for node in graph.nodes() {
+            let i = node.index();
+            let Some(duration) = ran(i) else { continue };
+            let before = node
+                .inputs()
+                .filter_map(|j| Some((longest[j]?.0, Some(j))))
+                .max_by_key(|(d, _)| *d);
+            let (base, previous) = before.unwrap_or((Duration::ZERO, None));
+            longest[i] = Some((base + duration, previous));
+        }
+        let mut at = (0..graph.len())
+            .filter_map(|i| Some((longest[i]?.0, i)))
+            .max_by_key(|(d, _)| *d)
+            .map(|(_, i)| i);
+        let mut path = Vec::new();
+        while let Some(i) = at {
+            path.push(graph.name_of(i).to_owned());
+            at = longest[i].and_then(|(_, previous)| previous);
+        }
+        path.reverse();
+        path
+    }
+}
