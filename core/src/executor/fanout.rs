@@ -1,4 +1,5 @@
 //! Nested runs: a fan-out's items and sub-workflows, each a run of a body plan whose
+//! parameters import values of the parent run by reference.
 
 use super::*;
 
