@@ -379,3 +379,49 @@ fn the_body_of_a_fan_out_is_a_subgraph_of_the_export() {
         "{dot}"
     );
 }
+
+#[task(retries = 2, retry_delay = "1ms", jitter = false)]
+async fn flaky_item(x: &u64, seen: &Arc<std::sync::Mutex<Vec<u64>>>) -> Result<u64, TaskError> {
+    let mut seen = seen.lock().unwrap();
+    let first_time = !seen.contains(x);
+    seen.push(*x);
+    if first_time && x % 2 == 1 {
+        return Err(TaskError::msg(format!("item {x} stumbled")));
+    }
+    Ok(*x)
+}
+
+workflow! {
+    fn retried_items(xs: Vec<u64>, seen: Arc<std::sync::Mutex<Vec<u64>>>) -> Vec<u64> {
+        let done = for x in &xs {
+            flaky_item(x, &seen)
+        };
+        keep(&done)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_item_is_retried_on_its_own() {
+    let seen = Arc::default();
+    let RunOutcome { result, report } = retried_items::workflow()
+        .runner()
+        .run(((0..4).collect(), seen))
+        .await;
+    assert_eq!(result.unwrap(), [0, 1, 2, 3]);
+    let attempts: Vec<usize> = (0..4)
+        .map(|i| {
+            report
+                .task(&format!("flaky_item[{i}]"))
+                .unwrap()
+                .attempts
+                .len()
+        })
+        .collect();
+    assert_eq!(
+        attempts,
+        [1, 2, 1, 2],
+        "odd items failed once and were retried\n{report}"
+    );
+    let first_error = &report.task("flaky_item[1]").unwrap().attempts[0].error;
+    assert_eq!(first_error.as_deref(), Some("item 1 stumbled"));
+}
