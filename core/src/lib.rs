@@ -51,6 +51,7 @@ mod private;
 pub mod report;
 pub mod retry;
 pub mod run;
+pub mod store;
 pub mod task;
 
 pub use aqueduct_macros::{task, workflow};
