@@ -95,7 +95,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let params = (10_000, parts, Duration::from_millis(100));
-    let aqueduct::RunOutcome { result, report } =
+    let aqueduct::RunOutcome { result, report, .. } =
         dynamic_catalog::workflow().runner().run(params).await;
     let totals = match result {
         Ok(totals) => totals,

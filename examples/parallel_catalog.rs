@@ -299,7 +299,7 @@ async fn run() -> Result<(), aqueduct::Error> {
             cancel.cancel();
         }
     });
-    let aqueduct::RunOutcome { result, report } = runner.run((CatalogConfig::default(),)).await;
+    let aqueduct::RunOutcome { result, report, .. } = runner.run((CatalogConfig::default(),)).await;
     let summary = match result {
         Ok(summary) => summary,
         Err(error) => {

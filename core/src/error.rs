@@ -35,6 +35,41 @@ pub enum Error {
         /// The tasks that had not finished.
         unfinished: Vec<String>,
     },
+    /// A durable run's store failed; what it already holds is intact.
+    Store(crate::store::StoreError),
+    /// A store was given to a workflow not declared `#[durable]`.
+    NotDurable {
+        /// The workflow's name.
+        workflow: String,
+    },
+    /// `resume` of a run id the store does not know.
+    UnknownRun {
+        /// The run id.
+        run: String,
+    },
+    /// A run id was reused with other parameters.
+    InputChanged {
+        /// The run id.
+        run: String,
+    },
+    /// The run was recorded by a workflow of another shape or version.
+    FingerprintMismatch {
+        /// The run id.
+        run: String,
+        /// The fingerprint the store holds.
+        stored: String,
+        /// This workflow's fingerprint.
+        current: String,
+    },
+    /// A checkpoint could not be loaded: the run is refused, the store untouched.
+    Checkpoint {
+        /// The run id.
+        run: String,
+        /// The checkpointed node.
+        node: String,
+        /// Why it could not be loaded.
+        message: String,
+    },
     /// The run was polled outside a tokio runtime, which IO tasks need.
     NoRuntime {
         /// The workflow's name.
@@ -111,6 +146,31 @@ impl fmt::Display for Error {
                 write!(f, "workflow `{workflow}` timed out after {after:?}")?;
                 list(f, "unfinished", unfinished)
             }
+            Error::Store(error) => write!(f, "{error}"),
+            Error::NotDurable { workflow } => write!(
+                f,
+                "workflow `{workflow}` is not durable: declare it `#[durable]` in `workflow!` to run it with a store"
+            ),
+            Error::UnknownRun { run } => write!(f, "the store has no run `{run}` to resume"),
+            Error::InputChanged { run } => write!(
+                f,
+                "run `{run}` was started with other parameters: resume it as it was, or choose a new run id"
+            ),
+            Error::FingerprintMismatch {
+                run,
+                stored,
+                current,
+            } => write!(
+                f,
+                "run `{run}` was recorded by another version of this workflow (graph fingerprint {} there, {} here): \
+                 its checkpoints may not fit; start a fresh run with a new run id, or delete the old run",
+                &stored[..stored.len().min(12)],
+                &current[..current.len().min(12)]
+            ),
+            Error::Checkpoint { run, node, message } => write!(
+                f,
+                "run `{run}`: the checkpoint of node `{node}` cannot be loaded ({message}); nothing was run or changed"
+            ),
             Error::NoRuntime { workflow } => write!(
                 f,
                 "workflow `{workflow}` must run inside a tokio runtime \

@@ -12,7 +12,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::executor::{self, RunOptions, Value};
+pub(crate) use crate::executor::Value;
+use crate::executor::{self, RunOptions};
 #[doc(hidden)]
 pub use crate::executor::{Record, Slot};
 use crate::report::RunReport;
@@ -768,6 +769,92 @@ pub(crate) struct Plan {
     pub(crate) waits_for: Vec<u32>,
     /// Tasks that wait for nothing.
     pub(crate) roots: Vec<u32>,
+    /// For a `#[durable]` workflow: how each checkpointed node's value is encoded, and
+    /// the graph's fingerprint.
+    pub(crate) durable: Option<Durable>,
+}
+
+/// SHA-256 over what a checkpoint's meaning depends on: the workflow's name and
+/// version, and every node's name, task, kind and inputs, nested bodies included.
+fn fingerprint(graph: &Graph, version: u32) -> String {
+    use sha2::Digest as _;
+    fn feed(hasher: &mut sha2::Sha256, graph: &Graph) {
+        hasher.update(graph.name().as_bytes());
+        hasher.update([0]);
+        for node in graph.nodes() {
+            hasher.update(node.name().as_bytes());
+            hasher.update([0]);
+            hasher.update(node.task().unwrap_or_default().as_bytes());
+            hasher.update([0, node.kind() as u8]);
+            for (input, tolerant) in node.edges() {
+                hasher.update((input as u32).to_le_bytes());
+                hasher.update([u8::from(tolerant)]);
+            }
+            hasher.update([0xff]);
+            if let Some(body) = node.body() {
+                feed(hasher, body);
+            }
+        }
+    }
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(version.to_le_bytes());
+    feed(&mut hasher, graph);
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// What makes a workflow's runs resumable.
+pub(crate) struct Durable {
+    /// Per node, its codec; `None` for nodes not checkpointed.
+    pub(crate) codecs: Vec<Option<Codec>>,
+    /// SHA-256 of the name, the version and every node's name, task, kind and inputs.
+    pub(crate) fingerprint: String,
+}
+
+/// How a node's value is saved and loaded: JSON through serde.
+#[derive(Clone, Copy)]
+pub(crate) struct Codec {
+    pub(crate) encode: fn(&Value) -> Result<Vec<u8>, String>,
+    pub(crate) decode: fn(&[u8]) -> Result<Value, String>,
+}
+
+/// The codec's name and layout version, stored with every checkpoint.
+pub(crate) const CODEC: &str = "json";
+pub(crate) const SCHEMA: u32 = 1;
+
+fn encode<T: serde::Serialize + 'static>(value: &Value) -> Result<Vec<u8>, String> {
+    let value = value
+        .downcast_ref::<Outcome<T>>()
+        .and_then(Outcome::value)
+        .ok_or("the value has another type than its node")?;
+    serde_json::to_vec(value).map_err(|error| error.to_string())
+}
+
+fn decode<T: serde::de::DeserializeOwned + Send + Sync + 'static>(
+    bytes: &[u8],
+) -> Result<Value, String> {
+    let value: T = serde_json::from_slice(bytes).map_err(|error| error.to_string())?;
+    Ok(ok(value))
+}
+
+/// A value a `#[durable]` workflow can checkpoint.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be checkpointed",
+    label = "a `#[durable]` workflow saves this node's value, so its type must implement serde's `Serialize` and `Deserialize`",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it, or remove `#[durable]`"
+)]
+pub trait Checkpointable:
+    serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
+{
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static> Checkpointable
+    for T
+{
 }
 
 impl fmt::Debug for Plan {
@@ -808,6 +895,9 @@ pub struct Builder<P> {
     graph: Graph,
     /// Where each distinct task sits in `graph.infos`.
     known: HashMap<TaskInfo, u32>,
+    /// `Some(version)` once the workflow is declared durable.
+    version: Option<u32>,
+    codecs: Vec<Option<Codec>>,
     calls: Vec<Call>,
     unresolved: Vec<fn(Option<TaskError>) -> Value>,
     _params: PhantomData<fn(P)>,
@@ -819,6 +909,8 @@ impl<P: Params> Builder<P> {
         let mut builder = Self {
             graph: Graph::new(name.into()),
             known: HashMap::new(),
+            version: None,
+            codecs: Vec::new(),
             calls: Vec::new(),
             unresolved: Vec::new(),
             _params: PhantomData,
@@ -975,6 +1067,23 @@ impl<P: Params> Builder<P> {
         self.push(name.into(), info, &mut edges, Call::FanOut(Box::new(def)))
     }
 
+    /// Makes runs of this workflow resumable from a [`Store`](crate::store::Store):
+    /// `version` goes into the graph's fingerprint, so bump it when a task's meaning
+    /// changes and old checkpoints must not be reused. `workflow!` calls it for
+    /// `#[durable]` (or `#[durable(version = N)]`) workflows.
+    pub fn durable(&mut self, version: u32) {
+        self.version = Some(version);
+    }
+
+    /// Checkpoints a node: when it succeeds in a durable run, its value is saved, and
+    /// a resumed run loads it instead of running the task again.
+    pub fn checkpoint<T: Checkpointable>(&mut self, node: Handle<T>) {
+        self.codecs[node.index()] = Some(Codec {
+            encode: encode::<T>,
+            decode: decode::<T>,
+        });
+    }
+
     /// Caps a fan-out: at most `at_once` of its items run at a time, whatever tasks
     /// their bodies call; the next item starts when one ends. Items not yet started
     /// cost nothing but their place in the queue.
@@ -1005,6 +1114,7 @@ impl<P: Params> Builder<P> {
             .extend(edges.iter().map(|&(_, tolerant)| tolerant));
         graph.offsets.push(graph.inputs.len() as u32);
         self.calls.push(call);
+        self.codecs.push(None);
         self.unresolved.push(unresolved::<T>);
         Handle::new(graph.len() - 1)
     }
@@ -1055,6 +1165,10 @@ impl<P: Params> Builder<P> {
         calls.shrink_to_fit();
         let mut unresolved = self.unresolved;
         unresolved.shrink_to_fit();
+        let durable = self.version.map(|version| Durable {
+            fingerprint: fingerprint(&graph, version),
+            codecs: self.codecs,
+        });
         let plan = Plan {
             graph,
             calls,
@@ -1064,6 +1178,7 @@ impl<P: Params> Builder<P> {
             required,
             waits_for,
             roots,
+            durable,
         };
         Workflow {
             plan: Arc::new(plan),
@@ -1098,6 +1213,7 @@ impl<P: Params, O: Send + Sync + 'static> Workflow<P, O> {
             executor::Stop::default(),
             params,
             false,
+            executor::Resume::default(),
         );
         async move { run.await.0 }
     }
@@ -1115,9 +1231,10 @@ pub(crate) async fn run_plan<P: Params, O: 'static>(
     stop: executor::Stop,
     params: P,
     with_report: bool,
+    resume: executor::Resume,
 ) -> (Result<O, Error>, Option<RunReport>) {
     let store = move |slots: &[Slot]| params.store(slots);
-    match executor::execute(Arc::clone(&plan), options, stop, store).await {
+    match executor::execute(Arc::clone(&plan), options, stop, store, resume).await {
         Ok(finished) => {
             let report = with_report.then(|| finished.report(&plan));
             (finished.into_output::<O>(&plan), report)

@@ -56,7 +56,9 @@ pub mod task;
 
 pub use aqueduct_macros::{task, workflow};
 pub use error::{Error, TaskFailure};
-pub use graph::{Arguments, Builder, Collection, Graph, Handle, ItemsFailed, Workflow};
+pub use graph::{
+    Arguments, Builder, Checkpointable, Collection, Graph, Handle, ItemsFailed, Workflow,
+};
 pub use report::{RunReport, TaskReport, TaskStatus};
 pub use retry::{Backoff, RetryPolicy};
 pub use run::{CancelHandle, RunOutcome, Runner};

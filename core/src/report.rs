@@ -19,6 +19,8 @@ pub enum TaskStatus {
     Skipped,
     /// The run stopped (cancelled, timed out, or fail-fast) before it finished.
     Cancelled,
+    /// Its value was loaded from a checkpoint of an earlier run: it did not run again.
+    Restored,
 }
 
 impl fmt::Display for TaskStatus {
@@ -29,6 +31,7 @@ impl fmt::Display for TaskStatus {
             TaskStatus::TimedOut => "timed out",
             TaskStatus::Skipped => "skipped",
             TaskStatus::Cancelled => "cancelled",
+            TaskStatus::Restored => "restored",
         })
     }
 }

@@ -59,7 +59,7 @@ workflow! {
 async fn at_most_n_instances_of_a_limited_task_run_at_once() {
     let gauge = Arc::new(Gauge::default());
     let started = tokio::time::Instant::now();
-    let RunOutcome { result, report } = rate_limited::workflow()
+    let RunOutcome { result, report, .. } = rate_limited::workflow()
         .runner()
         .run((gauge.clone(),))
         .await;
@@ -112,7 +112,7 @@ workflow! {
 async fn a_limit_of_one_serialises_cpu_tasks_without_blocking_others() {
     let (gauge, others) = (Arc::new(Gauge::default()), Arc::new(Gauge::default()));
     let started = std::time::Instant::now();
-    let RunOutcome { result, report } = serialised::workflow()
+    let RunOutcome { result, report, .. } = serialised::workflow()
         .runner()
         .run((gauge.clone(), others.clone()))
         .await;

@@ -53,6 +53,7 @@ async fn independent_tasks_overlap_in_time() {
     let aqueduct::RunOutcome {
         result: out,
         report,
+        ..
     } = overlap::fan::workflow().runner().run((1,)).await;
     assert_eq!(out.unwrap(), 3);
     let window = |node: &str| {
@@ -228,6 +229,7 @@ async fn a_failed_task_names_itself_and_independent_branches_finish() {
     let aqueduct::RunOutcome {
         result: out,
         report,
+        ..
     } = failing::isolated::workflow()
         .runner()
         .run((1, done.clone()))
@@ -265,6 +267,7 @@ async fn a_panicking_task_fails_without_crashing_the_process() {
     let aqueduct::RunOutcome {
         result: out,
         report,
+        ..
     } = failing::panics::workflow().runner().run((7,)).await;
     let message = out.unwrap_err().to_string();
     assert!(
@@ -338,6 +341,7 @@ async fn the_report_measures_the_run() {
     let aqueduct::RunOutcome {
         result: out,
         report,
+        ..
     } = common::cpu_heavy::workflow().runner().run((20,)).await;
     assert_eq!(out.unwrap(), 80);
     assert_eq!(report.tasks.len(), 5);

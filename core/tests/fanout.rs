@@ -118,7 +118,8 @@ async fn an_empty_collection_gives_an_empty_vec() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_item_fails_only_its_chain_and_the_consumer_is_skipped() {
     let cfg = config(0);
-    let RunOutcome { result, report } = per_part::workflow().runner().run((6, cfg.clone())).await;
+    let RunOutcome { result, report, .. } =
+        per_part::workflow().runner().run((6, cfg.clone())).await;
     let message = result.unwrap_err().to_string();
     assert!(
         message.contains("task `s[3]` (`total`) failed: part of four is cursed"),
@@ -174,7 +175,7 @@ workflow! {
 /// tokio's paused clock would not wait for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_item_moves_on_without_waiting_for_the_other_items() {
-    let RunOutcome { result, report } = chains::workflow().runner().run((vec![10, 200],)).await;
+    let RunOutcome { result, report, .. } = chains::workflow().runner().run((vec![10, 200],)).await;
     assert_eq!(result.unwrap(), [10, 200]);
     let fast_second = report.task("second[0]").unwrap().started_at.unwrap();
     let slow_first = report.task("first[1]").unwrap();
@@ -266,7 +267,7 @@ workflow! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_taking_the_outcome_sees_each_item() {
     let seen = Arc::default();
-    let RunOutcome { result, report } = tolerant::workflow()
+    let RunOutcome { result, report, .. } = tolerant::workflow()
         .runner()
         .run((5, config(0), Arc::clone(&seen)))
         .await;
@@ -333,7 +334,7 @@ workflow! {
 async fn a_capped_fan_out_runs_at_most_n_items_at_once() {
     let gauge = Arc::new(Gauge::default());
     let started = tokio::time::Instant::now();
-    let RunOutcome { result, report } = capped::workflow()
+    let RunOutcome { result, report, .. } = capped::workflow()
         .runner()
         .run((vec![100; 6], gauge.clone()))
         .await;
@@ -403,7 +404,7 @@ workflow! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_item_is_retried_on_its_own() {
     let seen = Arc::default();
-    let RunOutcome { result, report } = retried_items::workflow()
+    let RunOutcome { result, report, .. } = retried_items::workflow()
         .runner()
         .run(((0..4).collect(), seen))
         .await;

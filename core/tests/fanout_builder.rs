@@ -49,7 +49,7 @@ async fn an_empty_collection_gives_an_empty_vec() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_item_fails_its_own_chain_and_the_consumer_is_skipped() {
-    let RunOutcome { result, report } = workflow().runner().run((vec![1, 13, 3], 0)).await;
+    let RunOutcome { result, report, .. } = workflow().runner().run((vec![1, 13, 3], 0)).await;
     let message = result.unwrap_err().to_string();
     assert!(
         message.contains("task `d[1]` (`double`) failed: unlucky"),
@@ -75,5 +75,5 @@ async fn a_big_fan_out_runs() {
     let items: Vec<u64> = (100..20_100).collect();
     let (values, sum) = workflow().run((items, 1)).await.unwrap();
     assert_eq!(values.len(), 20_000);
-    assert_eq!(sum, (100..20_100u64).map(|x| 2 * x + 1).sum());
+    assert_eq!(sum, (100..20_100u64).map(|x| 2 * x + 1).sum::<u64>());
 }

@@ -106,7 +106,7 @@ workflow! {
 #[tokio::test(start_paused = true)]
 async fn failing_twice_with_two_retries_succeeds_on_the_third_attempt() {
     let flaky = Flaky::failing(2);
-    let RunOutcome { result, report } =
+    let RunOutcome { result, report, .. } =
         retry_fixed::workflow().runner().run((flaky.clone(),)).await;
     assert_eq!(result.unwrap(), 3, "the third attempt's value");
     assert_eq!(flaky.gaps_ms(), [100, 100]);
@@ -232,7 +232,7 @@ workflow! {
 #[tokio::test(start_paused = true)]
 async fn a_timeout_bounds_each_attempt_and_a_retry_can_recover() {
     let started = Instant::now();
-    let RunOutcome { result, report } = timeouts::workflow()
+    let RunOutcome { result, report, .. } = timeouts::workflow()
         .runner()
         .run((Arc::new(AtomicUsize::new(0)),))
         .await;
@@ -249,7 +249,7 @@ async fn a_timeout_bounds_each_attempt_and_a_retry_can_recover() {
         "100 ms timeout, 10 ms delay"
     );
 
-    let RunOutcome { result, report } = timing_out::workflow().runner().run(()).await;
+    let RunOutcome { result, report, .. } = timing_out::workflow().runner().run(()).await;
     assert!(
         result
             .unwrap_err()
@@ -285,7 +285,7 @@ workflow! {
 async fn a_cpu_task_past_its_timeout_is_abandoned_and_told_to_stop() {
     let saw_cancel = Arc::new(AtomicUsize::new(0));
     let started = std::time::Instant::now();
-    let RunOutcome { result, report } = cpu_timeout::workflow()
+    let RunOutcome { result, report, .. } = cpu_timeout::workflow()
         .runner()
         .run((saw_cancel.clone(),))
         .await;
@@ -412,7 +412,7 @@ workflow! {
 #[tokio::test(start_paused = true)]
 async fn by_default_independent_branches_finish_after_a_failure() {
     let tracker = Arc::new(Tracker::default());
-    let RunOutcome { result, report } = two_branches::workflow()
+    let RunOutcome { result, report, .. } = two_branches::workflow()
         .runner()
         .run((tracker.clone(),))
         .await;
@@ -426,7 +426,7 @@ async fn by_default_independent_branches_finish_after_a_failure() {
 async fn fail_fast_stops_the_run_at_the_first_failure() {
     let tracker = Arc::new(Tracker::default());
     let started = Instant::now();
-    let RunOutcome { result, report } = two_branches::workflow()
+    let RunOutcome { result, report, .. } = two_branches::workflow()
         .runner()
         .fail_fast(true)
         .run((tracker.clone(),))
@@ -463,7 +463,7 @@ async fn a_cancel_handle_stops_the_run_and_leaves_no_task_running() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(tracker.running.load(Ordering::SeqCst), 1);
     cancel.cancel();
-    let RunOutcome { result, report } = run.await.unwrap();
+    let RunOutcome { result, report, .. } = run.await.unwrap();
     assert_eq!(tracker.running.load(Ordering::SeqCst), 0);
     assert_eq!(tracker.dropped.load(Ordering::SeqCst), 1);
     // `bad` had already failed; the error names it, and the slow branch is cancelled.
@@ -583,7 +583,7 @@ workflow! {
 #[tokio::test]
 async fn a_cleanup_task_runs_after_a_failure_and_sees_each_outcome() {
     let log = Arc::new(Mutex::new(None));
-    let RunOutcome { result, report } = with_cleanup::workflow()
+    let RunOutcome { result, report, .. } = with_cleanup::workflow()
         .runner()
         .run((3, log.clone()))
         .await;

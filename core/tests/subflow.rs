@@ -35,7 +35,7 @@ workflow! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_runs_as_one_node_of_another() {
     // a = 6; inner(6, 3) = 12 + 3 = 15; 15 + 6 = 21.
-    let RunOutcome { result, report } = outer::workflow().runner().run((3,)).await;
+    let RunOutcome { result, report, .. } = outer::workflow().runner().run((3,)).await;
     assert_eq!(result.unwrap(), 21);
     for node in ["a", "b", "b.d", "b.add", "add"] {
         let task = report
@@ -117,7 +117,8 @@ workflow! {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_runs_once_per_item_of_a_loop() {
-    let RunOutcome { result, report } = each::workflow().runner().run((vec![1, 2, 3], 10)).await;
+    let RunOutcome { result, report, .. } =
+        each::workflow().runner().run((vec![1, 2, 3], 10)).await;
     assert_eq!(result.unwrap(), [12, 14, 16]);
     assert!(
         report.task("inner[2]").is_some() && report.task("inner.d[2]").is_some(),

@@ -60,6 +60,8 @@ impl Parse for Input {
 /// A validated workflow.
 struct Workflow {
     attrs: Vec<Attribute>,
+    /// `#[durable]` or `#[durable(version = N)]`: the version.
+    durable: Option<u32>,
     vis: Visibility,
     name: Ident,
     params: Vec<(Ident, Type)>,
@@ -127,9 +129,10 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
 
 const STATEMENT_FORM: &str = "every statement of a workflow is `let name = task(&input, …);`";
 
-fn validate(input: Input) -> syn::Result<Workflow> {
+fn validate(mut input: Input) -> syn::Result<Workflow> {
     let mut errors = Errors::default();
     let mut scope = Scope::default();
+    let durable = durable(&mut input.attrs, &mut errors);
 
     let mut params = Vec::new();
     for param in &input.params {
@@ -159,6 +162,7 @@ fn validate(input: Input) -> syn::Result<Workflow> {
     };
     Ok(Workflow {
         attrs: input.attrs,
+        durable,
         vis: input.vis,
         name: input.name,
         params,
@@ -166,6 +170,45 @@ fn validate(input: Input) -> syn::Result<Workflow> {
         nodes,
         tail: tail.expect("a tail exists when there are no errors"),
     })
+}
+
+/// Takes `#[durable]` / `#[durable(version = N)]` out of the workflow's attributes.
+fn durable(attrs: &mut Vec<Attribute>, errors: &mut Errors) -> Option<u32> {
+    let at = attrs
+        .iter()
+        .position(|attr| attr.path().is_ident("durable"))?;
+    let attr = attrs.remove(at);
+    match &attr.meta {
+        syn::Meta::Path(_) => Some(1),
+        syn::Meta::List(list) => {
+            let parsed = list.parse_args_with(|input: ParseStream<'_>| {
+                let key: Ident = input.parse()?;
+                input.parse::<Token![=]>()?;
+                let value: syn::LitInt = input.parse()?;
+                if key != "version" {
+                    return Err(syn::Error::new(
+                        key.span(),
+                        "the one `durable` option is `version = N`",
+                    ));
+                }
+                value.base10_parse::<u32>()
+            });
+            match parsed {
+                Ok(version) => Some(version),
+                Err(error) => {
+                    errors.push(syn::Error::new(
+                        error.span(),
+                        format!("{error}: write `#[durable]` or `#[durable(version = 2)]`"),
+                    ));
+                    None
+                }
+            }
+        }
+        syn::Meta::NameValue(pair) => {
+            errors.at(pair, "write `#[durable]` or `#[durable(version = 2)]`");
+            None
+        }
+    }
 }
 
 /// The statements of a workflow's body or of a loop's body: `let`s, then the tail.
@@ -728,6 +771,21 @@ fn emit(workflow: &Workflow) -> TokenStream {
     let param_names: Vec<_> = workflow.params.iter().map(|(ident, _)| ident).collect();
     let param_types: Vec<_> = workflow.params.iter().map(|(_, ty)| ty).collect();
     let nodes = emit_nodes(&workflow.nodes);
+    // A durable workflow checkpoints its parameters and every top-level node; each
+    // call is spanned at the binding, so a value serde cannot save is reported there.
+    let durable = workflow.durable.map(|version| {
+        let bindings = param_names
+            .iter()
+            .map(|ident| (*ident).clone())
+            .chain(workflow.nodes.iter().map(|node| node.binding.clone()));
+        let checkpoints = bindings.map(
+            |binding| quote_spanned!(binding.span()=> __aqueduct_builder.checkpoint(#binding);),
+        );
+        quote! {
+            __aqueduct_builder.durable(#version);
+            #(#checkpoints)*
+        }
+    });
     let tail = match &workflow.tail {
         Tail::Binding(ident) => ident.to_token_stream(),
         Tail::Call(call) => emit_call(call, &task_name(call)),
@@ -737,6 +795,9 @@ fn emit(workflow: &Workflow) -> TokenStream {
         Tail::Binding(ident) => ident.span(),
         Tail::Call(call) | Tail::Workflow(call) => call.task.span(),
     };
+    let durable_tail = workflow
+        .durable
+        .map(|_| quote_spanned!(tail_span=> __aqueduct_builder.checkpoint(__aqueduct_tail);));
     let output = quote_spanned!(tail_span=> #p::output::<#ret, _>(__aqueduct_tail));
     let workflow_doc = format!(
         "The built graph of the workflow [`{name}()`](fn@{name}): its description and its runs with a report."
@@ -777,7 +838,9 @@ fn emit(workflow: &Workflow) -> TokenStream {
                             [#(::core::stringify!(#param_names)),*],
                         );
                     #nodes
+                    #durable
                     let __aqueduct_tail = #tail;
+                    #durable_tail
                     __aqueduct_builder.output(#output)
                 })
             }

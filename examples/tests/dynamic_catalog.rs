@@ -33,7 +33,7 @@ async fn totals_are_the_same_for_any_number_of_partitions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_partition_is_reported_and_at_most_three_are_in_flight() {
     let params = (1_000, 7, Duration::from_millis(30));
-    let aqueduct::RunOutcome { result, report } = catalog::dynamic_catalog::workflow()
+    let aqueduct::RunOutcome { result, report, .. } = catalog::dynamic_catalog::workflow()
         .runner()
         .run(params)
         .await;

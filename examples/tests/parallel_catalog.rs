@@ -64,6 +64,7 @@ async fn report_and_notifications_overlap() {
     let aqueduct::RunOutcome {
         result: summary,
         report,
+        ..
     } = parallel_catalog::workflow().runner().run((quick(),)).await;
     summary.unwrap();
     assert!(
@@ -86,7 +87,7 @@ async fn cleanup_runs_and_the_run_fails_when_notifications_keep_failing() {
         refused_notifications: u32::MAX,
         ..quick()
     };
-    let aqueduct::RunOutcome { result, report } =
+    let aqueduct::RunOutcome { result, report, .. } =
         parallel_catalog::workflow().runner().run((cfg,)).await;
     let message = result.unwrap_err().to_string();
     assert!(

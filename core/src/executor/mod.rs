@@ -34,12 +34,14 @@ use crate::graph::{Assemble, Call, FanOutDef, Plan};
 use crate::report::{AttemptReport, RunReport, TaskReport, TaskStatus};
 use crate::task::{self, Kind, TaskError, TaskInfo};
 
+mod durable;
 mod fanout;
 mod finish;
 mod limits;
 mod record;
 mod stop;
 
+pub(crate) use durable::{Resume, Sink};
 pub(crate) use fanout::{imported_outcome, imported_value};
 pub(crate) use finish::Finished;
 pub(crate) use record::fill;
@@ -161,6 +163,8 @@ pub(crate) struct Shared {
 /// The parts of a run its fan-outs' items share, behind one pointer: an item's own
 /// state stays small.
 struct RunContext {
+    /// Where checkpoints go, in a durable run.
+    sink: Option<Sink>,
     started: Instant,
     /// The id of `stop` for [`task::with_cancel`].
     signal: u64,
@@ -212,6 +216,7 @@ pub(crate) async fn execute(
     options: RunOptions,
     stop: Stop,
     store: impl FnOnce(&[Slot]),
+    resume: Resume,
 ) -> Result<Finished, Error> {
     let tokio = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime {
         workflow: plan.graph.name().to_string(),
@@ -219,8 +224,13 @@ pub(crate) async fn execute(
     let stop_on_drop = StopOnDrop(Some(stop.clone()));
     let started = Instant::now();
     let span = tracing::info_span!("workflow", name = %plan.graph.name());
-    let (slots, waiting) = empty_slots(&plan);
+    let (slots, mut waiting) = empty_slots(&plan);
     store(&slots);
+    let roots = if resume.restored.is_empty() {
+        plan.roots.clone()
+    } else {
+        restore(&plan, &slots, &mut waiting, resume.restored)
+    };
     let (done, mut finished) = oneshot::channel();
     let mut limited = HashMap::new();
     limits(&plan, &mut limited);
@@ -233,6 +243,7 @@ pub(crate) async fn execute(
             stop: stop.clone(),
             options,
             limits: limited,
+            sink: resume.sink,
         }),
         slots,
         waiting,
@@ -240,10 +251,7 @@ pub(crate) async fn execute(
         completion: Some(Completion::Run(done)),
     });
     // CPU roots first, so they compute while IO roots are started.
-    let roots = plan
-        .roots
-        .iter()
-        .map(|&root| Job::new(root as usize, started));
+    let roots = roots.iter().map(|&root| Job::new(root as usize, started));
     let (mut cpu, mut io): (Vec<Job>, Vec<Job>) =
         roots.partition(|job| shared.mode(job.node) == Mode::Rayon);
     shared.spawn_on_rayon(&mut cpu);
@@ -271,6 +279,44 @@ pub(crate) async fn execute(
         timed_out,
         cancelled: stop.is_stopped(),
     })
+}
+
+/// Fills the slots of restored nodes and counts, for the others, only the inputs
+/// still to come. Returns the tasks that can start at once.
+fn restore(
+    plan: &Plan,
+    slots: &[Slot],
+    waiting: &mut [AtomicU64],
+    restored: Vec<(usize, Value)>,
+) -> Vec<u32> {
+    let graph = &plan.graph;
+    let mut done = vec![false; graph.len()];
+    for (node, value) in restored {
+        done[node] = true;
+        let record = Record::new(
+            value,
+            TaskStatus::Restored,
+            [0, NEVER, NEVER, 0],
+            None,
+            Vec::new(),
+        );
+        let _ = slots[node].set(record);
+    }
+    let mut roots = Vec::new();
+    for node in graph
+        .nodes()
+        .filter(|n| n.kind() != Kind::Param && !done[n.index()])
+    {
+        let pending = node
+            .inputs()
+            .filter(|&i| graph.kind(i) != Kind::Param && !done[i])
+            .count();
+        *waiting[node.index()].get_mut() = pending as u64;
+        if pending == 0 {
+            roots.push(node.index() as u32);
+        }
+    }
+    roots
 }
 
 impl Shared {
@@ -617,6 +663,31 @@ impl Shared {
         self.give_back(node, permit);
     }
 
+    /// In a durable run, sends a succeeded node's value to the checkpoint writer. A value
+    /// that cannot be encoded fails the task: a durable run must not go on with an
+    /// output it could not save.
+    fn checkpoint(&self, node: usize, attempts: u32, value: Value) -> Result<Value, TaskError> {
+        let (Some(sink), Some(durable)) = (&self.run.sink, &self.plan.durable) else {
+            return Ok(value);
+        };
+        let Some(codec) = durable.codecs[node] else {
+            return Ok(value);
+        };
+        let data = (codec.encode)(&value).map_err(|error| {
+            TaskError::permanent(TaskError::msg(format_args!(
+                "cannot checkpoint its output: {error}"
+            )))
+        })?;
+        sink.send(crate::store::Checkpoint {
+            node: self.plan.graph.name_of(node).to_owned(),
+            codec: crate::graph::CODEC.to_owned(),
+            schema: crate::graph::SCHEMA,
+            data,
+            attempts,
+        });
+        Ok(value)
+    }
+
     /// Records a node's final outcome and releases its successors. Returns one ready
     /// successor of `mode` for the caller to run next.
     fn resolve(
@@ -628,6 +699,7 @@ impl Shared {
         items: Vec<Box<[Slot]>>,
     ) -> Option<Job> {
         let node = job.node;
+        let result = result.and_then(|value| self.checkpoint(node, job.attempt, value));
         let (value, status, error) = match result {
             Ok(value) => (value, TaskStatus::Succeeded, None),
             Err(error) => {

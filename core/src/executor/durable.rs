@@ -1,0 +1,57 @@
+//! Durable runs: checkpoints go to a store from a writer thread, in batches.
+//!
+//! Tasks never wait for the store. Each finished task's value is encoded on the
+//! task's thread and sent to the writer, which saves whatever has queued up since its
+//! last commit in one transaction: the faster tasks finish, the bigger the batches. A
+//! checkpoint is durable once its batch commits; a crash loses at most the batch being
+//! written, whose tasks run again on resume (at least once).
+
+use std::sync::mpsc;
+
+use super::*;
+use crate::store::{Checkpoint, Store, StoreError};
+
+/// The sending end: held by the run, closed when the run's last task is done.
+pub(crate) struct Sink {
+    sender: mpsc::Sender<Checkpoint>,
+}
+
+/// Resolves when every checkpoint sent is saved (or the first error).
+pub(crate) type Flushed = oneshot::Receiver<Result<(), StoreError>>;
+
+impl Sink {
+    /// Starts the writer for run `id`.
+    pub(crate) fn start(store: Arc<dyn Store>, id: String) -> (Self, Flushed) {
+        let (sender, receiver) = mpsc::channel::<Checkpoint>();
+        let (flushed, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("aqueduct-checkpoints".into())
+            .spawn(move || {
+                let mut failure = None;
+                while let Ok(first) = receiver.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(receiver.try_iter().take(4095));
+                    if failure.is_none() {
+                        failure = store.save(&id, &batch).err();
+                    }
+                }
+                let _ = flushed.send(failure.map_or(Ok(()), Err));
+            })
+            .expect("aqueduct: cannot start the checkpoint writer thread");
+        (Self { sender }, done)
+    }
+
+    pub(crate) fn send(&self, checkpoint: Checkpoint) {
+        // The writer only stops after the sender is dropped.
+        let _ = self.sender.send(checkpoint);
+    }
+}
+
+/// What a durable run brings to the executor: values restored from checkpoints, and
+/// where new checkpoints go.
+#[derive(Default)]
+pub(crate) struct Resume {
+    /// (node, value) of every node restored.
+    pub(crate) restored: Vec<(usize, Value)>,
+    pub(crate) sink: Option<Sink>,
+}
