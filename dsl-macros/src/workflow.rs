@@ -771,8 +771,9 @@ fn emit(workflow: &Workflow) -> TokenStream {
     let param_names: Vec<_> = workflow.params.iter().map(|(ident, _)| ident).collect();
     let param_types: Vec<_> = workflow.params.iter().map(|(_, ty)| ty).collect();
     let nodes = emit_nodes(&workflow.nodes);
-    // A durable workflow checkpoints its parameters and every top-level node; each
-    // call is spanned at the binding, so a value serde cannot save is reported there.
+    // A durable workflow checkpoints every top-level node and saves its parameters as
+    // the run's input; each call is spanned at the binding, so a value serde cannot
+    // save is reported there.
     let durable = workflow.durable.map(|version| {
         let bindings = param_names
             .iter()

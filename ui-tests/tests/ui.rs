@@ -11,5 +11,6 @@ fn ui() {
     cases.compile_fail("tests/ui/options/*.rs");
     cases.compile_fail("tests/ui/fanout/*.rs");
     cases.compile_fail("tests/ui/subflow/*.rs");
+    cases.compile_fail("tests/ui/durable/*.rs");
     cases.pass("tests/ui/pass/*.rs");
 }

@@ -140,6 +140,16 @@ workflow! {
 }
 
 workflow! {
+    /// A durable workflow: serialisable parameters and outputs.
+    #[durable(version = 3)]
+    fn durable_form(n: u64) -> u64 {
+        let one = start();
+        let both = checked(&one, &n);
+        checked(&both, &one)
+    }
+}
+
+workflow! {
     fn no_params() -> u64 {
         start()
     }
@@ -166,5 +176,6 @@ fn main() {
     let _ = tail_is_param(1);
     let _ = fan(3, 1);
     let _ = nesting(3, 1);
+    let _ = durable_form(2);
     let _ = every_form::workflow().graph().to_dot();
 }

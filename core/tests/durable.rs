@@ -1,0 +1,317 @@
+//! Durable runs: checkpoints in a SQLite file, resumed runs, and the errors that
+//! refuse a run before anything runs or changes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use aqueduct::TaskStatus;
+use aqueduct::prelude::*;
+use aqueduct::store::{SqliteStore, Store};
+
+/// A fresh directory for one test, removed at the end.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("aqueduct-durable-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(self.0.join("runs.db")).unwrap())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+static LOADS: AtomicUsize = AtomicUsize::new(0);
+static SCALES: AtomicUsize = AtomicUsize::new(0);
+static BROKEN: AtomicBool = AtomicBool::new(true);
+
+#[task]
+fn load(n: &u64) -> Vec<u64> {
+    LOADS.fetch_add(1, Ordering::SeqCst);
+    (1..=*n).collect()
+}
+
+#[task]
+fn scale(values: &[u64]) -> u64 {
+    SCALES.fetch_add(1, Ordering::SeqCst);
+    values.iter().sum::<u64>() * 10
+}
+
+#[task]
+fn publish(total: &u64) -> Result<String, TaskError> {
+    if BROKEN.load(Ordering::SeqCst) {
+        return Err(TaskError::msg("the printer is on fire"));
+    }
+    Ok(format!("total {total}"))
+}
+
+workflow! {
+    #[durable]
+    fn pipeline(n: u64) -> String {
+        let values = load(&n);
+        let total = scale(&values);
+        publish(&total)
+    }
+}
+
+#[tokio::test]
+async fn a_failed_run_resumes_from_its_checkpoints_and_finishes_like_an_uninterrupted_one() {
+    let dir = TempDir::new("resume");
+    let store = dir.store();
+    BROKEN.store(true, Ordering::SeqCst);
+    let first = pipeline::workflow()
+        .runner()
+        .store(Arc::clone(&store))
+        .run_id("night-1")
+        .run((4,))
+        .await;
+    assert!(
+        first
+            .result
+            .unwrap_err()
+            .to_string()
+            .contains("the printer is on fire")
+    );
+    assert_eq!(
+        (LOADS.load(Ordering::SeqCst), SCALES.load(Ordering::SeqCst)),
+        (1, 1)
+    );
+    assert_eq!(first.run_id.as_deref(), Some("night-1"));
+
+    BROKEN.store(false, Ordering::SeqCst);
+    let again = pipeline::workflow()
+        .runner()
+        .store(Arc::clone(&store))
+        .run_id("night-1")
+        .resume()
+        .await;
+    assert_eq!(
+        again.result.unwrap(),
+        "total 100",
+        "what an uninterrupted run returns"
+    );
+    assert_eq!(
+        (LOADS.load(Ordering::SeqCst), SCALES.load(Ordering::SeqCst)),
+        (1, 1),
+        "finished tasks were loaded, not run again"
+    );
+    assert_eq!(
+        again.report.task("values").unwrap().status,
+        TaskStatus::Restored
+    );
+    assert_eq!(
+        again.report.task("publish").unwrap().status,
+        TaskStatus::Succeeded
+    );
+
+    let runs = store.runs().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (runs[0].status.as_str(), runs[0].checkpoints),
+        ("succeeded", 3),
+        "values, total, publish"
+    );
+    let report = store.report("night-1").unwrap().unwrap();
+    assert!(report.contains("\"restored\""), "{report}");
+}
+
+#[task]
+fn double(x: &u64) -> u64 {
+    x * 2
+}
+
+workflow! {
+    #[durable]
+    fn small(x: u64) -> u64 {
+        double(&x)
+    }
+}
+
+workflow! {
+    #[durable]
+    fn other_shape(x: u64) -> u64 {
+        let d = double(&x);
+        double(&d)
+    }
+}
+
+workflow! {
+    fn plain(x: u64) -> u64 {
+        double(&x)
+    }
+}
+
+#[tokio::test]
+async fn a_run_recorded_by_another_graph_is_refused() {
+    let dir = TempDir::new("fingerprint");
+    let store = dir.store();
+    small::workflow()
+        .runner()
+        .store(Arc::clone(&store))
+        .run_id("r")
+        .run((2,))
+        .await
+        .result
+        .unwrap();
+    let refused = other_shape::workflow()
+        .runner()
+        .store(Arc::clone(&store))
+        .run_id("r")
+        .resume()
+        .await;
+    let message = refused.result.unwrap_err().to_string();
+    assert!(
+        message.contains("run `r` was recorded by another version of this workflow"),
+        "{message}"
+    );
+    assert!(
+        message.contains("new run id"),
+        "it says how to start fresh: {message}"
+    );
+    assert_eq!(store.checkpoints("r").unwrap().len(), 1, "nothing lost");
+}
+
+#[tokio::test]
+async fn a_checkpoint_that_cannot_be_decoded_names_the_run_and_the_node() {
+    let dir = TempDir::new("corrupt");
+    let store = dir.store();
+    small::workflow()
+        .runner()
+        .store(Arc::clone(&store))
+        .run_id("r")
+        .run((2,))
+        .await
+        .result
+        .unwrap();
+    let db = rusqlite::Connection::open(dir.0.join("runs.db")).unwrap();
+    for (data, what) in [
+        (&b"{\"trunc"[..], "truncated"),
+        (&b"\"four\""[..], "wrong type"),
+    ] {
+        db.execute(
+            "UPDATE checkpoints SET data = ?1 WHERE node = 'double'",
+            [data],
+        )
+        .unwrap();
+        let refused = small::workflow()
+            .runner()
+            .store(Arc::clone(&store))
+            .run_id("r")
+            .resume()
+            .await;
+        let message = refused.result.unwrap_err().to_string();
+        assert!(
+            message.contains("run `r`: the checkpoint of node `double` cannot be loaded"),
+            "{what}: {message}"
+        );
+    }
+    db.execute(
+        "UPDATE checkpoints SET schema = 99 WHERE node = 'double'",
+        [],
+    )
+    .unwrap();
+    let refused = small::workflow()
+        .runner()
+        .store(Arc::clone(&store))
+        .run_id("r")
+        .resume()
+        .await;
+    let message = refused.result.unwrap_err().to_string();
+    assert!(
+        message.contains("saved as json v99, this build reads json v1"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn reusing_a_run_id_with_other_parameters_is_refused() {
+    let dir = TempDir::new("input");
+    let store = dir.store();
+    small::workflow()
+        .runner()
+        .store(Arc::clone(&store))
+        .run_id("r")
+        .run((2,))
+        .await
+        .result
+        .unwrap();
+    let same = small::workflow()
+        .runner()
+        .store(Arc::clone(&store))
+        .run_id("r")
+        .run((2,))
+        .await;
+    assert_eq!(
+        same.result.unwrap(),
+        4,
+        "the same parameters resume the run"
+    );
+    let other = small::workflow()
+        .runner()
+        .store(Arc::clone(&store))
+        .run_id("r")
+        .run((3,))
+        .await;
+    let message = other.result.unwrap_err().to_string();
+    assert!(
+        message.contains("run `r` was started with other parameters"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn resuming_an_unknown_run_and_storing_a_plain_workflow_are_clear_errors() {
+    let dir = TempDir::new("errors");
+    let store = dir.store();
+    let unknown = small::workflow()
+        .runner()
+        .store(Arc::clone(&store))
+        .run_id("nope")
+        .resume()
+        .await;
+    assert_eq!(
+        unknown.result.unwrap_err().to_string(),
+        "the store has no run `nope` to resume"
+    );
+    let plain = plain::workflow()
+        .runner()
+        .store(Arc::clone(&store))
+        .run((1,))
+        .await;
+    let message = plain.result.unwrap_err().to_string();
+    assert!(
+        message.contains("workflow `plain` is not durable: declare it `#[durable]`"),
+        "{message}"
+    );
+    assert!(store.runs().unwrap().is_empty(), "nothing was recorded");
+}
+
+#[tokio::test]
+async fn a_durable_run_without_an_id_gets_a_fresh_one() {
+    let dir = TempDir::new("fresh");
+    let store = dir.store();
+    let first = small::workflow()
+        .runner()
+        .store(Arc::clone(&store))
+        .run((5,))
+        .await;
+    let second = small::workflow()
+        .runner()
+        .store(Arc::clone(&store))
+        .run((5,))
+        .await;
+    assert_eq!((first.result.unwrap(), second.result.unwrap()), (10, 10));
+    assert_ne!(first.run_id, second.run_id);
+    assert_eq!(store.runs().unwrap().len(), 2);
+}
