@@ -29,9 +29,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use aqueduct::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// What to load and how slow the simulated IO is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CatalogConfig {
     /// How many products the catalog holds.
     pub products: u32,
@@ -43,7 +44,8 @@ pub struct CatalogConfig {
     pub scoring_rounds: u32,
     /// How many of the first notification requests the service refuses.
     pub refused_notifications: u32,
-    /// Notification requests made so far.
+    /// Notification requests made so far (not saved: a resumed run counts afresh).
+    #[serde(skip)]
     pub notification_requests: Arc<AtomicU32>,
 }
 
@@ -61,7 +63,7 @@ impl Default for CatalogConfig {
 }
 
 /// One product of the catalog.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Product {
     /// Its id, from 1.
     pub id: u32,
@@ -76,7 +78,7 @@ pub struct Product {
 }
 
 /// The catalog in three parts.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Partitions {
     /// The first third.
     pub first: Vec<Product>,
@@ -87,7 +89,7 @@ pub struct Partitions {
 }
 
 /// The statistics of one category.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct CategoryStats {
     /// Σ price × stock.
     pub total_value: f64,
@@ -109,7 +111,7 @@ impl CategoryStats {
 pub type Stats = BTreeMap<String, CategoryStats>;
 
 /// The statistics of one partition and a checksum of its scoring work.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct PartitionStats {
     /// Per category.
     pub stats: Stats,
@@ -118,21 +120,21 @@ pub struct PartitionStats {
 }
 
 /// The report `generate_report` writes.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
     /// One line per category.
     pub lines: Vec<String>,
 }
 
 /// What `send_notifications` sent.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Notified {
     /// Categories whose stock is low, each notified once.
     pub low_stock: Vec<String>,
 }
 
 /// The workflow's output.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Summary {
     /// Per-category statistics of the whole catalog.
     pub stats: Stats,
@@ -266,6 +268,7 @@ pub fn cleanup(stats: &Stats, report: &Outcome<Report>, sent: &Outcome<Notified>
 
 workflow! {
     /// The product catalog, processed in three parallel partitions.
+    #[durable]
     pub fn parallel_catalog(cfg: CatalogConfig) -> Summary {
         let products = generate_data(&cfg);
         let parts = partition_data(&products);
@@ -281,33 +284,14 @@ workflow! {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    aqueduct::cli::Cli::new(parallel_catalog::workflow())
+        .main(|| (CatalogConfig::default(),), print_summary)
+        .await
 }
 
-async fn run() -> Result<(), aqueduct::Error> {
-    let runner = parallel_catalog::workflow().runner();
-    let cancel = runner.cancel_handle();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("Ctrl-C: cancelling the run");
-            cancel.cancel();
-        }
-    });
-    let aqueduct::RunOutcome { result, report, .. } = runner.run((CatalogConfig::default(),)).await;
-    let summary = match result {
-        Ok(summary) => summary,
-        Err(error) => {
-            eprintln!("{report}");
-            return Err(error);
-        }
-    };
-
+/// Prints a finished run's statistics, how parallel the partitions ran, the report and
+/// the graph.
+fn print_summary(summary: Summary, report: &aqueduct::RunReport) {
     println!("Per-category statistics");
     println!(
         "  {:<12} {:>8} {:>12} {:>16}",
@@ -360,5 +344,4 @@ async fn run() -> Result<(), aqueduct::Error> {
     println!();
     println!("Graph (Mermaid)");
     print!("{}", parallel_catalog::workflow().graph().to_mermaid());
-    Ok(())
 }

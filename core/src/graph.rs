@@ -1196,7 +1196,22 @@ pub struct Workflow<P, O> {
     _types: PhantomData<fn(P) -> O>,
 }
 
+impl<P, O> Clone for Workflow<P, O> {
+    /// Another handle on the same built workflow (an `Arc` clone).
+    fn clone(&self) -> Self {
+        Self {
+            plan: Arc::clone(&self.plan),
+            _types: PhantomData,
+        }
+    }
+}
+
 impl<P: Params, O: Send + Sync + 'static> Workflow<P, O> {
+    /// Whether it was declared `#[durable]`, so that its runs can be checkpointed.
+    pub fn is_durable(&self) -> bool {
+        self.plan.durable.is_some()
+    }
+
     /// The static description: nodes, tasks, edges; exports to Mermaid and DOT.
     pub fn graph(&self) -> &Graph {
         &self.plan.graph
@@ -1213,7 +1228,7 @@ impl<P: Params, O: Send + Sync + 'static> Workflow<P, O> {
             executor::Stop::default(),
             params,
             false,
-            executor::Resume::default(),
+            executor::Extras::default(),
         );
         async move { run.await.0 }
     }
@@ -1231,7 +1246,7 @@ pub(crate) async fn run_plan<P: Params, O: 'static>(
     stop: executor::Stop,
     params: P,
     with_report: bool,
-    resume: executor::Resume,
+    resume: executor::Extras,
 ) -> (Result<O, Error>, Option<RunReport>) {
     let store = move |slots: &[Slot]| params.store(slots);
     match executor::execute(Arc::clone(&plan), options, stop, store, resume).await {

@@ -44,10 +44,13 @@
 
 extern crate self as aqueduct;
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod error;
 mod executor;
 pub mod graph;
 mod private;
+mod progress;
 pub mod report;
 pub mod retry;
 pub mod run;
@@ -59,6 +62,7 @@ pub use error::{Error, TaskFailure};
 pub use graph::{
     Arguments, Builder, Checkpointable, Collection, Graph, Handle, ItemsFailed, Workflow,
 };
+pub use progress::Progress;
 pub use report::{RunReport, TaskReport, TaskStatus};
 pub use retry::{Backoff, RetryPolicy};
 pub use run::{CancelHandle, RunOutcome, Runner};

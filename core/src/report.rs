@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::task::Kind;
 
 /// How a task's run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// It returned its value.
@@ -37,7 +37,7 @@ impl fmt::Display for TaskStatus {
 }
 
 /// What one task did in one run.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TaskReport {
     /// The node's name: its binding in the workflow.
     pub node: String,
@@ -60,7 +60,7 @@ pub struct TaskReport {
 }
 
 /// One attempt of a task.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AttemptReport {
     /// When it started, from the start of the run.
     pub started_at: Duration,
@@ -73,7 +73,7 @@ pub struct AttemptReport {
 /// The report of one run, whether it succeeded or not.
 ///
 /// It prints as a table (`{}`) and serialises with serde.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunReport {
     /// The workflow's name.
     pub workflow: String,

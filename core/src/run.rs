@@ -3,12 +3,13 @@
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::executor::{Resume, RunOptions, Sink, Stop};
+use crate::executor::{Extras, RunOptions, Sink, Stop};
 use crate::graph::{self, Params, Plan};
+use crate::progress::Progress;
 use crate::report::RunReport;
 use crate::store::{RunRecord, Store};
 
@@ -37,6 +38,7 @@ pub struct Runner<P, O> {
     options: RunOptions,
     stop: Stop,
     durable: Option<DurableRun<P>>,
+    progress: OnceLock<Arc<Progress>>,
     _types: PhantomData<fn(P) -> O>,
 }
 
@@ -73,6 +75,7 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O> {
             options: RunOptions::default(),
             stop: Stop::default(),
             durable: None,
+            progress: OnceLock::new(),
             _types: PhantomData,
         }
     }
@@ -124,6 +127,12 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O> {
         CancelHandle(self.stop.clone())
     }
 
+    /// Live counts of this run's tasks (done, running, total), for a progress bar. A
+    /// run nobody asked this of counts nothing.
+    pub fn progress(&self) -> Arc<Progress> {
+        Arc::clone(self.progress.get_or_init(Arc::default))
+    }
+
     /// Runs the workflow; the outcome holds its result and its report, whatever happened.
     ///
     /// Cancelling (by the handle, the timeout, fail-fast, or dropping this future)
@@ -147,12 +156,18 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O> {
             options,
             stop,
             durable,
+            progress,
             ..
         } = self;
+        let progress = progress.into_inner();
         async move {
             let Some(durable) = durable else {
                 let params = params.expect("only a durable run resumes");
-                let run = graph::run_plan(plan, options, stop, params, true, Resume::default());
+                let extras = Extras {
+                    progress,
+                    ..Extras::default()
+                };
+                let run = graph::run_plan(plan, options, stop, params, true, extras);
                 let (result, report) = run.await;
                 return RunOutcome {
                     result,
@@ -174,9 +189,10 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O> {
                 Err(error) => return refused(error),
             };
             let (sink, flushed) = Sink::start(Arc::clone(&durable.store), id.clone());
-            let resume = Resume {
+            let resume = Extras {
                 restored: resume,
                 sink: Some(sink),
+                progress,
             };
             let (mut result, report) =
                 graph::run_plan(Arc::clone(&plan), options, stop, params, true, resume).await;

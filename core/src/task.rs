@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::retry::RetryPolicy;
 
 /// Where a task runs, read off its signature by `#[task]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A workflow parameter: a value given to the run, not computed.
@@ -25,6 +25,13 @@ pub enum Kind {
     FanOut,
     /// Another workflow, run as one node of this one.
     Workflow,
+}
+
+impl Kind {
+    /// A task the user wrote (`Cpu` or `Io`), not a parameter or a group of tasks.
+    pub(crate) fn is_task(self) -> bool {
+        matches!(self, Kind::Cpu | Kind::Io)
+    }
 }
 
 impl fmt::Display for Kind {

@@ -426,3 +426,17 @@ async fn each_item_is_retried_on_its_own() {
     let first_error = &report.task("flaky_item[1]").unwrap().attempts[0].error;
     assert_eq!(first_error.as_deref(), Some("item 1 stumbled"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_counts_every_item_task_including_failed_and_skipped_ones() {
+    let runner = per_part::workflow().runner();
+    let progress = runner.progress();
+    assert_eq!(progress.total(), 0, "nothing is counted before the run");
+    let outcome = runner.run((6, config(1))).await;
+    // Item 3 (a part of four) fails, its `enrich` and the final `firsts` are skipped.
+    assert!(outcome.result.is_err());
+    // `split` and `firsts`, then `total` and `enrich` for each of the six items.
+    assert_eq!(progress.total(), 2 + 6 * 2);
+    assert_eq!(progress.done(), progress.total());
+    assert_eq!(progress.running(), 0);
+}

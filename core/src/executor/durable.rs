@@ -47,11 +47,12 @@ impl Sink {
     }
 }
 
-/// What a durable run brings to the executor: values restored from checkpoints, and
-/// where new checkpoints go.
+/// What a runner may bring to the executor besides options: values restored from
+/// checkpoints and where new checkpoints go (a durable run), and live progress counts.
 #[derive(Default)]
-pub(crate) struct Resume {
+pub(crate) struct Extras {
     /// (node, value) of every node restored.
     pub(crate) restored: Vec<(usize, Value)>,
     pub(crate) sink: Option<Sink>,
+    pub(crate) progress: Option<Arc<crate::progress::Progress>>,
 }

@@ -184,6 +184,9 @@ impl Shared {
             .collection
             .map_or(1, |collection| (def.len)(&self.slots, collection));
         let first = def.at_once.map_or(count, |cap| count.min(cap as usize));
+        if let Some(progress) = &self.run.progress {
+            progress.add_total(count as u64 * task_count(&def.body));
+        }
         let fan = Arc::new(FanOut {
             parent: Arc::clone(self),
             node: job.node,

@@ -41,7 +41,7 @@ mod limits;
 mod record;
 mod stop;
 
-pub(crate) use durable::{Resume, Sink};
+pub(crate) use durable::{Extras, Sink};
 pub(crate) use fanout::{imported_outcome, imported_value};
 pub(crate) use finish::Finished;
 pub(crate) use record::fill;
@@ -165,6 +165,8 @@ pub(crate) struct Shared {
 struct RunContext {
     /// Where checkpoints go, in a durable run.
     sink: Option<Sink>,
+    /// Live counts, if someone watches.
+    progress: Option<Arc<crate::progress::Progress>>,
     started: Instant,
     /// The id of `stop` for [`task::with_cancel`].
     signal: u64,
@@ -216,7 +218,7 @@ pub(crate) async fn execute(
     options: RunOptions,
     stop: Stop,
     store: impl FnOnce(&[Slot]),
-    resume: Resume,
+    resume: Extras,
 ) -> Result<Finished, Error> {
     let tokio = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime {
         workflow: plan.graph.name().to_string(),
@@ -226,6 +228,16 @@ pub(crate) async fn execute(
     let span = tracing::info_span!("workflow", name = %plan.graph.name());
     let (slots, mut waiting) = empty_slots(&plan);
     store(&slots);
+    if let Some(progress) = &resume.progress {
+        progress.add_total(task_count(&plan));
+        for _ in resume
+            .restored
+            .iter()
+            .filter(|(n, _)| plan.graph.kind(*n).is_task())
+        {
+            progress.ended(false);
+        }
+    }
     let roots = if resume.restored.is_empty() {
         plan.roots.clone()
     } else {
@@ -244,6 +256,7 @@ pub(crate) async fn execute(
             options,
             limits: limited,
             sink: resume.sink,
+            progress: resume.progress,
         }),
         slots,
         waiting,
@@ -279,6 +292,11 @@ pub(crate) async fn execute(
         timed_out,
         cancelled: stop.is_stopped(),
     })
+}
+
+/// How many task nodes `plan` has, not counting its fan-outs' bodies.
+fn task_count(plan: &Plan) -> u64 {
+    plan.graph.nodes().filter(|n| n.kind().is_task()).count() as u64
 }
 
 /// Fills the slots of restored nodes and counts, for the others, only the inputs
@@ -499,8 +517,20 @@ impl Shared {
 
     fn begin(&self, job: &mut Job) -> Instant {
         let now = Instant::now();
+        if let (0, Some(progress)) = (job.attempt, &self.run.progress) {
+            progress.started();
+        }
         job.attempt += 1;
         now
+    }
+
+    /// Counts a task node's end for the progress display.
+    fn ended(&self, node: usize, was_running: bool) {
+        if let Some(progress) = &self.run.progress
+            && self.plan.graph.kind(node).is_task()
+        {
+            progress.ended(was_running);
+        }
     }
 
     /// Sleeps unless the run stops first; `false` if it did.
@@ -658,6 +688,7 @@ impl Shared {
         let value = (self.plan.unresolved[job.node])(None);
         let (node, permit) = (job.node, job.permit);
         let status = TaskStatus::Cancelled;
+        self.ended(node, job.attempt > 0);
         let record = Record::with_items(value, status, times, None, job.into_failed(), items);
         let _ = self.slots[node].set(record);
         self.give_back(node, permit);
@@ -718,6 +749,7 @@ impl Shared {
             }
         };
         let succeeded = error.is_none();
+        self.ended(node, true);
         let finished = Instant::now();
         let times = self.times(&job, Some(started), finished);
         let permit = job.permit;
@@ -781,6 +813,7 @@ impl Shared {
                 Vec::new(),
             );
             let _ = self.slots[skip].set(record);
+            self.ended(skip, false);
             resolved = (skip, false);
         }
         next

@@ -1,0 +1,442 @@
+//! A command line for workflow binaries (feature `cli`).
+//!
+//! ```no_run
+//! use aqueduct::prelude::*;
+//!
+//! #[task]
+//! fn double(x: &u64) -> u64 { x * 2 }
+//!
+//! workflow! {
+//!     #[durable]
+//!     fn doubled(x: u64) -> u64 { double(&x) }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     aqueduct::cli::Cli::new(doubled::workflow())
+//!         .main(|| (21,), |out, _report| println!("{out}"))
+//!         .await
+//! }
+//! ```
+//!
+//! gives the binary these commands (`run` when none is given):
+//!
+//! ```text
+//! run [--store PATH] [--run-id ID] [--no-store]   run it, checkpointed in a SQLite file
+//! resume RUN_ID [--store PATH]                    finish a run that stopped or crashed
+//! runs [--store PATH]                             the run history
+//! show RUN_ID [--store PATH]                      one run's report
+//! delete --older-than-days N [--store PATH]       forget old runs and their checkpoints
+//! graph [--format mermaid|dot]                    the workflow's graph
+//! ```
+//!
+//! The store defaults to `<workflow>.db` in the working directory. A run shows a
+//! progress bar on a terminal and a log line a second otherwise; Ctrl-C cancels it
+//! cleanly, and a durable run cancelled or crashed resumes with `resume`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::graph::{Params, Workflow};
+use crate::progress::Progress;
+use crate::report::RunReport;
+use crate::run::{RunOutcome, Runner};
+use crate::store::{SqliteStore, Store};
+
+/// A workflow binary's command line.
+pub struct Cli<P, O> {
+    workflow: Workflow<P, O>,
+    store: PathBuf,
+}
+
+#[derive(Parser)]
+#[command(about = "Runs a workflow, resumes its runs, shows their history.")]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args)]
+struct StoreArg {
+    /// The SQLite file of runs and checkpoints [default: <workflow>.db].
+    #[arg(long, value_name = "PATH")]
+    store: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the workflow (the default command).
+    Run {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The run's id, to resume it by later [default: a fresh one].
+        #[arg(long, value_name = "ID", conflicts_with = "no_store")]
+        run_id: Option<String>,
+        /// Runs in memory: no checkpoints, no history.
+        #[arg(long)]
+        no_store: bool,
+    },
+    /// Resumes a run that stopped: what finished is loaded, the rest runs.
+    Resume {
+        /// The run's id, as `run` printed it or `runs` lists it.
+        run_id: String,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Lists the runs in the store, most recent first.
+    Runs {
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Prints a run's report.
+    Show {
+        /// The run's id.
+        run_id: String,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Deletes the runs started before some days ago, with their checkpoints.
+    Delete {
+        /// How old a run must be to go, in days (0 deletes every run).
+        #[arg(long, value_name = "DAYS")]
+        older_than_days: u32,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Prints the workflow's graph.
+    Graph {
+        /// The graph's format.
+        #[arg(long, value_enum, default_value_t = Format::Mermaid)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Mermaid,
+    Dot,
+}
+
+/// A command that could not be done, for the user.
+type Failure = String;
+
+impl<P, O> Cli<P, O>
+where
+    P: Params + serde::Serialize + serde::de::DeserializeOwned,
+    O: Send + Sync + 'static,
+{
+    /// A command line for `workflow`, its store `<workflow name>.db` in the working
+    /// directory.
+    pub fn new(workflow: &Workflow<P, O>) -> Self {
+        let store = PathBuf::from(format!("{}.db", workflow.graph().name()));
+        let workflow = workflow.clone();
+        Self { workflow, store }
+    }
+
+    /// Where the store is when `--store` is not given.
+    pub fn default_store(mut self, path: impl Into<PathBuf>) -> Self {
+        self.store = path.into();
+        self
+    }
+
+    /// Parses the process's arguments and does what they say. `input` makes a new
+    /// run's parameters; `done` gets a successful run's output and report. Errors
+    /// go to stderr, with a failure exit code.
+    pub async fn main(
+        self,
+        input: impl FnOnce() -> P,
+        done: impl FnOnce(O, &RunReport),
+    ) -> ExitCode {
+        self.main_from(std::env::args_os(), input, done).await
+    }
+
+    /// [`main`](Self::main) with the arguments given (the first is the program's name).
+    pub async fn main_from(
+        self,
+        args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+        input: impl FnOnce() -> P,
+        done: impl FnOnce(O, &RunReport),
+    ) -> ExitCode {
+        let args = match Args::try_parse_from(args) {
+            Ok(args) => args,
+            Err(error) => {
+                let _ = error.print();
+                return if error.use_stderr() {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                };
+            }
+        };
+        match self.command(args.command, input, done).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(failure) => {
+                eprintln!("error: {failure}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    async fn command(
+        self,
+        command: Option<Command>,
+        input: impl FnOnce() -> P,
+        done: impl FnOnce(O, &RunReport),
+    ) -> Result<(), Failure> {
+        let command = command.unwrap_or(Command::Run {
+            store: StoreArg { store: None },
+            run_id: None,
+            no_store: false,
+        });
+        match command {
+            Command::Run {
+                store,
+                run_id,
+                no_store,
+            } => {
+                let runner = self.workflow.runner();
+                let runner = if no_store || !self.workflow.is_durable() {
+                    runner
+                } else {
+                    let runner = runner.store(self.open(store)?);
+                    match run_id {
+                        Some(id) => runner.run_id(id),
+                        None => runner,
+                    }
+                };
+                finish(watch(runner, Some(input())).await, done)
+            }
+            Command::Resume { run_id, store } => {
+                let runner = self
+                    .workflow
+                    .runner()
+                    .store(self.open(store)?)
+                    .run_id(run_id);
+                finish(watch(runner, None).await, done)
+            }
+            Command::Runs { store } => {
+                let runs = self.open(store)?.runs().map_err(|e| e.to_string())?;
+                print!("{}", runs_table(&runs));
+                Ok(())
+            }
+            Command::Show { run_id, store } => {
+                let store = self.open(store)?;
+                match store.report(&run_id).map_err(|e| e.to_string())? {
+                    Some(json) => {
+                        let report: RunReport = serde_json::from_str(&json).map_err(|e| {
+                            format!("run `{run_id}`: its stored report is unreadable: {e}")
+                        })?;
+                        println!("{report}");
+                        Ok(())
+                    }
+                    None if store.run(&run_id).map_err(|e| e.to_string())?.is_some() => Err(
+                        format!("run `{run_id}` has not ended: resume it with `resume {run_id}`"),
+                    ),
+                    None => Err(format!("the store has no run `{run_id}`")),
+                }
+            }
+            Command::Delete {
+                older_than_days,
+                store,
+            } => {
+                let age = Duration::from_secs(u64::from(older_than_days) * 86_400);
+                let before = SystemTime::now() - age;
+                let deleted = self
+                    .open(store)?
+                    .delete_before(before)
+                    .map_err(|e| e.to_string())?;
+                println!("deleted {deleted} run(s)");
+                Ok(())
+            }
+            Command::Graph { format } => {
+                let graph = self.workflow.graph();
+                print!(
+                    "{}",
+                    match format {
+                        Format::Mermaid => graph.to_mermaid(),
+                        Format::Dot => graph.to_dot(),
+                    }
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn open(&self, store: StoreArg) -> Result<Arc<dyn Store>, Failure> {
+        if !self.workflow.is_durable() {
+            return Err(crate::Error::NotDurable {
+                workflow: self.workflow.graph().name().to_owned(),
+            }
+            .to_string());
+        }
+        let path = store.store.unwrap_or_else(|| self.store.clone());
+        let store = SqliteStore::open(path).map_err(|e| e.to_string())?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// Runs (or resumes, without `params`) with a progress display and Ctrl-C handling.
+async fn watch<P: Params, O: Send + Sync + 'static>(
+    runner: Runner<P, O>,
+    params: Option<P>,
+) -> RunOutcome<O> {
+    let progress = runner.progress();
+    let cancel = runner.cancel_handle();
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("Ctrl-C: cancelling the run");
+            cancel.cancel();
+        }
+    });
+    let display = Display::start(Arc::clone(&progress));
+    let outcome = match params {
+        Some(params) => runner.run(params).await,
+        None => runner.resume().await,
+    };
+    ctrl_c.abort();
+    display.stop(&progress);
+    outcome
+}
+
+fn finish<O>(outcome: RunOutcome<O>, done: impl FnOnce(O, &RunReport)) -> Result<(), Failure> {
+    let RunOutcome {
+        result,
+        report,
+        run_id,
+        ..
+    } = outcome;
+    match result {
+        Ok(output) => {
+            done(output, &report);
+            if let Some(id) = run_id {
+                eprintln!("run `{id}` succeeded");
+            }
+            Ok(())
+        }
+        Err(error) => {
+            if !report.tasks.is_empty() {
+                eprintln!("{report}");
+            }
+            Err(match run_id {
+                Some(id) if !report.tasks.is_empty() => {
+                    format!("{error}\n(run `{id}`: `resume {id}` runs what did not finish)")
+                }
+                _ => error.to_string(),
+            })
+        }
+    }
+}
+
+/// A progress bar on a terminal, a log line a second elsewhere.
+struct Display {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Display {
+    fn start(progress: Arc<Progress>) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let terminal = std::io::stderr().is_terminal();
+            let bar = terminal.then(|| {
+                let bar = indicatif::ProgressBar::new(0);
+                let style = indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} tasks, {msg}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> ");
+                bar.set_style(style);
+                bar
+            });
+            let mut last = None;
+            let mut tick = tokio::time::interval(if terminal {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_secs(1)
+            });
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = &mut stopped => break,
+                }
+                let now = (progress.done(), progress.total(), progress.running());
+                match &bar {
+                    Some(bar) => {
+                        bar.set_length(now.1);
+                        bar.set_position(now.0);
+                        bar.set_message(format!("{} running", now.2));
+                    }
+                    None if last != Some(now) && now.1 > 0 => {
+                        eprintln!("{}", progress_line(now));
+                    }
+                    None => {}
+                }
+                last = Some(now);
+            }
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+        });
+        Self { stop, task }
+    }
+
+    fn stop(self, progress: &Progress) {
+        let _ = self.stop.send(());
+        self.task.abort();
+        if !std::io::stderr().is_terminal() && progress.total() > 0 {
+            eprintln!(
+                "{}",
+                progress_line((progress.done(), progress.total(), progress.running()))
+            );
+        }
+    }
+}
+
+fn progress_line((done, total, running): (u64, u64, u64)) -> String {
+    format!("progress: {done}/{total} tasks done, {running} running")
+}
+
+/// The run history as a table.
+fn runs_table(runs: &[crate::store::RunSummary]) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "{:<40} {:<20} {:<10} {:<20} {:>10} {:>11}\n",
+        "run", "workflow", "status", "started", "duration", "checkpoints"
+    );
+    for run in runs {
+        let duration = run
+            .duration_ms
+            .map_or_else(|| "-".to_owned(), |ms| format!("{:.1} s", ms as f64 / 1e3));
+        let _ = writeln!(
+            out,
+            "{:<40} {:<20} {:<10} {:<20} {:>10} {:>11}",
+            run.id,
+            run.workflow,
+            run.status,
+            ago(run.started_ms),
+            duration,
+            run.checkpoints
+        );
+    }
+    out
+}
+
+/// How long ago `millis` (since the Unix epoch) was, to the coarsest useful unit.
+fn ago(millis: u64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let secs = now.saturating_sub(millis) / 1_000;
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3_600 => format!("{}m {}s ago", secs / 60, secs % 60),
+        3_600..86_400 => format!("{}h {}m ago", secs / 3_600, secs % 3_600 / 60),
+        _ => format!("{}d {}h ago", secs / 86_400, secs % 86_400 / 3_600),
+    }
+}
