@@ -116,6 +116,9 @@ pub struct SqliteStore {
     connection: Mutex<Connection>,
 }
 
+/// How long a store waits for another connection's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS runs (
         id          TEXT PRIMARY KEY,
@@ -152,6 +155,11 @@ impl SqliteStore {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
         let connection =
             Connection::open_with_flags(&path, flags).map_err(|e| fail("cannot open", e))?;
+        // Another process (a run, `runs` on the command line) may hold the write lock
+        // for a moment: wait for it rather than fail.
+        connection
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| fail("cannot open", e))?;
         connection
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| fail("not a usable SQLite database", e))?;

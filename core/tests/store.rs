@@ -140,3 +140,26 @@ fn a_path_that_cannot_be_written_is_a_clear_error() {
         "{message}"
     );
 }
+
+#[test]
+fn a_store_waits_for_another_connections_write_lock_instead_of_failing() {
+    let dir = TempDir::new("busy");
+    let path = dir.0.join("runs.db");
+    let store = SqliteStore::open(&path).unwrap();
+    // Another process holds the write lock for a moment (a run saving a batch).
+    let mut other = rusqlite::Connection::open(&path).unwrap();
+    let held = std::time::Instant::now();
+    let lock = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    std::thread::scope(|scope| {
+        let starting = scope.spawn(|| {
+            store.start(&run("r1")).unwrap();
+            held.elapsed()
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        lock.commit().unwrap();
+        assert!(starting.join().unwrap() >= Duration::from_millis(200));
+    });
+    assert_eq!(store.runs().unwrap().len(), 1);
+}

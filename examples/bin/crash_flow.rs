@@ -1,0 +1,81 @@
+//! A durable workflow for the crash tests: each task appends `start <node>` and
+//! `end <node>` to the file named by `CRASH_LOG` and takes 300 ms, so a test can kill
+//! the process at a chosen point and check what a resume runs again.
+
+use std::io::Write;
+use std::time::Duration;
+
+use aqueduct::prelude::*;
+
+const STEP: Duration = Duration::from_millis(300);
+
+fn log(event: &str) {
+    let Some(path) = std::env::var_os("CRASH_LOG") else {
+        return;
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("the crash log opens");
+    writeln!(file, "{event}").expect("the crash log takes a line");
+    file.sync_data().expect("the crash log syncs");
+}
+
+#[task]
+async fn load(n: &u64) -> Vec<u64> {
+    log("start xs");
+    tokio::time::sleep(STEP).await;
+    log("end xs");
+    (1..=*n).collect()
+}
+
+#[task]
+fn square_all(xs: &[u64]) -> Vec<u64> {
+    log("start squares");
+    std::thread::sleep(STEP);
+    log("end squares");
+    xs.iter().map(|x| x * x).collect()
+}
+
+#[task]
+async fn total(xs: &[u64]) -> u64 {
+    log("start sum");
+    tokio::time::sleep(STEP).await;
+    log("end sum");
+    xs.iter().sum()
+}
+
+#[task]
+fn halve(squares: &[u64]) -> Vec<u64> {
+    log("start halves");
+    std::thread::sleep(STEP);
+    log("end halves");
+    squares.iter().map(|x| x / 2).collect()
+}
+
+#[task]
+async fn summary(halves: &[u64], sum: &u64) -> String {
+    log("start summary");
+    tokio::time::sleep(STEP).await;
+    log("end summary");
+    format!("sum {sum}, halves {halves:?}")
+}
+
+workflow! {
+    #[durable]
+    fn crash_flow(n: u64) -> String {
+        let xs = load(&n);
+        let squares = square_all(&xs);
+        let sum = total(&xs);
+        let halves = halve(&squares);
+        summary(&halves, &sum)
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    aqueduct::cli::Cli::new(crash_flow::workflow())
+        .main(|| (6,), |out, _| println!("{out}"))
+        .await
+}

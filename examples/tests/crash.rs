@@ -1,0 +1,197 @@
+//! Kill a durable run with SIGKILL at several points, resume it, and check that the
+//! result equals an uninterrupted run's and that no checkpointed task ran again.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aqueduct::store::{SqliteStore, Store};
+
+const BIN: &str = env!("CARGO_BIN_EXE_crash_flow");
+const RUN: &str = "crash-run";
+const NODES: [&str; 5] = ["xs", "squares", "sum", "halves", "summary"];
+
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("aqueduct-crash-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.join("runs.db")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.join("tasks.log")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .arg("--store")
+            .arg(self.store())
+            .env("CRASH_LOG", self.log())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.log())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn checkpointed(&self) -> Vec<String> {
+        let store = SqliteStore::open(self.store()).unwrap();
+        let mut nodes: Vec<_> = store
+            .checkpoints(RUN)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.node)
+            .collect();
+        nodes.sort();
+        nodes
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn succeeded(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "the run failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Waits until `ready` holds, polling; panics after 20 s.
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn kill(mut child: Child) {
+    child.kill().unwrap(); // SIGKILL on Unix: no destructor, no flush runs
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run ended before it was killed");
+}
+
+/// The output of a run nobody kills (computed once, shared by the tests).
+fn uninterrupted() -> &'static str {
+    static OUTPUT: OnceLock<String> = OnceLock::new();
+    OUTPUT.get_or_init(|| {
+        let scratch = Scratch::new("whole");
+        let out = succeeded(scratch.command(&["run", "--run-id", RUN]).output().unwrap());
+        assert_eq!(scratch.checkpointed().len(), NODES.len());
+        assert_eq!(out, "sum 21, halves [0, 2, 4, 8, 12, 18]\n");
+        out
+    })
+}
+
+/// Kills the run once `at` holds, resumes it, and checks the resumed run.
+fn crash_and_resume(name: &str, at: impl Fn(&Scratch) -> bool) -> Vec<String> {
+    let scratch = Scratch::new(name);
+    let child = scratch.command(&["run", "--run-id", RUN]).spawn().unwrap();
+    wait_for(name, || at(&scratch));
+    kill(child);
+    let saved = if scratch.store().exists() {
+        scratch.checkpointed()
+    } else {
+        Vec::new()
+    };
+    let before = scratch.lines().len();
+
+    let out = succeeded(scratch.command(&["resume", RUN]).output().unwrap());
+    assert_eq!(out, uninterrupted(), "{name}: the resumed result differs");
+
+    let after = &scratch.lines()[before..];
+    for node in &saved {
+        assert!(
+            !after.contains(&format!("start {node}")),
+            "{name}: `{node}` had a checkpoint but ran again: {after:?}"
+        );
+    }
+    for node in NODES {
+        let ends = scratch
+            .lines()
+            .iter()
+            .filter(|l| **l == format!("end {node}"))
+            .count();
+        assert!(ends >= 1, "{name}: `{node}` never finished");
+        if !saved.iter().any(|s| s == node) {
+            assert!(
+                after.contains(&format!("start {node}")),
+                "{name}: `{node}` had no checkpoint yet was not run on resume"
+            );
+        }
+    }
+    // Every node checkpointed exactly once.
+    let all = scratch.checkpointed();
+    assert_eq!(all.len(), NODES.len(), "{name}: {all:?}");
+    saved
+}
+
+fn logged(scratch: &Scratch, line: &str) -> bool {
+    scratch.lines().iter().any(|l| l == line)
+}
+
+fn has_checkpoint(scratch: &Scratch, node: &str) -> bool {
+    scratch.store().exists()
+        && SqliteStore::open(scratch.store())
+            .and_then(|s| s.checkpoints(RUN))
+            .is_ok_and(|c| c.iter().any(|c| c.node == node))
+}
+
+#[test]
+fn killed_before_any_checkpoint_the_resume_runs_everything() {
+    let saved = crash_and_resume("before", |s| logged(s, "start xs"));
+    assert!(saved.is_empty(), "{saved:?}");
+}
+
+#[test]
+fn killed_between_checkpoints_the_resume_keeps_what_was_saved() {
+    let saved = crash_and_resume("between", |s| has_checkpoint(s, "xs"));
+    assert!(saved.contains(&"xs".to_owned()), "{saved:?}");
+    assert!(!saved.contains(&"summary".to_owned()), "{saved:?}");
+}
+
+#[test]
+fn killed_mid_task_the_resume_runs_that_task_again() {
+    let saved = crash_and_resume("mid-task", |s| logged(s, "start halves"));
+    assert!(!saved.contains(&"halves".to_owned()), "{saved:?}");
+}
+
+#[test]
+fn resuming_a_run_the_store_does_not_know_is_a_clear_error() {
+    let scratch = Scratch::new("unknown");
+    let output = scratch
+        .command(&["resume", "no-such-run"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the store has no run `no-such-run` to resume"),
+        "{stderr}"
+    );
+}
