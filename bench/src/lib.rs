@@ -66,6 +66,51 @@ pub fn independent(n: usize, kind: Kind) -> Workflow<(u64,), u64> {
     b.output(sink)
 }
 
+/// `independent-N` as a `#[durable]` workflow: every task (named `t0`, `t1`, …) and
+/// the sink are checkpointed when run with a store.
+pub fn independent_durable(n: usize) -> Workflow<(u64,), u64> {
+    let (mut b, (seed,)) = Builder::<(u64,)>::new("independent_durable", ["seed"]);
+    b.durable(1);
+    let tasks: Vec<_> = (0..n as u64)
+        .map(|k| {
+            let task = b.node(ADD_CPU, format!("t{k}"), (seed,), move |i| {
+                let (x,) = i.get();
+                Step::done(Ok(x + k))
+            });
+            b.checkpoint(task);
+            task
+        })
+        .collect();
+    let sink = sink(&mut b, Kind::Cpu, tasks);
+    b.checkpoint(sink);
+    b.output(sink)
+}
+
+/// `chain-N` as a `#[durable]` workflow (tasks `t0` … `tN-1`, each checkpointed): the
+/// hard case for batching, as tasks finish one at a time.
+pub fn chain_durable(n: usize) -> Workflow<(u64,), u64> {
+    let (mut b, (mut x,)) = Builder::<(u64,)>::new("chain_durable", ["seed"]);
+    b.durable(1);
+    for k in 0..n {
+        x = b.node(ADD_CPU, format!("t{k}"), (x,), |i| {
+            let (x,) = i.get();
+            Step::done(Ok(x + 1))
+        });
+        b.checkpoint(x);
+    }
+    b.output(x)
+}
+
+/// A SQLite store in a fresh file under the system's temporary directory.
+pub fn scratch_store(name: &str) -> std::sync::Arc<dyn aqueduct::store::Store> {
+    let path =
+        std::env::temp_dir().join(format!("aqueduct-bench-{name}-{}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    std::sync::Arc::new(aqueduct::store::SqliteStore::open(path).expect("a scratch store"))
+}
+
 /// One node reading every handle.
 fn sink(b: &mut Builder<(u64,)>, kind: Kind, inputs: Vec<Handle<u64>>) -> Handle<u64> {
     let info = TaskInfo::new("sink", kind);

@@ -1076,7 +1076,9 @@ impl<P: Params> Builder<P> {
     }
 
     /// Checkpoints a node: when it succeeds in a durable run, its value is saved, and
-    /// a resumed run loads it instead of running the task again.
+    /// a resumed run loads it instead of running the task again. Checkpoints are keyed
+    /// by node name: [`output`](Self::output) panics if two checkpointed nodes share
+    /// one.
     pub fn checkpoint<T: Checkpointable>(&mut self, node: Handle<T>) {
         self.codecs[node.index()] = Some(Codec {
             encode: encode::<T>,
@@ -1165,6 +1167,18 @@ impl<P: Params> Builder<P> {
         calls.shrink_to_fit();
         let mut unresolved = self.unresolved;
         unresolved.shrink_to_fit();
+        if self.version.is_some() {
+            let mut seen = std::collections::HashSet::new();
+            for (node, codec) in self.codecs.iter().enumerate() {
+                let name = graph.name_of(node);
+                assert!(
+                    codec.is_none() || seen.insert(name),
+                    "workflow `{}`: two checkpointed nodes are named `{name}`; a durable \
+                     workflow's checkpoints are keyed by node name, so give each its own",
+                    graph.name()
+                );
+            }
+        }
         let durable = self.version.map(|version| Durable {
             fingerprint: fingerprint(&graph, version),
             codecs: self.codecs,

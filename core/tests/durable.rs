@@ -315,3 +315,18 @@ async fn a_durable_run_without_an_id_gets_a_fresh_one() {
     assert_ne!(first.run_id, second.run_id);
     assert_eq!(store.runs().unwrap().len(), 2);
 }
+
+#[test]
+#[should_panic(expected = "two checkpointed nodes are named `step`")]
+fn a_built_durable_workflow_refuses_two_checkpoints_with_one_name() {
+    use aqueduct::graph::{Builder, Step};
+    use aqueduct::task::TaskInfo;
+    const STEP: TaskInfo = TaskInfo::new("step", aqueduct::Kind::Cpu);
+    let (mut b, (seed,)) = Builder::<(u64,)>::new("twice", ["seed"]);
+    b.durable(1);
+    let first = b.node(STEP, "step", (seed,), |i| Step::done(Ok(*i.get().0 + 1)));
+    let second = b.node(STEP, "step", (first,), |i| Step::done(Ok(*i.get().0 + 1)));
+    b.checkpoint(first);
+    b.checkpoint(second);
+    let _ = b.output(second);
+}

@@ -195,3 +195,54 @@ fn resuming_a_run_the_store_does_not_know_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_command_line_lists_shows_and_deletes_runs() {
+    let scratch = Scratch::new("history");
+    let text = |args: &[&str]| {
+        let output = scratch.command(args).output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    succeeded(
+        scratch
+            .command(&["run", "--run-id", "first"])
+            .output()
+            .unwrap(),
+    );
+
+    let (code, runs, _) = text(&["runs"]);
+    assert_eq!(code, Some(0));
+    let line = runs.lines().find(|l| l.starts_with("first ")).expect(&runs);
+    assert!(
+        line.contains("crash_flow") && line.contains("succeeded"),
+        "{line}"
+    );
+    assert!(line.trim_end().ends_with(" 5"), "five checkpoints: {line}");
+
+    let (code, report, _) = text(&["show", "first"]);
+    assert_eq!(code, Some(0));
+    for node in NODES {
+        assert!(report.contains(node), "{report}");
+    }
+
+    let (code, _, stderr) = text(&["show", "second"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("the store has no run `second`"), "{stderr}");
+
+    let (code, _, stderr) = text(&["run", "--run-id", "x", "--no-store"]);
+    assert_eq!(
+        code,
+        Some(2),
+        "--run-id with --no-store is refused: {stderr}"
+    );
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+
+    let (code, deleted, _) = text(&["delete", "--older-than-days", "0"]);
+    assert_eq!((code, deleted.trim()), (Some(0), "deleted 1 run(s)"));
+    let (_, runs, _) = text(&["runs"]);
+    assert_eq!(runs.lines().count(), 1, "only the header is left: {runs}");
+}
