@@ -234,9 +234,24 @@ where
                         println!("{report}");
                         Ok(())
                     }
-                    None if store.run(&run_id).map_err(|e| e.to_string())?.is_some() => Err(
-                        format!("run `{run_id}` has not ended: resume it with `resume {run_id}`"),
-                    ),
+                    None if store.run(&run_id).map_err(|e| e.to_string())?.is_some() => {
+                        // Still running, or its process died: what is saved so far.
+                        let saved = store.checkpoints(&run_id).map_err(|e| e.to_string())?;
+                        println!(
+                            "run `{run_id}` has not ended; {} checkpoint(s):",
+                            saved.len()
+                        );
+                        for checkpoint in &saved {
+                            println!(
+                                "  {:<24} {} attempt(s), {} bytes",
+                                checkpoint.node,
+                                checkpoint.attempts,
+                                checkpoint.data.len()
+                            );
+                        }
+                        println!("if its process is gone, `resume {run_id}` finishes it");
+                        Ok(())
+                    }
                     None => Err(format!("the store has no run `{run_id}`")),
                 }
             }

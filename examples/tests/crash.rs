@@ -120,6 +120,15 @@ fn crash_and_resume(name: &str, at: impl Fn(&Scratch) -> bool) -> Vec<String> {
         Vec::new()
     };
     let before = scratch.lines().len();
+    let shown = scratch.command(&["show", RUN]).output().unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        shown.starts_with(&format!(
+            "run `{RUN}` has not ended; {} checkpoint(s)",
+            saved.len()
+        )),
+        "{name}: {shown}"
+    );
 
     let out = succeeded(scratch.command(&["resume", RUN]).output().unwrap());
     assert_eq!(out, uninterrupted(), "{name}: the resumed result differs");
