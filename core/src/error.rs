@@ -56,10 +56,8 @@ pub enum Error {
     FingerprintMismatch {
         /// The run id.
         run: String,
-        /// The fingerprint the store holds.
-        stored: String,
-        /// This workflow's fingerprint.
-        current: String,
+        /// What differs, one line per node: `-` as recorded, `+` as built now.
+        changes: String,
     },
     /// A checkpoint could not be loaded: the run is refused, the store untouched.
     Checkpoint {
@@ -156,16 +154,10 @@ impl fmt::Display for Error {
                 f,
                 "run `{run}` was started with other parameters: resume it as it was, or choose a new run id"
             ),
-            Error::FingerprintMismatch {
-                run,
-                stored,
-                current,
-            } => write!(
+            Error::FingerprintMismatch { run, changes } => write!(
                 f,
-                "run `{run}` was recorded by another version of this workflow (graph fingerprint {} there, {} here): \
-                 its checkpoints may not fit; start a fresh run with a new run id, or delete the old run",
-                &stored[..stored.len().min(12)],
-                &current[..current.len().min(12)]
+                "run `{run}` was recorded by another version of this workflow, so its checkpoints may not fit; \
+                 start a fresh run with a new run id, or delete the old run. What changed (- recorded, + now):{changes}"
             ),
             Error::Checkpoint { run, node, message } => write!(
                 f,

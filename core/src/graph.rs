@@ -774,43 +774,65 @@ pub(crate) struct Plan {
     pub(crate) durable: Option<Durable>,
 }
 
-/// SHA-256 over what a checkpoint's meaning depends on: the workflow's name and
-/// version, and every node's name, task, kind and inputs, nested bodies included.
-fn fingerprint(graph: &Graph, version: u32) -> String {
-    use sha2::Digest as _;
-    fn feed(hasher: &mut sha2::Sha256, graph: &Graph) {
-        hasher.update(graph.name().as_bytes());
-        hasher.update([0]);
+/// What a checkpoint's meaning depends on, one line per node: the workflow's name and
+/// version, then every node's name, task, kind and inputs (`~` marks an input taken as
+/// an outcome), nested bodies' nodes prefixed with their node's name. Stored with each
+/// durable run, so a refused resume can say what changed.
+fn shape(graph: &Graph, version: u32) -> String {
+    fn lines(graph: &Graph, prefix: &str, out: &mut String) {
+        use std::fmt::Write as _;
         for node in graph.nodes() {
-            hasher.update(node.name().as_bytes());
-            hasher.update([0]);
-            hasher.update(node.task().unwrap_or_default().as_bytes());
-            hasher.update([0, node.kind() as u8]);
-            for (input, tolerant) in node.edges() {
-                hasher.update((input as u32).to_le_bytes());
-                hasher.update([u8::from(tolerant)]);
+            let task = node.task().unwrap_or("-");
+            let _ = write!(out, "{prefix}{} = {task} ({})", node.name(), node.kind());
+            for (index, (input, tolerant)) in node.edges().enumerate() {
+                let sep = if index == 0 { " <- " } else { ", " };
+                let mark = if tolerant { "~" } else { "" };
+                let _ = write!(out, "{sep}{mark}{}", graph.name_of(input));
             }
-            hasher.update([0xff]);
+            out.push('\n');
             if let Some(body) = node.body() {
-                feed(hasher, body);
+                lines(body, &format!("{prefix}{}.", node.name()), out);
             }
         }
     }
-    let mut hasher = sha2::Sha256::new();
-    hasher.update(version.to_le_bytes());
-    feed(&mut hasher, graph);
-    hasher
-        .finalize()
+    let mut out = format!("workflow {} version {version}\n", graph.name());
+    lines(graph, "", &mut out);
+    out
+}
+
+/// SHA-256 of the graph's [`shape`], in hex.
+fn fingerprint(shape: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(shape.as_bytes())
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()
+}
+
+/// What differs between two graph shapes, for a person: lines only in `before`,
+/// then lines only in `after`.
+pub(crate) fn shape_diff(before: &str, after: &str) -> String {
+    let old: std::collections::BTreeSet<&str> = before.lines().collect();
+    let new: std::collections::BTreeSet<&str> = after.lines().collect();
+    let mut out = String::new();
+    for line in before.lines().filter(|l| !new.contains(l)) {
+        out.push_str("\n  - ");
+        out.push_str(line);
+    }
+    for line in after.lines().filter(|l| !old.contains(l)) {
+        out.push_str("\n  + ");
+        out.push_str(line);
+    }
+    out
 }
 
 /// What makes a workflow's runs resumable.
 pub(crate) struct Durable {
     /// Per node, its codec; `None` for nodes not checkpointed.
     pub(crate) codecs: Vec<Option<Codec>>,
-    /// SHA-256 of the name, the version and every node's name, task, kind and inputs.
+    /// The graph as text (see [`shape`]), stored with each run.
+    pub(crate) shape: String,
+    /// SHA-256 of `shape`.
     pub(crate) fingerprint: String,
 }
 
@@ -1179,9 +1201,13 @@ impl<P: Params> Builder<P> {
                 );
             }
         }
-        let durable = self.version.map(|version| Durable {
-            fingerprint: fingerprint(&graph, version),
-            codecs: self.codecs,
+        let durable = self.version.map(|version| {
+            let shape = shape(&graph, version);
+            Durable {
+                fingerprint: fingerprint(&shape),
+                shape,
+                codecs: self.codecs,
+            }
         });
         let plan = Plan {
             graph,

@@ -270,10 +270,10 @@ fn prepare<P>(
 ) -> Result<(P, Vec<(usize, crate::graph::Value)>), Error> {
     let graph = &plan.graph;
     let workflow = graph.name().to_owned();
-    let fingerprint = match &plan.durable {
-        Some(d) => d.fingerprint.clone(),
-        None => return Err(Error::NotDurable { workflow }),
+    let Some(shape) = &plan.durable else {
+        return Err(Error::NotDurable { workflow });
     };
+    let fingerprint = shape.fingerprint.clone();
     let store = &durable.store;
     let existing = store.run(id).map_err(Error::Store)?;
     let Some(existing) = existing else {
@@ -288,6 +288,7 @@ fn prepare<P>(
             workflow,
             fingerprint,
             input,
+            graph: shape.shape.clone(),
         };
         store.start(&record).map_err(Error::Store)?;
         return Ok((params, Vec::new()));
@@ -295,8 +296,7 @@ fn prepare<P>(
     if existing.fingerprint != fingerprint {
         return Err(Error::FingerprintMismatch {
             run: id.to_owned(),
-            stored: existing.fingerprint,
-            current: fingerprint,
+            changes: crate::graph::shape_diff(&existing.graph, &shape.shape),
         });
     }
     let params = match params {

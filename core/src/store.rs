@@ -20,6 +20,8 @@ pub struct RunRecord {
     pub workflow: String,
     /// SHA-256 of the graph's shape and version, in hex.
     pub fingerprint: String,
+    /// The graph's shape as text, one line per node: what the fingerprint covers.
+    pub graph: String,
     /// The run's parameters, encoded.
     pub input: Vec<u8>,
 }
@@ -124,6 +126,7 @@ const SCHEMA: &str = "
         id          TEXT PRIMARY KEY,
         workflow    TEXT NOT NULL,
         fingerprint TEXT NOT NULL,
+        graph       TEXT NOT NULL,
         input       BLOB NOT NULL,
         status      TEXT NOT NULL,
         started_ms  INTEGER NOT NULL,
@@ -207,7 +210,7 @@ impl Store for SqliteStore {
     fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
         self.with("cannot read a run", |c| {
             c.query_row(
-                "SELECT id, workflow, fingerprint, input FROM runs WHERE id = ?1",
+                "SELECT id, workflow, fingerprint, input, graph FROM runs WHERE id = ?1",
                 params![id],
                 |row| {
                     Ok(RunRecord {
@@ -215,6 +218,7 @@ impl Store for SqliteStore {
                         workflow: row.get(1)?,
                         fingerprint: row.get(2)?,
                         input: row.get(3)?,
+                        graph: row.get(4)?,
                     })
                 },
             )
@@ -225,13 +229,14 @@ impl Store for SqliteStore {
     fn start(&self, run: &RunRecord) -> Result<(), StoreError> {
         self.with("cannot record the run", |c| {
             c.execute(
-                "INSERT INTO runs (id, workflow, fingerprint, input, status, started_ms)
-                 VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
+                "INSERT INTO runs (id, workflow, fingerprint, input, graph, status, started_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)",
                 params![
                     run.id,
                     run.workflow,
                     run.fingerprint,
                     run.input,
+                    run.graph,
                     millis(SystemTime::now())
                 ],
             )

@@ -179,7 +179,57 @@ async fn a_run_recorded_by_another_graph_is_refused() {
         message.contains("new run id"),
         "it says how to start fresh: {message}"
     );
+    // It says what changed, node by node.
+    assert!(
+        message.contains("\n  - double = double (cpu) <- x\n")
+            && message.contains("\n  + d = double (cpu) <- x\n")
+            && message.ends_with("\n  + double = double (cpu) <- d"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("- x = "),
+        "unchanged nodes are not listed: {message}"
+    );
     assert_eq!(store.checkpoints("r").unwrap().len(), 1, "nothing lost");
+}
+
+mod bumped {
+    use super::*;
+
+    workflow! {
+        /// `small` with its version bumped: same nodes, other meaning.
+        #[durable(version = 2)]
+        pub fn small(x: u64) -> u64 {
+            double(&x)
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_bumped_version_refuses_old_runs_and_says_so() {
+    let dir = TempDir::new("version");
+    let store = dir.store();
+    small::workflow()
+        .runner()
+        .store(Arc::clone(&store))
+        .run_id("r")
+        .run((2,))
+        .await
+        .result
+        .unwrap();
+    let refused = bumped::small::workflow()
+        .runner()
+        .store(Arc::clone(&store))
+        .run_id("r")
+        .resume()
+        .await;
+    let message = refused.result.unwrap_err().to_string();
+    assert!(
+        message.ends_with(
+            "What changed (- recorded, + now):\n  - workflow small version 1\n  + workflow small version 2"
+        ),
+        "{message}"
+    );
 }
 
 #[tokio::test]

@@ -30,6 +30,7 @@ fn run(id: &str) -> RunRecord {
         workflow: "flow".into(),
         fingerprint: "abc".into(),
         input: b"[1]".to_vec(),
+        graph: "workflow flow version 1\n".into(),
     }
 }
 
