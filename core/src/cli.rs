@@ -241,13 +241,18 @@ where
                             "run `{run_id}` has not ended; {} checkpoint(s):",
                             saved.len()
                         );
-                        for checkpoint in &saved {
+                        let ends = store.task_ends(&run_id).map_err(|e| e.to_string())?;
+                        for end in &ends {
                             println!(
-                                "  {:<24} {} attempt(s), {} bytes",
-                                checkpoint.node,
-                                checkpoint.attempts,
-                                checkpoint.data.len()
+                                "  {:<24} {:<10} {} attempt(s) {:>8.1} s",
+                                end.node,
+                                end.status,
+                                end.attempts,
+                                end.duration_ms as f64 / 1e3
                             );
+                            for (n, error) in end.errors.iter().enumerate() {
+                                println!("      attempt {}: {error}", n + 1);
+                            }
                         }
                         println!("if its process is gone, `resume {run_id}` finishes it");
                         Ok(())

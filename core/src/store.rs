@@ -41,6 +41,24 @@ pub struct Checkpoint {
     pub attempts: u32,
 }
 
+/// How one task of a durable run ended, saved as it ends (with the checkpoints of its
+/// batch), so that a run whose process died still tells what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskEnd {
+    /// The node's name in its workflow.
+    pub node: String,
+    /// `succeeded`, `failed`, `timed out` or `cancelled`.
+    pub status: String,
+    /// How many attempts the task made.
+    pub attempts: u32,
+    /// Each failed attempt's error, in order.
+    pub errors: Vec<String>,
+    /// When its first attempt started, in milliseconds since the Unix epoch.
+    pub started_ms: u64,
+    /// From its first attempt's start to its end.
+    pub duration_ms: u64,
+}
+
 /// One line of a store's run history.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RunSummary {
@@ -84,8 +102,11 @@ pub trait Store: Send + Sync + 'static {
     fn start(&self, run: &RunRecord) -> Result<(), StoreError>;
     /// Every checkpoint of run `id`.
     fn checkpoints(&self, id: &str) -> Result<Vec<Checkpoint>, StoreError>;
-    /// Saves a batch of checkpoints of run `id`, all or none.
-    fn save(&self, id: &str, batch: &[Checkpoint]) -> Result<(), StoreError>;
+    /// Saves a batch of checkpoints and task ends of run `id`, all or none. A task end
+    /// replaces the node's earlier one (a resumed run ran it again).
+    fn save(&self, id: &str, batch: &[Checkpoint], ends: &[TaskEnd]) -> Result<(), StoreError>;
+    /// How each task of run `id` that ended so far ended, in the order they ended.
+    fn task_ends(&self, id: &str) -> Result<Vec<TaskEnd>, StoreError>;
     /// Records how run `id` ended and its report (JSON).
     fn finish(
         &self,
@@ -140,6 +161,16 @@ const SCHEMA: &str = "
         schema   INTEGER NOT NULL,
         data     BLOB NOT NULL,
         attempts INTEGER NOT NULL,
+        PRIMARY KEY (run_id, node)
+    );
+    CREATE TABLE IF NOT EXISTS task_ends (
+        run_id      TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        node        TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        attempts    INTEGER NOT NULL,
+        errors      TEXT NOT NULL,
+        started_ms  INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
         PRIMARY KEY (run_id, node)
     );
 ";
@@ -262,7 +293,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn save(&self, id: &str, batch: &[Checkpoint]) -> Result<(), StoreError> {
+    fn save(&self, id: &str, batch: &[Checkpoint], ends: &[TaskEnd]) -> Result<(), StoreError> {
         self.with("cannot save checkpoints", |c| {
             let transaction = c.transaction()?;
             {
@@ -280,8 +311,46 @@ impl Store for SqliteStore {
                         checkpoint.attempts
                     ])?;
                 }
+                let mut ended = transaction.prepare_cached(
+                    "INSERT OR REPLACE INTO task_ends
+                        (run_id, node, status, attempts, errors, started_ms, duration_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for end in ends {
+                    let errors = serde_json::to_string(&end.errors).unwrap_or_default();
+                    ended.execute(params![
+                        id,
+                        end.node,
+                        end.status,
+                        end.attempts,
+                        errors,
+                        end.started_ms as i64,
+                        end.duration_ms as i64
+                    ])?;
+                }
             }
             transaction.commit()
+        })
+    }
+
+    fn task_ends(&self, id: &str) -> Result<Vec<TaskEnd>, StoreError> {
+        self.with("cannot read task ends", |c| {
+            let mut statement = c.prepare(
+                "SELECT node, status, attempts, errors, started_ms, duration_ms
+                 FROM task_ends WHERE run_id = ?1 ORDER BY started_ms + duration_ms, rowid",
+            )?;
+            let rows = statement.query_map(params![id], |row| {
+                let errors: String = row.get(3)?;
+                Ok(TaskEnd {
+                    node: row.get(0)?,
+                    status: row.get(1)?,
+                    attempts: row.get(2)?,
+                    errors: serde_json::from_str(&errors).unwrap_or_else(|_| vec![errors]),
+                    started_ms: row.get::<_, i64>(4)? as u64,
+                    duration_ms: row.get::<_, i64>(5)? as u64,
+                })
+            })?;
+            rows.collect()
         })
     }
 

@@ -88,6 +88,32 @@ async fn a_failed_run_resumes_from_its_checkpoints_and_finishes_like_an_uninterr
         (1, 1)
     );
     assert_eq!(first.run_id.as_deref(), Some("night-1"));
+    // How each task ended is in the store as it ends, not only in the final report.
+    let ends = store.task_ends("night-1").unwrap();
+    let summary: Vec<_> = ends
+        .iter()
+        .map(|e| {
+            (
+                e.node.as_str(),
+                e.status.as_str(),
+                e.attempts,
+                e.errors.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("values", "succeeded", 1, vec![]),
+            ("total", "succeeded", 1, vec![]),
+            (
+                "publish",
+                "failed",
+                1,
+                vec!["the printer is on fire".to_owned()]
+            ),
+        ]
+    );
 
     BROKEN.store(false, Ordering::SeqCst);
     let again = pipeline::workflow()
@@ -124,6 +150,17 @@ async fn a_failed_run_resumes_from_its_checkpoints_and_finishes_like_an_uninterr
     );
     let report = store.report("night-1").unwrap().unwrap();
     assert!(report.contains("\"restored\""), "{report}");
+    // The resumed run's end of `publish` replaced the failed one.
+    let publish = store
+        .task_ends("night-1")
+        .unwrap()
+        .into_iter()
+        .find(|e| e.node == "publish")
+        .unwrap();
+    assert_eq!(
+        (publish.status.as_str(), publish.errors.len()),
+        ("succeeded", 0)
+    );
 }
 
 #[task]
@@ -379,4 +416,76 @@ fn a_built_durable_workflow_refuses_two_checkpoints_with_one_name() {
     b.checkpoint(first);
     b.checkpoint(second);
     let _ = b.output(second);
+}
+
+static ITEMS: AtomicUsize = AtomicUsize::new(0);
+
+#[task]
+fn parts(n: &u64) -> Vec<u64> {
+    (1..=*n).collect()
+}
+
+#[task]
+fn square(x: &u64) -> u64 {
+    ITEMS.fetch_add(1, Ordering::SeqCst);
+    x * x
+}
+
+#[task]
+fn add_all(xs: &[u64]) -> u64 {
+    xs.iter().sum()
+}
+
+workflow! {
+    /// Durable itself, and used as a node of `nested` below.
+    #[durable]
+    fn inner(n: u64) -> u64 {
+        let again = double(&n);
+        double(&again)
+    }
+}
+
+workflow! {
+    #[durable]
+    fn nested(n: u64) -> u64 {
+        let xs = parts(&n);
+        let squares = for x in &xs {
+            square(x)
+        };
+        let sum = add_all(&squares);
+        inner(&sum).await
+    }
+}
+
+#[tokio::test]
+async fn fan_outs_and_sub_workflows_are_checkpointed_as_one_node_each() {
+    let dir = TempDir::new("nested");
+    let store = dir.store();
+    let first = nested::workflow()
+        .runner()
+        .store(Arc::clone(&store))
+        .run_id("r")
+        .run((3,))
+        .await;
+    assert_eq!(first.result.unwrap(), (1 + 4 + 9) * 4);
+    let mut nodes: Vec<_> = store
+        .checkpoints("r")
+        .unwrap()
+        .into_iter()
+        .map(|c| c.node)
+        .collect();
+    nodes.sort();
+    // The inner workflow's own nodes (`again`, `double`) are not saved under this
+    // run: only the outer nodes, the fan-out and the sub-workflow as one value each.
+    assert_eq!(nodes, ["inner", "squares", "sum", "xs"]);
+
+    let items = ITEMS.load(Ordering::SeqCst);
+    let again = nested::workflow()
+        .runner()
+        .store(Arc::clone(&store))
+        .run_id("r")
+        .resume()
+        .await;
+    assert_eq!(again.result.unwrap(), 56);
+    assert_eq!(ITEMS.load(Ordering::SeqCst), items, "no item ran again");
 }

@@ -52,7 +52,7 @@ fn runs_and_checkpoints_survive_reopening() {
         let store = SqliteStore::open(&path).unwrap();
         store.start(&run("r1")).unwrap();
         store
-            .save("r1", &[checkpoint("a", "1"), checkpoint("b", "2")])
+            .save("r1", &[checkpoint("a", "1"), checkpoint("b", "2")], &[])
             .unwrap();
         store
             .finish("r1", "succeeded", Duration::from_millis(12), "{}")
@@ -82,9 +82,9 @@ fn a_node_is_checkpointed_at_most_once_and_a_failed_batch_saves_nothing() {
     let dir = TempDir::new("once");
     let store = SqliteStore::open(dir.0.join("runs.db")).unwrap();
     store.start(&run("r1")).unwrap();
-    store.save("r1", &[checkpoint("a", "1")]).unwrap();
+    store.save("r1", &[checkpoint("a", "1")], &[]).unwrap();
     let error = store
-        .save("r1", &[checkpoint("b", "2"), checkpoint("a", "9")])
+        .save("r1", &[checkpoint("b", "2"), checkpoint("a", "9")], &[])
         .unwrap_err();
     assert!(
         error.to_string().contains("cannot save checkpoints"),
@@ -103,7 +103,7 @@ fn old_runs_are_deleted_with_their_checkpoints() {
     let dir = TempDir::new("delete");
     let store = SqliteStore::open(dir.0.join("runs.db")).unwrap();
     store.start(&run("old")).unwrap();
-    store.save("old", &[checkpoint("a", "1")]).unwrap();
+    store.save("old", &[checkpoint("a", "1")], &[]).unwrap();
     let deleted = store
         .delete_before(SystemTime::now() + Duration::from_secs(1))
         .unwrap();

@@ -129,6 +129,12 @@ fn crash_and_resume(name: &str, at: impl Fn(&Scratch) -> bool) -> Vec<String> {
         )),
         "{name}: {shown}"
     );
+    for node in &saved {
+        assert!(
+            shown.contains(&format!("\n  {node:<24} succeeded  1 attempt(s)")),
+            "{name}: a checkpointed task shows as ended: {shown}"
+        );
+    }
 
     let out = succeeded(scratch.command(&["resume", RUN]).output().unwrap());
     assert_eq!(out, uninterrupted(), "{name}: the resumed result differs");

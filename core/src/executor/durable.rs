@@ -9,11 +9,17 @@
 use std::sync::mpsc;
 
 use super::*;
-use crate::store::{Checkpoint, Store, StoreError};
+use crate::store::{Checkpoint, Store, StoreError, TaskEnd};
+
+/// What the writer saves for one node: its checkpoint and how it ended.
+pub(crate) struct Entry {
+    pub(crate) checkpoint: Option<Checkpoint>,
+    pub(crate) end: Option<TaskEnd>,
+}
 
 /// The sending end: held by the run, closed when the run's last task is done.
 pub(crate) struct Sink {
-    sender: mpsc::Sender<Checkpoint>,
+    sender: mpsc::Sender<Entry>,
 }
 
 /// Resolves when every checkpoint sent is saved (or the first error).
@@ -22,18 +28,23 @@ pub(crate) type Flushed = oneshot::Receiver<Result<(), StoreError>>;
 impl Sink {
     /// Starts the writer for run `id`.
     pub(crate) fn start(store: Arc<dyn Store>, id: String) -> (Self, Flushed) {
-        let (sender, receiver) = mpsc::channel::<Checkpoint>();
+        let (sender, receiver) = mpsc::channel::<Entry>();
         let (flushed, done) = oneshot::channel();
         std::thread::Builder::new()
             .name("aqueduct-checkpoints".into())
             .spawn(move || {
                 let mut failure = None;
+                let (mut checkpoints, mut ends) = (Vec::new(), Vec::new());
                 while let Ok(first) = receiver.recv() {
-                    let mut batch = vec![first];
-                    batch.extend(receiver.try_iter().take(4095));
-                    if failure.is_none() {
-                        failure = store.save(&id, &batch).err();
+                    for entry in std::iter::once(first).chain(receiver.try_iter().take(4095)) {
+                        checkpoints.extend(entry.checkpoint);
+                        ends.extend(entry.end);
                     }
+                    if failure.is_none() {
+                        failure = store.save(&id, &checkpoints, &ends).err();
+                    }
+                    checkpoints.clear();
+                    ends.clear();
                 }
                 let _ = flushed.send(failure.map_or(Ok(()), Err));
             })
@@ -41,9 +52,9 @@ impl Sink {
         (Self { sender }, done)
     }
 
-    pub(crate) fn send(&self, checkpoint: Checkpoint) {
+    pub(crate) fn send(&self, entry: Entry) {
         // The writer only stops after the sender is dropped.
-        let _ = self.sender.send(checkpoint);
+        let _ = self.sender.send(entry);
     }
 }
 

@@ -689,34 +689,105 @@ impl Shared {
         let (node, permit) = (job.node, job.permit);
         let status = TaskStatus::Cancelled;
         self.ended(node, job.attempt > 0);
+        let attempts = job.attempt;
         let record = Record::with_items(value, status, times, None, job.into_failed(), items);
+        if attempts > 0 {
+            self.record_end(node, attempts, times, &record, None);
+        }
         let _ = self.slots[node].set(record);
         self.give_back(node, permit);
     }
 
-    /// In a durable run, sends a succeeded node's value to the checkpoint writer. A value
+    /// Whether this is the run itself (not an item of a fan-out or a sub-workflow),
+    /// and durable: only its own nodes are checkpointed and recorded.
+    fn records(&self) -> Option<&Sink> {
+        let top = matches!(self.completion, Some(Completion::Run(_)));
+        self.run.sink.as_ref().filter(|_| top)
+    }
+
+    /// In a durable run, encodes a succeeded node's value for its checkpoint. A value
     /// that cannot be encoded fails the task: a durable run must not go on with an
     /// output it could not save.
-    fn checkpoint(&self, node: usize, attempts: u32, value: Value) -> Result<Value, TaskError> {
-        let (Some(sink), Some(durable)) = (&self.run.sink, &self.plan.durable) else {
-            return Ok(value);
+    fn encode(
+        &self,
+        node: usize,
+        attempts: u32,
+        value: Value,
+    ) -> Result<(Value, Option<crate::store::Checkpoint>), TaskError> {
+        let (Some(_), Some(durable)) = (self.records(), &self.plan.durable) else {
+            return Ok((value, None));
         };
         let Some(codec) = durable.codecs[node] else {
-            return Ok(value);
+            return Ok((value, None));
         };
         let data = (codec.encode)(&value).map_err(|error| {
             TaskError::permanent(TaskError::msg(format_args!(
                 "cannot checkpoint its output: {error}"
             )))
         })?;
-        sink.send(crate::store::Checkpoint {
+        let checkpoint = crate::store::Checkpoint {
             node: self.plan.graph.name_of(node).to_owned(),
             codec: crate::graph::CODEC.to_owned(),
             schema: crate::graph::SCHEMA,
             data,
             attempts,
-        });
-        Ok(value)
+        };
+        Ok((value, Some(checkpoint)))
+    }
+
+    /// In a durable run, sends the writer a node's checkpoint, if it has one, and how
+    /// it ended if it is a task (status, attempts and their errors, times), in one
+    /// entry so that both land in the same commit.
+    fn record_end(
+        &self,
+        node: usize,
+        attempts: u32,
+        times: [u64; 4],
+        record: &Record,
+        checkpoint: Option<crate::store::Checkpoint>,
+    ) {
+        let Some(sink) = self.records() else { return };
+        let end = self
+            .plan
+            .graph
+            .kind(node)
+            .is_task()
+            .then(|| self.task_end(node, attempts, times, record));
+        if checkpoint.is_some() || end.is_some() {
+            sink.send(durable::Entry { checkpoint, end });
+        }
+    }
+
+    fn task_end(
+        &self,
+        node: usize,
+        attempts: u32,
+        times: [u64; 4],
+        record: &Record,
+    ) -> crate::store::TaskEnd {
+        let mut errors: Vec<String> = record
+            .retried()
+            .iter()
+            .map(|failed| failed.error.to_string())
+            .collect();
+        errors.extend(record.error().map(ToString::to_string));
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        let span_ms = if times[1] == NEVER {
+            0
+        } else {
+            times[3].saturating_sub(times[1]) / 1_000_000
+        };
+        crate::store::TaskEnd {
+            node: self.plan.graph.name_of(node).to_owned(),
+            status: record.status.to_string(),
+            attempts,
+            errors,
+            started_ms: now_ms.saturating_sub(span_ms),
+            duration_ms: span_ms,
+        }
     }
 
     /// Records a node's final outcome and releases its successors. Returns one ready
@@ -730,7 +801,12 @@ impl Shared {
         items: Vec<Box<[Slot]>>,
     ) -> Option<Job> {
         let node = job.node;
-        let result = result.and_then(|value| self.checkpoint(node, job.attempt, value));
+        let mut checkpoint = None;
+        let result = result.and_then(|value| {
+            let (value, encoded) = self.encode(node, job.attempt, value)?;
+            checkpoint = encoded;
+            Ok(value)
+        });
         let (value, status, error) = match result {
             Ok(value) => (value, TaskStatus::Succeeded, None),
             Err(error) => {
@@ -752,8 +828,9 @@ impl Shared {
         self.ended(node, true);
         let finished = Instant::now();
         let times = self.times(&job, Some(started), finished);
-        let permit = job.permit;
+        let (permit, attempts) = (job.permit, job.attempt);
         let record = Record::with_items(value, status, times, error, job.into_failed(), items);
+        self.record_end(node, attempts, times, &record, checkpoint);
         let _ = self.slots[node].set(record);
         if !succeeded && self.run.options.fail_fast {
             self.run.stop.stop();
