@@ -200,6 +200,10 @@ where
                 no_store,
             } => {
                 let runner = self.workflow.runner();
+                if run_id.is_some() {
+                    // A run id promises a resumable run: say why there is none.
+                    self.require_durable()?;
+                }
                 let runner = if no_store || !self.workflow.is_durable() {
                     runner
                 } else {
@@ -287,13 +291,18 @@ where
         }
     }
 
-    fn open(&self, store: StoreArg) -> Result<Arc<dyn Store>, Failure> {
-        if !self.workflow.is_durable() {
-            return Err(crate::Error::NotDurable {
-                workflow: self.workflow.graph().name().to_owned(),
-            }
-            .to_string());
+    fn require_durable(&self) -> Result<(), Failure> {
+        if self.workflow.is_durable() {
+            return Ok(());
         }
+        Err(crate::Error::NotDurable {
+            workflow: self.workflow.graph().name().to_owned(),
+        }
+        .to_string())
+    }
+
+    fn open(&self, store: StoreArg) -> Result<Arc<dyn Store>, Failure> {
+        self.require_durable()?;
         let path = store.store.unwrap_or_else(|| self.store.clone());
         let store = SqliteStore::open(path).map_err(|e| e.to_string())?;
         Ok(Arc::new(store))

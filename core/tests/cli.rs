@@ -1,0 +1,103 @@
+//! The command line of workflow binaries (feature `cli`), driven in-process.
+#![cfg(feature = "cli")]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use aqueduct::cli::Cli;
+use aqueduct::prelude::*;
+use aqueduct::store::{SqliteStore, Store};
+
+#[task]
+fn double(x: &u64) -> u64 {
+    x * 2
+}
+
+workflow! {
+    #[durable]
+    fn kept(x: u64) -> u64 {
+        double(&x)
+    }
+}
+
+workflow! {
+    fn fleeting(x: u64) -> u64 {
+        double(&x)
+    }
+}
+
+fn temp_store(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("aqueduct-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("runs.db")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_records_a_durable_run_in_the_store_it_is_given() {
+    let path = temp_store("run");
+    let mut got = None;
+    let code = Cli::new(kept::workflow())
+        .main_from(
+            [
+                "kept",
+                "run",
+                "--run-id",
+                "r1",
+                "--store",
+                path.to_str().unwrap(),
+            ],
+            || (21,),
+            |out, _| got = Some(out),
+        )
+        .await;
+    assert_eq!((code, got), (ExitCode::SUCCESS, Some(42)));
+    let store = SqliteStore::open(&path).unwrap();
+    let runs = store.runs().unwrap();
+    assert_eq!(
+        (runs[0].id.as_str(), runs[0].status.as_str()),
+        ("r1", "succeeded")
+    );
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_that_is_not_durable_runs_in_memory_but_refuses_a_run_id() {
+    let mut got = None;
+    let code = Cli::new(fleeting::workflow())
+        .main_from(["fleeting"], || (4,), |out, _| got = Some(out))
+        .await;
+    assert_eq!(
+        (code, got),
+        (ExitCode::SUCCESS, Some(8)),
+        "`run` is the default"
+    );
+
+    let mut called = false;
+    let code = Cli::new(fleeting::workflow())
+        .main_from(
+            ["fleeting", "run", "--run-id", "r1"],
+            || (4,),
+            |_, _| called = true,
+        )
+        .await;
+    assert_eq!((code, called), (ExitCode::FAILURE, false));
+    let code = Cli::new(fleeting::workflow())
+        .main_from(["fleeting", "runs"], || (4,), |_, _| {})
+        .await;
+    assert_eq!(code, ExitCode::FAILURE, "no history without a store");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_commands_and_formats_are_usage_errors() {
+    for args in [
+        &["kept", "launch"][..],
+        &["kept", "graph", "--format", "svg"],
+        &["kept", "resume"],
+    ] {
+        let code = Cli::new(kept::workflow())
+            .main_from(args.iter().copied(), || (1,), |_, _| {})
+            .await;
+        assert_eq!(code, ExitCode::from(2), "{args:?}");
+    }
+}
