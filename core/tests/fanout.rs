@@ -330,7 +330,9 @@ workflow! {
     }
 }
 
-#[tokio::test(start_paused = true)]
+// Real time, not tokio's paused clock: the clock would jump ahead while rayon starts
+// the items, and on a loaded machine an item could end before the next one starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capped_fan_out_runs_at_most_n_items_at_once() {
     let gauge = Arc::new(Gauge::default());
     let started = tokio::time::Instant::now();
@@ -345,9 +347,7 @@ async fn a_capped_fan_out_runs_at_most_n_items_at_once() {
         "items in flight, first step to last"
     );
     // Six items of 110 ms, two at a time: three rounds (no cap: one; a cap of one: six).
-    // The fan-out starts its items from rayon, which tokio's paused clock does not
-    // wait for, so it may jump ahead meanwhile (by tens of milliseconds on a loaded
-    // machine): bound it below the 660 ms of a cap of one.
+    // Bounded below the 660 ms of a cap of one, with room for a loaded machine.
     let elapsed = started.elapsed();
     assert!(
         elapsed >= Duration::from_millis(330) && elapsed < Duration::from_millis(600),
@@ -355,7 +355,10 @@ async fn a_capped_fan_out_runs_at_most_n_items_at_once() {
     );
     // The task outside the fan-out did not wait for the capped items.
     let other_ran = gauge.other_ran.lock().unwrap().unwrap();
-    assert_eq!(other_ran - started, Duration::from_millis(5), "{report}");
+    assert!(
+        other_ran - started < Duration::from_millis(100),
+        "it ran before the first capped item ended: {report}"
+    );
 }
 
 #[test]
