@@ -261,3 +261,29 @@ fn the_command_line_lists_shows_and_deletes_runs() {
     let (_, runs, _) = text(&["runs"]);
     assert_eq!(runs.lines().count(), 1, "only the header is left: {runs}");
 }
+
+#[test]
+fn ctrl_c_cancels_the_run_cleanly_and_resume_finishes_it() {
+    let scratch = Scratch::new("ctrl-c");
+    let child = scratch.command(&["run", "--run-id", RUN]).spawn().unwrap();
+    wait_for("squares to start", || logged(&scratch, "start squares"));
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Ctrl-C: cancelling the run"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("`resume {RUN}` runs what did not finish")),
+        "{stderr}"
+    );
+    assert!(scratch.checkpointed().contains(&"xs".to_owned()));
+
+    let out = succeeded(scratch.command(&["resume", RUN]).output().unwrap());
+    assert_eq!(out, uninterrupted());
+    let starts = scratch.lines().iter().filter(|l| *l == "start xs").count();
+    assert_eq!(starts, 1, "the checkpointed load did not run again");
+}
