@@ -142,6 +142,10 @@ pub struct SqliteStore {
 /// How long a store waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The layout of the tables below, kept in the file's `user_version`: a file of
+/// another layout is refused with a clear error, never misread.
+const SCHEMA_VERSION: u32 = 1;
+
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS runs (
         id          TEXT PRIMARY KEY,
@@ -187,7 +191,7 @@ impl SqliteStore {
             message: format!("{what}: {error}"),
         };
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
-        let connection =
+        let mut connection =
             Connection::open_with_flags(&path, flags).map_err(|e| fail("cannot open", e))?;
         // Another process (a run, `runs` on the command line) may hold the write lock
         // for a moment: wait for it rather than fail.
@@ -200,7 +204,34 @@ impl SqliteStore {
         connection
             .pragma_update(None, "synchronous", "FULL")
             .and_then(|()| connection.pragma_update(None, "foreign_keys", "ON"))
-            .and_then(|()| connection.execute_batch(SCHEMA))
+            .map_err(|e| fail("cannot prepare the store", e))?;
+        // Check the layout and create the tables in one write transaction, so that
+        // two processes opening a new file at once never see it half made.
+        let transaction = connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| fail("cannot prepare the store", e))?;
+        let (version, tables): (u32, u32) = transaction
+            .query_row(
+                "SELECT user_version, (SELECT COUNT(*) FROM sqlite_master WHERE type = 'table')
+                 FROM pragma_user_version",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(|e| fail("not a usable SQLite database", e))?;
+        if version != SCHEMA_VERSION && (version != 0 || tables > 0) {
+            return Err(StoreError {
+                location: path.display().to_string(),
+                message: format!(
+                    "its tables are of store schema {version}, this build uses schema \
+                     {SCHEMA_VERSION}: open it with the build that wrote it, or give a new \
+                     store file"
+                ),
+            });
+        }
+        transaction
+            .execute_batch(SCHEMA)
+            .and_then(|()| transaction.pragma_update(None, "user_version", SCHEMA_VERSION))
+            .and_then(|()| transaction.commit())
             .map_err(|e| fail("cannot prepare the store", e))?;
         Ok(Self {
             path,

@@ -164,3 +164,27 @@ fn a_store_waits_for_another_connections_write_lock_instead_of_failing() {
     });
     assert_eq!(store.runs().unwrap().len(), 1);
 }
+
+#[test]
+fn a_store_of_another_schema_version_is_refused_and_left_alone() {
+    let dir = TempDir::new("schema");
+    let path = dir.0.join("runs.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.start(&run("r1")).unwrap();
+    }
+    // A later build changed the tables' layout.
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.pragma_update(None, "user_version", 7).unwrap();
+    drop(db);
+    let error = SqliteStore::open(&path).unwrap_err().to_string();
+    assert!(
+        error.contains("its tables are of store schema 7, this build uses schema 1"),
+        "{error}"
+    );
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let runs: i64 = db
+        .query_row("SELECT COUNT(*) FROM runs", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(runs, 1, "nothing lost");
+}
