@@ -1286,10 +1286,10 @@ pub(crate) async fn run_plan<P: Params, O: 'static>(
     stop: executor::Stop,
     params: P,
     with_report: bool,
-    resume: executor::Extras,
+    extras: executor::Extras,
 ) -> (Result<O, Error>, Option<RunReport>) {
     let store = move |slots: &[Slot]| params.store(slots);
-    match executor::execute(Arc::clone(&plan), options, stop, store, resume).await {
+    match executor::execute(Arc::clone(&plan), options, stop, store, extras).await {
         Ok(finished) => {
             let report = with_report.then(|| finished.report(&plan));
             (finished.into_output::<O>(&plan), report)

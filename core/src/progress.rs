@@ -35,6 +35,11 @@ impl Progress {
         self.total.fetch_add(tasks, Ordering::Relaxed);
     }
 
+    /// Tasks that ended before the run started (restored from checkpoints).
+    pub(crate) fn add_done(&self, tasks: u64) {
+        self.done.fetch_add(tasks, Ordering::Relaxed);
+    }
+
     pub(crate) fn started(&self) {
         self.running.fetch_add(1, Ordering::Relaxed);
     }

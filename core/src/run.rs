@@ -184,18 +184,18 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O> {
                 report: RunReport::not_started(plan.graph.name()),
                 run_id: Some(id.clone()),
             };
-            let (params, resume) = match prepare(&plan, &durable, &id, params) {
+            let (params, restored) = match prepare(&plan, &durable, &id, params) {
                 Ok(prepared) => prepared,
                 Err(error) => return refused(error),
             };
             let (sink, flushed) = Sink::start(Arc::clone(&durable.store), id.clone());
-            let resume = Extras {
-                restored: resume,
+            let extras = Extras {
+                restored,
                 sink: Some(sink),
                 progress,
             };
             let (mut result, report) =
-                graph::run_plan(Arc::clone(&plan), options, stop, params, true, resume).await;
+                graph::run_plan(Arc::clone(&plan), options, stop, params, true, extras).await;
             let report = report.expect("a runner's run has a report");
             if let Ok(Err(error)) = flushed.await {
                 result = Err(Error::Store(error));

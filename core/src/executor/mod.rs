@@ -218,7 +218,7 @@ pub(crate) async fn execute(
     options: RunOptions,
     stop: Stop,
     store: impl FnOnce(&[Slot]),
-    resume: Extras,
+    extras: Extras,
 ) -> Result<Finished, Error> {
     let tokio = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime {
         workflow: plan.graph.name().to_string(),
@@ -228,20 +228,19 @@ pub(crate) async fn execute(
     let span = tracing::info_span!("workflow", name = %plan.graph.name());
     let (slots, mut waiting) = empty_slots(&plan);
     store(&slots);
-    if let Some(progress) = &resume.progress {
+    if let Some(progress) = &extras.progress {
         progress.add_total(task_count(&plan));
-        for _ in resume
-            .restored
-            .iter()
-            .filter(|(n, _)| plan.graph.kind(*n).is_task())
-        {
-            progress.ended(false);
-        }
+        let restored = extras.restored.iter();
+        progress.add_done(
+            restored
+                .filter(|(n, _)| plan.graph.kind(*n).is_task())
+                .count() as u64,
+        );
     }
-    let roots = if resume.restored.is_empty() {
+    let roots = if extras.restored.is_empty() {
         plan.roots.clone()
     } else {
-        restore(&plan, &slots, &mut waiting, resume.restored)
+        restore(&plan, &slots, &mut waiting, extras.restored)
     };
     let (done, mut finished) = oneshot::channel();
     let mut limited = HashMap::new();
@@ -255,8 +254,8 @@ pub(crate) async fn execute(
             stop: stop.clone(),
             options,
             limits: limited,
-            sink: resume.sink,
-            progress: resume.progress,
+            sink: extras.sink,
+            progress: extras.progress,
         }),
         slots,
         waiting,
@@ -691,8 +690,8 @@ impl Shared {
         self.ended(node, job.attempt > 0);
         let attempts = job.attempt;
         let record = Record::with_items(value, status, times, None, job.into_failed(), items);
-        if attempts > 0 {
-            self.record_end(node, attempts, times, &record, None);
+        if let (Some(sink), true) = (self.records(), attempts > 0) {
+            self.record_end(sink, node, attempts, &record, None);
         }
         let _ = self.slots[node].set(record);
         self.give_back(node, permit);
@@ -705,66 +704,54 @@ impl Shared {
         self.run.sink.as_ref().filter(|_| top)
     }
 
-    /// In a durable run, encodes a succeeded node's value for its checkpoint. A value
-    /// that cannot be encoded fails the task: a durable run must not go on with an
-    /// output it could not save.
-    fn encode(
+    /// A succeeded node's checkpoint, if the plan checkpoints it. A value that cannot
+    /// be encoded fails the task: a durable run must not go on with an output it could
+    /// not save.
+    fn checkpoint_of(
         &self,
         node: usize,
         attempts: u32,
-        value: Value,
-    ) -> Result<(Value, Option<crate::store::Checkpoint>), TaskError> {
-        let (Some(_), Some(durable)) = (self.records(), &self.plan.durable) else {
-            return Ok((value, None));
-        };
-        let Some(codec) = durable.codecs[node] else {
-            return Ok((value, None));
-        };
-        let data = (codec.encode)(&value).map_err(|error| {
+        value: &Value,
+    ) -> Result<Option<crate::store::Checkpoint>, TaskError> {
+        let codec = self.plan.durable.as_ref().and_then(|d| d.codecs[node]);
+        let Some(codec) = codec else { return Ok(None) };
+        let data = (codec.encode)(value).map_err(|error| {
             TaskError::permanent(TaskError::msg(format_args!(
                 "cannot checkpoint its output: {error}"
             )))
         })?;
-        let checkpoint = crate::store::Checkpoint {
+        Ok(Some(crate::store::Checkpoint {
             node: self.plan.graph.name_of(node).to_owned(),
             codec: crate::graph::CODEC.to_owned(),
             schema: crate::graph::SCHEMA,
             data,
             attempts,
-        };
-        Ok((value, Some(checkpoint)))
+        }))
     }
 
-    /// In a durable run, sends the writer a node's checkpoint, if it has one, and how
-    /// it ended if it is a task (status, attempts and their errors, times), in one
-    /// entry so that both land in the same commit.
+    /// Sends the writer a node's checkpoint, if it has one, and how it ended if it is
+    /// a task (status, attempts and their errors, times), in one entry so that both
+    /// land in the same commit.
     fn record_end(
         &self,
+        sink: &Sink,
         node: usize,
         attempts: u32,
-        times: [u64; 4],
         record: &Record,
         checkpoint: Option<crate::store::Checkpoint>,
     ) {
-        let Some(sink) = self.records() else { return };
         let end = self
             .plan
             .graph
             .kind(node)
             .is_task()
-            .then(|| self.task_end(node, attempts, times, record));
+            .then(|| self.task_end(node, attempts, record));
         if checkpoint.is_some() || end.is_some() {
             sink.send(durable::Entry { checkpoint, end });
         }
     }
 
-    fn task_end(
-        &self,
-        node: usize,
-        attempts: u32,
-        times: [u64; 4],
-        record: &Record,
-    ) -> crate::store::TaskEnd {
+    fn task_end(&self, node: usize, attempts: u32, record: &Record) -> crate::store::TaskEnd {
         let mut errors: Vec<String> = record
             .retried()
             .iter()
@@ -775,11 +762,7 @@ impl Shared {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis() as u64;
-        let span_ms = if times[1] == NEVER {
-            0
-        } else {
-            times[3].saturating_sub(times[1]) / 1_000_000
-        };
+        let span_ms = record.duration().map_or(0, |d| d.as_millis() as u64);
         crate::store::TaskEnd {
             node: self.plan.graph.name_of(node).to_owned(),
             status: record.status.to_string(),
@@ -801,12 +784,16 @@ impl Shared {
         items: Vec<Box<[Slot]>>,
     ) -> Option<Job> {
         let node = job.node;
+        // Only the run itself records, in a durable run: not its fan-outs' items.
+        let sink = self.records();
         let mut checkpoint = None;
-        let result = result.and_then(|value| {
-            let (value, encoded) = self.encode(node, job.attempt, value)?;
-            checkpoint = encoded;
-            Ok(value)
-        });
+        let result = match (result, sink) {
+            (Ok(value), Some(_)) => self.checkpoint_of(node, job.attempt, &value).map(|c| {
+                checkpoint = c;
+                value
+            }),
+            (result, _) => result,
+        };
         let (value, status, error) = match result {
             Ok(value) => (value, TaskStatus::Succeeded, None),
             Err(error) => {
@@ -830,7 +817,9 @@ impl Shared {
         let times = self.times(&job, Some(started), finished);
         let (permit, attempts) = (job.permit, job.attempt);
         let record = Record::with_items(value, status, times, error, job.into_failed(), items);
-        self.record_end(node, attempts, times, &record, checkpoint);
+        if let Some(sink) = sink {
+            self.record_end(sink, node, attempts, &record, checkpoint);
+        }
         let _ = self.slots[node].set(record);
         if !succeeded && self.run.options.fail_fast {
             self.run.stop.stop();
