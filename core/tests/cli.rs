@@ -1,12 +1,14 @@
 //! The command line of workflow binaries (feature `cli`), driven in-process.
 #![cfg(feature = "cli")]
 
-use std::path::PathBuf;
 use std::process::ExitCode;
+
+mod scratch;
 
 use aqueduct::cli::Cli;
 use aqueduct::prelude::*;
 use aqueduct::store::{SqliteStore, Store};
+use scratch::TempDir;
 
 #[task]
 fn double(x: &u64) -> u64 {
@@ -26,16 +28,10 @@ workflow! {
     }
 }
 
-fn temp_store(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("aqueduct-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("runs.db")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_records_a_durable_run_in_the_store_it_is_given() {
-    let path = temp_store("run");
+    let dir = TempDir::new("cli-run");
+    let path = dir.db();
     let mut got = None;
     let code = Cli::new(kept::workflow())
         .main_from(
@@ -58,7 +54,6 @@ async fn run_records_a_durable_run_in_the_store_it_is_given() {
         (runs[0].id.as_str(), runs[0].status.as_str()),
         ("r1", "succeeded")
     );
-    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,35 +1,44 @@
 //! Durable runs: checkpoints in a SQLite file, resumed runs, and the errors that
 //! refuse a run before anything runs or changes.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use aqueduct::TaskStatus;
+use aqueduct::graph::Params;
 use aqueduct::prelude::*;
 use aqueduct::store::{SqliteStore, Store};
+use aqueduct::{RunOutcome, TaskStatus, Workflow};
 
-/// A fresh directory for one test, removed at the end.
-struct TempDir(PathBuf);
+mod scratch;
+use scratch::TempDir;
 
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("aqueduct-durable-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn store(&self) -> Arc<dyn Store> {
-        Arc::new(SqliteStore::open(self.0.join("runs.db")).unwrap())
-    }
+fn open_store(dir: &TempDir) -> Arc<dyn Store> {
+    Arc::new(SqliteStore::open(dir.db()).unwrap())
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Starts (or, for a known id, resumes with the same parameters) run `id` in `store`.
+async fn start<P, O>(
+    workflow: &Workflow<P, O>,
+    store: &Arc<dyn Store>,
+    id: &str,
+    params: P,
+) -> RunOutcome<O>
+where
+    P: Params + serde::Serialize + serde::de::DeserializeOwned,
+    O: Send + Sync + 'static,
+{
+    let runner = workflow.runner().store(Arc::clone(store)).run_id(id);
+    runner.run(params).await
+}
+
+/// Resumes run `id` in `store` with the parameters it was started with.
+async fn resume<P, O>(workflow: &Workflow<P, O>, store: &Arc<dyn Store>, id: &str) -> RunOutcome<O>
+where
+    P: Params + serde::Serialize + serde::de::DeserializeOwned,
+    O: Send + Sync + 'static,
+{
+    let runner = workflow.runner().store(Arc::clone(store)).run_id(id);
+    runner.resume().await
 }
 
 static LOADS: AtomicUsize = AtomicUsize::new(0);
@@ -67,15 +76,10 @@ workflow! {
 
 #[tokio::test]
 async fn a_failed_run_resumes_from_its_checkpoints_and_finishes_like_an_uninterrupted_one() {
-    let dir = TempDir::new("resume");
-    let store = dir.store();
+    let dir = TempDir::new("durable-resume");
+    let store = open_store(&dir);
     BROKEN.store(true, Ordering::SeqCst);
-    let first = pipeline::workflow()
-        .runner()
-        .store(Arc::clone(&store))
-        .run_id("night-1")
-        .run((4,))
-        .await;
+    let first = start(pipeline::workflow(), &store, "night-1", (4,)).await;
     assert!(
         first
             .result
@@ -116,12 +120,7 @@ async fn a_failed_run_resumes_from_its_checkpoints_and_finishes_like_an_uninterr
     );
 
     BROKEN.store(false, Ordering::SeqCst);
-    let again = pipeline::workflow()
-        .runner()
-        .store(Arc::clone(&store))
-        .run_id("night-1")
-        .resume()
-        .await;
+    let again = resume(pipeline::workflow(), &store, "night-1").await;
     assert_eq!(
         again.result.unwrap(),
         "total 100",
@@ -191,22 +190,13 @@ workflow! {
 
 #[tokio::test]
 async fn a_run_recorded_by_another_graph_is_refused() {
-    let dir = TempDir::new("fingerprint");
-    let store = dir.store();
-    small::workflow()
-        .runner()
-        .store(Arc::clone(&store))
-        .run_id("r")
-        .run((2,))
+    let dir = TempDir::new("durable-fingerprint");
+    let store = open_store(&dir);
+    start(small::workflow(), &store, "r", (2,))
         .await
         .result
         .unwrap();
-    let refused = other_shape::workflow()
-        .runner()
-        .store(Arc::clone(&store))
-        .run_id("r")
-        .resume()
-        .await;
+    let refused = resume(other_shape::workflow(), &store, "r").await;
     let message = refused.result.unwrap_err().to_string();
     assert!(
         message.contains("run `r` was recorded by another version of this workflow"),
@@ -244,22 +234,13 @@ mod bumped {
 
 #[tokio::test]
 async fn a_bumped_version_refuses_old_runs_and_says_so() {
-    let dir = TempDir::new("version");
-    let store = dir.store();
-    small::workflow()
-        .runner()
-        .store(Arc::clone(&store))
-        .run_id("r")
-        .run((2,))
+    let dir = TempDir::new("durable-version");
+    let store = open_store(&dir);
+    start(small::workflow(), &store, "r", (2,))
         .await
         .result
         .unwrap();
-    let refused = bumped::small::workflow()
-        .runner()
-        .store(Arc::clone(&store))
-        .run_id("r")
-        .resume()
-        .await;
+    let refused = resume(bumped::small::workflow(), &store, "r").await;
     let message = refused.result.unwrap_err().to_string();
     assert!(
         message.ends_with(
@@ -271,17 +252,13 @@ async fn a_bumped_version_refuses_old_runs_and_says_so() {
 
 #[tokio::test]
 async fn a_checkpoint_that_cannot_be_decoded_names_the_run_and_the_node() {
-    let dir = TempDir::new("corrupt");
-    let store = dir.store();
-    small::workflow()
-        .runner()
-        .store(Arc::clone(&store))
-        .run_id("r")
-        .run((2,))
+    let dir = TempDir::new("durable-corrupt");
+    let store = open_store(&dir);
+    start(small::workflow(), &store, "r", (2,))
         .await
         .result
         .unwrap();
-    let db = rusqlite::Connection::open(dir.0.join("runs.db")).unwrap();
+    let db = rusqlite::Connection::open(dir.db()).unwrap();
     for (data, what) in [
         (&b"{\"trunc"[..], "truncated"),
         (&b"\"four\""[..], "wrong type"),
@@ -291,12 +268,7 @@ async fn a_checkpoint_that_cannot_be_decoded_names_the_run_and_the_node() {
             [data],
         )
         .unwrap();
-        let refused = small::workflow()
-            .runner()
-            .store(Arc::clone(&store))
-            .run_id("r")
-            .resume()
-            .await;
+        let refused = resume(small::workflow(), &store, "r").await;
         let message = refused.result.unwrap_err().to_string();
         assert!(
             message.contains("run `r`: the checkpoint of node `double` cannot be loaded"),
@@ -308,12 +280,7 @@ async fn a_checkpoint_that_cannot_be_decoded_names_the_run_and_the_node() {
         [],
     )
     .unwrap();
-    let refused = small::workflow()
-        .runner()
-        .store(Arc::clone(&store))
-        .run_id("r")
-        .resume()
-        .await;
+    let refused = resume(small::workflow(), &store, "r").await;
     let message = refused.result.unwrap_err().to_string();
     assert!(
         message.contains("saved as json v99, this build reads json v1"),
@@ -323,33 +290,19 @@ async fn a_checkpoint_that_cannot_be_decoded_names_the_run_and_the_node() {
 
 #[tokio::test]
 async fn reusing_a_run_id_with_other_parameters_is_refused() {
-    let dir = TempDir::new("input");
-    let store = dir.store();
-    small::workflow()
-        .runner()
-        .store(Arc::clone(&store))
-        .run_id("r")
-        .run((2,))
+    let dir = TempDir::new("durable-input");
+    let store = open_store(&dir);
+    start(small::workflow(), &store, "r", (2,))
         .await
         .result
         .unwrap();
-    let same = small::workflow()
-        .runner()
-        .store(Arc::clone(&store))
-        .run_id("r")
-        .run((2,))
-        .await;
+    let same = start(small::workflow(), &store, "r", (2,)).await;
     assert_eq!(
         same.result.unwrap(),
         4,
         "the same parameters resume the run"
     );
-    let other = small::workflow()
-        .runner()
-        .store(Arc::clone(&store))
-        .run_id("r")
-        .run((3,))
-        .await;
+    let other = start(small::workflow(), &store, "r", (3,)).await;
     let message = other.result.unwrap_err().to_string();
     assert!(
         message.contains("run `r` was started with other parameters"),
@@ -359,14 +312,9 @@ async fn reusing_a_run_id_with_other_parameters_is_refused() {
 
 #[tokio::test]
 async fn resuming_an_unknown_run_and_storing_a_plain_workflow_are_clear_errors() {
-    let dir = TempDir::new("errors");
-    let store = dir.store();
-    let unknown = small::workflow()
-        .runner()
-        .store(Arc::clone(&store))
-        .run_id("nope")
-        .resume()
-        .await;
+    let dir = TempDir::new("durable-errors");
+    let store = open_store(&dir);
+    let unknown = resume(small::workflow(), &store, "nope").await;
     assert_eq!(
         unknown.result.unwrap_err().to_string(),
         "the store has no run `nope` to resume"
@@ -386,8 +334,8 @@ async fn resuming_an_unknown_run_and_storing_a_plain_workflow_are_clear_errors()
 
 #[tokio::test]
 async fn a_durable_run_without_an_id_gets_a_fresh_one() {
-    let dir = TempDir::new("fresh");
-    let store = dir.store();
+    let dir = TempDir::new("durable-fresh");
+    let store = open_store(&dir);
     let first = small::workflow()
         .runner()
         .store(Arc::clone(&store))
@@ -459,14 +407,9 @@ workflow! {
 
 #[tokio::test]
 async fn fan_outs_and_sub_workflows_are_checkpointed_as_one_node_each() {
-    let dir = TempDir::new("nested");
-    let store = dir.store();
-    let first = nested::workflow()
-        .runner()
-        .store(Arc::clone(&store))
-        .run_id("r")
-        .run((3,))
-        .await;
+    let dir = TempDir::new("durable-nested");
+    let store = open_store(&dir);
+    let first = start(nested::workflow(), &store, "r", (3,)).await;
     assert_eq!(first.result.unwrap(), (1 + 4 + 9) * 4);
     let mut nodes: Vec<_> = store
         .checkpoints("r")
@@ -480,12 +423,7 @@ async fn fan_outs_and_sub_workflows_are_checkpointed_as_one_node_each() {
     assert_eq!(nodes, ["inner", "squares", "sum", "xs"]);
 
     let items = ITEMS.load(Ordering::SeqCst);
-    let again = nested::workflow()
-        .runner()
-        .store(Arc::clone(&store))
-        .run_id("r")
-        .resume()
-        .await;
+    let again = resume(nested::workflow(), &store, "r").await;
     assert_eq!(again.result.unwrap(), 56);
     assert_eq!(ITEMS.load(Ordering::SeqCst), items, "no item ran again");
 }

@@ -1,28 +1,11 @@
 //! The SQLite store: what it keeps, and clear errors for files it cannot use.
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use aqueduct::store::{Checkpoint, RunRecord, SqliteStore, Store};
 
-/// A fresh directory for one test, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("aqueduct-store-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod scratch;
+use scratch::TempDir;
 
 fn run(id: &str) -> RunRecord {
     RunRecord {
@@ -46,8 +29,8 @@ fn checkpoint(node: &str, data: &str) -> Checkpoint {
 
 #[test]
 fn runs_and_checkpoints_survive_reopening() {
-    let dir = TempDir::new("reopen");
-    let path = dir.0.join("runs.db");
+    let dir = TempDir::new("store-reopen");
+    let path = dir.db();
     {
         let store = SqliteStore::open(&path).unwrap();
         store.start(&run("r1")).unwrap();
@@ -79,8 +62,8 @@ fn runs_and_checkpoints_survive_reopening() {
 
 #[test]
 fn a_node_is_checkpointed_at_most_once_and_a_failed_batch_saves_nothing() {
-    let dir = TempDir::new("once");
-    let store = SqliteStore::open(dir.0.join("runs.db")).unwrap();
+    let dir = TempDir::new("store-once");
+    let store = SqliteStore::open(dir.db()).unwrap();
     store.start(&run("r1")).unwrap();
     store.save("r1", &[checkpoint("a", "1")], &[]).unwrap();
     let error = store
@@ -100,8 +83,8 @@ fn a_node_is_checkpointed_at_most_once_and_a_failed_batch_saves_nothing() {
 
 #[test]
 fn old_runs_are_deleted_with_their_checkpoints() {
-    let dir = TempDir::new("delete");
-    let store = SqliteStore::open(dir.0.join("runs.db")).unwrap();
+    let dir = TempDir::new("store-delete");
+    let store = SqliteStore::open(dir.db()).unwrap();
     store.start(&run("old")).unwrap();
     store.save("old", &[checkpoint("a", "1")], &[]).unwrap();
     let deleted = store
@@ -114,7 +97,7 @@ fn old_runs_are_deleted_with_their_checkpoints() {
 
 #[test]
 fn a_file_that_is_not_a_database_is_a_clear_error_and_is_left_alone() {
-    let dir = TempDir::new("notdb");
+    let dir = TempDir::new("store-notdb");
     let path = dir.0.join("notes.txt");
     let text = "these are my notes, not a database\n".repeat(200);
     std::fs::write(&path, &text).unwrap();
@@ -144,8 +127,8 @@ fn a_path_that_cannot_be_written_is_a_clear_error() {
 
 #[test]
 fn a_store_waits_for_another_connections_write_lock_instead_of_failing() {
-    let dir = TempDir::new("busy");
-    let path = dir.0.join("runs.db");
+    let dir = TempDir::new("store-busy");
+    let path = dir.db();
     let store = SqliteStore::open(&path).unwrap();
     // Another process holds the write lock for a moment (a run saving a batch).
     let mut other = rusqlite::Connection::open(&path).unwrap();
@@ -167,8 +150,8 @@ fn a_store_waits_for_another_connections_write_lock_instead_of_failing() {
 
 #[test]
 fn a_store_of_another_schema_version_is_refused_and_left_alone() {
-    let dir = TempDir::new("schema");
-    let path = dir.0.join("runs.db");
+    let dir = TempDir::new("store-schema");
+    let path = dir.db();
     {
         let store = SqliteStore::open(&path).unwrap();
         store.start(&run("r1")).unwrap();
