@@ -322,7 +322,7 @@ async fn watch<P: Params, O: Send + Sync + 'static>(
             cancel.cancel();
         }
     });
-    let display = Display::start(Arc::clone(&progress));
+    let display = Ticker::start(Arc::clone(&progress));
     let outcome = match params {
         Some(params) => runner.run(params).await,
         None => runner.resume().await,
@@ -362,12 +362,12 @@ fn finish<O>(outcome: RunOutcome<O>, done: impl FnOnce(O, &RunReport)) -> Result
 }
 
 /// A progress bar on a terminal, a log line a second elsewhere.
-struct Display {
+struct Ticker {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Display {
+impl Ticker {
     fn start(progress: Arc<Progress>) -> Self {
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
