@@ -322,13 +322,13 @@ async fn watch<P: Params, O: Send + Sync + 'static>(
             cancel.cancel();
         }
     });
-    let display = Ticker::start(Arc::clone(&progress));
+    let ticker = Ticker::start(Arc::clone(&progress));
     let outcome = match params {
         Some(params) => runner.run(params).await,
         None => runner.resume().await,
     };
     ctrl_c.abort();
-    display.stop(&progress);
+    ticker.stop(&progress);
     outcome
 }
 
