@@ -25,13 +25,24 @@ const ADD_IO: TaskInfo = TaskInfo::new("add", Kind::Io);
 
 /// Adds `k` to its input: CPU work on rayon, or IO work on tokio.
 fn add(b: &mut Builder<(u64,)>, kind: Kind, input: Handle<u64>, k: u64) -> Handle<u64> {
+    add_named(b, kind, "add".into(), input, k)
+}
+
+/// [`add`] as a node of its own name (a durable graph's checkpoints need unique ones).
+fn add_named(
+    b: &mut Builder<(u64,)>,
+    kind: Kind,
+    name: std::borrow::Cow<'static, str>,
+    input: Handle<u64>,
+    k: u64,
+) -> Handle<u64> {
     match kind {
-        Kind::Io => b.node(ADD_IO, "add", (input,), move |i| {
+        Kind::Io => b.node(ADD_IO, name, (input,), move |i| {
             let (x,) = i.get();
             let x = *x;
             Step::pending(async move { Ok(x + k) })
         }),
-        _ => b.node(ADD_CPU, "add", (input,), move |i| {
+        _ => b.node(ADD_CPU, name, (input,), move |i| {
             let (x,) = i.get();
             Step::done(Ok(x + k))
         }),
@@ -73,10 +84,7 @@ pub fn independent_durable(n: usize) -> Workflow<(u64,), u64> {
     b.durable(1);
     let tasks: Vec<_> = (0..n as u64)
         .map(|k| {
-            let task = b.node(ADD_CPU, format!("t{k}"), (seed,), move |i| {
-                let (x,) = i.get();
-                Step::done(Ok(x + k))
-            });
+            let task = add_named(&mut b, Kind::Cpu, format!("t{k}").into(), seed, k);
             b.checkpoint(task);
             task
         })
@@ -92,10 +100,7 @@ pub fn chain_durable(n: usize) -> Workflow<(u64,), u64> {
     let (mut b, (mut x,)) = Builder::<(u64,)>::new("chain_durable", ["seed"]);
     b.durable(1);
     for k in 0..n {
-        x = b.node(ADD_CPU, format!("t{k}"), (x,), |i| {
-            let (x,) = i.get();
-            Step::done(Ok(x + 1))
-        });
+        x = add_named(&mut b, Kind::Cpu, format!("t{k}").into(), x, 1);
         b.checkpoint(x);
     }
     b.output(x)
