@@ -26,7 +26,7 @@
 //! resume RUN_ID [--store PATH]                    finish a run that stopped or crashed
 //! runs [--store PATH]                             the run history
 //! show RUN_ID [--store PATH]                      one run's report
-//! delete --older-than-days N [--store PATH]       forget old runs and their checkpoints
+//! delete --older-than-days N [--store PATH]       forget old runs (not running ones)
 //! graph [--format mermaid|dot]                    the workflow's graph
 //! ```
 //!
@@ -100,9 +100,10 @@ enum Command {
         #[command(flatten)]
         store: StoreArg,
     },
-    /// Deletes the runs started before some days ago, with their checkpoints.
+    /// Deletes the runs started before some days ago, with their checkpoints; runs
+    /// still running are left alone.
     Delete {
-        /// How old a run must be to go, in days (0 deletes every run).
+        /// How old a run must be to go, in days (0: every run not running now).
         #[arg(long, value_name = "DAYS")]
         older_than_days: u32,
         #[command(flatten)]
@@ -204,16 +205,17 @@ where
                     // A run id promises a resumable run: say why there is none.
                     self.require_durable()?;
                 }
-                let runner = if no_store || !self.workflow.is_durable() {
-                    runner
+                let outcome = if no_store || !self.workflow.is_durable() {
+                    watch(runner, |r| r.run(input())).await
                 } else {
                     let runner = runner.store(self.open(store)?);
-                    match run_id {
+                    let runner = match run_id {
                         Some(id) => runner.run_id(id),
                         None => runner,
-                    }
+                    };
+                    watch(runner, |r| r.run(input())).await
                 };
-                finish(watch(runner, Some(input())).await, done)
+                finish(outcome, done)
             }
             Command::Resume { run_id, store } => {
                 let runner = self
@@ -221,7 +223,7 @@ where
                     .runner()
                     .store(self.open(store)?)
                     .run_id(run_id);
-                finish(watch(runner, None).await, done)
+                finish(watch(runner, |r| r.resume()).await, done)
             }
             Command::Runs { store } => {
                 let runs = self.open(store)?.runs().map_err(|e| e.to_string())?;
@@ -274,7 +276,14 @@ where
                     .open(store)?
                     .delete_before(before)
                     .map_err(|e| e.to_string())?;
-                println!("deleted {deleted} run(s)");
+                println!("deleted {} run(s)", deleted.deleted);
+                if !deleted.skipped.is_empty() {
+                    println!(
+                        "skipped {} run(s) still running: {}",
+                        deleted.skipped.len(),
+                        deleted.skipped.join(", ")
+                    );
+                }
                 Ok(())
             }
             Command::Graph { format } => {
@@ -309,24 +318,31 @@ where
     }
 }
 
-/// Runs (or resumes, without `params`) with a progress display and Ctrl-C handling.
-async fn watch<P: Params, O: Send + Sync + 'static>(
-    runner: Runner<P, O>,
-    params: Option<P>,
-) -> RunOutcome<O> {
+/// Starts `runner` by `start` (a run or a resume) with a progress display and Ctrl-C
+/// handling.
+async fn watch<P, O, S, F>(
+    runner: Runner<P, O, S>,
+    start: impl FnOnce(Runner<P, O, S>) -> F,
+) -> RunOutcome<O>
+where
+    P: Params,
+    O: Send + Sync + 'static,
+    F: std::future::Future<Output = RunOutcome<O>>,
+{
     let progress = runner.progress();
     let cancel = runner.cancel_handle();
     let ctrl_c = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("Ctrl-C: cancelling the run");
+            eprintln!("Ctrl-C: cancelling the run (cleanup tasks still run; Ctrl-C again to stop them)");
             cancel.cancel();
+        }
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("Ctrl-C again: stopping everything now");
+            cancel.kill();
         }
     });
     let ticker = Ticker::start(Arc::clone(&progress));
-    let outcome = match params {
-        Some(params) => runner.run(params).await,
-        None => runner.resume().await,
-    };
+    let outcome = start(runner).await;
     ctrl_c.abort();
     ticker.stop(&progress);
     outcome

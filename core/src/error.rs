@@ -68,10 +68,33 @@ pub enum Error {
         /// Why it could not be loaded.
         message: String,
     },
+    /// [`Runner::resume`](crate::Runner::resume) without a
+    /// [`run_id`](crate::Runner::run_id): there is no run to resume.
+    NoRunId {
+        /// The workflow's name.
+        workflow: String,
+    },
+    /// Another runner (this process or another) owns the run and is running it: its
+    /// lease holds. Nothing was run or changed.
+    RunInUse {
+        /// The run id.
+        run: String,
+        /// Who holds the run: `host:pid:tag`.
+        owner: String,
+    },
     /// The run was polled outside a tokio runtime, which IO tasks need.
     NoRuntime {
         /// The workflow's name.
         workflow: String,
+    },
+    /// Something outside any task panicked (the scheduler, a `Drop`, a store's or a
+    /// collection's code): the run was stopped at once. A bug to report; the process
+    /// itself goes on.
+    Fault {
+        /// The workflow's name.
+        workflow: String,
+        /// What panicked, and its message.
+        message: String,
     },
 }
 
@@ -162,6 +185,21 @@ impl fmt::Display for Error {
             Error::Checkpoint { run, node, message } => write!(
                 f,
                 "run `{run}`: the checkpoint of node `{node}` cannot be loaded ({message}); nothing was run or changed"
+            ),
+            Error::Fault { workflow, message } => write!(
+                f,
+                "workflow `{workflow}` stopped on a fault outside its tasks: {message}"
+            ),
+            Error::NoRunId { workflow } => write!(
+                f,
+                "workflow `{workflow}`: `resume` needs the id of the run to resume: give it with `Runner::run_id`"
+            ),
+            Error::RunInUse { run, owner } => write!(
+                f,
+                "run `{run}` is in use: `{owner}` (host:pid:tag) is running it; wait for that run \
+                 to end or cancel it, then resume. A run whose process died is free at once on its \
+                 own host, or once its lease expires ({}s without a heartbeat)",
+                crate::store::LEASE_TTL.as_secs()
             ),
             Error::NoRuntime { workflow } => write!(
                 f,

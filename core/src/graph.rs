@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::error::Error;
 pub(crate) use crate::executor::Value;
@@ -21,17 +22,42 @@ use crate::run::Runner;
 use crate::task::{Kind, Outcome, TaskError, TaskInfo};
 
 /// A typed reference to a node's output, used to wire it into later nodes.
+///
+/// A handle belongs to the [`Builder`] that made it: using it in another builder (an
+/// outer builder's handle inside a `fan_out` body, say) panics at build time, naming
+/// the mistake, instead of silently reading another node.
 pub struct Handle<T> {
     id: u32,
+    /// The builder it belongs to.
+    builder: u32,
     _value: PhantomData<fn() -> T>,
 }
 
+/// Where a handle points: its builder and its node.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeRef {
+    builder: u32,
+    node: u32,
+}
+
+/// Ids for builders, so a handle knows which one it belongs to.
+static BUILDERS: AtomicU32 = AtomicU32::new(0);
+
 impl<T> Handle<T> {
-    fn new(id: usize) -> Self {
+    fn new(builder: u32, id: usize) -> Self {
         let id = u32::try_from(id).expect("a workflow holds at most u32::MAX nodes");
         Self {
             id,
+            builder,
             _value: PhantomData,
+        }
+    }
+
+    fn node_ref(self) -> NodeRef {
+        NodeRef {
+            builder: self.builder,
+            node: self.id,
         }
     }
 
@@ -67,9 +93,9 @@ pub trait Inputs: Send + Sync + 'static {
     /// Borrows every input's outcome from a run's slots.
     #[doc(hidden)]
     fn outcomes<'a>(&self, slots: &'a [Slot]) -> Self::Outcomes<'a>;
-    /// Appends each input's node index.
+    /// Appends where each input points.
     #[doc(hidden)]
-    fn indices(&self, out: &mut Vec<u32>);
+    fn indices(&self, out: &mut Vec<NodeRef>);
     /// The same inputs as parameters of a fan-out's body, named as in `parent`.
     #[doc(hidden)]
     fn import(&self, body: &mut Builder<()>, parent: &Graph) -> Self
@@ -140,8 +166,8 @@ macro_rules! tuples {
             fn outcomes<'a>(&self, _slots: &'a [Slot]) -> Self::Outcomes<'a> {
                 ($(outcome::<$T>(_slots, self.$i.id),)*)
             }
-            fn indices(&self, _out: &mut Vec<u32>) {
-                $(_out.push(self.$i.id);)*
+            fn indices(&self, _out: &mut Vec<NodeRef>) {
+                $(_out.push(self.$i.node_ref());)*
             }
             #[allow(clippy::unused_unit)]
             fn import(&self, _body: &mut Builder<()>, _parent: &Graph) -> Self {
@@ -191,8 +217,8 @@ impl<T: Send + Sync + 'static> Inputs for Vec<Handle<T>> {
     fn outcomes<'a>(&self, slots: &'a [Slot]) -> Self::Outcomes<'a> {
         self.iter().map(|h| outcome::<T>(slots, h.id)).collect()
     }
-    fn indices(&self, out: &mut Vec<u32>) {
-        out.extend(self.iter().map(|h| h.id));
+    fn indices(&self, out: &mut Vec<NodeRef>) {
+        out.extend(self.iter().map(|h| h.node_ref()));
     }
     fn import(&self, body: &mut Builder<()>, parent: &Graph) -> Self {
         self.iter()
@@ -364,8 +390,9 @@ fn assemble<T: Send + Sync + 'static>(
     let outcomes: Vec<Outcome<T>> = items
         .iter_mut()
         .map(|slots| {
-            slots[tail]
-                .get_mut()
+            slots
+                .get_mut(tail)
+                .and_then(OnceLock::get_mut)
                 .map(|record| std::mem::replace(&mut record.value, Box::new(())))
                 .and_then(|value| value.downcast::<Outcome<T>>().ok())
                 .map_or(Outcome::Skipped, |outcome| *outcome)
@@ -388,7 +415,8 @@ fn assemble_one<T: Send + Sync + 'static>(
 ) -> Result<Value, TaskError> {
     let outcome = items
         .first_mut()
-        .and_then(|slots| slots[tail].get_mut())
+        .and_then(|slots| slots.get_mut(tail))
+        .and_then(OnceLock::get_mut)
         .map(|record| std::mem::replace(&mut record.value, Box::new(())))
         .and_then(|value| value.downcast::<Outcome<T>>().ok());
     match outcome.map(|outcome| *outcome) {
@@ -914,6 +942,8 @@ impl Plan {
 /// assert_eq!(rt.block_on(workflow.run((21,))).unwrap(), 42);
 /// ```
 pub struct Builder<P> {
+    /// This builder's id, carried by its handles.
+    id: u32,
     graph: Graph,
     /// Where each distinct task sits in `graph.infos`.
     known: HashMap<TaskInfo, u32>,
@@ -929,6 +959,7 @@ impl<P: Params> Builder<P> {
     /// Starts a workflow whose parameters have the types of `P` and the given names.
     pub fn new(name: impl Into<Cow<'static, str>>, params: P::Names) -> (Self, P::Handles) {
         let mut builder = Self {
+            id: BUILDERS.fetch_add(1, Ordering::Relaxed),
             graph: Graph::new(name.into()),
             known: HashMap::new(),
             version: None,
@@ -954,6 +985,23 @@ impl<P: Params> Builder<P> {
         info
     }
 
+    /// The nodes `refs` point at, checked to be this builder's.
+    #[track_caller]
+    fn own(&self, refs: &[NodeRef]) -> Vec<u32> {
+        refs.iter()
+            .map(|r| {
+                assert!(
+                    r.builder == self.id && (r.node as usize) < self.graph.len(),
+                    "workflow `{}`: a `Handle` of another builder was used here; inside a \
+                     `fan_out` body, read the outer graph's values through the handles the \
+                     body closure receives (its `outer` argument), never by capturing them",
+                    self.graph.name()
+                );
+                r.node
+            })
+            .collect()
+    }
+
     /// Adds a fan-out: `body` builds the graph run once per item of `collection`, given
     /// the item's handle and the handles of `outer` (values of this graph the body
     /// reads, shared by reference with every item). The node's value is the body's
@@ -961,6 +1009,11 @@ impl<P: Params> Builder<P> {
     ///
     /// Each item's nodes run as soon as their own inputs exist, independently of the
     /// other items. If an item fails, the fan-out fails after every item has ended.
+    ///
+    /// # Panics
+    /// If `collection` or a handle of `outer` belongs to another builder, or if the
+    /// body uses a handle it did not get from its own builder.
+    #[track_caller]
     pub fn fan_out<C, O, T, F>(
         &mut self,
         name: impl Into<Cow<'static, str>>,
@@ -976,13 +1029,15 @@ impl<P: Params> Builder<P> {
         F: FnOnce(&mut Builder<()>, Handle<C::Item>, O) -> Handle<T>,
     {
         let name = name.into();
+        let mut refs = vec![collection.node_ref()];
+        outer.indices(&mut refs);
+        let mut imports = self.own(&refs);
+        imports.remove(0);
         let (mut inner, ()) = Builder::<()>::new(name.clone(), []);
         let item = inner.param::<C::Item>(item.into());
         let imported = outer.import(&mut inner, &self.graph);
         let tail = body(&mut inner, item, imported);
         let body = inner.output(tail).plan;
-        let mut imports = Vec::new();
-        outer.indices(&mut imports);
         let mut edges: Vec<(u32, bool)> = std::iter::once(collection.id)
             .chain(imports.iter().copied())
             .map(|node| (node, false))
@@ -1012,6 +1067,11 @@ impl<P: Params> Builder<P> {
     /// which pool calls it; `task.retry` and `task.timeout` govern its attempts. An
     /// input whose bit is set in `task.outcome_inputs` may fail without skipping this
     /// node: read it with [`In::outcomes`].
+    ///
+    /// # Panics
+    /// If a handle of `inputs` belongs to another builder, or `task.concurrency` is
+    /// `Some(0)` (no attempt could ever run).
+    #[track_caller]
     pub fn node<I, T, F>(
         &mut self,
         task: TaskInfo,
@@ -1024,8 +1084,14 @@ impl<P: Params> Builder<P> {
         T: Send + Sync + 'static,
         F: for<'a, 'i> Fn(In<'a, 'i, I>) -> Step<'a, T> + Send + Sync + 'static,
     {
-        let mut positions = Vec::new();
-        inputs.indices(&mut positions);
+        assert!(
+            task.concurrency != Some(0),
+            "task `{}`: a concurrency limit of 0 lets no attempt run; give at least 1",
+            task.name
+        );
+        let mut refs = Vec::new();
+        inputs.indices(&mut refs);
+        let positions = self.own(&refs);
         // Per distinct input, whether it may fail: only if every position that reads it
         // takes an outcome.
         let mut edges: Vec<(u32, bool)> = positions
@@ -1058,6 +1124,10 @@ impl<P: Params> Builder<P> {
     /// Adds another workflow as one node: it runs with `inputs` as its parameters
     /// (read in place, never cloned), its tasks are scheduled, retried and reported as
     /// this run's (named `node.task`), and its output is this node's value.
+    ///
+    /// # Panics
+    /// If a handle of `inputs` belongs to another builder.
+    #[track_caller]
     pub fn subflow<P2, O2, I>(
         &mut self,
         name: impl Into<Cow<'static, str>>,
@@ -1069,8 +1139,9 @@ impl<P: Params> Builder<P> {
         O2: Send + Sync + 'static,
         I: Inputs + Arguments<P2>,
     {
-        let mut imports = Vec::new();
-        inputs.indices(&mut imports);
+        let mut refs = Vec::new();
+        inputs.indices(&mut refs);
+        let imports = self.own(&refs);
         let mut edges: Vec<(u32, bool)> = imports.iter().map(|&node| (node, false)).collect();
         edges.sort_unstable();
         edges.dedup();
@@ -1100,9 +1171,11 @@ impl<P: Params> Builder<P> {
     /// Checkpoints a node: when it succeeds in a durable run, its value is saved, and
     /// a resumed run loads it instead of running the task again. Checkpoints are keyed
     /// by node name: [`output`](Self::output) panics if two checkpointed nodes share
-    /// one.
+    /// one, and this panics if `node` belongs to another builder.
+    #[track_caller]
     pub fn checkpoint<T: Checkpointable>(&mut self, node: Handle<T>) {
-        self.codecs[node.index()] = Some(Codec {
+        let node = self.own(&[node.node_ref()])[0] as usize;
+        self.codecs[node] = Some(Codec {
             encode: encode::<T>,
             decode: decode::<T>,
         });
@@ -1113,10 +1186,12 @@ impl<P: Params> Builder<P> {
     /// cost nothing but their place in the queue.
     ///
     /// # Panics
-    /// If `fan_out` is not a fan-out's handle, or `at_once` is zero.
+    /// If `fan_out` is not a fan-out's handle of this builder, or `at_once` is zero.
+    #[track_caller]
     pub fn cap_items<T>(&mut self, fan_out: Handle<Vec<T>>, at_once: u32) {
         assert!(at_once > 0, "a fan-out's cap is at least 1");
-        match &mut self.calls[fan_out.index()] {
+        let node = self.own(&[fan_out.node_ref()])[0] as usize;
+        match &mut self.calls[node] {
             Call::FanOut(def) => def.at_once = Some(at_once),
             _ => panic!("`cap_items` takes a handle returned by `fan_out`"),
         }
@@ -1140,13 +1215,19 @@ impl<P: Params> Builder<P> {
         self.calls.push(call);
         self.codecs.push(None);
         self.unresolved.push(unresolved::<T>);
-        Handle::new(graph.len() - 1)
+        Handle::new(self.id, graph.len() - 1)
     }
 
     /// Finishes the graph; a run returns the value of `output`.
+    ///
+    /// # Panics
+    /// If `output` belongs to another builder, or (in a durable workflow) two
+    /// checkpointed nodes share a name.
+    #[track_caller]
     pub fn output<O: Send + Sync + 'static>(self, output: Handle<O>) -> Workflow<P, O> {
+        let output = self.own(&[output.node_ref()])[0] as usize;
         let mut graph = self.graph;
-        graph.output = output.index();
+        graph.output = output;
         let n = graph.len();
         // Count, then place, every edge from a task: successors in CSR form.
         let mut offsets = vec![0u32; n + 1];

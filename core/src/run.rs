@@ -1,4 +1,10 @@
 //! Configured runs: fail-fast, a run timeout, cancellation, and the report.
+//!
+//! A [`Runner`] is in one of two states, told by its third type parameter: without a
+//! store ([`InMemory`], the default) it runs in memory; given one
+//! ([`Runner::store`], state [`Stored`]) its runs are recorded and can be resumed.
+//! What only makes sense for a recorded run ([`Runner::run_id`], [`Runner::resume`])
+//! exists only in the [`Stored`] state, so using it without a store does not compile.
 
 use std::fmt;
 use std::future::Future;
@@ -7,11 +13,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::executor::{Extras, RunOptions, Sink, Stop};
+use crate::executor::{Extras, RunOptions, Stop};
 use crate::graph::{self, Params, Plan};
 use crate::progress::Progress;
 use crate::report::RunReport;
-use crate::store::{RunRecord, Store};
+use crate::store::Store;
+
+mod durable;
 
 /// A run waiting to start, with its options. Made by
 /// [`Workflow::runner`](crate::Workflow::runner).
@@ -33,53 +41,53 @@ use crate::store::{RunRecord, Store};
 /// println!("{}", outcome.report);
 /// # drop(cancel); }
 /// ```
-pub struct Runner<P, O> {
+///
+/// `S` is the runner's state: [`InMemory`] until it is given a [`store`](Self::store),
+/// [`Stored`] after. A run id and `resume` belong to stored runs only, so asking for
+/// them without a store is a compile error, not a panic:
+///
+/// ```compile_fail,E0599
+/// # use aqueduct::prelude::*;
+/// # #[task] fn double(x: &u64) -> u64 { x * 2 }
+/// # workflow! { #[durable] fn doubled(x: u64) -> u64 { double(&x) } }
+/// // error[E0599]: no method named `resume` found for `Runner<(u64,), u64>`
+/// let _ = doubled::workflow().runner().resume();
+/// ```
+///
+/// ```compile_fail,E0599
+/// # use aqueduct::prelude::*;
+/// # #[task] fn double(x: &u64) -> u64 { x * 2 }
+/// # workflow! { #[durable] fn doubled(x: u64) -> u64 { double(&x) } }
+/// // error[E0599]: no method named `run_id` found: it comes after `store`
+/// let _ = doubled::workflow().runner().run_id("night-1");
+/// ```
+pub struct Runner<P, O, S = InMemory> {
     plan: Arc<Plan>,
     options: RunOptions,
     stop: Stop,
-    durable: Option<DurableRun<P>>,
+    state: S,
     progress: OnceLock<Arc<Progress>>,
     _types: PhantomData<fn(P) -> O>,
 }
 
-/// Where a durable run records itself, and how its parameters are saved.
-struct DurableRun<P> {
+/// The state of a [`Runner`] without a store: its run is not recorded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InMemory;
+
+/// The state of a [`Runner`] given a [`Store`] by [`Runner::store`]: its run is
+/// recorded, checkpointed, and can be resumed by its id.
+pub struct Stored {
     store: Arc<dyn Store>,
     id: Option<String>,
-    encode: fn(&P) -> Result<Vec<u8>, String>,
-    decode: fn(&[u8]) -> Result<P, String>,
 }
 
-fn encode_input<P: serde::Serialize>(params: &P) -> Result<Vec<u8>, String> {
-    serde_json::to_vec(params).map_err(|error| error.to_string())
-}
-
-fn decode_input<P: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<P, String> {
-    serde_json::from_slice(bytes).map_err(|error| error.to_string())
-}
-
-/// A run id unlikely to repeat: the workflow, the time, and a few random bits.
-fn new_run_id(workflow: &str) -> String {
-    use std::hash::{BuildHasher, RandomState};
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let salt = RandomState::new().hash_one(now) & 0xffff;
-    format!("{workflow}-{}-{salt:04x}", now.as_millis())
-}
-
-impl<P: Params, O: Send + Sync + 'static> Runner<P, O> {
-    pub(crate) fn new(plan: Arc<Plan>) -> Self {
-        Self {
-            plan,
-            options: RunOptions::default(),
-            stop: Stop::default(),
-            durable: None,
-            progress: OnceLock::new(),
-            _types: PhantomData,
-        }
+impl fmt::Debug for Stored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stored").field("id", &self.id).finish()
     }
+}
 
+impl<P: Params, O: Send + Sync + 'static, S> Runner<P, O, S> {
     /// On the first task that fails for good, stop: start nothing more, drop running
     /// async tasks, and return. By default independent branches run to their end.
     pub fn fail_fast(mut self, fail_fast: bool) -> Self {
@@ -93,32 +101,11 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O> {
         self
     }
 
-    /// Makes the run durable: it records itself and a checkpoint of every finished task
-    /// in `store`, so that a run with the same id later (see [`run_id`](Self::run_id),
-    /// [`resume`](Self::resume)) loads what finished instead of running it again. The
-    /// workflow must be `#[durable]`, and its parameters serialisable.
-    pub fn store(mut self, store: Arc<dyn Store>) -> Self
-    where
-        P: serde::Serialize + serde::de::DeserializeOwned,
-    {
-        self.durable = Some(DurableRun {
-            store,
-            id: self.durable.and_then(|d| d.id),
-            encode: encode_input::<P>,
-            decode: decode_input::<P>,
-        });
-        self
-    }
-
-    /// The id of a durable run: a new id starts a run, a known one resumes it (with
-    /// the same parameters). Without it a durable run gets a fresh id, in
-    /// [`RunOutcome::run_id`].
-    ///
-    /// # Panics
-    /// If no [`store`](Self::store) was given before.
-    pub fn run_id(mut self, id: impl Into<String>) -> Self {
-        let durable = self.durable.as_mut().expect("`run_id` comes after `store`");
-        durable.id = Some(id.into());
+    /// How long cleanup tasks (tasks taking an input as `&Outcome<T>`) may still run
+    /// after the run is cancelled, times out or fails fast; then the stop is hard and
+    /// they are dropped too. 30 seconds unless set.
+    pub fn cleanup_grace(mut self, grace: Duration) -> Self {
+        self.options.grace = Some(grace);
         self
     }
 
@@ -133,6 +120,42 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O> {
         Arc::clone(self.progress.get_or_init(Arc::default))
     }
 
+    fn with_state<T>(self, state: T) -> Runner<P, O, T> {
+        Runner {
+            plan: self.plan,
+            options: self.options,
+            stop: self.stop,
+            state,
+            progress: self.progress,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
+    pub(crate) fn new(plan: Arc<Plan>) -> Self {
+        Self {
+            plan,
+            options: RunOptions::default(),
+            stop: Stop::default(),
+            state: InMemory,
+            progress: OnceLock::new(),
+            _types: PhantomData,
+        }
+    }
+
+    /// Makes the run durable: it records itself and a checkpoint of every finished task
+    /// in `store`, so that a run with the same id later (see [`run_id`](Self::run_id),
+    /// [`resume`](Self::resume)) loads what finished instead of running it again. The
+    /// workflow must be `#[durable]` (else the run fails with
+    /// [`Error::NotDurable`]), and its parameters serialisable.
+    pub fn store(self, store: Arc<dyn Store>) -> Runner<P, O, Stored>
+    where
+        P: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        self.with_state(Stored { store, id: None })
+    }
+
     /// Runs the workflow; the outcome holds its result and its report, whatever happened.
     ///
     /// Cancelling (by the handle, the timeout, fail-fast, or dropping this future)
@@ -140,12 +163,62 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O> {
     /// preempted: [`aqueduct::task::cancelled`](crate::task::cancelled) turns true for
     /// it, and the run ends when it returns.
     pub fn run(self, params: P) -> impl Future<Output = RunOutcome<O>> + Send + use<P, O> {
+        let Runner {
+            plan,
+            options,
+            stop,
+            progress,
+            ..
+        } = self;
+        let progress = progress.into_inner();
+        async move {
+            let extras = Extras {
+                progress,
+                ..Extras::default()
+            };
+            let run = graph::run_plan(Arc::clone(&plan), options, stop, params, true, extras);
+            let (result, report) = run.await;
+            RunOutcome {
+                result,
+                report: report.unwrap_or_else(|| RunReport::not_started(plan.graph.name())),
+                run_id: None,
+            }
+        }
+    }
+}
+
+impl<P, O> Runner<P, O, Stored>
+where
+    P: Params + serde::Serialize + serde::de::DeserializeOwned,
+    O: Send + Sync + 'static,
+{
+    /// The id of this durable run: a new id starts a run, a known one resumes it (with
+    /// the same parameters). Without it a durable run gets a fresh id, in
+    /// [`RunOutcome::run_id`].
+    pub fn run_id(mut self, id: impl Into<String>) -> Self {
+        self.state.id = Some(id.into());
+        self
+    }
+
+    /// Runs the workflow, recorded in the store: a new run, or, for a known
+    /// [`run_id`](Self::run_id) started with the same parameters, the rest of it.
+    ///
+    /// The run is refused before anything runs if the store holds the id for another
+    /// shape or version of the workflow ([`Error::FingerprintMismatch`]), other
+    /// parameters ([`Error::InputChanged`]), or a run another runner is running now
+    /// ([`Error::RunInUse`]). It fails with [`Error::Store`] if any checkpoint could
+    /// not be saved: a run whose checkpoints are not all committed never succeeds.
+    /// Cancelling works as for [`Runner::run`] in memory.
+    pub fn run(self, params: P) -> impl Future<Output = RunOutcome<O>> + Send + use<P, O> {
         self.start(Some(params))
     }
 
-    /// Resumes the durable run given by [`store`](Self::store) and
-    /// [`run_id`](Self::run_id), with the parameters it was started with: what had
-    /// finished is loaded, the rest runs.
+    /// Resumes the run given by [`run_id`](Self::run_id), with the parameters it was
+    /// started with: what had finished is loaded, the rest runs. A checkpoint is loaded
+    /// only if every input its task read is loaded too (parameters are): a task that
+    /// read an input which runs again runs again, so the result is what an
+    /// uninterrupted run would return. Without a run id, or for an id the store does
+    /// not know, the run fails with [`Error::NoRunId`] or [`Error::UnknownRun`].
     pub fn resume(self) -> impl Future<Output = RunOutcome<O>> + Send + use<P, O> {
         self.start(None)
     }
@@ -155,69 +228,19 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O> {
             plan,
             options,
             stop,
-            durable,
+            state,
             progress,
             ..
         } = self;
-        let progress = progress.into_inner();
-        async move {
-            let Some(durable) = durable else {
-                let params = params.expect("only a durable run resumes");
-                let extras = Extras {
-                    progress,
-                    ..Extras::default()
-                };
-                let run = graph::run_plan(plan, options, stop, params, true, extras);
-                let (result, report) = run.await;
-                return RunOutcome {
-                    result,
-                    report: report.expect("a runner's run has a report"),
-                    run_id: None,
-                };
-            };
-            let id = durable
-                .id
-                .clone()
-                .unwrap_or_else(|| new_run_id(plan.graph.name()));
-            let refused = |error| RunOutcome {
-                result: Err(error),
-                report: RunReport::not_started(plan.graph.name()),
-                run_id: Some(id.clone()),
-            };
-            let (params, restored) = match prepare(&plan, &durable, &id, params) {
-                Ok(prepared) => prepared,
-                Err(error) => return refused(error),
-            };
-            let (sink, flushed) = Sink::start(Arc::clone(&durable.store), id.clone());
-            let extras = Extras {
-                restored,
-                sink: Some(sink),
-                progress,
-            };
-            let (mut result, report) =
-                graph::run_plan(Arc::clone(&plan), options, stop, params, true, extras).await;
-            let report = report.expect("a runner's run has a report");
-            if let Ok(Err(error)) = flushed.await {
-                result = Err(Error::Store(error));
-            }
-            let status = run_status(&result);
-            let json = serde_json::to_string(&report).unwrap_or_default();
-            if let Err(error) = durable.store.finish(&id, status, report.wall, &json) {
-                result = result.and(Err(Error::Store(error)));
-            }
-            RunOutcome {
-                result,
-                report,
-                run_id: Some(id),
-            }
-        }
+        durable::run(plan, options, stop, state, progress.into_inner(), params)
     }
 }
 
-impl<P, O> fmt::Debug for Runner<P, O> {
+impl<P, O, S: fmt::Debug> fmt::Debug for Runner<P, O, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runner")
             .field("options", &self.options)
+            .field("state", &self.state)
             .finish()
     }
 }
@@ -227,14 +250,32 @@ impl<P, O> fmt::Debug for Runner<P, O> {
 pub struct CancelHandle(Stop);
 
 impl CancelHandle {
-    /// Stops the run: nothing more starts, running async tasks are dropped.
+    /// Stops the run: nothing more starts and running async tasks are dropped, but for
+    /// cleanup tasks (tasks taking an input as `&Outcome<T>` whose required inputs
+    /// succeeded), which still run, like a `finally`, within the runner's
+    /// [`cleanup_grace`](Runner::cleanup_grace).
     pub fn cancel(&self) {
         self.0.stop();
+    }
+
+    /// Stops the run at once, cleanup tasks included: nothing more starts, every
+    /// running async task is dropped. (A running CPU task cannot be preempted; the run
+    /// ends when it returns.) What a second Ctrl-C does in [`aqueduct::cli`](crate).
+    pub fn kill(&self) {
+        self.0.kill();
     }
 
     /// Whether the run was cancelled.
     pub fn is_cancelled(&self) -> bool {
         self.0.is_stopped()
+    }
+}
+
+impl fmt::Debug for CancelHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelHandle")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
     }
 }
 
@@ -248,101 +289,4 @@ pub struct RunOutcome<O> {
     pub report: RunReport,
     /// A durable run's id, to resume it or look it up in its store.
     pub run_id: Option<String>,
-}
-
-fn run_status<O>(result: &Result<O, Error>) -> &'static str {
-    match result {
-        Ok(_) => "succeeded",
-        Err(Error::Cancelled { .. }) => "cancelled",
-        Err(Error::TimedOut { .. }) => "timed out",
-        Err(_) => "failed",
-    }
-}
-
-/// Checks a durable run against its store and loads what it can resume from: the
-/// parameters (given, or saved when resuming) and the value of every checkpointed node.
-/// Any mismatch refuses the run before anything runs or is written.
-fn prepare<P>(
-    plan: &Plan,
-    durable: &DurableRun<P>,
-    id: &str,
-    params: Option<P>,
-) -> Result<(P, Vec<(usize, crate::graph::Value)>), Error> {
-    let graph = &plan.graph;
-    let workflow = graph.name().to_owned();
-    let Some(shape) = &plan.durable else {
-        return Err(Error::NotDurable { workflow });
-    };
-    let fingerprint = shape.fingerprint.clone();
-    let store = &durable.store;
-    let existing = store.run(id).map_err(Error::Store)?;
-    let Some(existing) = existing else {
-        let params = params.ok_or_else(|| Error::UnknownRun { run: id.to_owned() })?;
-        let input = (durable.encode)(&params).map_err(|message| Error::Checkpoint {
-            run: id.to_owned(),
-            node: "(parameters)".into(),
-            message,
-        })?;
-        let record = RunRecord {
-            id: id.to_owned(),
-            workflow,
-            fingerprint,
-            input,
-            graph: shape.shape.clone(),
-        };
-        store.start(&record).map_err(Error::Store)?;
-        return Ok((params, Vec::new()));
-    };
-    if existing.fingerprint != fingerprint {
-        return Err(Error::FingerprintMismatch {
-            run: id.to_owned(),
-            changes: crate::graph::shape_diff(&existing.graph, &shape.shape),
-        });
-    }
-    let params = match params {
-        Some(params) => {
-            if (durable.encode)(&params).ok().as_deref() != Some(existing.input.as_slice()) {
-                return Err(Error::InputChanged { run: id.to_owned() });
-            }
-            params
-        }
-        None => (durable.decode)(&existing.input).map_err(|message| Error::Checkpoint {
-            run: id.to_owned(),
-            node: "(parameters)".into(),
-            message,
-        })?,
-    };
-    let codecs = &plan.durable.as_ref().expect("checked above").codecs;
-    let mut restored = Vec::new();
-    for checkpoint in store.checkpoints(id).map_err(Error::Store)? {
-        let bad = |message: String| Error::Checkpoint {
-            run: id.to_owned(),
-            node: checkpoint.node.clone(),
-            message,
-        };
-        let node = (0..graph.len())
-            .find(|&i| graph.name_of(i) == checkpoint.node)
-            .ok_or_else(|| bad("no node of that name".into()))?;
-        let codec = codecs[node].ok_or_else(|| bad("the node is not checkpointed".into()))?;
-        if checkpoint.codec != crate::graph::CODEC || checkpoint.schema != crate::graph::SCHEMA {
-            return Err(bad(format!(
-                "saved as {} v{}, this build reads {} v{}",
-                checkpoint.codec,
-                checkpoint.schema,
-                crate::graph::CODEC,
-                crate::graph::SCHEMA
-            )));
-        }
-        let value = (codec.decode)(&checkpoint.data).map_err(bad)?;
-        restored.push((node, value));
-    }
-    Ok((params, restored))
-}
-
-impl fmt::Debug for CancelHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CancelHandle")
-            .field("cancelled", &self.is_cancelled())
-            .finish()
-    }
 }

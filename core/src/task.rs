@@ -257,15 +257,30 @@ impl<E: StdError + Send + Sync + 'static> From<E> for TaskError {
 }
 
 impl fmt::Display for TaskError {
+    /// The error and its chain of sources, `: `-separated. The user's `Display` runs
+    /// behind a panic boundary: a panic in it is shown, never propagated into the
+    /// executor or a logger.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let source = self.as_error();
-        fmt::Display::fmt(source, f)?;
-        let mut cause = source.source();
-        while let Some(error) = cause {
-            write!(f, ": {error}")?;
-            cause = error.source();
+        let text = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            use fmt::Write as _;
+            let mut text = String::new();
+            let source = self.as_error();
+            let _ = write!(text, "{source}");
+            let mut cause = source.source();
+            while let Some(error) = cause {
+                let _ = write!(text, ": {error}");
+                cause = error.source();
+            }
+            text
+        }));
+        match text {
+            Ok(text) => f.write_str(&text),
+            Err(panic) => write!(
+                f,
+                "(the error's `Display` panicked: {})",
+                crate::executor::panic_message(&*panic)
+            ),
         }
-        Ok(())
     }
 }
 
@@ -324,18 +339,54 @@ pub fn cancelled() -> bool {
 
 /// Runs `f` with `token` (identified by `id`) as what [`cancelled`] reports.
 pub(crate) fn with_cancel<R>(id: u64, token: &CancellationToken, f: impl FnOnce() -> R) -> R {
-    struct Reset;
-    impl Drop for Reset {
+    /// Puts back what the thread had before: a task's `par_iter` may run another
+    /// task on this same thread (rayon's work stealing), and the outer task must see
+    /// its own signal again afterwards.
+    struct Restore {
+        in_task: bool,
+        previous: Option<Option<(u64, CancellationToken)>>,
+    }
+    impl Drop for Restore {
         fn drop(&mut self) {
-            IN_TASK.set(false);
+            IN_TASK.set(self.in_task);
+            if let Some(previous) = self.previous.take() {
+                CANCEL.set(previous);
+            }
         }
     }
-    CANCEL.with_borrow_mut(|cancel| {
+    let in_task = IN_TASK.get();
+    let replaced = CANCEL.with_borrow_mut(|cancel| {
         if cancel.as_ref().is_none_or(|(current, _)| *current != id) {
-            *cancel = Some((id, token.clone()));
+            Some(cancel.replace((id, token.clone())))
+        } else {
+            None
         }
     });
     IN_TASK.set(true);
-    let _reset = Reset;
+    // Outside a task the cached signal is kept for the next task on this thread.
+    let _restore = Restore {
+        in_task,
+        previous: replaced.filter(|_| in_task),
+    };
     f()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 9, finding 6: a task's `par_iter` may run another task on the same
+    /// thread; the outer task sees its own signal again afterwards.
+    #[test]
+    fn a_nested_task_leaves_the_outer_signal_in_place() {
+        let (outer, inner) = (CancellationToken::new(), CancellationToken::new());
+        outer.cancel();
+        let seen = with_cancel(u64::MAX - 1, &outer, || {
+            assert!(cancelled());
+            let nested = with_cancel(u64::MAX - 2, &inner, cancelled);
+            (nested, cancelled())
+        });
+        assert_eq!(seen, (false, true));
+        assert!(!cancelled(), "outside a task nothing is cancelled");
+    }
 }

@@ -96,3 +96,35 @@ async fn unknown_commands_and_formats_are_usage_errors() {
         assert_eq!(code, ExitCode::from(2), "{args:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_leaves_a_running_run_alone() {
+    let dir = TempDir::new("cli-delete-live");
+    let path = dir.db();
+    let store = SqliteStore::open(&path).unwrap();
+    let record = aqueduct::store::RunRecord {
+        id: "live".into(),
+        workflow: "kept".into(),
+        fingerprint: "abc".into(),
+        graph: "workflow kept version 1\n".into(),
+        input: b"[1]".to_vec(),
+    };
+    // Claimed by a process on another host, whose heartbeat is fresh.
+    store.claim("live", "elsewhere:1:x", Some(&record)).unwrap();
+    let code = Cli::new(kept::workflow())
+        .main_from(
+            [
+                "kept",
+                "delete",
+                "--older-than-days",
+                "0",
+                "--store",
+                path.to_str().unwrap(),
+            ],
+            || (1,),
+            |_, _| {},
+        )
+        .await;
+    assert_eq!(code, ExitCode::SUCCESS);
+    assert_eq!(store.runs().unwrap().len(), 1, "the running run is kept");
+}

@@ -155,3 +155,47 @@ async fn the_limit_is_part_of_the_static_description() {
         ]
     );
 }
+
+#[task(concurrency = 3)]
+async fn limited_item(x: &u64, gauge: &Arc<Gauge>) -> u64 {
+    gauge.enter();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    gauge.leave();
+    *x
+}
+
+#[task]
+fn item_sum(xs: &[u64]) -> u64 {
+    xs.iter().sum()
+}
+
+workflow! {
+    fn limited_fan_out(xs: Vec<u64>, gauge: Arc<Gauge>) -> u64 {
+        let each = for x in &xs {
+            limited_item(x, &gauge)
+        };
+        item_sum(&each)
+    }
+}
+
+/// Issue 9, finding 2: items that wait for a permit inside a fan-out wait, as they do
+/// at the top level; none is reported cancelled.
+#[tokio::test(start_paused = true)]
+async fn items_of_a_fan_out_wait_for_a_limited_task_instead_of_being_cancelled() {
+    let gauge = Arc::new(Gauge::default());
+    let started = tokio::time::Instant::now();
+    let RunOutcome { result, report, .. } = limited_fan_out::workflow()
+        .runner()
+        .run(((1..=30).collect(), gauge.clone()))
+        .await;
+    assert_eq!(result.unwrap(), (1..=30).sum::<u64>());
+    assert_eq!(gauge.peak.load(Ordering::SeqCst), 3);
+    // 30 calls of 10 ms, three at a time: at least ten rounds (items start from
+    // rayon, which the paused clock does not wait for, so a round may be late).
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(100), "{took:?}");
+    for i in 0..30 {
+        let task = report.task(&format!("limited_item[{i}]")).unwrap();
+        assert_eq!(task.status, aqueduct::TaskStatus::Succeeded);
+    }
+}

@@ -6,11 +6,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use aqueduct::graph::Params;
 use aqueduct::prelude::*;
-use aqueduct::store::{SqliteStore, Store, StoreError};
+use aqueduct::store::{SqliteStore, Store};
 use aqueduct::{RunOutcome, TaskStatus, Workflow};
 
 mod scratch;
 use scratch::TempDir;
+
+#[path = "durable/faults.rs"]
+mod faults;
+#[path = "durable/lease.rs"]
+mod lease;
+#[path = "durable/resume.rs"]
+mod resume;
 
 fn open_store(dir: &TempDir) -> Arc<dyn Store> {
     Arc::new(SqliteStore::open(dir.db()).unwrap())
@@ -428,65 +435,16 @@ async fn fan_outs_and_sub_workflows_are_checkpointed_as_one_node_each() {
     assert_eq!(ITEMS.load(Ordering::SeqCst), items, "no item ran again");
 }
 
-/// A store whose disk fills up: everything works but saving checkpoints.
-struct DiskFull(Arc<dyn Store>);
-
-impl Store for DiskFull {
-    fn run(&self, id: &str) -> Result<Option<aqueduct::store::RunRecord>, StoreError> {
-        self.0.run(id)
-    }
-    fn start(&self, run: &aqueduct::store::RunRecord) -> Result<(), StoreError> {
-        self.0.start(run)
-    }
-    fn checkpoints(&self, id: &str) -> Result<Vec<aqueduct::store::Checkpoint>, StoreError> {
-        self.0.checkpoints(id)
-    }
-    fn save(
-        &self,
-        _: &str,
-        _: &[aqueduct::store::Checkpoint],
-        _: &[aqueduct::store::TaskEnd],
-    ) -> Result<(), StoreError> {
-        Err(StoreError {
-            location: "runs.db".into(),
-            message: "cannot save checkpoints: database or disk is full".into(),
-        })
-    }
-    fn task_ends(&self, id: &str) -> Result<Vec<aqueduct::store::TaskEnd>, StoreError> {
-        self.0.task_ends(id)
-    }
-    fn finish(
-        &self,
-        id: &str,
-        status: &str,
-        duration: std::time::Duration,
-        report: &str,
-    ) -> Result<(), StoreError> {
-        self.0.finish(id, status, duration, report)
-    }
-    fn runs(&self) -> Result<Vec<aqueduct::store::RunSummary>, StoreError> {
-        self.0.runs()
-    }
-    fn report(&self, id: &str) -> Result<Option<String>, StoreError> {
-        self.0.report(id)
-    }
-    fn delete_before(&self, before: std::time::SystemTime) -> Result<usize, StoreError> {
-        self.0.delete_before(before)
-    }
-}
-
 #[tokio::test]
-async fn a_run_whose_checkpoints_cannot_be_saved_fails_with_the_stores_error() {
-    let dir = TempDir::new("durable-full");
-    let inner = open_store(&dir);
-    let full: Arc<dyn Store> = Arc::new(DiskFull(Arc::clone(&inner)));
-    let outcome = start(small::workflow(), &full, "r", (2,)).await;
+async fn resume_without_a_run_id_is_an_error_not_a_panic() {
+    let dir = TempDir::new("durable-no-id");
+    let store = open_store(&dir);
+    let outcome = small::workflow().runner().store(store).resume().await;
+    let store_is_empty = |dir: &TempDir| open_store(dir).runs().unwrap().is_empty();
     let message = outcome.result.unwrap_err().to_string();
-    assert!(
-        message.contains("store `runs.db`: cannot save checkpoints: database or disk is full"),
-        "{message}"
+    assert_eq!(
+        message,
+        "workflow `small`: `resume` needs the id of the run to resume: give it with `Runner::run_id`"
     );
-    // The run is recorded as failed, so it is not mistaken for a finished one.
-    assert_eq!(inner.runs().unwrap()[0].status, "failed");
-    assert!(inner.checkpoints("r").unwrap().is_empty());
+    assert!(store_is_empty(&dir));
 }

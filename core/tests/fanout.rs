@@ -444,3 +444,56 @@ async fn progress_counts_every_item_task_including_failed_and_skipped_ones() {
     assert_eq!(progress.done(), progress.total());
     assert_eq!(progress.running(), 0);
 }
+
+/// A MiB that counts how many of its kind are alive.
+struct Blob {
+    _bytes: Vec<u8>,
+    alive: Arc<AtomicUsize>,
+}
+
+impl Drop for Blob {
+    fn drop(&mut self) {
+        self.alive.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[task]
+fn inflate(x: &u64, alive: &Arc<AtomicUsize>) -> Blob {
+    alive.fetch_add(1, Ordering::SeqCst);
+    let _ = x;
+    Blob {
+        _bytes: vec![1; 1 << 20],
+        alive: Arc::clone(alive),
+    }
+}
+
+#[task]
+fn measure(blob: &Blob) -> usize {
+    blob._bytes.len()
+}
+
+#[task]
+fn alive_now(sizes: &[usize], alive: &Arc<AtomicUsize>) -> (usize, usize) {
+    (sizes.len(), alive.load(Ordering::SeqCst))
+}
+
+workflow! {
+    fn blobs(xs: Vec<u64>, alive: Arc<AtomicUsize>) -> (usize, usize) {
+        let sizes = for x in &xs {
+            let blob = inflate(x, &alive);
+            measure(&blob)
+        };
+        alive_now(&sizes, &alive)
+    }
+}
+
+/// Issue 9, finding 11: an item's intermediate values are dropped when the item ends,
+/// not kept until the run ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_items_intermediate_values_are_dropped_when_the_item_ends() {
+    let alive = Arc::new(AtomicUsize::new(0));
+    let (items, alive_then) = blobs((0..200).collect(), alive.clone()).await.unwrap();
+    assert_eq!(items, 200);
+    assert_eq!(alive_then, 0, "no item's blob outlives its item");
+    assert_eq!(alive.load(Ordering::SeqCst), 0);
+}

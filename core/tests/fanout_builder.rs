@@ -77,3 +77,43 @@ async fn a_big_fan_out_runs() {
     assert_eq!(values.len(), 20_000);
     assert_eq!(sum, (100..20_100u64).map(|x| 2 * x + 1).sum::<u64>());
 }
+
+/// Issue 9, finding 10: a handle of the outer builder captured by a `fan_out` body is
+/// refused when the graph is built, instead of silently reading a node of the body.
+#[test]
+fn an_outer_handle_captured_in_a_body_is_refused_at_build_time() {
+    let built = std::panic::catch_unwind(|| {
+        let (mut b, (items, offset)) =
+            Builder::<(Vec<u64>, u64)>::new("captured", ["items", "offset"]);
+        let doubled = b.fan_out("doubled", items, "x", (), |body, x, ()| {
+            // `offset` belongs to the outer builder: it must come through `outer`.
+            body.node(SHIFT, "s", (x, offset), |i| {
+                let (x, offset) = i.get();
+                let value = x + offset;
+                Step::pending(async move { Ok(value) })
+            })
+        });
+        b.output(doubled)
+    });
+    let panic = built.expect_err("refused");
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains("a `Handle` of another builder was used here"),
+        "{message}"
+    );
+    assert!(message.contains("its `outer` argument"), "{message}");
+}
+
+#[test]
+fn a_handle_of_another_workflow_is_refused_at_build_time() {
+    let (_, (foreign,)) = Builder::<(u64,)>::new("other", ["x"]);
+    let built = std::panic::catch_unwind(move || {
+        let (mut b, (_mine,)) = Builder::<(u64,)>::new("mine", ["x"]);
+        let node = b.node(DOUBLE, "d", (foreign,), |i| {
+            let (x,) = i.get();
+            Step::done(Ok(x * 2))
+        });
+        b.output(node)
+    });
+    assert!(built.is_err());
+}

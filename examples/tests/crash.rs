@@ -287,3 +287,58 @@ fn ctrl_c_cancels_the_run_cleanly_and_resume_finishes_it() {
     let starts = scratch.lines().iter().filter(|l| *l == "start xs").count();
     assert_eq!(starts, 1, "the checkpointed load did not run again");
 }
+
+#[test]
+fn a_second_process_resuming_a_live_run_is_refused_and_names_its_owner() {
+    let scratch = Scratch::new("in-use");
+    let child = scratch.command(&["run", "--run-id", RUN]).spawn().unwrap();
+    wait_for("xs to start", || logged(&scratch, "start xs"));
+    let second = scratch.command(&["resume", RUN]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("run `{RUN}` is in use: `"))
+            && stderr.contains(&format!(":{}:", child.id())),
+        "it names the running process: {stderr}"
+    );
+    let out = succeeded(child.wait_with_output().unwrap());
+    assert_eq!(out, uninterrupted(), "the first run was not disturbed");
+    let starts = scratch.lines().iter().filter(|l| *l == "start xs").count();
+    assert_eq!(starts, 1, "only one process ran the run");
+}
+
+#[test]
+fn delete_skips_a_run_that_is_still_running() {
+    let scratch = Scratch::new("delete-live");
+    let child = scratch.command(&["run", "--run-id", RUN]).spawn().unwrap();
+    wait_for("xs to start", || logged(&scratch, "start xs"));
+    let output = scratch
+        .command(&["delete", "--older-than-days", "0"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert_eq!(
+        stdout,
+        format!("deleted 0 run(s)\nskipped 1 run(s) still running: {RUN}\n")
+    );
+    let out = succeeded(child.wait_with_output().unwrap());
+    assert_eq!(out, uninterrupted(), "the run went on and saved everything");
+    assert_eq!(scratch.checkpointed().len(), NODES.len());
+}
+
+#[test]
+fn a_run_killed_with_sigkill_is_resumed_at_once_not_after_its_lease_expires() {
+    let scratch = Scratch::new("killed-lease");
+    let child = scratch.command(&["run", "--run-id", RUN]).spawn().unwrap();
+    wait_for("xs's checkpoint", || has_checkpoint(&scratch, "xs"));
+    kill(child);
+    let began = Instant::now();
+    let out = succeeded(scratch.command(&["resume", RUN]).output().unwrap());
+    assert_eq!(out, uninterrupted());
+    assert!(
+        began.elapsed() < aqueduct::store::LEASE_TTL / 2,
+        "the dead process's lease was taken over at once: {:?}",
+        began.elapsed()
+    );
+}

@@ -5,11 +5,17 @@
 //! last commit in one transaction: the faster tasks finish, the bigger the batches. A
 //! checkpoint is durable once its batch commits; a crash loses at most the batch being
 //! written, whose tasks run again on resume (at least once).
+//!
+//! The writer also keeps the run's lease: it renews the heartbeat when it has had
+//! nothing to save for a while, and releases the lease itself if the run future was
+//! dropped. The first failure of the store (an error, a panic, a lost lease) stops the
+//! run, and the run fails with that error.
 
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Instant;
 
 use super::*;
-use crate::store::{Checkpoint, Store, StoreError, TaskEnd};
+use crate::store::{Checkpoint, HEARTBEAT_EVERY, Lease, StoreError, TaskEnd, guarded};
 
 /// What the writer saves for one node: its checkpoint and how it ended.
 pub(crate) struct Entry {
@@ -22,40 +28,95 @@ pub(crate) struct Sink {
     sender: mpsc::Sender<Entry>,
 }
 
-/// Resolves when every checkpoint sent is saved (or the first error).
-pub(crate) type Flushed = oneshot::Receiver<Result<(), StoreError>>;
+/// Resolves when every checkpoint sent is saved, or with the store's first error;
+/// with the lease, for the run to record its end. A receive error means the writer
+/// died: its checkpoints are not known to be saved.
+pub(crate) type Flushed = oneshot::Receiver<(Result<(), StoreError>, Lease)>;
+
+/// Stops the run if the writer thread unwinds.
+struct StopOnUnwind(Stop);
+
+impl Drop for StopOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop();
+        }
+    }
+}
 
 impl Sink {
-    /// Starts the writer for run `id`.
-    pub(crate) fn start(store: Arc<dyn Store>, id: String) -> (Self, Flushed) {
+    /// Starts the writer of the run `lease` holds. Its first failure stops the run
+    /// through `stop`.
+    pub(crate) fn start(lease: Lease, stop: Stop) -> Result<(Self, Flushed), StoreError> {
         let (sender, receiver) = mpsc::channel::<Entry>();
         let (flushed, done) = oneshot::channel();
+        let store = &**lease.store();
+        let location = guarded(store, "location", || Ok(store.location()))
+            .unwrap_or_else(|error| error.location);
         std::thread::Builder::new()
             .name("aqueduct-checkpoints".into())
             .spawn(move || {
-                let mut failure = None;
-                let (mut checkpoints, mut ends) = (Vec::new(), Vec::new());
-                while let Ok(first) = receiver.recv() {
-                    for entry in std::iter::once(first).chain(receiver.try_iter().take(4095)) {
-                        checkpoints.extend(entry.checkpoint);
-                        ends.extend(entry.end);
-                    }
-                    if failure.is_none() {
-                        failure = store.save(&id, &checkpoints, &ends).err();
-                    }
-                    checkpoints.clear();
-                    ends.clear();
-                }
-                let _ = flushed.send(failure.map_or(Ok(()), Err));
+                let _unwinding = StopOnUnwind(stop.clone());
+                let result = write(&lease, &receiver, &stop);
+                // The run future is gone if this fails: the lease is dropped with the
+                // message, which releases it, so the run can be resumed at once.
+                let _ = flushed.send((result, lease));
             })
-            .expect("aqueduct: cannot start the checkpoint writer thread");
-        (Self { sender }, done)
+            .map_err(|error| StoreError {
+                location,
+                message: format!("cannot start the checkpoint writer thread: {error}"),
+            })?;
+        Ok((Self { sender }, done))
     }
 
     pub(crate) fn send(&self, entry: Entry) {
-        // The writer only stops after the sender is dropped.
+        // The writer only stops after the sender is dropped (or if it died, which the
+        // run learns from `Flushed`).
         let _ = self.sender.send(entry);
     }
+}
+
+/// The writer's loop: saves batches and renews the lease until every sender is gone.
+/// After the first failure it saves nothing more (the run is stopping).
+fn write(lease: &Lease, receiver: &mpsc::Receiver<Entry>, stop: &Stop) -> Result<(), StoreError> {
+    let store = &**lease.store();
+    let (id, owner) = (lease.run(), lease.owner());
+    let mut failure = None;
+    let fail = |failure: &mut Option<StoreError>, error| {
+        *failure = Some(error);
+        stop.stop();
+    };
+    let (mut checkpoints, mut ends) = (Vec::new(), Vec::new());
+    let mut renewed = Instant::now();
+    loop {
+        let wait = HEARTBEAT_EVERY.saturating_sub(renewed.elapsed());
+        match receiver.recv_timeout(wait) {
+            Ok(first) => {
+                for entry in std::iter::once(first).chain(receiver.try_iter().take(4095)) {
+                    checkpoints.extend(entry.checkpoint);
+                    ends.extend(entry.end);
+                }
+                if failure.is_none() {
+                    match guarded(store, "save", || store.save(id, owner, &checkpoints, &ends)) {
+                        Ok(()) => renewed = Instant::now(),
+                        Err(error) => fail(&mut failure, error),
+                    }
+                }
+                checkpoints.clear();
+                ends.clear();
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if failure.is_none()
+                    && let Err(error) = guarded(store, "renew", || store.renew(id, owner))
+                {
+                    fail(&mut failure, error);
+                }
+                renewed = Instant::now();
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    failure.map_or(Ok(()), Err)
 }
 
 /// What a runner may bring to the executor besides options: values restored from

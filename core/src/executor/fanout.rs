@@ -48,9 +48,12 @@ pub(super) fn spawn_roots(mut roots: Vec<(Arc<Shared>, Job)>) {
             run.dispatch(job);
         }
         _ => rayon::spawn(move || {
-            roots
-                .into_par_iter()
-                .for_each(|(run, job)| run.run_on_rayon(job));
+            let context = Arc::clone(&roots[0].0.run);
+            guard(&context, "the scheduler", || {
+                roots
+                    .into_par_iter()
+                    .for_each(|(run, job)| run.run_on_rayon(job));
+            });
         }),
     }
 }
@@ -60,6 +63,21 @@ impl FanOut {
         match &self.parent.plan.calls[self.node] {
             Call::FanOut(def) => def,
             _ => unreachable!("a fan-out's node is a fan-out"),
+        }
+    }
+
+    /// Drops what an ended item no longer needs: its imports (which hold the parent
+    /// run) and every value but its output, which the fan-out's end moves out. The
+    /// report keeps each node's status, times and errors only.
+    pub(super) fn forget_values(&self, slots: &mut [Slot]) {
+        for (node, slot) in slots.iter_mut().enumerate() {
+            if node < self.params {
+                drop(slot.take());
+            } else if node != self.tail
+                && let Some(record) = slot.get_mut()
+            {
+                record.value = Box::new(());
+            }
         }
     }
 
@@ -141,19 +159,21 @@ pub(super) struct FanOut {
 
 impl Drop for FanOut {
     fn drop(&mut self) {
+        let context = Arc::clone(&self.parent.run);
+        guard(&context, "a fan-out's end", || self.end());
+    }
+}
+
+impl FanOut {
+    /// The last item ended: gathers the results and resolves the fan-out's node.
+    fn end(&mut self) {
+        let body = Arc::clone(&self.def().body);
+        // Items a stop kept from starting have slots too, none of them resolved.
         let mut items: Vec<Box<[Slot]>> = self
             .items
             .iter_mut()
-            .map(|item| item.take().unwrap_or_default())
+            .map(|item| item.take().unwrap_or_else(|| empty_slots(&body).0))
             .collect();
-        // The imports hold the parent run; kept in the parent's record they would keep
-        // it alive forever.
-        for slots in &mut items {
-            slots
-                .iter_mut()
-                .take(self.params)
-                .for_each(|slot| drop(slot.take()));
-        }
         let result = (self.assemble)(&mut items, self.tail);
         let job = Job {
             node: self.node,
@@ -163,8 +183,14 @@ impl Drop for FanOut {
             retries: None,
         };
         let run = &self.parent;
-        if result.is_err() && run.run.stop.is_stopped() {
-            return run.record_cancelled(job, self.started, items);
+        let failed = |slots: &[Slot]| {
+            slots
+                .iter()
+                .filter_map(OnceLock::get)
+                .any(|record| matches!(record.status, TaskStatus::Failed | TaskStatus::TimedOut))
+        };
+        if result.is_err() && run.run.stop.is_stopped() && !items.iter().any(|slots| failed(slots)) {
+            return run.cancel(job, Some(self.started), items);
         }
         let mut spill = Vec::new();
         let next = run.resolve(job, self.started, result, Caller::Rayon(&mut spill), items);
@@ -180,9 +206,29 @@ impl Shared {
     /// imported values as its parameters, all sharing this run's stop, limits and clock.
     /// The fan-out's node resolves when the last item ends (see [`FanOut`]).
     pub(super) fn expand(self: &Arc<Self>, job: Job, def: &FanOutDef) {
-        let count = def
-            .collection
-            .map_or(1, |collection| (def.len)(&self.slots, collection));
+        let count = match def.collection {
+            None => 1,
+            // `Collection::items` is the user's code: a panic fails the node.
+            Some(collection) => {
+                match catch_unwind(AssertUnwindSafe(|| (def.len)(&self.slots, collection))) {
+                    Ok(count) => count,
+                    Err(panic) => {
+                        let error = TaskError::panicked(&*panic);
+                        let mut spill = Vec::new();
+                        let now = Instant::now();
+                        let next = self.resolve(
+                            job,
+                            now,
+                            Err(error),
+                            Caller::Rayon(&mut spill),
+                            Vec::new(),
+                        );
+                        spill.extend(next);
+                        return self.spawn_on_rayon(&mut spill);
+                    }
+                }
+            }
+        };
         let first = def.at_once.map_or(count, |cap| count.min(cap as usize));
         if let Some(progress) = &self.run.progress {
             progress.add_total(count as u64 * task_count(&def.body));

@@ -9,6 +9,8 @@ pub(crate) struct Finished {
     pub(super) slots: Box<[Slot]>,
     pub(super) timed_out: Option<Duration>,
     pub(super) cancelled: bool,
+    /// Why the executor stopped the run itself: a panic outside a task.
+    pub(super) fault: Option<String>,
 }
 
 /// How the tasks of a nested run are named in reports and errors: a fan-out's items
@@ -94,7 +96,12 @@ impl Finished {
                 .collect()
         };
         let workflow = graph.name().to_owned();
-        let error = if !failures.is_empty() {
+        let error = if let Some(message) = &self.fault {
+            Some(Error::Fault {
+                workflow,
+                message: message.clone(),
+            })
+        } else if !failures.is_empty() {
             Some(Error::Failed {
                 workflow,
                 failures,
@@ -106,10 +113,15 @@ impl Finished {
                 after,
                 unfinished: names(TaskStatus::Cancelled),
             })
-        } else if self.cancelled && self.status(graph.output()) != TaskStatus::Succeeded {
-            Some(Error::Cancelled {
+        } else if self.cancelled {
+            // A cancel that came after every node had finished changes nothing; one
+            // that kept a node from finishing fails the run, even if the output (a
+            // cleanup task, say) was produced.
+            let unfinished: Vec<String> = names(TaskStatus::Cancelled);
+            let output_missing = self.status(graph.output()) != TaskStatus::Succeeded;
+            (output_missing || !unfinished.is_empty()).then_some(Error::Cancelled {
                 workflow,
-                unfinished: names(TaskStatus::Cancelled),
+                unfinished,
             })
         } else {
             None
@@ -125,9 +137,14 @@ impl Finished {
             .and_then(|outcome| match *outcome {
                 task::Outcome::Ok(value) => Some(value),
                 _ => None,
-            })
-            .expect("aqueduct: a run without failures has its output");
-        Ok(output)
+            });
+        output.ok_or_else(|| Error::Fault {
+            workflow: graph.name().to_owned(),
+            message: format!(
+                "the run ended without a failure but its output `{}` was not produced",
+                graph.name_of(graph.output())
+            ),
+        })
     }
 
     pub(super) fn status(&self, node: usize) -> TaskStatus {

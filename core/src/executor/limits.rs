@@ -1,4 +1,5 @@
-//! Concurrency limits: at most N nodes of a task at once across a run.
+//! Concurrency limits: at most N attempts of a task at once across a run, its fan-outs'
+//! items and sub-workflows included.
 
 use super::*;
 
@@ -20,7 +21,9 @@ pub(super) fn limits(plan: &Plan, into: &mut HashMap<TaskInfo, Limiter>) {
 }
 
 /// The nodes of one task that may run at once. Only tasks with a limit pay for its
-/// lock; a node over the limit waits in the queue, holding no thread.
+/// lock; a node over the limit waits in the queue, holding no thread. A waiting job
+/// keeps its own run (the top-level run, or a fan-out's item) alive, so an item whose
+/// only task waits for a permit does not end early.
 pub(super) struct Limiter {
     pub(super) max: u32,
     pub(super) state: std::sync::Mutex<Permits>,
@@ -29,41 +32,48 @@ pub(super) struct Limiter {
 #[derive(Default)]
 pub(super) struct Permits {
     pub(super) running: u32,
-    pub(super) waiting: std::collections::VecDeque<Job>,
+    pub(super) waiting: std::collections::VecDeque<(Arc<Shared>, Job)>,
 }
 
 impl Limiter {
-    /// The job back with a permit, or `None` if it now waits for one.
-    pub(super) fn acquire(&self, mut job: Job) -> Option<Job> {
-        let mut permits = self
-            .state
+    fn lock(&self) -> std::sync::MutexGuard<'_, Permits> {
+        self.state
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The job back with a permit, or `None` if it now waits for one.
+    pub(super) fn acquire(&self, run: &Arc<Shared>, mut job: Job) -> Option<Job> {
+        let mut permits = self.lock();
         if permits.running < self.max {
             permits.running += 1;
             job.permit = true;
             Some(job)
         } else {
-            permits.waiting.push_back(job);
+            permits.waiting.push_back((Arc::clone(run), job));
             None
         }
     }
 
     /// Gives a permit back: to the first waiting job, which is returned to be run.
-    pub(super) fn release(&self) -> Option<Job> {
-        let mut permits = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    pub(super) fn release(&self) -> Option<(Arc<Shared>, Job)> {
+        let mut permits = self.lock();
         match permits.waiting.pop_front() {
-            Some(mut job) => {
+            Some((run, mut job)) => {
                 job.permit = true;
-                Some(job)
+                Some((run, job))
             }
             None => {
-                permits.running -= 1;
+                permits.running = permits.running.saturating_sub(1);
                 None
             }
         }
+    }
+
+    /// Forgets every waiting job (after a fault, when nobody may give permits back).
+    /// The jobs are dropped after the lock is released: dropping a run may end it.
+    pub(super) fn drain(&self) {
+        let waiting = std::mem::take(&mut self.lock().waiting);
+        drop(waiting);
     }
 }

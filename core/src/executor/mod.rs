@@ -34,6 +34,7 @@ use crate::graph::{Assemble, Call, FanOutDef, Plan};
 use crate::report::{AttemptReport, RunReport, TaskReport, TaskStatus};
 use crate::task::{self, Kind, TaskError, TaskInfo};
 
+mod attempt;
 mod durable;
 mod fanout;
 mod finish;
@@ -46,12 +47,12 @@ pub(crate) use fanout::{imported_outcome, imported_value};
 pub(crate) use finish::Finished;
 pub(crate) use record::fill;
 pub use record::{Record, Slot};
-pub(crate) use stop::Stop;
+pub(crate) use stop::{Stop, panic_message};
 
 use fanout::FanOut;
 use limits::{Limiter, limits};
 use record::{END, FIRST_START, FailedAttempt, LAST_START, NEVER, READY};
-use stop::{StopOnDrop, signal_id};
+use stop::{Guarded, StopOnDrop, guard, signal_id};
 
 pub(crate) type Value = Box<dyn Any + Send + Sync>;
 
@@ -66,7 +67,12 @@ pub(crate) enum Step<'a> {
 pub(crate) struct RunOptions {
     pub(crate) fail_fast: bool,
     pub(crate) timeout: Option<Duration>,
+    /// How long cleanup tasks may run after a soft stop; [`DEFAULT_GRACE`] if unset.
+    pub(crate) grace: Option<Duration>,
 }
+
+/// How long cleanup tasks may run after a soft stop, unless the runner says otherwise.
+pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
 /// The low 32 bits count the inputs a node still waits for; the high 32 bits count
 /// those that did not succeed although the node requires them.
@@ -168,8 +174,8 @@ struct RunContext {
     /// Live counts, if someone watches.
     progress: Option<Arc<crate::progress::Progress>>,
     started: Instant,
-    /// The id of `stop` for [`task::with_cancel`].
-    signal: u64,
+    /// The ids of `stop`'s soft and hard tokens for [`task::with_cancel`].
+    signals: [u64; 2],
     tokio: tokio::runtime::Handle,
     stop: Stop,
     options: RunOptions,
@@ -193,10 +199,27 @@ impl Drop for Shared {
             // The receiver is gone only if the run future was dropped: nobody to tell.
             Some(Completion::Run(done)) => drop(done.send(slots)),
             Some(Completion::Item { fan, index }) => {
-                let _ = fan.items[index].set(slots);
-                fan.item_ended();
+                let context = Arc::clone(&fan.parent.run);
+                guard(&context, "a fan-out item's end", move || {
+                    let mut slots = slots;
+                    fan.forget_values(&mut slots);
+                    let _ = fan.items[index].set(slots);
+                    fan.item_ended();
+                });
             }
             None => {}
+        }
+    }
+}
+
+impl RunContext {
+    /// Stops the run for good because the scheduler itself panicked, and forgets the
+    /// jobs waiting for permits (whoever held those permits may never give them back).
+    fn fault(&self, message: String) {
+        tracing::error!(%message, "aqueduct: the run stops on a fault");
+        self.stop.fault(message);
+        for limiter in self.limits.values() {
+            limiter.drain();
         }
     }
 }
@@ -249,7 +272,7 @@ pub(crate) async fn execute(
         plan: Arc::clone(&plan),
         run: Arc::new(RunContext {
             started,
-            signal: signal_id(),
+            signals: [signal_id(), signal_id()],
             tokio,
             stop: stop.clone(),
             options,
@@ -270,26 +293,53 @@ pub(crate) async fn execute(
     shared.start_all(&mut io).await;
     drop(shared);
     let mut timed_out = None;
-    let slots = match options.timeout {
-        None => finished.await,
-        Some(limit) => tokio::select! {
-            slots = &mut finished => slots,
-            () = tokio::time::sleep(limit) => {
-                timed_out = Some(limit);
-                stop.stop();
-                finished.await
-            }
-        },
+    let deadline = async {
+        match options.timeout {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
     };
-    let slots =
-        slots.expect("aqueduct: the run's state was dropped without handing back its results");
+    // Until the run ends or stops; after a soft stop, cleanup tasks have the grace
+    // period, then the stop is hard.
+    let slots = tokio::select! {
+        biased;
+        slots = &mut finished => Some(slots),
+        () = stop.stopped() => None,
+        () = deadline => {
+            timed_out = options.timeout;
+            stop.stop();
+            None
+        }
+    };
+    let slots = match slots {
+        Some(slots) => slots,
+        None => {
+            let grace = options.grace.unwrap_or(DEFAULT_GRACE);
+            tokio::select! {
+                biased;
+                slots = &mut finished => slots,
+                () = stop.killed() => finished.await,
+                () = tokio::time::sleep(grace) => {
+                    stop.kill();
+                    finished.await
+                }
+            }
+        }
+    };
     stop_on_drop.disarm();
+    let Ok(slots) = slots else {
+        return Err(Error::Fault {
+            workflow: plan.graph.name().to_string(),
+            message: "the run's state was dropped without handing back its results".into(),
+        });
+    };
     Ok(Finished {
         started,
         wall: started.elapsed(),
         slots,
         timed_out,
         cancelled: stop.is_stopped(),
+        fault: stop.fault_message().map(str::to_owned),
     })
 }
 
@@ -346,17 +396,30 @@ impl Shared {
         }
     }
 
+    /// Hands a job to its pool. After a stop it still goes there, and [`admit`]
+    /// records it cancelled (or lets a cleanup task run).
+    ///
+    /// [`admit`]: Shared::admit
     fn dispatch(self: &Arc<Self>, job: Job) {
-        if self.run.stop.is_stopped() {
-            return;
-        }
         let run = Arc::clone(self);
         match self.mode(job.node) {
-            Mode::Rayon => rayon::spawn(move || run.run_on_rayon(job)),
-            Mode::Tokio => {
-                self.run.tokio.spawn(run.run_on_tokio(job));
-            }
+            Mode::Rayon => rayon::spawn(move || run.rayon_job(job)),
+            Mode::Tokio => self.spawn(run.run_on_tokio(job)),
         }
+    }
+
+    /// Spawns a future of the scheduler on tokio, its panics caught.
+    fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
+        self.run.tokio.spawn(Guarded {
+            run: Arc::clone(&self.run),
+            future: Box::pin(future),
+        });
+    }
+
+    /// A job on a rayon thread, its panics caught.
+    fn rayon_job(self: Arc<Self>, job: Job) {
+        let context = Arc::clone(&self.run);
+        guard(&context, "the scheduler", move || self.run_on_rayon(job));
     }
 
     fn attempt_span(&self, job: &Job) -> tracing::Span {
@@ -385,7 +448,7 @@ impl Shared {
             let started = self.begin(&mut job);
             let result = self
                 .attempt_span(&job)
-                .in_scope(|| self.call_cpu(job.node, self.run.signal, self.run.stop.token()));
+                .in_scope(|| self.call_cpu_here(job.node));
             let next = self.after_attempt(job, started, result, Caller::Rayon(&mut spill));
             self.spawn_on_rayon(&mut spill);
             job = match next {
@@ -393,9 +456,11 @@ impl Shared {
                 Next::Retry(next, delay) if delay.is_zero() => next,
                 Next::Retry(next, delay) => {
                     let run = Arc::clone(self);
-                    self.run.tokio.spawn(async move {
-                        if run.sleep(delay).await {
-                            rayon::spawn(move || run.run_on_rayon(next));
+                    self.spawn(async move {
+                        if run.sleep(next.node, delay).await {
+                            rayon::spawn(move || run.rayon_job(next));
+                        } else {
+                            run.cancel(next, None, Vec::new());
                         }
                     });
                     return;
@@ -409,12 +474,18 @@ impl Shared {
     /// iteration, which rayon splits among idle threads by work stealing (cheaper than
     /// a spawn, an allocation and an `Arc` clone per job).
     fn spawn_on_rayon(self: &Arc<Self>, jobs: &mut Vec<Job>) {
-        match jobs.len() {
-            0 => {}
-            1 => self.dispatch(jobs.pop().expect("one job")),
-            _ => {
+        match jobs.pop() {
+            None => {}
+            Some(job) if jobs.is_empty() => self.dispatch(job),
+            Some(job) => {
+                jobs.push(job);
                 let (run, jobs) = (Arc::clone(self), std::mem::take(jobs));
-                rayon::spawn(move || jobs.into_par_iter().for_each(|job| run.run_on_rayon(job)));
+                rayon::spawn(move || {
+                    let context = Arc::clone(&run.run);
+                    guard(&context, "the scheduler", || {
+                        jobs.into_par_iter().for_each(|job| run.run_on_rayon(job));
+                    });
+                });
             }
         }
     }
@@ -428,22 +499,26 @@ impl Shared {
                 Some(job) => job,
                 None => return,
             };
-            let started = self.begin(&mut job);
+            let mut started = self.begin(&mut job);
             let span = self.attempt_span(&job);
             let result = match self.plan.graph.kind(job.node) {
                 Kind::Io => self.call_io(job.node).instrument(span).await,
-                _ => Box::pin(self.call_cpu_supervised(job.node, span)).await,
+                _ => {
+                    let (at, result) = Box::pin(self.call_cpu_supervised(&mut job, span)).await;
+                    started = at;
+                    result
+                }
             };
             let Some(result) = result else {
-                return self.record_cancelled(job, started, Vec::new());
+                return self.cancel(job, Some(started), Vec::new());
             };
             let next = self.after_attempt(job, started, result, Caller::Tokio(&mut spill));
             self.start_all(&mut spill).await;
             job = match next {
                 Next::Continue(next) => next,
                 Next::Retry(next, delay) => {
-                    if !Box::pin(self.sleep(delay)).await {
-                        return;
+                    if !Box::pin(self.sleep(next.node, delay)).await {
+                        return self.cancel(next, None, Vec::new());
                     }
                     next
                 }
@@ -456,11 +531,14 @@ impl Shared {
     /// context), and spawns it only if it has to wait. A task that finishes at once
     /// then costs no spawn and holds no memory while others are started.
     fn start(self: &Arc<Self>, job: Job, cx: &mut Context<'_>) {
-        let mut task = Box::pin(Arc::clone(self).run_on_tokio(job));
+        let mut task = Guarded {
+            run: Arc::clone(&self.run),
+            future: Box::pin(Arc::clone(self).run_on_tokio(job)),
+        };
         let depth = INLINE_DEPTH.get();
         if depth < MAX_INLINE {
             INLINE_DEPTH.set(depth + 1);
-            let poll = task.as_mut().poll(cx);
+            let poll = Pin::new(&mut task).poll(cx);
             INLINE_DEPTH.set(depth);
             if poll.is_ready() {
                 return;
@@ -490,37 +568,29 @@ impl Shared {
         self.run.limits.get(info)
     }
 
-    /// The job, allowed to run; `None` if the run stopped or if the job must wait for
-    /// a permit of its task's concurrency limit (a finishing node of the same task will
-    /// dispatch it).
-    fn admit(&self, job: Job) -> Option<Job> {
-        if self.run.stop.is_stopped() {
+    /// The job, allowed to run; `None` if the run stopped (the job is then recorded
+    /// cancelled) or if the job must wait for a permit of its task's concurrency limit
+    /// (a finishing node of the same task will dispatch it).
+    fn admit(self: &Arc<Self>, job: Job) -> Option<Job> {
+        if !self.may_start(job.node) {
+            self.cancel(job, None, Vec::new());
             return None;
         }
         match self.limiter(job.node) {
-            Some(limiter) if !job.permit => limiter.acquire(job),
+            Some(limiter) if !job.permit => limiter.acquire(self, job),
             _ => Some(job),
         }
     }
 
-    /// Gives back a finished job's permit, dispatching the job that waited for it.
-    fn give_back(self: &Arc<Self>, node: usize, permit: bool) {
-        if let Some(next) = permit
-            .then(|| self.limiter(node))
-            .flatten()
-            .and_then(Limiter::release)
-        {
-            self.dispatch(next);
+    /// Gives back a finished job's permit, dispatching the job that waited for it (in
+    /// whichever run, or fan-out item, it belongs to).
+    fn give_back(&self, node: usize, permit: bool) {
+        if !permit {
+            return;
         }
-    }
-
-    fn begin(&self, job: &mut Job) -> Instant {
-        let now = Instant::now();
-        if let (0, Some(progress)) = (job.attempt, &self.run.progress) {
-            progress.started();
+        if let Some((run, next)) = self.limiter(node).and_then(Limiter::release) {
+            run.dispatch(next);
         }
-        job.attempt += 1;
-        now
     }
 
     /// Counts a task node's end for the progress display.
@@ -529,99 +599,6 @@ impl Shared {
             && self.plan.graph.kind(node).is_task()
         {
             progress.ended(was_running);
-        }
-    }
-
-    /// Sleeps unless the run stops first; `false` if it did.
-    async fn sleep(&self, delay: Duration) -> bool {
-        tokio::select! {
-            () = tokio::time::sleep(delay) => true,
-            () = self.run.stop.stopped() => false,
-        }
-    }
-
-    fn call_cpu(
-        &self,
-        node: usize,
-        signal: u64,
-        cancel: &CancellationToken,
-    ) -> Result<Value, TaskError> {
-        let Call::Task(call) = &self.plan.calls[node] else {
-            unreachable!("only task nodes are called")
-        };
-        let outcome = task::with_cancel(signal, cancel, || {
-            catch_unwind(AssertUnwindSafe(|| call(&self.slots)))
-        });
-        match outcome {
-            Ok(Step::Done(result)) => result,
-            Ok(Step::Pending(_)) => Err(TaskError::permanent(TaskError::msg(
-                "a CPU task returned a future; declare it `async fn` to run it on tokio",
-            ))),
-            Err(panic) => Err(TaskError::panicked(&*panic)),
-        }
-    }
-
-    /// One attempt of a CPU task with a timeout: it runs on rayon while this tokio task
-    /// waits with the timer. A late attempt cannot be preempted: it is abandoned, its
-    /// result ignored, and [`task::cancelled`] turns true for it. `None` if the run
-    /// stopped.
-    async fn call_cpu_supervised(
-        self: &Arc<Self>,
-        node: usize,
-        span: tracing::Span,
-    ) -> Option<Result<Value, TaskError>> {
-        let limit = self
-            .plan
-            .graph
-            .info(node)
-            .timeout
-            .expect("supervised tasks have a timeout");
-        let attempt = self.run.stop.token().child_token();
-        let (sender, receiver) = oneshot::channel();
-        let (run, token) = (Arc::clone(self), attempt.clone());
-        rayon::spawn(move || {
-            let _ = sender.send(span.in_scope(|| run.call_cpu(node, signal_id(), &token)));
-        });
-        let result = tokio::select! {
-            result = receiver => result.unwrap_or_else(|_| Err(TaskError::msg("the attempt's thread went away"))),
-            () = tokio::time::sleep(limit) => Err(TaskError::timed_out(limit)),
-            () = self.run.stop.stopped() => return None,
-        };
-        attempt.cancel();
-        Some(result)
-    }
-
-    /// One attempt of an IO task, bounded by its timeout. `None` if the run stopped.
-    async fn call_io(&self, node: usize) -> Option<Result<Value, TaskError>> {
-        let Call::Task(call) = &self.plan.calls[node] else {
-            unreachable!("only task nodes are called")
-        };
-        let future = match catch_unwind(AssertUnwindSafe(|| call(&self.slots))) {
-            Ok(Step::Pending(future)) => CatchUnwind(future),
-            Ok(Step::Done(result)) => return Some(result),
-            Err(panic) => return Some(Err(TaskError::panicked(&*panic))),
-        };
-        // `biased`: a task that finishes on its first poll never registers a waiter.
-        // The timer lives in a box of its own, so a task without a timeout (the common
-        // case) keeps its spawned future small.
-        match self.plan.graph.info(node).timeout {
-            None => tokio::select! {
-                biased;
-                result = future => Some(result),
-                () = self.run.stop.stopped() => None,
-            },
-            Some(limit) => {
-                let bounded = Box::pin(async move {
-                    tokio::time::timeout(limit, future)
-                        .await
-                        .unwrap_or_else(|_| Err(TaskError::timed_out(limit)))
-                });
-                tokio::select! {
-                    biased;
-                    result = bounded => Some(result),
-                    () = self.run.stop.stopped() => None,
-                }
-            }
         }
     }
 
@@ -636,7 +613,7 @@ impl Shared {
         let retry = &self.plan.graph.info(job.node).retry;
         if let Err(error) = &result
             && retry.retries_after(job.attempt, error)
-            && !self.run.stop.is_stopped()
+            && self.may_start(job.node)
         {
             let delay = retry.delay_before(job.attempt);
             tracing::warn!(
@@ -681,20 +658,27 @@ impl Shared {
         ]
     }
 
-    /// Records a node whose attempt the run's stop interrupted.
-    fn record_cancelled(self: &Arc<Self>, job: Job, started: Instant, items: Vec<Box<[Slot]>>) {
-        let times = self.times(&job, Some(started), Instant::now());
+    /// Records a node the run's stop kept from finishing (`started` is its interrupted
+    /// attempt's start, if one ran), gives its permit back, and releases its
+    /// successors: those it dooms are recorded in turn, cleanup tasks still run.
+    fn cancel(self: &Arc<Self>, job: Job, started: Option<Instant>, items: Vec<Box<[Slot]>>) {
+        let now = Instant::now();
+        let times = self.times(&job, started, now);
         let value = (self.plan.unresolved[job.node])(None);
-        let (node, permit) = (job.node, job.permit);
+        let (node, permit, attempts) = (job.node, job.permit, job.attempt);
+        self.ended(node, attempts > 0);
         let status = TaskStatus::Cancelled;
-        self.ended(node, job.attempt > 0);
-        let attempts = job.attempt;
         let record = Record::with_items(value, status, times, None, job.into_failed(), items);
         if let (Some(sink), true) = (self.records(), attempts > 0) {
             self.record_end(sink, node, attempts, &record, None);
         }
         let _ = self.slots[node].set(record);
         self.give_back(node, permit);
+        let mut spill = Vec::new();
+        if let Some(next) = self.release(node, false, Caller::Rayon(&mut spill), now) {
+            spill.push(next);
+        }
+        self.spawn_on_rayon(&mut spill);
     }
 
     /// Whether this is the run itself (not an item of a fan-out or a sub-workflow),
@@ -705,8 +689,8 @@ impl Shared {
     }
 
     /// A succeeded node's checkpoint, if the plan checkpoints it. A value that cannot
-    /// be encoded fails the task: a durable run must not go on with an output it could
-    /// not save.
+    /// be encoded (its `Serialize` fails or panics) fails the task: a durable run must
+    /// not go on with an output it could not save.
     fn checkpoint_of(
         &self,
         node: usize,
@@ -715,7 +699,9 @@ impl Shared {
     ) -> Result<Option<crate::store::Checkpoint>, TaskError> {
         let codec = self.plan.durable.as_ref().and_then(|d| d.codecs[node]);
         let Some(codec) = codec else { return Ok(None) };
-        let data = (codec.encode)(value).map_err(|error| {
+        let encoded = catch_unwind(AssertUnwindSafe(|| (codec.encode)(value)))
+            .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&*panic))));
+        let data = encoded.map_err(|error| {
             TaskError::permanent(TaskError::msg(format_args!(
                 "cannot checkpoint its output: {error}"
             )))
@@ -829,7 +815,8 @@ impl Shared {
     }
 
     /// Decrements the counters of `node`'s successors; dispatches those now ready,
-    /// skips those an unsuccessful required input dooms, and returns one ready
+    /// records those that will not run (skipped by an unsuccessful required input, or
+    /// cancelled by the run's stop) and releases theirs in turn, and returns one ready
     /// successor of `mode` for the caller.
     fn release(
         self: &Arc<Self>,
@@ -839,7 +826,7 @@ impl Shared {
         now: Instant,
     ) -> Option<Job> {
         let mut next = None;
-        let mut skipped = Vec::new();
+        let mut unreached = Vec::new();
         let mut resolved = (node, succeeded);
         loop {
             let (node, succeeded) = resolved;
@@ -856,8 +843,8 @@ impl Shared {
                 }
                 let job = Job::new(successor, now);
                 let mode = self.mode(successor);
-                if before >= DOOMED || (!succeeded && required) {
-                    skipped.push(successor);
+                if before >= DOOMED || (!succeeded && required) || !self.may_start(successor) {
+                    unreached.push(successor);
                 } else if next.is_none() && mode == caller.mode() {
                     next = Some(job);
                 } else if let (Caller::Tokio(spill), Mode::Tokio)
@@ -868,35 +855,37 @@ impl Shared {
                     self.dispatch(job);
                 }
             }
-            let Some(skip) = skipped.pop() else { break };
+            let Some(unrun) = unreached.pop() else { break };
             let at = self.since(now);
-            let value = (self.plan.unresolved[skip])(None);
-            let record = Record::new(
-                value,
-                TaskStatus::Skipped,
-                [at, NEVER, NEVER, at],
-                None,
-                Vec::new(),
-            );
-            let _ = self.slots[skip].set(record);
-            self.ended(skip, false);
-            resolved = (skip, false);
+            let value = (self.plan.unresolved[unrun])(None);
+            let status = self.unreached_status(unrun);
+            let record = Record::new(value, status, [at, NEVER, NEVER, at], None, Vec::new());
+            let _ = self.slots[unrun].set(record);
+            self.ended(unrun, false);
+            resolved = (unrun, false);
         }
         next
     }
-}
 
-/// Turns a panic while polling into the task's failure.
-struct CatchUnwind<F>(F);
-
-impl<F: Future<Output = Result<Value, TaskError>> + Unpin> Future for CatchUnwind<F> {
-    type Output = Result<Value, TaskError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let future = &mut self.0;
-        match catch_unwind(AssertUnwindSafe(|| Pin::new(future).poll(cx))) {
-            Ok(poll) => poll,
-            Err(panic) => Poll::Ready(Err(TaskError::panicked(&*panic))),
+    /// Why a ready node will not run: `Skipped` if an input it requires failed or was
+    /// skipped, else `Cancelled` (the run's stop kept it from starting).
+    fn unreached_status(&self, node: usize) -> TaskStatus {
+        let node = self.plan.graph.node(node);
+        let tolerant: Vec<usize> = node.outcome_inputs().collect();
+        let failed = node
+            .inputs()
+            .filter(|input| !tolerant.contains(input))
+            .filter_map(|input| self.slots[input].get())
+            .any(|record| {
+                matches!(
+                    record.status,
+                    TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Skipped
+                )
+            });
+        if failed {
+            TaskStatus::Skipped
+        } else {
+            TaskStatus::Cancelled
         }
     }
 }

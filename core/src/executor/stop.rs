@@ -1,38 +1,88 @@
-//! Stopping a run: cancel handles, timeouts, fail-fast and dropped futures.
+//! Stopping a run: cancel handles, timeouts, fail-fast, dropped futures and faults.
+//!
+//! A stop has two levels. A *soft* stop (a cancel, the run's timeout, fail-fast, a
+//! store failure) starts no new task but for cleanup tasks — tasks with an input taken
+//! as `&Outcome<T>` whose required inputs succeeded — which still run, like a
+//! `finally`, until the run's grace period ends. A *hard* stop (a second cancel, the
+//! grace period's end, the run future dropped, a fault in the executor) starts nothing
+//! and drops every running async task.
 
 use super::*;
 
-/// A run's stop signal: an atomic flag for the hot path (the token's own
-/// `is_cancelled` takes a mutex), and a token to wake what waits on it.
+/// A run's stop signal: an atomic level for the hot path (the tokens' own
+/// `is_cancelled` takes a mutex), and a token per level to wake what waits on it.
 #[derive(Clone, Default)]
 pub(crate) struct Stop(Arc<StopInner>);
 
 #[derive(Default)]
 pub(super) struct StopInner {
-    pub(super) stopped: std::sync::atomic::AtomicBool,
-    pub(super) token: CancellationToken,
+    /// [`RUNNING`], [`STOPPING`] or [`KILLED`].
+    level: std::sync::atomic::AtomicU8,
+    /// Cancelled at the soft stop.
+    token: CancellationToken,
+    /// Cancelled at the hard stop.
+    kill: CancellationToken,
+    /// Why the executor stopped the run itself, if it did: a panic outside a task.
+    fault: OnceLock<String>,
 }
 
+const RUNNING: u8 = 0;
+const STOPPING: u8 = 1;
+const KILLED: u8 = 2;
+
 impl Stop {
+    /// The soft stop: nothing starts but cleanup tasks.
     pub(crate) fn stop(&self) {
-        self.0.stopped.store(true, Ordering::Release);
+        self.0.level.fetch_max(STOPPING, Ordering::AcqRel);
         self.0.token.cancel();
     }
 
-    pub(crate) fn is_stopped(&self) -> bool {
-        self.0.stopped.load(Ordering::Acquire)
+    /// The hard stop: nothing starts, running async tasks are dropped.
+    pub(crate) fn kill(&self) {
+        self.0.level.store(KILLED, Ordering::Release);
+        self.0.token.cancel();
+        self.0.kill.cancel();
     }
 
+    /// Stops the run for good because something outside a task panicked.
+    pub(crate) fn fault(&self, message: String) {
+        let _ = self.0.fault.set(message);
+        self.kill();
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.0.level.load(Ordering::Acquire) != RUNNING
+    }
+
+    pub(crate) fn is_killed(&self) -> bool {
+        self.0.level.load(Ordering::Acquire) == KILLED
+    }
+
+    /// Why the executor stopped the run, if a fault did.
+    pub(crate) fn fault_message(&self) -> Option<&str> {
+        self.0.fault.get().map(String::as_str)
+    }
+
+    /// Resolves at the soft stop (or the hard one).
     pub(super) fn stopped(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
         self.0.token.cancelled()
+    }
+
+    /// Resolves at the hard stop.
+    pub(super) fn killed(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.0.kill.cancelled()
     }
 
     pub(super) fn token(&self) -> &CancellationToken {
         &self.0.token
     }
+
+    pub(super) fn kill_token(&self) -> &CancellationToken {
+        &self.0.kill
+    }
 }
 
-/// Stops the run if the run future is dropped before it ends.
+/// Stops the run for good if the run future is dropped before it ends.
 pub(super) struct StopOnDrop(pub(super) Option<Stop>);
 
 impl StopOnDrop {
@@ -44,7 +94,7 @@ impl StopOnDrop {
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         if let Some(stop) = &self.0 {
-            stop.stop();
+            stop.kill();
         }
     }
 }
@@ -54,4 +104,47 @@ pub(super) static SIGNALS: AtomicU64 = AtomicU64::new(0);
 
 pub(super) fn signal_id() -> u64 {
     SIGNALS.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The text of a panic's payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string payload".to_owned())
+}
+
+/// Runs `f`; a panic in it becomes a fault of the run (stopped for good, failed with
+/// the panic's message) instead of unwinding into rayon (which aborts the process) or
+/// tokio. Every job the executor hands to a pool, and every `Drop` that runs the
+/// scheduler, goes through here.
+pub(super) fn guard(run: &RunContext, what: &str, f: impl FnOnce()) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+        run.fault(format!("{what} panicked: {}", panic_message(&*payload)));
+    }
+}
+
+/// A future whose panics become a fault of the run (see [`guard`]).
+pub(super) struct Guarded<F> {
+    pub(super) run: Arc<RunContext>,
+    pub(super) future: F,
+}
+
+impl<F: Future<Output = ()> + Unpin> Future for Guarded<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut this.future).poll(cx))) {
+            Ok(poll) => poll,
+            Err(payload) => {
+                this.run.fault(format!(
+                    "the scheduler panicked: {}",
+                    panic_message(&*payload)
+                ));
+                Poll::Ready(())
+            }
+        }
+    }
 }

@@ -1,0 +1,234 @@
+//! One attempt of a task: a CPU call on rayon, a supervised CPU call with a timeout, or
+//! an IO future on tokio; each with its panics caught as the task's failure.
+
+use std::sync::atomic::AtomicU8;
+
+use super::*;
+
+/// The life of a supervised CPU attempt, shared by the supervisor and the rayon job.
+const QUEUED: u8 = 0;
+const RUNNING: u8 = 1;
+const DONE: u8 = 2;
+/// The supervisor gave up on it (its time ran out, or the run stopped): a queued
+/// attempt never runs; a running one gives the task's permit back when it returns.
+const ABANDONED: u8 = 3;
+
+impl Shared {
+    /// Whether `node` is a cleanup task: it takes an input as `&Outcome<T>`, so it runs
+    /// like a `finally` after a soft stop.
+    pub(super) fn is_cleanup(&self, node: usize) -> bool {
+        let info = self.plan.graph.info(node);
+        info.outcome_inputs != 0 && info.kind.is_task()
+    }
+
+    /// Whether `node` may start (or retry) now: always while the run goes on; after a
+    /// soft stop only a cleanup task; after a hard stop nothing.
+    pub(super) fn may_start(&self, node: usize) -> bool {
+        let stop = &self.run.stop;
+        !stop.is_stopped() || (!stop.is_killed() && self.is_cleanup(node))
+    }
+
+    /// Resolves when an attempt of `node` must be given up: at the soft stop, or for a
+    /// cleanup task at the hard one.
+    pub(super) fn halted(&self, node: usize) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        if self.is_cleanup(node) {
+            self.run.stop.killed()
+        } else {
+            self.run.stop.stopped()
+        }
+    }
+
+    /// The signal [`task::cancelled`] reads during an attempt of `node`, and its id.
+    fn halt_token(&self, node: usize) -> (u64, &CancellationToken) {
+        if self.is_cleanup(node) {
+            (self.run.signals[1], self.run.stop.kill_token())
+        } else {
+            (self.run.signals[0], self.run.stop.token())
+        }
+    }
+
+    pub(super) fn begin(&self, job: &mut Job) -> Instant {
+        let now = Instant::now();
+        if let (0, Some(progress)) = (job.attempt, &self.run.progress) {
+            progress.started();
+        }
+        job.attempt += 1;
+        now
+    }
+
+    /// Sleeps before a retry of `node` unless the run stops first; `false` if it did.
+    pub(super) async fn sleep(&self, node: usize, delay: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            () = self.halted(node) => false,
+        }
+    }
+
+    /// One attempt of a CPU task, on this thread.
+    pub(super) fn call_cpu_here(&self, node: usize) -> Result<Value, TaskError> {
+        let (signal, token) = self.halt_token(node);
+        self.call_cpu(node, signal, token)
+    }
+
+    fn call_cpu(
+        &self,
+        node: usize,
+        signal: u64,
+        cancel: &CancellationToken,
+    ) -> Result<Value, TaskError> {
+        let Call::Task(call) = &self.plan.calls[node] else {
+            return Err(TaskError::permanent(TaskError::msg(
+                "aqueduct: only task nodes are called",
+            )));
+        };
+        let outcome = task::with_cancel(signal, cancel, || {
+            catch_unwind(AssertUnwindSafe(|| call(&self.slots)))
+        });
+        match outcome {
+            Ok(Step::Done(result)) => result,
+            Ok(Step::Pending(_)) => Err(TaskError::permanent(TaskError::msg(
+                "a CPU task returned a future; declare it `async fn` to run it on tokio",
+            ))),
+            Err(panic) => Err(TaskError::panicked(&*panic)),
+        }
+    }
+
+    /// One attempt of a CPU task with a timeout: it runs on rayon while this tokio task
+    /// waits. Its clock starts when rayon starts it, not while it is queued. A late
+    /// attempt cannot be preempted: it is abandoned, its result ignored,
+    /// [`task::cancelled`] turns true for it, and it keeps the task's concurrency
+    /// permit until it returns (`job.permit` is then false). Returns when the attempt
+    /// started and its result; `None` if the run stopped first.
+    pub(super) async fn call_cpu_supervised(
+        self: &Arc<Self>,
+        job: &mut Job,
+        span: tracing::Span,
+    ) -> (Instant, Option<Result<Value, TaskError>>) {
+        let node = job.node;
+        let limit = self.plan.graph.info(node).timeout.unwrap_or(Duration::MAX);
+        let attempt = self.halt_token(node).1.child_token();
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        let (started_tx, mut started_rx) = oneshot::channel::<Instant>();
+        let (result_tx, mut result_rx) = oneshot::channel();
+        let permit = job.permit;
+        let (run, token, shared_state) = (Arc::clone(self), attempt.clone(), Arc::clone(&state));
+        rayon::spawn(move || {
+            let context = Arc::clone(&run.run);
+            guard(&context, "the scheduler", || {
+                let start = shared_state.compare_exchange(
+                    QUEUED,
+                    RUNNING,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                if token.is_cancelled() || start.is_err() {
+                    return;
+                }
+                let _ = started_tx.send(Instant::now());
+                let result = span.in_scope(|| run.call_cpu(node, signal_id(), &token));
+                let done = shared_state.compare_exchange(
+                    RUNNING,
+                    DONE,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                match done {
+                    Ok(_) => drop(result_tx.send(result)),
+                    // Abandoned: the permit was left to this attempt.
+                    Err(_) => run.give_back(node, permit),
+                }
+            });
+        });
+        let halted = self.halted(node);
+        tokio::pin!(halted);
+        let started = tokio::select! {
+            biased;
+            at = &mut started_rx => at.ok(),
+            () = &mut halted => {
+                let give_up = state.compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire);
+                match give_up {
+                    Ok(_) => None,
+                    // It started just now.
+                    Err(_) => (&mut started_rx).await.ok(),
+                }
+            }
+        };
+        // No start: the run stopped while it was queued, or the job faulted.
+        let Some(started) = started else {
+            return (Instant::now(), None);
+        };
+        let remaining = limit.saturating_sub(started.elapsed());
+        let gave_up = tokio::select! {
+            biased;
+            result = &mut result_rx => {
+                attempt.cancel();
+                return (started, Some(result.unwrap_or_else(|_| Err(TaskError::msg("the attempt's thread went away")))));
+            }
+            () = tokio::time::sleep(remaining) => Some(TaskError::timed_out(limit)),
+            () = &mut halted => None,
+        };
+        attempt.cancel();
+        let abandon =
+            state.compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire);
+        if abandon.is_ok() {
+            job.permit = false;
+            return (started, gave_up.map(Err));
+        }
+        // It finished as its time ran out: take its result.
+        let result = result_rx
+            .await
+            .unwrap_or_else(|_| Err(TaskError::msg("the attempt's thread went away")));
+        (started, Some(result))
+    }
+
+    /// One attempt of an IO task, bounded by its timeout. `None` if the run stopped.
+    pub(super) async fn call_io(&self, node: usize) -> Option<Result<Value, TaskError>> {
+        let Call::Task(call) = &self.plan.calls[node] else {
+            return Some(Err(TaskError::permanent(TaskError::msg(
+                "aqueduct: only task nodes are called",
+            ))));
+        };
+        let future = match catch_unwind(AssertUnwindSafe(|| call(&self.slots))) {
+            Ok(Step::Pending(future)) => CatchUnwind(future),
+            Ok(Step::Done(result)) => return Some(result),
+            Err(panic) => return Some(Err(TaskError::panicked(&*panic))),
+        };
+        // `biased`: a task that finishes on its first poll never registers a waiter.
+        // The timer lives in a box of its own, so a task without a timeout (the common
+        // case) keeps its spawned future small.
+        match self.plan.graph.info(node).timeout {
+            None => tokio::select! {
+                biased;
+                result = future => Some(result),
+                () = self.halted(node) => None,
+            },
+            Some(limit) => {
+                let bounded = Box::pin(async move {
+                    tokio::time::timeout(limit, future)
+                        .await
+                        .unwrap_or_else(|_| Err(TaskError::timed_out(limit)))
+                });
+                tokio::select! {
+                    biased;
+                    result = bounded => Some(result),
+                    () = self.halted(node) => None,
+                }
+            }
+        }
+    }
+}
+
+/// Turns a panic while polling into the task's failure.
+struct CatchUnwind<F>(F);
+
+impl<F: Future<Output = Result<Value, TaskError>> + Unpin> Future for CatchUnwind<F> {
+    type Output = Result<Value, TaskError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = &mut self.0;
+        match catch_unwind(AssertUnwindSafe(|| Pin::new(future).poll(cx))) {
+            Ok(poll) => poll,
+            Err(panic) => Poll::Ready(Err(TaskError::panicked(&*panic))),
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! A durable run: claiming it in its store, loading what it can resume from, running
+//! the rest with a checkpoint writer, and recording how it ended.
+//!
+//! Every call into the store is made on tokio's blocking pool (a SQLite store may wait
+//! seconds for another process's write lock) and is panic-safe: a store that panics
+//! fails the run with [`Error::Store`], it never unwinds through the runner.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{RunOutcome, Stored};
+use crate::error::Error;
+use crate::executor::{Extras, RunOptions, Sink, Stop};
+use crate::graph::{self, Params, Plan, Value};
+use crate::progress::Progress;
+use crate::report::RunReport;
+use crate::store::{Checkpoint, Claim, Lease, RunRecord, Store, StoreError, guarded, new_owner};
+use crate::task::Kind;
+
+/// What a durable run starts from: its parameters, the restored nodes' values, and its
+/// lease on the run's record.
+struct Prepared<P> {
+    params: P,
+    restored: Vec<(usize, Value)>,
+    lease: Lease,
+    location: String,
+}
+
+/// Runs (`params` given) or resumes a durable run; see [`Runner::run`](super::Runner).
+pub(super) async fn run<P, O>(
+    plan: Arc<Plan>,
+    options: RunOptions,
+    stop: Stop,
+    stored: Stored,
+    progress: Option<Arc<Progress>>,
+    params: Option<P>,
+) -> RunOutcome<O>
+where
+    P: Params + serde::Serialize + serde::de::DeserializeOwned,
+    O: Send + Sync + 'static,
+{
+    let name = plan.graph.name().to_owned();
+    if params.is_none() && stored.id.is_none() {
+        return RunOutcome {
+            result: Err(Error::NoRunId {
+                workflow: name.clone(),
+            }),
+            report: RunReport::not_started(&name),
+            run_id: None,
+        };
+    }
+    let id = stored.id.unwrap_or_else(|| new_run_id(&name));
+    let refused = |error| RunOutcome {
+        result: Err(error),
+        report: RunReport::not_started(&name),
+        run_id: Some(id.clone()),
+    };
+    let Ok(tokio) = tokio::runtime::Handle::try_current() else {
+        return refused(Error::NoRuntime {
+            workflow: name.clone(),
+        });
+    };
+    let store = stored.store;
+    let preparing = {
+        let (plan, store, id) = (Arc::clone(&plan), Arc::clone(&store), id.clone());
+        tokio.spawn_blocking(move || prepare(&plan, store, &id, params))
+    };
+    let prepared = match preparing.await {
+        Ok(Ok(prepared)) => prepared,
+        Ok(Err(error)) => return refused(error),
+        Err(error) => return refused(blocking_failed(&*store, "preparing the run", error)),
+    };
+    let Prepared {
+        params,
+        restored,
+        lease,
+        location,
+    } = prepared;
+    let (sink, flushed) = match Sink::start(lease, stop.clone()) {
+        Ok(started) => started,
+        Err(error) => return refused(Error::Store(error)),
+    };
+    let extras = Extras {
+        restored,
+        sink: Some(sink),
+        progress,
+    };
+    let (mut result, report) =
+        graph::run_plan(Arc::clone(&plan), options, stop, params, true, extras).await;
+    let report = report.unwrap_or_else(|| RunReport::not_started(&name));
+    let lease = match flushed.await {
+        Ok((saved, lease)) => {
+            if let Err(error) = saved {
+                result = Err(Error::Store(error));
+            }
+            Some(lease)
+        }
+        Err(_) => {
+            result = Err(Error::Store(StoreError {
+                location,
+                message: "the checkpoint writer died before confirming that every \
+                              checkpoint was saved; what it saved is intact: resume the run"
+                    .into(),
+            }));
+            None
+        }
+    };
+    if let Some(lease) = lease {
+        let status = run_status(&result);
+        let json = serde_json::to_string(&report).unwrap_or_default();
+        let wall = report.wall;
+        let finishing = tokio.spawn_blocking(move || {
+            let store = Arc::clone(lease.store());
+            let (run, owner) = (lease.run(), lease.owner());
+            let ended = guarded(&*store, "finish", || {
+                store.finish(run, owner, status, wall, &json)
+            });
+            if ended.is_ok() {
+                lease.given_up();
+            } // else the lease is dropped here, which releases it
+            ended
+        });
+        let ended = match finishing.await {
+            Ok(ended) => ended.map_err(Error::Store),
+            Err(error) => Err(blocking_failed(&*store, "recording the run's end", error)),
+        };
+        if let Err(error) = ended {
+            result = result.and(Err(error));
+        }
+    }
+    RunOutcome {
+        result,
+        report,
+        run_id: Some(id),
+    }
+}
+
+/// A run id unlikely to repeat: the workflow, the time, and a few random bits.
+fn new_run_id(workflow: &str) -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let salt = RandomState::new().hash_one(now) & 0xffff;
+    format!("{workflow}-{}-{salt:04x}", now.as_millis())
+}
+
+fn run_status<O>(result: &Result<O, Error>) -> &'static str {
+    match result {
+        Ok(_) => "succeeded",
+        Err(Error::Cancelled { .. }) => "cancelled",
+        Err(Error::TimedOut { .. }) => "timed out",
+        Err(_) => "failed",
+    }
+}
+
+/// Work on the blocking pool that panicked or was cancelled, as a store error.
+fn blocking_failed(store: &dyn Store, what: &str, error: tokio::task::JoinError) -> Error {
+    let location = guarded(store, "location", || Ok(store.location()))
+        .unwrap_or_else(|_| "(unknown)".to_owned());
+    let why = match error.try_into_panic() {
+        Ok(payload) => format!("panicked: {}", crate::store::panic_message(&*payload)),
+        Err(error) => error.to_string(),
+    };
+    Error::Store(StoreError {
+        location,
+        message: format!("{what} failed: {why}"),
+    })
+}
+
+/// Claims the run and loads what it can resume from: the parameters (given, or saved
+/// when resuming) and the value of every node it restores. Any mismatch refuses the
+/// run before anything runs or is written (the claim is then released).
+fn prepare<P>(
+    plan: &Plan,
+    store: Arc<dyn Store>,
+    id: &str,
+    params: Option<P>,
+) -> Result<Prepared<P>, Error>
+where
+    P: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let graph = &plan.graph;
+    let Some(durable) = &plan.durable else {
+        return Err(Error::NotDurable {
+            workflow: graph.name().to_owned(),
+        });
+    };
+    let parameters = |message: String| Error::Checkpoint {
+        run: id.to_owned(),
+        node: "(parameters)".into(),
+        message,
+    };
+    let input = match &params {
+        Some(params) => Some(serde_json::to_vec(params).map_err(|e| parameters(e.to_string()))?),
+        None => None,
+    };
+    let record = input.as_ref().map(|input| RunRecord {
+        id: id.to_owned(),
+        workflow: graph.name().to_owned(),
+        fingerprint: durable.fingerprint.clone(),
+        input: input.clone(),
+        graph: durable.shape.clone(),
+    });
+    let location = guarded(&*store, "location", || Ok(store.location())).map_err(Error::Store)?;
+    let owner = new_owner();
+    let claim = guarded(&*store, "claim", || {
+        store.claim(id, &owner, record.as_ref())
+    })
+    .map_err(Error::Store)?;
+    let existing = match claim {
+        Claim::Unknown => return Err(Error::UnknownRun { run: id.to_owned() }),
+        Claim::InUse { owner } => {
+            return Err(Error::RunInUse {
+                run: id.to_owned(),
+                owner,
+            });
+        }
+        Claim::Started => None,
+        Claim::Taken(existing) => Some(existing),
+    };
+    // From here on, an early return drops the lease, which releases the run.
+    let lease = Lease::new(Arc::clone(&store), id.to_owned(), owner);
+    let (params, restored) = match (existing, params) {
+        (None, Some(params)) => (params, Vec::new()),
+        (None, None) => return Err(Error::UnknownRun { run: id.to_owned() }),
+        (Some(existing), params) => {
+            if existing.fingerprint != durable.fingerprint {
+                return Err(Error::FingerprintMismatch {
+                    run: id.to_owned(),
+                    changes: graph::shape_diff(&existing.graph, &durable.shape),
+                });
+            }
+            let params = match (params, &input) {
+                (Some(params), Some(input)) => {
+                    if !same_input(&existing.input, input) {
+                        return Err(Error::InputChanged { run: id.to_owned() });
+                    }
+                    params
+                }
+                _ => serde_json::from_slice(&existing.input)
+                    .map_err(|e| parameters(e.to_string()))?,
+            };
+            let saved =
+                guarded(&*store, "checkpoints", || store.checkpoints(id)).map_err(Error::Store)?;
+            (params, restorable(plan, id, saved)?)
+        }
+    };
+    Ok(Prepared {
+        params,
+        restored,
+        lease,
+        location,
+    })
+}
+
+/// Whether two encodings of parameters mean the same: compared as JSON values, whose
+/// maps are compared by key, so a `HashMap` saved in one order matches itself in
+/// another.
+fn same_input(stored: &[u8], given: &[u8]) -> bool {
+    let value = |bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok();
+    match (value(stored), value(given)) {
+        (Some(stored), Some(given)) => stored == given,
+        _ => stored == given,
+    }
+}
+
+/// The nodes a resumed run restores from `saved`, decoded. A checkpoint is restored
+/// only if every input its node read is restored too (parameters always are): a node
+/// that read an input which runs again runs again, and its new checkpoint replaces
+/// the old one. Nodes are in topological order, so one pass decides.
+fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Vec<(usize, Value)>, Error> {
+    let graph = &plan.graph;
+    let codecs = plan.durable.as_ref().map_or(&[][..], |d| &d.codecs[..]);
+    let codec_of = |node: usize| codecs.get(node).copied().flatten();
+    // Checkpointed nodes first, so that they win a name another node shares.
+    let mut by_name: HashMap<&str, usize> = HashMap::with_capacity(graph.len());
+    for node in (0..graph.len()).filter(|&n| codec_of(n).is_some()) {
+        by_name.insert(graph.name_of(node), node);
+    }
+    for node in 0..graph.len() {
+        by_name.entry(graph.name_of(node)).or_insert(node);
+    }
+    let mut by_node: Vec<Option<Checkpoint>> = (0..graph.len()).map(|_| None).collect();
+    for checkpoint in saved {
+        let bad = |message: &str| Error::Checkpoint {
+            run: id.to_owned(),
+            node: checkpoint.node.clone(),
+            message: message.to_owned(),
+        };
+        let &node = by_name
+            .get(checkpoint.node.as_str())
+            .ok_or_else(|| bad("no node of that name"))?;
+        if codec_of(node).is_none() {
+            return Err(bad("the node is not checkpointed"));
+        }
+        by_node[node] = Some(checkpoint);
+    }
+    let mut restored = vec![false; graph.len()];
+    let mut values = Vec::new();
+    for node in 0..graph.len() {
+        if graph.kind(node) == Kind::Param {
+            restored[node] = true;
+            continue;
+        }
+        let (Some(checkpoint), Some(codec)) = (by_node[node].take(), codec_of(node)) else {
+            continue;
+        };
+        if !graph.node(node).inputs().all(|input| restored[input]) {
+            continue;
+        }
+        let bad = |message: String| Error::Checkpoint {
+            run: id.to_owned(),
+            node: checkpoint.node.clone(),
+            message,
+        };
+        if checkpoint.codec != graph::CODEC || checkpoint.schema != graph::SCHEMA {
+            return Err(bad(format!(
+                "saved as {} v{}, this build reads {} v{}",
+                checkpoint.codec,
+                checkpoint.schema,
+                graph::CODEC,
+                graph::SCHEMA
+            )));
+        }
+        values.push((node, (codec.decode)(&checkpoint.data).map_err(bad)?));
+        restored[node] = true;
+    }
+    Ok(values)
+}

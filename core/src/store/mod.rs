@@ -1,0 +1,345 @@
+//! Where durable runs keep their checkpoints: each finished task's output.
+//!
+//! [`Store`] is the interface; [`SqliteStore`] keeps everything in one SQLite file
+//! (WAL, `synchronous = FULL`), with no server and no set-up. All SQL of a backend
+//! lives in its own type, every value bound as a parameter.
+//!
+//! A run has one owner at a time: the runner that claimed it holds a *lease* (its
+//! owner id and a heartbeat it renews) until the run ends. Another runner is refused
+//! the run while the lease holds; see [`lease_holds`] for when it stops holding.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// What a store knows of a run when it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    /// The run's id: choose one to resume it later.
+    pub id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// SHA-256 of the graph's shape and version, in hex.
+    pub fingerprint: String,
+    /// The graph's shape as text, one line per node: what the fingerprint covers.
+    pub graph: String,
+    /// The run's parameters, encoded.
+    pub input: Vec<u8>,
+}
+
+/// One finished task's output, encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The node's name in its workflow.
+    pub node: String,
+    /// How `data` is encoded (`"json"`).
+    pub codec: String,
+    /// The encoding's version, bumped when its layout changes.
+    pub schema: u32,
+    /// The encoded output.
+    pub data: Vec<u8>,
+    /// How many attempts the task made.
+    pub attempts: u32,
+}
+
+/// How one task of a durable run ended, saved as it ends (with the checkpoints of its
+/// batch), so that a run whose process died still tells what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskEnd {
+    /// The node's name in its workflow.
+    pub node: String,
+    /// `succeeded`, `failed`, `timed out` or `cancelled`.
+    pub status: String,
+    /// How many attempts the task made.
+    pub attempts: u32,
+    /// Each failed attempt's error, in order.
+    pub errors: Vec<String>,
+    /// When its first attempt started, in milliseconds since the Unix epoch.
+    pub started_ms: u64,
+    /// From its first attempt's start to its end.
+    pub duration_ms: u64,
+}
+
+/// One line of a store's run history.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunSummary {
+    /// The run's id.
+    pub id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// `running`, `succeeded`, `failed`, `cancelled` or `timed out`.
+    pub status: String,
+    /// When it first started, in milliseconds since the Unix epoch.
+    pub started_ms: u64,
+    /// How long its last attempt at running took, if it ended.
+    pub duration_ms: Option<u64>,
+    /// How many tasks have a checkpoint.
+    pub checkpoints: u64,
+}
+
+/// What [`Store::claim`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The run was new: the record given was stored, owned by the claimant.
+    Started,
+    /// The run existed, and the claimant now owns it: its record.
+    Taken(RunRecord),
+    /// Another owner's lease still holds: the run was left alone.
+    InUse {
+        /// The owner holding the run (`host:pid:tag`).
+        owner: String,
+    },
+    /// The store has no such run, and no record was given to start one.
+    Unknown,
+}
+
+/// What [`Store::delete_before`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deleted {
+    /// How many runs were deleted, with their checkpoints.
+    pub deleted: usize,
+    /// The ids of the runs old enough but left alone because their owner's lease
+    /// still holds: they are running.
+    pub skipped: Vec<String>,
+}
+
+/// A store could not do what was asked; nothing already stored is lost.
+#[derive(Debug)]
+pub struct StoreError {
+    /// The store's location (a file, a URL).
+    pub location: String,
+    /// What failed and why.
+    pub message: String,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "store `{}`: {}", self.location, self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Where a durable run's record and checkpoints go.
+///
+/// A run is *owned* by one runner at a time, named by an owner id `host:pid:tag`:
+/// [`claim`](Store::claim) takes the lease, [`save`](Store::save) and
+/// [`renew`](Store::renew) refresh its heartbeat, [`finish`](Store::finish) and
+/// [`release`](Store::release) give it up. Every call that writes for an owner fails
+/// if the run is no longer that owner's, so a runner that lost its lease stops.
+///
+/// Implementations must make a checkpoint durable when `save` returns, and keep one
+/// checkpoint per node and run: a later checkpoint of a node replaces the earlier one
+/// (a resumed run ran the node again because an input it read ran again). The runner
+/// calls the methods that do IO from threads where blocking is fine (tokio's blocking
+/// pool, the run's checkpoint writer), never from an async task, and turns a panic in
+/// any of them into an [`Error::Store`](crate::Error::Store).
+pub trait Store: Send + Sync + 'static {
+    /// Where the store is (a file, a URL), for error messages.
+    fn location(&self) -> String;
+    /// The run `id`, if it was started before.
+    fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError>;
+    /// Claims run `id` for `owner`, in one atomic step: records `new` as a new run
+    /// owned by `owner` if the store has no run `id` ([`Claim::Started`]), takes an
+    /// existing run over if no lease on it holds (no owner, or
+    /// [`lease_holds`] is false for its owner and heartbeat: [`Claim::Taken`]), and
+    /// otherwise changes nothing ([`Claim::InUse`]). Without `new`, an unknown id is
+    /// [`Claim::Unknown`]. A claim sets the heartbeat to now.
+    fn claim(&self, id: &str, owner: &str, new: Option<&RunRecord>) -> Result<Claim, StoreError>;
+    /// Sets the heartbeat of `owner`'s lease on run `id` to now. Fails, naming the
+    /// current owner, if the run is no longer `owner`'s.
+    fn renew(&self, id: &str, owner: &str) -> Result<(), StoreError>;
+    /// Gives up `owner`'s lease on run `id` without recording an end, so that the run
+    /// can be resumed at once. Does nothing if the run is not `owner`'s.
+    fn release(&self, id: &str, owner: &str) -> Result<(), StoreError>;
+    /// Every checkpoint of run `id`.
+    fn checkpoints(&self, id: &str) -> Result<Vec<Checkpoint>, StoreError>;
+    /// Saves a batch of checkpoints and task ends of run `id` for its owner `owner`,
+    /// all or none, and renews the lease as [`renew`](Store::renew) does. A checkpoint
+    /// or a task end replaces the node's earlier one (a resumed run ran it again).
+    /// Fails, saving nothing, if the run is no longer `owner`'s.
+    fn save(
+        &self,
+        id: &str,
+        owner: &str,
+        batch: &[Checkpoint],
+        ends: &[TaskEnd],
+    ) -> Result<(), StoreError>;
+    /// How each task of run `id` that ended so far ended, in the order they ended.
+    fn task_ends(&self, id: &str) -> Result<Vec<TaskEnd>, StoreError>;
+    /// Records how run `id` ended and its report (JSON), and gives up `owner`'s lease,
+    /// in one write. Fails, recording nothing, if the run is no longer `owner`'s.
+    fn finish(
+        &self,
+        id: &str,
+        owner: &str,
+        status: &str,
+        duration: Duration,
+        report: &str,
+    ) -> Result<(), StoreError>;
+    /// The run history, most recent first.
+    fn runs(&self) -> Result<Vec<RunSummary>, StoreError>;
+    /// The report (JSON) of run `id`'s last attempt, if it ended.
+    fn report(&self, id: &str) -> Result<Option<String>, StoreError>;
+    /// Deletes the runs started before `before`, with their checkpoints, but for those
+    /// whose lease holds (they are running): those are listed in
+    /// [`Deleted::skipped`].
+    fn delete_before(&self, before: SystemTime) -> Result<Deleted, StoreError>;
+}
+
+/// How long a lease holds without a heartbeat. A running run renews its lease about
+/// every third of this; a run whose process died on another host can be taken over
+/// once this has passed since its last heartbeat.
+pub const LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// How often a running run renews its lease when it has nothing to save.
+pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+
+/// Whether a lease held by `owner` (`host:pid:tag`), last renewed at `heartbeat_ms`
+/// (milliseconds since the Unix epoch), still holds at `now_ms`: its heartbeat is
+/// younger than [`LEASE_TTL`], and, if the owner is a process of this host, that
+/// process is alive (checked in `/proc` on Linux, so a killed run can be resumed at
+/// once on its own host). An owner id of another form holds until its heartbeat is
+/// stale.
+pub fn lease_holds(owner: &str, heartbeat_ms: u64, now_ms: u64) -> bool {
+    if heartbeat_ms.saturating_add(LEASE_TTL.as_millis() as u64) < now_ms {
+        return false;
+    }
+    let mut parts = owner.rsplitn(3, ':');
+    let (_tag, pid, host) = (parts.next(), parts.next(), parts.next());
+    match (host, pid.and_then(|pid| pid.parse::<u32>().ok())) {
+        (Some(host), Some(pid)) if host == hostname() => process_alive(pid),
+        _ => true,
+    }
+}
+
+/// A fresh owner id for one run attempt: `host:pid:tag`, the tag random.
+pub(crate) fn new_owner() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let tag = RandomState::new().hash_one(now_ms()) & 0xff_ffff;
+    format!("{}:{}:{tag:06x}", hostname(), std::process::id())
+}
+
+/// This machine's name, as far as it can be known.
+fn hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .unwrap_or_default();
+    let name = name.trim().replace(':', "-");
+    if name.is_empty() {
+        "unknown-host".to_owned()
+    } else {
+        name
+    }
+}
+
+/// Whether process `pid` of this host is alive (and not a zombie). Where that cannot
+/// be known (no `/proc`), it is taken as alive: the lease then expires by time.
+fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    if !std::path::Path::new("/proc/self/stat").exists() {
+        return true;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (name) S …`: the state follows the last `)`; Z and X are dead.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z' | 'X'))
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    millis(SystemTime::now())
+}
+
+fn millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A run's claim on its record in the store: released when dropped, unless the run's
+/// end was recorded (which gives the lease up in the same write).
+pub(crate) struct Lease {
+    store: Arc<dyn Store>,
+    run: String,
+    owner: String,
+    held: bool,
+}
+
+impl Lease {
+    /// The lease `owner` has just claimed on run `run`.
+    pub(crate) fn new(store: Arc<dyn Store>, run: String, owner: String) -> Self {
+        Self {
+            store,
+            run,
+            owner,
+            held: true,
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn run(&self) -> &str {
+        &self.run
+    }
+
+    pub(crate) fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The store gave the lease up itself (with the run's end): nothing to release.
+    pub(crate) fn given_up(mut self) {
+        self.held = false;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.held {
+            let store = &*self.store;
+            // Nothing to tell anyone if it fails: the lease then expires by itself.
+            let _ = guarded(store, "release", || store.release(&self.run, &self.owner));
+        }
+    }
+}
+
+/// Calls into a store, turning a panic into a [`StoreError`] that says where.
+pub(crate) fn guarded<T>(
+    store: &dyn Store,
+    what: &str,
+    call: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|payload| {
+        let location = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.location()))
+            .unwrap_or_else(|_| "(unknown)".to_owned());
+        Err(StoreError {
+            location,
+            message: format!(
+                "the store panicked in `{what}`: {}",
+                panic_message(payload.as_ref())
+            ),
+        })
+    })
+}
+
+/// A panic's message, if it has one.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic without a message)".to_owned())
+}

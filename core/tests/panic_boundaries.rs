@@ -1,0 +1,160 @@
+//! A panic outside a task's own body — in a checkpointed type's `Serialize`, in a
+//! `Collection`, in an error's `Display`, in the scheduler — fails the run with a
+//! message. It never aborts the process.
+
+use std::fmt;
+use std::sync::Arc;
+
+use aqueduct::graph::Builder;
+use aqueduct::graph::Step;
+use aqueduct::prelude::*;
+use aqueduct::task::TaskInfo;
+use aqueduct::{Collection, Kind, RunOutcome, TaskStatus};
+
+mod scratch;
+use scratch::TempDir;
+
+/// An error whose `Display` panics.
+#[derive(Debug)]
+struct Rude;
+
+impl fmt::Display for Rude {
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        panic!("Display of Rude")
+    }
+}
+
+impl std::error::Error for Rude {}
+
+#[task]
+fn rude(x: &u64) -> Result<u64, Rude> {
+    let _ = x;
+    Err(Rude)
+}
+
+#[task]
+fn after(x: &u64) -> u64 {
+    *x
+}
+
+workflow! {
+    fn rude_flow(x: u64) -> u64 {
+        let r = rude(&x);
+        after(&r)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_whose_display_panics_is_reported_not_propagated() {
+    let RunOutcome { result, report, .. } = rude_flow::workflow().runner().run((1,)).await;
+    let message = result.unwrap_err().to_string();
+    assert!(
+        message.contains("the error's `Display` panicked: Display of Rude"),
+        "{message}"
+    );
+    assert_eq!(report.task("r").unwrap().status, TaskStatus::Failed);
+    assert_eq!(report.task("after").unwrap().status, TaskStatus::Skipped);
+    let _ = report.to_string();
+}
+
+/// A collection whose `items` panics.
+struct Cursed(Vec<u64>);
+
+impl Collection for Cursed {
+    type Item = u64;
+    fn items(&self) -> &[u64] {
+        panic!("Cursed::items")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_that_panics_fails_its_fan_out() {
+    let (mut b, (seed,)) = Builder::<(u64,)>::new("cursed", ["seed"]);
+    let make = TaskInfo::new("make", Kind::Cpu);
+    let each = TaskInfo::new("each", Kind::Cpu);
+    let sum = TaskInfo::new("sum", Kind::Cpu);
+    let cursed = b.node(make, "cursed", (seed,), |i| {
+        let (seed,) = i.get();
+        Step::done(Ok(Cursed(vec![*seed; 3])))
+    });
+    let doubled = b.fan_out("doubled", cursed, "x", (), |body, x, ()| {
+        body.node(each, "d", (x,), |i| {
+            let (x,) = i.get();
+            Step::done(Ok(x * 2))
+        })
+    });
+    let total = b.node(sum, "total", (doubled,), |i| {
+        let (all,) = i.get();
+        Step::done(Ok(all.iter().sum::<u64>()))
+    });
+    let workflow = b.output(total);
+    let RunOutcome { result, report, .. } = workflow.runner().run((2,)).await;
+    let message = result.unwrap_err().to_string();
+    assert!(message.contains("panicked: Cursed::items"), "{message}");
+    assert_eq!(report.task("doubled").unwrap().status, TaskStatus::Failed);
+    assert_eq!(report.task("total").unwrap().status, TaskStatus::Skipped);
+    let _ = Cursed(Vec::new()).0;
+}
+
+/// A value whose `Serialize` panics, in a durable workflow.
+#[derive(Debug, serde::Deserialize)]
+struct Explosive(u64);
+
+impl serde::Serialize for Explosive {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("Serialize of Explosive")
+    }
+}
+
+#[task]
+fn arm(x: &u64) -> Explosive {
+    Explosive(*x)
+}
+
+#[task]
+fn defuse(e: &Explosive) -> u64 {
+    e.0
+}
+
+workflow! {
+    #[durable]
+    fn explosive(x: u64) -> u64 {
+        let armed = arm(&x);
+        defuse(&armed)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_whose_serialize_panics_fails_its_task() {
+    let dir = TempDir::new("panicking-serialize");
+    let store = Arc::new(aqueduct::store::SqliteStore::open(dir.db()).unwrap());
+    let RunOutcome { result, report, .. } =
+        explosive::workflow().runner().store(store).run((5,)).await;
+    let message = result.unwrap_err().to_string();
+    assert!(
+        message.contains("cannot checkpoint its output: panicked: Serialize of Explosive"),
+        "{message}"
+    );
+    assert_eq!(report.task("armed").unwrap().status, TaskStatus::Failed);
+    assert_eq!(report.task("defuse").unwrap().status, TaskStatus::Skipped);
+}
+
+#[test]
+fn a_zero_concurrency_limit_is_refused_when_the_graph_is_built() {
+    let built = std::panic::catch_unwind(|| {
+        let (mut b, (seed,)) = Builder::<(u64,)>::new("zero", ["seed"]);
+        let mut info = TaskInfo::new("never", Kind::Cpu);
+        info.concurrency = Some(0);
+        let node = b.node(info, "never", (seed,), |i| {
+            let (x,) = i.get();
+            Step::done(Ok(*x))
+        });
+        b.output(node)
+    });
+    let panic = built.expect_err("refused");
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains("a concurrency limit of 0 lets no attempt run"),
+        "{message}"
+    );
+}
