@@ -44,6 +44,11 @@ impl Progress {
         self.running.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A task counted as started did not start after all (the run stopped first).
+    pub(crate) fn unstarted(&self) {
+        self.running.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// A task ended; `was_running` if it had started.
     pub(crate) fn ended(&self, was_running: bool) {
         if was_running {

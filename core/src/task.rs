@@ -237,17 +237,22 @@ impl TaskError {
     }
 
     pub(crate) fn panicked(payload: &(dyn std::any::Any + Send)) -> Self {
-        let message = payload
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("a non-string payload");
+        let message = panic_message(payload);
         Self::with_cause(format!("panicked: {message}").into(), Cause::Panic)
     }
 
     pub(crate) fn timed_out(after: Duration) -> Self {
         Self::with_cause(format!("timed out after {after:?}").into(), Cause::Timeout)
     }
+}
+
+/// The text of a panic's payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string payload".to_owned())
 }
 
 impl<E: StdError + Send + Sync + 'static> From<E> for TaskError {
@@ -278,7 +283,7 @@ impl fmt::Display for TaskError {
             Err(panic) => write!(
                 f,
                 "(the error's `Display` panicked: {})",
-                crate::executor::panic_message(&*panic)
+                panic_message(&*panic)
             ),
         }
     }

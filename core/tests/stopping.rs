@@ -268,3 +268,37 @@ async fn a_cancel_during_a_retry_delay_cancels_the_task_and_runs_its_cleanup() {
     assert_eq!(value.attempts.len(), 2);
     assert_eq!(*log.lock().unwrap(), ["did not run"]);
 }
+
+#[task(retries = 3)]
+fn slow_then_transient(x: &u64) -> Result<u64, TaskError> {
+    std::thread::sleep(Duration::from_millis(100));
+    let _ = x;
+    Err(TaskError::msg("try again"))
+}
+
+workflow! {
+    fn stopped_before_a_retry(x: u64) -> u64 {
+        slow_then_transient(&x)
+    }
+}
+
+/// A CPU attempt that fails, with retries left, after the run was cancelled did not
+/// fail for good: only the stop kept it from retrying, so it is `Cancelled`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_that_fails_after_a_cancel_with_retries_left_is_cancelled() {
+    let runner = stopped_before_a_retry::workflow().runner();
+    let cancel = runner.cancel_handle();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        cancel.cancel();
+    });
+    let RunOutcome { result, report, .. } = runner.run((1,)).await;
+    assert!(
+        matches!(result, Err(aqueduct::Error::Cancelled { .. })),
+        "{result:?}"
+    );
+    let task = report.task("slow_then_transient").unwrap();
+    assert_eq!(task.status, TaskStatus::Cancelled);
+    assert_eq!(task.attempts.len(), 1, "its one attempt is kept: {report}");
+    assert_eq!(task.attempts[0].error.as_deref(), Some("try again"));
+}

@@ -98,12 +98,13 @@ impl Shared {
     /// attempt cannot be preempted: it is abandoned, its result ignored,
     /// [`task::cancelled`] turns true for it, and it keeps the task's concurrency
     /// permit until it returns (`job.permit` is then false). Returns when the attempt
-    /// started and its result; `None` if the run stopped first.
+    /// started (`None` if it never did: the run stopped while it was queued) and its
+    /// result (`None` if the run stopped first).
     pub(super) async fn call_cpu_supervised(
         self: &Arc<Self>,
         job: &mut Job,
         span: tracing::Span,
-    ) -> (Instant, Option<Result<Value, TaskError>>) {
+    ) -> (Option<Instant>, Option<Result<Value, TaskError>>) {
         let node = job.node;
         let limit = self.plan.graph.info(node).timeout.unwrap_or(Duration::MAX);
         let attempt = self.halt_token(node).1.child_token();
@@ -114,7 +115,7 @@ impl Shared {
         let (run, token, shared_state) = (Arc::clone(self), attempt.clone(), Arc::clone(&state));
         rayon::spawn(move || {
             let context = Arc::clone(&run.run);
-            guard(&context, "the scheduler", || {
+            guard(&context, "the scheduler", move || {
                 let start = shared_state.compare_exchange(
                     QUEUED,
                     RUNNING,
@@ -155,14 +156,14 @@ impl Shared {
         };
         // No start: the run stopped while it was queued, or the job faulted.
         let Some(started) = started else {
-            return (Instant::now(), None);
+            return (None, None);
         };
         let remaining = limit.saturating_sub(started.elapsed());
         let gave_up = tokio::select! {
             biased;
             result = &mut result_rx => {
                 attempt.cancel();
-                return (started, Some(result.unwrap_or_else(|_| Err(TaskError::msg("the attempt's thread went away")))));
+                return (Some(started), Some(result.unwrap_or_else(|_| Err(TaskError::msg("the attempt's thread went away")))));
             }
             () = tokio::time::sleep(remaining) => Some(TaskError::timed_out(limit)),
             () = &mut halted => None,
@@ -172,13 +173,13 @@ impl Shared {
             state.compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire);
         if abandon.is_ok() {
             job.permit = false;
-            return (started, gave_up.map(Err));
+            return (Some(started), gave_up.map(Err));
         }
         // It finished as its time ran out: take its result.
         let result = result_rx
             .await
             .unwrap_or_else(|_| Err(TaskError::msg("the attempt's thread went away")));
-        (started, Some(result))
+        (Some(started), Some(result))
     }
 
     /// One attempt of an IO task, bounded by its timeout. `None` if the run stopped.

@@ -77,18 +77,29 @@ impl Sink {
 }
 
 /// The writer's loop: saves batches and renews the lease until every sender is gone.
-/// After the first failure it saves nothing more (the run is stopping).
+/// After the first failure it saves nothing more (the run is stopping: cleanup tasks
+/// may still run), but it keeps the lease alive while the run's tasks end; if even
+/// that fails (the lease was lost, or the store is gone), the run is stopped for good,
+/// so that it never runs beside a new owner.
 fn write(lease: &Lease, receiver: &mpsc::Receiver<Entry>, stop: &Stop) -> Result<(), StoreError> {
     let store = &**lease.store();
     let (id, owner) = (lease.run(), lease.owner());
-    let mut failure = None;
-    let fail = |failure: &mut Option<StoreError>, error| {
-        *failure = Some(error);
-        stop.stop();
-    };
+    let mut failure: Option<StoreError> = None;
     let (mut checkpoints, mut ends) = (Vec::new(), Vec::new());
     let mut renewed = Instant::now();
     loop {
+        if renewed.elapsed() >= HEARTBEAT_EVERY {
+            if let Err(error) = guarded(store, "renew", || store.renew(id, owner)) {
+                match failure {
+                    None => {
+                        failure = Some(error);
+                        stop.stop();
+                    }
+                    Some(_) => stop.kill(),
+                }
+            }
+            renewed = Instant::now();
+        }
         let wait = HEARTBEAT_EVERY.saturating_sub(renewed.elapsed());
         match receiver.recv_timeout(wait) {
             Ok(first) => {
@@ -99,20 +110,16 @@ fn write(lease: &Lease, receiver: &mpsc::Receiver<Entry>, stop: &Stop) -> Result
                 if failure.is_none() {
                     match guarded(store, "save", || store.save(id, owner, &checkpoints, &ends)) {
                         Ok(()) => renewed = Instant::now(),
-                        Err(error) => fail(&mut failure, error),
+                        Err(error) => {
+                            failure = Some(error);
+                            stop.stop();
+                        }
                     }
                 }
                 checkpoints.clear();
                 ends.clear();
             }
-            Err(RecvTimeoutError::Timeout) => {
-                if failure.is_none()
-                    && let Err(error) = guarded(store, "renew", || store.renew(id, owner))
-                {
-                    fail(&mut failure, error);
-                }
-                renewed = Instant::now();
-            }
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }

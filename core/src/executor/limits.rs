@@ -31,6 +31,8 @@ pub(super) struct Limiter {
 
 #[derive(Default)]
 pub(super) struct Permits {
+    /// Set by a fault: nobody may give permits back any more, so nothing waits.
+    pub(super) closed: bool,
     pub(super) running: u32,
     pub(super) waiting: std::collections::VecDeque<(Arc<Shared>, Job)>,
 }
@@ -45,6 +47,12 @@ impl Limiter {
     /// The job back with a permit, or `None` if it now waits for one.
     pub(super) fn acquire(&self, run: &Arc<Shared>, mut job: Job) -> Option<Job> {
         let mut permits = self.lock();
+        if permits.closed {
+            // The run is faulted: the job is dropped (after the lock is released).
+            drop(permits);
+            drop(job);
+            return None;
+        }
         if permits.running < self.max {
             permits.running += 1;
             job.permit = true;
@@ -70,10 +78,15 @@ impl Limiter {
         }
     }
 
-    /// Forgets every waiting job (after a fault, when nobody may give permits back).
-    /// The jobs are dropped after the lock is released: dropping a run may end it.
+    /// Forgets every waiting job and refuses new ones (after a fault, when nobody may
+    /// give permits back). The jobs are dropped after the lock is released: dropping a
+    /// run may end it.
     pub(super) fn drain(&self) {
-        let waiting = std::mem::take(&mut self.lock().waiting);
+        let waiting = {
+            let mut permits = self.lock();
+            permits.closed = true;
+            std::mem::take(&mut permits.waiting)
+        };
         drop(waiting);
     }
 }

@@ -197,7 +197,13 @@ impl Drop for Shared {
         let slots = std::mem::take(&mut self.slots);
         match self.completion.take() {
             // The receiver is gone only if the run future was dropped: nobody to tell.
-            Some(Completion::Run(done)) => drop(done.send(slots)),
+            Some(Completion::Run(done)) => {
+                if let Err(slots) = done.send(slots) {
+                    // Nobody waits: the values are dropped here, on a pool's thread,
+                    // where a panic in a value's `Drop` must not unwind.
+                    let _ = catch_unwind(AssertUnwindSafe(move || drop(slots)));
+                }
+            }
             Some(Completion::Item { fan, index }) => {
                 let context = Arc::clone(&fan.parent.run);
                 guard(&context, "a fan-out item's end", move || {
@@ -482,7 +488,7 @@ impl Shared {
                 let (run, jobs) = (Arc::clone(self), std::mem::take(jobs));
                 rayon::spawn(move || {
                     let context = Arc::clone(&run.run);
-                    guard(&context, "the scheduler", || {
+                    guard(&context, "the scheduler", move || {
                         jobs.into_par_iter().for_each(|job| run.run_on_rayon(job));
                     });
                 });
@@ -503,11 +509,20 @@ impl Shared {
             let span = self.attempt_span(&job);
             let result = match self.plan.graph.kind(job.node) {
                 Kind::Io => self.call_io(job.node).instrument(span).await,
-                _ => {
-                    let (at, result) = Box::pin(self.call_cpu_supervised(&mut job, span)).await;
-                    started = at;
-                    result
-                }
+                _ => match Box::pin(self.call_cpu_supervised(&mut job, span)).await {
+                    (Some(at), result) => {
+                        started = at;
+                        result
+                    }
+                    // The run stopped before rayon started the attempt: it never ran.
+                    (None, _) => {
+                        job.attempt -= 1;
+                        if let (0, Some(progress)) = (job.attempt, &self.run.progress) {
+                            progress.unstarted();
+                        }
+                        return self.cancel(job, None, Vec::new());
+                    }
+                },
             };
             let Some(result) = result else {
                 return self.cancel(job, Some(started), Vec::new());
@@ -613,7 +628,28 @@ impl Shared {
         let retry = &self.plan.graph.info(job.node).retry;
         if let Err(error) = &result
             && retry.retries_after(job.attempt, error)
-            && self.may_start(job.node)
+            && !self.may_start(job.node)
+        {
+            // Only the stop keeps it from retrying: it did not fail for good.
+            let failed = FailedAttempt {
+                started,
+                finished: Instant::now(),
+                error: error.clone(),
+            };
+            job.retries
+                .get_or_insert_with(|| {
+                    Box::new(Retries {
+                        first_started: started,
+                        failed: Vec::new(),
+                    })
+                })
+                .failed
+                .push(failed);
+            self.cancel(job, None, Vec::new());
+            return Next::Stop;
+        }
+        if let Err(error) = &result
+            && retry.retries_after(job.attempt, error)
         {
             let delay = retry.delay_before(job.attempt);
             tracing::warn!(

@@ -8,6 +8,7 @@
 //! and drops every running async task.
 
 use super::*;
+pub(crate) use crate::task::panic_message;
 
 /// A run's stop signal: an atomic level for the hot path (the tokens' own
 /// `is_cancelled` takes a mutex), and a token per level to wake what waits on it.
@@ -104,15 +105,6 @@ pub(super) static SIGNALS: AtomicU64 = AtomicU64::new(0);
 
 pub(super) fn signal_id() -> u64 {
     SIGNALS.fetch_add(1, Ordering::Relaxed)
-}
-
-/// The text of a panic's payload.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string payload".to_owned())
 }
 
 /// Runs `f`; a panic in it becomes a fault of the run (stopped for good, failed with

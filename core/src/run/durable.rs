@@ -159,7 +159,7 @@ fn blocking_failed(store: &dyn Store, what: &str, error: tokio::task::JoinError)
     let location = guarded(store, "location", || Ok(store.location()))
         .unwrap_or_else(|_| "(unknown)".to_owned());
     let why = match error.try_into_panic() {
-        Ok(payload) => format!("panicked: {}", crate::store::panic_message(&*payload)),
+        Ok(payload) => format!("panicked: {}", crate::task::panic_message(&*payload)),
         Err(error) => error.to_string(),
     };
     Error::Store(StoreError {
@@ -243,7 +243,14 @@ where
             };
             let saved =
                 guarded(&*store, "checkpoints", || store.checkpoints(id)).map_err(Error::Store)?;
-            (params, restorable(plan, id, saved)?)
+            let (restored, stale) = restorable(plan, id, saved)?;
+            // Checkpoints computed from inputs that now run again would be restored by
+            // a later resume if this run did not replace them: they go now.
+            if !stale.is_empty() {
+                guarded(&*store, "discard", || store.discard(id, lease.owner(), &stale))
+                    .map_err(Error::Store)?;
+            }
+            (params, restored)
         }
     };
     Ok(Prepared {
@@ -268,8 +275,13 @@ fn same_input(stored: &[u8], given: &[u8]) -> bool {
 /// The nodes a resumed run restores from `saved`, decoded. A checkpoint is restored
 /// only if every input its node read is restored too (parameters always are): a node
 /// that read an input which runs again runs again, and its new checkpoint replaces
-/// the old one. Nodes are in topological order, so one pass decides.
-fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Vec<(usize, Value)>, Error> {
+/// the old one. Nodes are in topological order, so one pass decides. Also returns the
+/// names of the checkpoints not restored (stale: to be discarded).
+fn restorable(
+    plan: &Plan,
+    id: &str,
+    saved: Vec<Checkpoint>,
+) -> Result<(Vec<(usize, Value)>, Vec<String>), Error> {
     let graph = &plan.graph;
     let codecs = plan.durable.as_ref().map_or(&[][..], |d| &d.codecs[..]);
     let codec_of = |node: usize| codecs.get(node).copied().flatten();
@@ -298,6 +310,7 @@ fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Vec<(usiz
     }
     let mut restored = vec![false; graph.len()];
     let mut values = Vec::new();
+    let mut stale = Vec::new();
     for node in 0..graph.len() {
         if graph.kind(node) == Kind::Param {
             restored[node] = true;
@@ -307,6 +320,7 @@ fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Vec<(usiz
             continue;
         };
         if !graph.node(node).inputs().all(|input| restored[input]) {
+            stale.push(checkpoint.node);
             continue;
         }
         let bad = |message: String| Error::Checkpoint {
@@ -326,5 +340,5 @@ fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Vec<(usiz
         values.push((node, (codec.decode)(&checkpoint.data).map_err(bad)?));
         restored[node] = true;
     }
-    Ok(values)
+    Ok((values, stale))
 }

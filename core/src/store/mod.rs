@@ -169,6 +169,11 @@ pub trait Store: Send + Sync + 'static {
         batch: &[Checkpoint],
         ends: &[TaskEnd],
     ) -> Result<(), StoreError>;
+    /// Deletes the checkpoints of `nodes` in run `id`, for its owner `owner`, all or
+    /// none: a resumed run does not restore them (an input they were computed from
+    /// runs again), so they must never be restored later either. Fails, deleting
+    /// nothing, if the run is no longer `owner`'s.
+    fn discard(&self, id: &str, owner: &str, nodes: &[String]) -> Result<(), StoreError>;
     /// How each task of run `id` that ended so far ended, in the order they ended.
     fn task_ends(&self, id: &str) -> Result<Vec<TaskEnd>, StoreError>;
     /// Records how run `id` ended and its report (JSON), and gives up `owner`'s lease,
@@ -329,17 +334,8 @@ pub(crate) fn guarded<T>(
             location,
             message: format!(
                 "the store panicked in `{what}`: {}",
-                panic_message(payload.as_ref())
+                crate::task::panic_message(payload.as_ref())
             ),
         })
     })
-}
-
-/// A panic's message, if it has one.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(a panic without a message)".to_owned())
 }

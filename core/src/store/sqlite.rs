@@ -389,6 +389,21 @@ impl Store for SqliteStore {
         })
     }
 
+    fn discard(&self, id: &str, owner: &str, nodes: &[String]) -> Result<(), StoreError> {
+        self.owned("cannot discard checkpoints", id, owner, |c| {
+            let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            heartbeat(&transaction, id, owner)?;
+            {
+                let mut delete = transaction
+                    .prepare_cached("DELETE FROM checkpoints WHERE run_id = ?1 AND node = ?2")?;
+                for node in nodes {
+                    delete.execute(params![id, node])?;
+                }
+            }
+            Ok(transaction.commit()?)
+        })
+    }
+
     fn task_ends(&self, id: &str) -> Result<Vec<TaskEnd>, StoreError> {
         self.with("cannot read task ends", |c| {
             let mut statement = c.prepare(

@@ -66,6 +66,9 @@ impl Store for Faulty {
             Fault::KillsTheWriter => std::panic::panic_any(Bomb),
         }
     }
+    fn discard(&self, id: &str, owner: &str, nodes: &[String]) -> Result<(), StoreError> {
+        self.0.discard(id, owner, nodes)
+    }
     fn task_ends(&self, id: &str) -> Result<Vec<TaskEnd>, StoreError> {
         self.0.task_ends(id)
     }
@@ -194,6 +197,9 @@ impl Store for Panicking {
     }
     fn save(&self, _: &str, _: &str, _: &[Checkpoint], _: &[TaskEnd]) -> Result<(), StoreError> {
         panic!("save")
+    }
+    fn discard(&self, _: &str, _: &str, _: &[String]) -> Result<(), StoreError> {
+        panic!("discard")
     }
     fn task_ends(&self, _: &str) -> Result<Vec<TaskEnd>, StoreError> {
         panic!("task_ends")

@@ -81,6 +81,65 @@ async fn a_cleanup_that_ran_on_a_failed_input_runs_again_when_the_input_runs_aga
     );
 }
 
+static TIDY_FAILS: AtomicBool = AtomicBool::new(false);
+
+#[task]
+fn fetch_page2(id: &u64) -> Result<String, TaskError> {
+    if PAGE2_FAILS.load(Ordering::SeqCst) {
+        return Err(TaskError::msg("HTTP 503"));
+    }
+    Ok(format!("page {id}"))
+}
+
+static PAGE2_FAILS: AtomicBool = AtomicBool::new(true);
+
+#[task]
+fn fragile_tidy(page: &Outcome<String>) -> Result<String, TaskError> {
+    if TIDY_FAILS.load(Ordering::SeqCst) {
+        return Err(TaskError::msg("tidy broke"));
+    }
+    Ok(match page {
+        Outcome::Ok(page) => format!("done with {page}"),
+        _ => "cleaned up after a failure".into(),
+    })
+}
+
+workflow! {
+    #[durable]
+    fn fetch_and_fragile_tidy(id: u64) -> String {
+        let page = fetch_page2(&id);
+        fragile_tidy(&page)
+    }
+}
+
+/// A checkpoint that a resume did not restore (its input ran again) is discarded:
+/// even if the task then fails, a later resume cannot restore the stale value.
+#[tokio::test]
+async fn a_checkpoint_not_restored_is_discarded_so_no_later_resume_restores_it() {
+    let dir = TempDir::new("durable-stale");
+    let store = open_store(&dir);
+    let first = start(fetch_and_fragile_tidy::workflow(), &store, "r", (7,)).await;
+    assert!(first.result.is_err());
+    assert_eq!(store.checkpoints("r").unwrap().len(), 1, "the cleanup's value");
+
+    // The page now loads, but the cleanup fails: it has no new checkpoint.
+    PAGE2_FAILS.store(false, Ordering::SeqCst);
+    TIDY_FAILS.store(true, Ordering::SeqCst);
+    let second = resume(fetch_and_fragile_tidy::workflow(), &store, "r").await;
+    assert!(second.result.is_err());
+    let saved = store.checkpoints("r").unwrap();
+    assert_eq!(saved.len(), 1, "only the page's: {saved:?}");
+    assert_eq!(saved[0].node, "page");
+
+    TIDY_FAILS.store(false, Ordering::SeqCst);
+    let third = resume(fetch_and_fragile_tidy::workflow(), &store, "r").await;
+    assert_eq!(third.result.unwrap(), "done with page 7", "never the stale value");
+    assert_eq!(
+        third.report.task("fragile_tidy").unwrap().status,
+        TaskStatus::Succeeded
+    );
+}
+
 #[task]
 fn weigh(weights: &std::collections::HashMap<String, u64>) -> u64 {
     weights.values().sum()
