@@ -272,7 +272,11 @@ fn send_check(task: &Task) -> TokenStream {
         .iter()
         .enumerate()
         .filter_map(|(i, input)| match input {
-            FnArg::Typed(typed) => Some((format_ident!("__aqueduct_arg{i}"), &typed.ty)),
+            // Hygienic, so a task named like one of them is still the one called.
+            FnArg::Typed(typed) => Some((
+                format_ident!("__aqueduct_arg{i}", span = Span::mixed_site()),
+                &typed.ty,
+            )),
             FnArg::Receiver(_) => None,
         })
         .unzip();
