@@ -49,7 +49,8 @@ pub struct TaskReport {
     pub status: TaskStatus,
     /// When it started, from the start of the run; `None` if it never ran.
     pub started_at: Option<Duration>,
-    /// From all its inputs existing to its start: time spent waiting for a thread.
+    /// From all its inputs existing to its start: time spent waiting for a thread or
+    /// for a permit of its task's `concurrency` limit.
     pub queue_wait: Duration,
     /// From its first attempt's start to its last attempt's end, retry delays included.
     pub duration: Duration,

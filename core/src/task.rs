@@ -106,7 +106,8 @@ pub enum Outcome<T> {
     Ok(T),
     /// The task failed for good: its last attempt's error.
     Failed(TaskError),
-    /// The task never ran: one of its own inputs failed.
+    /// The task did not produce a value: an input it requires failed or was skipped,
+    /// or the run stopped (a cancel, the run's timeout, fail-fast) before it finished.
     Skipped,
 }
 
@@ -176,6 +177,8 @@ enum Cause {
     Permanent,
     Panic,
     Timeout,
+    /// Told by [`cancelled`] to stop, it returned: whatever it returned is discarded.
+    Cancelled,
 }
 
 impl TaskError {
@@ -239,6 +242,19 @@ impl TaskError {
     pub(crate) fn panicked(payload: &(dyn std::any::Any + Send)) -> Self {
         let message = panic_message(payload);
         Self::with_cause(format!("panicked: {message}").into(), Cause::Panic)
+    }
+
+    /// An attempt that returned after [`cancelled`] told it to stop.
+    pub(crate) fn stopped_early() -> Self {
+        Self::with_cause(
+            "returned early: it was told to stop".into(),
+            Cause::Cancelled,
+        )
+    }
+
+    /// Whether the attempt returned after [`cancelled`] told it to stop.
+    pub(crate) fn is_stopped_early(&self) -> bool {
+        self.0.cause == Cause::Cancelled
     }
 
     pub(crate) fn timed_out(after: Duration) -> Self {
@@ -324,6 +340,8 @@ thread_local! {
     /// run clones the token once.
     static CANCEL: RefCell<Option<(u64, CancellationToken)>> = const { RefCell::new(None) };
     static IN_TASK: Cell<bool> = const { Cell::new(false) };
+    /// Whether the running task was told, by [`cancelled`], to stop.
+    static TOLD: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Whether the current CPU task should stop early: its attempt timed out or the run
@@ -331,35 +349,44 @@ thread_local! {
 ///
 /// A plain `fn` task cannot be preempted: when it times out its result is ignored, but
 /// it runs on until it returns, and the run waits for it. A long computation can check
-/// this now and then and return early. Always `false` outside a CPU task (an `async`
-/// task is simply dropped when cancelled).
+/// this now and then and return early, with any value: once it has been told `true`,
+/// what the attempt returns is discarded, never taken for its output (the task is
+/// reported timed out or cancelled, and a durable run does not checkpoint it). Always
+/// `false` outside a CPU task (an `async` task is simply dropped when cancelled).
 pub fn cancelled() -> bool {
-    IN_TASK.get()
+    let told = IN_TASK.get()
         && CANCEL.with_borrow(|cancel| {
             cancel
                 .as_ref()
                 .is_some_and(|(_, token)| token.is_cancelled())
-        })
+        });
+    if told {
+        TOLD.set(true);
+    }
+    told
 }
 
-/// Runs `f` with `token` (identified by `id`) as what [`cancelled`] reports.
-pub(crate) fn with_cancel<R>(id: u64, token: &CancellationToken, f: impl FnOnce() -> R) -> R {
+/// Runs `f` as a CPU task's attempt: [`cancelled`] reads `token` (cached per thread
+/// under `id`). Returns what `f` returned, and whether [`cancelled`] told it to stop.
+pub(crate) fn with_cancel<R>(id: u64, token: &CancellationToken, f: impl FnOnce() -> R) -> (R, bool) {
     /// Puts back what the thread had before: a task's `par_iter` may run another
     /// task on this same thread (rayon's work stealing), and the outer task must see
     /// its own signal again afterwards.
     struct Restore {
         in_task: bool,
+        told: bool,
         previous: Option<Option<(u64, CancellationToken)>>,
     }
     impl Drop for Restore {
         fn drop(&mut self) {
             IN_TASK.set(self.in_task);
+            TOLD.set(self.told);
             if let Some(previous) = self.previous.take() {
                 CANCEL.set(previous);
             }
         }
     }
-    let in_task = IN_TASK.get();
+    let (in_task, told) = (IN_TASK.get(), TOLD.get());
     let replaced = CANCEL.with_borrow_mut(|cancel| {
         if cancel.as_ref().is_none_or(|(current, _)| *current != id) {
             Some(cancel.replace((id, token.clone())))
@@ -368,12 +395,15 @@ pub(crate) fn with_cancel<R>(id: u64, token: &CancellationToken, f: impl FnOnce(
         }
     });
     IN_TASK.set(true);
+    TOLD.set(false);
     // Outside a task the cached signal is kept for the next task on this thread.
     let _restore = Restore {
         in_task,
+        told,
         previous: replaced.filter(|_| in_task),
     };
-    f()
+    let result = f();
+    (result, TOLD.get())
 }
 
 #[cfg(test)]
@@ -386,12 +416,14 @@ mod tests {
     fn a_nested_task_leaves_the_outer_signal_in_place() {
         let (outer, inner) = (CancellationToken::new(), CancellationToken::new());
         outer.cancel();
-        let seen = with_cancel(u64::MAX - 1, &outer, || {
+        let (seen, told) = with_cancel(u64::MAX - 1, &outer, || {
             assert!(cancelled());
-            let nested = with_cancel(u64::MAX - 2, &inner, cancelled);
+            let (nested, nested_told) = with_cancel(u64::MAX - 2, &inner, cancelled);
+            assert!(!nested_told);
             (nested, cancelled())
         });
         assert_eq!(seen, (false, true));
+        assert!(told, "the outer task was told to stop");
         assert!(!cancelled(), "outside a task nothing is cancelled");
     }
 }

@@ -302,3 +302,54 @@ async fn an_attempt_that_fails_after_a_cancel_with_retries_left_is_cancelled() {
     assert_eq!(task.attempts.len(), 1, "its one attempt is kept: {report}");
     assert_eq!(task.attempts[0].error.as_deref(), Some("try again"));
 }
+
+#[task]
+fn cooperative(x: &u64) -> u64 {
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if aqueduct::task::cancelled() {
+            return 999; // a partial value
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    x * 2
+}
+
+workflow! {
+    fn cooperative_flow(x: u64) -> u64 {
+        cooperative(&x)
+    }
+}
+
+/// A CPU task that returns early because `cancelled()` told it to stop did not
+/// finish: its (partial) value is discarded, never the run's output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_returned_after_being_told_to_stop_is_discarded() {
+    let runner = cooperative_flow::workflow().runner();
+    let cancel = runner.cancel_handle();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cancel.cancel();
+    });
+    let RunOutcome { result, report, .. } = runner.run((21,)).await;
+    assert!(
+        matches!(result, Err(aqueduct::Error::Cancelled { .. })),
+        "{result:?}"
+    );
+    let task = report.task("cooperative").unwrap();
+    assert_eq!(task.status, TaskStatus::Cancelled);
+
+    let RunOutcome { result, report, .. } = cooperative_flow::workflow()
+        .runner()
+        .timeout(Duration::from_millis(50))
+        .run((21,))
+        .await;
+    assert!(
+        matches!(&result, Err(aqueduct::Error::TimedOut { unfinished, .. }) if unfinished == &["cooperative"]),
+        "{result:?}"
+    );
+    assert_eq!(
+        report.task("cooperative").unwrap().status,
+        TaskStatus::Cancelled
+    );
+}

@@ -81,9 +81,13 @@ impl Shared {
                 "aqueduct: only task nodes are called",
             )));
         };
-        let outcome = task::with_cancel(signal, cancel, || {
+        let (outcome, told) = task::with_cancel(signal, cancel, || {
             catch_unwind(AssertUnwindSafe(|| call(&self.slots)))
         });
+        if told {
+            // It may have returned a partial value because it was told to stop.
+            return Err(TaskError::stopped_early());
+        }
         match outcome {
             Ok(Step::Done(result)) => result,
             Ok(Step::Pending(_)) => Err(TaskError::permanent(TaskError::msg(

@@ -625,6 +625,13 @@ impl Shared {
         result: Result<Value, TaskError>,
         caller: Caller<'_>,
     ) -> Next {
+        if let Err(error) = &result
+            && error.is_stopped_early()
+        {
+            // The run's stop told it to return early: it did not finish.
+            self.cancel(job, Some(started), Vec::new());
+            return Next::Stop;
+        }
         let retry = &self.plan.graph.info(job.node).retry;
         if let Err(error) = &result
             && retry.retries_after(job.attempt, error)
