@@ -272,6 +272,9 @@ fn same_input(stored: &[u8], given: &[u8]) -> bool {
     }
 }
 
+/// The restored nodes' values, and the names of the checkpoints not restored.
+type Restorable = (Vec<(usize, Value)>, Vec<String>);
+
 /// The nodes a resumed run restores from `saved`, decoded. A checkpoint is restored
 /// only if every input its node read is restored too (parameters always are): a node
 /// that read an input which runs again runs again, and its new checkpoint replaces
@@ -281,7 +284,7 @@ fn restorable(
     plan: &Plan,
     id: &str,
     saved: Vec<Checkpoint>,
-) -> Result<(Vec<(usize, Value)>, Vec<String>), Error> {
+) -> Result<Restorable, Error> {
     let graph = &plan.graph;
     let codecs = plan.durable.as_ref().map_or(&[][..], |d| &d.codecs[..]);
     let codec_of = |node: usize| codecs.get(node).copied().flatten();
