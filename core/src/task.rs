@@ -244,6 +244,12 @@ impl TaskError {
         Self::with_cause(format!("panicked: {message}").into(), Cause::Panic)
     }
 
+    /// The same message and class, without the error value itself: what a report
+    /// keeps of a nested fan-out's failure, whose `ItemsFailed` holds its items' values.
+    pub(crate) fn detached(&self) -> Self {
+        Self::with_cause(self.to_string().into(), self.0.cause)
+    }
+
     /// An attempt that returned after [`cancelled`] told it to stop.
     pub(crate) fn stopped_early() -> Self {
         Self::with_cause(

@@ -70,6 +70,7 @@ impl FanOut {
     /// run) and every value but its output, which the fan-out's end moves out. The
     /// report keeps each node's status, times and errors only.
     pub(super) fn forget_values(&self, slots: &mut [Slot]) {
+        let body = &self.def().body.graph;
         for (node, slot) in slots.iter_mut().enumerate() {
             if node < self.params {
                 drop(slot.take());
@@ -77,6 +78,14 @@ impl FanOut {
                 && let Some(record) = slot.get_mut()
             {
                 record.value = Box::new(());
+                // A nested fan-out's or sub-workflow's error holds its items' values
+                // (`ItemsFailed`): the report keeps its message only.
+                if matches!(body.kind(node), Kind::FanOut | Kind::Workflow)
+                    && let Some(history) = &mut record.history
+                    && let Some(error) = &mut history.error
+                {
+                    *error = error.detached();
+                }
             }
         }
     }
