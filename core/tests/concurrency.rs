@@ -2,28 +2,14 @@
 //! without holding a thread, and other work goes on meanwhile.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aqueduct::RunOutcome;
 use aqueduct::prelude::*;
 
-/// Counts how many run at once and the most that ever did.
-#[derive(Default)]
-struct Gauge {
-    now: AtomicUsize,
-    peak: AtomicUsize,
-}
-
-impl Gauge {
-    fn enter(&self) {
-        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
-        self.peak.fetch_max(now, Ordering::SeqCst);
-    }
-    fn leave(&self) {
-        self.now.fetch_sub(1, Ordering::SeqCst);
-    }
-}
+mod gauge;
+use gauge::Gauge;
 
 #[task(concurrency = 2)]
 async fn call_api(gauge: &Arc<Gauge>) -> u64 {
