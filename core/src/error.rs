@@ -19,7 +19,8 @@ pub enum Error {
         skipped: Vec<String>,
     },
     /// The run was cancelled (a [`CancelHandle`](crate::CancelHandle), or its future
-    /// dropped) before its output existed.
+    /// dropped) and the cancel kept a node from finishing (`unfinished`), or the output
+    /// from existing. A cancel that came after every node finished changes nothing.
     Cancelled {
         /// The workflow's name.
         workflow: String,

@@ -1,0 +1,320 @@
+//! Builds a case's workflow with the typed builder: every task node's closure reads its
+//! inputs, logs the attempt, and does what the fault plan says for it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aqueduct::graph::{Builder, Handle, Params, Step};
+use aqueduct::task::TaskInfo;
+use aqueduct::{Kind as AKind, RetryPolicy, TaskError, Workflow};
+
+use crate::case::Case;
+use crate::model::node_value;
+use crate::spec::{Body, Fault, Kind, Ref, TASK_NAMES};
+use crate::value::{H, Mixed, Val};
+
+pub(crate) type Wf = Workflow<(Val, Val), Val>;
+
+pub(crate) fn task_info(case: &Case, task: usize) -> TaskInfo {
+    let def = &case.spec.tasks[task];
+    TaskInfo {
+        name: TASK_NAMES[task],
+        kind: if def.io { AKind::Io } else { AKind::Cpu },
+        retry: RetryPolicy {
+            retries: def.retries,
+            delay: Duration::from_millis(def.delay_ms),
+            backoff: def.backoff,
+            max_delay: None,
+            jitter: false,
+            retry_panics: def.retry_panics,
+        },
+        timeout: def.timeout_ms.map(Duration::from_millis),
+        outcome_inputs: def.mask,
+        concurrency: def.concurrency,
+    }
+}
+
+/// The workflow of a case: parameters `p0`, `p1`; durable with every top-level node
+/// checkpointed if the case is.
+pub(crate) fn build(case: &Arc<Case>) -> Wf {
+    let spec = &case.spec;
+    let (mut b, (p0, p1)) = Builder::<(Val, Val)>::new(format!("w{}", spec.seed), ["p0", "p1"]);
+    if spec.durable {
+        b.durable(1);
+    }
+    let handles = body(&mut b, case, &spec.top, &[H::One(p0), H::One(p1)], &[]);
+    if spec.durable {
+        for node in &spec.top.nodes {
+            match handles[&node.uid] {
+                H::One(h) => b.checkpoint(h),
+                H::Many(h) => b.checkpoint(h),
+            }
+        }
+    }
+    b.output(one(handles[&spec.top.tail]))
+}
+
+fn one(h: H) -> Handle<Val> {
+    match h {
+        H::One(h) => h,
+        H::Many(_) => panic!("harness: a body's output must be a single value"),
+    }
+}
+
+/// Adds a body's nodes; `params` are its parameters (as `Ref::Param` numbers them),
+/// `ctx` the items of the fan-outs around it, outermost first.
+fn body<P: Params>(
+    b: &mut Builder<P>,
+    case: &Arc<Case>,
+    body_spec: &Body,
+    params: &[H],
+    ctx: &[Handle<Val>],
+) -> HashMap<u32, H> {
+    let mut handles: HashMap<u32, H> = HashMap::new();
+    for node in &body_spec.nodes {
+        let get = |handles: &HashMap<u32, H>, r: &Ref| match r {
+            Ref::Param(k) => params[*k as usize],
+            Ref::Node(u) => handles[u],
+        };
+        let name = node.name();
+        let h = match &node.kind {
+            Kind::Task {
+                task,
+                inputs,
+                count,
+                sub,
+                work_us,
+            } => {
+                let info = task_info(case, *task);
+                let mixed = Mixed {
+                    data: inputs
+                        .iter()
+                        .map(|i| (get(&handles, &i.from), i.tolerant))
+                        .collect(),
+                    ctx: ctx.to_vec(),
+                };
+                let attempt = Attempt {
+                    case: Arc::clone(case),
+                    uid: node.uid,
+                    task: *task,
+                    count: *count,
+                    sub: *sub,
+                    work: Duration::from_micros(u64::from(*work_us)),
+                    io: case.spec.tasks[*task].io,
+                    timeout: case.spec.tasks[*task].timeout_ms.map(Duration::from_millis),
+                };
+                let cleanup = info.outcome_inputs != 0;
+                H::One(b.node(info, name, mixed, move |input| {
+                    // A cleanup task reads its inputs as outcomes (its required ones
+                    // still as values: `Mixed` reads each input as its mask says).
+                    let (reads, ctx) = if cleanup {
+                        input.outcomes()
+                    } else {
+                        input.get()
+                    };
+                    let hashes: Vec<u64> = reads.iter().map(|r| r.hash()).collect();
+                    let path: Vec<u32> = ctx.iter().map(|item| item.idx).collect();
+                    attempt.run(path, &hashes)
+                }))
+            }
+            Kind::FanOut {
+                collection,
+                imports,
+                cap,
+                body: inner,
+            } => {
+                let outer = Mixed {
+                    data: imports.iter().map(|r| (get(&handles, r), false)).collect(),
+                    ctx: ctx.to_vec(),
+                };
+                let n_imports = imports.len();
+                let make = |ib: &mut Builder<()>, item: Handle<Val>, imported: Mixed| {
+                    let mut inner_params = vec![H::One(item)];
+                    inner_params.extend(imported.data.iter().map(|(h, _)| *h));
+                    assert_eq!(inner_params.len(), n_imports + 1);
+                    let mut inner_ctx = imported.ctx.clone();
+                    inner_ctx.push(item);
+                    let hs = body(ib, case, inner, &inner_params, &inner_ctx);
+                    one(hs[&inner.tail])
+                };
+                let h = match get(&handles, collection) {
+                    H::One(c) => b.fan_out(name, c, "item", outer, make),
+                    H::Many(c) => b.fan_out(name, c, "item", outer, make),
+                };
+                if let Some(cap) = cap {
+                    b.cap_items(h, *cap);
+                }
+                H::Many(h)
+            }
+            Kind::Subflow { args, body: inner } => {
+                let mut all: Vec<Handle<Val>> =
+                    args.iter().map(|r| one(get(&handles, r))).collect();
+                all.extend_from_slice(ctx);
+                H::One(subflow(b, case, node.uid, inner, args.len(), &all))
+            }
+        };
+        handles.insert(node.uid, h);
+    }
+    handles
+}
+
+/// A sub-workflow node: the body built as its own workflow whose parameters are the
+/// arguments, then the items of the enclosing fan-outs (passed along as arguments).
+fn subflow<P: Params>(
+    b: &mut Builder<P>,
+    case: &Arc<Case>,
+    uid: u32,
+    inner: &Body,
+    n_args: usize,
+    all: &[Handle<Val>],
+) -> Handle<Val> {
+    const NAMES: [&str; 4] = ["a0", "a1", "a2", "a3"];
+    let name = format!("s{uid}");
+    let flow = format!("flow{uid}");
+    macro_rules! arm {
+        (@val $i:tt) => { Val };
+        ($($i:tt)*) => {{
+            let (mut sb, hs) = Builder::<($( arm!(@val $i), )*)>::new(flow, [$(NAMES[$i]),*]);
+            let params: Vec<Handle<Val>> = vec![$(hs.$i),*];
+            let data: Vec<H> = params[..n_args].iter().map(|h| H::One(*h)).collect();
+            let handles = body(&mut sb, case, inner, &data, &params[n_args..]);
+            let wf = sb.output(one(handles[&inner.tail]));
+            b.subflow(name, &wf, ($(all[$i],)*))
+        }};
+    }
+    match all.len() {
+        1 => arm!(0),
+        2 => arm!(0 1),
+        3 => arm!(0 1 2),
+        4 => arm!(0 1 2 3),
+        n => panic!("harness: a sub-workflow of {n} parameters"),
+    }
+}
+
+/// What a task node's closure needs.
+struct Attempt {
+    case: Arc<Case>,
+    uid: u32,
+    task: usize,
+    count: u32,
+    sub: u32,
+    work: Duration,
+    io: bool,
+    timeout: Option<Duration>,
+}
+
+fn injected(what: &str, uid: u32, path: &[u32], attempt: u32) -> String {
+    format!("[injected] {what} in t{uid}{path:?} attempt {attempt}")
+}
+
+impl Attempt {
+    fn run<'a>(&self, path: Vec<u32>, hashes: &[u64]) -> Step<'a, Val> {
+        let v = node_value(self.uid, hashes);
+        let idx = path.last().copied().unwrap_or(0);
+        let (mut guard, attempt, epoch) = self.case.start(self.uid, self.task, path.clone(), v);
+        let fault = self.case.spec.fault(epoch, self.uid, &path, attempt);
+        let case = Arc::clone(&self.case);
+        let (uid, count, sub) = (self.uid, self.count, self.sub);
+        let make = move |poison: bool| {
+            let mut val = Val::tree(&case.counters, uid, v, idx, count, sub);
+            val.poison = poison;
+            val
+        };
+        let timeout = self.timeout.unwrap_or(Duration::from_millis(1));
+        if !self.io {
+            let result = match fault {
+                None | Some(Fault::SerPanic) => {
+                    if !self.work.is_zero() {
+                        std::thread::sleep(self.work);
+                    }
+                    Ok(make(fault.is_some()))
+                }
+                Some(Fault::Transient) => Err(TaskError::msg(injected(
+                    "transient error",
+                    uid,
+                    &path,
+                    attempt,
+                ))),
+                Some(Fault::Permanent) => Err(TaskError::permanent(TaskError::msg(injected(
+                    "permanent error",
+                    uid,
+                    &path,
+                    attempt,
+                )))),
+                Some(Fault::Panic) => panic!("{}", injected("panic", uid, &path, attempt)),
+                Some(Fault::Timeout) => {
+                    // Cannot be preempted: sleeps a few ms past its timeout (so a retry
+                    // may start while it still runs), returning early only if told to
+                    // stop before its time is up (the run stopped). Past its timeout,
+                    // `cancelled()` must turn true.
+                    let started = Instant::now();
+                    let extra = Duration::from_millis(3 + v % 8);
+                    let limit = Duration::from_millis(300);
+                    loop {
+                        let elapsed = started.elapsed();
+                        let told = aqueduct::task::cancelled();
+                        if (told && (elapsed < timeout || elapsed >= timeout + extra))
+                            || elapsed >= timeout + limit
+                        {
+                            if !told {
+                                crate::case::lock(&self.case.violations).push((
+                                    "cancel-signal".into(),
+                                    format!(
+                                        "run {epoch}: `aqueduct::task::cancelled()` was still false {limit:?} after \
+                                         attempt {attempt} of t{uid}{path:?} ran past its timeout"
+                                    ),
+                                ));
+                            }
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(TaskError::msg(injected(
+                        "late attempt's own result",
+                        uid,
+                        &path,
+                        attempt,
+                    )))
+                }
+            };
+            guard.completed = true;
+            drop(guard);
+            return Step::done(result);
+        }
+        let work = self.work;
+        Step::pending(async move {
+            if !work.is_zero() {
+                tokio::time::sleep(work).await;
+            }
+            let result = match fault {
+                None | Some(Fault::SerPanic) => Ok(make(fault.is_some())),
+                Some(Fault::Transient) => Err(TaskError::msg(injected(
+                    "transient error",
+                    uid,
+                    &path,
+                    attempt,
+                ))),
+                Some(Fault::Permanent) => Err(TaskError::permanent(TaskError::msg(injected(
+                    "permanent error",
+                    uid,
+                    &path,
+                    attempt,
+                )))),
+                Some(Fault::Panic) => panic!("{}", injected("panic", uid, &path, attempt)),
+                Some(Fault::Timeout) => {
+                    tokio::time::sleep(timeout + Duration::from_secs(20)).await;
+                    Err(TaskError::msg(injected(
+                        "late attempt's own result",
+                        uid,
+                        &path,
+                        attempt,
+                    )))
+                }
+            };
+            guard.completed = true;
+            drop(guard);
+            result
+        })
+    }
+}

@@ -1,0 +1,1277 @@
+//! Runs one case, run after run (crashes and resumes for durable cases), and checks
+//! every invariant against the model and the attempt log.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use aqueduct::store::{
+    Checkpoint, Claim, Deleted, RunRecord, RunSummary, SqliteStore, Store, StoreError, TaskEnd,
+};
+use aqueduct::{Error, RunOutcome, TaskStatus};
+
+use crate::build::{Wf, build};
+use crate::case::{Case, EventKind, Rec, lock};
+use crate::generate::param_values;
+use crate::model::{MV, MVal, Obs, Walker, node_value, retriable, tree};
+use crate::spec::{
+    Body, Epoch, Fault, Gates, Index, Kind, Ref, Spec, StoreFault, Trigger, body_uids,
+};
+use crate::value::{Raw, Val};
+
+pub(crate) type Violation = (String, String);
+
+/// How long one case may take before it is a hang (`FAULT_CASE_LIMIT_S`, 10 s).
+fn case_limit() -> Duration {
+    static LIMIT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let s = std::env::var("FAULT_CASE_LIMIT_S")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10);
+        Duration::from_secs(s)
+    })
+}
+
+fn slack() -> Duration {
+    static SLACK: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *SLACK.get_or_init(|| {
+        let ms = std::env::var("FAULT_SLACK_MS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(50);
+        Duration::from_millis(ms)
+    })
+}
+
+fn v(class: &str, message: impl Into<String>) -> Violation {
+    (class.to_owned(), message.into())
+}
+
+/// Where the cases' SQLite files go: a tmpfs when there is one.
+pub(crate) fn store_dir() -> std::path::PathBuf {
+    let base = if std::path::Path::new("/dev/shm").is_dir() {
+        std::path::PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    base.join(format!("aqueduct-faults-{}", std::process::id()))
+}
+
+static CASE_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// What the cases covered, for the summary: tag -> count.
+pub(crate) fn stats() -> &'static std::sync::Mutex<std::collections::BTreeMap<String, u64>> {
+    static STATS: std::sync::OnceLock<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> =
+        std::sync::OnceLock::new();
+    STATS.get_or_init(Default::default)
+}
+
+pub(crate) fn bump(tag: &str, n: u64) {
+    if n > 0 {
+        *lock(stats()).entry(tag.to_owned()).or_insert(0) += n;
+    }
+}
+
+/// Counts what a case's workflow and plan contain.
+fn spec_stats(spec: &Spec) {
+    bump("cases", 1);
+    bump("cases durable", u64::from(spec.durable));
+    let mut tags: HashSet<&str> = HashSet::new();
+    crate::spec::visit(&spec.top, &mut |n, place| match &n.kind {
+        Kind::FanOut { cap, .. } => {
+            tags.insert("with a fan-out");
+            if place.chain.iter().any(|(_, fan)| *fan) {
+                tags.insert("with a nested fan-out");
+            }
+            if cap.is_some() {
+                tags.insert("with a capped fan-out");
+            }
+        }
+        Kind::Subflow { .. } => {
+            tags.insert("with a sub-workflow");
+        }
+        Kind::Task { task, inputs, .. } => {
+            let def = &spec.tasks[*task];
+            if inputs.len() >= 5 {
+                tags.insert("with a wide fan-in (5+ inputs)");
+            }
+            if n.has_tolerant_input() {
+                tags.insert("with a cleanup task");
+            }
+            if def.concurrency.is_some() {
+                tags.insert(if place.chain.is_empty() {
+                    "with a concurrency limit (top level)"
+                } else {
+                    "with a concurrency limit (in a body)"
+                });
+            }
+            if def.timeout_ms.is_some() {
+                tags.insert(if def.io {
+                    "with an IO timeout"
+                } else {
+                    "with a CPU timeout"
+                });
+            }
+        }
+    });
+    for t in tags {
+        bump(&format!("cases {t}"), 1);
+    }
+    for e in &spec.epochs {
+        bump("runs", 1);
+        bump("runs fail-fast", u64::from(e.fail_fast));
+        bump("runs with a cancel", u64::from(e.cancel.is_some()));
+        bump("runs with a run timeout", u64::from(e.timeout_ms.is_some()));
+        bump("runs with a store fault", u64::from(e.store.is_some()));
+        bump("runs with a crash", u64::from(e.crash.is_some()));
+        bump("runs with a kill", u64::from(e.kill.is_some()));
+        bump("runs with a cleanup grace", u64::from(e.grace_ms.is_some()));
+    }
+}
+
+/// Runs a case on `rt`; returns what it violated.
+pub(crate) fn run_case(
+    spec: Spec,
+    gates: Gates,
+    rt: &mut Option<tokio::runtime::Runtime>,
+) -> Vec<Violation> {
+    let id = CASE_IDS.fetch_add(1, Ordering::Relaxed) + (u64::from(std::process::id()) << 32);
+    spec_stats(&spec);
+    let dead = if gates.f11 {
+        dead_origins(&spec)
+    } else {
+        HashMap::new()
+    };
+    let case = Case::new(spec, id, dead);
+    let wf = match catch_unwind(AssertUnwindSafe(|| build(&case))) {
+        Ok(wf) => wf,
+        Err(p) => {
+            return vec![v(
+                "panic",
+                format!("building the workflow panicked: {}", panic_message(&*p)),
+            )];
+        }
+    };
+    let dir = store_dir();
+    let path = dir.join(format!("c{id}.db"));
+    let db = if case.spec.durable {
+        let _ = std::fs::create_dir_all(&dir);
+        match SqliteStore::open(&path) {
+            Ok(db) => Some(Arc::new(db)),
+            Err(e) => return vec![v("harness", format!("cannot open the store: {e}"))],
+        }
+    } else {
+        None
+    };
+    let runtime = rt.get_or_insert_with(runtime);
+    let run_id = format!("r{id}");
+    let out = runtime.block_on(async {
+        tokio::time::timeout(
+            case_limit(),
+            AssertUnwindSafeFut(Box::pin(case_main(&case, &wf, db.clone(), &run_id))),
+        )
+        .await
+    });
+    let violations = match out {
+        Ok(Ok(vs)) => vs,
+        Ok(Err(p)) => vec![v("panic", format!("the harness or a run panicked: {p}"))],
+        Err(_) => {
+            // Abandon the runtime: its threads may be stuck.
+            if let Some(rt) = rt.take() {
+                rt.shutdown_background();
+            }
+            vec![v(
+                "hang",
+                format!("the case did not end within {:?}", case_limit()),
+            )]
+        }
+    };
+    drop(db);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    violations
+}
+
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic".into())
+}
+
+/// A future whose panics become an `Err`.
+struct AssertUnwindSafeFut<F: ?Sized>(Pin<Box<F>>);
+
+impl<F: Future + ?Sized> Future for AssertUnwindSafeFut<F> {
+    type Output = Result<F::Output, String>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(p) => Poll::Ready(Err(panic_message(&*p))),
+        }
+    }
+}
+
+/// A store that fails or panics when told to, around a real `SqliteStore`; fenced after
+/// a crash (nothing more is written, as if the process had died).
+struct FaultStore {
+    inner: Arc<SqliteStore>,
+    fault: Option<StoreFault>,
+    case: Arc<Case>,
+    epoch: u8,
+    saves: AtomicU32,
+    busy: AtomicI32,
+    /// Claims made, and leases held now.
+    claims: AtomicU32,
+    held: AtomicI32,
+    fenced: AtomicBool,
+    save_fired: AtomicBool,
+    finish_fired: AtomicBool,
+}
+
+fn store_error(message: &str) -> StoreError {
+    StoreError {
+        location: "fault-store".into(),
+        message: message.into(),
+    }
+}
+
+impl Store for FaultStore {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        self.inner.run(id)
+    }
+    fn claim(&self, id: &str, owner: &str, new: Option<&RunRecord>) -> Result<Claim, StoreError> {
+        // Counted as held before the claim, so that a crash during it never looks
+        // like a run that let go of its lease.
+        self.held.fetch_add(1, Ordering::SeqCst);
+        self.claims.fetch_add(1, Ordering::SeqCst);
+        let claim = self.inner.claim(id, owner, new);
+        if !matches!(claim, Ok(Claim::Started | Claim::Taken(_))) {
+            self.held.fetch_sub(1, Ordering::SeqCst);
+        }
+        claim
+    }
+    fn renew(&self, id: &str, owner: &str) -> Result<(), StoreError> {
+        self.inner.renew(id, owner)
+    }
+    fn release(&self, id: &str, owner: &str) -> Result<(), StoreError> {
+        let released = self.inner.release(id, owner);
+        self.held.fetch_sub(1, Ordering::SeqCst);
+        released
+    }
+    fn checkpoints(&self, id: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        self.inner.checkpoints(id)
+    }
+    fn discard(&self, id: &str, owner: &str, nodes: &[String]) -> Result<(), StoreError> {
+        self.inner.discard(id, owner, nodes)
+    }
+    fn save(
+        &self,
+        id: &str,
+        owner: &str,
+        batch: &[Checkpoint],
+        ends: &[TaskEnd],
+    ) -> Result<(), StoreError> {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        struct Done<'a>(&'a AtomicI32);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _done = Done(&self.busy);
+        if self.fenced.load(Ordering::SeqCst) {
+            return Err(store_error("the process is gone (a simulated crash)"));
+        }
+        let n = self.saves.fetch_add(1, Ordering::SeqCst) + 1;
+        match self.fault {
+            Some(StoreFault::SaveErr(k)) if k == n => {
+                self.save_fired.store(true, Ordering::SeqCst);
+                self.case.event(self.epoch, EventKind::StoreFail);
+                return Err(store_error(&format!("[injected] save #{n} fails")));
+            }
+            Some(StoreFault::SavePanic(k)) if k == n => {
+                self.save_fired.store(true, Ordering::SeqCst);
+                self.case.event(self.epoch, EventKind::StoreFail);
+                panic!("[injected] the store panics on save #{n}");
+            }
+            _ => {}
+        }
+        self.inner.save(id, owner, batch, ends)
+    }
+    fn task_ends(&self, id: &str) -> Result<Vec<TaskEnd>, StoreError> {
+        self.inner.task_ends(id)
+    }
+    fn finish(
+        &self,
+        id: &str,
+        owner: &str,
+        status: &str,
+        duration: Duration,
+        report: &str,
+    ) -> Result<(), StoreError> {
+        match self.fault {
+            Some(StoreFault::FinishErr) => {
+                self.finish_fired.store(true, Ordering::SeqCst);
+                Err(store_error("[injected] finish fails"))
+            }
+            Some(StoreFault::FinishPanic) => {
+                self.finish_fired.store(true, Ordering::SeqCst);
+                panic!("[injected] the store panics on finish");
+            }
+            _ => {
+                let finished = self.inner.finish(id, owner, status, duration, report);
+                if finished.is_ok() {
+                    self.held.fetch_sub(1, Ordering::SeqCst);
+                }
+                finished
+            }
+        }
+    }
+    fn runs(&self) -> Result<Vec<RunSummary>, StoreError> {
+        self.inner.runs()
+    }
+    fn report(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.inner.report(id)
+    }
+    fn delete_before(&self, before: SystemTime) -> Result<Deleted, StoreError> {
+        self.inner.delete_before(before)
+    }
+}
+
+fn to_mval(v: &Val) -> MVal {
+    MVal {
+        v: v.v,
+        idx: v.idx,
+        items: v.items.iter().map(to_mval).collect(),
+    }
+}
+
+fn raw_mval(r: &Raw) -> MVal {
+    MVal {
+        v: r.v,
+        idx: r.i,
+        items: r.items.iter().map(raw_mval).collect(),
+    }
+}
+
+type RunFuture = Pin<Box<dyn Future<Output = RunOutcome<Val>> + Send>>;
+
+async fn case_main(
+    case: &Arc<Case>,
+    wf: &Wf,
+    db: Option<Arc<SqliteStore>>,
+    run_id: &str,
+) -> Vec<Violation> {
+    let spec = &case.spec;
+    let index = Index::new(spec);
+    let (p0, p1) = param_values(spec);
+    let origin = spec.param_origin();
+    let mut out = Vec::new();
+    for (e, cfg) in spec.epochs.iter().enumerate() {
+        let e8 = e as u8;
+        let restored = match (&db, e) {
+            (Some(db), 1..) => snapshot(spec, db, run_id, &p0, &p1, &mut out),
+            _ => HashMap::new(),
+        };
+        let store = db.as_ref().map(|db| {
+            Arc::new(FaultStore {
+                inner: Arc::clone(db),
+                fault: cfg.store,
+                case: Arc::clone(case),
+                epoch: e8,
+                saves: AtomicU32::new(0),
+                busy: AtomicI32::new(0),
+                claims: AtomicU32::new(0),
+                held: AtomicI32::new(0),
+                fenced: AtomicBool::new(false),
+                save_fired: AtomicBool::new(false),
+                finish_fired: AtomicBool::new(false),
+            })
+        });
+        let mut runner = wf.runner().fail_fast(cfg.fail_fast);
+        if let Some(ms) = cfg.timeout_ms {
+            runner = runner.timeout(Duration::from_millis(ms));
+        }
+        if let Some(ms) = cfg.grace_ms {
+            runner = runner.cleanup_grace(Duration::from_millis(ms));
+        }
+        let handle = runner.cancel_handle();
+        let params = || {
+            (
+                Val::tree(
+                    &case.counters,
+                    origin,
+                    p0.v,
+                    0,
+                    spec.params[0].0,
+                    spec.params[0].1,
+                ),
+                Val::tree(
+                    &case.counters,
+                    origin,
+                    p1.v,
+                    0,
+                    spec.params[1].0,
+                    spec.params[1].1,
+                ),
+            )
+        };
+        let fut: RunFuture = match &store {
+            Some(store) => {
+                let runner = runner
+                    .store(Arc::clone(store) as Arc<dyn Store>)
+                    .run_id(run_id);
+                if e > 0 && !cfg.resume_by_run {
+                    Box::pin(runner.resume())
+                } else {
+                    Box::pin(runner.run(params()))
+                }
+            }
+            None => Box::pin(runner.run(params())),
+        };
+        let notify = Arc::new(tokio::sync::Notify::new());
+        case.begin_epoch(
+            e8,
+            match cfg.cancel {
+                Some(Trigger::AfterStarts(k)) => Some((k, handle.clone())),
+                _ => None,
+            },
+            match cfg.kill {
+                Some(Trigger::AfterStarts(k)) => Some((k, handle.clone())),
+                _ => None,
+            },
+            match cfg.crash {
+                Some(Trigger::AfterStarts(k)) => Some((k, Arc::clone(&notify))),
+                _ => None,
+            },
+        );
+        let canceller = match cfg.cancel {
+            Some(Trigger::AfterMs(ms)) => {
+                let (handle, case) = (handle.clone(), Arc::clone(case));
+                Some(tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    // Recorded first: whoever sees the stop sees the event.
+                    case.event(e8, EventKind::Cancel(None));
+                    handle.cancel();
+                }))
+            }
+            _ => None,
+        };
+        let killer = match cfg.kill {
+            Some(Trigger::AfterMs(ms)) => {
+                let (handle, case) = (handle.clone(), Arc::clone(case));
+                Some(tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    case.event(e8, EventKind::Kill(None));
+                    handle.kill();
+                }))
+            }
+            _ => None,
+        };
+        let crash = async {
+            match cfg.crash {
+                None => std::future::pending::<()>().await,
+                Some(Trigger::AfterMs(ms)) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                Some(Trigger::AfterStarts(_)) => notify.notified().await,
+            }
+        };
+        let result = tokio::select! {
+            biased;
+            r = AssertUnwindSafeFut(fut) => Some(r),
+            () = crash => None,
+        };
+        for task in [canceller, killer].into_iter().flatten() {
+            task.abort();
+        }
+        case.end_epoch();
+        let mut report_epoch = false;
+        bump("runs resumed", u64::from(e > 0));
+        match result {
+            None => {
+                bump("runs crashed (dropped)", 1);
+                case.event(e8, EventKind::Crash);
+                if let Some(store) = &store {
+                    store.fenced.store(true, Ordering::SeqCst);
+                }
+                out.extend(
+                    quiesce(
+                        case,
+                        store.as_deref(),
+                        &format!("run {e} was dropped (a crash)"),
+                    )
+                    .await,
+                );
+            }
+            Some(Err(p)) => {
+                out.push(v("panic", format!("run {e}: the run future panicked: {p}")));
+                out.extend(quiesce(case, store.as_deref(), &format!("run {e} panicked")).await);
+            }
+            Some(Ok(outcome)) => {
+                report_epoch = true;
+                bump(
+                    "runs restoring checkpoints",
+                    u64::from(!restored.is_empty()),
+                );
+                for t in &outcome.report.tasks {
+                    bump(&format!("reported {}", t.status), 1);
+                }
+                let save_fired = store
+                    .as_ref()
+                    .is_some_and(|s| s.save_fired.load(Ordering::SeqCst));
+                let finish_fired = store
+                    .as_ref()
+                    .is_some_and(|s| s.finish_fired.load(Ordering::SeqCst));
+                out.extend(check_run(
+                    case,
+                    e8,
+                    cfg,
+                    &outcome,
+                    &restored,
+                    save_fired,
+                    finish_fired,
+                    db.as_deref(),
+                    run_id,
+                    &p0,
+                    &p1,
+                ));
+                let expected = match &outcome.result {
+                    Ok(val) => val.count(),
+                    Err(_) => case.counters.alive(),
+                };
+                let alive = case.counters.alive();
+                if alive != expected {
+                    out.push(v("alive", format!("run {e} returned, yet {alive} values are alive, {expected} expected (its output)")));
+                }
+                let inflight = case.inflight.load(Ordering::SeqCst);
+                if inflight != 0 {
+                    out.push(v(
+                        "timing",
+                        format!("run {e} returned while {inflight} task attempts still ran"),
+                    ));
+                }
+                drop(outcome);
+                let mut waited = 0;
+                while case.counters.alive() != 0 && waited < 10 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    waited += 1;
+                }
+                let alive = case.counters.alive();
+                if alive != 0 {
+                    out.push(v("alive", format!("run {e} ended and its outcome was dropped, yet {alive} values are still alive")));
+                }
+            }
+        }
+        let log = case.log_of(e8);
+        out.extend(sequences(case, &index, e8, &log));
+        out.extend(timing(case, &index, e8, cfg, &log));
+        out.extend(causality(case, &index, e8, &log));
+        if !report_epoch {
+            // No report to judge restored nodes by: the log alone must show they did not run.
+            for &uid in restored.keys() {
+                let uids = match &index.nodes[&uid].0.kind {
+                    Kind::Task { .. } => HashSet::from([uid]),
+                    Kind::FanOut { body, .. } | Kind::Subflow { body, .. } => body_uids(body),
+                };
+                if log.keys().any(|(u, _)| uids.contains(u)) {
+                    out.push(v(
+                        "restore",
+                        format!(
+                            "run {e}: `{}` was restored, yet it ran again",
+                            index.name(uid, &[])
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    for (t, def) in spec.tasks.iter().enumerate() {
+        if let Some(limit) = def.concurrency {
+            let max = case.gauges[t].max.load(Ordering::SeqCst);
+            if max > i64::from(limit) {
+                out.push(v(
+                    "concurrency",
+                    format!(
+                        "task T{t} has concurrency {limit}, yet {max} of its attempts ran at once"
+                    ),
+                ));
+            }
+        }
+    }
+    out.extend(lock(&case.violations).iter().cloned());
+    out
+}
+
+/// After a run that did not return (dropped, or panicked): everything it started must
+/// end and every value be dropped, soon.
+async fn quiesce(case: &Case, store: Option<&FaultStore>, what: &str) -> Vec<Violation> {
+    let started = Instant::now();
+    loop {
+        let inflight = case.inflight.load(Ordering::SeqCst);
+        let alive = case.counters.alive();
+        let busy = store.map_or(0, |s| s.busy.load(Ordering::SeqCst));
+        let leased = store.is_some_and(|s| {
+            s.claims.load(Ordering::SeqCst) == 0 || s.held.load(Ordering::SeqCst) > 0
+        });
+        if inflight == 0 && alive == 0 && busy == 0 && !leased {
+            return Vec::new();
+        }
+        if started.elapsed() > Duration::from_secs(3) {
+            return vec![v(
+                if inflight > 0 { "hang" } else { "alive" },
+                format!(
+                    "{what}: 3 s later {inflight} attempts still run, {alive} values are alive, {busy} saves run, the lease is {}released",
+                    if leased { "not " } else { "" }
+                ),
+            )];
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Reads the checkpoints before a resume: which top-level nodes it must restore (those
+/// with a checkpoint whose every input is restored; parameters count), and their values.
+#[allow(clippy::too_many_arguments)]
+fn snapshot(
+    spec: &Spec,
+    db: &SqliteStore,
+    run_id: &str,
+    p0: &MVal,
+    p1: &MVal,
+    out: &mut Vec<Violation>,
+) -> HashMap<u32, MV> {
+    let checkpoints = match db.checkpoints(run_id) {
+        Ok(c) => c,
+        Err(e) => {
+            out.push(v("store", format!("cannot read the checkpoints: {e}")));
+            return HashMap::new();
+        }
+    };
+    let mut values: HashMap<String, MV> = HashMap::new();
+    for c in &checkpoints {
+        let Some(node) = spec.top.nodes.iter().find(|n| n.name() == c.node) else {
+            out.push(v(
+                "store",
+                format!("a checkpoint of `{}`, which is no top-level node", c.node),
+            ));
+            continue;
+        };
+        let decoded = if node.is_many() {
+            serde_json::from_slice::<Vec<Raw>>(&c.data)
+                .map(|rs| MV::Many(rs.iter().map(raw_mval).collect()))
+        } else {
+            serde_json::from_slice::<Raw>(&c.data).map(|r| MV::One(raw_mval(&r)))
+        };
+        match decoded {
+            Ok(m) => {
+                values.insert(c.node.clone(), m);
+            }
+            Err(e) => out.push(v(
+                "store",
+                format!("the checkpoint of `{}` cannot be read: {e}", c.node),
+            )),
+        }
+    }
+    let params = [MV::One(p0.clone()), MV::One(p1.clone())];
+    let mut restored: HashMap<u32, MV> = HashMap::new();
+    for node in &spec.top.nodes {
+        let Some(value) = values.get(&node.name()) else {
+            continue;
+        };
+        let inputs_restored = node.refs().iter().all(|r| match r {
+            Ref::Param(_) => true,
+            Ref::Node(u) => restored.contains_key(u),
+        });
+        if !inputs_restored {
+            continue;
+        }
+        // A restored task's value must be what it computes from its restored inputs.
+        if let Kind::Task {
+            inputs, count, sub, ..
+        } = &node.kind
+        {
+            let hashes: Vec<u64> = inputs
+                .iter()
+                .map(|i| match i.from {
+                    Ref::Param(k) => params[k as usize].hash(),
+                    Ref::Node(u) => restored[&u].hash(),
+                })
+                .collect();
+            let expected = MV::One(tree(node_value(node.uid, &hashes), 0, *count, *sub));
+            if *value != expected {
+                out.push(v(
+                    "restore",
+                    format!(
+                        "the checkpoint of `{}` is stale: every input it reads is restored, but its value is not the one \
+                         they give (a resumed run would not return what an uninterrupted one does)",
+                        node.name()
+                    ),
+                ));
+            }
+        }
+        restored.insert(node.uid, value.clone());
+    }
+    restored
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_run(
+    case: &Case,
+    e: u8,
+    cfg: &Epoch,
+    outcome: &RunOutcome<Val>,
+    restored: &HashMap<u32, MV>,
+    save_fired: bool,
+    finish_fired: bool,
+    db: Option<&SqliteStore>,
+    run_id: &str,
+    p0: &MVal,
+    p1: &MVal,
+) -> Vec<Violation> {
+    let spec = &case.spec;
+    let mut out = Vec::new();
+    let report = &outcome.report;
+    if report.tasks.is_empty() {
+        let why = outcome
+            .result
+            .as_ref()
+            .err()
+            .map_or("no error".to_owned(), ToString::to_string);
+        out.push(v("result", format!("run {e} was refused: {why}")));
+        return out;
+    }
+    let mut observed: HashMap<String, Obs> = HashMap::new();
+    for t in &report.tasks {
+        let obs = Obs {
+            status: t.status,
+            attempts: t.attempts.len() as u32,
+            kind: t.kind,
+        };
+        if observed.insert(t.node.clone(), obs).is_some() {
+            out.push(v(
+                "report",
+                format!("run {e}: `{}` is in the report twice", t.node),
+            ));
+        }
+    }
+    let log = case.log_of(e);
+    let cancelled = lock(&case.events)
+        .iter()
+        .any(|ev| ev.epoch == e && matches!(ev.kind, EventKind::Cancel(_) | EventKind::Kill(_)));
+    let killed = lock(&case.events)
+        .iter()
+        .any(|ev| ev.epoch == e && matches!(ev.kind, EventKind::Kill(_)));
+    let predicted_failures = {
+        let mut w = Walker::new(spec, e, false, None, &log, restored);
+        w.walk(p0.clone(), p1.clone());
+        !w.failures.is_empty()
+    };
+    let open = cancelled
+        || save_fired
+        || (cfg.fail_fast && predicted_failures)
+        || (cfg.timeout_ms.is_some() && outcome.result.is_err());
+    bump(
+        if open {
+            "runs judged as stopped (open outcomes)"
+        } else {
+            "runs judged exactly"
+        },
+        1,
+    );
+    bump("runs where a cancel fired", u64::from(cancelled));
+    bump("runs where a store save failed", u64::from(save_fired));
+    bump(
+        match &outcome.result {
+            Ok(_) => "results Ok",
+            Err(Error::Failed { .. }) => "results Failed",
+            Err(Error::Cancelled { .. }) => "results Cancelled",
+            Err(Error::TimedOut { .. }) => "results TimedOut",
+            Err(Error::Store(_)) => "results Store",
+            Err(Error::Fault { .. }) => "results Fault",
+            Err(_) => "results other error",
+        },
+        1,
+    );
+    let mut w = Walker::new(spec, e, open, Some(&observed), &log, restored);
+    // After a hard stop (a kill, or the end of the cleanup grace) cleanup tasks may be
+    // cancelled too.
+    w.hard = killed || (open && cfg.grace_ms.is_some());
+    let output = w.walk(p0.clone(), p1.clone());
+    out.extend(
+        w.violations
+            .iter()
+            .map(|(c, m)| (c.clone(), format!("run {e}: {m}"))),
+    );
+    let visited: HashSet<&String> = w.visited.iter().collect();
+    for name in observed.keys() {
+        if !visited.contains(name) {
+            out.push(v(
+                "report",
+                format!(
+                    "run {e}: the report has `{name}`, which the run has no (started) instance of"
+                ),
+            ));
+        }
+    }
+    for name in &w.visited {
+        if !observed.contains_key(name) {
+            out.push(v(
+                "report",
+                format!("run {e}: `{name}` is missing from the report"),
+            ));
+        }
+    }
+    // The result.
+    let failures: HashSet<&String> = w.failures.iter().collect();
+    let top_cancelled: Vec<String> = spec
+        .top
+        .nodes
+        .iter()
+        .map(|node| node.name())
+        .filter(|name| {
+            observed
+                .get(name)
+                .is_some_and(|o| o.status == TaskStatus::Cancelled)
+        })
+        .collect();
+    let mode = if open { "(the run stopped)" } else { "" };
+    match &outcome.result {
+        Err(Error::Store(_)) if save_fired || finish_fired => {}
+        Err(error @ Error::Fault { .. }) => out.push(v("fault", format!("run {e}: {error}"))),
+        result if save_fired => out.push(v(
+            "store",
+            format!(
+                "run {e}: a checkpoint save failed, yet the run returned {}",
+                describe(result)
+            ),
+        )),
+        Err(Error::Failed {
+            failures: got,
+            skipped,
+            ..
+        }) => {
+            let got: HashSet<&String> = got.iter().map(|f| &f.node).collect();
+            if got != failures {
+                out.push(v("result", format!("run {e} {mode}: the error names failed tasks {got:?}, the report's failures are {failures:?}")));
+            }
+            let skipped: HashSet<&String> = skipped.iter().collect();
+            let expected: HashSet<&String> = w.top_skipped.iter().collect();
+            if skipped != expected {
+                out.push(v(
+                    "result",
+                    format!(
+                        "run {e}: the error lists skipped {skipped:?}, the report {expected:?}"
+                    ),
+                ));
+            }
+        }
+        result if !failures.is_empty() => out.push(v(
+            "result",
+            format!(
+                "run {e} {mode}: tasks failed ({failures:?}), yet the run returned {}",
+                describe(result)
+            ),
+        )),
+        Ok(_) if finish_fired => out.push(v(
+            "store",
+            format!("run {e}: the store failed to record the end, yet the run succeeded"),
+        )),
+        Ok(_) if !top_cancelled.is_empty() => out.push(v(
+            "result",
+            format!("run {e} returned Ok although {top_cancelled:?} did not finish"),
+        )),
+        Ok(val) => {
+            if !matches!(output.status, TaskStatus::Succeeded | TaskStatus::Restored) {
+                out.push(v(
+                    "result",
+                    format!("run {e} succeeded, yet its output is {}", output.status),
+                ));
+            } else if let Some(MV::One(expected)) = &output.value {
+                let got = to_mval(val);
+                if &got != expected {
+                    out.push(v(
+                        "value",
+                        format!(
+                            "run {e} returned {}, the model expects {}",
+                            crate::model::show(&got),
+                            crate::model::show(expected)
+                        ),
+                    ));
+                }
+            }
+        }
+        Err(Error::TimedOut { .. }) if cfg.timeout_ms.is_some() => {}
+        // A cancel fails the run if it kept a node of the run from finishing (even if
+        // the output, a cleanup task say, was produced), never if every node finished.
+        Err(Error::Cancelled { unfinished, .. }) if cancelled => {
+            let listed: HashSet<&str> = unfinished.iter().map(String::as_str).collect();
+            let expected: HashSet<&str> = top_cancelled.iter().map(String::as_str).collect();
+            if output.status == TaskStatus::Succeeded && top_cancelled.is_empty() {
+                out.push(v(
+                    "result",
+                    format!("run {e} returned Cancelled although every node finished"),
+                ));
+            } else if listed != expected {
+                out.push(v(
+                    "result",
+                    format!(
+                        "run {e}: the error lists unfinished {listed:?}, the report {expected:?}"
+                    ),
+                ));
+            }
+        }
+        result => out.push(v(
+            "result",
+            format!("run {e} {mode}: unexpected result {}", describe(result)),
+        )),
+    }
+    // A durable run reports success only once every checkpoint is committed.
+    if let (Some(db), Ok(_)) = (db, &outcome.result) {
+        match db.checkpoints(run_id) {
+            Ok(saved) => {
+                let saved: HashMap<&str, &Checkpoint> =
+                    saved.iter().map(|c| (c.node.as_str(), c)).collect();
+                for node in &spec.top.nodes {
+                    let Some((status, value)) = w.top.get(&node.uid) else {
+                        continue;
+                    };
+                    if !matches!(status, TaskStatus::Succeeded | TaskStatus::Restored) {
+                        continue;
+                    }
+                    let name = node.name();
+                    match saved.get(name.as_str()) {
+                        None => out.push(v(
+                            "store",
+                            format!("run {e} succeeded, but `{name}` ({status}) has no checkpoint"),
+                        )),
+                        Some(c) if *status == TaskStatus::Succeeded => {
+                            let decoded = if node.is_many() {
+                                serde_json::from_slice::<Vec<Raw>>(&c.data)
+                                    .ok()
+                                    .map(|rs| MV::Many(rs.iter().map(raw_mval).collect()))
+                            } else {
+                                serde_json::from_slice::<Raw>(&c.data)
+                                    .ok()
+                                    .map(|r| MV::One(raw_mval(&r)))
+                            };
+                            if value.is_some() && decoded.as_ref() != value.as_ref() {
+                                out.push(v("store", format!("run {e}: the checkpoint of `{name}` is not the value it computed")));
+                            }
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            Err(err) => out.push(v("store", format!("cannot read the checkpoints: {err}"))),
+        }
+    }
+    out
+}
+
+fn describe<T>(result: &Result<T, Error>) -> String {
+    match result {
+        Ok(_) => "Ok".into(),
+        Err(e) => format!("Err({e})"),
+    }
+}
+
+/// The planned fault of an attempt as the model sees it.
+fn effective(
+    spec: &Spec,
+    index: &Index<'_>,
+    e: u8,
+    uid: u32,
+    path: &[u32],
+    attempt: u32,
+) -> Option<Fault> {
+    spec.fault(e, uid, path, attempt)
+        .filter(|f| *f != Fault::SerPanic || (spec.durable && index.is_top(uid)))
+}
+
+/// Attempts follow the retry policy: attempt k+1 only after a retried failure of k.
+fn sequences(
+    case: &Case,
+    index: &Index<'_>,
+    e: u8,
+    log: &HashMap<(u32, Vec<u32>), Vec<Rec>>,
+) -> Vec<Violation> {
+    let spec = &case.spec;
+    let mut out = Vec::new();
+    for ((uid, path), recs) in log {
+        let Some((node, _)) = index.nodes.get(uid) else {
+            continue;
+        };
+        let Kind::Task { task, .. } = node.kind else {
+            continue;
+        };
+        let def = &spec.tasks[task];
+        for rec in recs {
+            match effective(spec, index, e, *uid, path, rec.attempt) {
+                Some(f) => bump(&format!("attempts {f:?}"), 1),
+                None => bump("attempts plain", 1),
+            }
+        }
+        for k in 1..recs.len() as u32 {
+            let fault = effective(spec, index, e, *uid, path, k);
+            if !fault.is_some_and(|f| retriable(def, k, f)) {
+                out.push(v(
+                    "attempts",
+                    format!(
+                        "run {e}: `{}` made attempt {} although attempt {k} ended {} and the policy does not retry that",
+                        index.name(*uid, path),
+                        k + 1,
+                        fault.map_or("successfully".to_owned(), |f| format!("{f:?}")),
+                    ),
+                ));
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn is_cleanup(case: &Case, index: &Index<'_>, uid: u32) -> bool {
+    index
+        .nodes
+        .get(&uid)
+        .is_some_and(|(n, _)| n.is_cleanup(&case.spec.tasks))
+}
+
+fn is_io(case: &Case, index: &Index<'_>, uid: u32) -> bool {
+    matches!(index.nodes.get(&uid), Some((n, _)) if matches!(n.kind, Kind::Task { task, .. } if case.spec.tasks[task].io))
+}
+
+/// After a stop nothing new starts and running IO attempts are dropped (within a
+/// slack for scheduling); after a crash (a hard stop) not even cleanup tasks start.
+fn timing(
+    case: &Case,
+    index: &Index<'_>,
+    e: u8,
+    cfg: &Epoch,
+    log: &HashMap<(u32, Vec<u32>), Vec<Rec>>,
+) -> Vec<Violation> {
+    let spec = &case.spec;
+    let events = lock(&case.events).clone();
+    let mut soft: Option<(Duration, String)> = None;
+    let mut hard: Option<Duration> = None;
+    let earliest = |at: Duration, what: String, soft: &mut Option<(Duration, String)>| {
+        if soft.as_ref().is_none_or(|(t, _)| at < *t) {
+            *soft = Some((at, what));
+        }
+    };
+    for ev in events.iter().filter(|ev| ev.epoch == e) {
+        match &ev.kind {
+            EventKind::Cancel(_) => earliest(ev.at, "the cancel".into(), &mut soft),
+            EventKind::StoreFail => earliest(ev.at, "the store failure".into(), &mut soft),
+            EventKind::Crash | EventKind::Kill(_) => {
+                hard = Some(hard.map_or(ev.at, |h: Duration| h.min(ev.at)))
+            }
+        }
+    }
+    if cfg.fail_fast {
+        for ((uid, path), recs) in log {
+            let Some((node, _)) = index.nodes.get(uid) else {
+                continue;
+            };
+            let Kind::Task { task, .. } = node.kind else {
+                continue;
+            };
+            let Some(last) = recs.last() else { continue };
+            let fault = effective(spec, index, e, *uid, path, last.attempt);
+            if let (Some(f), Some(end)) = (fault, last.end)
+                && !retriable(&spec.tasks[task], last.attempt, f)
+            {
+                earliest(
+                    end,
+                    format!("the failure of `{}` (fail-fast)", index.name(*uid, path)),
+                    &mut soft,
+                );
+            }
+        }
+    }
+    let slack = slack();
+    let mut out = Vec::new();
+    for recs in log.values() {
+        for rec in recs {
+            let name = || index.name(rec.uid, &rec.path);
+            let io = is_io(case, index, rec.uid);
+            if let Some(t) = hard {
+                if rec.start > t + slack {
+                    out.push(v("timing", format!("run {e}: `{}` attempt {} started {:?} after the run was killed or dropped", name(), rec.attempt, rec.start - t)));
+                }
+                if io && rec.start < t && rec.end.is_none_or(|end| end > t + slack) {
+                    out.push(v("timing", format!("run {e}: IO attempt {} of `{}` still ran {slack:?} after the run was killed or dropped", rec.attempt, name())));
+                }
+            }
+            if let Some((t, what)) = &soft
+                && !is_cleanup(case, index, rec.uid)
+            {
+                if rec.start > *t + slack {
+                    out.push(v(
+                        "timing",
+                        format!(
+                            "run {e}: `{}` attempt {} started {:?} after {what} stopped the run",
+                            name(),
+                            rec.attempt,
+                            rec.start - *t
+                        ),
+                    ));
+                }
+                if io && rec.start < *t && rec.end.is_none_or(|end| end > *t + slack) {
+                    out.push(v("timing", format!("run {e}: IO attempt {} of `{}` was not dropped when {what} stopped the run", rec.attempt, name())));
+                }
+            }
+        }
+    }
+    out.truncate(3);
+    out
+}
+
+/// A cancel fired from inside an attempt: whatever can only start after that
+/// attempt's node resolved (its successors, their successors, up through the fan-outs
+/// around it) must not start, cleanup tasks excepted; nor may the node retry.
+fn causality(
+    case: &Case,
+    index: &Index<'_>,
+    e: u8,
+    log: &HashMap<(u32, Vec<u32>), Vec<Rec>>,
+) -> Vec<Violation> {
+    let events = lock(&case.events).clone();
+    let mut out = Vec::new();
+    for ev in events.iter().filter(|ev| ev.epoch == e) {
+        let EventKind::Cancel(Some((uid, path, attempt))) = &ev.kind else {
+            continue;
+        };
+        if !is_cleanup(case, index, *uid)
+            && log
+                .get(&(*uid, path.clone()))
+                .is_some_and(|recs| recs.iter().any(|r| r.attempt > *attempt))
+        {
+            out.push(v(
+                "timing",
+                format!(
+                    "run {e}: `{}` retried after it cancelled the run",
+                    index.name(*uid, path)
+                ),
+            ));
+        }
+        let (mut level, mut level_path) = (*uid, path.clone());
+        loop {
+            let body: &Body = index.bodies[&level];
+            for d in descendants(body, level) {
+                let node = body.node(d).expect("a node of the body");
+                if node.is_cleanup(&case.spec.tasks) {
+                    continue;
+                }
+                let ran = match &node.kind {
+                    Kind::Task { .. } => log
+                        .get(&(d, level_path.clone()))
+                        .is_some_and(|r| !r.is_empty()),
+                    Kind::FanOut { body, .. } | Kind::Subflow { body, .. } => {
+                        let uids = body_uids(body);
+                        log.iter().any(|((u, p), r)| {
+                            uids.contains(u) && p.starts_with(&level_path) && !r.is_empty()
+                        })
+                    }
+                };
+                if ran {
+                    out.push(v(
+                        "timing",
+                        format!(
+                            "run {e}: `{}` ran although it could only start after `{}`, whose attempt {attempt} had cancelled the run",
+                            index.name(d, &level_path),
+                            index.name(*uid, path)
+                        ),
+                    ));
+                }
+            }
+            let place = &index.nodes[&level].1;
+            let Some(&(container, fan)) = place.chain.last() else {
+                break;
+            };
+            level = container;
+            if fan {
+                level_path.pop();
+            }
+        }
+    }
+    out
+}
+
+/// The nodes of `body` downstream of `uid`.
+fn descendants(body: &Body, uid: u32) -> Vec<u32> {
+    let mut reached: HashSet<u32> = HashSet::from([uid]);
+    let mut out = Vec::new();
+    for node in &body.nodes {
+        if node
+            .refs()
+            .iter()
+            .any(|r| matches!(r, Ref::Node(u) if reached.contains(u)))
+        {
+            reached.insert(node.uid);
+            out.push(node.uid);
+        }
+    }
+    out
+}
+
+/// For F11: per top-level task reading a top-level fan-out or sub-workflow, the origins
+/// of the values made inside it (but for its output) that must be gone when it starts.
+fn dead_origins(spec: &Spec) -> HashMap<u32, Vec<(String, Vec<u32>)>> {
+    // A body's output is kept (moved into the fan-out's value); if it is itself a
+    // fan-out or sub-workflow, so are its own items' outputs (inside its `Vec`, or its
+    // `ItemsFailed` for a tolerant reader).
+    fn outputs(body: &Body, keep: &mut HashSet<u32>) {
+        keep.insert(body.tail);
+        if let Some(node) = body.node(body.tail)
+            && let Kind::FanOut { body, .. } | Kind::Subflow { body, .. } = &node.kind
+        {
+            outputs(body, keep);
+        }
+    }
+    let mut out: HashMap<u32, Vec<(String, Vec<u32>)>> = HashMap::new();
+    for node in &spec.top.nodes {
+        let Kind::Task { inputs, .. } = &node.kind else {
+            continue;
+        };
+        for input in inputs {
+            let Ref::Node(u) = input.from else { continue };
+            let Some(source) = spec.top.node(u) else {
+                continue;
+            };
+            let (Kind::FanOut { body, .. } | Kind::Subflow { body, .. }) = &source.kind else {
+                continue;
+            };
+            let mut keep = HashSet::new();
+            outputs(body, &mut keep);
+            let dead: Vec<u32> = body_uids(body)
+                .into_iter()
+                .filter(|x| !keep.contains(x))
+                .collect();
+            if !dead.is_empty() {
+                out.entry(node.uid).or_default().push((source.name(), dead));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,681 @@
+//! A case from a seed: tasks, a workflow (chains, diamonds, wide fan-ins, nested and
+//! capped fan-outs, sub-workflows, cleanup tasks), a fault plan and the runs' stops.
+//! Then the fault kinds of known findings not enabled by `FAULT_KNOWN` are removed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use aqueduct::Backoff;
+
+use crate::model::{MV, Walker, tree};
+use crate::rng::Rng;
+use crate::spec::{
+    Body, Epoch, Fault, FaultKey, Gates, Index, Input, Kind, Node, Ref, Spec, StoreFault, TaskDef,
+    Trigger, visit,
+};
+
+/// What the generator knows of a value's shape, to pick collections worth iterating.
+#[derive(Clone, Copy)]
+enum Shape {
+    One { n: u32, sub: u32 },
+    Many { n: u32, elem: (u32, u32) },
+}
+
+impl Shape {
+    fn len(self) -> u32 {
+        match self {
+            Shape::One { n, .. } | Shape::Many { n, .. } => n,
+        }
+    }
+
+    fn item(self) -> Shape {
+        match self {
+            Shape::One { sub, .. } => Shape::One { n: sub, sub: 0 },
+            Shape::Many { elem, .. } => Shape::One {
+                n: elem.0,
+                sub: elem.1,
+            },
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Scoped {
+    r: Ref,
+    shape: Shape,
+    /// A parameter of a fan-out's body or a sub-workflow: never read as an `Outcome`
+    /// (an item cannot be).
+    param: bool,
+}
+
+struct Gen {
+    r: Rng,
+    next_uid: u32,
+    budget: i32,
+    tasks: Vec<TaskDef>,
+    durable: bool,
+}
+
+pub(crate) fn generate(seed: u64, gates: &Gates) -> Spec {
+    let mut spec = raw(seed);
+    filter(&mut spec, gates);
+    spec
+}
+
+fn raw(seed: u64) -> Spec {
+    let mut r = Rng::new(seed);
+    let durable = r.chance(30);
+    let n_tasks = r.range(2, 5) as usize;
+    let mut tasks: Vec<TaskDef> = (0..n_tasks)
+        .map(|_| {
+            let io = r.chance(50);
+            let timeout_ms = r
+                .chance(30)
+                .then(|| if io { r.range(20, 40) } else { r.range(40, 80) });
+            // A CPU task with a timeout is where an abandoned attempt and its retry
+            // may overlap: give it a limit more often.
+            let limited = if !io && timeout_ms.is_some() { 50 } else { 30 };
+            TaskDef {
+                io,
+                retries: *r.pick(&[0, 0, 1, 2, 3]),
+                delay_ms: *r.pick(&[0, 0, 1, 2]),
+                backoff: *r.pick(&[Backoff::Fixed, Backoff::Linear, Backoff::Exponential]),
+                retry_panics: r.chance(25),
+                timeout_ms,
+                concurrency: r.chance(limited).then(|| r.range(1, 3) as u32),
+                mask: if r.chance(30) {
+                    *r.pick(&[0b1, 0b10, 0b11, 0b101])
+                } else {
+                    0
+                },
+            }
+        })
+        .collect();
+    if tasks.iter().all(|t| t.mask != 0) {
+        tasks[0].mask = 0;
+    }
+    let mut params = [(0, 0); 2];
+    for p in &mut params {
+        *p = (
+            if r.chance(80) {
+                r.range(1, 8) as u32
+            } else {
+                0
+            },
+            if r.chance(40) {
+                r.range(1, 3) as u32
+            } else {
+                0
+            },
+        );
+    }
+    let budget = r.range(2, 25) as i32;
+    let mut g = Gen {
+        r,
+        next_uid: 0,
+        budget,
+        tasks,
+        durable,
+    };
+    let scope: Vec<Scoped> = (0..2)
+        .map(|k| Scoped {
+            r: Ref::Param(k),
+            shape: Shape::One {
+                n: params[k as usize].0,
+                sub: params[k as usize].1,
+            },
+            param: false,
+        })
+        .collect();
+    let top = g.body(scope, 0, false, true);
+    let mut spec = Spec {
+        seed,
+        tasks: g.tasks.clone(),
+        params,
+        top,
+        durable,
+        epochs: Vec::new(),
+        faults: BTreeMap::new(),
+    };
+    spec.epochs = g.epochs();
+    g.faults(&mut spec);
+    spec
+}
+
+impl Gen {
+    fn uid(&mut self) -> u32 {
+        self.next_uid += 1;
+        self.budget -= 1;
+        self.next_uid
+    }
+
+    fn body(&mut self, mut scope: Vec<Scoped>, depth: u32, in_subflow: bool, top: bool) -> Body {
+        let limit = if top {
+            30
+        } else if in_subflow {
+            3
+        } else {
+            4
+        };
+        let want = if top {
+            limit
+        } else {
+            self.r.range(1, limit as u64) as usize
+        };
+        let mut nodes: Vec<Node> = Vec::new();
+        while nodes.is_empty() || (nodes.len() < want && self.budget > 0) {
+            let roll = self.r.below(100);
+            let collections = scope.iter().filter(|s| s.shape.len() > 0).count();
+            let node = if !in_subflow && depth < 2 && roll < 20 && collections > 0 {
+                self.fan_out(&scope, depth)
+            } else if !in_subflow
+                && depth < 2
+                && roll < 28
+                && scope.iter().any(|s| matches!(s.shape, Shape::One { .. }))
+            {
+                self.subflow(&scope)
+            } else {
+                self.task(&scope)
+            };
+            scope.push(Scoped {
+                r: Ref::Node(node.uid),
+                shape: self.shape_of(&node),
+                param: false,
+            });
+            nodes.push(node);
+        }
+        // A wide fan-in of the leaves makes every branch matter to the output.
+        let last_many = nodes.last().is_some_and(Node::is_many);
+        if (top && self.r.chance(60)) || last_many {
+            let used: HashSet<u32> = nodes
+                .iter()
+                .flat_map(Node::refs)
+                .filter_map(|r| match r {
+                    Ref::Node(u) => Some(u),
+                    Ref::Param(_) => None,
+                })
+                .collect();
+            let leaves: Vec<Scoped> = scope
+                .iter()
+                .filter(|s| matches!(s.r, Ref::Node(u) if !used.contains(&u)))
+                .copied()
+                .collect();
+            if leaves.len() > 1 || last_many {
+                let take = leaves.len().min(10);
+                let leaves = &leaves[leaves.len() - take..];
+                let node = self.task_over(leaves);
+                nodes.push(node);
+            }
+        }
+        let tail = nodes.last().expect("a body has a node").uid;
+        Body { nodes, tail }
+    }
+
+    fn shape_of(&self, node: &Node) -> Shape {
+        match &node.kind {
+            Kind::Task { count, sub, .. } => Shape::One {
+                n: *count,
+                sub: *sub,
+            },
+            Kind::FanOut { body, .. } => {
+                let elem = match body.node(body.tail).map(|n| &n.kind) {
+                    Some(Kind::Task { count, sub, .. }) => (*count, *sub),
+                    _ => (0, 0),
+                };
+                // The item count is only known through the collection; a guess is enough.
+                Shape::Many { n: 2, elem }
+            }
+            Kind::Subflow { body, .. } => match body.node(body.tail).map(|n| &n.kind) {
+                Some(Kind::Task { count, sub, .. }) => Shape::One {
+                    n: *count,
+                    sub: *sub,
+                },
+                _ => Shape::One { n: 0, sub: 0 },
+            },
+        }
+    }
+
+    fn pick_inputs(&mut self, scope: &[Scoped], n: usize) -> Vec<Scoped> {
+        let mut picked: Vec<Scoped> = Vec::new();
+        for _ in 0..n * 2 {
+            if picked.len() >= n || picked.len() >= scope.len() {
+                break;
+            }
+            let i = if self.r.chance(60) {
+                scope.len() - 1 - self.r.below(scope.len().min(3) as u64) as usize
+            } else {
+                self.r.below(scope.len() as u64) as usize
+            };
+            if !picked.iter().any(|p| p.r == scope[i].r) {
+                picked.push(scope[i]);
+            }
+        }
+        picked
+    }
+
+    fn task(&mut self, scope: &[Scoped]) -> Node {
+        let n = match self.r.below(100) {
+            0..10 => 0,
+            10..50 => 1,
+            50..80 => 2,
+            80..95 => self.r.range(3, 4) as usize,
+            _ => self.r.range(5, 10) as usize,
+        };
+        let picked = self.pick_inputs(scope, n);
+        self.task_over(&picked)
+    }
+
+    /// A task node reading `inputs` (reordered so that tolerant positions hold nodes).
+    fn task_over(&mut self, inputs: &[Scoped]) -> Node {
+        let uid = self.uid();
+        let mut t = self.r.below(self.tasks.len() as u64) as usize;
+        let mut inputs = inputs.to_vec();
+        let mask = self.tasks[t].mask;
+        if mask != 0 {
+            // Nodes first: they may be read as outcomes, body parameters may not.
+            inputs.sort_by_key(|s| s.param);
+            let bad = inputs
+                .iter()
+                .enumerate()
+                .any(|(i, s)| i < 16 && mask & (1 << i) != 0 && s.param);
+            if bad {
+                t = self
+                    .tasks
+                    .iter()
+                    .position(|d| d.mask == 0)
+                    .expect("a task without tolerant inputs");
+            }
+        }
+        let mask = self.tasks[t].mask;
+        let io = self.tasks[t].io;
+        let count = if self.r.chance(30) {
+            self.r.range(1, 8) as u32
+        } else {
+            0
+        };
+        let sub = if count > 0 && self.r.chance(40) {
+            self.r.range(1, 3) as u32
+        } else {
+            0
+        };
+        let work_us = if io {
+            self.r.range(0, 3000) as u32
+        } else if self.r.chance(30) {
+            self.r.range(0, 1000) as u32
+        } else {
+            0
+        };
+        Node {
+            uid,
+            kind: Kind::Task {
+                task: t,
+                inputs: inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| Input {
+                        from: s.r,
+                        tolerant: i < 16 && mask & (1 << i) != 0,
+                    })
+                    .collect(),
+                count,
+                sub,
+                work_us,
+            },
+        }
+    }
+
+    fn fan_out(&mut self, scope: &[Scoped], depth: u32) -> Node {
+        let uid = self.uid();
+        let candidates: Vec<Scoped> = scope
+            .iter()
+            .filter(|s| s.shape.len() > 0)
+            .copied()
+            .collect();
+        let collection = *self.r.pick(&candidates);
+        let n_imports = self.r.below(3) as usize;
+        let imports = self.pick_inputs(scope, n_imports);
+        let cap = self.r.chance(25).then(|| self.r.range(1, 3) as u32);
+        let mut inner = vec![Scoped {
+            r: Ref::Param(0),
+            shape: collection.shape.item(),
+            param: true,
+        }];
+        inner.extend(imports.iter().enumerate().map(|(j, s)| Scoped {
+            r: Ref::Param(1 + j as u32),
+            shape: s.shape,
+            param: true,
+        }));
+        let body = self.body(inner, depth + 1, false, false);
+        Node {
+            uid,
+            kind: Kind::FanOut {
+                collection: collection.r,
+                imports: imports.iter().map(|s| s.r).collect(),
+                cap,
+                body,
+            },
+        }
+    }
+
+    fn subflow(&mut self, scope: &[Scoped]) -> Node {
+        let uid = self.uid();
+        let ones: Vec<Scoped> = scope
+            .iter()
+            .filter(|s| matches!(s.shape, Shape::One { .. }))
+            .copied()
+            .collect();
+        let n = self.r.range(1, 2) as usize;
+        let args = self.pick_inputs(&ones, n);
+        let inner = args
+            .iter()
+            .enumerate()
+            .map(|(j, s)| Scoped {
+                r: Ref::Param(j as u32),
+                shape: s.shape,
+                param: true,
+            })
+            .collect();
+        let body = self.body(inner, 0, true, false);
+        Node {
+            uid,
+            kind: Kind::Subflow {
+                args: args.iter().map(|s| s.r).collect(),
+                body,
+            },
+        }
+    }
+
+    fn trigger(&mut self) -> Trigger {
+        if self.r.chance(50) {
+            Trigger::AfterMs(self.r.range(0, 30))
+        } else {
+            Trigger::AfterStarts(self.r.range(1, 12) as u32)
+        }
+    }
+
+    fn epoch(&mut self, first: bool, last: bool) -> Epoch {
+        if self.durable && last && !first {
+            return Epoch {
+                resume_by_run: self.r.chance(30),
+                ..Epoch::default()
+            };
+        }
+        let mut e = Epoch {
+            fail_fast: self.r.chance(20),
+            resume_by_run: !first && self.r.chance(30),
+            ..Epoch::default()
+        };
+        if self.r.chance(20) {
+            e.cancel = Some(self.trigger());
+        }
+        if self.r.chance(15) {
+            e.timeout_ms = Some(self.r.range(1, 25));
+        }
+        if self.r.chance(8) {
+            e.kill = Some(self.trigger());
+        }
+        if self.r.chance(15) {
+            e.grace_ms = Some(self.r.range(0, 10));
+        }
+        if self.durable && self.r.chance(15) {
+            e.store = Some(match self.r.below(4) {
+                0 => StoreFault::SaveErr(self.r.range(1, 3) as u32),
+                1 => StoreFault::SavePanic(self.r.range(1, 3) as u32),
+                2 => StoreFault::FinishErr,
+                _ => StoreFault::FinishPanic,
+            });
+        }
+        if self.durable && !last && self.r.chance(50) {
+            e.crash = Some(self.trigger());
+        }
+        e
+    }
+
+    fn epochs(&mut self) -> Vec<Epoch> {
+        if !self.durable {
+            return vec![self.epoch(true, false)];
+        }
+        let middle = self.r.below(3) as usize;
+        let mut epochs = vec![self.epoch(true, false)];
+        for _ in 0..middle {
+            epochs.push(self.epoch(false, false));
+        }
+        epochs.push(self.epoch(false, true));
+        epochs
+    }
+
+    /// Faults for every task instance an all-succeeding run has, per run and attempt.
+    fn faults(&mut self, spec: &mut Spec) {
+        let instances = instances(spec);
+        let index = Index::new(spec);
+        let rate = *self.r.pick(&[0, 3, 8, 15, 30]);
+        let mut faults = BTreeMap::new();
+        for e in 0..spec.epochs.len() {
+            let rate = if e == 0 {
+                rate
+            } else if self.r.chance(50) {
+                rate / 2
+            } else {
+                0
+            };
+            for (uid, path) in &instances {
+                let Some((
+                    Node {
+                        kind: Kind::Task { task, .. },
+                        ..
+                    },
+                    _,
+                )) = index.nodes.get(uid).map(|(n, p)| (*n, p))
+                else {
+                    continue;
+                };
+                let def = &spec.tasks[*task];
+                let top = index.is_top(*uid);
+                for attempt in 1..=def.retries + 1 {
+                    if !self.r.chance(rate) {
+                        continue;
+                    }
+                    let fault = match self.r.below(100) {
+                        0..30 => Fault::Transient,
+                        30..45 => Fault::Permanent,
+                        45..60 => Fault::Panic,
+                        60..95 if def.timeout_ms.is_some() => Fault::Timeout,
+                        95.. if spec.durable && top && def.retries == 0 => Fault::SerPanic,
+                        _ => Fault::Transient,
+                    };
+                    faults.insert(
+                        FaultKey {
+                            epoch: e as u8,
+                            uid: *uid,
+                            path: path.clone(),
+                            attempt,
+                        },
+                        fault,
+                    );
+                }
+            }
+        }
+        spec.faults = faults;
+    }
+}
+
+/// Every task instance of a run where everything succeeds.
+pub(crate) fn instances(spec: &Spec) -> Vec<(u32, Vec<u32>)> {
+    let empty = HashMap::new();
+    let restored: HashMap<u32, MV> = HashMap::new();
+    let mut plain = spec.clone();
+    plain.faults.clear();
+    let mut walker = Walker::new(&plain, 0, false, None, &empty, &restored);
+    let (p0, p1) = param_values(spec);
+    walker.walk(p0, p1);
+    walker.instances
+}
+
+pub(crate) fn param_values(spec: &Spec) -> (crate::model::MVal, crate::model::MVal) {
+    let v0 = crate::rng::mix(spec.seed, 1);
+    let v1 = crate::rng::mix(spec.seed, 2);
+    (
+        tree(v0, 0, spec.params[0].0, spec.params[0].1),
+        tree(v1, 0, spec.params[1].0, spec.params[1].1),
+    )
+}
+
+/// Which tasks are called inside fan-out bodies or sub-workflows.
+fn tasks_in_bodies(spec: &Spec) -> HashSet<usize> {
+    let mut used = HashSet::new();
+    visit(&spec.top, &mut |n, place| {
+        if let Kind::Task { task, .. } = n.kind
+            && !place.chain.is_empty()
+        {
+            used.insert(task);
+        }
+    });
+    used
+}
+
+/// Re-derives every input's tolerance from its task's mask.
+pub(crate) fn sync_tolerance(spec: &mut Spec) {
+    fn go(body: &mut Body, tasks: &[TaskDef]) {
+        for node in &mut body.nodes {
+            match &mut node.kind {
+                Kind::Task { task, inputs, .. } => {
+                    let mask = tasks[*task].mask;
+                    for (i, input) in inputs.iter_mut().enumerate() {
+                        input.tolerant = i < 16 && mask & (1 << i) != 0;
+                    }
+                }
+                Kind::FanOut { body, .. } | Kind::Subflow { body, .. } => go(body, tasks),
+            }
+        }
+    }
+    let tasks = spec.tasks.clone();
+    go(&mut spec.top, &tasks);
+}
+
+/// Removes what a known finding not enabled would trip over.
+pub(crate) fn filter(spec: &mut Spec, gates: &Gates) {
+    let any_stop = spec
+        .epochs
+        .iter()
+        .any(|e| e.soft_stops() || e.crash.is_some() || e.store.is_some());
+    let soft_stop = spec.epochs.iter().any(Epoch::soft_stops);
+    if !gates.f1 && any_stop {
+        fn uncap(body: &mut Body) {
+            for node in &mut body.nodes {
+                match &mut node.kind {
+                    Kind::FanOut { cap, body, .. } => {
+                        *cap = None;
+                        uncap(body);
+                    }
+                    Kind::Subflow { body, .. } => uncap(body),
+                    Kind::Task { .. } => {}
+                }
+            }
+        }
+        uncap(&mut spec.top);
+    }
+    if !gates.f2 {
+        for t in tasks_in_bodies(spec) {
+            spec.tasks[t].concurrency = None;
+        }
+    }
+    if !gates.f6 {
+        for t in &mut spec.tasks {
+            if !t.io && t.timeout_ms.is_some() {
+                t.concurrency = None;
+            }
+        }
+    }
+    if !gates.f3 && spec.durable {
+        let top: Vec<usize> = spec
+            .top
+            .nodes
+            .iter()
+            .filter_map(|n| match n.kind {
+                Kind::Task { task, .. } => Some(task),
+                _ => None,
+            })
+            .collect();
+        for t in top {
+            spec.tasks[t].mask = 0;
+        }
+    }
+    if !gates.f14 && soft_stop {
+        for t in &mut spec.tasks {
+            t.mask = 0;
+        }
+    }
+    sync_tolerance(spec);
+    for e in &mut spec.epochs {
+        if !gates.f4
+            && matches!(
+                e.store,
+                Some(StoreFault::SaveErr(_) | StoreFault::SavePanic(_))
+            )
+        {
+            e.store = None;
+        }
+        if !gates.f5 && e.store == Some(StoreFault::FinishPanic) {
+            e.store = None;
+        }
+    }
+    if !gates.f5 {
+        spec.faults.retain(|_, f| *f != Fault::SerPanic);
+    }
+}
+
+/// The known findings whose fault kinds this case uses.
+pub(crate) fn gated_features(spec: &Spec) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let any_stop = spec
+        .epochs
+        .iter()
+        .any(|e| e.soft_stops() || e.crash.is_some() || e.store.is_some());
+    let soft_stop = spec.epochs.iter().any(Epoch::soft_stops);
+    let mut capped = false;
+    visit(&spec.top, &mut |n, _| {
+        if let Kind::FanOut { cap: Some(_), .. } = n.kind {
+            capped = true;
+        }
+    });
+    if any_stop && capped {
+        out.push("F1");
+    }
+    if tasks_in_bodies(spec)
+        .iter()
+        .any(|&t| spec.tasks[t].concurrency.is_some())
+    {
+        out.push("F2");
+    }
+    if spec.durable && spec.top.nodes.iter().any(|n| n.is_cleanup(&spec.tasks)) {
+        out.push("F3");
+    }
+    if spec.epochs.iter().any(|e| {
+        matches!(
+            e.store,
+            Some(StoreFault::SaveErr(_) | StoreFault::SavePanic(_))
+        )
+    }) {
+        out.push("F4");
+    }
+    if spec
+        .epochs
+        .iter()
+        .any(|e| e.store == Some(StoreFault::FinishPanic))
+        || spec.faults.values().any(|f| *f == Fault::SerPanic)
+    {
+        out.push("F5");
+    }
+    if spec
+        .tasks
+        .iter()
+        .any(|t| !t.io && t.timeout_ms.is_some() && t.concurrency.is_some())
+    {
+        out.push("F6");
+    }
+    let mut cleanup = false;
+    visit(&spec.top, &mut |n, _| cleanup |= n.is_cleanup(&spec.tasks));
+    if soft_stop && cleanup {
+        out.push("F14");
+    }
+    out
+}

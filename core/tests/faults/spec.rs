@@ -1,0 +1,606 @@
+//! What a case is: a generated workflow, its fault plan and how each run of it goes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::{self, Write as _};
+
+use aqueduct::Backoff;
+
+/// The task functions of a case: each node calls one. Nodes of one task share its
+/// `TaskInfo`, so its concurrency limit and its tolerant-input mask (a cleanup task).
+#[derive(Clone, Debug)]
+pub(crate) struct TaskDef {
+    pub(crate) io: bool,
+    pub(crate) retries: u32,
+    pub(crate) delay_ms: u64,
+    pub(crate) backoff: Backoff,
+    pub(crate) retry_panics: bool,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) concurrency: Option<u32>,
+    /// Bit `i`: input `i` is read as an `Outcome` (tolerant).
+    pub(crate) mask: u16,
+}
+
+pub(crate) const TASK_NAMES: [&str; 8] = ["T0", "T1", "T2", "T3", "T4", "T5", "T6", "T7"];
+
+/// An input: a parameter of the enclosing body (top: `p0`, `p1`; a fan-out's body:
+/// the item, then its imports; a sub-workflow: its arguments) or a node, by uid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Ref {
+    Param(u32),
+    Node(u32),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Input {
+    pub(crate) from: Ref,
+    pub(crate) tolerant: bool,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Kind {
+    /// A task node. Its value has `count` children with `sub` children each (so that
+    /// it can be fanned out over); IO attempts sleep `work_us`.
+    Task {
+        task: usize,
+        inputs: Vec<Input>,
+        count: u32,
+        sub: u32,
+        work_us: u32,
+    },
+    /// `for item in collection { body }`, the body importing `imports`.
+    FanOut {
+        collection: Ref,
+        imports: Vec<Ref>,
+        cap: Option<u32>,
+        body: Body,
+    },
+    /// A separately built workflow, its parameters the `args`.
+    Subflow { args: Vec<Ref>, body: Body },
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Node {
+    pub(crate) uid: u32,
+    pub(crate) kind: Kind,
+}
+
+impl Node {
+    pub(crate) fn name(&self) -> String {
+        let letter = match self.kind {
+            Kind::Task { .. } => 't',
+            Kind::FanOut { .. } => 'f',
+            Kind::Subflow { .. } => 's',
+        };
+        format!("{letter}{}", self.uid)
+    }
+
+    /// Every node this one reads (not parameters).
+    pub(crate) fn refs(&self) -> Vec<Ref> {
+        match &self.kind {
+            Kind::Task { inputs, .. } => inputs.iter().map(|i| i.from).collect(),
+            Kind::FanOut {
+                collection,
+                imports,
+                ..
+            } => std::iter::once(*collection)
+                .chain(imports.iter().copied())
+                .collect(),
+            Kind::Subflow { args, .. } => args.clone(),
+        }
+    }
+
+    /// A task with at least one tolerant input.
+    pub(crate) fn has_tolerant_input(&self) -> bool {
+        matches!(&self.kind, Kind::Task { inputs, .. } if inputs.iter().any(|i| i.tolerant))
+    }
+
+    /// A cleanup task: its task takes some input as an `Outcome` (the executor decides
+    /// by the task's mask, as `#[task]` would write it, even for a hand-built node
+    /// with no input at a masked position).
+    pub(crate) fn is_cleanup(&self, tasks: &[TaskDef]) -> bool {
+        matches!(&self.kind, Kind::Task { task, .. } if tasks[*task].mask != 0)
+    }
+
+    pub(crate) fn is_many(&self) -> bool {
+        matches!(self.kind, Kind::FanOut { .. })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Body {
+    pub(crate) nodes: Vec<Node>,
+    /// The uid of the body's output (a task or a sub-workflow: one value).
+    pub(crate) tail: u32,
+}
+
+impl Body {
+    pub(crate) fn node(&self, uid: u32) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.uid == uid)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Fault {
+    /// `TaskError::msg`.
+    Transient,
+    /// `TaskError::permanent`.
+    Permanent,
+    /// A panic in the task.
+    Panic,
+    /// Sleeps past the task's timeout (IO: a tokio sleep; CPU: a thread sleep polling
+    /// `aqueduct::task::cancelled()`).
+    Timeout,
+    /// Succeeds with a value whose serialisation panics (a durable run's checkpoint).
+    SerPanic,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct FaultKey {
+    pub(crate) epoch: u8,
+    pub(crate) uid: u32,
+    /// The item index of every enclosing fan-out, outermost first.
+    pub(crate) path: Vec<u32>,
+    pub(crate) attempt: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Trigger {
+    AfterMs(u64),
+    /// When the k-th task attempt of the run starts (from inside that attempt).
+    AfterStarts(u32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StoreFault {
+    SaveErr(u32),
+    SavePanic(u32),
+    FinishErr,
+    FinishPanic,
+}
+
+/// One run of the case: the first, then (durable) resumes after a crash or an error.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Epoch {
+    pub(crate) fail_fast: bool,
+    pub(crate) cancel: Option<Trigger>,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) store: Option<StoreFault>,
+    /// Drop the run future (durable only): a crash.
+    pub(crate) crash: Option<Trigger>,
+    /// `CancelHandle::kill`: a hard stop.
+    pub(crate) kill: Option<Trigger>,
+    /// `Runner::cleanup_grace`.
+    pub(crate) grace_ms: Option<u64>,
+    /// Resume by `run(same params)` rather than `resume()`.
+    pub(crate) resume_by_run: bool,
+}
+
+impl Epoch {
+    /// A cancel, fail-fast, timeout or store failure: a soft stop (a kill too).
+    pub(crate) fn soft_stops(&self) -> bool {
+        self.fail_fast
+            || self.cancel.is_some()
+            || self.kill.is_some()
+            || self.timeout_ms.is_some()
+            || matches!(
+                self.store,
+                Some(StoreFault::SaveErr(_) | StoreFault::SavePanic(_))
+            )
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Spec {
+    pub(crate) seed: u64,
+    pub(crate) tasks: Vec<TaskDef>,
+    /// Children (and grandchildren per child) of `p0` and `p1`.
+    pub(crate) params: [(u32, u32); 2],
+    pub(crate) top: Body,
+    pub(crate) durable: bool,
+    pub(crate) epochs: Vec<Epoch>,
+    pub(crate) faults: BTreeMap<FaultKey, Fault>,
+}
+
+impl Spec {
+    pub(crate) fn fault(&self, epoch: u8, uid: u32, path: &[u32], attempt: u32) -> Option<Fault> {
+        if self.faults.is_empty() {
+            return None;
+        }
+        let key = FaultKey {
+            epoch,
+            uid,
+            path: path.to_vec(),
+            attempt,
+        };
+        self.faults.get(&key).copied()
+    }
+
+    /// One past the largest uid: parameters' values count under this origin.
+    pub(crate) fn param_origin(&self) -> u32 {
+        let mut max = 0;
+        visit(&self.top, &mut |n, _| max = max.max(n.uid));
+        max + 1
+    }
+}
+
+/// Where a node sits: its body and the containers (fan-outs and sub-workflows) around
+/// it, outermost first.
+#[derive(Clone, Debug)]
+pub(crate) struct Place {
+    /// (uid, is a fan-out) of each container.
+    pub(crate) chain: Vec<(u32, bool)>,
+}
+
+/// Calls `f` for every node, depth first, with its place.
+pub(crate) fn visit<'a>(body: &'a Body, f: &mut dyn FnMut(&'a Node, &Place)) {
+    fn go<'a>(body: &'a Body, place: &mut Place, f: &mut dyn FnMut(&'a Node, &Place)) {
+        for node in &body.nodes {
+            f(node, place);
+            match &node.kind {
+                Kind::FanOut { body, .. } => {
+                    place.chain.push((node.uid, true));
+                    go(body, place, f);
+                    place.chain.pop();
+                }
+                Kind::Subflow { body, .. } => {
+                    place.chain.push((node.uid, false));
+                    go(body, place, f);
+                    place.chain.pop();
+                }
+                Kind::Task { .. } => {}
+            }
+        }
+    }
+    go(body, &mut Place { chain: Vec::new() }, f);
+}
+
+/// Every uid inside a body, nested bodies included.
+pub(crate) fn body_uids(body: &Body) -> HashSet<u32> {
+    let mut uids = HashSet::new();
+    visit(body, &mut |n, _| {
+        uids.insert(n.uid);
+    });
+    uids
+}
+
+/// Facts about each node by uid.
+pub(crate) struct Index<'a> {
+    pub(crate) nodes: HashMap<u32, (&'a Node, Place)>,
+    /// The body each node is in.
+    pub(crate) bodies: HashMap<u32, &'a Body>,
+}
+
+impl<'a> Index<'a> {
+    pub(crate) fn new(spec: &'a Spec) -> Self {
+        let mut nodes = HashMap::new();
+        let mut bodies = HashMap::new();
+        fn go<'a>(
+            body: &'a Body,
+            chain: &mut Vec<(u32, bool)>,
+            nodes: &mut HashMap<u32, (&'a Node, Place)>,
+            bodies: &mut HashMap<u32, &'a Body>,
+        ) {
+            for node in &body.nodes {
+                nodes.insert(
+                    node.uid,
+                    (
+                        node,
+                        Place {
+                            chain: chain.clone(),
+                        },
+                    ),
+                );
+                bodies.insert(node.uid, body);
+                match &node.kind {
+                    Kind::FanOut { body: inner, .. } => {
+                        chain.push((node.uid, true));
+                        go(inner, chain, nodes, bodies);
+                        chain.pop();
+                    }
+                    Kind::Subflow { body: inner, .. } => {
+                        chain.push((node.uid, false));
+                        go(inner, chain, nodes, bodies);
+                        chain.pop();
+                    }
+                    Kind::Task { .. } => {}
+                }
+            }
+        }
+        go(&spec.top, &mut Vec::new(), &mut nodes, &mut bodies);
+        Self { nodes, bodies }
+    }
+
+    /// The name the report gives node `uid` in the instance at `path`.
+    pub(crate) fn name(&self, uid: u32, path: &[u32]) -> String {
+        let Some((node, place)) = self.nodes.get(&uid) else {
+            return format!("?{uid}");
+        };
+        let mut prefix = String::new();
+        let mut suffix = String::new();
+        let mut at = 0;
+        for &(container, fan) in &place.chain {
+            if fan {
+                let _ = write!(suffix, "[{}]", path.get(at).copied().unwrap_or(u32::MAX));
+                at += 1;
+            } else {
+                let _ = write!(prefix, "s{container}.");
+            }
+        }
+        format!("{prefix}{}{suffix}", node.name())
+    }
+
+    pub(crate) fn is_top(&self, uid: u32) -> bool {
+        self.nodes
+            .get(&uid)
+            .is_some_and(|(_, p)| p.chain.is_empty())
+    }
+}
+
+/// Which known findings' fault kinds are enabled (`FAULT_KNOWN`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Gates {
+    /// A capped fan-out stopped with items waiting aborts the process.
+    pub(crate) f1: bool,
+    /// `concurrency` inside a `for` body (or a sub-workflow) cancels waiting items.
+    pub(crate) f2: bool,
+    /// Resumed cleanup tasks and stale checkpoints.
+    pub(crate) f3: bool,
+    /// A store save failure or panic is ignored (no soft stop, or no error).
+    pub(crate) f4: bool,
+    /// Panics outside task bodies (a checkpoint's serialisation, the store's `finish`).
+    pub(crate) f5: bool,
+    /// CPU timeouts count queue time / exceed concurrency.
+    pub(crate) f6: bool,
+    /// Fan-out item values kept alive until the run ends.
+    pub(crate) f11: bool,
+    /// Cleanup tasks not run after a cancel (any soft stop).
+    pub(crate) f14: bool,
+}
+
+impl Gates {
+    pub(crate) const ALL: Self = Self {
+        f1: true,
+        f2: true,
+        f3: true,
+        f4: true,
+        f5: true,
+        f6: true,
+        f11: true,
+        f14: true,
+    };
+
+    pub(crate) fn from_env() -> Self {
+        // Every finding is fixed: all fault kinds run unless `FAULT_KNOWN=none`.
+        let Ok(value) = std::env::var("FAULT_KNOWN") else {
+            return Self::ALL;
+        };
+        Self::parse(&value)
+    }
+
+    pub(crate) fn parse(value: &str) -> Self {
+        let value = value.trim();
+        if value == "1" || value.eq_ignore_ascii_case("all") {
+            return Self::ALL;
+        }
+        let mut gates = Self::default();
+        for part in value.split(',').map(|p| p.trim().to_ascii_uppercase()) {
+            match part.as_str() {
+                "F1" => gates.f1 = true,
+                "F2" => gates.f2 = true,
+                "F3" => gates.f3 = true,
+                "F4" => gates.f4 = true,
+                "F5" => gates.f5 = true,
+                "F6" => gates.f6 = true,
+                "F11" => gates.f11 = true,
+                "F14" => gates.f14 = true,
+                _ => {}
+            }
+        }
+        gates
+    }
+
+    pub(crate) fn label(&self) -> String {
+        let names = [
+            (self.f1, "F1"),
+            (self.f2, "F2"),
+            (self.f3, "F3"),
+            (self.f4, "F4"),
+            (self.f5, "F5"),
+            (self.f6, "F6"),
+            (self.f11, "F11"),
+            (self.f14, "F14"),
+        ];
+        let on: Vec<&str> = names.iter().filter(|(b, _)| *b).map(|(_, n)| *n).collect();
+        if on.is_empty() {
+            "none".into()
+        } else {
+            on.join(",")
+        }
+    }
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trigger::AfterMs(ms) => write!(f, "after {ms} ms"),
+            Trigger::AfterStarts(k) => write!(f, "when attempt #{k} of the run starts"),
+        }
+    }
+}
+
+fn body_text(spec: &Spec, body: &Body, params: &[String], depth: usize, out: &mut String) {
+    let pad = "  ".repeat(depth + 1);
+    let show = |r: &Ref| match r {
+        Ref::Param(k) => params
+            .get(*k as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("param{k}")),
+        Ref::Node(u) => body.node(*u).map_or_else(|| format!("?{u}"), Node::name),
+    };
+    for node in &body.nodes {
+        match &node.kind {
+            Kind::Task {
+                task,
+                inputs,
+                count,
+                sub,
+                work_us,
+            } => {
+                let ins: Vec<String> = inputs
+                    .iter()
+                    .map(|i| format!("{}{}", if i.tolerant { "~" } else { "" }, show(&i.from)))
+                    .collect();
+                let _ = write!(
+                    out,
+                    "{pad}{} = {}({})",
+                    node.name(),
+                    TASK_NAMES[*task],
+                    ins.join(", ")
+                );
+                if *count > 0 {
+                    let _ = write!(out, " -> {count} children x {sub}");
+                }
+                if *work_us > 0 && spec.tasks[*task].io {
+                    let _ = write!(out, " [io {work_us} us]");
+                }
+                out.push('\n');
+            }
+            Kind::FanOut {
+                collection,
+                imports,
+                cap,
+                body: inner,
+            } => {
+                let imps: Vec<String> = imports.iter().map(show).collect();
+                let _ = write!(
+                    out,
+                    "{pad}{} = for item in {}",
+                    node.name(),
+                    show(collection)
+                );
+                if let Some(cap) = cap {
+                    let _ = write!(out, " (cap {cap})");
+                }
+                if !imps.is_empty() {
+                    let _ = write!(out, " importing {}", imps.join(", "));
+                }
+                out.push_str(" {\n");
+                let mut inner_params = vec!["item".to_owned()];
+                inner_params.extend(imps.iter().map(|i| format!("^{i}")));
+                body_text(spec, inner, &inner_params, depth + 1, out);
+                let tail = inner
+                    .node(inner.tail)
+                    .map_or_else(|| format!("?{}", inner.tail), Node::name);
+                let _ = writeln!(out, "{pad}  => {tail}\n{pad}}}");
+            }
+            Kind::Subflow { args, body: inner } => {
+                let a: Vec<String> = args.iter().map(show).collect();
+                let _ = writeln!(
+                    out,
+                    "{pad}{} = flow{}({}) {{",
+                    node.name(),
+                    node.uid,
+                    a.join(", ")
+                );
+                let inner_params: Vec<String> = a.iter().map(|i| format!("^{i}")).collect();
+                body_text(spec, inner, &inner_params, depth + 1, out);
+                let tail = inner
+                    .node(inner.tail)
+                    .map_or_else(|| format!("?{}", inner.tail), Node::name);
+                let _ = writeln!(out, "{pad}  => {tail}\n{pad}}}");
+            }
+        }
+    }
+}
+
+impl fmt::Display for Spec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "workflow w{}{}: p0 = {} children x {}, p1 = {} children x {}",
+            self.seed,
+            if self.durable { " (durable)" } else { "" },
+            self.params[0].0,
+            self.params[0].1,
+            self.params[1].0,
+            self.params[1].1
+        );
+        for (i, t) in self.tasks.iter().enumerate() {
+            let _ = write!(
+                out,
+                "  task {}: {}, retries {} delay {} ms {:?}{}",
+                TASK_NAMES[i],
+                if t.io { "io" } else { "cpu" },
+                t.retries,
+                t.delay_ms,
+                t.backoff,
+                if t.retry_panics {
+                    ", retries panics"
+                } else {
+                    ""
+                }
+            );
+            if let Some(ms) = t.timeout_ms {
+                let _ = write!(out, ", timeout {ms} ms");
+            }
+            if let Some(n) = t.concurrency {
+                let _ = write!(out, ", concurrency {n}");
+            }
+            if t.mask != 0 {
+                let _ = write!(out, ", tolerant inputs {:#b}", t.mask);
+            }
+            out.push('\n');
+        }
+        body_text(self, &self.top, &["p0".into(), "p1".into()], 0, &mut out);
+        let output = self
+            .top
+            .node(self.top.tail)
+            .map_or_else(|| format!("?{}", self.top.tail), Node::name);
+        let _ = writeln!(out, "  output {output}");
+        let index = Index::new(self);
+        for (e, epoch) in self.epochs.iter().enumerate() {
+            let _ = write!(out, "  run {e}:");
+            if e > 0 {
+                out.push_str(if epoch.resume_by_run {
+                    " resume by run(params)"
+                } else {
+                    " resume()"
+                });
+            }
+            if epoch.fail_fast {
+                out.push_str(" fail-fast");
+            }
+            if let Some(t) = epoch.cancel {
+                let _ = write!(out, ", cancel {t}");
+            }
+            if let Some(ms) = epoch.timeout_ms {
+                let _ = write!(out, ", run timeout {ms} ms");
+            }
+            if let Some(s) = epoch.store {
+                let _ = write!(out, ", store fault {s:?}");
+            }
+            if let Some(t) = epoch.crash {
+                let _ = write!(out, ", crash (drop the run) {t}");
+            }
+            if let Some(t) = epoch.kill {
+                let _ = write!(out, ", kill {t}");
+            }
+            if let Some(ms) = epoch.grace_ms {
+                let _ = write!(out, ", cleanup grace {ms} ms");
+            }
+            let faults: Vec<String> = self
+                .faults
+                .iter()
+                .filter(|(k, _)| usize::from(k.epoch) == e)
+                .map(|(k, f)| format!("{} #{} {f:?}", index.name(k.uid, &k.path), k.attempt))
+                .collect();
+            if faults.is_empty() {
+                out.push_str("; no faults\n");
+            } else {
+                let _ = writeln!(out, "; faults: {}", faults.join(", "));
+            }
+        }
+        f.write_str(&out)
+    }
+}

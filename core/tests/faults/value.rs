@@ -1,0 +1,293 @@
+//! Values that count themselves alive, per case, and the inputs of a generated node.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use aqueduct::graph::{Builder, Graph, Handle, Inputs, NodeRef, Slot};
+use aqueduct::{Collection, Outcome};
+use serde::ser::SerializeStruct as _;
+
+use crate::model::{NOT_OK, child_value, many_hash};
+
+/// How many values of one case are alive, in all and per origin (the uid of the node
+/// that made them; parameters have their own).
+pub(crate) struct Counters {
+    pub(crate) id: u64,
+    pub(crate) alive: AtomicI64,
+    pub(crate) by_origin: Vec<AtomicI64>,
+}
+
+impl Counters {
+    pub(crate) fn new(id: u64, origins: usize) -> Arc<Self> {
+        let counters = Arc::new(Self {
+            id,
+            alive: AtomicI64::new(0),
+            by_origin: (0..origins).map(|_| AtomicI64::new(0)).collect(),
+        });
+        registry()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, Arc::downgrade(&counters));
+        counters
+    }
+
+    fn add(&self, origin: u32, n: i64) {
+        self.alive.fetch_add(n, Ordering::SeqCst);
+        if let Some(c) = self.by_origin.get(origin as usize) {
+            c.fetch_add(n, Ordering::SeqCst);
+        }
+    }
+
+    pub(crate) fn alive(&self) -> i64 {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn alive_from(&self, origin: u32) -> i64 {
+        self.by_origin
+            .get(origin as usize)
+            .map_or(0, |c| c.load(Ordering::SeqCst))
+    }
+}
+
+impl Drop for Counters {
+    fn drop(&mut self) {
+        registry()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
+    }
+}
+
+/// Deserialised values find their case's counters here (a checkpoint names its case).
+fn registry() -> &'static Mutex<HashMap<u64, Weak<Counters>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<u64, Weak<Counters>>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// Every node's value: a hash of its node and inputs, its item index inside a fan-out,
+/// and children, so that any value can be fanned out over. Counted alive from
+/// construction (or clone, or deserialisation) to drop.
+pub(crate) struct Val {
+    pub(crate) v: u64,
+    pub(crate) idx: u32,
+    pub(crate) origin: u32,
+    pub(crate) items: Vec<Val>,
+    /// Its serialisation panics (a fault).
+    pub(crate) poison: bool,
+    counters: Arc<Counters>,
+}
+
+impl Val {
+    pub(crate) fn new(
+        counters: &Arc<Counters>,
+        origin: u32,
+        v: u64,
+        idx: u32,
+        items: Vec<Val>,
+    ) -> Self {
+        counters.add(origin, 1);
+        Self {
+            v,
+            idx,
+            origin,
+            items,
+            poison: false,
+            counters: Arc::clone(counters),
+        }
+    }
+
+    /// A value with `count` children of `sub` children each (as `model::tree`).
+    pub(crate) fn tree(
+        counters: &Arc<Counters>,
+        origin: u32,
+        v: u64,
+        idx: u32,
+        count: u32,
+        sub: u32,
+    ) -> Self {
+        let items = (0..count)
+            .map(|i| Self::tree(counters, origin, child_value(v, i), i, sub, 0))
+            .collect();
+        Self::new(counters, origin, v, idx, items)
+    }
+
+    /// How many values this tree holds.
+    pub(crate) fn count(&self) -> i64 {
+        1 + self.items.iter().map(Val::count).sum::<i64>()
+    }
+}
+
+impl Clone for Val {
+    fn clone(&self) -> Self {
+        let mut copy = Self::new(
+            &self.counters,
+            self.origin,
+            self.v,
+            self.idx,
+            self.items.clone(),
+        );
+        copy.poison = self.poison;
+        copy
+    }
+}
+
+impl Drop for Val {
+    fn drop(&mut self) {
+        self.counters.add(self.origin, -1);
+    }
+}
+
+impl std::fmt::Debug for Val {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Val({:#x}, {} items)", self.v, self.items.len())
+    }
+}
+
+impl Collection for Val {
+    type Item = Val;
+    fn items(&self) -> &[Val] {
+        &self.items
+    }
+}
+
+impl serde::Serialize for Val {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.poison {
+            panic!("[injected] a value whose serialisation panics");
+        }
+        let mut s = serializer.serialize_struct("Val", 5)?;
+        s.serialize_field("c", &self.counters.id)?;
+        s.serialize_field("o", &self.origin)?;
+        s.serialize_field("v", &self.v)?;
+        s.serialize_field("i", &self.idx)?;
+        s.serialize_field("items", &self.items)?;
+        s.end()
+    }
+}
+
+/// A value as serialised, read without counting it (the checker reads checkpoints).
+#[derive(serde::Deserialize, Debug)]
+pub(crate) struct Raw {
+    pub(crate) c: u64,
+    pub(crate) o: u32,
+    pub(crate) v: u64,
+    pub(crate) i: u32,
+    pub(crate) items: Vec<Raw>,
+}
+
+impl Raw {
+    fn into_val(self, counters: &Arc<Counters>) -> Val {
+        let items = self
+            .items
+            .into_iter()
+            .map(|r| r.into_val(counters))
+            .collect();
+        Val::new(counters, self.o, self.v, self.i, items)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Val {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Raw::deserialize(deserializer)?;
+        let counters = registry()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&raw.c)
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| serde::de::Error::custom(format!("no live case {}", raw.c)))?;
+        Ok(raw.into_val(&counters))
+    }
+}
+
+/// A handle of either value type a node can have.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum H {
+    One(Handle<Val>),
+    Many(Handle<Vec<Val>>),
+}
+
+/// A generated node's inputs: data inputs (each required or tolerant, by the task's
+/// mask) and then, hidden from the model, the item of every enclosing fan-out, from
+/// which the node learns its item path.
+pub(crate) struct Mixed {
+    pub(crate) data: Vec<(H, bool)>,
+    pub(crate) ctx: Vec<Handle<Val>>,
+}
+
+/// One data input as read.
+pub(crate) enum Read<'a> {
+    One(&'a Val),
+    Many(&'a [Val]),
+    OneOutcome(&'a Outcome<Val>),
+    ManyOutcome(&'a Outcome<Vec<Val>>),
+}
+
+impl Read<'_> {
+    /// What the value hash sees of this input.
+    pub(crate) fn hash(&self) -> u64 {
+        match self {
+            Read::One(v) => v.v,
+            Read::OneOutcome(Outcome::Ok(v)) => v.v,
+            Read::Many(vs) => many_hash(vs.iter().map(|v| v.v)),
+            Read::ManyOutcome(Outcome::Ok(vs)) => many_hash(vs.iter().map(|v| v.v)),
+            _ => NOT_OK,
+        }
+    }
+}
+
+impl Inputs for Mixed {
+    type Refs<'a> = (Vec<Read<'a>>, Vec<&'a Val>);
+    type Outcomes<'a> = (Vec<Read<'a>>, Vec<&'a Val>);
+
+    fn refs<'a>(&self, slots: &'a [Slot]) -> Self::Refs<'a> {
+        let data = self
+            .data
+            .iter()
+            .map(|&(h, tolerant)| match (h, tolerant) {
+                (H::One(h), false) => Read::One((h,).refs(slots).0),
+                (H::One(h), true) => Read::OneOutcome((h,).outcomes(slots).0),
+                (H::Many(h), false) => Read::Many((h,).refs(slots).0),
+                (H::Many(h), true) => Read::ManyOutcome((h,).outcomes(slots).0),
+            })
+            .collect();
+        let ctx = self.ctx.iter().map(|&h| (h,).refs(slots).0).collect();
+        (data, ctx)
+    }
+
+    fn outcomes<'a>(&self, slots: &'a [Slot]) -> Self::Outcomes<'a> {
+        self.refs(slots)
+    }
+
+    fn indices(&self, out: &mut Vec<NodeRef>) {
+        for (h, _) in &self.data {
+            match h {
+                H::One(h) => (*h,).indices(out),
+                H::Many(h) => (*h,).indices(out),
+            }
+        }
+        for h in &self.ctx {
+            (*h,).indices(out);
+        }
+    }
+
+    fn import(&self, body: &mut Builder<()>, parent: &Graph) -> Self {
+        let data = self
+            .data
+            .iter()
+            .map(|&(h, tolerant)| {
+                let h = match h {
+                    H::One(h) => H::One((h,).import(body, parent).0),
+                    H::Many(h) => H::Many((h,).import(body, parent).0),
+                };
+                (h, tolerant)
+            })
+            .collect();
+        let ctx = self
+            .ctx
+            .iter()
+            .map(|&h| (h,).import(body, parent).0)
+            .collect();
+        Self { data, ctx }
+    }
+}
