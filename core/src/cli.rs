@@ -333,7 +333,9 @@ where
     let cancel = runner.cancel_handle();
     let ctrl_c = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("Ctrl-C: cancelling the run (cleanup tasks still run; Ctrl-C again to stop them)");
+            eprintln!(
+                "Ctrl-C: cancelling the run (cleanup tasks still run; Ctrl-C again to stop them)"
+            );
             cancel.cancel();
         }
         if tokio::signal::ctrl_c().await.is_ok() {

@@ -374,7 +374,11 @@ pub fn cancelled() -> bool {
 
 /// Runs `f` as a CPU task's attempt: [`cancelled`] reads `token` (cached per thread
 /// under `id`). Returns what `f` returned, and whether [`cancelled`] told it to stop.
-pub(crate) fn with_cancel<R>(id: u64, token: &CancellationToken, f: impl FnOnce() -> R) -> (R, bool) {
+pub(crate) fn with_cancel<R>(
+    id: u64,
+    token: &CancellationToken,
+    f: impl FnOnce() -> R,
+) -> (R, bool) {
     /// Puts back what the thread had before: a task's `par_iter` may run another
     /// task on this same thread (rayon's work stealing), and the outer task must see
     /// its own signal again afterwards.

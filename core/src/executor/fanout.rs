@@ -198,7 +198,8 @@ impl FanOut {
                 .filter_map(OnceLock::get)
                 .any(|record| matches!(record.status, TaskStatus::Failed | TaskStatus::TimedOut))
         };
-        if result.is_err() && run.run.stop.is_stopped() && !items.iter().any(|slots| failed(slots)) {
+        if result.is_err() && run.run.stop.is_stopped() && !items.iter().any(|slots| failed(slots))
+        {
             return run.cancel(job, Some(self.started), items);
         }
         let mut spill = Vec::new();

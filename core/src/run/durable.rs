@@ -247,8 +247,10 @@ where
             // Checkpoints computed from inputs that now run again would be restored by
             // a later resume if this run did not replace them: they go now.
             if !stale.is_empty() {
-                guarded(&*store, "discard", || store.discard(id, lease.owner(), &stale))
-                    .map_err(Error::Store)?;
+                guarded(&*store, "discard", || {
+                    store.discard(id, lease.owner(), &stale)
+                })
+                .map_err(Error::Store)?;
             }
             (params, restored)
         }
@@ -280,11 +282,7 @@ type Restorable = (Vec<(usize, Value)>, Vec<String>);
 /// that read an input which runs again runs again, and its new checkpoint replaces
 /// the old one. Nodes are in topological order, so one pass decides. Also returns the
 /// names of the checkpoints not restored (stale: to be discarded).
-fn restorable(
-    plan: &Plan,
-    id: &str,
-    saved: Vec<Checkpoint>,
-) -> Result<Restorable, Error> {
+fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Restorable, Error> {
     let graph = &plan.graph;
     let codecs = plan.durable.as_ref().map_or(&[][..], |d| &d.codecs[..]);
     let codec_of = |node: usize| codecs.get(node).copied().flatten();

@@ -120,7 +120,11 @@ async fn a_checkpoint_not_restored_is_discarded_so_no_later_resume_restores_it()
     let store = open_store(&dir);
     let first = start(fetch_and_fragile_tidy::workflow(), &store, "r", (7,)).await;
     assert!(first.result.is_err());
-    assert_eq!(store.checkpoints("r").unwrap().len(), 1, "the cleanup's value");
+    assert_eq!(
+        store.checkpoints("r").unwrap().len(),
+        1,
+        "the cleanup's value"
+    );
 
     // The page now loads, but the cleanup fails: it has no new checkpoint.
     PAGE2_FAILS.store(false, Ordering::SeqCst);
@@ -133,7 +137,11 @@ async fn a_checkpoint_not_restored_is_discarded_so_no_later_resume_restores_it()
 
     TIDY_FAILS.store(false, Ordering::SeqCst);
     let third = resume(fetch_and_fragile_tidy::workflow(), &store, "r").await;
-    assert_eq!(third.result.unwrap(), "done with page 7", "never the stale value");
+    assert_eq!(
+        third.result.unwrap(),
+        "done with page 7",
+        "never the stale value"
+    );
     assert_eq!(
         third.report.task("fragile_tidy").unwrap().status,
         TaskStatus::Succeeded
