@@ -390,6 +390,9 @@ async fn case_main(
     let mut out = Vec::new();
     for (e, cfg) in spec.epochs.iter().enumerate() {
         let e8 = e as u8;
+        if let (Some(db), 1..) = (&db, e) {
+            wait_for_release(&db.location(), run_id).await;
+        }
         let restored = match (&db, e) {
             (Some(db), 1..) => snapshot(spec, db, run_id, &p0, &p1, &mut out),
             _ => HashMap::new(),
@@ -624,6 +627,28 @@ async fn case_main(
 
 /// After a run that did not return (dropped, or panicked): everything it started must
 /// end and every value be dropped, soon.
+/// A dropped run keeps its lease until its last task has ended and its writer lets go
+/// (it must never run beside a new owner): a resume waits for that, up to 3 s; a lease
+/// still held then is reported by the resume's refusal.
+async fn wait_for_release(path: &str, run_id: &str) {
+    let Ok(connection) = rusqlite::Connection::open(path) else {
+        return;
+    };
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let owner: Option<String> = connection
+            .query_row("SELECT owner FROM runs WHERE id = ?1", [run_id], |row| {
+                row.get(0)
+            })
+            .ok()
+            .flatten();
+        if owner.is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn quiesce(case: &Case, store: Option<&FaultStore>, what: &str) -> Vec<Violation> {
     let started = Instant::now();
     loop {
