@@ -175,9 +175,11 @@ async fn items_of_a_fan_out_wait_for_a_limited_task_instead_of_being_cancelled()
         .run(((1..=30).collect(), gauge.clone()))
         .await;
     assert_eq!(result.unwrap(), (1..=30).sum::<u64>());
-    assert_eq!(gauge.peak.load(Ordering::SeqCst), 3);
-    // 30 calls of 10 ms, three at a time: at least ten rounds (items start from
-    // rayon, which the paused clock does not wait for, so a round may be late).
+    // The cap holds. (Items start from rayon, which the paused clock does not wait
+    // for: under load a round may start late or not full.)
+    let peak = gauge.peak.load(Ordering::SeqCst);
+    assert!((1..=3).contains(&peak), "{peak}");
+    // 30 calls of 10 ms, at most three at a time: at least ten rounds.
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(100), "{took:?}");
     for i in 0..30 {
