@@ -3,8 +3,6 @@
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
-use crate::task::TaskError;
-
 /// How the delay grows from one retry to the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -48,11 +46,6 @@ impl RetryPolicy {
         jitter: true,
         retry_panics: false,
     };
-
-    /// Whether attempt number `attempt` (from 1), which failed with `error`, is retried.
-    pub fn retries_after(&self, attempt: u32, error: &TaskError) -> bool {
-        attempt <= self.retries && !error.is_permanent() && (self.retry_panics || !error.is_panic())
-    }
 
     /// The delay before retry `retry` (from 1), before jitter.
     pub fn base_delay(&self, retry: u32) -> Duration {
@@ -139,28 +132,6 @@ mod tests {
             distinct.len() > 100,
             "jitter varies: {} distinct delays",
             distinct.len()
-        );
-    }
-
-    #[test]
-    fn only_transient_errors_within_the_budget_are_retried() {
-        let p = policy(Backoff::Fixed);
-        let transient = TaskError::msg("503");
-        assert!(p.retries_after(1, &transient));
-        assert!(p.retries_after(5, &transient));
-        assert!(
-            !p.retries_after(6, &transient),
-            "5 retries: the 6th attempt is the last"
-        );
-        assert!(!p.retries_after(1, &TaskError::permanent(TaskError::msg("404"))));
-        let panic = TaskError::panicked(&"bug");
-        assert!(!p.retries_after(1, &panic));
-        assert!(
-            RetryPolicy {
-                retry_panics: true,
-                ..p
-            }
-            .retries_after(1, &panic)
         );
     }
 }

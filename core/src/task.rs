@@ -277,6 +277,15 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a non-string payload".to_owned())
 }
 
+/// Here rather than in `retry`, which stays below `task`: the decision reads the
+/// error's class.
+impl RetryPolicy {
+    /// Whether attempt number `attempt` (from 1), which failed with `error`, is retried.
+    pub fn retries_after(&self, attempt: u32, error: &TaskError) -> bool {
+        attempt <= self.retries && !error.is_permanent() && (self.retry_panics || !error.is_panic())
+    }
+}
+
 impl<E: StdError + Send + Sync + 'static> From<E> for TaskError {
     fn from(error: E) -> Self {
         Self::with_cause(Box::new(error), Cause::Transient)
@@ -435,5 +444,30 @@ mod tests {
         assert_eq!(seen, (false, true));
         assert!(told, "the outer task was told to stop");
         assert!(!cancelled(), "outside a task nothing is cancelled");
+    }
+
+    #[test]
+    fn only_transient_errors_within_the_budget_are_retried() {
+        let p = RetryPolicy {
+            retries: 5,
+            ..RetryPolicy::NONE
+        };
+        let transient = TaskError::msg("503");
+        assert!(p.retries_after(1, &transient));
+        assert!(p.retries_after(5, &transient));
+        assert!(
+            !p.retries_after(6, &transient),
+            "5 retries: the 6th attempt is the last"
+        );
+        assert!(!p.retries_after(1, &TaskError::permanent(TaskError::msg("404"))));
+        let panic = TaskError::panicked(&"bug");
+        assert!(!p.retries_after(1, &panic));
+        assert!(
+            RetryPolicy {
+                retry_panics: true,
+                ..p
+            }
+            .retries_after(1, &panic)
+        );
     }
 }
