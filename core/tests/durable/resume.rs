@@ -116,7 +116,7 @@ workflow! {
 /// even if the task then fails, a later resume cannot restore the stale value.
 #[tokio::test]
 async fn a_checkpoint_not_restored_is_discarded_so_no_later_resume_restores_it() {
-    let dir = TempDir::new("durable-stale");
+    let dir = TempDir::new("durable-discarded");
     let store = open_store(&dir);
     let first = start(fetch_and_fragile_tidy::workflow(), &store, "r", (7,)).await;
     assert!(first.result.is_err());
