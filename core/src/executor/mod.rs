@@ -117,6 +117,21 @@ impl Job {
         }
     }
 
+    /// Keeps a failed attempt, which is not its last, in its history.
+    fn failed_attempt(&mut self, started: Instant, error: TaskError) {
+        let retries = self.retries.get_or_insert_with(|| {
+            Box::new(Retries {
+                first_started: started,
+                failed: Vec::new(),
+            })
+        });
+        retries.failed.push(FailedAttempt {
+            started,
+            finished: Instant::now(),
+            error,
+        });
+    }
+
     /// The attempts before the current one.
     fn into_failed(self) -> Vec<FailedAttempt> {
         self.retries.map(|r| r.failed).unwrap_or_default()
@@ -625,57 +640,40 @@ impl Shared {
         result: Result<Value, TaskError>,
         caller: Caller<'_>,
     ) -> Next {
-        if let Err(error) = &result
-            && error.is_stopped_early()
-        {
+        let Err(error) = &result else {
+            return self.resolved(job, started, result, caller);
+        };
+        if error.is_stopped_early() {
             // The run's stop told it to return early: it did not finish.
             self.cancel(job, Some(started), Vec::new());
             return Next::Stop;
         }
         let retry = &self.plan.graph.info(job.node).retry;
-        if let Err(error) = &result
-            && retry.retries_after(job.attempt, error)
-            && !self.may_start(job.node)
-        {
+        if !retry.retries_after(job.attempt, error) {
+            return self.resolved(job, started, result, caller);
+        }
+        job.failed_attempt(started, error.clone());
+        if !self.may_start(job.node) {
             // Only the stop keeps it from retrying: it did not fail for good.
-            let failed = FailedAttempt {
-                started,
-                finished: Instant::now(),
-                error: error.clone(),
-            };
-            job.retries
-                .get_or_insert_with(|| {
-                    Box::new(Retries {
-                        first_started: started,
-                        failed: Vec::new(),
-                    })
-                })
-                .failed
-                .push(failed);
             self.cancel(job, None, Vec::new());
             return Next::Stop;
         }
-        if let Err(error) = &result
-            && retry.retries_after(job.attempt, error)
-        {
-            let delay = retry.delay_before(job.attempt);
-            tracing::warn!(
-                parent: &self.span, node = self.plan.graph.name_of(job.node), attempt = job.attempt, %error,
-                "attempt failed; retrying in {delay:?}"
-            );
-            let retries = job.retries.get_or_insert_with(|| {
-                Box::new(Retries {
-                    first_started: started,
-                    failed: Vec::new(),
-                })
-            });
-            retries.failed.push(FailedAttempt {
-                started,
-                finished: Instant::now(),
-                error: error.clone(),
-            });
-            return Next::Retry(job, delay);
-        }
+        let delay = retry.delay_before(job.attempt);
+        tracing::warn!(
+            parent: &self.span, node = self.plan.graph.name_of(job.node), attempt = job.attempt, %error,
+            "attempt failed; retrying in {delay:?}"
+        );
+        Next::Retry(job, delay)
+    }
+
+    /// Resolves the node with its last attempt's result.
+    fn resolved(
+        self: &Arc<Self>,
+        job: Job,
+        started: Instant,
+        result: Result<Value, TaskError>,
+        caller: Caller<'_>,
+    ) -> Next {
         match self.resolve(job, started, result, caller, Vec::new()) {
             Some(next) => Next::Continue(next),
             None => Next::Stop,
