@@ -3,6 +3,7 @@
 
 use std::sync::atomic::AtomicU8;
 
+use super::stop::CatchUnwind;
 use super::*;
 
 /// The life of a supervised CPU attempt, shared by the supervisor and the rayon job.
@@ -201,17 +202,22 @@ impl Shared {
         // `biased`: a task that finishes on its first poll never registers a waiter.
         // The timer lives in a box of its own, so a task without a timeout (the common
         // case) keeps its spawned future small.
+        // A panic while polling is the task's failure.
+        let caught = |result: Result<_, Box<dyn Any + Send>>| {
+            result.unwrap_or_else(|panic| Err(TaskError::panicked(&*panic)))
+        };
         match self.plan.graph.info(node).timeout {
             None => tokio::select! {
                 biased;
-                result = future => Some(result),
+                result = future => Some(caught(result)),
                 () = self.halted(node) => None,
             },
             Some(limit) => {
                 let bounded = Box::pin(async move {
-                    tokio::time::timeout(limit, future)
-                        .await
-                        .unwrap_or_else(|_| Err(TaskError::timed_out(limit)))
+                    match tokio::time::timeout(limit, future).await {
+                        Ok(result) => caught(result),
+                        Err(_) => Err(TaskError::timed_out(limit)),
+                    }
                 });
                 tokio::select! {
                     biased;
@@ -219,21 +225,6 @@ impl Shared {
                     () = self.halted(node) => None,
                 }
             }
-        }
-    }
-}
-
-/// Turns a panic while polling into the task's failure.
-struct CatchUnwind<F>(F);
-
-impl<F: Future<Output = Result<Value, TaskError>> + Unpin> Future for CatchUnwind<F> {
-    type Output = Result<Value, TaskError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let future = &mut self.0;
-        match catch_unwind(AssertUnwindSafe(|| Pin::new(future).poll(cx))) {
-            Ok(poll) => poll,
-            Err(panic) => Poll::Ready(Err(TaskError::panicked(&*panic))),
         }
     }
 }

@@ -52,7 +52,7 @@ pub(crate) use stop::{Stop, panic_message};
 use fanout::FanOut;
 use limits::{Limiter, limits};
 use record::{END, FIRST_START, FailedAttempt, LAST_START, NEVER, READY};
-use stop::{Guarded, StopOnDrop, guard, signal_id};
+use stop::{CatchUnwind, Guarded, StopOnDrop, guard, signal_id};
 
 pub(crate) type Value = Box<dyn Any + Send + Sync>;
 
@@ -433,7 +433,7 @@ impl Shared {
     fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
         self.run.tokio.spawn(Guarded {
             run: Arc::clone(&self.run),
-            future: Box::pin(future),
+            future: CatchUnwind(Box::pin(future)),
         });
     }
 
@@ -563,7 +563,7 @@ impl Shared {
     fn start(self: &Arc<Self>, job: Job, cx: &mut Context<'_>) {
         let mut task = Guarded {
             run: Arc::clone(&self.run),
-            future: Box::pin(Arc::clone(self).run_on_tokio(job)),
+            future: CatchUnwind(Box::pin(Arc::clone(self).run_on_tokio(job))),
         };
         let depth = INLINE_DEPTH.get();
         if depth < MAX_INLINE {

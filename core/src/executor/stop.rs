@@ -117,10 +117,26 @@ pub(super) fn guard(run: &RunContext, what: &str, f: impl FnOnce()) {
     }
 }
 
-/// A future whose panics become a fault of the run (see [`guard`]).
+/// A future whose panics are caught while it is polled: `Err(payload)` instead of an
+/// unwind into tokio or into whoever polls it.
+pub(super) struct CatchUnwind<F>(pub(super) F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = &mut self.0;
+        match catch_unwind(AssertUnwindSafe(|| Pin::new(future).poll(cx))) {
+            Ok(poll) => poll.map(Ok),
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
+    }
+}
+
+/// A future of the scheduler whose panics become a fault of the run (see [`guard`]).
 pub(super) struct Guarded<F> {
     pub(super) run: Arc<RunContext>,
-    pub(super) future: F,
+    pub(super) future: CatchUnwind<F>,
 }
 
 impl<F: Future<Output = ()> + Unpin> Future for Guarded<F> {
@@ -128,15 +144,11 @@ impl<F: Future<Output = ()> + Unpin> Future for Guarded<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut this.future).poll(cx))) {
-            Ok(poll) => poll,
-            Err(payload) => {
-                this.run.fault(format!(
-                    "the scheduler panicked: {}",
-                    panic_message(&*payload)
-                ));
-                Poll::Ready(())
+        Pin::new(&mut this.future).poll(cx).map(|caught| {
+            if let Err(payload) = caught {
+                let message = panic_message(&*payload);
+                this.run.fault(format!("the scheduler panicked: {message}"));
             }
-        }
+        })
     }
 }
