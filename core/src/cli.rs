@@ -42,7 +42,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::graph::{Params, Workflow};
+use crate::plan::{Params, Workflow};
 use crate::progress::Progress;
 use crate::report::RunReport;
 use crate::run::{RunOutcome, Runner};

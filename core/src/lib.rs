@@ -44,11 +44,14 @@
 
 extern crate self as aqueduct;
 
+// The layers, bottom up; each imports only those above it in this list (see
+// docs/DESIGN.md, and tests/layers.rs, which checks it).
 #[cfg(feature = "cli")]
 pub mod cli;
+mod describe;
 mod error;
-mod executor;
-pub mod graph;
+mod exec;
+mod plan;
 mod private;
 mod progress;
 pub mod report;
@@ -56,12 +59,32 @@ pub mod retry;
 pub mod run;
 pub mod store;
 pub mod task;
+mod value;
+
+/// Building a workflow by hand and reading its static description.
+///
+/// `workflow!` expands to calls of the [`Builder`]; a graph can also be built by hand
+/// with the same guarantees: a [`Handle<T>`] exists only for a node already added, so
+/// every input names an earlier node (no cycles can be built) and carries its value's
+/// type. A built [`Workflow`] describes itself as a [`Graph`] of [`Node`]s.
+pub mod graph {
+    pub use crate::describe::{Graph, Node};
+    #[cfg(feature = "durable")]
+    pub use crate::plan::Checkpointable;
+    #[doc(hidden)]
+    pub use crate::plan::NodeRef;
+    pub use crate::plan::{
+        Arguments, Builder, Collection, Handle, In, Inputs, ItemsFailed, Params, Step, Workflow,
+    };
+    #[doc(hidden)]
+    pub use crate::value::{Record, Slot};
+}
 
 pub use aqueduct_macros::{task, workflow};
 pub use error::{Error, TaskFailure};
-pub use graph::{
-    Arguments, Builder, Checkpointable, Collection, Graph, Handle, ItemsFailed, Workflow,
-};
+#[cfg(feature = "durable")]
+pub use graph::Checkpointable;
+pub use graph::{Arguments, Builder, Collection, Graph, Handle, ItemsFailed, Workflow};
 pub use progress::Progress;
 pub use report::{RunReport, TaskReport, TaskStatus};
 pub use retry::{Backoff, RetryPolicy};

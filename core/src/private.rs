@@ -3,9 +3,10 @@
 use std::future::Future;
 use std::marker::PhantomData;
 
-pub use crate::graph::{Builder, Handle, In, Slot, Step};
+pub use crate::plan::{Builder, Handle, In, Step};
 pub use crate::retry::{Backoff, RetryPolicy};
 pub use crate::task::{Kind, Outcome, TaskError, TaskInfo, TaskReturn};
+pub use crate::value::Slot;
 pub use crate::{Error, Workflow};
 pub use std::sync::OnceLock;
 pub use std::time::Duration;
@@ -102,14 +103,14 @@ pub trait Arg<'a, T: 'static> {
 impl<'a, T: 'static> Arg<'a, T> for Required {
     type Out = &'a T;
     fn read(slots: &'a [Slot], input: Handle<T>) -> &'a T {
-        crate::graph::value(slots, input.index() as u32)
+        crate::value::value(slots, input.index() as u32)
     }
 }
 
 impl<'a, T: 'static> Arg<'a, T> for Tolerant {
     type Out = &'a Outcome<T>;
     fn read(slots: &'a [Slot], input: Handle<T>) -> &'a Outcome<T> {
-        crate::graph::outcome(slots, input.index() as u32)
+        crate::value::outcome(slots, input.index() as u32)
     }
 }
 
@@ -184,7 +185,7 @@ impl<M: Task<Output: TaskOutput>> Marker<M> {
 )]
 pub trait Subflow {
     /// The workflow's parameter types.
-    type Params: crate::graph::Params;
+    type Params: crate::plan::Params;
     /// What it returns.
     type Output: Send + Sync + 'static;
     /// The built workflow.

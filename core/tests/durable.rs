@@ -1,5 +1,6 @@
 //! Durable runs: checkpoints in a SQLite file, resumed runs, and the errors that
 //! refuse a run before anything runs or changes.
+#![cfg(feature = "sqlite")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -18,6 +18,7 @@
 //! `FAULT_SLACK_MS` (50, scheduling slack of the stop-timing checks),
 //! `FAULT_CASE_LIMIT_S` (10, a hang), `FAULT_STATS=1` (print coverage),
 //! `FAULT_SHRINK=0`, `FAULT_SHRINK_PER_CLASS` (3), `FAULT_SHRINK_ABORTS` (2).
+#![cfg(feature = "sqlite")]
 
 #[path = "faults/build.rs"]
 mod build;

@@ -180,22 +180,28 @@ async fn bindings_may_have_plain_internal_names() {
     assert_eq!(plain_internal_names(1, 2).await.unwrap(), 66);
 }
 
-workflow! {
-    /// A durable workflow checkpoints every name: they are the handles too.
-    #[durable]
-    #[allow(non_snake_case)]
-    fn durable_internal_names(__aqueduct_builder: u64) -> u64 {
-        let __aqueduct_tail = double(&__aqueduct_builder);
-        let WORKFLOW = add(&__aqueduct_tail, &__aqueduct_builder);
-        let double = double(&WORKFLOW);
-        double
-    }
-}
+/// Only with the `durable` feature (a default one).
+#[cfg(feature = "durable")]
+mod durable_names {
+    use super::*;
 
-#[tokio::test]
-async fn a_durable_workflow_may_use_internal_and_task_names() {
-    // 3 * 2 = 6, 6 + 3 = 9, 9 * 2 = 18.
-    assert_eq!(durable_internal_names(3).await.unwrap(), 18);
+    workflow! {
+        /// A durable workflow checkpoints every name: they are the handles too.
+        #[durable]
+        #[allow(non_snake_case)]
+        fn durable_internal_names(__aqueduct_builder: u64) -> u64 {
+            let __aqueduct_tail = double(&__aqueduct_builder);
+            let WORKFLOW = add(&__aqueduct_tail, &__aqueduct_builder);
+            let double = double(&WORKFLOW);
+            double
+        }
+    }
+
+    #[tokio::test]
+    async fn a_durable_workflow_may_use_internal_and_task_names() {
+        // 3 * 2 = 6, 6 + 3 = 9, 9 * 2 = 18.
+        assert_eq!(durable_internal_names(3).await.unwrap(), 18);
+    }
 }
 
 /// Tasks named like the expansion's internals: the user's call still reaches them.

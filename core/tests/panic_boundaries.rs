@@ -3,7 +3,6 @@
 //! message. It never aborts the process.
 
 use std::fmt;
-use std::sync::Arc;
 
 use aqueduct::graph::Builder;
 use aqueduct::graph::Step;
@@ -11,8 +10,8 @@ use aqueduct::prelude::*;
 use aqueduct::task::TaskInfo;
 use aqueduct::{Collection, Kind, RunOutcome, TaskStatus};
 
+#[cfg(feature = "sqlite")]
 mod scratch;
-use scratch::TempDir;
 
 /// An error whose `Display` panics.
 #[derive(Debug)]
@@ -96,47 +95,56 @@ async fn a_collection_that_panics_fails_its_fan_out() {
     let _ = Cursed(Vec::new()).0;
 }
 
-/// A value whose `Serialize` panics, in a durable workflow.
-#[derive(Debug, serde::Deserialize)]
-struct Explosive(u64);
+/// Only with the `sqlite` feature (a default one).
+#[cfg(feature = "sqlite")]
+mod checkpoints {
+    use std::sync::Arc;
 
-impl serde::Serialize for Explosive {
-    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        panic!("Serialize of Explosive")
+    use super::scratch::TempDir;
+    use super::*;
+
+    /// A value whose `Serialize` panics, in a durable workflow.
+    #[derive(Debug, serde::Deserialize)]
+    struct Explosive(u64);
+
+    impl serde::Serialize for Explosive {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            panic!("Serialize of Explosive")
+        }
     }
-}
 
-#[task]
-fn arm(x: &u64) -> Explosive {
-    Explosive(*x)
-}
-
-#[task]
-fn defuse(e: &Explosive) -> u64 {
-    e.0
-}
-
-workflow! {
-    #[durable]
-    fn explosive(x: u64) -> u64 {
-        let armed = arm(&x);
-        defuse(&armed)
+    #[task]
+    fn arm(x: &u64) -> Explosive {
+        Explosive(*x)
     }
-}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_checkpoint_whose_serialize_panics_fails_its_task() {
-    let dir = TempDir::new("panicking-serialize");
-    let store = Arc::new(aqueduct::store::SqliteStore::open(dir.db()).unwrap());
-    let RunOutcome { result, report, .. } =
-        explosive::workflow().runner().store(store).run((5,)).await;
-    let message = result.unwrap_err().to_string();
-    assert!(
-        message.contains("cannot checkpoint its output: panicked: Serialize of Explosive"),
-        "{message}"
-    );
-    assert_eq!(report.task("armed").unwrap().status, TaskStatus::Failed);
-    assert_eq!(report.task("defuse").unwrap().status, TaskStatus::Skipped);
+    #[task]
+    fn defuse(e: &Explosive) -> u64 {
+        e.0
+    }
+
+    workflow! {
+        #[durable]
+        fn explosive(x: u64) -> u64 {
+            let armed = arm(&x);
+            defuse(&armed)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_checkpoint_whose_serialize_panics_fails_its_task() {
+        let dir = TempDir::new("panicking-serialize");
+        let store = Arc::new(aqueduct::store::SqliteStore::open(dir.db()).unwrap());
+        let RunOutcome { result, report, .. } =
+            explosive::workflow().runner().store(store).run((5,)).await;
+        let message = result.unwrap_err().to_string();
+        assert!(
+            message.contains("cannot checkpoint its output: panicked: Serialize of Explosive"),
+            "{message}"
+        );
+        assert_eq!(report.task("armed").unwrap().status, TaskStatus::Failed);
+        assert_eq!(report.task("defuse").unwrap().status, TaskStatus::Skipped);
+    }
 }
 
 #[test]

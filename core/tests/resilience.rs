@@ -289,12 +289,8 @@ async fn a_cpu_task_past_its_timeout_is_abandoned_and_told_to_stop() {
         .runner()
         .run((saw_cancel.clone(),))
         .await;
-    assert!(
-        result
-            .unwrap_err()
-            .to_string()
-            .contains("timed out after 50ms")
-    );
+    let error = result.unwrap_err().to_string();
+    assert!(error.contains("timed out after 50ms"), "{error}");
     assert_eq!(
         report.task("cooperative").unwrap().status,
         TaskStatus::TimedOut

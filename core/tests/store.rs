@@ -1,5 +1,6 @@
 //! The SQLite store: what it keeps, its leases, and clear errors for files it cannot
 //! use.
+#![cfg(feature = "sqlite")]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

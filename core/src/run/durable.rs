@@ -10,12 +10,13 @@ use std::sync::Arc;
 
 use super::{RunOutcome, Stored};
 use crate::error::Error;
-use crate::executor::{Extras, RunOptions, Sink, Stop};
-use crate::graph::{self, Params, Plan, Value};
+use crate::exec::{Extras, RunOptions, Sink, Stop};
+use crate::plan::{self, Params, Plan};
 use crate::progress::Progress;
 use crate::report::RunReport;
 use crate::store::{Checkpoint, Claim, Lease, RunRecord, Store, StoreError, guarded, new_owner};
 use crate::task::Kind;
+use crate::value::Value;
 
 /// What a durable run starts from: its parameters, the restored nodes' values, and its
 /// lease on the run's record.
@@ -86,7 +87,7 @@ where
         progress,
     };
     let (mut result, report) =
-        graph::run_plan(Arc::clone(&plan), options, stop, params, true, extras).await;
+        super::workflow::run_plan(Arc::clone(&plan), options, stop, params, true, extras).await;
     let report = report.unwrap_or_else(|| RunReport::not_started(&name));
     let lease = match flushed.await {
         Ok((saved, lease)) => {
@@ -228,7 +229,7 @@ where
             if existing.fingerprint != durable.fingerprint {
                 return Err(Error::FingerprintMismatch {
                     run: id.to_owned(),
-                    changes: graph::shape_diff(&existing.graph, &durable.shape),
+                    changes: plan::shape_diff(&existing.graph, &durable.shape),
                 });
             }
             let params = match (params, &input) {
@@ -329,13 +330,13 @@ fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Restorabl
             node: checkpoint.node.clone(),
             message,
         };
-        if checkpoint.codec != graph::CODEC || checkpoint.schema != graph::SCHEMA {
+        if checkpoint.codec != plan::CODEC || checkpoint.schema != plan::SCHEMA {
             return Err(bad(format!(
                 "saved as {} v{}, this build reads {} v{}",
                 checkpoint.codec,
                 checkpoint.schema,
-                graph::CODEC,
-                graph::SCHEMA
+                plan::CODEC,
+                plan::SCHEMA
             )));
         }
         values.push((node, (codec.decode)(&checkpoint.data).map_err(bad)?));

@@ -2,42 +2,7 @@
 //! parameters import values of the parent run by reference.
 
 use super::*;
-
-/// What a parameter of a fan-out's body holds: a way to its value in the parent run,
-/// which it keeps alive. Reading it costs one failed downcast, and only in bodies.
-pub(crate) enum Import {
-    /// A node of the parent run.
-    Node { run: Arc<Shared>, node: u32 },
-    /// Item `index` of the collection in the parent run's node `collection`.
-    Item {
-        run: Arc<Shared>,
-        collection: u32,
-        index: usize,
-        item: crate::graph::ItemOf,
-    },
-}
-
-pub(crate) fn imported_value<T: 'static>(value: &Value) -> &T {
-    match value.downcast_ref::<Import>() {
-        Some(Import::Node { run, node }) => crate::graph::value(&run.slots, *node),
-        Some(Import::Item {
-            run,
-            collection,
-            index,
-            item,
-        }) => item(&run.slots, *collection, *index)
-            .downcast_ref()
-            .expect("aqueduct: an item has its collection's item type"),
-        None => panic!("aqueduct: a node's value has another type than its handle's"),
-    }
-}
-
-pub(crate) fn imported_outcome<T: 'static>(value: &Value) -> &crate::task::Outcome<T> {
-    match value.downcast_ref::<Import>() {
-        Some(Import::Node { run, node }) => crate::graph::outcome(&run.slots, *node),
-        _ => panic!("aqueduct: the item of a `for` is never read as an outcome"),
-    }
-}
+use crate::value::{Import, Slots, fill};
 
 /// Hands the CPU roots of new item runs to rayon together.
 pub(super) fn spawn_roots(mut roots: Vec<(Arc<Shared>, Job)>) {
@@ -104,10 +69,10 @@ impl FanOut {
             index,
         };
         let child = Arc::new(parent.child(&def.body, completion, index));
-        let mut params = child.slots.iter();
+        let mut params = child.board.slots().iter();
         if let Some(collection) = def.collection {
             let item = Import::Item {
-                run: Arc::clone(parent),
+                run: Arc::clone(parent) as Arc<dyn Slots>,
                 collection,
                 index,
                 item: def.item,
@@ -119,7 +84,7 @@ impl FanOut {
         }
         for (slot, &node) in params.zip(&def.imports) {
             let import = Import::Node {
-                run: Arc::clone(parent),
+                run: Arc::clone(parent) as Arc<dyn Slots>,
                 node,
             };
             fill(slot, Box::new(import));
@@ -181,7 +146,10 @@ impl FanOut {
         let mut items: Vec<Box<[Slot]>> = self
             .items
             .iter_mut()
-            .map(|item| item.take().unwrap_or_else(|| empty_slots(&body).0))
+            .map(|item| {
+                item.take()
+                    .unwrap_or_else(|| Board::new(&body).take_slots())
+            })
             .collect();
         let result = (self.assemble)(&mut items, self.tail);
         let job = Job {
@@ -211,6 +179,12 @@ impl FanOut {
     }
 }
 
+impl Slots for Shared {
+    fn slots(&self) -> &[Slot] {
+        self.board.slots()
+    }
+}
+
 impl Shared {
     /// Starts a fan-out: one child run of the body per item, each with the item and the
     /// imported values as its parameters, all sharing this run's stop, limits and clock.
@@ -220,7 +194,9 @@ impl Shared {
             None => 1,
             // `Collection::items` is the user's code: a panic fails the node.
             Some(collection) => {
-                match catch_unwind(AssertUnwindSafe(|| (def.len)(&self.slots, collection))) {
+                match catch_unwind(AssertUnwindSafe(|| {
+                    (def.len)(self.board.slots(), collection)
+                })) {
                     Ok(count) => count,
                     Err(panic) => {
                         let error = TaskError::panicked(&*panic);
@@ -270,12 +246,10 @@ impl Shared {
         completion: Completion,
         index: usize,
     ) -> Shared {
-        let (slots, waiting) = empty_slots(plan);
         Shared {
             plan: Arc::clone(plan),
             run: Arc::clone(&self.run),
-            slots,
-            waiting,
+            board: Board::new(plan),
             span: tracing::info_span!(parent: &self.span, "item", index),
             completion: Some(completion),
         }

@@ -13,13 +13,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::executor::{Extras, RunOptions, Stop};
-use crate::graph::{self, Params, Plan};
+use crate::exec::{Extras, RunOptions, Stop};
+use crate::plan::{Params, Plan};
 use crate::progress::Progress;
 use crate::report::RunReport;
+#[cfg(feature = "durable")]
 use crate::store::Store;
 
+#[cfg(feature = "durable")]
 mod durable;
+mod workflow;
 
 /// A run waiting to start, with its options. Made by
 /// [`Workflow::runner`](crate::Workflow::runner).
@@ -76,11 +79,13 @@ pub struct InMemory;
 
 /// The state of a [`Runner`] given a [`Store`] by [`Runner::store`]: its run is
 /// recorded, checkpointed, and can be resumed by its id.
+#[cfg(feature = "durable")]
 pub struct Stored {
     store: Arc<dyn Store>,
     id: Option<String>,
 }
 
+#[cfg(feature = "durable")]
 impl fmt::Debug for Stored {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stored").field("id", &self.id).finish()
@@ -120,6 +125,7 @@ impl<P: Params, O: Send + Sync + 'static, S> Runner<P, O, S> {
         Arc::clone(self.progress.get_or_init(Arc::default))
     }
 
+    #[cfg(feature = "durable")]
     fn with_state<T>(self, state: T) -> Runner<P, O, T> {
         Runner {
             plan: self.plan,
@@ -149,6 +155,7 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
     /// [`resume`](Self::resume)) loads what finished instead of running it again. The
     /// workflow must be `#[durable]` (else the run fails with
     /// [`Error::NotDurable`]), and its parameters serialisable.
+    #[cfg(feature = "durable")]
     pub fn store(self, store: Arc<dyn Store>) -> Runner<P, O, Stored>
     where
         P: serde::Serialize + serde::de::DeserializeOwned,
@@ -176,7 +183,7 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
                 progress,
                 ..Extras::default()
             };
-            let run = graph::run_plan(Arc::clone(&plan), options, stop, params, true, extras);
+            let run = workflow::run_plan(Arc::clone(&plan), options, stop, params, true, extras);
             let (result, report) = run.await;
             RunOutcome {
                 result,
@@ -187,6 +194,7 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
     }
 }
 
+#[cfg(feature = "durable")]
 impl<P, O> Runner<P, O, Stored>
 where
     P: Params + serde::Serialize + serde::de::DeserializeOwned,

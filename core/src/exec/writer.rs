@@ -1,4 +1,5 @@
-//! Durable runs: checkpoints go to a store from a writer thread, in batches.
+//! Durable runs: checkpoints go to a store from a writer thread, in batches. Only
+//! with the `durable` feature.
 //!
 //! Tasks never wait for the store. Each finished task's value is encoded on the
 //! task's thread and sent to the writer, which saves whatever has queued up since its
@@ -14,14 +15,9 @@
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Instant;
 
+use super::checkpoint::Entry;
 use super::*;
-use crate::store::{Checkpoint, HEARTBEAT_EVERY, Lease, StoreError, TaskEnd, guarded};
-
-/// What the writer saves for one node: its checkpoint and how it ended.
-pub(crate) struct Entry {
-    pub(crate) checkpoint: Option<Checkpoint>,
-    pub(crate) end: Option<TaskEnd>,
-}
+use crate::store::{HEARTBEAT_EVERY, Lease, StoreError, guarded};
 
 /// The sending end: held by the run, closed when the run's last task is done.
 pub(crate) struct Sink {
@@ -124,14 +120,4 @@ fn write(lease: &Lease, receiver: &mpsc::Receiver<Entry>, stop: &Stop) -> Result
         }
     }
     failure.map_or(Ok(()), Err)
-}
-
-/// What a runner may bring to the executor besides options: values restored from
-/// checkpoints and where new checkpoints go (a durable run), and live progress counts.
-#[derive(Default)]
-pub(crate) struct Extras {
-    /// (node, value) of every node restored.
-    pub(crate) restored: Vec<(usize, Value)>,
-    pub(crate) sink: Option<Sink>,
-    pub(crate) progress: Option<Arc<crate::progress::Progress>>,
 }

@@ -8,7 +8,6 @@
 //! and drops every running async task.
 
 use super::*;
-pub(crate) use crate::task::panic_message;
 
 /// A run's stop signal: an atomic level for the hot path (the tokens' own
 /// `is_cancelled` takes a mutex), and a token per level to wake what waits on it.

@@ -83,15 +83,15 @@ impl Shared {
             )));
         };
         let (outcome, told) = task::with_cancel(signal, cancel, || {
-            catch_unwind(AssertUnwindSafe(|| call(&self.slots)))
+            catch_unwind(AssertUnwindSafe(|| call(self.board.slots())))
         });
         if told {
             // It may have returned a partial value because it was told to stop.
             return Err(TaskError::stopped_early());
         }
         match outcome {
-            Ok(Step::Done(result)) => result,
-            Ok(Step::Pending(_)) => Err(TaskError::permanent(TaskError::msg(
+            Ok(Called::Done(result)) => result,
+            Ok(Called::Pending(_)) => Err(TaskError::permanent(TaskError::msg(
                 "a CPU task returned a future; declare it `async fn` to run it on tokio",
             ))),
             Err(panic) => Err(TaskError::panicked(&*panic)),
@@ -194,9 +194,9 @@ impl Shared {
                 "aqueduct: only task nodes are called",
             ))));
         };
-        let future = match catch_unwind(AssertUnwindSafe(|| call(&self.slots))) {
-            Ok(Step::Pending(future)) => CatchUnwind(future),
-            Ok(Step::Done(result)) => return Some(result),
+        let future = match catch_unwind(AssertUnwindSafe(|| call(self.board.slots()))) {
+            Ok(Called::Pending(future)) => CatchUnwind(future),
+            Ok(Called::Done(result)) => return Some(result),
             Err(panic) => return Some(Err(TaskError::panicked(&*panic))),
         };
         // `biased`: a task that finishes on its first poll never registers a waiter.

@@ -1,0 +1,351 @@
+//! The read-only description of a workflow: [`Graph`] and its [`Node`]s, their serde
+//! form, Mermaid and DOT.
+//!
+//! Built by the [`Builder`](crate::graph::Builder) of the `plan` layer, which is the
+//! only code that adds to a graph.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use crate::task::{Kind, TaskInfo};
+
+/// The static description of a workflow: node names, the task each calls, edges,
+/// kinds and policies. Nodes are numbered in a topological order: every node's inputs
+/// come before it, parameters first.
+///
+/// Stored column by column (one vector per field, edges in one array), so a graph of
+/// 100,000 nodes costs tens of bytes per node; [`Graph::node`] gives a view of one.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    name: Cow<'static, str>,
+    names: Vec<Cow<'static, str>>,
+    /// Per node, its index in `infos`; parameters point at [`PARAM`].
+    tasks: Vec<u32>,
+    /// Every distinct task of the graph.
+    infos: Vec<TaskInfo>,
+    /// The inputs of node `i` are `inputs[offsets[i]..offsets[i + 1]]`, ascending.
+    offsets: Vec<u32>,
+    inputs: Vec<u32>,
+    /// Per input edge: whether the node reads it as an [`Outcome`] (it runs even if
+    /// that input fails).
+    tolerant: Vec<bool>,
+    output: usize,
+    /// The bodies of the fan-outs and sub-workflows, by node, in node order.
+    bodies: Vec<(u32, Arc<Graph>)>,
+}
+
+/// The `TaskInfo` index of parameters.
+pub(crate) const PARAM: u32 = 0;
+
+impl Graph {
+    pub(crate) fn new(name: Cow<'static, str>) -> Self {
+        Self {
+            name,
+            names: Vec::new(),
+            tasks: Vec::new(),
+            infos: vec![TaskInfo::new("", Kind::Param)],
+            offsets: vec![0],
+            inputs: Vec::new(),
+            tolerant: Vec::new(),
+            output: 0,
+            bodies: Vec::new(),
+        }
+    }
+
+    /// The workflow's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many nodes, parameters included.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether the graph has no node at all.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Node `index`.
+    pub fn node(&self, index: usize) -> Node<'_> {
+        assert!(
+            index < self.len(),
+            "node {index} of a graph of {}",
+            self.len()
+        );
+        Node { graph: self, index }
+    }
+
+    /// Every node, in order.
+    pub fn nodes(&self) -> impl ExactSizeIterator<Item = Node<'_>> {
+        (0..self.len()).map(|index| Node { graph: self, index })
+    }
+
+    /// The index of the node whose value a run returns.
+    pub fn output(&self) -> usize {
+        self.output
+    }
+
+    pub(crate) fn info(&self, node: usize) -> &TaskInfo {
+        &self.infos[self.task_index(node)]
+    }
+
+    /// Where node `node`'s task sits in [`Graph::infos`].
+    pub(crate) fn task_index(&self, node: usize) -> usize {
+        self.tasks[node] as usize
+    }
+
+    /// Every distinct task of the graph (the first entry stands for parameters).
+    pub(crate) fn infos(&self) -> &[TaskInfo] {
+        &self.infos
+    }
+
+    pub(crate) fn kind(&self, node: usize) -> Kind {
+        self.info(node).kind
+    }
+
+    pub(crate) fn name_of(&self, node: usize) -> &str {
+        &self.names[node]
+    }
+
+    fn edges(&self, node: usize) -> std::ops::Range<usize> {
+        self.offsets[node] as usize..self.offsets[node + 1] as usize
+    }
+
+    /// Adds a task to [`Graph::infos`]; returns its index.
+    pub(crate) fn add_info(&mut self, info: TaskInfo) -> u32 {
+        self.infos.push(info);
+        self.infos.len() as u32 - 1
+    }
+
+    /// Adds a node calling task `info` (an index in [`Graph::infos`]) that reads
+    /// `edges` (input, read as an outcome), ascending.
+    pub(crate) fn add_node(&mut self, name: Cow<'static, str>, info: u32, edges: &[(u32, bool)]) {
+        self.names.push(name);
+        self.tasks.push(info);
+        self.inputs.extend(edges.iter().map(|&(node, _)| node));
+        self.tolerant
+            .extend(edges.iter().map(|&(_, tolerant)| tolerant));
+        self.offsets.push(self.inputs.len() as u32);
+    }
+
+    /// Gives the last node added a body: a fan-out's or a sub-workflow's graph.
+    pub(crate) fn add_body(&mut self, body: Arc<Graph>) {
+        self.bodies.push((self.len() as u32 - 1, body));
+    }
+
+    /// Makes `output` the node whose value a run returns, and frees spare capacity.
+    pub(crate) fn finish(&mut self, output: usize) {
+        self.output = output;
+        self.names.shrink_to_fit();
+        self.tasks.shrink_to_fit();
+        self.inputs.shrink_to_fit();
+        self.tolerant.shrink_to_fit();
+        self.offsets.shrink_to_fit();
+    }
+
+    /// The graph as a Mermaid flowchart: parameters as parallelograms, CPU tasks as
+    /// rectangles, IO tasks as rounded boxes, the output with a double border, inputs
+    /// read as outcomes as dotted arrows.
+    pub fn to_mermaid(&self) -> String {
+        let mut out = String::from("flowchart TD\n");
+        self.mermaid_into(&mut out, "n", 1);
+        out
+    }
+
+    /// Nodes as `{prefix}{index}`; a fan-out's body as a subgraph of its own.
+    fn mermaid_into(&self, out: &mut String, prefix: &str, depth: usize) {
+        let pad = "    ".repeat(depth);
+        for node in self.nodes() {
+            let i = node.index;
+            let (open, close) = match node.kind() {
+                _ if i == self.output && depth == 1 => ("[[", "]]"),
+                Kind::Param => ("[/", "/]"),
+                Kind::Cpu => ("[", "]"),
+                Kind::Io => ("(", ")"),
+                Kind::FanOut => ("{{", "}}"),
+                Kind::Workflow => (">", "]"),
+            };
+            let label = node.label().replace('"', "#quot;");
+            let _ = writeln!(out, "{pad}{prefix}{i}{open}\"{label}\"{close}");
+            if let Some(body) = node.body() {
+                let title = match node.kind() {
+                    Kind::FanOut => format!("each {}", body.name_of(0)),
+                    _ => format!("workflow {}", body.name()),
+                }
+                .replace('"', "#quot;");
+                let _ = writeln!(out, "{pad}subgraph {prefix}{i}_body [\"{title}\"]");
+                body.mermaid_into(out, &format!("{prefix}{i}_"), depth + 1);
+                let _ = writeln!(out, "{pad}end");
+                let _ = writeln!(out, "{pad}{prefix}{i}_body --> {prefix}{i}");
+            }
+        }
+        for node in self.nodes() {
+            for (input, tolerant) in node.edges() {
+                let arrow = if tolerant { "-.->" } else { "-->" };
+                let _ = writeln!(out, "{pad}{prefix}{input} {arrow} {prefix}{}", node.index);
+            }
+        }
+    }
+
+    /// The graph in Graphviz DOT; inputs read as outcomes are dashed, a fan-out's body
+    /// is a cluster.
+    pub fn to_dot(&self) -> String {
+        let mut out = format!("digraph \"{}\" {{\n", dot_escape(&self.name));
+        self.dot_into(&mut out, "n", 1);
+        out.push_str("}\n");
+        out
+    }
+
+    fn dot_into(&self, out: &mut String, prefix: &str, depth: usize) {
+        let pad = "    ".repeat(depth);
+        for node in self.nodes() {
+            let i = node.index;
+            let shape = match node.kind() {
+                Kind::Param => "parallelogram",
+                Kind::Cpu => "box",
+                Kind::Io => "box, style=rounded",
+                Kind::FanOut => "hexagon",
+                Kind::Workflow => "box3d",
+            };
+            let periphery = if i == self.output && depth == 1 {
+                ", peripheries=2"
+            } else {
+                ""
+            };
+            let label = dot_escape(&node.label());
+            let _ = writeln!(
+                out,
+                "{pad}{prefix}{i} [label=\"{label}\", shape={shape}{periphery}];"
+            );
+            if let Some(body) = node.body() {
+                let title = match node.kind() {
+                    Kind::FanOut => format!("each {}", body.name_of(0)),
+                    _ => format!("workflow {}", body.name()),
+                };
+                let _ = writeln!(out, "{pad}subgraph cluster_{prefix}{i} {{");
+                let _ = writeln!(out, "{pad}    label=\"{}\";", dot_escape(&title));
+                body.dot_into(out, &format!("{prefix}{i}_"), depth + 1);
+                let _ = writeln!(out, "{pad}}}");
+            }
+        }
+        for node in self.nodes() {
+            for (input, tolerant) in node.edges() {
+                let style = if tolerant { " [style=dashed]" } else { "" };
+                let _ = writeln!(
+                    out,
+                    "{pad}{prefix}{input} -> {prefix}{}{style};",
+                    node.index
+                );
+            }
+        }
+    }
+}
+
+fn dot_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// One node of a [`Graph`].
+#[derive(Debug, Clone, Copy)]
+pub struct Node<'g> {
+    graph: &'g Graph,
+    index: usize,
+}
+
+impl<'g> Node<'g> {
+    /// Its position in the graph.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The binding it is assigned to (`let name = …`), or the task's name for the tail.
+    pub fn name(&self) -> &'g str {
+        &self.graph.names[self.index]
+    }
+
+    /// The task it calls; `None` for a workflow parameter.
+    pub fn task(&self) -> Option<&'static str> {
+        let info = self.graph.info(self.index);
+        (info.kind != Kind::Param).then_some(info.name)
+    }
+
+    /// Where it runs.
+    pub fn kind(&self) -> Kind {
+        self.graph.kind(self.index)
+    }
+
+    /// When a failed attempt is retried, and how long one may take.
+    pub fn info(&self) -> &'g TaskInfo {
+        self.graph.info(self.index)
+    }
+
+    /// The nodes whose outputs it reads, ascending, without repeats.
+    pub fn inputs(&self) -> impl Iterator<Item = usize> + 'g {
+        self.edges().map(|(input, _)| input)
+    }
+
+    /// Those of its inputs it reads as an [`Outcome`]: it runs even if they fail.
+    pub fn outcome_inputs(&self) -> impl Iterator<Item = usize> + 'g {
+        self.edges()
+            .filter(|&(_, tolerant)| tolerant)
+            .map(|(input, _)| input)
+    }
+
+    /// Its inputs, each with whether it is read as an outcome.
+    pub(crate) fn edges(&self) -> impl Iterator<Item = (usize, bool)> + use<'g> {
+        let graph = self.graph;
+        graph
+            .edges(self.index)
+            .map(|e| (graph.inputs[e] as usize, graph.tolerant[e]))
+    }
+
+    /// For a fan-out, the graph of its body: its parameters are the item, then the
+    /// values it reads from this graph.
+    pub fn body(&self) -> Option<&'g Graph> {
+        let bodies = &self.graph.bodies;
+        let at = bodies
+            .binary_search_by_key(&(self.index as u32), |(node, _)| *node)
+            .ok()?;
+        Some(&bodies[at].1)
+    }
+
+    fn label(&self) -> String {
+        match self.task() {
+            Some(task) if task != self.name() => format!("{} = {task}", self.name()),
+            _ => self.name().to_owned(),
+        }
+    }
+}
+
+/// A graph serialises as `{ name, output, nodes: [{ name, task, kind, inputs,
+/// outcome_inputs, retry, timeout }] }`.
+impl serde::Serialize for Graph {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut graph = serializer.serialize_struct("Graph", 3)?;
+        graph.serialize_field("name", &self.name)?;
+        graph.serialize_field("output", &self.output)?;
+        let nodes: Vec<_> = self.nodes().collect();
+        graph.serialize_field("nodes", &nodes)?;
+        graph.end()
+    }
+}
+
+impl serde::Serialize for Node<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let info = self.info();
+        let mut node = serializer.serialize_struct("Node", 7)?;
+        node.serialize_field("name", self.name())?;
+        node.serialize_field("task", &self.task())?;
+        node.serialize_field("kind", &self.kind())?;
+        node.serialize_field("inputs", &self.inputs().collect::<Vec<_>>())?;
+        node.serialize_field("outcome_inputs", &self.outcome_inputs().collect::<Vec<_>>())?;
+        node.serialize_field("retry", &(info.kind != Kind::Param).then_some(info.retry))?;
+        node.serialize_field("timeout", &info.timeout)?;
+        node.end()
+    }
+}

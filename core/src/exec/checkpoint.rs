@@ -1,0 +1,116 @@
+//! What a durable run records as a node ends: its checkpoint (the encoded value) and,
+//! for a task, how it ended; both go to the writer in one entry.
+
+use super::*;
+use crate::store::{Checkpoint, TaskEnd};
+
+/// What the writer saves for one node: its checkpoint and how it ended.
+#[cfg_attr(not(feature = "durable"), allow(dead_code))]
+pub(crate) struct Entry {
+    pub(crate) checkpoint: Option<Checkpoint>,
+    pub(crate) end: Option<TaskEnd>,
+}
+
+#[cfg(feature = "durable")]
+pub(crate) use super::writer::Sink;
+
+/// Without the `durable` feature there is no writer: no run has a sink.
+#[cfg(not(feature = "durable"))]
+pub(crate) enum Sink {}
+
+#[cfg(not(feature = "durable"))]
+impl Sink {
+    pub(crate) fn send(&self, _entry: Entry) {
+        match *self {}
+    }
+}
+
+/// What a runner may bring to the executor besides options: values restored from
+/// checkpoints and where new checkpoints go (a durable run), and live progress counts.
+#[derive(Default)]
+pub(crate) struct Extras {
+    /// (node, value) of every node restored.
+    pub(crate) restored: Vec<(usize, Value)>,
+    pub(crate) sink: Option<Sink>,
+    pub(crate) progress: Option<Arc<crate::progress::Progress>>,
+}
+
+impl Shared {
+    /// Whether this is the run itself (not an item of a fan-out or a sub-workflow),
+    /// and durable: only its own nodes are checkpointed and recorded.
+    pub(super) fn records(&self) -> Option<&Sink> {
+        let top = matches!(self.completion, Some(Completion::Run(_)));
+        self.run.sink.as_ref().filter(|_| top)
+    }
+
+    /// A succeeded node's checkpoint, if the plan checkpoints it. A value that cannot
+    /// be encoded (its `Serialize` fails or panics) fails the task: a durable run must
+    /// not go on with an output it could not save.
+    pub(super) fn checkpoint_of(
+        &self,
+        node: usize,
+        attempts: u32,
+        value: &Value,
+    ) -> Result<Option<Checkpoint>, TaskError> {
+        let codec = self.plan.durable.as_ref().and_then(|d| d.codecs[node]);
+        let Some(codec) = codec else { return Ok(None) };
+        let encoded = catch_unwind(AssertUnwindSafe(|| (codec.encode)(value)))
+            .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&*panic))));
+        let data = encoded.map_err(|error| {
+            TaskError::permanent(TaskError::msg(format_args!(
+                "cannot checkpoint its output: {error}"
+            )))
+        })?;
+        Ok(Some(Checkpoint {
+            node: self.plan.graph.name_of(node).to_owned(),
+            codec: crate::plan::CODEC.to_owned(),
+            schema: crate::plan::SCHEMA,
+            data,
+            attempts,
+        }))
+    }
+
+    /// Sends the writer a node's checkpoint, if it has one, and how it ended if it is
+    /// a task (status, attempts and their errors, times), in one entry so that both
+    /// land in the same commit.
+    pub(super) fn record_end(
+        &self,
+        sink: &Sink,
+        node: usize,
+        attempts: u32,
+        record: &Record,
+        checkpoint: Option<Checkpoint>,
+    ) {
+        let end = self
+            .plan
+            .graph
+            .kind(node)
+            .is_task()
+            .then(|| self.task_end(node, attempts, record));
+        if checkpoint.is_some() || end.is_some() {
+            sink.send(Entry { checkpoint, end });
+        }
+    }
+
+    pub(super) fn task_end(&self, node: usize, attempts: u32, record: &Record) -> TaskEnd {
+        let mut errors: Vec<String> = record
+            .retried()
+            .iter()
+            .map(|failed| failed.error.to_string())
+            .collect();
+        errors.extend(record.error().map(ToString::to_string));
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        let span_ms = record.duration().map_or(0, |d| d.as_millis() as u64);
+        TaskEnd {
+            node: self.plan.graph.name_of(node).to_owned(),
+            status: record.status.to_string(),
+            attempts,
+            errors,
+            started_ms: now_ms.saturating_sub(span_ms),
+            duration_ms: span_ms,
+        }
+    }
+}

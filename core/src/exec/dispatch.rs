@@ -1,0 +1,222 @@
+//! Where a job goes: rayon for CPU work, a tokio task for IO work (and for CPU work
+//! with a timeout, which a tokio task supervises), and the loops that run a job's
+//! attempts there and continue with a ready successor of the same pool.
+
+use super::*;
+
+impl Shared {
+    /// Hands a job to its pool. After a stop it still goes there, and [`admit`]
+    /// records it cancelled (or lets a cleanup task run).
+    ///
+    /// [`admit`]: Shared::admit
+    pub(super) fn dispatch(self: &Arc<Self>, job: Job) {
+        let run = Arc::clone(self);
+        match self.mode(job.node) {
+            Mode::Rayon => rayon::spawn(move || run.rayon_job(job)),
+            Mode::Tokio => self.spawn(run.run_on_tokio(job)),
+        }
+    }
+
+    /// Spawns a future of the scheduler on tokio, its panics caught.
+    pub(super) fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
+        self.run.tokio.spawn(Guarded {
+            run: Arc::clone(&self.run),
+            future: CatchUnwind(Box::pin(future)),
+        });
+    }
+
+    /// A job on a rayon thread, its panics caught.
+    pub(super) fn rayon_job(self: Arc<Self>, job: Job) {
+        let context = Arc::clone(&self.run);
+        guard(&context, "the scheduler", move || self.run_on_rayon(job));
+    }
+
+    pub(super) fn attempt_span(&self, job: &Job) -> tracing::Span {
+        let graph = &self.plan.graph;
+        tracing::info_span!(
+            parent: &self.span,
+            "task",
+            task = graph.info(job.node).name,
+            node = %graph.name_of(job.node),
+            attempt = job.attempt,
+        )
+    }
+
+    /// Runs a CPU node's attempts on this rayon thread, then any ready CPU successor it
+    /// unlocks. A retry after a delay waits on tokio's timer, not on this thread.
+    pub(super) fn run_on_rayon(self: &Arc<Self>, mut job: Job) {
+        let mut spill = Vec::new();
+        loop {
+            job = match self.admit(job) {
+                Some(job) => job,
+                None => return,
+            };
+            if let Call::FanOut(def) = &self.plan.calls[job.node] {
+                return self.expand(job, def);
+            }
+            let started = self.begin(&mut job);
+            let result = self
+                .attempt_span(&job)
+                .in_scope(|| self.call_cpu_here(job.node));
+            let next = self.after_attempt(job, started, result, Caller::Rayon(&mut spill));
+            self.spawn_on_rayon(&mut spill);
+            job = match next {
+                Next::Continue(next) => next,
+                Next::Retry(next, delay) if delay.is_zero() => next,
+                Next::Retry(next, delay) => {
+                    let run = Arc::clone(self);
+                    self.spawn(async move {
+                        if run.sleep(next.node, delay).await {
+                            rayon::spawn(move || run.rayon_job(next));
+                        } else {
+                            run.cancel(next, None, Vec::new());
+                        }
+                    });
+                    return;
+                }
+                Next::Stop => return,
+            }
+        }
+    }
+
+    /// Hands ready CPU jobs to rayon: one job as a spawn, several as one parallel
+    /// iteration, which rayon splits among idle threads by work stealing (cheaper than
+    /// a spawn, an allocation and an `Arc` clone per job).
+    pub(super) fn spawn_on_rayon(self: &Arc<Self>, jobs: &mut Vec<Job>) {
+        match jobs.pop() {
+            None => {}
+            Some(job) if jobs.is_empty() => self.dispatch(job),
+            Some(job) => {
+                jobs.push(job);
+                let (run, jobs) = (Arc::clone(self), std::mem::take(jobs));
+                rayon::spawn(move || {
+                    let context = Arc::clone(&run.run);
+                    guard(&context, "the scheduler", move || {
+                        jobs.into_par_iter().for_each(|job| run.run_on_rayon(job));
+                    });
+                });
+            }
+        }
+    }
+
+    /// Runs an IO node's attempts (or a CPU node's with a timeout) in this tokio task,
+    /// then any ready successor of the same mode it unlocks.
+    pub(super) async fn run_on_tokio(self: Arc<Self>, mut job: Job) {
+        let mut spill = Vec::new();
+        loop {
+            job = match self.admit(job) {
+                Some(job) => job,
+                None => return,
+            };
+            let mut started = self.begin(&mut job);
+            let span = self.attempt_span(&job);
+            let result = match self.plan.graph.kind(job.node) {
+                Kind::Io => self.call_io(job.node).instrument(span).await,
+                _ => match Box::pin(self.call_cpu_supervised(&mut job, span)).await {
+                    (Some(at), result) => {
+                        started = at;
+                        result
+                    }
+                    // The run stopped before rayon started the attempt: it never ran.
+                    (None, _) => {
+                        job.attempt -= 1;
+                        if let (0, Some(progress)) = (job.attempt, &self.run.progress) {
+                            progress.unstarted();
+                        }
+                        return self.cancel(job, None, Vec::new());
+                    }
+                },
+            };
+            let Some(result) = result else {
+                return self.cancel(job, Some(started), Vec::new());
+            };
+            let next = self.after_attempt(job, started, result, Caller::Tokio(&mut spill));
+            self.start_all(&mut spill).await;
+            job = match next {
+                Next::Continue(next) => next,
+                Next::Retry(next, delay) => {
+                    if !Box::pin(self.sleep(next.node, delay)).await {
+                        return self.cancel(next, None, Vec::new());
+                    }
+                    next
+                }
+                Next::Stop => return,
+            }
+        }
+    }
+
+    /// Starts a job of tokio mode: polls it once right here (with the caller's
+    /// context), and spawns it only if it has to wait. A task that finishes at once
+    /// then costs no spawn and holds no memory while others are started.
+    pub(super) fn start(self: &Arc<Self>, job: Job, cx: &mut Context<'_>) {
+        let mut task = Guarded {
+            run: Arc::clone(&self.run),
+            future: CatchUnwind(Box::pin(Arc::clone(self).run_on_tokio(job))),
+        };
+        let depth = INLINE_DEPTH.get();
+        if depth < MAX_INLINE {
+            INLINE_DEPTH.set(depth + 1);
+            let poll = Pin::new(&mut task).poll(cx);
+            INLINE_DEPTH.set(depth);
+            if poll.is_ready() {
+                return;
+            }
+        }
+        // The spawned task polls it again, so its own waker is the one registered.
+        self.run.tokio.spawn(task);
+    }
+
+    /// Starts every job in `jobs` (see [`Shared::start`]).
+    pub(super) async fn start_all(self: &Arc<Self>, jobs: &mut Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
+        std::future::poll_fn(|cx| {
+            for job in jobs.drain(..) {
+                self.start(job, cx);
+            }
+            Poll::Ready(())
+        })
+        .await;
+    }
+
+    pub(super) fn limiter(&self, node: usize) -> Option<&Limiter> {
+        let info = self.plan.graph.info(node);
+        info.concurrency?;
+        self.run.limits.get(info)
+    }
+
+    /// The job, allowed to run; `None` if the run stopped (the job is then recorded
+    /// cancelled) or if the job must wait for a permit of its task's concurrency limit
+    /// (a finishing node of the same task will dispatch it).
+    pub(super) fn admit(self: &Arc<Self>, job: Job) -> Option<Job> {
+        if !self.may_start(job.node) {
+            self.cancel(job, None, Vec::new());
+            return None;
+        }
+        match self.limiter(job.node) {
+            Some(limiter) if !job.permit => limiter.acquire(self, job),
+            _ => Some(job),
+        }
+    }
+
+    /// Gives back a finished job's permit, dispatching the job that waited for it (in
+    /// whichever run, or fan-out item, it belongs to).
+    pub(super) fn give_back(&self, node: usize, permit: bool) {
+        if !permit {
+            return;
+        }
+        if let Some((run, next)) = self.limiter(node).and_then(Limiter::release) {
+            run.dispatch(next);
+        }
+    }
+
+    pub(super) fn mode(&self, node: usize) -> Mode {
+        let info = self.plan.graph.info(node);
+        match info.kind {
+            Kind::Cpu if info.timeout.is_none() => Mode::Rayon,
+            Kind::FanOut | Kind::Workflow => Mode::Rayon,
+            _ => Mode::Tokio,
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! The executor: a ready-queue scheduler over rayon (CPU tasks) and tokio (IO tasks).
+//!
+//! Each node has a counter of the task inputs it still waits for. A node that is
+//! resolved (succeeded, failed or skipped) decrements its successors' counters; a
+//! successor that reaches zero is ready, or is skipped if an input it requires did not
+//! succeed. A finished task runs one ready successor of its own mode itself (no round
+//! trip through any queue); other ready CPU jobs go to rayon as one parallel
+//! iteration, other ready IO jobs are polled once in place and spawned only if they
+//! must wait. The run's state is one `Arc` shared by every running task; when the last
+//! task drops it, `Drop` hands the results to the waiting run future: the reference
+//! count is the completion count.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// TSC-based: `std::time::Instant::now` costs a `clock_gettime`, a fifth of the
+/// per-task time in `independent-10k` when profiled.
+use quanta::Instant;
+
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::error::{Error, TaskFailure};
+use crate::plan::{Assemble, Call, Called, FanOutDef, Plan};
+use crate::report::{AttemptReport, RunReport, TaskReport, TaskStatus};
+use crate::task::{self, Kind, TaskError, TaskInfo};
+
+mod attempt;
+mod checkpoint;
+mod dispatch;
+mod fanout;
+mod finish;
+mod permits;
+mod resolve;
+mod retry;
+mod state;
+mod stop;
+#[cfg(feature = "durable")]
+mod writer;
+
+pub(crate) use checkpoint::{Extras, Sink};
+pub(crate) use finish::Finished;
+pub(crate) use stop::Stop;
+
+use fanout::FanOut;
+use permits::{Limiter, limits};
+use state::Board;
+use stop::{CatchUnwind, Guarded, StopOnDrop, guard, signal_id};
+
+use crate::task::panic_message;
+use crate::value::{
+    END, FIRST_START, FailedAttempt, LAST_START, NEVER, READY, Record, Slot, Value,
+};
+
+/// How one run goes: set by [`Runner`](crate::Runner).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RunOptions {
+    pub(crate) fail_fast: bool,
+    pub(crate) timeout: Option<Duration>,
+    /// How long cleanup tasks may run after a soft stop; [`DEFAULT_GRACE`] if unset.
+    pub(crate) grace: Option<Duration>,
+}
+
+/// How long cleanup tasks may run after a soft stop, unless the runner says otherwise.
+pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+/// Where a node's attempts run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// On a rayon thread.
+    Rayon,
+    /// In a tokio task: IO tasks, and CPU tasks with a timeout, whose attempts a
+    /// tokio task supervises.
+    Tokio,
+}
+
+/// One task's way through its attempts. Small, because every queued task holds one.
+struct Job {
+    node: usize,
+    ready: Instant,
+    attempt: u32,
+    /// Whether it holds a permit of its task's concurrency limit.
+    permit: bool,
+    /// Only once an attempt failed and is retried.
+    retries: Option<Box<Retries>>,
+}
+
+struct Retries {
+    first_started: Instant,
+    /// The attempts so far, each of which failed.
+    failed: Vec<FailedAttempt>,
+}
+
+impl Job {
+    fn new(node: usize, ready: Instant) -> Self {
+        Self {
+            node,
+            ready,
+            attempt: 0,
+            permit: false,
+            retries: None,
+        }
+    }
+
+    /// Keeps a failed attempt, which is not its last, in its history.
+    fn failed_attempt(&mut self, started: Instant, error: TaskError) {
+        let retries = self.retries.get_or_insert_with(|| {
+            Box::new(Retries {
+                first_started: started,
+                failed: Vec::new(),
+            })
+        });
+        retries.failed.push(FailedAttempt {
+            started,
+            finished: Instant::now(),
+            error,
+        });
+    }
+
+    /// The attempts before the current one.
+    fn into_failed(self) -> Vec<FailedAttempt> {
+        self.retries.map(|r| r.failed).unwrap_or_default()
+    }
+}
+
+/// Who resolves a node, and so where its ready successors go.
+enum Caller<'s> {
+    /// A rayon thread: one ready CPU successor continues here, the other CPU ones go
+    /// to `spill` (and then to rayon together), the rest are dispatched.
+    Rayon(&'s mut Vec<Job>),
+    /// A tokio task: one ready successor of tokio mode continues here, the others of
+    /// that mode are started by it (`spill`), the rest are dispatched.
+    Tokio(&'s mut Vec<Job>),
+}
+
+impl Caller<'_> {
+    fn mode(&self) -> Mode {
+        match self {
+            Caller::Rayon(_) => Mode::Rayon,
+            Caller::Tokio(_) => Mode::Tokio,
+        }
+    }
+}
+
+/// How deep tokio-mode jobs may be polled inside one another before they are spawned.
+const MAX_INLINE: u32 = 16;
+
+thread_local! {
+    static INLINE_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// What to do after an attempt.
+enum Next {
+    Retry(Job, Duration),
+    Continue(Job),
+    Stop,
+}
+
+pub(crate) struct Shared {
+    plan: Arc<Plan>,
+    /// What the run and the runs of its fan-outs' items share.
+    run: Arc<RunContext>,
+    /// What is resolved, what is ready.
+    board: Board,
+    span: tracing::Span,
+    completion: Option<Completion>,
+}
+
+/// The parts of a run its fan-outs' items share, behind one pointer: an item's own
+/// state stays small.
+struct RunContext {
+    /// Where checkpoints go, in a durable run.
+    sink: Option<Sink>,
+    /// Live counts, if someone watches.
+    progress: Option<Arc<crate::progress::Progress>>,
+    started: Instant,
+    /// The ids of `stop`'s soft and hard tokens for [`task::with_cancel`].
+    signals: [u64; 2],
+    tokio: tokio::runtime::Handle,
+    stop: Stop,
+    options: RunOptions,
+    /// The concurrency limit of every task that has one, in this run and every
+    /// fan-out body in it: limits hold across the whole run.
+    limits: HashMap<TaskInfo, Limiter>,
+}
+
+/// Who gets a run's slots when its last task is done.
+enum Completion {
+    /// The run future, waiting on the other end.
+    Run(oneshot::Sender<Box<[Slot]>>),
+    /// A fan-out, for item `index`.
+    Item { fan: Arc<FanOut>, index: usize },
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let slots = self.board.take_slots();
+        match self.completion.take() {
+            // The receiver is gone only if the run future was dropped: nobody to tell.
+            Some(Completion::Run(done)) => {
+                if let Err(slots) = done.send(slots) {
+                    // Nobody waits: the values are dropped here, on a pool's thread,
+                    // where a panic in a value's `Drop` must not unwind.
+                    let _ = catch_unwind(AssertUnwindSafe(move || drop(slots)));
+                }
+            }
+            Some(Completion::Item { fan, index }) => {
+                let context = Arc::clone(&fan.parent.run);
+                guard(&context, "a fan-out item's end", move || {
+                    let mut slots = slots;
+                    fan.forget_values(&mut slots);
+                    let _ = fan.items[index].set(slots);
+                    fan.item_ended();
+                });
+            }
+            None => {}
+        }
+    }
+}
+
+impl RunContext {
+    /// Stops the run for good because the scheduler itself panicked, and forgets the
+    /// jobs waiting for permits (whoever held those permits may never give them back).
+    fn fault(&self, message: String) {
+        tracing::error!(%message, "aqueduct: the run stops on a fault");
+        self.stop.fault(message);
+        for limiter in self.limits.values() {
+            limiter.drain();
+        }
+    }
+}
+
+/// Runs `plan` once: `store` fills the parameters' slots, then every task runs as soon
+/// as its inputs exist. Stopping `stop`, or dropping this future, stops the run.
+pub(crate) async fn execute(
+    plan: Arc<Plan>,
+    options: RunOptions,
+    stop: Stop,
+    store: impl FnOnce(&[Slot]),
+    extras: Extras,
+) -> Result<Finished, Error> {
+    let tokio = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime {
+        workflow: plan.graph.name().to_string(),
+    })?;
+    let stop_on_drop = StopOnDrop(Some(stop.clone()));
+    let started = Instant::now();
+    let span = tracing::info_span!("workflow", name = %plan.graph.name());
+    let mut board = Board::new(&plan);
+    store(board.slots());
+    if let Some(progress) = &extras.progress {
+        progress.add_total(task_count(&plan));
+        let restored = extras.restored.iter();
+        progress.add_done(
+            restored
+                .filter(|(n, _)| plan.graph.kind(*n).is_task())
+                .count() as u64,
+        );
+    }
+    let roots = if extras.restored.is_empty() {
+        plan.roots.clone()
+    } else {
+        board.restore(&plan, extras.restored)
+    };
+    let (done, mut finished) = oneshot::channel();
+    let mut limited = HashMap::new();
+    limits(&plan, &mut limited);
+    let shared = Arc::new(Shared {
+        plan: Arc::clone(&plan),
+        run: Arc::new(RunContext {
+            started,
+            signals: [signal_id(), signal_id()],
+            tokio,
+            stop: stop.clone(),
+            options,
+            limits: limited,
+            sink: extras.sink,
+            progress: extras.progress,
+        }),
+        board,
+        span,
+        completion: Some(Completion::Run(done)),
+    });
+    // CPU roots first, so they compute while IO roots are started.
+    let roots = roots.iter().map(|&root| Job::new(root as usize, started));
+    let (mut cpu, mut io): (Vec<Job>, Vec<Job>) =
+        roots.partition(|job| shared.mode(job.node) == Mode::Rayon);
+    shared.spawn_on_rayon(&mut cpu);
+    shared.start_all(&mut io).await;
+    drop(shared);
+    let mut timed_out = None;
+    let deadline = async {
+        match options.timeout {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
+    };
+    // Until the run ends or stops; after a soft stop, cleanup tasks have the grace
+    // period, then the stop is hard.
+    let slots = tokio::select! {
+        biased;
+        slots = &mut finished => Some(slots),
+        () = stop.stopped() => None,
+        () = deadline => {
+            timed_out = options.timeout;
+            stop.stop();
+            None
+        }
+    };
+    let slots = match slots {
+        Some(slots) => slots,
+        None => {
+            let grace = options.grace.unwrap_or(DEFAULT_GRACE);
+            tokio::select! {
+                biased;
+                slots = &mut finished => slots,
+                () = stop.killed() => finished.await,
+                () = tokio::time::sleep(grace) => {
+                    stop.kill();
+                    finished.await
+                }
+            }
+        }
+    };
+    stop_on_drop.disarm();
+    let Ok(slots) = slots else {
+        return Err(Error::Fault {
+            workflow: plan.graph.name().to_string(),
+            message: "the run's state was dropped without handing back its results".into(),
+        });
+    };
+    Ok(Finished {
+        started,
+        wall: started.elapsed(),
+        slots,
+        timed_out,
+        cancelled: stop.is_stopped(),
+        fault: stop.fault_message().map(str::to_owned),
+    })
+}
+
+/// How many task nodes `plan` has, not counting its fan-outs' bodies.
+fn task_count(plan: &Plan) -> u64 {
+    plan.graph.nodes().filter(|n| n.kind().is_task()).count() as u64
+}
+
+impl Shared {}

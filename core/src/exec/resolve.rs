@@ -1,0 +1,195 @@
+//! Resolving a node: its record (outcome, status, times, failed attempts), and the
+//! release of its successors: those now ready are dispatched, those that will not run
+//! (an input they require did not succeed, or the run stopped) are recorded skipped or
+//! cancelled, and release theirs in turn.
+
+use super::*;
+use state::Arrival;
+
+impl Shared {
+    pub(super) fn since(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.run.started).as_nanos() as u64
+    }
+
+    pub(super) fn times(
+        &self,
+        job: &Job,
+        last_started: Option<Instant>,
+        finished: Instant,
+    ) -> [u64; 4] {
+        let since = |at: Option<Instant>| at.map_or(NEVER, |at| self.since(at));
+        [
+            self.since(job.ready),
+            since(
+                job.retries
+                    .as_ref()
+                    .map(|r| r.first_started)
+                    .or(last_started),
+            ),
+            since(last_started),
+            self.since(finished),
+        ]
+    }
+
+    /// Counts a task node's end for the progress display.
+    pub(super) fn ended(&self, node: usize, was_running: bool) {
+        if let Some(progress) = &self.run.progress
+            && self.plan.graph.kind(node).is_task()
+        {
+            progress.ended(was_running);
+        }
+    }
+
+    /// Records a node the run's stop kept from finishing (`started` is its interrupted
+    /// attempt's start, if one ran), gives its permit back, and releases its
+    /// successors: those it dooms are recorded in turn, cleanup tasks still run.
+    pub(super) fn cancel(
+        self: &Arc<Self>,
+        job: Job,
+        started: Option<Instant>,
+        items: Vec<Box<[Slot]>>,
+    ) {
+        let now = Instant::now();
+        let times = self.times(&job, started, now);
+        let value = (self.plan.unresolved[job.node])(None);
+        let (node, permit, attempts) = (job.node, job.permit, job.attempt);
+        self.ended(node, attempts > 0);
+        let status = TaskStatus::Cancelled;
+        let record = Record::with_items(value, status, times, None, job.into_failed(), items);
+        if let (Some(sink), true) = (self.records(), attempts > 0) {
+            self.record_end(sink, node, attempts, &record, None);
+        }
+        self.board.resolve(node, record);
+        self.give_back(node, permit);
+        let mut spill = Vec::new();
+        if let Some(next) = self.release(node, false, Caller::Rayon(&mut spill), now) {
+            spill.push(next);
+        }
+        self.spawn_on_rayon(&mut spill);
+    }
+
+    /// Records a node's final outcome and releases its successors. Returns one ready
+    /// successor of `mode` for the caller to run next.
+    pub(super) fn resolve(
+        self: &Arc<Self>,
+        job: Job,
+        started: Instant,
+        result: Result<Value, TaskError>,
+        caller: Caller<'_>,
+        items: Vec<Box<[Slot]>>,
+    ) -> Option<Job> {
+        let node = job.node;
+        // Only the run itself records, in a durable run: not its fan-outs' items.
+        let sink = self.records();
+        let mut checkpoint = None;
+        let result = match (result, sink) {
+            (Ok(value), Some(_)) => self.checkpoint_of(node, job.attempt, &value).map(|c| {
+                checkpoint = c;
+                value
+            }),
+            (result, _) => result,
+        };
+        let (value, status, error) = match result {
+            Ok(value) => (value, TaskStatus::Succeeded, None),
+            Err(error) => {
+                let name = self.plan.graph.name_of(node);
+                tracing::error!(parent: &self.span, node = name, attempts = job.attempt, %error, "task failed");
+                let status = if error.is_timeout() {
+                    TaskStatus::TimedOut
+                } else {
+                    TaskStatus::Failed
+                };
+                (
+                    (self.plan.unresolved[node])(Some(error.clone())),
+                    status,
+                    Some(error),
+                )
+            }
+        };
+        let succeeded = error.is_none();
+        self.ended(node, true);
+        let finished = Instant::now();
+        let times = self.times(&job, Some(started), finished);
+        let (permit, attempts) = (job.permit, job.attempt);
+        let record = Record::with_items(value, status, times, error, job.into_failed(), items);
+        if let Some(sink) = sink {
+            self.record_end(sink, node, attempts, &record, checkpoint);
+        }
+        self.board.resolve(node, record);
+        if !succeeded && self.run.options.fail_fast {
+            self.run.stop.stop();
+        }
+        self.give_back(node, permit);
+        self.release(node, succeeded, caller, finished)
+    }
+
+    /// Decrements the counters of `node`'s successors; dispatches those now ready,
+    /// records those that will not run (skipped by an unsuccessful required input, or
+    /// cancelled by the run's stop) and releases theirs in turn, and returns one ready
+    /// successor of `mode` for the caller.
+    pub(super) fn release(
+        self: &Arc<Self>,
+        node: usize,
+        succeeded: bool,
+        mut caller: Caller<'_>,
+        now: Instant,
+    ) -> Option<Job> {
+        let mut next = None;
+        let mut unreached = Vec::new();
+        let mut resolved = (node, succeeded);
+        loop {
+            let (node, succeeded) = resolved;
+            for (&successor, &required) in self.plan.successors(node) {
+                let successor = successor as usize;
+                let arrival = self.board.arrive(successor, !succeeded && required);
+                if arrival == Arrival::Waiting {
+                    continue;
+                }
+                let job = Job::new(successor, now);
+                let mode = self.mode(successor);
+                if arrival == Arrival::Doomed || !self.may_start(successor) {
+                    unreached.push(successor);
+                } else if next.is_none() && mode == caller.mode() {
+                    next = Some(job);
+                } else if let (Caller::Tokio(spill), Mode::Tokio)
+                | (Caller::Rayon(spill), Mode::Rayon) = (&mut caller, mode)
+                {
+                    spill.push(job);
+                } else {
+                    self.dispatch(job);
+                }
+            }
+            let Some(unrun) = unreached.pop() else { break };
+            let at = self.since(now);
+            let value = (self.plan.unresolved[unrun])(None);
+            let status = self.unreached_status(unrun);
+            let record = Record::new(value, status, [at, NEVER, NEVER, at], None, Vec::new());
+            self.board.resolve(unrun, record);
+            self.ended(unrun, false);
+            resolved = (unrun, false);
+        }
+        next
+    }
+
+    /// Why a ready node will not run: `Skipped` if an input it requires failed or was
+    /// skipped, else `Cancelled` (the run's stop kept it from starting).
+    pub(super) fn unreached_status(&self, node: usize) -> TaskStatus {
+        let node = self.plan.graph.node(node);
+        let tolerant: Vec<usize> = node.outcome_inputs().collect();
+        let failed = node
+            .inputs()
+            .filter(|input| !tolerant.contains(input))
+            .filter_map(|input| self.board.record(input))
+            .any(|record| {
+                matches!(
+                    record.status,
+                    TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Skipped
+                )
+            });
+        if failed {
+            TaskStatus::Skipped
+        } else {
+            TaskStatus::Cancelled
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! The typed builder: [`Handle`]s to nodes already added, [`Step`]s a node's call
+//! returns, and [`Builder`], which adds nodes, fan-outs and sub-workflows and
+//! compiles them into a [`Workflow`].
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+#[cfg(feature = "durable")]
+use super::Checkpointable;
+use super::fanout::{assemble, assemble_one, collection_item, collection_len};
+use super::{
+    Arguments, Call, Called, Collection, FanOutDef, In, Inputs, NodeFn, Params, Plan, Workflow,
+};
+use crate::describe::{Graph, PARAM};
+use crate::task::{Kind, TaskError, TaskInfo};
+use crate::value::{Value, ok, unresolved};
+
+/// A typed reference to a node's output, used to wire it into later nodes.
+///
+/// A handle belongs to the [`Builder`] that made it: using it in another builder (an
+/// outer builder's handle inside a `fan_out` body, say) panics at build time, naming
+/// the mistake, instead of silently reading another node.
+pub struct Handle<T> {
+    pub(super) id: u32,
+    /// The builder it belongs to.
+    pub(super) builder: u32,
+    _value: PhantomData<fn() -> T>,
+}
+
+/// Where a handle points: its builder and its node.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeRef {
+    pub(super) builder: u32,
+    pub(super) node: u32,
+}
+
+/// Ids for builders, so a handle knows which one it belongs to.
+static BUILDERS: AtomicU32 = AtomicU32::new(0);
+
+impl<T> Handle<T> {
+    pub(super) fn new(builder: u32, id: usize) -> Self {
+        let id = u32::try_from(id).expect("a workflow holds at most u32::MAX nodes");
+        Self {
+            id,
+            builder,
+            _value: PhantomData,
+        }
+    }
+
+    pub(super) fn node_ref(self) -> NodeRef {
+        NodeRef {
+            builder: self.builder,
+            node: self.id,
+        }
+    }
+
+    /// The node's position in its [`Graph`].
+    pub fn index(self) -> usize {
+        self.id as usize
+    }
+}
+
+impl<T> Clone for Handle<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Handle<T> {}
+
+impl<T> fmt::Debug for Handle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Handle({})", self.id)
+    }
+}
+
+/// What calling a node gives the executor: a finished result, or a future to poll.
+pub struct Step<'a, T> {
+    pub(crate) inner: Called<'a>,
+    _output: PhantomData<fn() -> T>,
+}
+
+impl<'a, T: Send + Sync + 'static> Step<'a, T> {
+    /// A node that has finished (CPU work).
+    pub fn done(result: Result<T, TaskError>) -> Self {
+        Self::wrap(Called::Done(result.map(ok::<T>)))
+    }
+
+    /// A node whose work is a future (IO work), polled on tokio.
+    pub fn pending(future: impl Future<Output = Result<T, TaskError>> + Send + 'a) -> Self {
+        Self::wrap(Called::Pending(Box::pin(async move {
+            future.await.map(ok::<T>)
+        })))
+    }
+
+    fn wrap(inner: Called<'a>) -> Self {
+        Self {
+            inner,
+            _output: PhantomData,
+        }
+    }
+}
+
+/// Builds a [`Workflow`] node by node; each node's inputs are handles to earlier nodes.
+///
+/// ```
+/// use aqueduct::graph::{Builder, Step};
+/// use aqueduct::task::{Kind, TaskInfo};
+///
+/// let (mut b, (seed,)) = Builder::<(u64,)>::new("by_hand", ["seed"]);
+/// let double = TaskInfo::new("double", Kind::Cpu);
+/// let twice = b.node(double, "twice", (seed,), |input| {
+///     let (x,) = input.get();
+///     Step::done(Ok(x * 2))
+/// });
+/// let workflow = b.output(twice);
+/// assert_eq!(workflow.graph().len(), 2);
+/// # let rt = tokio::runtime::Runtime::new().unwrap();
+/// assert_eq!(rt.block_on(workflow.run((21,))).unwrap(), 42);
+/// ```
+pub struct Builder<P> {
+    /// This builder's id, carried by its handles.
+    id: u32,
+    graph: Graph,
+    /// Where each distinct task sits in `graph.infos`.
+    known: HashMap<TaskInfo, u32>,
+    /// `Some(version)` once the workflow is declared durable.
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    pub(super) version: Option<u32>,
+    /// Per node, how its checkpoint is encoded, if it has one.
+    pub(super) codecs: Vec<Option<super::Codec>>,
+    calls: Vec<Call>,
+    unresolved: Vec<fn(Option<TaskError>) -> Value>,
+    _params: PhantomData<fn(P)>,
+}
+
+impl<P: Params> Builder<P> {
+    /// Starts a workflow whose parameters have the types of `P` and the given names.
+    pub fn new(name: impl Into<Cow<'static, str>>, params: P::Names) -> (Self, P::Handles) {
+        let mut builder = Self {
+            id: BUILDERS.fetch_add(1, Ordering::Relaxed),
+            graph: Graph::new(name.into()),
+            known: HashMap::new(),
+            version: None,
+            codecs: Vec::new(),
+            calls: Vec::new(),
+            unresolved: Vec::new(),
+            _params: PhantomData,
+        };
+        let handles = P::declare(&mut builder, params);
+        (builder, handles)
+    }
+
+    pub(super) fn param<T: Send + Sync + 'static>(&mut self, name: Cow<'static, str>) -> Handle<T> {
+        self.push(name, PARAM, &mut [], Call::Param)
+    }
+
+    fn intern(&mut self, task: TaskInfo) -> u32 {
+        let next = self.graph.infos().len() as u32;
+        let info = *self.known.entry(task).or_insert(next);
+        if info == next {
+            self.graph.add_info(task);
+        }
+        info
+    }
+
+    /// The nodes `refs` point at, checked to be this builder's.
+    #[track_caller]
+    pub(super) fn own(&self, refs: &[NodeRef]) -> Vec<u32> {
+        refs.iter()
+            .map(|r| {
+                assert!(
+                    r.builder == self.id && (r.node as usize) < self.graph.len(),
+                    "workflow `{}`: a `Handle` of another builder was used here; inside a \
+                     `fan_out` body, read the outer graph's values through the handles the \
+                     body closure receives (its `outer` argument), never by capturing them",
+                    self.graph.name()
+                );
+                r.node
+            })
+            .collect()
+    }
+
+    /// Adds a fan-out: `body` builds the graph run once per item of `collection`, given
+    /// the item's handle and the handles of `outer` (values of this graph the body
+    /// reads, shared by reference with every item). The node's value is the body's
+    /// output for every item, in input order.
+    ///
+    /// Each item's nodes run as soon as their own inputs exist, independently of the
+    /// other items. If an item fails, the fan-out fails after every item has ended.
+    ///
+    /// # Panics
+    /// If `collection` or a handle of `outer` belongs to another builder, or if the
+    /// body uses a handle it did not get from its own builder.
+    #[track_caller]
+    pub fn fan_out<C, O, T, F>(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        collection: Handle<C>,
+        item: impl Into<Cow<'static, str>>,
+        outer: O,
+        body: F,
+    ) -> Handle<Vec<T>>
+    where
+        C: Collection,
+        O: Inputs,
+        T: Send + Sync + 'static,
+        F: FnOnce(&mut Builder<()>, Handle<C::Item>, O) -> Handle<T>,
+    {
+        let name = name.into();
+        let mut refs = vec![collection.node_ref()];
+        outer.indices(&mut refs);
+        let mut imports = self.own(&refs);
+        imports.remove(0);
+        let (mut inner, ()) = Builder::<()>::new(name.clone(), []);
+        let item = inner.param::<C::Item>(item.into());
+        let imported = outer.import(&mut inner, &self.graph);
+        let tail = body(&mut inner, item, imported);
+        let body = inner.output(tail).plan;
+        let mut edges: Vec<(u32, bool)> = std::iter::once(collection.id)
+            .chain(imports.iter().copied())
+            .map(|node| (node, false))
+            .collect();
+        edges.sort_unstable();
+        edges.dedup();
+        let def = FanOutDef {
+            body,
+            collection: Some(collection.id),
+            imports,
+            len: collection_len::<C>,
+            item: collection_item::<C>,
+            assemble: assemble::<T>,
+            at_once: None,
+        };
+        let info = self.intern(TaskInfo::new("for", Kind::FanOut));
+        let body = Arc::clone(&def.body.graph);
+        let handle = self.push(name, info, &mut edges, Call::FanOut(Box::new(def)));
+        self.graph.add_body(body);
+        handle
+    }
+
+    /// Adds a node that calls `task` with the values of `inputs`.
+    ///
+    /// `call` receives the inputs (borrowed from the run; [`In::get`] gives them as a
+    /// tuple of references) and returns a [`Step`]: [`Step::done`] for CPU work, which
+    /// runs on rayon, [`Step::pending`] for IO work, polled on tokio. `task.kind` says
+    /// which pool calls it; `task.retry` and `task.timeout` govern its attempts. An
+    /// input whose bit is set in `task.outcome_inputs` may fail without skipping this
+    /// node: read it with [`In::outcomes`].
+    ///
+    /// # Panics
+    /// If a handle of `inputs` belongs to another builder, or `task.concurrency` is
+    /// `Some(0)` (no attempt could ever run).
+    #[track_caller]
+    pub fn node<I, T, F>(
+        &mut self,
+        task: TaskInfo,
+        name: impl Into<Cow<'static, str>>,
+        inputs: I,
+        call: F,
+    ) -> Handle<T>
+    where
+        I: Inputs,
+        T: Send + Sync + 'static,
+        F: for<'a, 'i> Fn(In<'a, 'i, I>) -> Step<'a, T> + Send + Sync + 'static,
+    {
+        assert!(
+            task.concurrency != Some(0),
+            "task `{}`: a concurrency limit of 0 lets no attempt run; give at least 1",
+            task.name
+        );
+        let mut refs = Vec::new();
+        inputs.indices(&mut refs);
+        let positions = self.own(&refs);
+        // Per distinct input, whether it may fail: only if every position that reads it
+        // takes an outcome.
+        let mut edges: Vec<(u32, bool)> = positions
+            .iter()
+            .enumerate()
+            .map(|(position, &node)| {
+                (
+                    node,
+                    position < 16 && task.outcome_inputs & (1 << position) != 0,
+                )
+            })
+            .collect();
+        edges.sort_unstable();
+        edges.dedup_by(|later, first| {
+            let same = later.0 == first.0;
+            first.1 &= !same || later.1;
+            same
+        });
+        let info = self.intern(task);
+        let call: Box<NodeFn> = Box::new(move |slots| {
+            call(In {
+                slots,
+                inputs: &inputs,
+            })
+            .inner
+        });
+        self.push(name.into(), info, &mut edges, Call::Task(call))
+    }
+
+    /// Adds another workflow as one node: it runs with `inputs` as its parameters
+    /// (read in place, never cloned), its tasks are scheduled, retried and reported as
+    /// this run's (named `node.task`), and its output is this node's value.
+    ///
+    /// # Panics
+    /// If a handle of `inputs` belongs to another builder.
+    #[track_caller]
+    pub fn subflow<P2, O2, I>(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        workflow: &Workflow<P2, O2>,
+        inputs: I,
+    ) -> Handle<O2>
+    where
+        P2: Params,
+        O2: Send + Sync + 'static,
+        I: Inputs + Arguments<P2>,
+    {
+        let mut refs = Vec::new();
+        inputs.indices(&mut refs);
+        let imports = self.own(&refs);
+        let mut edges: Vec<(u32, bool)> = imports.iter().map(|&node| (node, false)).collect();
+        edges.sort_unstable();
+        edges.dedup();
+        let def = FanOutDef {
+            body: Arc::clone(&workflow.plan),
+            collection: None,
+            imports,
+            len: |_, _| 1,
+            item: |_, _, _| unreachable!("a sub-workflow has no item"),
+            assemble: assemble_one::<O2>,
+            at_once: None,
+        };
+        let info = self.intern(TaskInfo::new("workflow", Kind::Workflow));
+        let body = Arc::clone(&def.body.graph);
+        let handle = self.push(name.into(), info, &mut edges, Call::FanOut(Box::new(def)));
+        self.graph.add_body(body);
+        handle
+    }
+
+    /// Makes runs of this workflow resumable from a [`Store`](crate::store::Store):
+    /// `version` goes into the graph's fingerprint, so bump it when a task's meaning
+    /// changes and old checkpoints must not be reused. `workflow!` calls it for
+    /// `#[durable]` (or `#[durable(version = N)]`) workflows.
+    #[cfg(feature = "durable")]
+    pub fn durable(&mut self, version: u32) {
+        self.version = Some(version);
+    }
+
+    /// Checkpoints a node: when it succeeds in a durable run, its value is saved, and
+    /// a resumed run loads it instead of running the task again. Checkpoints are keyed
+    /// by node name: [`output`](Self::output) panics if two checkpointed nodes share
+    /// one, and this panics if `node` belongs to another builder.
+    #[cfg(feature = "durable")]
+    #[track_caller]
+    pub fn checkpoint<T: Checkpointable>(&mut self, node: Handle<T>) {
+        let node = self.own(&[node.node_ref()])[0] as usize;
+        self.codecs[node] = Some(super::Codec {
+            encode: super::durable::encode::<T>,
+            decode: super::durable::decode::<T>,
+        });
+    }
+
+    /// Caps a fan-out: at most `at_once` of its items run at a time, whatever tasks
+    /// their bodies call; the next item starts when one ends. Items not yet started
+    /// cost nothing but their place in the queue.
+    ///
+    /// # Panics
+    /// If `fan_out` is not a fan-out's handle of this builder, or `at_once` is zero.
+    #[track_caller]
+    pub fn cap_items<T>(&mut self, fan_out: Handle<Vec<T>>, at_once: u32) {
+        assert!(at_once > 0, "a fan-out's cap is at least 1");
+        let node = self.own(&[fan_out.node_ref()])[0] as usize;
+        match &mut self.calls[node] {
+            Call::FanOut(def) => def.at_once = Some(at_once),
+            _ => panic!("`cap_items` takes a handle returned by `fan_out`"),
+        }
+    }
+
+    fn push<T: Send + Sync + 'static>(
+        &mut self,
+        name: Cow<'static, str>,
+        info: u32,
+        edges: &mut [(u32, bool)],
+        call: Call,
+    ) -> Handle<T> {
+        self.graph.add_node(name, info, edges);
+        self.calls.push(call);
+        self.codecs.push(None);
+        self.unresolved.push(unresolved::<T>);
+        Handle::new(self.id, self.graph.len() - 1)
+    }
+
+    /// Finishes the graph; a run returns the value of `output`.
+    ///
+    /// # Panics
+    /// If `output` belongs to another builder, or (in a durable workflow) two
+    /// checkpointed nodes share a name.
+    #[track_caller]
+    pub fn output<O: Send + Sync + 'static>(mut self, output: Handle<O>) -> Workflow<P, O> {
+        let output = self.own(&[output.node_ref()])[0] as usize;
+        let mut graph = std::mem::replace(&mut self.graph, Graph::new(Cow::Borrowed("")));
+        graph.finish(output);
+        let durable = self.durable_plan(&graph);
+        Workflow::new(Plan::new(graph, self.calls, self.unresolved, durable))
+    }
+}

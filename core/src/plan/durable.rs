@@ -1,0 +1,164 @@
+//! What makes a `#[durable]` workflow's runs resumable: each checkpointed node's
+//! codec, the graph's shape (what a checkpoint's meaning depends on) and its
+//! fingerprint. Without the `durable` feature no workflow can be declared durable
+//! (serde_json and sha2 are left out), and no plan has a [`Durable`] part.
+
+#[cfg(feature = "durable")]
+use std::fmt::Write as _;
+
+use super::Params;
+use super::builder::Builder;
+use crate::describe::Graph;
+#[cfg(feature = "durable")]
+use crate::task::Outcome;
+use crate::value::Value;
+#[cfg(feature = "durable")]
+use crate::value::ok;
+
+/// What a checkpoint's meaning depends on, one line per node: the workflow's name and
+/// version, then every node's name, task, kind and inputs (`~` marks an input taken as
+/// an outcome), nested bodies' nodes prefixed with their node's name. Stored with each
+/// durable run, so a refused resume can say what changed.
+#[cfg(feature = "durable")]
+pub(super) fn shape(graph: &Graph, version: u32) -> String {
+    fn lines(graph: &Graph, prefix: &str, out: &mut String) {
+        for node in graph.nodes() {
+            let task = node.task().unwrap_or("-");
+            let _ = write!(out, "{prefix}{} = {task} ({})", node.name(), node.kind());
+            for (index, (input, tolerant)) in node.edges().enumerate() {
+                let sep = if index == 0 { " <- " } else { ", " };
+                let mark = if tolerant { "~" } else { "" };
+                let _ = write!(out, "{sep}{mark}{}", graph.name_of(input));
+            }
+            out.push('\n');
+            if let Some(body) = node.body() {
+                lines(body, &format!("{prefix}{}.", node.name()), out);
+            }
+        }
+    }
+    let mut out = format!("workflow {} version {version}\n", graph.name());
+    lines(graph, "", &mut out);
+    out
+}
+
+/// SHA-256 of the graph's [`shape`], in hex.
+#[cfg(feature = "durable")]
+fn fingerprint(shape: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(shape.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+#[cfg(feature = "durable")]
+/// What differs between two graph shapes, for a person: lines only in `before`,
+/// then lines only in `after`.
+pub(crate) fn shape_diff(before: &str, after: &str) -> String {
+    let old: std::collections::BTreeSet<&str> = before.lines().collect();
+    let new: std::collections::BTreeSet<&str> = after.lines().collect();
+    let mut out = String::new();
+    for line in before.lines().filter(|l| !new.contains(l)) {
+        out.push_str("\n  - ");
+        out.push_str(line);
+    }
+    for line in after.lines().filter(|l| !old.contains(l)) {
+        out.push_str("\n  + ");
+        out.push_str(line);
+    }
+    out
+}
+
+/// What makes a workflow's runs resumable.
+#[cfg_attr(not(feature = "durable"), allow(dead_code))]
+pub(crate) struct Durable {
+    /// Per node, its codec; `None` for nodes not checkpointed.
+    pub(crate) codecs: Vec<Option<Codec>>,
+    /// The graph as text (see [`shape`]), stored with each run.
+    pub(crate) shape: String,
+    /// SHA-256 of `shape`.
+    pub(crate) fingerprint: String,
+}
+
+/// How a node's value is saved and loaded: JSON through serde.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(feature = "durable"), allow(dead_code))]
+pub(crate) struct Codec {
+    pub(crate) encode: fn(&Value) -> Result<Vec<u8>, String>,
+    pub(crate) decode: fn(&[u8]) -> Result<Value, String>,
+}
+
+/// The codec's name and layout version, stored with every checkpoint.
+pub(crate) const CODEC: &str = "json";
+pub(crate) const SCHEMA: u32 = 1;
+
+#[cfg(feature = "durable")]
+pub(super) fn encode<T: serde::Serialize + 'static>(value: &Value) -> Result<Vec<u8>, String> {
+    let value = value
+        .downcast_ref::<Outcome<T>>()
+        .and_then(Outcome::value)
+        .ok_or("the value has another type than its node")?;
+    serde_json::to_vec(value).map_err(|error| error.to_string())
+}
+
+#[cfg(feature = "durable")]
+pub(super) fn decode<T: serde::de::DeserializeOwned + Send + Sync + 'static>(
+    bytes: &[u8],
+) -> Result<Value, String> {
+    let value: T = serde_json::from_slice(bytes).map_err(|error| error.to_string())?;
+    Ok(ok(value))
+}
+
+/// A value a `#[durable]` workflow can checkpoint.
+#[cfg(feature = "durable")]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be checkpointed",
+    label = "a `#[durable]` workflow saves this node's value, so its type must implement serde's `Serialize` and `Deserialize`",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it, or remove `#[durable]`"
+)]
+pub trait Checkpointable:
+    serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
+{
+}
+
+#[cfg(feature = "durable")]
+#[diagnostic::do_not_recommend]
+impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static> Checkpointable
+    for T
+{
+}
+
+impl<P: Params> Builder<P> {
+    /// The durable part of the plan, if the workflow was declared durable.
+    ///
+    /// # Panics
+    /// If two checkpointed nodes share a name.
+    #[track_caller]
+    #[cfg(feature = "durable")]
+    pub(super) fn durable_plan(&mut self, graph: &Graph) -> Option<Durable> {
+        let version = self.version?;
+        let mut seen = std::collections::HashSet::new();
+        for (node, codec) in self.codecs.iter().enumerate() {
+            let name = graph.name_of(node);
+            assert!(
+                codec.is_none() || seen.insert(name),
+                "workflow `{}`: two checkpointed nodes are named `{name}`; a durable \
+                 workflow's checkpoints are keyed by node name, so give each its own",
+                graph.name()
+            );
+        }
+        let shape = shape(graph, version);
+        Some(Durable {
+            fingerprint: fingerprint(&shape),
+            shape,
+            codecs: std::mem::take(&mut self.codecs),
+        })
+    }
+
+    /// Without the `durable` feature, no workflow is durable.
+    #[cfg(not(feature = "durable"))]
+    #[allow(clippy::unused_self)]
+    pub(super) fn durable_plan(&mut self, _graph: &Graph) -> Option<Durable> {
+        None
+    }
+}

@@ -1,0 +1,179 @@
+//! Fan-outs and sub-workflows as the plan holds them: what a `for` iterates
+//! ([`Collection`]), how to reach each item and gather the results, and why a fan-out
+//! failed ([`ItemsFailed`]).
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use super::Plan;
+use crate::task::{Outcome, TaskError};
+use crate::value::{ItemOf, Slot, Value, ok, value};
+
+/// What a workflow `for` can iterate over: a `Vec`, an array, a boxed slice or an
+/// `Arc<[T]>`. Items are read in place, by index; nothing is cloned.
+#[diagnostic::on_unimplemented(
+    message = "cannot fan out over `{Self}`",
+    label = "a workflow `for` iterates over a `Vec`, an array, a boxed slice or an `Arc<[T]>`",
+    note = "have the task that produces it return a `Vec` of the items"
+)]
+pub trait Collection: Send + Sync + 'static {
+    /// One item.
+    type Item: Send + Sync + 'static;
+    /// Every item, in order.
+    fn items(&self) -> &[Self::Item];
+}
+
+impl<T: Send + Sync + 'static> Collection for Vec<T> {
+    type Item = T;
+    fn items(&self) -> &[T] {
+        self
+    }
+}
+
+impl<T: Send + Sync + 'static> Collection for Box<[T]> {
+    type Item = T;
+    fn items(&self) -> &[T] {
+        self
+    }
+}
+
+impl<T: Send + Sync + 'static> Collection for Arc<[T]> {
+    type Item = T;
+    fn items(&self) -> &[T] {
+        self
+    }
+}
+
+impl<T: Send + Sync + 'static, const N: usize> Collection for [T; N] {
+    type Item = T;
+    fn items(&self) -> &[T] {
+        self
+    }
+}
+
+/// A fan-out: the body's plan, and how to reach the collection's items and gather the
+/// results, monomorphised for the collection's and the result's types.
+pub(crate) struct FanOutDef {
+    pub(crate) body: Arc<Plan>,
+    /// The node holding the collection; `None` for a sub-workflow, run once.
+    pub(crate) collection: Option<u32>,
+    /// The parent nodes the body imports, as its parameters after the item (a
+    /// sub-workflow's parameters are all imports).
+    pub(crate) imports: Vec<u32>,
+    /// How many items the collection in `slots[node]` has.
+    pub(crate) len: fn(&[Slot], u32) -> usize,
+    /// Item `index` of the collection in `slots[node]`.
+    pub(crate) item: ItemOf,
+    /// Moves every item's result out of its slots into one `Outcome<Vec<T>>`.
+    pub(crate) assemble: Assemble,
+    /// At most this many items run at once.
+    pub(crate) at_once: Option<u32>,
+}
+
+/// Gathers the items of a fan-out (each item's slots) given the body's output node.
+pub(crate) type Assemble = fn(&mut [Box<[Slot]>], usize) -> Result<Value, TaskError>;
+
+pub(super) fn collection_len<C: Collection>(slots: &[Slot], node: u32) -> usize {
+    value::<C>(slots, node).items().len()
+}
+
+pub(super) fn collection_item<C: Collection>(
+    slots: &[Slot],
+    node: u32,
+    index: usize,
+) -> &(dyn std::any::Any + Send + Sync) {
+    &value::<C>(slots, node).items()[index]
+}
+
+/// Gathers each item's tail into a `Vec`, in input order; an error names how many
+/// items did not succeed (each item's own failure is in the run's report and error).
+pub(super) fn assemble<T: Send + Sync + 'static>(
+    items: &mut [Box<[Slot]>],
+    tail: usize,
+) -> Result<Value, TaskError> {
+    let outcomes: Vec<Outcome<T>> = items
+        .iter_mut()
+        .map(|slots| {
+            slots
+                .get_mut(tail)
+                .and_then(OnceLock::get_mut)
+                .map(|record| std::mem::replace(&mut record.value, Box::new(())))
+                .and_then(|value| value.downcast::<Outcome<T>>().ok())
+                .map_or(Outcome::Skipped, |outcome| *outcome)
+        })
+        .collect();
+    if outcomes.iter().all(|outcome| outcome.value().is_some()) {
+        let values = outcomes.into_iter().filter_map(|outcome| match outcome {
+            Outcome::Ok(value) => Some(value),
+            _ => None,
+        });
+        return Ok(ok::<Vec<T>>(values.collect()));
+    }
+    Err(ItemsFailed { outcomes }.into())
+}
+
+/// The output of a sub-workflow's single run.
+pub(super) fn assemble_one<T: Send + Sync + 'static>(
+    items: &mut [Box<[Slot]>],
+    tail: usize,
+) -> Result<Value, TaskError> {
+    let outcome = items
+        .first_mut()
+        .and_then(|slots| slots.get_mut(tail))
+        .and_then(OnceLock::get_mut)
+        .map(|record| std::mem::replace(&mut record.value, Box::new(())))
+        .and_then(|value| value.downcast::<Outcome<T>>().ok());
+    match outcome.map(|outcome| *outcome) {
+        Some(Outcome::Ok(value)) => Ok(ok::<T>(value)),
+        Some(Outcome::Failed(error)) => Err(error),
+        _ => Err(TaskError::msg("the workflow's output was not produced")),
+    }
+}
+
+/// Why a fan-out failed: what became of each item, in input order. A task taking the
+/// fan-out's result as `&Outcome<Vec<T>>` reads it with [`Outcome::items`].
+pub struct ItemsFailed<T> {
+    outcomes: Vec<Outcome<T>>,
+}
+
+impl<T> ItemsFailed<T> {
+    /// Each item's outcome, in input order.
+    pub fn outcomes(&self) -> &[Outcome<T>] {
+        &self.outcomes
+    }
+}
+
+impl<T> fmt::Display for ItemsFailed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let failed = self.outcomes.iter().filter(|o| o.value().is_none()).count();
+        write!(
+            f,
+            "{failed} of {} items did not succeed",
+            self.outcomes.len()
+        )
+    }
+}
+
+impl<T> fmt::Debug for ItemsFailed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ItemsFailed({self})")
+    }
+}
+
+impl<T> std::error::Error for ItemsFailed<T> {}
+
+impl<T: Send + Sync + 'static> Outcome<Vec<T>> {
+    /// What became of each item of a fan-out's result, in input order: every item's
+    /// value if the fan-out succeeded; if it failed, each item's value or failure.
+    /// Empty if the fan-out never ran.
+    pub fn items(&self) -> Vec<Outcome<&T>> {
+        match self {
+            Outcome::Ok(values) => values.iter().map(Outcome::Ok).collect(),
+            Outcome::Failed(error) => error
+                .downcast_ref::<ItemsFailed<T>>()
+                .map(|failed| failed.outcomes.iter().map(Outcome::as_ref).collect())
+                .unwrap_or_default(),
+            Outcome::Skipped => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The compiled form of a workflow: a [`Plan`] (what each node calls, its successors,
+//! the roots) and the typed [`Builder`] that makes one, with its handles, inputs,
+//! fan-out and sub-workflow definitions, and the durable shape and fingerprint.
+//!
+//! Everything here is fixed once built and shared by every run; the `exec` layer
+//! runs a plan, the `run` layer configures runs of a [`Workflow`].
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::describe::Graph;
+use crate::task::{Kind, TaskError};
+use crate::value::{Slot, Value};
+
+mod builder;
+mod durable;
+mod fanout;
+mod inputs;
+
+pub use builder::{Builder, Handle, NodeRef, Step};
+#[cfg(feature = "durable")]
+pub use durable::Checkpointable;
+#[cfg(feature = "durable")]
+pub(crate) use durable::shape_diff;
+pub(crate) use durable::{CODEC, Codec, Durable, SCHEMA};
+pub(crate) use fanout::{Assemble, FanOutDef};
+pub use fanout::{Collection, ItemsFailed};
+pub use inputs::{Arguments, In, Inputs, Params};
+
+/// What calling a node gives the executor, untyped: its result, or a future of it.
+pub(crate) enum Called<'a> {
+    Done(Result<Value, TaskError>),
+    Pending(Pin<Box<dyn Future<Output = Result<Value, TaskError>> + Send + 'a>>),
+}
+
+pub(crate) type NodeFn = dyn for<'a> Fn(&'a [Slot]) -> Called<'a> + Send + Sync;
+
+/// What a node does when it is ready.
+pub(crate) enum Call {
+    /// A parameter: filled before the run, never called.
+    Param,
+    /// A task.
+    Task(Box<NodeFn>),
+    /// A `for`: its body, run once per item.
+    FanOut(Box<FanOutDef>),
+}
+
+/// Everything a run needs that does not change between runs.
+pub(crate) struct Plan {
+    pub(crate) graph: Arc<Graph>,
+    /// Per node, what it does when ready.
+    pub(crate) calls: Vec<Call>,
+    /// Per node, its value when it does not succeed (an `Outcome<T>` of its type).
+    pub(crate) unresolved: Vec<fn(Option<TaskError>) -> Value>,
+    /// Successors of node `i` are `successors[offsets[i]..offsets[i + 1]]`; `required`
+    /// says, per edge, whether the successor needs the value (else it takes an outcome).
+    pub(crate) offsets: Vec<u32>,
+    pub(crate) successors: Vec<u32>,
+    pub(crate) required: Vec<bool>,
+    /// Per node, how many task (non-parameter) inputs it waits for.
+    pub(crate) waits_for: Vec<u32>,
+    /// Tasks that wait for nothing.
+    pub(crate) roots: Vec<u32>,
+    /// For a `#[durable]` workflow: how each checkpointed node's value is encoded, and
+    /// the graph's fingerprint.
+    pub(crate) durable: Option<Durable>,
+}
+
+impl fmt::Debug for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plan")
+            .field("graph", &self.graph)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plan {
+    /// Compiles a finished graph: successors in CSR form, each node's count of task
+    /// inputs to wait for, and the roots.
+    pub(crate) fn new(
+        graph: Graph,
+        calls: Vec<Call>,
+        unresolved: Vec<fn(Option<TaskError>) -> Value>,
+        durable: Option<Durable>,
+    ) -> Self {
+        let n = graph.len();
+        let task_inputs = |node: usize| {
+            graph
+                .node(node)
+                .edges()
+                .filter(|&(input, _)| graph.kind(input) != Kind::Param)
+        };
+        // Count, then place, every edge from a task.
+        let mut offsets = vec![0u32; n + 1];
+        let mut waits_for = vec![0u32; n];
+        for (node, waits) in waits_for.iter_mut().enumerate() {
+            for (input, _) in task_inputs(node) {
+                offsets[input + 1] += 1;
+                *waits += 1;
+            }
+        }
+        for i in 0..n {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut cursor = offsets.clone();
+        let mut successors = vec![0u32; offsets[n] as usize];
+        let mut required = vec![true; offsets[n] as usize];
+        for node in 0..n {
+            for (input, tolerant) in task_inputs(node) {
+                successors[cursor[input] as usize] = node as u32;
+                required[cursor[input] as usize] = !tolerant;
+                cursor[input] += 1;
+            }
+        }
+        let roots = (0..n)
+            .filter(|&i| graph.kind(i) != Kind::Param && waits_for[i] == 0)
+            .map(|i| i as u32)
+            .collect();
+        let (mut calls, mut unresolved) = (calls, unresolved);
+        calls.shrink_to_fit();
+        unresolved.shrink_to_fit();
+        Self {
+            graph: Arc::new(graph),
+            calls,
+            unresolved,
+            offsets,
+            successors,
+            required,
+            waits_for,
+            roots,
+            durable,
+        }
+    }
+
+    pub(crate) fn successors(&self, node: usize) -> impl Iterator<Item = (&u32, &bool)> {
+        let range = self.offsets[node] as usize..self.offsets[node + 1] as usize;
+        self.successors[range.clone()]
+            .iter()
+            .zip(&self.required[range])
+    }
+}
+
+/// A built workflow: run it as often as you like, each run with its own parameters.
+///
+/// `workflow!` builds one per workflow, once, and returns it from
+/// `<name>::workflow()`.
+pub struct Workflow<P, O> {
+    pub(crate) plan: Arc<Plan>,
+    _types: PhantomData<fn(P) -> O>,
+}
+
+impl<P, O> Workflow<P, O> {
+    pub(crate) fn new(plan: Plan) -> Self {
+        Self {
+            plan: Arc::new(plan),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<P, O> Clone for Workflow<P, O> {
+    /// Another handle on the same built workflow (an `Arc` clone).
+    fn clone(&self) -> Self {
+        Self {
+            plan: Arc::clone(&self.plan),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<P: Params, O: Send + Sync + 'static> Workflow<P, O> {
+    /// Whether it was declared `#[durable]`, so that its runs can be checkpointed.
+    pub fn is_durable(&self) -> bool {
+        self.plan.durable.is_some()
+    }
+
+    /// The static description: nodes, tasks, edges; exports to Mermaid and DOT.
+    pub fn graph(&self) -> &Graph {
+        &self.plan.graph
+    }
+}
+
+impl<P, O> fmt::Debug for Workflow<P, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Workflow")
+            .field("name", &self.plan.graph.name())
+            .field("nodes", &self.plan.graph.len())
+            .finish()
+    }
+}

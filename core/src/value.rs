@@ -1,0 +1,207 @@
+//! The bottom layer: type-erased values, the slot each node's [`Record`] is written
+//! to, imports of an outer run's values, and typed reads of them.
+//!
+//! A node's value is an `Outcome<T>` in a `Box<dyn Any>`; a node reads its inputs in
+//! place, by reference, with one downcast each.
+
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use quanta::Instant;
+
+use crate::report::TaskStatus;
+use crate::task::{Outcome, TaskError};
+
+/// A node's value: an `Outcome<T>`, boxed; or an [`Import`] in a nested run's
+/// parameters.
+pub(crate) type Value = Box<dyn Any + Send + Sync>;
+
+/// What one node did in one run; written once, when it is resolved.
+///
+/// Kept small (64 bytes): a run holds one per node.
+pub struct Record {
+    /// An `Outcome<T>`, boxed.
+    pub(crate) value: Value,
+    /// Nanoseconds from the run's start: ready, first start, last start, end; a start
+    /// that did not happen is [`NEVER`].
+    pub(crate) times: [u64; 4],
+    /// Only for a task that failed or was retried.
+    pub(crate) history: Option<Box<History>>,
+    pub(crate) status: TaskStatus,
+}
+
+pub(crate) const NEVER: u64 = u64::MAX;
+
+pub(crate) struct History {
+    /// The last attempt's error.
+    pub(crate) error: Option<TaskError>,
+    /// The attempts before the last one, each of which failed.
+    pub(crate) retried: Vec<FailedAttempt>,
+    /// For a fan-out, every item's slots, in input order.
+    pub(crate) items: Vec<Box<[Slot]>>,
+}
+
+impl Record {
+    pub(crate) fn new(
+        value: Value,
+        status: TaskStatus,
+        times: [u64; 4],
+        error: Option<TaskError>,
+        retried: Vec<FailedAttempt>,
+    ) -> Self {
+        Self::with_items(value, status, times, error, retried, Vec::new())
+    }
+
+    pub(crate) fn with_items(
+        value: Value,
+        status: TaskStatus,
+        times: [u64; 4],
+        error: Option<TaskError>,
+        retried: Vec<FailedAttempt>,
+        items: Vec<Box<[Slot]>>,
+    ) -> Self {
+        let history = (error.is_some() || !retried.is_empty() || !items.is_empty()).then(|| {
+            Box::new(History {
+                error,
+                retried,
+                items,
+            })
+        });
+        Self {
+            value,
+            times,
+            history,
+            status,
+        }
+    }
+
+    pub(crate) fn error(&self) -> Option<&TaskError> {
+        self.history.as_ref()?.error.as_ref()
+    }
+
+    pub(crate) fn retried(&self) -> &[FailedAttempt] {
+        self.history.as_ref().map_or(&[], |h| &h.retried)
+    }
+
+    pub(crate) fn items(&self) -> &[Box<[Slot]>] {
+        self.history.as_ref().map_or(&[], |h| &h.items)
+    }
+
+    pub(crate) fn time(&self, which: usize) -> Option<Duration> {
+        (self.times[which] != NEVER).then(|| Duration::from_nanos(self.times[which]))
+    }
+
+    /// From the first attempt's start to the end; `None` if it never started.
+    pub(crate) fn duration(&self) -> Option<Duration> {
+        Some(self.time(END)?.saturating_sub(self.time(FIRST_START)?))
+    }
+}
+
+pub(crate) const READY: usize = 0;
+pub(crate) const FIRST_START: usize = 1;
+pub(crate) const LAST_START: usize = 2;
+pub(crate) const END: usize = 3;
+
+pub(crate) struct FailedAttempt {
+    pub(crate) started: Instant,
+    pub(crate) finished: Instant,
+    pub(crate) error: TaskError,
+}
+
+/// A node's place in a run: empty until the node is resolved.
+pub type Slot = OnceLock<Record>;
+
+pub(crate) fn fill(slot: &Slot, value: Value) {
+    let _ = slot.set(Record::new(
+        value,
+        TaskStatus::Succeeded,
+        [0, NEVER, NEVER, 0],
+        None,
+        Vec::new(),
+    ));
+}
+
+/// A succeeded node's value.
+pub(crate) fn ok<T: Send + Sync + 'static>(value: T) -> Value {
+    Box::new(Outcome::Ok(value))
+}
+
+/// The value of a node that did not succeed: `Outcome::Failed` or `Outcome::Skipped`.
+pub(crate) fn unresolved<T: Send + Sync + 'static>(error: Option<TaskError>) -> Value {
+    Box::new(error.map_or(Outcome::<T>::Skipped, Outcome::Failed))
+}
+
+fn resolved(slots: &[Slot], id: u32) -> &Value {
+    &slots[id as usize]
+        .get()
+        .expect("aqueduct: a node ran before its input was resolved")
+        .value
+}
+
+/// The outcome of node `id`, following an import of a fan-out's body to its parent.
+pub(crate) fn outcome<T: 'static>(slots: &[Slot], id: u32) -> &Outcome<T> {
+    let value = resolved(slots, id);
+    match value.downcast_ref() {
+        Some(outcome) => outcome,
+        None => imported_outcome(value),
+    }
+}
+
+/// The value of node `id`, following an import of a fan-out's body to its parent or
+/// to its item.
+pub(crate) fn value<T: 'static>(slots: &[Slot], id: u32) -> &T {
+    let value = resolved(slots, id);
+    match value.downcast_ref::<Outcome<T>>() {
+        Some(outcome) => outcome
+            .value()
+            .expect("aqueduct: a node ran although an input it requires did not succeed"),
+        None => imported_value(value),
+    }
+}
+
+/// A run whose slots a nested run imports from: the executor's run state.
+pub(crate) trait Slots: Send + Sync {
+    /// Every node's slot.
+    fn slots(&self) -> &[Slot];
+}
+
+/// Reads item `index` of the collection held by a node (maybe an import of an outer
+/// run, for a loop over another loop's item).
+pub(crate) type ItemOf = for<'a> fn(&'a [Slot], u32, usize) -> &'a (dyn Any + Send + Sync);
+
+/// What a parameter of a fan-out's body holds: a way to its value in the parent run,
+/// which it keeps alive. Reading it costs one failed downcast, and only in bodies.
+pub(crate) enum Import {
+    /// A node of the parent run.
+    Node { run: Arc<dyn Slots>, node: u32 },
+    /// Item `index` of the collection in the parent run's node `collection`.
+    Item {
+        run: Arc<dyn Slots>,
+        collection: u32,
+        index: usize,
+        item: ItemOf,
+    },
+}
+
+fn imported_value<T: 'static>(value: &Value) -> &T {
+    match value.downcast_ref::<Import>() {
+        Some(Import::Node { run, node }) => self::value(run.slots(), *node),
+        Some(Import::Item {
+            run,
+            collection,
+            index,
+            item,
+        }) => item(run.slots(), *collection, *index)
+            .downcast_ref()
+            .expect("aqueduct: an item has its collection's item type"),
+        None => panic!("aqueduct: a node's value has another type than its handle's"),
+    }
+}
+
+fn imported_outcome<T: 'static>(value: &Value) -> &Outcome<T> {
+    match value.downcast_ref::<Import>() {
+        Some(Import::Node { run, node }) => outcome(run.slots(), *node),
+        _ => panic!("aqueduct: the item of a `for` is never read as an outcome"),
+    }
+}
