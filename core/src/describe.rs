@@ -27,7 +27,7 @@ pub struct Graph {
     /// The inputs of node `i` are `inputs[offsets[i]..offsets[i + 1]]`, ascending.
     offsets: Vec<u32>,
     inputs: Vec<u32>,
-    /// Per input edge: whether the node reads it as an [`Outcome`] (it runs even if
+    /// Per input edge: whether the node reads it as an [`Outcome`](crate::Outcome) (it runs even if
     /// that input fails).
     tolerant: Vec<bool>,
     output: usize,
@@ -287,7 +287,7 @@ impl<'g> Node<'g> {
         self.edges().map(|(input, _)| input)
     }
 
-    /// Those of its inputs it reads as an [`Outcome`]: it runs even if they fail.
+    /// Those of its inputs it reads as an [`Outcome`](crate::Outcome): it runs even if they fail.
     pub fn outcome_inputs(&self) -> impl Iterator<Item = usize> + 'g {
         self.edges()
             .filter(|&(_, tolerant)| tolerant)

@@ -61,13 +61,14 @@ pub mod store;
 pub mod task;
 mod value;
 
-/// Building a workflow by hand and reading its static description.
-///
-/// `workflow!` expands to calls of the [`Builder`]; a graph can also be built by hand
-/// with the same guarantees: a [`Handle<T>`] exists only for a node already added, so
-/// every input names an earlier node (no cycles can be built) and carries its value's
-/// type. A built [`Workflow`] describes itself as a [`Graph`] of [`Node`]s.
 pub mod graph {
+    //! Building a workflow by hand and reading its static description.
+    //!
+    //! `workflow!` expands to calls of the [`Builder`]; a graph can also be built by
+    //! hand with the same guarantees: a [`Handle<T>`] exists only for a node already
+    //! added, so every input names an earlier node (no cycles can be built) and
+    //! carries its value's type. A built [`Workflow`] describes itself as a [`Graph`]
+    //! of [`Node`]s.
     pub use crate::describe::{Graph, Node};
     #[cfg(feature = "durable")]
     pub use crate::plan::Checkpointable;
