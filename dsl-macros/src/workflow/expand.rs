@@ -7,6 +7,7 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::{Call, Init, Loop, Node, Tail, Workflow};
+use crate::crate_path::CratePath;
 
 /// The span of a name the expansion makes for itself (the builder, an argument's local,
 /// a parameter's or binding's handle): `Span::mixed_site()` hygiene, so the user's
@@ -48,11 +49,11 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
         ret,
         ..
     } = workflow;
-    let p = quote!(::aqueduct::__private);
+    let p = &workflow.crate_path.private();
     let param_names: Vec<_> = workflow.params.iter().map(|(ident, _)| ident).collect();
     let param_handles: Vec<_> = param_names.iter().map(|ident| handle(ident)).collect();
     let param_types: Vec<_> = workflow.params.iter().map(|(_, ty)| ty).collect();
-    let nodes = emit_nodes(&workflow.nodes);
+    let nodes = emit_nodes(&workflow.nodes, p);
     // A durable workflow's checkpoints read every top-level name.
     let unread = workflow
         .durable
@@ -77,8 +78,8 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
     });
     let tail = match &workflow.tail {
         Tail::Binding(ident) => handle(ident).to_token_stream(),
-        Tail::Call(call) => emit_call(call, &task_name(call)),
-        Tail::Workflow(call) => emit_subflow(call, &task_name(call)),
+        Tail::Call(call) => emit_call(call, &task_name(call), p),
+        Tail::Workflow(call) => emit_subflow(call, &task_name(call), p),
     };
     let tail_span = match &workflow.tail {
         Tail::Binding(ident) => ident.span(),
@@ -96,6 +97,7 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
         "The built graph of the workflow [`{name}()`](fn@{name}): its description and its runs with a report."
     );
     let workflow_type = quote!(#p::Workflow<(#(#param_types,)*), #ret>);
+    let methods_doc = methods_doc(&workflow.crate_path);
     // The static is in a block of its own: the builder's closure is outside it, so a
     // binding named like it does not clash with it.
     let built = quote_spanned! {Span::mixed_site()=>
@@ -141,14 +143,29 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
         }
 
         impl #name {
-            /// The workflow, built once: [`graph()`](::aqueduct::Workflow::graph) describes
-            /// it without running it; [`runner()`](::aqueduct::Workflow::runner) configures a
-            /// run (fail-fast, timeout, cancellation) and returns its report too.
+            #(#[doc = #methods_doc])*
             #vis fn workflow() -> &'static #workflow_type {
                 #built
             }
         }
     }
+}
+
+/// The doc of the workflow type's `workflow()`, a line per `#[doc]`, its links through
+/// the crate's path (plain names when they could not resolve, from a `$crate`).
+fn methods_doc(crate_path: &CratePath) -> [String; 3] {
+    let (graph, runner) = match crate_path.doc_link() {
+        Some(path) => (
+            format!("[`graph()`]({path}::Workflow::graph)"),
+            format!("[`runner()`]({path}::Workflow::runner)"),
+        ),
+        None => ("`graph()`".to_owned(), "`runner()`".to_owned()),
+    };
+    [
+        format!(" The workflow, built once: {graph} describes"),
+        format!(" it without running it; {runner} configures a"),
+        " run (fail-fast, timeout, cancellation) and returns its report too.".to_owned(),
+    ]
 }
 
 /// For each of a scope's names that nothing reads, `{ let name = handle; }` with the
@@ -197,8 +214,7 @@ fn task_name(call: &Call) -> String {
 }
 
 /// `let binding = …;` for every node, in order; `binding` is the node's [`handle`].
-fn emit_nodes(nodes: &[Node]) -> TokenStream {
-    let p = quote!(::aqueduct::__private);
+fn emit_nodes(nodes: &[Node], p: &TokenStream) -> TokenStream {
     nodes
         .iter()
         .map(|node| {
@@ -206,9 +222,9 @@ fn emit_nodes(nodes: &[Node]) -> TokenStream {
             let annotation = node.annotation.as_ref().map(|ty| quote!(: #p::Handle<#ty>));
             let name = node.binding.to_string();
             let add = match &node.init {
-                Init::Call(call) => emit_call(call, &name),
-                Init::Loop(body) => emit_loop(body, &name),
-                Init::Workflow(call) => emit_subflow(call, &name),
+                Init::Call(call) => emit_call(call, &name, p),
+                Init::Loop(body) => emit_loop(body, &name, p),
+                Init::Workflow(call) => emit_subflow(call, &name, p),
             };
             quote!(let #binding #annotation = #add;)
         })
@@ -218,7 +234,7 @@ fn emit_nodes(nodes: &[Node]) -> TokenStream {
 /// `__aqueduct_builder.fan_out(…)` for a loop: the body is built by a closure that
 /// receives the body's builder, the item's handle and the imported handles, bound to
 /// the same handle names as outside, so the body's calls read exactly as written.
-fn emit_loop(body: &Loop, node_name: &str) -> TokenStream {
+fn emit_loop(body: &Loop, node_name: &str, p: &TokenStream) -> TokenStream {
     let Loop {
         cap,
         item,
@@ -231,10 +247,10 @@ fn emit_loop(body: &Loop, node_name: &str) -> TokenStream {
     let item_handle = handle(item);
     let imports: Vec<_> = imports.iter().map(handle).collect();
     let unread = unread([item], nodes, tail);
-    let nodes = emit_nodes(nodes);
+    let nodes = emit_nodes(nodes, p);
     let tail = match tail {
-        Tail::Call(call) => emit_call(call, &task_name(call)),
-        Tail::Workflow(call) => emit_subflow(call, &task_name(call)),
+        Tail::Call(call) => emit_call(call, &task_name(call), p),
+        Tail::Workflow(call) => emit_subflow(call, &task_name(call), p),
         Tail::Binding(_) => unreachable!("a loop's tail is a call"),
     };
     let cap = cap.map(|n| {
@@ -259,8 +275,7 @@ fn emit_loop(body: &Loop, node_name: &str) -> TokenStream {
 
 /// `__aqueduct_builder.subflow(…)` for another workflow run as one node; its inputs
 /// are checked against its parameters by `Arguments`.
-fn emit_subflow(call: &Call, node_name: &str) -> TokenStream {
-    let p = quote!(::aqueduct::__private);
+fn emit_subflow(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
     let path = &call.task;
     let roots = call.args.iter().map(|arg| handle(&arg.root));
     let workflow = quote_spanned!(path.span()=> <#path as #p::Subflow>::workflow());
@@ -271,8 +286,7 @@ fn emit_subflow(call: &Call, node_name: &str) -> TokenStream {
 
 /// `__aqueduct_builder.node(…)` for one task call: the closure calls the user's function
 /// with the user's argument tokens, so rustc reports type and arity errors at them.
-fn emit_call(call: &Call, node_name: &str) -> TokenStream {
-    let p = quote!(::aqueduct::__private);
+fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
     let task = &call.task;
     let inputs = call.args.iter().map(|arg| read(&arg.root));
     // Each argument is bound before the call, so its type is known (`&T`, or

@@ -25,11 +25,15 @@ mod validate;
 use proc_macro2::{Ident, Span, TokenStream};
 use syn::{Attribute, ExprPath, Member, Token, Type, Visibility};
 
+use crate::crate_path::CratePath;
+
 /// A validated workflow.
 struct Workflow {
     attrs: Vec<Attribute>,
     /// `#[durable]` or `#[durable(version = N)]`: the version.
     durable: Option<u32>,
+    /// `#[aqueduct(crate = path)]`: the path the expansion names Aqueduct by.
+    crate_path: CratePath,
     vis: Visibility,
     name: Ident,
     params: Vec<(Ident, Type)>,

@@ -9,7 +9,7 @@ use syn::{
     Attribute, Block, Expr, ExprCall, FnArg, Local, Pat, ReturnType, Stmt, Token, Visibility,
 };
 
-use super::attrs::{durable, loop_cap};
+use super::attrs::{crate_path, durable, loop_cap};
 use super::validate::Scope;
 use super::{Arg, Call, Init, Loop, Node, Tail, Workflow};
 use crate::errors::Errors;
@@ -58,6 +58,7 @@ pub(super) fn workflow(mut input: Input) -> syn::Result<Workflow> {
     let mut errors = Errors::default();
     let mut scope = Scope::default();
     let durable = durable(&mut input.attrs, &mut errors);
+    let crate_path = crate_path(&mut input.attrs, &mut errors);
 
     let mut params = Vec::new();
     for param in &input.params {
@@ -88,6 +89,7 @@ pub(super) fn workflow(mut input: Input) -> syn::Result<Workflow> {
     Ok(Workflow {
         attrs: input.attrs,
         durable,
+        crate_path,
         vis: input.vis,
         name: input.name,
         params,
