@@ -4,6 +4,7 @@
 
 use proc_macro::TokenStream;
 
+mod crate_path;
 mod errors;
 mod options;
 mod task;
@@ -15,6 +16,29 @@ mod workflow;
 /// `fn` is CPU work and runs on rayon; an `async fn` is IO work and runs on tokio.
 /// Inputs are shared references (`&T`); the return type is the output `T`, or
 /// `Result<T, E>` whose `Err` fails the task.
+///
+/// # `crate = path`
+///
+/// The expansion names Aqueduct `::aqueduct`. A crate that depends on it under another
+/// name, or reaches it through another crate's re-export, says where it is:
+///
+/// ```ignore
+/// // Cargo.toml: flow = { package = "aqueduct", version = "0.1" }
+/// #[flow::task(crate = flow)]
+/// fn double(x: &u64) -> u64 {
+///     x * 2
+/// }
+///
+/// #[my_lib::aqueduct::task(crate = my_lib::aqueduct, retries = 3)]
+/// async fn fetch(url: &String) -> Result<String, std::io::Error> { /* … */ }
+/// ```
+///
+/// The value is a path as it would be written in a `use` (`flow`, `::flow`,
+/// `my_lib::aqueduct`, and `$crate::aqueduct` in a `macro_rules!` of a crate that
+/// re-exports Aqueduct), or that path in a string (`crate = "flow"`), as serde's and
+/// tokio's `crate` options take it. It sits among the other options, in any order.
+/// A workflow that calls the task names the crate for itself:
+/// `#[aqueduct(crate = path)]`, see [`workflow!`](macro@workflow).
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
     task::expand(args.into(), item.into()).into()
@@ -26,6 +50,33 @@ pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Expands to an `async`-style function with the workflow's parameters that runs the
 /// graph and returns `Result<Output, aqueduct::Error>`, and a same-named type whose
 /// `workflow()` gives the built graph.
+///
+/// # `#[aqueduct(crate = path)]`
+///
+/// The expansion names Aqueduct `::aqueduct`. A crate that depends on it under another
+/// name, or reaches it through another crate's re-export, says where it is with this
+/// attribute on the workflow's `fn`, beside its docs and `#[durable]`:
+///
+/// ```ignore
+/// // Cargo.toml: flow = { package = "aqueduct", version = "0.1" }
+/// use flow::{task, workflow};
+///
+/// #[task(crate = flow)]
+/// fn double(x: &u64) -> u64 {
+///     x * 2
+/// }
+///
+/// workflow! {
+///     #[aqueduct(crate = flow)]
+///     pub fn doubled(x: u64) -> u64 {
+///         double(&x)
+///     }
+/// }
+/// ```
+///
+/// The path takes the forms `#[task(crate = …)]` takes. The attribute is the macro's
+/// own and is not emitted. The tasks and workflows a workflow calls are expanded on
+/// their own, so each of them names the crate too.
 #[proc_macro]
 pub fn workflow(input: TokenStream) -> TokenStream {
     workflow::expand(input.into()).into()

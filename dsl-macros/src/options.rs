@@ -5,9 +5,11 @@ use quote::{ToTokens, quote};
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprLit, ExprUnary, Lit, Meta, Token, UnOp};
 
+use crate::crate_path::CratePath;
 use crate::errors::{Errors, closest};
 
-/// Every option `#[task]` accepts, as a user would write it.
+/// Every option `#[task]` accepts, as a user would write it, but `crate = path`: only a
+/// crate that renamed or re-exports Aqueduct needs that one, and the docs show it.
 const VALID: &str = "retries = 3, retry_delay = \"1s\", backoff = \"exponential\", \
                      max_delay = \"30s\", jitter = true, retry_panics = false, timeout = \"10s\", \
                      concurrency = 4";
@@ -21,6 +23,7 @@ const KEYS: &[&str] = &[
     "retry_panics",
     "timeout",
     "concurrency",
+    "crate",
 ];
 
 const BACKOFFS: &[&str] = &["fixed", "linear", "exponential"];
@@ -36,6 +39,7 @@ pub(crate) struct Options {
     retry_panics: Option<bool>,
     timeout: Option<u64>,
     concurrency: Option<u32>,
+    crate_path: CratePath,
 }
 
 impl Options {
@@ -107,6 +111,7 @@ impl Options {
                 }
                 self.concurrency = Some(limit);
             }
+            "crate" => self.crate_path = CratePath::parse(meta, value, errors)?,
             "jitter" => self.jitter = Some(boolean(key, value, errors)?),
             "retry_panics" => self.retry_panics = Some(boolean(key, value, errors)?),
             "backoff" => {
@@ -127,6 +132,7 @@ impl Options {
                             .copied()
                             .find(|k| !key.is_empty() && k.starts_with(key))
                     })
+                    .or_else(|| key.contains("crate").then_some("crate"))
                     .map(|close| format!("did you mean `{close}`? "))
                     .unwrap_or_default();
                 errors.at(
@@ -142,9 +148,14 @@ impl Options {
         Some(())
     }
 
+    /// The path the expansion names Aqueduct by: `crate = …`, or `::aqueduct`.
+    pub(crate) fn crate_path(&self) -> &CratePath {
+        &self.crate_path
+    }
+
     /// The `RetryPolicy` these options describe, as a constant expression.
     pub(crate) fn policy(&self) -> TokenStream {
-        let p = quote!(::aqueduct::__private);
+        let p = self.crate_path.private();
         let retries = self.retries.unwrap_or(0);
         let delay = self.retry_delay.unwrap_or(1000);
         let backoff = match self.backoff.as_deref().unwrap_or("exponential") {
@@ -152,7 +163,7 @@ impl Options {
             "linear" => quote!(#p::Backoff::Linear),
             _ => quote!(#p::Backoff::Exponential),
         };
-        let max_delay = optional_millis(self.max_delay);
+        let max_delay = optional_millis(self.max_delay, &p);
         let jitter = self.jitter.unwrap_or(true);
         let retry_panics = self.retry_panics.unwrap_or(false);
         quote! {
@@ -177,15 +188,13 @@ impl Options {
 
     /// The per-attempt timeout, as a constant expression.
     pub(crate) fn timeout(&self) -> TokenStream {
-        optional_millis(self.timeout)
+        optional_millis(self.timeout, &self.crate_path.private())
     }
 }
 
-fn optional_millis(millis: Option<u64>) -> TokenStream {
+fn optional_millis(millis: Option<u64>, p: &TokenStream) -> TokenStream {
     match millis {
-        Some(ms) => {
-            quote!(::core::option::Option::Some(::aqueduct::__private::Duration::from_millis(#ms)))
-        }
+        Some(ms) => quote!(::core::option::Option::Some(#p::Duration::from_millis(#ms))),
         None => quote!(::core::option::Option::None),
     }
 }

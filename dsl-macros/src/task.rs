@@ -191,7 +191,7 @@ fn emit(task: &Task) -> TokenStream {
     let vis = &item.vis;
     let name = &item.sig.ident;
     let ret = &task.ret;
-    let p = quote!(::aqueduct::__private);
+    let p = task.options.crate_path().private();
     let (output, finish) = if task.fallible {
         // `Result<T, …>` names its output `T`; only an alias without arguments needs the
         // projection, which rustc reports once per use if the type is not a `Result`.
@@ -265,6 +265,7 @@ fn emit(task: &Task) -> TokenStream {
 /// which `.await`.
 fn send_check(task: &Task) -> TokenStream {
     let name = &task.item.sig.ident;
+    let assert_send = task.options.crate_path().private_at(name.span());
     let (args, types): (Vec<_>, Vec<_>) = task
         .item
         .sig
@@ -284,7 +285,7 @@ fn send_check(task: &Task) -> TokenStream {
         const _: () = {
             #[allow(dead_code)]
             fn __aqueduct_future_is_send(#(#args: #types),*) {
-                ::aqueduct::__private::assert_send(#name(#(#args),*));
+                #assert_send::assert_send(#name(#(#args),*));
             }
         };
     }

@@ -12,5 +12,6 @@ fn ui() {
     cases.compile_fail("tests/ui/fanout/*.rs");
     cases.compile_fail("tests/ui/subflow/*.rs");
     cases.compile_fail("tests/ui/durable/*.rs");
+    cases.compile_fail("tests/ui/crate/*.rs");
     cases.pass("tests/ui/pass/*.rs");
 }

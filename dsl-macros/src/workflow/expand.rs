@@ -1,0 +1,360 @@
+//! The generated code: the workflow's function and type, a builder call per node, and
+//! the hygiene helpers that keep the expansion's names apart from the user's. Reads the
+//! data model only.
+
+use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use super::{Call, Init, Loop, Node, Tail, Workflow};
+use crate::crate_path::CratePath;
+
+/// The span of a name the expansion makes for itself (the builder, an argument's local,
+/// a parameter's or binding's handle): `Span::mixed_site()` hygiene, so the user's
+/// tokens (a task's name, a path in a type) never resolve to it and a user's name never
+/// shadows it; located at `at`, so rustc still points at the user's token.
+fn hygienic(at: Span) -> Span {
+    Span::mixed_site().located_at(at)
+}
+
+/// One of the expansion's own locals (`__aqueduct_builder`, …), located at `at`. Only
+/// the names are hygienic: the tokens around them keep the spans they had, so rustc
+/// reports at the user's tokens as before.
+fn local(name: &str, at: Span) -> Ident {
+    Ident::new(name, hygienic(at))
+}
+
+/// The local holding the `Handle` of a parameter, binding or loop item. Hygienic, so it
+/// never shadows a task of the user's name (`let double = double(&x);`) or anything
+/// else the user's tokens name; prefixed, so it never meets one of the expansion's own
+/// locals, which are hygienic too (a binding `__aqueduct_builder` has the handle
+/// `__aqueduct_h___aqueduct_builder`, not the builder's name).
+fn handle(ident: &Ident) -> Ident {
+    format_ident!("__aqueduct_h_{}", ident, span = hygienic(ident.span()))
+}
+
+/// The handle of `ident` as a value, spanned at the user's token: rustc reports a
+/// problem with it (its type cannot be saved, or iterated) there, as it does for the
+/// user's own code, rather than as coming from the macro.
+fn read(ident: &Ident) -> TokenStream {
+    let handle = handle(ident);
+    quote_spanned!(ident.span()=> ::core::convert::identity(#handle))
+}
+
+pub(super) fn emit(workflow: &Workflow) -> TokenStream {
+    let Workflow {
+        attrs,
+        vis,
+        name,
+        ret,
+        ..
+    } = workflow;
+    let p = &workflow.crate_path.private();
+    let param_names: Vec<_> = workflow.params.iter().map(|(ident, _)| ident).collect();
+    let param_handles: Vec<_> = param_names.iter().map(|ident| handle(ident)).collect();
+    let param_types: Vec<_> = workflow.params.iter().map(|(_, ty)| ty).collect();
+    let nodes = emit_nodes(&workflow.nodes, p);
+    // A durable workflow's checkpoints read every top-level name.
+    let unread = workflow
+        .durable
+        .is_none()
+        .then(|| unread(param_names.iter().copied(), &workflow.nodes, &workflow.tail));
+    // A durable workflow checkpoints every top-level node and saves its parameters as
+    // the run's input; each call is spanned at the binding, so a value serde cannot
+    // save is reported there.
+    let durable = workflow.durable.map(|version| {
+        let bindings = param_names
+            .iter()
+            .copied()
+            .chain(workflow.nodes.iter().map(|node| &node.binding));
+        let checkpoints = bindings.map(|binding| {
+            let (builder, handle) = (local("__aqueduct_builder", binding.span()), read(binding));
+            quote_spanned!(binding.span()=> #builder.checkpoint(#handle);)
+        });
+        quote_spanned! {Span::mixed_site()=>
+            __aqueduct_builder.durable(#version);
+            #(#checkpoints)*
+        }
+    });
+    let tail = match &workflow.tail {
+        Tail::Binding(ident) => handle(ident).to_token_stream(),
+        Tail::Call(call) => emit_call(call, &task_name(call), p),
+        Tail::Workflow(call) => emit_subflow(call, &task_name(call), p),
+    };
+    let tail_span = match &workflow.tail {
+        Tail::Binding(ident) => ident.span(),
+        Tail::Call(call) | Tail::Workflow(call) => call.task.span(),
+    };
+    let (builder, tail_local) = (
+        local("__aqueduct_builder", tail_span),
+        local("__aqueduct_tail", tail_span),
+    );
+    let durable_tail = workflow
+        .durable
+        .map(|_| quote_spanned!(tail_span=> #builder.checkpoint(::core::convert::identity(#tail_local));));
+    let output = quote_spanned!(tail_span=> #p::output::<#ret, _>(#tail_local));
+    let workflow_doc = format!(
+        "The built graph of the workflow [`{name}()`](fn@{name}): its description and its runs with a report."
+    );
+    let workflow_type = quote!(#p::Workflow<(#(#param_types,)*), #ret>);
+    let methods_doc = methods_doc(&workflow.crate_path);
+    // The static is in a block of its own: the builder's closure is outside it, so a
+    // binding named like it does not clash with it.
+    let built = quote_spanned! {Span::mixed_site()=>
+        let __aqueduct_workflow: &'static #p::OnceLock<#workflow_type> = {
+            static WORKFLOW: #p::OnceLock<#workflow_type> = #p::OnceLock::new();
+            &WORKFLOW
+        };
+        __aqueduct_workflow.get_or_init(|| {
+            let (mut __aqueduct_builder, (#(#param_handles,)*)) =
+                #p::Builder::<(#(#param_types,)*)>::new(
+                    ::core::stringify!(#name),
+                    [#(::core::stringify!(#param_names)),*],
+                );
+            #nodes
+            #unread
+            #durable
+            let __aqueduct_tail = #tail;
+            #durable_tail
+            __aqueduct_builder.output(#output)
+        })
+    };
+    quote! {
+        #(#attrs)*
+        #vis fn #name(#(#param_names: #param_types),*)
+            -> impl ::core::future::Future<Output = ::core::result::Result<#ret, #p::Error>>
+                + ::core::marker::Send + 'static
+        {
+            #name::workflow().run((#(#param_names,)*))
+        }
+
+        #[doc = #workflow_doc]
+        #[allow(non_camel_case_types)]
+        #vis struct #name {
+            _private: (),
+        }
+
+        impl #p::Subflow for #name {
+            type Params = (#(#param_types,)*);
+            type Output = #ret;
+            fn workflow() -> &'static #workflow_type {
+                #name::workflow()
+            }
+        }
+
+        impl #name {
+            #(#[doc = #methods_doc])*
+            #vis fn workflow() -> &'static #workflow_type {
+                #built
+            }
+        }
+    }
+}
+
+/// The doc of the workflow type's `workflow()`, a line per `#[doc]`, its links through
+/// the crate's path (plain names when they could not resolve, from a `$crate`).
+fn methods_doc(crate_path: &CratePath) -> [String; 3] {
+    let (graph, runner) = match crate_path.doc_link() {
+        Some(path) => (
+            format!("[`graph()`]({path}::Workflow::graph)"),
+            format!("[`runner()`]({path}::Workflow::runner)"),
+        ),
+        None => ("`graph()`".to_owned(), "`runner()`".to_owned()),
+    };
+    [
+        format!(" The workflow, built once: {graph} describes"),
+        format!(" it without running it; {runner} configures a"),
+        " run (fail-fast, timeout, cancellation) and returns its report too.".to_owned(),
+    ]
+}
+
+/// For each of a scope's names that nothing reads, `{ let name = handle; }` with the
+/// user's token: the handles are hygienic, so rustc would not warn of an unused
+/// variable at a binding nothing depends on; this binding is what it warns of, with
+/// its `_name` hint, and it shadows nothing.
+fn unread<'a>(
+    defined: impl IntoIterator<Item = &'a Ident>,
+    nodes: &'a [Node],
+    tail: &'a Tail,
+) -> TokenStream {
+    let roots = |call: &'a Call| call.args.iter().map(|arg| &arg.root);
+    let mut reads: Vec<&Ident> = Vec::new();
+    for node in nodes {
+        match &node.init {
+            Init::Call(call) | Init::Workflow(call) => reads.extend(roots(call)),
+            Init::Loop(body) => {
+                reads.push(&body.collection.root);
+                reads.extend(&body.imports);
+            }
+        }
+    }
+    match tail {
+        Tail::Call(call) | Tail::Workflow(call) => reads.extend(roots(call)),
+        Tail::Binding(ident) => reads.push(ident),
+    }
+    defined
+        .into_iter()
+        .chain(nodes.iter().map(|node| &node.binding))
+        .filter(|name| !reads.contains(name))
+        .map(|name| {
+            let handle = handle(name);
+            quote!({ let #name = #handle; })
+        })
+        .collect()
+}
+
+/// A tail call's node is named after its task.
+fn task_name(call: &Call) -> String {
+    call.task
+        .path
+        .segments
+        .last()
+        .map(|s| s.ident.to_string())
+        .unwrap_or_default()
+}
+
+/// `let binding = …;` for every node, in order; `binding` is the node's [`handle`].
+fn emit_nodes(nodes: &[Node], p: &TokenStream) -> TokenStream {
+    nodes
+        .iter()
+        .map(|node| {
+            let binding = handle(&node.binding);
+            let annotation = node.annotation.as_ref().map(|ty| quote!(: #p::Handle<#ty>));
+            let name = node.binding.to_string();
+            let add = match &node.init {
+                Init::Call(call) => emit_call(call, &name, p),
+                Init::Loop(body) => emit_loop(body, &name, p),
+                Init::Workflow(call) => emit_subflow(call, &name, p),
+            };
+            quote!(let #binding #annotation = #add;)
+        })
+        .collect()
+}
+
+/// `__aqueduct_builder.fan_out(…)` for a loop: the body is built by a closure that
+/// receives the body's builder, the item's handle and the imported handles, bound to
+/// the same handle names as outside, so the body's calls read exactly as written.
+fn emit_loop(body: &Loop, node_name: &str, p: &TokenStream) -> TokenStream {
+    let Loop {
+        cap,
+        item,
+        collection,
+        imports,
+        nodes,
+        tail,
+    } = body;
+    let collection = read(&collection.root);
+    let item_handle = handle(item);
+    let imports: Vec<_> = imports.iter().map(handle).collect();
+    let unread = unread([item], nodes, tail);
+    let nodes = emit_nodes(nodes, p);
+    let tail = match tail {
+        Tail::Call(call) => emit_call(call, &task_name(call), p),
+        Tail::Workflow(call) => emit_subflow(call, &task_name(call), p),
+        Tail::Binding(_) => unreachable!("a loop's tail is a call"),
+    };
+    let cap = cap.map(|n| {
+        quote_spanned!(Span::mixed_site()=> __aqueduct_builder.cap_items(__aqueduct_fan_out, #n);)
+    });
+    quote_spanned! {Span::mixed_site()=> {
+        let __aqueduct_fan_out = __aqueduct_builder.fan_out(
+            #node_name,
+            #collection,
+            ::core::stringify!(#item),
+            (#(#imports,)*),
+            |__aqueduct_builder, #item_handle, (#(#imports,)*)| {
+                #nodes
+                #unread
+                #tail
+            },
+        );
+        #cap
+        __aqueduct_fan_out
+    }}
+}
+
+/// `__aqueduct_builder.subflow(…)` for another workflow run as one node; its inputs
+/// are checked against its parameters by `Arguments`.
+fn emit_subflow(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
+    let path = &call.task;
+    let roots = call.args.iter().map(|arg| handle(&arg.root));
+    let workflow = quote_spanned!(path.span()=> <#path as #p::Subflow>::workflow());
+    let mut inputs = Group::new(Delimiter::Parenthesis, quote!(#(#roots,)*));
+    inputs.set_span(call.paren);
+    quote_spanned!(Span::mixed_site()=> __aqueduct_builder.subflow(#node_name, #workflow, #inputs))
+}
+
+/// `__aqueduct_builder.node(…)` for one task call: the closure calls the user's function
+/// with the user's argument tokens, so rustc reports type and arity errors at them.
+fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
+    let task = &call.task;
+    let inputs = call.args.iter().map(|arg| read(&arg.root));
+    // Each argument is bound before the call, so its type is known (`&T`, or
+    // `&Outcome<T>` for a tolerant parameter) when rustc checks the call, and deref
+    // coercions (`&Vec<T>` to `&[T]`) apply as in a hand-written call.
+    let mut locals = Vec::new();
+    let mut picks = Vec::new();
+    let mut args = Vec::new();
+    for (i, arg) in call.args.iter().enumerate() {
+        let last_span = arg
+            .fields
+            .last()
+            .map_or(arg.root.span(), |(_, member)| member.span());
+        let local = format_ident!("__aqueduct_arg{}", i, span = hygienic(last_span));
+        let fields = arg.fields.iter().map(|(dot, member)| quote!(#dot #member));
+        let root = handle(&arg.root);
+        let picked = quote_spanned!(arg.root.span()=> __aqueduct_task.arg::<#i, _>(__aqueduct_input.slots(), #root));
+        picks.push(if arg.fields.is_empty() {
+            picked
+        } else {
+            quote!(&#picked #(#fields)*)
+        });
+        let and = arg
+            .and
+            .map_or_else(|| quote_spanned!(arg.root.span()=> &), |and| quote!(#and));
+        let star = quote_spanned!(last_span=> *);
+        // In parentheses spanned at the user's token, so the argument's span is the
+        // user's `&input` rather than the hygienic local's.
+        let mut deref = Group::new(Delimiter::Parenthesis, quote!(#star #local));
+        deref.set_span(last_span);
+        args.push(quote!(#and #deref));
+        locals.push(local);
+    }
+    // The picks name the task's marker and the closure's input without hygiene, as the
+    // user's tokens do: rustc's reports at those tokens stay as they are. They do so in
+    // a block of their own, where the only user tokens are field names, so no name of
+    // the user's can meet them; the task's call, outside it, sees only hygienic locals.
+    let pick = (!picks.is_empty()).then(|| {
+        let (task, input) = (
+            Ident::new("__aqueduct_task", Span::call_site()),
+            Ident::new("__aqueduct_input", Span::call_site()),
+        );
+        quote_spanned! {Span::mixed_site()=>
+            let (#(#locals,)*) = {
+                let #task = __aqueduct_task;
+                let #input = __aqueduct_input;
+                (#(#picks,)*)
+            };
+        }
+    });
+    let mut parens = Group::new(Delimiter::Parenthesis, quote!(#(#args),*));
+    parens.set_span(call.paren);
+    let marker = quote_spanned!(task.span()=> <#task as #p::HasMarker>::MARKER);
+    let the_call: TokenStream = task
+        .to_token_stream()
+        .into_iter()
+        .chain([TokenTree::Group(parens)])
+        .collect();
+    quote_spanned! {Span::mixed_site()=> {
+        let __aqueduct_task = #marker;
+        __aqueduct_builder.node(
+            __aqueduct_task.info(),
+            #node_name,
+            (#(#inputs,)*),
+            move |__aqueduct_input| {
+                #pick
+                __aqueduct_task.step(#the_call)
+            },
+        )
+    }}
+}

@@ -1,0 +1,104 @@
+//! `workflow!`: parse → validate → expand, and the data model the steps share.
+//!
+//! The body is a list of `let name = task(&input, …);` and a tail (a task call or a
+//! binding). Validation checks every input against the parameters and earlier
+//! bindings, so a missing dependency, a use before definition or a self-dependency is
+//! reported at the user's token before rustc sees anything. Types and arity are left
+//! to rustc: the expansion calls the user's function with the user's argument tokens.
+//!
+//! The expansion's own names (the builder, the locals of a node's closure, and the
+//! handle of each parameter and binding) are hygienic (`Span::mixed_site()`), so a
+//! parameter or binding may be named like a task (`let double = double(&x);`) or like
+//! any of them, and a task too. The tokens around those names keep the user's spans,
+//! so rustc's errors point at the user's tokens as before.
+//!
+//! - [`parse`]: the input's syntax, turned statement by statement into the model below;
+//! - [`attrs`]: the attributes a workflow and its `for` loops take;
+//! - [`validate`]: the [`Scope`](validate::Scope) of names each statement may read;
+//! - [`expand`]: the generated code, read from the model.
+
+mod attrs;
+mod expand;
+mod parse;
+mod validate;
+
+use proc_macro2::{Ident, Span, TokenStream};
+use syn::{Attribute, ExprPath, Member, Token, Type, Visibility};
+
+use crate::crate_path::CratePath;
+
+/// A validated workflow.
+struct Workflow {
+    attrs: Vec<Attribute>,
+    /// `#[durable]` or `#[durable(version = N)]`: the version.
+    durable: Option<u32>,
+    /// `#[aqueduct(crate = path)]`: the path the expansion names Aqueduct by.
+    crate_path: CratePath,
+    vis: Visibility,
+    name: Ident,
+    params: Vec<(Ident, Type)>,
+    ret: Type,
+    nodes: Vec<Node>,
+    tail: Tail,
+}
+
+/// `let binding = task(&a, &b.field);` or `let binding = for item in &c { … };`
+struct Node {
+    binding: Ident,
+    annotation: Option<Type>,
+    init: Init,
+}
+
+/// What a node runs.
+enum Init {
+    Call(Call),
+    Loop(Loop),
+    /// `other(&a, &b).await`: another workflow, run as one node.
+    Workflow(Call),
+}
+
+/// `for item in &collection { let x = task(item); tail(&x, &outer) }`
+struct Loop {
+    /// `#[concurrency = N]`: at most N items at once.
+    cap: Option<u32>,
+    item: Ident,
+    collection: Arg,
+    /// The enclosing scope's bindings the body reads, in first-use order.
+    imports: Vec<Ident>,
+    nodes: Vec<Node>,
+    /// A task call or another workflow's.
+    tail: Tail,
+}
+
+/// `task(&a, &b.field)`: the called path, the span of its parentheses, its inputs.
+struct Call {
+    task: ExprPath,
+    paren: Span,
+    args: Vec<Arg>,
+}
+
+/// `&root.field.field`, or a loop's item alone.
+struct Arg {
+    and: Option<Token![&]>,
+    root: Ident,
+    fields: Vec<(Token![.], Member)>,
+}
+
+/// The last expression of a body: its output.
+enum Tail {
+    Call(Call),
+    Workflow(Call),
+    Binding(Ident),
+}
+
+/// `workflow! { … }`: the generated code, or every mistake in the input as compile errors.
+pub(crate) fn expand(input: TokenStream) -> TokenStream {
+    let input: parse::Input = match syn::parse2(input) {
+        Ok(input) => input,
+        Err(error) => return error.to_compile_error(),
+    };
+    match parse::workflow(input) {
+        Ok(workflow) => expand::emit(&workflow),
+        Err(error) => error.to_compile_error(),
+    }
+}

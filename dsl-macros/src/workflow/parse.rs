@@ -1,0 +1,445 @@
+//! The input's syntax and its turning into the data model: every statement's form is
+//! checked here, every name it reads through the [`Scope`].
+
+use proc_macro2::Ident;
+use quote::ToTokens;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{
+    Attribute, Block, Expr, ExprCall, FnArg, Local, Pat, ReturnType, Stmt, Token, Visibility,
+};
+
+use super::attrs::{crate_path, durable, loop_cap};
+use super::validate::Scope;
+use super::{Arg, Call, Init, Loop, Node, Tail, Workflow};
+use crate::errors::Errors;
+
+/// The macro input as written.
+pub(super) struct Input {
+    attrs: Vec<Attribute>,
+    vis: Visibility,
+    name: Ident,
+    params: Punctuated<FnArg, Token![,]>,
+    ret: ReturnType,
+    body: Block,
+}
+
+impl Parse for Input {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis = input.parse()?;
+        input.parse::<Token![fn]>().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected `fn`: a workflow is written `pub fn name(param: Type) -> Output { … }`",
+            )
+        })?;
+        let name = input.parse()?;
+        let content;
+        syn::parenthesized!(content in input);
+        let params = content.parse_terminated(FnArg::parse, Token![,])?;
+        let ret = input.parse()?;
+        let body = input.parse()?;
+        Ok(Self {
+            attrs,
+            vis,
+            name,
+            params,
+            ret,
+            body,
+        })
+    }
+}
+
+const STATEMENT_FORM: &str = "every statement of a workflow is `let name = task(&input, …);`";
+
+/// The workflow `input` describes, or every mistake in it.
+pub(super) fn workflow(mut input: Input) -> syn::Result<Workflow> {
+    let mut errors = Errors::default();
+    let mut scope = Scope::default();
+    let durable = durable(&mut input.attrs, &mut errors);
+    let crate_path = crate_path(&mut input.attrs, &mut errors);
+
+    let mut params = Vec::new();
+    for param in &input.params {
+        match param {
+            FnArg::Typed(typed) => match &*typed.pat {
+                Pat::Ident(p)
+                    if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() =>
+                {
+                    scope.define(&p.ident, &mut errors);
+                    params.push((p.ident.clone(), (*typed.ty).clone()));
+                }
+                pat => {
+                    errors.at(pat, "a workflow parameter is a plain name: `name: Type`");
+                    scope.define_all(pat);
+                }
+            },
+            FnArg::Receiver(receiver) => errors.at(receiver, "a workflow takes no `self`"),
+        }
+    }
+
+    let (nodes, tail) = block(&input.body, &mut scope, &mut errors, false);
+
+    errors.finish()?;
+    let ret = match input.ret {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => *ty,
+    };
+    Ok(Workflow {
+        attrs: input.attrs,
+        durable,
+        crate_path,
+        vis: input.vis,
+        name: input.name,
+        params,
+        ret,
+        nodes,
+        tail: tail.expect("a tail exists when there are no errors"),
+    })
+}
+
+/// The statements of a workflow's body or of a loop's body: `let`s, then the tail.
+/// A loop's tail must be a task call (its value is one item's result).
+fn block(
+    body: &Block,
+    scope: &mut Scope,
+    errors: &mut Errors,
+    in_loop: bool,
+) -> (Vec<Node>, Option<Tail>) {
+    let stmts = &body.stmts;
+    let (tail_stmt, lets) = match stmts.split_last() {
+        Some((Stmt::Expr(tail, None), lets)) => (Some(tail), lets),
+        _ => (None, &stmts[..]),
+    };
+    // Every binding by name, so a use before definition can point at the later `let`.
+    for stmt in lets {
+        if let Some(ident) = let_ident(stmt) {
+            scope.bind_later(ident);
+        }
+    }
+
+    let mut nodes = Vec::new();
+    for stmt in lets {
+        match stmt {
+            Stmt::Local(local) => {
+                if let Some(node) = node(local, scope, errors) {
+                    nodes.push(node);
+                }
+            }
+            Stmt::Expr(Expr::Call(_), Some(_)) => errors.at(
+                stmt,
+                format!("{STATEMENT_FORM}: bind this call's output to a name (`let done = …;`)"),
+            ),
+            other => errors.at(other, STATEMENT_FORM),
+        }
+    }
+
+    let what = if in_loop {
+        "a loop's body"
+    } else {
+        "a workflow"
+    };
+    let tail = match tail_stmt {
+        Some(Expr::Call(call)) => self::call(call, None, scope, errors).map(Tail::Call),
+        Some(Expr::Await(awaited)) => {
+            subflow(&awaited.base, None, scope, errors).map(Tail::Workflow)
+        }
+        Some(Expr::Path(path)) if path.path.get_ident().is_some() && !in_loop => {
+            let ident = path.path.get_ident().expect("checked above");
+            scope.check(ident, None, errors);
+            Some(Tail::Binding(ident.clone()))
+        }
+        Some(other) if in_loop => {
+            errors.at(
+                other,
+                "a loop's body ends with a task call: its value is that item's result",
+            );
+            None
+        }
+        Some(other) => {
+            errors.at(
+                other,
+                "a workflow ends with its output: a task call `task(&input)` or a binding `name`",
+            );
+            None
+        }
+        None => {
+            let example = lets.iter().rev().find_map(let_ident).map_or_else(
+                || "`task(&input)`".to_owned(),
+                |last| format!("e.g. `{last}`"),
+            );
+            let expected = if in_loop {
+                "a task call"
+            } else {
+                "a task call or a binding"
+            };
+            errors.push(syn::Error::new(
+                body.brace_token.span.close(),
+                format!(
+                    "{what} ends with its output: before this `}}`, add {expected} without `;`, {example}"
+                ),
+            ));
+            None
+        }
+    };
+    (nodes, tail)
+}
+
+fn let_ident(stmt: &Stmt) -> Option<&Ident> {
+    let Stmt::Local(local) = stmt else {
+        return None;
+    };
+    match &local.pat {
+        Pat::Ident(p) => Some(&p.ident),
+        Pat::Type(typed) => match &*typed.pat {
+            Pat::Ident(p) => Some(&p.ident),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn node(local: &Local, scope: &mut Scope, errors: &mut Errors) -> Option<Node> {
+    let (pat, annotation) = match &local.pat {
+        Pat::Type(typed) => (&*typed.pat, Some((*typed.ty).clone())),
+        pat => (pat, None),
+    };
+    let binding = match pat {
+        Pat::Ident(p) => {
+            if let Some(mutability) = &p.mutability {
+                errors.at(
+                    mutability,
+                    "workflow bindings are shared with every reader: remove `mut`",
+                );
+            }
+            if let Some(by_ref) = &p.by_ref {
+                errors.at(
+                    by_ref,
+                    "remove `ref`: a binding already names a shared output",
+                );
+            }
+            Some(p.ident.clone())
+        }
+        other => {
+            errors.at(
+                other,
+                "bind a task's output to one name; to use a part of it, pass a field: `&output.field`",
+            );
+            scope.define_all(other);
+            None
+        }
+    };
+    let Some(init) = &local.init else {
+        errors.at(
+            local,
+            format!("{STATEMENT_FORM}: this `let` has no task call"),
+        );
+        return None;
+    };
+    if let Some((else_token, _)) = &init.diverge {
+        errors.at(else_token, "a workflow `let` has no `else`");
+    }
+    let init = match &*init.expr {
+        Expr::Call(call) => self::call(call, binding.as_ref(), scope, errors).map(Init::Call),
+        Expr::ForLoop(for_loop) => {
+            self::for_loop(for_loop, binding.as_ref(), scope, errors).map(Init::Loop)
+        }
+        Expr::Await(awaited) => {
+            subflow(&awaited.base, binding.as_ref(), scope, errors).map(Init::Workflow)
+        }
+        other => {
+            errors.at(
+                other,
+                "expected a task call such as `task(&input)`, another workflow's \
+                 `other(&input).await`, or a `for item in &collection { … }`",
+            );
+            None
+        }
+    };
+    let binding = binding?;
+    scope.define(&binding, errors);
+    Some(Node {
+        binding,
+        annotation,
+        init: init?,
+    })
+}
+
+fn for_loop(
+    for_loop: &syn::ExprForLoop,
+    binding: Option<&Ident>,
+    scope: &mut Scope,
+    errors: &mut Errors,
+) -> Option<Loop> {
+    let cap = loop_cap(&for_loop.attrs, errors);
+    if let Some(label) = &for_loop.label {
+        errors.at(
+            label,
+            "a workflow `for` has no label: it never breaks or continues",
+        );
+    }
+    let item = match &*for_loop.pat {
+        Pat::Ident(p) if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() => {
+            Some(p.ident.clone())
+        }
+        other => {
+            errors.at(
+                other,
+                "the item of a workflow `for` is one name: `for item in &collection`",
+            );
+            None
+        }
+    };
+    let collection = match self::arg(&for_loop.expr, errors) {
+        Some(arg) if (arg.and.is_some() || scope.is_item(&arg.root)) && arg.fields.is_empty() => {
+            scope.check(&arg.root, binding, errors);
+            Some(arg)
+        }
+        Some(_) => {
+            errors.at(
+                &for_loop.expr,
+                "a workflow `for` goes over a binding by reference: `for item in &collection`",
+            );
+            None
+        }
+        None => None,
+    };
+    let mut inner = scope.enter(item.as_ref(), &for_loop.pat);
+    let (nodes, tail) = block(&for_loop.body, &mut inner, errors, true);
+    let imports = scope.leave(inner, errors);
+    let tail = match tail? {
+        Tail::Binding(_) => return None,
+        tail => tail,
+    };
+    Some(Loop {
+        cap,
+        item: item?,
+        collection: collection?,
+        imports,
+        nodes,
+        tail,
+    })
+}
+
+/// `other(&a, &b).await`: another workflow's call, its inputs whole bindings.
+fn subflow(
+    base: &Expr,
+    binding: Option<&Ident>,
+    scope: &mut Scope,
+    errors: &mut Errors,
+) -> Option<Call> {
+    let Expr::Call(call) = base else {
+        errors.at(
+            base,
+            "`.await` in a workflow runs another workflow: `other(&input, …).await`",
+        );
+        return None;
+    };
+    let call = self::call(call, binding, scope, errors)?;
+    for arg in &call.args {
+        if let Some((dot, _)) = arg.fields.first() {
+            errors.at(
+                dot,
+                "a workflow takes whole bindings: pass `&name`, not a field of one",
+            );
+            return None;
+        }
+    }
+    Some(call)
+}
+
+fn call(
+    call: &ExprCall,
+    binding: Option<&Ident>,
+    scope: &mut Scope,
+    errors: &mut Errors,
+) -> Option<Call> {
+    let task = match &*call.func {
+        Expr::Path(path) if path.qself.is_none() => Some(path.clone()),
+        other => {
+            errors.at(other, "expected the name of a `#[task]` function");
+            None
+        }
+    };
+    let mut args = Vec::new();
+    for arg in &call.args {
+        if let Some(parsed) = self::arg(arg, errors) {
+            if parsed.and.is_none() && !scope.is_item(&parsed.root) && !scope.is_inner(&parsed.root)
+            {
+                errors.at(
+                    arg,
+                    format!(
+                        "task inputs are passed by reference: write `&{}`",
+                        arg.to_token_stream()
+                    ),
+                );
+                continue;
+            }
+            scope.check(&parsed.root, binding, errors);
+            args.push(parsed);
+        }
+    }
+    (args.len() == call.args.len()).then_some(())?;
+    Some(Call {
+        task: task?,
+        paren: call.paren_token.span.join(),
+        args,
+    })
+}
+
+fn arg(arg: &Expr, errors: &mut Errors) -> Option<Arg> {
+    let reference = match arg {
+        Expr::Reference(reference) => reference,
+        // A bare name: allowed for a loop's item, which is already a reference.
+        Expr::Path(path) if path.qself.is_none() && path.path.get_ident().is_some() => {
+            return Some(Arg {
+                and: None,
+                root: path.path.get_ident().expect("checked above").clone(),
+                fields: Vec::new(),
+            });
+        }
+        _ => {
+            errors.at(
+                arg,
+                format!(
+                    "task inputs are passed by reference: write `&{}`",
+                    arg.to_token_stream()
+                ),
+            );
+            return None;
+        }
+    };
+    if let Some(mutability) = &reference.mutability {
+        errors.at(
+            mutability,
+            "tasks share their inputs: pass `&input`, not `&mut input`",
+        );
+        return None;
+    }
+    let mut fields = Vec::new();
+    let mut place = &*reference.expr;
+    loop {
+        match place {
+            Expr::Field(field) => {
+                fields.push((field.dot_token, field.member.clone()));
+                place = &field.base;
+            }
+            Expr::Path(path) if path.qself.is_none() && path.path.get_ident().is_some() => {
+                fields.reverse();
+                return Some(Arg {
+                    and: Some(reference.and_token),
+                    root: path.path.get_ident().expect("checked above").clone(),
+                    fields,
+                });
+            }
+            other => {
+                errors.at(
+                    other,
+                    "a task input is a parameter or binding, or a field of one: `&name` or `&name.field`",
+                );
+                return None;
+            }
+        }
+    }
+}

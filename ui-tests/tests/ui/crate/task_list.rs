@@ -1,0 +1,8 @@
+use aqueduct::prelude::*;
+
+#[task(crate(aqueduct))]
+fn double(x: &u64) -> u64 {
+    x * 2
+}
+
+fn main() {}

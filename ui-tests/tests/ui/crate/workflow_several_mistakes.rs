@@ -1,0 +1,16 @@
+use aqueduct::prelude::*;
+
+#[task]
+fn double(x: &u64) -> u64 {
+    x * 2
+}
+
+workflow! {
+    #[aqueduct(crate = "a b", version = 2)]
+    #[aqueduct = "aqueduct"]
+    fn flow(x: u64) -> u64 {
+        double(&x)
+    }
+}
+
+fn main() {}
