@@ -1,4 +1,7 @@
 //! [`SqliteStore`]: every run, checkpoint and task end in one SQLite file.
+//!
+//! Past 500 lines on purpose: the schema, its migration and every query that relies on
+//! them read together in one file.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
