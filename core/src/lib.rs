@@ -69,9 +69,17 @@ pub mod graph {
     //! added, so every input names an earlier node (no cycles can be built) and
     //! carries its value's type. A built [`Workflow`] describes itself as a [`Graph`]
     //! of [`Node`]s.
+    //!
+    //! A hand-built node names its task with a [`TaskInfo`] (`TaskInfo::new(name, kind)`,
+    //! then its `retry`, `timeout`, `concurrency` fields); a `#[task]` function's own is
+    //! `<task_name as aqueduct::__private::Task>::INFO`, but a hand-built graph usually
+    //! calls plain functions.
     pub use crate::describe::{Graph, Node};
     #[cfg(feature = "durable")]
     pub use crate::plan::Checkpointable;
+    #[doc(hidden)]
+    #[cfg(not(feature = "durable"))]
+    pub use crate::plan::DurableFeature;
     #[doc(hidden)]
     pub use crate::plan::NodeRef;
     pub use crate::plan::{
@@ -102,7 +110,8 @@ pub mod __private {
     pub use crate::private::*;
 }
 
-/// The README's example, compiled and run as a doctest so it stays true.
-#[cfg(doctest)]
+/// The README's example, compiled and run as a doctest so it stays true (it keeps
+/// its runs in SQLite).
+#[cfg(all(doctest, feature = "sqlite"))]
 #[doc = include_str!("../../README.md")]
 struct ReadmeExample;

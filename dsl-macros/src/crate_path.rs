@@ -17,6 +17,11 @@ impl CratePath {
     /// `$crate::aqueduct`) or a string holding one (`"flow"`, as serde and tokio take it);
     /// on a mistake, reports it to `errors` and returns `None`.
     pub(crate) fn parse(meta: &Meta, value: Option<&Expr>, errors: &mut Errors) -> Option<Self> {
+        // A `$p:path` fragment of a `macro_rules!` arrives in an invisible group.
+        let mut value = value;
+        while let Some(Expr::Group(group)) = value {
+            value = Some(&group.expr);
+        }
         let path = match value {
             Some(Expr::Path(ExprPath {
                 qself: None, path, ..

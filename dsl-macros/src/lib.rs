@@ -37,6 +37,9 @@ mod workflow;
 /// `my_lib::aqueduct`, and `$crate::aqueduct` in a `macro_rules!` of a crate that
 /// re-exports Aqueduct), or that path in a string (`crate = "flow"`), as serde's and
 /// tokio's `crate` options take it. It sits among the other options, in any order.
+/// Without it, in a crate where `::aqueduct` does not resolve, rustc says "cannot find
+/// `aqueduct` in the crate root" (and may suggest an unrelated import): that is the
+/// sign this option is missing.
 /// A workflow that calls the task names the crate for itself:
 /// `#[aqueduct(crate = path)]`, see [`workflow!`](macro@workflow).
 #[proc_macro_attribute]

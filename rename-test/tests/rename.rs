@@ -137,3 +137,28 @@ async fn macros_of_the_re_exporting_crate_name_it_through_dollar_crate() {
 async fn a_workflow_of_the_library_runs() {
     assert_eq!(aqueduct_rename_test::tripled(5).await.unwrap(), 15);
 }
+
+/// A `macro_rules!` that takes the path as a `$p:path` fragment, which reaches the
+/// macros wrapped in an invisible group.
+macro_rules! with_path {
+    ($p:path) => {
+        #[task(crate = $p)]
+        fn quadruple(x: &u64) -> u64 {
+            x * 4
+        }
+
+        workflow! {
+            #[aqueduct(crate = $p)]
+            fn quadrupled(x: u64) -> u64 {
+                quadruple(&x)
+            }
+        }
+    };
+}
+
+with_path!(flow);
+
+#[tokio::test]
+async fn a_path_fragment_names_the_crate() {
+    assert_eq!(quadrupled(5).await.unwrap(), 20);
+}

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 #[cfg(feature = "durable")]
 use super::Checkpointable;
+#[cfg(not(feature = "durable"))]
+use super::DurableFeature;
 use super::fanout::{assemble, assemble_one, collection_item, collection_len};
 use super::{
     Arguments, Call, Called, Collection, FanOutDef, In, Inputs, NodeFn, Params, Plan, Workflow,
@@ -120,7 +122,7 @@ impl<'a, T: Send + Sync + 'static> Step<'a, T> {
 /// });
 /// let workflow = b.output(twice);
 /// assert_eq!(workflow.graph().len(), 2);
-/// # let rt = tokio::runtime::Runtime::new().unwrap();
+/// let rt = tokio::runtime::Runtime::new().unwrap();
 /// assert_eq!(rt.block_on(workflow.run((21,))).unwrap(), 42);
 /// ```
 pub struct Builder<P> {
@@ -172,18 +174,20 @@ impl<P: Params> Builder<P> {
     /// The nodes `refs` point at, checked to be this builder's.
     #[track_caller]
     pub(super) fn own(&self, refs: &[NodeRef]) -> Vec<u32> {
-        refs.iter()
-            .map(|r| {
-                assert!(
-                    r.builder == self.id && (r.node as usize) < self.graph.len(),
-                    "workflow `{}`: a `Handle` of another builder was used here; inside a \
-                     `fan_out` body, read the outer graph's values through the handles the \
-                     body closure receives (its `outer` argument), never by capturing them",
-                    self.graph.name()
-                );
-                r.node
-            })
-            .collect()
+        // A loop, not a closure: `#[track_caller]` reaches no closure, and the panic
+        // must name the user's line.
+        let mut nodes = Vec::with_capacity(refs.len());
+        for r in refs {
+            assert!(
+                r.builder == self.id && (r.node as usize) < self.graph.len(),
+                "graph `{}`: a `Handle` of another builder was used here; inside a \
+                 `fan_out` body, read the outer graph's values through the handles the \
+                 body closure receives (its `outer` argument), never by capturing them",
+                self.graph.name()
+            );
+            nodes.push(r.node);
+        }
+        nodes
     }
 
     /// Adds a fan-out: `body` builds the graph run once per item of `collection`, given
@@ -368,6 +372,22 @@ impl<P: Params> Builder<P> {
             decode: super::durable::decode::<T>,
         });
     }
+
+    /// Without the `durable` feature: refused at compile time, naming the feature, so
+    /// that `#[durable]` without it is one clear error.
+    #[cfg(not(feature = "durable"))]
+    #[doc(hidden)]
+    pub fn durable(&mut self, _version: u32)
+    where
+        P: DurableFeature,
+    {
+    }
+
+    /// Without the `durable` feature nothing is checkpointed; only reached after the
+    /// error of [`durable`](Self::durable).
+    #[cfg(not(feature = "durable"))]
+    #[doc(hidden)]
+    pub fn checkpoint<T>(&mut self, _node: Handle<T>) {}
 
     /// Caps a fan-out: at most `at_once` of its items run at a time, whatever tasks
     /// their bodies call; the next item starts when one ends. Items not yet started

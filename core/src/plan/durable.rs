@@ -109,6 +109,16 @@ pub(super) fn decode<T: serde::de::DeserializeOwned + Send + Sync + 'static>(
     Ok(ok(value))
 }
 
+/// Stands for the `durable` feature in a bound: without the feature, nothing
+/// implements it, so `#[durable]` (`Builder::durable`) is refused with this message.
+#[cfg(not(feature = "durable"))]
+#[diagnostic::on_unimplemented(
+    message = "`#[durable]` needs Aqueduct's `durable` feature",
+    label = "this workflow is durable, but Aqueduct was built without checkpoints",
+    note = "enable the feature: `aqueduct = {{ version = \"…\", features = [\"sqlite\"] }}` (SQLite store) or `features = [\"durable\"]` (a store of your own), or remove `#[durable]`"
+)]
+pub trait DurableFeature {}
+
 /// A value a `#[durable]` workflow can checkpoint.
 #[cfg(feature = "durable")]
 #[diagnostic::on_unimplemented(

@@ -23,6 +23,8 @@ mod inputs;
 pub use builder::{Builder, Handle, NodeRef, Step};
 #[cfg(feature = "durable")]
 pub use durable::Checkpointable;
+#[cfg(not(feature = "durable"))]
+pub use durable::DurableFeature;
 #[cfg(feature = "durable")]
 pub(crate) use durable::shape_diff;
 pub(crate) use durable::{CODEC, Codec, Durable, SCHEMA};

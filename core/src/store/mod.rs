@@ -16,8 +16,10 @@ mod lease;
 mod sqlite;
 
 #[cfg(feature = "durable")]
-pub(crate) use lease::{HEARTBEAT_EVERY, Lease, guarded, millis, new_owner, now_ms};
+pub(crate) use lease::{HEARTBEAT_EVERY, Lease, guarded, new_owner};
 pub use lease::{LEASE_TTL, lease_holds};
+#[cfg(feature = "sqlite")]
+pub(crate) use lease::{millis, now_ms};
 
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;

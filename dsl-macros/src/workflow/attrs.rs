@@ -1,10 +1,11 @@
 //! The attributes `workflow!` reads: `#[durable]` and `#[aqueduct(crate = path)]` on the
 //! workflow, `#[concurrency = N]` on a `for`.
 
-use proc_macro2::Ident;
+use proc_macro2::{Ident, Span};
 use quote::ToTokens;
 use syn::parse::ParseStream;
 use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
 use syn::{Attribute, Expr, Meta, Token};
 
 use crate::crate_path::CratePath;
@@ -13,13 +14,15 @@ use crate::errors::{Errors, closest};
 /// How `#[aqueduct(…)]` is written.
 const AQUEDUCT_FORM: &str = "`#[aqueduct(crate = path)]`, e.g. `#[aqueduct(crate = flow)]`";
 
-/// Takes `#[durable]` / `#[durable(version = N)]` out of the workflow's attributes.
-pub(super) fn durable(attrs: &mut Vec<Attribute>, errors: &mut Errors) -> Option<u32> {
+/// Takes `#[durable]` / `#[durable(version = N)]` out of the workflow's attributes:
+/// the version, and where the attribute is.
+pub(super) fn durable(attrs: &mut Vec<Attribute>, errors: &mut Errors) -> Option<(u32, Span)> {
     let at = attrs
         .iter()
         .position(|attr| attr.path().is_ident("durable"))?;
     let attr = attrs.remove(at);
-    match &attr.meta {
+    let span = attr.path().span();
+    let version = match &attr.meta {
         syn::Meta::Path(_) => Some(1),
         syn::Meta::List(list) => {
             let parsed = list.parse_args_with(|input: ParseStream<'_>| {
@@ -49,7 +52,8 @@ pub(super) fn durable(attrs: &mut Vec<Attribute>, errors: &mut Errors) -> Option
             errors.at(pair, "write `#[durable]` or `#[durable(version = 2)]`");
             None
         }
-    }
+    };
+    version.map(|version| (version, span))
 }
 
 /// Takes every `#[aqueduct(crate = path)]` out of the workflow's attributes: the path

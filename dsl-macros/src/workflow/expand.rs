@@ -62,7 +62,7 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
     // A durable workflow checkpoints every top-level node and saves its parameters as
     // the run's input; each call is spanned at the binding, so a value serde cannot
     // save is reported there.
-    let durable = workflow.durable.map(|version| {
+    let durable = workflow.durable.map(|(version, at)| {
         let bindings = param_names
             .iter()
             .copied()
@@ -71,8 +71,11 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
             let (builder, handle) = (local("__aqueduct_builder", binding.span()), read(binding));
             quote_spanned!(binding.span()=> #builder.checkpoint(#handle);)
         });
-        quote_spanned! {Span::mixed_site()=>
-            __aqueduct_builder.durable(#version);
+        // Spanned at the attribute: without Aqueduct's `durable` feature, the error
+        // is there.
+        let builder = local("__aqueduct_builder", at);
+        quote_spanned! {at=>
+            #p::Builder::durable(&mut #builder, #version);
             #(#checkpoints)*
         }
     });

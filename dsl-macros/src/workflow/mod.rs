@@ -30,8 +30,8 @@ use crate::crate_path::CratePath;
 /// A validated workflow.
 struct Workflow {
     attrs: Vec<Attribute>,
-    /// `#[durable]` or `#[durable(version = N)]`: the version.
-    durable: Option<u32>,
+    /// `#[durable]` or `#[durable(version = N)]`: the version, and where it is written.
+    durable: Option<(u32, Span)>,
     /// `#[aqueduct(crate = path)]`: the path the expansion names Aqueduct by.
     crate_path: CratePath,
     vis: Visibility,
