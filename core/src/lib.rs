@@ -70,7 +70,7 @@ pub mod graph {
     //! carries its value's type. A built [`Workflow`] describes itself as a [`Graph`]
     //! of [`Node`]s.
     //!
-    //! A hand-built node names its task with a [`TaskInfo`] (`TaskInfo::new(name, kind)`,
+    //! A hand-built node names its task with a [`TaskInfo`](crate::task::TaskInfo) (`TaskInfo::new(name, kind)`,
     //! then its `retry`, `timeout`, `concurrency` fields); a `#[task]` function's own is
     //! `<task_name as aqueduct::__private::Task>::INFO`, but a hand-built graph usually
     //! calls plain functions.
