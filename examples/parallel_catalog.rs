@@ -171,14 +171,17 @@ pub async fn generate_data(cfg: &CatalogConfig) -> Vec<Product> {
         .collect()
 }
 
-/// Splits the catalog into three nearly equal parts.
+/// Splits the catalog into three nearly equal parts. Takes the catalog by value: the
+/// products are moved into the parts, never copied.
 #[task]
-pub fn partition_data(products: &[Product]) -> Partitions {
+pub fn partition_data(mut products: Vec<Product>) -> Partitions {
     let third = products.len() / 3;
+    let last = products.split_off(2 * third);
+    let second = products.split_off(third);
     Partitions {
-        first: products[..third].to_vec(),
-        second: products[third..2 * third].to_vec(),
-        third: products[2 * third..].to_vec(),
+        first: products,
+        second,
+        third: last,
     }
 }
 
@@ -271,7 +274,7 @@ workflow! {
     #[durable]
     pub fn parallel_catalog(cfg: CatalogConfig) -> Summary {
         let products = generate_data(&cfg);
-        let parts = partition_data(&products);
+        let parts = partition_data(products);
         let s1 = process_partition(&parts.first, &cfg);
         let s2 = process_partition(&parts.second, &cfg);
         let s3 = process_partition(&parts.third, &cfg);

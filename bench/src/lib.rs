@@ -390,7 +390,7 @@ pub mod baseline {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let rounds = cfg.clone();
         rayon::spawn(move || {
-            let parts = partition_data(&products);
+            let parts = partition_data(products);
             let (s1, (s2, s3)) = rayon::join(
                 || process_partition(&parts.first, &rounds),
                 || {

@@ -114,9 +114,79 @@ impl<'a, T: 'static> Arg<'a, T> for Tolerant {
     }
 }
 
+/// A parameter `T` taken by value: the task's one attempt takes the input.
+pub enum Owned {}
+/// A parameter `T` taken by value by a task with `retry_clones = true`: every attempt
+/// but the last gets a clone, the last takes the input.
+pub enum Cloned {}
+
+/// A by-value parameter's input shared with `&`: a reference, so rustc reports the
+/// mismatch with the parameter's `T` at the user's `&input`.
+impl<'a, T: 'static> Arg<'a, T> for Owned {
+    type Out = &'a T;
+    fn read(slots: &'a [Slot], input: Handle<T>) -> &'a T {
+        crate::value::value(slots, input.index() as u32)
+    }
+}
+
+impl<'a, T: 'static> Arg<'a, T> for Cloned {
+    type Out = &'a T;
+    fn read(slots: &'a [Slot], input: Handle<T>) -> &'a T {
+        crate::value::value(slots, input.index() as u32)
+    }
+}
+
+/// What a node's closure passes for an input moved into the task (written without
+/// `&`): the value itself. For a parameter taken by reference, the mismatch with its
+/// `&T` is rustc's error at the user's token.
+pub trait Take<T: 'static> {
+    /// Takes the input out of the run (or clones it, for an attempt before the last of
+    /// a task with `retry_clones`).
+    fn take(slots: &[Slot], input: Handle<T>, attempts: u32) -> T;
+}
+
+impl<T: 'static> Take<T> for Required {
+    fn take(slots: &[Slot], input: Handle<T>, _: u32) -> T {
+        crate::value::take(slots, input.index() as u32)
+    }
+}
+
+impl<T: 'static> Take<T> for Tolerant {
+    fn take(slots: &[Slot], input: Handle<T>, _: u32) -> T {
+        crate::value::take(slots, input.index() as u32)
+    }
+}
+
+impl<T: 'static> Take<T> for Owned {
+    fn take(slots: &[Slot], input: Handle<T>, _: u32) -> T {
+        crate::value::take(slots, input.index() as u32)
+    }
+}
+
+impl<T: Clone + 'static> Take<T> for Cloned {
+    fn take(slots: &[Slot], input: Handle<T>, attempts: u32) -> T {
+        crate::value::take_or_clone(slots, input.index() as u32, attempts)
+    }
+}
+
+/// A by-value input of a task with `retry_clones = true` is cloned for every attempt
+/// but the last.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cloned for a retry",
+    label = "`retry_clones` gives every attempt but the last a clone of this input",
+    note = "derive or implement `Clone` for it, or take it by reference (`&{Self}`), or remove `retry_clones` and `retries`"
+)]
+pub trait RetryClone: Clone {}
+
+impl<T: Clone> RetryClone for T {}
+
+/// Checks, at a task's definition, that a by-value input of a `retry_clones` task is
+/// `Clone`.
+pub const fn assert_retry_clone<T: RetryClone>() {}
+
 /// The `N`th element of a task's [`Task::Inputs`].
 pub trait Nth<const N: usize> {
-    /// `Required` or `Tolerant`.
+    /// `Required`, `Tolerant`, `Owned` or `Cloned`.
     type Kind;
 }
 
@@ -165,6 +235,16 @@ impl<M: Task<Output: TaskOutput>> Marker<M> {
         <M::Inputs as Nth<N>>::Kind: Arg<'a, T>,
     {
         <<M::Inputs as Nth<N>>::Kind as Arg<'a, T>>::read(slots, input)
+    }
+
+    /// Input `N`, moved into the task: taken out of the run (cloned for an attempt but
+    /// the last of a `retry_clones` task).
+    pub fn take<const N: usize, T: 'static>(self, slots: &[Slot], input: Handle<T>) -> T
+    where
+        M::Inputs: Nth<N>,
+        <M::Inputs as Nth<N>>::Kind: Take<T>,
+    {
+        <<M::Inputs as Nth<N>>::Kind as Take<T>>::take(slots, input, M::INFO.retry.retries + 1)
     }
 
     /// Wraps a call of the task's function.

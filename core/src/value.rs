@@ -5,7 +5,7 @@
 //! place, by reference, with one downcast each.
 
 use std::any::Any;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use quanta::Instant;
@@ -204,4 +204,69 @@ fn imported_outcome<T: 'static>(value: &Value) -> &Outcome<T> {
         Some(Import::Node { run, node }) => outcome(run.slots(), *node),
         _ => panic!("aqueduct: the item of a `for` is never read as an outcome"),
     }
+}
+
+/// The value of a node whose one reader takes it (a by-value input): behind a lock, so
+/// the reader can move it out of the run's shared slots.
+pub(crate) struct Moved<T> {
+    cell: Mutex<Moving<T>>,
+}
+
+struct Moving<T> {
+    value: Option<T>,
+    /// How many times the reader has read it (one per attempt).
+    reads: u32,
+}
+
+/// A succeeded node's value made takeable by its one reader; any other outcome (the
+/// reader does not run then) as it is.
+pub(crate) fn movable<T: Send + Sync + 'static>(value: Value) -> Value {
+    match value.downcast::<Outcome<T>>() {
+        Ok(outcome) => match *outcome {
+            Outcome::Ok(value) => Box::new(Moved {
+                cell: Mutex::new(Moving {
+                    value: Some(value),
+                    reads: 0,
+                }),
+            }),
+            other => Box::new(other),
+        },
+        Err(value) => value,
+    }
+}
+
+fn moved<T: 'static>(slots: &[Slot], id: u32) -> std::sync::MutexGuard<'_, Moving<T>> {
+    resolved(slots, id)
+        .downcast_ref::<Moved<T>>()
+        .expect("aqueduct: a by-value input was not marked moved when the graph was built")
+        .cell
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Takes the value of node `id` for its one reader.
+///
+/// # Panics
+/// If it was taken already: the graph gave the value two readers by value, which
+/// `workflow!` refuses at compile time.
+pub(crate) fn take<T: 'static>(slots: &[Slot], id: u32) -> T {
+    let mut moving = moved::<T>(slots, id);
+    moving.reads += 1;
+    moving
+        .value
+        .take()
+        .expect("aqueduct: a value moved into a task was read again")
+}
+
+/// The value of node `id` for attempt `reads` of its one reader, which makes at most
+/// `attempts`: a clone, but for the last attempt, which takes it.
+pub(crate) fn take_or_clone<T: Clone + 'static>(slots: &[Slot], id: u32, attempts: u32) -> T {
+    let mut moving = moved::<T>(slots, id);
+    moving.reads += 1;
+    if moving.reads >= attempts {
+        moving.value.take()
+    } else {
+        moving.value.clone()
+    }
+    .expect("aqueduct: a value moved into a task was read after its last attempt")
 }

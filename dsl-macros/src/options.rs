@@ -1,8 +1,9 @@
 //! `#[task(retries = 3, retry_delay = "1s", …)]`: parse and validate the options.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote};
 use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, ExprUnary, Lit, Meta, Token, UnOp};
 
 use crate::crate_path::CratePath;
@@ -21,6 +22,7 @@ const KEYS: &[&str] = &[
     "max_delay",
     "jitter",
     "retry_panics",
+    "retry_clones",
     "timeout",
     "concurrency",
     "crate",
@@ -37,6 +39,10 @@ pub(crate) struct Options {
     max_delay: Option<u64>,
     jitter: Option<bool>,
     retry_panics: Option<bool>,
+    /// `retry_clones = true`, and where it is written.
+    retry_clones: Option<(bool, Span)>,
+    /// Where `retries` is written.
+    retries_at: Option<Span>,
     timeout: Option<u64>,
     concurrency: Option<u32>,
     crate_path: CratePath,
@@ -96,7 +102,10 @@ impl Options {
             }
         };
         match key {
-            "retries" => self.retries = Some(whole_number(key, meta, value, errors)?),
+            "retries" => {
+                self.retries = Some(whole_number(key, meta, value, errors)?);
+                self.retries_at = Some(meta.path().span());
+            }
             "retry_delay" => self.retry_delay = Some(duration(key, meta, value, errors)?),
             "max_delay" => self.max_delay = Some(duration(key, meta, value, errors)?),
             "timeout" => self.timeout = Some(duration(key, meta, value, errors)?),
@@ -114,6 +123,9 @@ impl Options {
             "crate" => self.crate_path = CratePath::parse(meta, value, errors)?,
             "jitter" => self.jitter = Some(boolean(key, value, errors)?),
             "retry_panics" => self.retry_panics = Some(boolean(key, value, errors)?),
+            "retry_clones" => {
+                self.retry_clones = Some((boolean(key, value, errors)?, meta.path().span()));
+            }
             "backoff" => {
                 let (text, lit) = string(key, meta, value, "\"exponential\"", errors)?;
                 if !BACKOFFS.contains(&text.as_str()) {
@@ -146,6 +158,16 @@ impl Options {
             }
         }
         Some(())
+    }
+
+    /// `retries = N` with N > 0: where it is written.
+    pub(crate) fn retries_at(&self) -> Option<Span> {
+        self.retries_at.filter(|_| self.retries.unwrap_or(0) > 0)
+    }
+
+    /// `retry_clones = …`: its value and where it is written.
+    pub(crate) fn retry_clones(&self) -> Option<(bool, Span)> {
+        self.retry_clones
     }
 
     /// The path the expansion names Aqueduct by: `crate = …`, or `::aqueduct`.

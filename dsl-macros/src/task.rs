@@ -5,7 +5,7 @@
 //! type, output type and kind; `workflow!` names the task through it.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, ReturnType, Type};
 
@@ -20,9 +20,19 @@ struct Task {
     ret: Type,
     /// Whether `ret` is a `Result` whose `Err` fails the task.
     fallible: bool,
-    /// Per parameter, whether it is `&Outcome<T>`: the task runs whatever happened to it.
-    tolerant: Vec<bool>,
+    /// Per parameter, how the task takes it.
+    inputs: Vec<Input>,
     options: Options,
+}
+
+/// How a task takes one input.
+enum Input {
+    /// `&T`: shared; the task runs only if it succeeded.
+    Borrowed,
+    /// `&Outcome<T>`: shared, whatever became of it.
+    Tolerant,
+    /// `T`: moved into the task, which is its one reader.
+    Owned(Box<Type>),
 }
 
 /// Inputs per task: the builder's tuples go up to twelve.
@@ -76,7 +86,8 @@ fn validate(args: TokenStream, item: ItemFn) -> syn::Result<Task> {
     if let Some(abi) = &sig.abi {
         errors.at(abi, "a task cannot declare an ABI: remove `extern`");
     }
-    let mut tolerant = Vec::new();
+    let mut inputs = Vec::new();
+    let mut first_owned = None;
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(receiver) => errors.at(
@@ -84,9 +95,33 @@ fn validate(args: TokenStream, item: ItemFn) -> syn::Result<Task> {
                 "a task is a free function, not a method: move it out of the `impl`",
             ),
             FnArg::Typed(typed) => {
-                check_input_type(&typed.ty, &mut errors);
-                tolerant.push(is_outcome(&typed.ty));
+                let input = input_kind(&typed.ty, &mut errors);
+                if let Input::Owned(ty) = &input {
+                    first_owned.get_or_insert_with(|| {
+                        (typed.pat.to_token_stream().to_string(), type_text(ty))
+                    });
+                }
+                inputs.push(input);
             }
+        }
+    }
+    if let Some(options) = &options {
+        let clones = options.retry_clones();
+        match (&first_owned, options.retries_at(), clones) {
+            (Some((name, ty)), Some(at), None | Some((false, _))) => errors.push(syn::Error::new(
+                at,
+                format!(
+                    "`retries` runs this task again, but its input `{name}: {ty}` is moved into \
+                     the first attempt: take `&{ty}`, or add `retry_clones = true` to give every \
+                     attempt but the last a clone"
+                ),
+            )),
+            (None, _, Some((true, at))) => errors.push(syn::Error::new(
+                at,
+                "`retry_clones` clones the inputs a task takes by value for its retries, but \
+                 this task takes none by value: remove it",
+            )),
+            _ => {}
         }
     }
     if let Some(extra) = sig.inputs.iter().nth(MAX_INPUTS) {
@@ -111,7 +146,7 @@ fn validate(args: TokenStream, item: ItemFn) -> syn::Result<Task> {
         fallible: is_result(&ret),
         ret,
         item,
-        tolerant,
+        inputs,
         options: options.expect("options are valid when there are no errors"),
     })
 }
@@ -133,24 +168,35 @@ fn named(ty: &Type, name: &str) -> bool {
     }
 }
 
-fn check_input_type(ty: &Type, errors: &mut Errors) {
+/// How a parameter of type `ty` is taken: `&T`, `&Outcome<T>` or `T`.
+fn input_kind(ty: &Type, errors: &mut Errors) -> Input {
     match ty {
         Type::Reference(reference) => {
             if let Some(mutability) = &reference.mutability {
                 errors.at(
                     mutability,
-                    "a task cannot take `&mut`: inputs are shared with every other reader; take `&T`",
+                    "a task cannot take `&mut`: an input is shared with its other readers \
+                     (take `&T`) or moved into this task alone (take `T`)",
                 );
             }
+            if is_outcome(ty) {
+                Input::Tolerant
+            } else {
+                Input::Borrowed
+            }
         }
-        Type::Paren(inner) => check_input_type(&inner.elem, errors),
-        _ => errors.at(
-            ty,
-            format!(
-                "task inputs are borrowed from the run, never moved or cloned: take `&{}`",
-                type_text(ty)
-            ),
-        ),
+        Type::Paren(inner) => input_kind(&inner.elem, errors),
+        _ if named(ty, "Outcome") => {
+            errors.at(
+                ty,
+                format!(
+                    "what became of an input is read, not taken: take `&{}`",
+                    type_text(ty)
+                ),
+            );
+            Input::Borrowed
+        }
+        _ => Input::Owned(Box::new(ty.clone())),
     }
 }
 
@@ -216,19 +262,31 @@ fn emit(task: &Task) -> TokenStream {
     let timeout = task.options.timeout();
     let concurrency = task.options.concurrency();
     let mask: u16 = task
-        .tolerant
+        .inputs
         .iter()
         .enumerate()
-        .filter(|(_, t)| **t)
+        .filter(|(_, input)| matches!(input, Input::Tolerant))
         .map(|(i, _)| 1u16 << i)
         .sum();
-    let inputs = (0..MAX_INPUTS).map(|i| {
-        if task.tolerant.get(i).copied().unwrap_or(false) {
-            quote!(#p::Tolerant)
-        } else {
-            quote!(#p::Required)
-        }
+    let clones = matches!(task.options.retry_clones(), Some((true, _)));
+    let inputs = (0..MAX_INPUTS).map(|i| match task.inputs.get(i) {
+        Some(Input::Tolerant) => quote!(#p::Tolerant),
+        Some(Input::Owned(_)) if clones => quote!(#p::Cloned),
+        Some(Input::Owned(_)) => quote!(#p::Owned),
+        _ => quote!(#p::Required),
     });
+    // Every attempt but the last of a `retry_clones` task gets a clone: each type taken
+    // by value must be `Clone`, checked here at its token.
+    let clone_checks = task
+        .inputs
+        .iter()
+        .filter(|_| clones)
+        .filter_map(|input| match input {
+            Input::Owned(ty) => {
+                Some(quote_spanned!(ty.span()=> const _: () = #p::assert_retry_clone::<#ty>();))
+            }
+            _ => None,
+        });
     quote! {
         #item
 
@@ -255,6 +313,7 @@ fn emit(task: &Task) -> TokenStream {
         }
 
         const _: () = #p::assert_task_output::<#output>();
+        #(#clone_checks)*
 
         #send_check
     }

@@ -112,7 +112,7 @@ fn tasks_are_plain_functions_testable_without_the_runtime() {
             stock: 2,
         })
         .collect();
-    let parts = catalog::partition_data(&products);
+    let parts = catalog::partition_data(products);
     assert_eq!(
         (parts.first.len(), parts.second.len(), parts.third.len()),
         (3, 3, 3)

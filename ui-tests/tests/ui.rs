@@ -13,5 +13,6 @@ fn ui() {
     cases.compile_fail("tests/ui/subflow/*.rs");
     cases.compile_fail("tests/ui/durable/*.rs");
     cases.compile_fail("tests/ui/crate/*.rs");
+    cases.compile_fail("tests/ui/moves/*.rs");
     cases.pass("tests/ui/pass/*.rs");
 }

@@ -2,6 +2,9 @@
 //! parameters import values of the parent run by reference.
 
 use super::*;
+use std::sync::{Mutex, PoisonError};
+
+use crate::plan::Items;
 use crate::value::{Import, Slots, fill};
 
 /// Hands the CPU roots of new item runs to rayon together.
@@ -70,16 +73,24 @@ impl FanOut {
         };
         let child = Arc::new(parent.child(&def.body, completion, index));
         let mut params = child.board.slots().iter();
-        if let Some(collection) = def.collection {
-            let item = Import::Item {
+        let item: Option<Value> = match (def.collection, def.items) {
+            (Some(collection), Items::Borrowed { item, .. }) => Some(Box::new(Import::Item {
                 run: Arc::clone(parent) as Arc<dyn Slots>,
                 collection,
                 index,
-                item: def.item,
-            };
+                item,
+            })),
+            // The item, moved out of the collection: its body's to borrow or to take.
+            (Some(_), Items::Owned(_)) => self.owned.get(index).and_then(|owned| {
+                let value = owned.lock().unwrap_or_else(PoisonError::into_inner).take();
+                value.map(|value| def.body.settle(0, value))
+            }),
+            _ => None,
+        };
+        if let Some(item) = item {
             fill(
                 params.next().expect("a body's first parameter is its item"),
-                Box::new(item),
+                item,
             );
         }
         for (slot, &node) in params.zip(&def.imports) {
@@ -127,6 +138,8 @@ pub(super) struct FanOut {
     pub(super) tail: usize,
     pub(super) assemble: Assemble,
     pub(super) items: Box<[OnceLock<Box<[Slot]>>]>,
+    /// For a fan-out that took its collection: each item, until its run starts.
+    pub(super) owned: Box<[Mutex<Option<Value>>]>,
     /// Under a cap, the next item to start.
     pub(super) next: AtomicUsize,
 }
@@ -190,29 +203,27 @@ impl Shared {
     /// imported values as its parameters, all sharing this run's stop, limits and clock.
     /// The fan-out's node resolves when the last item ends (see [`FanOut`]).
     pub(super) fn expand(self: &Arc<Self>, job: Job, def: &FanOutDef) {
-        let count = match def.collection {
-            None => 1,
-            // `Collection::items` is the user's code: a panic fails the node.
-            Some(collection) => {
-                match catch_unwind(AssertUnwindSafe(|| {
-                    (def.len)(self.board.slots(), collection)
-                })) {
-                    Ok(count) => count,
-                    Err(panic) => {
-                        let error = TaskError::panicked(&*panic);
-                        let mut spill = Vec::new();
-                        let now = Instant::now();
-                        let next = self.resolve(
-                            job,
-                            now,
-                            Err(error),
-                            Caller::Rayon(&mut spill),
-                            Vec::new(),
-                        );
-                        spill.extend(next);
-                        return self.spawn_on_rayon(&mut spill);
-                    }
-                }
+        let slots = self.board.slots();
+        // `Collection::items` and `IntoIterator` are the user's code: a panic fails the
+        // node.
+        let counted = catch_unwind(AssertUnwindSafe(|| match (def.collection, def.items) {
+            (Some(collection), Items::Borrowed { len, .. }) => (len(slots, collection), Vec::new()),
+            (Some(collection), Items::Owned(take)) => {
+                let items = take(slots, collection);
+                (items.len(), items)
+            }
+            _ => (1, Vec::new()),
+        }));
+        let (count, owned) = match counted {
+            Ok(counted) => counted,
+            Err(panic) => {
+                let error = TaskError::panicked(&*panic);
+                let mut spill = Vec::new();
+                let now = Instant::now();
+                let next =
+                    self.resolve(job, now, Err(error), Caller::Rayon(&mut spill), Vec::new());
+                spill.extend(next);
+                return self.spawn_on_rayon(&mut spill);
             }
         };
         let first = def.at_once.map_or(count, |cap| count.min(cap as usize));
@@ -228,6 +239,10 @@ impl Shared {
             tail: def.body.graph.output(),
             assemble: def.assemble,
             items: (0..count).map(|_| OnceLock::new()).collect(),
+            owned: owned
+                .into_iter()
+                .map(|item| Mutex::new(Some(item)))
+                .collect(),
             next: AtomicUsize::new(first),
         });
         // Rayon's threads start the items and run each item's CPU roots right away, so

@@ -256,6 +256,7 @@ pub(crate) async fn execute(
     let span = tracing::info_span!("workflow", name = %plan.graph.name());
     let mut board = Board::new(&plan);
     store(board.slots());
+    board.settle_params(&plan);
     if let Some(progress) = &extras.progress {
         progress.add_total(task_count(&plan));
         let restored = extras.restored.iter();

@@ -90,7 +90,8 @@ impl Shared {
             (result, _) => result,
         };
         let (value, status, error) = match result {
-            Ok(value) => (value, TaskStatus::Succeeded, None),
+            // Checkpointed above, before its one reader by value may take it.
+            Ok(value) => (self.plan.settle(node, value), TaskStatus::Succeeded, None),
             Err(error) => {
                 let name = self.plan.graph.name_of(node);
                 tracing::error!(parent: &self.span, node = name, attempts = job.attempt, %error, "task failed");

@@ -58,7 +58,7 @@ impl Board {
         for (node, value) in restored {
             done[node] = true;
             let record = Record::new(
-                value,
+                plan.settle(node, value),
                 TaskStatus::Restored,
                 [0, NEVER, NEVER, 0],
                 None,
@@ -81,6 +81,20 @@ impl Board {
             }
         }
         roots
+    }
+
+    /// Makes the values of parameters that their one reader takes by value takeable
+    /// (before the run is shared: parameters are filled first).
+    pub(super) fn settle_params(&mut self, plan: &Plan) {
+        for (node, slot) in self.slots.iter_mut().enumerate() {
+            if plan.movers[node].is_none() || plan.graph.kind(node) != Kind::Param {
+                continue;
+            }
+            if let Some(record) = slot.get_mut() {
+                let value = std::mem::replace(&mut record.value, Box::new(()));
+                record.value = plan.settle(node, value);
+            }
+        }
     }
 
     /// Every node's slot, for reading inputs in place.

@@ -14,13 +14,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::Checkpointable;
 #[cfg(not(feature = "durable"))]
 use super::DurableFeature;
-use super::fanout::{assemble, assemble_one, collection_item, collection_len};
+use super::fanout::{assemble, assemble_one, collection_item, collection_len, owned_items};
 use super::{
-    Arguments, Call, Called, Collection, FanOutDef, In, Inputs, NodeFn, Params, Plan, Workflow,
+    Arguments, Call, Called, Collection, FanOutDef, In, Inputs, Items, Mover, NodeFn, Params, Plan,
+    Workflow,
 };
 use crate::describe::{Graph, PARAM};
 use crate::task::{Kind, TaskError, TaskInfo};
-use crate::value::{Value, ok, unresolved};
+use crate::value::{Value, movable, ok, unresolved};
 
 /// A typed reference to a node's output, used to wire it into later nodes.
 ///
@@ -138,6 +139,8 @@ pub struct Builder<P> {
     pub(super) codecs: Vec<Option<super::Codec>>,
     calls: Vec<Call>,
     unresolved: Vec<fn(Option<TaskError>) -> Value>,
+    /// Per node, how its value is made takeable, if its one reader takes it.
+    movers: Vec<Option<Mover>>,
     _params: PhantomData<fn(P)>,
 }
 
@@ -152,6 +155,7 @@ impl<P: Params> Builder<P> {
             codecs: Vec::new(),
             calls: Vec::new(),
             unresolved: Vec::new(),
+            movers: Vec::new(),
             _params: PhantomData,
         };
         let handles = P::declare(&mut builder, params);
@@ -193,7 +197,7 @@ impl<P: Params> Builder<P> {
     /// Adds a fan-out: `body` builds the graph run once per item of `collection`, given
     /// the item's handle and the handles of `outer` (values of this graph the body
     /// reads, shared by reference with every item). The node's value is the body's
-    /// output for every item, in input order.
+    /// output for every item, in input order. Items are read in place, by reference.
     ///
     /// Each item's nodes run as soon as their own inputs exist, independently of the
     /// other items. If an item fails, the fan-out fails after every item has ended.
@@ -216,13 +220,63 @@ impl<P: Params> Builder<P> {
         T: Send + Sync + 'static,
         F: FnOnce(&mut Builder<()>, Handle<C::Item>, O) -> Handle<T>,
     {
-        let name = name.into();
+        let items = Items::Borrowed {
+            len: collection_len::<C>,
+            item: collection_item::<C>,
+        };
+        self.add_fan_out(name.into(), collection, item.into(), outer, body, items)
+    }
+
+    /// Adds a fan-out that takes its collection: like [`fan_out`](Self::fan_out), but
+    /// each item is moved out of the collection into its own run, where one task may
+    /// take it by value. The collection node's value is moved into this fan-out (see
+    /// [`moved`](Self::moved)), so nothing else may read it.
+    ///
+    /// # Panics
+    /// As [`fan_out`](Self::fan_out).
+    #[track_caller]
+    pub fn fan_out_owned<C, O, T, F>(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        collection: Handle<C>,
+        item: impl Into<Cow<'static, str>>,
+        outer: O,
+        body: F,
+    ) -> Handle<Vec<T>>
+    where
+        C: IntoIterator + Send + Sync + 'static,
+        C::Item: Send + Sync + 'static,
+        O: Inputs,
+        T: Send + Sync + 'static,
+        F: FnOnce(&mut Builder<()>, Handle<C::Item>, O) -> Handle<T>,
+    {
+        self.moved(collection);
+        let items = Items::Owned(owned_items::<C>);
+        self.add_fan_out(name.into(), collection, item.into(), outer, body, items)
+    }
+
+    #[track_caller]
+    fn add_fan_out<C, I, O, T, F>(
+        &mut self,
+        name: Cow<'static, str>,
+        collection: Handle<C>,
+        item: Cow<'static, str>,
+        outer: O,
+        body: F,
+        items: Items,
+    ) -> Handle<Vec<T>>
+    where
+        I: Send + Sync + 'static,
+        O: Inputs,
+        T: Send + Sync + 'static,
+        F: FnOnce(&mut Builder<()>, Handle<I>, O) -> Handle<T>,
+    {
         let mut refs = vec![collection.node_ref()];
         outer.indices(&mut refs);
         let mut imports = self.own(&refs);
         imports.remove(0);
         let (mut inner, ()) = Builder::<()>::new(name.clone(), []);
-        let item = inner.param::<C::Item>(item.into());
+        let item = inner.param::<I>(item);
         let imported = outer.import(&mut inner, &self.graph);
         let tail = body(&mut inner, item, imported);
         let body = inner.output(tail).plan;
@@ -236,8 +290,7 @@ impl<P: Params> Builder<P> {
             body,
             collection: Some(collection.id),
             imports,
-            len: collection_len::<C>,
-            item: collection_item::<C>,
+            items,
             assemble: assemble::<T>,
             at_once: None,
         };
@@ -246,6 +299,20 @@ impl<P: Params> Builder<P> {
         let handle = self.push(name, info, &mut edges, Call::FanOut(Box::new(def)));
         self.graph.add_body(body);
         handle
+    }
+
+    /// Hands `node`'s value to its one reader by value: once it succeeds, the reader
+    /// takes it out of the run with [`In::take`] instead of borrowing it. `workflow!`
+    /// calls it for every binding passed without `&` and checks, at compile time, that
+    /// nothing else reads it; by hand, give such a node no other reader (a second take
+    /// panics, failing its task, and a borrow of a moved value finds none).
+    ///
+    /// # Panics
+    /// If `node` belongs to another builder.
+    #[track_caller]
+    pub fn moved<T: Send + Sync + 'static>(&mut self, node: Handle<T>) {
+        let node = self.own(&[node.node_ref()])[0] as usize;
+        self.movers[node] = Some(movable::<T>);
     }
 
     /// Adds a node that calls `task` with the values of `inputs`.
@@ -338,8 +405,7 @@ impl<P: Params> Builder<P> {
             body: Arc::clone(&workflow.plan),
             collection: None,
             imports,
-            len: |_, _| 1,
-            item: |_, _, _| unreachable!("a sub-workflow has no item"),
+            items: Items::One,
             assemble: assemble_one::<O2>,
             at_once: None,
         };
@@ -416,6 +482,7 @@ impl<P: Params> Builder<P> {
         self.calls.push(call);
         self.codecs.push(None);
         self.unresolved.push(unresolved::<T>);
+        self.movers.push(None);
         Handle::new(self.id, self.graph.len() - 1)
     }
 
@@ -430,6 +497,12 @@ impl<P: Params> Builder<P> {
         let mut graph = std::mem::replace(&mut self.graph, Graph::new(Cow::Borrowed("")));
         graph.finish(output);
         let durable = self.durable_plan(&graph);
-        Workflow::new(Plan::new(graph, self.calls, self.unresolved, durable))
+        Workflow::new(Plan::new(
+            graph,
+            self.calls,
+            self.unresolved,
+            self.movers,
+            durable,
+        ))
     }
 }

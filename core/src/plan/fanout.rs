@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::Plan;
 use crate::task::{Outcome, TaskError};
-use crate::value::{ItemOf, Slot, Value, ok, value};
+use crate::value::{ItemOf, Slot, Value, ok, take, value};
 
 /// What a workflow `for` can iterate over: a `Vec`, an array, a boxed slice or an
 /// `Arc<[T]>`. Items are read in place, by index; nothing is cloned.
@@ -60,18 +60,42 @@ pub(crate) struct FanOutDef {
     /// The parent nodes the body imports, as its parameters after the item (a
     /// sub-workflow's parameters are all imports).
     pub(crate) imports: Vec<u32>,
-    /// How many items the collection in `slots[node]` has.
-    pub(crate) len: fn(&[Slot], u32) -> usize,
-    /// Item `index` of the collection in `slots[node]`.
-    pub(crate) item: ItemOf,
+    /// How the items are reached.
+    pub(crate) items: Items,
     /// Moves every item's result out of its slots into one `Outcome<Vec<T>>`.
     pub(crate) assemble: Assemble,
     /// At most this many items run at once.
     pub(crate) at_once: Option<u32>,
 }
 
+/// How a fan-out reaches its items.
+#[derive(Clone, Copy)]
+pub(crate) enum Items {
+    /// In place, by reference (`for item in &collection`): how many, and item `index`
+    /// of the collection in `slots[node]`.
+    Borrowed {
+        len: fn(&[Slot], u32) -> usize,
+        item: ItemOf,
+    },
+    /// Moved out of the collection (`for item in collection`), which the fan-out takes:
+    /// every item, boxed as a succeeded value.
+    Owned(fn(&[Slot], u32) -> Vec<Value>),
+    /// A sub-workflow: one run, no item.
+    One,
+}
+
 /// Gathers the items of a fan-out (each item's slots) given the body's output node.
 pub(crate) type Assemble = fn(&mut [Box<[Slot]>], usize) -> Result<Value, TaskError>;
+
+/// Every item of the collection in `slots[node]`, taken from it (the fan-out is the
+/// collection's one reader).
+pub(super) fn owned_items<C>(slots: &[Slot], node: u32) -> Vec<Value>
+where
+    C: IntoIterator + Send + Sync + 'static,
+    C::Item: Send + Sync + 'static,
+{
+    take::<C>(slots, node).into_iter().map(ok).collect()
+}
 
 pub(super) fn collection_len<C: Collection>(slots: &[Slot], node: u32) -> usize {
     value::<C>(slots, node).items().len()

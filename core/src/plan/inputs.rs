@@ -144,6 +144,18 @@ impl<'a, I: Inputs> In<'a, '_, I> {
         self.inputs.outcomes(self.slots)
     }
 
+    /// Takes input `input` by value, out of the run: for an input whose node the
+    /// builder was told is [`moved`](Builder::moved) into this one (its one reader).
+    /// Call it once per attempt, and only for a node that makes one attempt: the
+    /// value is gone after the first take.
+    ///
+    /// # Panics
+    /// If `input` was not marked moved, or was taken already (the task then fails with
+    /// the panic's message, like any panic in a task).
+    pub fn take<T: 'static>(&self, input: Handle<T>) -> T {
+        crate::value::take(self.slots, input.index() as u32)
+    }
+
     /// The run's slots, for reading inputs one by one.
     #[doc(hidden)]
     pub fn slots(&self) -> &'a [Slot] {

@@ -28,9 +28,12 @@ pub use durable::DurableFeature;
 #[cfg(feature = "durable")]
 pub(crate) use durable::shape_diff;
 pub(crate) use durable::{CODEC, Codec, Durable, SCHEMA};
-pub(crate) use fanout::{Assemble, FanOutDef};
+pub(crate) use fanout::{Assemble, FanOutDef, Items};
 pub use fanout::{Collection, ItemsFailed};
 pub use inputs::{Arguments, In, Inputs, Params};
+
+/// Makes a node's value takeable by its one reader (see [`crate::value::movable`]).
+pub(crate) type Mover = fn(Value) -> Value;
 
 /// What calling a node gives the executor, untyped: its result, or a future of it.
 pub(crate) enum Called<'a> {
@@ -57,6 +60,9 @@ pub(crate) struct Plan {
     pub(crate) calls: Vec<Call>,
     /// Per node, its value when it does not succeed (an `Outcome<T>` of its type).
     pub(crate) unresolved: Vec<fn(Option<TaskError>) -> Value>,
+    /// Per node whose one reader takes its value (a by-value input): how its value is
+    /// made takeable once it succeeded.
+    pub(crate) movers: Vec<Option<Mover>>,
     /// Successors of node `i` are `successors[offsets[i]..offsets[i + 1]]`; `required`
     /// says, per edge, whether the successor needs the value (else it takes an outcome).
     pub(crate) offsets: Vec<u32>,
@@ -86,6 +92,7 @@ impl Plan {
         graph: Graph,
         calls: Vec<Call>,
         unresolved: Vec<fn(Option<TaskError>) -> Value>,
+        movers: Vec<Option<Mover>>,
         durable: Option<Durable>,
     ) -> Self {
         let n = graph.len();
@@ -128,12 +135,22 @@ impl Plan {
             graph: Arc::new(graph),
             calls,
             unresolved,
+            movers,
             offsets,
             successors,
             required,
             waits_for,
             roots,
             durable,
+        }
+    }
+
+    /// A succeeded node's value as its readers find it: takeable, if its one reader
+    /// takes it by value (checkpoints are encoded before this).
+    pub(crate) fn settle(&self, node: usize, value: Value) -> Value {
+        match self.movers[node] {
+            Some(movable) => movable(value),
+            None => value,
         }
     }
 

@@ -12,7 +12,7 @@ use aqueduct::{Kind as AKind, RetryPolicy, TaskError, Workflow};
 use crate::case::Case;
 use crate::model::node_value;
 use crate::spec::{Body, Fault, Kind, Ref, TASK_NAMES};
-use crate::value::{H, Mixed, Val};
+use crate::value::{H, Mixed, Read, Val};
 
 pub(crate) type Wf = Workflow<(Val, Val), Val>;
 
@@ -90,10 +90,24 @@ fn body<P: Params>(
                 let mixed = Mixed {
                     data: inputs
                         .iter()
-                        .map(|i| (get(&handles, &i.from), i.tolerant))
+                        .map(|i| (get(&handles, &i.from), i.tolerant, i.moved))
                         .collect(),
                     ctx: ctx.to_vec(),
                 };
+                // Inputs taken by value: their nodes hand them over to this one.
+                let taken: Vec<(usize, H)> = mixed
+                    .data
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (_, _, moved))| *moved)
+                    .map(|(at, (h, _, _))| (at, *h))
+                    .collect();
+                for (_, h) in &taken {
+                    match *h {
+                        H::One(h) => b.moved(h),
+                        H::Many(h) => b.moved(h),
+                    }
+                }
                 let attempt = Attempt {
                     case: Arc::clone(case),
                     uid: node.uid,
@@ -108,11 +122,17 @@ fn body<P: Params>(
                 H::One(b.node(info, name, mixed, move |input| {
                     // A cleanup task reads its inputs as outcomes (its required ones
                     // still as values: `Mixed` reads each input as its mask says).
-                    let (reads, ctx) = if cleanup {
+                    let (mut reads, ctx) = if cleanup {
                         input.outcomes()
                     } else {
                         input.get()
                     };
+                    for &(at, h) in &taken {
+                        reads[at] = match h {
+                            H::One(h) => Read::Owned(input.take(h)),
+                            H::Many(h) => Read::OwnedMany(input.take(h)),
+                        };
+                    }
                     let hashes: Vec<u64> = reads.iter().map(|r| r.hash()).collect();
                     let path: Vec<u32> = ctx.iter().map(|item| item.idx).collect();
                     attempt.run(path, &hashes)
@@ -125,13 +145,16 @@ fn body<P: Params>(
                 body: inner,
             } => {
                 let outer = Mixed {
-                    data: imports.iter().map(|r| (get(&handles, r), false)).collect(),
+                    data: imports
+                        .iter()
+                        .map(|r| (get(&handles, r), false, false))
+                        .collect(),
                     ctx: ctx.to_vec(),
                 };
                 let n_imports = imports.len();
                 let make = |ib: &mut Builder<()>, item: Handle<Val>, imported: Mixed| {
                     let mut inner_params = vec![H::One(item)];
-                    inner_params.extend(imported.data.iter().map(|(h, _)| *h));
+                    inner_params.extend(imported.data.iter().map(|(h, _, _)| *h));
                     assert_eq!(inner_params.len(), n_imports + 1);
                     let mut inner_ctx = imported.ctx.clone();
                     inner_ctx.push(item);

@@ -104,6 +104,13 @@ fn spec_stats(spec: &Spec) {
             if n.has_tolerant_input() {
                 tags.insert("with a cleanup task");
             }
+            if inputs.iter().any(|i| i.moved) {
+                tags.insert(if place.chain.is_empty() {
+                    "with an input moved (top level)"
+                } else {
+                    "with an input moved (in a body)"
+                });
+            }
             if def.concurrency.is_some() {
                 tags.insert(if place.chain.is_empty() {
                     "with a concurrency limit (top level)"

@@ -314,6 +314,8 @@ impl Gen {
                     .map(|(i, s)| Input {
                         from: s.r,
                         tolerant: i < 16 && mask & (1 << i) != 0,
+                        // A wish: `sync_moves` keeps it only where a move is sound.
+                        moved: self.r.chance(40),
                     })
                     .collect(),
                 count,
@@ -551,6 +553,54 @@ pub(crate) fn sync_tolerance(spec: &mut Spec) {
     go(&mut spec.top, &tasks);
 }
 
+/// Keeps an input moved (taken by value) only where `workflow!` would allow it: the
+/// input is the one read of a node of the same body (or of a top-level parameter), not
+/// the body's tail, not read as an outcome, by a task that makes one attempt.
+pub(crate) fn sync_moves(spec: &mut Spec) {
+    fn reads(body: &Body, counts: &mut HashMap<Ref, u32>) {
+        let mut add = |r: &Ref| *counts.entry(*r).or_default() += 1;
+        for node in &body.nodes {
+            match &node.kind {
+                Kind::Task { inputs, .. } => inputs.iter().for_each(|i| add(&i.from)),
+                Kind::FanOut {
+                    collection,
+                    imports,
+                    ..
+                } => {
+                    add(collection);
+                    imports.iter().for_each(&mut add);
+                }
+                Kind::Subflow { args, .. } => args.iter().for_each(&mut add),
+            }
+        }
+        add(&Ref::Node(body.tail));
+    }
+    fn go(body: &mut Body, tasks: &[TaskDef], top: bool) {
+        let mut counts = HashMap::new();
+        reads(body, &mut counts);
+        for node in &mut body.nodes {
+            match &mut node.kind {
+                Kind::Task { task, inputs, .. } => {
+                    let once = tasks[*task].retries == 0;
+                    for input in inputs.iter_mut() {
+                        let movable = match input.from {
+                            Ref::Node(_) => true,
+                            Ref::Param(_) => top,
+                        };
+                        input.moved &= movable
+                            && once
+                            && !input.tolerant
+                            && counts.get(&input.from) == Some(&1);
+                    }
+                }
+                Kind::FanOut { body, .. } | Kind::Subflow { body, .. } => go(body, tasks, false),
+            }
+        }
+    }
+    let tasks = spec.tasks.clone();
+    go(&mut spec.top, &tasks, true);
+}
+
 /// Removes what a known finding not enabled would trip over.
 pub(crate) fn filter(spec: &mut Spec, gates: &Gates) {
     let any_stop = spec
@@ -605,6 +655,7 @@ pub(crate) fn filter(spec: &mut Spec, gates: &Gates) {
         }
     }
     sync_tolerance(spec);
+    sync_moves(spec);
     for e in &mut spec.epochs {
         if !gates.f4
             && matches!(

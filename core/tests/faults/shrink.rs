@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use crate::generate::{generate, sync_tolerance};
+use crate::generate::{generate, sync_moves, sync_tolerance};
 use crate::spec::{Body, Fault, FaultKey, Gates, Kind, Ref, Spec, visit};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,6 +196,7 @@ pub(crate) fn apply(spec: &mut Spec, op: &Op) -> bool {
             }
             spec.top = top;
             sync_tolerance(spec);
+            sync_moves(spec);
             if !valid(spec) {
                 return false;
             }
@@ -244,6 +245,7 @@ pub(crate) fn apply(spec: &mut Spec, op: &Op) -> bool {
         Op::NoTolerance(t) if *t < spec.tasks.len() && spec.tasks[*t].mask != 0 => {
             spec.tasks[*t].mask = 0;
             sync_tolerance(spec);
+            sync_moves(spec);
             true
         }
         Op::NoCap(u) => edit_node(&mut spec.top, *u, &mut |kind| match kind {

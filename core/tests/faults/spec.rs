@@ -34,6 +34,8 @@ pub(crate) enum Ref {
 pub(crate) struct Input {
     pub(crate) from: Ref,
     pub(crate) tolerant: bool,
+    /// Taken by value: the node's one reader of `from` (see `sync_moves`).
+    pub(crate) moved: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -448,7 +450,14 @@ fn body_text(spec: &Spec, body: &Body, params: &[String], depth: usize, out: &mu
             } => {
                 let ins: Vec<String> = inputs
                     .iter()
-                    .map(|i| format!("{}{}", if i.tolerant { "~" } else { "" }, show(&i.from)))
+                    .map(|i| {
+                        let mark = match (i.tolerant, i.moved) {
+                            (true, _) => "~",
+                            (false, true) => ">",
+                            (false, false) => "",
+                        };
+                        format!("{mark}{}", show(&i.from))
+                    })
                     .collect();
                 let _ = write!(
                     out,

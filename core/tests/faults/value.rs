@@ -211,7 +211,9 @@ pub(crate) enum H {
 /// mask) and then, hidden from the model, the item of every enclosing fan-out, from
 /// which the node learns its item path.
 pub(crate) struct Mixed {
-    pub(crate) data: Vec<(H, bool)>,
+    /// Each input, whether it is read as an outcome, and whether it is taken by value
+    /// (`In::take`, by the node's closure: `refs` leaves it `Taken`).
+    pub(crate) data: Vec<(H, bool, bool)>,
     pub(crate) ctx: Vec<Handle<Val>>,
 }
 
@@ -221,6 +223,11 @@ pub(crate) enum Read<'a> {
     Many(&'a [Val]),
     OneOutcome(&'a Outcome<Val>),
     ManyOutcome(&'a Outcome<Vec<Val>>),
+    /// An input taken by value, once the closure took it.
+    Owned(Val),
+    OwnedMany(Vec<Val>),
+    /// An input to take: `refs` does not borrow it.
+    Taken,
 }
 
 impl Read<'_> {
@@ -231,6 +238,8 @@ impl Read<'_> {
             Read::OneOutcome(Outcome::Ok(v)) => v.v,
             Read::Many(vs) => many_hash(vs.iter().map(|v| v.v)),
             Read::ManyOutcome(Outcome::Ok(vs)) => many_hash(vs.iter().map(|v| v.v)),
+            Read::Owned(v) => v.v,
+            Read::OwnedMany(vs) => many_hash(vs.iter().map(|v| v.v)),
             _ => NOT_OK,
         }
     }
@@ -244,7 +253,8 @@ impl Inputs for Mixed {
         let data = self
             .data
             .iter()
-            .map(|&(h, tolerant)| match (h, tolerant) {
+            .map(|&(h, tolerant, moved)| match (h, tolerant) {
+                _ if moved => Read::Taken,
                 (H::One(h), false) => Read::One((h,).refs(slots).0),
                 (H::One(h), true) => Read::OneOutcome((h,).outcomes(slots).0),
                 (H::Many(h), false) => Read::Many((h,).refs(slots).0),
@@ -260,7 +270,7 @@ impl Inputs for Mixed {
     }
 
     fn indices(&self, out: &mut Vec<NodeRef>) {
-        for (h, _) in &self.data {
+        for (h, _, _) in &self.data {
             match h {
                 H::One(h) => (*h,).indices(out),
                 H::Many(h) => (*h,).indices(out),
@@ -275,12 +285,12 @@ impl Inputs for Mixed {
         let data = self
             .data
             .iter()
-            .map(|&(h, tolerant)| {
+            .map(|&(h, tolerant, moved)| {
                 let h = match h {
                     H::One(h) => H::One((h,).import(body, parent).0),
                     H::Many(h) => H::Many((h,).import(body, parent).0),
                 };
-                (h, tolerant)
+                (h, tolerant, moved)
             })
             .collect();
         let ctx = self

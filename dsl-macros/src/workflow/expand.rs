@@ -240,6 +240,7 @@ fn emit_nodes(nodes: &[Node], p: &TokenStream) -> TokenStream {
 fn emit_loop(body: &Loop, node_name: &str, p: &TokenStream) -> TokenStream {
     let Loop {
         cap,
+        by_value,
         item,
         collection,
         imports,
@@ -259,8 +260,14 @@ fn emit_loop(body: &Loop, node_name: &str, p: &TokenStream) -> TokenStream {
     let cap = cap.map(|n| {
         quote_spanned!(Span::mixed_site()=> __aqueduct_builder.cap_items(__aqueduct_fan_out, #n);)
     });
+    // A loop that takes its collection moves each item into its run.
+    let fan_out = if *by_value {
+        quote_spanned!(Span::mixed_site()=> fan_out_owned)
+    } else {
+        quote_spanned!(Span::mixed_site()=> fan_out)
+    };
     quote_spanned! {Span::mixed_site()=> {
-        let __aqueduct_fan_out = __aqueduct_builder.fan_out(
+        let __aqueduct_fan_out = __aqueduct_builder.#fan_out(
             #node_name,
             #collection,
             ::core::stringify!(#item),
@@ -298,14 +305,26 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
     let mut locals = Vec::new();
     let mut picks = Vec::new();
     let mut args = Vec::new();
+    let mut moves = Vec::new();
     for (i, arg) in call.args.iter().enumerate() {
         let last_span = arg
             .fields
             .last()
             .map_or(arg.root.span(), |(_, member)| member.span());
         let local = format_ident!("__aqueduct_arg{}", i, span = hygienic(last_span));
-        let fields = arg.fields.iter().map(|(dot, member)| quote!(#dot #member));
         let root = handle(&arg.root);
+        if arg.moved {
+            // Taken out of the run: the value itself, passed as written. For a task
+            // that takes `&T`, rustc's mismatch is at the user's token.
+            picks.push(quote_spanned!(arg.root.span()=> __aqueduct_task.take::<#i, _>(__aqueduct_input.slots(), #root)));
+            let mut value = Group::new(Delimiter::Parenthesis, quote!(#local));
+            value.set_span(last_span);
+            args.push(value.to_token_stream());
+            locals.push(local);
+            moves.push(quote_spanned!(Span::mixed_site()=> __aqueduct_builder.moved(#root);));
+            continue;
+        }
+        let fields = arg.fields.iter().map(|(dot, member)| quote!(#dot #member));
         let picked = quote_spanned!(arg.root.span()=> __aqueduct_task.arg::<#i, _>(__aqueduct_input.slots(), #root));
         picks.push(if arg.fields.is_empty() {
             picked
@@ -350,6 +369,7 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
         .collect();
     quote_spanned! {Span::mixed_site()=> {
         let __aqueduct_task = #marker;
+        #(#moves)*
         __aqueduct_builder.node(
             __aqueduct_task.info(),
             #node_name,

@@ -57,10 +57,14 @@ enum Init {
     Workflow(Call),
 }
 
-/// `for item in &collection { let x = task(item); tail(&x, &outer) }`
+/// `for item in &collection { let x = task(item); tail(&x, &outer) }`, or
+/// `for item in collection { … }`, which takes the collection and moves each item into
+/// its own run.
 struct Loop {
     /// `#[concurrency = N]`: at most N items at once.
     cap: Option<u32>,
+    /// Whether the loop takes its collection (`for item in collection`).
+    by_value: bool,
     item: Ident,
     collection: Arg,
     /// The enclosing scope's bindings the body reads, in first-use order.
@@ -77,11 +81,14 @@ struct Call {
     args: Vec<Arg>,
 }
 
-/// `&root.field.field`, or a loop's item alone.
+/// `&root.field.field` (shared), `root` moved into the task, or a borrowed loop's item
+/// alone (shared: it is a reference already).
 struct Arg {
     and: Option<Token![&]>,
     root: Ident,
     fields: Vec<(Token![.], Member)>,
+    /// Written without `&` and not a borrowed item: the value is moved into the task.
+    moved: bool,
 }
 
 /// The last expression of a body: its output.

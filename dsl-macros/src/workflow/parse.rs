@@ -80,6 +80,7 @@ pub(super) fn workflow(mut input: Input) -> syn::Result<Workflow> {
     }
 
     let (nodes, tail) = block(&input.body, &mut scope, &mut errors, false);
+    scope.check_moves(&mut errors);
 
     errors.finish()?;
     let ret = match input.ret {
@@ -148,6 +149,7 @@ fn block(
         Some(Expr::Path(path)) if path.path.get_ident().is_some() && !in_loop => {
             let ident = path.path.get_ident().expect("checked above");
             scope.check(ident, None, errors);
+            scope.read(ident, None);
             Some(Tail::Binding(ident.clone()))
         }
         Some(other) if in_loop => {
@@ -291,21 +293,36 @@ fn for_loop(
             None
         }
     };
-    let collection = match self::arg(&for_loop.expr, errors) {
-        Some(arg) if (arg.and.is_some() || scope.is_item(&arg.root)) && arg.fields.is_empty() => {
-            scope.check(&arg.root, binding, errors);
-            Some(arg)
-        }
-        Some(_) => {
+    let collection = match &*for_loop.expr {
+        // `for item in collection.field`: not a binding.
+        Expr::Field(_) => {
             errors.at(
                 &for_loop.expr,
-                "a workflow `for` goes over a binding by reference: `for item in &collection`",
+                "a workflow `for` goes over a binding: `for item in &collection` (shared) or \
+                 `for item in collection` (moved into the loop)",
             );
             None
         }
-        None => None,
+        expr => match self::arg(expr, errors) {
+            Some(mut arg) if arg.fields.is_empty() => {
+                arg.moved = arg.and.is_none() && !scope.is_borrowed_item(&arg.root);
+                scope.check(&arg.root, binding, errors);
+                scope.read(&arg.root, arg.moved.then(|| "this `for`".to_owned()));
+                Some(arg)
+            }
+            Some(_) => {
+                errors.at(
+                    &for_loop.expr,
+                    "a workflow `for` goes over a binding: `for item in &collection` (shared) \
+                     or `for item in collection` (moved into the loop)",
+                );
+                None
+            }
+            None => None,
+        },
     };
-    let mut inner = scope.enter(item.as_ref(), &for_loop.pat);
+    let by_value = collection.as_ref().is_some_and(|arg| arg.moved);
+    let mut inner = scope.enter(item.as_ref(), &for_loop.pat, by_value);
     let (nodes, tail) = block(&for_loop.body, &mut inner, errors, true);
     let imports = scope.leave(inner, errors);
     let tail = match tail? {
@@ -314,6 +331,7 @@ fn for_loop(
     };
     Some(Loop {
         cap,
+        by_value,
         item: item?,
         collection: collection?,
         imports,
@@ -338,6 +356,16 @@ fn subflow(
     };
     let call = self::call(call, binding, scope, errors)?;
     for arg in &call.args {
+        if arg.moved {
+            errors.at(
+                &arg.root,
+                format!(
+                    "another workflow's inputs are shared: write `&{}`",
+                    arg.root
+                ),
+            );
+            return None;
+        }
         if let Some((dot, _)) = arg.fields.first() {
             errors.at(
                 dot,
@@ -362,21 +390,17 @@ fn call(
             None
         }
     };
+    let into = match &task {
+        Some(path) => format!("`{}`", path.to_token_stream()).replace(' ', ""),
+        None => "this task".to_owned(),
+    };
     let mut args = Vec::new();
     for arg in &call.args {
-        if let Some(parsed) = self::arg(arg, errors) {
-            if parsed.and.is_none() && !scope.is_item(&parsed.root) && !scope.is_inner(&parsed.root)
-            {
-                errors.at(
-                    arg,
-                    format!(
-                        "task inputs are passed by reference: write `&{}`",
-                        arg.to_token_stream()
-                    ),
-                );
-                continue;
-            }
+        if let Some(mut parsed) = self::arg(arg, errors) {
+            // Without `&`: a borrowed loop's item is shared, anything else is moved.
+            parsed.moved = parsed.and.is_none() && !scope.is_borrowed_item(&parsed.root);
             scope.check(&parsed.root, binding, errors);
+            scope.read(&parsed.root, parsed.moved.then(|| into.clone()));
             args.push(parsed);
         }
     }
@@ -391,13 +415,26 @@ fn call(
 fn arg(arg: &Expr, errors: &mut Errors) -> Option<Arg> {
     let reference = match arg {
         Expr::Reference(reference) => reference,
-        // A bare name: allowed for a loop's item, which is already a reference.
+        // A bare name: moved into the task, or a borrowed loop's item (a reference
+        // already); the caller knows which.
         Expr::Path(path) if path.qself.is_none() && path.path.get_ident().is_some() => {
             return Some(Arg {
                 and: None,
                 root: path.path.get_ident().expect("checked above").clone(),
                 fields: Vec::new(),
+                moved: false,
             });
+        }
+        Expr::Field(_) => {
+            errors.at(
+                arg,
+                format!(
+                    "a field cannot be moved out of a binding: share it with `&{}`, or have \
+                     a task return the part to move as a binding of its own",
+                    arg.to_token_stream()
+                ),
+            );
+            return None;
         }
         _ => {
             errors.at(
@@ -431,6 +468,7 @@ fn arg(arg: &Expr, errors: &mut Errors) -> Option<Arg> {
                     and: Some(reference.and_token),
                     root: path.path.get_ident().expect("checked above").clone(),
                     fields,
+                    moved: false,
                 });
             }
             other => {

@@ -19,10 +19,22 @@ pub(super) struct Scope {
     outer: HashMap<String, Ident>,
     /// The enclosing names this body read, in first-use order.
     imports: Vec<Ident>,
-    /// The items of this loop and of the loops around it: passed without `&`.
+    /// The items of the borrowing loops (`for item in &collection`) around this
+    /// scope: references already, passed without `&` and shared.
     items: Vec<String>,
+    /// Every read of a name, in order: what [`check_moves`](Self::check_moves) checks.
+    reads: Vec<Read>,
     /// Names bound inside loops of this scope, for a clear error when used outside.
     inner: HashMap<String, Ident>,
+}
+
+/// One read of a name by a task, a loop or the tail.
+struct Read {
+    ident: Ident,
+    /// `Some(what)` if the value is moved into `what` (a task, or a `for`).
+    moved_into: Option<String>,
+    /// Whether it is read inside a loop's body, so once per item.
+    in_loop: bool,
 }
 
 impl Scope {
@@ -37,7 +49,7 @@ impl Scope {
     /// The scope of a loop's body inside this one. When the loop's `pattern` was
     /// rejected (`item` is `None`), its names still count as items, so their uses raise
     /// no more errors.
-    pub(super) fn enter(&self, item: Option<&Ident>, pattern: &Pat) -> Scope {
+    pub(super) fn enter(&self, item: Option<&Ident>, pattern: &Pat, by_value: bool) -> Scope {
         let mut outer = self.outer.clone();
         outer.extend(
             self.defined
@@ -51,7 +63,10 @@ impl Scope {
             ..Scope::default()
         };
         if let Some(item) = item {
-            inner.items.push(item.to_string());
+            // A taken collection's item is the body's own value, like a binding.
+            if !by_value {
+                inner.items.push(item.to_string());
+            }
             inner.defined.insert(item.to_string(), item.clone());
         } else {
             let mut rejected = Scope::default();
@@ -66,7 +81,17 @@ impl Scope {
 
     /// Back from a loop's body: its names stay inside, its imports from beyond this
     /// scope become this scope's imports too. Returns the body's imports.
-    pub(super) fn leave(&mut self, body: Scope, errors: &mut Errors) -> Vec<Ident> {
+    pub(super) fn leave(&mut self, mut body: Scope, errors: &mut Errors) -> Vec<Ident> {
+        // The body's own names are read nowhere else: check their moves now. Reads of
+        // enclosing names happen once per item.
+        let (own, outer): (Vec<Read>, Vec<Read>) = std::mem::take(&mut body.reads)
+            .into_iter()
+            .partition(|read| body.defined.contains_key(&read.ident.to_string()));
+        check_moves(own, errors);
+        self.reads.extend(outer.into_iter().map(|read| Read {
+            in_loop: true,
+            ..read
+        }));
         for (name, ident) in body.defined.into_iter().chain(body.inner) {
             self.inner.entry(name).or_insert(ident);
         }
@@ -76,13 +101,23 @@ impl Scope {
         body.imports
     }
 
-    pub(super) fn is_item(&self, ident: &Ident) -> bool {
+    /// Whether `ident` is the item of a borrowing loop: a reference, shared bare.
+    pub(super) fn is_borrowed_item(&self, ident: &Ident) -> bool {
         self.items.contains(&ident.to_string())
     }
 
-    /// Whether `ident` is bound inside a loop of this scope (and so not readable here).
-    pub(super) fn is_inner(&self, ident: &Ident) -> bool {
-        self.inner.contains_key(&ident.to_string())
+    /// Notes a read of `ident`: moved into `moved_into`, or shared.
+    pub(super) fn read(&mut self, ident: &Ident, moved_into: Option<String>) {
+        self.reads.push(Read {
+            ident: ident.clone(),
+            moved_into,
+            in_loop: false,
+        });
+    }
+
+    /// Checks the moves of the workflow's own names, once its body is read.
+    pub(super) fn check_moves(&mut self, errors: &mut Errors) {
+        check_moves(std::mem::take(&mut self.reads), errors);
     }
 
     pub(super) fn define(&mut self, ident: &Ident, errors: &mut Errors) {
@@ -175,5 +210,48 @@ impl Scope {
 
     fn similar(&self, name: &str) -> Option<&str> {
         closest(name, self.defined.keys().map(String::as_str))
+    }
+}
+
+/// A name moved into a task or a loop has that one reader: every other read of it, or
+/// a move inside a loop's body (once per item), is an error at both tokens.
+fn check_moves(reads: Vec<Read>, errors: &mut Errors) {
+    let mut names: Vec<String> = Vec::new();
+    for read in &reads {
+        let name = read.ident.to_string();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    for name in names {
+        let of_name: Vec<&Read> = reads.iter().filter(|r| r.ident == name).collect();
+        let Some(moved) = of_name.iter().find(|r| r.moved_into.is_some()) else {
+            continue;
+        };
+        let into = moved.moved_into.as_deref().unwrap_or("a task");
+        if moved.in_loop {
+            errors.at(
+                &moved.ident,
+                format!(
+                    "`{name}` is moved into {into} inside a `for` body, which runs once per \
+                     item: share it with `&{name}`"
+                ),
+            );
+            continue;
+        }
+        let Some(other) = of_name.iter().find(|r| !std::ptr::eq(**r, *moved)) else {
+            continue;
+        };
+        let mut error = syn::Error::new(
+            moved.ident.span(),
+            format!("`{name}` is moved into {into} here"),
+        );
+        error.combine(syn::Error::new(
+            other.ident.span(),
+            format!(
+                "… and read again here; share it with `&{name}` everywhere, or move it only once"
+            ),
+        ));
+        errors.push(error);
     }
 }

@@ -170,7 +170,34 @@ workflow! {
     }
 }
 
+/// A task taking its input by value: the value is moved into it.
+#[task]
+fn owned_len(values: Vec<u64>) -> u64 {
+    values.len() as u64
+}
+
+/// A task taking one input by value and one by reference, retried with clones.
+#[task(retries = 2, retry_delay = "1ms", retry_clones = true)]
+fn retried_len(values: Vec<u64>, extra: &u64) -> Result<u64, Fail> {
+    Ok(values.len() as u64 + extra)
+}
+
+workflow! {
+    /// Moves: a parameter moved into a task, a `for` that takes its collection and
+    /// moves each item into a task retried with clones, an outer value shared inside.
+    fn moves(owned: Vec<u64>, n: u64) -> u64 {
+        let count = owned_len(owned);
+        let chunks = chunks(&n);
+        let lens = for chunk in chunks {
+            let len = retried_len(chunk, &count);
+            checked(&len, &count)
+        };
+        sum_all(&lens)
+    }
+}
+
 fn main() {
+    let _ = moves(vec![1, 2], 3);
     let _ = every_form(String::new());
     let _ = no_params();
     let _ = tail_is_param(1);

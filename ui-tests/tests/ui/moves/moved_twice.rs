@@ -1,0 +1,32 @@
+use aqueduct::prelude::*;
+
+#[task]
+fn load(n: &u64) -> Vec<u64> {
+    (0..*n).collect()
+}
+
+#[task]
+fn consume(values: Vec<u64>) -> usize {
+    values.len()
+}
+
+#[task]
+fn count(values: &Vec<u64>) -> usize {
+    values.len()
+}
+
+#[task]
+fn add(a: &usize, b: &usize) -> usize {
+    a + b
+}
+
+workflow! {
+    fn flow(n: u64) -> usize {
+        let values = load(&n);
+        let a = consume(values);
+        let b = consume(values);
+        add(&a, &b)
+    }
+}
+
+fn main() {}
