@@ -14,8 +14,19 @@ mod workflow;
 ///
 /// The function stays exactly as written and callable without the runtime. A plain
 /// `fn` is CPU work and runs on rayon; an `async fn` is IO work and runs on tokio.
-/// Inputs are shared references (`&T`); the return type is the output `T`, or
-/// `Result<T, E>` whose `Err` fails the task.
+/// An input is `&T` (shared with its other readers; the task runs if it succeeded),
+/// `&Outcome<T>` (whatever became of it: a cleanup task), or `T` (moved into this
+/// task, its one reader; the workflow passes the binding without `&`). The return
+/// type is the output `T`, or `Result<T, E>` whose `Err` fails the task.
+///
+/// # Options
+///
+/// `retries = 3, retry_delay = "1s", backoff = "exponential", max_delay = "30s",
+/// jitter = true, retry_panics = false, timeout = "10s", concurrency = 4`, each checked
+/// at its token. A task with an input by value cannot be retried with that value:
+/// `retries` on it is an error unless it also says `retry_clones = true`, which gives
+/// every attempt but the last a clone of each by-value input (their types must be
+/// `Clone`); the last attempt takes the value itself.
 ///
 /// # `crate = path`
 ///
@@ -48,11 +59,27 @@ pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Wires tasks into a workflow with `let` bindings; every binding is a node and every
-/// `&input` an edge.
+/// input an edge.
 ///
 /// Expands to an `async`-style function with the workflow's parameters that runs the
 /// graph and returns `Result<Output, aqueduct::Error>`, and a same-named type whose
 /// `workflow()` gives the built graph.
+///
+/// # Forms
+///
+/// - `let b = task(&a, &c.field);` — a node; `&a` shares `a` (or a field of it) with
+///   every other reader.
+/// - `let b = task(a);` — `a` is moved into `task`, its one reader: reading `a`
+///   anywhere else (another task, the tail, a loop) is a compile error at both tokens.
+///   Fields cannot be moved (`task(a.field)`): the rest of `a` would be shared while
+///   one part is gone; have a task return the part as a binding of its own.
+/// - `let each = for item in &items { … };` — a fan-out: the body runs once per item,
+///   which it reads in place (bare `item` is already a reference); `for item in items`
+///   takes `items` and moves each item into its run (`item` shared with `&item`, or
+///   moved into one task).
+/// - `#[concurrency = N] for …` — at most N items at once.
+/// - `let out = other(&a).await;` — another workflow as one node.
+/// - `#[durable]` / `#[durable(version = N)]` on the `fn` — resumable runs.
 ///
 /// # `#[aqueduct(crate = path)]`
 ///
