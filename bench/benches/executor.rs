@@ -241,4 +241,11 @@ mod fanout_items_1m {
     fn rayon_scope(bencher: Bencher) {
         bencher.bench(|| baseline::rayon_independent(1_000_000, 0));
     }
+
+    #[divan::bench]
+    fn rayon_par_iter(bencher: Bencher) {
+        bencher
+            .with_inputs(|| (0..1_000_000u64).collect::<Vec<_>>())
+            .bench_refs(|items| baseline::rayon_par_iter(items));
+    }
 }

@@ -362,6 +362,14 @@ pub mod baseline {
         tasks.iter().sum()
     }
 
+    /// `fanout-items` as a Rust user writes it by hand: `par_iter().map().collect()`,
+    /// then a sum.
+    pub fn rayon_par_iter(items: &[u64]) -> u64 {
+        use rayon::prelude::*;
+        let each: Vec<u64> = items.par_iter().map(|x| x + 1).collect();
+        each.iter().sum()
+    }
+
     /// `diamond` on rayon.
     pub fn rayon_diamond(seed: u64) -> u64 {
         let a = seed + 1;

@@ -95,7 +95,7 @@ pub use error::{Error, TaskFailure};
 pub use graph::Checkpointable;
 pub use graph::{Arguments, Builder, Collection, Graph, Handle, ItemsFailed, Workflow};
 pub use progress::Progress;
-pub use report::{RunReport, TaskReport, TaskStatus};
+pub use report::{ItemsReport, RunReport, TaskReport, TaskStatus};
 pub use retry::{Backoff, RetryPolicy};
 pub use run::{CancelHandle, RunOutcome, Runner};
 pub use task::{Kind, Outcome, TaskError};

@@ -137,33 +137,30 @@ impl<'a, T: 'static> Arg<'a, T> for Cloned {
 }
 
 /// What a node's closure passes for an input moved into the task (written without
-/// `&`): the value itself. For a parameter taken by reference, the mismatch with its
-/// `&T` is rustc's error at the user's token.
+/// `&`): the value itself. Only a parameter taken by value takes it.
+#[diagnostic::on_unimplemented(
+    message = "this input is moved into the task, but the task takes it by reference",
+    label = "moved here: written without `&`",
+    note = "share it with `&name`, or change the task's parameter to take the value (`T`, not `&T`)"
+)]
 pub trait Take<T: 'static> {
+    /// `T`. (A projection rather than `T` itself, so that when this is not
+    /// implemented rustc reports that alone, not also the call's type mismatch.)
+    type Out;
     /// Takes the input out of the run (or clones it, for an attempt before the last of
     /// a task with `retry_clones`).
-    fn take(slots: &[Slot], input: Handle<T>, attempts: u32) -> T;
-}
-
-impl<T: 'static> Take<T> for Required {
-    fn take(slots: &[Slot], input: Handle<T>, _: u32) -> T {
-        crate::value::take(slots, input.index() as u32)
-    }
-}
-
-impl<T: 'static> Take<T> for Tolerant {
-    fn take(slots: &[Slot], input: Handle<T>, _: u32) -> T {
-        crate::value::take(slots, input.index() as u32)
-    }
+    fn take(slots: &[Slot], input: Handle<T>, attempts: u32) -> Self::Out;
 }
 
 impl<T: 'static> Take<T> for Owned {
+    type Out = T;
     fn take(slots: &[Slot], input: Handle<T>, _: u32) -> T {
         crate::value::take(slots, input.index() as u32)
     }
 }
 
-impl<T: Clone + 'static> Take<T> for Cloned {
+impl<T: RetryClone + 'static> Take<T> for Cloned {
+    type Out = T;
     fn take(slots: &[Slot], input: Handle<T>, attempts: u32) -> T {
         crate::value::take_or_clone(slots, input.index() as u32, attempts)
     }
@@ -239,7 +236,11 @@ impl<M: Task<Output: TaskOutput>> Marker<M> {
 
     /// Input `N`, moved into the task: taken out of the run (cloned for an attempt but
     /// the last of a `retry_clones` task).
-    pub fn take<const N: usize, T: 'static>(self, slots: &[Slot], input: Handle<T>) -> T
+    pub fn take<const N: usize, T: 'static>(
+        self,
+        slots: &[Slot],
+        input: Handle<T>,
+    ) -> <<M::Inputs as Nth<N>>::Kind as Take<T>>::Out
     where
         M::Inputs: Nth<N>,
         <M::Inputs as Nth<N>>::Kind: Take<T>,
@@ -268,6 +269,9 @@ pub trait Subflow {
     type Params: crate::plan::Params;
     /// What it returns.
     type Output: Send + Sync + 'static;
+    /// Whether it moves one of its parameters into a task: then it cannot run as a
+    /// node of another workflow, whose inputs it would share.
+    const MOVES_PARAMS: bool = false;
     /// The built workflow.
     fn workflow() -> &'static Workflow<Self::Params, Self::Output>;
 }

@@ -58,6 +58,24 @@ pub struct TaskReport {
     pub error: Option<String>,
     /// Every attempt, in order; empty if it never ran.
     pub attempts: Vec<AttemptReport>,
+    /// For a fan-out that had items: how many, and how they ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<ItemsReport>,
+}
+
+/// The items of a fan-out: how many, how they ran, how many have rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ItemsReport {
+    /// How many items it had.
+    pub count: usize,
+    /// Whether they ran fused: its body is CPU tasks only (one attempt each, no
+    /// timeout, no concurrency limit) and it is not capped, so rayon's threads ran the
+    /// items in chunks without scheduling each one.
+    pub fused: bool,
+    /// How many items have their tasks in this report (`task[i]`): every item of a
+    /// scheduled fan-out; of a fused one, those that did not succeed, unless the run
+    /// asked for every row (`Runner::item_rows`).
+    pub rows: usize,
 }
 
 /// One attempt of a task.
@@ -195,6 +213,16 @@ impl fmt::Display for RunReport {
                 if let Some(error) = &attempt.error {
                     writeln!(f, "  {:node_w$}  attempt {}: {error}", "", n + 1)?;
                 }
+            }
+            if let Some(items) = t
+                .items
+                .filter(|items| items.fused && items.rows < items.count)
+            {
+                writeln!(
+                    f,
+                    "  {:node_w$}  {} items ran fused; rows below for the {} that did not succeed",
+                    "", items.count, items.rows
+                )?;
             }
         }
         writeln!(

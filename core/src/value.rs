@@ -38,8 +38,8 @@ pub(crate) struct History {
     pub(crate) error: Option<TaskError>,
     /// The attempts before the last one, each of which failed.
     pub(crate) retried: Vec<FailedAttempt>,
-    /// For a fan-out, every item's slots, in input order.
-    pub(crate) items: Vec<Box<[Slot]>>,
+    /// For a fan-out, its items' runs.
+    pub(crate) items: ItemRuns,
 }
 
 impl Record {
@@ -50,7 +50,7 @@ impl Record {
         error: Option<TaskError>,
         retried: Vec<FailedAttempt>,
     ) -> Self {
-        Self::with_items(value, status, times, error, retried, Vec::new())
+        Self::with_items(value, status, times, error, retried, ItemRuns::default())
     }
 
     pub(crate) fn with_items(
@@ -59,9 +59,9 @@ impl Record {
         times: [u64; 4],
         error: Option<TaskError>,
         retried: Vec<FailedAttempt>,
-        items: Vec<Box<[Slot]>>,
+        items: ItemRuns,
     ) -> Self {
-        let history = (error.is_some() || !retried.is_empty() || !items.is_empty()).then(|| {
+        let history = (error.is_some() || !retried.is_empty() || items.count > 0).then(|| {
             Box::new(History {
                 error,
                 retried,
@@ -84,8 +84,18 @@ impl Record {
         self.history.as_ref().map_or(&[], |h| &h.retried)
     }
 
+    /// Each item's slots, for a fan-out (an item a fused fan-out did not keep has
+    /// none: an empty entry).
     pub(crate) fn items(&self) -> &[Box<[Slot]>] {
-        self.history.as_ref().map_or(&[], |h| &h.items)
+        self.history.as_ref().map_or(&[], |h| &h.items.rows)
+    }
+
+    /// For a fan-out that had items: how many, how they ran, which it kept.
+    pub(crate) fn item_runs(&self) -> Option<&ItemRuns> {
+        self.history
+            .as_ref()
+            .map(|h| &h.items)
+            .filter(|i| i.count > 0)
     }
 
     pub(crate) fn time(&self, which: usize) -> Option<Duration> {
@@ -95,6 +105,30 @@ impl Record {
     /// From the first attempt's start to the end; `None` if it never started.
     pub(crate) fn duration(&self) -> Option<Duration> {
         Some(self.time(END)?.saturating_sub(self.time(FIRST_START)?))
+    }
+}
+
+/// What a fan-out's record keeps of its items.
+#[derive(Default)]
+pub(crate) struct ItemRuns {
+    /// Each item's slots, in input order. A fused fan-out keeps only the items that did
+    /// not succeed (the others' entries are empty), or none when all succeeded, unless
+    /// the run asked for every row.
+    pub(crate) rows: Vec<Box<[Slot]>>,
+    /// How many items there were.
+    pub(crate) count: usize,
+    /// Whether they ran fused: chunks of items on rayon threads, each item's chain
+    /// depth-first, no scheduling per item.
+    pub(crate) fused: bool,
+}
+
+impl From<Vec<Box<[Slot]>>> for ItemRuns {
+    fn from(rows: Vec<Box<[Slot]>>) -> Self {
+        Self {
+            count: rows.len(),
+            rows,
+            fused: false,
+        }
     }
 }
 

@@ -69,7 +69,7 @@ impl Shared {
                         if run.sleep(next.node, delay).await {
                             rayon::spawn(move || run.rayon_job(next));
                         } else {
-                            run.cancel(next, None, Vec::new());
+                            run.cancel(next, None, ItemRuns::default());
                         }
                     });
                     return;
@@ -123,12 +123,12 @@ impl Shared {
                         if let (0, Some(progress)) = (job.attempt, &self.run.progress) {
                             progress.unstarted();
                         }
-                        return self.cancel(job, None, Vec::new());
+                        return self.cancel(job, None, ItemRuns::default());
                     }
                 },
             };
             let Some(result) = result else {
-                return self.cancel(job, Some(started), Vec::new());
+                return self.cancel(job, Some(started), ItemRuns::default());
             };
             let next = self.after_attempt(job, started, result, Caller::Tokio(&mut spill));
             self.start_all(&mut spill).await;
@@ -136,7 +136,7 @@ impl Shared {
                 Next::Continue(next) => next,
                 Next::Retry(next, delay) => {
                     if !Box::pin(self.sleep(next.node, delay)).await {
-                        return self.cancel(next, None, Vec::new());
+                        return self.cancel(next, None, ItemRuns::default());
                     }
                     next
                 }
@@ -191,7 +191,7 @@ impl Shared {
     /// (a finishing node of the same task will dispatch it).
     pub(super) fn admit(self: &Arc<Self>, job: Job) -> Option<Job> {
         if !self.may_start(job.node) {
-            self.cancel(job, None, Vec::new());
+            self.cancel(job, None, ItemRuns::default());
             return None;
         }
         match self.limiter(job.node) {

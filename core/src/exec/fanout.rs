@@ -181,10 +181,16 @@ impl FanOut {
         };
         if result.is_err() && run.run.stop.is_stopped() && !items.iter().any(|slots| failed(slots))
         {
-            return run.cancel(job, Some(self.started), items);
+            return run.cancel(job, Some(self.started), items.into());
         }
         let mut spill = Vec::new();
-        let next = run.resolve(job, self.started, result, Caller::Rayon(&mut spill), items);
+        let next = run.resolve(
+            job,
+            self.started,
+            result,
+            Caller::Rayon(&mut spill),
+            items.into(),
+        );
         if let Some(next) = next {
             spill.push(next);
         }
@@ -220,12 +226,20 @@ impl Shared {
                 let error = TaskError::panicked(&*panic);
                 let mut spill = Vec::new();
                 let now = Instant::now();
-                let next =
-                    self.resolve(job, now, Err(error), Caller::Rayon(&mut spill), Vec::new());
+                let next = self.resolve(
+                    job,
+                    now,
+                    Err(error),
+                    Caller::Rayon(&mut spill),
+                    ItemRuns::default(),
+                );
                 spill.extend(next);
                 return self.spawn_on_rayon(&mut spill);
             }
         };
+        if let (Some(fused), None) = (def.fused, def.at_once) {
+            return self.expand_fused(job, def, fused, count, owned);
+        }
         let first = def.at_once.map_or(count, |cap| count.min(cap as usize));
         if let Some(progress) = &self.run.progress {
             progress.add_total(count as u64 * task_count(&def.body));

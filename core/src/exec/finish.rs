@@ -35,7 +35,9 @@ impl Naming<'_> {
         record: &Record,
         mut each: impl FnMut(Naming<'_>, &[Slot]),
     ) {
-        for (index, item) in record.items().iter().enumerate() {
+        // A fused fan-out keeps no slots for the items it does not report.
+        let items = record.items().iter().enumerate();
+        for (index, item) in items.filter(|(_, slots)| !slots.is_empty()) {
             let (prefix, suffix) = match def.collection {
                 Some(_) => (self.prefix.to_owned(), format!("{}[{index}]", self.suffix)),
                 None => (format!("{}{node}.", self.prefix), self.suffix.to_owned()),
@@ -212,6 +214,14 @@ impl Finished {
                 duration: record.and_then(Record::duration).unwrap_or_default(),
                 error: record.and_then(Record::error).map(ToString::to_string),
                 attempts,
+                items: record
+                    .filter(|_| node.kind() == Kind::FanOut)
+                    .and_then(Record::item_runs)
+                    .map(|runs| ItemsReport {
+                        count: runs.count,
+                        fused: runs.fused,
+                        rows: runs.rows.iter().filter(|slots| !slots.is_empty()).count(),
+                    }),
             });
             if let (Call::FanOut(def), Some(record)) = (&plan.calls[node.index()], record) {
                 naming.nested(def, node.name(), record, |inner, item| {

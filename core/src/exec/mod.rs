@@ -31,7 +31,7 @@ use tracing::Instrument as _;
 
 use crate::error::{Error, TaskFailure};
 use crate::plan::{Assemble, Call, Called, FanOutDef, Plan};
-use crate::report::{AttemptReport, RunReport, TaskReport, TaskStatus};
+use crate::report::{AttemptReport, ItemsReport, RunReport, TaskReport, TaskStatus};
 use crate::task::{self, Kind, TaskError, TaskInfo};
 
 mod attempt;
@@ -39,6 +39,7 @@ mod checkpoint;
 mod dispatch;
 mod fanout;
 mod finish;
+mod fused;
 mod permits;
 mod resolve;
 mod retry;
@@ -58,7 +59,7 @@ use stop::{CatchUnwind, Guarded, StopOnDrop, guard, signal_id};
 
 use crate::task::panic_message;
 use crate::value::{
-    END, FIRST_START, FailedAttempt, LAST_START, NEVER, READY, Record, Slot, Value,
+    END, FIRST_START, FailedAttempt, ItemRuns, LAST_START, NEVER, READY, Record, Slot, Value,
 };
 
 /// How one run goes: set by [`Runner`](crate::Runner).
@@ -68,6 +69,9 @@ pub(crate) struct RunOptions {
     pub(crate) timeout: Option<Duration>,
     /// How long cleanup tasks may run after a soft stop; [`DEFAULT_GRACE`] if unset.
     pub(crate) grace: Option<Duration>,
+    /// Whether a fused fan-out keeps every item's rows for the report, not only those
+    /// of the items that did not succeed.
+    pub(crate) item_rows: bool,
 }
 
 /// How long cleanup tasks may run after a soft stop, unless the runner says otherwise.

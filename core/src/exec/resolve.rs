@@ -43,12 +43,7 @@ impl Shared {
     /// Records a node the run's stop kept from finishing (`started` is its interrupted
     /// attempt's start, if one ran), gives its permit back, and releases its
     /// successors: those it dooms are recorded in turn, cleanup tasks still run.
-    pub(super) fn cancel(
-        self: &Arc<Self>,
-        job: Job,
-        started: Option<Instant>,
-        items: Vec<Box<[Slot]>>,
-    ) {
+    pub(super) fn cancel(self: &Arc<Self>, job: Job, started: Option<Instant>, items: ItemRuns) {
         let now = Instant::now();
         let times = self.times(&job, started, now);
         let value = (self.plan.unresolved[job.node])(None);
@@ -76,7 +71,7 @@ impl Shared {
         started: Instant,
         result: Result<Value, TaskError>,
         caller: Caller<'_>,
-        items: Vec<Box<[Slot]>>,
+        items: ItemRuns,
     ) -> Option<Job> {
         let node = job.node;
         // Only the run itself records, in a durable run: not its fan-outs' items.

@@ -17,7 +17,7 @@ impl Shared {
         };
         if error.is_stopped_early() {
             // The run's stop told it to return early: it did not finish.
-            self.cancel(job, Some(started), Vec::new());
+            self.cancel(job, Some(started), ItemRuns::default());
             return Next::Stop;
         }
         let retry = &self.plan.graph.info(job.node).retry;
@@ -27,7 +27,7 @@ impl Shared {
         job.failed_attempt(started, error.clone());
         if !self.may_start(job.node) {
             // Only the stop keeps it from retrying: it did not fail for good.
-            self.cancel(job, None, Vec::new());
+            self.cancel(job, None, ItemRuns::default());
             return Next::Stop;
         }
         let delay = retry.delay_before(job.attempt);
@@ -46,7 +46,7 @@ impl Shared {
         result: Result<Value, TaskError>,
         caller: Caller<'_>,
     ) -> Next {
-        match self.resolve(job, started, result, caller, Vec::new()) {
+        match self.resolve(job, started, result, caller, ItemRuns::default()) {
             Some(next) => Next::Continue(next),
             None => Next::Stop,
         }

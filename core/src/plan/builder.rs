@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::Checkpointable;
 #[cfg(not(feature = "durable"))]
 use super::DurableFeature;
-use super::fanout::{assemble, assemble_one, collection_item, collection_len, owned_items};
+use super::fanout::{assemble, assemble_one, collection_item, collection_len, fused, owned_items};
 use super::{
     Arguments, Call, Called, Collection, FanOutDef, In, Inputs, Items, Mover, NodeFn, Params, Plan,
     Workflow,
@@ -286,6 +286,7 @@ impl<P: Params> Builder<P> {
             .collect();
         edges.sort_unstable();
         edges.dedup();
+        let fused = body.fusable().then_some(fused::<T> as super::Fused);
         let def = FanOutDef {
             body,
             collection: Some(collection.id),
@@ -293,6 +294,7 @@ impl<P: Params> Builder<P> {
             items,
             assemble: assemble::<T>,
             at_once: None,
+            fused,
         };
         let info = self.intern(TaskInfo::new("for", Kind::FanOut));
         let body = Arc::clone(&def.body.graph);
@@ -398,6 +400,18 @@ impl<P: Params> Builder<P> {
         let mut refs = Vec::new();
         inputs.indices(&mut refs);
         let imports = self.own(&refs);
+        let callee = &workflow.plan;
+        let moved = (0..callee.graph.len())
+            .find(|&n| callee.graph.kind(n) == Kind::Param && callee.movers[n].is_some());
+        if let Some(param) = moved {
+            panic!(
+                "workflow `{}` moves its parameter `{}` into a task, so it cannot run as a \
+                 node of `{}`, whose inputs it would share: have it share the parameter",
+                callee.graph.name(),
+                callee.graph.name_of(param),
+                self.graph.name()
+            );
+        }
         let mut edges: Vec<(u32, bool)> = imports.iter().map(|&node| (node, false)).collect();
         edges.sort_unstable();
         edges.dedup();
@@ -408,6 +422,7 @@ impl<P: Params> Builder<P> {
             items: Items::One,
             assemble: assemble_one::<O2>,
             at_once: None,
+            fused: None,
         };
         let info = self.intern(TaskInfo::new("workflow", Kind::Workflow));
         let body = Arc::clone(&def.body.graph);

@@ -66,6 +66,39 @@ pub(crate) struct FanOutDef {
     pub(crate) assemble: Assemble,
     /// At most this many items run at once.
     pub(crate) at_once: Option<u32>,
+    /// For a body of CPU tasks only, without retries, timeouts or limits: how its items
+    /// run fused (see `exec/fused.rs`), unless the fan-out is capped.
+    pub(crate) fused: Option<Fused>,
+}
+
+/// Runs `count` items of a fused fan-out and gathers their results in input order:
+/// `item(state, index)` runs item `index` to its end on the calling rayon thread, with
+/// that thread's reusable `state`, and gives the value of the body's output.
+pub(crate) type Fused = fn(usize, &FusedItem<'_>) -> Result<Value, TaskError>;
+
+/// One item of a fused fan-out, run to its end (see [`Fused`]).
+pub(crate) type FusedItem<'a> =
+    dyn Fn(&mut Option<Box<dyn std::any::Any + Send>>, usize) -> Value + Sync + 'a;
+
+/// [`Fused`] for a body whose output is a `T`: the items run on rayon's threads, which
+/// write each result straight into its place in the gathered `Vec`.
+pub(super) fn fused<T: Send + Sync + 'static>(
+    count: usize,
+    item: &FusedItem<'_>,
+) -> Result<Value, TaskError> {
+    use rayon::iter::{IntoParallelIterator, ParallelIterator};
+    let outcomes: Vec<Outcome<T>> = (0..count)
+        .into_par_iter()
+        .map_init(
+            || None,
+            |state, index| {
+                item(state, index)
+                    .downcast::<Outcome<T>>()
+                    .map_or(Outcome::Skipped, |outcome| *outcome)
+            },
+        )
+        .collect();
+    gathered(outcomes)
 }
 
 /// How a fan-out reaches its items.
@@ -126,6 +159,11 @@ pub(super) fn assemble<T: Send + Sync + 'static>(
                 .map_or(Outcome::Skipped, |outcome| *outcome)
         })
         .collect();
+    gathered(outcomes)
+}
+
+/// The fan-out's value: every item's, if all succeeded; else what became of each.
+fn gathered<T: Send + Sync + 'static>(outcomes: Vec<Outcome<T>>) -> Result<Value, TaskError> {
     if outcomes.iter().all(|outcome| outcome.value().is_some()) {
         let values = outcomes.into_iter().filter_map(|outcome| match outcome {
             Outcome::Ok(value) => Some(value),

@@ -28,7 +28,7 @@ pub use durable::DurableFeature;
 #[cfg(feature = "durable")]
 pub(crate) use durable::shape_diff;
 pub(crate) use durable::{CODEC, Codec, Durable, SCHEMA};
-pub(crate) use fanout::{Assemble, FanOutDef, Items};
+pub(crate) use fanout::{Assemble, FanOutDef, Fused, FusedItem, Items};
 pub use fanout::{Collection, ItemsFailed};
 pub use inputs::{Arguments, In, Inputs, Params};
 
@@ -152,6 +152,26 @@ impl Plan {
             Some(movable) => movable(value),
             None => value,
         }
+    }
+
+    /// Whether a fan-out over this body may run its items fused: every node is a
+    /// parameter or a CPU task that makes one attempt, with no timeout and no
+    /// concurrency limit (so an item needs no scheduling, timer or permit).
+    pub(crate) fn fusable(&self) -> bool {
+        self.calls
+            .iter()
+            .enumerate()
+            .all(|(node, call)| match call {
+                Call::Param => true,
+                Call::Task(_) => {
+                    let info = self.graph.info(node);
+                    info.kind == Kind::Cpu
+                        && info.timeout.is_none()
+                        && info.retry.retries == 0
+                        && info.concurrency.is_none()
+                }
+                Call::FanOut(_) => false,
+            })
     }
 
     pub(crate) fn successors(&self, node: usize) -> impl Iterator<Item = (&u32, &bool)> {

@@ -114,6 +114,16 @@ impl<P: Params, O: Send + Sync + 'static, S> Runner<P, O, S> {
         self
     }
 
+    /// Reports every item of every fan-out. By default a fan-out that ran fused (a
+    /// body of CPU tasks that make one attempt each, with no timeout, concurrency limit
+    /// or cap) reports only its items that did not succeed, and a summary
+    /// ([`TaskReport::items`](crate::TaskReport::items)); with this, every item's
+    /// tasks appear, as they do for a scheduled fan-out. It costs each item's slots.
+    pub fn item_rows(mut self, every: bool) -> Self {
+        self.options.item_rows = every;
+        self
+    }
+
     /// A handle that cancels this run from anywhere (a signal handler, another task).
     pub fn cancel_handle(&self) -> CancelHandle {
         CancelHandle(self.stop.clone())

@@ -84,8 +84,20 @@ fn spec_stats(spec: &Spec) {
     bump("cases durable", u64::from(spec.durable));
     let mut tags: HashSet<&str> = HashSet::new();
     crate::spec::visit(&spec.top, &mut |n, place| match &n.kind {
-        Kind::FanOut { cap, .. } => {
+        Kind::FanOut { cap, body, .. } => {
             tags.insert("with a fan-out");
+            // Fused by the executor: CPU tasks only, one attempt, no timeout or limit.
+            let fused = cap.is_none()
+                && body.nodes.iter().all(|n| match &n.kind {
+                    Kind::Task { task, .. } => {
+                        let t = &spec.tasks[*task];
+                        !t.io && t.retries == 0 && t.timeout_ms.is_none() && t.concurrency.is_none()
+                    }
+                    _ => false,
+                });
+            if fused {
+                tags.insert("with a fused fan-out");
+            }
             if place.chain.iter().any(|(_, fan)| *fan) {
                 tags.insert("with a nested fan-out");
             }
@@ -419,7 +431,7 @@ async fn case_main(
                 finish_fired: AtomicBool::new(false),
             })
         });
-        let mut runner = wf.runner().fail_fast(cfg.fail_fast);
+        let mut runner = wf.runner().fail_fast(cfg.fail_fast).item_rows(true);
         if let Some(ms) = cfg.timeout_ms {
             runner = runner.timeout(Duration::from_millis(ms));
         }

@@ -53,6 +53,7 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
     let param_names: Vec<_> = workflow.params.iter().map(|(ident, _)| ident).collect();
     let param_handles: Vec<_> = param_names.iter().map(|ident| handle(ident)).collect();
     let param_types: Vec<_> = workflow.params.iter().map(|(_, ty)| ty).collect();
+    let moves_params = moves_params(workflow);
     let nodes = emit_nodes(&workflow.nodes, p);
     // A durable workflow's checkpoints read every top-level name.
     let unread = workflow
@@ -140,6 +141,7 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
         impl #p::Subflow for #name {
             type Params = (#(#param_types,)*);
             type Output = #ret;
+            const MOVES_PARAMS: bool = #moves_params;
             fn workflow() -> &'static #workflow_type {
                 #name::workflow()
             }
@@ -152,6 +154,17 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
             }
         }
     }
+}
+
+/// Whether the workflow moves one of its parameters into a task or a `for`.
+fn moves_params(workflow: &Workflow) -> bool {
+    let is_param = |ident: &proc_macro2::Ident| workflow.params.iter().any(|(p, _)| p == ident);
+    let moves = |call: &Call| call.args.iter().any(|arg| arg.moved && is_param(&arg.root));
+    workflow.nodes.iter().any(|node| match &node.init {
+        Init::Call(call) => moves(call),
+        Init::Loop(body) => body.by_value && is_param(&body.collection.root),
+        Init::Workflow(_) => false,
+    }) || matches!(&workflow.tail, Tail::Call(call) if moves(call))
 }
 
 /// The doc of the workflow type's `workflow()`, a line per `#[doc]`, its links through
@@ -288,7 +301,18 @@ fn emit_loop(body: &Loop, node_name: &str, p: &TokenStream) -> TokenStream {
 fn emit_subflow(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
     let path = &call.task;
     let roots = call.args.iter().map(|arg| handle(&arg.root));
-    let workflow = quote_spanned!(path.span()=> <#path as #p::Subflow>::workflow());
+    // Its inputs are shared with this workflow: it may not take a parameter by value.
+    let workflow = quote_spanned! {path.span()=> {
+        const {
+            ::core::assert!(
+                !<#path as #p::Subflow>::MOVES_PARAMS,
+                "this workflow moves one of its parameters into a task (passes it without `&`), \
+                 so it cannot run as another workflow's node, whose inputs are shared: have \
+                 it share the parameter (`&param`) instead"
+            )
+        };
+        <#path as #p::Subflow>::workflow()
+    }};
     let mut inputs = Group::new(Delimiter::Parenthesis, quote!(#(#roots,)*));
     inputs.set_span(call.paren);
     quote_spanned!(Span::mixed_site()=> __aqueduct_builder.subflow(#node_name, #workflow, #inputs))

@@ -149,7 +149,7 @@ fn block(
         Some(Expr::Path(path)) if path.path.get_ident().is_some() && !in_loop => {
             let ident = path.path.get_ident().expect("checked above");
             scope.check(ident, None, errors);
-            scope.read(ident, None);
+            scope.read_as_output(ident);
             Some(Tail::Binding(ident.clone()))
         }
         Some(other) if in_loop => {

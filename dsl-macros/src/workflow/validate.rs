@@ -31,10 +31,15 @@ pub(super) struct Scope {
 /// One read of a name by a task, a loop or the tail.
 struct Read {
     ident: Ident,
+    /// Whether the name was this scope's own when read (not an enclosing scope's that a
+    /// later `let` of the body shadows).
+    own: bool,
     /// `Some(what)` if the value is moved into `what` (a task, or a `for`).
     moved_into: Option<String>,
     /// Whether it is read inside a loop's body, so once per item.
     in_loop: bool,
+    /// Whether it is the workflow's output (its tail).
+    tail: bool,
 }
 
 impl Scope {
@@ -63,7 +68,9 @@ impl Scope {
             ..Scope::default()
         };
         if let Some(item) = item {
-            // A taken collection's item is the body's own value, like a binding.
+            // A taken collection's item is the body's own value, like a binding, even
+            // if a borrowed item around it has its name.
+            inner.items.retain(|name| item != name);
             if !by_value {
                 inner.items.push(item.to_string());
             }
@@ -86,10 +93,11 @@ impl Scope {
         // enclosing names happen once per item.
         let (own, outer): (Vec<Read>, Vec<Read>) = std::mem::take(&mut body.reads)
             .into_iter()
-            .partition(|read| body.defined.contains_key(&read.ident.to_string()));
+            .partition(|read| read.own);
         check_moves(own, errors);
         self.reads.extend(outer.into_iter().map(|read| Read {
             in_loop: true,
+            own: self.defined.contains_key(&read.ident.to_string()),
             ..read
         }));
         for (name, ident) in body.defined.into_iter().chain(body.inner) {
@@ -110,14 +118,25 @@ impl Scope {
     pub(super) fn read(&mut self, ident: &Ident, moved_into: Option<String>) {
         self.reads.push(Read {
             ident: ident.clone(),
+            own: self.defined.contains_key(&ident.to_string()),
             moved_into,
             in_loop: false,
+            tail: false,
         });
+    }
+
+    /// Notes that `ident` is the workflow's output.
+    pub(super) fn read_as_output(&mut self, ident: &Ident) {
+        self.read(ident, None);
+        if let Some(read) = self.reads.last_mut() {
+            read.tail = true;
+        }
     }
 
     /// Checks the moves of the workflow's own names, once its body is read.
     pub(super) fn check_moves(&mut self, errors: &mut Errors) {
-        check_moves(std::mem::take(&mut self.reads), errors);
+        let reads = std::mem::take(&mut self.reads);
+        check_moves(reads.into_iter().filter(|read| read.own).collect(), errors);
     }
 
     pub(super) fn define(&mut self, ident: &Ident, errors: &mut Errors) {
@@ -134,6 +153,8 @@ impl Scope {
             ));
             errors.push(error);
         } else {
+            // A binding named like an enclosing loop's item is a value of its own.
+            self.items.retain(|name| ident != name);
             self.defined.insert(ident.to_string(), ident.clone());
         }
     }
@@ -246,12 +267,23 @@ fn check_moves(reads: Vec<Read>, errors: &mut Errors) {
             moved.ident.span(),
             format!("`{name}` is moved into {into} here"),
         );
-        error.combine(syn::Error::new(
-            other.ident.span(),
+        let again = if other.tail {
             format!(
-                "… and read again here; share it with `&{name}` everywhere, or move it only once"
-            ),
-        ));
+                "… and returned here as the workflow's output: return what the task it is \
+                 moved into makes, or share `&{name}` with that task"
+            )
+        } else if let Some(second) = &other.moved_into {
+            format!(
+                "… and moved into {second} here: a value moves once; share it with \
+                 `&{name}` in both, or have a task make each its own"
+            )
+        } else {
+            format!(
+                "… and also read here: a moved value has one reader; share it with \
+                 `&{name}` everywhere (the task it moves into taking `&T`), or move it only once"
+            )
+        };
+        error.combine(syn::Error::new(other.ident.span(), again));
         errors.push(error);
     }
 }

@@ -196,8 +196,35 @@ workflow! {
     }
 }
 
+#[task]
+fn numbers(n: &u64) -> Vec<u64> {
+    (0..*n).collect()
+}
+
+workflow! {
+    /// A by-value loop inside a borrowing one, its item named like the outer item: the
+    /// inner `x` is the inner loop's own value, moved into its task.
+    fn shadowing_items(n: u64) -> u64 {
+        let xs = numbers(&n);
+        let per_x = for x in &xs {
+            let ys = numbers(x);
+            let inner = for x in ys {
+                owned_len_one(x)
+            };
+            sum_all(&inner)
+        };
+        sum_all(&per_x)
+    }
+}
+
+#[task]
+fn owned_len_one(x: u64) -> u64 {
+    x
+}
+
 fn main() {
     let _ = moves(vec![1, 2], 3);
+    let _ = shadowing_items(3);
     let _ = every_form(String::new());
     let _ = no_params();
     let _ = tail_is_param(1);

@@ -1,0 +1,291 @@
+//! Fused fan-outs: the items of a fan-out whose body is CPU tasks only (one attempt
+//! each, no timeout, no concurrency limit) and which is not capped run without any
+//! scheduling of their own. Rayon's threads take the items in chunks; each runs one
+//! item's chain depth-first, in node order, in a buffer of slots it reuses for the
+//! next item, and writes the item's result straight into its place in the gathered
+//! `Vec`. No child run, no `Arc`, no allocation per item but the tasks' outputs.
+//!
+//! The semantics are the scheduled path's: an input that did not succeed skips what
+//! requires it, a cleanup task still runs, a panic fails its task, fail-fast and the
+//! run's stop are checked before every task. The report keeps the rows of the items
+//! that did not succeed (or of every item, with `Runner::item_rows`), and a summary.
+
+use std::sync::{Mutex, PoisonError};
+
+use super::*;
+use crate::plan::{FusedItem, Items};
+use crate::value::{Import, Slots};
+
+/// What the items of one fused fan-out share.
+struct FusedRun<'f> {
+    parent: &'f Arc<Shared>,
+    def: &'f FanOutDef,
+    /// For a fan-out that took its collection: each item, until it runs.
+    owned: Box<[Mutex<Option<Value>>]>,
+    /// Items kept for the report: those that did not succeed, or every one.
+    kept: Mutex<Vec<(usize, Box<[Slot]>)>>,
+    every_row: bool,
+}
+
+/// A rayon thread's slots for one item at a time, reused while its items succeed.
+struct Buffer(Box<[Slot]>);
+
+impl Shared {
+    /// Runs fan-out `job` fused (see the module's docs) over its `count` items (`owned`
+    /// if it took its collection), then resolves its node.
+    pub(super) fn expand_fused(
+        self: &Arc<Self>,
+        job: Job,
+        def: &FanOutDef,
+        fused: crate::plan::Fused,
+        count: usize,
+        owned: Vec<Value>,
+    ) {
+        let started = Instant::now();
+        if let Some(progress) = &self.run.progress {
+            progress.add_total(count as u64 * task_count(&def.body));
+        }
+        let run = FusedRun {
+            parent: self,
+            def,
+            owned: owned
+                .into_iter()
+                .map(|item| Mutex::new(Some(item)))
+                .collect(),
+            kept: Mutex::new(Vec::new()),
+            every_row: self.run.options.item_rows,
+        };
+        let item: &FusedItem<'_> = &|state, index| run.item(state, index);
+        let result = fused(count, item);
+        let kept = run
+            .kept
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut rows: Vec<Box<[Slot]>> = Vec::new();
+        if !kept.is_empty() {
+            rows.resize_with(count, Box::default);
+            for (index, slots) in kept {
+                rows[index] = slots;
+            }
+        }
+        let items = ItemRuns {
+            rows,
+            count,
+            fused: true,
+        };
+        let failed = items.rows.iter().any(|slots| {
+            slots
+                .iter()
+                .filter_map(OnceLock::get)
+                .any(|record| matches!(record.status, TaskStatus::Failed | TaskStatus::TimedOut))
+        });
+        if result.is_err() && self.run.stop.is_stopped() && !failed {
+            return self.cancel(job, Some(started), items);
+        }
+        let mut spill = Vec::new();
+        let next = self.resolve(job, started, result, Caller::Rayon(&mut spill), items);
+        spill.extend(next);
+        self.spawn_on_rayon(&mut spill);
+    }
+}
+
+impl FusedRun<'_> {
+    /// Runs item `index` to its end with this thread's buffer; gives the value of the
+    /// body's output.
+    fn item(&self, state: &mut Option<Box<dyn std::any::Any + Send>>, index: usize) -> Value {
+        let body = &self.def.body;
+        let params = usize::from(self.def.collection.is_some()) + self.def.imports.len();
+        let mut slots = match state.take().map(|state| state.downcast::<Buffer>()) {
+            Some(Ok(buffer)) => buffer.0,
+            _ => self.fresh(),
+        };
+        self.set_item(&mut slots, index);
+        let succeeded = self.chain(&mut slots, params);
+        let tail = body.graph.output();
+        let value = slots[tail]
+            .get_mut()
+            .map(|record| std::mem::replace(&mut record.value, Box::new(())))
+            .unwrap_or_else(|| (body.unresolved[tail])(None));
+        if succeeded && !self.every_row {
+            for slot in &mut slots[params..] {
+                drop(slot.take());
+            }
+            *state = Some(Box::new(Buffer(slots)));
+        } else {
+            // Kept for the report: its parameters hold the parent run, which must not
+            // wait for its own report.
+            for slot in &mut slots[..params] {
+                drop(slot.take());
+            }
+            for record in slots[params..].iter_mut().filter_map(OnceLock::get_mut) {
+                record.value = Box::new(());
+            }
+            self.kept
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((index, slots));
+        }
+        value
+    }
+
+    /// A buffer with the body's imports filled in (every item reads the same ones).
+    fn fresh(&self) -> Box<[Slot]> {
+        let slots = Board::new(&self.def.body).take_slots();
+        let first = usize::from(self.def.collection.is_some());
+        for (slot, &node) in slots[first..].iter().zip(&self.def.imports) {
+            let import = Import::Node {
+                run: Arc::clone(self.parent) as Arc<dyn Slots>,
+                node,
+            };
+            crate::value::fill(slot, Box::new(import));
+        }
+        slots
+    }
+
+    /// Puts item `index` in the body's first parameter: for a borrowed item, the
+    /// buffer's import is pointed at it; a taken item is moved in.
+    fn set_item(&self, slots: &mut [Slot], index: usize) {
+        let Some(collection) = self.def.collection else {
+            return;
+        };
+        match self.def.items {
+            Items::Borrowed { item, .. } => {
+                let current = slots[0].get_mut().and_then(|record| {
+                    match record.value.downcast_mut::<Import>() {
+                        Some(Import::Item { index: at, .. }) => Some(at),
+                        _ => None,
+                    }
+                });
+                match current {
+                    Some(at) => *at = index,
+                    None => {
+                        let import = Import::Item {
+                            run: Arc::clone(self.parent) as Arc<dyn Slots>,
+                            collection,
+                            index,
+                            item,
+                        };
+                        drop(slots[0].take());
+                        crate::value::fill(&slots[0], Box::new(import));
+                    }
+                }
+            }
+            Items::Owned(_) => {
+                let value = self.owned[index]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                    .map(|value| self.def.body.settle(0, value));
+                drop(slots[0].take());
+                if let Some(value) = value {
+                    crate::value::fill(&slots[0], value);
+                }
+            }
+            Items::One => {}
+        }
+    }
+
+    /// Runs the item's tasks in node order (a topological order); `true` if every one
+    /// succeeded.
+    fn chain(&self, slots: &mut [Slot], params: usize) -> bool {
+        let parent = self.parent;
+        let body = &self.def.body;
+        let graph = &body.graph;
+        let mut all = true;
+        // Depth-first on one thread: a task is ready, and starts, when the one before
+        // it ends. One clock reading per task.
+        let mut ready = Instant::now();
+        for node in params..graph.len() {
+            let Call::Task(call) = &body.calls[node] else {
+                continue;
+            };
+            let info = graph.info(node);
+            let cleanup = info.outcome_inputs != 0;
+            let stop = &parent.run.stop;
+            let blocked = graph.node(node).edges().find_map(|(input, tolerant)| {
+                let status = slots[input].get().map(|record| record.status);
+                match status {
+                    Some(TaskStatus::Succeeded | TaskStatus::Restored) => None,
+                    _ if tolerant => None,
+                    other => Some(other),
+                }
+            });
+            let may_start = !stop.is_stopped() || (!stop.is_killed() && cleanup);
+            if blocked.is_some() || !may_start {
+                let at = parent.since(ready);
+                let status = match blocked {
+                    Some(Some(TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Skipped)) => {
+                        TaskStatus::Skipped
+                    }
+                    _ => TaskStatus::Cancelled,
+                };
+                let value = (body.unresolved[node])(None);
+                let record = Record::new(value, status, [at, NEVER, NEVER, at], None, Vec::new());
+                slots[node] = OnceLock::from(record);
+                if let Some(progress) = &parent.run.progress {
+                    progress.ended(false);
+                }
+                all = false;
+                continue;
+            }
+            if let Some(progress) = &parent.run.progress {
+                progress.started();
+            }
+            let started = ready;
+            let (signal, token) = if cleanup {
+                (parent.run.signals[1], stop.kill_token())
+            } else {
+                (parent.run.signals[0], stop.token())
+            };
+            // The borrow of the buffer ends with the call: the record is written after.
+            let result = {
+                let shared: &[Slot] = slots;
+                let (outcome, told) = task::with_cancel(signal, token, || {
+                    catch_unwind(AssertUnwindSafe(|| call(shared)))
+                });
+                match outcome {
+                    // Told to stop, it may have returned early: it did not finish.
+                    _ if told => Err(TaskError::stopped_early()),
+                    Ok(Called::Done(result)) => result,
+                    Ok(Called::Pending(_)) => Err(TaskError::permanent(TaskError::msg(
+                        "a CPU task returned a future; declare it `async fn` to run it on tokio",
+                    ))),
+                    Err(panic) => Err(TaskError::panicked(&*panic)),
+                }
+            };
+            let finished = Instant::now();
+            ready = finished;
+            let start = parent.since(started);
+            let times = [start, start, start, parent.since(finished)];
+            let record = match result {
+                Ok(value) => Record::new(
+                    body.settle(node, value),
+                    TaskStatus::Succeeded,
+                    times,
+                    None,
+                    Vec::new(),
+                ),
+                Err(error) if error.is_stopped_early() => {
+                    all = false;
+                    let value = (body.unresolved[node])(None);
+                    Record::new(value, TaskStatus::Cancelled, times, None, Vec::new())
+                }
+                Err(error) => {
+                    tracing::error!(parent: &parent.span, node = graph.name_of(node), %error, "task failed");
+                    all = false;
+                    if parent.run.options.fail_fast {
+                        stop.stop();
+                    }
+                    let value = (body.unresolved[node])(Some(error.clone()));
+                    Record::new(value, TaskStatus::Failed, times, Some(error), Vec::new())
+                }
+            };
+            // The buffer is this thread's: no lock to take.
+            slots[node] = OnceLock::from(record);
+            if let Some(progress) = &parent.run.progress {
+                progress.ended(true);
+            }
+        }
+        all
+    }
+}
