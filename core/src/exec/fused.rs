@@ -25,6 +25,20 @@ struct FusedRun<'f> {
     /// Items kept for the report: those that did not succeed, or every one.
     kept: Mutex<Vec<(usize, Box<[Slot]>)>>,
     every_row: bool,
+    /// When the fan-out started.
+    started: Instant,
+    /// The body's tasks in node order (a topological order), read once.
+    tasks: Vec<Task<'f>>,
+}
+
+/// One task of the body, as every item runs it.
+struct Task<'f> {
+    node: usize,
+    call: &'f crate::plan::NodeFn,
+    /// Whether it takes an input as an outcome (it runs after a soft stop).
+    cleanup: bool,
+    /// The inputs it requires that are tasks of the body (parameters always exist).
+    required: Vec<usize>,
 }
 
 /// A rayon thread's slots for one item at a time, reused while its items succeed.
@@ -54,6 +68,8 @@ impl Shared {
                 .collect(),
             kept: Mutex::new(Vec::new()),
             every_row: self.run.options.item_rows,
+            started,
+            tasks: tasks(def),
         };
         let item: &FusedItem<'_> = &|state, index| run.item(state, index);
         let result = fused(count, item);
@@ -95,12 +111,20 @@ impl FusedRun<'_> {
     fn item(&self, state: &mut Option<Box<dyn std::any::Any + Send>>, index: usize) -> Value {
         let body = &self.def.body;
         let params = usize::from(self.def.collection.is_some()) + self.def.imports.len();
-        let mut slots = match state.take().map(|state| state.downcast::<Buffer>()) {
-            Some(Ok(buffer)) => buffer.0,
-            _ => self.fresh(),
+        // The thread's buffer stays in its box from item to item: no allocation.
+        let buffer = match state
+            .as_mut()
+            .and_then(|state| state.downcast_mut::<Buffer>())
+        {
+            Some(buffer) => buffer,
+            None => state
+                .insert(Box::new(Buffer(self.fresh())))
+                .downcast_mut()
+                .expect("a buffer"),
         };
-        self.set_item(&mut slots, index);
-        let succeeded = self.chain(&mut slots, params);
+        let slots = &mut buffer.0;
+        self.set_item(slots, index);
+        let succeeded = self.chain(slots);
         let tail = body.graph.output();
         let value = slots[tail]
             .get_mut()
@@ -110,10 +134,11 @@ impl FusedRun<'_> {
             for slot in &mut slots[params..] {
                 drop(slot.take());
             }
-            *state = Some(Box::new(Buffer(slots)));
         } else {
-            // Kept for the report: its parameters hold the parent run, which must not
-            // wait for its own report.
+            // Kept for the report (the next item makes a fresh buffer). Its parameters
+            // hold the parent run, which must not wait for its own report.
+            let mut slots = std::mem::take(slots);
+            *state = None;
             for slot in &mut slots[..params] {
                 drop(slot.take());
             }
@@ -187,26 +212,28 @@ impl FusedRun<'_> {
 
     /// Runs the item's tasks in node order (a topological order); `true` if every one
     /// succeeded.
-    fn chain(&self, slots: &mut [Slot], params: usize) -> bool {
+    fn chain(&self, slots: &mut [Slot]) -> bool {
         let parent = self.parent;
         let body = &self.def.body;
         let graph = &body.graph;
         let mut all = true;
         // Depth-first on one thread: a task is ready, and starts, when the one before
-        // it ends. One clock reading per task.
-        let mut ready = Instant::now();
-        for node in params..graph.len() {
-            let Call::Task(call) = &body.calls[node] else {
-                continue;
-            };
-            let info = graph.info(node);
-            let cleanup = info.outcome_inputs != 0;
+        // it ends: one clock reading per task, when the report will show every item.
+        // Otherwise only a failure reads the clock (a kept item's tasks are reported
+        // from the fan-out's start): two readings per task were a fifth of an item.
+        let timed = self.every_row;
+        let mut ready = if timed { Instant::now() } else { self.started };
+        for &Task {
+            node,
+            call,
+            cleanup,
+            ref required,
+        } in &self.tasks
+        {
             let stop = &parent.run.stop;
-            let blocked = graph.node(node).edges().find_map(|(input, tolerant)| {
-                let status = slots[input].get().map(|record| record.status);
-                match status {
+            let blocked = required.iter().find_map(|&input| {
+                match slots[input].get().map(|record| record.status) {
                     Some(TaskStatus::Succeeded | TaskStatus::Restored) => None,
-                    _ if tolerant => None,
                     other => Some(other),
                 }
             });
@@ -253,7 +280,11 @@ impl FusedRun<'_> {
                     Err(panic) => Err(TaskError::panicked(&*panic)),
                 }
             };
-            let finished = Instant::now();
+            let finished = if timed || result.is_err() {
+                Instant::now()
+            } else {
+                started
+            };
             ready = finished;
             let start = parent.since(started);
             let times = [start, start, start, parent.since(finished)];
@@ -288,4 +319,29 @@ impl FusedRun<'_> {
         }
         all
     }
+}
+
+/// The body's tasks, each with the inputs it requires among them.
+fn tasks(def: &FanOutDef) -> Vec<Task<'_>> {
+    let body = &def.body;
+    let graph = &body.graph;
+    (0..graph.len())
+        .filter_map(|node| {
+            let Call::Task(call) = &body.calls[node] else {
+                return None;
+            };
+            let required = graph
+                .node(node)
+                .edges()
+                .filter(|&(input, tolerant)| !tolerant && graph.kind(input) != Kind::Param)
+                .map(|(input, _)| input)
+                .collect();
+            Some(Task {
+                node,
+                call: &**call,
+                cleanup: graph.info(node).outcome_inputs != 0,
+                required,
+            })
+        })
+        .collect()
 }
