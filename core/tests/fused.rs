@@ -245,3 +245,20 @@ async fn a_fan_out_that_takes_its_collection_runs_fused_too() {
     assert_eq!(result.unwrap(), 1_000 * 999 / 2 + 1_000);
     assert!(report.task("each").unwrap().items.unwrap().fused);
 }
+
+workflow! {
+    fn ends_with_binding(n: u64) -> u64 {
+        let xs = numbers(&n);
+        let each = for x in &xs {
+            let y = plus_one(x);
+            let z = double(&y);
+            z
+        };
+        total(&each)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_body_may_end_with_one_of_its_bindings() {
+    assert_eq!(ends_with_binding(4).await.unwrap(), 2 * (1 + 2 + 3 + 4));
+}

@@ -121,6 +121,11 @@ fn validate(args: TokenStream, item: ItemFn) -> syn::Result<Task> {
                 "`retry_clones` clones the inputs a task takes by value for its retries, but \
                  this task takes none by value: remove it",
             )),
+            (Some(_), None, Some((true, at))) => errors.push(syn::Error::new(
+                at,
+                "`retry_clones` clones by-value inputs for retries, but this task is not \
+                 retried: add `retries = N`, or remove it",
+            )),
             _ => {}
         }
     }

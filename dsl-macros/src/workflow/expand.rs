@@ -268,7 +268,7 @@ fn emit_loop(body: &Loop, node_name: &str, p: &TokenStream) -> TokenStream {
     let tail = match tail {
         Tail::Call(call) => emit_call(call, &task_name(call), p),
         Tail::Workflow(call) => emit_subflow(call, &task_name(call), p),
-        Tail::Binding(_) => unreachable!("a loop's tail is a call"),
+        Tail::Binding(ident) => handle(ident).to_token_stream(),
     };
     let cap = cap.map(|n| {
         quote_spanned!(Span::mixed_site()=> __aqueduct_builder.cap_items(__aqueduct_fan_out, #n);)

@@ -152,10 +152,23 @@ fn block(
             scope.read_as_output(ident);
             Some(Tail::Binding(ident.clone()))
         }
+        // A loop's body may end with one of its own bindings: that item's result.
+        Some(Expr::Path(path))
+            if path
+                .path
+                .get_ident()
+                .is_some_and(|i| scope.is_own_binding(i)) =>
+        {
+            let ident = path.path.get_ident().expect("checked above");
+            scope.check(ident, None, errors);
+            scope.read_as_output(ident);
+            Some(Tail::Binding(ident.clone()))
+        }
         Some(other) if in_loop => {
             errors.at(
                 other,
-                "a loop's body ends with a task call: its value is that item's result",
+                "a loop's body must end with its result for the item: a task call, or a \
+                 binding made in the body (`let r = …; r`)",
             );
             None
         }
@@ -325,10 +338,7 @@ fn for_loop(
     let mut inner = scope.enter(item.as_ref(), &for_loop.pat, by_value);
     let (nodes, tail) = block(&for_loop.body, &mut inner, errors, true);
     let imports = scope.leave(inner, errors);
-    let tail = match tail? {
-        Tail::Binding(_) => return None,
-        tail => tail,
-    };
+    let tail = tail?;
     Some(Loop {
         cap,
         by_value,

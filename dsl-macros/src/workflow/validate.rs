@@ -24,6 +24,8 @@ pub(super) struct Scope {
     items: Vec<String>,
     /// Every read of a name, in order: what [`check_moves`](Self::check_moves) checks.
     reads: Vec<Read>,
+    /// In a loop's body: its item's name.
+    own_item: Option<String>,
     /// Names bound inside loops of this scope, for a clear error when used outside.
     inner: HashMap<String, Ident>,
 }
@@ -67,6 +69,7 @@ impl Scope {
             items: self.items.clone(),
             ..Scope::default()
         };
+        inner.own_item = item.map(ToString::to_string);
         if let Some(item) = item {
             // A taken collection's item is the body's own value, like a binding, even
             // if a borrowed item around it has its name.
@@ -112,6 +115,13 @@ impl Scope {
     /// Whether `ident` is the item of a borrowing loop: a reference, shared bare.
     pub(super) fn is_borrowed_item(&self, ident: &Ident) -> bool {
         self.items.contains(&ident.to_string())
+    }
+
+    /// Whether `ident` names a node bound in this body by a `let` (not its item, not an
+    /// enclosing scope's name).
+    pub(super) fn is_own_binding(&self, ident: &Ident) -> bool {
+        self.defined.contains_key(&ident.to_string())
+            && self.own_item.as_deref() != Some(&ident.to_string())
     }
 
     /// Notes a read of `ident`: moved into `moved_into`, or shared.

@@ -1,0 +1,8 @@
+use aqueduct::prelude::*;
+
+#[task(retry_clones = true)]
+fn consume(values: Vec<u64>) -> usize {
+    values.len()
+}
+
+fn main() {}
