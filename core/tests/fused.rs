@@ -262,3 +262,26 @@ workflow! {
 async fn a_loop_body_may_end_with_one_of_its_bindings() {
     assert_eq!(ends_with_binding(4).await.unwrap(), 2 * (1 + 2 + 3 + 4));
 }
+
+workflow! {
+    /// A `for` as the workflow's output, and as a loop body's result.
+    fn loops_as_outputs(n: u64) -> Vec<Vec<u64>> {
+        let xs = numbers(&n);
+        for x in &xs {
+            let ys = numbers(x);
+            for y in &ys {
+                plus_one(y)
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_for_may_be_the_output_of_a_workflow_or_of_a_loop_body() {
+    assert_eq!(
+        loops_as_outputs(3).await.unwrap(),
+        vec![vec![], vec![1], vec![1, 2]]
+    );
+    let report = loops_as_outputs::workflow().runner().run((3,)).await.report;
+    assert!(report.task("for").is_some(), "{report}");
+}

@@ -142,6 +142,21 @@ fn block(
         "a workflow"
     };
     let tail = match tail_stmt {
+        // A `for` as the output: a node of its own, named `for`, which is the output.
+        Some(Expr::ForLoop(for_loop)) => {
+            let name = proc_macro2::Ident::new("for", for_loop.for_token.span);
+            let body = self::for_loop(for_loop, Some(&name), scope, errors);
+            scope.define(&name, errors);
+            scope.read_as_output(&name);
+            body.map(|body| {
+                nodes.push(Node {
+                    binding: name.clone(),
+                    annotation: None,
+                    init: Init::Loop(body),
+                });
+                Tail::Binding(name)
+            })
+        }
         Some(Expr::Call(call)) => self::call(call, None, scope, errors).map(Tail::Call),
         Some(Expr::Await(awaited)) => {
             subflow(&awaited.base, None, scope, errors).map(Tail::Workflow)
@@ -175,7 +190,8 @@ fn block(
         Some(other) => {
             errors.at(
                 other,
-                "a workflow ends with its output: a task call `task(&input)` or a binding `name`",
+                "a workflow ends with its output: a task call `task(&input)`, a binding `name` \
+                 or a `for`",
             );
             None
         }
