@@ -29,6 +29,8 @@ struct FusedRun<'f> {
     started: Instant,
     /// The body's tasks in node order (a topological order), read once.
     tasks: Vec<Task<'f>>,
+    /// Whether one of them is a cleanup task (it runs after a soft stop).
+    has_cleanup: bool,
 }
 
 /// One task of the body, as every item runs it.
@@ -49,13 +51,15 @@ impl Shared {
     /// if it took its collection), then resolves its node.
     pub(super) fn expand_fused(
         self: &Arc<Self>,
-        job: Job,
+        mut job: Job,
         def: &FanOutDef,
         fused: crate::plan::Fused,
         count: usize,
         owned: Vec<Value>,
     ) {
         let started = Instant::now();
+        // One attempt, as a scheduled fan-out's end records it.
+        job.attempt = job.attempt.max(1);
         if let Some(progress) = &self.run.progress {
             progress.add_total(count as u64 * task_count(&def.body));
         }
@@ -70,6 +74,11 @@ impl Shared {
             every_row: self.run.options.item_rows,
             started,
             tasks: tasks(def),
+            has_cleanup: false,
+        };
+        let run = FusedRun {
+            has_cleanup: run.tasks.iter().any(|task| task.cleanup),
+            ..run
         };
         let item: &FusedItem<'_> = &|state, index| run.item(state, index);
         let result = fused(count, item);
@@ -111,6 +120,12 @@ impl FusedRun<'_> {
     fn item(&self, state: &mut Option<Box<dyn std::any::Any + Send>>, index: usize) -> Value {
         let body = &self.def.body;
         let params = usize::from(self.def.collection.is_some()) + self.def.imports.len();
+        // After a stop, an item with no cleanup task to run ends before it starts: no
+        // buffer, and no row unless every row is asked for.
+        if !self.every_row && self.parent.run.stop.is_stopped() && !self.has_cleanup {
+            drop(self.take_owned(index));
+            return (body.unresolved[body.graph.output()])(None);
+        }
         // The thread's buffer stays in its box from item to item: no allocation.
         let buffer = match state
             .as_mut()
@@ -124,33 +139,55 @@ impl FusedRun<'_> {
         };
         let slots = &mut buffer.0;
         self.set_item(slots, index);
-        let succeeded = self.chain(slots);
+        let succeeded = self.chain(slots, index);
         let tail = body.graph.output();
         let value = slots[tail]
             .get_mut()
             .map(|record| std::mem::replace(&mut record.value, Box::new(())))
             .unwrap_or_else(|| (body.unresolved[tail])(None));
         if succeeded && !self.every_row {
-            for slot in &mut slots[params..] {
-                drop(slot.take());
+            // Values' `Drop` is the user's code: a panic there faults the run, as at a
+            // scheduled item's end, and the buffer is given up.
+            let reset = catch_unwind(AssertUnwindSafe(|| {
+                for slot in &mut slots[params..] {
+                    drop(slot.take());
+                }
+            }));
+            if let Err(panic) = reset {
+                if let Some(buffer) = state.take() {
+                    abandon(buffer, params);
+                }
+                self.parent.run.fault(format!(
+                    "a fused fan-out item's end panicked: {}",
+                    panic_message(&*panic)
+                ));
             }
         } else {
             // Kept for the report (the next item makes a fresh buffer). Its parameters
             // hold the parent run, which must not wait for its own report.
             let mut slots = std::mem::take(slots);
             *state = None;
-            for slot in &mut slots[..params] {
-                drop(slot.take());
-            }
-            for record in slots[params..].iter_mut().filter_map(OnceLock::get_mut) {
-                record.value = Box::new(());
-            }
-            self.kept
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push((index, slots));
+            guard(&self.parent.run, "a fused fan-out item's end", || {
+                for slot in &mut slots[..params] {
+                    drop(slot.take());
+                }
+                for record in slots[params..].iter_mut().filter_map(OnceLock::get_mut) {
+                    record.value = Box::new(());
+                }
+                self.kept
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((index, slots));
+            });
         }
         value
+    }
+
+    /// A taken item, out of its place (to drop it unrun).
+    fn take_owned(&self, index: usize) -> Option<Value> {
+        self.owned
+            .get(index)
+            .and_then(|owned| owned.lock().unwrap_or_else(PoisonError::into_inner).take())
     }
 
     /// A buffer with the body's imports filled in (every item reads the same ones).
@@ -196,10 +233,8 @@ impl FusedRun<'_> {
                 }
             }
             Items::Owned(_) => {
-                let value = self.owned[index]
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take()
+                let value = self
+                    .take_owned(index)
                     .map(|value| self.def.body.settle(0, value));
                 drop(slots[0].take());
                 if let Some(value) = value {
@@ -212,7 +247,7 @@ impl FusedRun<'_> {
 
     /// Runs the item's tasks in node order (a topological order); `true` if every one
     /// succeeded.
-    fn chain(&self, slots: &mut [Slot]) -> bool {
+    fn chain(&self, slots: &mut [Slot], index: usize) -> bool {
         let parent = self.parent;
         let body = &self.def.body;
         let graph = &body.graph;
@@ -280,14 +315,19 @@ impl FusedRun<'_> {
                     Err(panic) => Err(TaskError::panicked(&*panic)),
                 }
             };
-            let finished = if timed || result.is_err() {
-                Instant::now()
+            let times = if timed {
+                let finished = Instant::now();
+                ready = finished;
+                let start = parent.since(started);
+                [start, start, start, parent.since(finished)]
+            } else if result.is_err() {
+                // Untimed: a failure is stamped when it is seen, its duration unknown.
+                let at = parent.since(Instant::now());
+                [at, at, at, at]
             } else {
-                started
+                let at = parent.since(started);
+                [at, at, at, at]
             };
-            ready = finished;
-            let start = parent.since(started);
-            let times = [start, start, start, parent.since(finished)];
             let record = match result {
                 Ok(value) => Record::new(
                     body.settle(node, value),
@@ -302,13 +342,18 @@ impl FusedRun<'_> {
                     Record::new(value, TaskStatus::Cancelled, times, None, Vec::new())
                 }
                 Err(error) => {
-                    tracing::error!(parent: &parent.span, node = graph.name_of(node), %error, "task failed");
+                    tracing::error!(parent: &parent.span, node = graph.name_of(node), item = index, %error, "task failed");
                     all = false;
                     if parent.run.options.fail_fast {
                         stop.stop();
                     }
+                    let status = if error.is_timeout() {
+                        TaskStatus::TimedOut
+                    } else {
+                        TaskStatus::Failed
+                    };
                     let value = (body.unresolved[node])(Some(error.clone()));
-                    Record::new(value, TaskStatus::Failed, times, Some(error), Vec::new())
+                    Record::new(value, status, times, Some(error), Vec::new())
                 }
             };
             // The buffer is this thread's: no lock to take.
@@ -344,4 +389,19 @@ fn tasks(def: &FanOutDef) -> Vec<Task<'_>> {
             })
         })
         .collect()
+}
+
+/// Gives up a thread's buffer after a value's `Drop` panicked in it: its parameters
+/// are dropped (its imports hold the parent run, which would otherwise never end),
+/// each under its own catch; the task values left are leaked, since dropping them could
+/// panic again.
+fn abandon(buffer: Box<dyn std::any::Any + Send>, params: usize) {
+    if let Ok(buffer) = buffer.downcast::<Buffer>() {
+        let mut slots = buffer.0;
+        for slot in &mut slots[..params] {
+            let value = slot.take();
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
+        }
+        std::mem::forget(slots);
+    }
 }
