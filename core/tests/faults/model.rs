@@ -176,6 +176,9 @@ pub(crate) struct Walker<'a> {
     /// Every task instance visited: (uid, path).
     pub(crate) instances: Vec<(u32, Vec<u32>)>,
     cancelled_seen: usize,
+    /// The run reported fused fan-outs' items only where they did not succeed
+    /// (`Runner::item_rows(false)`).
+    pub(crate) summary: bool,
 }
 
 impl<'a> Walker<'a> {
@@ -203,6 +206,7 @@ impl<'a> Walker<'a> {
             top: HashMap::new(),
             instances: Vec::new(),
             cancelled_seen: 0,
+            summary: false,
         }
     }
 
@@ -621,6 +625,45 @@ impl<'a> Walker<'a> {
                 suffix: format!("{}[{i}]", naming.suffix),
             };
             let (present, of) = self.presence(inner, &inaming);
+            if present == 0 && of > 0 && self.summary && fused(self.spec, node) {
+                // A fused fan-out's item without rows succeeded, or (after a stop) never
+                // started: walk it as predicted, without the report.
+                let started = self.ran_inside(&uids, &ipath);
+                let saved = (
+                    self.visited.len(),
+                    self.failures.len(),
+                    self.violations.len(),
+                    self.cancelled_seen,
+                    self.instances.len(),
+                );
+                let report = self.report.take();
+                let mut params = vec![Res::ok(MV::One(item.clone()))];
+                params.extend(imps.iter().cloned());
+                let mut res =
+                    self.body(inner, &params, &inaming, &ipath, false, ItemCtx { started });
+                self.report = report;
+                self.visited.truncate(saved.0);
+                if res.values().all(|r| r.status == Succeeded) && self.violations.len() == saved.2 {
+                    tails.push(res.remove(&inner.tail));
+                    continue;
+                }
+                self.failures.truncate(saved.1);
+                self.violations.truncate(saved.2);
+                self.cancelled_seen = saved.3;
+                self.instances.truncate(saved.4);
+                all_present = false;
+                tails.push(None);
+                self.mark_optional(inner, &inaming);
+                if !(self.open && !started) {
+                    self.violation(
+                        "report",
+                        format!(
+                            "item {i} of fused fan-out `{name}` has no rows, yet it did not succeed"
+                        ),
+                    );
+                }
+                continue;
+            }
             if present == 0 && of > 0 {
                 all_present = false;
                 tails.push(None);
@@ -833,4 +876,21 @@ pub(crate) fn show(m: &MVal) -> String {
         out.push(']');
     }
     out
+}
+
+/// Whether the executor runs fan-out `node`'s items fused: it is not capped and its body
+/// is CPU tasks only, each with one attempt, no timeout and no concurrency limit.
+pub(crate) fn fused(spec: &Spec, node: &Node) -> bool {
+    match &node.kind {
+        Kind::FanOut {
+            cap: None, body, ..
+        } => body.nodes.iter().all(|n| match &n.kind {
+            Kind::Task { task, .. } => {
+                let t = &spec.tasks[*task];
+                !t.io && t.retries == 0 && t.timeout_ms.is_none() && t.concurrency.is_none()
+            }
+            _ => false,
+        }),
+        _ => false,
+    }
 }
