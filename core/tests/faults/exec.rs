@@ -80,7 +80,7 @@ pub(crate) fn bump(tag: &str, n: u64) {
 
 /// Whether run `e` of `case` asks for every item's rows (`Runner::item_rows`).
 fn every_row(case: &Case, e: u8) -> bool {
-    (case.spec.seed ^ u64::from(e)) % 2 == 0
+    (case.spec.seed ^ u64::from(e)).is_multiple_of(2)
 }
 
 /// Counts what a case's workflow and plan contain.

@@ -654,7 +654,7 @@ impl<'a> Walker<'a> {
                 all_present = false;
                 tails.push(None);
                 self.mark_optional(inner, &inaming);
-                if !(self.open && !started) {
+                if !self.open || started {
                     self.violation(
                         "report",
                         format!(
