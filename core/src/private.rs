@@ -302,3 +302,32 @@ impl<T> Produces<T> for T {
 pub fn output<O, T: Produces<O>>(tail: Handle<T>) -> Handle<O> {
     T::cast(tail)
 }
+
+/// What a `for` without `&` can take apart: its items are moved out, one per run.
+#[diagnostic::on_unimplemented(
+    message = "a `for` cannot take the items out of `{Self}`",
+    label = "a `for` without `&` takes its collection and moves each item out of it",
+    note = "iterate `&collection` to read the items in place; to move them, have the task that makes it return a `Vec` (an `Arc<[T]>` or a shared value cannot give its items away)"
+)]
+pub trait OwnedCollection: Send + Sync + 'static {
+    /// The collection itself (a projection: when this is not implemented, rustc
+    /// reports it here alone).
+    type Is;
+}
+
+#[diagnostic::do_not_recommend]
+impl<C> OwnedCollection for C
+where
+    C: IntoIterator + Send + Sync + 'static,
+    C::Item: Send + Sync + 'static,
+{
+    type Is = C;
+}
+
+/// The collection of a `for` without `&`, checked at the user's token.
+pub fn owned_collection<C: OwnedCollection>(collection: Handle<C>) -> Handle<C::Is>
+where
+    C: OwnedCollection<Is = C>,
+{
+    collection
+}

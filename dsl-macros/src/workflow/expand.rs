@@ -260,7 +260,13 @@ fn emit_loop(body: &Loop, node_name: &str, p: &TokenStream) -> TokenStream {
         nodes,
         tail,
     } = body;
-    let collection = read(&collection.root);
+    let collection = if *by_value {
+        // Checked at the user's token: a collection that cannot give its items away.
+        let handle = handle(&collection.root);
+        quote_spanned!(collection.root.span()=> #p::owned_collection(#handle))
+    } else {
+        read(&collection.root)
+    };
     let item_handle = handle(item);
     let imports: Vec<_> = imports.iter().map(handle).collect();
     let unread = unread([item], nodes, tail);
