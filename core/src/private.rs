@@ -325,7 +325,7 @@ where
 }
 
 /// The collection of a `for` without `&`, checked at the user's token.
-pub fn owned_collection<C: OwnedCollection>(collection: Handle<C>) -> Handle<C::Is>
+pub fn owned_collection<C>(collection: Handle<C>) -> Handle<C::Is>
 where
     C: OwnedCollection<Is = C>,
 {
