@@ -42,11 +42,14 @@
 //! assert!(graph.to_mermaid().contains("double"));
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 extern crate self as aqueduct;
 
 // The layers, bottom up; each imports only those above it in this list (see
 // docs/DESIGN.md, and tests/layers.rs, which checks it).
 #[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 mod describe;
 mod error;

@@ -435,6 +435,7 @@ impl<P: Params> Builder<P> {
     /// `version` goes into the graph's fingerprint, so bump it when a task's meaning
     /// changes and old checkpoints must not be reused. `workflow!` calls it for
     /// `#[durable]` (or `#[durable(version = N)]`) workflows.
+    #[cfg_attr(docsrs, doc(cfg(feature = "durable")))]
     #[cfg(feature = "durable")]
     pub fn durable(&mut self, version: u32) {
         self.version = Some(version);
@@ -444,6 +445,7 @@ impl<P: Params> Builder<P> {
     /// a resumed run loads it instead of running the task again. Checkpoints are keyed
     /// by node name: [`output`](Self::output) panics if two checkpointed nodes share
     /// one, and this panics if `node` belongs to another builder.
+    #[cfg_attr(docsrs, doc(cfg(feature = "durable")))]
     #[cfg(feature = "durable")]
     #[track_caller]
     pub fn checkpoint<T: Checkpointable>(&mut self, node: Handle<T>) {

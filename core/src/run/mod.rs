@@ -79,6 +79,7 @@ pub struct InMemory;
 
 /// The state of a [`Runner`] given a [`Store`] by [`Runner::store`]: its run is
 /// recorded, checkpointed, and can be resumed by its id.
+#[cfg_attr(docsrs, doc(cfg(feature = "durable")))]
 #[cfg(feature = "durable")]
 pub struct Stored {
     store: Arc<dyn Store>,
@@ -165,6 +166,7 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
     /// [`resume`](Self::resume)) loads what finished instead of running it again. The
     /// workflow must be `#[durable]` (else the run fails with
     /// [`Error::NotDurable`]), and its parameters serialisable.
+    #[cfg_attr(docsrs, doc(cfg(feature = "durable")))]
     #[cfg(feature = "durable")]
     pub fn store(self, store: Arc<dyn Store>) -> Runner<P, O, Stored>
     where
@@ -204,6 +206,7 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "durable")))]
 #[cfg(feature = "durable")]
 impl<P, O> Runner<P, O, Stored>
 where

@@ -22,6 +22,7 @@ pub use lease::{LEASE_TTL, lease_holds};
 pub(crate) use lease::{millis, now_ms};
 
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
 
 /// What a store knows of a run when it starts.
