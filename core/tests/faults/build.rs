@@ -55,6 +55,25 @@ pub(crate) fn build(case: &Arc<Case>) -> Wf {
     b.output(one(handles[&spec.top.tail]))
 }
 
+/// The result of an attempt whose fault is an error or a panic (which it raises).
+fn injected_failure<T>(fault: Fault, uid: u32, path: &[u32], attempt: u32) -> Result<T, TaskError> {
+    match fault {
+        Fault::Transient => Err(TaskError::msg(injected(
+            "transient error",
+            uid,
+            path,
+            attempt,
+        ))),
+        Fault::Permanent => Err(TaskError::permanent(TaskError::msg(injected(
+            "permanent error",
+            uid,
+            path,
+            attempt,
+        )))),
+        _ => panic!("{}", injected("panic", uid, path, attempt)),
+    }
+}
+
 fn one(h: H) -> Handle<Val> {
     match h {
         H::One(h) => h,
@@ -253,19 +272,9 @@ impl Attempt {
                     }
                     Ok(make(fault.is_some()))
                 }
-                Some(Fault::Transient) => Err(TaskError::msg(injected(
-                    "transient error",
-                    uid,
-                    &path,
-                    attempt,
-                ))),
-                Some(Fault::Permanent) => Err(TaskError::permanent(TaskError::msg(injected(
-                    "permanent error",
-                    uid,
-                    &path,
-                    attempt,
-                )))),
-                Some(Fault::Panic) => panic!("{}", injected("panic", uid, &path, attempt)),
+                Some(f @ (Fault::Transient | Fault::Permanent | Fault::Panic)) => {
+                    injected_failure(f, uid, &path, attempt)
+                }
                 Some(Fault::Timeout) => {
                     // Cannot be preempted: sleeps a few ms past its timeout (so a retry
                     // may start while it still runs), returning early only if told to
@@ -312,19 +321,9 @@ impl Attempt {
             }
             let result = match fault {
                 None | Some(Fault::SerPanic) => Ok(make(fault.is_some())),
-                Some(Fault::Transient) => Err(TaskError::msg(injected(
-                    "transient error",
-                    uid,
-                    &path,
-                    attempt,
-                ))),
-                Some(Fault::Permanent) => Err(TaskError::permanent(TaskError::msg(injected(
-                    "permanent error",
-                    uid,
-                    &path,
-                    attempt,
-                )))),
-                Some(Fault::Panic) => panic!("{}", injected("panic", uid, &path, attempt)),
+                Some(f @ (Fault::Transient | Fault::Permanent | Fault::Panic)) => {
+                    injected_failure(f, uid, &path, attempt)
+                }
                 Some(Fault::Timeout) => {
                     tokio::time::sleep(timeout + Duration::from_secs(20)).await;
                     Err(TaskError::msg(injected(

@@ -578,6 +578,42 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// A fan-out or sub-workflow that does not run its body: restored from a
+    /// checkpoint (top level), or kept from starting by its inputs (`ins`, all
+    /// required). `None` if it runs.
+    #[allow(clippy::too_many_arguments)]
+    fn unentered(
+        &mut self,
+        node: &Node,
+        kind: AKind,
+        ins: &[Res],
+        name: &str,
+        uids: &HashSet<u32>,
+        path: &[u32],
+        top: bool,
+    ) -> Option<Res> {
+        if top && let Some(res) = self.restored_node(node, kind, name, Some(uids)) {
+            return Some(res);
+        }
+        let ins: Vec<(Res, bool)> = ins.iter().cloned().map(|r| (r, false)).collect();
+        let allowed = self.blocked(&ins)?;
+        let (s, _) = self.observe(name, kind, (allowed[0], 0));
+        if !allowed.contains(&s) {
+            let what = if kind == AKind::FanOut {
+                "fan-out"
+            } else {
+                "sub-workflow"
+            };
+            self.violation("status", format!("{what} `{name}`: its inputs ended {}, so it is {allowed:?}; the report says {s}", Self::describe(&ins)));
+        }
+        self.none_inside(uids, path, name);
+        Some(Res {
+            status: s,
+            value: None,
+            timeout: false,
+        })
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn fan_out(
         &mut self,
@@ -591,24 +627,11 @@ impl<'a> Walker<'a> {
         top: bool,
     ) -> Res {
         let uids = body_uids(inner);
-        if top && let Some(res) = self.restored_node(node, AKind::FanOut, name, Some(&uids)) {
-            return res;
-        }
-        let ins: Vec<(Res, bool)> = std::iter::once(coll.clone())
+        let ins: Vec<Res> = std::iter::once(coll.clone())
             .chain(imps.iter().cloned())
-            .map(|r| (r, false))
             .collect();
-        if let Some(allowed) = self.blocked(&ins) {
-            let (s, _) = self.observe(name, AKind::FanOut, (allowed[0], 0));
-            if !allowed.contains(&s) {
-                self.violation("status", format!("fan-out `{name}`: its inputs ended {}, so it is {allowed:?}; the report says {s}", Self::describe(&ins)));
-            }
-            self.none_inside(&uids, path, name);
-            return Res {
-                status: s,
-                value: None,
-                timeout: false,
-            };
+        if let Some(res) = self.unentered(node, AKind::FanOut, &ins, name, &uids, path, top) {
+            return res;
         }
         let items = coll.value.as_ref().map(MV::items).unwrap_or_default();
         let container_cancelled = self.peek(name) == Some(Cancelled);
@@ -769,21 +792,8 @@ impl<'a> Walker<'a> {
         top: bool,
     ) -> Res {
         let uids = body_uids(inner);
-        if top && let Some(res) = self.restored_node(node, AKind::Workflow, name, Some(&uids)) {
+        if let Some(res) = self.unentered(node, AKind::Workflow, &args, name, &uids, path, top) {
             return res;
-        }
-        let ins: Vec<(Res, bool)> = args.iter().cloned().map(|r| (r, false)).collect();
-        if let Some(allowed) = self.blocked(&ins) {
-            let (s, _) = self.observe(name, AKind::Workflow, (allowed[0], 0));
-            if !allowed.contains(&s) {
-                self.violation("status", format!("sub-workflow `{name}`: its inputs ended {}, so it is {allowed:?}; the report says {s}", Self::describe(&ins)));
-            }
-            self.none_inside(&uids, path, name);
-            return Res {
-                status: s,
-                value: None,
-                timeout: false,
-            };
         }
         let container_cancelled = self.peek(name) == Some(Cancelled);
         let inaming = Naming {
