@@ -70,6 +70,12 @@ pub struct TaskInfo {
 }
 
 impl TaskInfo {
+    /// Whether it is a cleanup task: it takes an input as `&Outcome<T>`, so it runs
+    /// like a `finally` after a soft stop.
+    pub(crate) fn is_cleanup(&self) -> bool {
+        self.outcome_inputs != 0 && self.kind.is_task()
+    }
+
     /// A task with no retries, no timeout, and every input required to succeed.
     pub const fn new(name: &'static str, kind: Kind) -> Self {
         Self {

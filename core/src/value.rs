@@ -117,9 +117,6 @@ pub(crate) struct ItemRuns {
     pub(crate) rows: Vec<Box<[Slot]>>,
     /// How many items there were.
     pub(crate) count: usize,
-    /// Whether they ran fused: chunks of items on rayon threads, each item's chain
-    /// depth-first, no scheduling per item.
-    pub(crate) fused: bool,
 }
 
 impl From<Vec<Box<[Slot]>>> for ItemRuns {
@@ -127,7 +124,6 @@ impl From<Vec<Box<[Slot]>>> for ItemRuns {
         Self {
             count: rows.len(),
             rows,
-            fused: false,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicU8;
 
 use super::stop::CatchUnwind;
 use super::*;
+use crate::plan::NodeFn;
 
 /// The life of a supervised CPU attempt, shared by the supervisor and the rayon job.
 const QUEUED: u8 = 0;
@@ -15,18 +16,14 @@ const DONE: u8 = 2;
 const ABANDONED: u8 = 3;
 
 impl Shared {
-    /// Whether `node` is a cleanup task: it takes an input as `&Outcome<T>`, so it runs
-    /// like a `finally` after a soft stop.
+    /// Whether `node` is a cleanup task (see [`TaskInfo::is_cleanup`]).
     pub(super) fn is_cleanup(&self, node: usize) -> bool {
-        let info = self.plan.graph.info(node);
-        info.outcome_inputs != 0 && info.kind.is_task()
+        self.plan.graph.info(node).is_cleanup()
     }
 
-    /// Whether `node` may start (or retry) now: always while the run goes on; after a
-    /// soft stop only a cleanup task; after a hard stop nothing.
+    /// Whether `node` may start (or retry) now (see [`Stop::may_start`]).
     pub(super) fn may_start(&self, node: usize) -> bool {
-        let stop = &self.run.stop;
-        !stop.is_stopped() || (!stop.is_killed() && self.is_cleanup(node))
+        self.run.stop.may_start(self.is_cleanup(node))
     }
 
     /// Resolves when an attempt of `node` must be given up: at the soft stop, or for a
@@ -41,11 +38,7 @@ impl Shared {
 
     /// The signal [`task::cancelled`] reads during an attempt of `node`, and its id.
     fn halt_token(&self, node: usize) -> (u64, &CancellationToken) {
-        if self.is_cleanup(node) {
-            (self.run.signals[1], self.run.stop.kill_token())
-        } else {
-            (self.run.signals[0], self.run.stop.token())
-        }
+        self.run.halt_token(self.is_cleanup(node))
     }
 
     pub(super) fn begin(&self, job: &mut Job) -> Instant {
@@ -82,20 +75,7 @@ impl Shared {
                 "aqueduct: only task nodes are called",
             )));
         };
-        let (outcome, told) = task::with_cancel(signal, cancel, || {
-            catch_unwind(AssertUnwindSafe(|| call(self.board.slots())))
-        });
-        if told {
-            // It may have returned a partial value because it was told to stop.
-            return Err(TaskError::stopped_early());
-        }
-        match outcome {
-            Ok(Called::Done(result)) => result,
-            Ok(Called::Pending(_)) => Err(TaskError::permanent(TaskError::msg(
-                "a CPU task returned a future; declare it `async fn` to run it on tokio",
-            ))),
-            Err(panic) => Err(TaskError::panicked(&*panic)),
-        }
+        call_cpu(call, self.board.slots(), signal, cancel)
     }
 
     /// One attempt of a CPU task with a timeout: it runs on rayon while this tokio task
@@ -226,5 +206,42 @@ impl Shared {
                 }
             }
         }
+    }
+}
+
+impl RunContext {
+    /// The signal [`task::cancelled`] reads during an attempt, and its id: the hard
+    /// stop's for a cleanup task, else the soft one's.
+    pub(super) fn halt_token(&self, cleanup: bool) -> (u64, &CancellationToken) {
+        if cleanup {
+            (self.signals[1], self.stop.kill_token())
+        } else {
+            (self.signals[0], self.stop.token())
+        }
+    }
+}
+
+/// One attempt of CPU task `call` on this thread, reading `slots`, with `signal` as
+/// what [`task::cancelled`] reads: its panic is its failure, and a result returned
+/// after the signal told it to stop is not a result.
+pub(super) fn call_cpu(
+    call: &NodeFn,
+    slots: &[Slot],
+    signal: u64,
+    cancel: &CancellationToken,
+) -> Result<Value, TaskError> {
+    let (outcome, told) = task::with_cancel(signal, cancel, || {
+        catch_unwind(AssertUnwindSafe(|| call(slots)))
+    });
+    if told {
+        // It may have returned a partial value because it was told to stop.
+        return Err(TaskError::stopped_early());
+    }
+    match outcome {
+        Ok(Called::Done(result)) => result,
+        Ok(Called::Pending(_)) => Err(TaskError::permanent(TaskError::msg(
+            "a CPU task returned a future; declare it `async fn` to run it on tokio",
+        ))),
+        Err(panic) => Err(TaskError::panicked(&*panic)),
     }
 }

@@ -38,11 +38,12 @@ impl FanOut {
     /// run) and every value but its output, which the fan-out's end moves out. The
     /// report keeps each node's status, times and errors only.
     pub(super) fn forget_values(&self, slots: &mut [Slot]) {
-        let body = &self.def().body.graph;
+        let def = self.def();
+        let body = &def.body.graph;
         for (node, slot) in slots.iter_mut().enumerate() {
-            if node < self.params {
+            if node < def.params() {
                 drop(slot.take());
-            } else if node != self.tail
+            } else if node != def.body.graph.output()
                 && let Some(record) = slot.get_mut()
             {
                 record.value = Box::new(());
@@ -81,10 +82,10 @@ impl FanOut {
                 item,
             })),
             // The item, moved out of the collection: its body's to borrow or to take.
-            (Some(_), Items::Owned(_)) => self.owned.get(index).and_then(|owned| {
-                let value = owned.lock().unwrap_or_else(PoisonError::into_inner).take();
-                value.map(|value| def.body.settle(0, value))
-            }),
+            (Some(_), Items::Owned(_)) => self
+                .owned
+                .take(index)
+                .map(|value| def.body.settle(0, value)),
             _ => None,
         };
         if let Some(item) = item {
@@ -93,13 +94,7 @@ impl FanOut {
                 item,
             );
         }
-        for (slot, &node) in params.zip(&def.imports) {
-            let import = Import::Node {
-                run: Arc::clone(parent) as Arc<dyn Slots>,
-                node,
-            };
-            fill(slot, Box::new(import));
-        }
+        fill_imports(params.as_slice(), parent, &def.imports);
         let now = Instant::now();
         for &root in &def.body.roots {
             let root = Job::new(root as usize, now);
@@ -130,16 +125,11 @@ impl FanOut {
 pub(super) struct FanOut {
     pub(super) parent: Arc<Shared>,
     pub(super) node: usize,
-    /// The body's parameters: the item, then the imports.
-    pub(super) params: usize,
     pub(super) ready: Instant,
     pub(super) started: Instant,
-    /// The body's output node.
-    pub(super) tail: usize,
-    pub(super) assemble: Assemble,
     pub(super) items: Box<[OnceLock<Box<[Slot]>>]>,
     /// For a fan-out that took its collection: each item, until its run starts.
-    pub(super) owned: Box<[Mutex<Option<Value>>]>,
+    pub(super) owned: OwnedItems,
     /// Under a cap, the next item to start.
     pub(super) next: AtomicUsize,
 }
@@ -164,7 +154,8 @@ impl FanOut {
                     .unwrap_or_else(|| Board::new(&body).take_slots())
             })
             .collect();
-        let result = (self.assemble)(&mut items, self.tail);
+        let def = self.def();
+        let result = (def.assemble)(&mut items, def.body.graph.output());
         let job = Job {
             node: self.node,
             ready: self.ready,
@@ -172,29 +163,35 @@ impl FanOut {
             permit: false,
             retries: None,
         };
-        let run = &self.parent;
-        let failed = |slots: &[Slot]| {
+        self.parent
+            .end_fan_out(job, self.started, result, items.into());
+    }
+}
+
+impl Shared {
+    /// Resolves fan-out `job` once every item ended, with `result`, the gathered
+    /// items: `Cancelled` if it did not succeed only because the run stopped (no item
+    /// failed), else as its result says.
+    pub(super) fn end_fan_out(
+        self: &Arc<Self>,
+        job: Job,
+        started: Instant,
+        result: Result<Value, TaskError>,
+        items: ItemRuns,
+    ) {
+        let failed = items.rows.iter().any(|slots| {
             slots
                 .iter()
                 .filter_map(OnceLock::get)
                 .any(|record| matches!(record.status, TaskStatus::Failed | TaskStatus::TimedOut))
-        };
-        if result.is_err() && run.run.stop.is_stopped() && !items.iter().any(|slots| failed(slots))
-        {
-            return run.cancel(job, Some(self.started), items.into());
+        });
+        if result.is_err() && self.run.stop.is_stopped() && !failed {
+            return self.cancel(job, Some(started), items);
         }
         let mut spill = Vec::new();
-        let next = run.resolve(
-            job,
-            self.started,
-            result,
-            Caller::Rayon(&mut spill),
-            items.into(),
-        );
-        if let Some(next) = next {
-            spill.push(next);
-        }
-        run.spawn_on_rayon(&mut spill);
+        let next = self.resolve(job, started, result, Caller::Rayon(&mut spill), items);
+        spill.extend(next);
+        self.spawn_on_rayon(&mut spill);
     }
 }
 
@@ -237,7 +234,7 @@ impl Shared {
                 return self.spawn_on_rayon(&mut spill);
             }
         };
-        if let (Some(fused), None) = (def.fused, def.at_once) {
+        if let (true, Some(fused)) = (def.runs_fused(), def.fused) {
             return self.expand_fused(job, def, fused, count, owned);
         }
         let first = def.at_once.map_or(count, |cap| count.min(cap as usize));
@@ -247,16 +244,10 @@ impl Shared {
         let fan = Arc::new(FanOut {
             parent: Arc::clone(self),
             node: job.node,
-            params: usize::from(def.collection.is_some()) + def.imports.len(),
             ready: job.ready,
             started: Instant::now(),
-            tail: def.body.graph.output(),
-            assemble: def.assemble,
             items: (0..count).map(|_| OnceLock::new()).collect(),
-            owned: owned
-                .into_iter()
-                .map(|item| Mutex::new(Some(item)))
-                .collect(),
+            owned: OwnedItems::new(owned),
             next: AtomicUsize::new(first),
         });
         // Rayon's threads start the items and run each item's CPU roots right away, so
@@ -282,5 +273,38 @@ impl Shared {
             span: tracing::info_span!(parent: &self.span, "item", index),
             completion: Some(completion),
         }
+    }
+}
+
+/// Fills a body's import parameters (`slots`, after its item) with ways to the parent
+/// run's nodes `imports`.
+pub(super) fn fill_imports(slots: &[Slot], parent: &Arc<Shared>, imports: &[u32]) {
+    for (slot, &node) in slots.iter().zip(imports) {
+        let import = Import::Node {
+            run: Arc::clone(parent) as Arc<dyn Slots>,
+            node,
+        };
+        fill(slot, Box::new(import));
+    }
+}
+
+/// The items of a fan-out that took its collection, each until its run starts.
+pub(super) struct OwnedItems(Box<[Mutex<Option<Value>>]>);
+
+impl OwnedItems {
+    pub(super) fn new(items: Vec<Value>) -> Self {
+        Self(
+            items
+                .into_iter()
+                .map(|item| Mutex::new(Some(item)))
+                .collect(),
+        )
+    }
+
+    /// Item `index`, taken out (`None` if it was, or the fan-out took nothing).
+    pub(super) fn take(&self, index: usize) -> Option<Value> {
+        self.0
+            .get(index)
+            .and_then(|item| item.lock().unwrap_or_else(PoisonError::into_inner).take())
     }
 }

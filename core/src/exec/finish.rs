@@ -214,14 +214,16 @@ impl Finished {
                 duration: record.and_then(Record::duration).unwrap_or_default(),
                 error: record.and_then(Record::error).map(ToString::to_string),
                 attempts,
-                items: record
-                    .filter(|_| node.kind() == Kind::FanOut)
-                    .and_then(Record::item_runs)
-                    .map(|runs| ItemsReport {
-                        count: runs.count,
-                        fused: runs.fused,
-                        rows: runs.rows.iter().filter(|slots| !slots.is_empty()).count(),
-                    }),
+                items: match (&plan.calls[node.index()], record) {
+                    (Call::FanOut(def), Some(record)) if node.kind() == Kind::FanOut => {
+                        record.item_runs().map(|runs| ItemsReport {
+                            count: runs.count,
+                            fused: def.runs_fused(),
+                            rows: runs.rows.iter().filter(|slots| !slots.is_empty()).count(),
+                        })
+                    }
+                    _ => None,
+                },
             });
             if let (Call::FanOut(def), Some(record)) = (&plan.calls[node.index()], record) {
                 naming.nested(def, node.name(), record, |inner, item| {

@@ -12,6 +12,9 @@
 
 use std::sync::{Mutex, PoisonError};
 
+use super::attempt::call_cpu;
+use super::fanout::{OwnedItems, fill_imports};
+use super::resolve::{failure, unreached_status};
 use super::*;
 use crate::plan::{FusedItem, Items};
 use crate::value::{Import, Slots};
@@ -21,7 +24,7 @@ struct FusedRun<'f> {
     parent: &'f Arc<Shared>,
     def: &'f FanOutDef,
     /// For a fan-out that took its collection: each item, until it runs.
-    owned: Box<[Mutex<Option<Value>>]>,
+    owned: OwnedItems,
     /// Items kept for the report: those that did not succeed, or every one.
     kept: Mutex<Vec<(usize, Box<[Slot]>)>>,
     every_row: bool,
@@ -31,6 +34,8 @@ struct FusedRun<'f> {
     tasks: Vec<Task<'f>>,
     /// Whether one of them is a cleanup task (it runs after a soft stop).
     has_cleanup: bool,
+    /// The body's parameters: the item, then the imports.
+    params: usize,
 }
 
 /// One task of the body, as every item runs it.
@@ -63,22 +68,17 @@ impl Shared {
         if let Some(progress) = &self.run.progress {
             progress.add_total(count as u64 * task_count(&def.body));
         }
+        let tasks = tasks(def);
         let run = FusedRun {
             parent: self,
             def,
-            owned: owned
-                .into_iter()
-                .map(|item| Mutex::new(Some(item)))
-                .collect(),
+            owned: OwnedItems::new(owned),
             kept: Mutex::new(Vec::new()),
             every_row: self.run.options.item_rows,
             started,
-            tasks: tasks(def),
-            has_cleanup: false,
-        };
-        let run = FusedRun {
-            has_cleanup: run.tasks.iter().any(|task| task.cleanup),
-            ..run
+            has_cleanup: tasks.iter().any(|task| task.cleanup),
+            tasks,
+            params: def.params(),
         };
         let item: &FusedItem<'_> = &|state, index| run.item(state, index);
         let result = fused(count, item);
@@ -93,24 +93,7 @@ impl Shared {
                 rows[index] = slots;
             }
         }
-        let items = ItemRuns {
-            rows,
-            count,
-            fused: true,
-        };
-        let failed = items.rows.iter().any(|slots| {
-            slots
-                .iter()
-                .filter_map(OnceLock::get)
-                .any(|record| matches!(record.status, TaskStatus::Failed | TaskStatus::TimedOut))
-        });
-        if result.is_err() && self.run.stop.is_stopped() && !failed {
-            return self.cancel(job, Some(started), items);
-        }
-        let mut spill = Vec::new();
-        let next = self.resolve(job, started, result, Caller::Rayon(&mut spill), items);
-        spill.extend(next);
-        self.spawn_on_rayon(&mut spill);
+        self.end_fan_out(job, started, result, ItemRuns { rows, count });
     }
 }
 
@@ -119,11 +102,11 @@ impl FusedRun<'_> {
     /// body's output.
     fn item(&self, state: &mut Option<Box<dyn std::any::Any + Send>>, index: usize) -> Value {
         let body = &self.def.body;
-        let params = usize::from(self.def.collection.is_some()) + self.def.imports.len();
+        let params = self.params;
         // After a stop, an item with no cleanup task to run ends before it starts: no
         // buffer, and no row unless every row is asked for.
         if !self.every_row && self.parent.run.stop.is_stopped() && !self.has_cleanup {
-            drop(self.take_owned(index));
+            drop(self.owned.take(index));
             return (body.unresolved[body.graph.output()])(None);
         }
         // The thread's buffer stays in its box from item to item: no allocation.
@@ -183,24 +166,11 @@ impl FusedRun<'_> {
         value
     }
 
-    /// A taken item, out of its place (to drop it unrun).
-    fn take_owned(&self, index: usize) -> Option<Value> {
-        self.owned
-            .get(index)
-            .and_then(|owned| owned.lock().unwrap_or_else(PoisonError::into_inner).take())
-    }
-
     /// A buffer with the body's imports filled in (every item reads the same ones).
     fn fresh(&self) -> Box<[Slot]> {
         let slots = Board::new(&self.def.body).take_slots();
         let first = usize::from(self.def.collection.is_some());
-        for (slot, &node) in slots[first..].iter().zip(&self.def.imports) {
-            let import = Import::Node {
-                run: Arc::clone(self.parent) as Arc<dyn Slots>,
-                node,
-            };
-            crate::value::fill(slot, Box::new(import));
-        }
+        fill_imports(&slots[first..], self.parent, &self.def.imports);
         slots
     }
 
@@ -234,7 +204,8 @@ impl FusedRun<'_> {
             }
             Items::Owned(_) => {
                 let value = self
-                    .take_owned(index)
+                    .owned
+                    .take(index)
                     .map(|value| self.def.body.settle(0, value));
                 drop(slots[0].take());
                 if let Some(value) = value {
@@ -266,21 +237,15 @@ impl FusedRun<'_> {
         } in &self.tasks
         {
             let stop = &parent.run.stop;
-            let blocked = required.iter().find_map(|&input| {
-                match slots[input].get().map(|record| record.status) {
-                    Some(TaskStatus::Succeeded | TaskStatus::Restored) => None,
-                    other => Some(other),
-                }
+            let blocked = required.iter().any(|&input| {
+                !matches!(
+                    slots[input].get().map(|record| record.status),
+                    Some(TaskStatus::Succeeded | TaskStatus::Restored)
+                )
             });
-            let may_start = !stop.is_stopped() || (!stop.is_killed() && cleanup);
-            if blocked.is_some() || !may_start {
+            if blocked || !stop.may_start(cleanup) {
                 let at = parent.since(ready);
-                let status = match blocked {
-                    Some(Some(TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Skipped)) => {
-                        TaskStatus::Skipped
-                    }
-                    _ => TaskStatus::Cancelled,
-                };
+                let status = unreached_status(required.iter().map(|&input| slots[input].get()));
                 let value = (body.unresolved[node])(None);
                 let record = Record::new(value, status, [at, NEVER, NEVER, at], None, Vec::new());
                 slots[node] = OnceLock::from(record);
@@ -294,27 +259,8 @@ impl FusedRun<'_> {
                 progress.started();
             }
             let started = ready;
-            let (signal, token) = if cleanup {
-                (parent.run.signals[1], stop.kill_token())
-            } else {
-                (parent.run.signals[0], stop.token())
-            };
-            // The borrow of the buffer ends with the call: the record is written after.
-            let result = {
-                let shared: &[Slot] = slots;
-                let (outcome, told) = task::with_cancel(signal, token, || {
-                    catch_unwind(AssertUnwindSafe(|| call(shared)))
-                });
-                match outcome {
-                    // Told to stop, it may have returned early: it did not finish.
-                    _ if told => Err(TaskError::stopped_early()),
-                    Ok(Called::Done(result)) => result,
-                    Ok(Called::Pending(_)) => Err(TaskError::permanent(TaskError::msg(
-                        "a CPU task returned a future; declare it `async fn` to run it on tokio",
-                    ))),
-                    Err(panic) => Err(TaskError::panicked(&*panic)),
-                }
-            };
+            let (signal, token) = parent.run.halt_token(cleanup);
+            let result = call_cpu(call, slots, signal, token);
             let times = if timed {
                 let finished = Instant::now();
                 ready = finished;
@@ -347,12 +293,7 @@ impl FusedRun<'_> {
                     if parent.run.options.fail_fast {
                         stop.stop();
                     }
-                    let status = if error.is_timeout() {
-                        TaskStatus::TimedOut
-                    } else {
-                        TaskStatus::Failed
-                    };
-                    let value = (body.unresolved[node])(Some(error.clone()));
+                    let (value, status) = failure(body, node, &error);
                     Record::new(value, status, times, Some(error), Vec::new())
                 }
             };
@@ -384,7 +325,7 @@ fn tasks(def: &FanOutDef) -> Vec<Task<'_>> {
             Some(Task {
                 node,
                 call: &**call,
-                cleanup: graph.info(node).outcome_inputs != 0,
+                cleanup: graph.info(node).is_cleanup(),
                 required,
             })
         })

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::error::{Error, TaskFailure};
-use crate::plan::{Assemble, Call, Called, FanOutDef, Plan};
+use crate::plan::{Call, Called, FanOutDef, Plan};
 use crate::report::{AttemptReport, ItemsReport, RunReport, TaskReport, TaskStatus};
 use crate::task::{self, Kind, TaskError, TaskInfo};
 
@@ -356,5 +356,3 @@ pub(crate) async fn execute(
 fn task_count(plan: &Plan) -> u64 {
     plan.graph.nodes().filter(|n| n.kind().is_task()).count() as u64
 }
-
-impl Shared {}

@@ -90,16 +90,8 @@ impl Shared {
             Err(error) => {
                 let name = self.plan.graph.name_of(node);
                 tracing::error!(parent: &self.span, node = name, attempts = job.attempt, %error, "task failed");
-                let status = if error.is_timeout() {
-                    TaskStatus::TimedOut
-                } else {
-                    TaskStatus::Failed
-                };
-                (
-                    (self.plan.unresolved[node])(Some(error.clone())),
-                    status,
-                    Some(error),
-                )
+                let (value, status) = failure(&self.plan, node, &error);
+                (value, status, Some(error))
             }
         };
         let succeeded = error.is_none();
@@ -167,25 +159,43 @@ impl Shared {
         next
     }
 
-    /// Why a ready node will not run: `Skipped` if an input it requires failed or was
-    /// skipped, else `Cancelled` (the run's stop kept it from starting).
+    /// Why a ready node will not run (see [`unreached_status`]).
     pub(super) fn unreached_status(&self, node: usize) -> TaskStatus {
-        let node = self.plan.graph.node(node);
-        let tolerant: Vec<usize> = node.outcome_inputs().collect();
-        let failed = node
-            .inputs()
-            .filter(|input| !tolerant.contains(input))
-            .filter_map(|input| self.board.record(input))
-            .any(|record| {
-                matches!(
-                    record.status,
-                    TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Skipped
-                )
-            });
-        if failed {
-            TaskStatus::Skipped
-        } else {
-            TaskStatus::Cancelled
-        }
+        let required = self
+            .plan
+            .graph
+            .node(node)
+            .edges()
+            .filter(|&(_, tolerant)| !tolerant);
+        unreached_status(required.map(|(input, _)| self.board.record(input)))
     }
+}
+
+/// Why a node that will not run does not: `Skipped` if an input it requires (their
+/// records, `None` if unresolved) failed, timed out or was skipped, else `Cancelled`
+/// (the run's stop kept it from starting).
+pub(super) fn unreached_status<'r>(
+    required: impl Iterator<Item = Option<&'r Record>>,
+) -> TaskStatus {
+    let failed = required.flatten().any(|record| {
+        matches!(
+            record.status,
+            TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Skipped
+        )
+    });
+    if failed {
+        TaskStatus::Skipped
+    } else {
+        TaskStatus::Cancelled
+    }
+}
+
+/// The value and status of `node` of `plan` when its last attempt failed with `error`.
+pub(super) fn failure(plan: &Plan, node: usize, error: &TaskError) -> (Value, TaskStatus) {
+    let status = if error.is_timeout() {
+        TaskStatus::TimedOut
+    } else {
+        TaskStatus::Failed
+    };
+    ((plan.unresolved[node])(Some(error.clone())), status)
 }

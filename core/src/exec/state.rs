@@ -52,7 +52,6 @@ impl Board {
     /// other node waits only for the inputs still to come. Returns the tasks that can
     /// start at once.
     pub(super) fn restore(&mut self, plan: &Plan, restored: Vec<(usize, Value)>) -> Vec<u32> {
-        let board = self;
         let graph = &plan.graph;
         let mut done = vec![false; graph.len()];
         for (node, value) in restored {
@@ -64,7 +63,7 @@ impl Board {
                 None,
                 Vec::new(),
             );
-            board.resolve(node, record);
+            self.resolve(node, record);
         }
         let mut roots = Vec::new();
         for node in graph
@@ -75,7 +74,7 @@ impl Board {
                 .inputs()
                 .filter(|&i| graph.kind(i) != Kind::Param && !done[i])
                 .count();
-            *board.waiting[node.index()].get_mut() = pending as u64;
+            *self.waiting[node.index()].get_mut() = pending as u64;
             if pending == 0 {
                 roots.push(node.index() as u32);
             }

@@ -50,6 +50,12 @@ impl Stop {
         self.kill();
     }
 
+    /// Whether a task may start (or retry) now: always while the run goes on; after
+    /// a soft stop only a cleanup task; after a hard stop nothing.
+    pub(super) fn may_start(&self, cleanup: bool) -> bool {
+        !self.is_stopped() || (!self.is_killed() && cleanup)
+    }
+
     pub(crate) fn is_stopped(&self) -> bool {
         self.0.level.load(Ordering::Acquire) != RUNNING
     }

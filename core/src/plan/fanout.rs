@@ -71,6 +71,19 @@ pub(crate) struct FanOutDef {
     pub(crate) fused: Option<Fused>,
 }
 
+impl FanOutDef {
+    /// How many parameters its body has: the item (if it has a collection), then the
+    /// imports.
+    pub(crate) fn params(&self) -> usize {
+        usize::from(self.collection.is_some()) + self.imports.len()
+    }
+
+    /// Whether its items run fused (see `exec/fused.rs`).
+    pub(crate) fn runs_fused(&self) -> bool {
+        self.fused.is_some() && self.at_once.is_none()
+    }
+}
+
 /// Runs `count` items of a fused fan-out and gathers their results in input order:
 /// `item(state, index)` runs item `index` to its end on the calling rayon thread, with
 /// that thread's reusable `state`, and gives the value of the body's output.

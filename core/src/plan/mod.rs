@@ -28,8 +28,8 @@ pub use durable::DurableFeature;
 #[cfg(feature = "durable")]
 pub(crate) use durable::shape_diff;
 pub(crate) use durable::{CODEC, Codec, Durable, SCHEMA};
-pub(crate) use fanout::{Assemble, FanOutDef, Fused, FusedItem, Items};
 pub use fanout::{Collection, ItemsFailed};
+pub(crate) use fanout::{FanOutDef, Fused, FusedItem, Items};
 pub use inputs::{Arguments, In, Inputs, Params};
 
 /// Makes a node's value takeable by its one reader (see [`crate::value::movable`]).
