@@ -225,13 +225,20 @@ fn imported_value<T: 'static>(value: &Value) -> &T {
         }) => item(run.slots(), *collection, *index)
             .downcast_ref()
             .expect("aqueduct: an item has its collection's item type"),
+        None if value.is::<Moved<T>>() => panic!("{BORROWED_MOVED}"),
         None => panic!("aqueduct: a node's value has another type than its handle's"),
     }
 }
 
+/// A borrow of a value handed to one reader by value (`Builder::moved`).
+const BORROWED_MOVED: &str = "aqueduct: this input is moved into another task (`Builder::moved`), \
+                              so it has no other reader; read it by reference everywhere, or \
+                              move it only into one task";
+
 fn imported_outcome<T: 'static>(value: &Value) -> &Outcome<T> {
     match value.downcast_ref::<Import>() {
         Some(Import::Node { run, node }) => outcome(run.slots(), *node),
+        None if value.is::<Moved<T>>() => panic!("{BORROWED_MOVED}"),
         _ => panic!("aqueduct: the item of a `for` is never read as an outcome"),
     }
 }

@@ -306,8 +306,8 @@ impl<P: Params> Builder<P> {
     /// Hands `node`'s value to its one reader by value: once it succeeds, the reader
     /// takes it out of the run with [`In::take`] instead of borrowing it. `workflow!`
     /// calls it for every binding passed without `&` and checks, at compile time, that
-    /// nothing else reads it; by hand, give such a node no other reader (a second take
-    /// panics, failing its task, and a borrow of a moved value finds none).
+    /// nothing else reads it; by hand, give such a node no other reader: a second take,
+    /// or a borrow of the moved value, panics, failing the task that reads it.
     ///
     /// # Panics
     /// If `node` belongs to another builder.
