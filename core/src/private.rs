@@ -24,8 +24,9 @@ pub trait Task: 'static {
     type Output;
     /// [`Cpu`] or [`Io`].
     type Kind;
-    /// Per parameter, [`Required`] (`&T`) or [`Tolerant`] (`&Outcome<T>`), padded with
-    /// `Required` to twelve.
+    /// Per parameter, [`Required`] (`&T`), [`Tolerant`] (`&Outcome<T>`), [`Owned`]
+    /// (`T`) or [`Cloned`] (`T` of a `retry_clones` task), padded with `Required` to
+    /// twelve.
     type Inputs;
     /// Name and kind.
     const INFO: TaskInfo;

@@ -53,7 +53,7 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
     let param_names: Vec<_> = workflow.params.iter().map(|(ident, _)| ident).collect();
     let param_handles: Vec<_> = param_names.iter().map(|ident| handle(ident)).collect();
     let param_types: Vec<_> = workflow.params.iter().map(|(_, ty)| ty).collect();
-    let moves_params = moves_params(workflow);
+    let moves_params = workflow.moves_param;
     let nodes = emit_nodes(&workflow.nodes, p);
     // A durable workflow's checkpoints read every top-level name.
     let unread = workflow
@@ -154,17 +154,6 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
             }
         }
     }
-}
-
-/// Whether the workflow moves one of its parameters into a task or a `for`.
-fn moves_params(workflow: &Workflow) -> bool {
-    let is_param = |ident: &proc_macro2::Ident| workflow.params.iter().any(|(p, _)| p == ident);
-    let moves = |call: &Call| call.args.iter().any(|arg| arg.moved && is_param(&arg.root));
-    workflow.nodes.iter().any(|node| match &node.init {
-        Init::Call(call) => moves(call),
-        Init::Loop(body) => body.by_value && is_param(&body.collection.root),
-        Init::Workflow(_) => false,
-    }) || matches!(&workflow.tail, Tail::Call(call) if moves(call))
 }
 
 /// The doc of the workflow type's `workflow()`, a line per `#[doc]`, its links through

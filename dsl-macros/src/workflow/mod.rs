@@ -37,6 +37,8 @@ struct Workflow {
     vis: Visibility,
     name: Ident,
     params: Vec<(Ident, Type)>,
+    /// Whether a parameter is moved into a task or a `for`.
+    moves_param: bool,
     ret: Type,
     nodes: Vec<Node>,
     tail: Tail,

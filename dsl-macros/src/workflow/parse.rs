@@ -51,6 +51,10 @@ impl Parse for Input {
     }
 }
 
+/// What a workflow `for` goes over.
+const LOOP_OVER: &str = "a workflow `for` goes over a binding: `for item in &collection` \
+                         (shared) or `for item in collection` (moved into the loop)";
+
 const STATEMENT_FORM: &str = "every statement of a workflow is `let name = task(&input, …);`";
 
 /// The workflow `input` describes, or every mistake in it.
@@ -80,6 +84,7 @@ pub(super) fn workflow(mut input: Input) -> syn::Result<Workflow> {
     }
 
     let (nodes, tail) = block(&input.body, &mut scope, &mut errors, false);
+    let moves_param = scope.moves_param(&params);
     scope.check_moves(&mut errors);
 
     errors.finish()?;
@@ -94,14 +99,16 @@ pub(super) fn workflow(mut input: Input) -> syn::Result<Workflow> {
         vis: input.vis,
         name: input.name,
         params,
+        moves_param,
         ret,
         nodes,
         tail: tail.expect("a tail exists when there are no errors"),
     })
 }
 
-/// The statements of a workflow's body or of a loop's body: `let`s, then the tail.
-/// A loop's tail must be a task call (its value is one item's result).
+/// The statements of a workflow's body or of a loop's body: `let`s, then the tail (a
+/// task call, another workflow, a `for`, or a binding: any for a workflow, one of the
+/// body's own for a loop).
 fn block(
     body: &Block,
     scope: &mut Scope,
@@ -157,22 +164,17 @@ fn block(
                 Tail::Binding(name)
             })
         }
-        Some(Expr::Call(call)) => self::call(call, None, scope, errors).map(Tail::Call),
+        Some(Expr::Call(call)) => self::call(call, None, scope, errors, false).map(Tail::Call),
         Some(Expr::Await(awaited)) => {
             subflow(&awaited.base, None, scope, errors).map(Tail::Workflow)
         }
-        Some(Expr::Path(path)) if path.path.get_ident().is_some() && !in_loop => {
-            let ident = path.path.get_ident().expect("checked above");
-            scope.check(ident, None, errors);
-            scope.read_as_output(ident);
-            Some(Tail::Binding(ident.clone()))
-        }
-        // A loop's body may end with one of its own bindings: that item's result.
+        // A workflow may end with any name; a loop's body with one of its own bindings
+        // (that item's result).
         Some(Expr::Path(path))
             if path
                 .path
                 .get_ident()
-                .is_some_and(|i| scope.is_own_binding(i)) =>
+                .is_some_and(|i| !in_loop || scope.is_own_binding(i)) =>
         {
             let ident = path.path.get_ident().expect("checked above");
             scope.check(ident, None, errors);
@@ -182,8 +184,8 @@ fn block(
         Some(other) if in_loop => {
             errors.at(
                 other,
-                "a loop's body must end with its result for the item: a task call, or a \
-                 binding made in the body (`let r = …; r`)",
+                "a loop's body must end with its result for the item: a task call, a `for`, \
+                 or a binding made in the body (`let r = …; r`)",
             );
             None
         }
@@ -201,9 +203,9 @@ fn block(
                 |last| format!("e.g. `{last}`"),
             );
             let expected = if in_loop {
-                "a task call"
+                "a task call, a `for` or a binding made in the body"
             } else {
-                "a task call or a binding"
+                "a task call, a `for` or a binding"
             };
             errors.push(syn::Error::new(
                 body.brace_token.span.close(),
@@ -272,7 +274,9 @@ fn node(local: &Local, scope: &mut Scope, errors: &mut Errors) -> Option<Node> {
         errors.at(else_token, "a workflow `let` has no `else`");
     }
     let init = match &*init.expr {
-        Expr::Call(call) => self::call(call, binding.as_ref(), scope, errors).map(Init::Call),
+        Expr::Call(call) => {
+            self::call(call, binding.as_ref(), scope, errors, false).map(Init::Call)
+        }
         Expr::ForLoop(for_loop) => {
             self::for_loop(for_loop, binding.as_ref(), scope, errors).map(Init::Loop)
         }
@@ -322,17 +326,12 @@ fn for_loop(
             None
         }
     };
-    let collection = match &*for_loop.expr {
-        // `for item in collection.field`: not a binding.
-        Expr::Field(_) => {
-            errors.at(
-                &for_loop.expr,
-                "a workflow `for` goes over a binding: `for item in &collection` (shared) or \
-                 `for item in collection` (moved into the loop)",
-            );
-            None
-        }
-        expr => match self::arg(expr, errors) {
+    // A field (`&a.f`, `a.f`) is not a binding: one message for both.
+    let collection = if matches!(&*for_loop.expr, Expr::Field(_)) {
+        errors.at(&for_loop.expr, LOOP_OVER);
+        None
+    } else {
+        match self::arg(&for_loop.expr, errors) {
             Some(mut arg) if arg.fields.is_empty() => {
                 arg.moved = arg.and.is_none() && !scope.is_borrowed_item(&arg.root);
                 scope.check(&arg.root, binding, errors);
@@ -340,15 +339,11 @@ fn for_loop(
                 Some(arg)
             }
             Some(_) => {
-                errors.at(
-                    &for_loop.expr,
-                    "a workflow `for` goes over a binding: `for item in &collection` (shared) \
-                     or `for item in collection` (moved into the loop)",
-                );
+                errors.at(&for_loop.expr, LOOP_OVER);
                 None
             }
             None => None,
-        },
+        }
     };
     let by_value = collection.as_ref().is_some_and(|arg| arg.moved);
     let mut inner = scope.enter(item.as_ref(), &for_loop.pat, by_value);
@@ -380,34 +375,26 @@ fn subflow(
         );
         return None;
     };
-    let call = self::call(call, binding, scope, errors)?;
-    for arg in &call.args {
-        if arg.moved {
-            errors.at(
-                &arg.root,
-                format!(
-                    "another workflow's inputs are shared: write `&{}`",
-                    arg.root
-                ),
-            );
-            return None;
-        }
-        if let Some((dot, _)) = arg.fields.first() {
-            errors.at(
-                dot,
-                "a workflow takes whole bindings: pass `&name`, not a field of one",
-            );
-            return None;
-        }
+    let call = self::call(call, binding, scope, errors, true)?;
+    let mut whole = true;
+    for (dot, _) in call.args.iter().filter_map(|arg| arg.fields.first()) {
+        errors.at(
+            dot,
+            "a workflow takes whole bindings: pass `&name`, not a field of one",
+        );
+        whole = false;
     }
-    Some(call)
+    whole.then_some(call)
 }
 
+/// A call's task and inputs. Another workflow's (`shared_only`) are all shared: a name
+/// without `&` is refused there, and read as shared so it is reported once.
 fn call(
     call: &ExprCall,
     binding: Option<&Ident>,
     scope: &mut Scope,
     errors: &mut Errors,
+    shared_only: bool,
 ) -> Option<Call> {
     let task = match &*call.func {
         Expr::Path(path) if path.qself.is_none() => Some(path.clone()),
@@ -426,6 +413,17 @@ fn call(
             // Without `&`: a borrowed loop's item is shared, anything else is moved.
             parsed.moved = parsed.and.is_none() && !scope.is_borrowed_item(&parsed.root);
             scope.check(&parsed.root, binding, errors);
+            if parsed.moved && shared_only {
+                errors.at(
+                    &parsed.root,
+                    format!(
+                        "another workflow's inputs are shared: write `&{}`",
+                        parsed.root
+                    ),
+                );
+                scope.read(&parsed.root, None);
+                continue;
+            }
             scope.read(&parsed.root, parsed.moved.then(|| into.clone()));
             args.push(parsed);
         }

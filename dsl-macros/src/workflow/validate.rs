@@ -143,6 +143,14 @@ impl Scope {
         }
     }
 
+    /// Whether the workflow moves one of `params` into a task or a `for` (then it cannot
+    /// run as another workflow's node, whose inputs it would share).
+    pub(super) fn moves_param(&self, params: &[(Ident, syn::Type)]) -> bool {
+        self.reads.iter().any(|read| {
+            read.own && read.moved_into.is_some() && params.iter().any(|(p, _)| *p == read.ident)
+        })
+    }
+
     /// Checks the moves of the workflow's own names, once its body is read.
     pub(super) fn check_moves(&mut self, errors: &mut Errors) {
         let reads = std::mem::take(&mut self.reads);

@@ -27,9 +27,12 @@ workflow! {
 }
 
 workflow! {
+    // Refused once, at `values`: the later `&values` is not a second mistake.
     fn outer(n: u64) -> usize {
         let values = load(&n);
-        inner(values).await
+        let len = inner(values).await;
+        let again = count(&values);
+        add(&len, &again)
     }
 }
 

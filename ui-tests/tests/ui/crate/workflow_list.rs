@@ -1,0 +1,15 @@
+use aqueduct::prelude::*;
+
+#[task]
+fn double(x: &u64) -> u64 {
+    x * 2
+}
+
+workflow! {
+    #[aqueduct(crate(flow))]
+    fn flow(x: u64) -> u64 {
+        double(&x)
+    }
+}
+
+fn main() {}

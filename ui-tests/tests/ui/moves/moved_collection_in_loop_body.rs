@@ -1,0 +1,46 @@
+use aqueduct::prelude::*;
+
+pub struct Parts {
+    pub values: Vec<u64>,
+}
+
+#[task]
+fn parts(n: &u64) -> Parts {
+    Parts { values: (0..*n).collect() }
+}
+
+#[task]
+fn numbers(n: &u64) -> Vec<u64> {
+    (0..*n).collect()
+}
+
+#[task]
+fn double(x: &u64) -> u64 {
+    x * 2
+}
+
+#[task]
+fn owned_double(x: u64) -> u64 {
+    x * 2
+}
+
+#[task]
+fn total(values: &[u64]) -> u64 {
+    values.iter().sum()
+}
+
+workflow! {
+    fn flow(n: u64) -> u64 {
+        let xs = numbers(&n);
+        let ids = numbers(&n);
+        let each = for _id in &ids {
+            let inner = for x in xs {
+                owned_double(x)
+            };
+            total(&inner)
+        };
+        total(&each)
+    }
+}
+
+fn main() {}
