@@ -46,8 +46,8 @@
 
 extern crate self as aqueduct;
 
-// The layers, bottom up; each imports only those above it in this list (see
-// docs/DESIGN.md, and tests/layers.rs, which checks it).
+// The layers: their order is the table that opens docs/DESIGN.md, which
+// tests/layers.rs checks (rustfmt sorts this list).
 #[cfg(feature = "cli")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
