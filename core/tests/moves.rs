@@ -174,6 +174,57 @@ async fn the_reader_of_a_failed_moved_value_is_skipped() {
     assert_eq!(report.task("consume").unwrap().status, TaskStatus::Skipped);
 }
 
+/// Counts its drops.
+struct Tracked(Arc<AtomicUsize>);
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[task]
+fn tracked(drops: &Arc<AtomicUsize>) -> Tracked {
+    Tracked(Arc::clone(drops))
+}
+
+#[task]
+async fn slow() -> u64 {
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    1
+}
+
+#[task]
+fn consume_tracked(value: Tracked, _slow: &u64) -> usize {
+    drop(value);
+    1
+}
+
+workflow! {
+    fn stopped_mover(drops: Arc<AtomicUsize>) -> usize {
+        let value = tracked(&drops);
+        let wait = slow();
+        consume_tracked(value, &wait)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_moved_value_whose_reader_is_cancelled_is_dropped_with_the_run() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let RunOutcome { result, report, .. } = stopped_mover::workflow()
+        .runner()
+        .timeout(std::time::Duration::from_millis(50))
+        .run((Arc::clone(&drops),))
+        .await;
+    assert!(result.is_err());
+    assert_eq!(
+        report.task("consume_tracked").unwrap().status,
+        TaskStatus::Cancelled
+    );
+    // Not taken by its reader, it was dropped when the run ended: never leaked.
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+}
+
 /// A moved value in a durable run: checkpointed before its reader takes it, restored
 /// for that reader when the run resumes.
 #[cfg(feature = "sqlite")]
