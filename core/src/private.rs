@@ -101,12 +101,20 @@ pub trait Arg<'a, T: 'static> {
     fn read(slots: &'a [Slot], input: Handle<T>) -> Self::Out;
 }
 
-impl<'a, T: 'static> Arg<'a, T> for Required {
-    type Out = &'a T;
-    fn read(slots: &'a [Slot], input: Handle<T>) -> &'a T {
-        crate::value::value(slots, input.index() as u32)
-    }
+/// `&T` for a parameter `&T`, and for a by-value one (so that `&input` given to `T`
+/// is rustc's mismatch at the user's token).
+macro_rules! reads_value {
+    ($($kind:ty),*) => {$(
+        impl<'a, T: 'static> Arg<'a, T> for $kind {
+            type Out = &'a T;
+            fn read(slots: &'a [Slot], input: Handle<T>) -> &'a T {
+                crate::value::value(slots, input.index() as u32)
+            }
+        }
+    )*};
 }
+
+reads_value!(Required, Owned, Cloned);
 
 impl<'a, T: 'static> Arg<'a, T> for Tolerant {
     type Out = &'a Outcome<T>;
@@ -120,22 +128,6 @@ pub enum Owned {}
 /// A parameter `T` taken by value by a task with `retry_clones = true`: every attempt
 /// but the last gets a clone, the last takes the input.
 pub enum Cloned {}
-
-/// A by-value parameter's input shared with `&`: a reference, so rustc reports the
-/// mismatch with the parameter's `T` at the user's `&input`.
-impl<'a, T: 'static> Arg<'a, T> for Owned {
-    type Out = &'a T;
-    fn read(slots: &'a [Slot], input: Handle<T>) -> &'a T {
-        crate::value::value(slots, input.index() as u32)
-    }
-}
-
-impl<'a, T: 'static> Arg<'a, T> for Cloned {
-    type Out = &'a T;
-    fn read(slots: &'a [Slot], input: Handle<T>) -> &'a T {
-        crate::value::value(slots, input.index() as u32)
-    }
-}
 
 /// What a node's closure passes for an input moved into the task (written without
 /// `&`): the value itself. Only a parameter taken by value takes it.

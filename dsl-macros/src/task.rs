@@ -282,16 +282,13 @@ fn emit(task: &Task) -> TokenStream {
     });
     // Every attempt but the last of a `retry_clones` task gets a clone: each type taken
     // by value must be `Clone`, checked here at its token.
-    let clone_checks = task
-        .inputs
-        .iter()
+    let owned = task.inputs.iter().filter_map(|input| match input {
+        Input::Owned(ty) => Some(ty),
+        _ => None,
+    });
+    let clone_checks = owned
         .filter(|_| clones)
-        .filter_map(|input| match input {
-            Input::Owned(ty) => {
-                Some(quote_spanned!(ty.span()=> const _: () = #p::assert_retry_clone::<#ty>();))
-            }
-            _ => None,
-        });
+        .map(|ty| quote_spanned!(ty.span()=> const _: () = #p::assert_retry_clone::<#ty>();));
     quote! {
         #item
 

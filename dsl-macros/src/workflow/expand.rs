@@ -80,11 +80,7 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
             #(#checkpoints)*
         }
     });
-    let tail = match &workflow.tail {
-        Tail::Binding(ident) => handle(ident).to_token_stream(),
-        Tail::Call(call) => emit_call(call, &task_name(call), p),
-        Tail::Workflow(call) => emit_subflow(call, &task_name(call), p),
-    };
+    let tail = emit_tail(&workflow.tail, p);
     let tail_span = match &workflow.tail {
         Tail::Binding(ident) => ident.span(),
         Tail::Call(call) | Tail::Workflow(call) => call.task.span(),
@@ -208,6 +204,15 @@ fn unread<'a>(
         .collect()
 }
 
+/// The handle of a body's output: a binding's, or the node its tail call adds.
+fn emit_tail(tail: &Tail, p: &TokenStream) -> TokenStream {
+    match tail {
+        Tail::Binding(ident) => handle(ident).to_token_stream(),
+        Tail::Call(call) => emit_call(call, &task_name(call), p),
+        Tail::Workflow(call) => emit_subflow(call, &task_name(call), p),
+    }
+}
+
 /// A tail call's node is named after its task.
 fn task_name(call: &Call) -> String {
     call.task
@@ -260,11 +265,7 @@ fn emit_loop(body: &Loop, node_name: &str, p: &TokenStream) -> TokenStream {
     let imports: Vec<_> = imports.iter().map(handle).collect();
     let unread = unread([item], nodes, tail);
     let nodes = emit_nodes(nodes, p);
-    let tail = match tail {
-        Tail::Call(call) => emit_call(call, &task_name(call), p),
-        Tail::Workflow(call) => emit_subflow(call, &task_name(call), p),
-        Tail::Binding(ident) => handle(ident).to_token_stream(),
-    };
+    let tail = emit_tail(tail, p);
     let cap = cap.map(|n| {
         quote_spanned!(Span::mixed_site()=> __aqueduct_builder.cap_items(__aqueduct_fan_out, #n);)
     });
