@@ -33,6 +33,26 @@ pub struct Graph {
     output: usize,
     /// The bodies of the fan-outs and sub-workflows, by node, in node order.
     bodies: Vec<(u32, Arc<Graph>)>,
+    /// Per node, the arm of an `if` or `match` it belongs to, if any.
+    arms: Vec<Option<Arm>>,
+    /// The decisions of the `if`s and `match`es, by node, in node order.
+    decisions: Vec<(u32, Decision)>,
+}
+
+/// Where a node sits in an `if` or `match`: the decision node, and which of its arms.
+/// The node runs only if the decision picks that arm; otherwise it is not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Arm {
+    pub(crate) decision: u32,
+    pub(crate) arm: u32,
+}
+
+/// What a decision node decides: its condition or scrutinee as written, and a label
+/// per arm (`then`/`else`, or each `match` arm's pattern).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Decision {
+    pub(crate) text: Cow<'static, str>,
+    pub(crate) arms: Vec<Cow<'static, str>>,
 }
 
 /// The `TaskInfo` index of parameters.
@@ -50,6 +70,8 @@ impl Graph {
             tolerant: Vec::new(),
             output: 0,
             bodies: Vec::new(),
+            arms: Vec::new(),
+            decisions: Vec::new(),
         }
     }
 
@@ -129,6 +151,33 @@ impl Graph {
         self.tolerant
             .extend(edges.iter().map(|&(_, tolerant)| tolerant));
         self.offsets.push(self.inputs.len() as u32);
+        self.arms.push(None);
+    }
+
+    /// Puts the last node added in an arm of a decision.
+    pub(crate) fn set_arm(&mut self, arm: Arm) {
+        if let Some(last) = self.arms.last_mut() {
+            *last = Some(arm);
+        }
+    }
+
+    /// Describes the last node added, a decision.
+    pub(crate) fn add_decision(&mut self, decision: Decision) {
+        self.decisions.push((self.len() as u32 - 1, decision));
+    }
+
+    /// The arm node `node` belongs to, if it is in one.
+    pub(crate) fn arm(&self, node: usize) -> Option<Arm> {
+        self.arms[node]
+    }
+
+    /// What decision node `node` decides, if it is one.
+    pub(crate) fn decision(&self, node: usize) -> Option<&Decision> {
+        let at = self
+            .decisions
+            .binary_search_by_key(&(node as u32), |(n, _)| *n)
+            .ok()?;
+        Some(&self.decisions[at].1)
     }
 
     /// Gives the last node added a body: a fan-out's or a sub-workflow's graph.
@@ -144,6 +193,7 @@ impl Graph {
         self.inputs.shrink_to_fit();
         self.tolerant.shrink_to_fit();
         self.offsets.shrink_to_fit();
+        self.arms.shrink_to_fit();
     }
 
     /// The graph as a Mermaid flowchart: parameters as parallelograms, CPU tasks as
@@ -167,6 +217,8 @@ impl Graph {
                 Kind::Io => ("(", ")"),
                 Kind::FanOut => ("{{", "}}"),
                 Kind::Workflow => (">", "]"),
+                Kind::Decision => ("{", "}"),
+                Kind::Branch => ("((", "))"),
             };
             let label = node.label().replace('"', "#quot;");
             let _ = writeln!(out, "{pad}{prefix}{i}{open}\"{label}\"{close}");
@@ -185,9 +237,23 @@ impl Graph {
         for node in self.nodes() {
             for (input, tolerant) in node.edges() {
                 let arrow = if tolerant { "-.->" } else { "-->" };
-                let _ = writeln!(out, "{pad}{prefix}{input} {arrow} {prefix}{}", node.index);
+                let arm = self.arm_label(node.index, input).map_or_else(String::new, |arm| {
+                    format!("|\"{}\"|", arm.replace('"', "#quot;"))
+                });
+                let _ = writeln!(
+                    out,
+                    "{pad}{prefix}{input} {arrow}{arm} {prefix}{}",
+                    node.index
+                );
             }
         }
+    }
+
+    /// The label of the arm `node` is in, if `input` is the decision of that arm.
+    fn arm_label(&self, node: usize, input: usize) -> Option<&str> {
+        let arm = self.arm(node).filter(|arm| arm.decision as usize == input)?;
+        let decision = self.decision(input)?;
+        decision.arms.get(arm.arm as usize).map(|label| &**label)
     }
 
     /// The graph in Graphviz DOT; inputs read as outcomes are dashed, a fan-out's body
@@ -209,6 +275,8 @@ impl Graph {
                 Kind::Io => "box, style=rounded",
                 Kind::FanOut => "hexagon",
                 Kind::Workflow => "box3d",
+                Kind::Decision => "diamond",
+                Kind::Branch => "circle",
             };
             let periphery = if i == self.output && depth == 1 {
                 ", peripheries=2"
@@ -233,10 +301,21 @@ impl Graph {
         }
         for node in self.nodes() {
             for (input, tolerant) in node.edges() {
-                let style = if tolerant { " [style=dashed]" } else { "" };
+                let mut attributes = Vec::new();
+                if tolerant {
+                    attributes.push("style=dashed".to_owned());
+                }
+                if let Some(arm) = self.arm_label(node.index, input) {
+                    attributes.push(format!("label=\"{}\"", dot_escape(arm)));
+                }
+                let attributes = if attributes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", attributes.join(", "))
+                };
                 let _ = writeln!(
                     out,
-                    "{pad}{prefix}{input} -> {prefix}{}{style};",
+                    "{pad}{prefix}{input} -> {prefix}{}{attributes};",
                     node.index
                 );
             }
@@ -302,6 +381,21 @@ impl<'g> Node<'g> {
             .map(|e| (graph.inputs[e] as usize, graph.tolerant[e]))
     }
 
+    /// For a node inside an arm of an `if` or `match`: the decision node (its index)
+    /// and which arm, counted from 0 in the order written (an `if`'s `else` is arm 1).
+    /// The node runs only if the decision picks that arm.
+    pub fn arm(&self) -> Option<(usize, usize)> {
+        let arm = self.graph.arm(self.index)?;
+        Some((arm.decision as usize, arm.arm as usize))
+    }
+
+    /// For a decision node (kind [`Kind::Decision`]): its condition or scrutinee as
+    /// written, and each arm's label (`then`/`else`, or a `match` arm's pattern).
+    pub fn decides(&self) -> Option<(&'g str, Vec<&'g str>)> {
+        let decision = self.graph.decision(self.index)?;
+        Some((&decision.text, decision.arms.iter().map(|arm| &**arm).collect()))
+    }
+
     /// For a fan-out, the graph of its body: its parameters are the item, then the
     /// values it reads from this graph.
     pub fn body(&self) -> Option<&'g Graph> {
@@ -313,6 +407,9 @@ impl<'g> Node<'g> {
     }
 
     fn label(&self) -> String {
+        if let Some(decision) = self.graph.decision(self.index) {
+            return format!("{}: {}", self.name(), decision.text);
+        }
         match self.task() {
             Some(task) if task != self.name() => format!("{} = {task}", self.name()),
             _ => self.name().to_owned(),
@@ -321,7 +418,8 @@ impl<'g> Node<'g> {
 }
 
 /// A graph serialises as `{ name, output, nodes: [{ name, task, kind, inputs,
-/// outcome_inputs, retry, timeout }] }`.
+/// outcome_inputs, retry, timeout, arm }] }`; `arm` is `[decision, arm]` for a node
+/// inside an arm of an `if` or `match`, else `null`.
 impl serde::Serialize for Graph {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
@@ -338,7 +436,7 @@ impl serde::Serialize for Node<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let info = self.info();
-        let mut node = serializer.serialize_struct("Node", 7)?;
+        let mut node = serializer.serialize_struct("Node", 8)?;
         node.serialize_field("name", self.name())?;
         node.serialize_field("task", &self.task())?;
         node.serialize_field("kind", &self.kind())?;
@@ -346,6 +444,7 @@ impl serde::Serialize for Node<'_> {
         node.serialize_field("outcome_inputs", &self.outcome_inputs().collect::<Vec<_>>())?;
         node.serialize_field("retry", &(info.kind != Kind::Param).then_some(info.retry))?;
         node.serialize_field("timeout", &info.timeout)?;
+        node.serialize_field("arm", &self.arm())?;
         node.end()
     }
 }

@@ -86,7 +86,8 @@ pub mod graph {
     #[doc(hidden)]
     pub use crate::plan::NodeRef;
     pub use crate::plan::{
-        Arguments, Builder, Collection, Handle, In, Inputs, ItemsFailed, Params, Step, Workflow,
+        Arguments, Builder, Collection, Decision, Handle, In, Inputs, ItemsFailed, Params, Step,
+        Workflow,
     };
     #[doc(hidden)]
     pub use crate::value::{Record, Slot};

@@ -21,6 +21,21 @@ pub enum TaskStatus {
     Cancelled,
     /// Its value was loaded from a checkpoint of an earlier run: it did not run again.
     Restored,
+    /// It is in an arm of an `if` or `match` that was not taken: it never ran, and
+    /// nothing went wrong.
+    NotTaken,
+    /// Its last attempt failed, and a `match` on its outcome handled the failure (a
+    /// fallback ran): the run does not fail because of it. Its attempts and error are
+    /// kept.
+    Handled,
+}
+
+impl TaskStatus {
+    /// Whether the node has its value: it succeeded, now or in the run it was restored
+    /// from.
+    pub fn succeeded(self) -> bool {
+        matches!(self, TaskStatus::Succeeded | TaskStatus::Restored)
+    }
 }
 
 impl fmt::Display for TaskStatus {
@@ -32,6 +47,8 @@ impl fmt::Display for TaskStatus {
             TaskStatus::Skipped => "skipped",
             TaskStatus::Cancelled => "cancelled",
             TaskStatus::Restored => "restored",
+            TaskStatus::NotTaken => "not taken",
+            TaskStatus::Handled => "handled",
         })
     }
 }

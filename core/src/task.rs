@@ -25,6 +25,11 @@ pub enum Kind {
     FanOut,
     /// Another workflow, run as one node of this one.
     Workflow,
+    /// The condition of an `if` or the scrutinee of a `match`: a small CPU step that
+    /// picks the arm to run. The nodes of the other arms are not taken.
+    Decision,
+    /// The value of an `if` or `match`: the taken arm's value.
+    Branch,
 }
 
 impl Kind {
@@ -42,6 +47,8 @@ impl fmt::Display for Kind {
             Kind::Io => "io",
             Kind::FanOut => "for",
             Kind::Workflow => "flow",
+            Kind::Decision => "decision",
+            Kind::Branch => "branch",
         })
     }
 }

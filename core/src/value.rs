@@ -174,7 +174,7 @@ pub(crate) fn outcome<T: 'static>(slots: &[Slot], id: u32) -> &Outcome<T> {
     let value = resolved(slots, id);
     match value.downcast_ref() {
         Some(outcome) => outcome,
-        None => imported_outcome(value),
+        None => imported_outcome(slots, value),
     }
 }
 
@@ -186,7 +186,7 @@ pub(crate) fn value<T: 'static>(slots: &[Slot], id: u32) -> &T {
         Some(outcome) => outcome
             .value()
             .expect("aqueduct: a node ran although an input it requires did not succeed"),
-        None => imported_value(value),
+        None => imported_value(slots, value),
     }
 }
 
@@ -201,8 +201,12 @@ pub(crate) trait Slots: Send + Sync {
 pub(crate) type ItemOf = for<'a> fn(&'a [Slot], u32, usize) -> &'a (dyn Any + Send + Sync);
 
 /// What a parameter of a fan-out's body holds: a way to its value in the parent run,
-/// which it keeps alive. Reading it costs one failed downcast, and only in bodies.
+/// which it keeps alive; or what the value of an `if` or `match` holds: the node of
+/// the arm it took, in the same run. Reading it costs one failed downcast, and only
+/// there.
 pub(crate) enum Import {
+    /// Node `0` of the same run: the value of the arm a branch took, shared in place.
+    Local(u32),
     /// A node of the parent run.
     Node { run: Arc<dyn Slots>, node: u32 },
     /// Item `index` of the collection in the parent run's node `collection`.
@@ -214,8 +218,9 @@ pub(crate) enum Import {
     },
 }
 
-fn imported_value<T: 'static>(value: &Value) -> &T {
+fn imported_value<'s, T: 'static>(slots: &'s [Slot], value: &'s Value) -> &'s T {
     match value.downcast_ref::<Import>() {
+        Some(Import::Local(node)) => self::value(slots, *node),
         Some(Import::Node { run, node }) => self::value(run.slots(), *node),
         Some(Import::Item {
             run,
@@ -235,8 +240,9 @@ const BORROWED_MOVED: &str = "aqueduct: this input is moved into another task (`
                               so it has no other reader; read it by reference everywhere, or \
                               move it only into one task";
 
-fn imported_outcome<T: 'static>(value: &Value) -> &Outcome<T> {
+fn imported_outcome<'s, T: 'static>(slots: &'s [Slot], value: &'s Value) -> &'s Outcome<T> {
     match value.downcast_ref::<Import>() {
+        Some(Import::Local(node)) => outcome(slots, *node),
         Some(Import::Node { run, node }) => outcome(run.slots(), *node),
         None if value.is::<Moved<T>>() => panic!("{BORROWED_MOVED}"),
         _ => panic!("aqueduct: the item of a `for` is never read as an outcome"),
@@ -273,12 +279,46 @@ pub(crate) fn movable<T: Send + Sync + 'static>(value: Value) -> Value {
 }
 
 fn moved<T: 'static>(slots: &[Slot], id: u32) -> std::sync::MutexGuard<'_, Moving<T>> {
-    resolved(slots, id)
+    resolved(slots, aliased(slots, id as usize) as u32)
         .downcast_ref::<Moved<T>>()
         .expect("aqueduct: a by-value input was not marked moved when the graph was built")
         .cell
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The node whose value node `node` holds: itself, or for the value of an `if` or
+/// `match`, the node of the arm it took (following nested branches).
+pub(crate) fn aliased(slots: &[Slot], mut node: usize) -> usize {
+    while let Some(Import::Local(next)) = slots[node]
+        .get()
+        .and_then(|record| record.value.downcast_ref::<Import>())
+    {
+        node = *next as usize;
+    }
+    node
+}
+
+/// The arm a succeeded decision node picked.
+pub(crate) fn arm_of(record: &Record) -> Option<u32> {
+    record
+        .value
+        .downcast_ref::<Outcome<u32>>()
+        .and_then(Outcome::value)
+        .copied()
+}
+
+/// The value of a node that is another's: `Import::Local(node)`.
+pub(crate) fn alias(node: usize) -> Value {
+    Box::new(Import::Local(node as u32))
+}
+
+/// Runs `read` on the value a moved node still holds, if it does (the checkpoint of a
+/// value that a branch took and whose reader will take it).
+pub(crate) fn peek_moved<T: 'static, R>(value: &Value, read: impl FnOnce(&T) -> R) -> Option<R> {
+    let moved = value.downcast_ref::<Moved<T>>()?;
+    let moving = moved.cell.lock().unwrap_or_else(PoisonError::into_inner);
+    moving.value.as_ref().map(read)
 }
 
 /// Takes the value of node `id` for its one reader.

@@ -54,6 +54,15 @@ impl Shared {
     ) -> Result<Option<Checkpoint>, TaskError> {
         let codec = self.plan.durable.as_ref().and_then(|d| d.codecs[node]);
         let Some(codec) = codec else { return Ok(None) };
+        // The value of an `if` or `match` is saved as the value of the arm it took.
+        let slots = self.board.slots();
+        let value = match value.downcast_ref::<crate::value::Import>() {
+            Some(crate::value::Import::Local(tail)) => {
+                let tail = crate::value::aliased(slots, *tail as usize);
+                slots[tail].get().map_or(value, |record| &record.value)
+            }
+            _ => value,
+        };
         let encoded = catch_unwind(AssertUnwindSafe(|| (codec.encode)(value)))
             .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&*panic))));
         let data = encoded.map_err(|error| {

@@ -51,8 +51,20 @@ impl Shared {
                 Some(job) => job,
                 None => return,
             };
-            if let Call::FanOut(def) = &self.plan.calls[job.node] {
-                return self.expand(job, def);
+            match &self.plan.calls[job.node] {
+                Call::FanOut(def) => return self.expand(job, def),
+                Call::Branch(def) => {
+                    let next = self.take_branch(job, def, &mut spill);
+                    self.spawn_on_rayon(&mut spill);
+                    match next {
+                        Some(next) => {
+                            job = next;
+                            continue;
+                        }
+                        None => return,
+                    }
+                }
+                _ => {}
             }
             let started = self.begin(&mut job);
             let result = self
@@ -190,6 +202,11 @@ impl Shared {
     /// cancelled) or if the job must wait for a permit of its task's concurrency limit
     /// (a finishing node of the same task will dispatch it).
     pub(super) fn admit(self: &Arc<Self>, job: Job) -> Option<Job> {
+        // In an arm its decision did not pick (a root of a resumed run, say).
+        if self.not_taken(job.node) {
+            self.unrun(job, None, ItemRuns::default(), TaskStatus::NotTaken);
+            return None;
+        }
         if !self.may_start(job.node) {
             self.cancel(job, None, ItemRuns::default());
             return None;
@@ -215,7 +232,7 @@ impl Shared {
         let info = self.plan.graph.info(node);
         match info.kind {
             Kind::Cpu if info.timeout.is_none() => Mode::Rayon,
-            Kind::FanOut | Kind::Workflow => Mode::Rayon,
+            Kind::FanOut | Kind::Workflow | Kind::Decision | Kind::Branch => Mode::Rayon,
             _ => Mode::Tokio,
         }
     }

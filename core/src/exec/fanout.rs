@@ -40,11 +40,16 @@ impl FanOut {
     pub(super) fn forget_values(&self, slots: &mut [Slot]) {
         let def = self.def();
         let body = &def.body.graph;
+        // The output, and for an `if` or `match` the arm's node whose value it is (the
+        // branch's value points at it, and is kept too).
+        let output = crate::value::aliased(slots, body.output());
         for (node, slot) in slots.iter_mut().enumerate() {
             if node < def.params() {
                 drop(slot.take());
-            } else if node != def.body.graph.output()
+            } else if node != body.output()
+                && node != output
                 && let Some(record) = slot.get_mut()
+                && !record.value.is::<crate::value::Import>()
             {
                 record.value = Box::new(());
                 // A nested fan-out's or sub-workflow's error holds its items' values

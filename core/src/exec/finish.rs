@@ -53,6 +53,20 @@ impl Naming<'_> {
     }
 }
 
+/// Whether node `node` of `slots` (a run of `plan`) failed and a `match` on its
+/// outcome handled the failure (its decision ran): the run does not fail because of it.
+pub(super) fn handled(plan: &Plan, slots: &[Slot], node: usize) -> bool {
+    let failed = slots[node]
+        .get()
+        .is_some_and(|record| matches!(record.status, TaskStatus::Failed | TaskStatus::TimedOut));
+    failed
+        && plan.handled_by[node].is_some_and(|decision| {
+            slots[decision as usize]
+                .get()
+                .is_some_and(|record| record.status.succeeded())
+        })
+}
+
 /// Every task of `slots` (a run of `plan`) that failed; a fan-out or sub-workflow whose
 /// own tasks failed is represented by those tasks.
 pub(super) fn collect_failures(
@@ -69,6 +83,9 @@ pub(super) fn collect_failures(
             naming.nested(def, graph.name_of(node), record, |inner, item| {
                 collect_failures(&def.body, item, inner, out);
             });
+        }
+        if handled(plan, slots, node) {
+            continue;
         }
         if let Some(error) = record.error().filter(|_| out.len() == before) {
             out.push(TaskFailure {
@@ -131,9 +148,11 @@ impl Finished {
         if let Some(error) = error {
             return Err(error);
         }
+        // The value of an `if` or `match` is the value of the arm it took.
+        let output = crate::value::aliased(&self.slots, graph.output());
         let mut slots = self.slots.into_vec();
         let output = slots
-            .swap_remove(graph.output())
+            .swap_remove(output)
             .into_inner()
             .and_then(|record| record.value.downcast::<task::Outcome<O>>().ok())
             .and_then(|outcome| match *outcome {
@@ -206,7 +225,11 @@ impl Finished {
                 node: naming.name(node.name()),
                 task: node.task().unwrap_or_default().to_owned(),
                 kind: node.kind(),
-                status: record.map_or(TaskStatus::Cancelled, |r| r.status),
+                status: match record {
+                    _ if handled(plan, slots, node.index()) => TaskStatus::Handled,
+                    Some(record) => record.status,
+                    None => TaskStatus::Cancelled,
+                },
                 started_at: started,
                 queue_wait: started
                     .zip(ready)

@@ -35,6 +35,7 @@ use crate::report::{AttemptReport, ItemsReport, RunReport, TaskReport, TaskStatu
 use crate::task::{self, Kind, TaskError, TaskInfo};
 
 mod attempt;
+mod branch;
 mod checkpoint;
 mod dispatch;
 mod fanout;

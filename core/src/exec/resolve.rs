@@ -44,12 +44,23 @@ impl Shared {
     /// attempt's start, if one ran), gives its permit back, and releases its
     /// successors: those it dooms are recorded in turn, cleanup tasks still run.
     pub(super) fn cancel(self: &Arc<Self>, job: Job, started: Option<Instant>, items: ItemRuns) {
+        self.unrun(job, started, items, TaskStatus::Cancelled);
+    }
+
+    /// Records a node that did not finish with `status` (cancelled by the stop, not
+    /// taken, or skipped), as [`cancel`](Self::cancel) does.
+    pub(super) fn unrun(
+        self: &Arc<Self>,
+        job: Job,
+        started: Option<Instant>,
+        items: ItemRuns,
+        status: TaskStatus,
+    ) {
         let now = Instant::now();
         let times = self.times(&job, started, now);
         let value = (self.plan.unresolved[job.node])(None);
         let (node, permit, attempts) = (job.node, job.permit, job.attempt);
         self.ended(node, attempts > 0);
-        let status = TaskStatus::Cancelled;
         let record = Record::with_items(value, status, times, None, job.into_failed(), items);
         if let (Some(sink), true) = (self.records(), attempts > 0) {
             self.record_end(sink, node, attempts, &record, None);
@@ -104,7 +115,8 @@ impl Shared {
             self.record_end(sink, node, attempts, &record, checkpoint);
         }
         self.board.resolve(node, record);
-        if !succeeded && self.run.options.fail_fast {
+        // A failure a `match` on its outcome will handle does not stop the run.
+        if !succeeded && self.run.options.fail_fast && self.plan.handled_by[node].is_none() {
             self.run.stop.stop();
         }
         self.give_back(node, permit);
@@ -159,8 +171,12 @@ impl Shared {
         next
     }
 
-    /// Why a ready node will not run (see [`unreached_status`]).
+    /// Why a ready node will not run: not taken if it is in an arm its decision did
+    /// not pick, else as [`unreached_status`] says.
     pub(super) fn unreached_status(&self, node: usize) -> TaskStatus {
+        if self.not_taken(node) {
+            return TaskStatus::NotTaken;
+        }
         let required = self
             .plan
             .graph
@@ -169,25 +185,41 @@ impl Shared {
             .filter(|&(_, tolerant)| !tolerant);
         unreached_status(required.map(|(input, _)| self.board.record(input)))
     }
+
+    /// Whether `node` is in an arm of an `if` or `match` that was not taken: its
+    /// decision picked another arm, or was itself not taken.
+    pub(super) fn not_taken(&self, node: usize) -> bool {
+        let Some(arm) = self.plan.graph.arm(node) else {
+            return false;
+        };
+        match self.board.record(arm.decision as usize) {
+            Some(record) if record.status.succeeded() => {
+                crate::value::arm_of(record) != Some(arm.arm)
+            }
+            Some(record) => record.status == TaskStatus::NotTaken,
+            None => false,
+        }
+    }
 }
 
 /// Why a node that will not run does not: `Skipped` if an input it requires (their
-/// records, `None` if unresolved) failed, timed out or was skipped, else `Cancelled`
-/// (the run's stop kept it from starting).
+/// records, `None` if unresolved) failed, timed out or was skipped; `NotTaken` if one
+/// was not taken (in an arm its `if` or `match` did not pick); else `Cancelled` (the
+/// run's stop kept it from starting).
 pub(super) fn unreached_status<'r>(
     required: impl Iterator<Item = Option<&'r Record>>,
 ) -> TaskStatus {
-    let failed = required.flatten().any(|record| {
-        matches!(
-            record.status,
-            TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Skipped
-        )
-    });
-    if failed {
-        TaskStatus::Skipped
-    } else {
-        TaskStatus::Cancelled
+    let mut status = TaskStatus::Cancelled;
+    for record in required.flatten() {
+        match record.status {
+            TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Skipped => {
+                return TaskStatus::Skipped;
+            }
+            TaskStatus::NotTaken => status = TaskStatus::NotTaken,
+            _ => {}
+        }
     }
+    status
 }
 
 /// The value and status of `node` of `plan` when its last attempt failed with `error`.

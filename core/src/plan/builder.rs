@@ -19,7 +19,8 @@ use super::{
     Arguments, Call, Called, Collection, FanOutDef, In, Inputs, Items, Mover, NodeFn, Params, Plan,
     Workflow,
 };
-use crate::describe::{Graph, PARAM};
+use super::branch::MakeBranch;
+use crate::describe::{Arm, Graph, PARAM};
 use crate::task::{Kind, TaskError, TaskInfo};
 use crate::value::{Value, movable, ok, unresolved};
 
@@ -129,9 +130,14 @@ impl<'a, T: Send + Sync + 'static> Step<'a, T> {
 pub struct Builder<P> {
     /// This builder's id, carried by its handles.
     id: u32,
-    graph: Graph,
+    pub(super) graph: Graph,
     /// Where each distinct task sits in `graph.infos`.
     known: HashMap<TaskInfo, u32>,
+    /// The arms being built (`Builder::arm`), innermost last: a node added belongs to
+    /// the innermost.
+    pub(super) arms: Vec<Arm>,
+    /// Per node, the decision that reads its outcome, which handles its failure.
+    pub(super) handled_by: Vec<Option<u32>>,
     /// `Some(version)` once the workflow is declared durable.
     #[cfg_attr(not(feature = "durable"), allow(dead_code))]
     pub(super) version: Option<u32>,
@@ -151,6 +157,8 @@ impl<P: Params> Builder<P> {
             id: BUILDERS.fetch_add(1, Ordering::Relaxed),
             graph: Graph::new(name.into()),
             known: HashMap::new(),
+            arms: Vec::new(),
+            handled_by: Vec::new(),
             version: None,
             codecs: Vec::new(),
             calls: Vec::new(),
@@ -166,7 +174,7 @@ impl<P: Params> Builder<P> {
         self.push(name, PARAM, &mut [], Call::Param)
     }
 
-    fn intern(&mut self, task: TaskInfo) -> u32 {
+    pub(super) fn intern(&mut self, task: TaskInfo) -> u32 {
         let next = self.graph.infos().len() as u32;
         let info = *self.known.entry(task).or_insert(next);
         if info == next {
@@ -315,6 +323,16 @@ impl<P: Params> Builder<P> {
     pub fn moved<T: Send + Sync + 'static>(&mut self, node: Handle<T>) {
         let node = self.own(&[node.node_ref()])[0] as usize;
         self.movers[node] = Some(movable::<T>);
+        // The value of an `if` or `match` is its arms' values, shared in place: moving
+        // it moves the value of the arm it took.
+        if let Call::Branch(def) = &self.calls[node]
+            && matches!(def.make, MakeBranch::Shared)
+        {
+            let tails: Vec<u32> = def.tails.iter().flatten().copied().collect();
+            for tail in tails {
+                self.moved(Handle::<T>::new(self.id, tail as usize));
+            }
+        }
     }
 
     /// Adds a node that calls `task` with the values of `inputs`.
@@ -342,6 +360,29 @@ impl<P: Params> Builder<P> {
         T: Send + Sync + 'static,
         F: for<'a, 'i> Fn(In<'a, 'i, I>) -> Step<'a, T> + Send + Sync + 'static,
     {
+        self.node_with(task, name, inputs, 0, call)
+    }
+
+    /// [`node`](Self::node), with the inputs whose bit is set in `tolerant` read
+    /// whatever became of them, whatever the task takes there: `workflow!` passes a
+    /// part of a binding a `match` took apart on its outcome (`Outcome::Failed(e)`),
+    /// which the node reads as an outcome although the task takes the part by
+    /// reference.
+    #[doc(hidden)]
+    #[track_caller]
+    pub fn node_with<I, T, F>(
+        &mut self,
+        task: TaskInfo,
+        name: impl Into<Cow<'static, str>>,
+        inputs: I,
+        tolerant: u16,
+        call: F,
+    ) -> Handle<T>
+    where
+        I: Inputs,
+        T: Send + Sync + 'static,
+        F: for<'a, 'i> Fn(In<'a, 'i, I>) -> Step<'a, T> + Send + Sync + 'static,
+    {
         assert!(
             task.concurrency != Some(0),
             "task `{}`: a concurrency limit of 0 lets no attempt run; give at least 1",
@@ -358,7 +399,7 @@ impl<P: Params> Builder<P> {
             .map(|(position, &node)| {
                 (
                     node,
-                    position < 16 && task.outcome_inputs & (1 << position) != 0,
+                    position < 16 && (task.outcome_inputs | tolerant) & (1 << position) != 0,
                 )
             })
             .collect();
@@ -488,14 +529,32 @@ impl<P: Params> Builder<P> {
         }
     }
 
-    fn push<T: Send + Sync + 'static>(
+    pub(super) fn push<T: Send + Sync + 'static>(
         &mut self,
         name: Cow<'static, str>,
         info: u32,
         edges: &mut [(u32, bool)],
         call: Call,
     ) -> Handle<T> {
+        // Inside an arm, the node also waits for its decision, which it requires.
+        let arm = self.arms.last().copied();
+        let mut guarded;
+        let edges = match arm {
+            Some(arm) => {
+                guarded = edges.to_vec();
+                match guarded.binary_search_by_key(&arm.decision, |&(node, _)| node) {
+                    Ok(at) => guarded[at].1 = false,
+                    Err(at) => guarded.insert(at, (arm.decision, false)),
+                }
+                &mut guarded[..]
+            }
+            None => edges,
+        };
         self.graph.add_node(name, info, edges);
+        if let Some(arm) = arm {
+            self.graph.set_arm(arm);
+        }
+        self.handled_by.push(None);
         self.calls.push(call);
         self.codecs.push(None);
         self.unresolved.push(unresolved::<T>);
@@ -519,6 +578,7 @@ impl<P: Params> Builder<P> {
             self.calls,
             self.unresolved,
             self.movers,
+            self.handled_by,
             durable,
         ))
     }

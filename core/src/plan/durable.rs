@@ -17,7 +17,8 @@ use crate::value::ok;
 
 /// What a checkpoint's meaning depends on, one line per node: the workflow's name and
 /// version, then every node's name, task, kind and inputs (`~` marks an input taken as
-/// an outcome), nested bodies' nodes prefixed with their node's name. Stored with each
+/// an outcome), the arm of an `if`/`match` it is in, what a decision decides, nested
+/// bodies' nodes prefixed with their node's name. Stored with each
 /// durable run, so a refused resume can say what changed.
 #[cfg(feature = "durable")]
 pub(super) fn shape(graph: &Graph, version: u32) -> String {
@@ -29,6 +30,12 @@ pub(super) fn shape(graph: &Graph, version: u32) -> String {
                 let sep = if index == 0 { " <- " } else { ", " };
                 let mark = if tolerant { "~" } else { "" };
                 let _ = write!(out, "{sep}{mark}{}", graph.name_of(input));
+            }
+            if let Some((decision, arm)) = node.arm() {
+                let _ = write!(out, " in arm {arm} of {}", graph.name_of(decision));
+            }
+            if let Some((text, arms)) = node.decides() {
+                let _ = write!(out, " deciding {text:?} among {arms:?}");
             }
             out.push('\n');
             if let Some(body) = node.body() {
@@ -94,11 +101,13 @@ pub(crate) const SCHEMA: u32 = 1;
 
 #[cfg(feature = "durable")]
 pub(super) fn encode<T: serde::Serialize + 'static>(value: &Value) -> Result<Vec<u8>, String> {
-    let value = value
-        .downcast_ref::<Outcome<T>>()
-        .and_then(Outcome::value)
-        .ok_or("the value has another type than its node")?;
-    serde_json::to_vec(value).map_err(|error| error.to_string())
+    let encode = |value: &T| serde_json::to_vec(value).map_err(|error| error.to_string());
+    if let Some(outcome) = value.downcast_ref::<Outcome<T>>() {
+        return encode(outcome.value().ok_or("the node has no value")?);
+    }
+    // The value of the arm an `if` or `match` took, which a reader will take from it.
+    crate::value::peek_moved::<T, _>(value, encode)
+        .ok_or("the value has another type than its node")?
 }
 
 #[cfg(feature = "durable")]

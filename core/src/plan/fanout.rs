@@ -164,6 +164,8 @@ pub(super) fn assemble<T: Send + Sync + 'static>(
     let outcomes: Vec<Outcome<T>> = items
         .iter_mut()
         .map(|slots| {
+            // The value of an `if` or `match` is the value of the arm it took.
+            let tail = aliased_tail(slots, tail);
             slots
                 .get_mut(tail)
                 .and_then(OnceLock::get_mut)
@@ -173,6 +175,16 @@ pub(super) fn assemble<T: Send + Sync + 'static>(
         })
         .collect();
     gathered(outcomes)
+}
+
+/// The node whose value an item's tail holds (see [`crate::value::aliased`]); the tail
+/// itself if the item kept no slots.
+fn aliased_tail(slots: &[Slot], tail: usize) -> usize {
+    if tail < slots.len() {
+        crate::value::aliased(slots, tail)
+    } else {
+        tail
+    }
 }
 
 /// The fan-out's value: every item's, if all succeeded; else what became of each.
@@ -194,7 +206,7 @@ pub(super) fn assemble_one<T: Send + Sync + 'static>(
 ) -> Result<Value, TaskError> {
     let outcome = items
         .first_mut()
-        .and_then(|slots| slots.get_mut(tail))
+        .and_then(|slots| slots.get_mut(aliased_tail(slots, tail)))
         .and_then(OnceLock::get_mut)
         .map(|record| std::mem::replace(&mut record.value, Box::new(())))
         .and_then(|value| value.downcast::<Outcome<T>>().ok());

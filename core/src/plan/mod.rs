@@ -15,11 +15,14 @@ use crate::describe::Graph;
 use crate::task::{Kind, TaskError};
 use crate::value::{Slot, Value};
 
+mod branch;
 mod builder;
 mod durable;
 mod fanout;
 mod inputs;
 
+pub use branch::Decision;
+pub(crate) use branch::BranchDef;
 pub use builder::{Builder, Handle, NodeRef, Step};
 #[cfg(feature = "durable")]
 pub use durable::Checkpointable;
@@ -51,6 +54,8 @@ pub(crate) enum Call {
     Task(Box<NodeFn>),
     /// A `for`: its body, run once per item.
     FanOut(Box<FanOutDef>),
+    /// The value of an `if` or `match`: the taken arm's.
+    Branch(Box<BranchDef>),
 }
 
 /// Everything a run needs that does not change between runs.
@@ -63,6 +68,9 @@ pub(crate) struct Plan {
     /// Per node whose one reader takes its value (a by-value input): how its value is
     /// made takeable once it succeeded.
     pub(crate) movers: Vec<Option<Mover>>,
+    /// Per node, the decision that reads its outcome (a `match` on it), which handles
+    /// its failure: the run does not fail because of it, and fail-fast does not stop.
+    pub(crate) handled_by: Vec<Option<u32>>,
     /// Successors of node `i` are `successors[offsets[i]..offsets[i + 1]]`; `required`
     /// says, per edge, whether the successor needs the value (else it takes an outcome).
     pub(crate) offsets: Vec<u32>,
@@ -93,6 +101,7 @@ impl Plan {
         calls: Vec<Call>,
         unresolved: Vec<fn(Option<TaskError>) -> Value>,
         movers: Vec<Option<Mover>>,
+        handled_by: Vec<Option<u32>>,
         durable: Option<Durable>,
     ) -> Self {
         let n = graph.len();
@@ -136,6 +145,7 @@ impl Plan {
             calls,
             unresolved,
             movers,
+            handled_by,
             offsets,
             successors,
             required,
@@ -170,7 +180,7 @@ impl Plan {
                         && info.retry.retries == 0
                         && info.concurrency.is_none()
                 }
-                Call::FanOut(_) => false,
+                Call::FanOut(_) | Call::Branch(_) => false,
             })
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::{RunOutcome, Stored};
 use crate::error::Error;
 use crate::exec::{Extras, RunOptions, Sink, Stop};
-use crate::plan::{self, Params, Plan};
+use crate::plan::{self, Call, Params, Plan};
 use crate::progress::Progress;
 use crate::report::RunReport;
 use crate::store::{Checkpoint, Claim, Lease, RunRecord, Store, StoreError, guarded, new_owner};
@@ -311,6 +311,8 @@ fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Restorabl
         by_node[node] = Some(checkpoint);
     }
     let mut restored = vec![false; graph.len()];
+    // The arm each restored decision took.
+    let mut arms: HashMap<usize, u32> = HashMap::new();
     let mut values = Vec::new();
     let mut stale = Vec::new();
     for node in 0..graph.len() {
@@ -321,7 +323,15 @@ fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Restorabl
         let (Some(checkpoint), Some(codec)) = (by_node[node].take(), codec_of(node)) else {
             continue;
         };
-        if !graph.node(node).inputs().all(|input| restored[input]) {
+        // The value of an `if` or `match` needs its decision and the arm it took, not
+        // the arms not taken (which never ran).
+        let inputs_restored = match &plan.calls[node] {
+            Call::Branch(def) => arms
+                .get(&(def.decision as usize))
+                .is_some_and(|&arm| def.restores_with(arm).all(|input| restored[input])),
+            _ => graph.node(node).inputs().all(|input| restored[input]),
+        };
+        if !inputs_restored {
             stale.push(checkpoint.node);
             continue;
         }
@@ -339,7 +349,13 @@ fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Restorabl
                 plan::SCHEMA
             )));
         }
-        values.push((node, (codec.decode)(&checkpoint.data).map_err(bad)?));
+        let value = (codec.decode)(&checkpoint.data).map_err(bad)?;
+        if graph.kind(node) == Kind::Decision
+            && let Some(arm) = value.downcast_ref::<crate::task::Outcome<u32>>()
+        {
+            arms.extend(arm.value().map(|&arm| (node, arm)));
+        }
+        values.push((node, value));
         restored[node] = true;
     }
     Ok((values, stale))
