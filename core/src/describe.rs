@@ -410,6 +410,9 @@ impl<'g> Node<'g> {
         if let Some(decision) = self.graph.decision(self.index) {
             return format!("{}: {}", self.name(), decision.text);
         }
+        if self.kind() == Kind::Branch {
+            return self.name().to_owned();
+        }
         match self.task() {
             Some(task) if task != self.name() => format!("{} = {task}", self.name()),
             _ => self.name().to_owned(),

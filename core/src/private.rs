@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 
-pub use crate::plan::{Builder, Handle, In, Step};
+pub use crate::plan::{Builder, Decision, Handle, In, Step};
 pub use crate::retry::{Backoff, RetryPolicy};
 pub use crate::task::{Kind, Outcome, TaskError, TaskInfo, TaskReturn};
 pub use crate::value::Slot;
@@ -323,4 +323,23 @@ where
     C: OwnedCollection<Is = C>,
 {
     collection
+}
+
+/// The value of `input`, by reference: what a decision (an `if` condition, a `match`
+/// scrutinee) reads.
+pub fn value_in<T: 'static>(slots: &[Slot], input: Handle<T>) -> &T {
+    crate::value::value(slots, input.index() as u32)
+}
+
+/// What became of `input`: what a `match` on a binding's outcome reads.
+pub fn outcome_in<T: 'static>(slots: &[Slot], input: Handle<T>) -> &Outcome<T> {
+    crate::value::outcome(slots, input.index() as u32)
+}
+
+/// Why a part a `match` arm bound could not be read: the value no longer matches the
+/// arm's pattern (its type's `PartialEq` or the like is not deterministic).
+pub fn mismatched() -> TaskError {
+    TaskError::permanent(TaskError::msg(
+        "the value no longer matches the pattern of the `match` arm that was taken",
+    ))
 }

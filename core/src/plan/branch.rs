@@ -32,6 +32,12 @@ impl Decision {
     pub fn index(self) -> usize {
         self.handle.index()
     }
+
+    /// The decision node's handle: its value is the arm it picked (for a checkpoint).
+    #[doc(hidden)]
+    pub fn handle(self) -> Handle<u32> {
+        self.handle
+    }
 }
 
 /// The value of an `if` or `match`: which arm's node gives it, and how.
@@ -260,12 +266,7 @@ impl<P: super::Params> Builder<P> {
             tails: tails.iter().map(|tail| tail.map(|t| t.id)).collect(),
             make,
         };
-        let kind = if matches!(make, MakeBranch::Shared) {
-            "branch"
-        } else {
-            "if"
-        };
-        let info = self.intern(TaskInfo::new(kind, Kind::Branch));
+        let info = self.intern(TaskInfo::new("branch", Kind::Branch));
         self.push(name, info, &mut edges, Call::Branch(Box::new(def)))
     }
 }

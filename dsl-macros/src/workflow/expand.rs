@@ -6,6 +6,7 @@ use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
+use super::expand_branch::emit_branch;
 use super::{Call, Init, Loop, Node, Tail, Workflow};
 use crate::crate_path::CratePath;
 
@@ -13,14 +14,14 @@ use crate::crate_path::CratePath;
 /// a parameter's or binding's handle): `Span::mixed_site()` hygiene, so the user's
 /// tokens (a task's name, a path in a type) never resolve to it and a user's name never
 /// shadows it; located at `at`, so rustc still points at the user's token.
-fn hygienic(at: Span) -> Span {
+pub(super) fn hygienic(at: Span) -> Span {
     Span::mixed_site().located_at(at)
 }
 
 /// One of the expansion's own locals (`__aqueduct_builder`, …), located at `at`. Only
 /// the names are hygienic: the tokens around them keep the spans they had, so rustc
 /// reports at the user's tokens as before.
-fn local(name: &str, at: Span) -> Ident {
+pub(super) fn local(name: &str, at: Span) -> Ident {
     Ident::new(name, hygienic(at))
 }
 
@@ -29,7 +30,7 @@ fn local(name: &str, at: Span) -> Ident {
 /// else the user's tokens name; prefixed, so it never meets one of the expansion's own
 /// locals, which are hygienic too (a binding `__aqueduct_builder` has the handle
 /// `__aqueduct_h___aqueduct_builder`, not the builder's name).
-fn handle(ident: &Ident) -> Ident {
+pub(super) fn handle(ident: &Ident) -> Ident {
     format_ident!("__aqueduct_h_{}", ident, span = hygienic(ident.span()))
 }
 
@@ -54,12 +55,18 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
     let param_handles: Vec<_> = param_names.iter().map(|ident| handle(ident)).collect();
     let param_types: Vec<_> = workflow.params.iter().map(|(_, ty)| ty).collect();
     let moves_params = workflow.moves_param;
-    let nodes = emit_nodes(&workflow.nodes, p);
+    let top = Cx {
+        p,
+        prefix: String::new(),
+        durable: workflow.durable.is_some(),
+        in_arm: false,
+    };
+    let nodes = emit_nodes(&workflow.nodes, &top);
     // A durable workflow's checkpoints read every top-level name.
     let unread = workflow
         .durable
         .is_none()
-        .then(|| unread(param_names.iter().copied(), &workflow.nodes, &workflow.tail));
+        .then(|| unread(param_names.iter().copied(), &workflow.nodes, Some(&workflow.tail)));
     // A durable workflow checkpoints every top-level node and saves its parameters as
     // the run's input; each call is spanned at the binding, so a value serde cannot
     // save is reported there.
@@ -80,7 +87,7 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
             #(#checkpoints)*
         }
     });
-    let tail = emit_tail(&workflow.tail, p);
+    let tail = emit_tail(&workflow.tail, &top);
     let tail_span = match &workflow.tail {
         Tail::Binding(ident) => ident.span(),
         Tail::Call(call) | Tail::Workflow(call) => call.task.span(),
@@ -173,26 +180,13 @@ fn methods_doc(crate_path: &CratePath) -> [String; 3] {
 /// user's token: the handles are hygienic, so rustc would not warn of an unused
 /// variable at a binding nothing depends on; this binding is what it warns of, with
 /// its `_name` hint, and it shadows nothing.
-fn unread<'a>(
+pub(super) fn unread<'a>(
     defined: impl IntoIterator<Item = &'a Ident>,
     nodes: &'a [Node],
-    tail: &'a Tail,
+    tail: Option<&'a Tail>,
 ) -> TokenStream {
-    let roots = |call: &'a Call| call.args.iter().map(|arg| &arg.root);
     let mut reads: Vec<&Ident> = Vec::new();
-    for node in nodes {
-        match &node.init {
-            Init::Call(call) | Init::Workflow(call) => reads.extend(roots(call)),
-            Init::Loop(body) => {
-                reads.push(&body.collection.root);
-                reads.extend(&body.imports);
-            }
-        }
-    }
-    match tail {
-        Tail::Call(call) | Tail::Workflow(call) => reads.extend(roots(call)),
-        Tail::Binding(ident) => reads.push(ident),
-    }
+    reads_of(nodes, tail, &mut reads);
     defined
         .into_iter()
         .chain(nodes.iter().map(|node| &node.binding))
@@ -204,12 +198,72 @@ fn unread<'a>(
         .collect()
 }
 
-/// The handle of a body's output: a binding's, or the node its tail call adds.
-fn emit_tail(tail: &Tail, p: &TokenStream) -> TokenStream {
+/// Every name `nodes` and `tail` read, an arm's and a decision's included.
+fn reads_of<'a>(nodes: &'a [Node], tail: Option<&'a Tail>, reads: &mut Vec<&'a Ident>) {
+    let roots = |call: &'a Call| call.args.iter().map(|arg| &arg.root);
+    for node in nodes {
+        match &node.init {
+            Init::Call(call) | Init::Workflow(call) => reads.extend(roots(call)),
+            Init::Loop(body) => {
+                reads.push(&body.collection.root);
+                reads.extend(&body.imports);
+            }
+            Init::Branch(branch) => {
+                for read in &branch.reads {
+                    reads.push(&read.ident);
+                    reads.extend(read.part.as_ref().map(|part| &part.root));
+                }
+                for arm in &branch.arms {
+                    reads_of(&arm.nodes, arm.tail.as_ref(), reads);
+                }
+            }
+        }
+        if let Init::Call(call) | Init::Workflow(call) = &node.init {
+            reads.extend(call.args.iter().filter_map(|arg| arg.part.as_ref().map(|p| &p.root)));
+        }
+    }
     match tail {
-        Tail::Binding(ident) => handle(ident).to_token_stream(),
-        Tail::Call(call) => emit_call(call, &task_name(call), p),
-        Tail::Workflow(call) => emit_subflow(call, &task_name(call), p),
+        Some(Tail::Call(call) | Tail::Workflow(call)) => {
+            reads.extend(roots(call));
+            reads.extend(call.args.iter().filter_map(|arg| arg.part.as_ref().map(|p| &p.root)));
+        }
+        Some(Tail::Binding(ident)) => reads.push(ident),
+        None => {}
+    }
+}
+
+/// Where nodes are emitted: the crate's private path, the prefix of their names (an
+/// arm's nodes are `branch.arm.name`), and whether a durable workflow checkpoints them.
+pub(super) struct Cx<'a> {
+    pub(super) p: &'a TokenStream,
+    pub(super) prefix: String,
+    /// At a durable workflow's top level or in an arm there: decisions are checkpointed.
+    pub(super) durable: bool,
+    /// In an arm: each node is checkpointed where it is made (the top level's are
+    /// checkpointed together after them).
+    pub(super) in_arm: bool,
+}
+
+/// The handle of a body's output: a binding's, or the node its tail call adds.
+pub(super) fn emit_tail(tail: &Tail, cx: &Cx<'_>) -> TokenStream {
+    let added = match tail {
+        Tail::Binding(ident) => return handle(ident).to_token_stream(),
+        Tail::Call(call) => emit_call(call, &format!("{}{}", cx.prefix, task_name(call)), cx.p),
+        Tail::Workflow(call) => {
+            emit_subflow(call, &format!("{}{}", cx.prefix, task_name(call)), cx.p)
+        }
+    };
+    match (cx.in_arm && cx.durable, tail) {
+        (true, Tail::Call(call) | Tail::Workflow(call)) => {
+            let at = call.task.span();
+            let (builder, added_local) = (local("__aqueduct_builder", at), local("__aqueduct_added", at));
+            quote_spanned! {at=> {
+                let #added_local = #added;
+                #builder.checkpoint(::core::convert::identity(#added_local));
+                #added_local
+            }}
+        }
+        _ => added,
     }
 }
 
@@ -223,20 +277,27 @@ fn task_name(call: &Call) -> String {
         .unwrap_or_default()
 }
 
-/// `let binding = …;` for every node, in order; `binding` is the node's [`handle`].
-fn emit_nodes(nodes: &[Node], p: &TokenStream) -> TokenStream {
+/// `let binding = …;` for every node, in order; `binding` is the node's [`handle`]. In
+/// a durable workflow's arm, each is checkpointed too.
+pub(super) fn emit_nodes(nodes: &[Node], cx: &Cx<'_>) -> TokenStream {
+    let p = cx.p;
     nodes
         .iter()
         .map(|node| {
             let binding = handle(&node.binding);
             let annotation = node.annotation.as_ref().map(|ty| quote!(: #p::Handle<#ty>));
-            let name = node.binding.to_string();
+            let name = format!("{}{}", cx.prefix, node.binding);
             let add = match &node.init {
                 Init::Call(call) => emit_call(call, &name, p),
                 Init::Loop(body) => emit_loop(body, &name, p),
                 Init::Workflow(call) => emit_subflow(call, &name, p),
+                Init::Branch(branch) => emit_branch(branch, &name, cx),
             };
-            quote!(let #binding #annotation = #add;)
+            let checkpoint = (cx.in_arm && cx.durable).then(|| {
+                let (builder, handle) = (local("__aqueduct_builder", node.binding.span()), read(&node.binding));
+                quote_spanned!(node.binding.span()=> #builder.checkpoint(#handle);)
+            });
+            quote!(let #binding #annotation = #add; #checkpoint)
         })
         .collect()
 }
@@ -263,9 +324,15 @@ fn emit_loop(body: &Loop, node_name: &str, p: &TokenStream) -> TokenStream {
     };
     let item_handle = handle(item);
     let imports: Vec<_> = imports.iter().map(handle).collect();
-    let unread = unread([item], nodes, tail);
-    let nodes = emit_nodes(nodes, p);
-    let tail = emit_tail(tail, p);
+    let unread = unread([item], nodes, Some(tail));
+    let body = Cx {
+        p,
+        prefix: String::new(),
+        durable: false,
+        in_arm: false,
+    };
+    let nodes = emit_nodes(nodes, &body);
+    let tail = emit_tail(tail, &body);
     let cap = cap.map(|n| {
         quote_spanned!(Span::mixed_site()=> __aqueduct_builder.cap_items(__aqueduct_fan_out, #n);)
     });
@@ -318,7 +385,20 @@ fn emit_subflow(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
 /// with the user's argument tokens, so rustc reports type and arity errors at them.
 fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
     let task = &call.task;
-    let inputs = call.args.iter().map(|arg| read(&arg.root));
+    // A part a `match` arm bound is read through the binding it is a part of.
+    let inputs = call.args.iter().map(|arg| match &arg.part {
+        Some(part) => read(&Ident::new(&part.root.to_string(), arg.root.span())),
+        None => read(&arg.root),
+    });
+    // Such a part of a binding a `match` took apart on its outcome is read whatever
+    // became of the binding (`Outcome::Failed(e)`).
+    let tolerant: u16 = call
+        .args
+        .iter()
+        .enumerate()
+        .filter(|(_, arg)| arg.part.as_ref().is_some_and(|part| part.outcome))
+        .map(|(i, _)| 1u16 << i)
+        .sum();
     // Each argument is bound before the call, so its type is known (`&T`, or
     // `&Outcome<T>` for a tolerant parameter) when rustc checks the call, and deref
     // coercions (`&Vec<T>` to `&[T]`) apply as in a hand-written call.
@@ -345,7 +425,15 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
             continue;
         }
         let fields = arg.fields.iter().map(|(dot, member)| quote!(#dot #member));
-        let picked = quote_spanned!(arg.root.span()=> __aqueduct_task.arg::<#i, _>(__aqueduct_input.slots(), #root));
+        let picked = match &arg.part {
+            Some(part) => {
+                let input = Ident::new("__aqueduct_input", Span::call_site());
+                let slots = quote!(#input.slots());
+                let mismatch = quote!(return #p::Step::done(::core::result::Result::Err(#p::mismatched())));
+                super::expand_branch::project(part, &arg.root, &slots, p, &mismatch)
+            }
+            None => quote_spanned!(arg.root.span()=> __aqueduct_task.arg::<#i, _>(__aqueduct_input.slots(), #root)),
+        };
         picks.push(if arg.fields.is_empty() {
             picked
         } else {
@@ -387,13 +475,19 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
         .into_iter()
         .chain([TokenTree::Group(parens)])
         .collect();
+    let (node, tolerant) = if tolerant == 0 {
+        (quote_spanned!(Span::mixed_site()=> node), None)
+    } else {
+        (quote_spanned!(Span::mixed_site()=> node_with), Some(quote!(#tolerant,)))
+    };
     quote_spanned! {Span::mixed_site()=> {
         let __aqueduct_task = #marker;
         #(#moves)*
-        __aqueduct_builder.node(
+        __aqueduct_builder.#node(
             __aqueduct_task.info(),
             #node_name,
             (#(#inputs,)*),
+            #tolerant
             move |__aqueduct_input| {
                 #pick
                 __aqueduct_task.step(#the_call)

@@ -18,12 +18,16 @@
 //! - [`expand`]: the generated code, read from the model.
 
 mod attrs;
+mod branch;
 mod expand;
+mod expand_branch;
 mod parse;
 mod validate;
 
+use std::rc::Rc;
+
 use proc_macro2::{Ident, Span, TokenStream};
-use syn::{Attribute, ExprPath, Member, Token, Type, Visibility};
+use syn::{Attribute, ExprPath, Member, Pat, Token, Type, Visibility};
 
 use crate::crate_path::CratePath;
 
@@ -57,6 +61,84 @@ enum Init {
     Loop(Loop),
     /// `other(&a, &b).await`: another workflow, run as one node.
     Workflow(Call),
+    /// `if cond { … } else { … }` or `match scrutinee { pattern => …, … }`.
+    Branch(Branch),
+}
+
+/// An `if` (its `else if`s are arms of the same decision) or a `match`: a decision
+/// step, the arms, and the value of the arm taken.
+struct Branch {
+    /// `if` or `match`, as written: where rustc's reports about the decision point.
+    keyword: Ident,
+    /// The names the decision reads (conditions, scrutinee, guards), first use first.
+    reads: Vec<Read>,
+    /// What it decides on, as written, for the graph.
+    text: String,
+    form: Form,
+    arms: Vec<Arm>,
+}
+
+impl Branch {
+    /// The arms' values that are names: moving the branch's value moves them.
+    fn tail_names(&self) -> Vec<Ident> {
+        self.arms
+            .iter()
+            .filter_map(|arm| match &arm.tail {
+                Some(Tail::Binding(ident)) => Some(ident.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// What picks the arm.
+enum Form {
+    /// `if c0 { … } else if c1 { … } else { … }`: a condition per arm but the last if
+    /// there is an `else`; without one, the last arm is the missing `else`.
+    If { conditions: Vec<TokenStream>, has_else: bool },
+    /// `match scrutinee { … }`; `outcome` for a `match` on what became of a binding
+    /// (`Outcome::Ok(v) => …`), whose failure it handles.
+    Match { scrutinee: TokenStream },
+}
+
+/// One arm: its pattern (for a `match`), its body's nodes and its value.
+struct Arm {
+    /// `then`/`else` for an `if`, the pattern as written for a `match`: what the graph
+    /// shows on the arm.
+    label: String,
+    /// The arm in its nodes' names (`label.then.praise`): `then`, `else`, or the
+    /// variant a `match` arm's pattern names.
+    segment: String,
+    /// For a `match`: the pattern, and its guard rewritten to read the decision's names.
+    pattern: Option<(Pat, Option<TokenStream>)>,
+    nodes: Vec<Node>,
+    /// `None` only for the missing `else` of an `if`.
+    tail: Option<Tail>,
+}
+
+/// A name a decision reads: a binding (by reference, or its outcome for a `match` on
+/// what became of it) or a part another `match` bound.
+#[derive(Clone)]
+struct Read {
+    ident: Ident,
+    part: Option<Rc<Part>>,
+    outcome: bool,
+}
+
+/// A name a `match` arm's pattern binds: a part of the scrutinee, read by reference.
+/// Reading it reads the scrutinee's binding and matches the arm's pattern again.
+struct Part {
+    /// The binding the scrutinee is, or is a field of.
+    root: Ident,
+    /// The scrutinee's fields after the root (`.kind` in `match processed.kind`).
+    fields: Vec<(Token![.], Member)>,
+    /// The pattern, its own guard left out (the decision checked it).
+    pattern: Pat,
+    /// Whether the `match` is on the root's outcome (`Outcome::Ok(v)`).
+    outcome: bool,
+    /// Whether the scrutinee is a place (a binding or a field of one), which a reader
+    /// can match again; a part of a computed value cannot be read outside the decision.
+    place: bool,
 }
 
 /// `for item in &collection { let x = task(item); tail(&x, &outer) }`, or
@@ -91,6 +173,8 @@ struct Arg {
     fields: Vec<(Token![.], Member)>,
     /// Written without `&` and not a borrowed item: the value is moved into the task.
     moved: bool,
+    /// When `root` is a part a `match` arm bound: the part.
+    part: Option<Rc<Part>>,
 }
 
 /// The last expression of a body: its output.

@@ -10,6 +10,7 @@ use syn::{
 };
 
 use super::attrs::{crate_path, durable, loop_cap};
+use super::branch;
 use super::validate::Scope;
 use super::{Arg, Call, Init, Loop, Node, Tail, Workflow};
 use crate::errors::Errors;
@@ -60,7 +61,7 @@ const STATEMENT_FORM: &str = "every statement of a workflow is `let name = task(
 /// The workflow `input` describes, or every mistake in it.
 pub(super) fn workflow(mut input: Input) -> syn::Result<Workflow> {
     let mut errors = Errors::default();
-    let mut scope = Scope::default();
+    let mut scope = Scope::fresh();
     let durable = durable(&mut input.attrs, &mut errors);
     let crate_path = crate_path(&mut input.attrs, &mut errors);
 
@@ -83,7 +84,8 @@ pub(super) fn workflow(mut input: Input) -> syn::Result<Workflow> {
         }
     }
 
-    let (nodes, tail) = block(&input.body, &mut scope, &mut errors, false);
+    let close = input.body.brace_token.span.close();
+    let (nodes, tail) = block(&input.body.stmts, close, &mut scope, &mut errors, BodyOf::Workflow);
     let moves_param = scope.moves_param(&params);
     scope.check_moves(&mut errors);
 
@@ -106,19 +108,42 @@ pub(super) fn workflow(mut input: Input) -> syn::Result<Workflow> {
     })
 }
 
-/// The statements of a workflow's body or of a loop's body: `let`s, then the tail (a
-/// task call, another workflow, a `for`, or a binding: any for a workflow, one of the
-/// body's own for a loop).
-fn block(
-    body: &Block,
+/// What a body is, for what may end it.
+#[derive(Clone, Copy)]
+pub(super) enum BodyOf {
+    /// The workflow's own: any name may be its output.
+    Workflow,
+    /// A loop's: one of its own bindings, the item's result.
+    Loop,
+    /// An arm of an `if` or `match` (inside a loop's body or not): any name but, in a
+    /// loop, the item or an enclosing scope's. `optional` for the `then` of an `if`
+    /// without `else`, whose value is moved into an `Option`.
+    Arm { in_loop: bool, optional: bool },
+}
+
+impl BodyOf {
+    fn in_loop(self) -> bool {
+        matches!(
+            self,
+            BodyOf::Loop | BodyOf::Arm { in_loop: true, .. }
+        )
+    }
+}
+
+/// The statements of a body: `let`s, then the tail (a task call, another workflow, a
+/// `for`, an `if` or `match`, or a binding). `close` is where a missing tail is
+/// reported.
+pub(super) fn block(
+    stmts: &[Stmt],
+    close: proc_macro2::Span,
     scope: &mut Scope,
     errors: &mut Errors,
-    in_loop: bool,
+    of: BodyOf,
 ) -> (Vec<Node>, Option<Tail>) {
-    let stmts = &body.stmts;
+    let in_loop = of.in_loop();
     let (tail_stmt, lets) = match stmts.split_last() {
         Some((Stmt::Expr(tail, None), lets)) => (Some(tail), lets),
-        _ => (None, &stmts[..]),
+        _ => (None, stmts),
     };
     // Every binding by name, so a use before definition can point at the later `let`.
     for stmt in lets {
@@ -131,7 +156,7 @@ fn block(
     for stmt in lets {
         match stmt {
             Stmt::Local(local) => {
-                if let Some(node) = node(local, scope, errors) {
+                if let Some(node) = node(local, scope, errors, in_loop) {
                     nodes.push(node);
                 }
             }
@@ -143,10 +168,11 @@ fn block(
         }
     }
 
-    let what = if in_loop {
-        "a loop's body"
-    } else {
-        "a workflow"
+    // How the tail, if it is a name, is read: an arm's value is shared with the
+    // branch, or moved into its `Option`.
+    let moved_into = match of {
+        BodyOf::Arm { optional: true, .. } => Some("the value of the `if` (an `Option`)".to_owned()),
+        _ => None,
     };
     let tail = match tail_stmt {
         // A `for` as the output: a node of its own, named `for`, which is the output.
@@ -154,7 +180,7 @@ fn block(
             let name = proc_macro2::Ident::new("for", for_loop.for_token.span);
             let body = self::for_loop(for_loop, Some(&name), scope, errors);
             scope.define(&name, errors);
-            scope.read_as_output(&name);
+            read_tail(scope, &name, moved_into, of);
             body.map(|body| {
                 nodes.push(Node {
                     binding: name.clone(),
@@ -164,37 +190,46 @@ fn block(
                 Tail::Binding(name)
             })
         }
+        // An `if` or `match` as the output: a node of its own, named after its keyword.
+        Some(expr @ (Expr::If(_) | Expr::Match(_))) => {
+            let branch = branch::branch(expr, scope, errors, in_loop);
+            branch.map(|branch| {
+                let name = branch.keyword.clone();
+                scope.define(&name, errors);
+                scope.bind_branch(&name, branch.tail_names());
+                read_tail(scope, &name, moved_into, of);
+                nodes.push(Node {
+                    binding: name.clone(),
+                    annotation: None,
+                    init: Init::Branch(branch),
+                });
+                Tail::Binding(name)
+            })
+        }
         Some(Expr::Call(call)) => self::call(call, None, scope, errors, false).map(Tail::Call),
         Some(Expr::Await(awaited)) => {
             subflow(&awaited.base, None, scope, errors).map(Tail::Workflow)
         }
-        // A workflow may end with any name; a loop's body with one of its own bindings
-        // (that item's result).
-        Some(Expr::Path(path))
-            if path
-                .path
-                .get_ident()
-                .is_some_and(|i| !in_loop || scope.is_own_binding(i)) =>
-        {
+        Some(Expr::Path(path)) if path.qself.is_none() && path.path.get_ident().is_some() => {
             let ident = path.path.get_ident().expect("checked above");
-            scope.check(ident, None, errors);
-            scope.read_as_output(ident);
-            Some(Tail::Binding(ident.clone()))
-        }
-        Some(other) if in_loop => {
-            errors.at(
-                other,
-                "a loop's body must end with its result for the item: a task call, a `for`, \
-                 or a binding made in the body (`let r = …; r`)",
-            );
-            None
+            named_tail(ident, scope, errors, of, moved_into)
         }
         Some(other) => {
-            errors.at(
-                other,
-                "a workflow ends with its output: a task call `task(&input)`, a binding `name` \
-                 or a `for`",
-            );
+            let message = match of {
+                BodyOf::Workflow => {
+                    "a workflow ends with its output: a task call `task(&input)`, a binding \
+                     `name`, a `for`, an `if` or a `match`"
+                }
+                BodyOf::Loop => {
+                    "a loop's body must end with its result for the item: a task call, a \
+                     `for`, an `if`, a `match`, or a binding made in the body (`let r = …; r`)"
+                }
+                BodyOf::Arm { .. } => {
+                    "an arm ends with its value: a task call, a `for`, an `if`, a `match`, or \
+                     a binding"
+                }
+            };
+            errors.at(other, message);
             None
         }
         None => {
@@ -202,13 +237,16 @@ fn block(
                 || "`task(&input)`".to_owned(),
                 |last| format!("e.g. `{last}`"),
             );
-            let expected = if in_loop {
-                "a task call, a `for` or a binding made in the body"
-            } else {
-                "a task call, a `for` or a binding"
+            let (what, expected) = match of {
+                BodyOf::Workflow => ("a workflow", "a task call, a `for` or a binding"),
+                BodyOf::Loop => (
+                    "a loop's body",
+                    "a task call, a `for` or a binding made in the body",
+                ),
+                BodyOf::Arm { .. } => ("an arm", "a task call, a `for` or a binding"),
             };
             errors.push(syn::Error::new(
-                body.brace_token.span.close(),
+                close,
                 format!(
                     "{what} ends with its output: before this `}}`, add {expected} without `;`, {example}"
                 ),
@@ -217,6 +255,68 @@ fn block(
         }
     };
     (nodes, tail)
+}
+
+/// Notes the read of a body's tail, `name`: the workflow's output, a loop item's
+/// result, or an arm's value (moved into `moved_into`, if the branch moves it).
+fn read_tail(scope: &mut Scope, name: &Ident, moved_into: Option<String>, of: BodyOf) {
+    match of {
+        BodyOf::Arm { .. } => scope.read(name, moved_into),
+        _ => scope.read_as_output(name),
+    }
+}
+
+/// A body that ends with a name: a workflow with any, a loop with one of its own
+/// bindings, an arm with any it can read (in a loop, not the item or an enclosing
+/// scope's name) or the whole value a `match` arm bound (`Outcome::Ok(data) => data`).
+fn named_tail(
+    ident: &Ident,
+    scope: &mut Scope,
+    errors: &mut Errors,
+    of: BodyOf,
+    moved_into: Option<String>,
+) -> Option<Tail> {
+    if let (BodyOf::Arm { .. }, Some(part)) = (of, scope.part(ident)) {
+        if !part.place || !branch::whole_value(&part, ident) {
+            errors.at(
+                ident,
+                format!(
+                    "`{ident}` is a part of `{}`, which an arm cannot give as its value (a \
+                     branch shares its arm's value in place, never a piece of one): pass it to \
+                     a task that makes the value, `…({ident})`",
+                    part.root
+                ),
+            );
+            return None;
+        }
+        // The arm's value is the whole value of the binding matched on.
+        let root = Ident::new(&part.root.to_string(), ident.span());
+        scope.read(&root, moved_into);
+        return Some(Tail::Binding(root));
+    }
+    let allowed = match of {
+        BodyOf::Workflow => true,
+        BodyOf::Loop | BodyOf::Arm { in_loop: true, .. } => scope.is_own_binding(ident),
+        BodyOf::Arm { in_loop: false, .. } => true,
+    };
+    if !allowed && scope.knows(ident) {
+        let message = match of {
+            BodyOf::Loop => {
+                "a loop's body must end with its result for the item: a task call, a `for`, \
+                 an `if`, a `match`, or a binding made in the body (`let r = …; r`)"
+            }
+            _ => {
+                "inside a `for`, an arm ends with a task call or a binding made in the loop's \
+                 body: the item and the bindings outside the loop are the loop's, not the \
+                 item's result"
+            }
+        };
+        errors.at(ident, message);
+        return None;
+    }
+    scope.check(ident, None, errors);
+    read_tail(scope, ident, moved_into, of);
+    Some(Tail::Binding(ident.clone()))
 }
 
 fn let_ident(stmt: &Stmt) -> Option<&Ident> {
@@ -233,7 +333,7 @@ fn let_ident(stmt: &Stmt) -> Option<&Ident> {
     }
 }
 
-fn node(local: &Local, scope: &mut Scope, errors: &mut Errors) -> Option<Node> {
+fn node(local: &Local, scope: &mut Scope, errors: &mut Errors, in_loop: bool) -> Option<Node> {
     let (pat, annotation) = match &local.pat {
         Pat::Type(typed) => (&*typed.pat, Some((*typed.ty).clone())),
         pat => (pat, None),
@@ -283,17 +383,24 @@ fn node(local: &Local, scope: &mut Scope, errors: &mut Errors) -> Option<Node> {
         Expr::Await(awaited) => {
             subflow(&awaited.base, binding.as_ref(), scope, errors).map(Init::Workflow)
         }
+        expr @ (Expr::If(_) | Expr::Match(_)) => {
+            branch::branch(expr, scope, errors, in_loop).map(Init::Branch)
+        }
         other => {
             errors.at(
                 other,
                 "expected a task call such as `task(&input)`, another workflow's \
-                 `other(&input).await`, or a `for item in &collection { … }`",
+                 `other(&input).await`, a `for item in &collection { … }`, an `if` or a \
+                 `match`",
             );
             None
         }
     };
     let binding = binding?;
     scope.define(&binding, errors);
+    if let Some(Init::Branch(branch)) = &init {
+        scope.bind_branch(&binding, branch.tail_names());
+    }
     Some(Node {
         binding,
         annotation,
@@ -347,7 +454,8 @@ fn for_loop(
     };
     let by_value = collection.as_ref().is_some_and(|arg| arg.moved);
     let mut inner = scope.enter(item.as_ref(), &for_loop.pat, by_value);
-    let (nodes, tail) = block(&for_loop.body, &mut inner, errors, true);
+    let close = for_loop.body.brace_token.span.close();
+    let (nodes, tail) = block(&for_loop.body.stmts, close, &mut inner, errors, BodyOf::Loop);
     let imports = scope.leave(inner, errors);
     let tail = tail?;
     Some(Loop {
@@ -410,6 +518,24 @@ fn call(
     let mut args = Vec::new();
     for arg in &call.args {
         if let Some(mut parsed) = self::arg(arg, errors) {
+            if let Some(part) = scope.part(&parsed.root) {
+                if !part.place {
+                    branch::not_a_place(&parsed.root, errors);
+                    continue;
+                }
+                if shared_only {
+                    errors.at(
+                        &parsed.root,
+                        format!(
+                            "`{}` is a part a `match` arm bound: another workflow takes whole \
+                             bindings",
+                            parsed.root
+                        ),
+                    );
+                    continue;
+                }
+                parsed.part = Some(part);
+            }
             // Without `&`: a borrowed loop's item is shared, anything else is moved.
             parsed.moved = parsed.and.is_none() && !scope.is_borrowed_item(&parsed.root);
             scope.check(&parsed.root, binding, errors);
@@ -447,6 +573,7 @@ fn arg(arg: &Expr, errors: &mut Errors) -> Option<Arg> {
                 root: path.path.get_ident().expect("checked above").clone(),
                 fields: Vec::new(),
                 moved: false,
+                part: None,
             });
         }
         Expr::Field(_) => {
@@ -493,6 +620,7 @@ fn arg(arg: &Expr, errors: &mut Errors) -> Option<Arg> {
                     root: path.path.get_ident().expect("checked above").clone(),
                     fields,
                     moved: false,
+                    part: None,
                 });
             }
             other => {

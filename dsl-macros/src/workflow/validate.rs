@@ -2,11 +2,17 @@
 //! user's token, for each one it may not.
 
 use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use proc_macro2::Ident;
 use syn::Pat;
 
+use super::Part;
 use crate::errors::{Errors, closest};
+
+/// Ids of scopes, so two arms' names that are spelled alike stay apart.
+static SCOPES: AtomicU32 = AtomicU32::new(1);
 
 /// The names a statement can read: parameters and earlier bindings, and in a loop's
 /// body its item and the enclosing scope's names.
@@ -26,8 +32,27 @@ pub(super) struct Scope {
     reads: Vec<Read>,
     /// In a loop's body: its item's name.
     own_item: Option<String>,
-    /// Names bound inside loops of this scope, for a clear error when used outside.
-    inner: HashMap<String, Ident>,
+    /// Names bound inside loops or arms of this scope, for a clear error when used
+    /// outside: the name, and what it is bound inside (`a \`for\``, `an arm`).
+    inner: HashMap<String, (Ident, &'static str)>,
+    /// This scope's id; an arm's scope has its own.
+    id: u32,
+    /// Per name this scope can read, the id of the scope that bound it.
+    owners: HashMap<String, u32>,
+    /// The parts the `match` arms around this scope bound.
+    parts: HashMap<String, Rc<Part>>,
+    /// In an arm: the names the arm bound itself.
+    arm_own: Vec<String>,
+    /// The branches bound in this scope, for the moves through their value.
+    branches: Vec<BranchTails>,
+}
+
+/// A branch's binding and its arms' values: moving the binding moves the value of the
+/// arm it took, so each arm's value has that one reader too.
+struct BranchTails {
+    binding: String,
+    owner: u32,
+    tails: Vec<(Ident, u32)>,
 }
 
 /// One read of a name by a task, a loop or the tail.
@@ -42,9 +67,19 @@ struct Read {
     in_loop: bool,
     /// Whether it is the workflow's output (its tail).
     tail: bool,
+    /// The id of the scope that bound the name.
+    owner: u32,
 }
 
 impl Scope {
+    /// A scope of its own id: the workflow's, a loop body's or an arm's.
+    pub(super) fn fresh() -> Scope {
+        Scope {
+            id: SCOPES.fetch_add(1, Ordering::Relaxed),
+            ..Scope::default()
+        }
+    }
+
     /// Notes a binding of the body before its statements are read, so a use before its
     /// `let` can point at it.
     pub(super) fn bind_later(&mut self, ident: &Ident) {
@@ -67,8 +102,10 @@ impl Scope {
             outer,
             later: self.later.clone(),
             items: self.items.clone(),
-            ..Scope::default()
+            parts: self.parts.clone(),
+            ..Scope::fresh()
         };
+        inner.owners = self.owners.clone();
         inner.own_item = item.map(ToString::to_string);
         if let Some(item) = item {
             // A taken collection's item is the body's own value, like a binding, even
@@ -78,6 +115,8 @@ impl Scope {
                 inner.items.push(item.to_string());
             }
             inner.defined.insert(item.to_string(), item.clone());
+            inner.parts.remove(&item.to_string());
+            inner.owners.insert(item.to_string(), inner.id);
         } else {
             let mut rejected = Scope::default();
             rejected.define_all(pattern);
@@ -97,19 +136,96 @@ impl Scope {
         let (own, outer): (Vec<Read>, Vec<Read>) = std::mem::take(&mut body.reads)
             .into_iter()
             .partition(|read| read.own);
-        check_moves(own, errors);
+        check_moves(own, &body.branches, errors);
         self.reads.extend(outer.into_iter().map(|read| Read {
             in_loop: true,
             own: self.defined.contains_key(&read.ident.to_string()),
             ..read
         }));
-        for (name, ident) in body.defined.into_iter().chain(body.inner) {
-            self.inner.entry(name).or_insert(ident);
+        let bound = body.defined.into_iter().map(|(name, ident)| (name, (ident, "a `for`")));
+        for (name, inside) in bound.chain(body.inner) {
+            self.inner.entry(name).or_insert(inside);
         }
         for import in &body.imports {
             self.check(import, None, errors);
         }
         body.imports
+    }
+
+    /// The scope of an arm of a branch in this one: the same graph, so every name of
+    /// this scope is readable as it is here; the names the arm binds stay inside it.
+    pub(super) fn enter_arm(&self) -> Scope {
+        Scope {
+            defined: self.defined.clone(),
+            later: self.later.clone(),
+            outer: self.outer.clone(),
+            items: self.items.clone(),
+            own_item: self.own_item.clone(),
+            inner: self.inner.clone(),
+            owners: self.owners.clone(),
+            parts: self.parts.clone(),
+            ..Scope::fresh()
+        }
+    }
+
+    /// Back from an arm: its reads are this scope's (the same graph), its own names stay
+    /// inside, its imports from beyond this scope become this scope's.
+    pub(super) fn leave_arm(&mut self, mut arm: Scope, errors: &mut Errors) {
+        self.reads.append(&mut arm.reads);
+        self.branches.append(&mut arm.branches);
+        for name in arm.arm_own {
+            if let Some(ident) = arm.defined.get(&name) {
+                self.inner
+                    .entry(name)
+                    .or_insert_with(|| (ident.clone(), "an arm of an `if` or `match`"));
+            }
+        }
+        for (name, inside) in arm.inner {
+            self.inner.entry(name).or_insert(inside);
+        }
+        for import in &arm.imports {
+            self.check(import, None, errors);
+        }
+    }
+
+    /// Binds a part a `match` arm's pattern binds (`text` in `Kind::Csv(text) => …`):
+    /// shared bare, like a borrowing loop's item.
+    pub(super) fn define_part(&mut self, ident: &Ident, part: Rc<Part>, errors: &mut Errors) {
+        self.define(ident, errors);
+        self.items.push(ident.to_string());
+        self.parts.insert(ident.to_string(), part);
+    }
+
+    /// The part `ident` names, if a `match` arm around this scope bound it.
+    pub(super) fn part(&self, ident: &Ident) -> Option<Rc<Part>> {
+        self.parts.get(&ident.to_string()).cloned()
+    }
+
+    /// Whether `ident` names something this scope can read: a parameter, a binding, an
+    /// item, a part, or an enclosing scope's name.
+    pub(super) fn knows(&self, ident: &Ident) -> bool {
+        let name = ident.to_string();
+        self.defined.contains_key(&name) || self.outer.contains_key(&name)
+    }
+
+    /// Notes a branch bound here to `binding`, whose arms end with `tails` (each arm's
+    /// value that is a name): moving the binding moves them.
+    pub(super) fn bind_branch(&mut self, binding: &Ident, tails: Vec<Ident>) {
+        let owner = |scope: &Self, ident: &Ident| {
+            scope.owners.get(&ident.to_string()).copied().unwrap_or(scope.id)
+        };
+        let tails = tails
+            .into_iter()
+            .map(|tail| {
+                let owner = owner(self, &tail);
+                (tail, owner)
+            })
+            .collect();
+        self.branches.push(BranchTails {
+            binding: binding.to_string(),
+            owner: owner(self, binding),
+            tails,
+        });
     }
 
     /// Whether `ident` is the item of a borrowing loop: a reference, shared bare.
@@ -126,12 +242,27 @@ impl Scope {
 
     /// Notes a read of `ident`: moved into `moved_into`, or shared.
     pub(super) fn read(&mut self, ident: &Ident, moved_into: Option<String>) {
+        // A part is read through the binding it is a part of.
+        if let Some(part) = self.part(ident) {
+            let root = Ident::new(&part.root.to_string(), ident.span());
+            // In a loop's body, a part of a binding outside it imports that binding.
+            let name = root.to_string();
+            if !self.defined.contains_key(&name)
+                && self.outer.contains_key(&name)
+                && !self.imports.iter().any(|import| *import == name)
+            {
+                self.imports.push(root.clone());
+            }
+            return self.read(&root, None);
+        }
+        let name = ident.to_string();
         self.reads.push(Read {
             ident: ident.clone(),
-            own: self.defined.contains_key(&ident.to_string()),
+            own: self.defined.contains_key(&name),
             moved_into,
             in_loop: false,
             tail: false,
+            owner: self.owners.get(&name).copied().unwrap_or(self.id),
         });
     }
 
@@ -154,7 +285,8 @@ impl Scope {
     /// Checks the moves of the workflow's own names, once its body is read.
     pub(super) fn check_moves(&mut self, errors: &mut Errors) {
         let reads = std::mem::take(&mut self.reads);
-        check_moves(reads.into_iter().filter(|read| read.own).collect(), errors);
+        let own = reads.into_iter().filter(|read| read.own).collect();
+        check_moves(own, &self.branches, errors);
     }
 
     pub(super) fn define(&mut self, ident: &Ident, errors: &mut Errors) {
@@ -174,6 +306,8 @@ impl Scope {
             // A binding named like an enclosing loop's item is a value of its own.
             self.items.retain(|name| ident != name);
             self.defined.insert(ident.to_string(), ident.clone());
+            self.owners.insert(ident.to_string(), self.id);
+            self.arm_own.push(ident.to_string());
         }
     }
 
@@ -207,14 +341,19 @@ impl Scope {
             }
             return;
         }
-        if let Some(inside) = self.inner.get(&name) {
+        if let Some((inside, what)) = self.inner.get(&name) {
+            let instead = if what.starts_with("a `for`") {
+                "use the loop's result instead"
+            } else {
+                "use the value of the `if` or `match` instead, or read it inside the arm"
+            };
             let mut error = syn::Error::new(
                 ident.span(),
-                format!("`{ident}` exists only inside its loop: use the loop's result instead"),
+                format!("`{ident}` exists only inside {what}: {instead}"),
             );
             error.combine(syn::Error::new(
                 inside.span(),
-                format!("`{ident}` is bound here, inside a `for`"),
+                format!("`{ident}` is bound here, inside {what}"),
             ));
             return errors.push(error);
         }
@@ -254,16 +393,52 @@ impl Scope {
 
 /// A name moved into a task or a loop has that one reader: every other read of it, or
 /// a move inside a loop's body (once per item), is an error at both tokens.
-fn check_moves(reads: Vec<Read>, errors: &mut Errors) {
-    let mut names: Vec<String> = Vec::new();
+fn check_moves(mut reads: Vec<Read>, branches: &[BranchTails], errors: &mut Errors) {
+    // Moving a branch's value moves the value of the arm it took: each arm's value is
+    // then moved too, into the branch, and has no other reader.
+    let mut moved: Vec<(String, u32)> = Vec::new();
+    loop {
+        let mut more = false;
+        for branch in branches {
+            let key = (branch.binding.clone(), branch.owner);
+            let is_moved = reads.iter().any(|r| {
+                r.moved_into.is_some() && r.ident == branch.binding && r.owner == branch.owner
+            });
+            if !is_moved || moved.contains(&key) {
+                continue;
+            }
+            moved.push(key);
+            more = true;
+            for (tail, owner) in &branch.tails {
+                reads.push(Read {
+                    ident: tail.clone(),
+                    own: true,
+                    moved_into: Some(format!(
+                        "`{}`, the value of its `if` or `match`, which is moved on",
+                        branch.binding
+                    )),
+                    in_loop: false,
+                    tail: false,
+                    owner: *owner,
+                });
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    let mut names: Vec<(String, u32)> = Vec::new();
     for read in &reads {
-        let name = read.ident.to_string();
+        let name = (read.ident.to_string(), read.owner);
         if !names.contains(&name) {
             names.push(name);
         }
     }
-    for name in names {
-        let of_name: Vec<&Read> = reads.iter().filter(|r| r.ident == name).collect();
+    for (name, owner) in names {
+        let of_name: Vec<&Read> = reads
+            .iter()
+            .filter(|r| r.ident == name && r.owner == owner)
+            .collect();
         let Some(moved) = of_name.iter().find(|r| r.moved_into.is_some()) else {
             continue;
         };

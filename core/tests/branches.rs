@@ -1,0 +1,272 @@
+//! `if`/`else` and `match` in `workflow!`: the arm a condition picks runs, the others
+//! are not taken; an `if` without `else` is an `Option`; a `match` on a binding's
+//! outcome is a fallback that handles its failure.
+
+use aqueduct::prelude::*;
+use aqueduct::{RunOutcome, TaskStatus};
+
+#[derive(Debug, Clone, PartialEq)]
+enum Format {
+    Csv(String),
+    Json(String),
+}
+
+#[derive(Debug, Clone)]
+struct Processed {
+    quality_score: u32,
+    kind: Format,
+}
+
+#[task]
+fn process(score: &u32) -> Processed {
+    let kind = if score % 2 == 0 {
+        Format::Csv("a,b".to_owned())
+    } else {
+        Format::Json("{}".to_owned())
+    };
+    Processed {
+        quality_score: *score,
+        kind,
+    }
+}
+
+#[task]
+fn refine(p: &Processed) -> String {
+    format!("refined {}", p.quality_score)
+}
+
+#[task]
+fn praise(p: &Processed) -> String {
+    format!("great {}", p.quality_score)
+}
+
+#[task]
+fn warn(p: &Processed) -> String {
+    format!("poor {}", p.quality_score)
+}
+
+#[task]
+fn parse_csv(text: &str) -> usize {
+    text.split(',').count()
+}
+
+#[task]
+fn parse_json(text: &str) -> usize {
+    text.len() * 100
+}
+
+#[task]
+fn summarise(high: &Option<String>, label: &String, parsed: &usize) -> String {
+    format!("{high:?} {label} {parsed}")
+}
+
+workflow! {
+    fn pipeline(score: u32) -> String {
+        let processed = process(&score);
+        let high = if processed.quality_score > 80 { refine(&processed) };
+        let label = if processed.quality_score > 80 {
+            praise(&processed)
+        } else {
+            warn(&processed)
+        };
+        let parsed = match processed.kind {
+            Format::Csv(text) => parse_csv(text),
+            Format::Json(doc) => parse_json(doc),
+        };
+        summarise(&high, &label, &parsed)
+    }
+}
+
+fn status(report: &aqueduct::RunReport, node: &str) -> TaskStatus {
+    report
+        .task(node)
+        .unwrap_or_else(|| panic!("{node} is reported: {report}"))
+        .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_taken_arms_run_and_the_others_are_not_taken() {
+    let RunOutcome { result, report, .. } = pipeline::workflow().runner().run((90,)).await;
+    assert_eq!(result.unwrap(), "Some(\"refined 90\") great 90 2");
+    assert_eq!(status(&report, "high.then.refine"), TaskStatus::Succeeded);
+    assert_eq!(status(&report, "label.then.praise"), TaskStatus::Succeeded);
+    assert_eq!(status(&report, "label.else.warn"), TaskStatus::NotTaken);
+    assert_eq!(status(&report, "parsed.Csv.parse_csv"), TaskStatus::Succeeded);
+    assert_eq!(status(&report, "parsed.Json.parse_json"), TaskStatus::NotTaken);
+
+    let RunOutcome { result, report, .. } = pipeline::workflow().runner().run((7,)).await;
+    assert_eq!(result.unwrap(), "None poor 7 200");
+    assert_eq!(status(&report, "high.then.refine"), TaskStatus::NotTaken);
+    assert_eq!(status(&report, "high"), TaskStatus::Succeeded);
+    assert_eq!(status(&report, "label.then.praise"), TaskStatus::NotTaken);
+    assert_eq!(status(&report, "parsed.Json.parse_json"), TaskStatus::Succeeded);
+}
+
+#[task]
+async fn fetch(source: &i64) -> Result<Vec<u8>, std::io::Error> {
+    if *source < 0 {
+        Err(std::io::Error::other("the source is down"))
+    } else {
+        Ok(vec![1; *source as usize])
+    }
+}
+
+#[task]
+fn cached(_source: &i64) -> Vec<u8> {
+    vec![9, 9]
+}
+
+#[task]
+fn clean(data: &Vec<u8>) -> Vec<u8> {
+    data.iter().map(|b| b * 2).collect()
+}
+
+#[task]
+fn size(data: &Vec<u8>) -> usize {
+    data.len()
+}
+
+#[task]
+fn describe_error(error: &TaskError) -> String {
+    error.to_string()
+}
+
+workflow! {
+    fn with_fallback(source: i64) -> usize {
+        let fetched = fetch(&source);
+        let data = match fetched {
+            Outcome::Ok(data) => clean(data),
+            _ => cached(&source),
+        };
+        size(&data)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_rescues_a_failed_fetch_and_the_run_succeeds() {
+    let RunOutcome { result, report, .. } = with_fallback::workflow().runner().run((-1,)).await;
+    assert_eq!(result.unwrap(), 2, "{report}");
+    assert_eq!(status(&report, "fetched"), TaskStatus::Handled);
+    assert_eq!(status(&report, "data.Ok.clean"), TaskStatus::NotTaken);
+    assert_eq!(status(&report, "data._.cached"), TaskStatus::Succeeded);
+    let fetched = report.task("fetched").unwrap();
+    assert!(fetched.error.as_deref().unwrap_or("").contains("down"), "{report}");
+
+    let RunOutcome { result, report, .. } = with_fallback::workflow().runner().run((3,)).await;
+    assert_eq!(result.unwrap(), 3);
+    assert_eq!(status(&report, "fetched"), TaskStatus::Succeeded);
+    assert_eq!(status(&report, "data._.cached"), TaskStatus::NotTaken);
+}
+
+workflow! {
+    fn value_or_fallback(source: i64) -> Vec<u8> {
+        let fetched = fetch(&source);
+        let error = match fetched {
+            Outcome::Failed(error) => describe_error(error),
+            _ => describe_error_none(&source),
+        };
+        let data = match fetched {
+            Outcome::Ok(data) => data,
+            _ => cached(&source),
+        };
+        keep(&data, &error)
+    }
+}
+
+#[task]
+fn describe_error_none(_source: &i64) -> String {
+    "no error".to_owned()
+}
+
+#[task]
+fn keep(data: &Vec<u8>, error: &String) -> Vec<u8> {
+    let mut data = data.clone();
+    data.push(error.len() as u8);
+    data
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_arm_may_give_the_matched_value_itself_and_read_the_failure() {
+    let RunOutcome { result, report, .. } =
+        value_or_fallback::workflow().runner().run((2,)).await;
+    assert_eq!(result.unwrap(), vec![1, 1, 8], "{report}");
+    let RunOutcome { result, report, .. } =
+        value_or_fallback::workflow().runner().run((-5,)).await;
+    let expected_error = "the source is down".len() as u8;
+    assert_eq!(result.unwrap(), vec![9, 9, expected_error], "{report}");
+    assert_eq!(status(&report, "fetched"), TaskStatus::Handled);
+}
+
+#[task]
+fn double(x: &u64) -> u64 {
+    x * 2
+}
+
+#[task]
+fn halve(x: &u64) -> u64 {
+    x / 2
+}
+
+#[task]
+fn total(xs: &Vec<u64>) -> u64 {
+    xs.iter().sum()
+}
+
+workflow! {
+    fn branch_in_loop(xs: Vec<u64>) -> u64 {
+        let each = for x in &xs {
+            let y = if x % 2 == 0 { halve(x) } else { double(x) };
+            y
+        };
+        total(&each)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_inside_a_for_decides_per_item() {
+    let RunOutcome { result, report, .. } = branch_in_loop::workflow()
+        .runner()
+        .run((vec![1, 2, 3, 4],))
+        .await;
+    assert_eq!(result.unwrap(), 2 + 1 + 6 + 2, "{report}");
+    assert_eq!(status(&report, "y.then.halve[0]"), TaskStatus::NotTaken);
+    assert_eq!(status(&report, "y.then.halve[1]"), TaskStatus::Succeeded);
+}
+
+workflow! {
+    fn nested(n: u64) -> u64 {
+        let big = if n > 10 {
+            let doubled = double(&n);
+            if doubled > 100 { halve(&doubled) } else { double(&doubled) }
+        } else {
+            halve(&n)
+        };
+        double(&big)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_branches_take_one_path() {
+    assert_eq!(nested(4).await.unwrap(), 4);
+    assert_eq!(nested(20).await.unwrap(), 160);
+    let RunOutcome { result, report, .. } = nested::workflow().runner().run((60,)).await;
+    assert_eq!(result.unwrap(), 120);
+    assert_eq!(status(&report, "big.then.if.then.halve"), TaskStatus::Succeeded);
+    assert_eq!(status(&report, "big.then.if.else.double"), TaskStatus::NotTaken);
+    assert_eq!(status(&report, "big.else.halve"), TaskStatus::NotTaken);
+    let RunOutcome { report, .. } = nested::workflow().runner().run((1,)).await;
+    assert_eq!(status(&report, "big.then.doubled"), TaskStatus::NotTaken);
+    assert_eq!(status(&report, "big.then.if"), TaskStatus::NotTaken);
+    assert_eq!(status(&report, "big.then.if.then.halve"), TaskStatus::NotTaken);
+}
+
+#[test]
+fn a_decision_is_drawn_with_its_condition() {
+    let mermaid = pipeline::workflow().graph().to_mermaid();
+    assert!(
+        mermaid.contains("label.if: processed.quality_score > 80"),
+        "{mermaid}"
+    );
+    assert!(mermaid.contains("|\"Format::Csv(text)\"|"), "{mermaid}");
+    assert!(mermaid.contains("((\"label\"))"), "{mermaid}");
+}

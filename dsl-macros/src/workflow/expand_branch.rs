@@ -1,0 +1,207 @@
+//! The generated code of an `if` or `match`: the decision node, whose closure is a
+//! real `if`/`match` over the user's conditions and patterns (so rustc checks their
+//! types and exhaustiveness at the user's tokens), each arm's nodes built inside
+//! `Builder::arm`, and the branch node giving the taken arm's value.
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use super::branch::read_local;
+use super::expand::{Cx, emit_nodes, emit_tail, handle, local, unread};
+use super::{Branch, Form, Part, Tail};
+
+/// Reads part `binding` in a closure that reads `slots`: the binding it is a part of,
+/// matched again with the arm's pattern. `mismatch` is what the closure does if the
+/// value no longer matches (it did when the decision ran).
+pub(super) fn project(
+    part: &Part,
+    binding: &Ident,
+    slots: &TokenStream,
+    p: &TokenStream,
+    mismatch: &TokenStream,
+) -> TokenStream {
+    let root = handle(&Ident::new(&part.root.to_string(), binding.span()));
+    let value = local("__aqueduct_s", binding.span());
+    let read = if part.outcome {
+        quote_spanned!(Span::mixed_site()=> #p::outcome_in(#slots, #root))
+    } else {
+        quote_spanned!(Span::mixed_site()=> #p::value_in(#slots, #root))
+    };
+    let fields = part.fields.iter().map(|(dot, member)| quote!(#dot #member));
+    let scrutinee = if part.outcome {
+        quote!(#value)
+    } else {
+        quote!(&(*#value) #(#fields)*)
+    };
+    let pattern = &part.pattern;
+    quote_spanned! {Span::mixed_site()=> ({
+        let #value = #read;
+        match #scrutinee {
+            #[allow(unused_variables)]
+            #pattern => #binding,
+            #[allow(unreachable_patterns)]
+            _ => #mismatch,
+        }
+    })}
+}
+
+/// `{ decide; arms; branch }` for the branch bound to `name` (its full node name).
+pub(super) fn emit_branch(branch: &Branch, name: &str, cx: &Cx<'_>) -> TokenStream {
+    let p = cx.p;
+    let keyword = &branch.keyword;
+    let builder = local("__aqueduct_builder", keyword.span());
+    let decision = local("__aqueduct_decision", keyword.span());
+    let decision_name = format!("{name}.{keyword}");
+    let text = &branch.text;
+    let labels = branch.arms.iter().map(|arm| &arm.label);
+    // The decision reads each name once: a binding's value (or outcome), or the
+    // binding a part is of.
+    let input = Ident::new("__aqueduct_input", Span::mixed_site());
+    let slots = quote_spanned!(Span::mixed_site()=> #input.slots());
+    let mismatch = quote!(return ::core::result::Result::Err(#p::mismatched()));
+    let mut inputs = Vec::new();
+    let mut reads = Vec::new();
+    let mut mask: u16 = 0;
+    for read in &branch.reads {
+        let local = read_local(&read.ident);
+        let (root, outcome) = match &read.part {
+            Some(part) => (Ident::new(&part.root.to_string(), read.ident.span()), part.outcome),
+            None => (read.ident.clone(), read.outcome),
+        };
+        if outcome {
+            mask |= 1 << inputs.len();
+        }
+        let root_handle = handle(&root);
+        inputs.push(quote_spanned!(read.ident.span()=> ::core::convert::identity(#root_handle)));
+        let value = match &read.part {
+            Some(part) => project(part, &read.ident, &slots, p, &mismatch),
+            None if read.outcome => quote!(#p::outcome_in(#slots, #root_handle)),
+            None => quote!(#p::value_in(#slots, #root_handle)),
+        };
+        reads.push(quote!(let #local = #value;));
+    }
+    if inputs.len() > 12 {
+        return syn::Error::new(
+            keyword.span(),
+            "this decision reads more than 12 names: have a task compute what it decides on",
+        )
+        .to_compile_error();
+    }
+    let if_token = Ident::new("if", keyword.span());
+    let match_token = Ident::new("match", keyword.span());
+    let arm_count = branch.arms.len() as u32;
+    let decide = match &branch.form {
+        Form::If { conditions, .. } => {
+            // `if c0 { 0 } else if c1 { 1 } … else { last }`.
+            let last = arm_count - 1;
+            let mut chain = quote!({ #last });
+            for (index, condition) in conditions.iter().enumerate().rev() {
+                let index = index as u32;
+                chain = quote!(#if_token #condition { #index } else #chain);
+            }
+            chain
+        }
+        Form::Match { scrutinee, .. } => {
+            let arms = branch.arms.iter().enumerate().map(|(index, arm)| {
+                let index = index as u32;
+                let (pattern, guard) = arm.pattern.as_ref().expect("a match arm has a pattern");
+                let guard = guard.as_ref().map(|guard| quote!(if #guard));
+                quote! {
+                    #[allow(unused_variables)]
+                    #pattern #guard => #index,
+                }
+            });
+            quote!(#match_token #scrutinee { #(#arms)* })
+        }
+    };
+    let checkpoint_decision = cx
+        .durable
+        .then(|| quote_spanned!(keyword.span()=> #builder.checkpoint(#decision.handle());));
+    // Each arm's nodes, built inside `Builder::arm`.
+    let mut tails = Vec::new();
+    let mut arms = Vec::new();
+    for (index, arm) in branch.arms.iter().enumerate() {
+        let Some(tail) = &arm.tail else { continue };
+        let index = index as u32;
+        let span = match tail {
+            Tail::Binding(ident) => ident.span(),
+            Tail::Call(call) | Tail::Workflow(call) => call.task.span(),
+        };
+        let value = local(&format!("__aqueduct_arm{index}"), span);
+        let inner = Cx {
+            p,
+            prefix: format!("{name}.{}.", arm.segment),
+            durable: cx.durable,
+            in_arm: true,
+        };
+        let nodes = emit_nodes(&arm.nodes, &inner);
+        let unread = unread(std::iter::empty(), &arm.nodes, Some(tail));
+        let tail = emit_tail(tail, &inner);
+        arms.push(quote_spanned! {Span::mixed_site()=>
+            let #value = #builder.arm(#decision, #index, |#builder| {
+                #nodes
+                #unread
+                #tail
+            });
+        });
+        tails.push(value);
+    }
+    let value = match &branch.form {
+        Form::If { has_else: false, .. } => {
+            let then = &tails[0];
+            quote_spanned!(Span::mixed_site()=> #builder.branch_option(#name, #decision, #then))
+        }
+        form => {
+            // The arms' values have one type: checked in a real `if` or `match` over
+            // them, so a mismatch is rustc's "incompatible types" at the arms.
+            let pick = local("__aqueduct_pick", keyword.span());
+            let which = Ident::new("__aqueduct_which", Span::mixed_site());
+            let picked = match form {
+                Form::If { .. } => {
+                    let last = tails.last().expect("an if has arms");
+                    let mut chain = quote!({ #last });
+                    for (index, tail) in tails.iter().enumerate().rev().skip(1) {
+                        let index = index as u32;
+                        chain = quote!(#if_token #which == #index { #tail } else #chain);
+                    }
+                    chain
+                }
+                Form::Match { .. } => {
+                    let count = tails.len();
+                    let arms = tails.iter().enumerate().map(|(index, tail)| {
+                        if index + 1 == count {
+                            quote!(_ => #tail,)
+                        } else {
+                            let index = index as u32;
+                            quote!(#index => #tail,)
+                        }
+                    });
+                    quote!(#match_token #which { #(#arms)* })
+                }
+            };
+            let indices = (0..tails.len() as u32).map(|index| quote!(#pick(#index)));
+            quote_spanned! {Span::mixed_site()=> {
+                let #pick = |#which: u32| #picked;
+                #builder.branch(#name, #decision, ::std::vec![#(#indices),*])
+            }}
+        }
+    };
+    quote_spanned! {Span::mixed_site()=> {
+        let #decision = #builder.decide(
+            #decision_name,
+            #text,
+            &[#(#labels),*],
+            (#(#inputs,)*),
+            #mask,
+            move |#input| {
+                let #input = #input;
+                #(#reads)*
+                ::core::result::Result::Ok(#decide)
+            },
+        );
+        #checkpoint_decision
+        #(#arms)*
+        #value
+    }}
+}
