@@ -14,5 +14,6 @@ fn ui() {
     cases.compile_fail("tests/ui/durable/*.rs");
     cases.compile_fail("tests/ui/crate/*.rs");
     cases.compile_fail("tests/ui/moves/*.rs");
+    cases.compile_fail("tests/ui/branches/*.rs");
     cases.pass("tests/ui/pass/*.rs");
 }

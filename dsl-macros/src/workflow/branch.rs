@@ -80,13 +80,15 @@ fn if_branch(
     }
     let count = bodies.len();
     let mut arms = Vec::new();
+    let mut tails = Vec::new();
     for (index, (stmts, close)) in bodies.into_iter().enumerate() {
         let segment = match index {
             0 => "then".to_owned(),
             _ if has_else && index == count - 1 => "else".to_owned(),
             _ => format!("else_if{index}"),
         };
-        let (nodes, tail) = arm_body(stmts, close, scope, errors, in_loop, !has_else, |_| {});
+        let (nodes, tail, named) = arm_body(stmts, close, scope, errors, in_loop, !has_else, |_| {});
+        tails.extend(named);
         arms.push(Arm {
             label: segment.clone(),
             segment,
@@ -114,6 +116,7 @@ fn if_branch(
             has_else,
         },
         arms,
+        tails,
     })
 }
 
@@ -173,6 +176,7 @@ fn match_branch(
     // field of one, which each reader can match again.
     let place = place.filter(|(root, _)| scope.part(root).is_none() && scope.knows(root));
     let mut arms = Vec::new();
+    let mut tails = Vec::new();
     let mut segments: Vec<String> = Vec::new();
     for (index, arm) in expr_match.arms.iter().enumerate() {
         let bound = bound_names(&arm.pat);
@@ -217,9 +221,10 @@ fn match_branch(
             }
         };
         let mut defined_errors = Errors::default();
-        let (nodes, tail) = arm_body(&stmts, close, scope, errors, in_loop, false, |inner| {
+        let (nodes, tail, named) = arm_body(&stmts, close, scope, errors, in_loop, false, |inner| {
             define_parts(inner, &mut defined_errors);
         });
+        tails.extend(named);
         if let Err(error) = defined_errors.finish() {
             errors.push(error);
         }
@@ -245,8 +250,12 @@ fn match_branch(
         text: pretty(&expr_match.expr.to_token_stream()),
         form: Form::Match { scrutinee },
         arms,
+        tails,
     })
 }
+
+/// An arm's nodes, its value, and the value's name with the scope that bound it.
+type ArmBody = (Vec<super::Node>, Option<Tail>, Option<(Ident, u32)>);
 
 /// One arm's body in a scope of its own: its nodes and its value. `optional` for the
 /// `then` of an `if` without `else`, whose value is moved into an `Option`.
@@ -258,12 +267,16 @@ fn arm_body(
     in_loop: bool,
     optional: bool,
     define: impl FnOnce(&mut Scope),
-) -> (Vec<super::Node>, Option<Tail>) {
+) -> ArmBody {
     let mut inner = scope.enter_arm();
     define(&mut inner);
     let (nodes, tail) = block(stmts, close, &mut inner, errors, BodyOf::Arm { in_loop, optional });
+    let owner = match &tail {
+        Some(Tail::Binding(ident)) => Some((ident.clone(), inner.owner_of(ident))),
+        _ => None,
+    };
     scope.leave_arm(inner, errors);
-    (nodes, tail)
+    (nodes, tail, owner)
 }
 
 /// Notes the reads of a decision in the scope: each is checked (so a loop's body imports

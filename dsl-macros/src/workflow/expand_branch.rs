@@ -4,7 +4,8 @@
 //! `Builder::arm`, and the branch node giving the taken arm's value.
 
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
+
 use syn::spanned::Spanned;
 
 use super::branch::read_local;
@@ -44,6 +45,13 @@ pub(super) fn project(
             _ => #mismatch,
         }
     })}
+}
+
+/// `{ tokens }`, its braces spanned at `at`.
+fn braced(tokens: TokenStream, at: Span) -> proc_macro2::Group {
+    let mut group = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, tokens);
+    group.set_span(at);
+    group
 }
 
 /// `{ decide; arms; branch }` for the branch bound to `name` (its full node name).
@@ -120,6 +128,7 @@ pub(super) fn emit_branch(branch: &Branch, name: &str, cx: &Cx<'_>) -> TokenStre
         .then(|| quote_spanned!(keyword.span()=> #builder.checkpoint(#decision.handle());));
     // Each arm's nodes, built inside `Builder::arm`.
     let mut tails = Vec::new();
+    let mut spans = Vec::new();
     let mut arms = Vec::new();
     for (index, arm) in branch.arms.iter().enumerate() {
         let Some(tail) = &arm.tail else { continue };
@@ -129,6 +138,7 @@ pub(super) fn emit_branch(branch: &Branch, name: &str, cx: &Cx<'_>) -> TokenStre
             Tail::Call(call) | Tail::Workflow(call) => call.task.span(),
         };
         let value = local(&format!("__aqueduct_arm{index}"), span);
+        spans.push(span);
         let inner = Cx {
             p,
             prefix: format!("{name}.{}.", arm.segment),
@@ -158,12 +168,16 @@ pub(super) fn emit_branch(branch: &Branch, name: &str, cx: &Cx<'_>) -> TokenStre
             let pick = local("__aqueduct_pick", keyword.span());
             let which = Ident::new("__aqueduct_which", Span::mixed_site());
             let picked = match form {
+                // Each block spanned at its arm's value, so rustc's report spans the
+                // user's `if` … arms, not the whole macro.
                 Form::If { .. } => {
                     let last = tails.last().expect("an if has arms");
-                    let mut chain = quote!({ #last });
+                    let at = *spans.last().expect("an if has arms");
+                    let mut chain = braced(quote!(#last), at).to_token_stream();
                     for (index, tail) in tails.iter().enumerate().rev().skip(1) {
+                        let block = braced(quote!(#tail), spans[index]);
                         let index = index as u32;
-                        chain = quote!(#if_token #which == #index { #tail } else #chain);
+                        chain = quote!(#if_token #which == #index #block else #chain);
                     }
                     chain
                 }
@@ -177,7 +191,9 @@ pub(super) fn emit_branch(branch: &Branch, name: &str, cx: &Cx<'_>) -> TokenStre
                             quote!(#index => #tail,)
                         }
                     });
-                    quote!(#match_token #which { #(#arms)* })
+                    let last = *spans.last().expect("a match has arms");
+                    let block = braced(quote!(#(#arms)*), last);
+                    quote!(#match_token #which #block)
                 }
             };
             let indices = (0..tails.len() as u32).map(|index| quote!(#pick(#index)));

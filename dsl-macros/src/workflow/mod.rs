@@ -76,19 +76,9 @@ struct Branch {
     text: String,
     form: Form,
     arms: Vec<Arm>,
-}
-
-impl Branch {
-    /// The arms' values that are names: moving the branch's value moves them.
-    fn tail_names(&self) -> Vec<Ident> {
-        self.arms
-            .iter()
-            .filter_map(|arm| match &arm.tail {
-                Some(Tail::Binding(ident)) => Some(ident.clone()),
-                _ => None,
-            })
-            .collect()
-    }
+    /// The arms' values that are names, each with the id of the scope that bound it:
+    /// moving the branch's value moves them (checked, not expanded).
+    tails: Vec<(Ident, u32)>,
 }
 
 /// What picks the arm.

@@ -196,7 +196,7 @@ pub(super) fn block(
             branch.map(|branch| {
                 let name = branch.keyword.clone();
                 scope.define(&name, errors);
-                scope.bind_branch(&name, branch.tail_names());
+                scope.bind_branch(&name, branch.tails.clone());
                 read_tail(scope, &name, moved_into, of);
                 nodes.push(Node {
                     binding: name.clone(),
@@ -399,7 +399,7 @@ fn node(local: &Local, scope: &mut Scope, errors: &mut Errors, in_loop: bool) ->
     let binding = binding?;
     scope.define(&binding, errors);
     if let Some(Init::Branch(branch)) = &init {
-        scope.bind_branch(&binding, branch.tail_names());
+        scope.bind_branch(&binding, branch.tails.clone());
     }
     Some(Node {
         binding,

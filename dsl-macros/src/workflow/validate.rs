@@ -209,23 +209,23 @@ impl Scope {
     }
 
     /// Notes a branch bound here to `binding`, whose arms end with `tails` (each arm's
-    /// value that is a name): moving the binding moves them.
-    pub(super) fn bind_branch(&mut self, binding: &Ident, tails: Vec<Ident>) {
-        let owner = |scope: &Self, ident: &Ident| {
-            scope.owners.get(&ident.to_string()).copied().unwrap_or(scope.id)
-        };
-        let tails = tails
-            .into_iter()
-            .map(|tail| {
-                let owner = owner(self, &tail);
-                (tail, owner)
-            })
-            .collect();
+    /// value that is a name, with the id of the scope that bound it): moving the
+    /// binding moves them.
+    pub(super) fn bind_branch(&mut self, binding: &Ident, tails: Vec<(Ident, u32)>) {
+        let owner = self.owner_of(binding);
         self.branches.push(BranchTails {
             binding: binding.to_string(),
-            owner: owner(self, binding),
+            owner,
             tails,
         });
+    }
+
+    /// The id of the scope that bound `ident`, as read here.
+    pub(super) fn owner_of(&self, ident: &Ident) -> u32 {
+        self.owners
+            .get(&ident.to_string())
+            .copied()
+            .unwrap_or(self.id)
     }
 
     /// Whether `ident` is the item of a borrowing loop: a reference, shared bare.
@@ -342,14 +342,17 @@ impl Scope {
             return;
         }
         if let Some((inside, what)) = self.inner.get(&name) {
-            let instead = if what.starts_with("a `for`") {
-                "use the loop's result instead"
+            let (only, instead) = if what.starts_with("a `for`") {
+                ("its loop", "use the loop's result instead")
             } else {
-                "use the value of the `if` or `match` instead, or read it inside the arm"
+                (
+                    "its arm",
+                    "use the value of the `if` or `match` instead, or read it inside the arm",
+                )
             };
             let mut error = syn::Error::new(
                 ident.span(),
-                format!("`{ident}` exists only inside {what}: {instead}"),
+                format!("`{ident}` exists only inside {only}: {instead}"),
             );
             error.combine(syn::Error::new(
                 inside.span(),
