@@ -237,9 +237,11 @@ impl Graph {
         for node in self.nodes() {
             for (input, tolerant) in node.edges() {
                 let arrow = if tolerant { "-.->" } else { "-->" };
-                let arm = self.arm_label(node.index, input).map_or_else(String::new, |arm| {
-                    format!("|\"{}\"|", arm.replace('"', "#quot;"))
-                });
+                let arm = self
+                    .arm_label(node.index, input)
+                    .map_or_else(String::new, |arm| {
+                        format!("|\"{}\"|", arm.replace('"', "#quot;"))
+                    });
                 let _ = writeln!(
                     out,
                     "{pad}{prefix}{input} {arrow}{arm} {prefix}{}",
@@ -251,7 +253,9 @@ impl Graph {
 
     /// The label of the arm `node` is in, if `input` is the decision of that arm.
     fn arm_label(&self, node: usize, input: usize) -> Option<&str> {
-        let arm = self.arm(node).filter(|arm| arm.decision as usize == input)?;
+        let arm = self
+            .arm(node)
+            .filter(|arm| arm.decision as usize == input)?;
         let decision = self.decision(input)?;
         decision.arms.get(arm.arm as usize).map(|label| &**label)
     }
@@ -393,7 +397,10 @@ impl<'g> Node<'g> {
     /// written, and each arm's label (`then`/`else`, or a `match` arm's pattern).
     pub fn decides(&self) -> Option<(&'g str, Vec<&'g str>)> {
         let decision = self.graph.decision(self.index)?;
-        Some((&decision.text, decision.arms.iter().map(|arm| &**arm).collect()))
+        Some((
+            &decision.text,
+            decision.arms.iter().map(|arm| &**arm).collect(),
+        ))
     }
 
     /// For a fan-out, the graph of its body: its parameters are the item, then the

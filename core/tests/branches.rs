@@ -91,15 +91,24 @@ async fn the_taken_arms_run_and_the_others_are_not_taken() {
     assert_eq!(status(&report, "high.then.refine"), TaskStatus::Succeeded);
     assert_eq!(status(&report, "label.then.praise"), TaskStatus::Succeeded);
     assert_eq!(status(&report, "label.else.warn"), TaskStatus::NotTaken);
-    assert_eq!(status(&report, "parsed.Csv.parse_csv"), TaskStatus::Succeeded);
-    assert_eq!(status(&report, "parsed.Json.parse_json"), TaskStatus::NotTaken);
+    assert_eq!(
+        status(&report, "parsed.Csv.parse_csv"),
+        TaskStatus::Succeeded
+    );
+    assert_eq!(
+        status(&report, "parsed.Json.parse_json"),
+        TaskStatus::NotTaken
+    );
 
     let RunOutcome { result, report, .. } = pipeline::workflow().runner().run((7,)).await;
     assert_eq!(result.unwrap(), "None poor 7 200");
     assert_eq!(status(&report, "high.then.refine"), TaskStatus::NotTaken);
     assert_eq!(status(&report, "high"), TaskStatus::Succeeded);
     assert_eq!(status(&report, "label.then.praise"), TaskStatus::NotTaken);
-    assert_eq!(status(&report, "parsed.Json.parse_json"), TaskStatus::Succeeded);
+    assert_eq!(
+        status(&report, "parsed.Json.parse_json"),
+        TaskStatus::Succeeded
+    );
 }
 
 #[task]
@@ -150,7 +159,10 @@ async fn a_fallback_rescues_a_failed_fetch_and_the_run_succeeds() {
     assert_eq!(status(&report, "data.Ok.clean"), TaskStatus::NotTaken);
     assert_eq!(status(&report, "data._.cached"), TaskStatus::Succeeded);
     let fetched = report.task("fetched").unwrap();
-    assert!(fetched.error.as_deref().unwrap_or("").contains("down"), "{report}");
+    assert!(
+        fetched.error.as_deref().unwrap_or("").contains("down"),
+        "{report}"
+    );
 
     let RunOutcome { result, report, .. } = with_fallback::workflow().runner().run((3,)).await;
     assert_eq!(result.unwrap(), 3);
@@ -187,11 +199,9 @@ fn keep(data: &Vec<u8>, error: &String) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_arm_may_give_the_matched_value_itself_and_read_the_failure() {
-    let RunOutcome { result, report, .. } =
-        value_or_fallback::workflow().runner().run((2,)).await;
+    let RunOutcome { result, report, .. } = value_or_fallback::workflow().runner().run((2,)).await;
     assert_eq!(result.unwrap(), vec![1, 1, 8], "{report}");
-    let RunOutcome { result, report, .. } =
-        value_or_fallback::workflow().runner().run((-5,)).await;
+    let RunOutcome { result, report, .. } = value_or_fallback::workflow().runner().run((-5,)).await;
     let expected_error = "the source is down".len() as u8;
     assert_eq!(result.unwrap(), vec![9, 9, expected_error], "{report}");
     assert_eq!(status(&report, "fetched"), TaskStatus::Handled);
@@ -251,13 +261,22 @@ async fn nested_branches_take_one_path() {
     assert_eq!(nested(20).await.unwrap(), 160);
     let RunOutcome { result, report, .. } = nested::workflow().runner().run((60,)).await;
     assert_eq!(result.unwrap(), 120);
-    assert_eq!(status(&report, "big.then.if.then.halve"), TaskStatus::Succeeded);
-    assert_eq!(status(&report, "big.then.if.else.double"), TaskStatus::NotTaken);
+    assert_eq!(
+        status(&report, "big.then.if.then.halve"),
+        TaskStatus::Succeeded
+    );
+    assert_eq!(
+        status(&report, "big.then.if.else.double"),
+        TaskStatus::NotTaken
+    );
     assert_eq!(status(&report, "big.else.halve"), TaskStatus::NotTaken);
     let RunOutcome { report, .. } = nested::workflow().runner().run((1,)).await;
     assert_eq!(status(&report, "big.then.doubled"), TaskStatus::NotTaken);
     assert_eq!(status(&report, "big.then.if"), TaskStatus::NotTaken);
-    assert_eq!(status(&report, "big.then.if.then.halve"), TaskStatus::NotTaken);
+    assert_eq!(
+        status(&report, "big.then.if.then.halve"),
+        TaskStatus::NotTaken
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! A durable workflow for the crash tests: each task appends `start <node>` and
 //! `end <node>` to the file named by `CRASH_LOG` and takes 300 ms, so a test can kill
-//! the process at a chosen point and check what a resume runs again.
+//! the process at a chosen point and check what a resume runs again. One step is an
+//! `if`, whose condition logs too: a resume must not decide again.
 
 use std::io::Write;
 use std::time::Duration;
@@ -48,12 +49,27 @@ async fn total(xs: &[u64]) -> u64 {
     xs.iter().sum()
 }
 
+/// The condition of the `if` that picks how to shrink the squares: logged like a
+/// task, so a test sees whether a resume decides again.
+fn wide(xs: &[u64]) -> bool {
+    log("start halves.if");
+    log("end halves.if");
+    xs.len() > 3
+}
+
 #[task]
 fn halve(squares: &[u64]) -> Vec<u64> {
-    log("start halves");
+    log("start halves.then.halve");
     std::thread::sleep(STEP);
-    log("end halves");
+    log("end halves.then.halve");
     squares.iter().map(|x| x / 2).collect()
+}
+
+/// The arm not taken (six items are wide): never runs.
+#[task]
+fn keep(squares: &[u64]) -> Vec<u64> {
+    log("start halves.else.keep");
+    squares.to_vec()
 }
 
 #[task]
@@ -70,7 +86,7 @@ workflow! {
         let xs = load(&n);
         let squares = square_all(&xs);
         let sum = total(&xs);
-        let halves = halve(&squares);
+        let halves = if wide(&xs) { halve(&squares) } else { keep(&squares) };
         summary(&halves, &sum)
     }
 }

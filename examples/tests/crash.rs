@@ -10,7 +10,18 @@ use aqueduct::store::{SqliteStore, Store};
 
 const BIN: &str = env!("CARGO_BIN_EXE_crash_flow");
 const RUN: &str = "crash-run";
-const NODES: [&str; 5] = ["xs", "squares", "sum", "halves", "summary"];
+/// The nodes that log their start and end, and are checkpointed: the tasks, and the
+/// decision of the `if` (the branch node `halves` is checkpointed too, logs nothing).
+const NODES: [&str; 6] = [
+    "xs",
+    "squares",
+    "sum",
+    "halves.if",
+    "halves.then.halve",
+    "summary",
+];
+/// Every checkpoint of a finished run.
+const CHECKPOINTS: usize = NODES.len() + 1;
 
 struct Scratch {
     dir: PathBuf,
@@ -102,7 +113,7 @@ fn uninterrupted() -> &'static str {
     OUTPUT.get_or_init(|| {
         let scratch = Scratch::new("whole");
         let out = succeeded(scratch.command(&["run", "--run-id", RUN]).output().unwrap());
-        assert_eq!(scratch.checkpointed().len(), NODES.len());
+        assert_eq!(scratch.checkpointed().len(), CHECKPOINTS);
         assert_eq!(out, "sum 21, halves [0, 2, 4, 8, 12, 18]\n");
         out
     })
@@ -129,7 +140,7 @@ fn crash_and_resume(name: &str, at: impl Fn(&Scratch) -> bool) -> Vec<String> {
         )),
         "{name}: {shown}"
     );
-    for node in &saved {
+    for node in saved.iter().filter(|node| NODES.contains(&node.as_str())) {
         assert!(
             shown.contains(&format!("\n  {node:<24} succeeded  1 attempt(s)")),
             "{name}: a checkpointed task shows as ended: {shown}"
@@ -160,9 +171,10 @@ fn crash_and_resume(name: &str, at: impl Fn(&Scratch) -> bool) -> Vec<String> {
             );
         }
     }
-    // Every node checkpointed exactly once.
+    // Every node checkpointed exactly once; the arm not taken never ran.
     let all = scratch.checkpointed();
-    assert_eq!(all.len(), NODES.len(), "{name}: {all:?}");
+    assert_eq!(all.len(), CHECKPOINTS, "{name}: {all:?}");
+    assert!(!logged(&scratch, "start halves.else.keep"), "{name}");
     saved
 }
 
@@ -192,8 +204,20 @@ fn killed_between_checkpoints_the_resume_keeps_what_was_saved() {
 
 #[test]
 fn killed_mid_task_the_resume_runs_that_task_again() {
-    let saved = crash_and_resume("mid-task", |s| logged(s, "start halves"));
-    assert!(!saved.contains(&"halves".to_owned()), "{saved:?}");
+    let saved = crash_and_resume("mid-task", |s| logged(s, "start squares"));
+    assert!(!saved.contains(&"squares".to_owned()), "{saved:?}");
+}
+
+#[test]
+fn killed_inside_an_arm_the_resume_keeps_the_decision_and_runs_the_arm_again() {
+    let saved = crash_and_resume("in-arm", |s| {
+        logged(s, "start halves.then.halve") && has_checkpoint(s, "halves.if")
+    });
+    assert!(saved.contains(&"halves.if".to_owned()), "{saved:?}");
+    assert!(
+        !saved.contains(&"halves.then.halve".to_owned()),
+        "{saved:?}"
+    );
 }
 
 #[test]
@@ -236,7 +260,10 @@ fn the_command_line_lists_shows_and_deletes_runs() {
         line.contains("crash_flow") && line.contains("succeeded"),
         "{line}"
     );
-    assert!(line.trim_end().ends_with(" 5"), "five checkpoints: {line}");
+    assert!(
+        line.trim_end().ends_with(&format!(" {CHECKPOINTS}")),
+        "every node's checkpoint: {line}"
+    );
 
     let (code, report, _) = text(&["show", "first"]);
     assert_eq!(code, Some(0));
@@ -324,7 +351,7 @@ fn delete_skips_a_run_that_is_still_running() {
     );
     let out = succeeded(child.wait_with_output().unwrap());
     assert_eq!(out, uninterrupted(), "the run went on and saved everything");
-    assert_eq!(scratch.checkpointed().len(), NODES.len());
+    assert_eq!(scratch.checkpointed().len(), CHECKPOINTS);
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //! resolved, the branch node takes that node's value (shared in place, or moved into
 //! `Some`), or ends as that node did if it has no value. Nothing runs on a pool.
 
-use super::*;
 use super::resolve::unreached_status;
+use super::*;
 use crate::plan::BranchDef;
 
 impl Shared {
@@ -24,13 +24,23 @@ impl Shared {
         let Some(arm) = arm else {
             // Its decision is required, so it succeeded: anything else is a fault.
             let error = TaskError::msg("the branch's decision has no arm");
-            return self.resolve(job, started, Err(error), Caller::Rayon(spill), ItemRuns::default());
+            return self.resolve(
+                job,
+                started,
+                Err(error),
+                Caller::Rayon(spill),
+                ItemRuns::default(),
+            );
         };
         // Taking a moved value is the library's code, but a panic must stay the node's.
         match catch_unwind(AssertUnwindSafe(|| def.value(slots, arm))) {
-            Ok(Ok(value)) => {
-                self.resolve(job, started, Ok(value), Caller::Rayon(spill), ItemRuns::default())
-            }
+            Ok(Ok(value)) => self.resolve(
+                job,
+                started,
+                Ok(value),
+                Caller::Rayon(spill),
+                ItemRuns::default(),
+            ),
             Ok(Err(input)) => {
                 let status = unreached_status(std::iter::once(self.board.record(input)));
                 self.unrun(job, None, ItemRuns::default(), status);
@@ -38,7 +48,13 @@ impl Shared {
             }
             Err(panic) => {
                 let error = TaskError::panicked(&*panic);
-                self.resolve(job, started, Err(error), Caller::Rayon(spill), ItemRuns::default())
+                self.resolve(
+                    job,
+                    started,
+                    Err(error),
+                    Caller::Rayon(spill),
+                    ItemRuns::default(),
+                )
             }
         }
     }

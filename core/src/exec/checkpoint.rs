@@ -80,7 +80,7 @@ impl Shared {
     }
 
     /// Sends the writer a node's checkpoint, if it has one, and how it ended if it is
-    /// a task (status, attempts and their errors, times), in one entry so that both
+    /// a task or a decision (status, attempts and their errors, times), in one entry so that both
     /// land in the same commit.
     pub(super) fn record_end(
         &self,
@@ -90,11 +90,9 @@ impl Shared {
         record: &Record,
         checkpoint: Option<Checkpoint>,
     ) {
-        let end = self
-            .plan
-            .graph
-            .kind(node)
-            .is_task()
+        // Tasks, and the decisions of `if`s and `match`es, which run the user's code too.
+        let kind = self.plan.graph.kind(node);
+        let end = (kind.is_task() || kind == Kind::Decision)
             .then(|| self.task_end(node, attempts, record));
         if checkpoint.is_some() || end.is_some() {
             sink.send(Entry { checkpoint, end });

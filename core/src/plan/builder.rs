@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::Checkpointable;
 #[cfg(not(feature = "durable"))]
 use super::DurableFeature;
+use super::branch::MakeBranch;
 use super::fanout::{assemble, assemble_one, collection_item, collection_len, fused, owned_items};
 use super::{
     Arguments, Call, Called, Collection, FanOutDef, In, Inputs, Items, Mover, NodeFn, Params, Plan,
     Workflow,
 };
-use super::branch::MakeBranch;
 use crate::describe::{Arm, Graph, PARAM};
 use crate::task::{Kind, TaskError, TaskInfo};
 use crate::value::{Value, movable, ok, unresolved};

@@ -21,8 +21,8 @@ mod durable;
 mod fanout;
 mod inputs;
 
-pub use branch::Decision;
 pub(crate) use branch::BranchDef;
+pub use branch::Decision;
 pub use builder::{Builder, Handle, NodeRef, Step};
 #[cfg(feature = "durable")]
 pub use durable::Checkpointable;

@@ -61,7 +61,10 @@ fn if_branch(
         }
         texts.push(pretty(&at.cond.to_token_stream()));
         conditions.push(rewrite(at.cond.to_token_stream(), scope, &[], &mut reads));
-        bodies.push((&at.then_branch.stmts[..], at.then_branch.brace_token.span.close()));
+        bodies.push((
+            &at.then_branch.stmts[..],
+            at.then_branch.brace_token.span.close(),
+        ));
         match &at.else_branch {
             None => break,
             Some((_, else_expr)) => match &**else_expr {
@@ -87,7 +90,8 @@ fn if_branch(
             _ if has_else && index == count - 1 => "else".to_owned(),
             _ => format!("else_if{index}"),
         };
-        let (nodes, tail, named) = arm_body(stmts, close, scope, errors, in_loop, !has_else, |_| {});
+        let (nodes, tail, named) =
+            arm_body(stmts, close, scope, errors, in_loop, !has_else, |_| {});
         tails.extend(named);
         arms.push(Arm {
             label: segment.clone(),
@@ -127,10 +131,7 @@ fn match_branch(
     in_loop: bool,
 ) -> Option<Branch> {
     let keyword = Ident::new("match", expr_match.match_token.span);
-    let outcome = expr_match
-        .arms
-        .iter()
-        .any(|arm| names_outcome(&arm.pat));
+    let outcome = expr_match.arms.iter().any(|arm| names_outcome(&arm.pat));
     let place = place(&expr_match.expr);
     let mut reads = Vec::new();
     let scrutinee = if outcome {
@@ -207,9 +208,7 @@ fn match_branch(
         };
         let define_parts = |inner: &mut Scope, errors: &mut Errors| {
             for name in &bound {
-                let (root, fields) = place
-                    .clone()
-                    .unwrap_or_else(|| (name.clone(), Vec::new()));
+                let (root, fields) = place.clone().unwrap_or_else(|| (name.clone(), Vec::new()));
                 let part = Rc::new(Part {
                     root,
                     fields,
@@ -221,9 +220,10 @@ fn match_branch(
             }
         };
         let mut defined_errors = Errors::default();
-        let (nodes, tail, named) = arm_body(&stmts, close, scope, errors, in_loop, false, |inner| {
-            define_parts(inner, &mut defined_errors);
-        });
+        let (nodes, tail, named) =
+            arm_body(&stmts, close, scope, errors, in_loop, false, |inner| {
+                define_parts(inner, &mut defined_errors);
+            });
         tails.extend(named);
         if let Err(error) = defined_errors.finish() {
             errors.push(error);
@@ -237,10 +237,7 @@ fn match_branch(
         });
     }
     if arms.is_empty() {
-        errors.at(
-            &expr_match.expr,
-            "a workflow `match` has at least one arm",
-        );
+        errors.at(&expr_match.expr, "a workflow `match` has at least one arm");
         return None;
     }
     note_reads(&reads, scope, errors);
@@ -270,7 +267,13 @@ fn arm_body(
 ) -> ArmBody {
     let mut inner = scope.enter_arm();
     define(&mut inner);
-    let (nodes, tail) = block(stmts, close, &mut inner, errors, BodyOf::Arm { in_loop, optional });
+    let (nodes, tail) = block(
+        stmts,
+        close,
+        &mut inner,
+        errors,
+        BodyOf::Arm { in_loop, optional },
+    );
     let owner = match &tail {
         Some(Tail::Binding(ident)) => Some((ident.clone(), inner.owner_of(ident))),
         _ => None,
@@ -354,9 +357,7 @@ fn rewrite(
 /// Whether the identifier at `index` is a value's name rather than a field, a path's
 /// segment, a macro's name or a field of a struct literal.
 fn is_name(tokens: &[TokenTree], index: usize) -> bool {
-    let punct = |at: Option<&TokenTree>, ch: char| {
-        matches!(at, Some(TokenTree::Punct(p)) if p.as_char() == ch)
-    };
+    let punct = |at: Option<&TokenTree>, ch: char| matches!(at, Some(TokenTree::Punct(p)) if p.as_char() == ch);
     let before = index.checked_sub(1).and_then(|i| tokens.get(i));
     let before_that = index.checked_sub(2).and_then(|i| tokens.get(i));
     let after = tokens.get(index + 1);

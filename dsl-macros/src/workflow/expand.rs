@@ -63,10 +63,13 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
     };
     let nodes = emit_nodes(&workflow.nodes, &top);
     // A durable workflow's checkpoints read every top-level name.
-    let unread = workflow
-        .durable
-        .is_none()
-        .then(|| unread(param_names.iter().copied(), &workflow.nodes, Some(&workflow.tail)));
+    let unread = workflow.durable.is_none().then(|| {
+        unread(
+            param_names.iter().copied(),
+            &workflow.nodes,
+            Some(&workflow.tail),
+        )
+    });
     // A durable workflow checkpoints every top-level node and saves its parameters as
     // the run's input; each call is spanned at the binding, so a value serde cannot
     // save is reported there.
@@ -219,13 +222,21 @@ fn reads_of<'a>(nodes: &'a [Node], tail: Option<&'a Tail>, reads: &mut Vec<&'a I
             }
         }
         if let Init::Call(call) | Init::Workflow(call) = &node.init {
-            reads.extend(call.args.iter().filter_map(|arg| arg.part.as_ref().map(|p| &p.root)));
+            reads.extend(
+                call.args
+                    .iter()
+                    .filter_map(|arg| arg.part.as_ref().map(|p| &p.root)),
+            );
         }
     }
     match tail {
         Some(Tail::Call(call) | Tail::Workflow(call)) => {
             reads.extend(roots(call));
-            reads.extend(call.args.iter().filter_map(|arg| arg.part.as_ref().map(|p| &p.root)));
+            reads.extend(
+                call.args
+                    .iter()
+                    .filter_map(|arg| arg.part.as_ref().map(|p| &p.root)),
+            );
         }
         Some(Tail::Binding(ident)) => reads.push(ident),
         None => {}
@@ -256,7 +267,10 @@ pub(super) fn emit_tail(tail: &Tail, cx: &Cx<'_>) -> TokenStream {
     match (cx.in_arm && cx.durable, tail) {
         (true, Tail::Call(call) | Tail::Workflow(call)) => {
             let at = call.task.span();
-            let (builder, added_local) = (local("__aqueduct_builder", at), local("__aqueduct_added", at));
+            let (builder, added_local) = (
+                local("__aqueduct_builder", at),
+                local("__aqueduct_added", at),
+            );
             quote_spanned! {at=> {
                 let #added_local = #added;
                 #builder.checkpoint(::core::convert::identity(#added_local));
@@ -294,7 +308,10 @@ pub(super) fn emit_nodes(nodes: &[Node], cx: &Cx<'_>) -> TokenStream {
                 Init::Branch(branch) => emit_branch(branch, &name, cx),
             };
             let checkpoint = (cx.in_arm && cx.durable).then(|| {
-                let (builder, handle) = (local("__aqueduct_builder", node.binding.span()), read(&node.binding));
+                let (builder, handle) = (
+                    local("__aqueduct_builder", node.binding.span()),
+                    read(&node.binding),
+                );
                 quote_spanned!(node.binding.span()=> #builder.checkpoint(#handle);)
             });
             quote!(let #binding #annotation = #add; #checkpoint)
@@ -429,10 +446,13 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
             Some(part) => {
                 let input = Ident::new("__aqueduct_input", Span::call_site());
                 let slots = quote!(#input.slots());
-                let mismatch = quote!(return #p::Step::done(::core::result::Result::Err(#p::mismatched())));
+                let mismatch =
+                    quote!(return #p::Step::done(::core::result::Result::Err(#p::mismatched())));
                 super::expand_branch::project(part, &arg.root, &slots, p, &mismatch)
             }
-            None => quote_spanned!(arg.root.span()=> __aqueduct_task.arg::<#i, _>(__aqueduct_input.slots(), #root)),
+            None => {
+                quote_spanned!(arg.root.span()=> __aqueduct_task.arg::<#i, _>(__aqueduct_input.slots(), #root))
+            }
         };
         picks.push(if arg.fields.is_empty() {
             picked
@@ -478,7 +498,10 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
     let (node, tolerant) = if tolerant == 0 {
         (quote_spanned!(Span::mixed_site()=> node), None)
     } else {
-        (quote_spanned!(Span::mixed_site()=> node_with), Some(quote!(#tolerant,)))
+        (
+            quote_spanned!(Span::mixed_site()=> node_with),
+            Some(quote!(#tolerant,)),
+        )
     };
     quote_spanned! {Span::mixed_site()=> {
         let __aqueduct_task = #marker;

@@ -74,7 +74,10 @@ pub(super) fn emit_branch(branch: &Branch, name: &str, cx: &Cx<'_>) -> TokenStre
     for read in &branch.reads {
         let local = read_local(&read.ident);
         let (root, outcome) = match &read.part {
-            Some(part) => (Ident::new(&part.root.to_string(), read.ident.span()), part.outcome),
+            Some(part) => (
+                Ident::new(&part.root.to_string(), read.ident.span()),
+                part.outcome,
+            ),
             None => (read.ident.clone(), read.outcome),
         };
         if outcome {
@@ -158,7 +161,9 @@ pub(super) fn emit_branch(branch: &Branch, name: &str, cx: &Cx<'_>) -> TokenStre
         tails.push(value);
     }
     let value = match &branch.form {
-        Form::If { has_else: false, .. } => {
+        Form::If {
+            has_else: false, ..
+        } => {
             let then = &tails[0];
             quote_spanned!(Span::mixed_site()=> #builder.branch_option(#name, #decision, #then))
         }

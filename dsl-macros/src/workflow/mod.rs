@@ -85,7 +85,10 @@ struct Branch {
 enum Form {
     /// `if c0 { … } else if c1 { … } else { … }`: a condition per arm but the last if
     /// there is an `else`; without one, the last arm is the missing `else`.
-    If { conditions: Vec<TokenStream>, has_else: bool },
+    If {
+        conditions: Vec<TokenStream>,
+        has_else: bool,
+    },
     /// `match scrutinee { … }`; `outcome` for a `match` on what became of a binding
     /// (`Outcome::Ok(v) => …`), whose failure it handles.
     Match { scrutinee: TokenStream },

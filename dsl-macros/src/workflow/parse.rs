@@ -85,7 +85,13 @@ pub(super) fn workflow(mut input: Input) -> syn::Result<Workflow> {
     }
 
     let close = input.body.brace_token.span.close();
-    let (nodes, tail) = block(&input.body.stmts, close, &mut scope, &mut errors, BodyOf::Workflow);
+    let (nodes, tail) = block(
+        &input.body.stmts,
+        close,
+        &mut scope,
+        &mut errors,
+        BodyOf::Workflow,
+    );
     let moves_param = scope.moves_param(&params);
     scope.check_moves(&mut errors);
 
@@ -123,10 +129,7 @@ pub(super) enum BodyOf {
 
 impl BodyOf {
     fn in_loop(self) -> bool {
-        matches!(
-            self,
-            BodyOf::Loop | BodyOf::Arm { in_loop: true, .. }
-        )
+        matches!(self, BodyOf::Loop | BodyOf::Arm { in_loop: true, .. })
     }
 }
 
@@ -171,7 +174,9 @@ pub(super) fn block(
     // How the tail, if it is a name, is read: an arm's value is shared with the
     // branch, or moved into its `Option`.
     let moved_into = match of {
-        BodyOf::Arm { optional: true, .. } => Some("the value of the `if` (an `Option`)".to_owned()),
+        BodyOf::Arm { optional: true, .. } => {
+            Some("the value of the `if` (an `Option`)".to_owned())
+        }
         _ => None,
     };
     let tail = match tail_stmt {
@@ -455,7 +460,13 @@ fn for_loop(
     let by_value = collection.as_ref().is_some_and(|arg| arg.moved);
     let mut inner = scope.enter(item.as_ref(), &for_loop.pat, by_value);
     let close = for_loop.body.brace_token.span.close();
-    let (nodes, tail) = block(&for_loop.body.stmts, close, &mut inner, errors, BodyOf::Loop);
+    let (nodes, tail) = block(
+        &for_loop.body.stmts,
+        close,
+        &mut inner,
+        errors,
+        BodyOf::Loop,
+    );
     let imports = scope.leave(inner, errors);
     let tail = tail?;
     Some(Loop {

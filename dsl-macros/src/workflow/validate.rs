@@ -142,7 +142,10 @@ impl Scope {
             own: self.defined.contains_key(&read.ident.to_string()),
             ..read
         }));
-        let bound = body.defined.into_iter().map(|(name, ident)| (name, (ident, "a `for`")));
+        let bound = body
+            .defined
+            .into_iter()
+            .map(|(name, ident)| (name, (ident, "a `for`")));
         for (name, inside) in bound.chain(body.inner) {
             self.inner.entry(name).or_insert(inside);
         }
