@@ -202,10 +202,11 @@ impl fmt::Display for RunReport {
         };
         let node_w = width("node", &|t| t.node.len());
         let task_w = width("task", &|t| t.task.len());
+        let kind_w = width("kind", &|t| t.kind.to_string().len());
         writeln!(f, "run of `{}`", self.workflow)?;
         writeln!(
             f,
-            "  {:node_w$}  {:task_w$}  {:4}  {:9}  {:>8}  {:>10}  {:>10}  {:>10}",
+            "  {:node_w$}  {:task_w$}  {:kind_w$}  {:9}  {:>8}  {:>10}  {:>10}  {:>10}",
             "node", "task", "kind", "status", "attempts", "start", "wait", "duration"
         )?;
         for t in &self.tasks {
@@ -216,7 +217,7 @@ impl fmt::Display for RunReport {
             };
             writeln!(
                 f,
-                "  {:node_w$}  {:task_w$}  {:4}  {:9}  {:>8}  {:>10}  {:>10}  {:>10}",
+                "  {:node_w$}  {:task_w$}  {:kind_w$}  {:9}  {:>8}  {:>10}  {:>10}  {:>10}",
                 t.node,
                 t.task,
                 t.kind.to_string(),

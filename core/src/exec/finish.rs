@@ -265,7 +265,14 @@ impl Finished {
         let mut longest: Vec<Option<(Duration, Option<usize>)>> = vec![None; graph.len()];
         for node in graph.nodes() {
             let i = node.index();
-            let Some(duration) = ran(i) else { continue };
+            // The value of an `if` or `match` takes no time, but the path goes through it.
+            let branch = node.kind() == Kind::Branch
+                && self.slots[i]
+                    .get()
+                    .is_some_and(|record| record.status.succeeded());
+            let Some(duration) = ran(i).or(branch.then_some(Duration::ZERO)) else {
+                continue;
+            };
             let before = node
                 .inputs()
                 .filter_map(|j| Some((longest[j]?.0, Some(j))))

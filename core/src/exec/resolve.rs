@@ -108,7 +108,9 @@ impl Shared {
         let succeeded = error.is_none();
         self.ended(node, true);
         let finished = Instant::now();
-        let times = self.times(&job, Some(started), finished);
+        // The value of an `if` or `match` runs nothing: it is ready, then resolved.
+        let started = (self.plan.graph.kind(node) != Kind::Branch).then_some(started);
+        let times = self.times(&job, started, finished);
         let (permit, attempts) = (job.permit, job.attempt);
         let record = Record::with_items(value, status, times, error, job.into_failed(), items);
         if let Some(sink) = sink {
