@@ -289,3 +289,56 @@ fn a_decision_is_drawn_with_its_condition() {
     assert!(mermaid.contains("|\"Format::Csv(text)\"|"), "{mermaid}");
     assert!(mermaid.contains("((\"label\"))"), "{mermaid}");
 }
+
+#[task]
+fn make(n: &u64) -> Vec<u64> {
+    (0..*n).collect()
+}
+
+#[task]
+fn sum_owned(xs: Vec<u64>) -> u64 {
+    xs.into_iter().sum()
+}
+
+#[task]
+fn len_owned(xs: Vec<u64>) -> u64 {
+    xs.len() as u64
+}
+
+workflow! {
+    fn moved_in_either_arm(n: u64) -> u64 {
+        let xs = make(&n);
+        // Each arm moves `xs`: only one of them runs.
+        let out = if n > 3 { sum_owned(xs) } else { len_owned(xs) };
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_moved_in_two_arms_goes_to_the_one_taken() {
+    assert_eq!(moved_in_either_arm(5).await.unwrap(), 10);
+    assert_eq!(moved_in_either_arm(2).await.unwrap(), 2);
+}
+
+workflow! {
+    fn shadowed(source: i64) -> usize {
+        let data = fetch(&source);
+        // The arm's `data` is the fetched value, shadowing the binding (as in Rust).
+        let size = match data {
+            Outcome::Ok(data) => size(data),
+            _ => size_of_cache(&source),
+        };
+        size
+    }
+}
+
+#[task]
+fn size_of_cache(_source: &i64) -> usize {
+    0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_may_shadow_a_binding() {
+    assert_eq!(shadowed(4).await.unwrap(), 4);
+    assert_eq!(shadowed(-4).await.unwrap(), 0);
+}

@@ -15,15 +15,24 @@ use crate::spec::{
 
 /// What the generator knows of a value's shape, to pick collections worth iterating.
 #[derive(Clone, Copy)]
-enum Shape {
-    One { n: u32, sub: u32 },
-    Many { n: u32, elem: (u32, u32) },
+pub(crate) enum Shape {
+    One {
+        n: u32,
+        sub: u32,
+    },
+    Many {
+        n: u32,
+        elem: (u32, u32),
+    },
+    /// An `Option<Val>` (`branch_option`): nothing to iterate, no sub-workflow argument.
+    Opt,
 }
 
 impl Shape {
-    fn len(self) -> u32 {
+    pub(crate) fn len(self) -> u32 {
         match self {
             Shape::One { n, .. } | Shape::Many { n, .. } => n,
+            Shape::Opt => 0,
         }
     }
 
@@ -34,25 +43,28 @@ impl Shape {
                 n: elem.0,
                 sub: elem.1,
             },
+            Shape::Opt => Shape::One { n: 0, sub: 0 },
         }
     }
 }
 
 #[derive(Clone, Copy)]
-struct Scoped {
-    r: Ref,
-    shape: Shape,
+pub(crate) struct Scoped {
+    pub(crate) r: Ref,
+    pub(crate) shape: Shape,
     /// A parameter of a fan-out's body or a sub-workflow: never read as an `Outcome`
     /// (an item cannot be).
-    param: bool,
+    pub(crate) param: bool,
 }
 
-struct Gen {
-    r: Rng,
+pub(crate) struct Gen {
+    pub(crate) r: Rng,
     next_uid: u32,
-    budget: i32,
-    tasks: Vec<TaskDef>,
+    pub(crate) budget: i32,
+    pub(crate) tasks: Vec<TaskDef>,
     durable: bool,
+    /// This case has branches (`if`/`match`).
+    pub(crate) branches: bool,
 }
 
 pub(crate) fn generate(seed: u64, gates: &Gates) -> Spec {
@@ -109,12 +121,15 @@ fn raw(seed: u64) -> Spec {
         );
     }
     let budget = r.range(2, 25) as i32;
+    // Drawn apart, so that cases without branches stay what their seeds always made.
+    let branches = Rng::new(crate::rng::mix(seed, 0xb7a2c4)).chance(25);
     let mut g = Gen {
         r,
         next_uid: 0,
         budget,
         tasks,
         durable,
+        branches,
     };
     let scope: Vec<Scoped> = (0..2)
         .map(|k| Scoped {
@@ -142,13 +157,19 @@ fn raw(seed: u64) -> Spec {
 }
 
 impl Gen {
-    fn uid(&mut self) -> u32 {
+    pub(crate) fn uid(&mut self) -> u32 {
         self.next_uid += 1;
         self.budget -= 1;
         self.next_uid
     }
 
-    fn body(&mut self, mut scope: Vec<Scoped>, depth: u32, in_subflow: bool, top: bool) -> Body {
+    pub(crate) fn body(
+        &mut self,
+        mut scope: Vec<Scoped>,
+        depth: u32,
+        in_subflow: bool,
+        top: bool,
+    ) -> Body {
         let limit = if top {
             30
         } else if in_subflow {
@@ -173,6 +194,13 @@ impl Gen {
                 && scope.iter().any(|s| matches!(s.shape, Shape::One { .. }))
             {
                 self.subflow(&scope)
+            } else if self.branches && roll < 40 {
+                // An `if`/`match`: its decision, arms and branch; only the branch is
+                // in scope after it.
+                let mut made = self.branch(&scope, depth, 0, in_subflow, None);
+                let node = made.pop().expect("a branch node");
+                nodes.extend(made);
+                node
             } else {
                 self.task(&scope)
             };
@@ -183,8 +211,9 @@ impl Gen {
             });
             nodes.push(node);
         }
-        // A wide fan-in of the leaves makes every branch matter to the output.
-        let last_many = nodes.last().is_some_and(Node::is_many);
+        // A wide fan-in of the leaves makes every branch matter to the output (and
+        // gives a body whose last node is no single value an output).
+        let last_many = nodes.last().is_some_and(|n| !n.is_val());
         if (top && self.r.chance(60)) || last_many {
             let used: HashSet<u32> = nodes
                 .iter()
@@ -210,8 +239,10 @@ impl Gen {
         Body { nodes, tail }
     }
 
-    fn shape_of(&self, node: &Node) -> Shape {
+    pub(crate) fn shape_of(&self, node: &Node) -> Shape {
         match &node.kind {
+            Kind::Decide { .. } | Kind::Branch { option: true, .. } => Shape::Opt,
+            Kind::Branch { .. } => Shape::One { n: 2, sub: 0 },
             Kind::Task { count, sub, .. } => Shape::One {
                 n: *count,
                 sub: *sub,
@@ -234,7 +265,7 @@ impl Gen {
         }
     }
 
-    fn pick_inputs(&mut self, scope: &[Scoped], n: usize) -> Vec<Scoped> {
+    pub(crate) fn pick_inputs(&mut self, scope: &[Scoped], n: usize) -> Vec<Scoped> {
         let mut picked: Vec<Scoped> = Vec::new();
         for _ in 0..n * 2 {
             if picked.len() >= n || picked.len() >= scope.len() {
@@ -252,7 +283,7 @@ impl Gen {
         picked
     }
 
-    fn task(&mut self, scope: &[Scoped]) -> Node {
+    pub(crate) fn task(&mut self, scope: &[Scoped]) -> Node {
         let n = match self.r.below(100) {
             0..10 => 0,
             10..50 => 1,
@@ -265,7 +296,7 @@ impl Gen {
     }
 
     /// A task node reading `inputs` (reordered so that tolerant positions hold nodes).
-    fn task_over(&mut self, inputs: &[Scoped]) -> Node {
+    pub(crate) fn task_over(&mut self, inputs: &[Scoped]) -> Node {
         let uid = self.uid();
         let mut t = self.r.below(self.tasks.len() as u64) as usize;
         let mut inputs = inputs.to_vec();
@@ -306,6 +337,7 @@ impl Gen {
         };
         Node {
             uid,
+            arm: None,
             kind: Kind::Task {
                 task: t,
                 inputs: inputs
@@ -325,7 +357,7 @@ impl Gen {
         }
     }
 
-    fn fan_out(&mut self, scope: &[Scoped], depth: u32) -> Node {
+    pub(crate) fn fan_out(&mut self, scope: &[Scoped], depth: u32) -> Node {
         let uid = self.uid();
         let candidates: Vec<Scoped> = scope
             .iter()
@@ -349,6 +381,7 @@ impl Gen {
         let body = self.body(inner, depth + 1, false, false);
         Node {
             uid,
+            arm: None,
             kind: Kind::FanOut {
                 collection: collection.r,
                 imports: imports.iter().map(|s| s.r).collect(),
@@ -379,6 +412,7 @@ impl Gen {
         let body = self.body(inner, 0, true, false);
         Node {
             uid,
+            arm: None,
             kind: Kind::Subflow {
                 args: args.iter().map(|s| s.r).collect(),
                 body,
@@ -460,15 +494,31 @@ impl Gen {
                 0
             };
             for (uid, path) in &instances {
-                let Some((
-                    Node {
-                        kind: Kind::Task { task, .. },
-                        ..
-                    },
-                    _,
-                )) = index.nodes.get(uid).map(|(n, p)| (*n, p))
-                else {
+                let Some((node, _)) = index.nodes.get(uid) else {
                     continue;
+                };
+                let task = match &node.kind {
+                    Kind::Task { task, .. } => task,
+                    Kind::Decide { .. } => {
+                        // Called once: a failure is for good.
+                        if self.r.chance(rate) {
+                            let fault = *self.r.pick(&[
+                                Fault::Panic,
+                                Fault::Permanent,
+                                Fault::Transient,
+                                Fault::OutOfRange,
+                            ]);
+                            let key = FaultKey {
+                                epoch: e as u8,
+                                uid: *uid,
+                                path: path.clone(),
+                                attempt: 1,
+                            };
+                            faults.insert(key, fault);
+                        }
+                        continue;
+                    }
+                    _ => continue,
                 };
                 let def = &spec.tasks[*task];
                 let top = index.is_top(*uid);
@@ -546,6 +596,8 @@ pub(crate) fn sync_tolerance(spec: &mut Spec) {
                     }
                 }
                 Kind::FanOut { body, .. } | Kind::Subflow { body, .. } => go(body, tasks),
+                // A decision's tolerance is its own.
+                Kind::Decide { .. } | Kind::Branch { .. } => {}
             }
         }
     }
@@ -571,6 +623,10 @@ pub(crate) fn sync_moves(spec: &mut Spec) {
                     imports.iter().for_each(&mut add);
                 }
                 Kind::Subflow { args, .. } => args.iter().for_each(&mut add),
+                Kind::Decide { inputs, .. } => inputs.iter().for_each(|i| add(&i.from)),
+                Kind::Branch { tails, .. } => tails.iter().flatten().for_each(|&t| {
+                    add(&Ref::Node(t));
+                }),
             }
         }
         add(&Ref::Node(body.tail));
@@ -578,13 +634,33 @@ pub(crate) fn sync_moves(spec: &mut Spec) {
     fn go(body: &mut Body, tasks: &[TaskDef], top: bool) {
         let mut counts = HashMap::new();
         reads(body, &mut counts);
+        // A shared branch moved moves its arms' values: each must be read by the
+        // branch alone (a node, not a loop's item). A `branch_option` takes its own.
+        let branches: HashMap<u32, bool> = body
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.kind {
+                Kind::Branch {
+                    tails,
+                    option: false,
+                    ..
+                } => Some((
+                    n.uid,
+                    tails
+                        .iter()
+                        .flatten()
+                        .all(|&t| counts.get(&Ref::Node(t)) == Some(&1)),
+                )),
+                _ => None,
+            })
+            .collect();
         for node in &mut body.nodes {
             match &mut node.kind {
                 Kind::Task { task, inputs, .. } => {
                     let once = tasks[*task].retries == 0;
                     for input in inputs.iter_mut() {
                         let movable = match input.from {
-                            Ref::Node(_) => true,
+                            Ref::Node(u) => branches.get(&u).copied().unwrap_or(true),
                             Ref::Param(_) => top,
                         };
                         input.moved &= movable
@@ -594,6 +670,7 @@ pub(crate) fn sync_moves(spec: &mut Spec) {
                     }
                 }
                 Kind::FanOut { body, .. } | Kind::Subflow { body, .. } => go(body, tasks, false),
+                Kind::Decide { .. } | Kind::Branch { .. } => {}
             }
         }
     }
@@ -617,7 +694,7 @@ pub(crate) fn filter(spec: &mut Spec, gates: &Gates) {
                         uncap(body);
                     }
                     Kind::Subflow { body, .. } => uncap(body),
-                    Kind::Task { .. } => {}
+                    _ => {}
                 }
             }
         }

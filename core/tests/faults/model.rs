@@ -16,9 +16,9 @@ use aqueduct::{Kind as AKind, TaskStatus};
 
 use crate::case::Rec;
 use crate::rng::mix;
-use crate::spec::{Body, Fault, Kind, Node, Ref, Spec, TaskDef, body_uids};
+use crate::spec::{Body, Fault, Kind, Node, Ref, Spec, TaskDef, body_uids, visit};
 
-use TaskStatus::{Cancelled, Failed, Restored, Skipped, Succeeded, TimedOut};
+use TaskStatus::{Cancelled, Failed, Handled, NotTaken, Restored, Skipped, Succeeded, TimedOut};
 
 /// What a task sees of an input that did not succeed.
 pub(crate) const NOT_OK: u64 = 0x6e6f_745f_6f6b_2121;
@@ -60,13 +60,19 @@ pub(crate) fn tree(v: u64, idx: u32, count: u32, sub: u32) -> MVal {
 pub(crate) enum MV {
     One(MVal),
     Many(Vec<MVal>),
+    /// A decision's: the arm it picked.
+    Arm(u32),
+    /// A `branch_option`'s.
+    Opt(Option<MVal>),
 }
 
 impl MV {
     pub(crate) fn hash(&self) -> u64 {
         match self {
-            MV::One(m) => m.v,
+            MV::One(m) | MV::Opt(Some(m)) => m.v,
             MV::Many(vs) => many_hash(vs.iter().map(|m| m.v)),
+            MV::Arm(a) => u64::from(*a),
+            MV::Opt(None) => crate::branches::NONE,
         }
     }
 
@@ -74,6 +80,7 @@ impl MV {
         match self {
             MV::One(m) => m.items.clone(),
             MV::Many(vs) => vs.clone(),
+            MV::Arm(_) | MV::Opt(_) => Vec::new(),
         }
     }
 }
@@ -106,6 +113,9 @@ pub(crate) struct Res {
     pub(crate) value: Option<MV>,
     /// Its error is a timeout (a sub-workflow passes its output's error on).
     pub(crate) timeout: bool,
+    /// It failed, and a decision that read its outcome succeeded: the failure is
+    /// handled (no failure of the run or of its fan-out's item).
+    pub(crate) handled: bool,
 }
 
 impl Res {
@@ -114,15 +124,30 @@ impl Res {
             status: Succeeded,
             value: Some(value),
             timeout: false,
+            handled: false,
         }
+    }
+
+    pub(crate) fn not_ok(status: TaskStatus) -> Self {
+        Self {
+            status,
+            value: None,
+            timeout: false,
+            handled: false,
+        }
+    }
+
+    /// A failure that counts (not handled).
+    fn failed(&self) -> bool {
+        matches!(self.status, Failed | TimedOut) && !self.handled
     }
 }
 
-fn is_ok(s: TaskStatus) -> bool {
+pub(crate) fn is_ok(s: TaskStatus) -> bool {
     matches!(s, Succeeded | Restored)
 }
 
-fn is_bad(s: TaskStatus) -> bool {
+pub(crate) fn is_bad(s: TaskStatus) -> bool {
     matches!(s, Failed | TimedOut | Skipped)
 }
 
@@ -175,6 +200,15 @@ pub(crate) struct Walker<'a> {
     pub(crate) top: HashMap<u32, (TaskStatus, Option<MV>)>,
     /// Every task instance visited: (uid, path).
     pub(crate) instances: Vec<(u32, Vec<u32>)>,
+    /// The failures that stop a fail-fast run: not those of a node whose outcome a
+    /// decision reads (`handled_by`), handled or not.
+    pub(crate) stopping: Vec<String>,
+    /// Nodes whose outcome a decision reads.
+    pub(crate) handled_by: HashSet<u32>,
+    /// Instances the report says are `Handled`, until their decision confirms it.
+    pub(crate) handled_seen: HashSet<String>,
+    /// The decision of the arm the node being judged is in: a required input.
+    arm_gate: Option<Res>,
     cancelled_seen: usize,
     /// The run reported fused fan-outs' items only where they did not succeed
     /// (`Runner::item_rows(false)`).
@@ -190,6 +224,16 @@ impl<'a> Walker<'a> {
         log: &'a HashMap<(u32, Vec<u32>), Vec<Rec>>,
         restored: &'a HashMap<u32, MV>,
     ) -> Self {
+        let mut handled_by = HashSet::new();
+        visit(&spec.top, &mut |n, _| {
+            if let Kind::Decide { inputs, .. } = &n.kind {
+                for i in inputs.iter().filter(|i| i.tolerant) {
+                    if let Ref::Node(u) = i.from {
+                        handled_by.insert(u);
+                    }
+                }
+            }
+        });
         Self {
             spec,
             epoch,
@@ -205,12 +249,16 @@ impl<'a> Walker<'a> {
             top_skipped: Vec::new(),
             top: HashMap::new(),
             instances: Vec::new(),
+            stopping: Vec::new(),
+            handled_by,
+            handled_seen: HashSet::new(),
+            arm_gate: None,
             cancelled_seen: 0,
             summary: false,
         }
     }
 
-    fn violation(&mut self, class: &str, message: String) {
+    pub(crate) fn violation(&mut self, class: &str, message: String) {
         self.violations.push((class.to_owned(), message));
     }
 
@@ -224,6 +272,16 @@ impl<'a> Walker<'a> {
         let spec = self.spec;
         let top = ItemCtx { started: true };
         let mut res = self.body(&spec.top, &params, &naming, &[], true, top);
+        let mut left: Vec<String> = self.handled_seen.drain().collect();
+        left.sort();
+        for name in left {
+            self.violation(
+                "status",
+                format!(
+                    "`{name}` is reported handled, but no decision that reads its outcome succeeded"
+                ),
+            );
+        }
         res.remove(&spec.top.tail).expect("the output is a node")
     }
 
@@ -252,14 +310,14 @@ impl<'a> Walker<'a> {
         steps
     }
 
-    fn recs(&self, uid: u32, path: &[u32]) -> &'a [Rec] {
+    pub(crate) fn recs(&self, uid: u32, path: &[u32]) -> &'a [Rec] {
         self.log
             .get(&(uid, path.to_vec()))
             .map_or(&[], Vec::as_slice)
     }
 
     /// Whether any task inside `body` made an attempt in the instance at `prefix`.
-    fn ran_inside(&self, uids: &HashSet<u32>, prefix: &[u32]) -> bool {
+    pub(crate) fn ran_inside(&self, uids: &HashSet<u32>, prefix: &[u32]) -> bool {
         self.log
             .iter()
             .any(|((u, p), recs)| uids.contains(u) && p.starts_with(prefix) && !recs.is_empty())
@@ -270,7 +328,7 @@ impl<'a> Walker<'a> {
     }
 
     /// What the report says of `name` (the prediction without a report).
-    fn observe(
+    pub(crate) fn observe(
         &mut self,
         name: &str,
         kind: AKind,
@@ -317,7 +375,30 @@ impl<'a> Walker<'a> {
                 Ref::Node(u) => res[u].clone(),
             };
             let name = naming.name(&node.name());
+            if crate::branches::not_taken(node, &res) {
+                let r = self.untaken(node, &name, path);
+                res.insert(node.uid, r);
+                continue;
+            }
+            self.arm_gate = node.arm.map(|(d, _)| res[&d].clone());
             let r = match &node.kind {
+                Kind::Decide { inputs, arms, rule } => {
+                    let ins: Vec<(Res, bool)> = inputs
+                        .iter()
+                        .map(|i| (get(&res, &i.from), i.tolerant))
+                        .collect();
+                    self.decide(node, &ins, *arms, *rule, &name, path, top)
+                }
+                Kind::Branch {
+                    decision,
+                    tails,
+                    option,
+                } => {
+                    let d = res[decision].clone();
+                    let ts: Vec<Option<Res>> =
+                        tails.iter().map(|t| t.map(|t| res[&t].clone())).collect();
+                    self.branch(node, &d, &ts, *option, &name, top)
+                }
                 Kind::Task {
                     task,
                     inputs,
@@ -346,6 +427,7 @@ impl<'a> Walker<'a> {
                     self.subflow(node, args, inner, &name, naming, path, top)
                 }
             };
+            self.arm_gate = None;
             if top {
                 if r.status == Skipped {
                     self.top_skipped.push(name.clone());
@@ -353,12 +435,13 @@ impl<'a> Walker<'a> {
                 self.top.insert(node.uid, (r.status, r.value.clone()));
             }
             res.insert(node.uid, r);
+            self.settle_handled(node, &mut res, &|n| naming.name(&n.name()), body);
         }
         res
     }
 
     /// A top-level node the resume restores: it must be `Restored` and not run.
-    fn restored_node(
+    pub(crate) fn restored_node(
         &mut self,
         node: &Node,
         kind: AKind,
@@ -385,24 +468,30 @@ impl<'a> Walker<'a> {
             status: Restored,
             value: Some(value),
             timeout: false,
+            handled: false,
         })
     }
 
     /// The statuses a node must have when its inputs did not all succeed (it never
     /// runs), or `None` if it can run.
-    fn blocked(&self, ins: &[(Res, bool)]) -> Option<&'static [TaskStatus]> {
-        let req_bad = ins.iter().any(|(r, t)| !t && is_bad(r.status));
-        let any_cancel = ins.iter().any(|(r, _)| r.status == Cancelled);
-        let req_cancel = ins.iter().any(|(r, t)| !t && r.status == Cancelled);
+    pub(crate) fn blocked(&self, ins: &[(Res, bool)]) -> Option<&'static [TaskStatus]> {
+        // The decision of its arm is one more required input.
+        let gate = self.arm_gate.iter().map(|r| (r, false));
+        let all: Vec<(&Res, bool)> = ins.iter().map(|(r, t)| (r, *t)).chain(gate).collect();
+        let req_bad = all.iter().any(|(r, t)| !t && is_bad(r.status));
+        let any_cancel = all.iter().any(|(r, _)| r.status == Cancelled);
+        let req_cancel = all.iter().any(|(r, t)| !t && r.status == Cancelled);
+        let req_not_taken = all.iter().any(|(r, t)| !t && r.status == NotTaken);
         match (req_bad, any_cancel, req_cancel) {
             (true, false, _) => Some(&[Skipped]),
             (true, true, _) => Some(&[Skipped, Cancelled]),
+            _ if req_not_taken => Some(&[NotTaken]),
             (false, _, true) => Some(&[Cancelled]),
             _ => None,
         }
     }
 
-    fn describe(ins: &[(Res, bool)]) -> String {
+    pub(crate) fn describe(ins: &[(Res, bool)]) -> String {
         let parts: Vec<String> = ins
             .iter()
             .map(|(r, t)| format!("{}{}", if *t { "~" } else { "" }, r.status))
@@ -447,16 +536,22 @@ impl<'a> Walker<'a> {
                     format!("`{name}` cannot run (inputs {}), yet the report counts {a} attempts and the log {m}", Self::describe(ins)),
                 );
             }
-            return Res {
-                status: s,
-                value: None,
-                timeout: false,
-            };
+            return Res::not_ok(s);
         }
         let steps = self.plan(def, uid, path, top);
         let k = steps.len() as u32;
         let planned = final_status(&steps);
         let (s, a) = self.observe(name, kind, (planned, k));
+        // Handled: failed, and a decision reading its outcome succeeded (checked there).
+        let s = if s == Handled {
+            self.handled_seen.insert(name.to_owned());
+            match steps.get(a.max(1) as usize - 1) {
+                Some(Some(Fault::Timeout)) => TimedOut,
+                _ => Failed,
+            }
+        } else {
+            s
+        };
         let fault_at = |n: u32| steps.get(n as usize - 1).copied();
         if self.open {
             // A cleanup task runs after a soft stop, unless its item never started (a
@@ -535,6 +630,9 @@ impl<'a> Walker<'a> {
         }
         if matches!(s, Failed | TimedOut) {
             self.failures.push(name.to_owned());
+            if !self.handled_by.contains(&uid) {
+                self.stopping.push(name.to_owned());
+            }
         }
         self.instances.push((uid, path.to_vec()));
         let idx = path.last().copied().unwrap_or(0);
@@ -544,6 +642,7 @@ impl<'a> Walker<'a> {
                 .filter(|_| s == Succeeded)
                 .map(|v| MV::One(tree(v, idx, count, sub))),
             timeout: s == TimedOut,
+            handled: false,
         }
     }
 
@@ -607,11 +706,7 @@ impl<'a> Walker<'a> {
             self.violation("status", format!("{what} `{name}`: its inputs ended {}, so it is {allowed:?}; the report says {s}", Self::describe(&ins)));
         }
         self.none_inside(uids, path, name);
-        Some(Res {
-            status: s,
-            value: None,
-            timeout: false,
-        })
+        Some(Res::not_ok(s))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -716,7 +811,7 @@ impl<'a> Walker<'a> {
                 started: self.ran_inside(&uids, &ipath),
             };
             let mut res = self.body(inner, &params, &inaming, &ipath, false, ictx);
-            item_failed |= res.values().any(|r| matches!(r.status, Failed | TimedOut));
+            item_failed |= res.values().any(Res::failed);
             tails.push(res.remove(&inner.tail));
         }
         let inner_cancelled = self.cancelled_seen > before_cancel;
@@ -758,6 +853,9 @@ impl<'a> Walker<'a> {
         if matches!(s, Failed | TimedOut) && self.failures.len() == before_fail {
             self.failures.push(name.to_owned());
         }
+        if matches!(s, Failed | TimedOut) {
+            self.stopping.push(name.to_owned());
+        }
         let value = (s == Succeeded && all_ok).then(|| {
             MV::Many(
                 tails
@@ -777,6 +875,7 @@ impl<'a> Walker<'a> {
             status: s,
             value,
             timeout: false,
+            handled: false,
         }
     }
 
@@ -832,7 +931,7 @@ impl<'a> Walker<'a> {
                 started: self.ran_inside(&uids, path),
             };
             let mut res = self.body(inner, &args, &inaming, path, false, ictx);
-            inner_failed = res.values().any(|r| matches!(r.status, Failed | TimedOut));
+            inner_failed = res.values().any(Res::failed);
             res.remove(&inner.tail)
         };
         let inner_cancelled = self.cancelled_seen > before_cancel;
@@ -860,6 +959,9 @@ impl<'a> Walker<'a> {
         if matches!(s, Failed | TimedOut) && self.failures.len() == before_fail {
             self.failures.push(name.to_owned());
         }
+        if matches!(s, Failed | TimedOut) {
+            self.stopping.push(name.to_owned());
+        }
         let value = tail
             .as_ref()
             .filter(|_| s == Succeeded)
@@ -868,6 +970,7 @@ impl<'a> Walker<'a> {
             status: s,
             value,
             timeout: s == TimedOut,
+            handled: false,
         }
     }
 }

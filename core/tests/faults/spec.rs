@@ -58,12 +58,37 @@ pub(crate) enum Kind {
     },
     /// A separately built workflow, its parameters the `args`.
     Subflow { args: Vec<Ref>, body: Body },
+    /// A decision (`Builder::decide`) picking one of `arms` arms by `rule` from its
+    /// inputs (tolerant ones read as outcomes: their failures are handled).
+    Decide {
+        inputs: Vec<Input>,
+        arms: u32,
+        rule: Rule,
+    },
+    /// The value of `decision`'s branch: per arm, the node giving it (`None`: the
+    /// missing `else` of `branch_option`).
+    Branch {
+        decision: u32,
+        tails: Vec<Option<u32>>,
+        option: bool,
+    },
+}
+
+/// How a decision picks its arm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rule {
+    /// A hash of its inputs' values, modulo the arms.
+    Value,
+    /// A fallback: arm 0 if every tolerant input succeeded, else arm 1.
+    Ok,
 }
 
 #[derive(Clone, Debug)]
 pub(crate) struct Node {
     pub(crate) uid: u32,
     pub(crate) kind: Kind,
+    /// The arm it is built in: (decision uid, arm index).
+    pub(crate) arm: Option<(u32, u32)>,
 }
 
 impl Node {
@@ -72,14 +97,32 @@ impl Node {
             Kind::Task { .. } => 't',
             Kind::FanOut { .. } => 'f',
             Kind::Subflow { .. } => 's',
+            Kind::Decide { .. } => 'd',
+            Kind::Branch { .. } => 'b',
         };
         format!("{letter}{}", self.uid)
     }
 
-    /// Every node this one reads (not parameters).
+    /// Every node this one reads (and parameters), its arm's decision included.
     pub(crate) fn refs(&self) -> Vec<Ref> {
+        let mut refs = self.data_refs();
+        if let Some((d, _)) = self.arm {
+            refs.push(Ref::Node(d));
+        }
+        refs
+    }
+
+    /// What this node reads as data: not its arm's decision.
+    pub(crate) fn data_refs(&self) -> Vec<Ref> {
         match &self.kind {
-            Kind::Task { inputs, .. } => inputs.iter().map(|i| i.from).collect(),
+            Kind::Task { inputs, .. } | Kind::Decide { inputs, .. } => {
+                inputs.iter().map(|i| i.from).collect()
+            }
+            Kind::Branch {
+                decision, tails, ..
+            } => std::iter::once(Ref::Node(*decision))
+                .chain(tails.iter().flatten().map(|&t| Ref::Node(t)))
+                .collect(),
             Kind::FanOut {
                 collection,
                 imports,
@@ -105,6 +148,14 @@ impl Node {
 
     pub(crate) fn is_many(&self) -> bool {
         matches!(self.kind, Kind::FanOut { .. })
+    }
+
+    /// Its value is one `Val` (a task, a sub-workflow, a shared branch).
+    pub(crate) fn is_val(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Task { .. } | Kind::Subflow { .. } | Kind::Branch { option: false, .. }
+        )
     }
 }
 
@@ -134,6 +185,8 @@ pub(crate) enum Fault {
     Timeout,
     /// Succeeds with a value whose serialisation panics (a durable run's checkpoint).
     SerPanic,
+    /// A decision picks an arm it does not have.
+    OutOfRange,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -249,7 +302,7 @@ pub(crate) fn visit<'a>(body: &'a Body, f: &mut dyn FnMut(&'a Node, &Place)) {
                     go(body, place, f);
                     place.chain.pop();
                 }
-                Kind::Task { .. } => {}
+                Kind::Task { .. } | Kind::Decide { .. } | Kind::Branch { .. } => {}
             }
         }
     }
@@ -304,7 +357,7 @@ impl<'a> Index<'a> {
                         go(inner, chain, nodes, bodies);
                         chain.pop();
                     }
-                    Kind::Task { .. } => {}
+                    Kind::Task { .. } | Kind::Decide { .. } | Kind::Branch { .. } => {}
                 }
             }
         }
@@ -440,7 +493,40 @@ fn body_text(spec: &Spec, body: &Body, params: &[String], depth: usize, out: &mu
         Ref::Node(u) => body.node(*u).map_or_else(|| format!("?{u}"), Node::name),
     };
     for node in &body.nodes {
+        let pad = match node.arm {
+            Some((d, k)) => format!("{pad}[d{d} arm {k}] "),
+            None => pad.clone(),
+        };
         match &node.kind {
+            Kind::Decide { inputs, arms, rule } => {
+                let ins: Vec<String> = inputs
+                    .iter()
+                    .map(|i| format!("{}{}", if i.tolerant { "~" } else { "" }, show(&i.from)))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "{pad}{} = decide {rule:?} of {arms} arms ({})",
+                    node.name(),
+                    ins.join(", ")
+                );
+            }
+            Kind::Branch {
+                decision,
+                tails,
+                option,
+            } => {
+                let ts: Vec<String> = tails
+                    .iter()
+                    .map(|t| t.map_or_else(|| "None".to_owned(), |t| show(&Ref::Node(t))))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "{pad}{} = branch{} of d{decision} [{}]",
+                    node.name(),
+                    if *option { "_option" } else { "" },
+                    ts.join(", ")
+                );
+            }
             Kind::Task {
                 task,
                 inputs,

@@ -205,6 +205,8 @@ impl<'de> serde::Deserialize<'de> for Val {
 pub(crate) enum H {
     One(Handle<Val>),
     Many(Handle<Vec<Val>>),
+    /// A `branch_option`'s value.
+    Opt(Handle<Option<Val>>),
 }
 
 /// A generated node's inputs: data inputs (each required or tolerant, by the task's
@@ -223,9 +225,12 @@ pub(crate) enum Read<'a> {
     Many(&'a [Val]),
     OneOutcome(&'a Outcome<Val>),
     ManyOutcome(&'a Outcome<Vec<Val>>),
+    Opt(&'a Option<Val>),
+    OptOutcome(&'a Outcome<Option<Val>>),
     /// An input taken by value, once the closure took it.
     Owned(Val),
     OwnedMany(Vec<Val>),
+    OwnedOpt(Option<Val>),
     /// An input to take: `refs` does not borrow it.
     Taken,
 }
@@ -240,9 +245,15 @@ impl Read<'_> {
             Read::ManyOutcome(Outcome::Ok(vs)) => many_hash(vs.iter().map(|v| v.v)),
             Read::Owned(v) => v.v,
             Read::OwnedMany(vs) => many_hash(vs.iter().map(|v| v.v)),
+            Read::Opt(o) | Read::OptOutcome(Outcome::Ok(o)) => opt_hash(o.as_ref()),
+            Read::OwnedOpt(o) => opt_hash(o.as_ref()),
             _ => NOT_OK,
         }
     }
+}
+
+fn opt_hash(o: Option<&Val>) -> u64 {
+    o.map_or(crate::branches::NONE, |v| v.v)
 }
 
 impl Inputs for Mixed {
@@ -259,6 +270,8 @@ impl Inputs for Mixed {
                 (H::One(h), true) => Read::OneOutcome((h,).outcomes(slots).0),
                 (H::Many(h), false) => Read::Many((h,).refs(slots).0),
                 (H::Many(h), true) => Read::ManyOutcome((h,).outcomes(slots).0),
+                (H::Opt(h), false) => Read::Opt((h,).refs(slots).0),
+                (H::Opt(h), true) => Read::OptOutcome((h,).outcomes(slots).0),
             })
             .collect();
         let ctx = self.ctx.iter().map(|&h| (h,).refs(slots).0).collect();
@@ -274,6 +287,7 @@ impl Inputs for Mixed {
             match h {
                 H::One(h) => (*h,).indices(out),
                 H::Many(h) => (*h,).indices(out),
+                H::Opt(h) => (*h,).indices(out),
             }
         }
         for h in &self.ctx {
@@ -289,6 +303,7 @@ impl Inputs for Mixed {
                 let h = match h {
                     H::One(h) => H::One((h,).import(body, parent).0),
                     H::Many(h) => H::Many((h,).import(body, parent).0),
+                    H::Opt(h) => H::Opt((h,).import(body, parent).0),
                 };
                 (h, tolerant, moved)
             })

@@ -45,6 +45,7 @@ fn if_branch(
     in_loop: bool,
 ) -> Option<Branch> {
     let keyword = Ident::new("if", expr_if.if_token.span);
+    let id = Scope::branch_id();
     let mut reads = Vec::new();
     let mut conditions = Vec::new();
     let mut bodies = Vec::new();
@@ -90,8 +91,17 @@ fn if_branch(
             _ if has_else && index == count - 1 => "else".to_owned(),
             _ => format!("else_if{index}"),
         };
-        let (nodes, tail, named) =
-            arm_body(stmts, close, scope, errors, in_loop, !has_else, |_| {});
+        let arm_at = (id, index as u32);
+        let (nodes, tail, named) = arm_body(
+            stmts,
+            close,
+            scope,
+            errors,
+            in_loop,
+            !has_else,
+            arm_at,
+            |_| {},
+        );
         tails.extend(named);
         arms.push(Arm {
             label: segment.clone(),
@@ -131,6 +141,7 @@ fn match_branch(
     in_loop: bool,
 ) -> Option<Branch> {
     let keyword = Ident::new("match", expr_match.match_token.span);
+    let id = Scope::branch_id();
     let outcome = expr_match.arms.iter().any(|arm| names_outcome(&arm.pat));
     let place = place(&expr_match.expr);
     let mut reads = Vec::new();
@@ -206,7 +217,7 @@ fn match_branch(
             ),
             other => (vec![Stmt::Expr(other.clone(), None)], other.span()),
         };
-        let define_parts = |inner: &mut Scope, errors: &mut Errors| {
+        let define_parts = |inner: &mut Scope| {
             for name in &bound {
                 let (root, fields) = place.clone().unwrap_or_else(|| (name.clone(), Vec::new()));
                 let part = Rc::new(Part {
@@ -216,18 +227,21 @@ fn match_branch(
                     outcome,
                     place: place.is_some(),
                 });
-                inner.define_part(name, part, errors);
+                inner.define_part(name, part);
             }
         };
-        let mut defined_errors = Errors::default();
-        let (nodes, tail, named) =
-            arm_body(&stmts, close, scope, errors, in_loop, false, |inner| {
-                define_parts(inner, &mut defined_errors);
-            });
+        let arm_at = (id, index as u32);
+        let (nodes, tail, named) = arm_body(
+            &stmts,
+            close,
+            scope,
+            errors,
+            in_loop,
+            false,
+            arm_at,
+            define_parts,
+        );
         tails.extend(named);
-        if let Err(error) = defined_errors.finish() {
-            errors.push(error);
-        }
         arms.push(Arm {
             label,
             segment,
@@ -263,9 +277,10 @@ fn arm_body(
     errors: &mut Errors,
     in_loop: bool,
     optional: bool,
+    (branch, arm): (u32, u32),
     define: impl FnOnce(&mut Scope),
 ) -> ArmBody {
-    let mut inner = scope.enter_arm();
+    let mut inner = scope.enter_arm(branch, arm);
     define(&mut inner);
     let (nodes, tail) = block(
         stmts,

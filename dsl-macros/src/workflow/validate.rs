@@ -45,6 +45,8 @@ pub(super) struct Scope {
     arm_own: Vec<String>,
     /// The branches bound in this scope, for the moves through their value.
     branches: Vec<BranchTails>,
+    /// The arms this scope is in, outermost first: (branch id, arm).
+    arms: Vec<(u32, u32)>,
 }
 
 /// A branch's binding and its arms' values: moving the binding moves the value of the
@@ -69,6 +71,19 @@ struct Read {
     tail: bool,
     /// The id of the scope that bound the name.
     owner: u32,
+    /// The arms the read is in, outermost first: two reads in different arms of one
+    /// branch never both happen.
+    arms: Vec<(u32, u32)>,
+}
+
+impl Read {
+    /// Whether this read and `other` can never both happen: they are in different arms
+    /// of one branch.
+    fn exclusive(&self, other: &Read) -> bool {
+        self.arms
+            .iter()
+            .any(|&(branch, arm)| other.arms.iter().any(|&(b, a)| b == branch && a != arm))
+    }
 }
 
 impl Scope {
@@ -78,6 +93,11 @@ impl Scope {
             id: SCOPES.fetch_add(1, Ordering::Relaxed),
             ..Scope::default()
         }
+    }
+
+    /// An id for a branch, to tell its arms apart.
+    pub(super) fn branch_id() -> u32 {
+        SCOPES.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Notes a binding of the body before its statements are read, so a use before its
@@ -103,6 +123,7 @@ impl Scope {
             later: self.later.clone(),
             items: self.items.clone(),
             parts: self.parts.clone(),
+            arms: self.arms.clone(),
             ..Scope::fresh()
         };
         inner.owners = self.owners.clone();
@@ -157,8 +178,11 @@ impl Scope {
 
     /// The scope of an arm of a branch in this one: the same graph, so every name of
     /// this scope is readable as it is here; the names the arm binds stay inside it.
-    pub(super) fn enter_arm(&self) -> Scope {
+    pub(super) fn enter_arm(&self, branch: u32, arm: u32) -> Scope {
+        let mut arms = self.arms.clone();
+        arms.push((branch, arm));
         Scope {
+            arms,
             defined: self.defined.clone(),
             later: self.later.clone(),
             outer: self.outer.clone(),
@@ -193,10 +217,15 @@ impl Scope {
 
     /// Binds a part a `match` arm's pattern binds (`text` in `Kind::Csv(text) => …`):
     /// shared bare, like a borrowing loop's item.
-    pub(super) fn define_part(&mut self, ident: &Ident, part: Rc<Part>, errors: &mut Errors) {
-        self.define(ident, errors);
-        self.items.push(ident.to_string());
-        self.parts.insert(ident.to_string(), part);
+    /// A part may shadow a binding of the enclosing scopes, as a pattern's binding does
+    /// in Rust: inside the arm, the name is the part.
+    pub(super) fn define_part(&mut self, ident: &Ident, part: Rc<Part>) {
+        let name = ident.to_string();
+        self.defined.insert(name.clone(), ident.clone());
+        self.owners.insert(name.clone(), self.id);
+        self.arm_own.push(name.clone());
+        self.items.push(name.clone());
+        self.parts.insert(name, part);
     }
 
     /// The part `ident` names, if a `match` arm around this scope bound it.
@@ -256,8 +285,14 @@ impl Scope {
             {
                 self.imports.push(root.clone());
             }
-            return self.read(&root, None);
+            return self.read_binding(&root, None);
         }
+        self.read_binding(ident, moved_into);
+    }
+
+    /// Notes a read of the binding `ident` (never a part: a part may shadow the binding
+    /// it is a part of).
+    fn read_binding(&mut self, ident: &Ident, moved_into: Option<String>) {
         let name = ident.to_string();
         self.reads.push(Read {
             ident: ident.clone(),
@@ -266,6 +301,7 @@ impl Scope {
             in_loop: false,
             tail: false,
             owner: self.owners.get(&name).copied().unwrap_or(self.id),
+            arms: self.arms.clone(),
         });
     }
 
@@ -426,6 +462,7 @@ fn check_moves(mut reads: Vec<Read>, branches: &[BranchTails], errors: &mut Erro
                     in_loop: false,
                     tail: false,
                     owner: *owner,
+                    arms: Vec::new(),
                 });
             }
         }
@@ -459,7 +496,12 @@ fn check_moves(mut reads: Vec<Read>, branches: &[BranchTails], errors: &mut Erro
             );
             continue;
         }
-        let Some(other) = of_name.iter().find(|r| !std::ptr::eq(**r, *moved)) else {
+        // Moves in arms of one branch that exclude each other are one move: only one
+        // of them runs.
+        let conflict = |r: &&&Read| {
+            !std::ptr::eq(**r, *moved) && !(r.moved_into.is_some() && r.exclusive(moved))
+        };
+        let Some(other) = of_name.iter().find(conflict) else {
             continue;
         };
         let mut error = syn::Error::new(
