@@ -91,7 +91,7 @@ pub fn parse_json(text: &str) -> Vec<f64> {
 
 /// What the gate publishes: the prices and the path taken.
 #[task]
-pub fn publish(enriched: &Option<String>, prices: &Vec<f64>) -> String {
+pub fn publish(enriched: &Option<String>, prices: &[f64]) -> String {
     let total: f64 = prices.iter().sum();
     let path = enriched.as_deref().unwrap_or("standard path");
     format!("{} prices, total {total:.2}, {path}", prices.len())

@@ -19,7 +19,7 @@ struct Processed {
 
 #[task]
 fn process(score: &u32) -> Processed {
-    let kind = if score % 2 == 0 {
+    let kind = if score.is_multiple_of(2) {
         Format::Csv("a,b".to_owned())
     } else {
         Format::Json("{}".to_owned())
@@ -126,12 +126,12 @@ fn cached(_source: &i64) -> Vec<u8> {
 }
 
 #[task]
-fn clean(data: &Vec<u8>) -> Vec<u8> {
+fn clean(data: &[u8]) -> Vec<u8> {
     data.iter().map(|b| b * 2).collect()
 }
 
 #[task]
-fn size(data: &Vec<u8>) -> usize {
+fn size(data: &[u8]) -> usize {
     data.len()
 }
 
@@ -191,8 +191,8 @@ fn describe_error_none(_source: &i64) -> String {
 }
 
 #[task]
-fn keep(data: &Vec<u8>, error: &String) -> Vec<u8> {
-    let mut data = data.clone();
+fn keep(data: &[u8], error: &str) -> Vec<u8> {
+    let mut data = data.to_vec();
     data.push(error.len() as u8);
     data
 }
@@ -218,7 +218,7 @@ fn halve(x: &u64) -> u64 {
 }
 
 #[task]
-fn total(xs: &Vec<u64>) -> u64 {
+fn total(xs: &[u64]) -> u64 {
     xs.iter().sum()
 }
 

@@ -66,12 +66,15 @@ impl Board {
             self.resolve(node, record);
         }
         let mut roots = Vec::new();
-        for node in 0..graph.len() {
-            // A restored branch may still hear from the arms it did not take: it never
-            // becomes ready again.
-            if done[node] {
-                *self.waiting[node].get_mut() = COUNT;
-            }
+        // A restored branch may still hear from the arms it did not take: it never
+        // becomes ready again.
+        for (waiting, _) in self
+            .waiting
+            .iter_mut()
+            .zip(&done)
+            .filter(|(_, done)| **done)
+        {
+            *waiting.get_mut() = COUNT;
         }
         for node in graph
             .nodes()

@@ -97,8 +97,10 @@ fn if_branch(
             close,
             scope,
             errors,
-            in_loop,
-            !has_else,
+            BodyOf::Arm {
+                in_loop,
+                optional: !has_else,
+            },
             arm_at,
             |_| {},
         );
@@ -236,8 +238,10 @@ fn match_branch(
             close,
             scope,
             errors,
-            in_loop,
-            false,
+            BodyOf::Arm {
+                in_loop,
+                optional: false,
+            },
             arm_at,
             define_parts,
         );
@@ -268,27 +272,20 @@ fn match_branch(
 /// An arm's nodes, its value, and the value's name with the scope that bound it.
 type ArmBody = (Vec<super::Node>, Option<Tail>, Option<(Ident, u32)>);
 
-/// One arm's body in a scope of its own: its nodes and its value. `optional` for the
-/// `then` of an `if` without `else`, whose value is moved into an `Option`.
+/// One arm's body in a scope of its own (`of` says what may end it): its nodes and its
+/// value.
 fn arm_body(
     stmts: &[Stmt],
     close: Span,
     scope: &mut Scope,
     errors: &mut Errors,
-    in_loop: bool,
-    optional: bool,
+    of: BodyOf,
     (branch, arm): (u32, u32),
     define: impl FnOnce(&mut Scope),
 ) -> ArmBody {
     let mut inner = scope.enter_arm(branch, arm);
     define(&mut inner);
-    let (nodes, tail) = block(
-        stmts,
-        close,
-        &mut inner,
-        errors,
-        BodyOf::Arm { in_loop, optional },
-    );
+    let (nodes, tail) = block(stmts, close, &mut inner, errors, of);
     let owner = match &tail {
         Some(Tail::Binding(ident)) => Some((ident.clone(), inner.owner_of(ident))),
         _ => None,

@@ -105,11 +105,14 @@ pub(super) fn emit_branch(branch: &Branch, name: &str, cx: &Cx<'_>) -> TokenStre
     let decide = match &branch.form {
         Form::If { conditions, .. } => {
             // `if c0 { 0 } else if c1 { 1 } … else { last }`.
+            // Only `if` and the conditions are the user's tokens: the rest is the
+            // expansion's, so lints about the user's formatting never see it.
             let last = arm_count - 1;
-            let mut chain = quote!({ #last });
+            let mut chain = quote_spanned!(Span::mixed_site()=> { #last });
             for (index, condition) in conditions.iter().enumerate().rev() {
                 let index = index as u32;
-                chain = quote!(#if_token #condition { #index } else #chain);
+                let arm = quote_spanned!(Span::mixed_site()=> { #index } else #chain);
+                chain = quote!(#if_token #condition #arm);
             }
             chain
         }
@@ -182,7 +185,8 @@ pub(super) fn emit_branch(branch: &Branch, name: &str, cx: &Cx<'_>) -> TokenStre
                     for (index, tail) in tails.iter().enumerate().rev().skip(1) {
                         let block = braced(quote!(#tail), spans[index]);
                         let index = index as u32;
-                        chain = quote!(#if_token #which == #index #block else #chain);
+                        let rest = quote_spanned!(Span::mixed_site()=> else #chain);
+                        chain = quote!(#if_token #which == #index #block #rest);
                     }
                     chain
                 }
@@ -202,7 +206,9 @@ pub(super) fn emit_branch(branch: &Branch, name: &str, cx: &Cx<'_>) -> TokenStre
                 }
             };
             let indices = (0..tails.len() as u32).map(|index| quote!(#pick(#index)));
+            // Its blocks are spanned at arms that may be far apart in the source.
             quote_spanned! {Span::mixed_site()=> {
+                #[allow(clippy::suspicious_else_formatting)]
                 let #pick = |#which: u32| #picked;
                 #builder.branch(#name, #decision, ::std::vec![#(#indices),*])
             }}

@@ -499,7 +499,8 @@ fn check_moves(mut reads: Vec<Read>, branches: &[BranchTails], errors: &mut Erro
         // Moves in arms of one branch that exclude each other are one move: only one
         // of them runs.
         let conflict = |r: &&&Read| {
-            !std::ptr::eq(**r, *moved) && !(r.moved_into.is_some() && r.exclusive(moved))
+            let one_of_two_moves = r.moved_into.is_some() && r.exclusive(moved);
+            !(std::ptr::eq(**r, *moved) || one_of_two_moves)
         };
         let Some(other) = of_name.iter().find(conflict) else {
             continue;
