@@ -342,3 +342,69 @@ async fn a_part_may_shadow_a_binding() {
     assert_eq!(shadowed(4).await.unwrap(), 4);
     assert_eq!(shadowed(-4).await.unwrap(), 0);
 }
+
+static FLAKY: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Fails its first attempt in every run that starts from zero.
+#[task(retries = 2, retry_delay = "1ms")]
+fn flaky(x: &u64) -> Result<u64, TaskError> {
+    if FLAKY.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+        return Err(TaskError::msg("first attempt fails"));
+    }
+    Ok(x + 1)
+}
+
+#[task(timeout = "5s")]
+async fn slow_double(x: &u64) -> u64 {
+    x * 2
+}
+
+workflow! {
+    fn inner_total(xs: Vec<u64>) -> u64 {
+        total(&xs)
+    }
+}
+
+workflow! {
+    fn everything_in_an_arm(xs: Vec<u64>) -> u64 {
+        let n = total(&xs);
+        let out = if n > 0 {
+            let each = #[concurrency = 2] for x in &xs {
+                let y = flaky(x);
+                slow_double(&y)
+            };
+            let sub = inner_total(&each).await;
+            sub
+        } else {
+            total(&xs)
+        };
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_outs_caps_retries_timeouts_and_sub_workflows_work_inside_an_arm() {
+    FLAKY.store(0, std::sync::atomic::Ordering::SeqCst);
+    let RunOutcome { result, report, .. } = everything_in_an_arm::workflow()
+        .runner()
+        .run((vec![1, 2, 3],))
+        .await;
+    // (2 + 3 + 4) * 2
+    assert_eq!(result.unwrap(), 18, "{report}");
+    let retried = report
+        .tasks
+        .iter()
+        .filter(|t| t.node.starts_with("y[") && t.attempts.len() == 2)
+        .count();
+    assert_eq!(retried, 1, "one item retried once: {report}");
+    assert_eq!(status(&report, "out.then.sub.total"), TaskStatus::Succeeded);
+    assert_eq!(status(&report, "out.else.total"), TaskStatus::NotTaken);
+    // Not taken: the whole arm, its fan-out and sub-workflow included.
+    let RunOutcome { result, report, .. } = everything_in_an_arm::workflow()
+        .runner()
+        .run((vec![],))
+        .await;
+    assert_eq!(result.unwrap(), 0);
+    assert_eq!(status(&report, "out.then.each"), TaskStatus::NotTaken);
+    assert_eq!(status(&report, "out.then.sub"), TaskStatus::NotTaken);
+}
