@@ -343,3 +343,16 @@ pub fn mismatched() -> TaskError {
         "the value no longer matches the pattern of the `match` arm that was taken",
     ))
 }
+
+/// A node's place, untyped: the arms' values of a branch, whose type the branch's
+/// never-called check closure gives.
+pub fn node_ref<T>(handle: Handle<T>) -> crate::plan::NodeRef {
+    handle.node_ref()
+}
+
+/// The value of a node, for the types of a never-called closure only: a branch checks
+/// that its arms' values have one type with a real `if` or `match` over them, which
+/// rustc reports in the user's types. The closure is dropped without being called.
+pub fn value_of<T>(_handle: Handle<T>) -> T {
+    unreachable!("aqueduct: a branch's type check is never called")
+}

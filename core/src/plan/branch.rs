@@ -217,6 +217,27 @@ impl<P: super::Params> Builder<P> {
         self.add_branch(name.into(), decision, tails, MakeBranch::Shared)
     }
 
+    /// [`branch`](Self::branch) for `workflow!`: the arms' values untyped, their one
+    /// type `T` given by `_check`, a never-called closure that is a real `if` or `match`
+    /// over the arms' values, so arms of different types are rustc's "incompatible
+    /// types" over the user's `if`, in the user's types.
+    #[doc(hidden)]
+    #[track_caller]
+    pub fn branch_checked<T: Send + Sync + 'static>(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        decision: Decision,
+        tails: Vec<super::NodeRef>,
+        _check: impl FnOnce(u32) -> T,
+    ) -> Handle<T> {
+        // Checked to be this builder's by `add_branch`.
+        let tails = tails
+            .into_iter()
+            .map(|tail| Some(Handle::<T>::new(tail.builder, tail.node as usize)))
+            .collect();
+        self.add_branch(name.into(), decision, tails, MakeBranch::Shared)
+    }
+
     /// Adds the value of an `if` without `else`: `Some` of `then`'s value (moved into
     /// it: `then` must have no other reader) when `decision` picked arm 0, `None` when
     /// it picked arm 1.

@@ -57,7 +57,7 @@ impl<T> Handle<T> {
         }
     }
 
-    pub(super) fn node_ref(self) -> NodeRef {
+    pub(crate) fn node_ref(self) -> NodeRef {
         NodeRef {
             builder: self.builder,
             node: self.id,

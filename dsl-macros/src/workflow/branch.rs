@@ -84,7 +84,6 @@ fn if_branch(
     }
     let count = bodies.len();
     let mut arms = Vec::new();
-    let mut tails = Vec::new();
     for (index, (stmts, close)) in bodies.into_iter().enumerate() {
         let segment = match index {
             0 => "then".to_owned(),
@@ -92,7 +91,7 @@ fn if_branch(
             _ => format!("else_if{index}"),
         };
         let arm_at = (id, index as u32);
-        let (nodes, tail, named) = arm_body(
+        let (nodes, tail) = arm_body(
             stmts,
             close,
             scope,
@@ -100,11 +99,11 @@ fn if_branch(
             BodyOf::Arm {
                 in_loop,
                 optional: !has_else,
+                branch: id,
             },
             arm_at,
             |_| {},
         );
-        tails.extend(named);
         arms.push(Arm {
             label: segment.clone(),
             segment,
@@ -126,13 +125,13 @@ fn if_branch(
     Some(Branch {
         keyword,
         reads,
-        text: texts.join(" / "),
+        text: texts.join(", else if "),
         form: Form::If {
             conditions,
             has_else,
         },
         arms,
-        tails,
+        id,
     })
 }
 
@@ -190,7 +189,6 @@ fn match_branch(
     // field of one, which each reader can match again.
     let place = place.filter(|(root, _)| scope.part(root).is_none() && scope.knows(root));
     let mut arms = Vec::new();
-    let mut tails = Vec::new();
     let mut segments: Vec<String> = Vec::new();
     for (index, arm) in expr_match.arms.iter().enumerate() {
         let bound = bound_names(&arm.pat);
@@ -233,7 +231,7 @@ fn match_branch(
             }
         };
         let arm_at = (id, index as u32);
-        let (nodes, tail, named) = arm_body(
+        let (nodes, tail) = arm_body(
             &stmts,
             close,
             scope,
@@ -241,11 +239,11 @@ fn match_branch(
             BodyOf::Arm {
                 in_loop,
                 optional: false,
+                branch: id,
             },
             arm_at,
             define_parts,
         );
-        tails.extend(named);
         arms.push(Arm {
             label,
             segment,
@@ -265,12 +263,12 @@ fn match_branch(
         text: pretty(&expr_match.expr.to_token_stream()),
         form: Form::Match { scrutinee },
         arms,
-        tails,
+        id,
     })
 }
 
-/// An arm's nodes, its value, and the value's name with the scope that bound it.
-type ArmBody = (Vec<super::Node>, Option<Tail>, Option<(Ident, u32)>);
+/// An arm's nodes and its value.
+type ArmBody = (Vec<super::Node>, Option<Tail>);
 
 /// One arm's body in a scope of its own (`of` says what may end it): its nodes and its
 /// value.
@@ -286,12 +284,8 @@ fn arm_body(
     let mut inner = scope.enter_arm(branch, arm);
     define(&mut inner);
     let (nodes, tail) = block(stmts, close, &mut inner, errors, of);
-    let owner = match &tail {
-        Some(Tail::Binding(ident)) => Some((ident.clone(), inner.owner_of(ident))),
-        _ => None,
-    };
     scope.leave_arm(inner, errors);
-    (nodes, tail, owner)
+    (nodes, tail)
 }
 
 /// Notes the reads of a decision in the scope: each is checked (so a loop's body imports
@@ -504,6 +498,7 @@ fn pretty(tokens: &TokenStream) -> String {
         (" [", "["),
         ("[ ", "["),
         (" ]", "]"),
+        (" : ", ": "),
     ] {
         text = text.replace(spaced, tight);
     }

@@ -47,6 +47,25 @@ pub(super) fn project(
     })}
 }
 
+/// `tokens`, every one located at `at` (groups too; each keeps its hygiene): an
+/// expression rustc reports as a whole at the user's token.
+fn respan(tokens: TokenStream, at: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let proc_macro2::TokenTree::Group(group) = &token {
+                let mut inner =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), at));
+                inner.set_span(group.span().located_at(at));
+                token = proc_macro2::TokenTree::Group(inner);
+            } else {
+                token.set_span(token.span().located_at(at));
+            }
+            token
+        })
+        .collect()
+}
+
 /// `{ tokens }`, its braces spanned at `at`.
 fn braced(tokens: TokenStream, at: Span) -> proc_macro2::Group {
     let mut group = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, tokens);
@@ -173,16 +192,20 @@ pub(super) fn emit_branch(branch: &Branch, name: &str, cx: &Cx<'_>) -> TokenStre
         form => {
             // The arms' values have one type: checked in a real `if` or `match` over
             // them, so a mismatch is rustc's "incompatible types" at the arms.
-            let pick = local("__aqueduct_pick", keyword.span());
             let which = Ident::new("__aqueduct_which", Span::mixed_site());
+            let values: Vec<TokenStream> = tails
+                .iter()
+                .zip(&spans)
+                .map(|(tail, span)| respan(quote!(#p::value_of(#tail)), *span))
+                .collect();
             let picked = match form {
                 // Each block spanned at its arm's value, so rustc's report spans the
                 // user's `if` … arms, not the whole macro.
                 Form::If { .. } => {
-                    let last = tails.last().expect("an if has arms");
+                    let last = values.last().expect("an if has arms");
                     let at = *spans.last().expect("an if has arms");
                     let mut chain = braced(quote!(#last), at).to_token_stream();
-                    for (index, tail) in tails.iter().enumerate().rev().skip(1) {
+                    for (index, tail) in values.iter().enumerate().rev().skip(1) {
                         let block = braced(quote!(#tail), spans[index]);
                         let index = index as u32;
                         let rest = quote_spanned!(Span::mixed_site()=> else #chain);
@@ -191,8 +214,8 @@ pub(super) fn emit_branch(branch: &Branch, name: &str, cx: &Cx<'_>) -> TokenStre
                     chain
                 }
                 Form::Match { .. } => {
-                    let count = tails.len();
-                    let arms = tails.iter().enumerate().map(|(index, tail)| {
+                    let count = values.len();
+                    let arms = values.iter().enumerate().map(|(index, tail)| {
                         if index + 1 == count {
                             quote!(_ => #tail,)
                         } else {
@@ -205,13 +228,18 @@ pub(super) fn emit_branch(branch: &Branch, name: &str, cx: &Cx<'_>) -> TokenStre
                     quote!(#match_token #which #block)
                 }
             };
-            let indices = (0..tails.len() as u32).map(|index| quote!(#pick(#index)));
-            // Its blocks are spanned at arms that may be far apart in the source.
-            quote_spanned! {Span::mixed_site()=> {
-                #[allow(clippy::suspicious_else_formatting)]
-                let #pick = |#which: u32| #picked;
-                #builder.branch(#name, #decision, ::std::vec![#(#indices),*])
-            }}
+            // Never called: it gives the branch its type, and rustc's report of arms of
+            // different types, in the user's types. Its blocks are spanned at arms that
+            // may be far apart in the source.
+            quote_spanned! {Span::mixed_site()=>
+                #builder.branch_checked(
+                    #name,
+                    #decision,
+                    ::std::vec![#(#p::node_ref(#tails)),*],
+                    #[allow(clippy::suspicious_else_formatting)]
+                    |#which: u32| #picked,
+                )
+            }
         }
     };
     quote_spanned! {Span::mixed_site()=> {

@@ -76,9 +76,9 @@ struct Branch {
     text: String,
     form: Form,
     arms: Vec<Arm>,
-    /// The arms' values that are names, each with the id of the scope that bound it:
+    /// Its id in the scope's checks: the reads of its arms' values carry it, so that
     /// moving the branch's value moves them (checked, not expanded).
-    tails: Vec<(Ident, u32)>,
+    id: u32,
 }
 
 /// What picks the arm.

@@ -11,7 +11,7 @@ use syn::{
 
 use super::attrs::{crate_path, durable, loop_cap};
 use super::branch;
-use super::validate::Scope;
+use super::validate::{OPTION_VALUE, Scope};
 use super::{Arg, Call, Init, Loop, Node, Tail, Workflow};
 use crate::errors::Errors;
 
@@ -121,10 +121,14 @@ pub(super) enum BodyOf {
     Workflow,
     /// A loop's: one of its own bindings, the item's result.
     Loop,
-    /// An arm of an `if` or `match` (inside a loop's body or not): any name but, in a
+    /// An arm of branch `branch` (inside a loop's body or not): any name but, in a
     /// loop, the item or an enclosing scope's. `optional` for the `then` of an `if`
     /// without `else`, whose value is moved into an `Option`.
-    Arm { in_loop: bool, optional: bool },
+    Arm {
+        in_loop: bool,
+        optional: bool,
+        branch: u32,
+    },
 }
 
 impl BodyOf {
@@ -174,9 +178,7 @@ pub(super) fn block(
     // How the tail, if it is a name, is read: an arm's value is shared with the
     // branch, or moved into its `Option`.
     let moved_into = match of {
-        BodyOf::Arm { optional: true, .. } => {
-            Some("the value of the `if` (an `Option`)".to_owned())
-        }
+        BodyOf::Arm { optional: true, .. } => Some(OPTION_VALUE.to_owned()),
         _ => None,
     };
     let tail = match tail_stmt {
@@ -201,7 +203,7 @@ pub(super) fn block(
             branch.map(|branch| {
                 let name = branch.keyword.clone();
                 scope.define(&name, errors);
-                scope.bind_branch(&name, branch.tails.clone());
+                scope.bind_branch(&name, branch.id);
                 read_tail(scope, &name, moved_into, of);
                 nodes.push(Node {
                     binding: name.clone(),
@@ -266,7 +268,7 @@ pub(super) fn block(
 /// result, or an arm's value (moved into `moved_into`, if the branch moves it).
 fn read_tail(scope: &mut Scope, name: &Ident, moved_into: Option<String>, of: BodyOf) {
     match of {
-        BodyOf::Arm { .. } => scope.read(name, moved_into),
+        BodyOf::Arm { branch, .. } => scope.read_as_value_of(name, moved_into, branch),
         _ => scope.read_as_output(name),
     }
 }
@@ -288,15 +290,16 @@ fn named_tail(
                 format!(
                     "`{ident}` is a part of `{}`, which an arm cannot give as its value (a \
                      branch shares its arm's value in place, never a piece of one): pass it to \
-                     a task that makes the value, `…({ident})`",
-                    part.root
+                     a task that makes the value, `…({ident})`; to give `{}` itself when it \
+                     succeeded, match what became of it: `Outcome::Ok({ident}) => {ident}`",
+                    part.root, part.root
                 ),
             );
             return None;
         }
         // The arm's value is the whole value of the binding matched on.
         let root = Ident::new(&part.root.to_string(), ident.span());
-        scope.read(&root, moved_into);
+        read_tail(scope, &root, moved_into, of);
         return Some(Tail::Binding(root));
     }
     let allowed = match of {
@@ -404,7 +407,7 @@ fn node(local: &Local, scope: &mut Scope, errors: &mut Errors, in_loop: bool) ->
     let binding = binding?;
     scope.define(&binding, errors);
     if let Some(Init::Branch(branch)) = &init {
-        scope.bind_branch(&binding, branch.tails.clone());
+        scope.bind_branch(&binding, branch.id);
     }
     Some(Node {
         binding,

@@ -11,6 +11,9 @@ use syn::Pat;
 use super::Part;
 use crate::errors::{Errors, closest};
 
+/// What an `if` without `else` moves its arm's value into.
+pub(super) const OPTION_VALUE: &str = "the value of the `if` (an `Option`)";
+
 /// Ids of scopes, so two arms' names that are spelled alike stay apart.
 static SCOPES: AtomicU32 = AtomicU32::new(1);
 
@@ -49,12 +52,12 @@ pub(super) struct Scope {
     arms: Vec<(u32, u32)>,
 }
 
-/// A branch's binding and its arms' values: moving the binding moves the value of the
-/// arm it took, so each arm's value has that one reader too.
+/// A branch's binding and id: moving the binding moves the value of the arm it took, so
+/// each arm's value (the reads that carry the id) is moved too.
 struct BranchTails {
     binding: String,
     owner: u32,
-    tails: Vec<(Ident, u32)>,
+    id: u32,
 }
 
 /// One read of a name by a task, a loop or the tail.
@@ -74,6 +77,8 @@ struct Read {
     /// The arms the read is in, outermost first: two reads in different arms of one
     /// branch never both happen.
     arms: Vec<(u32, u32)>,
+    /// For an arm's value: the branch's id.
+    value_of: Option<u32>,
 }
 
 impl Read {
@@ -240,16 +245,29 @@ impl Scope {
         self.defined.contains_key(&name) || self.outer.contains_key(&name)
     }
 
-    /// Notes a branch bound here to `binding`, whose arms end with `tails` (each arm's
-    /// value that is a name, with the id of the scope that bound it): moving the
-    /// binding moves them.
-    pub(super) fn bind_branch(&mut self, binding: &Ident, tails: Vec<(Ident, u32)>) {
+    /// Notes branch `id` bound here to `binding`: moving the binding moves its arms'
+    /// values.
+    pub(super) fn bind_branch(&mut self, binding: &Ident, id: u32) {
         let owner = self.owner_of(binding);
         self.branches.push(BranchTails {
             binding: binding.to_string(),
             owner,
-            tails,
+            id,
         });
+    }
+
+    /// Notes that `ident` is the value of an arm of branch `branch` (moved into it, if
+    /// `moved_into`).
+    pub(super) fn read_as_value_of(
+        &mut self,
+        ident: &Ident,
+        moved_into: Option<String>,
+        branch: u32,
+    ) {
+        self.read(ident, moved_into);
+        if let Some(read) = self.reads.last_mut() {
+            read.value_of = Some(branch);
+        }
     }
 
     /// The id of the scope that bound `ident`, as read here.
@@ -302,6 +320,7 @@ impl Scope {
             tail: false,
             owner: self.owners.get(&name).copied().unwrap_or(self.id),
             arms: self.arms.clone(),
+            value_of: None,
         });
     }
 
@@ -438,31 +457,24 @@ impl Scope {
 fn check_moves(mut reads: Vec<Read>, branches: &[BranchTails], errors: &mut Errors) {
     // Moving a branch's value moves the value of the arm it took: each arm's value is
     // then moved too, into the branch, and has no other reader.
-    let mut moved: Vec<(String, u32)> = Vec::new();
+    let mut moved: Vec<u32> = Vec::new();
     loop {
         let mut more = false;
         for branch in branches {
-            let key = (branch.binding.clone(), branch.owner);
             let is_moved = reads.iter().any(|r| {
                 r.moved_into.is_some() && r.ident == branch.binding && r.owner == branch.owner
             });
-            if !is_moved || moved.contains(&key) {
+            if !is_moved || moved.contains(&branch.id) {
                 continue;
             }
-            moved.push(key);
+            moved.push(branch.id);
             more = true;
-            for (tail, owner) in &branch.tails {
-                reads.push(Read {
-                    ident: tail.clone(),
-                    own: true,
-                    moved_into: Some(format!(
+            for read in reads.iter_mut().filter(|r| r.value_of == Some(branch.id)) {
+                read.moved_into.get_or_insert_with(|| {
+                    format!(
                         "`{}`, the value of its `if` or `match`, which is moved on",
                         branch.binding
-                    )),
-                    in_loop: false,
-                    tail: false,
-                    owner: *owner,
-                    arms: Vec::new(),
+                    )
                 });
             }
         }
@@ -513,6 +525,18 @@ fn check_moves(mut reads: Vec<Read>, branches: &[BranchTails], errors: &mut Erro
             format!(
                 "… and returned here as the workflow's output: return what the task it is \
                  moved into makes, or share `&{name}` with that task"
+            )
+        } else if into.starts_with(OPTION_VALUE) {
+            format!(
+                "… and also read here: an `if` without `else` moves its arm's value into its \
+                 `Option`; give the `if` an `else` (its value is then shared in place), or end \
+                 the arm with a task that makes the value"
+            )
+        } else if other.exclusive(moved) {
+            format!(
+                "… and shared here, in another arm: the value is handed to its one reader as \
+                 soon as it exists, whichever arm runs; move it in every arm, or share it \
+                 (`&{name}`) in every arm"
             )
         } else if let Some(second) = &other.moved_into {
             format!(
