@@ -408,3 +408,177 @@ async fn fan_outs_caps_retries_timeouts_and_sub_workflows_work_inside_an_arm() {
     assert_eq!(status(&report, "out.then.each"), TaskStatus::NotTaken);
     assert_eq!(status(&report, "out.then.sub"), TaskStatus::NotTaken);
 }
+
+#[task]
+fn risky(x: &u64) -> Result<u64, TaskError> {
+    if *x == 2 {
+        Err(TaskError::msg("item 2 is bad"))
+    } else {
+        Ok(*x)
+    }
+}
+
+#[task]
+fn fallback_total(xs: &[u64]) -> u64 {
+    xs.len() as u64 * 100
+}
+
+workflow! {
+    fn handled_fan_out(xs: Vec<u64>) -> u64 {
+        let each = for x in &xs {
+            risky(x)
+        };
+        let out = match each {
+            Outcome::Ok(each) => total(each),
+            _ => fallback_total(&xs),
+        };
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_match_on_a_fan_outs_outcome_handles_its_items_failures() {
+    for fail_fast in [false, true] {
+        let RunOutcome { result, report, .. } = handled_fan_out::workflow()
+            .runner()
+            .fail_fast(fail_fast)
+            .run((vec![1, 2, 3],))
+            .await;
+        assert_eq!(result.unwrap(), 300, "fail_fast {fail_fast}: {report}");
+        assert_eq!(status(&report, "each"), TaskStatus::Handled);
+    }
+}
+
+workflow! {
+    fn nested_reader_of_a_handled_failure(source: i64) -> usize {
+        let fetched = fetch(&source);
+        let n = match fetched {
+            Outcome::Ok(data) => if data.len() > 3 { size(data) } else { size_of_cache(&source) },
+            _ => size_of_cache(&source),
+        };
+        n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_decision_reading_a_part_does_not_take_the_handling_from_the_match() {
+    let RunOutcome { result, report, .. } = nested_reader_of_a_handled_failure::workflow()
+        .runner()
+        .run((-1,))
+        .await;
+    assert_eq!(result.unwrap(), 0, "{report}");
+    assert_eq!(status(&report, "fetched"), TaskStatus::Handled);
+}
+
+workflow! {
+    fn other_reader_of_a_handled_failure(source: i64) -> usize {
+        let fetched = fetch(&source);
+        let data = match fetched {
+            Outcome::Ok(data) => data,
+            _ => cached(&source),
+        };
+        let checked = size(&fetched);
+        checked
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handled_failure_that_another_reader_needed_fails_the_run_naming_it() {
+    let error = other_reader_of_a_handled_failure(-1).await.unwrap_err();
+    assert!(error.to_string().contains("the source is down"), "{error}");
+}
+
+workflow! {
+    fn choose(a: u64, b: u64) -> u64 {
+        if a > b { a } else { b }
+    }
+}
+
+workflow! {
+    fn calls_choose(a: u64, b: u64) -> u64 {
+        let c = choose(&a, &b).await;
+        double(&c)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_workflow_giving_back_a_parameter_fails_with_a_clear_error() {
+    assert_eq!(choose(3, 5).await.unwrap(), 5);
+    let error = calls_choose(3, 5).await.unwrap_err().to_string();
+    assert!(error.contains("one of its parameters"), "{error}");
+}
+
+#[task]
+async fn sleepy(n: &u64) -> u64 {
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    *n
+}
+
+#[task]
+fn quick(n: &u64) -> u64 {
+    n + 1
+}
+
+#[task]
+fn use_slow(slow: &u64) -> u64 {
+    *slow
+}
+
+workflow! {
+    fn does_not_wait_for_the_arm_not_taken(n: u64) -> u64 {
+        let slow = sleepy(&n);
+        let v = if n > 0 { quick(&n) } else { use_slow(&slow) };
+        let after = double(&v);
+        let both = total_of(&after, &slow);
+        both
+    }
+}
+
+#[task]
+fn total_of(a: &u64, b: &u64) -> u64 {
+    a + b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_does_not_wait_for_the_inputs_of_the_arms_not_taken() {
+    let RunOutcome { result, report, .. } = does_not_wait_for_the_arm_not_taken::workflow()
+        .runner()
+        .run((4,))
+        .await;
+    assert_eq!(result.unwrap(), 14);
+    let after = report.task("after").unwrap();
+    let slow = report.task("slow").unwrap();
+    let after_end = after.started_at.unwrap() + after.duration;
+    let slow_end = slow.started_at.unwrap() + slow.duration;
+    assert!(
+        after_end < slow_end,
+        "`after` ran while `slow` did: {report}"
+    );
+    assert_eq!(status(&report, "v.else.use_slow"), TaskStatus::NotTaken);
+}
+
+workflow! {
+    fn closure_in_a_condition(xs: Vec<u64>, x: u64) -> u64 {
+        // `x` in the closure is its own parameter, not the workflow's `x`.
+        let v = if xs.iter().any(|x: &u64| *x > 10) { double(&x) } else { quick(&x) };
+        v
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closure_parameter_in_a_condition_is_the_closures() {
+    assert_eq!(closure_in_a_condition(vec![1, 20], 0).await.unwrap(), 0);
+    assert_eq!(closure_in_a_condition(vec![1, 2], 50).await.unwrap(), 51);
+}
+
+workflow! {
+    fn raw_names(r#type: u64) -> u64 {
+        let v = if r#type > 1 { double(&r#type) } else { quick(&r#type) };
+        v
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_identifiers_work_in_conditions() {
+    assert_eq!(raw_names(3).await.unwrap(), 6);
+}

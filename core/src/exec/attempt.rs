@@ -21,9 +21,12 @@ impl Shared {
         self.plan.graph.info(node).is_cleanup()
     }
 
-    /// Whether `node` may start (or retry) now (see [`Stop::may_start`]).
+    /// Whether `node` may start (or retry) now (see [`Stop::may_start`]). The value of
+    /// an `if` or `match` runs nothing: like a cleanup task, it passes a soft stop, so
+    /// that a cleanup downstream sees the value the taken arm made.
     pub(super) fn may_start(&self, node: usize) -> bool {
-        self.run.stop.may_start(self.is_cleanup(node))
+        let passes = self.is_cleanup(node) || self.plan.graph.kind(node) == Kind::Branch;
+        self.run.stop.may_start(passes)
     }
 
     /// Resolves when an attempt of `node` must be given up: at the soft stop, or for a

@@ -60,11 +60,33 @@ pub(super) fn handled(plan: &Plan, slots: &[Slot], node: usize) -> bool {
         .get()
         .is_some_and(|record| matches!(record.status, TaskStatus::Failed | TaskStatus::TimedOut));
     failed
-        && plan.handled_by[node].is_some_and(|decision| {
-            slots[decision as usize]
-                .get()
-                .is_some_and(|record| record.status.succeeded())
+        && plan
+            .handled_by
+            .get(&(node as u32))
+            .is_some_and(|decisions| {
+                decisions.iter().any(|&decision| {
+                    slots[decision as usize]
+                        .get()
+                        .is_some_and(|record| record.status.succeeded())
+                })
+            })
+}
+
+/// The failures of `slots` (a run of `plan`) that a `match` handled.
+fn handled_failures(plan: &Plan, slots: &[Slot]) -> Vec<TaskFailure> {
+    let graph = &plan.graph;
+    (0..slots.len())
+        .filter(|&node| handled(plan, slots, node))
+        .filter_map(|node| {
+            let record = slots[node].get()?;
+            Some(TaskFailure {
+                node: graph.name_of(node).to_owned(),
+                task: graph.info(node).name,
+                attempts: record.retried().len() as u32 + 1,
+                error: record.error()?.clone(),
+            })
         })
+        .collect()
 }
 
 /// Every task of `slots` (a run of `plan`) that failed; a fan-out or sub-workflow whose
@@ -78,14 +100,16 @@ pub(super) fn collect_failures(
     let graph = &plan.graph;
     for (node, slot) in slots.iter().enumerate() {
         let Some(record) = slot.get() else { continue };
+        // A handled failure is not the run's, nor are the failures inside it (the items
+        // of a `for`, the tasks of a sub-workflow, whose outcome a `match` read).
+        if handled(plan, slots, node) {
+            continue;
+        }
         let before = out.len();
         if let Call::FanOut(def) = &plan.calls[node] {
             naming.nested(def, graph.name_of(node), record, |inner, item| {
                 collect_failures(&def.body, item, inner, out);
             });
-        }
-        if handled(plan, slots, node) {
-            continue;
         }
         if let Some(error) = record.error().filter(|_| out.len() == before) {
             out.push(TaskFailure {
@@ -159,12 +183,25 @@ impl Finished {
                 task::Outcome::Ok(value) => Some(value),
                 _ => None,
             });
-        output.ok_or_else(|| Error::Fault {
-            workflow: graph.name().to_owned(),
-            message: format!(
-                "the run ended without a failure but its output `{}` was not produced",
-                graph.name_of(graph.output())
-            ),
+        output.ok_or_else(|| {
+            // A failure a `match` handled, whose other readers were skipped up to the
+            // output: that failure is why.
+            let failures = handled_failures(plan, &slots);
+            if failures.is_empty() {
+                Error::Fault {
+                    workflow: graph.name().to_owned(),
+                    message: format!(
+                        "the run ended without a failure but its output `{}` was not produced",
+                        graph.name_of(graph.output())
+                    ),
+                }
+            } else {
+                Error::Failed {
+                    workflow: graph.name().to_owned(),
+                    failures,
+                    skipped: Vec::new(),
+                }
+            }
         })
     }
 

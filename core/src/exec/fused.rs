@@ -36,6 +36,9 @@ struct FusedRun<'f> {
     has_cleanup: bool,
     /// The body's parameters: the item, then the imports.
     params: usize,
+    /// Whether a `match` reads the fan-out's outcome: an item's failure does not stop a
+    /// fail-fast run.
+    handled: bool,
 }
 
 /// One task of the body, as every item runs it.
@@ -79,6 +82,7 @@ impl Shared {
             has_cleanup: tasks.iter().any(|task| task.cleanup),
             tasks,
             params: def.params(),
+            handled: self.handled_later(job.node),
         };
         let item: &FusedItem<'_> = &|state, index| run.item(state, index);
         let result = fused(count, item);
@@ -290,7 +294,7 @@ impl FusedRun<'_> {
                 Err(error) => {
                     tracing::error!(parent: &parent.span, node = graph.name_of(node), item = index, %error, "task failed");
                     all = false;
-                    if parent.run.options.fail_fast {
+                    if parent.run.options.fail_fast && !self.handled {
                         stop.stop();
                     }
                     let (value, status) = failure(body, node, &error);

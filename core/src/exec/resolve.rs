@@ -118,7 +118,7 @@ impl Shared {
         }
         self.board.resolve(node, record);
         // A failure a `match` on its outcome will handle does not stop the run.
-        if !succeeded && self.run.options.fail_fast && self.plan.handled_by[node].is_none() {
+        if !succeeded && self.run.options.fail_fast && !self.handled_later(node) {
             self.run.stop.stop();
         }
         self.give_back(node, permit);
@@ -141,6 +141,23 @@ impl Shared {
         let mut resolved = (node, succeeded);
         loop {
             let (node, succeeded) = resolved;
+            // A decision's arms not taken end now, not when their other inputs arrive:
+            // the branch's value then waits only for the arm taken.
+            if let Some(arms) = self.plan.arms_of.get(&(node as u32)) {
+                let taken = self.board.record(node).and_then(|record| {
+                    record
+                        .status
+                        .succeeded()
+                        .then(|| crate::value::arm_of(record))
+                        .flatten()
+                });
+                let ended = arms
+                    .iter()
+                    .filter(|&&(_, arm)| taken != Some(arm))
+                    .map(|&(member, _)| member as usize)
+                    .filter(|&member| self.board.claim(member));
+                unreached.extend(ended);
+            }
             for (&successor, &required) in self.plan.successors(node) {
                 let successor = successor as usize;
                 let arrival = self.board.arrive(successor, !succeeded && required);
@@ -186,6 +203,19 @@ impl Shared {
             .edges()
             .filter(|&(_, tolerant)| !tolerant);
         unreached_status(required.map(|(input, _)| self.board.record(input)))
+    }
+
+    /// Whether a failure of `node` may be handled: a decision reads its outcome (a
+    /// `match` on it), here or, for a node of a fan-out's item or a sub-workflow, on the
+    /// node they are in the parent run. Fail-fast does not stop on such a failure.
+    pub(super) fn handled_later(&self, node: usize) -> bool {
+        if self.plan.is_handled(node) {
+            return true;
+        }
+        match &self.completion {
+            Some(Completion::Item { fan, .. }) => fan.parent.handled_later(fan.node),
+            _ => false,
+        }
     }
 
     /// Whether `node` is in an arm of an `if` or `match` that was not taken: its

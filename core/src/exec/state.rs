@@ -135,6 +135,23 @@ impl Board {
         }
     }
 
+    /// Takes `node` out of the counting before its last input arrives (a node of an arm
+    /// its decision did not take): later arrivals never make it ready. `false` if its
+    /// last input already arrived, so that whoever saw that resolves it.
+    pub(super) fn claim(&self, node: usize) -> bool {
+        let waiting = &self.waiting[node];
+        let mut now = waiting.load(Ordering::Acquire);
+        loop {
+            if now & COUNT == 0 {
+                return false;
+            }
+            match waiting.compare_exchange_weak(now, COUNT, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(actual) => now = actual,
+            }
+        }
+    }
+
     /// The slots, for whoever takes the run's results.
     pub(super) fn take_slots(&mut self) -> Box<[Slot]> {
         std::mem::take(&mut self.slots)

@@ -153,7 +153,10 @@ impl<P: super::Params> Builder<P> {
         let node = handle.index();
         for (input, tolerant) in self.graph.node(node).edges() {
             if tolerant {
-                self.handled_by[input] = Some(node as u32);
+                self.handled_by
+                    .entry(input as u32)
+                    .or_default()
+                    .push(node as u32);
             }
         }
         self.graph.add_decision(Described {

@@ -137,7 +137,7 @@ pub struct Builder<P> {
     /// the innermost.
     pub(super) arms: Vec<Arm>,
     /// Per node, the decision that reads its outcome, which handles its failure.
-    pub(super) handled_by: Vec<Option<u32>>,
+    pub(super) handled_by: HashMap<u32, Vec<u32>>,
     /// `Some(version)` once the workflow is declared durable.
     #[cfg_attr(not(feature = "durable"), allow(dead_code))]
     pub(super) version: Option<u32>,
@@ -158,7 +158,7 @@ impl<P: Params> Builder<P> {
             graph: Graph::new(name.into()),
             known: HashMap::new(),
             arms: Vec::new(),
-            handled_by: Vec::new(),
+            handled_by: HashMap::new(),
             version: None,
             codecs: Vec::new(),
             calls: Vec::new(),
@@ -554,7 +554,6 @@ impl<P: Params> Builder<P> {
         if let Some(arm) = arm {
             self.graph.set_arm(arm);
         }
-        self.handled_by.push(None);
         self.calls.push(call);
         self.codecs.push(None);
         self.unresolved.push(unresolved::<T>);

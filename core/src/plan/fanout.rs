@@ -213,6 +213,19 @@ pub(super) fn assemble_one<T: Send + Sync + 'static>(
     match outcome.map(|outcome| *outcome) {
         Some(Outcome::Ok(value)) => Ok(ok::<T>(value)),
         Some(Outcome::Failed(error)) => Err(error),
+        // An `if` or `match` whose arm gave one of the workflow's parameters (their
+        // slots, imports of the caller's values, are emptied at the run's end): they are
+        // the caller's, shared, and cannot be given back as a value of its own.
+        None if items.first().is_some_and(|slots| {
+            let target = aliased_tail(slots, tail);
+            target != tail && slots.get(target).is_some_and(|slot| slot.get().is_none())
+        }) =>
+        {
+            Err(TaskError::msg(
+                "the workflow's output is one of its parameters (an arm's value), which a \
+                 workflow run as a node shares with its caller and cannot give back",
+            ))
+        }
         _ => Err(TaskError::msg("the workflow's output was not produced")),
     }
 }

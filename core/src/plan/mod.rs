@@ -5,6 +5,7 @@
 //! Everything here is fixed once built and shared by every run; the `exec` layer
 //! runs a plan, the `run` layer configures runs of a [`Workflow`].
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -68,9 +69,13 @@ pub(crate) struct Plan {
     /// Per node whose one reader takes its value (a by-value input): how its value is
     /// made takeable once it succeeded.
     pub(crate) movers: Vec<Option<Mover>>,
-    /// Per node, the decision that reads its outcome (a `match` on it), which handles
-    /// its failure: the run does not fail because of it, and fail-fast does not stop.
-    pub(crate) handled_by: Vec<Option<u32>>,
+    /// Per node whose outcome decisions read (a `match` on it), those decisions: its
+    /// failure is handled if one of them ran (the run does not fail because of it), and
+    /// fail-fast does not stop on it.
+    pub(crate) handled_by: HashMap<u32, Vec<u32>>,
+    /// Per decision, the nodes of its arms, each with its arm: those of the arms it did
+    /// not take end at once, without waiting for their other inputs.
+    pub(crate) arms_of: HashMap<u32, Vec<(u32, u32)>>,
     /// Successors of node `i` are `successors[offsets[i]..offsets[i + 1]]`; `required`
     /// says, per edge, whether the successor needs the value (else it takes an outcome).
     pub(crate) offsets: Vec<u32>,
@@ -101,7 +106,7 @@ impl Plan {
         calls: Vec<Call>,
         unresolved: Vec<fn(Option<TaskError>) -> Value>,
         movers: Vec<Option<Mover>>,
-        handled_by: Vec<Option<u32>>,
+        handled_by: HashMap<u32, Vec<u32>>,
         durable: Option<Durable>,
     ) -> Self {
         let n = graph.len();
@@ -137,6 +142,15 @@ impl Plan {
             .filter(|&i| graph.kind(i) != Kind::Param && waits_for[i] == 0)
             .map(|i| i as u32)
             .collect();
+        let mut arms_of: HashMap<u32, Vec<(u32, u32)>> = HashMap::new();
+        for node in 0..n {
+            if let Some(arm) = graph.arm(node) {
+                arms_of
+                    .entry(arm.decision)
+                    .or_default()
+                    .push((node as u32, arm.arm));
+            }
+        }
         let (mut calls, mut unresolved) = (calls, unresolved);
         calls.shrink_to_fit();
         unresolved.shrink_to_fit();
@@ -146,6 +160,7 @@ impl Plan {
             unresolved,
             movers,
             handled_by,
+            arms_of,
             offsets,
             successors,
             required,
@@ -153,6 +168,11 @@ impl Plan {
             roots,
             durable,
         }
+    }
+
+    /// Whether a decision reads `node`'s outcome, so that its failure may be handled.
+    pub(crate) fn is_handled(&self, node: usize) -> bool {
+        self.handled_by.contains_key(&(node as u32))
     }
 
     /// A succeeded node's value as its readers find it: takeable, if its one reader

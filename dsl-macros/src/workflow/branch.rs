@@ -21,7 +21,7 @@ use crate::errors::Errors;
 /// The local a decision's closure binds a read name to (a reference to its value).
 pub(super) fn read_local(ident: &Ident) -> Ident {
     let span = Span::mixed_site().located_at(ident.span());
-    Ident::new(&format!("__aqueduct_c_{ident}"), span)
+    quote::format_ident!("__aqueduct_c_{}", ident, span = span)
 }
 
 /// `if …` or `match …` as a node's value or a body's tail.
@@ -81,6 +81,14 @@ fn if_branch(
                 }
             },
         }
+    }
+    if !has_else && conditions.len() > 1 {
+        errors.at(
+            &expr_if.if_token,
+            "an `if` with `else if` arms ends with an `else`: every arm gives the branch its \
+             value (only a lone `if` without `else` is an `Option`)",
+        );
+        return None;
     }
     let count = bodies.len();
     let mut arms = Vec::new();
@@ -188,6 +196,10 @@ fn match_branch(
     // Parts can be read by the arms only if the scrutinee is a place: a binding or a
     // field of one, which each reader can match again.
     let place = place.filter(|(root, _)| scope.part(root).is_none() && scope.knows(root));
+    let depth = scope.depth();
+    let root_own = place
+        .as_ref()
+        .is_some_and(|(root, _)| scope.is_own_binding(root));
     let mut arms = Vec::new();
     let mut segments: Vec<String> = Vec::new();
     for (index, arm) in expr_match.arms.iter().enumerate() {
@@ -198,8 +210,11 @@ fn match_branch(
             .as_ref()
             .map(|(_, guard)| rewrite(guard.to_token_stream(), scope, &names, &mut reads));
         let mut segment = segment_of(&arm.pat).unwrap_or_else(|| format!("arm{index}"));
-        if segments.contains(&segment) {
-            segment = format!("{segment}{index}");
+        let base = segment.clone();
+        let mut n = index;
+        while segments.contains(&segment) {
+            segment = format!("{base}{n}");
+            n += 1;
         }
         segments.push(segment.clone());
         let label = match &arm.guard {
@@ -226,6 +241,8 @@ fn match_branch(
                     pattern: arm.pat.clone(),
                     outcome,
                     place: place.is_some(),
+                    depth,
+                    root_own,
                 });
                 inner.define_part(name, part);
             }
@@ -294,6 +311,9 @@ fn note_reads(reads: &[Read], scope: &mut Scope, errors: &mut Errors) {
     for read in reads {
         match &read.part {
             Some(part) if !part.place => not_a_place(&read.ident, errors),
+            Some(part) if part.outcome && part.depth < scope.depth() => {
+                outcome_part_in_loop(&read.ident, part, errors);
+            }
             Some(_) => scope.read(&read.ident, None),
             None => {
                 scope.check(&read.ident, None, errors);
@@ -301,6 +321,20 @@ fn note_reads(reads: &[Read], scope: &mut Scope, errors: &mut Errors) {
             }
         }
     }
+}
+
+/// The error for a read, inside a `for` in its arm, of a part of what became of a
+/// binding: the loop would need the binding to have succeeded.
+pub(super) fn outcome_part_in_loop(ident: &Ident, part: &Part, errors: &mut Errors) {
+    errors.at(
+        ident,
+        format!(
+            "`{ident}` is a part of what became of `{}`, which a `for` inside the arm cannot \
+             read (a loop reads only values that exist): pass `{ident}` to a task before the \
+             loop, and read that task's value in it",
+            part.root
+        ),
+    );
 }
 
 /// The error for a read of a part of a `match` on a computed value.
@@ -324,12 +358,75 @@ fn rewrite(
     shadowed: &[String],
     reads: &mut Vec<Read>,
 ) -> TokenStream {
+    // The condition's own names (a closure's parameters, a `let` in a block) are not the
+    // workflow's, wherever they appear in it.
+    let mut own = shadowed.to_vec();
+    locals(&tokens, &mut own);
+    replace(tokens, scope, &own, reads)
+}
+
+/// The names `tokens` binds itself: the parameters of its closures (`|x, y: u32|` at the
+/// start of an expression) and the names its `let`s bind.
+fn locals(tokens: &TokenStream, out: &mut Vec<String>) {
+    let tokens: Vec<TokenTree> = tokens.clone().into_iter().collect();
+    let is = |at: usize, ch: char| matches!(tokens.get(at), Some(TokenTree::Punct(p)) if p.as_char() == ch);
+    let mut index = 0;
+    while index < tokens.len() {
+        match &tokens[index] {
+            TokenTree::Group(group) => locals(&group.stream(), out),
+            TokenTree::Ident(ident) if ident == "let" => {
+                let mut at = index + 1;
+                while at < tokens.len() && !is(at, '=') && !is(at, ';') {
+                    if let TokenTree::Ident(name) = &tokens[at] {
+                        out.push(name.to_string());
+                    }
+                    if is(at, ':') {
+                        break;
+                    }
+                    at += 1;
+                }
+            }
+            // A closure starts an expression: at the start, or after `(`, `,`, `=` or
+            // `move`; `a | b` is an `or`.
+            TokenTree::Punct(p) if p.as_char() == '|' => {
+                let starts = index == 0
+                    || is(index - 1, ',')
+                    || is(index - 1, '=')
+                    || matches!(&tokens[index - 1], TokenTree::Ident(i) if i == "move");
+                if starts {
+                    let mut at = index + 1;
+                    let mut typed = false;
+                    while at < tokens.len() && !is(at, '|') {
+                        match &tokens[at] {
+                            TokenTree::Ident(name) if !typed => out.push(name.to_string()),
+                            TokenTree::Punct(p) if p.as_char() == ':' => typed = true,
+                            TokenTree::Punct(p) if p.as_char() == ',' => typed = false,
+                            _ => {}
+                        }
+                        at += 1;
+                    }
+                    index = at;
+                }
+            }
+            _ => {}
+        }
+        index += 1;
+    }
+}
+
+/// `tokens` with every name of `scope` but `shadowed` replaced by a read of its value.
+fn replace(
+    tokens: TokenStream,
+    scope: &Scope,
+    shadowed: &[String],
+    reads: &mut Vec<Read>,
+) -> TokenStream {
     let tokens: Vec<TokenTree> = tokens.into_iter().collect();
     let mut out = Vec::with_capacity(tokens.len());
     for (index, token) in tokens.iter().enumerate() {
         match token {
             TokenTree::Group(group) => {
-                let inner = rewrite(group.stream(), scope, shadowed, reads);
+                let inner = replace(group.stream(), scope, shadowed, reads);
                 let mut rewritten = Group::new(group.delimiter(), inner);
                 rewritten.set_span(group.span());
                 out.push(TokenTree::Group(rewritten));

@@ -404,7 +404,7 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
     let task = &call.task;
     // A part a `match` arm bound is read through the binding it is a part of.
     let inputs = call.args.iter().map(|arg| match &arg.part {
-        Some(part) => read(&Ident::new(&part.root.to_string(), arg.root.span())),
+        Some(part) => read(&super::at_span(&part.root, arg.root.span())),
         None => read(&arg.root),
     });
     // Such a part of a binding a `match` took apart on its outcome is read whatever
@@ -414,7 +414,7 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
         .iter()
         .enumerate()
         .filter(|(_, arg)| arg.part.as_ref().is_some_and(|part| part.outcome))
-        .map(|(i, _)| 1u16 << i)
+        .map(|(i, _)| 1u16.checked_shl(i as u32).unwrap_or(0))
         .sum();
     // Each argument is bound before the call, so its type is known (`&T`, or
     // `&Outcome<T>` for a tolerant parameter) when rustc checks the call, and deref

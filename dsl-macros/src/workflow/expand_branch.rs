@@ -22,7 +22,7 @@ pub(super) fn project(
     p: &TokenStream,
     mismatch: &TokenStream,
 ) -> TokenStream {
-    let root = handle(&Ident::new(&part.root.to_string(), binding.span()));
+    let root = handle(&super::at_span(&part.root, binding.span()));
     let value = local("__aqueduct_s", binding.span());
     let read = if part.outcome {
         quote_spanned!(Span::mixed_site()=> #p::outcome_in(#slots, #root))
@@ -93,14 +93,11 @@ pub(super) fn emit_branch(branch: &Branch, name: &str, cx: &Cx<'_>) -> TokenStre
     for read in &branch.reads {
         let local = read_local(&read.ident);
         let (root, outcome) = match &read.part {
-            Some(part) => (
-                Ident::new(&part.root.to_string(), read.ident.span()),
-                part.outcome,
-            ),
+            Some(part) => (super::at_span(&part.root, read.ident.span()), part.outcome),
             None => (read.ident.clone(), read.outcome),
         };
         if outcome {
-            mask |= 1 << inputs.len();
+            mask |= 1u16.checked_shl(inputs.len() as u32).unwrap_or(0);
         }
         let root_handle = handle(&root);
         inputs.push(quote_spanned!(read.ident.span()=> ::core::convert::identity(#root_handle)));

@@ -132,6 +132,11 @@ struct Part {
     /// Whether the scrutinee is a place (a binding or a field of one), which a reader
     /// can match again; a part of a computed value cannot be read outside the decision.
     place: bool,
+    /// How many `for` bodies deep the `match` is: a read deeper crosses a loop.
+    depth: u32,
+    /// Whether `root` is a binding of the loop's body the `match` is in (or of the
+    /// workflow), not an enclosing scope's.
+    root_own: bool,
 }
 
 /// `for item in &collection { let x = task(item); tail(&x, &outer) }`, or
@@ -187,4 +192,11 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         Ok(workflow) => expand::emit(&workflow),
         Err(error) => error.to_compile_error(),
     }
+}
+
+/// `ident` located at `at` (raw identifiers stay raw).
+fn at_span(ident: &Ident, at: Span) -> Ident {
+    let mut ident = ident.clone();
+    ident.set_span(at);
+    ident
 }

@@ -56,6 +56,11 @@ impl Parse for Input {
 const LOOP_OVER: &str = "a workflow `for` goes over a binding: `for item in &collection` \
                          (shared) or `for item in collection` (moved into the loop)";
 
+/// What an arm inside a `for` may end with.
+const ARM_VALUE_IN_LOOP: &str = "inside a `for`, an arm ends with a task call or a binding \
+                                 made in the loop's body: the item and the bindings outside \
+                                 the loop are the loop's, not the item's result";
+
 const STATEMENT_FORM: &str = "every statement of a workflow is `let name = task(&input, …);`";
 
 /// The workflow `input` describes, or every mistake in it.
@@ -297,8 +302,13 @@ fn named_tail(
             );
             return None;
         }
-        // The arm's value is the whole value of the binding matched on.
-        let root = Ident::new(&part.root.to_string(), ident.span());
+        // The arm's value is the whole value of the binding matched on: in a loop's
+        // body, one of the body's own.
+        if matches!(of, BodyOf::Arm { in_loop: true, .. }) && !part.root_own {
+            errors.at(ident, ARM_VALUE_IN_LOOP);
+            return None;
+        }
+        let root = super::at_span(&part.root, ident.span());
         read_tail(scope, &root, moved_into, of);
         return Some(Tail::Binding(root));
     }
@@ -313,11 +323,7 @@ fn named_tail(
                 "a loop's body must end with its result for the item: a task call, a `for`, \
                  an `if`, a `match`, or a binding made in the body (`let r = …; r`)"
             }
-            _ => {
-                "inside a `for`, an arm ends with a task call or a binding made in the loop's \
-                 body: the item and the bindings outside the loop are the loop's, not the \
-                 item's result"
-            }
+            _ => ARM_VALUE_IN_LOOP,
         };
         errors.at(ident, message);
         return None;
@@ -447,6 +453,17 @@ fn for_loop(
         None
     } else {
         match self::arg(&for_loop.expr, errors) {
+            Some(arg) if scope.part(&arg.root).is_some() => {
+                errors.at(
+                    &arg.root,
+                    format!(
+                        "a workflow `for` goes over a binding; `{}` is a part a `match` arm \
+                         bound: have a task return the collection, and go over that",
+                        arg.root
+                    ),
+                );
+                None
+            }
             Some(mut arg) if arg.fields.is_empty() => {
                 arg.moved = arg.and.is_none() && !scope.is_borrowed_item(&arg.root);
                 scope.check(&arg.root, binding, errors);
@@ -535,6 +552,10 @@ fn call(
             if let Some(part) = scope.part(&parsed.root) {
                 if !part.place {
                     branch::not_a_place(&parsed.root, errors);
+                    continue;
+                }
+                if part.outcome && part.depth < scope.depth() {
+                    branch::outcome_part_in_loop(&parsed.root, &part, errors);
                     continue;
                 }
                 if shared_only {

@@ -50,6 +50,8 @@ pub(super) struct Scope {
     branches: Vec<BranchTails>,
     /// The arms this scope is in, outermost first: (branch id, arm).
     arms: Vec<(u32, u32)>,
+    /// How many `for` bodies deep this scope is.
+    depth: u32,
 }
 
 /// A branch's binding and id: moving the binding moves the value of the arm it took, so
@@ -129,6 +131,7 @@ impl Scope {
             items: self.items.clone(),
             parts: self.parts.clone(),
             arms: self.arms.clone(),
+            depth: self.depth + 1,
             ..Scope::fresh()
         };
         inner.owners = self.owners.clone();
@@ -196,6 +199,7 @@ impl Scope {
             inner: self.inner.clone(),
             owners: self.owners.clone(),
             parts: self.parts.clone(),
+            depth: self.depth,
             ..Scope::fresh()
         }
     }
@@ -231,6 +235,11 @@ impl Scope {
         self.arm_own.push(name.clone());
         self.items.push(name.clone());
         self.parts.insert(name, part);
+    }
+
+    /// How many `for` bodies deep this scope is.
+    pub(super) fn depth(&self) -> u32 {
+        self.depth
     }
 
     /// The part `ident` names, if a `match` arm around this scope bound it.
@@ -294,7 +303,7 @@ impl Scope {
     pub(super) fn read(&mut self, ident: &Ident, moved_into: Option<String>) {
         // A part is read through the binding it is a part of.
         if let Some(part) = self.part(ident) {
-            let root = Ident::new(&part.root.to_string(), ident.span());
+            let root = super::at_span(&part.root, ident.span());
             // In a loop's body, a part of a binding outside it imports that binding.
             let name = root.to_string();
             if !self.defined.contains_key(&name)
@@ -494,7 +503,22 @@ fn check_moves(mut reads: Vec<Read>, branches: &[BranchTails], errors: &mut Erro
             .iter()
             .filter(|r| r.ident == name && r.owner == owner)
             .collect();
-        let Some(moved) = of_name.iter().find(|r| r.moved_into.is_some()) else {
+        // Every move against every other read: moves in arms of one branch that exclude
+        // each other are one move (only one of them runs); any other pair is a mistake.
+        let moves = of_name.iter().copied().filter(|r| r.moved_into.is_some());
+        let in_loop = moves.clone().find(|r| r.in_loop);
+        let pair = moves.clone().find_map(|moved| {
+            let conflict = |r: &&Read| {
+                let one_of_two_moves = r.moved_into.is_some() && r.exclusive(moved);
+                !(std::ptr::eq(*r, moved) || one_of_two_moves)
+            };
+            of_name
+                .iter()
+                .copied()
+                .find(conflict)
+                .map(|other| (moved, other))
+        });
+        let Some(moved) = in_loop.or(pair.map(|(moved, _)| moved)) else {
             continue;
         };
         let into = moved.moved_into.as_deref().unwrap_or("a task");
@@ -508,15 +532,7 @@ fn check_moves(mut reads: Vec<Read>, branches: &[BranchTails], errors: &mut Erro
             );
             continue;
         }
-        // Moves in arms of one branch that exclude each other are one move: only one
-        // of them runs.
-        let conflict = |r: &&&Read| {
-            let one_of_two_moves = r.moved_into.is_some() && r.exclusive(moved);
-            !(std::ptr::eq(**r, *moved) || one_of_two_moves)
-        };
-        let Some(other) = of_name.iter().find(conflict) else {
-            continue;
-        };
+        let Some((_, other)) = pair else { continue };
         let mut error = syn::Error::new(
             moved.ident.span(),
             format!("`{name}` is moved into {into} here"),

@@ -1,0 +1,83 @@
+use aqueduct::prelude::*;
+
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Csv(String),
+    Json(String),
+    Xml(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Processed {
+    pub score: u32,
+    pub kind: Kind,
+}
+
+#[task]
+fn process(n: &u32) -> Processed {
+    Processed { score: *n, kind: Kind::Csv(String::new()) }
+}
+
+#[task]
+fn refine(p: &Processed) -> String {
+    format!("{}", p.score)
+}
+
+#[task]
+fn count(p: &Processed) -> usize {
+    p.score as usize
+}
+
+#[task]
+fn parse(text: &str) -> usize {
+    text.len()
+}
+
+#[task]
+fn consume(p: Processed) -> usize {
+    p.score as usize
+}
+
+#[task]
+fn show(s: &String) -> usize {
+    s.len()
+}
+
+fn main() {}
+
+#[task]
+async fn fetch(n: &u32) -> Result<Processed, TaskError> {
+    Ok(Processed { score: *n, kind: Kind::Json(String::new()) })
+}
+
+#[task]
+fn describe(n: &u32, error: &TaskError) -> usize {
+    *n as usize + error.to_string().len()
+}
+
+#[task]
+fn total(all: &[usize]) -> usize {
+    all.iter().sum()
+}
+
+workflow! {
+    fn flow(first: u32, ns: Vec<u32>) -> usize {
+        let fetched = fetch(&first);
+        let size = match fetched {
+            Outcome::Ok(p) => count(p),
+            Outcome::Failed(error) => {
+                let each = for n in &ns {
+                    describe(n, error)
+                };
+                total(&each)
+            }
+            Outcome::Skipped => count_all(&ns),
+        };
+        size
+    }
+}
+
+#[task]
+fn count_all(ns: &[u32]) -> usize {
+    ns.len()
+}
