@@ -56,9 +56,14 @@ impl fmt::Display for TaskStatus {
 /// What one task did in one run.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TaskReport {
-    /// The node's name: its binding in the workflow.
+    /// The node's name: its binding in the workflow (a tail call's task name). Nested
+    /// nodes are named after what holds them: a fan-out's items `task[2]`, a
+    /// sub-workflow's tasks `node.task`, an arm's nodes `branch.arm.name` (`label.then.
+    /// praise`, `rows.Csv.parse`) with the decision `branch.if` or `branch.match`.
     pub node: String,
-    /// The task function it called.
+    /// The task function it called; for the nodes that are not tasks, what they are:
+    /// `for`, `workflow`, `if`/`match` (a decision), `branch` (the value of an `if` or
+    /// `match`).
     pub task: String,
     /// Where it ran.
     pub kind: Kind,

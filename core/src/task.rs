@@ -99,7 +99,10 @@ impl TaskInfo {
 /// What became of a task's input, for a task that runs whatever happened upstream.
 ///
 /// A task parameter `&Outcome<T>` (instead of `&T`) makes the task run even when that
-/// input's task failed or was skipped: a cleanup task.
+/// input's task failed or was skipped: a cleanup task. In `workflow!`, a `match` whose
+/// patterns name `Outcome` matches what became of a binding: a fallback
+/// (`match fetched { Outcome::Ok(data) => data, _ => cached(&url) }`), which handles
+/// the binding's failure.
 ///
 /// ```
 /// use aqueduct::prelude::*;

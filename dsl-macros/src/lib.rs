@@ -79,13 +79,15 @@ pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   moved into one task).
 /// - `#[concurrency = N] for …` — at most N items at once.
 /// - `let v = if cond { … } else if other { … } else { … };` — a branch: `cond` is
-///   ordinary Rust over earlier bindings, read in place (`p.score > 80`); the arm it
-///   picks runs, the others are reported not taken. `v` is the taken arm's value
-///   (each arm ends with one, of one type), shared in place. Without `else`, `v` is an
-///   `Option`, `None` when not taken, and the arm's value is moved into it.
-/// - `let v = match x.field { Kind::A(part) => task(part), _ => … };` — the arms' parts
-///   (`part`) are read by reference, like a loop's item; rustc checks the patterns and
-///   that the `match` is exhaustive. Names bound in an arm stay inside it.
+///   ordinary Rust over earlier bindings, where a name is the value itself, read in
+///   place (`p.score > 80`, `n % 2 == 0`); the arm it picks runs, the others are
+///   reported not taken. `v` is the taken arm's value (each arm ends with one, of one
+///   type), shared in place. Without `else`, `v` is an `Option`, `None` when not
+///   taken, and the arm's value is moved into it.
+/// - `let v = match x.field { Kind::A(part) => task(part), _ => … };` — the `match` is on
+///   a reference, so the arms' parts (`part`) are references, passed bare like a loop's
+///   item; rustc checks the patterns and that the `match` is exhaustive. Names bound in
+///   an arm stay inside it. The nodes are named `v.match`, `v.A.task`, `v`.
 /// - `let v = match b { Outcome::Ok(value) => value, _ => fallback(&c) };` — patterns
 ///   naming `Outcome` match what became of binding `b`: the arms run whether it
 ///   succeeded or not, and its failure is *handled*: reported so, it does not fail the
