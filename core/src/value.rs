@@ -218,6 +218,9 @@ pub(crate) enum Import {
     },
 }
 
+// Out of line: the common read is a value of this run, not an import or an alias.
+#[cold]
+#[inline(never)]
 fn imported_value<'s, T: 'static>(slots: &'s [Slot], value: &'s Value) -> &'s T {
     match value.downcast_ref::<Import>() {
         Some(Import::Local(node)) => self::value(slots, *node),
@@ -240,6 +243,8 @@ const BORROWED_MOVED: &str = "aqueduct: this input is moved into another task (`
                               so it has no other reader; read it by reference everywhere, or \
                               move it only into one task";
 
+#[cold]
+#[inline(never)]
 fn imported_outcome<'s, T: 'static>(slots: &'s [Slot], value: &'s Value) -> &'s Outcome<T> {
     match value.downcast_ref::<Import>() {
         Some(Import::Local(node)) => outcome(slots, *node),

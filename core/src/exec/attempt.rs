@@ -25,7 +25,7 @@ impl Shared {
     /// an `if` or `match` runs nothing: like a cleanup task, it passes a soft stop, so
     /// that a cleanup downstream sees the value the taken arm made.
     pub(super) fn may_start(&self, node: usize) -> bool {
-        let passes = self.is_cleanup(node) || self.plan.graph.kind(node) == Kind::Branch;
+        let passes = self.plan.flags[node] & crate::plan::PASSES_SOFT_STOP != 0;
         self.run.stop.may_start(passes)
     }
 

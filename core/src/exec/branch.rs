@@ -15,7 +15,6 @@ impl Shared {
         def: &BranchDef,
         spill: &mut Vec<Job>,
     ) -> Option<Job> {
-        let started = Instant::now();
         let slots = self.board.slots();
         let arm = self
             .board
@@ -26,7 +25,7 @@ impl Shared {
             let error = TaskError::msg("the branch's decision has no arm");
             return self.resolve(
                 job,
-                started,
+                None,
                 Err(error),
                 Caller::Rayon(spill),
                 ItemRuns::default(),
@@ -36,7 +35,7 @@ impl Shared {
         match catch_unwind(AssertUnwindSafe(|| def.value(slots, arm))) {
             Ok(Ok(value)) => self.resolve(
                 job,
-                started,
+                None,
                 Ok(value),
                 Caller::Rayon(spill),
                 ItemRuns::default(),
@@ -50,7 +49,7 @@ impl Shared {
                 let error = TaskError::panicked(&*panic);
                 self.resolve(
                     job,
-                    started,
+                    None,
                     Err(error),
                     Caller::Rayon(spill),
                     ItemRuns::default(),

@@ -194,7 +194,7 @@ impl Shared {
             return self.cancel(job, Some(started), items);
         }
         let mut spill = Vec::new();
-        let next = self.resolve(job, started, result, Caller::Rayon(&mut spill), items);
+        let next = self.resolve(job, Some(started), result, Caller::Rayon(&mut spill), items);
         spill.extend(next);
         self.spawn_on_rayon(&mut spill);
     }
@@ -230,7 +230,7 @@ impl Shared {
                 let now = Instant::now();
                 let next = self.resolve(
                     job,
-                    now,
+                    Some(now),
                     Err(error),
                     Caller::Rayon(&mut spill),
                     ItemRuns::default(),

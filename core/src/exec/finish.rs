@@ -99,7 +99,10 @@ pub(super) fn collect_failures(
 ) {
     let graph = &plan.graph;
     for (node, slot) in slots.iter().enumerate() {
-        let Some(record) = slot.get() else { continue };
+        // Only a record with a history holds a failure (a task's, or its items').
+        let Some(record) = slot.get().filter(|record| record.history.is_some()) else {
+            continue;
+        };
         // A handled failure is not the run's, nor are the failures inside it (the items
         // of a `for`, the tasks of a sub-workflow, whose outcome a `match` read).
         if handled(plan, slots, node) {

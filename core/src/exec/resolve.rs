@@ -74,12 +74,13 @@ impl Shared {
         self.spawn_on_rayon(&mut spill);
     }
 
-    /// Records a node's final outcome and releases its successors. Returns one ready
-    /// successor of `mode` for the caller to run next.
+    /// Records a node's final outcome (its last attempt `started`; `None` for the value
+    /// of an `if` or `match`, which runs nothing) and releases its successors. Returns
+    /// one ready successor of `mode` for the caller to run next.
     pub(super) fn resolve(
         self: &Arc<Self>,
         job: Job,
-        started: Instant,
+        started: Option<Instant>,
         result: Result<Value, TaskError>,
         caller: Caller<'_>,
         items: ItemRuns,
@@ -108,8 +109,6 @@ impl Shared {
         let succeeded = error.is_none();
         self.ended(node, true);
         let finished = Instant::now();
-        // The value of an `if` or `match` runs nothing: it is ready, then resolved.
-        let started = (self.plan.graph.kind(node) != Kind::Branch).then_some(started);
         let times = self.times(&job, started, finished);
         let (permit, attempts) = (job.permit, job.attempt);
         let record = Record::with_items(value, status, times, error, job.into_failed(), items);
@@ -143,7 +142,11 @@ impl Shared {
             let (node, succeeded) = resolved;
             // A decision's arms not taken end now, not when their other inputs arrive:
             // the branch's value then waits only for the arm taken.
-            if let Some(arms) = self.plan.arms_of.get(&(node as u32)) {
+            let decision = self.plan.flags[node] & crate::plan::DECISION != 0;
+            if let Some(arms) = decision
+                .then(|| self.plan.arms_of.get(&(node as u32)))
+                .flatten()
+            {
                 let taken = self.board.record(node).and_then(|record| {
                     record
                         .status
@@ -221,6 +224,9 @@ impl Shared {
     /// Whether `node` is in an arm of an `if` or `match` that was not taken: its
     /// decision picked another arm, or was itself not taken.
     pub(super) fn not_taken(&self, node: usize) -> bool {
+        if self.plan.flags[node] & crate::plan::IN_ARM == 0 {
+            return false;
+        }
         let Some(arm) = self.plan.graph.arm(node) else {
             return false;
         };

@@ -46,7 +46,7 @@ impl Shared {
         result: Result<Value, TaskError>,
         caller: Caller<'_>,
     ) -> Next {
-        match self.resolve(job, started, result, caller, ItemRuns::default()) {
+        match self.resolve(job, Some(started), result, caller, ItemRuns::default()) {
             Some(next) => Next::Continue(next),
             None => Next::Stop,
         }

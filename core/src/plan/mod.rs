@@ -59,6 +59,14 @@ pub(crate) enum Call {
     Branch(Box<BranchDef>),
 }
 
+/// [`Plan::flags`]: the node is in an arm of an `if` or `match`.
+pub(crate) const IN_ARM: u8 = 1;
+/// [`Plan::flags`]: the node is a decision.
+pub(crate) const DECISION: u8 = 2;
+/// [`Plan::flags`]: the node starts after a soft stop: a cleanup task, or the value of an
+/// `if` or `match` (which runs nothing).
+pub(crate) const PASSES_SOFT_STOP: u8 = 4;
+
 /// Everything a run needs that does not change between runs.
 pub(crate) struct Plan {
     pub(crate) graph: Arc<Graph>,
@@ -76,6 +84,9 @@ pub(crate) struct Plan {
     /// Per decision, the nodes of its arms, each with its arm: those of the arms it did
     /// not take end at once, without waiting for their other inputs.
     pub(crate) arms_of: HashMap<u32, Vec<(u32, u32)>>,
+    /// Per node, what the scheduler asks of it on every job, one byte: [`IN_ARM`],
+    /// [`DECISION`], [`PASSES_SOFT_STOP`].
+    pub(crate) flags: Vec<u8>,
     /// Successors of node `i` are `successors[offsets[i]..offsets[i + 1]]`; `required`
     /// says, per edge, whether the successor needs the value (else it takes an outcome).
     pub(crate) offsets: Vec<u32>,
@@ -151,6 +162,22 @@ impl Plan {
                     .push((node as u32, arm.arm));
             }
         }
+        let flags = (0..n)
+            .map(|node| {
+                let info = graph.info(node);
+                let mut flags = 0;
+                if graph.arm(node).is_some() {
+                    flags |= IN_ARM;
+                }
+                if info.kind == Kind::Decision {
+                    flags |= DECISION;
+                }
+                if info.is_cleanup() || info.kind == Kind::Branch {
+                    flags |= PASSES_SOFT_STOP;
+                }
+                flags
+            })
+            .collect();
         let (mut calls, mut unresolved) = (calls, unresolved);
         calls.shrink_to_fit();
         unresolved.shrink_to_fit();
@@ -161,6 +188,7 @@ impl Plan {
             movers,
             handled_by,
             arms_of,
+            flags,
             offsets,
             successors,
             required,
