@@ -235,7 +235,7 @@ impl Graph {
             }
         }
         for node in self.nodes() {
-            for (input, tolerant) in node.edges() {
+            for (input, tolerant) in node.edges().filter(|&(i, _)| self.drawn(node.index, i)) {
                 let arrow = if tolerant { "-.->" } else { "-->" };
                 let arm = self
                     .arm_label(node.index, input)
@@ -249,6 +249,18 @@ impl Graph {
                 );
             }
         }
+    }
+
+    /// Whether the edge from `input` to `node` is drawn: not the one from a node's
+    /// decision when another of its inputs is in the same arm (the arm's first nodes
+    /// carry the arrow from the decision; the rest follow from them).
+    fn drawn(&self, node: usize, input: usize) -> bool {
+        let Some(arm) = self.arm(node).filter(|arm| arm.decision as usize == input) else {
+            return true;
+        };
+        !Node { graph: self, index: node }
+            .inputs()
+            .any(|other| other != input && self.arm(other) == Some(arm))
     }
 
     /// The label of the arm `node` is in, if `input` is the decision of that arm.
@@ -304,7 +316,7 @@ impl Graph {
             }
         }
         for node in self.nodes() {
-            for (input, tolerant) in node.edges() {
+            for (input, tolerant) in node.edges().filter(|&(i, _)| self.drawn(node.index, i)) {
                 let mut attributes = Vec::new();
                 if tolerant {
                     attributes.push("style=dashed".to_owned());
