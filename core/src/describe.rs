@@ -258,9 +258,12 @@ impl Graph {
         let Some(arm) = self.arm(node).filter(|arm| arm.decision as usize == input) else {
             return true;
         };
-        !Node { graph: self, index: node }
-            .inputs()
-            .any(|other| other != input && self.arm(other) == Some(arm))
+        !Node {
+            graph: self,
+            index: node,
+        }
+        .inputs()
+        .any(|other| other != input && self.arm(other) == Some(arm))
     }
 
     /// The label of the arm `node` is in, if `input` is the decision of that arm.

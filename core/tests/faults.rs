@@ -2,17 +2,21 @@
 //!
 //! Each case is generated from a seed: a workflow built with the typed builder (chains,
 //! diamonds, wide fan-ins, nested and capped `for` fan-outs, sub-workflows, cleanup
-//! tasks, CPU and IO tasks with retries, timeouts and concurrency limits), durable or
-//! not, and a fault plan per task instance and attempt (transient and permanent
-//! errors, panics, attempts past their timeout) and per run (fail-fast, a cancel, a run
+//! tasks, CPU and IO tasks with retries, timeouts and concurrency limits, and in a
+//! quarter of the cases branches: decisions on values or on outcomes (fallbacks, whose
+//! failures are handled), nested arms, `branch_option`, moved branches; see
+//! `faults/branches.rs`), durable or not, and a fault plan per task or decision
+//! instance and attempt (transient and permanent errors, panics, attempts past their
+//! timeout, a decision's arm out of range) and per run (fail-fast, a cancel, a run
 //! timeout, a failing or panicking store, crashes followed by resumes). The run's
 //! report, result, attempt log, live values and store are checked against a sequential
 //! reference model (`faults/model.rs`); failures are shrunk and reported with a seed.
 //!
 //! `cargo test -p aqueduct --release --test faults` runs `FAULT_CASES` (10,000) cases
 //! from seed `FAULT_SEED` (1), the regression seeds first. The fault kinds that hit the
-//! findings of issue 9 (F1…F14, all fixed) run by default; `FAULT_KNOWN=none` leaves
-//! them out, `FAULT_KNOWN=F2,F14` keeps only those. `FAULT_REPRO=<case>` runs one case
+//! findings of issue 9 (F1…F14) and of issue 12 (B1: a handled failure in a stopped
+//! fan-out's item), all fixed, run by default; `FAULT_KNOWN=none` leaves them out,
+//! `FAULT_KNOWN=F2,F14` keeps only those. `FAULT_REPRO=<case>` runs one case
 //! (a seed, or `seed:edits` as printed after shrinking; `;` separates several). Other
 //! knobs: `FAULT_THREADS` (8 cases at once), `FAULT_RAYON_THREADS` (16),
 //! `FAULT_SLACK_MS` (50, scheduling slack of the stop-timing checks),
@@ -20,6 +24,8 @@
 //! `FAULT_SHRINK=0`, `FAULT_SHRINK_PER_CLASS` (3), `FAULT_SHRINK_ABORTS` (2).
 #![cfg(feature = "sqlite")]
 
+#[path = "faults/branches.rs"]
+mod branches;
 #[path = "faults/build.rs"]
 mod build;
 #[path = "faults/case.rs"]
@@ -141,6 +147,23 @@ const REGRESSIONS: &[(u64, &str)] = &[
     (218574, "campaign: resume right after a crash"),
     (229768, "campaign: resume right after a crash"),
     (260046, "campaign: resume right after a crash"),
+    // Branches (`if`/`match`), harness bugs: a `branch_option` over a shared branch
+    // moved that branch's arms, which had other readers (33); a fan-out of no items
+    // after a stop may be cancelled (499); `causality` ordered a branch's readers
+    // after the arms it did not take, which end at once (524011, 527688).
+    (33, "branches: harness"),
+    (499, "branches: harness"),
+    (
+        524_011,
+        "branches: harness, causality through an arm not taken",
+    ),
+    (
+        527_688,
+        "branches: harness, causality through an arm not taken",
+    ),
+    // B1 (fixed): a fan-out whose item had a handled failure and did not finish because
+    // the run stopped was `Failed`, not `Cancelled`.
+    (1640, "B1"),
 ];
 
 #[test]

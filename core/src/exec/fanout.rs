@@ -184,11 +184,18 @@ impl Shared {
         result: Result<Value, TaskError>,
         items: ItemRuns,
     ) {
+        // A failure a `match` in the body handled is not the item's.
+        let body = match &self.plan.calls[job.node] {
+            Call::FanOut(def) => Some(&def.body),
+            _ => None,
+        };
         let failed = items.rows.iter().any(|slots| {
-            slots
-                .iter()
-                .filter_map(OnceLock::get)
-                .any(|record| matches!(record.status, TaskStatus::Failed | TaskStatus::TimedOut))
+            slots.iter().enumerate().any(|(node, slot)| {
+                let failed = slot.get().is_some_and(|record| {
+                    matches!(record.status, TaskStatus::Failed | TaskStatus::TimedOut)
+                });
+                failed && !body.is_some_and(|body| super::finish::handled(body, slots, node))
+            })
         });
         if result.is_err() && self.run.stop.is_stopped() && !failed {
             return self.cancel(job, Some(started), items);

@@ -93,11 +93,7 @@ impl Gen {
         nodes.push(Node {
             uid: decision,
             arm,
-            kind: Kind::Decide {
-                inputs,
-                arms,
-                rule,
-            },
+            kind: Kind::Decide { inputs, arms, rule },
         });
         let mut tails = Vec::new();
         let mut last_is_tail = Vec::new();
@@ -160,7 +156,14 @@ impl Gen {
                     uid
                 }
             };
-            last_is_tail.push(nodes.last().is_some_and(|n| n.uid == tail) && own.contains(&tail));
+            // `branch_option` moves its arm's value: the arm's last node, read by
+            // nothing else, and no shared branch (whose own arms it would move).
+            last_is_tail.push(
+                nodes
+                    .last()
+                    .is_some_and(|n| n.uid == tail && !matches!(n.kind, Kind::Branch { .. }))
+                    && own.contains(&tail),
+            );
             tails.push(tail);
         }
         let option = arms == 2 && last_is_tail[0] && self.r.chance(30);
@@ -341,7 +344,8 @@ impl Walker<'_> {
         // Its decision is required, its tails are read whatever became of them.
         let mut ins = vec![(decision.clone(), false)];
         ins.extend(tails.iter().flatten().map(|t| (t.clone(), true)));
-        let (expected, value): (TaskStatus, Option<MV>) = if let Some(allowed) = self.blocked(&ins) {
+        let (expected, value): (TaskStatus, Option<MV>) = if let Some(allowed) = self.blocked(&ins)
+        {
             (allowed[0], None)
         } else {
             let arm = match decision.value {

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aqueduct::graph::{Builder, Handle, Params, Step};
+use aqueduct::graph::{Builder, Decision, Handle, Params, Step};
 use aqueduct::task::TaskInfo;
 use aqueduct::{Kind as AKind, RetryPolicy, TaskError, Workflow};
 
 use crate::case::Case;
 use crate::model::node_value;
-use crate::spec::{Body, Fault, Kind, Ref, TASK_NAMES};
+use crate::spec::{Body, Fault, Kind, Node, Ref, TASK_NAMES};
 use crate::value::{H, Mixed, Read, Val};
 
 pub(crate) type Wf = Workflow<(Val, Val), Val>;
@@ -43,12 +43,17 @@ pub(crate) fn build(case: &Arc<Case>) -> Wf {
     if spec.durable {
         b.durable(1);
     }
-    let handles = body(&mut b, case, &spec.top, &[H::One(p0), H::One(p1)], &[]);
+    let (handles, decisions) = body(&mut b, case, &spec.top, &[H::One(p0), H::One(p1)], &[]);
     if spec.durable {
         for node in &spec.top.nodes {
+            if let Some(d) = decisions.get(&node.uid) {
+                b.checkpoint(d.handle());
+                continue;
+            }
             match handles[&node.uid] {
                 H::One(h) => b.checkpoint(h),
                 H::Many(h) => b.checkpoint(h),
+                H::Opt(h) => b.checkpoint(h),
             }
         }
     }
@@ -77,27 +82,137 @@ fn injected_failure<T>(fault: Fault, uid: u32, path: &[u32], attempt: u32) -> Re
 fn one(h: H) -> Handle<Val> {
     match h {
         H::One(h) => h,
-        H::Many(_) => panic!("harness: a body's output must be a single value"),
+        _ => panic!("harness: a body's output (or an arm's) must be a single value"),
     }
 }
 
+/// What adding a node gave.
+enum Added {
+    Value(H),
+    Decision(Decision),
+}
+
 /// Adds a body's nodes; `params` are its parameters (as `Ref::Param` numbers them),
-/// `ctx` the items of the fan-outs around it, outermost first.
+/// `ctx` the items of the fan-outs around it, outermost first. Returns the handles of
+/// its nodes, and its decisions.
 fn body<P: Params>(
     b: &mut Builder<P>,
     case: &Arc<Case>,
     body_spec: &Body,
     params: &[H],
     ctx: &[Handle<Val>],
-) -> HashMap<u32, H> {
+) -> (HashMap<u32, H>, HashMap<u32, Decision>) {
     let mut handles: HashMap<u32, H> = HashMap::new();
+    let mut decisions: HashMap<u32, Decision> = HashMap::new();
     for node in &body_spec.nodes {
-        let get = |handles: &HashMap<u32, H>, r: &Ref| match r {
-            Ref::Param(k) => params[*k as usize],
-            Ref::Node(u) => handles[u],
+        let at = Place {
+            case,
+            params,
+            ctx,
+            handles: &handles,
+            decisions: &decisions,
         };
+        // A node of an arm is added inside it (the innermost arm: nested arms are
+        // reached through their decisions).
+        let added = match node.arm {
+            Some((d, k)) => {
+                let decision = decisions[&d];
+                let mut added = None;
+                b.arm(decision, k, |b| {
+                    added = Some(at.add(b, node));
+                    decision.handle()
+                });
+                added.expect("the arm added its node")
+            }
+            None => at.add(b, node),
+        };
+        match added {
+            Added::Value(h) => {
+                handles.insert(node.uid, h);
+            }
+            Added::Decision(d) => {
+                decisions.insert(node.uid, d);
+            }
+        }
+    }
+    (handles, decisions)
+}
+
+/// What adding a node of a body needs.
+struct Place<'x> {
+    case: &'x Arc<Case>,
+    params: &'x [H],
+    ctx: &'x [Handle<Val>],
+    handles: &'x HashMap<u32, H>,
+    decisions: &'x HashMap<u32, Decision>,
+}
+
+impl Place<'_> {
+    fn get(&self, r: &Ref) -> H {
+        match r {
+            Ref::Param(k) => self.params[*k as usize],
+            Ref::Node(u) => self.handles[u],
+        }
+    }
+
+    fn add<P: Params>(&self, b: &mut Builder<P>, node: &Node) -> Added {
+        let (case, ctx) = (self.case, self.ctx);
         let name = node.name();
         let h = match &node.kind {
+            Kind::Decide { inputs, arms, rule } => {
+                let mixed = Mixed {
+                    data: inputs
+                        .iter()
+                        .map(|i| (self.get(&i.from), i.tolerant, false))
+                        .collect(),
+                    ctx: ctx.to_vec(),
+                };
+                let flags: Vec<bool> = inputs.iter().map(|i| i.tolerant).collect();
+                let mask = flags
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, t)| *t && i < 16)
+                    .fold(0u16, |m, (i, _)| m | (1 << i));
+                let (uid, rule, arms) = (node.uid, *rule, *arms);
+                let case = Arc::clone(case);
+                let text = format!("{rule:?}");
+                let labels = crate::branches::labels(arms);
+                let decision = b.decide(name, text, labels, mixed, mask, move |input| {
+                    let (reads, ctx) = input.outcomes();
+                    let hashes: Vec<u64> = reads.iter().map(Read::hash).collect();
+                    let path: Vec<u32> = ctx.iter().map(|item| item.idx).collect();
+                    let v = node_value(uid, &hashes);
+                    let decider = case.spec.tasks.len();
+                    let (mut guard, attempt, epoch) = case.start(uid, decider, path.clone(), v);
+                    let fault = case.spec.fault(epoch, uid, &path, attempt);
+                    let pairs: Vec<(u64, bool)> =
+                        hashes.iter().copied().zip(flags.iter().copied()).collect();
+                    let result = match fault {
+                        Some(Fault::OutOfRange) => Ok(arms),
+                        Some(f @ (Fault::Transient | Fault::Permanent | Fault::Panic)) => {
+                            injected_failure(f, uid, &path, attempt)
+                        }
+                        _ => Ok(crate::branches::pick(uid, rule, arms, &pairs)),
+                    };
+                    guard.completed = true;
+                    drop(guard);
+                    result
+                });
+                return Added::Decision(decision);
+            }
+            Kind::Branch {
+                decision,
+                tails,
+                option,
+            } => {
+                let decision = self.decisions[decision];
+                let tail = |t: &Option<u32>| one(self.handles[&t.expect("an arm's node")]);
+                if *option {
+                    H::Opt(b.branch_option(name, decision, tail(&tails[0])))
+                } else {
+                    H::One(b.branch(name, decision, tails.iter().map(tail).collect()))
+                }
+            }
             Kind::Task {
                 task,
                 inputs,
@@ -109,7 +224,7 @@ fn body<P: Params>(
                 let mixed = Mixed {
                     data: inputs
                         .iter()
-                        .map(|i| (get(&handles, &i.from), i.tolerant, i.moved))
+                        .map(|i| (self.get(&i.from), i.tolerant, i.moved))
                         .collect(),
                     ctx: ctx.to_vec(),
                 };
@@ -125,6 +240,7 @@ fn body<P: Params>(
                     match *h {
                         H::One(h) => b.moved(h),
                         H::Many(h) => b.moved(h),
+                        H::Opt(h) => b.moved(h),
                     }
                 }
                 let attempt = Attempt {
@@ -150,6 +266,7 @@ fn body<P: Params>(
                         reads[at] = match h {
                             H::One(h) => Read::Owned(input.take(h)),
                             H::Many(h) => Read::OwnedMany(input.take(h)),
+                            H::Opt(h) => Read::OwnedOpt(input.take(h)),
                         };
                     }
                     let hashes: Vec<u64> = reads.iter().map(|r| r.hash()).collect();
@@ -166,7 +283,7 @@ fn body<P: Params>(
                 let outer = Mixed {
                     data: imports
                         .iter()
-                        .map(|r| (get(&handles, r), false, false))
+                        .map(|r| (self.get(r), false, false))
                         .collect(),
                     ctx: ctx.to_vec(),
                 };
@@ -177,12 +294,13 @@ fn body<P: Params>(
                     assert_eq!(inner_params.len(), n_imports + 1);
                     let mut inner_ctx = imported.ctx.clone();
                     inner_ctx.push(item);
-                    let hs = body(ib, case, inner, &inner_params, &inner_ctx);
+                    let (hs, _) = body(ib, case, inner, &inner_params, &inner_ctx);
                     one(hs[&inner.tail])
                 };
-                let h = match get(&handles, collection) {
+                let h = match self.get(collection) {
                     H::One(c) => b.fan_out(name, c, "item", outer, make),
                     H::Many(c) => b.fan_out(name, c, "item", outer, make),
+                    H::Opt(_) => panic!("harness: a fan-out over an Option"),
                 };
                 if let Some(cap) = cap {
                     b.cap_items(h, *cap);
@@ -190,15 +308,13 @@ fn body<P: Params>(
                 H::Many(h)
             }
             Kind::Subflow { args, body: inner } => {
-                let mut all: Vec<Handle<Val>> =
-                    args.iter().map(|r| one(get(&handles, r))).collect();
+                let mut all: Vec<Handle<Val>> = args.iter().map(|r| one(self.get(r))).collect();
                 all.extend_from_slice(ctx);
                 H::One(subflow(b, case, node.uid, inner, args.len(), &all))
             }
         };
-        handles.insert(node.uid, h);
+        Added::Value(h)
     }
-    handles
 }
 
 /// A sub-workflow node: the body built as its own workflow whose parameters are the
@@ -220,7 +336,7 @@ fn subflow<P: Params>(
             let (mut sb, hs) = Builder::<($( arm!(@val $i), )*)>::new(flow, [$(NAMES[$i]),*]);
             let params: Vec<Handle<Val>> = vec![$(hs.$i),*];
             let data: Vec<H> = params[..n_args].iter().map(|h| H::One(*h)).collect();
-            let handles = body(&mut sb, case, inner, &data, &params[n_args..]);
+            let (handles, _) = body(&mut sb, case, inner, &data, &params[n_args..]);
             let wf = sb.output(one(handles[&inner.tail]));
             b.subflow(name, &wf, ($(all[$i],)*))
         }};
@@ -266,11 +382,11 @@ impl Attempt {
         let timeout = self.timeout.unwrap_or(Duration::from_millis(1));
         if !self.io {
             let result = match fault {
-                None | Some(Fault::SerPanic) => {
+                None | Some(Fault::SerPanic | Fault::OutOfRange) => {
                     if !self.work.is_zero() {
                         std::thread::sleep(self.work);
                     }
-                    Ok(make(fault.is_some()))
+                    Ok(make(fault == Some(Fault::SerPanic)))
                 }
                 Some(f @ (Fault::Transient | Fault::Permanent | Fault::Panic)) => {
                     injected_failure(f, uid, &path, attempt)
@@ -320,7 +436,9 @@ impl Attempt {
                 tokio::time::sleep(work).await;
             }
             let result = match fault {
-                None | Some(Fault::SerPanic) => Ok(make(fault.is_some())),
+                None | Some(Fault::SerPanic | Fault::OutOfRange) => {
+                    Ok(make(fault == Some(Fault::SerPanic)))
+                }
                 Some(f @ (Fault::Transient | Fault::Permanent | Fault::Panic)) => {
                     injected_failure(f, uid, &path, attempt)
                 }

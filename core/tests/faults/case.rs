@@ -95,7 +95,8 @@ impl Case {
             epoch: AtomicU32::new(0),
             log: Mutex::new(Vec::new()),
             attempts: Mutex::new(HashMap::new()),
-            gauges: spec.tasks.iter().map(|_| Gauge::default()).collect(),
+            // One per task, and one the decisions share.
+            gauges: (0..=spec.tasks.len()).map(|_| Gauge::default()).collect(),
             inflight: AtomicI64::new(0),
             starts: AtomicU32::new(0),
             cancel_at: Mutex::new(None),

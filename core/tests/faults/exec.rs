@@ -113,6 +113,27 @@ fn spec_stats(spec: &Spec) {
         Kind::Subflow { .. } => {
             tags.insert("with a sub-workflow");
         }
+        Kind::Decide { inputs, rule, .. } => {
+            tags.insert(if place.chain.is_empty() {
+                "with a decision (top level)"
+            } else {
+                "with a decision (in a body)"
+            });
+            if inputs.iter().any(|i| i.tolerant) {
+                tags.insert("with a decision reading an outcome");
+            }
+            if *rule == crate::spec::Rule::Ok {
+                tags.insert("with a fallback");
+            }
+            if n.arm.is_some() {
+                tags.insert("with a nested decision");
+            }
+        }
+        Kind::Branch { option, .. } => {
+            if *option {
+                tags.insert("with a branch_option");
+            }
+        }
         Kind::Task { task, inputs, .. } => {
             let def = &spec.tasks[*task];
             if inputs.len() >= 5 {
@@ -120,6 +141,12 @@ fn spec_stats(spec: &Spec) {
             }
             if n.has_tolerant_input() {
                 tags.insert("with a cleanup task");
+            }
+            if inputs
+                .iter()
+                .any(|i| i.moved && matches!(i.from, Ref::Node(u) if index_kind_branch(spec, u)))
+            {
+                tags.insert("with a branch moved");
             }
             if inputs.iter().any(|i| i.moved) {
                 tags.insert(if place.chain.is_empty() {
@@ -156,6 +183,28 @@ fn spec_stats(spec: &Spec) {
         bump("runs with a crash", u64::from(e.crash.is_some()));
         bump("runs with a kill", u64::from(e.kill.is_some()));
         bump("runs with a cleanup grace", u64::from(e.grace_ms.is_some()));
+    }
+}
+
+/// Whether node `uid` is a branch node.
+fn index_kind_branch(spec: &Spec, uid: u32) -> bool {
+    let mut branch = false;
+    crate::spec::visit(&spec.top, &mut |n, _| {
+        branch |= n.uid == uid && matches!(n.kind, Kind::Branch { .. });
+    });
+    branch
+}
+
+/// Decodes node `node`'s checkpoint as the model sees it.
+fn decode(node: &crate::spec::Node, data: &[u8]) -> Result<MV, serde_json::Error> {
+    match &node.kind {
+        Kind::FanOut { .. } => serde_json::from_slice::<Vec<Raw>>(data)
+            .map(|rs| MV::Many(rs.iter().map(raw_mval).collect())),
+        Kind::Decide { .. } => serde_json::from_slice::<u32>(data).map(MV::Arm),
+        Kind::Branch { option: true, .. } => {
+            serde_json::from_slice::<Option<Raw>>(data).map(|r| MV::Opt(r.as_ref().map(raw_mval)))
+        }
+        _ => serde_json::from_slice::<Raw>(data).map(|r| MV::One(raw_mval(&r))),
     }
 }
 
@@ -622,8 +671,9 @@ async fn case_main(
             // No report to judge restored nodes by: the log alone must show they did not run.
             for &uid in restored.keys() {
                 let uids = match &index.nodes[&uid].0.kind {
-                    Kind::Task { .. } => HashSet::from([uid]),
+                    Kind::Task { .. } | Kind::Decide { .. } => HashSet::from([uid]),
                     Kind::FanOut { body, .. } | Kind::Subflow { body, .. } => body_uids(body),
+                    Kind::Branch { .. } => HashSet::new(),
                 };
                 if log.keys().any(|(u, _)| uids.contains(u)) {
                     out.push(v(
@@ -730,13 +780,7 @@ fn snapshot(
             ));
             continue;
         };
-        let decoded = if node.is_many() {
-            serde_json::from_slice::<Vec<Raw>>(&c.data)
-                .map(|rs| MV::Many(rs.iter().map(raw_mval).collect()))
-        } else {
-            serde_json::from_slice::<Raw>(&c.data).map(|r| MV::One(raw_mval(&r)))
-        };
-        match decoded {
+        match decode(node, &c.data) {
             Ok(m) => {
                 values.insert(c.node.clone(), m);
             }
@@ -752,12 +796,47 @@ fn snapshot(
         let Some(value) = values.get(&node.name()) else {
             continue;
         };
-        let inputs_restored = node.refs().iter().all(|r| match r {
+        let is_restored = |r: &Ref| match r {
             Ref::Param(_) => true,
             Ref::Node(u) => restored.contains_key(u),
-        });
+        };
+        // A branch needs its decision and the arm it took (and its own arm's decision).
+        let inputs_restored = match &node.kind {
+            Kind::Branch {
+                decision, tails, ..
+            } => {
+                node.arm.is_none_or(|(d, _)| restored.contains_key(&d))
+                    && match restored.get(decision) {
+                        Some(MV::Arm(a)) => tails
+                            .get(*a as usize)
+                            .is_some_and(|t| t.is_none_or(|t| restored.contains_key(&t))),
+                        _ => false,
+                    }
+            }
+            _ => node.refs().iter().all(is_restored),
+        };
         if !inputs_restored {
             continue;
+        }
+        // A restored decision's arm must be the one its restored inputs pick.
+        if let Kind::Decide { inputs, arms, rule } = &node.kind {
+            let hashes: Vec<(u64, bool)> = inputs
+                .iter()
+                .map(|i| match i.from {
+                    Ref::Param(k) => (params[k as usize].hash(), i.tolerant),
+                    Ref::Node(u) => (restored[&u].hash(), i.tolerant),
+                })
+                .collect();
+            let expected = MV::Arm(crate::branches::pick(node.uid, *rule, *arms, &hashes));
+            if *value != expected {
+                out.push(v(
+                    "restore",
+                    format!(
+                        "the checkpoint of decision `{}` is {value:?}; its restored inputs pick {expected:?}",
+                        node.name()
+                    ),
+                ));
+            }
         }
         // A restored task's value must be what it computes from its restored inputs.
         if let Kind::Task {
@@ -782,6 +861,11 @@ fn snapshot(
                     ),
                 ));
             }
+        }
+        match node.kind {
+            Kind::Decide { .. } => bump("restored decisions", 1),
+            Kind::Branch { .. } => bump("restored branches", 1),
+            _ => {}
         }
         restored.insert(node.uid, value.clone());
     }
@@ -838,7 +922,8 @@ fn check_run(
     let predicted_failures = {
         let mut w = Walker::new(spec, e, false, None, &log, restored);
         w.walk(p0.clone(), p1.clone());
-        !w.failures.is_empty()
+        // Fail-fast stops on a failure no decision reads as an outcome.
+        !w.stopping.is_empty()
     };
     let open = cancelled
         || save_fired
@@ -1020,15 +1105,7 @@ fn check_run(
                             format!("run {e} succeeded, but `{name}` ({status}) has no checkpoint"),
                         )),
                         Some(c) if *status == TaskStatus::Succeeded => {
-                            let decoded = if node.is_many() {
-                                serde_json::from_slice::<Vec<Raw>>(&c.data)
-                                    .ok()
-                                    .map(|rs| MV::Many(rs.iter().map(raw_mval).collect()))
-                            } else {
-                                serde_json::from_slice::<Raw>(&c.data)
-                                    .ok()
-                                    .map(|r| MV::One(raw_mval(&r)))
-                            };
+                            let decoded = decode(node, &c.data).ok();
                             if value.is_some() && decoded.as_ref() != value.as_ref() {
                                 out.push(v("store", format!("run {e}: the checkpoint of `{name}` is not the value it computed")));
                             }
@@ -1076,6 +1153,20 @@ fn sequences(
         let Some((node, _)) = index.nodes.get(uid) else {
             continue;
         };
+        if let Kind::Decide { .. } = node.kind {
+            bump("decisions called", recs.len() as u64);
+            if recs.len() > 1 {
+                out.push(v(
+                    "attempts",
+                    format!(
+                        "run {e}: decision `{}` was called {} times",
+                        index.name(*uid, path),
+                        recs.len()
+                    ),
+                ));
+            }
+            continue;
+        }
         let Kind::Task { task, .. } = node.kind else {
             continue;
         };
@@ -1144,18 +1235,32 @@ fn timing(
         }
     }
     if cfg.fail_fast {
+        // Nodes whose outcome a decision reads do not stop a fail-fast run.
+        let mut handled_by = HashSet::new();
+        crate::spec::visit(&spec.top, &mut |n, _| {
+            if let Kind::Decide { inputs, .. } = &n.kind {
+                handled_by.extend(inputs.iter().filter(|i| i.tolerant).filter_map(
+                    |i| match i.from {
+                        Ref::Node(u) => Some(u),
+                        Ref::Param(_) => None,
+                    },
+                ));
+            }
+        });
         for ((uid, path), recs) in log {
             let Some((node, _)) = index.nodes.get(uid) else {
                 continue;
             };
-            let Kind::Task { task, .. } = node.kind else {
-                continue;
-            };
             let Some(last) = recs.last() else { continue };
             let fault = effective(spec, index, e, *uid, path, last.attempt);
-            if let (Some(f), Some(end)) = (fault, last.end)
-                && !retriable(&spec.tasks[task], last.attempt, f)
-            {
+            let fails = match node.kind {
+                Kind::Task { task, .. } => fault.is_some_and(|f| {
+                    !retriable(&spec.tasks[task], last.attempt, f) && !handled_by.contains(uid)
+                }),
+                Kind::Decide { .. } => fault.is_some(),
+                _ => false,
+            };
+            if let (true, Some(end)) = (fails, last.end) {
                 earliest(
                     end,
                     format!("the failure of `{}` (fail-fast)", index.name(*uid, path)),
@@ -1239,7 +1344,8 @@ fn causality(
                     continue;
                 }
                 let ran = match &node.kind {
-                    Kind::Task { .. } => log
+                    Kind::Branch { .. } => false,
+                    Kind::Task { .. } | Kind::Decide { .. } => log
                         .get(&(d, level_path.clone()))
                         .is_some_and(|r| !r.is_empty()),
                     Kind::FanOut { body, .. } | Kind::Subflow { body, .. } => {
@@ -1278,8 +1384,24 @@ fn descendants(body: &Body, uid: u32) -> Vec<u32> {
     let mut reached: HashSet<u32> = HashSet::from([uid]);
     let mut out = Vec::new();
     for node in &body.nodes {
-        if node
-            .refs()
+        // A branch waits for its decision, but not for the arms not taken (they end
+        // not taken as soon as the decision picks another arm).
+        let via: Vec<Ref> = match &node.kind {
+            Kind::Branch {
+                decision, tails, ..
+            } => std::iter::once(Ref::Node(*decision))
+                .chain(
+                    tails
+                        .iter()
+                        .flatten()
+                        .filter(|&&t| body.node(t).is_some_and(|t| t.arm.is_none()))
+                        .map(|&t| Ref::Node(t)),
+                )
+                .chain(node.arm.map(|(d, _)| Ref::Node(d)))
+                .collect(),
+            _ => node.refs(),
+        };
+        if via
             .iter()
             .any(|r| matches!(r, Ref::Node(u) if reached.contains(u)))
         {
@@ -1297,11 +1419,19 @@ fn dead_origins(spec: &Spec) -> HashMap<u32, Vec<(String, Vec<u32>)>> {
     // fan-out or sub-workflow, so are its own items' outputs (inside its `Vec`, or its
     // `ItemsFailed` for a tolerant reader).
     fn outputs(body: &Body, keep: &mut HashSet<u32>) {
-        keep.insert(body.tail);
-        if let Some(node) = body.node(body.tail)
-            && let Kind::FanOut { body, .. } | Kind::Subflow { body, .. } = &node.kind
-        {
-            outputs(body, keep);
+        kept(body, body.tail, keep);
+    }
+    // A branch's value is its arms' (shared, or moved into `Some`).
+    fn kept(body: &Body, uid: u32, keep: &mut HashSet<u32>) {
+        keep.insert(uid);
+        match body.node(uid).map(|n| &n.kind) {
+            Some(Kind::FanOut { body, .. } | Kind::Subflow { body, .. }) => outputs(body, keep),
+            Some(Kind::Branch { tails, .. }) => {
+                for &t in tails.iter().flatten() {
+                    kept(body, t, keep);
+                }
+            }
+            _ => {}
         }
     }
     let mut out: HashMap<u32, Vec<(String, Vec<u32>)>> = HashMap::new();

@@ -636,23 +636,24 @@ pub(crate) fn sync_moves(spec: &mut Spec) {
         reads(body, &mut counts);
         // A shared branch moved moves its arms' values: each must be read by the
         // branch alone (a node, not a loop's item). A `branch_option` takes its own.
-        let branches: HashMap<u32, bool> = body
-            .nodes
-            .iter()
-            .filter_map(|n| match &n.kind {
-                Kind::Branch {
+        // (A tail that is a shared branch moves its own tails in turn.)
+        fn tails_movable(body: &Body, counts: &HashMap<Ref, u32>, uid: u32) -> bool {
+            match body.node(uid).map(|n| &n.kind) {
+                Some(Kind::Branch {
                     tails,
                     option: false,
                     ..
-                } => Some((
-                    n.uid,
-                    tails
-                        .iter()
-                        .flatten()
-                        .all(|&t| counts.get(&Ref::Node(t)) == Some(&1)),
-                )),
-                _ => None,
-            })
+                }) => tails.iter().flatten().all(|&t| {
+                    counts.get(&Ref::Node(t)) == Some(&1) && tails_movable(body, counts, t)
+                }),
+                _ => true,
+            }
+        }
+        let branches: HashMap<u32, bool> = body
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.kind, Kind::Branch { option: false, .. }))
+            .map(|n| (n.uid, tails_movable(body, &counts, n.uid)))
             .collect();
         for node in &mut body.nodes {
             match &mut node.kind {
@@ -731,6 +732,21 @@ pub(crate) fn filter(spec: &mut Spec, gates: &Gates) {
             t.mask = 0;
         }
     }
+    if !gates.b1 && soft_stop {
+        // B1: decisions in bodies read their inputs as values (no handled failures).
+        fn unhandle(body: &mut Body, inside: bool) {
+            for node in &mut body.nodes {
+                match &mut node.kind {
+                    Kind::Decide { inputs, .. } if inside => {
+                        inputs.iter_mut().for_each(|i| i.tolerant = false);
+                    }
+                    Kind::FanOut { body, .. } | Kind::Subflow { body, .. } => unhandle(body, true),
+                    _ => {}
+                }
+            }
+        }
+        unhandle(&mut spec.top, false);
+    }
     sync_tolerance(spec);
     sync_moves(spec);
     for e in &mut spec.epochs {
@@ -804,6 +820,14 @@ pub(crate) fn gated_features(spec: &Spec) -> Vec<&'static str> {
     visit(&spec.top, &mut |n, _| cleanup |= n.is_cleanup(&spec.tasks));
     if soft_stop && cleanup {
         out.push("F14");
+    }
+    let mut handled_inside = false;
+    visit(&spec.top, &mut |n, place| {
+        handled_inside |= !place.chain.is_empty()
+            && matches!(&n.kind, Kind::Decide { inputs, .. } if inputs.iter().any(|i| i.tolerant));
+    });
+    if soft_stop && handled_inside {
+        out.push("B1");
     }
     out
 }

@@ -93,7 +93,7 @@ pub(crate) fn retriable(def: &TaskDef, attempt: u32, fault: Fault) -> bool {
         && match fault {
             Fault::Transient | Fault::Timeout => true,
             Fault::Panic => def.retry_panics,
-            Fault::Permanent | Fault::SerPanic => false,
+            Fault::Permanent | Fault::SerPanic | Fault::OutOfRange => false,
         }
 }
 
@@ -821,7 +821,10 @@ impl<'a> Walker<'a> {
                 .all(|t| t.as_ref().is_some_and(|t| t.status == Succeeded));
         // A fan-out whose items did not all succeed: `Failed` if a task of an item
         // failed (even if the run stopped: that failure may be why), else `Cancelled`.
-        let allowed: &[TaskStatus] = if all_ok {
+        let allowed: &[TaskStatus] = if all_ok && self.open && items.is_empty() {
+            // No item to run: it may still not start, after a stop.
+            &[Succeeded, Cancelled]
+        } else if all_ok {
             &[Succeeded]
         } else if item_failed {
             &[Failed]

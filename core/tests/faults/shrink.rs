@@ -287,13 +287,10 @@ fn edit_node(body: &mut Body, uid: u32, f: &mut dyn FnMut(&mut Kind) -> bool) ->
         if node.uid == uid {
             return f(&mut node.kind);
         }
-        match &mut node.kind {
-            Kind::FanOut { body, .. } | Kind::Subflow { body, .. } => {
-                if edit_node(body, uid, f) {
-                    return true;
-                }
-            }
-            Kind::Task { .. } => {}
+        if let Kind::FanOut { body, .. } | Kind::Subflow { body, .. } = &mut node.kind
+            && edit_node(body, uid, f)
+        {
+            return true;
         }
     }
     false
@@ -314,7 +311,7 @@ fn remove_in(body: &mut Body, uid: u32) -> bool {
                     None
                 }
             }
-            Kind::Task { .. } => None,
+            _ => None,
         };
         match found {
             Some(true) => return true,
@@ -336,7 +333,8 @@ fn contains(body: &Body, uid: u32) -> bool {
 }
 
 /// Removes a node of this body and, in cascade, what reads it where it cannot do
-/// without it (a fan-out over it, a sub-workflow whose only argument it is).
+/// without it (a fan-out over it, a sub-workflow whose only argument it is, the arms
+/// and branch of a decision, a branch whose arm's value it is).
 fn remove_node(body: &mut Body, uid: u32) -> bool {
     let mut doomed = vec![uid];
     while let Some(gone) = doomed.pop() {
@@ -346,8 +344,21 @@ fn remove_node(body: &mut Body, uid: u32) -> bool {
         body.nodes.remove(at);
         let gone_ref = Ref::Node(gone);
         for node in &mut body.nodes {
+            if node.arm.is_some_and(|(d, _)| d == gone) {
+                doomed.push(node.uid);
+                continue;
+            }
             match &mut node.kind {
-                Kind::Task { inputs, .. } => inputs.retain(|i| i.from != gone_ref),
+                Kind::Task { inputs, .. } | Kind::Decide { inputs, .. } => {
+                    inputs.retain(|i| i.from != gone_ref);
+                }
+                Kind::Branch {
+                    decision, tails, ..
+                } => {
+                    if *decision == gone || tails.contains(&Some(gone)) {
+                        doomed.push(node.uid);
+                    }
+                }
                 Kind::FanOut {
                     collection,
                     imports,
@@ -377,7 +388,24 @@ fn remove_node(body: &mut Body, uid: u32) -> bool {
             }
         }
         if body.tail == gone {
-            match body.nodes.iter().rev().find(|n| !n.is_many()) {
+            // Not a node whose outcome a decision reads: nothing else requires it.
+            let handled: HashSet<Ref> = body
+                .nodes
+                .iter()
+                .filter_map(|n| match &n.kind {
+                    Kind::Decide { inputs, .. } => Some(inputs),
+                    _ => None,
+                })
+                .flatten()
+                .filter(|i| i.tolerant)
+                .map(|i| i.from)
+                .collect();
+            match body
+                .nodes
+                .iter()
+                .rev()
+                .find(|n| n.is_val() && n.arm.is_none() && !handled.contains(&Ref::Node(n.uid)))
+            {
                 Some(n) => body.tail = n.uid,
                 None => return false,
             }
@@ -415,10 +443,11 @@ fn remove_param(body: &mut Body, k: u32) -> bool {
     };
     for node in &mut body.nodes {
         match &mut node.kind {
-            Kind::Task { inputs, .. } => {
+            Kind::Task { inputs, .. } | Kind::Decide { inputs, .. } => {
                 inputs.retain(|i| i.from != Ref::Param(k));
                 inputs.iter_mut().for_each(|i| fix(&mut i.from));
             }
+            Kind::Branch { .. } => {}
             Kind::FanOut {
                 collection,
                 imports,

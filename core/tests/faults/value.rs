@@ -245,7 +245,8 @@ impl Read<'_> {
             Read::ManyOutcome(Outcome::Ok(vs)) => many_hash(vs.iter().map(|v| v.v)),
             Read::Owned(v) => v.v,
             Read::OwnedMany(vs) => many_hash(vs.iter().map(|v| v.v)),
-            Read::Opt(o) | Read::OptOutcome(Outcome::Ok(o)) => opt_hash(o.as_ref()),
+            Read::Opt(o) => opt_hash(o.as_ref()),
+            Read::OptOutcome(Outcome::Ok(o)) => opt_hash(o.as_ref()),
             Read::OwnedOpt(o) => opt_hash(o.as_ref()),
             _ => NOT_OK,
         }
