@@ -177,9 +177,10 @@ impl Finished {
         }
         // The value of an `if` or `match` is the value of the arm it took.
         let output = crate::value::aliased(&self.slots, graph.output());
+        let not_taken = self.status(graph.output()) == TaskStatus::NotTaken;
         let mut slots = self.slots.into_vec();
-        let output = slots
-            .swap_remove(output)
+        // Taken, not removed: the other nodes keep their places for the error below.
+        let output = std::mem::take(&mut slots[output])
             .into_inner()
             .and_then(|record| record.value.downcast::<task::Outcome<O>>().ok())
             .and_then(|outcome| match *outcome {
@@ -191,10 +192,17 @@ impl Finished {
             // output: that failure is why.
             let failures = handled_failures(plan, &slots);
             if failures.is_empty() {
+                // A graph built by hand may make its output read an arm not taken.
+                let why = if not_taken {
+                    "was not taken (it is in, or reads, an arm of an `if` or `match` that \
+                     was not taken)"
+                } else {
+                    "was not produced"
+                };
                 Error::Fault {
                     workflow: graph.name().to_owned(),
                     message: format!(
-                        "the run ended without a failure but its output `{}` was not produced",
+                        "the run ended without a failure but its output `{}` {why}",
                         graph.name_of(graph.output())
                     ),
                 }
