@@ -320,6 +320,7 @@ pub(crate) fn alias(node: usize) -> Value {
 
 /// Runs `read` on the value a moved node still holds, if it does (the checkpoint of a
 /// value that a branch took and whose reader will take it).
+#[cfg(feature = "durable")]
 pub(crate) fn peek_moved<T: 'static, R>(value: &Value, read: impl FnOnce(&T) -> R) -> Option<R> {
     let moved = value.downcast_ref::<Moved<T>>()?;
     let moving = moved.cell.lock().unwrap_or_else(PoisonError::into_inner);

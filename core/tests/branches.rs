@@ -473,7 +473,7 @@ async fn a_nested_decision_reading_a_part_does_not_take_the_handling_from_the_ma
 workflow! {
     fn other_reader_of_a_handled_failure(source: i64) -> usize {
         let fetched = fetch(&source);
-        let data = match fetched {
+        let _data = match fetched {
             Outcome::Ok(data) => data,
             _ => cached(&source),
         };

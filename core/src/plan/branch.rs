@@ -86,6 +86,7 @@ impl BranchDef {
 
     /// The inputs a resumed run must restore before it may restore the branch: the
     /// decision and the node of the arm it took.
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
     pub(crate) fn restores_with(&self, arm: u32) -> impl Iterator<Item = usize> + '_ {
         let tail = self.tails.get(arm as usize).copied().flatten();
         std::iter::once(self.decision as usize).chain(tail.map(|t| t as usize))

@@ -84,7 +84,7 @@ fn if_branch(
     }
     if !has_else && conditions.len() > 1 {
         errors.at(
-            &expr_if.if_token,
+            expr_if.if_token,
             "an `if` with `else if` arms ends with an `else`: every arm gives the branch its \
              value (only a lone `if` without `else` is an `Option`)",
         );

@@ -543,11 +543,10 @@ fn check_moves(mut reads: Vec<Read>, branches: &[BranchTails], errors: &mut Erro
                  moved into makes, or share `&{name}` with that task"
             )
         } else if into.starts_with(OPTION_VALUE) {
-            format!(
-                "… and also read here: an `if` without `else` moves its arm's value into its \
-                 `Option`; give the `if` an `else` (its value is then shared in place), or end \
-                 the arm with a task that makes the value"
-            )
+            "… and also read here: an `if` without `else` moves its arm's value into its \
+             `Option`; give the `if` an `else` (its value is then shared in place), or end the \
+             arm with a task that makes the value"
+                .to_owned()
         } else if other.exclusive(moved) {
             format!(
                 "… and shared here, in another arm: the value is handed to its one reader as \
