@@ -15,6 +15,8 @@ use scratch::TempDir;
 
 #[path = "durable/faults.rs"]
 mod faults;
+#[path = "durable/items.rs"]
+mod items;
 #[path = "durable/lease.rs"]
 mod lease;
 #[path = "durable/resume.rs"]
@@ -414,7 +416,7 @@ workflow! {
 }
 
 #[tokio::test]
-async fn fan_outs_and_sub_workflows_are_checkpointed_as_one_node_each() {
+async fn fan_out_items_and_durable_sub_workflows_are_checkpointed_node_by_node() {
     let dir = TempDir::new("durable-nested");
     let store = open_store(&dir);
     let first = start(nested::workflow(), &store, "r", (3,)).await;
@@ -426,9 +428,22 @@ async fn fan_outs_and_sub_workflows_are_checkpointed_as_one_node_each() {
         .map(|c| c.node)
         .collect();
     nodes.sort();
-    // The inner workflow's own nodes (`again`, `double`) are not saved under this
-    // run: only the outer nodes, the fan-out and the sub-workflow as one value each.
-    assert_eq!(nodes, ["inner", "squares", "sum", "xs"]);
+    // Every item's nodes (`squares[i].square`) and the durable inner workflow's own
+    // (`inner.again`), under their paths, besides the outer nodes.
+    assert_eq!(
+        nodes,
+        [
+            "inner",
+            "inner.again",
+            "inner.double",
+            "squares",
+            "squares[0].square",
+            "squares[1].square",
+            "squares[2].square",
+            "sum",
+            "xs"
+        ]
+    );
 
     let items = ITEMS.load(Ordering::SeqCst);
     let again = resume(nested::workflow(), &store, "r").await;

@@ -31,16 +31,28 @@ impl Sink {
 pub(crate) struct Extras {
     /// (node, value) of every node restored.
     pub(crate) restored: Vec<(usize, Value)>,
+    /// The checkpoints of nested runs, by name, for them to restore as they start.
+    pub(crate) nested: HashMap<String, crate::store::Checkpoint>,
     pub(crate) sink: Option<Sink>,
     pub(crate) progress: Option<Arc<crate::progress::Progress>>,
 }
 
 impl Shared {
-    /// Whether this is the run itself (not an item of a fan-out or a sub-workflow),
-    /// and durable: only its own nodes are checkpointed and recorded.
+    /// Where this run's nodes are checkpointed and recorded: the run itself, if durable,
+    /// and its nested runs whose bodies are checkpointed.
     pub(super) fn records(&self) -> Option<&Sink> {
         let top = matches!(self.completion, Some(Completion::Run(_)));
-        self.run.sink.as_ref().filter(|_| top)
+        self.run.sink.as_ref().filter(|_| top || self.path.is_some())
+    }
+
+    /// The name node `node` is checkpointed and recorded under: its own, after the
+    /// prefix of the nested run it is in (`each[17].sum`).
+    pub(super) fn recorded_name(&self, node: usize) -> String {
+        let name = self.plan.graph.name_of(node);
+        match &self.path {
+            Some(path) => format!("{path}{name}"),
+            None => name.to_owned(),
+        }
     }
 
     /// A succeeded node's checkpoint, if the plan checkpoints it. A value that cannot
@@ -52,7 +64,7 @@ impl Shared {
         attempts: u32,
         value: &Value,
     ) -> Result<Option<Checkpoint>, TaskError> {
-        let codec = self.plan.durable.as_ref().and_then(|d| d.codecs[node]);
+        let codec = self.plan.codecs[node];
         let Some(codec) = codec else { return Ok(None) };
         // The value of an `if` or `match` is saved as the value of the arm it took.
         let slots = self.board.slots();
@@ -71,7 +83,7 @@ impl Shared {
             )))
         })?;
         Ok(Some(Checkpoint {
-            node: self.plan.graph.name_of(node).to_owned(),
+            node: self.recorded_name(node),
             codec: crate::plan::CODEC.to_owned(),
             schema: crate::plan::SCHEMA,
             data,
@@ -112,7 +124,7 @@ impl Shared {
             .as_millis() as u64;
         let span_ms = record.duration().map_or(0, |d| d.as_millis() as u64);
         TaskEnd {
-            node: self.plan.graph.name_of(node).to_owned(),
+            node: self.recorded_name(node),
             status: record.status.to_string(),
             attempts,
             errors,

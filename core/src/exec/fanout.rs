@@ -77,7 +77,8 @@ impl FanOut {
             fan: Arc::clone(self),
             index,
         };
-        let child = Arc::new(parent.child(&def.body, completion, index));
+        let path = parent.nested_path(self.node, def, index);
+        let mut child = parent.child(&def.body, completion, index, path);
         let mut params = child.board.slots().iter();
         let item: Option<Value> = match (def.collection, def.items) {
             (Some(collection), Items::Borrowed { item, .. }) => Some(Box::new(Import::Item {
@@ -100,8 +101,22 @@ impl FanOut {
             );
         }
         fill_imports(params.as_slice(), parent, &def.imports);
+        // A resumed run's item restores what it had checkpointed; one restored whole
+        // has no root and ends here.
+        let restored = child.restore_nested();
+        let roots = if restored.is_empty() {
+            def.body.roots.clone()
+        } else {
+            if let Some(progress) = &child.run.progress {
+                let graph = &def.body.graph;
+                let tasks = restored.iter().filter(|(n, _)| graph.kind(*n).is_task());
+                progress.add_done(tasks.count() as u64);
+            }
+            child.board.restore(&def.body, restored)
+        };
+        let child = Arc::new(child);
         let now = Instant::now();
-        for &root in &def.body.roots {
+        for &root in &roots {
             let root = Job::new(root as usize, now);
             match child.mode(root.node) {
                 Mode::Rayon => cpu_root(Arc::clone(&child), root),
@@ -277,6 +292,7 @@ impl Shared {
         plan: &Arc<Plan>,
         completion: Completion,
         index: usize,
+        path: Option<Arc<str>>,
     ) -> Shared {
         Shared {
             plan: Arc::clone(plan),
@@ -284,7 +300,67 @@ impl Shared {
             board: Board::new(plan),
             span: tracing::info_span!(parent: &self.span, "item", index),
             completion: Some(completion),
+            path,
         }
+    }
+
+    /// The prefix of the checkpoints of nested run `index` of fan-out or sub-workflow
+    /// `node` (`each[17].`, `stats.`), if this run records and the body checkpoints
+    /// anything.
+    fn nested_path(&self, node: usize, def: &FanOutDef, index: usize) -> Option<Arc<str>> {
+        self.records()?;
+        if def.body.codecs.iter().all(Option::is_none) {
+            return None;
+        }
+        let outer = self.path.as_deref().unwrap_or("");
+        let name = self.plan.graph.name_of(node);
+        Some(match def.collection {
+            Some(_) => format!("{outer}{name}[{index}].").into(),
+            None => format!("{outer}{name}.").into(),
+        })
+    }
+
+    /// The nodes of this nested run that a resumed run restores: its checkpoints saved
+    /// by the run that stopped, under its path, by the restore rule (its parameters
+    /// are given). A checkpoint that cannot be decoded is run again, with a warning.
+    #[cfg(feature = "durable")]
+    fn restore_nested(&self) -> Vec<(usize, Value)> {
+        let (Some(path), false) = (&self.path, self.run.nested.is_empty()) else {
+            return Vec::new();
+        };
+        let plan = &self.plan;
+        let saved = |node: usize| {
+            plan.codecs[node]?;
+            self.run
+                .nested
+                .get(&format!("{path}{}", plan.graph.name_of(node)))
+        };
+        let restored = crate::plan::restore(
+            plan,
+            |node| saved(node).is_some(),
+            |node| {
+                let (codec, checkpoint) = (plan.codecs[node], saved(node));
+                match (codec, checkpoint) {
+                    (Some(codec), Some(checkpoint))
+                        if checkpoint.codec == crate::plan::CODEC
+                            && checkpoint.schema == crate::plan::SCHEMA =>
+                    {
+                        (codec.decode)(&checkpoint.data)
+                    }
+                    _ => Err("saved by another codec".to_owned()),
+                }
+            },
+            |_| {},
+        );
+        restored.unwrap_or_else(|error| {
+            tracing::warn!(parent: &self.span, path = &**path, %error, "a nested run's checkpoints are not restored");
+            Vec::new()
+        })
+    }
+
+    #[cfg(not(feature = "durable"))]
+    fn restore_nested(&self) -> Vec<(usize, Value)> {
+        Vec::new()
     }
 }
 

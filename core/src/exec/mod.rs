@@ -178,6 +178,10 @@ pub(crate) struct Shared {
     board: Board,
     span: tracing::Span,
     completion: Option<Completion>,
+    /// For a nested run of a durable run whose body is checkpointed (a fan-out's item,
+    /// a durable sub-workflow): the prefix of its checkpoints' names, `each[17].` or
+    /// `stats.` (after the parent's own prefix).
+    path: Option<Arc<str>>,
 }
 
 /// The parts of a run its fan-outs' items share, behind one pointer: an item's own
@@ -196,6 +200,9 @@ struct RunContext {
     /// The concurrency limit of every task that has one, in this run and every
     /// fan-out body in it: limits hold across the whole run.
     limits: HashMap<TaskInfo, Limiter>,
+    /// A resumed run's checkpoints of nested runs (fan-out items, sub-workflows), by
+    /// name (`each[17].sum`): each nested run restores its own as it starts.
+    nested: HashMap<String, crate::store::Checkpoint>,
 }
 
 /// Who gets a run's slots when its last task is done.
@@ -290,10 +297,12 @@ pub(crate) async fn execute(
             limits: limited,
             sink: extras.sink,
             progress: extras.progress,
+            nested: extras.nested,
         }),
         board,
         span,
         completion: Some(Completion::Run(done)),
+        path: None,
     });
     // CPU roots first, so they compute while IO roots are started.
     let roots = roots.iter().map(|&root| Job::new(root as usize, started));

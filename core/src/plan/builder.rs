@@ -579,6 +579,7 @@ impl<P: Params> Builder<P> {
             self.movers,
             self.handled_by,
             durable,
+            self.codecs,
         ))
     }
 }

@@ -80,8 +80,6 @@ pub(crate) fn shape_diff(before: &str, after: &str) -> String {
 /// What makes a workflow's runs resumable.
 #[cfg_attr(not(feature = "durable"), allow(dead_code))]
 pub(crate) struct Durable {
-    /// Per node, its codec; `None` for nodes not checkpointed.
-    pub(crate) codecs: Vec<Option<Codec>>,
     /// The graph as text (see [`shape`]), stored with each run.
     pub(crate) shape: String,
     /// SHA-256 of `shape`.
@@ -171,7 +169,6 @@ impl<P: Params> Builder<P> {
         Some(Durable {
             fingerprint: fingerprint(&shape),
             shape,
-            codecs: std::mem::take(&mut self.codecs),
         })
     }
 
@@ -181,4 +178,52 @@ impl<P: Params> Builder<P> {
     pub(super) fn durable_plan(&mut self, _graph: &Graph) -> Option<Durable> {
         None
     }
+}
+
+/// Which checkpointed nodes of a run of `plan` a resume restores, in one pass in node
+/// (topological) order: a node with a checkpoint (`has`) is restored if every input it
+/// read is (parameters always are) — a branch needs only its decision and the arm the
+/// decision took — and is then decoded (`decode`, whose error stops the resume); a
+/// checkpoint not restored is `stale`, to be discarded.
+#[cfg(feature = "durable")]
+pub(crate) fn restore<E>(
+    plan: &super::Plan,
+    has: impl Fn(usize) -> bool,
+    mut decode: impl FnMut(usize) -> Result<Value, E>,
+    mut stale: impl FnMut(usize),
+) -> Result<Vec<(usize, Value)>, E> {
+    use crate::task::Kind;
+    let graph = &plan.graph;
+    let mut restored = vec![false; graph.len()];
+    // The arm each restored decision took.
+    let mut arms: std::collections::HashMap<usize, u32> = std::collections::HashMap::new();
+    let mut values = Vec::new();
+    for node in 0..graph.len() {
+        if graph.kind(node) == Kind::Param {
+            restored[node] = true;
+            continue;
+        }
+        if !has(node) {
+            continue;
+        }
+        let inputs_restored = match &plan.calls[node] {
+            super::Call::Branch(def) => arms
+                .get(&(def.decision as usize))
+                .is_some_and(|&arm| def.restores_with(arm).all(|input| restored[input])),
+            _ => graph.node(node).inputs().all(|input| restored[input]),
+        };
+        if !inputs_restored {
+            stale(node);
+            continue;
+        }
+        let value = decode(node)?;
+        if graph.kind(node) == Kind::Decision
+            && let Some(arm) = value.downcast_ref::<Outcome<u32>>()
+        {
+            arms.extend(arm.value().map(|&arm| (node, arm)));
+        }
+        values.push((node, value));
+        restored[node] = true;
+    }
+    Ok(values)
 }

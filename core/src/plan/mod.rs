@@ -31,6 +31,8 @@ pub use durable::Checkpointable;
 pub use durable::DurableFeature;
 #[cfg(feature = "durable")]
 pub(crate) use durable::shape_diff;
+#[cfg(feature = "durable")]
+pub(crate) use durable::restore;
 pub(crate) use durable::{CODEC, Codec, Durable, SCHEMA};
 pub use fanout::{Collection, ItemsFailed};
 pub(crate) use fanout::{FanOutDef, Fused, FusedItem, Items};
@@ -96,9 +98,11 @@ pub(crate) struct Plan {
     pub(crate) waits_for: Vec<u32>,
     /// Tasks that wait for nothing.
     pub(crate) roots: Vec<u32>,
-    /// For a `#[durable]` workflow: how each checkpointed node's value is encoded, and
-    /// the graph's fingerprint.
+    /// For a `#[durable]` workflow: the graph's shape and fingerprint.
     pub(crate) durable: Option<Durable>,
+    /// Per node, how its checkpoint is encoded, if it has one: the nodes of a durable
+    /// workflow, its fan-outs' bodies and its durable sub-workflows.
+    pub(crate) codecs: Vec<Option<Codec>>,
 }
 
 impl fmt::Debug for Plan {
@@ -119,6 +123,7 @@ impl Plan {
         movers: Vec<Option<Mover>>,
         handled_by: HashMap<u32, Vec<u32>>,
         durable: Option<Durable>,
+        codecs: Vec<Option<Codec>>,
     ) -> Self {
         let n = graph.len();
         let task_inputs = |node: usize| {
@@ -195,6 +200,7 @@ impl Plan {
             waits_for,
             roots,
             durable,
+            codecs,
         }
     }
 
@@ -220,6 +226,8 @@ impl Plan {
             .iter()
             .enumerate()
             .all(|(node, call)| match call {
+                // Checkpointed item by item: the scheduled path records each node.
+                _ if self.codecs[node].is_some() => false,
                 Call::Param => true,
                 Call::Task(_) => {
                     let info = self.graph.info(node);

@@ -23,6 +23,7 @@ use crate::value::Value;
 struct Prepared<P> {
     params: P,
     restored: Vec<(usize, Value)>,
+    nested: HashMap<String, Checkpoint>,
     lease: Lease,
     location: String,
 }
@@ -74,6 +75,7 @@ where
     let Prepared {
         params,
         restored,
+        nested,
         lease,
         location,
     } = prepared;
@@ -83,6 +85,7 @@ where
     };
     let extras = Extras {
         restored,
+        nested,
         sink: Some(sink),
         progress,
     };
@@ -222,8 +225,8 @@ where
     };
     // From here on, an early return drops the lease, which releases the run.
     let lease = Lease::new(Arc::clone(&store), id.to_owned(), owner);
-    let (params, restored) = match (existing, params) {
-        (None, Some(params)) => (params, Vec::new()),
+    let (params, restored, nested) = match (existing, params) {
+        (None, Some(params)) => (params, Vec::new(), HashMap::new()),
         (None, None) => return Err(Error::UnknownRun { run: id.to_owned() }),
         (Some(existing), params) => {
             if existing.fingerprint != durable.fingerprint {
@@ -244,7 +247,11 @@ where
             };
             let saved =
                 guarded(&*store, "checkpoints", || store.checkpoints(id)).map_err(Error::Store)?;
-            let (restored, stale) = restorable(plan, id, saved)?;
+            let Restorable {
+                restored,
+                nested,
+                stale,
+            } = restorable(plan, id, saved)?;
             // Checkpoints computed from inputs that now run again would be restored by
             // a later resume if this run did not replace them: they go now.
             if !stale.is_empty() {
@@ -253,12 +260,13 @@ where
                 })
                 .map_err(Error::Store)?;
             }
-            (params, restored)
+            (params, restored, nested)
         }
     };
     Ok(Prepared {
         params,
         restored,
+        nested,
         lease,
         location,
     })
@@ -275,8 +283,17 @@ fn same_input(stored: &[u8], given: &[u8]) -> bool {
     }
 }
 
-/// The restored nodes' values, and the names of the checkpoints not restored.
-type Restorable = (Vec<(usize, Value)>, Vec<String>);
+/// What a resumed run starts from.
+struct Restorable {
+    /// The restored nodes' values.
+    restored: Vec<(usize, Value)>,
+    /// The checkpoints of nested runs (fan-out items, durable sub-workflows) whose
+    /// fan-out or sub-workflow runs again on inputs that are all restored: each nested
+    /// run restores its own as it starts.
+    nested: HashMap<String, Checkpoint>,
+    /// The names of the checkpoints not restored (stale: to be discarded).
+    stale: Vec<String>,
+}
 
 /// The nodes a resumed run restores from `saved`, decoded. A checkpoint is restored
 /// only if every input its node read is restored too (parameters always are): a node
@@ -285,8 +302,7 @@ type Restorable = (Vec<(usize, Value)>, Vec<String>);
 /// names of the checkpoints not restored (stale: to be discarded).
 fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Restorable, Error> {
     let graph = &plan.graph;
-    let codecs = plan.durable.as_ref().map_or(&[][..], |d| &d.codecs[..]);
-    let codec_of = |node: usize| codecs.get(node).copied().flatten();
+    let codec_of = |node: usize| plan.codecs.get(node).copied().flatten();
     // Checkpointed nodes first, so that they win a name another node shares.
     let mut by_name: HashMap<&str, usize> = HashMap::with_capacity(graph.len());
     for node in (0..graph.len()).filter(|&n| codec_of(n).is_some()) {
@@ -296,67 +312,82 @@ fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Restorabl
         by_name.entry(graph.name_of(node)).or_insert(node);
     }
     let mut by_node: Vec<Option<Checkpoint>> = (0..graph.len()).map(|_| None).collect();
+    // Nested runs' checkpoints, by the fan-out or sub-workflow node they are in.
+    let mut nested: Vec<(usize, Checkpoint)> = Vec::new();
     for checkpoint in saved {
         let bad = |message: &str| Error::Checkpoint {
             run: id.to_owned(),
             node: checkpoint.node.clone(),
             message: message.to_owned(),
         };
-        let &node = by_name
-            .get(checkpoint.node.as_str())
-            .ok_or_else(|| bad("no node of that name"))?;
+        let Some(&node) = by_name.get(checkpoint.node.as_str()) else {
+            let owner = nested_in(plan, &checkpoint.node).ok_or_else(|| bad("no node of that name"))?;
+            nested.push((owner, checkpoint));
+            continue;
+        };
         if codec_of(node).is_none() {
             return Err(bad("the node is not checkpointed"));
         }
         by_node[node] = Some(checkpoint);
     }
-    let mut restored = vec![false; graph.len()];
-    // The arm each restored decision took.
-    let mut arms: HashMap<usize, u32> = HashMap::new();
-    let mut values = Vec::new();
     let mut stale = Vec::new();
-    for node in 0..graph.len() {
-        if graph.kind(node) == Kind::Param {
-            restored[node] = true;
-            continue;
-        }
-        let (Some(checkpoint), Some(codec)) = (by_node[node].take(), codec_of(node)) else {
-            continue;
-        };
-        // The value of an `if` or `match` needs its decision and the arm it took, not
-        // the arms not taken (which never ran).
-        let inputs_restored = match &plan.calls[node] {
-            Call::Branch(def) => arms
-                .get(&(def.decision as usize))
-                .is_some_and(|&arm| def.restores_with(arm).all(|input| restored[input])),
-            _ => graph.node(node).inputs().all(|input| restored[input]),
-        };
-        if !inputs_restored {
-            stale.push(checkpoint.node);
-            continue;
-        }
-        let bad = |message: String| Error::Checkpoint {
-            run: id.to_owned(),
-            node: checkpoint.node.clone(),
-            message,
-        };
-        if checkpoint.codec != plan::CODEC || checkpoint.schema != plan::SCHEMA {
-            return Err(bad(format!(
-                "saved as {} v{}, this build reads {} v{}",
-                checkpoint.codec,
-                checkpoint.schema,
-                plan::CODEC,
-                plan::SCHEMA
-            )));
-        }
-        let value = (codec.decode)(&checkpoint.data).map_err(bad)?;
-        if graph.kind(node) == Kind::Decision
-            && let Some(arm) = value.downcast_ref::<crate::task::Outcome<u32>>()
-        {
-            arms.extend(arm.value().map(|&arm| (node, arm)));
-        }
-        values.push((node, value));
+    let checkpoints = std::cell::RefCell::new(by_node);
+    let values = plan::restore(
+        plan,
+        |node| checkpoints.borrow()[node].is_some() && codec_of(node).is_some(),
+        |node| {
+            let checkpoint = checkpoints.borrow_mut()[node].take().expect("checked");
+            let codec = codec_of(node).expect("checked");
+            let bad = |message: String| Error::Checkpoint {
+                run: id.to_owned(),
+                node: checkpoint.node.clone(),
+                message,
+            };
+            if checkpoint.codec != plan::CODEC || checkpoint.schema != plan::SCHEMA {
+                return Err(bad(format!(
+                    "saved as {} v{}, this build reads {} v{}",
+                    checkpoint.codec,
+                    checkpoint.schema,
+                    plan::CODEC,
+                    plan::SCHEMA
+                )));
+            }
+            (codec.decode)(&checkpoint.data).map_err(bad)
+        },
+        |node| stale.push(graph.name_of(node).to_owned()),
+    )?;
+    // A nested run's checkpoints hold if what its fan-out or sub-workflow read is
+    // restored: the nested run starts from the same inputs.
+    let mut restored = vec![false; graph.len()];
+    for node in (0..graph.len()).filter(|&n| graph.kind(n) == Kind::Param) {
         restored[node] = true;
     }
-    Ok((values, stale))
+    for (node, _) in &values {
+        restored[*node] = true;
+    }
+    let mut kept = HashMap::new();
+    for (owner, checkpoint) in nested {
+        if graph.node(owner).inputs().all(|input| restored[input]) {
+            kept.insert(checkpoint.node.clone(), checkpoint);
+        } else {
+            stale.push(checkpoint.node);
+        }
+    }
+    Ok(Restorable {
+        restored: values,
+        nested: kept,
+        stale,
+    })
+}
+
+/// The fan-out or sub-workflow node of `plan` whose nested runs a checkpoint named
+/// `name` belongs to: `each` for `each[17].sum`, `stats` for `stats.total`.
+fn nested_in(plan: &Plan, name: &str) -> Option<usize> {
+    let graph = &plan.graph;
+    name.match_indices(['[', '.']).find_map(|(at, _)| {
+        let owner = &name[..at];
+        (0..graph.len()).find(|&node| {
+            graph.name_of(node) == owner && matches!(plan.calls[node], Call::FanOut(_))
+        })
+    })
 }

@@ -59,7 +59,7 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
         p,
         prefix: String::new(),
         durable: workflow.durable.is_some(),
-        in_arm: false,
+        inline: false,
     };
     let nodes = emit_nodes(&workflow.nodes, &top);
     // A durable workflow's checkpoints read every top-level name.
@@ -250,9 +250,9 @@ pub(super) struct Cx<'a> {
     pub(super) prefix: String,
     /// At a durable workflow's top level or in an arm there: decisions are checkpointed.
     pub(super) durable: bool,
-    /// In an arm: each node is checkpointed where it is made (the top level's are
-    /// checkpointed together after them).
-    pub(super) in_arm: bool,
+    /// In an arm or a loop's body: each node is checkpointed where it is made (the top
+    /// level's are checkpointed together after them).
+    pub(super) inline: bool,
 }
 
 /// The handle of a body's output: a binding's, or the node its tail call adds.
@@ -264,7 +264,7 @@ pub(super) fn emit_tail(tail: &Tail, cx: &Cx<'_>) -> TokenStream {
             emit_subflow(call, &format!("{}{}", cx.prefix, task_name(call)), cx.p)
         }
     };
-    match (cx.in_arm && cx.durable, tail) {
+    match (cx.inline && cx.durable, tail) {
         (true, Tail::Call(call) | Tail::Workflow(call)) => {
             let at = call.task.span();
             let (builder, added_local) = (
@@ -303,11 +303,11 @@ pub(super) fn emit_nodes(nodes: &[Node], cx: &Cx<'_>) -> TokenStream {
             let name = format!("{}{}", cx.prefix, node.binding);
             let add = match &node.init {
                 Init::Call(call) => emit_call(call, &name, p),
-                Init::Loop(body) => emit_loop(body, &name, p),
+                Init::Loop(body) => emit_loop(body, &name, cx),
                 Init::Workflow(call) => emit_subflow(call, &name, p),
                 Init::Branch(branch) => emit_branch(branch, &name, cx),
             };
-            let checkpoint = (cx.in_arm && cx.durable).then(|| {
+            let checkpoint = (cx.inline && cx.durable).then(|| {
                 let (builder, handle) = (
                     local("__aqueduct_builder", node.binding.span()),
                     read(&node.binding),
@@ -322,7 +322,8 @@ pub(super) fn emit_nodes(nodes: &[Node], cx: &Cx<'_>) -> TokenStream {
 /// `__aqueduct_builder.fan_out(…)` for a loop: the body is built by a closure that
 /// receives the body's builder, the item's handle and the imported handles, bound to
 /// the same handle names as outside, so the body's calls read exactly as written.
-fn emit_loop(body: &Loop, node_name: &str, p: &TokenStream) -> TokenStream {
+fn emit_loop(body: &Loop, node_name: &str, cx: &Cx<'_>) -> TokenStream {
+    let p = cx.p;
     let Loop {
         cap,
         by_value,
@@ -342,11 +343,12 @@ fn emit_loop(body: &Loop, node_name: &str, p: &TokenStream) -> TokenStream {
     let item_handle = handle(item);
     let imports: Vec<_> = imports.iter().map(handle).collect();
     let unread = unread([item], nodes, Some(tail));
+    // A durable workflow checkpoints every node of every item (`each[17].sum`).
     let body = Cx {
         p,
         prefix: String::new(),
-        durable: false,
-        in_arm: false,
+        durable: cx.durable,
+        inline: cx.durable,
     };
     let nodes = emit_nodes(nodes, &body);
     let tail = emit_tail(tail, &body);

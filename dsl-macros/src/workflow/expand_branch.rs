@@ -165,7 +165,7 @@ pub(super) fn emit_branch(branch: &Branch, name: &str, cx: &Cx<'_>) -> TokenStre
             p,
             prefix: format!("{name}.{}.", arm.segment),
             durable: cx.durable,
-            in_arm: true,
+            inline: true,
         };
         let nodes = emit_nodes(&arm.nodes, &inner);
         let unread = unread(std::iter::empty(), &arm.nodes, Some(tail));

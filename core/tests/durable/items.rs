@@ -1,0 +1,164 @@
+//! Durable fan-outs item by item: each item's nodes are checkpointed as `each[i].name`,
+//! a resumed run restores every item that finished and runs only the rest, and an item
+//! resumes from its last checkpointed step.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use aqueduct::TaskStatus;
+use aqueduct::prelude::*;
+
+use super::scratch::TempDir;
+use super::{open_store, resume, start};
+
+/// How many times each step ran, per item.
+static FETCHES: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+static PARSES: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+/// Items whose parse fails while set.
+static PARSE_FAILS: AtomicBool = AtomicBool::new(false);
+
+fn note(log: &Mutex<Vec<u64>>, item: u64) {
+    log.lock().unwrap().push(item);
+}
+
+fn count(log: &Mutex<Vec<u64>>, item: u64) -> usize {
+    log.lock().unwrap().iter().filter(|&&i| i == item).count()
+}
+
+#[task]
+fn pages(n: &u64) -> Vec<u64> {
+    (0..*n).collect()
+}
+
+#[task]
+async fn fetch(page: &u64) -> String {
+    note(&FETCHES, *page);
+    format!("page {page}")
+}
+
+#[task]
+fn parse(page: &u64, body: &String) -> Result<usize, TaskError> {
+    note(&PARSES, *page);
+    if PARSE_FAILS.load(Ordering::SeqCst) && page % 3 == 1 {
+        return Err(TaskError::msg(format!("page {page} is malformed")));
+    }
+    Ok(body.len())
+}
+
+#[task]
+fn total(sizes: &[usize]) -> usize {
+    sizes.iter().sum()
+}
+
+workflow! {
+    #[durable]
+    fn crawl(n: u64) -> usize {
+        let list = pages(&n);
+        let each = for page in &list {
+            let body = fetch(page);
+            parse(page, &body)
+        };
+        total(&each)
+    }
+}
+
+#[tokio::test]
+async fn a_resumed_run_reruns_only_the_items_that_failed_from_their_failed_step() {
+    let dir = TempDir::new("durable-items");
+    let store = open_store(&dir);
+    FETCHES.lock().unwrap().clear();
+    PARSES.lock().unwrap().clear();
+    PARSE_FAILS.store(true, Ordering::SeqCst);
+    let first = start(crawl::workflow(), &store, "crawl-1", (9,)).await;
+    let error = first.result.unwrap_err().to_string();
+    assert!(error.contains("page 1 is malformed"), "{error}");
+    let saved: Vec<String> = store
+        .checkpoints("crawl-1")
+        .unwrap()
+        .into_iter()
+        .map(|c| c.node)
+        .collect();
+    assert!(saved.contains(&"each[0].body".to_owned()), "{saved:?}");
+    assert!(saved.contains(&"each[0].parse".to_owned()), "{saved:?}");
+    assert!(saved.contains(&"each[1].body".to_owned()), "{saved:?}");
+    assert!(!saved.contains(&"each[1].parse".to_owned()), "{saved:?}");
+
+    PARSE_FAILS.store(false, Ordering::SeqCst);
+    let again = resume(crawl::workflow(), &store, "crawl-1").await;
+    assert_eq!(again.result.unwrap(), 9 * "page 0".len());
+    for page in 0..9 {
+        assert_eq!(count(&FETCHES, page), 1, "page {page} was fetched once");
+        let parses = if page % 3 == 1 { 2 } else { 1 };
+        assert_eq!(count(&PARSES, page), parses, "page {page}'s parses");
+    }
+    let report = &again.report;
+    let status = |node: &str| report.task(node).map(|t| t.status);
+    // Page 5 finished: restored whole. Page 4 failed at its parse: its fetch is
+    // restored, its parse runs again.
+    assert_eq!(status("body[5]"), Some(TaskStatus::Restored), "{report}");
+    assert_eq!(status("parse[5]"), Some(TaskStatus::Restored), "{report}");
+    assert_eq!(status("body[4]"), Some(TaskStatus::Restored), "{report}");
+    assert_eq!(status("parse[4]"), Some(TaskStatus::Succeeded), "{report}");
+}
+
+static SLOW_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+#[task]
+async fn slow_square(x: &u64) -> u64 {
+    SLOW_CALLS.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(10 * (x % 5))).await;
+    x * x
+}
+
+#[task]
+fn numbers(n: &u64) -> Vec<u64> {
+    (0..*n).collect()
+}
+
+#[task]
+fn sum(xs: &[u64]) -> u64 {
+    xs.iter().sum()
+}
+
+workflow! {
+    #[durable]
+    fn squares(n: u64) -> u64 {
+        let xs = numbers(&n);
+        let each = for x in &xs {
+            slow_square(x)
+        };
+        sum(&each)
+    }
+}
+
+#[tokio::test]
+async fn a_run_stopped_midway_keeps_the_items_that_finished() {
+    let dir = TempDir::new("durable-items-stop");
+    let store = open_store(&dir);
+    SLOW_CALLS.store(0, Ordering::SeqCst);
+    let runner = squares::workflow()
+        .runner()
+        .store(std::sync::Arc::clone(&store))
+        .run_id("sq")
+        .timeout(std::time::Duration::from_millis(25));
+    let first = runner.run((40,)).await;
+    assert!(first.result.is_err(), "the run timed out");
+    let finished = store
+        .checkpoints("sq")
+        .unwrap()
+        .iter()
+        .filter(|c| c.node.starts_with("each["))
+        .count();
+    let first_calls = SLOW_CALLS.load(Ordering::SeqCst);
+    assert!(finished > 0 && finished < 40, "{finished} items finished");
+
+    let again = resume(squares::workflow(), &store, "sq").await;
+    let expected: u64 = (0..40u64).map(|x| x * x).sum();
+    assert_eq!(again.result.unwrap(), expected);
+    let reruns = SLOW_CALLS.load(Ordering::SeqCst) - first_calls;
+    assert_eq!(
+        reruns,
+        40 - finished,
+        "only the items without a checkpoint ran again"
+    );
+}
