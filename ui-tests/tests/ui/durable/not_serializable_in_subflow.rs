@@ -1,0 +1,38 @@
+use aqueduct::prelude::*;
+
+pub struct Connection {
+    pub url: String,
+}
+
+#[task]
+fn connect(url: &String) -> Connection {
+    Connection { url: url.clone() }
+}
+
+#[task]
+fn ping(connection: &Connection) -> u64 {
+    connection.url.len() as u64
+}
+
+#[task]
+fn total(all: &[u64]) -> u64 {
+    all.iter().sum()
+}
+
+workflow! {
+    #[durable]
+    fn inner(url: String) -> u64 {
+        let connection = connect(&url);
+        ping(&connection)
+    }
+}
+
+workflow! {
+    #[durable]
+    fn outer(url: String) -> u64 {
+        let size = inner(&url).await;
+        size
+    }
+}
+
+fn main() {}
