@@ -241,6 +241,18 @@ workflow! {
     }
 }
 
+workflow! {
+    /// `durable-items`: [`per_item`], durable: every item's task is checkpointed
+    /// (`each[i].plus_one`).
+    #[durable]
+    pub fn per_item_durable(items: Vec<u64>) -> u64 {
+        let each = for x in &items {
+            plus_one(x)
+        };
+        sum_items(&each)
+    }
+}
+
 /// The tutorial-shape workload: the flagship example with real data and no sleeps.
 pub fn tutorial_config() -> catalog::CatalogConfig {
     catalog::CatalogConfig {

@@ -248,7 +248,23 @@ where
                             saved.len()
                         );
                         let ends = store.task_ends(&run_id).map_err(|e| e.to_string())?;
+                        // Items beyond a few per body task: a line of counts, then the
+                        // ones that did not succeed.
+                        let groups = crate::report::item_groups(
+                            ends.iter().map(|end| (end.node.as_str(), &end.status)),
+                        );
+                        let mut summarised = std::collections::HashSet::new();
                         for end in &ends {
+                            if let Some(key) = crate::report::item_key(&end.node)
+                                .filter(|key| groups.contains_key(key))
+                            {
+                                if summarised.insert(key.clone()) {
+                                    println!("  {key:<24} {}", groups[&key].line());
+                                }
+                                if end.status == crate::report::TaskStatus::Succeeded.to_string() {
+                                    continue;
+                                }
+                            }
                             println!(
                                 "  {:<24} {:<10} {} attempt(s) {:>8.1} s",
                                 end.node,

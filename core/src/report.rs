@@ -191,6 +191,64 @@ pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// A fan-out's item rows are summarised beyond this many per body task.
+pub(crate) const ITEMS_SHOWN: usize = 20;
+
+/// `parse[*]` for `parse[17]` (every index starred): the rows of one body task across
+/// items; `None` for a row that is not an item's.
+pub(crate) fn item_key(node: &str) -> Option<String> {
+    let mut key = String::with_capacity(node.len());
+    let mut rest = node;
+    let mut starred = false;
+    while let Some(open) = rest.find('[') {
+        let close = rest[open..].find(']')? + open;
+        let index = &rest[open + 1..close];
+        key.push_str(&rest[..=open]);
+        if !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) {
+            key.push('*');
+            starred = true;
+        } else {
+            key.push_str(index);
+        }
+        key.push(']');
+        rest = &rest[close + 1..];
+    }
+    key.push_str(rest);
+    starred.then_some(key)
+}
+
+/// How many rows of one body task ended in each status.
+#[derive(Default)]
+pub(crate) struct ItemCounts(std::collections::BTreeMap<String, usize>, usize);
+
+impl ItemCounts {
+    /// `9000 items: 8997 succeeded, 3 failed`.
+    pub(crate) fn line(&self) -> String {
+        let counts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(status, n)| format!("{n} {status}"))
+            .collect();
+        format!("{} items: {}", self.1, counts.join(", "))
+    }
+}
+
+/// The body tasks with more than [`ITEMS_SHOWN`] item rows, and their counts.
+pub(crate) fn item_groups<'a>(
+    rows: impl Iterator<Item = (&'a str, impl fmt::Display)>,
+) -> std::collections::HashMap<String, ItemCounts> {
+    let mut groups: std::collections::HashMap<String, ItemCounts> = Default::default();
+    for (node, status) in rows {
+        if let Some(key) = item_key(node) {
+            let counts = groups.entry(key).or_default();
+            *counts.0.entry(status.to_string()).or_default() += 1;
+            counts.1 += 1;
+        }
+    }
+    groups.retain(|_, counts| counts.1 > ITEMS_SHOWN);
+    groups
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
@@ -214,7 +272,19 @@ impl fmt::Display for RunReport {
             "  {:node_w$}  {:task_w$}  {:kind_w$}  {:9}  {:>8}  {:>10}  {:>10}  {:>10}",
             "node", "task", "kind", "status", "attempts", "start", "wait", "duration"
         )?;
+        // Thousands of items' rows read as one line per body task with its counts; the
+        // rows of the items that did not succeed follow it.
+        let groups = item_groups(self.tasks.iter().map(|t| (t.node.as_str(), t.status)));
+        let mut summarised = std::collections::HashSet::new();
         for t in &self.tasks {
+            if let Some((key, counts)) = item_key(&t.node).and_then(|k| Some((k.clone(), groups.get(&k)?))) {
+                if summarised.insert(key.clone()) {
+                    writeln!(f, "  {key:node_w$}  {}", counts.line())?;
+                }
+                if t.status.succeeded() {
+                    continue;
+                }
+            }
             let start = t.started_at.map(ms).unwrap_or_else(|| "-".into());
             let status = match t.status {
                 TaskStatus::Succeeded => "ok".to_owned(),

@@ -29,6 +29,7 @@ fn main() {
             println!("{} nodes", workflow.graph().len());
         }
         ["items", rest @ ..] => items(number(rest.first(), 1_000_000)),
+        ["durable-items", rest @ ..] => durable_items(number(rest.first(), 100_000)),
         ["lateness"] => lateness(),
         _ => usage(),
     }
@@ -40,6 +41,7 @@ fn usage() -> ! {
     );
     eprintln!("       measure build chain|fanout|independent [N]");
     eprintln!("       measure items [N]");
+    eprintln!("       measure durable-items [N]");
     eprintln!("       measure lateness");
     std::process::exit(2)
 }
@@ -90,6 +92,29 @@ fn items(n: usize) {
     println!(
         "fan-out over {n} items: {elapsed:?} ({:.0} ns per item), sum {sum}",
         elapsed.as_nanos() as f64 / n as f64
+    );
+}
+
+/// A durable fan-out over `n` items in a fresh SQLite file, every item checkpointed:
+/// prints the time and the items checkpointed per second.
+fn durable_items(n: usize) {
+    let rt = runtime();
+    let items: Vec<u64> = (0..n as u64).collect();
+    let store = aqueduct_bench::scratch_store("durable-items");
+    let started = Instant::now();
+    let outcome = rt.block_on(
+        aqueduct_bench::per_item_durable::workflow()
+            .runner()
+            .store(std::sync::Arc::clone(&store))
+            .run_id("items")
+            .run((items,)),
+    );
+    let elapsed = started.elapsed();
+    let sum = outcome.result.expect("the durable fan-out succeeds");
+    let saved = store.checkpoints("items").expect("the checkpoints").len();
+    println!(
+        "durable fan-out over {n} items: {elapsed:?}, {:.0} items checkpointed/s ({saved} checkpoints), sum {sum}",
+        n as f64 / elapsed.as_secs_f64()
     );
 }
 

@@ -162,3 +162,44 @@ async fn a_run_stopped_midway_keeps_the_items_that_finished() {
         "only the items without a checkpoint ran again"
     );
 }
+
+/// Fails for every third page, always.
+#[task]
+fn strict_parse(page: &u64, body: &String) -> Result<usize, TaskError> {
+    if page % 3 == 1 {
+        return Err(TaskError::msg(format!("page {page} is malformed")));
+    }
+    Ok(body.len())
+}
+
+#[task]
+fn strict_fetch(page: &u64) -> String {
+    format!("page {page}")
+}
+
+workflow! {
+    fn strict_crawl(n: u64) -> usize {
+        let list = pages(&n);
+        let each = for page in &list {
+            let body = strict_fetch(page);
+            let parse = strict_parse(page, &body);
+            parse
+        };
+        total(&each)
+    }
+}
+
+#[tokio::test]
+async fn the_report_of_many_items_is_a_line_of_counts_and_the_items_that_failed() {
+    let outcome = strict_crawl::workflow().runner().run((30,)).await;
+    assert!(outcome.result.is_err());
+    let table = outcome.report.to_string();
+    assert!(
+        table.contains("parse[*]") && table.contains("30 items: 10 failed, 20 succeeded"),
+        "{table}"
+    );
+    assert!(table.contains("body[*]") && table.contains("30 items: 30 succeeded"), "{table}");
+    // The failed items are listed, each with its error; the others are not.
+    assert!(table.contains("parse[1] ") && table.contains("page 1 is malformed"), "{table}");
+    assert!(!table.contains("parse[2] "), "{table}");
+}
