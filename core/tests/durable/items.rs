@@ -191,7 +191,7 @@ workflow! {
 
 #[tokio::test]
 async fn the_report_of_many_items_is_a_line_of_counts_and_the_items_that_failed() {
-    let outcome = strict_crawl::workflow().runner().run((30,)).await;
+    let outcome = strict_crawl::workflow().runner().item_rows(true).run((30,)).await;
     assert!(outcome.result.is_err());
     let table = outcome.report.to_string();
     assert!(
