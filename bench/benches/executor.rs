@@ -155,6 +155,22 @@ mod tutorial_shape {
                 .unwrap()
         });
     }
+
+    /// The same durable run, its checkpoints in postcard instead of JSON.
+    #[divan::bench]
+    fn aqueduct_durable_postcard(bencher: Bencher) {
+        let store = aqueduct_bench::scratch_store("tutorial-postcard");
+        let workflow = catalog::parallel_catalog::workflow();
+        bencher.bench(|| {
+            let runner = workflow
+                .runner()
+                .store(std::sync::Arc::clone(&store))
+                .checkpoint_format(aqueduct::CheckpointFormat::Postcard);
+            RT.block_on(runner.run((tutorial_config(),)))
+                .result
+                .unwrap()
+        });
+    }
 }
 
 /// 1,000 trivial CPU tasks and a sink, every output checkpointed in a SQLite file

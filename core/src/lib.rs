@@ -98,6 +98,7 @@ pub use error::{Error, TaskFailure};
 #[cfg(feature = "durable")]
 pub use graph::Checkpointable;
 pub use graph::{Arguments, Builder, Collection, Graph, Handle, ItemsFailed, Workflow};
+pub use plan::CheckpointFormat;
 pub use progress::Progress;
 pub use report::{ItemsReport, RunReport, TaskReport, TaskStatus};
 pub use retry::{Backoff, RetryPolicy};

@@ -277,7 +277,9 @@ impl fmt::Display for RunReport {
         let groups = item_groups(self.tasks.iter().map(|t| (t.node.as_str(), t.status)));
         let mut summarised = std::collections::HashSet::new();
         for t in &self.tasks {
-            if let Some((key, counts)) = item_key(&t.node).and_then(|k| Some((k.clone(), groups.get(&k)?))) {
+            if let Some((key, counts)) =
+                item_key(&t.node).and_then(|k| Some((k.clone(), groups.get(&k)?)))
+            {
                 if summarised.insert(key.clone()) {
                     writeln!(f, "  {key:node_w$}  {}", counts.line())?;
                 }

@@ -293,7 +293,7 @@ async fn a_checkpoint_that_cannot_be_decoded_names_the_run_and_the_node() {
     let refused = resume(small::workflow(), &store, "r").await;
     let message = refused.result.unwrap_err().to_string();
     assert!(
-        message.contains("saved as json v99, this build reads json v1"),
+        message.contains("saved as json v99; this build reads json v1"),
         "{message}"
     );
 }

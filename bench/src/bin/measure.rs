@@ -30,6 +30,7 @@ fn main() {
         }
         ["items", rest @ ..] => items(number(rest.first(), 1_000_000)),
         ["durable-items", rest @ ..] => durable_items(number(rest.first(), 100_000)),
+        ["formats"] => formats(),
         ["lateness"] => lateness(),
         _ => usage(),
     }
@@ -42,6 +43,7 @@ fn usage() -> ! {
     eprintln!("       measure build chain|fanout|independent [N]");
     eprintln!("       measure items [N]");
     eprintln!("       measure durable-items [N]");
+    eprintln!("       measure formats");
     eprintln!("       measure lateness");
     std::process::exit(2)
 }
@@ -116,6 +118,45 @@ fn durable_items(n: usize) {
         "durable fan-out over {n} items: {elapsed:?}, {:.0} items checkpointed/s ({saved} checkpoints), sum {sum}",
         n as f64 / elapsed.as_secs_f64()
     );
+}
+
+/// The tutorial-shape workload, durable, its checkpoints in JSON then in postcard (each
+/// 20 runs in a fresh store): the bytes checkpointed per run and the median run time.
+fn formats() {
+    let rt = runtime();
+    let workflow = aqueduct_bench::catalog::parallel_catalog::workflow();
+    for format in [
+        aqueduct::CheckpointFormat::Json,
+        aqueduct::CheckpointFormat::Postcard,
+    ] {
+        let store = aqueduct_bench::scratch_store(format.name());
+        let mut times = Vec::new();
+        for run in 0..20 {
+            let runner = workflow
+                .runner()
+                .store(std::sync::Arc::clone(&store))
+                .run_id(format!("run-{run}"))
+                .checkpoint_format(format);
+            let started = Instant::now();
+            rt.block_on(runner.run((aqueduct_bench::tutorial_config(),)))
+                .result
+                .expect("the tutorial succeeds");
+            times.push(started.elapsed());
+        }
+        times.sort();
+        let bytes: usize = store
+            .checkpoints("run-0")
+            .expect("the checkpoints")
+            .iter()
+            .map(|c| c.data.len())
+            .sum();
+        println!(
+            "{}: {bytes} bytes of checkpoints per run, median run {:?} (fastest {:?})",
+            format.name(),
+            times[times.len() / 2],
+            times[0]
+        );
+    }
 }
 
 /// The worst delay of a 1 ms interval's ticks while cpu-fanout runs, over 5 runs.

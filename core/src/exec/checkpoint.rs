@@ -33,6 +33,8 @@ pub(crate) struct Extras {
     pub(crate) restored: Vec<(usize, Value)>,
     /// The checkpoints of nested runs, by name, for them to restore as they start.
     pub(crate) nested: HashMap<String, crate::store::Checkpoint>,
+    /// How new checkpoints are encoded.
+    pub(crate) format: crate::plan::CheckpointFormat,
     pub(crate) sink: Option<Sink>,
     pub(crate) progress: Option<Arc<crate::progress::Progress>>,
 }
@@ -42,7 +44,10 @@ impl Shared {
     /// and its nested runs whose bodies are checkpointed.
     pub(super) fn records(&self) -> Option<&Sink> {
         let top = matches!(self.completion, Some(Completion::Run(_)));
-        self.run.sink.as_ref().filter(|_| top || self.path.is_some())
+        self.run
+            .sink
+            .as_ref()
+            .filter(|_| top || self.path.is_some())
     }
 
     /// The name node `node` is checkpointed and recorded under: its own, after the
@@ -75,7 +80,8 @@ impl Shared {
             }
             _ => value,
         };
-        let encoded = catch_unwind(AssertUnwindSafe(|| (codec.encode)(value)))
+        let format = self.run.format;
+        let encoded = catch_unwind(AssertUnwindSafe(|| (codec.encode)(value, format)))
             .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&*panic))));
         let data = encoded.map_err(|error| {
             TaskError::permanent(TaskError::msg(format_args!(
@@ -84,7 +90,7 @@ impl Shared {
         })?;
         Ok(Some(Checkpoint {
             node: self.recorded_name(node),
-            codec: crate::plan::CODEC.to_owned(),
+            codec: format.name().to_owned(),
             schema: crate::plan::SCHEMA,
             data,
             attempts,

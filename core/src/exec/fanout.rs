@@ -340,14 +340,16 @@ impl Shared {
             |node| saved(node).is_some(),
             |node| {
                 let (codec, checkpoint) = (plan.codecs[node], saved(node));
-                match (codec, checkpoint) {
-                    (Some(codec), Some(checkpoint))
-                        if checkpoint.codec == crate::plan::CODEC
-                            && checkpoint.schema == crate::plan::SCHEMA =>
-                    {
-                        (codec.decode)(&checkpoint.data)
+                let format = checkpoint
+                    .filter(|checkpoint| checkpoint.schema == crate::plan::SCHEMA)
+                    .and_then(|checkpoint| {
+                        crate::plan::CheckpointFormat::from_name(&checkpoint.codec)
+                    });
+                match (codec, checkpoint, format) {
+                    (Some(codec), Some(checkpoint), Some(format)) => {
+                        (codec.decode)(&checkpoint.data, format)
                     }
-                    _ => Err("saved by another codec".to_owned()),
+                    _ => Err("saved in a format this build does not read".to_owned()),
                 }
             },
             |_| {},

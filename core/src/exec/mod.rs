@@ -202,7 +202,10 @@ struct RunContext {
     limits: HashMap<TaskInfo, Limiter>,
     /// A resumed run's checkpoints of nested runs (fan-out items, sub-workflows), by
     /// name (`each[17].sum`): each nested run restores its own as it starts.
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
     nested: HashMap<String, crate::store::Checkpoint>,
+    /// How checkpoints are encoded.
+    format: crate::plan::CheckpointFormat,
 }
 
 /// Who gets a run's slots when its last task is done.
@@ -298,6 +301,7 @@ pub(crate) async fn execute(
             sink: extras.sink,
             progress: extras.progress,
             nested: extras.nested,
+            format: extras.format,
         }),
         board,
         span,

@@ -25,15 +25,16 @@ mod inputs;
 pub(crate) use branch::BranchDef;
 pub use branch::Decision;
 pub use builder::{Builder, Handle, NodeRef, Step};
+pub use durable::CheckpointFormat;
 #[cfg(feature = "durable")]
 pub use durable::Checkpointable;
 #[cfg(not(feature = "durable"))]
 pub use durable::DurableFeature;
 #[cfg(feature = "durable")]
-pub(crate) use durable::shape_diff;
-#[cfg(feature = "durable")]
 pub(crate) use durable::restore;
-pub(crate) use durable::{CODEC, Codec, Durable, SCHEMA};
+#[cfg(feature = "durable")]
+pub(crate) use durable::shape_diff;
+pub(crate) use durable::{Codec, Durable, SCHEMA};
 pub use fanout::{Collection, ItemsFailed};
 pub(crate) use fanout::{FanOutDef, Fused, FusedItem, Items};
 pub use inputs::{Arguments, In, Inputs, Params};

@@ -62,7 +62,7 @@ where
             workflow: name.clone(),
         });
     };
-    let store = stored.store;
+    let (store, format) = (stored.store, stored.format);
     let preparing = {
         let (plan, store, id) = (Arc::clone(&plan), Arc::clone(&store), id.clone());
         tokio.spawn_blocking(move || prepare(&plan, store, &id, params))
@@ -86,6 +86,7 @@ where
     let extras = Extras {
         restored,
         nested,
+        format,
         sink: Some(sink),
         progress,
     };
@@ -321,7 +322,8 @@ fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Restorabl
             message: message.to_owned(),
         };
         let Some(&node) = by_name.get(checkpoint.node.as_str()) else {
-            let owner = nested_in(plan, &checkpoint.node).ok_or_else(|| bad("no node of that name"))?;
+            let owner =
+                nested_in(plan, &checkpoint.node).ok_or_else(|| bad("no node of that name"))?;
             nested.push((owner, checkpoint));
             continue;
         };
@@ -343,16 +345,24 @@ fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Restorabl
                 node: checkpoint.node.clone(),
                 message,
             };
-            if checkpoint.codec != plan::CODEC || checkpoint.schema != plan::SCHEMA {
+            let format = plan::CheckpointFormat::from_name(&checkpoint.codec)
+                .filter(|_| checkpoint.schema == plan::SCHEMA);
+            let Some(format) = format else {
+                let postcard = if cfg!(feature = "postcard") {
+                    format!(", postcard v{}", plan::SCHEMA)
+                } else if checkpoint.codec == "postcard" {
+                    " (postcard needs Aqueduct's `postcard` feature)".to_owned()
+                } else {
+                    String::new()
+                };
                 return Err(bad(format!(
-                    "saved as {} v{}, this build reads {} v{}",
+                    "saved as {} v{}; this build reads json v{}{postcard}",
                     checkpoint.codec,
                     checkpoint.schema,
-                    plan::CODEC,
-                    plan::SCHEMA
+                    plan::SCHEMA,
                 )));
-            }
-            (codec.decode)(&checkpoint.data).map_err(bad)
+            };
+            (codec.decode)(&checkpoint.data, format).map_err(bad)
         },
         |node| stale.push(graph.name_of(node).to_owned()),
     )?;

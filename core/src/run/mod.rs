@@ -84,6 +84,7 @@ pub struct InMemory;
 pub struct Stored {
     store: Arc<dyn Store>,
     id: Option<String>,
+    format: crate::plan::CheckpointFormat,
 }
 
 #[cfg(feature = "durable")]
@@ -172,7 +173,11 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
     where
         P: serde::Serialize + serde::de::DeserializeOwned,
     {
-        self.with_state(Stored { store, id: None })
+        self.with_state(Stored {
+            store,
+            id: None,
+            format: crate::plan::CheckpointFormat::default(),
+        })
     }
 
     /// Runs the workflow; the outcome holds its result and its report, whatever happened.
@@ -218,6 +223,14 @@ where
     /// [`RunOutcome::run_id`].
     pub fn run_id(mut self, id: impl Into<String>) -> Self {
         self.state.id = Some(id.into());
+        self
+    }
+
+    /// How this run encodes its checkpoints: JSON (the default, readable in any SQLite
+    /// browser) or, with the `postcard` feature, postcard (compact binary). A resumed
+    /// run reads every checkpoint in the format it was written in, whatever it writes.
+    pub fn checkpoint_format(mut self, format: crate::plan::CheckpointFormat) -> Self {
+        self.state.format = format;
         self
     }
 

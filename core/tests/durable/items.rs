@@ -191,15 +191,81 @@ workflow! {
 
 #[tokio::test]
 async fn the_report_of_many_items_is_a_line_of_counts_and_the_items_that_failed() {
-    let outcome = strict_crawl::workflow().runner().item_rows(true).run((30,)).await;
+    let outcome = strict_crawl::workflow()
+        .runner()
+        .item_rows(true)
+        .run((30,))
+        .await;
     assert!(outcome.result.is_err());
     let table = outcome.report.to_string();
     assert!(
         table.contains("parse[*]") && table.contains("30 items: 10 failed, 20 succeeded"),
         "{table}"
     );
-    assert!(table.contains("body[*]") && table.contains("30 items: 30 succeeded"), "{table}");
+    assert!(
+        table.contains("body[*]") && table.contains("30 items: 30 succeeded"),
+        "{table}"
+    );
     // The failed items are listed, each with its error; the others are not.
-    assert!(table.contains("parse[1] ") && table.contains("page 1 is malformed"), "{table}");
+    assert!(
+        table.contains("parse[1] ") && table.contains("page 1 is malformed"),
+        "{table}"
+    );
     assert!(!table.contains("parse[2] "), "{table}");
+}
+
+/// Like `slow_square`, without the count (its test runs beside the others).
+#[task]
+async fn slow_double(x: &u64) -> u64 {
+    tokio::time::sleep(std::time::Duration::from_millis(10 * (x % 5))).await;
+    x * 2
+}
+
+workflow! {
+    #[durable]
+    fn doubles(n: u64) -> u64 {
+        let xs = numbers(&n);
+        let each = for x in &xs {
+            slow_double(x)
+        };
+        sum(&each)
+    }
+}
+
+#[cfg(feature = "postcard")]
+#[tokio::test]
+async fn postcard_checkpoints_resume_and_a_run_may_switch_formats_between_resumes() {
+    use aqueduct::CheckpointFormat;
+    let dir = TempDir::new("durable-postcard");
+    let store = open_store(&dir);
+    let runner = |format| {
+        doubles::workflow()
+            .runner()
+            .store(std::sync::Arc::clone(&store))
+            .run_id("pc")
+            .checkpoint_format(format)
+    };
+    let first = runner(CheckpointFormat::Postcard)
+        .timeout(std::time::Duration::from_millis(25))
+        .run((30,))
+        .await;
+    assert!(first.result.is_err());
+    let saved = store.checkpoints("pc").unwrap();
+    assert!(saved.iter().all(|c| c.codec == "postcard"), "{saved:?}");
+    let finished = saved.iter().filter(|c| c.node.starts_with("each[")).count();
+    assert!(finished > 0);
+    // Resumed writing JSON: the postcard checkpoints are read as written.
+    let again = runner(CheckpointFormat::Json).resume().await;
+    let expected: u64 = (0..30u64).map(|x| x * 2).sum();
+    assert_eq!(again.result.unwrap(), expected);
+    let codecs: std::collections::HashSet<String> = store
+        .checkpoints("pc")
+        .unwrap()
+        .into_iter()
+        .map(|c| c.codec)
+        .collect();
+    assert!(
+        codecs.contains("json") && codecs.contains("postcard"),
+        "{codecs:?}"
+    );
 }
