@@ -261,7 +261,12 @@ where
                                 if summarised.insert(key.clone()) {
                                     println!("  {key:<24} {}", groups[&key].line());
                                 }
-                                if end.status == crate::report::TaskStatus::Succeeded.to_string() {
+                                let quiet = [
+                                    crate::report::TaskStatus::Succeeded,
+                                    crate::report::TaskStatus::NotTaken,
+                                    crate::report::TaskStatus::Cancelled,
+                                ];
+                                if quiet.iter().any(|status| end.status == status.to_string()) {
                                     continue;
                                 }
                             }

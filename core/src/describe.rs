@@ -37,6 +37,8 @@ pub struct Graph {
     arms: Vec<Option<Arm>>,
     /// The decisions of the `if`s and `match`es, by node, in node order.
     decisions: Vec<(u32, Decision)>,
+    /// A durable workflow's version (`#[durable(version = N)]`).
+    version: Option<u32>,
 }
 
 /// Where a node sits in an `if` or `match`: the decision node, and which of its arms.
@@ -72,7 +74,18 @@ impl Graph {
             bodies: Vec::new(),
             arms: Vec::new(),
             decisions: Vec::new(),
+            version: None,
         }
+    }
+
+    /// Marks the graph as a durable workflow's, at `version`.
+    pub(crate) fn set_version(&mut self, version: u32) {
+        self.version = Some(version);
+    }
+
+    /// The durable workflow's version, if it is one.
+    pub(crate) fn version(&self) -> Option<u32> {
+        self.version
     }
 
     /// The workflow's name.

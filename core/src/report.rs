@@ -283,7 +283,9 @@ impl fmt::Display for RunReport {
                 if summarised.insert(key.clone()) {
                     writeln!(f, "  {key:node_w$}  {}", counts.line())?;
                 }
-                if t.status.succeeded() {
+                if t.status.succeeded()
+                    || matches!(t.status, TaskStatus::NotTaken | TaskStatus::Cancelled)
+                {
                     continue;
                 }
             }

@@ -111,6 +111,8 @@ impl Record {
 /// What a fan-out's record keeps of its items.
 #[derive(Default)]
 pub(crate) struct ItemRuns {
+    /// Whether the items ran fused.
+    pub(crate) fused: bool,
     /// Each item's slots, in input order. A fused fan-out keeps only the items that did
     /// not succeed (the others' entries are empty), or none when all succeeded, unless
     /// the run asked for every row.
@@ -122,6 +124,7 @@ pub(crate) struct ItemRuns {
 impl From<Vec<Box<[Slot]>>> for ItemRuns {
     fn from(rows: Vec<Box<[Slot]>>) -> Self {
         Self {
+            fused: false,
             count: rows.len(),
             rows,
         }

@@ -25,14 +25,18 @@ impl Sink {
     }
 }
 
+/// Per nested run of a resumed run (`each[17].`, `stats.`), the nodes it restores as
+/// it starts, decoded.
+pub(crate) type Nested = HashMap<String, Vec<(usize, Value)>>;
+
 /// What a runner may bring to the executor besides options: values restored from
 /// checkpoints and where new checkpoints go (a durable run), and live progress counts.
 #[derive(Default)]
 pub(crate) struct Extras {
     /// (node, value) of every node restored.
     pub(crate) restored: Vec<(usize, Value)>,
-    /// The checkpoints of nested runs, by name, for them to restore as they start.
-    pub(crate) nested: HashMap<String, crate::store::Checkpoint>,
+    /// Per nested run's path, the nodes it restores as it starts.
+    pub(crate) nested: Nested,
     /// How new checkpoints are encoded.
     pub(crate) format: crate::plan::CheckpointFormat,
     pub(crate) sink: Option<Sink>,

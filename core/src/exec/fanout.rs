@@ -7,6 +7,11 @@ use std::sync::{Mutex, PoisonError};
 use crate::plan::Items;
 use crate::value::{Import, Slots, fill};
 
+thread_local! {
+    /// How deep capped fan-outs' next items are started inside one another here.
+    static ITEM_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
 /// Hands the CPU roots of new item runs to rayon together.
 pub(super) fn spawn_roots(mut roots: Vec<(Arc<Shared>, Job)>) {
     match roots.len() {
@@ -132,11 +137,32 @@ impl FanOut {
             return;
         }
         let next = self.next.fetch_add(1, Ordering::AcqRel);
-        if next < self.items.len() {
-            let mut cpu_roots = Vec::new();
-            self.start_item(next, def, &mut |run, job| cpu_roots.push((run, job)));
-            spawn_roots(cpu_roots);
+        if next >= self.items.len() {
+            return;
         }
+        // An item a resumed run restores whole ends as it starts, and starts the next
+        // from here: past a few levels, the next one starts on rayon instead, so a
+        // long run of restored items never grows this thread's stack.
+        let depth = ITEM_DEPTH.get();
+        if depth >= MAX_INLINE {
+            let fan = Arc::clone(self);
+            let context = Arc::clone(&self.parent.run);
+            rayon::spawn(move || {
+                guard(&context, "a capped fan-out's next item", || {
+                    fan.start_next(next);
+                });
+            });
+            return;
+        }
+        ITEM_DEPTH.set(depth + 1);
+        self.start_next(next);
+        ITEM_DEPTH.set(depth);
+    }
+
+    fn start_next(self: &Arc<Self>, next: usize) {
+        let mut cpu_roots = Vec::new();
+        self.start_item(next, self.def(), &mut |run, job| cpu_roots.push((run, job)));
+        spawn_roots(cpu_roots);
     }
 }
 
@@ -261,7 +287,10 @@ impl Shared {
                 return self.spawn_on_rayon(&mut spill);
             }
         };
-        if let (true, Some(fused)) = (def.runs_fused(), def.fused) {
+        // A run that records its items' checkpoints runs them scheduled: each node's
+        // end is recorded.
+        let records_items = self.records().is_some() && def.body.codecs.iter().any(Option::is_some);
+        if let (true, false, Some(fused)) = (def.runs_fused(), records_items, def.fused) {
             return self.expand_fused(job, def, fused, count, owned);
         }
         let first = def.at_once.map_or(count, |cap| count.min(cap as usize));
@@ -320,49 +349,18 @@ impl Shared {
         })
     }
 
-    /// The nodes of this nested run that a resumed run restores: its checkpoints saved
-    /// by the run that stopped, under its path, by the restore rule (its parameters
-    /// are given). A checkpoint that cannot be decoded is run again, with a warning.
-    #[cfg(feature = "durable")]
+    /// The nodes of this nested run that a resumed run restores, decided and decoded
+    /// before the run started (`run::nested`); taken, so each is restored once.
     fn restore_nested(&self) -> Vec<(usize, Value)> {
-        let (Some(path), false) = (&self.path, self.run.nested.is_empty()) else {
+        let Some(path) = &self.path else {
             return Vec::new();
         };
-        let plan = &self.plan;
-        let saved = |node: usize| {
-            plan.codecs[node]?;
-            self.run
-                .nested
-                .get(&format!("{path}{}", plan.graph.name_of(node)))
-        };
-        let restored = crate::plan::restore(
-            plan,
-            |node| saved(node).is_some(),
-            |node| {
-                let (codec, checkpoint) = (plan.codecs[node], saved(node));
-                let format = checkpoint
-                    .filter(|checkpoint| checkpoint.schema == crate::plan::SCHEMA)
-                    .and_then(|checkpoint| {
-                        crate::plan::CheckpointFormat::from_name(&checkpoint.codec)
-                    });
-                match (codec, checkpoint, format) {
-                    (Some(codec), Some(checkpoint), Some(format)) => {
-                        (codec.decode)(&checkpoint.data, format)
-                    }
-                    _ => Err("saved in a format this build does not read".to_owned()),
-                }
-            },
-            |_| {},
-        );
-        restored.unwrap_or_else(|error| {
-            tracing::warn!(parent: &self.span, path = &**path, %error, "a nested run's checkpoints are not restored");
-            Vec::new()
-        })
-    }
-
-    #[cfg(not(feature = "durable"))]
-    fn restore_nested(&self) -> Vec<(usize, Value)> {
-        Vec::new()
+        let mut nested = self
+            .run
+            .nested
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        nested.remove(&**path).unwrap_or_default()
     }
 }
 

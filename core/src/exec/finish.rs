@@ -286,10 +286,10 @@ impl Finished {
                 error: record.and_then(Record::error).map(ToString::to_string),
                 attempts,
                 items: match (&plan.calls[node.index()], record) {
-                    (Call::FanOut(def), Some(record)) if node.kind() == Kind::FanOut => {
+                    (Call::FanOut(_), Some(record)) if node.kind() == Kind::FanOut => {
                         record.item_runs().map(|runs| ItemsReport {
                             count: runs.count,
-                            fused: def.runs_fused(),
+                            fused: runs.fused,
                             rows: runs.rows.iter().filter(|slots| !slots.is_empty()).count(),
                         })
                     }

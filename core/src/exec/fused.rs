@@ -97,7 +97,12 @@ impl Shared {
                 rows[index] = slots;
             }
         }
-        self.end_fan_out(job, started, result, ItemRuns { rows, count });
+        let items = ItemRuns {
+            fused: true,
+            rows,
+            count,
+        };
+        self.end_fan_out(job, started, result, items);
     }
 }
 

@@ -49,7 +49,7 @@ mod stop;
 #[cfg(feature = "durable")]
 mod writer;
 
-pub(crate) use checkpoint::{Extras, Sink};
+pub(crate) use checkpoint::{Extras, Nested, Sink};
 pub(crate) use finish::Finished;
 pub(crate) use stop::Stop;
 
@@ -202,8 +202,8 @@ struct RunContext {
     limits: HashMap<TaskInfo, Limiter>,
     /// A resumed run's checkpoints of nested runs (fan-out items, sub-workflows), by
     /// name (`each[17].sum`): each nested run restores its own as it starts.
-    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
-    nested: HashMap<String, crate::store::Checkpoint>,
+    /// Taken by each nested run as it starts (and so freed).
+    nested: std::sync::Mutex<Nested>,
     /// How checkpoints are encoded.
     format: crate::plan::CheckpointFormat,
 }
@@ -300,7 +300,7 @@ pub(crate) async fn execute(
             limits: limited,
             sink: extras.sink,
             progress: extras.progress,
-            nested: extras.nested,
+            nested: std::sync::Mutex::new(extras.nested),
             format: extras.format,
         }),
         board,

@@ -480,6 +480,7 @@ impl<P: Params> Builder<P> {
     #[cfg(feature = "durable")]
     pub fn durable(&mut self, version: u32) {
         self.version = Some(version);
+        self.graph.set_version(version);
     }
 
     /// Checkpoints a node: when it succeeds in a durable run, its value is saved, and

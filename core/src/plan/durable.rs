@@ -38,6 +38,11 @@ pub(super) fn shape(graph: &Graph, version: u32) -> String {
             if let Some((_, arms)) = node.decides() {
                 let _ = write!(out, " deciding among {} arms", arms.len());
             }
+            // A durable sub-workflow's version: bumping it invalidates its nodes'
+            // checkpoints under this run too.
+            if let Some(version) = node.body().and_then(Graph::version) {
+                let _ = write!(out, " version {version}");
+            }
             out.push('\n');
             if let Some(body) = node.body() {
                 lines(body, &format!("{prefix}{}.", node.name()), out);
@@ -210,7 +215,7 @@ impl<P: Params> Builder<P> {
     #[track_caller]
     #[cfg(feature = "durable")]
     pub(super) fn durable_plan(&mut self, graph: &Graph) -> Option<Durable> {
-        let version = self.version?;
+        // Checkpoints are keyed by name, in a fan-out's body too (`each[3].name`).
         let mut seen = std::collections::HashSet::new();
         for (node, codec) in self.codecs.iter().enumerate() {
             let name = graph.name_of(node);
@@ -221,6 +226,7 @@ impl<P: Params> Builder<P> {
                 graph.name()
             );
         }
+        let version = self.version?;
         let shape = shape(graph, version);
         Some(Durable {
             fingerprint: fingerprint(&shape),

@@ -227,8 +227,6 @@ impl Plan {
             .iter()
             .enumerate()
             .all(|(node, call)| match call {
-                // Checkpointed item by item: the scheduled path records each node.
-                _ if self.codecs[node].is_some() => false,
                 Call::Param => true,
                 Call::Task(_) => {
                     let info = self.graph.info(node);

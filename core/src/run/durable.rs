@@ -23,7 +23,7 @@ use crate::value::Value;
 struct Prepared<P> {
     params: P,
     restored: Vec<(usize, Value)>,
-    nested: HashMap<String, Checkpoint>,
+    nested: crate::exec::Nested,
     lease: Lease,
     location: String,
 }
@@ -227,7 +227,7 @@ where
     // From here on, an early return drops the lease, which releases the run.
     let lease = Lease::new(Arc::clone(&store), id.to_owned(), owner);
     let (params, restored, nested) = match (existing, params) {
-        (None, Some(params)) => (params, Vec::new(), HashMap::new()),
+        (None, Some(params)) => (params, Vec::new(), crate::exec::Nested::new()),
         (None, None) => return Err(Error::UnknownRun { run: id.to_owned() }),
         (Some(existing), params) => {
             if existing.fingerprint != durable.fingerprint {
@@ -288,10 +288,9 @@ fn same_input(stored: &[u8], given: &[u8]) -> bool {
 struct Restorable {
     /// The restored nodes' values.
     restored: Vec<(usize, Value)>,
-    /// The checkpoints of nested runs (fan-out items, durable sub-workflows) whose
-    /// fan-out or sub-workflow runs again on inputs that are all restored: each nested
-    /// run restores its own as it starts.
-    nested: HashMap<String, Checkpoint>,
+    /// Per nested run (fan-out items, durable sub-workflows) by path, the nodes it
+    /// restores as it starts, decoded.
+    nested: crate::exec::Nested,
     /// The names of the checkpoints not restored (stale: to be discarded).
     stale: Vec<String>,
 }
@@ -313,8 +312,8 @@ fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Restorabl
         by_name.entry(graph.name_of(node)).or_insert(node);
     }
     let mut by_node: Vec<Option<Checkpoint>> = (0..graph.len()).map(|_| None).collect();
-    // Nested runs' checkpoints, by the fan-out or sub-workflow node they are in.
-    let mut nested: Vec<(usize, Checkpoint)> = Vec::new();
+    // Nested runs' checkpoints (their fan-out or sub-workflow node checked).
+    let mut nested: Vec<Checkpoint> = Vec::new();
     for checkpoint in saved {
         let bad = |message: &str| Error::Checkpoint {
             run: id.to_owned(),
@@ -322,9 +321,8 @@ fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Restorabl
             message: message.to_owned(),
         };
         let Some(&node) = by_name.get(checkpoint.node.as_str()) else {
-            let owner =
-                nested_in(plan, &checkpoint.node).ok_or_else(|| bad("no node of that name"))?;
-            nested.push((owner, checkpoint));
+            nested_in(plan, &checkpoint.node).ok_or_else(|| bad("no node of that name"))?;
+            nested.push(checkpoint);
             continue;
         };
         if codec_of(node).is_none() {
@@ -340,34 +338,13 @@ fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Restorabl
         |node| {
             let checkpoint = checkpoints.borrow_mut()[node].take().expect("checked");
             let codec = codec_of(node).expect("checked");
-            let bad = |message: String| Error::Checkpoint {
-                run: id.to_owned(),
-                node: checkpoint.node.clone(),
-                message,
-            };
-            let format = plan::CheckpointFormat::from_name(&checkpoint.codec)
-                .filter(|_| checkpoint.schema == plan::SCHEMA);
-            let Some(format) = format else {
-                let postcard = if cfg!(feature = "postcard") {
-                    format!(", postcard v{}", plan::SCHEMA)
-                } else if checkpoint.codec == "postcard" {
-                    " (postcard needs Aqueduct's `postcard` feature)".to_owned()
-                } else {
-                    String::new()
-                };
-                return Err(bad(format!(
-                    "saved as {} v{}; this build reads json v{}{postcard}",
-                    checkpoint.codec,
-                    checkpoint.schema,
-                    plan::SCHEMA,
-                )));
-            };
-            (codec.decode)(&checkpoint.data, format).map_err(bad)
+            super::nested::decode(id, &checkpoint, |format| {
+                (codec.decode)(&checkpoint.data, format)
+            })
         },
         |node| stale.push(graph.name_of(node).to_owned()),
     )?;
-    // A nested run's checkpoints hold if what its fan-out or sub-workflow read is
-    // restored: the nested run starts from the same inputs.
+    // Nested runs' checkpoints, decided at every depth by the same rule.
     let mut restored = vec![false; graph.len()];
     for node in (0..graph.len()).filter(|&n| graph.kind(n) == Kind::Param) {
         restored[node] = true;
@@ -375,17 +352,12 @@ fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Restorabl
     for (node, _) in &values {
         restored[*node] = true;
     }
-    let mut kept = HashMap::new();
-    for (owner, checkpoint) in nested {
-        if graph.node(owner).inputs().all(|input| restored[input]) {
-            kept.insert(checkpoint.node.clone(), checkpoint);
-        } else {
-            stale.push(checkpoint.node);
-        }
-    }
+    let mut rows = super::nested::NestedRows::new(id, nested);
+    rows.walk(plan, "", &restored)?;
+    stale.append(&mut rows.stale);
     Ok(Restorable {
         restored: values,
-        nested: kept,
+        nested: rows.restored,
         stale,
     })
 }

@@ -22,6 +22,8 @@ use crate::store::Store;
 
 #[cfg(feature = "durable")]
 mod durable;
+#[cfg(feature = "durable")]
+mod nested;
 mod workflow;
 
 /// A run waiting to start, with its options. Made by

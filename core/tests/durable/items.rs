@@ -269,3 +269,109 @@ async fn postcard_checkpoints_resume_and_a_run_may_switch_formats_between_resume
         "{codecs:?}"
     );
 }
+
+static LAST_FAILS: AtomicBool = AtomicBool::new(true);
+
+#[task]
+async fn echo(x: &u64) -> Result<u64, TaskError> {
+    if *x == 2999 && LAST_FAILS.load(Ordering::SeqCst) {
+        return Err(TaskError::msg("the last item fails once"));
+    }
+    Ok(*x)
+}
+
+workflow! {
+    #[durable]
+    fn capped(n: u64) -> u64 {
+        let xs = numbers(&n);
+        let each = #[concurrency = 2] for x in &xs {
+            echo(x)
+        };
+        sum(&each)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_fan_out_resumes_thousands_of_restored_items_without_deep_recursion() {
+    let dir = TempDir::new("durable-capped");
+    let store = open_store(&dir);
+    LAST_FAILS.store(true, Ordering::SeqCst);
+    let first = start(capped::workflow(), &store, "c", (3000,)).await;
+    assert!(first.result.is_err());
+    LAST_FAILS.store(false, Ordering::SeqCst);
+    // Each restored item ends as it starts and starts the next: 2,999 of them in a row.
+    let again = resume(capped::workflow(), &store, "c").await;
+    assert_eq!(again.result.unwrap(), (0..3000u64).sum::<u64>());
+}
+
+static FEED_DOWN: AtomicBool = AtomicBool::new(true);
+
+#[task]
+async fn feed(day: &u64) -> Result<Vec<u64>, TaskError> {
+    if FEED_DOWN.load(Ordering::SeqCst) {
+        return Err(TaskError::msg("the feed is down"));
+    }
+    Ok(vec![day + 1, day + 2])
+}
+
+#[task]
+fn fallback_rows(_day: &u64) -> Vec<u64> {
+    vec![0, 0]
+}
+
+#[task]
+fn score(row: &u64) -> u64 {
+    row * 10
+}
+
+#[task]
+fn flaky_total(day: &u64, scores: &[u64]) -> Result<u64, TaskError> {
+    if *day == 1 && FEED_DOWN.load(Ordering::SeqCst) {
+        return Err(TaskError::msg("day 1 cannot be totalled yet"));
+    }
+    Ok(scores.iter().sum())
+}
+
+workflow! {
+    #[durable]
+    fn nightly(days: Vec<u64>) -> Vec<u64> {
+        let all = for day in &days {
+            let fetched = feed(day);
+            let rows = match fetched {
+                Outcome::Ok(rows) => rows,
+                _ => fallback_rows(day),
+            };
+            let scores = for row in &rows {
+                score(row)
+            };
+            flaky_total(day, &scores)
+        };
+        all
+    }
+}
+
+#[tokio::test]
+async fn an_inner_fan_out_whose_input_runs_again_is_not_restored_from_old_items() {
+    let dir = TempDir::new("durable-inner-stale");
+    let store = open_store(&dir);
+    FEED_DOWN.store(true, Ordering::SeqCst);
+    // The feed is down: every day falls back to zero rows, day 1 fails to total.
+    let first = start(nightly::workflow(), &store, "n", (vec![0, 1],)).await;
+    assert!(first.result.is_err());
+    let saved: Vec<String> = store
+        .checkpoints("n")
+        .unwrap()
+        .into_iter()
+        .map(|c| c.node)
+        .collect();
+    assert!(
+        saved.contains(&"all[0].scores[0].score".to_owned()),
+        "{saved:?}"
+    );
+
+    // Resumed with the feed up: the feed runs again (it failed), so the rows, the
+    // inner fan-out and its items run again on the new rows.
+    FEED_DOWN.store(false, Ordering::SeqCst);
+    let again = resume(nightly::workflow(), &store, "n").await;
+    assert_eq!(again.result.unwrap(), vec![30, 50], "{}", again.report);
+}
