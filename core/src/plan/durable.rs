@@ -110,8 +110,11 @@ pub enum CheckpointFormat {
     /// JSON through serde_json: readable in any SQLite browser (`checkpoints.data`).
     #[default]
     Json,
-    /// postcard: a compact binary encoding, about 2.4 times smaller than JSON and
-    /// faster to write and read (feature `postcard`; BENCHMARKS.md).
+    /// postcard: a compact binary encoding, about 2.3 times smaller than JSON and
+    /// faster to write and read (feature `postcard`; BENCHMARKS.md). It is not
+    /// self-describing: a type whose `Deserialize` needs `deserialize_any`
+    /// (`serde_json::Value`, untagged or internally tagged enums, `#[serde(flatten)]`)
+    /// is written but cannot be read back; keep JSON for workflows holding those.
     #[cfg(feature = "postcard")]
     Postcard,
 }
