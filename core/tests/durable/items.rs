@@ -37,7 +37,7 @@ async fn fetch(page: &u64) -> String {
 }
 
 #[task]
-fn parse(page: &u64, body: &String) -> Result<usize, TaskError> {
+fn parse(page: &u64, body: &str) -> Result<usize, TaskError> {
     note(&PARSES, *page);
     if PARSE_FAILS.load(Ordering::SeqCst) && page % 3 == 1 {
         return Err(TaskError::msg(format!("page {page} is malformed")));
@@ -165,7 +165,7 @@ async fn a_run_stopped_midway_keeps_the_items_that_finished() {
 
 /// Fails for every third page, always.
 #[task]
-fn strict_parse(page: &u64, body: &String) -> Result<usize, TaskError> {
+fn strict_parse(page: &u64, body: &str) -> Result<usize, TaskError> {
     if page % 3 == 1 {
         return Err(TaskError::msg(format!("page {page} is malformed")));
     }
