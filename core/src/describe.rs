@@ -38,6 +38,7 @@ pub struct Graph {
     /// The decisions of the `if`s and `match`es, by node, in node order.
     decisions: Vec<(u32, Decision)>,
     /// A durable workflow's version (`#[durable(version = N)]`).
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
     version: Option<u32>,
 }
 
@@ -79,11 +80,13 @@ impl Graph {
     }
 
     /// Marks the graph as a durable workflow's, at `version`.
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
     pub(crate) fn set_version(&mut self, version: u32) {
         self.version = Some(version);
     }
 
     /// The durable workflow's version, if it is one.
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
     pub(crate) fn version(&self) -> Option<u32> {
         self.version
     }
