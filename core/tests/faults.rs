@@ -5,7 +5,9 @@
 //! tasks, CPU and IO tasks with retries, timeouts and concurrency limits, and in a
 //! quarter of the cases branches: decisions on values or on outcomes (fallbacks, whose
 //! failures are handled), nested arms, `branch_option`, moved branches; see
-//! `faults/branches.rs`), durable or not, and a fault plan per task or decision
+//! `faults/branches.rs`), durable or not (in half the durable cases, nodes of fan-out
+//! bodies and sub-workflows are checkpointed item by item, `f3[2].t7`, and a resume
+//! restores them item by item), and a fault plan per task or decision
 //! instance and attempt (transient and permanent errors, panics, attempts past their
 //! timeout, a decision's arm out of range) and per run (fail-fast, a cancel, a run
 //! timeout, a failing or panicking store, crashes followed by resumes). The run's
@@ -16,7 +18,8 @@
 //! from seed `FAULT_SEED` (1), the regression seeds first. The fault kinds that hit the
 //! findings of issue 9 (F1…F14) and of issue 12 (B1: a handled failure in a stopped
 //! fan-out's item), all fixed, run by default; `FAULT_KNOWN=none` leaves them out,
-//! `FAULT_KNOWN=F2,F14` keeps only those. `FAULT_REPRO=<case>` runs one case
+//! `FAULT_KNOWN=F2,F14` keeps only those. Item-by-item checkpoints (issue 13): I1…I4,
+//! all fixed, run by default too (see `spec::Gates`). `FAULT_REPRO=<case>` runs one case
 //! (a seed, or `seed:edits` as printed after shrinking; `;` separates several). Other
 //! knobs: `FAULT_THREADS` (8 cases at once), `FAULT_RAYON_THREADS` (16),
 //! `FAULT_SLACK_MS` (50, scheduling slack of the stop-timing checks),
@@ -164,6 +167,42 @@ const REGRESSIONS: &[(u64, &str)] = &[
     // B1 (fixed): a fan-out whose item had a handled failure and did not finish because
     // the run stopped was `Failed`, not `Cancelled`.
     (1640, "B1"),
+    // Item-by-item checkpoints. The harness: an item that never started (the run
+    // stopped first, a capped fan-out's item waiting) has its restorable nodes
+    // cancelled, not restored.
+    (
+        4036,
+        "items: harness, restorable nodes of an item that never started",
+    ),
+    (
+        3458,
+        "items: harness, restorable nodes of an item that never started",
+    ),
+    // I1 (fixed): a nested body's checkpoints were not saved when the enclosing body
+    // checkpointed nothing of its own.
+    (
+        66,
+        "I1; 66:dr1,cr0,gr0,cc0,dr1,ff0,rm18,rm7,rm21,rm17,rm16,rm6,rm4,nf0.5.0.2,nr0,nr1",
+    ),
+    (429, "I1"),
+    // I2 (fixed in 76b4b00, found at 02cb8c6): a fan-out in an item whose inputs run
+    // again restored its items' checkpoints.
+    (
+        945,
+        "I2; 945:dr2,cc1,rm2,rm14,rm24,rm22,rm21,rm20,rm13,nf0.19.0_0.1,nc0,nt0,nr0,nt1,nr1,nk11,rm17,nk18,nw1",
+    ),
+    (1363, "I2"),
+    (1832, "I2"),
+    // I3 (fixed in 76b4b00, found at 02cb8c6): an item's stale checkpoint was not
+    // discarded; a later resume restored it.
+    (
+        1512,
+        "I3; 1512:cr0,rm2,rm20,rm19,rm16,nf0.14.1.1,rm12,nf0.14.4.1,nf0.15.3.1,nf0.18.2.4,nf0.18.3.1,nf0.18.3.3",
+    ),
+    (1396, "I3"),
+    // I4 (fixed; flaky before, about 1 run in 10): values restored for items that never
+    // started were alive past their fan-out's end, in a resumed run checkpointing items.
+    (5426, "I4"),
 ];
 
 #[test]

@@ -27,7 +27,7 @@ impl Sink {
 
 /// Per nested run of a resumed run (`each[17].`, `stats.`), the nodes it restores as
 /// it starts, decoded.
-pub(crate) type Nested = HashMap<String, Vec<(usize, Value)>>;
+pub(crate) type Nested = std::collections::BTreeMap<String, Vec<(usize, Value)>>;
 
 /// What a runner may bring to the executor besides options: values restored from
 /// checkpoints and where new checkpoints go (a durable run), and live progress counts.

@@ -225,6 +225,7 @@ impl Shared {
         result: Result<Value, TaskError>,
         items: ItemRuns,
     ) {
+        self.drop_nested(job.node);
         // A failure a `match` in the body handled is not the item's.
         let body = match &self.plan.calls[job.node] {
             Call::FanOut(def) => Some(&def.body),
@@ -289,7 +290,7 @@ impl Shared {
         };
         // A run that records its items' checkpoints runs them scheduled: each node's
         // end is recorded.
-        let records_items = self.records().is_some() && def.body.codecs.iter().any(Option::is_some);
+        let records_items = self.records().is_some() && def.body.checkpoints_any;
         if let (true, false, Some(fused)) = (def.runs_fused(), records_items, def.fused) {
             return self.expand_fused(job, def, fused, count, owned);
         }
@@ -338,7 +339,8 @@ impl Shared {
     /// anything.
     fn nested_path(&self, node: usize, def: &FanOutDef, index: usize) -> Option<Arc<str>> {
         self.records()?;
-        if def.body.codecs.iter().all(Option::is_none) {
+        // A body that checkpoints nothing itself may hold one that does.
+        if !def.body.checkpoints_any {
             return None;
         }
         let outer = self.path.as_deref().unwrap_or("");
@@ -347,6 +349,39 @@ impl Shared {
             Some(_) => format!("{outer}{name}[{index}].").into(),
             None => format!("{outer}{name}.").into(),
         })
+    }
+
+    /// Drops what a resumed run restored for the nested runs of fan-out or
+    /// sub-workflow `node` that never started (the run stopped first): their values go
+    /// when the fan-out ends, like its items' values.
+    fn drop_nested(&self, node: usize) {
+        let mut nested = self
+            .run
+            .nested
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if nested.is_empty() {
+            return;
+        }
+        let prefix = format!(
+            "{}{}",
+            self.path.as_deref().unwrap_or(""),
+            self.plan.graph.name_of(node)
+        );
+        let left: Vec<String> = nested
+            .range::<str, _>((
+                std::ops::Bound::Included(&*prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .map(|(path, _)| path)
+            .take_while(|path| path.starts_with(&prefix))
+            .filter(|path| matches!(path.as_bytes().get(prefix.len()), Some(b'[' | b'.')))
+            .cloned()
+            .collect();
+        let dropped: Vec<_> = left.iter().filter_map(|path| nested.remove(path)).collect();
+        drop(nested);
+        // Values' `Drop` is the user's code: outside the lock, a panic caught.
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(dropped)));
     }
 
     /// The nodes of this nested run that a resumed run restores, decided and decoded

@@ -104,6 +104,9 @@ pub(crate) struct Plan {
     /// Per node, how its checkpoint is encoded, if it has one: the nodes of a durable
     /// workflow, its fan-outs' bodies and its durable sub-workflows.
     pub(crate) codecs: Vec<Option<Codec>>,
+    /// Whether a node of this plan, or of a body nested in it at any depth, is
+    /// checkpointed: a nested run of it needs a path.
+    pub(crate) checkpoints_any: bool,
 }
 
 impl fmt::Debug for Plan {
@@ -184,6 +187,11 @@ impl Plan {
                 flags
             })
             .collect();
+        let checkpoints_any = codecs.iter().any(Option::is_some)
+            || calls.iter().any(|call| match call {
+                Call::FanOut(def) => def.body.checkpoints_any,
+                _ => false,
+            });
         let (mut calls, mut unresolved) = (calls, unresolved);
         calls.shrink_to_fit();
         unresolved.shrink_to_fit();
@@ -201,6 +209,7 @@ impl Plan {
             waits_for,
             roots,
             durable,
+            checkpoints_any,
             codecs,
         }
     }

@@ -92,6 +92,7 @@ impl Gen {
         let decision = self.uid();
         nodes.push(Node {
             uid: decision,
+            ckpt: false,
             arm,
             kind: Kind::Decide { inputs, arms, rule },
         });
@@ -170,6 +171,7 @@ impl Gen {
         let uid = self.uid();
         nodes.push(Node {
             uid,
+            ckpt: false,
             arm,
             kind: Kind::Branch {
                 decision,
@@ -242,10 +244,9 @@ impl Walker<'_> {
         rule: Rule,
         name: &str,
         path: &[u32],
-        top: bool,
     ) -> Res {
         let uid = node.uid;
-        if top && let Some(res) = self.restored_node(node, AKind::Decision, name, None) {
+        if let Some(res) = self.restored_node(node, AKind::Decision, name, path, None) {
             return res;
         }
         let m = self.recs(uid, path).len() as u32;
@@ -336,9 +337,9 @@ impl Walker<'_> {
         tails: &[Option<Res>],
         option: bool,
         name: &str,
-        top: bool,
+        path: &[u32],
     ) -> Res {
-        if top && let Some(res) = self.restored_node(node, AKind::Branch, name, None) {
+        if let Some(res) = self.restored_node(node, AKind::Branch, name, path, None) {
             return res;
         }
         // Its decision is required, its tails are read whatever became of them.

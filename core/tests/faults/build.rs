@@ -44,20 +44,35 @@ pub(crate) fn build(case: &Arc<Case>) -> Wf {
         b.durable(1);
     }
     let (handles, decisions) = body(&mut b, case, &spec.top, &[H::One(p0), H::One(p1)], &[]);
-    if spec.durable {
-        for node in &spec.top.nodes {
-            if let Some(d) = decisions.get(&node.uid) {
-                b.checkpoint(d.handle());
-                continue;
-            }
-            match handles[&node.uid] {
-                H::One(h) => b.checkpoint(h),
-                H::Many(h) => b.checkpoint(h),
-                H::Opt(h) => b.checkpoint(h),
-            }
+    checkpoint(&mut b, case, &spec.top, &handles, &decisions, true);
+    b.output(one(handles[&spec.top.tail]))
+}
+
+/// Checkpoints the nodes of a body the case checkpoints: every top-level node of a
+/// durable case, and the nodes of fan-out bodies and sub-workflows marked so (each
+/// item's under `f3[2].t7`, a sub-workflow's under `s5.t7`).
+fn checkpoint<P: Params>(
+    b: &mut Builder<P>,
+    case: &Case,
+    body_spec: &Body,
+    handles: &HashMap<u32, H>,
+    decisions: &HashMap<u32, Decision>,
+    top: bool,
+) {
+    for node in &body_spec.nodes {
+        if !case.spec.checkpointed(node, top) {
+            continue;
+        }
+        if let Some(d) = decisions.get(&node.uid) {
+            b.checkpoint(d.handle());
+            continue;
+        }
+        match handles[&node.uid] {
+            H::One(h) => b.checkpoint(h),
+            H::Many(h) => b.checkpoint(h),
+            H::Opt(h) => b.checkpoint(h),
         }
     }
-    b.output(one(handles[&spec.top.tail]))
 }
 
 /// The result of an attempt whose fault is an error or a panic (which it raises).
@@ -294,7 +309,8 @@ impl Place<'_> {
                     assert_eq!(inner_params.len(), n_imports + 1);
                     let mut inner_ctx = imported.ctx.clone();
                     inner_ctx.push(item);
-                    let (hs, _) = body(ib, case, inner, &inner_params, &inner_ctx);
+                    let (hs, ds) = body(ib, case, inner, &inner_params, &inner_ctx);
+                    checkpoint(ib, case, inner, &hs, &ds, false);
                     one(hs[&inner.tail])
                 };
                 let h = match self.get(collection) {
@@ -336,7 +352,11 @@ fn subflow<P: Params>(
             let (mut sb, hs) = Builder::<($( arm!(@val $i), )*)>::new(flow, [$(NAMES[$i]),*]);
             let params: Vec<Handle<Val>> = vec![$(hs.$i),*];
             let data: Vec<H> = params[..n_args].iter().map(|h| H::One(*h)).collect();
-            let (handles, _) = body(&mut sb, case, inner, &data, &params[n_args..]);
+            let (handles, decisions) = body(&mut sb, case, inner, &data, &params[n_args..]);
+            if inner.nodes.iter().any(|n| case.spec.checkpointed(n, false)) {
+                sb.durable(1);
+                checkpoint(&mut sb, case, inner, &handles, &decisions, false);
+            }
             let wf = sb.output(one(handles[&inner.tail]));
             b.subflow(name, &wf, ($(all[$i],)*))
         }};

@@ -18,7 +18,7 @@ use aqueduct::{Error, RunOutcome, TaskStatus};
 use crate::build::{Wf, build};
 use crate::case::{Case, EventKind, Rec, lock};
 use crate::generate::param_values;
-use crate::model::{MV, MVal, Obs, Walker, node_value, retriable, tree};
+use crate::model::{MV, MVal, Obs, RestoredSet, Walker, node_value, retriable, tree};
 use crate::spec::{
     Body, Epoch, Fault, Gates, Index, Kind, Ref, Spec, StoreFault, Trigger, body_uids,
 };
@@ -87,6 +87,10 @@ fn every_row(case: &Case, e: u8) -> bool {
 fn spec_stats(spec: &Spec) {
     bump("cases", 1);
     bump("cases durable", u64::from(spec.durable));
+    bump(
+        "cases checkpointing items",
+        u64::from(spec.items_checkpointed()),
+    );
     let mut tags: HashSet<&str> = HashSet::new();
     crate::spec::visit(&spec.top, &mut |n, place| match &n.kind {
         Kind::FanOut { cap, body, .. } => {
@@ -216,7 +220,7 @@ pub(crate) fn run_case(
 ) -> Vec<Violation> {
     let id = CASE_IDS.fetch_add(1, Ordering::Relaxed) + (u64::from(std::process::id()) << 32);
     spec_stats(&spec);
-    let dead = if gates.f11 {
+    let dead = if gates.f11 && (gates.i4 || !spec.items_checkpointed()) {
         dead_origins(&spec)
     } else {
         HashMap::new()
@@ -317,6 +321,8 @@ struct FaultStore {
     fenced: AtomicBool,
     save_fired: AtomicBool,
     finish_fired: AtomicBool,
+    /// The checkpoints the run discarded.
+    discarded: std::sync::Mutex<Vec<String>>,
 }
 
 fn store_error(message: &str) -> StoreError {
@@ -356,6 +362,7 @@ impl Store for FaultStore {
         self.inner.checkpoints(id)
     }
     fn discard(&self, id: &str, owner: &str, nodes: &[String]) -> Result<(), StoreError> {
+        lock(&self.discarded).extend(nodes.iter().cloned());
         self.inner.discard(id, owner, nodes)
     }
     fn save(
@@ -466,9 +473,9 @@ async fn case_main(
         if let (Some(db), 1..) = (&db, e) {
             wait_for_release(&db.location(), run_id).await;
         }
-        let restored = match (&db, e) {
+        let Snapshot { restored, discard } = match (&db, e) {
             (Some(db), 1..) => snapshot(spec, db, run_id, &p0, &p1, &mut out),
-            _ => HashMap::new(),
+            _ => Snapshot::default(),
         };
         let store = db.as_ref().map(|db| {
             Arc::new(FaultStore {
@@ -483,6 +490,7 @@ async fn case_main(
                 fenced: AtomicBool::new(false),
                 save_fired: AtomicBool::new(false),
                 finish_fired: AtomicBool::new(false),
+                discarded: std::sync::Mutex::new(Vec::new()),
             })
         });
         // Every row on even cases, only the rows of fused items that did not succeed on
@@ -669,21 +677,46 @@ async fn case_main(
         out.extend(causality(case, &index, e8, &log));
         if !report_epoch {
             // No report to judge restored nodes by: the log alone must show they did not run.
-            for &uid in restored.keys() {
-                let uids = match &index.nodes[&uid].0.kind {
-                    Kind::Task { .. } | Kind::Decide { .. } => HashSet::from([uid]),
+            for (uid, path) in restored.keys() {
+                let uids = match &index.nodes[uid].0.kind {
+                    Kind::Task { .. } | Kind::Decide { .. } => HashSet::from([*uid]),
                     Kind::FanOut { body, .. } | Kind::Subflow { body, .. } => body_uids(body),
                     Kind::Branch { .. } => HashSet::new(),
                 };
-                if log.keys().any(|(u, _)| uids.contains(u)) {
+                if log.iter().any(|((u, p), recs)| {
+                    uids.contains(u) && p.starts_with(path) && !recs.is_empty()
+                }) {
                     out.push(v(
                         "restore",
                         format!(
                             "run {e}: `{}` was restored, yet it ran again",
-                            index.name(uid, &[])
+                            index.name(*uid, path)
                         ),
                     ));
                 }
+            }
+        }
+        // What the resume discarded: the stale checkpoints, before anything ran (a
+        // crashed run may not have got that far).
+        if let Some(store) = &store {
+            let discarded: HashSet<String> = lock(&store.discarded).iter().cloned().collect();
+            let missing: Vec<&String> = discard.difference(&discarded).collect();
+            let extra: Vec<&String> = discarded.difference(&discard).collect();
+            bump(
+                "stale item checkpoints discarded",
+                discarded.iter().filter(|n| n.contains(['.', '['])).count() as u64,
+            );
+            if !extra.is_empty() || (!missing.is_empty() && (report_epoch || !discarded.is_empty()))
+            {
+                let (mut missing, mut extra) = (missing, extra);
+                missing.sort();
+                extra.sort();
+                out.push(v(
+                    "store",
+                    format!(
+                        "run {e}: the resume discarded checkpoints {extra:?} it must keep, and kept {missing:?} it must discard (stale)"
+                    ),
+                ));
             }
         }
     }
@@ -753,9 +786,23 @@ async fn quiesce(case: &Case, store: Option<&FaultStore>, what: &str) -> Vec<Vio
     }
 }
 
-/// Reads the checkpoints before a resume: which top-level nodes it must restore (those
-/// with a checkpoint whose every input is restored; parameters count), and their values.
-#[allow(clippy::too_many_arguments)]
+/// What a resume starts from, as the model reads the store.
+#[derive(Default)]
+struct Snapshot {
+    /// The node instances it must restore, with their values.
+    restored: RestoredSet,
+    /// The checkpoints it must discard before anything runs (stale): those not
+    /// restored of the top level and of the items of fan-outs (and sub-workflows) that
+    /// run again on inputs all restored, and every checkpoint of the items of one that
+    /// runs again on inputs not all restored, at every depth. Those of the items of a
+    /// restored fan-out are kept (never read).
+    discard: HashSet<String>,
+}
+
+/// Reads the checkpoints before a resume: which node instances it must restore (those
+/// with a checkpoint whose every input is restored; parameters count, and so do the
+/// item and imports of a fan-out's body when the fan-out runs again on inputs that are
+/// all restored), their values, and which checkpoints it must discard.
 fn snapshot(
     spec: &Spec,
     db: &SqliteStore,
@@ -763,113 +810,222 @@ fn snapshot(
     p0: &MVal,
     p1: &MVal,
     out: &mut Vec<Violation>,
-) -> HashMap<u32, MV> {
+) -> Snapshot {
     let checkpoints = match db.checkpoints(run_id) {
         Ok(c) => c,
         Err(e) => {
             out.push(v("store", format!("cannot read the checkpoints: {e}")));
-            return HashMap::new();
+            return Snapshot::default();
         }
     };
-    let mut values: HashMap<String, MV> = HashMap::new();
-    for c in &checkpoints {
-        let Some(node) = spec.top.nodes.iter().find(|n| n.name() == c.node) else {
+    let index = Index::new(spec);
+    let mut raw: HashMap<String, Vec<u8>> = HashMap::new();
+    for c in checkpoints {
+        // `f3[2].s5.t7`: node `t7` at path [2].
+        let last = c.node.rsplit('.').next().unwrap_or("");
+        let path: Vec<u32> = c
+            .node
+            .split('[')
+            .skip(1)
+            .filter_map(|p| p.split(']').next()?.parse().ok())
+            .collect();
+        let known = index.nodes.values().find(|(n, _)| n.name() == last);
+        let fits = known.is_some_and(|(n, place)| {
+            spec.checkpointed(n, place.chain.is_empty()) && index.ckpt_name(n.uid, &path) == c.node
+        });
+        if !fits {
             out.push(v(
                 "store",
-                format!("a checkpoint of `{}`, which is no top-level node", c.node),
+                format!(
+                    "a checkpoint named `{}`, which no checkpointed node has",
+                    c.node
+                ),
             ));
             continue;
-        };
-        match decode(node, &c.data) {
-            Ok(m) => {
-                values.insert(c.node.clone(), m);
-            }
-            Err(e) => out.push(v(
-                "store",
-                format!("the checkpoint of `{}` cannot be read: {e}", c.node),
-            )),
         }
+        raw.insert(c.node, c.data);
     }
+    let mut r = Restorer {
+        spec,
+        raw: &raw,
+        restored: HashMap::new(),
+        discard: HashSet::new(),
+        out,
+    };
     let params = [MV::One(p0.clone()), MV::One(p1.clone())];
-    let mut restored: HashMap<u32, MV> = HashMap::new();
-    for node in &spec.top.nodes {
-        let Some(value) = values.get(&node.name()) else {
-            continue;
-        };
-        let is_restored = |r: &Ref| match r {
-            Ref::Param(_) => true,
-            Ref::Node(u) => restored.contains_key(u),
-        };
-        // A branch needs its decision and the arm it took (and its own arm's decision).
-        let inputs_restored = match &node.kind {
-            Kind::Branch {
-                decision, tails, ..
-            } => {
-                node.arm.is_none_or(|(d, _)| restored.contains_key(&d))
-                    && match restored.get(decision) {
-                        Some(MV::Arm(a)) => tails
-                            .get(*a as usize)
-                            .is_some_and(|t| t.is_none_or(|t| restored.contains_key(&t))),
-                        _ => false,
-                    }
+    r.body(&spec.top, &params, &[], "", true);
+    let (restored, discard) = (r.restored, r.discard);
+    bump(
+        "restored item nodes",
+        restored.keys().filter(|(_, p)| !p.is_empty()).count() as u64,
+    );
+    Snapshot { restored, discard }
+}
+
+/// Applies the restore rule to a body's instance and, where a fan-out or sub-workflow
+/// runs again on inputs that are all restored, to its items.
+struct Restorer<'x> {
+    spec: &'x Spec,
+    raw: &'x HashMap<String, Vec<u8>>,
+    restored: RestoredSet,
+    discard: HashSet<String>,
+    out: &'x mut Vec<Violation>,
+}
+
+impl Restorer<'_> {
+    /// The instance of `body` at `path`, its checkpoints named `prefix` + node name,
+    /// its parameters' values `params`; returns the values of its restored nodes.
+    fn body(
+        &mut self,
+        body: &Body,
+        params: &[MV],
+        path: &[u32],
+        prefix: &str,
+        top: bool,
+    ) -> HashMap<u32, MV> {
+        let spec = self.spec;
+        let mut restored: HashMap<u32, MV> = HashMap::new();
+        for node in &body.nodes {
+            let name = format!("{prefix}{}", node.name());
+            let value_of = |restored: &HashMap<u32, MV>, r: &Ref| match r {
+                Ref::Param(k) => params.get(*k as usize).cloned(),
+                Ref::Node(u) => restored.get(u).cloned(),
+            };
+            let data_restored = node.refs().iter().all(|r| value_of(&restored, r).is_some());
+            // A branch needs its decision and the arm it took (and its own arm's decision).
+            let inputs_restored = match &node.kind {
+                Kind::Branch {
+                    decision, tails, ..
+                } => {
+                    node.arm.is_none_or(|(d, _)| restored.contains_key(&d))
+                        && match restored.get(decision) {
+                            Some(MV::Arm(a)) => tails
+                                .get(*a as usize)
+                                .is_some_and(|t| t.is_none_or(|t| restored.contains_key(&t))),
+                            _ => false,
+                        }
+                }
+                _ => data_restored,
+            };
+            let saved = self.raw.get(&name).filter(|_| spec.checkpointed(node, top));
+            if saved.is_some() && !inputs_restored {
+                self.discard.insert(name.clone());
             }
-            _ => node.refs().iter().all(is_restored),
-        };
-        if !inputs_restored {
-            continue;
+            if let (Some(data), true) = (saved, inputs_restored) {
+                let value = match decode(node, data) {
+                    Ok(value) => value,
+                    Err(e) => {
+                        self.out.push(v(
+                            "store",
+                            format!("the checkpoint of `{name}` cannot be read: {e}"),
+                        ));
+                        continue;
+                    }
+                };
+                self.check(node, &name, &value, &restored, params, path);
+                match node.kind {
+                    Kind::Decide { .. } => bump("restored decisions", 1),
+                    Kind::Branch { .. } => bump("restored branches", 1),
+                    _ => {}
+                }
+                restored.insert(node.uid, value.clone());
+                self.restored.insert((node.uid, path.to_vec()), value);
+                continue;
+            }
+            // Not restored: a fan-out or sub-workflow whose inputs are all restored runs
+            // again, each of its items restoring what it checkpointed.
+            if !data_restored {
+                if matches!(node.kind, Kind::FanOut { .. } | Kind::Subflow { .. }) {
+                    let (items, flow) = (format!("{name}["), format!("{name}."));
+                    self.discard.extend(
+                        self.raw
+                            .keys()
+                            .filter(|k| k.starts_with(&items) || k.starts_with(&flow))
+                            .cloned(),
+                    );
+                }
+                continue;
+            }
+            match &node.kind {
+                Kind::FanOut {
+                    collection,
+                    imports,
+                    body: inner,
+                    ..
+                } => {
+                    let items = value_of(&restored, collection)
+                        .map(|c| c.items())
+                        .unwrap_or_default();
+                    let imported: Vec<MV> = imports
+                        .iter()
+                        .filter_map(|r| value_of(&restored, r))
+                        .collect();
+                    for (i, item) in items.into_iter().enumerate() {
+                        let mut inner_params = vec![MV::One(item)];
+                        inner_params.extend(imported.iter().cloned());
+                        let mut ipath = path.to_vec();
+                        ipath.push(i as u32);
+                        let iprefix = format!("{name}[{i}].");
+                        self.body(inner, &inner_params, &ipath, &iprefix, false);
+                    }
+                }
+                Kind::Subflow { args, body: inner } => {
+                    let args: Vec<MV> =
+                        args.iter().filter_map(|r| value_of(&restored, r)).collect();
+                    self.body(inner, &args, path, &format!("{name}."), false);
+                }
+                _ => {}
+            }
         }
-        // A restored decision's arm must be the one its restored inputs pick.
+        restored
+    }
+
+    /// A restored decision's arm must be the one its restored inputs pick, a restored
+    /// task's value what it computes from them.
+    fn check(
+        &mut self,
+        node: &crate::spec::Node,
+        name: &str,
+        value: &MV,
+        restored: &HashMap<u32, MV>,
+        params: &[MV],
+        path: &[u32],
+    ) {
+        let hash = |r: &Ref| match r {
+            Ref::Param(k) => params[*k as usize].hash(),
+            Ref::Node(u) => restored[u].hash(),
+        };
         if let Kind::Decide { inputs, arms, rule } = &node.kind {
-            let hashes: Vec<(u64, bool)> = inputs
-                .iter()
-                .map(|i| match i.from {
-                    Ref::Param(k) => (params[k as usize].hash(), i.tolerant),
-                    Ref::Node(u) => (restored[&u].hash(), i.tolerant),
-                })
-                .collect();
+            let hashes: Vec<(u64, bool)> =
+                inputs.iter().map(|i| (hash(&i.from), i.tolerant)).collect();
             let expected = MV::Arm(crate::branches::pick(node.uid, *rule, *arms, &hashes));
             if *value != expected {
-                out.push(v(
+                self.out.push(v(
                     "restore",
                     format!(
-                        "the checkpoint of decision `{}` is {value:?}; its restored inputs pick {expected:?}",
-                        node.name()
+                        "the checkpoint of decision `{name}` is {value:?}; its restored inputs pick {expected:?}"
                     ),
                 ));
             }
         }
-        // A restored task's value must be what it computes from its restored inputs.
         if let Kind::Task {
             inputs, count, sub, ..
         } = &node.kind
         {
-            let hashes: Vec<u64> = inputs
-                .iter()
-                .map(|i| match i.from {
-                    Ref::Param(k) => params[k as usize].hash(),
-                    Ref::Node(u) => restored[&u].hash(),
-                })
-                .collect();
-            let expected = MV::One(tree(node_value(node.uid, &hashes), 0, *count, *sub));
+            let hashes: Vec<u64> = inputs.iter().map(|i| hash(&i.from)).collect();
+            let idx = path.last().copied().unwrap_or(0);
+            let expected = MV::One(tree(node_value(node.uid, &hashes), idx, *count, *sub));
             if *value != expected {
-                out.push(v(
+                self.out.push(v(
                     "restore",
                     format!(
-                        "the checkpoint of `{}` is stale: every input it reads is restored, but its value is not the one \
-                         they give (a resumed run would not return what an uninterrupted one does)",
-                        node.name()
+                        "the checkpoint of `{name}` is stale: every input it reads is restored, but its value is not the one \
+                         they give (a resumed run would not return what an uninterrupted one does)"
                     ),
                 ));
             }
         }
-        match node.kind {
-            Kind::Decide { .. } => bump("restored decisions", 1),
-            Kind::Branch { .. } => bump("restored branches", 1),
-            _ => {}
-        }
-        restored.insert(node.uid, value.clone());
     }
-    restored
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -878,7 +1034,7 @@ fn check_run(
     e: u8,
     cfg: &Epoch,
     outcome: &RunOutcome<Val>,
-    restored: &HashMap<u32, MV>,
+    restored: &RestoredSet,
     save_fired: bool,
     finish_fired: bool,
     db: Option<&SqliteStore>,
@@ -1099,6 +1255,27 @@ fn check_run(
                         continue;
                     }
                     let name = node.name();
+                    match saved.get(name.as_str()) {
+                        None => out.push(v(
+                            "store",
+                            format!("run {e} succeeded, but `{name}` ({status}) has no checkpoint"),
+                        )),
+                        Some(c) if *status == TaskStatus::Succeeded => {
+                            let decoded = decode(node, &c.data).ok();
+                            if value.is_some() && decoded.as_ref() != value.as_ref() {
+                                out.push(v("store", format!("run {e}: the checkpoint of `{name}` is not the value it computed")));
+                            }
+                        }
+                        Some(_) => {}
+                    }
+                }
+                // And every node of an item (or a sub-workflow) checkpointed item by item.
+                let index = Index::new(spec);
+                for (name, uid, status, value) in &w.items {
+                    if !matches!(status, TaskStatus::Succeeded | TaskStatus::Restored) {
+                        continue;
+                    }
+                    let node = index.nodes[uid].0;
                     match saved.get(name.as_str()) {
                         None => out.push(v(
                             "store",

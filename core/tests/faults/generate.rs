@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aqueduct::Backoff;
 
-use crate::model::{MV, Walker, tree};
+use crate::model::{Walker, tree};
 use crate::rng::Rng;
 use crate::spec::{
     Body, Epoch, Fault, FaultKey, Gates, Index, Input, Kind, Node, Ref, Spec, StoreFault, TaskDef,
@@ -153,7 +153,26 @@ fn raw(seed: u64) -> Spec {
     };
     spec.epochs = g.epochs();
     g.faults(&mut spec);
+    if durable {
+        checkpoint_items(&mut spec);
+    }
     spec
+}
+
+/// In half the durable cases, checkpoints nodes of fan-out bodies and sub-workflows
+/// item by item (each node with a chance of its own); drawn apart, so that the rest of
+/// a case is what its seed always made.
+fn checkpoint_items(spec: &mut Spec) {
+    let mut r = Rng::new(crate::rng::mix(spec.seed, 0x1_7e3c_4b9d));
+    if !r.chance(50) {
+        return;
+    }
+    let rate = *r.pick(&[40, 70, 100]);
+    for node in &mut spec.top.nodes {
+        if let Kind::FanOut { body, .. } | Kind::Subflow { body, .. } = &mut node.kind {
+            crate::spec::visit_mut(body, &mut |n| n.ckpt = r.chance(rate));
+        }
+    }
 }
 
 impl Gen {
@@ -337,6 +356,7 @@ impl Gen {
         };
         Node {
             uid,
+            ckpt: false,
             arm: None,
             kind: Kind::Task {
                 task: t,
@@ -381,6 +401,7 @@ impl Gen {
         let body = self.body(inner, depth + 1, false, false);
         Node {
             uid,
+            ckpt: false,
             arm: None,
             kind: Kind::FanOut {
                 collection: collection.r,
@@ -412,6 +433,7 @@ impl Gen {
         let body = self.body(inner, 0, true, false);
         Node {
             uid,
+            ckpt: false,
             arm: None,
             kind: Kind::Subflow {
                 args: args.iter().map(|s| s.r).collect(),
@@ -553,7 +575,7 @@ impl Gen {
 /// Every task instance of a run where everything succeeds.
 pub(crate) fn instances(spec: &Spec) -> Vec<(u32, Vec<u32>)> {
     let empty = HashMap::new();
-    let restored: HashMap<u32, MV> = HashMap::new();
+    let restored: crate::model::RestoredSet = HashMap::new();
     let mut plain = spec.clone();
     plain.faults.clear();
     let mut walker = Walker::new(&plain, 0, false, None, &empty, &restored);
@@ -747,6 +769,7 @@ pub(crate) fn filter(spec: &mut Spec, gates: &Gates) {
         }
         unhandle(&mut spec.top, false);
     }
+    gate_items(spec, gates);
     sync_tolerance(spec);
     sync_moves(spec);
     for e in &mut spec.epochs {
@@ -764,6 +787,75 @@ pub(crate) fn filter(spec: &mut Spec, gates: &Gates) {
     }
     if !gates.f5 {
         spec.faults.retain(|_, f| *f != Fault::SerPanic);
+    }
+}
+
+/// A container inside a body (a fan-out or sub-workflow in an item) whose inputs may
+/// run again while its item is resumed: it reads a node of its body, or is in an arm.
+fn reads_nodes(node: &Node) -> bool {
+    node.arm.is_some() || node.data_refs().iter().any(|r| matches!(r, Ref::Node(_)))
+}
+
+/// Whether a body checkpoints a node of its own.
+fn checkpoints_own(body: &Body) -> bool {
+    body.nodes.iter().any(|n| n.ckpt)
+}
+
+fn uncheckpoint(body: &mut Body) {
+    crate::spec::visit_mut(body, &mut |n| n.ckpt = false);
+}
+
+/// Removes the item checkpoints that open findings (I1, I2, I3) not enabled would trip
+/// over; run again after each shrinking edit.
+pub(crate) fn gate_items(spec: &mut Spec, gates: &Gates) {
+    if !spec.durable {
+        return;
+    }
+    // I2: no checkpoints under a container of a body that reads a node of that body.
+    // I1: none under a container of a body that checkpoints nothing of its own.
+    fn go(body: &mut Body, inside: bool, gates: &Gates) {
+        let own = checkpoints_own(body);
+        for node in &mut body.nodes {
+            let nodes_read = reads_nodes(node);
+            if let Kind::FanOut { body: inner, .. } | Kind::Subflow { body: inner, .. } =
+                &mut node.kind
+            {
+                if inside && ((!gates.i2 && nodes_read) || (!gates.i1 && !own)) {
+                    uncheckpoint(inner);
+                }
+                go(inner, true, gates);
+            }
+        }
+    }
+    go(&mut spec.top, false, gates);
+    if !gates.i3 {
+        // I3: in a body that checkpoints, no task reads an input as an outcome and no
+        // decision reads one as an outcome.
+        let mut cleanup = HashSet::new();
+        fn strip(body: &mut Body, inside: bool, cleanup: &mut HashSet<usize>) {
+            let own = inside && checkpoints_own(body);
+            for node in &mut body.nodes {
+                match &mut node.kind {
+                    Kind::Task { task, .. } if own => {
+                        cleanup.insert(*task);
+                    }
+                    Kind::Decide { inputs, .. } if own => {
+                        inputs.iter_mut().for_each(|i| i.tolerant = false);
+                    }
+                    Kind::FanOut { body, .. } | Kind::Subflow { body, .. } => {
+                        strip(body, true, cleanup);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        strip(&mut spec.top, false, &mut cleanup);
+        for t in cleanup {
+            spec.tasks[t].mask = 0;
+        }
+        if spec.tasks.iter().all(|t| t.mask != 0) {
+            spec.tasks[0].mask = 0;
+        }
     }
 }
 
@@ -828,6 +920,40 @@ pub(crate) fn gated_features(spec: &Spec) -> Vec<&'static str> {
     });
     if soft_stop && handled_inside {
         out.push("B1");
+    }
+    if spec.durable {
+        // (I1, I2, I3) as `gate_items` would remove them.
+        fn go(body: &Body, inside: bool, spec: &Spec, found: &mut [bool; 3]) {
+            let own = checkpoints_own(body);
+            for node in &body.nodes {
+                match &node.kind {
+                    Kind::FanOut { body: inner, .. } | Kind::Subflow { body: inner, .. } => {
+                        let mut nested = false;
+                        visit(inner, &mut |n, _| nested |= n.ckpt);
+                        if inside && nested {
+                            found[0] |= !own;
+                            found[1] |= reads_nodes(node);
+                        }
+                        go(inner, true, spec, found);
+                    }
+                    Kind::Task { .. } if inside && own => found[2] |= node.is_cleanup(&spec.tasks),
+                    Kind::Decide { inputs, .. } if inside && own => {
+                        found[2] |= inputs.iter().any(|i| i.tolerant);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut found = [false; 3];
+        go(&spec.top, false, spec, &mut found);
+        if spec.items_checkpointed() && spec.epochs.len() > 1 {
+            out.push("I4");
+        }
+        for (on, name) in found.into_iter().zip(["I1", "I2", "I3"]) {
+            if on {
+                out.push(name);
+            }
+        }
     }
     out
 }

@@ -20,6 +20,9 @@ use crate::spec::{Body, Fault, Kind, Node, Ref, Spec, TaskDef, body_uids, visit}
 
 use TaskStatus::{Cancelled, Failed, Handled, NotTaken, Restored, Skipped, Succeeded, TimedOut};
 
+/// Node instances a resume restores, by (uid, path of item indices), with their values.
+pub(crate) type RestoredSet = HashMap<(u32, Vec<u32>), MV>;
+
 /// What a task sees of an input that did not succeed.
 pub(crate) const NOT_OK: u64 = 0x6e6f_745f_6f6b_2121;
 
@@ -168,6 +171,8 @@ struct ItemCtx {
 struct Naming {
     prefix: String,
     suffix: String,
+    /// The prefix of its checkpoints' names (`f3[2].s5.`).
+    cp: String,
 }
 
 impl Naming {
@@ -185,8 +190,9 @@ pub(crate) struct Walker<'a> {
     pub(crate) hard: bool,
     pub(crate) report: Option<&'a HashMap<String, Obs>>,
     pub(crate) log: &'a HashMap<(u32, Vec<u32>), Vec<Rec>>,
-    /// Top-level nodes restored from checkpoints, with their values.
-    pub(crate) restored: &'a HashMap<u32, MV>,
+    /// Node instances restored from checkpoints (top-level nodes, and the nodes of
+    /// fan-outs' items and sub-workflows checkpointed item by item), with their values.
+    pub(crate) restored: &'a RestoredSet,
     /// (class, message).
     pub(crate) violations: Vec<(String, String)>,
     /// Every instance name visited that must be in the report.
@@ -198,6 +204,9 @@ pub(crate) struct Walker<'a> {
     pub(crate) top_skipped: Vec<String>,
     /// Top-level nodes: status and (if it succeeded) value.
     pub(crate) top: HashMap<u32, (TaskStatus, Option<MV>)>,
+    /// Nodes checkpointed item by item, per instance visited: checkpoint name, uid,
+    /// status and (if it succeeded) value.
+    pub(crate) items: Vec<(String, u32, TaskStatus, Option<MV>)>,
     /// Every task instance visited: (uid, path).
     pub(crate) instances: Vec<(u32, Vec<u32>)>,
     /// The failures that stop a fail-fast run: not those of a node whose outcome a
@@ -209,6 +218,9 @@ pub(crate) struct Walker<'a> {
     pub(crate) handled_seen: HashSet<String>,
     /// The decision of the arm the node being judged is in: a required input.
     arm_gate: Option<Res>,
+    /// The body of the item (or sub-workflow) the node being judged is in (`None` at
+    /// the top level).
+    item: Option<&'a Body>,
     cancelled_seen: usize,
     /// The run reported fused fan-outs' items only where they did not succeed
     /// (`Runner::item_rows(false)`).
@@ -222,7 +234,7 @@ impl<'a> Walker<'a> {
         open: bool,
         report: Option<&'a HashMap<String, Obs>>,
         log: &'a HashMap<(u32, Vec<u32>), Vec<Rec>>,
-        restored: &'a HashMap<u32, MV>,
+        restored: &'a RestoredSet,
     ) -> Self {
         let mut handled_by = HashSet::new();
         visit(&spec.top, &mut |n, _| {
@@ -248,11 +260,13 @@ impl<'a> Walker<'a> {
             failures: Vec::new(),
             top_skipped: Vec::new(),
             top: HashMap::new(),
+            items: Vec::new(),
             instances: Vec::new(),
             stopping: Vec::new(),
             handled_by,
             handled_seen: HashSet::new(),
             arm_gate: None,
+            item: None,
             cancelled_seen: 0,
             summary: false,
         }
@@ -268,6 +282,7 @@ impl<'a> Walker<'a> {
         let naming = Naming {
             prefix: String::new(),
             suffix: String::new(),
+            cp: String::new(),
         };
         let spec = self.spec;
         let top = ItemCtx { started: true };
@@ -381,13 +396,14 @@ impl<'a> Walker<'a> {
                 continue;
             }
             self.arm_gate = node.arm.map(|(d, _)| res[&d].clone());
+            self.item = (!top).then_some(body);
             let r = match &node.kind {
                 Kind::Decide { inputs, arms, rule } => {
                     let ins: Vec<(Res, bool)> = inputs
                         .iter()
                         .map(|i| (get(&res, &i.from), i.tolerant))
                         .collect();
-                    self.decide(node, &ins, *arms, *rule, &name, path, top)
+                    self.decide(node, &ins, *arms, *rule, &name, path)
                 }
                 Kind::Branch {
                     decision,
@@ -397,7 +413,7 @@ impl<'a> Walker<'a> {
                     let d = res[decision].clone();
                     let ts: Vec<Option<Res>> =
                         tails.iter().map(|t| t.map(|t| res[&t].clone())).collect();
-                    self.branch(node, &d, &ts, *option, &name, top)
+                    self.branch(node, &d, &ts, *option, &name, path)
                 }
                 Kind::Task {
                     task,
@@ -420,11 +436,11 @@ impl<'a> Walker<'a> {
                 } => {
                     let coll = get(&res, collection);
                     let imps: Vec<Res> = imports.iter().map(|r| get(&res, r)).collect();
-                    self.fan_out(node, coll, imps, inner, &name, naming, path, top)
+                    self.fan_out(node, coll, imps, inner, &name, naming, path)
                 }
                 Kind::Subflow { args, body: inner } => {
                     let args: Vec<Res> = args.iter().map(|r| get(&res, r)).collect();
-                    self.subflow(node, args, inner, &name, naming, path, top)
+                    self.subflow(node, args, inner, &name, naming, path)
                 }
             };
             self.arm_gate = None;
@@ -433,6 +449,9 @@ impl<'a> Walker<'a> {
                     self.top_skipped.push(name.clone());
                 }
                 self.top.insert(node.uid, (r.status, r.value.clone()));
+            } else if self.spec.checkpointed(node, false) {
+                let cp = format!("{}{}", naming.cp, node.name());
+                self.items.push((cp, node.uid, r.status, r.value.clone()));
             }
             res.insert(node.uid, r);
             self.settle_handled(node, &mut res, &|n| naming.name(&n.name()), body);
@@ -440,24 +459,33 @@ impl<'a> Walker<'a> {
         res
     }
 
-    /// A top-level node the resume restores: it must be `Restored` and not run.
+    /// A node instance the resume restores: it must be `Restored` and not run.
     pub(crate) fn restored_node(
         &mut self,
         node: &Node,
         kind: AKind,
         name: &str,
+        path: &[u32],
         inside: Option<&HashSet<u32>>,
     ) -> Option<Res> {
-        let value = self.restored.get(&node.uid)?.clone();
+        let value = self.restored.get(&(node.uid, path.to_vec()))?.clone();
         let (s, a) = self.observe(name, kind, (Restored, 0));
+        // An item restores its nodes as it starts: one that never started (the run
+        // stopped first, a capped fan-out's item still waiting) has them cancelled.
+        let item_started = self
+            .item
+            .is_some_and(|uids| self.ran_inside(&body_uids(uids), path));
+        if self.open && self.item.is_some() && !item_started && s == Cancelled && a == 0 {
+            return Some(Res::not_ok(Cancelled));
+        }
         if s != Restored || a != 0 {
             self.violation(
                 "restore",
                 format!("`{name}` has a checkpoint and every input it reads is restored, so it is restored; the report says {s} ({a} attempts)"),
             );
         }
-        let ran = !self.recs(node.uid, &[]).is_empty()
-            || inside.is_some_and(|uids| self.ran_inside(uids, &[]));
+        let ran = !self.recs(node.uid, path).is_empty()
+            || inside.is_some_and(|uids| self.ran_inside(uids, path));
         if ran {
             self.violation(
                 "restore",
@@ -514,7 +542,7 @@ impl<'a> Walker<'a> {
         let uid = node.uid;
         let def = &self.spec.tasks[t];
         let kind = if def.io { AKind::Io } else { AKind::Cpu };
-        if top && let Some(res) = self.restored_node(node, kind, name, None) {
+        if let Some(res) = self.restored_node(node, kind, name, path, None) {
             return res;
         }
         let recs = self.recs(uid, path);
@@ -639,7 +667,7 @@ impl<'a> Walker<'a> {
         Res {
             status: s,
             value: v
-                .filter(|_| s == Succeeded)
+                .filter(|_| is_ok(s))
                 .map(|v| MV::One(tree(v, idx, count, sub))),
             timeout: s == TimedOut,
             handled: false,
@@ -689,9 +717,8 @@ impl<'a> Walker<'a> {
         name: &str,
         uids: &HashSet<u32>,
         path: &[u32],
-        top: bool,
     ) -> Option<Res> {
-        if top && let Some(res) = self.restored_node(node, kind, name, Some(uids)) {
+        if let Some(res) = self.restored_node(node, kind, name, path, Some(uids)) {
             return Some(res);
         }
         let ins: Vec<(Res, bool)> = ins.iter().cloned().map(|r| (r, false)).collect();
@@ -719,13 +746,12 @@ impl<'a> Walker<'a> {
         name: &str,
         naming: &Naming,
         path: &[u32],
-        top: bool,
     ) -> Res {
         let uids = body_uids(inner);
         let ins: Vec<Res> = std::iter::once(coll.clone())
             .chain(imps.iter().cloned())
             .collect();
-        if let Some(res) = self.unentered(node, AKind::FanOut, &ins, name, &uids, path, top) {
+        if let Some(res) = self.unentered(node, AKind::FanOut, &ins, name, &uids, path) {
             return res;
         }
         let items = coll.value.as_ref().map(MV::items).unwrap_or_default();
@@ -741,6 +767,7 @@ impl<'a> Walker<'a> {
             let inaming = Naming {
                 prefix: naming.prefix.clone(),
                 suffix: format!("{}[{i}]", naming.suffix),
+                cp: format!("{}{}[{i}].", naming.cp, node.name()),
             };
             let (present, of) = self.presence(inner, &inaming);
             if present == 0 && of > 0 && self.summary && fused(self.spec, node) {
@@ -818,7 +845,7 @@ impl<'a> Walker<'a> {
         let all_ok = all_present
             && tails
                 .iter()
-                .all(|t| t.as_ref().is_some_and(|t| t.status == Succeeded));
+                .all(|t| t.as_ref().is_some_and(|t| is_ok(t.status)));
         // A fan-out whose items did not all succeed: `Failed` if a task of an item
         // failed (even if the run stopped: that failure may be why), else `Cancelled`.
         let allowed: &[TaskStatus] = if all_ok && self.open && items.is_empty() {
@@ -891,16 +918,16 @@ impl<'a> Walker<'a> {
         name: &str,
         naming: &Naming,
         path: &[u32],
-        top: bool,
     ) -> Res {
         let uids = body_uids(inner);
-        if let Some(res) = self.unentered(node, AKind::Workflow, &args, name, &uids, path, top) {
+        if let Some(res) = self.unentered(node, AKind::Workflow, &args, name, &uids, path) {
             return res;
         }
         let container_cancelled = self.peek(name) == Some(Cancelled);
         let inaming = Naming {
             prefix: format!("{}{}.", naming.prefix, node.name()),
             suffix: naming.suffix.clone(),
+            cp: format!("{}{}.", naming.cp, node.name()),
         };
         let at = self.visited.len();
         let (before_fail, before_cancel) = (self.failures.len(), self.cancelled_seen);
@@ -941,7 +968,7 @@ impl<'a> Walker<'a> {
         // As a fan-out of one item: the output's error if a task inside failed, else
         // (the run stopped) `Cancelled`.
         let allowed: Vec<TaskStatus> = match &tail {
-            Some(t) if t.status == Succeeded => vec![Succeeded],
+            Some(t) if is_ok(t.status) => vec![Succeeded],
             Some(t) if inner_failed => vec![if t.timeout { TimedOut } else { Failed }],
             None if inner_failed => vec![Failed],
             _ if inner_cancelled || tail.is_none() || self.open => vec![Cancelled],
@@ -996,11 +1023,13 @@ pub(crate) fn show(m: &MVal) -> String {
 
 /// Whether the executor runs fan-out `node`'s items fused: it is not capped and its body
 /// is CPU tasks only, each with one attempt, no timeout and no concurrency limit.
+/// A body with a node checkpointed item by item is never fused.
 pub(crate) fn fused(spec: &Spec, node: &Node) -> bool {
     match &node.kind {
         Kind::FanOut {
             cap: None, body, ..
         } => body.nodes.iter().all(|n| match &n.kind {
+            _ if spec.checkpointed(n, false) => false,
             Kind::Task { task, .. } => {
                 let t = &spec.tasks[*task];
                 !t.io && t.retries == 0 && t.timeout_ms.is_none() && t.concurrency.is_none()

@@ -30,6 +30,8 @@ pub(crate) enum Op {
     /// Halve the children of task `uid` (or of parameter `p0`/`p1` with uid 0/1 + 1<<31).
     FewerItems(u32),
     NoWork(u32),
+    /// Stop checkpointing body node `uid` item by item.
+    NoCheckpoint(u32),
 }
 
 impl Op {
@@ -55,6 +57,7 @@ impl Op {
             Op::NoCap(u) => format!("ca{u}"),
             Op::FewerItems(u) => format!("fi{u}"),
             Op::NoWork(u) => format!("nw{u}"),
+            Op::NoCheckpoint(u) => format!("nk{u}"),
         }
     }
 
@@ -90,6 +93,7 @@ impl Op {
             "ca" => Op::NoCap(n()?),
             "fi" => Op::FewerItems(n()?),
             "nw" => Op::NoWork(n()?),
+            "nk" => Op::NoCheckpoint(n()?),
             _ => return None,
         })
     }
@@ -131,6 +135,9 @@ impl Job {
         for op in &self.ops {
             let mut edited = spec.clone();
             if apply(&mut edited, op) {
+                crate::generate::gate_items(&mut edited, gates);
+                sync_tolerance(&mut edited);
+                sync_moves(&mut edited);
                 spec = edited;
             }
         }
@@ -271,6 +278,16 @@ pub(crate) fn apply(spec: &mut Spec, op: &Op) -> bool {
             }
             _ => false,
         }),
+        Op::NoCheckpoint(u) => {
+            let mut done = false;
+            crate::spec::visit_mut(&mut spec.top, &mut |n| {
+                if n.uid == *u && n.ckpt {
+                    n.ckpt = false;
+                    done = true;
+                }
+            });
+            done
+        }
         Op::NoWork(u) => edit_node(&mut spec.top, *u, &mut |kind| match kind {
             Kind::Task { work_us, .. } if *work_us > 0 => {
                 *work_us = 0;
@@ -545,6 +562,11 @@ pub(crate) fn candidates(spec: &Spec) -> Vec<Op> {
             ops.push(Op::NoRetries(t));
         }
     }
+    visit(&spec.top, &mut |n, _| {
+        if n.ckpt {
+            ops.push(Op::NoCheckpoint(n.uid));
+        }
+    });
     visit(&spec.top, &mut |n, _| match &n.kind {
         Kind::FanOut { cap: Some(_), .. } => ops.push(Op::NoCap(n.uid)),
         Kind::Task { count, work_us, .. } => {

@@ -89,6 +89,10 @@ pub(crate) struct Node {
     pub(crate) kind: Kind,
     /// The arm it is built in: (decision uid, arm index).
     pub(crate) arm: Option<(u32, u32)>,
+    /// A node of a fan-out's body or a sub-workflow checkpointed item by item (in a
+    /// durable case): `Builder::checkpoint` in its body. Top-level nodes of a durable
+    /// case are always checkpointed.
+    pub(crate) ckpt: bool,
 }
 
 impl Node {
@@ -270,6 +274,20 @@ impl Spec {
         self.faults.get(&key).copied()
     }
 
+    /// Whether node `node` (at `top` level or in a body) is checkpointed.
+    pub(crate) fn checkpointed(&self, node: &Node, top: bool) -> bool {
+        self.durable && (top || node.ckpt)
+    }
+
+    /// Whether any node inside a fan-out's body or a sub-workflow is checkpointed.
+    pub(crate) fn items_checkpointed(&self) -> bool {
+        let mut any = false;
+        visit(&self.top, &mut |n, place| {
+            any |= !place.chain.is_empty() && n.ckpt;
+        });
+        self.durable && any
+    }
+
     /// One past the largest uid: parameters' values count under this origin.
     pub(crate) fn param_origin(&self) -> u32 {
         let mut max = 0;
@@ -307,6 +325,16 @@ pub(crate) fn visit<'a>(body: &'a Body, f: &mut dyn FnMut(&'a Node, &Place)) {
         }
     }
     go(body, &mut Place { chain: Vec::new() }, f);
+}
+
+/// Calls `f` for every node, nested bodies included, mutably.
+pub(crate) fn visit_mut(body: &mut Body, f: &mut dyn FnMut(&mut Node)) {
+    for node in &mut body.nodes {
+        f(node);
+        if let Kind::FanOut { body, .. } | Kind::Subflow { body, .. } = &mut node.kind {
+            visit_mut(body, f);
+        }
+    }
 }
 
 /// Every uid inside a body, nested bodies included.
@@ -384,6 +412,26 @@ impl<'a> Index<'a> {
         format!("{prefix}{}{suffix}", node.name())
     }
 
+    /// The name node `uid`'s checkpoint has in the instance at `path`: the enclosing
+    /// fan-outs' and sub-workflows' prefixes (`f3[2].s5.`), then its own name.
+    pub(crate) fn ckpt_name(&self, uid: u32, path: &[u32]) -> String {
+        let Some((node, place)) = self.nodes.get(&uid) else {
+            return format!("?{uid}");
+        };
+        let mut prefix = String::new();
+        let mut at = 0;
+        for &(container, fan) in &place.chain {
+            if fan {
+                let i = path.get(at).copied().unwrap_or(u32::MAX);
+                let _ = write!(prefix, "f{container}[{i}].");
+                at += 1;
+            } else {
+                let _ = write!(prefix, "s{container}.");
+            }
+        }
+        format!("{prefix}{}", node.name())
+    }
+
     pub(crate) fn is_top(&self, uid: u32) -> bool {
         self.nodes
             .get(&uid)
@@ -410,10 +458,27 @@ pub(crate) struct Gates {
     pub(crate) f11: bool,
     /// Cleanup tasks not run after a cancel (any soft stop).
     pub(crate) f14: bool,
-    /// Not fixed: a fan-out (or sub-workflow) whose item has a handled failure and did
-    /// not finish because the run stopped is `Failed`, not `Cancelled` (its error then
-    /// counts as a failure of the run). Off unless `FAULT_KNOWN` names it.
+    /// Fixed: a fan-out (or sub-workflow) whose item has a handled failure and did
+    /// not finish because the run stopped was `Failed`, not `Cancelled` (its error then
+    /// counted as a failure of the run).
     pub(crate) b1: bool,
+    /// Fixed: the nodes a nested body (a fan-out's or a sub-workflow's inside a
+    /// fan-out's body) checkpoints were never saved unless the enclosing body
+    /// checkpointed a node of its own (the enclosing item then had no checkpoint path).
+    pub(crate) i1: bool,
+    /// Fixed (76b4b00): a fan-out or sub-workflow inside an item whose inputs run again
+    /// (are not all restored in the item) still had its own items restore their
+    /// checkpoints, computed from the inputs of before.
+    pub(crate) i2: bool,
+    /// Fixed (76b4b00): an item's checkpoint that the resume did not restore (an input
+    /// of its node runs again) was not discarded, so a later resume restored it once
+    /// that input was: a stale value (a cleanup task or a decision that read a failed
+    /// input).
+    pub(crate) i3: bool,
+    /// Fixed: in a resumed run that checkpoints items, the values restored for nested
+    /// runs that never started (the run stopped first) stayed alive until the run
+    /// ended, past the end of their fan-out; they now go when it ends.
+    pub(crate) i4: bool,
 }
 
 impl Gates {
@@ -427,6 +492,10 @@ impl Gates {
         f11: true,
         f14: true,
         b1: true,
+        i1: true,
+        i2: true,
+        i3: true,
+        i4: true,
     };
 
     pub(crate) fn from_env() -> Self {
@@ -438,19 +507,21 @@ impl Gates {
     }
 
     pub(crate) fn parse(value: &str) -> Self {
-        let value = value.trim();
-        if value == "1" || value.eq_ignore_ascii_case("all") {
-            return Self::ALL;
-        }
-        if value.eq_ignore_ascii_case("all,b1") {
-            return Self {
-                b1: true,
-                ..Self::ALL
-            };
-        }
+        // `all` (or `1`): every finding's kinds; or named ones (`F2,I1`).
         let mut gates = Self::default();
         for part in value.split(',').map(|p| p.trim().to_ascii_uppercase()) {
             match part.as_str() {
+                "1" | "ALL" => {
+                    gates = Self {
+                        i1: gates.i1,
+                        i4: gates.i4,
+                        ..Self::ALL
+                    }
+                }
+                "I1" => gates.i1 = true,
+                "I4" => gates.i4 = true,
+                "I2" => gates.i2 = true,
+                "I3" => gates.i3 = true,
                 "F1" => gates.f1 = true,
                 "F2" => gates.f2 = true,
                 "F3" => gates.f3 = true,
@@ -477,6 +548,10 @@ impl Gates {
             (self.f11, "F11"),
             (self.f14, "F14"),
             (self.b1, "B1"),
+            (self.i1, "I1"),
+            (self.i2, "I2"),
+            (self.i3, "I3"),
+            (self.i4, "I4"),
         ];
         let on: Vec<&str> = names.iter().filter(|(b, _)| *b).map(|(_, n)| *n).collect();
         if on.is_empty() {
@@ -510,6 +585,8 @@ fn body_text(spec: &Spec, body: &Body, params: &[String], depth: usize, out: &mu
             Some((d, k)) => format!("{pad}[d{d} arm {k}] "),
             None => pad.clone(),
         };
+        // `*`: checkpointed item by item.
+        let star = if node.ckpt && spec.durable { "*" } else { "" };
         match &node.kind {
             Kind::Decide { inputs, arms, rule } => {
                 let ins: Vec<String> = inputs
@@ -518,7 +595,7 @@ fn body_text(spec: &Spec, body: &Body, params: &[String], depth: usize, out: &mu
                     .collect();
                 let _ = writeln!(
                     out,
-                    "{pad}{} = decide {rule:?} of {arms} arms ({})",
+                    "{pad}{star}{} = decide {rule:?} of {arms} arms ({})",
                     node.name(),
                     ins.join(", ")
                 );
@@ -534,7 +611,7 @@ fn body_text(spec: &Spec, body: &Body, params: &[String], depth: usize, out: &mu
                     .collect();
                 let _ = writeln!(
                     out,
-                    "{pad}{} = branch{} of d{decision} [{}]",
+                    "{pad}{star}{} = branch{} of d{decision} [{}]",
                     node.name(),
                     if *option { "_option" } else { "" },
                     ts.join(", ")
@@ -560,7 +637,7 @@ fn body_text(spec: &Spec, body: &Body, params: &[String], depth: usize, out: &mu
                     .collect();
                 let _ = write!(
                     out,
-                    "{pad}{} = {}({})",
+                    "{pad}{star}{} = {}({})",
                     node.name(),
                     TASK_NAMES[*task],
                     ins.join(", ")
@@ -582,7 +659,7 @@ fn body_text(spec: &Spec, body: &Body, params: &[String], depth: usize, out: &mu
                 let imps: Vec<String> = imports.iter().map(show).collect();
                 let _ = write!(
                     out,
-                    "{pad}{} = for item in {}",
+                    "{pad}{star}{} = for item in {}",
                     node.name(),
                     show(collection)
                 );
@@ -605,7 +682,7 @@ fn body_text(spec: &Spec, body: &Body, params: &[String], depth: usize, out: &mu
                 let a: Vec<String> = args.iter().map(show).collect();
                 let _ = writeln!(
                     out,
-                    "{pad}{} = flow{}({}) {{",
+                    "{pad}{star}{} = flow{}({}) {{",
                     node.name(),
                     node.uid,
                     a.join(", ")
