@@ -154,9 +154,16 @@ impl FanOut {
             });
             return;
         }
+        // Restored even if the start panics (a fault caught further up).
+        struct Depth(u32);
+        impl Drop for Depth {
+            fn drop(&mut self) {
+                ITEM_DEPTH.set(self.0);
+            }
+        }
+        let _restore = Depth(depth);
         ITEM_DEPTH.set(depth + 1);
         self.start_next(next);
-        ITEM_DEPTH.set(depth);
     }
 
     fn start_next(self: &Arc<Self>, next: usize) {
@@ -355,9 +362,10 @@ impl Shared {
     /// sub-workflow `node` that never started (the run stopped first): their values go
     /// when the fan-out ends, like its items' values.
     fn drop_nested(&self, node: usize) {
-        let mut nested = self
-            .run
-            .nested
+        let Some(nested) = &self.run.nested else {
+            return;
+        };
+        let mut nested = nested
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if nested.is_empty() {
@@ -387,12 +395,10 @@ impl Shared {
     /// The nodes of this nested run that a resumed run restores, decided and decoded
     /// before the run started (`run::nested`); taken, so each is restored once.
     fn restore_nested(&self) -> Vec<(usize, Value)> {
-        let Some(path) = &self.path else {
+        let (Some(path), Some(nested)) = (&self.path, &self.run.nested) else {
             return Vec::new();
         };
-        let mut nested = self
-            .run
-            .nested
+        let mut nested = nested
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         nested.remove(&**path).unwrap_or_default()

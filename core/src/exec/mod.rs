@@ -202,8 +202,9 @@ struct RunContext {
     limits: HashMap<TaskInfo, Limiter>,
     /// A resumed run's checkpoints of nested runs (fan-out items, sub-workflows), by
     /// name (`each[17].sum`): each nested run restores its own as it starts.
-    /// Taken by each nested run as it starts (and so freed).
-    nested: std::sync::Mutex<Nested>,
+    /// Taken by each nested run as it starts (and so freed); `None` for a run that
+    /// restores no nested run, which then never takes the lock.
+    nested: Option<std::sync::Mutex<Nested>>,
     /// How checkpoints are encoded.
     format: crate::plan::CheckpointFormat,
 }
@@ -238,6 +239,17 @@ impl Drop for Shared {
                 });
             }
             None => {}
+        }
+    }
+}
+
+impl Drop for RunContext {
+    /// Values restored for nested runs that never started and whose fan-out never
+    /// ended (the run stopped before it expanded): dropped here, their `Drop` being
+    /// the user's code, behind a boundary.
+    fn drop(&mut self) {
+        if let Some(nested) = self.nested.take() {
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(nested)));
         }
     }
 }
@@ -300,7 +312,7 @@ pub(crate) async fn execute(
             limits: limited,
             sink: extras.sink,
             progress: extras.progress,
-            nested: std::sync::Mutex::new(extras.nested),
+            nested: (!extras.nested.is_empty()).then(|| std::sync::Mutex::new(extras.nested)),
             format: extras.format,
         }),
         board,

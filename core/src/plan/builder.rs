@@ -143,7 +143,7 @@ pub struct Builder<P> {
     pub(super) version: Option<u32>,
     /// Per node, how its checkpoint is encoded, if it has one.
     pub(super) codecs: Vec<Option<super::Codec>>,
-    calls: Vec<Call>,
+    pub(super) calls: Vec<Call>,
     unresolved: Vec<fn(Option<TaskError>) -> Value>,
     /// Per node, how its value is made takeable, if its one reader takes it.
     movers: Vec<Option<Mover>>,

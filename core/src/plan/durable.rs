@@ -218,12 +218,15 @@ impl<P: Params> Builder<P> {
     #[track_caller]
     #[cfg(feature = "durable")]
     pub(super) fn durable_plan(&mut self, graph: &Graph) -> Option<Durable> {
-        // Checkpoints are keyed by name, in a fan-out's body too (`each[3].name`).
+        // Checkpoints are keyed by name, in a fan-out's body too (`each[3].name`), and
+        // a fan-out's or sub-workflow's name is the path of its nested runs' ones.
         let mut seen = std::collections::HashSet::new();
         for (node, codec) in self.codecs.iter().enumerate() {
             let name = graph.name_of(node);
+            let nests =
+                matches!(&self.calls[node], super::Call::FanOut(def) if def.body.checkpoints_any);
             assert!(
-                codec.is_none() || seen.insert(name),
+                (codec.is_none() && !nests) || seen.insert(name),
                 "workflow `{}`: two checkpointed nodes are named `{name}`; a durable \
                  workflow's checkpoints are keyed by node name, so give each its own",
                 graph.name()
