@@ -116,3 +116,76 @@ fn killed_halfway_through_a_fan_out_the_resume_runs_only_the_unfinished_items() 
         );
     }
 }
+
+const MANY: &str = env!("CARGO_BIN_EXE_crash_many");
+
+#[test]
+fn a_crash_halfway_through_100_000_quick_items_loses_about_one_batch_of_them() {
+    let scratch = Scratch::new("many");
+    let command = |args: &[&str]| {
+        let mut command = Command::new(MANY);
+        command
+            .args(args)
+            .arg("--store")
+            .arg(scratch.0.join("runs.db"))
+            .env("CRASH_LOG", scratch.0.join("items.log"))
+            .env("CRASH_ITEMS", "100000")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+    let mut child = command(&["run", "--run-id", RUN]).spawn().unwrap();
+    // Killed once about half the items have finished (by the log's size: a line is
+    // at most 10 bytes).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let log_size = || std::fs::metadata(scratch.0.join("items.log")).map_or(0, |m| m.len());
+    while log_size() < 50_000 * 9 {
+        assert!(Instant::now() < deadline, "50,000 items never finished");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    assert!(
+        !child.wait().unwrap().success(),
+        "the run ended before it was killed"
+    );
+    let saved = scratch.saved_items();
+    let finished: std::collections::BTreeSet<u64> = scratch
+        .lines()
+        .iter()
+        .filter_map(|line| line.strip_prefix("end ")?.parse().ok())
+        .collect();
+    let before = scratch.lines().len();
+
+    let output = command(&["resume", RUN]).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expected: u64 = (0..100_000u64).map(|x| x * x).sum();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        expected.to_string()
+    );
+    // Items that finished before the kill but ran again: their checkpoints were
+    // queued or being committed. The fan-out stops starting items while the writer is
+    // more than a batch (4,096 entries) behind, so that is about a batch, not
+    // everything that finished faster than the disk.
+    let again: Vec<u64> = scratch.lines()[before..]
+        .iter()
+        .filter_map(|line| line.strip_prefix("end ")?.parse().ok())
+        .filter(|item| finished.contains(item))
+        .collect();
+    eprintln!(
+        "{} items finished before the kill, {} committed, {} ran again",
+        finished.len(),
+        saved.len(),
+        again.len()
+    );
+    assert!(
+        again.len() <= 2 * 4096 + 64,
+        "{} finished items ran again ({} were committed)",
+        again.len(),
+        saved.len()
+    );
+}

@@ -12,7 +12,7 @@ pub(crate) struct Entry {
 }
 
 #[cfg(feature = "durable")]
-pub(crate) use super::writer::Sink;
+pub(crate) use super::writer::{BACKLOG, Sink};
 
 /// Without the `durable` feature there is no writer: no run has a sink.
 #[cfg(not(feature = "durable"))]
@@ -23,7 +23,16 @@ impl Sink {
     pub(crate) fn send(&self, _entry: Entry) {
         match *self {}
     }
+
+    pub(crate) fn backlog(&self) -> usize {
+        match *self {}
+    }
 }
+
+/// How many entries may wait for the writer before a recording fan-out stops starting
+/// items (without the `durable` feature there is no writer, so never asked).
+#[cfg(not(feature = "durable"))]
+pub(crate) const BACKLOG: usize = 0;
 
 /// Per nested run of a resumed run (`each[17].`, `stats.`), the nodes it restores as
 /// it starts, decoded.

@@ -144,11 +144,12 @@ impl FanOut {
         // from here: past a few levels, the next one starts on rayon instead, so a
         // long run of restored items never grows this thread's stack.
         let depth = ITEM_DEPTH.get();
-        if depth >= MAX_INLINE {
+        if depth >= MAX_INLINE || self.writer_behind() {
             let fan = Arc::clone(self);
             let context = Arc::clone(&self.parent.run);
             rayon::spawn(move || {
                 guard(&context, "a capped fan-out's next item", || {
+                    fan.wait_for_writer();
                     fan.start_next(next);
                 });
             });
@@ -164,6 +165,25 @@ impl FanOut {
         let _restore = Depth(depth);
         ITEM_DEPTH.set(depth + 1);
         self.start_next(next);
+    }
+
+    /// Whether this fan-out records its items' checkpoints and the writer is more than
+    /// about a batch behind.
+    fn writer_behind(&self) -> bool {
+        let Some(sink) = self.parent.records() else {
+            return false;
+        };
+        self.def().body.checkpoints_any && sink.backlog() > checkpoint::BACKLOG
+    }
+
+    /// On a rayon thread, before starting an item: waits while the writer is more than
+    /// a batch behind, so that a crash loses about one batch of finished items, not
+    /// every item that finished faster than the disk. Never on a tokio worker (capped
+    /// starts from there go to rayon when the writer is behind), never after a stop.
+    fn wait_for_writer(&self) {
+        while self.writer_behind() && !self.parent.run.stop.is_stopped() {
+            std::thread::sleep(Duration::from_micros(200));
+        }
     }
 
     fn start_next(self: &Arc<Self>, next: usize) {
@@ -317,6 +337,7 @@ impl Shared {
         // Rayon's threads start the items and run each item's CPU roots right away, so
         // an item's state lives only while it runs, whatever the number of items.
         (0..first).into_par_iter().for_each(|index| {
+            fan.wait_for_writer();
             fan.start_item(index, def, &mut |run, job| run.run_on_rayon(job));
         });
         // With no items, this resolves the node right here.

@@ -22,7 +22,13 @@ use crate::store::{HEARTBEAT_EVERY, Lease, StoreError, guarded};
 /// The sending end: held by the run, closed when the run's last task is done.
 pub(crate) struct Sink {
     sender: mpsc::Sender<Entry>,
+    /// Entries sent and not yet saved (or given up after a failure).
+    pending: Arc<AtomicUsize>,
 }
+
+/// How many entries may wait for the writer before a recording fan-out stops starting
+/// items: about one batch, so a crash loses about one batch of items.
+pub(crate) const BACKLOG: usize = 4096;
 
 /// Resolves when every checkpoint sent is saved, or with the store's first error;
 /// with the lease, for the run to record its end. A receive error means the writer
@@ -46,6 +52,8 @@ impl Sink {
     pub(crate) fn start(lease: Lease, stop: Stop) -> Result<(Self, Flushed), StoreError> {
         let (sender, receiver) = mpsc::channel::<Entry>();
         let (flushed, done) = oneshot::channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let saved = Arc::clone(&pending);
         let store = &**lease.store();
         let location = guarded(store, "location", || Ok(store.location()))
             .unwrap_or_else(|error| error.location);
@@ -53,7 +61,7 @@ impl Sink {
             .name("aqueduct-checkpoints".into())
             .spawn(move || {
                 let _unwinding = StopOnUnwind(stop.clone());
-                let result = write(&lease, &receiver, &stop);
+                let result = write(&lease, &receiver, &stop, &saved);
                 // The run future is gone if this fails: the lease is dropped with the
                 // message, which releases it, so the run can be resumed at once.
                 let _ = flushed.send((result, lease));
@@ -62,13 +70,21 @@ impl Sink {
                 location,
                 message: format!("cannot start the checkpoint writer thread: {error}"),
             })?;
-        Ok((Self { sender }, done))
+        Ok((Self { sender, pending }, done))
     }
 
     pub(crate) fn send(&self, entry: Entry) {
         // The writer only stops after the sender is dropped (or if it died, which the
         // run learns from `Flushed`).
-        let _ = self.sender.send(entry);
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        if self.sender.send(entry).is_err() {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many entries wait for the writer.
+    pub(crate) fn backlog(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
     }
 }
 
@@ -77,7 +93,12 @@ impl Sink {
 /// may still run), but it keeps the lease alive while the run's tasks end; if even
 /// that fails (the lease was lost, or the store is gone), the run is stopped for good,
 /// so that it never runs beside a new owner.
-fn write(lease: &Lease, receiver: &mpsc::Receiver<Entry>, stop: &Stop) -> Result<(), StoreError> {
+fn write(
+    lease: &Lease,
+    receiver: &mpsc::Receiver<Entry>,
+    stop: &Stop,
+    pending: &AtomicUsize,
+) -> Result<(), StoreError> {
     let store = &**lease.store();
     let (id, owner) = (lease.run(), lease.owner());
     let mut failure: Option<StoreError> = None;
@@ -99,9 +120,11 @@ fn write(lease: &Lease, receiver: &mpsc::Receiver<Entry>, stop: &Stop) -> Result
         let wait = HEARTBEAT_EVERY.saturating_sub(renewed.elapsed());
         match receiver.recv_timeout(wait) {
             Ok(first) => {
-                for entry in std::iter::once(first).chain(receiver.try_iter().take(4095)) {
+                let mut taken = 0;
+                for entry in std::iter::once(first).chain(receiver.try_iter().take(BACKLOG - 1)) {
                     checkpoints.extend(entry.checkpoint);
                     ends.extend(entry.end);
+                    taken += 1;
                 }
                 if failure.is_none() {
                     match guarded(store, "save", || store.save(id, owner, &checkpoints, &ends)) {
@@ -114,6 +137,7 @@ fn write(lease: &Lease, receiver: &mpsc::Receiver<Entry>, stop: &Stop) -> Result
                 }
                 checkpoints.clear();
                 ends.clear();
+                pending.fetch_sub(taken, Ordering::Relaxed);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
