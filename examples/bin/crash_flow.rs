@@ -3,7 +3,6 @@
 //! the process at a chosen point and check what a resume runs again. One step is an
 //! `if`, whose condition logs too: a resume must not decide again.
 
-use std::io::Write;
 use std::time::Duration;
 
 use aqueduct::prelude::*;
@@ -11,18 +10,7 @@ use aqueduct::prelude::*;
 const STEP: Duration = Duration::from_millis(300);
 
 fn log(event: &str) {
-    let Some(path) = std::env::var_os("CRASH_LOG") else {
-        return;
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("the crash log opens");
-    // One `write` per line: with `O_APPEND` two tasks' lines never interleave.
-    file.write_all(format!("{event}\n").as_bytes())
-        .expect("the crash log takes a line");
-    file.sync_data().expect("the crash log syncs");
+    aqueduct_examples::crash_log(event, true);
 }
 
 #[task]

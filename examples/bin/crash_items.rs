@@ -2,24 +2,12 @@
 //! 50 ms and appending `start <i>` / `end <i>` to the file named by `CRASH_LOG`, so a
 //! test can kill the process halfway and check which items a resume runs again.
 
-use std::io::Write;
 use std::time::Duration;
 
 use aqueduct::prelude::*;
 
 fn log(event: &str) {
-    let Some(path) = std::env::var_os("CRASH_LOG") else {
-        return;
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("the crash log opens");
-    // One `write` per line: with `O_APPEND` two items' lines never interleave.
-    file.write_all(format!("{event}\n").as_bytes())
-        .expect("the crash log takes a line");
-    file.sync_data().expect("the crash log syncs");
+    aqueduct_examples::crash_log(event, true);
 }
 
 #[task]

@@ -3,8 +3,6 @@
 //! keeps what was written), so a test can count the items that finished before a kill
 //! but whose checkpoint was not committed.
 
-use std::io::Write;
-
 use aqueduct::prelude::*;
 
 #[task]
@@ -14,15 +12,7 @@ fn numbers(n: &u64) -> Vec<u64> {
 
 #[task]
 fn square(x: &u64) -> u64 {
-    if let Some(path) = std::env::var_os("CRASH_LOG") {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .expect("the crash log opens");
-        file.write_all(format!("end {x}\n").as_bytes())
-            .expect("the crash log takes a line");
-    }
+    aqueduct_examples::crash_log(&format!("end {x}"), false);
     x * x
 }
 

@@ -280,12 +280,7 @@ impl<P: super::Params> Builder<P> {
         let mut edges: Vec<(u32, bool)> = std::iter::once((nodes[0], false))
             .chain(nodes[1..].iter().map(|&node| (node, true)))
             .collect();
-        edges.sort_unstable();
-        edges.dedup_by(|later, first| {
-            let same = later.0 == first.0;
-            first.1 &= !same || later.1;
-            same
-        });
+        super::builder::merge_edges(&mut edges);
         let def = BranchDef {
             decision: nodes[0],
             tails: tails.iter().map(|tail| tail.map(|t| t.id)).collect(),

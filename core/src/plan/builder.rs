@@ -403,12 +403,7 @@ impl<P: Params> Builder<P> {
                 )
             })
             .collect();
-        edges.sort_unstable();
-        edges.dedup_by(|later, first| {
-            let same = later.0 == first.0;
-            first.1 &= !same || later.1;
-            same
-        });
+        merge_edges(&mut edges);
         let info = self.intern(task);
         let call: Box<NodeFn> = Box::new(move |slots| {
             call(In {
@@ -583,4 +578,15 @@ impl<P: Params> Builder<P> {
             self.codecs,
         ))
     }
+}
+
+/// Sorts `edges` (input, read as an outcome) and keeps one per input, read as an
+/// outcome only if every position that reads it takes one.
+pub(super) fn merge_edges(edges: &mut Vec<(u32, bool)>) {
+    edges.sort_unstable();
+    edges.dedup_by(|later, first| {
+        let same = later.0 == first.0;
+        first.1 &= !same || later.1;
+        same
+    });
 }
