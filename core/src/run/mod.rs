@@ -122,7 +122,10 @@ impl<P: Params, O: Send + Sync + 'static, S> Runner<P, O, S> {
     /// body of CPU tasks that make one attempt each, with no timeout, concurrency limit
     /// or cap) reports only its items that did not succeed, and a summary
     /// ([`TaskReport::items`](crate::TaskReport::items)); with this, every item's
-    /// tasks appear, as they do for a scheduled fan-out. It costs each item's slots.
+    /// tasks appear in [`RunReport::tasks`](crate::RunReport::tasks), as they do for a
+    /// scheduled fan-out. It costs each item's slots. (The printed report still sums
+    /// up a body task's rows beyond 20 items in one line, then lists the items that
+    /// failed or were skipped.)
     pub fn item_rows(mut self, every: bool) -> Self {
         self.options.item_rows = every;
         self

@@ -163,5 +163,17 @@ pub(super) fn decode(
             plan::SCHEMA,
         )));
     };
-    decode(format).map_err(bad)
+    decode(format).map_err(|message| {
+        // postcard is not self-describing: say what cannot be read back, and the way out.
+        if format.name() == "postcard" {
+            bad(format!(
+                "{message}; postcard cannot read back a type that needs `deserialize_any` \
+                 (an untagged or internally tagged enum, `serde_json::Value`, \
+                 `#[serde(flatten)]`): run such a workflow with JSON checkpoints, and start \
+                 this one again under a new run id"
+            ))
+        } else {
+            bad(message)
+        }
+    })
 }
