@@ -238,7 +238,7 @@ pub(super) fn block(
                 }
                 BodyOf::Arm { .. } => {
                     "an arm ends with its value: a task call, a `for`, an `if`, a `match`, or \
-                     a binding"
+                     a binding (a constant too is a task's output: `#[task] fn none() -> T`)"
                 }
             };
             errors.at(other, message);

@@ -1,0 +1,16 @@
+use aqueduct::prelude::*;
+
+#[path = "common/tasks.rs"]
+mod tasks;
+#[allow(unused_imports)]
+use tasks::*;
+
+fn main() {}
+
+workflow! {
+    fn flow(n: u32) -> usize {
+        let processed = process(&n);
+        let size = if n > 3 { count(&processed) } else { 0 };
+        size
+    }
+}
