@@ -238,3 +238,47 @@ fn a_decision_draws_as_a_rhombus_with_its_arms_on_its_edges() {
     assert_eq!(node.name(), "label.else.negate");
     assert_eq!(node.arm(), Some((1, 1)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_picking_an_arm_it_does_not_have_fails_naming_it() {
+    let (mut b, (n,)) = Builder::<(i64,)>::new("bad_arm", ["n"]);
+    let decision = b.decide("v.if", "n", &["then", "else"], (n,), 0, |_| Ok(5));
+    let then = b.arm(decision, 0, |b| {
+        b.node(DOUBLE, "v.then.double", (n,), |input| {
+            let (n,) = input.get();
+            Step::done(Ok(n * 2))
+        })
+    });
+    let v = b.branch_option("v", decision, then);
+    let RunOutcome { result, report, .. } = b.output(v).runner().run((1,)).await;
+    let error = result.unwrap_err().to_string();
+    assert!(error.contains("picked arm 5 of 2"), "{error}");
+    assert_eq!(status(&report, "v.then.double"), TaskStatus::Skipped);
+}
+
+#[test]
+#[should_panic(expected = "a branch takes one value per arm of its decision")]
+fn a_branch_given_fewer_values_than_arms_is_refused_when_built() {
+    let (mut b, (n,)) = Builder::<(i64,)>::new("short", ["n"]);
+    let decision = b.decide("v.if", "n", &["then", "else"], (n,), 0, |_| Ok(0));
+    let then = b.arm(decision, 0, |b| {
+        b.node(DOUBLE, "v.then.double", (n,), |input| {
+            let (n,) = input.get();
+            Step::done(Ok(n * 2))
+        })
+    });
+    let _ = b.branch("v", decision, vec![then]);
+}
+
+#[test]
+#[should_panic(expected = "arm 2 of a decision with 2 arms")]
+fn an_arm_a_decision_does_not_have_is_refused_when_built() {
+    let (mut b, (n,)) = Builder::<(i64,)>::new("no_arm", ["n"]);
+    let decision = b.decide("v.if", "n", &["then", "else"], (n,), 0, |_| Ok(0));
+    let _ = b.arm(decision, 2, |b| {
+        b.node(DOUBLE, "v.x", (n,), |input| {
+            let (n,) = input.get();
+            Step::done(Ok(n * 2))
+        })
+    });
+}
