@@ -248,27 +248,17 @@ where
                             saved.len()
                         );
                         let ends = store.task_ends(&run_id).map_err(|e| e.to_string())?;
-                        // Items beyond a few per body task: a line of counts, then the
-                        // ones that did not succeed.
-                        let groups = crate::report::item_groups(
-                            ends.iter().map(|end| (end.node.as_str(), &end.status)),
+                        let mut summary = crate::report::ItemSummary::new(
+                            ends.iter()
+                                .map(|end| (end.node.as_str(), end.status.clone())),
                         );
-                        let mut summarised = std::collections::HashSet::new();
                         for end in &ends {
-                            if let Some(key) = crate::report::item_key(&end.node)
-                                .filter(|key| groups.contains_key(key))
-                            {
-                                if summarised.insert(key.clone()) {
-                                    println!("  {key:<24} {}", groups[&key].line());
-                                }
-                                let quiet = [
-                                    crate::report::TaskStatus::Succeeded,
-                                    crate::report::TaskStatus::NotTaken,
-                                    crate::report::TaskStatus::Cancelled,
-                                ];
-                                if quiet.iter().any(|status| end.status == status.to_string()) {
-                                    continue;
-                                }
+                            let (line, shown) = summary.row(&end.node, &end.status);
+                            if let Some((key, counts)) = line {
+                                println!("  {key:<24} {counts}");
+                            }
+                            if !shown {
+                                continue;
                             }
                             println!(
                                 "  {:<24} {:<10} {} attempt(s) {:>8.1} s",

@@ -233,20 +233,54 @@ impl ItemCounts {
     }
 }
 
-/// The body tasks with more than [`ITEMS_SHOWN`] item rows, and their counts.
-pub(crate) fn item_groups<'a>(
-    rows: impl Iterator<Item = (&'a str, impl fmt::Display)>,
-) -> std::collections::HashMap<String, ItemCounts> {
-    let mut groups: std::collections::HashMap<String, ItemCounts> = Default::default();
-    for (node, status) in rows {
-        if let Some(key) = item_key(node) {
-            let counts = groups.entry(key).or_default();
-            *counts.0.entry(status.to_string()).or_default() += 1;
-            counts.1 += 1;
+/// Sums up a fan-out's item rows: past [`ITEMS_SHOWN`] rows of one body task, one
+/// line of counts (`parse[*]  9000 items: 3 failed, 8997 succeeded`) where its first
+/// row was, then only the rows that failed or were skipped. For the report's table and
+/// the CLI's `show` of an unfinished run (whose rows carry statuses as text).
+pub(crate) struct ItemSummary {
+    groups: std::collections::HashMap<String, ItemCounts>,
+    shown: std::collections::HashSet<String>,
+}
+
+/// Rows the summary's counts stand for: nothing went wrong with them.
+const QUIET: [TaskStatus; 4] = [
+    TaskStatus::Succeeded,
+    TaskStatus::Restored,
+    TaskStatus::NotTaken,
+    TaskStatus::Cancelled,
+];
+
+impl ItemSummary {
+    /// Over every row, `(node, status)`.
+    pub(crate) fn new<'a>(rows: impl Iterator<Item = (&'a str, String)>) -> Self {
+        let mut groups: std::collections::HashMap<String, ItemCounts> = Default::default();
+        for (node, status) in rows {
+            if let Some(key) = item_key(node) {
+                let counts = groups.entry(key).or_default();
+                *counts.0.entry(status).or_default() += 1;
+                counts.1 += 1;
+            }
+        }
+        groups.retain(|_, counts| counts.1 > ITEMS_SHOWN);
+        Self {
+            groups,
+            shown: Default::default(),
         }
     }
-    groups.retain(|_, counts| counts.1 > ITEMS_SHOWN);
-    groups
+
+    /// For row `node` ending with `status`: the line of counts to print before it (once
+    /// per body task: its key and counts), and whether to print the row itself.
+    pub(crate) fn row(&mut self, node: &str, status: &str) -> (Option<(String, String)>, bool) {
+        let Some(key) = item_key(node).filter(|key| self.groups.contains_key(key)) else {
+            return (None, true);
+        };
+        let quiet = QUIET.iter().any(|quiet| status == quiet.to_string());
+        let line = self.shown.insert(key.clone()).then(|| {
+            let counts = self.groups[&key].line();
+            (key, counts)
+        });
+        (line, !quiet)
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -272,22 +306,18 @@ impl fmt::Display for RunReport {
             "  {:node_w$}  {:task_w$}  {:kind_w$}  {:9}  {:>8}  {:>10}  {:>10}  {:>10}",
             "node", "task", "kind", "status", "attempts", "start", "wait", "duration"
         )?;
-        // Thousands of items' rows read as one line per body task with its counts; the
-        // rows of the items that did not succeed follow it.
-        let groups = item_groups(self.tasks.iter().map(|t| (t.node.as_str(), t.status)));
-        let mut summarised = std::collections::HashSet::new();
+        let mut summary = ItemSummary::new(
+            self.tasks
+                .iter()
+                .map(|t| (t.node.as_str(), t.status.to_string())),
+        );
         for t in &self.tasks {
-            if let Some((key, counts)) =
-                item_key(&t.node).and_then(|k| Some((k.clone(), groups.get(&k)?)))
-            {
-                if summarised.insert(key.clone()) {
-                    writeln!(f, "  {key:node_w$}  {}", counts.line())?;
-                }
-                if t.status.succeeded()
-                    || matches!(t.status, TaskStatus::NotTaken | TaskStatus::Cancelled)
-                {
-                    continue;
-                }
+            let (line, shown) = summary.row(&t.node, &t.status.to_string());
+            if let Some((key, counts)) = line {
+                writeln!(f, "  {key:node_w$}  {counts}")?;
+            }
+            if !shown {
+                continue;
             }
             let start = t.started_at.map(ms).unwrap_or_else(|| "-".into());
             let status = match t.status {

@@ -252,14 +252,15 @@ impl<P: Params> Builder<P> {
 /// (topological) order: a node with a checkpoint (`has`) is restored if every input it
 /// read is (parameters always are) — a branch needs only its decision and the arm the
 /// decision took — and is then decoded (`decode`, whose error stops the resume); a
-/// checkpoint not restored is `stale`, to be discarded.
+/// checkpoint not restored is `stale`, to be discarded. Returns the restored nodes'
+/// values, and per node whether it counts as restored (parameters do).
 #[cfg(feature = "durable")]
 pub(crate) fn restore<E>(
     plan: &super::Plan,
     has: impl Fn(usize) -> bool,
     mut decode: impl FnMut(usize) -> Result<Value, E>,
     mut stale: impl FnMut(usize),
-) -> Result<Vec<(usize, Value)>, E> {
+) -> Result<(Vec<(usize, Value)>, Vec<bool>), E> {
     use crate::task::Kind;
     let graph = &plan.graph;
     let mut restored = vec![false; graph.len()];
@@ -293,5 +294,5 @@ pub(crate) fn restore<E>(
         values.push((node, value));
         restored[node] = true;
     }
-    Ok(values)
+    Ok((values, restored))
 }

@@ -15,7 +15,6 @@ use crate::plan::{self, Call, Params, Plan};
 use crate::progress::Progress;
 use crate::report::RunReport;
 use crate::store::{Checkpoint, Claim, Lease, RunRecord, Store, StoreError, guarded, new_owner};
-use crate::task::Kind;
 use crate::value::Value;
 
 /// What a durable run starts from: its parameters, the restored nodes' values, and its
@@ -332,7 +331,7 @@ fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Restorabl
     }
     let mut stale = Vec::new();
     let checkpoints = std::cell::RefCell::new(by_node);
-    let values = plan::restore(
+    let (values, restored) = plan::restore(
         plan,
         |node| checkpoints.borrow()[node].is_some() && codec_of(node).is_some(),
         |node| {
@@ -345,13 +344,6 @@ fn restorable(plan: &Plan, id: &str, saved: Vec<Checkpoint>) -> Result<Restorabl
         |node| stale.push(graph.name_of(node).to_owned()),
     )?;
     // Nested runs' checkpoints, decided at every depth by the same rule.
-    let mut restored = vec![false; graph.len()];
-    for node in (0..graph.len()).filter(|&n| graph.kind(n) == Kind::Param) {
-        restored[node] = true;
-    }
-    for (node, _) in &values {
-        restored[*node] = true;
-    }
     let mut rows = super::nested::NestedRows::new(id, nested);
     rows.walk(plan, "", &restored)?;
     stale.append(&mut rows.stale);

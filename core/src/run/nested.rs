@@ -11,7 +11,6 @@ use crate::error::Error;
 use crate::exec::Nested;
 use crate::plan::{self, Call, Plan};
 use crate::store::Checkpoint;
-use crate::task::Kind;
 use crate::value::Value;
 
 /// The nested rows of run `id`, being sorted into restored and stale.
@@ -72,7 +71,7 @@ impl<'a> NestedRows<'a> {
         let rows = std::cell::RefCell::new(&mut self.rows);
         let mut stale = Vec::new();
         let id = self.id;
-        let values = plan::restore(
+        let (values, restored) = plan::restore(
             body,
             |node| body.codecs[node].is_some() && rows.borrow().contains_key(&name(node)),
             |node| {
@@ -83,13 +82,6 @@ impl<'a> NestedRows<'a> {
             |node| stale.push(name(node)),
         )?;
         self.stale.extend(stale);
-        let mut restored = vec![false; graph.len()];
-        for node in (0..graph.len()).filter(|&n| graph.kind(n) == Kind::Param) {
-            restored[node] = true;
-        }
-        for (node, _) in &values {
-            restored[*node] = true;
-        }
         self.walk(body, &run, &restored)?;
         self.restored.insert(run, values);
         Ok(())
