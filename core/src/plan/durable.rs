@@ -248,6 +248,10 @@ impl<P: Params> Builder<P> {
     }
 }
 
+/// The restored nodes' values, and per node whether it counts as restored.
+#[cfg(feature = "durable")]
+pub(crate) type Restored = (Vec<(usize, Value)>, Vec<bool>);
+
 /// Which checkpointed nodes of a run of `plan` a resume restores, in one pass in node
 /// (topological) order: a node with a checkpoint (`has`) is restored if every input it
 /// read is (parameters always are) — a branch needs only its decision and the arm the
@@ -260,7 +264,7 @@ pub(crate) fn restore<E>(
     has: impl Fn(usize) -> bool,
     mut decode: impl FnMut(usize) -> Result<Value, E>,
     mut stale: impl FnMut(usize),
-) -> Result<(Vec<(usize, Value)>, Vec<bool>), E> {
+) -> Result<Restored, E> {
     use crate::task::Kind;
     let graph = &plan.graph;
     let mut restored = vec![false; graph.len()];
