@@ -1,6 +1,6 @@
-//! `if` and `match` in a workflow: their syntax turned into a [`Branch`], the names
-//! their conditions read (rewritten to read the run's values by reference), and the
-//! scope of each arm.
+//! `if` and `match` in a workflow: their syntax turned into a [`Branch`], and the
+//! scope of each arm. What a condition reads is `condition.rs`'s; what a pattern means,
+//! `patterns.rs`'s.
 //!
 //! The conditions, patterns and guards stay the user's Rust: the expansion puts them
 //! in a real `if`/`match` in the decision's closure, so a condition that is not a
@@ -8,21 +8,17 @@
 
 use std::rc::Rc;
 
-use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Group, Ident, Span};
 use quote::ToTokens;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprIf, ExprMatch, Pat, Stmt};
+use syn::{Expr, ExprIf, ExprMatch, Stmt};
 
+use super::condition::{pretty, read_local, rewrite};
 use super::parse::{BodyOf, block};
+use super::patterns::{bound_names, names_outcome, place, segment_of};
 use super::validate::Scope;
 use super::{Arm, Branch, Form, Part, Read, Tail};
 use crate::errors::Errors;
-
-/// The local a decision's closure binds a read name to (a reference to its value).
-pub(super) fn read_local(ident: &Ident) -> Ident {
-    let span = Span::mixed_site().located_at(ident.span());
-    quote::format_ident!("__aqueduct_c_{}", ident, span = span)
-}
 
 /// `if …` or `match …` as a node's value or a body's tail.
 pub(super) fn branch(
@@ -347,257 +343,4 @@ pub(super) fn not_a_place(ident: &Ident, errors: &mut Errors) {
              task compute the value"
         ),
     );
-}
-
-/// `tokens` with every name of `scope` (but `shadowed`) replaced by a read of its value,
-/// `(*__aqueduct_c_name)` spanned at the name; each name read once in `reads`. A name
-/// is a token not after `.` or `::`, and not before `::`, `!` or a lone `:`.
-fn rewrite(
-    tokens: TokenStream,
-    scope: &Scope,
-    shadowed: &[String],
-    reads: &mut Vec<Read>,
-) -> TokenStream {
-    // The condition's own names (a closure's parameters, a `let` in a block) are not the
-    // workflow's, wherever they appear in it.
-    let mut own = shadowed.to_vec();
-    locals(&tokens, &mut own);
-    replace(tokens, scope, &own, reads)
-}
-
-/// The names `tokens` binds itself: the parameters of its closures (`|x, y: u32|` at the
-/// start of an expression) and the names its `let`s bind.
-fn locals(tokens: &TokenStream, out: &mut Vec<String>) {
-    let tokens: Vec<TokenTree> = tokens.clone().into_iter().collect();
-    let is = |at: usize, ch: char| matches!(tokens.get(at), Some(TokenTree::Punct(p)) if p.as_char() == ch);
-    let mut index = 0;
-    while index < tokens.len() {
-        match &tokens[index] {
-            TokenTree::Group(group) => locals(&group.stream(), out),
-            TokenTree::Ident(ident) if ident == "let" => {
-                let mut at = index + 1;
-                while at < tokens.len() && !is(at, '=') && !is(at, ';') {
-                    if let TokenTree::Ident(name) = &tokens[at] {
-                        out.push(name.to_string());
-                    }
-                    if is(at, ':') {
-                        break;
-                    }
-                    at += 1;
-                }
-            }
-            // A closure starts an expression: at the start, or after `(`, `,`, `=` or
-            // `move`; `a | b` is an `or`.
-            TokenTree::Punct(p) if p.as_char() == '|' => {
-                let starts = index == 0
-                    || is(index - 1, ',')
-                    || is(index - 1, '=')
-                    || matches!(&tokens[index - 1], TokenTree::Ident(i) if i == "move");
-                if starts {
-                    let mut at = index + 1;
-                    let mut typed = false;
-                    while at < tokens.len() && !is(at, '|') {
-                        match &tokens[at] {
-                            TokenTree::Ident(name) if !typed => out.push(name.to_string()),
-                            TokenTree::Punct(p) if p.as_char() == ':' => typed = true,
-                            TokenTree::Punct(p) if p.as_char() == ',' => typed = false,
-                            _ => {}
-                        }
-                        at += 1;
-                    }
-                    index = at;
-                }
-            }
-            _ => {}
-        }
-        index += 1;
-    }
-}
-
-/// `tokens` with every name of `scope` but `shadowed` replaced by a read of its value.
-fn replace(
-    tokens: TokenStream,
-    scope: &Scope,
-    shadowed: &[String],
-    reads: &mut Vec<Read>,
-) -> TokenStream {
-    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
-    let mut out = Vec::with_capacity(tokens.len());
-    for (index, token) in tokens.iter().enumerate() {
-        match token {
-            TokenTree::Group(group) => {
-                let inner = replace(group.stream(), scope, shadowed, reads);
-                let mut rewritten = Group::new(group.delimiter(), inner);
-                rewritten.set_span(group.span());
-                out.push(TokenTree::Group(rewritten));
-            }
-            TokenTree::Ident(ident)
-                if is_name(&tokens, index)
-                    && scope.knows(ident)
-                    && !shadowed.contains(&ident.to_string()) =>
-            {
-                if !reads.iter().any(|read| read.ident == *ident) {
-                    reads.push(Read {
-                        ident: ident.clone(),
-                        part: scope.part(ident),
-                        outcome: false,
-                    });
-                }
-                let local = read_local(ident);
-                let mut group = Group::new(
-                    Delimiter::Parenthesis,
-                    quote::quote_spanned!(ident.span()=> *#local),
-                );
-                group.set_span(ident.span());
-                out.push(TokenTree::Group(group));
-            }
-            other => out.push(other.clone()),
-        }
-    }
-    out.into_iter().collect()
-}
-
-/// Whether the identifier at `index` is a value's name rather than a field, a path's
-/// segment, a macro's name or a field of a struct literal.
-fn is_name(tokens: &[TokenTree], index: usize) -> bool {
-    let punct = |at: Option<&TokenTree>, ch: char| matches!(at, Some(TokenTree::Punct(p)) if p.as_char() == ch);
-    let before = index.checked_sub(1).and_then(|i| tokens.get(i));
-    let before_that = index.checked_sub(2).and_then(|i| tokens.get(i));
-    let after = tokens.get(index + 1);
-    // `a.name`, `path::name`, `'name`: not a value's name. `field: name` is.
-    let path = punct(before, ':') && punct(before_that, ':');
-    if punct(before, '.') || path || punct(before, '\'') {
-        return false;
-    }
-    // `name::…`, `name!(…)`, `name: value` (a struct literal's field).
-    !(punct(after, ':') || punct(after, '!'))
-}
-
-/// The scrutinee as a place: a binding and its fields (`processed.kind`).
-fn place(expr: &Expr) -> Option<(Ident, Vec<(syn::Token![.], syn::Member)>)> {
-    let mut fields = Vec::new();
-    let mut at = expr;
-    loop {
-        match at {
-            Expr::Field(field) => {
-                fields.push((field.dot_token, field.member.clone()));
-                at = &field.base;
-            }
-            Expr::Paren(paren) => at = &paren.expr,
-            Expr::Path(path) if path.qself.is_none() => {
-                let ident = path.path.get_ident()?.clone();
-                fields.reverse();
-                return Some((ident, fields));
-            }
-            _ => return None,
-        }
-    }
-}
-
-/// Whether a pattern matches what became of a binding: it names `Outcome::…`.
-fn names_outcome(pat: &Pat) -> bool {
-    let outcome = |path: &syn::Path| {
-        let segments: Vec<_> = path.segments.iter().collect();
-        segments.len() >= 2 && segments[segments.len() - 2].ident == "Outcome"
-    };
-    match pat {
-        Pat::TupleStruct(p) => outcome(&p.path),
-        Pat::Path(p) => outcome(&p.path),
-        Pat::Struct(p) => outcome(&p.path),
-        Pat::Or(p) => p.cases.iter().any(names_outcome),
-        Pat::Ident(p) => p.subpat.as_ref().is_some_and(|(_, sub)| names_outcome(sub)),
-        _ => false,
-    }
-}
-
-/// The names a pattern binds. An identifier that starts with an upper-case letter is
-/// a unit variant or a constant (`None`, `MAX`), as rustc reads it by convention.
-pub(super) fn bound_names(pat: &Pat) -> Vec<Ident> {
-    let mut names = Vec::new();
-    fn walk(pat: &Pat, names: &mut Vec<Ident>) {
-        match pat {
-            Pat::Ident(p) => {
-                let upper = p.ident.to_string().starts_with(char::is_uppercase);
-                if !upper || p.subpat.is_some() {
-                    names.push(p.ident.clone());
-                }
-                if let Some((_, sub)) = &p.subpat {
-                    walk(sub, names);
-                }
-            }
-            Pat::Tuple(p) => p.elems.iter().for_each(|p| walk(p, names)),
-            Pat::TupleStruct(p) => p.elems.iter().for_each(|p| walk(p, names)),
-            Pat::Struct(p) => p.fields.iter().for_each(|f| walk(&f.pat, names)),
-            Pat::Slice(p) => p.elems.iter().for_each(|p| walk(p, names)),
-            Pat::Reference(p) => walk(&p.pat, names),
-            Pat::Type(p) => walk(&p.pat, names),
-            Pat::Paren(p) => walk(&p.pat, names),
-            // Every case binds the same names.
-            Pat::Or(p) => {
-                if let Some(first) = p.cases.first() {
-                    walk(first, names);
-                }
-            }
-            _ => {}
-        }
-    }
-    walk(pat, &mut names);
-    names
-}
-
-/// A short name for an arm in its nodes' names: the variant a pattern names (`Csv` for
-/// `Kind::Csv(text)`), `_` for a wildcard.
-fn segment_of(pat: &Pat) -> Option<String> {
-    let last = |path: &syn::Path| path.segments.last().map(|s| s.ident.to_string());
-    match pat {
-        Pat::TupleStruct(p) => last(&p.path),
-        Pat::Path(p) => last(&p.path),
-        Pat::Struct(p) => last(&p.path),
-        Pat::Wild(_) => Some("_".to_owned()),
-        Pat::Ident(p) if p.subpat.is_none() => Some(p.ident.to_string()),
-        _ => None,
-    }
-}
-
-/// When an arm's value is a part, the binding whose whole value it is: `data` in
-/// `Outcome::Ok(data) => data`, `v` in `v => v` on a binding. Any other part is a
-/// piece of a value, which a branch cannot share in place.
-pub(super) fn whole_value(part: &Part, name: &Ident) -> bool {
-    if !part.fields.is_empty() {
-        return false;
-    }
-    let binds = |pat: &Pat| matches!(pat, Pat::Ident(p) if p.ident == *name && p.subpat.is_none() && p.by_ref.is_none());
-    match &part.pattern {
-        Pat::TupleStruct(p) if part.outcome => {
-            p.path.segments.last().is_some_and(|s| s.ident == "Ok")
-                && p.elems.len() == 1
-                && p.elems.first().is_some_and(binds)
-        }
-        pat if !part.outcome => binds(pat),
-        _ => false,
-    }
-}
-
-/// Tokens as a person writes them: `Format::Csv(text)`, `p.score > 80`, not
-/// `Format :: Csv (text)`.
-fn pretty(tokens: &TokenStream) -> String {
-    let mut text = tokens.to_string();
-    for (spaced, tight) in [
-        (" :: ", "::"),
-        (" . ", "."),
-        (" (", "("),
-        ("( ", "("),
-        (" )", ")"),
-        (" ,", ","),
-        ("& ", "&"),
-        ("! ", "!"),
-        (" !", "!"),
-        (" [", "["),
-        ("[ ", "["),
-        (" ]", "]"),
-        (" : ", ": "),
-    ] {
-        text = text.replace(spaced, tight);
-    }
-    text
 }

@@ -8,7 +8,7 @@ use quote::{ToTokens, quote, quote_spanned};
 
 use syn::spanned::Spanned;
 
-use super::branch::read_local;
+use super::condition::read_local;
 use super::expand::{Cx, emit_nodes, emit_tail, handle, local, unread};
 use super::{Branch, Form, Part, Tail};
 

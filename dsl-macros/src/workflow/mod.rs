@@ -19,9 +19,11 @@
 
 mod attrs;
 mod branch;
+mod condition;
 mod expand;
 mod expand_branch;
 mod parse;
+mod patterns;
 mod validate;
 
 use std::rc::Rc;

@@ -10,9 +10,9 @@ use syn::{
 };
 
 use super::attrs::{crate_path, durable, loop_cap};
-use super::branch;
 use super::validate::{OPTION_VALUE, Scope};
 use super::{Arg, Call, Init, Loop, Node, Tail, Workflow};
+use super::{branch, patterns};
 use crate::errors::Errors;
 
 /// The macro input as written.
@@ -289,7 +289,7 @@ fn named_tail(
     moved_into: Option<String>,
 ) -> Option<Tail> {
     if let (BodyOf::Arm { .. }, Some(part)) = (of, scope.part(ident)) {
-        if !part.place || !branch::whole_value(&part, ident) {
+        if !part.place || !patterns::whole_value(&part, ident) {
             errors.at(
                 ident,
                 format!(
