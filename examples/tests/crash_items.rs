@@ -25,7 +25,12 @@ impl Scratch {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
+        self.command_of(BIN, args)
+    }
+
+    /// `bin args --store …` with its log here.
+    fn command_of(&self, bin: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(bin);
         command
             .args(args)
             .arg("--store")
@@ -123,15 +128,8 @@ const MANY: &str = env!("CARGO_BIN_EXE_crash_many");
 fn a_crash_halfway_through_100_000_quick_items_loses_about_one_batch_of_them() {
     let scratch = Scratch::new("many");
     let command = |args: &[&str]| {
-        let mut command = Command::new(MANY);
-        command
-            .args(args)
-            .arg("--store")
-            .arg(scratch.0.join("runs.db"))
-            .env("CRASH_LOG", scratch.0.join("items.log"))
-            .env("CRASH_ITEMS", "100000")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut command = scratch.command_of(MANY, args);
+        command.env("CRASH_ITEMS", "100000");
         command
     };
     let mut child = command(&["run", "--run-id", RUN]).spawn().unwrap();
