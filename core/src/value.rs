@@ -316,6 +316,17 @@ pub(crate) fn arm_of(record: &Record) -> Option<u32> {
         .copied()
 }
 
+/// Takes what became of node `node` out of `slots` (a run that has ended), following
+/// the value of an `if` or `match` to the arm it took; its record stays, without a
+/// value. `None` if the node has no record or its value is not an `Outcome<T>` (an
+/// import of an outer run's value, which is not this run's to give).
+pub(crate) fn take_outcome<T: 'static>(slots: &mut [Slot], node: usize) -> Option<Outcome<T>> {
+    let node = aliased(slots, node);
+    let record = slots.get_mut(node)?.get_mut()?;
+    let value = std::mem::replace(&mut record.value, Box::new(()));
+    value.downcast::<Outcome<T>>().ok().map(|outcome| *outcome)
+}
+
 /// The value of a node that is another's: `Import::Local(node)`.
 pub(crate) fn alias(node: usize) -> Value {
     Box::new(Import::Local(node as u32))

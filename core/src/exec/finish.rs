@@ -176,17 +176,12 @@ impl Finished {
             return Err(error);
         }
         // The value of an `if` or `match` is the value of the arm it took.
-        let output = crate::value::aliased(&self.slots, graph.output());
         let not_taken = self.status(graph.output()) == TaskStatus::NotTaken;
-        let mut slots = self.slots.into_vec();
-        // Taken, not removed: the other nodes keep their places for the error below.
-        let output = std::mem::take(&mut slots[output])
-            .into_inner()
-            .and_then(|record| record.value.downcast::<task::Outcome<O>>().ok())
-            .and_then(|outcome| match *outcome {
-                task::Outcome::Ok(value) => Some(value),
-                _ => None,
-            });
+        let mut slots = self.slots;
+        let output = match crate::value::take_outcome::<O>(&mut slots, graph.output()) {
+            Some(task::Outcome::Ok(value)) => Some(value),
+            _ => None,
+        };
         output.ok_or_else(|| {
             // A failure a `match` handled, whose other readers were skipped up to the
             // output: that failure is why.

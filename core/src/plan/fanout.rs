@@ -3,7 +3,7 @@
 //! failed ([`ItemsFailed`]).
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use super::Plan;
 use crate::task::{Outcome, TaskError};
@@ -163,18 +163,17 @@ pub(super) fn assemble<T: Send + Sync + 'static>(
 ) -> Result<Value, TaskError> {
     let outcomes: Vec<Outcome<T>> = items
         .iter_mut()
-        .map(|slots| {
-            // The value of an `if` or `match` is the value of the arm it took.
-            let tail = aliased_tail(slots, tail);
-            slots
-                .get_mut(tail)
-                .and_then(OnceLock::get_mut)
-                .map(|record| std::mem::replace(&mut record.value, Box::new(())))
-                .and_then(|value| value.downcast::<Outcome<T>>().ok())
-                .map_or(Outcome::Skipped, |outcome| *outcome)
-        })
+        .map(|slots| take_tail(slots, tail).unwrap_or(Outcome::Skipped))
         .collect();
     gathered(outcomes)
+}
+
+/// What became of an item's tail (see [`crate::value::take_outcome`]); `None` if the
+/// item kept no slots (a fused item that succeeded gives its value straight away).
+fn take_tail<T: 'static>(slots: &mut [Slot], tail: usize) -> Option<Outcome<T>> {
+    (tail < slots.len())
+        .then(|| crate::value::take_outcome(slots, tail))
+        .flatten()
 }
 
 /// The node whose value an item's tail holds (see [`crate::value::aliased`]); the tail
@@ -204,13 +203,8 @@ pub(super) fn assemble_one<T: Send + Sync + 'static>(
     items: &mut [Box<[Slot]>],
     tail: usize,
 ) -> Result<Value, TaskError> {
-    let outcome = items
-        .first_mut()
-        .and_then(|slots| slots.get_mut(aliased_tail(slots, tail)))
-        .and_then(OnceLock::get_mut)
-        .map(|record| std::mem::replace(&mut record.value, Box::new(())))
-        .and_then(|value| value.downcast::<Outcome<T>>().ok());
-    match outcome.map(|outcome| *outcome) {
+    let outcome = items.first_mut().and_then(|slots| take_tail(slots, tail));
+    match outcome {
         Some(Outcome::Ok(value)) => Ok(ok::<T>(value)),
         Some(Outcome::Failed(error)) => Err(error),
         // An `if` or `match` whose arm gave one of the workflow's parameters (their
