@@ -4,8 +4,9 @@ use std::future::Future;
 use std::marker::PhantomData;
 
 pub use crate::plan::{Builder, Decision, Handle, In, Step};
+pub use crate::plan::{CacheKey, Inputs, Params};
 pub use crate::retry::{Backoff, RetryPolicy};
-pub use crate::task::{Kind, Outcome, TaskError, TaskInfo, TaskReturn};
+pub use crate::task::{CachePolicy, Kind, Outcome, TaskError, TaskInfo, TaskReturn};
 pub use crate::value::Slot;
 pub use crate::{Error, Workflow};
 pub use std::sync::OnceLock;
@@ -28,6 +29,8 @@ pub trait Task: 'static {
     /// (`T`) or [`Cloned`] (`T` of a `retry_clones` task), padded with `Required` to
     /// twelve.
     type Inputs;
+    /// [`Cached`] for `#[task(cache)]`, else [`NoCache`].
+    type Cache;
     /// Name and kind.
     const INFO: TaskInfo;
     /// Splits the return value into success and failure.
@@ -190,6 +193,90 @@ macro_rules! nth {
 
 nth!(0 => A, 1 => B, 2 => C, 3 => D, 4 => E, 5 => F, 6 => G, 7 => H, 8 => I, 9 => J, 10 => K, 11 => L);
 
+/// A task without `cache`: its calls are never looked up.
+pub enum NoCache {}
+/// A task with `cache`: each call's inputs make its key.
+pub enum Cached {}
+
+/// Registers a node of a cached task with its key function; nothing for the others.
+pub trait CacheMode<T> {
+    /// `builder.cache(node, inputs, key)` for a cached task.
+    fn register<P, I, K>(builder: &mut Builder<P>, node: Handle<T>, inputs: I, key: K)
+    where
+        P: Params,
+        I: Inputs,
+        K: for<'a, 'i> Fn(In<'a, 'i, I>, &mut CacheKey) -> Result<(), String>
+            + Send
+            + Sync
+            + 'static;
+}
+
+impl<T> CacheMode<T> for NoCache {
+    fn register<P, I, K>(_: &mut Builder<P>, _: Handle<T>, _: I, _: K) {}
+}
+
+#[cfg(feature = "durable")]
+impl<T: crate::plan::Checkpointable> CacheMode<T> for Cached {
+    fn register<P, I, K>(builder: &mut Builder<P>, node: Handle<T>, inputs: I, key: K)
+    where
+        P: Params,
+        I: Inputs,
+        K: for<'a, 'i> Fn(In<'a, 'i, I>, &mut CacheKey) -> Result<(), String>
+            + Send
+            + Sync
+            + 'static,
+    {
+        builder.cache(node, inputs, key);
+    }
+}
+
+/// Adds one input of a call to its cache key: nothing for a task that is not cached.
+pub trait KeyPart<A: ?Sized> {
+    /// Adds `part`.
+    fn add(key: &mut CacheKey, part: &A) -> Result<(), String>;
+}
+
+impl<A: ?Sized> KeyPart<A> for NoCache {
+    fn add(_: &mut CacheKey, _: &A) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[cfg(feature = "durable")]
+impl<A: serde::Serialize + ?Sized> KeyPart<A> for Cached {
+    fn add(key: &mut CacheKey, part: &A) -> Result<(), String> {
+        key.add(part)
+    }
+}
+
+/// A cached task's input is hashed through serde.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an input of a cached task",
+    label = "`cache` keys this task's results by its inputs' serde encoding",
+    note = "derive `serde::Serialize` for it, or remove `cache`"
+)]
+pub trait CacheInput {}
+
+#[diagnostic::do_not_recommend]
+impl<T: serde::Serialize + ?Sized> CacheInput for T {}
+
+/// A cached task's output is saved and loaded through serde.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the output of a cached task",
+    label = "`cache` saves this task's result and loads it in later runs",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it, or remove `cache`"
+)]
+pub trait CacheOutput {}
+
+#[diagnostic::do_not_recommend]
+impl<T: serde::Serialize + serde::de::DeserializeOwned> CacheOutput for T {}
+
+/// Checks a cached task's input type at `cache`.
+pub const fn assert_cache_input<T: CacheInput + ?Sized>() {}
+
+/// Checks a cached task's output type at `cache`.
+pub const fn assert_cache_output<T: CacheOutput>() {}
+
 /// Names task `M` once in the expansion, so a missing `#[task]` is reported once.
 pub struct Marker<M>(PhantomData<fn() -> M>);
 
@@ -239,6 +326,50 @@ impl<M: Task<Output: TaskOutput>> Marker<M> {
         <M::Inputs as Nth<N>>::Kind: Take<T>,
     {
         <<M::Inputs as Nth<N>>::Kind as Take<T>>::take(slots, input, M::INFO.retry.retries + 1)
+    }
+
+    /// Registers this node's key function if the task is cached.
+    pub fn cache<P, I, K>(
+        self,
+        builder: &mut Builder<P>,
+        node: Handle<M::Output>,
+        inputs: I,
+        key: K,
+    ) where
+        M::Cache: CacheMode<M::Output>,
+        P: Params,
+        I: Inputs,
+        K: for<'a, 'i> Fn(In<'a, 'i, I>, &mut CacheKey) -> Result<(), String>
+            + Send
+            + Sync
+            + 'static,
+    {
+        <M::Cache as CacheMode<M::Output>>::register(builder, node, inputs, key);
+    }
+
+    /// Adds an input read by reference to a cached call's key.
+    pub fn key_part<A: ?Sized>(self, key: &mut CacheKey, part: &A) -> Result<(), String>
+    where
+        M::Cache: KeyPart<A>,
+    {
+        <M::Cache as KeyPart<A>>::add(key, part)
+    }
+
+    /// Adds input `N`, which the task takes by value, to a cached call's key, before the
+    /// call takes it.
+    pub fn key_moved<const N: usize, T: 'static>(
+        self,
+        key: &mut CacheKey,
+        slots: &[Slot],
+        input: Handle<T>,
+    ) -> Result<(), String>
+    where
+        M::Cache: KeyPart<T>,
+    {
+        crate::value::peek_slot::<T, _>(slots, input.index() as u32, |value| {
+            <M::Cache as KeyPart<T>>::add(key, value)
+        })
+        .unwrap_or_else(|| Err("the input was moved already".to_owned()))
     }
 
     /// Wraps a call of the task's function.

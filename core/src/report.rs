@@ -28,13 +28,20 @@ pub enum TaskStatus {
     /// fallback ran): the run does not fail because of it. Its attempts and error are
     /// kept.
     Handled,
+    /// A cached task (`#[task(cache)]`) whose result an earlier run computed with the
+    /// same code and inputs: loaded from the store, not run ([`TaskReport::cached_from`]
+    /// names that run).
+    Cached,
 }
 
 impl TaskStatus {
-    /// Whether the node has its value: it succeeded, now or in the run it was restored
-    /// from.
+    /// Whether the node has its value: it succeeded, now, in the run it was restored
+    /// from, or in the run whose cached result it loaded.
     pub fn succeeded(self) -> bool {
-        matches!(self, TaskStatus::Succeeded | TaskStatus::Restored)
+        matches!(
+            self,
+            TaskStatus::Succeeded | TaskStatus::Restored | TaskStatus::Cached
+        )
     }
 }
 
@@ -49,6 +56,7 @@ impl fmt::Display for TaskStatus {
             TaskStatus::Restored => "restored",
             TaskStatus::NotTaken => "not taken",
             TaskStatus::Handled => "handled",
+            TaskStatus::Cached => "cached",
         })
     }
 }
@@ -83,6 +91,10 @@ pub struct TaskReport {
     /// For a fan-out that had items: how many, and how they ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<ItemsReport>,
+    /// For a [`Cached`](TaskStatus::Cached) task, the id of the run that computed the
+    /// result it loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_from: Option<String>,
 }
 
 /// The items of a fan-out: how many, how they ran, how many have rows.
@@ -243,9 +255,10 @@ pub(crate) struct ItemSummary {
 }
 
 /// Rows the summary's counts stand for: nothing went wrong with them.
-const QUIET: [TaskStatus; 4] = [
+const QUIET: [TaskStatus; 5] = [
     TaskStatus::Succeeded,
     TaskStatus::Restored,
+    TaskStatus::Cached,
     TaskStatus::NotTaken,
     TaskStatus::Cancelled,
 ];
@@ -340,6 +353,9 @@ impl fmt::Display for RunReport {
                 if let Some(error) = &attempt.error {
                     writeln!(f, "  {:node_w$}  attempt {}: {error}", "", n + 1)?;
                 }
+            }
+            if let Some(run) = &t.cached_from {
+                writeln!(f, "  {:node_w$}  result computed by run {run}", "")?;
             }
             if let Some(items) = t
                 .items

@@ -74,6 +74,27 @@ pub struct TaskInfo {
     /// API, a connection pool); `None` for no limit. The others wait without holding
     /// a thread.
     pub concurrency: Option<u32>,
+    /// `#[task(cache)]`: the task's result is kept in the run's store under a key made
+    /// of its code and its inputs, and a later run with the same key loads it instead
+    /// of calling the task. `None` for a task that is always called.
+    pub cache: Option<CachePolicy>,
+}
+
+/// How a cached task's results are kept (`#[task(cache)]`, `#[task(cache = "7d",
+/// version = 2)]`).
+///
+/// A result is found again only by a call with the same [`code`](Self::code), the same
+/// [`version`](Self::version) and inputs whose serde encodings are equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CachePolicy {
+    /// A hash of the task function's tokens, which `#[task]` computes: a change of the
+    /// function's signature or body makes a new key. It does not see the functions the
+    /// task calls, nor the crates it uses: bump `version` when those change.
+    pub code: u64,
+    /// Bumped by the user when something the code hash does not see changes.
+    pub version: u32,
+    /// How long a result stays usable; `None` for ever (until `cache clear`).
+    pub ttl: Option<Duration>,
 }
 
 impl TaskInfo {
@@ -92,6 +113,7 @@ impl TaskInfo {
             timeout: None,
             outcome_inputs: 0,
             concurrency: None,
+            cache: None,
         }
     }
 }

@@ -40,6 +40,8 @@ pub(crate) struct History {
     pub(crate) retried: Vec<FailedAttempt>,
     /// For a fan-out, its items' runs.
     pub(crate) items: ItemRuns,
+    /// For a cached task whose result was loaded, the run that computed it.
+    pub(crate) cached_from: Option<Box<str>>,
 }
 
 impl Record {
@@ -66,6 +68,7 @@ impl Record {
                 error,
                 retried,
                 items,
+                cached_from: None,
             })
         });
         Self {
@@ -74,6 +77,24 @@ impl Record {
             history,
             status,
         }
+    }
+
+    /// Marks a cached task's result as loaded, computed by run `run`.
+    pub(crate) fn set_cached_from(&mut self, run: Box<str>) {
+        let history = self.history.get_or_insert_with(|| {
+            Box::new(History {
+                error: None,
+                retried: Vec::new(),
+                items: ItemRuns::default(),
+                cached_from: None,
+            })
+        });
+        history.cached_from = Some(run);
+    }
+
+    /// For a cached task whose result was loaded, the run that computed it.
+    pub(crate) fn cached_from(&self) -> Option<&str> {
+        self.history.as_ref()?.cached_from.as_deref()
     }
 
     pub(crate) fn error(&self) -> Option<&TaskError> {
@@ -295,6 +316,16 @@ fn moved<T: 'static>(slots: &[Slot], id: u32) -> std::sync::MutexGuard<'_, Movin
         .unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Runs `read` on the value of node `id` that its one reader will take, before it does
+/// (a cached task's key); `None` if it is gone.
+pub(crate) fn peek_slot<T: 'static, R>(
+    slots: &[Slot],
+    id: u32,
+    read: impl FnOnce(&T) -> R,
+) -> Option<R> {
+    peek_moved(resolved(slots, aliased(slots, id as usize) as u32), read)
+}
+
 /// The node whose value node `node` holds: itself, or for the value of an `if` or
 /// `match`, the node of the arm it took (following nested branches).
 pub(crate) fn aliased(slots: &[Slot], mut node: usize) -> usize {
@@ -334,7 +365,6 @@ pub(crate) fn alias(node: usize) -> Value {
 
 /// Runs `read` on the value a moved node still holds, if it does (the checkpoint of a
 /// value that a branch took and whose reader will take it).
-#[cfg(feature = "durable")]
 pub(crate) fn peek_moved<T: 'static, R>(value: &Value, read: impl FnOnce(&T) -> R) -> Option<R> {
     let moved = value.downcast_ref::<Moved<T>>()?;
     let moving = moved.cell.lock().unwrap_or_else(PoisonError::into_inner);

@@ -7,6 +7,7 @@ use proc_macro::TokenStream;
 mod crate_path;
 mod errors;
 mod options;
+mod spans;
 mod task;
 mod workflow;
 

@@ -13,7 +13,7 @@ use crate::errors::{Errors, closest};
 /// crate that renamed or re-exports Aqueduct needs that one, and the docs show it.
 const VALID: &str = "retries = 3, retry_delay = \"1s\", backoff = \"exponential\", \
                      max_delay = \"30s\", jitter = true, retry_panics = false, timeout = \"10s\", \
-                     concurrency = 4";
+                     concurrency = 4, cache = \"7d\", version = 2";
 
 const KEYS: &[&str] = &[
     "retries",
@@ -25,6 +25,8 @@ const KEYS: &[&str] = &[
     "retry_clones",
     "timeout",
     "concurrency",
+    "cache",
+    "version",
     "crate",
 ];
 
@@ -45,6 +47,10 @@ pub(crate) struct Options {
     retries_at: Option<Span>,
     timeout: Option<u64>,
     concurrency: Option<u32>,
+    /// `cache` (`None` inside: kept for ever) or `cache = "7d"`, and where it is written.
+    cache: Option<(Option<u64>, Span)>,
+    /// `version = N` of a cached task, and where it is written.
+    version: Option<(u32, Span)>,
     crate_path: CratePath,
 }
 
@@ -78,6 +84,14 @@ impl Options {
             }
             seen.push(key.clone());
             ok &= options.set(&key, meta, errors).is_some();
+        }
+        if let (Some((_, at)), None) = (options.version, options.cache) {
+            errors.push(syn::Error::new(
+                at,
+                "`version` is part of a cached task's key, but this task is not cached: add \
+                 `cache`, or remove `version`",
+            ));
+            ok = false;
         }
         if let (Some(delay), Some(cap)) = (options.retry_delay, options.max_delay)
             && cap < delay
@@ -121,6 +135,25 @@ impl Options {
                 self.concurrency = Some(limit);
             }
             "crate" => self.crate_path = CratePath::parse(meta, value, errors)?,
+            "cache" => {
+                let ttl = match value {
+                    None => None,
+                    Some(_) => Some(duration(key, meta, value, errors)?),
+                };
+                if ttl == Some(0) {
+                    errors.at(
+                        value,
+                        "a cached result that expires at once is never used: give a positive \
+                         duration, e.g. `cache = \"7d\"`, or write `cache` to keep it until \
+                         `cache clear`",
+                    );
+                    return None;
+                }
+                self.cache = Some((ttl, meta.path().span()));
+            }
+            "version" => {
+                self.version = Some((whole_number(key, meta, value, errors)?, meta.path().span()));
+            }
             "jitter" => self.jitter = Some(boolean(key, value, errors)?),
             "retry_panics" => self.retry_panics = Some(boolean(key, value, errors)?),
             "retry_clones" => {
@@ -168,6 +201,31 @@ impl Options {
     /// `retry_clones = …`: its value and where it is written.
     pub(crate) fn retry_clones(&self) -> Option<(bool, Span)> {
         self.retry_clones
+    }
+
+    /// `cache`: where it is written.
+    pub(crate) fn cache_at(&self) -> Option<Span> {
+        self.cache.map(|(_, at)| at)
+    }
+
+    /// The `CachePolicy` of a cached task whose code hashes to `code`, as a constant
+    /// expression; `None` for a task that is not cached.
+    pub(crate) fn cache(&self, code: u64) -> TokenStream {
+        let p = self.crate_path.private();
+        match self.cache {
+            None => quote!(::core::option::Option::None),
+            Some((ttl, _)) => {
+                let version = self.version.map_or(0, |(v, _)| v);
+                let ttl = optional_millis(ttl, &p);
+                quote! {
+                    ::core::option::Option::Some(#p::CachePolicy {
+                        code: #code,
+                        version: #version,
+                        ttl: #ttl,
+                    })
+                }
+            }
+        }
     }
 
     /// The path the expansion names Aqueduct by: `crate = …`, or `::aqueduct`.
@@ -312,7 +370,7 @@ fn duration(key: &str, meta: &Meta, value: Option<&Expr>, errors: &mut Errors) -
             lit,
             format!(
                 "malformed duration \"{text}\": write a whole number and a unit, \
-                 e.g. \"250ms\", \"1s\", \"2m\" or \"1h\""
+                 e.g. \"250ms\", \"1s\", \"2m\", \"1h\" or \"7d\""
             ),
         );
         return None;
@@ -327,7 +385,7 @@ fn duration(key: &str, meta: &Meta, value: Option<&Expr>, errors: &mut Errors) -
     Some(millis)
 }
 
-/// `"250ms"`, `"1s"`, `"2m"`, `"1h"` in milliseconds.
+/// `"250ms"`, `"1s"`, `"2m"`, `"1h"`, `"7d"` in milliseconds.
 fn parse_duration(text: &str) -> Option<u64> {
     let split = text.find(|c: char| !c.is_ascii_digit())?;
     let (number, unit) = text.split_at(split);
@@ -337,6 +395,7 @@ fn parse_duration(text: &str) -> Option<u64> {
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
+        "d" => 86_400_000,
         _ => return None,
     };
     number.checked_mul(scale)
@@ -365,7 +424,8 @@ mod tests {
         assert_eq!(parse_duration("1s"), Some(1_000));
         assert_eq!(parse_duration("2m"), Some(120_000));
         assert_eq!(parse_duration("1h"), Some(3_600_000));
-        for bad in ["", "1", "s", "1.5s", "1 s", "-1s", "1sec", "1d"] {
+        assert_eq!(parse_duration("7d"), Some(604_800_000));
+        for bad in ["", "1", "s", "1.5s", "1 s", "-1s", "1sec", "1w"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }

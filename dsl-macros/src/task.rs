@@ -11,6 +11,7 @@ use syn::{FnArg, ItemFn, ReturnType, Type};
 
 use crate::errors::Errors;
 use crate::options::Options;
+use crate::spans::respan;
 
 /// A validated task.
 struct Task {
@@ -128,6 +129,22 @@ fn validate(args: TokenStream, item: ItemFn) -> syn::Result<Task> {
             )),
             _ => {}
         }
+    }
+    if let (Some(at), Some(tolerant)) = (
+        options.as_ref().and_then(Options::cache_at),
+        sig.inputs
+            .iter()
+            .zip(&inputs)
+            .find(|(_, input)| matches!(input, Input::Tolerant)),
+    ) {
+        errors.push(syn::Error::new(
+            at,
+            format!(
+                "a cached task's result is keyed by its inputs' values, but `{}` is read \
+                 whatever became of it (a cleanup task): remove `cache`, or take `&T`",
+                tolerant.0.to_token_stream()
+            ),
+        ));
     }
     if let Some(extra) = sig.inputs.iter().nth(MAX_INPUTS) {
         errors.at(
@@ -263,9 +280,11 @@ fn emit(task: &Task) -> TokenStream {
         (quote!(#p::Cpu), quote!(#p::Kind::Cpu))
     };
     let send_check = task.is_async.then(|| send_check(task));
+    let (cache, cache_checks) = cache(task, &output);
     let policy = task.options.policy();
     let timeout = task.options.timeout();
     let concurrency = task.options.concurrency();
+    let cache_policy = task.options.cache(code_hash(&task.item));
     let mask: u16 = task
         .inputs
         .iter()
@@ -301,6 +320,7 @@ fn emit(task: &Task) -> TokenStream {
             type Output = #output;
             type Kind = #kind;
             type Inputs = (#(#inputs,)*);
+            type Cache = #cache;
             const INFO: #p::TaskInfo = #p::TaskInfo {
                 name: ::core::stringify!(#name),
                 kind: #kind_value,
@@ -308,6 +328,7 @@ fn emit(task: &Task) -> TokenStream {
                 timeout: #timeout,
                 outcome_inputs: #mask,
                 concurrency: #concurrency,
+                cache: #cache_policy,
             };
             fn finish(ret: Self::Return) -> ::core::result::Result<Self::Output, #p::TaskError> {
                 #finish
@@ -316,9 +337,52 @@ fn emit(task: &Task) -> TokenStream {
 
         const _: () = #p::assert_task_output::<#output>();
         #(#clone_checks)*
+        #cache_checks
 
         #send_check
     }
+}
+
+/// FNV-1a (64 bits) of the function's signature and body as tokens: what a cached
+/// task's key says about its code. Its attributes (doc comments) and visibility are
+/// left out: changing them changes no result.
+fn code_hash(item: &ItemFn) -> u64 {
+    let (sig, block) = (&item.sig, &item.block);
+    quote!(#sig #block)
+        .to_string()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
+/// `Cached` or `NoCache`, and for a cached task the checks, spanned at `cache`, that
+/// its inputs can be hashed and its output saved and loaded.
+fn cache(task: &Task, output: &TokenStream) -> (TokenStream, TokenStream) {
+    let p = task.options.crate_path().private();
+    let Some(at) = task.options.cache_at() else {
+        return (quote!(#p::NoCache), TokenStream::new());
+    };
+    let p = task.options.crate_path().private_at(at);
+    let inputs = task.item.sig.inputs.iter().filter_map(|input| match input {
+        FnArg::Typed(typed) => Some(match &*typed.ty {
+            Type::Reference(reference) => &*reference.elem,
+            ty => ty,
+        }),
+        FnArg::Receiver(_) => None,
+    });
+    // The types are spanned at `cache` too, so each error's caret is under the option
+    // and its message names the type.
+    let checks = inputs
+        .map(|ty| {
+            let ty = respan(ty.to_token_stream(), at);
+            quote_spanned!(at=> const _: () = #p::assert_cache_input::<#ty>();)
+        })
+        .chain(std::iter::once({
+            let output = respan(output.clone(), at);
+            quote_spanned!(at=> const _: () = #p::assert_cache_output::<#output>();)
+        }));
+    (quote!(#p::Cached), checks.collect())
 }
 
 /// A never-called function that hands the task's future to `assert_send`, so a

@@ -9,10 +9,12 @@ use crate::store::{Checkpoint, TaskEnd};
 pub(crate) struct Entry {
     pub(crate) checkpoint: Option<Checkpoint>,
     pub(crate) end: Option<TaskEnd>,
+    /// A cached task's result, to be found by later runs.
+    pub(crate) cached: Option<crate::store::CachedResult>,
 }
 
 #[cfg(feature = "durable")]
-pub(crate) use super::writer::{BACKLOG, Sink};
+pub(crate) use super::writer::{BACKLOG, Flushed, Sink};
 
 /// Without the `durable` feature there is no writer: no run has a sink.
 #[cfg(not(feature = "durable"))]
@@ -49,6 +51,8 @@ pub(crate) struct Extras {
     /// How new checkpoints are encoded.
     pub(crate) format: crate::plan::CheckpointFormat,
     pub(crate) sink: Option<Sink>,
+    /// Where cached tasks look their results up and save them.
+    pub(crate) cache: Option<CacheRun>,
     pub(crate) progress: Option<Arc<crate::progress::Progress>>,
 }
 
@@ -126,7 +130,11 @@ impl Shared {
         let end = (kind.is_task() || kind == Kind::Decision)
             .then(|| self.task_end(node, attempts, record));
         if checkpoint.is_some() || end.is_some() {
-            sink.send(Entry { checkpoint, end });
+            sink.send(Entry {
+                checkpoint,
+                end,
+                cached: None,
+            });
         }
     }
 

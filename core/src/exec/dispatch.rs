@@ -66,6 +66,21 @@ impl Shared {
                 }
                 _ => {}
             }
+            if self.looks_up(&job) {
+                let at = Instant::now();
+                if let Some(value) = self.look_up(&mut job) {
+                    let caller = Caller::Rayon(&mut spill);
+                    let next = self.resolve(job, Some(at), Ok(value), caller, ItemRuns::default());
+                    self.spawn_on_rayon(&mut spill);
+                    match next {
+                        Some(next) => {
+                            job = next;
+                            continue;
+                        }
+                        None => return,
+                    }
+                }
+            }
             let started = self.begin(&mut job);
             let result = self
                 .attempt_span(&job)
@@ -120,6 +135,34 @@ impl Shared {
                 Some(job) => job,
                 None => return,
             };
+            if self.looks_up(&job) {
+                let at = Instant::now();
+                // Store work: on the blocking pool, never on this worker.
+                let run = Arc::clone(&self);
+                let looked = self.run.tokio.spawn_blocking(move || {
+                    let hit = run.look_up(&mut job);
+                    (job, hit)
+                });
+                let hit;
+                (job, hit) = match looked.await {
+                    Ok(looked) => looked,
+                    Err(error) => {
+                        return self.run.fault(format!("a cache lookup failed: {error}"));
+                    }
+                };
+                if let Some(value) = hit {
+                    let caller = Caller::Tokio(&mut spill);
+                    let next = self.resolve(job, Some(at), Ok(value), caller, ItemRuns::default());
+                    self.start_all(&mut spill).await;
+                    match next {
+                        Some(next) => {
+                            job = next;
+                            continue;
+                        }
+                        None => return,
+                    }
+                }
+            }
             let mut started = self.begin(&mut job);
             let span = self.attempt_span(&job);
             let result = match self.plan.graph.kind(job.node) {

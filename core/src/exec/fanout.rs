@@ -235,6 +235,7 @@ impl FanOut {
             attempt: 1,
             permit: false,
             retries: None,
+            cache: None,
         };
         self.parent
             .end_fan_out(job, self.started, result, items.into());

@@ -255,7 +255,9 @@ impl Finished {
                     error: Some(a.error.to_string()),
                 })
                 .collect();
-            if let Some((record, started)) = record.and_then(|r| Some((r, r.time(LAST_START)?))) {
+            // A cached result was loaded: no attempt ran (its duration is the lookup's).
+            let ran = record.and_then(|r| (r.status != TaskStatus::Cached).then_some(r));
+            if let Some((record, started)) = ran.and_then(|r| Some((r, r.time(LAST_START)?))) {
                 attempts.push(AttemptReport {
                     started_at: started,
                     duration: record.time(END).unwrap_or_default().saturating_sub(started),
@@ -290,6 +292,7 @@ impl Finished {
                     }
                     _ => None,
                 },
+                cached_from: record.and_then(Record::cached_from).map(str::to_owned),
             });
             if let (Call::FanOut(def), Some(record)) = (&plan.calls[node.index()], record) {
                 naming.nested(def, node.name(), record, |inner, item| {

@@ -36,6 +36,8 @@ use crate::task::{self, Kind, TaskError, TaskInfo};
 
 mod attempt;
 mod branch;
+#[cfg(feature = "durable")]
+mod cache;
 mod checkpoint;
 mod dispatch;
 mod fanout;
@@ -49,6 +51,12 @@ mod stop;
 #[cfg(feature = "durable")]
 mod writer;
 
+#[cfg(feature = "durable")]
+pub(crate) use cache::CacheRun;
+#[cfg(feature = "durable")]
+use cache::JobCache;
+#[cfg(feature = "durable")]
+pub(crate) use checkpoint::Flushed;
 pub(crate) use checkpoint::{Extras, Nested, Sink};
 pub(crate) use finish::Finished;
 pub(crate) use stop::Stop;
@@ -97,6 +105,8 @@ struct Job {
     permit: bool,
     /// Only once an attempt failed and is retried.
     retries: Option<Box<Retries>>,
+    /// Only for a cached task, once it looked its result up.
+    cache: Option<Box<JobCache>>,
 }
 
 struct Retries {
@@ -113,6 +123,7 @@ impl Job {
             attempt: 0,
             permit: false,
             retries: None,
+            cache: None,
         }
     }
 
@@ -134,6 +145,43 @@ impl Job {
     /// The attempts before the current one.
     fn into_failed(self) -> Vec<FailedAttempt> {
         self.retries.map(|r| r.failed).unwrap_or_default()
+    }
+}
+
+/// Without the `durable` feature there is no store, so no cache.
+#[cfg(not(feature = "durable"))]
+pub(crate) enum CacheRun {}
+
+#[cfg(not(feature = "durable"))]
+enum JobCache {}
+
+#[cfg(not(feature = "durable"))]
+impl JobCache {
+    fn hit(&self) -> Option<&str> {
+        match *self {}
+    }
+}
+
+#[cfg(not(feature = "durable"))]
+impl Shared {
+    #[allow(clippy::unused_self)]
+    fn looks_up(&self, _job: &Job) -> bool {
+        false
+    }
+
+    #[allow(clippy::unused_self)]
+    fn look_up(&self, _job: &mut Job) -> Option<Value> {
+        None
+    }
+
+    fn save_result(
+        &self,
+        _node: usize,
+        job: &JobCache,
+        _value: &Value,
+        _checkpoint: Option<&crate::store::Checkpoint>,
+    ) {
+        match *job {}
     }
 }
 
@@ -207,6 +255,8 @@ struct RunContext {
     nested: Option<std::sync::Mutex<Nested>>,
     /// How checkpoints are encoded.
     format: crate::plan::CheckpointFormat,
+    /// Where cached tasks' results are looked up and saved, if the run has a store.
+    cache: Option<CacheRun>,
 }
 
 /// Who gets a run's slots when its last task is done.
@@ -314,6 +364,7 @@ pub(crate) async fn execute(
             progress: extras.progress,
             nested: (!extras.nested.is_empty()).then(|| std::sync::Mutex::new(extras.nested)),
             format: extras.format,
+            cache: extras.cache,
         }),
         board,
         span,

@@ -96,9 +96,22 @@ impl Shared {
             }),
             (result, _) => result,
         };
+        let mut job = job;
+        let cache = job.cache.take();
+        let cached_from = cache.as_ref().and_then(|c| c.hit()).map(Box::from);
         let (value, status, error) = match result {
-            // Checkpointed above, before its one reader by value may take it.
-            Ok(value) => (self.plan.settle(node, value), TaskStatus::Succeeded, None),
+            // Checkpointed and saved to the cache above and here, before its one reader
+            // by value may take it.
+            Ok(value) => {
+                let status = match &cached_from {
+                    Some(_) => TaskStatus::Cached,
+                    None => TaskStatus::Succeeded,
+                };
+                if let Some(cache) = &cache {
+                    self.save_result(node, cache, &value, checkpoint.as_ref());
+                }
+                (self.plan.settle(node, value), status, None)
+            }
             Err(error) => {
                 let name = self.plan.graph.name_of(node);
                 tracing::error!(parent: &self.span, node = name, attempts = job.attempt, %error, "task failed");
@@ -111,7 +124,10 @@ impl Shared {
         let finished = Instant::now();
         let times = self.times(&job, started, finished);
         let (permit, attempts) = (job.permit, job.attempt);
-        let record = Record::with_items(value, status, times, error, job.into_failed(), items);
+        let mut record = Record::with_items(value, status, times, error, job.into_failed(), items);
+        if let Some(run) = cached_from {
+            record.set_cached_from(run);
+        }
         if let Some(sink) = sink {
             self.record_end(sink, node, attempts, &record, checkpoint);
         }

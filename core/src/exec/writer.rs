@@ -7,6 +7,13 @@
 //! checkpoint is durable once its batch commits; a crash loses at most the batch being
 //! written, whose tasks run again on resume (at least once).
 //!
+//! Cached tasks' results go through the same writer, saved after each batch; a run
+//! with a cache but no record (an in-memory run given [`Runner::cache`]) has a writer
+//! for them alone, with no lease. A cached result that cannot be saved is a warning,
+//! never a failed run.
+//!
+//! [`Runner::cache`]: crate::Runner::cache
+//!
 //! The writer also keeps the run's lease: it renews the heartbeat when it has had
 //! nothing to save for a while, and releases the lease itself if the run future was
 //! dropped. The first failure of the store (an error, a panic, a lost lease) stops the
@@ -17,9 +24,10 @@ use std::time::Instant;
 
 use super::checkpoint::Entry;
 use super::*;
-use crate::store::{HEARTBEAT_EVERY, Lease, StoreError, guarded};
+use crate::store::{HEARTBEAT_EVERY, Lease, Store, StoreError, guarded};
 
 /// The sending end: held by the run, closed when the run's last task is done.
+#[derive(Clone)]
 pub(crate) struct Sink {
     sender: mpsc::Sender<Entry>,
     /// Entries sent and not yet saved (or given up after a failure).
@@ -31,9 +39,9 @@ pub(crate) struct Sink {
 pub(crate) const BACKLOG: usize = 4096;
 
 /// Resolves when every checkpoint sent is saved, or with the store's first error;
-/// with the lease, for the run to record its end. A receive error means the writer
-/// died: its checkpoints are not known to be saved.
-pub(crate) type Flushed = oneshot::Receiver<(Result<(), StoreError>, Lease)>;
+/// with the lease (if the writer had one), for the run to record its end. A receive
+/// error means the writer died: its checkpoints are not known to be saved.
+pub(crate) type Flushed = oneshot::Receiver<(Result<(), StoreError>, Option<Lease>)>;
 
 /// Stops the run if the writer thread unwinds.
 struct StopOnUnwind(Stop);
@@ -50,18 +58,34 @@ impl Sink {
     /// Starts the writer of the run `lease` holds. Its first failure stops the run
     /// through `stop`.
     pub(crate) fn start(lease: Lease, stop: Stop) -> Result<(Self, Flushed), StoreError> {
+        let store = Arc::clone(lease.store());
+        Self::start_with(Some(lease), store, stop)
+    }
+
+    /// Starts a writer of cached results alone, to `store`, for a run with no record.
+    pub(crate) fn start_cache(
+        store: Arc<dyn Store>,
+        stop: Stop,
+    ) -> Result<(Self, Flushed), StoreError> {
+        Self::start_with(None, store, stop)
+    }
+
+    fn start_with(
+        lease: Option<Lease>,
+        store: Arc<dyn Store>,
+        stop: Stop,
+    ) -> Result<(Self, Flushed), StoreError> {
         let (sender, receiver) = mpsc::channel::<Entry>();
         let (flushed, done) = oneshot::channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let saved = Arc::clone(&pending);
-        let store = &**lease.store();
-        let location = guarded(store, "location", || Ok(store.location()))
+        let location = guarded(&*store, "location", || Ok(store.location()))
             .unwrap_or_else(|error| error.location);
         std::thread::Builder::new()
             .name("aqueduct-checkpoints".into())
             .spawn(move || {
                 let _unwinding = StopOnUnwind(stop.clone());
-                let result = write(&lease, &receiver, &stop, &saved);
+                let result = write(lease.as_ref(), &*store, &receiver, &stop, &saved);
                 // The run future is gone if this fails: the lease is dropped with the
                 // message, which releases it, so the run can be resumed at once.
                 let _ = flushed.send((result, lease));
@@ -94,18 +118,18 @@ impl Sink {
 /// that fails (the lease was lost, or the store is gone), the run is stopped for good,
 /// so that it never runs beside a new owner.
 fn write(
-    lease: &Lease,
+    lease: Option<&Lease>,
+    store: &dyn Store,
     receiver: &mpsc::Receiver<Entry>,
     stop: &Stop,
     pending: &AtomicUsize,
 ) -> Result<(), StoreError> {
-    let store = &**lease.store();
-    let (id, owner) = (lease.run(), lease.owner());
     let mut failure: Option<StoreError> = None;
-    let (mut checkpoints, mut ends) = (Vec::new(), Vec::new());
+    let (mut checkpoints, mut ends, mut cached) = (Vec::new(), Vec::new(), Vec::new());
     let mut renewed = Instant::now();
     loop {
-        if renewed.elapsed() >= HEARTBEAT_EVERY {
+        if let (Some(lease), true) = (lease, renewed.elapsed() >= HEARTBEAT_EVERY) {
+            let (id, owner) = (lease.run(), lease.owner());
             if let Err(error) = guarded(store, "renew", || store.renew(id, owner)) {
                 match failure {
                     None => {
@@ -117,16 +141,22 @@ fn write(
             }
             renewed = Instant::now();
         }
-        let wait = HEARTBEAT_EVERY.saturating_sub(renewed.elapsed());
+        let wait = match lease {
+            Some(_) => HEARTBEAT_EVERY.saturating_sub(renewed.elapsed()),
+            None => HEARTBEAT_EVERY,
+        };
         match receiver.recv_timeout(wait) {
             Ok(first) => {
                 let mut taken = 0;
                 for entry in std::iter::once(first).chain(receiver.try_iter().take(BACKLOG - 1)) {
                     checkpoints.extend(entry.checkpoint);
                     ends.extend(entry.end);
+                    cached.extend(entry.cached);
                     taken += 1;
                 }
-                if failure.is_none() {
+                let records = !checkpoints.is_empty() || !ends.is_empty();
+                if let (Some(lease), None, true) = (lease, &failure, records) {
+                    let (id, owner) = (lease.run(), lease.owner());
                     match guarded(store, "save", || store.save(id, owner, &checkpoints, &ends)) {
                         Ok(()) => renewed = Instant::now(),
                         Err(error) => {
@@ -135,8 +165,14 @@ fn write(
                         }
                     }
                 }
+                if !cached.is_empty()
+                    && let Err(error) = guarded(store, "save_cached", || store.save_cached(&cached))
+                {
+                    tracing::warn!(%error, results = cached.len(), "cached results not saved; later runs compute them again");
+                }
                 checkpoints.clear();
                 ends.clear();
+                cached.clear();
                 pending.fetch_sub(taken, Ordering::Relaxed);
             }
             Err(RecvTimeoutError::Timeout) => {}

@@ -143,6 +143,8 @@ pub struct Builder<P> {
     pub(super) version: Option<u32>,
     /// Per node, how its checkpoint is encoded, if it has one.
     pub(super) codecs: Vec<Option<super::Codec>>,
+    /// Per cached node, its key and codec.
+    pub(super) caches: HashMap<u32, super::CacheDef>,
     pub(super) calls: Vec<Call>,
     unresolved: Vec<fn(Option<TaskError>) -> Value>,
     /// Per node, how its value is made takeable, if its one reader takes it.
@@ -161,6 +163,7 @@ impl<P: Params> Builder<P> {
             handled_by: HashMap::new(),
             version: None,
             codecs: Vec::new(),
+            caches: HashMap::new(),
             calls: Vec::new(),
             unresolved: Vec::new(),
             movers: Vec::new(),
@@ -168,6 +171,13 @@ impl<P: Params> Builder<P> {
         };
         let handles = P::declare(&mut builder, params);
         (builder, handles)
+    }
+
+    /// This builder, mutably: what an expansion passes on, whether it holds the builder
+    /// or a `&mut` of it (a loop's body).
+    #[doc(hidden)]
+    pub fn by_ref(&mut self) -> &mut Self {
+        self
     }
 
     pub(super) fn param<T: Send + Sync + 'static>(&mut self, name: Cow<'static, str>) -> Handle<T> {
@@ -576,6 +586,7 @@ impl<P: Params> Builder<P> {
             self.handled_by,
             durable,
             self.codecs,
+            self.caches,
         ))
     }
 }

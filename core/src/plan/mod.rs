@@ -18,6 +18,7 @@ use crate::value::{Slot, Value};
 
 mod branch;
 mod builder;
+mod cache;
 mod durable;
 mod fanout;
 mod inputs;
@@ -25,6 +26,8 @@ mod inputs;
 pub(crate) use branch::BranchDef;
 pub use branch::Decision;
 pub use builder::{Builder, Handle, NodeRef, Step};
+pub(crate) use cache::CacheDef;
+pub use cache::CacheKey;
 pub use durable::CheckpointFormat;
 #[cfg(feature = "durable")]
 pub use durable::Checkpointable;
@@ -69,6 +72,8 @@ pub(crate) const DECISION: u8 = 2;
 /// [`Plan::flags`]: the node starts after a soft stop: a cleanup task, or the value of an
 /// `if` or `match` (which runs nothing).
 pub(crate) const PASSES_SOFT_STOP: u8 = 4;
+/// [`Plan::flags`]: the node is a cached task ([`Plan::caches`]).
+pub(crate) const CACHED: u8 = 8;
 
 /// Everything a run needs that does not change between runs.
 pub(crate) struct Plan {
@@ -107,6 +112,11 @@ pub(crate) struct Plan {
     /// Whether a node of this plan, or of a body nested in it at any depth, is
     /// checkpointed: a nested run of it needs a path.
     pub(crate) checkpoints_any: bool,
+    /// Per cached task node ([`CACHED`]), how its key is made and its result kept.
+    pub(crate) caches: HashMap<u32, CacheDef>,
+    /// Whether a node of this plan, or of a body nested in it at any depth, is cached:
+    /// a run of it looks results up in a store, if it has one.
+    pub(crate) caches_any: bool,
 }
 
 impl fmt::Debug for Plan {
@@ -128,6 +138,7 @@ impl Plan {
         handled_by: HashMap<u32, Vec<u32>>,
         durable: Option<Durable>,
         codecs: Vec<Option<Codec>>,
+        caches: HashMap<u32, CacheDef>,
     ) -> Self {
         let n = graph.len();
         let task_inputs = |node: usize| {
@@ -184,12 +195,20 @@ impl Plan {
                 if info.is_cleanup() || info.kind == Kind::Branch {
                     flags |= PASSES_SOFT_STOP;
                 }
+                if caches.contains_key(&(node as u32)) {
+                    flags |= CACHED;
+                }
                 flags
             })
             .collect();
         let checkpoints_any = codecs.iter().any(Option::is_some)
             || calls.iter().any(|call| match call {
                 Call::FanOut(def) => def.body.checkpoints_any,
+                _ => false,
+            });
+        let caches_any = !caches.is_empty()
+            || calls.iter().any(|call| match call {
+                Call::FanOut(def) => def.body.caches_any,
                 _ => false,
             });
         let (mut calls, mut unresolved) = (calls, unresolved);
@@ -211,6 +230,8 @@ impl Plan {
             durable,
             checkpoints_any,
             codecs,
+            caches,
+            caches_any,
         }
     }
 
@@ -230,7 +251,8 @@ impl Plan {
 
     /// Whether a fan-out over this body may run its items fused: every node is a
     /// parameter or a CPU task that makes one attempt, with no timeout and no
-    /// concurrency limit (so an item needs no scheduling, timer or permit).
+    /// concurrency limit (so an item needs no scheduling, timer or permit), and none
+    /// is cached (a lookup is store work, which the scheduled path does).
     pub(crate) fn fusable(&self) -> bool {
         self.calls
             .iter()
@@ -243,6 +265,7 @@ impl Plan {
                         && info.timeout.is_none()
                         && info.retry.retries == 0
                         && info.concurrency.is_none()
+                        && info.cache.is_none()
                 }
                 Call::FanOut(_) | Call::Branch(_) => false,
             })

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::{RunOutcome, Stored};
 use crate::error::Error;
-use crate::exec::{Extras, RunOptions, Sink, Stop};
+use crate::exec::{CacheRun, Extras, RunOptions, Sink, Stop};
 use crate::plan::{self, Call, Params, Plan};
 use crate::progress::Progress;
 use crate::report::RunReport;
@@ -50,7 +50,7 @@ where
             run_id: None,
         };
     }
-    let id = stored.id.unwrap_or_else(|| new_run_id(&name));
+    let id = stored.id.unwrap_or_else(|| super::new_run_id(&name));
     let refused = |error| RunOutcome {
         result: Err(error),
         report: RunReport::not_started(&name),
@@ -82,24 +82,31 @@ where
         Ok(started) => started,
         Err(error) => return refused(Error::Store(error)),
     };
+    // Cached tasks look up and save their results in the run's store, through its writer.
+    let cache = plan.caches_any.then(|| CacheRun {
+        store: Arc::clone(&store),
+        run: id.clone(),
+        sink: sink.clone(),
+    });
     let extras = Extras {
         restored,
         nested,
         format,
         sink: Some(sink),
+        cache,
         progress,
     };
     let (mut result, report) =
         super::workflow::run_plan(Arc::clone(&plan), options, stop, params, true, extras).await;
     let report = report.unwrap_or_else(|| RunReport::not_started(&name));
     let lease = match flushed.await {
-        Ok((saved, lease)) => {
+        Ok((saved, Some(lease))) => {
             if let Err(error) = saved {
                 result = Err(Error::Store(error));
             }
             Some(lease)
         }
-        Err(_) => {
+        Ok((_, None)) | Err(_) => {
             result = Err(Error::Store(StoreError {
                 location,
                 message: "the checkpoint writer died before confirming that every \
@@ -137,16 +144,6 @@ where
         report,
         run_id: Some(id),
     }
-}
-
-/// A run id unlikely to repeat: the workflow, the time, and a few random bits.
-fn new_run_id(workflow: &str) -> String {
-    use std::hash::{BuildHasher, RandomState};
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let salt = RandomState::new().hash_one(now) & 0xffff;
-    format!("{workflow}-{}-{salt:04x}", now.as_millis())
 }
 
 fn run_status<O>(result: &Result<O, Error>) -> &'static str {

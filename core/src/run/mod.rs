@@ -72,6 +72,9 @@ pub struct Runner<P, O, S = InMemory> {
     stop: Stop,
     state: S,
     progress: OnceLock<Arc<Progress>>,
+    /// Where an in-memory run's cached tasks keep their results ([`Runner::cache`]).
+    #[cfg(feature = "durable")]
+    cache: Option<Arc<dyn Store>>,
     _types: PhantomData<fn(P) -> O>,
 }
 
@@ -150,6 +153,7 @@ impl<P: Params, O: Send + Sync + 'static, S> Runner<P, O, S> {
             stop: self.stop,
             state,
             progress: self.progress,
+            cache: self.cache,
             _types: PhantomData,
         }
     }
@@ -163,6 +167,8 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
             stop: Stop::default(),
             state: InMemory,
             progress: OnceLock::new(),
+            #[cfg(feature = "durable")]
+            cache: None,
             _types: PhantomData,
         }
     }
@@ -185,6 +191,21 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
         })
     }
 
+    /// Keeps the results of the workflow's cached tasks (`#[task(cache)]`) in `store`
+    /// (its cache table, beside any runs), so this run loads what an earlier run with
+    /// the same code and inputs computed, and saves what it computes; the run itself is
+    /// not recorded. A durable run ([`store`](Self::store)) uses its own store and needs
+    /// no call. Without a cache a cached task runs every time.
+    ///
+    /// The cache never fails a run: a store that cannot be read or written, or a result
+    /// that cannot be read back, is a warning (a `tracing` event), and the task runs.
+    #[cfg_attr(docsrs, doc(cfg(feature = "durable")))]
+    #[cfg(feature = "durable")]
+    pub fn cache(mut self, store: Arc<dyn Store>) -> Self {
+        self.cache = Some(store);
+        self
+    }
+
     /// Runs the workflow; the outcome holds its result and its report, whatever happened.
     ///
     /// Cancelling (by the handle, the timeout, fail-fast, or dropping this future)
@@ -197,16 +218,32 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
             options,
             stop,
             progress,
+            #[cfg(feature = "durable")]
+            cache,
             ..
         } = self;
         let progress = progress.into_inner();
         async move {
+            #[cfg(feature = "durable")]
+            let (cache, flushed) = start_cache(&plan, cache, &stop);
             let extras = Extras {
                 progress,
+                #[cfg(feature = "durable")]
+                cache,
                 ..Extras::default()
             };
             let run = workflow::run_plan(Arc::clone(&plan), options, stop, params, true, extras);
             let (result, report) = run.await;
+            #[cfg(feature = "durable")]
+            if let Some(flushed) = flushed {
+                let saved = match flushed.await {
+                    Ok((saved, _)) => saved.map_err(|error| error.to_string()),
+                    Err(_) => Err("the cache's writer died".to_owned()),
+                };
+                if let Err(error) = saved {
+                    tracing::warn!(%error, "cached results may not all be saved");
+                }
+            }
             RunOutcome {
                 result,
                 report: report.unwrap_or_else(|| RunReport::not_started(plan.graph.name())),
@@ -214,6 +251,43 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
             }
         }
     }
+}
+
+/// The cache of an in-memory run given [`Runner::cache`], if its workflow has cached
+/// tasks: its writer, and what resolves when the writer saved everything.
+#[cfg(feature = "durable")]
+fn start_cache(
+    plan: &Plan,
+    store: Option<Arc<dyn Store>>,
+    stop: &Stop,
+) -> (Option<crate::exec::CacheRun>, Option<crate::exec::Flushed>) {
+    let Some(store) = store.filter(|_| plan.caches_any) else {
+        return (None, None);
+    };
+    match crate::exec::Sink::start_cache(Arc::clone(&store), stop.clone()) {
+        Ok((sink, flushed)) => {
+            let run = new_run_id(plan.graph.name());
+            (
+                Some(crate::exec::CacheRun { store, run, sink }),
+                Some(flushed),
+            )
+        }
+        Err(error) => {
+            tracing::warn!(%error, "no cache for this run: its cached tasks run");
+            (None, None)
+        }
+    }
+}
+
+/// A run id unlikely to repeat: the workflow, the time, and a few random bits.
+#[cfg(feature = "durable")]
+fn new_run_id(workflow: &str) -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let salt = RandomState::new().hash_one(now) & 0xffff;
+    format!("{workflow}-{}-{salt:04x}", now.as_millis())
 }
 
 #[cfg_attr(docsrs, doc(cfg(feature = "durable")))]

@@ -15,11 +15,13 @@ mod lease;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+#[cfg(feature = "sqlite")]
+pub(crate) use lease::millis;
+#[cfg(feature = "durable")]
+pub(crate) use lease::now_ms;
 #[cfg(feature = "durable")]
 pub(crate) use lease::{HEARTBEAT_EVERY, Lease, guarded, new_owner};
 pub use lease::{LEASE_TTL, lease_holds};
-#[cfg(feature = "sqlite")]
-pub(crate) use lease::{millis, now_ms};
 
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
@@ -88,6 +90,46 @@ pub struct RunSummary {
     pub duration_ms: Option<u64>,
     /// How many tasks have a checkpoint.
     pub checkpoints: u64,
+}
+
+/// One result of a cached task (`#[task(cache)]`), kept beside the runs: a later call
+/// of the task with the same key loads it instead of running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedResult {
+    /// The task function's name.
+    pub task: String,
+    /// SHA-256 (hex) of the task's name, code hash, version and inputs.
+    pub key: String,
+    /// How `data` is encoded (`"json"`, `"postcard"`).
+    pub codec: String,
+    /// The encoding's version, bumped when its layout changes.
+    pub schema: u32,
+    /// The encoded result.
+    pub data: Vec<u8>,
+    /// The id of the run that computed it.
+    pub run: String,
+    /// When it was computed, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// When it stops being used, in milliseconds since the Unix epoch; `None` for
+    /// never.
+    pub expires_ms: Option<u64>,
+}
+
+/// One line of a store's cache listing: a [`CachedResult`] without its data.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CacheEntry {
+    /// The task function's name.
+    pub task: String,
+    /// The result's key (hex).
+    pub key: String,
+    /// The id of the run that computed it.
+    pub run: String,
+    /// When it was computed, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// When it stops being used, in milliseconds since the Unix epoch.
+    pub expires_ms: Option<u64>,
+    /// The size of its data, in bytes.
+    pub bytes: u64,
 }
 
 /// What [`Store::claim`] found.
@@ -203,4 +245,14 @@ pub trait Store: Send + Sync + 'static {
     /// whose lease holds (they are running): those are listed in
     /// [`Deleted::skipped`].
     fn delete_before(&self, before: SystemTime) -> Result<Deleted, StoreError>;
+    /// The cached result of task `task` under `key`, expired or not (the runner checks
+    /// [`CachedResult::expires_ms`]).
+    fn cached(&self, task: &str, key: &str) -> Result<Option<CachedResult>, StoreError>;
+    /// Saves cached results, all or none; each replaces the result of the same task and
+    /// key (an expired one, or one that could not be read back).
+    fn save_cached(&self, results: &[CachedResult]) -> Result<(), StoreError>;
+    /// Every cached result, without its data, by task and then newest first.
+    fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError>;
+    /// Deletes the cached results of task `task`, or every one; returns how many.
+    fn clear_cache(&self, task: Option<&str>) -> Result<usize, StoreError>;
 }

@@ -13,9 +13,11 @@ use rusqlite::{
 };
 
 use super::{
-    Checkpoint, Claim, Deleted, RunRecord, RunSummary, Store, StoreError, TaskEnd, lease_holds,
-    millis, now_ms,
+    CacheEntry, CachedResult, Checkpoint, Claim, Deleted, RunRecord, RunSummary, Store, StoreError,
+    TaskEnd, lease_holds, millis, now_ms,
 };
+
+mod cache;
 
 /// A [`Store`] in one SQLite file.
 ///
@@ -152,6 +154,7 @@ impl SqliteStore {
         transaction
             .execute_batch(migrate)
             .and_then(|()| transaction.execute_batch(SCHEMA))
+            .and_then(|()| transaction.execute_batch(cache::SCHEMA))
             .and_then(|()| transaction.pragma_update(None, "user_version", SCHEMA_VERSION))
             .and_then(|()| transaction.commit())
             .map_err(|e| fail("cannot prepare the store", e))?;
@@ -509,5 +512,21 @@ impl Store for SqliteStore {
             transaction.commit()?;
             Ok(deleted)
         })
+    }
+
+    fn cached(&self, task: &str, key: &str) -> Result<Option<CachedResult>, StoreError> {
+        self.cached_result(task, key)
+    }
+
+    fn save_cached(&self, results: &[CachedResult]) -> Result<(), StoreError> {
+        self.save_cached_results(results)
+    }
+
+    fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError> {
+        self.cache_listing()
+    }
+
+    fn clear_cache(&self, task: Option<&str>) -> Result<usize, StoreError> {
+        self.clear_cached(task)
     }
 }

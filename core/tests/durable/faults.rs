@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use aqueduct::prelude::*;
 use aqueduct::store::{
-    Checkpoint, Claim, Deleted, RunRecord, RunSummary, Store, StoreError, TaskEnd,
+    CacheEntry, CachedResult, Checkpoint, Claim, Deleted, RunRecord, RunSummary, Store, StoreError,
+    TaskEnd,
 };
 
 use super::scratch::TempDir;
@@ -90,6 +91,18 @@ impl Store for Faulty {
     }
     fn delete_before(&self, before: std::time::SystemTime) -> Result<Deleted, StoreError> {
         self.0.delete_before(before)
+    }
+    fn cached(&self, task: &str, key: &str) -> Result<Option<CachedResult>, StoreError> {
+        self.0.cached(task, key)
+    }
+    fn save_cached(&self, results: &[CachedResult]) -> Result<(), StoreError> {
+        self.0.save_cached(results)
+    }
+    fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError> {
+        self.0.cache_entries()
+    }
+    fn clear_cache(&self, task: Option<&str>) -> Result<usize, StoreError> {
+        self.0.clear_cache(task)
     }
 }
 
@@ -215,6 +228,18 @@ impl Store for Panicking {
     }
     fn delete_before(&self, _: std::time::SystemTime) -> Result<Deleted, StoreError> {
         panic!("delete_before")
+    }
+    fn cached(&self, _: &str, _: &str) -> Result<Option<CachedResult>, StoreError> {
+        panic!("cached")
+    }
+    fn save_cached(&self, _: &[CachedResult]) -> Result<(), StoreError> {
+        panic!("save_cached")
+    }
+    fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError> {
+        panic!("cache_entries")
+    }
+    fn clear_cache(&self, _: Option<&str>) -> Result<usize, StoreError> {
+        panic!("clear_cache")
     }
 }
 

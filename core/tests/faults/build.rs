@@ -32,6 +32,7 @@ pub(crate) fn task_info(case: &Case, task: usize) -> TaskInfo {
         timeout: def.timeout_ms.map(Duration::from_millis),
         outcome_inputs: def.mask,
         concurrency: def.concurrency,
+        cache: None,
     }
 }
 

@@ -11,7 +11,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use aqueduct::store::{
-    Checkpoint, Claim, Deleted, RunRecord, RunSummary, SqliteStore, Store, StoreError, TaskEnd,
+    CacheEntry, CachedResult, Checkpoint, Claim, Deleted, RunRecord, RunSummary, SqliteStore,
+    Store, StoreError, TaskEnd,
 };
 use aqueduct::{Error, RunOutcome, TaskStatus};
 
@@ -436,6 +437,18 @@ impl Store for FaultStore {
     }
     fn delete_before(&self, before: SystemTime) -> Result<Deleted, StoreError> {
         self.inner.delete_before(before)
+    }
+    fn cached(&self, task: &str, key: &str) -> Result<Option<CachedResult>, StoreError> {
+        self.inner.cached(task, key)
+    }
+    fn save_cached(&self, results: &[CachedResult]) -> Result<(), StoreError> {
+        self.inner.save_cached(results)
+    }
+    fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError> {
+        self.inner.cache_entries()
+    }
+    fn clear_cache(&self, task: Option<&str>) -> Result<usize, StoreError> {
+        self.inner.clear_cache(task)
     }
 }
 

@@ -425,6 +425,10 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
     let mut picks = Vec::new();
     let mut args = Vec::new();
     let mut moves = Vec::new();
+    // What a cached task's key is made of: each input as the task reads it, in order;
+    // one read by value is peeked at before the call takes it.
+    let mut key_picks = Vec::new();
+    let mut key_parts = Vec::new();
     for (i, arg) in call.args.iter().enumerate() {
         let last_span = arg
             .fields
@@ -441,25 +445,38 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
             args.push(value.to_token_stream());
             locals.push(local);
             moves.push(quote_spanned!(Span::mixed_site()=> __aqueduct_builder.moved(#root);));
+            key_parts.push(quote_spanned! {Span::mixed_site()=>
+                __aqueduct_task.key_moved::<#i, _>(__aqueduct_key, __aqueduct_input.slots(), #root)?;
+            });
             continue;
         }
-        let fields = arg.fields.iter().map(|(dot, member)| quote!(#dot #member));
-        let picked = match &arg.part {
-            Some(part) => {
-                let input = Ident::new("__aqueduct_input", Span::call_site());
-                let slots = quote!(#input.slots());
-                let mismatch =
-                    quote!(return #p::Step::done(::core::result::Result::Err(#p::mismatched())));
-                super::expand_branch::project(part, &arg.root, &slots, p, &mismatch)
-            }
-            None => {
-                quote_spanned!(arg.root.span()=> __aqueduct_task.arg::<#i, _>(__aqueduct_input.slots(), #root))
+        let pick = |mismatch: TokenStream| {
+            let picked = match &arg.part {
+                Some(part) => {
+                    let input = Ident::new("__aqueduct_input", Span::call_site());
+                    let slots = quote!(#input.slots());
+                    super::expand_branch::project(part, &arg.root, &slots, p, &mismatch)
+                }
+                None => {
+                    quote_spanned!(arg.root.span()=> __aqueduct_task.arg::<#i, _>(__aqueduct_input.slots(), #root))
+                }
+            };
+            let fields = arg.fields.iter().map(|(dot, member)| quote!(#dot #member));
+            if arg.fields.is_empty() {
+                picked
+            } else {
+                quote!(&#picked #(#fields)*)
             }
         };
-        picks.push(if arg.fields.is_empty() {
-            picked
-        } else {
-            quote!(&#picked #(#fields)*)
+        picks.push(pick(
+            quote!(return #p::Step::done(::core::result::Result::Err(#p::mismatched()))),
+        ));
+        key_picks.push(pick(
+            quote!(return ::core::result::Result::Err(#p::mismatched().to_string())),
+        ));
+        let key_local = format_ident!("__aqueduct_key{}", i, span = Span::mixed_site());
+        key_parts.push(quote_spanned! {Span::mixed_site()=>
+            __aqueduct_task.key_part(__aqueduct_key, #key_local)?;
         });
         let and = arg
             .and
@@ -505,10 +522,31 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
             Some(quote!(#tolerant,)),
         )
     };
+    let key_locals = call
+        .args
+        .iter()
+        .enumerate()
+        .filter(|(_, arg)| !arg.moved)
+        .map(|(i, _)| format_ident!("__aqueduct_key{}", i, span = Span::mixed_site()));
+    let key_pick = (!key_picks.is_empty()).then(|| {
+        let (task, input) = (
+            Ident::new("__aqueduct_task", Span::call_site()),
+            Ident::new("__aqueduct_input", Span::call_site()),
+        );
+        quote_spanned! {Span::mixed_site()=>
+            #[allow(unused_variables)]
+            let (#(#key_locals,)*) = {
+                let #task = __aqueduct_task;
+                let #input = &__aqueduct_input;
+                (#(#key_picks,)*)
+            };
+        }
+    });
+    let inputs: Vec<TokenStream> = inputs.collect();
     quote_spanned! {Span::mixed_site()=> {
         let __aqueduct_task = #marker;
         #(#moves)*
-        __aqueduct_builder.#node(
+        let __aqueduct_node = __aqueduct_builder.#node(
             __aqueduct_task.info(),
             #node_name,
             (#(#inputs,)*),
@@ -517,6 +555,18 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
                 #pick
                 __aqueduct_task.step(#the_call)
             },
-        )
+        );
+        // Registers the key of a `#[task(cache)]` task; nothing for the others.
+        __aqueduct_task.cache(
+            __aqueduct_builder.by_ref(),
+            __aqueduct_node,
+            (#(#inputs,)*),
+            move |__aqueduct_input, __aqueduct_key| {
+                #key_pick
+                #(#key_parts)*
+                ::core::result::Result::Ok(())
+            },
+        );
+        __aqueduct_node
     }}
 }

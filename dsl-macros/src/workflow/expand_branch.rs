@@ -11,6 +11,7 @@ use syn::spanned::Spanned;
 use super::condition::read_local;
 use super::expand::{Cx, emit_nodes, emit_tail, handle, local, unread};
 use super::{Branch, Form, Part, Tail};
+use crate::spans::respan;
 
 /// Reads part `binding` in a closure that reads `slots`: the binding it is a part of,
 /// matched again with the arm's pattern. `mismatch` is what the closure does if the
@@ -45,25 +46,6 @@ pub(super) fn project(
             _ => #mismatch,
         }
     })}
-}
-
-/// `tokens`, every one located at `at` (groups too; each keeps its hygiene): an
-/// expression rustc reports as a whole at the user's token.
-fn respan(tokens: TokenStream, at: Span) -> TokenStream {
-    tokens
-        .into_iter()
-        .map(|mut token| {
-            if let proc_macro2::TokenTree::Group(group) = &token {
-                let mut inner =
-                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), at));
-                inner.set_span(group.span().located_at(at));
-                token = proc_macro2::TokenTree::Group(inner);
-            } else {
-                token.set_span(token.span().located_at(at));
-            }
-            token
-        })
-        .collect()
 }
 
 /// `{ tokens }`, its braces spanned at `at`.

@@ -1,0 +1,207 @@
+//! Cached tasks (`#[task(cache)]`): before a cached node's first attempt its key is
+//! computed from its inputs and looked up in the run's store; a result found (and not
+//! expired) resolves the node `Cached` without calling the task, and a result computed
+//! is saved through the run's writer for later runs.
+//!
+//! The cache never fails a run: a key that cannot be computed, a store that cannot be
+//! read, a result that cannot be decoded (a corrupt row, a type that changed) or saved
+//! is a warning, and the task simply runs; its new result replaces an unreadable row.
+//! Lookups are blocking store work: on rayon for CPU tasks, on tokio's blocking pool
+//! for the others, never on a tokio worker.
+
+use super::*;
+use crate::plan::{CacheDef, CacheKey, CheckpointFormat};
+use crate::store::{CachedResult, Store, guarded};
+
+/// A run's cache: where results are looked up and saved, and the run's id, which the
+/// reports of later runs name as the producer.
+pub(crate) struct CacheRun {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) run: String,
+    pub(crate) sink: Sink,
+}
+
+/// What a job of a cached task learnt from its lookup.
+pub(super) struct JobCache {
+    /// Its key; `None` if it could not be computed (nothing is saved then).
+    key: Option<String>,
+    /// On a hit, the run that computed the result loaded.
+    from: Option<String>,
+}
+
+impl JobCache {
+    /// The run a loaded result came from.
+    pub(super) fn hit(&self) -> Option<&str> {
+        self.from.as_deref()
+    }
+}
+
+impl Shared {
+    /// Whether `job` looks its result up before it runs: the first attempt of a cached
+    /// task, in a run that has a cache.
+    pub(super) fn looks_up(&self, job: &Job) -> bool {
+        self.plan.flags[job.node] & crate::plan::CACHED != 0
+            && job.attempt == 0
+            && job.cache.is_none()
+            && self.run.cache.is_some()
+    }
+
+    /// Computes `job`'s key and looks it up: the result's value on a hit. Blocking
+    /// store work; never panics (the key function, the store and the decoding are
+    /// each behind a boundary).
+    pub(super) fn look_up(&self, job: &mut Job) -> Option<Value> {
+        let node = job.node;
+        let mut found = JobCache {
+            key: None,
+            from: None,
+        };
+        let value = self.find(node, &mut found);
+        job.cache = Some(Box::new(found));
+        value
+    }
+
+    fn find(&self, node: usize, found: &mut JobCache) -> Option<Value> {
+        let def = self.plan.caches.get(&(node as u32))?;
+        let cache = self.run.cache.as_ref()?;
+        let info = self.plan.graph.info(node);
+        let name = self.recorded_name(node);
+        let key = match key_of(info, def, self.board.slots()) {
+            Ok(key) => key,
+            Err(error) => {
+                tracing::warn!(parent: &self.span, node = %name, %error, "cannot make the cache key; running the task");
+                return None;
+            }
+        };
+        found.key = Some(key.clone());
+        let store = &*cache.store;
+        let row = match guarded(store, "cached", || store.cached(info.name, &key)) {
+            Ok(Some(row)) => row,
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::warn!(parent: &self.span, node = %name, %error, "cannot read the cache; running the task");
+                return None;
+            }
+        };
+        if row
+            .expires_ms
+            .is_some_and(|at| at <= crate::store::now_ms())
+        {
+            return None;
+        }
+        match decode(def, &row) {
+            Ok(value) => {
+                found.from = Some(row.run);
+                Some(value)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    parent: &self.span, node = %name, key = %key, %error,
+                    "the cached result cannot be read; running the task, whose result replaces it"
+                );
+                None
+            }
+        }
+    }
+
+    /// Saves the result `value` of a cached task that ran, if its lookup made a key
+    /// (`checkpoint` is its checkpoint in a durable run, whose bytes are reused when
+    /// they are in the same format). Called before the value is made takeable.
+    pub(super) fn save_result(
+        &self,
+        node: usize,
+        job: &JobCache,
+        value: &Value,
+        checkpoint: Option<&crate::store::Checkpoint>,
+    ) {
+        let (Some(key), None) = (&job.key, &job.from) else {
+            return;
+        };
+        let (Some(def), Some(cache)) = (
+            self.plan.caches.get(&(node as u32)),
+            self.run.cache.as_ref(),
+        ) else {
+            return;
+        };
+        let info = self.plan.graph.info(node);
+        let format = self.run.format;
+        let data = match checkpoint {
+            Some(checkpoint) if checkpoint.codec == format.name() => Ok(checkpoint.data.clone()),
+            _ => catch_unwind(AssertUnwindSafe(|| (def.codec.encode)(value, format)))
+                .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&*panic)))),
+        };
+        let data = match data {
+            Ok(data) => data,
+            Err(error) => {
+                let name = self.recorded_name(node);
+                tracing::warn!(parent: &self.span, node = %name, %error, "cannot encode the result for the cache; it is not saved");
+                return;
+            }
+        };
+        let created_ms = crate::store::now_ms();
+        let ttl = info.cache.and_then(|policy| policy.ttl);
+        cache.sink.send(checkpoint::Entry {
+            checkpoint: None,
+            end: None,
+            cached: Some(CachedResult {
+                task: info.name.to_owned(),
+                key: key.clone(),
+                codec: format.name().to_owned(),
+                schema: crate::plan::SCHEMA,
+                data,
+                run: cache.run.clone(),
+                created_ms,
+                expires_ms: ttl.map(|ttl| created_ms.saturating_add(ttl.as_millis() as u64)),
+            }),
+        });
+    }
+}
+
+/// The key of a call of cached task `info` whose inputs are in `slots`: SHA-256 of the
+/// task's name, code hash and version and the inputs' encodings, in hex.
+fn key_of(info: &TaskInfo, def: &CacheDef, slots: &[Slot]) -> Result<String, String> {
+    use sha2::{Digest, Sha256};
+    let policy = info.cache.ok_or("the task has no cache policy")?;
+    let mut inputs = CacheKey::default();
+    catch_unwind(AssertUnwindSafe(|| (def.key)(slots, &mut inputs))).unwrap_or_else(|panic| {
+        Err(format!(
+            "an input's `Serialize` panicked: {}",
+            panic_message(&*panic)
+        ))
+    })?;
+    let mut hasher = Sha256::new();
+    hasher.update(format!(
+        "aqueduct cache 1\n{}\n{:016x}\n{}\n",
+        info.name, policy.code, policy.version
+    ));
+    hasher.update(inputs.bytes());
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect())
+}
+
+/// A stored result's value, if this build can read it.
+fn decode(def: &CacheDef, row: &CachedResult) -> Result<Value, String> {
+    let format = CheckpointFormat::from_name(&row.codec).ok_or_else(|| {
+        format!(
+            "it is encoded as `{}`, which this build cannot read",
+            row.codec
+        )
+    })?;
+    if row.schema != crate::plan::SCHEMA {
+        return Err(format!(
+            "its layout is version {}, this build reads {}",
+            row.schema,
+            crate::plan::SCHEMA
+        ));
+    }
+    catch_unwind(AssertUnwindSafe(|| (def.codec.decode)(&row.data, format))).unwrap_or_else(
+        |panic| {
+            Err(format!(
+                "its `Deserialize` panicked: {}",
+                panic_message(&*panic)
+            ))
+        },
+    )
+}

@@ -1,0 +1,100 @@
+//! Cached tasks (`#[task(cache)]`): how a node's cache key is made from its inputs, and
+//! how its result is saved and loaded.
+//!
+//! A key is the SHA-256 of the task's name, its code hash and version
+//! ([`CachePolicy`](crate::task::CachePolicy)), and each input's serde encoding as a
+//! canonical JSON value (maps sorted by key), in the order the task takes them. The
+//! executor computes it before the task's first attempt and looks it up in the run's
+//! store.
+
+use super::{Builder, Call, Codec, Handle, In, Inputs, Params};
+use crate::value::Slot;
+
+/// What a cached node's key is made of: each input's encoding, in order.
+///
+/// [`Builder::cache`] hands one to the key function, which adds each input the task
+/// reads with [`add`](Self::add).
+#[derive(Debug, Default)]
+pub struct CacheKey {
+    bytes: Vec<u8>,
+}
+
+impl CacheKey {
+    /// Adds one input. Encoded as a JSON value first, whose maps are sorted by key, so a
+    /// `HashMap` hashes the same in any order; a `HashSet` or another collection that
+    /// serialises as a sequence in a random order does not: use a `BTreeSet`.
+    ///
+    /// # Errors
+    /// The input's `Serialize` failed (a map with keys JSON cannot hold, say).
+    #[cfg(feature = "durable")]
+    pub fn add<T: serde::Serialize + ?Sized>(&mut self, input: &T) -> Result<(), String> {
+        let value = serde_json::to_value(input).map_err(|error| error.to_string())?;
+        serde_json::to_writer(&mut self.bytes, &value).map_err(|error| error.to_string())?;
+        self.bytes.push(b'\n');
+        Ok(())
+    }
+
+    /// The inputs' encodings, one per line.
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Adds a cached node's inputs to its key.
+pub(crate) type KeyFn = dyn Fn(&[Slot], &mut CacheKey) -> Result<(), String> + Send + Sync;
+
+/// How a cached node is keyed and its result kept.
+pub(crate) struct CacheDef {
+    pub(crate) key: Box<KeyFn>,
+    pub(crate) codec: Codec,
+}
+
+impl<P: Params> Builder<P> {
+    /// Caches a task node whose [`TaskInfo::cache`](crate::task::TaskInfo::cache) is
+    /// set: before its first attempt, `key` adds the inputs the task reads (each
+    /// through [`CacheKey::add`]) and the run looks the key up in its store; a stored
+    /// result is loaded instead of calling the task, and a result computed is saved.
+    /// `inputs` are the node's own. `workflow!` calls it for every `#[task(cache)]`
+    /// call. A run without a store (see [`Runner::cache`](crate::Runner::cache)) calls
+    /// the task every time.
+    ///
+    /// # Panics
+    /// If `node` belongs to another builder, is not a task, or its task has no cache
+    /// policy.
+    #[cfg_attr(docsrs, doc(cfg(feature = "durable")))]
+    #[cfg(feature = "durable")]
+    #[track_caller]
+    pub fn cache<T, I, K>(&mut self, node: Handle<T>, inputs: I, key: K)
+    where
+        T: super::Checkpointable,
+        I: Inputs,
+        K: for<'a, 'i> Fn(In<'a, 'i, I>, &mut CacheKey) -> Result<(), String>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let node = self.own(&[node.node_ref()])[0];
+        let info = self.graph.info(node as usize);
+        assert!(
+            matches!(self.calls[node as usize], Call::Task(_)) && info.cache.is_some(),
+            "`cache` takes the handle of a task node whose `TaskInfo` has a `cache` policy \
+             (`{}` has none)",
+            info.name
+        );
+        let key: Box<KeyFn> = Box::new(move |slots, out| {
+            key(
+                In {
+                    slots,
+                    inputs: &inputs,
+                },
+                out,
+            )
+        });
+        let codec = Codec {
+            encode: super::durable::encode::<T>,
+            decode: super::durable::decode::<T>,
+        };
+        self.caches.insert(node, CacheDef { key, codec });
+    }
+}
