@@ -128,3 +128,68 @@ async fn delete_leaves_a_running_run_alone() {
     assert_eq!(code, ExitCode::SUCCESS);
     assert_eq!(store.runs().unwrap().len(), 1, "the running run is kept");
 }
+
+#[task(cache)]
+fn tripled(x: &u64) -> u64 {
+    x * 3
+}
+
+workflow! {
+    fn remembered(x: u64) -> u64 {
+        tripled(&x)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_with_cached_tasks_keeps_them_in_the_store_and_cache_clears_them() {
+    let dir = TempDir::new("cli-cache");
+    let path = dir.db();
+    let store = path.to_str().unwrap();
+    let run = |x: u64| {
+        Cli::new(remembered::workflow()).main_from(
+            ["remembered", "run", "--store", store],
+            move || (x,),
+            |_, _| {},
+        )
+    };
+    assert_eq!(run(2).await, ExitCode::SUCCESS);
+    assert_eq!(run(3).await, ExitCode::SUCCESS);
+    let cached = || SqliteStore::open(&path).unwrap().cache_entries().unwrap();
+    assert_eq!(
+        cached().len(),
+        2,
+        "not durable, but its cached task's results are kept"
+    );
+    assert!(SqliteStore::open(&path).unwrap().runs().unwrap().is_empty());
+
+    let cli = |args: &'static [&'static str]| {
+        let args = ["remembered"]
+            .iter()
+            .chain(args)
+            .copied()
+            .chain(["--store", store]);
+        Cli::new(remembered::workflow()).main_from(args.collect::<Vec<_>>(), || (0,), |_, _| {})
+    };
+    assert_eq!(cli(&["cache", "list"]).await, ExitCode::SUCCESS);
+    assert_eq!(
+        cli(&["cache", "clear", "--task", "other"]).await,
+        ExitCode::SUCCESS
+    );
+    assert_eq!(cached().len(), 2, "another task's results only");
+    assert_eq!(
+        cli(&["cache", "clear", "--task", "tripled"]).await,
+        ExitCode::SUCCESS
+    );
+    assert!(cached().is_empty());
+
+    // `--no-store` keeps nothing.
+    let code = Cli::new(remembered::workflow())
+        .main_from(
+            ["remembered", "run", "--no-store", "--store", store],
+            || (5,),
+            |_, _| {},
+        )
+        .await;
+    assert_eq!(code, ExitCode::SUCCESS);
+    assert!(cached().is_empty());
+}

@@ -142,7 +142,10 @@ fn validate(args: TokenStream, item: ItemFn) -> syn::Result<Task> {
             format!(
                 "a cached task's result is keyed by its inputs' values, but `{}` is read \
                  whatever became of it (a cleanup task): remove `cache`, or take `&T`",
-                tolerant.0.to_token_stream()
+                match tolerant.0 {
+                    FnArg::Typed(typed) => typed.pat.to_token_stream().to_string(),
+                    FnArg::Receiver(_) => "self".to_owned(),
+                }
             ),
         ));
     }

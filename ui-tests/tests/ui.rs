@@ -15,5 +15,6 @@ fn ui() {
     cases.compile_fail("tests/ui/crate/*.rs");
     cases.compile_fail("tests/ui/moves/*.rs");
     cases.compile_fail("tests/ui/branches/*.rs");
+    cases.compile_fail("tests/ui/cache/*.rs");
     cases.pass("tests/ui/pass/*.rs");
 }

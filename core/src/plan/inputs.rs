@@ -155,8 +155,11 @@ impl<'a, I: Inputs> In<'a, '_, I> {
     pub fn take<T: 'static>(&self, input: Handle<T>) -> T {
         crate::value::take(self.slots, input.index() as u32)
     }
+}
 
-    /// The run's slots, for reading inputs one by one.
+impl<'a, I> In<'a, '_, I> {
+    /// The run's slots, for reading inputs one by one. (No bound on `I`: a wrong input
+    /// type is reported once, where the node is added.)
     #[doc(hidden)]
     pub fn slots(&self) -> &'a [Slot] {
         self.slots

@@ -429,6 +429,7 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
     // one read by value is peeked at before the call takes it.
     let mut key_picks = Vec::new();
     let mut key_parts = Vec::new();
+    let mut key_moves = Vec::new();
     for (i, arg) in call.args.iter().enumerate() {
         let last_span = arg
             .fields
@@ -445,8 +446,9 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
             args.push(value.to_token_stream());
             locals.push(local);
             moves.push(quote_spanned!(Span::mixed_site()=> __aqueduct_builder.moved(#root);));
-            key_parts.push(quote_spanned! {Span::mixed_site()=>
-                __aqueduct_task.key_moved::<#i, _>(__aqueduct_key, __aqueduct_input.slots(), #root)?;
+            let input = Ident::new("__aqueduct_input", Span::call_site());
+            key_moves.push(quote_spanned! {Span::mixed_site()=>
+                __aqueduct_task.key_moved::<#i, _>(__aqueduct_key, #input.slots(), #root)?;
             });
             continue;
         }
@@ -528,7 +530,10 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
         .enumerate()
         .filter(|(_, arg)| !arg.moved)
         .map(|(i, _)| format_ident!("__aqueduct_key{}", i, span = Span::mixed_site()));
-    let key_pick = (!key_picks.is_empty()).then(|| {
+    // As the call's picks (so a mistake in them is reported once: rustc drops the
+    // second, identical report), with the inputs taken by value added to the key
+    // first, before anything is read by reference.
+    let key_pick = (!call.args.is_empty()).then(|| {
         let (task, input) = (
             Ident::new("__aqueduct_task", Span::call_site()),
             Ident::new("__aqueduct_input", Span::call_site()),
@@ -537,7 +542,8 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
             #[allow(unused_variables)]
             let (#(#key_locals,)*) = {
                 let #task = __aqueduct_task;
-                let #input = &__aqueduct_input;
+                let #input = __aqueduct_input;
+                #(#key_moves)*
                 (#(#key_picks,)*)
             };
         }

@@ -1,6 +1,6 @@
 use aqueduct::prelude::*;
 
-#[task(timeout = "3d")]
+#[task(timeout = "3w")]
 fn double(x: &u64) -> u64 {
     x * 2
 }

@@ -27,26 +27,34 @@
 //! runs [--store PATH]                             the run history
 //! show RUN_ID [--store PATH]                      one run's report
 //! delete --older-than-days N [--store PATH]       forget old runs (not running ones)
+//! cache list [--store PATH]                       cached tasks' results
+//! cache clear [--task NAME] [--store PATH]        forget cached results
 //! graph [--format mermaid|dot]                    the workflow's graph
 //! ```
 //!
-//! The store defaults to `<workflow>.db` in the working directory. A run shows a
+//! The store defaults to `<workflow>.db` in the working directory. A workflow with
+//! cached tasks (`#[task(cache)]`) keeps their results in it too, durable or not (`run
+//! --no-store` runs without it). A run shows a
 //! progress bar on a terminal and a log line a second otherwise; Ctrl-C cancels it
 //! cleanly, and a durable run cancelled or crashed resumes with `resume`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::plan::{Params, Workflow};
-use crate::progress::Progress;
 use crate::report::RunReport;
 use crate::run::{RunOutcome, Runner};
 use crate::store::{SqliteStore, Store};
+
+mod tables;
+mod ticker;
+
+use tables::{cache_table, runs_table};
+use ticker::Ticker;
 
 /// A workflow binary's command line.
 pub struct Cli<P, O> {
@@ -109,11 +117,34 @@ enum Command {
         #[command(flatten)]
         store: StoreArg,
     },
+    /// Lists or clears the results of cached tasks (`#[task(cache)]`).
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// Prints the workflow's graph.
     Graph {
         /// The graph's format.
         #[arg(long, value_enum, default_value_t = Format::Mermaid)]
         format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// Lists the cached results: task, key, the run that computed each, its age and
+    /// expiry, its size.
+    List {
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Deletes cached results, so their tasks run again: one task's, or all.
+    Clear {
+        /// Only this task's results (its function's name).
+        #[arg(long, value_name = "NAME")]
+        task: Option<String>,
+        #[command(flatten)]
+        store: StoreArg,
     },
 }
 
@@ -205,7 +236,12 @@ where
                     // A run id promises a resumable run: say why there is none.
                     self.require_durable()?;
                 }
-                let outcome = if no_store || !self.workflow.is_durable() {
+                let cached = self.workflow.plan.caches_any;
+                let outcome = if no_store || (!self.workflow.is_durable() && !cached) {
+                    watch(runner, |r| r.run(input())).await
+                } else if !self.workflow.is_durable() {
+                    // Not recorded, but its cached tasks' results are kept.
+                    let runner = runner.cache(self.open_any(store)?);
                     watch(runner, |r| r.run(input())).await
                 } else {
                     let runner = runner.store(self.open(store)?);
@@ -297,6 +333,24 @@ where
                 }
                 Ok(())
             }
+            Command::Cache {
+                action: CacheAction::List { store },
+            } => {
+                let entries = self.open_any(store)?.cache_entries();
+                print!("{}", cache_table(&entries.map_err(|e| e.to_string())?));
+                Ok(())
+            }
+            Command::Cache {
+                action: CacheAction::Clear { task, store },
+            } => {
+                let cleared = self.open_any(store)?.clear_cache(task.as_deref());
+                let cleared = cleared.map_err(|e| e.to_string())?;
+                match task {
+                    Some(task) => println!("cleared {cleared} cached result(s) of `{task}`"),
+                    None => println!("cleared {cleared} cached result(s)"),
+                }
+                Ok(())
+            }
             Command::Graph { format } => {
                 let graph = self.workflow.graph();
                 print!(
@@ -321,8 +375,14 @@ where
         .to_string())
     }
 
+    /// The store of runs, for a command about runs: only a durable workflow has them.
     fn open(&self, store: StoreArg) -> Result<Arc<dyn Store>, Failure> {
         self.require_durable()?;
+        self.open_any(store)
+    }
+
+    /// The store, for its cache: any workflow may have cached tasks.
+    fn open_any(&self, store: StoreArg) -> Result<Arc<dyn Store>, Failure> {
         let path = store.store.unwrap_or_else(|| self.store.clone());
         let store = SqliteStore::open(path).map_err(|e| e.to_string())?;
         Ok(Arc::new(store))
@@ -387,114 +447,5 @@ fn finish<O>(outcome: RunOutcome<O>, done: impl FnOnce(O, &RunReport)) -> Result
                 _ => error.to_string(),
             })
         }
-    }
-}
-
-/// A progress bar on a terminal, a log line a second elsewhere.
-struct Ticker {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Ticker {
-    fn start(progress: Arc<Progress>) -> Self {
-        let (stop, mut stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            let terminal = std::io::stderr().is_terminal();
-            let bar = terminal.then(|| {
-                let bar = indicatif::ProgressBar::new(0);
-                let style = indicatif::ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:30}] {pos}/{len} tasks, {msg}",
-                )
-                .expect("a valid template")
-                .progress_chars("=> ");
-                bar.set_style(style);
-                bar
-            });
-            let mut last = None;
-            let mut tick = tokio::time::interval(if terminal {
-                Duration::from_millis(100)
-            } else {
-                Duration::from_secs(1)
-            });
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = &mut stopped => break,
-                }
-                let now = (progress.done(), progress.total(), progress.running());
-                match &bar {
-                    Some(bar) => {
-                        bar.set_length(now.1);
-                        bar.set_position(now.0);
-                        bar.set_message(format!("{} running", now.2));
-                    }
-                    None if last != Some(now) && now.1 > 0 => {
-                        eprintln!("{}", progress_line(now));
-                    }
-                    None => {}
-                }
-                last = Some(now);
-            }
-            if let Some(bar) = bar {
-                bar.finish_and_clear();
-            }
-        });
-        Self { stop, task }
-    }
-
-    fn stop(self, progress: &Progress) {
-        let _ = self.stop.send(());
-        self.task.abort();
-        if !std::io::stderr().is_terminal() && progress.total() > 0 {
-            eprintln!(
-                "{}",
-                progress_line((progress.done(), progress.total(), progress.running()))
-            );
-        }
-    }
-}
-
-fn progress_line((done, total, running): (u64, u64, u64)) -> String {
-    format!("progress: {done}/{total} tasks done, {running} running")
-}
-
-/// The run history as a table.
-fn runs_table(runs: &[crate::store::RunSummary]) -> String {
-    use std::fmt::Write;
-    let mut out = format!(
-        "{:<40} {:<20} {:<10} {:<20} {:>10} {:>11}\n",
-        "run", "workflow", "status", "started", "duration", "checkpoints"
-    );
-    for run in runs {
-        let duration = run
-            .duration_ms
-            .map_or_else(|| "-".to_owned(), |ms| format!("{:.1} s", ms as f64 / 1e3));
-        let _ = writeln!(
-            out,
-            "{:<40} {:<20} {:<10} {:<20} {:>10} {:>11}",
-            run.id,
-            run.workflow,
-            run.status,
-            ago(run.started_ms),
-            duration,
-            run.checkpoints
-        );
-    }
-    out
-}
-
-/// How long ago `millis` (since the Unix epoch) was, to the coarsest useful unit.
-fn ago(millis: u64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
-    let secs = now.saturating_sub(millis) / 1_000;
-    match secs {
-        0..60 => format!("{secs}s ago"),
-        60..3_600 => format!("{}m {}s ago", secs / 60, secs % 60),
-        3_600..86_400 => format!("{}h {}m ago", secs / 3_600, secs % 3_600 / 60),
-        _ => format!("{}d {}h ago", secs / 86_400, secs % 86_400 / 3_600),
     }
 }
