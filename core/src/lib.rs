@@ -74,7 +74,8 @@ pub mod graph {
     //! of [`Node`]s.
     //!
     //! A hand-built node names its task with a [`TaskInfo`](crate::task::TaskInfo) (`TaskInfo::new(name, kind)`,
-    //! then its `retry`, `timeout`, `concurrency` fields); a `#[task]` function's own is
+    //! then its `retry`, `timeout`, `concurrency`, `cache` fields; a cached node is
+    //! registered with [`Builder::cache`](crate::graph::Builder::cache)); a `#[task]` function's own is
     //! `<task_name as aqueduct::__private::Task>::INFO`, but a hand-built graph usually
     //! calls plain functions.
     pub use crate::describe::{Graph, Node};
@@ -86,8 +87,8 @@ pub mod graph {
     #[doc(hidden)]
     pub use crate::plan::NodeRef;
     pub use crate::plan::{
-        Arguments, Builder, Collection, Decision, Handle, In, Inputs, ItemsFailed, Params, Step,
-        Workflow,
+        Arguments, Builder, CacheKey, Collection, Decision, Handle, In, Inputs, ItemsFailed,
+        Params, Step, Workflow,
     };
     #[doc(hidden)]
     pub use crate::value::{Record, Slot};

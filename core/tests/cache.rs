@@ -31,7 +31,7 @@ static PRICES: AtomicUsize = AtomicUsize::new(0);
 
 /// An expensive lookup: cached by its input.
 #[task(cache)]
-fn price(item: &String) -> u64 {
+fn price(item: &str) -> u64 {
     PRICES.fetch_add(1, Ordering::SeqCst);
     item.len() as u64 * 10
 }
@@ -292,7 +292,7 @@ async fn fetch(page: &u64) -> String {
 }
 
 #[task]
-fn length(text: &String) -> usize {
+fn length(text: &str) -> usize {
     text.len()
 }
 
@@ -398,7 +398,7 @@ async fn clearing_the_cache_by_task_or_whole() {
         format!("#{x}")
     }
     #[task(cache)]
-    fn shout(text: &String) -> String {
+    fn shout(text: &str) -> String {
         text.to_uppercase()
     }
     workflow! {

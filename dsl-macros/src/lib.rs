@@ -29,6 +29,23 @@ mod workflow;
 /// every attempt but the last a clone of each by-value input (their types must be
 /// `Clone`); the last attempt takes the value itself.
 ///
+/// # `cache`
+///
+/// `cache` (kept until cleared), `cache = "7d"` (an expiry: `ms`, `s`, `m`, `h` or
+/// `d`), with `version = N` (0 unless given): the task's results are kept in the
+/// run's store (a durable run's, or the one given to `Runner::cache`), keyed by the
+/// task's name, a hash of its signature and body, `version`, and its inputs' serde
+/// encodings; a later call with the same key loads the result instead of running, and
+/// the report says `cached`. Every input type must be `serde::Serialize` and the output
+/// `Serialize + Deserialize`, checked at `cache`; an input `&Outcome<T>` is refused.
+/// The code hash does not see the functions the task calls: bump `version` when they
+/// change. `version` without `cache` is an error.
+///
+/// ```ignore
+/// #[task(cache = "7d", version = 2)]
+/// async fn quote(symbol: &String) -> Result<u64, std::io::Error> { /* … */ }
+/// ```
+///
 /// # `crate = path`
 ///
 /// The expansion names Aqueduct `::aqueduct`. A crate that depends on it under another

@@ -256,6 +256,7 @@ struct RunContext {
     /// How checkpoints are encoded.
     format: crate::plan::CheckpointFormat,
     /// Where cached tasks' results are looked up and saved, if the run has a store.
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
     cache: Option<CacheRun>,
 }
 

@@ -580,13 +580,15 @@ impl<P: Params> Builder<P> {
         let durable = self.durable_plan(&graph);
         Workflow::new(Plan::new(
             graph,
-            self.calls,
-            self.unresolved,
-            self.movers,
-            self.handled_by,
-            durable,
-            self.codecs,
-            self.caches,
+            super::Built {
+                calls: self.calls,
+                unresolved: self.unresolved,
+                movers: self.movers,
+                handled_by: self.handled_by,
+                durable,
+                codecs: self.codecs,
+                caches: self.caches,
+            },
         ))
     }
 }

@@ -7,7 +7,9 @@
 //! executor computes it before the task's first attempt and looks it up in the run's
 //! store.
 
-use super::{Builder, Call, Codec, Handle, In, Inputs, Params};
+use super::Codec;
+#[cfg(feature = "durable")]
+use super::{Builder, Call, Handle, In, Inputs, Params};
 use crate::value::Slot;
 
 /// What a cached node's key is made of: each input's encoding, in order.
@@ -45,11 +47,13 @@ impl CacheKey {
 pub(crate) type KeyFn = dyn Fn(&[Slot], &mut CacheKey) -> Result<(), String> + Send + Sync;
 
 /// How a cached node is keyed and its result kept.
+#[cfg_attr(not(feature = "durable"), allow(dead_code))]
 pub(crate) struct CacheDef {
     pub(crate) key: Box<KeyFn>,
     pub(crate) codec: Codec,
 }
 
+#[cfg(feature = "durable")]
 impl<P: Params> Builder<P> {
     /// Caches a task node whose [`TaskInfo::cache`](crate::task::TaskInfo::cache) is
     /// set: before its first attempt, `key` adds the inputs the task reads (each
@@ -63,7 +67,6 @@ impl<P: Params> Builder<P> {
     /// If `node` belongs to another builder, is not a task, or its task has no cache
     /// policy.
     #[cfg_attr(docsrs, doc(cfg(feature = "durable")))]
-    #[cfg(feature = "durable")]
     #[track_caller]
     pub fn cache<T, I, K>(&mut self, node: Handle<T>, inputs: I, key: K)
     where

@@ -113,6 +113,7 @@ pub(crate) struct Plan {
     /// checkpointed: a nested run of it needs a path.
     pub(crate) checkpoints_any: bool,
     /// Per cached task node ([`CACHED`]), how its key is made and its result kept.
+    #[cfg_attr(not(feature = "durable"), allow(dead_code))]
     pub(crate) caches: HashMap<u32, CacheDef>,
     /// Whether a node of this plan, or of a body nested in it at any depth, is cached:
     /// a run of it looks results up in a store, if it has one.
@@ -127,19 +128,30 @@ impl fmt::Debug for Plan {
     }
 }
 
+/// What a [`Builder`] hands over for its graph, per node but `durable`.
+pub(crate) struct Built {
+    pub(crate) calls: Vec<Call>,
+    pub(crate) unresolved: Vec<fn(Option<TaskError>) -> Value>,
+    pub(crate) movers: Vec<Option<Mover>>,
+    pub(crate) handled_by: HashMap<u32, Vec<u32>>,
+    pub(crate) durable: Option<Durable>,
+    pub(crate) codecs: Vec<Option<Codec>>,
+    pub(crate) caches: HashMap<u32, CacheDef>,
+}
+
 impl Plan {
     /// Compiles a finished graph: successors in CSR form, each node's count of task
     /// inputs to wait for, and the roots.
-    pub(crate) fn new(
-        graph: Graph,
-        calls: Vec<Call>,
-        unresolved: Vec<fn(Option<TaskError>) -> Value>,
-        movers: Vec<Option<Mover>>,
-        handled_by: HashMap<u32, Vec<u32>>,
-        durable: Option<Durable>,
-        codecs: Vec<Option<Codec>>,
-        caches: HashMap<u32, CacheDef>,
-    ) -> Self {
+    pub(crate) fn new(graph: Graph, built: Built) -> Self {
+        let Built {
+            calls,
+            unresolved,
+            movers,
+            handled_by,
+            durable,
+            codecs,
+            caches,
+        } = built;
         let n = graph.len();
         let task_inputs = |node: usize| {
             graph

@@ -538,6 +538,13 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
             Ident::new("__aqueduct_task", Span::call_site()),
             Ident::new("__aqueduct_input", Span::call_site()),
         );
+        if key_picks.is_empty() {
+            return quote_spanned! {Span::mixed_site()=>
+                let #task = __aqueduct_task;
+                let #input = __aqueduct_input;
+                #(#key_moves)*
+            };
+        }
         quote_spanned! {Span::mixed_site()=>
             #[allow(unused_variables)]
             let (#(#key_locals,)*) = {
