@@ -253,6 +253,23 @@ workflow! {
     }
 }
 
+/// [`plus_one`], cached: what `measure cache` looks up.
+#[task(cache)]
+fn plus_one_cached(x: &u64) -> u64 {
+    x + 1
+}
+
+workflow! {
+    /// `cache`: [`per_item`] with a cached task per item, so that a second run over the
+    /// same items loads every item's result.
+    pub fn per_item_cached(items: Vec<u64>) -> u64 {
+        let each = for x in &items {
+            plus_one_cached(x)
+        };
+        sum_items(&each)
+    }
+}
+
 /// The tutorial-shape workload: the flagship example with real data and no sleeps.
 pub fn tutorial_config() -> catalog::CatalogConfig {
     catalog::CatalogConfig {

@@ -420,3 +420,46 @@ async fn clearing_the_cache_by_task_or_whole() {
     assert_eq!(store.clear_cache(None).unwrap(), 2);
     assert!(store.cache_entries().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn loaded_results_give_back_permits_and_count_as_done() {
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    /// At most one at a time: a loaded result must give its permit back.
+    #[task(cache, concurrency = 1)]
+    fn limited(x: &u64) -> u64 {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        x * 5
+    }
+    workflow! {
+        fn fives(xs: Vec<u64>) -> Vec<u64> {
+            for x in &xs {
+                limited(x)
+            }
+        }
+    }
+    let dir = TempDir::new("cache-permits");
+    let store = open(&dir);
+    let xs: Vec<u64> = (0..8).collect();
+    let run = || {
+        let runner = fives::workflow().runner().cache(Arc::clone(&store));
+        let progress = runner.progress();
+        (runner.run((xs.clone(),)), progress)
+    };
+    let (first, _) = run();
+    assert_eq!(first.await.result.unwrap().len(), 8);
+    let (second, progress) = run();
+    let second = tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .expect("every loaded item gave its permit back");
+    assert_eq!(
+        second.result.unwrap(),
+        (0..8).map(|x| x * 5).collect::<Vec<_>>()
+    );
+    assert_eq!(CALLS.load(Ordering::SeqCst), 8);
+    assert_eq!(
+        progress.running(),
+        0,
+        "a loaded result never counted as running"
+    );
+    assert_eq!(progress.done(), progress.total());
+}

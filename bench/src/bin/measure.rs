@@ -31,6 +31,7 @@ fn main() {
         ["items", rest @ ..] => items(number(rest.first(), 1_000_000)),
         ["durable-items", rest @ ..] => durable_items(number(rest.first(), 100_000)),
         ["formats"] => formats(),
+        ["cache", rest @ ..] => cache(number(rest.first(), 10_000)),
         ["lateness"] => lateness(),
         _ => usage(),
     }
@@ -44,6 +45,7 @@ fn usage() -> ! {
     eprintln!("       measure items [N]");
     eprintln!("       measure durable-items [N]");
     eprintln!("       measure formats");
+    eprintln!("       measure cache [N]");
     eprintln!("       measure lateness");
     std::process::exit(2)
 }
@@ -117,6 +119,43 @@ fn durable_items(n: usize) {
     println!(
         "durable fan-out over {n} items: {elapsed:?}, {:.0} items checkpointed/s ({saved} checkpoints), sum {sum}",
         n as f64 / elapsed.as_secs_f64()
+    );
+}
+
+/// A fan-out over `n` items with a cached task each, in memory with a cache in a fresh
+/// SQLite file: the run that computes and saves every item, then 5 runs that load
+/// every item, beside the same fan-out uncached; medians, and the cost per item.
+fn cache(n: usize) {
+    let rt = runtime();
+    let items: Vec<u64> = (0..n as u64).collect();
+    let store = aqueduct_bench::scratch_store("cache");
+    let workflow = aqueduct_bench::per_item_cached::workflow();
+    let timed = |cached: bool| {
+        let started = Instant::now();
+        let runner = workflow.runner();
+        let runner = if cached {
+            runner.cache(std::sync::Arc::clone(&store))
+        } else {
+            runner
+        };
+        let outcome = rt.block_on(runner.run((items.clone(),)));
+        outcome.result.expect("the cached fan-out succeeds");
+        started.elapsed()
+    };
+    let first = timed(true);
+    let median = |cached: bool| {
+        let mut times: Vec<Duration> = (0..5).map(|_| timed(cached)).collect();
+        times.sort();
+        times[2]
+    };
+    let (hits, plain) = (median(true), median(false));
+    let per = |d: Duration| d.as_nanos() as f64 / n as f64 / 1e3;
+    println!(
+        "{n} items: computed and saved {first:?} ({:.1} µs/item); loaded median {hits:?} ({:.1} µs/item); uncached median {plain:?} ({:.2} µs/item); {} results stored",
+        per(first),
+        per(hits),
+        per(plain),
+        store.cache_entries().expect("the cache").len()
     );
 }
 

@@ -80,6 +80,10 @@ impl Shared {
                         None => return,
                     }
                 }
+                // The lookup may have waited for the store: the run may have stopped.
+                if !self.may_start(job.node) {
+                    return self.cancel(job, None, ItemRuns::default());
+                }
             }
             let started = self.begin(&mut job);
             let result = self
@@ -161,6 +165,9 @@ impl Shared {
                         }
                         None => return,
                     }
+                }
+                if !self.may_start(job.node) {
+                    return self.cancel(job, None, ItemRuns::default());
                 }
             }
             let mut started = self.begin(&mut job);

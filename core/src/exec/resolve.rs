@@ -120,7 +120,8 @@ impl Shared {
             }
         };
         let succeeded = error.is_none();
-        self.ended(node, true);
+        // A cached result loaded made no attempt: it was never counted as running.
+        self.ended(node, job.attempt > 0);
         let finished = Instant::now();
         let times = self.times(&job, started, finished);
         let (permit, attempts) = (job.permit, job.attempt);
