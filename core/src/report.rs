@@ -138,6 +138,10 @@ pub struct RunReport {
     pub critical_path: Vec<String>,
     /// The cores the run could use (`std::thread::available_parallelism`).
     pub cores: usize,
+    /// What went wrong that did not fail the run: a cached task whose result could not
+    /// be looked up, read or saved (it ran instead).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl RunReport {
@@ -148,6 +152,7 @@ impl RunReport {
             tasks: Vec::new(),
             critical_path: Vec::new(),
             cores: cores(),
+            warnings: Vec::new(),
         }
     }
 
@@ -382,6 +387,10 @@ impl fmt::Display for RunReport {
             "  critical path ({}): {}",
             ms(self.critical_path_time()),
             self.critical_path.join(" -> ")
-        )
+        )?;
+        for warning in &self.warnings {
+            write!(f, "\n  warning: {warning}")?;
+        }
+        Ok(())
     }
 }

@@ -93,6 +93,10 @@ pub struct CachePolicy {
     pub code: u64,
     /// Bumped by the user when something the code hash does not see changes.
     pub version: u32,
+    /// The task's module (`module_path!()` where it is defined): two tasks of one name
+    /// and one text in two modules may call different functions, so they never share
+    /// results.
+    pub module: &'static str,
     /// How long a result stays usable; `None` for ever (until `cache clear`).
     pub ttl: Option<Duration>,
 }

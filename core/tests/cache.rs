@@ -162,15 +162,16 @@ mod bumped {
     }
 }
 
-/// Word for word `before`'s task: the same key, so `before`'s results are found.
+/// Word for word `before`'s task, in another module, where the functions it calls
+/// may be others: it never finds `before`'s results.
 mod same {
     use super::*;
+    pub(super) static CALLS: AtomicUsize = AtomicUsize::new(0);
     #[task(cache)]
     pub(super) fn score(x: &u64) -> u64 {
         CALLS.fetch_add(1, Ordering::SeqCst);
         x + 1
     }
-    pub(super) use super::before::CALLS;
     workflow! {
         pub(super) fn scored(x: u64) -> u64 { score(&x) }
     }
@@ -205,11 +206,62 @@ async fn a_changed_body_or_version_runs_and_the_same_code_loads() {
     assert_eq!(bumped.result.unwrap(), 6);
     assert_eq!(bumped::CALLS.load(Ordering::SeqCst), 1);
 
-    // Same body, same version, another module: `before`'s result.
+    // Same body, same version, another module: runs.
     let same = cached(same::scored::workflow()).run((5,)).await;
     assert_eq!(same.result.unwrap(), 6);
-    assert_eq!(status(&same.report, "score"), TaskStatus::Cached);
+    assert_eq!(status(&same.report, "score"), TaskStatus::Succeeded);
+    assert_eq!(same::CALLS.load(Ordering::SeqCst), 1);
+
+    // And `before` itself finds its own.
+    let again = cached(before::scored::workflow()).run((5,)).await;
+    assert_eq!(status(&again.report, "score"), TaskStatus::Cached);
     assert_eq!(before::CALLS.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn inputs_are_keyed_by_value_not_by_how_they_print() {
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    #[task(cache)]
+    fn classify(x: &f64, weights: &std::collections::HashMap<(u8, u8), f64>) -> String {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        let total: f64 = weights.values().sum();
+        format!("{x} {total}")
+    }
+    workflow! {
+        fn classified(x: f64, weights: std::collections::HashMap<(u8, u8), f64>) -> String {
+            classify(&x, &weights)
+        }
+    }
+    let dir = TempDir::new("cache-keys");
+    let store = open(&dir);
+    let weights = |reversed: bool| {
+        let mut pairs: Vec<((u8, u8), f64)> = (0..40).map(|i| ((i, 40 - i), 0.5)).collect();
+        if reversed {
+            pairs.reverse();
+        }
+        pairs
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    let run = |x: f64, reversed: bool| {
+        let runner = classified::workflow().runner().cache(Arc::clone(&store));
+        runner.run((x, weights(reversed)))
+    };
+    // NaN, inf and -inf are three inputs (JSON would write each as `null`).
+    for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let outcome = run(x, false).await;
+        assert_eq!(outcome.result.unwrap(), format!("{x} 20"));
+        assert!(
+            outcome.report.warnings.is_empty(),
+            "{:?}",
+            outcome.report.warnings
+        );
+    }
+    assert_eq!(CALLS.load(Ordering::SeqCst), 3);
+    // A map with tuple keys, built in another order: the same input.
+    let again = run(f64::INFINITY, true).await;
+    assert_eq!(status(&again.report, "classify"), TaskStatus::Cached);
+    assert_eq!(CALLS.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]
@@ -274,6 +326,14 @@ async fn a_corrupt_row_runs_the_task_and_is_replaced() {
     let after = run().await;
     assert_eq!(after.result.unwrap(), vec![4, 4, 4], "never a failed run");
     assert_eq!(status(&after.report, "parsed"), TaskStatus::Succeeded);
+    // The report says so.
+    let warnings = &after.report.warnings;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("`parsed` (task `parsed`): the cached result cannot be read"),
+        "{warnings:?}"
+    );
+    assert!(after.report.to_string().contains("warning: `parsed`"));
     assert_eq!(CALLS.load(Ordering::SeqCst), 2);
     // Replaced: the next run loads it.
     let third = run().await;
@@ -389,6 +449,24 @@ async fn a_durable_run_caches_in_its_own_store_and_moved_inputs_are_keyed() {
     let end = ends.iter().find(|e| e.node == "sorted").unwrap();
     assert_eq!(end.status, "cached");
     assert_eq!(store.checkpoints("two").unwrap().len(), 2);
+
+    // Given a cache of its own, a durable run keeps its results there instead.
+    let elsewhere = TempDir::new("cache-durable-elsewhere");
+    let cache = open(&elsewhere);
+    let runner = ordered::workflow().runner().cache(Arc::clone(&cache));
+    let third = runner
+        .store(Arc::clone(&store))
+        .run_id("three")
+        .run((5,))
+        .await;
+    assert_eq!(third.result.unwrap(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(cache.cache_entries().unwrap().len(), 1);
+    assert_eq!(cache.cache_entries().unwrap()[0].run, "three");
+    assert_eq!(
+        store.cache_entries().unwrap().len(),
+        1,
+        "only the first input's"
+    );
 }
 
 #[tokio::test]

@@ -221,6 +221,7 @@ impl Options {
                     ::core::option::Option::Some(#p::CachePolicy {
                         code: #code,
                         version: #version,
+                        module: ::core::module_path!(),
                         ttl: #ttl,
                     })
                 }

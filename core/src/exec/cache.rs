@@ -6,8 +6,8 @@
 //! The cache never fails a run: a key that cannot be computed, a store that cannot be
 //! read, a result that cannot be decoded (a corrupt row, a type that changed) or saved
 //! is a warning, and the task simply runs; its new result replaces an unreadable row.
-//! Lookups are blocking store work: on rayon for CPU tasks, on tokio's blocking pool
-//! for the others, never on a tokio worker.
+//! Lookups are blocking store work: on rayon (the CPU task's own thread, or a rayon
+//! job an IO task waits for), never on a tokio worker.
 
 use super::*;
 use crate::plan::{CacheDef, CacheKey, CheckpointFormat};
@@ -16,9 +16,62 @@ use crate::store::{CachedResult, Store, guarded};
 /// A run's cache: where results are looked up and saved, and the run's id, which the
 /// reports of later runs name as the producer.
 pub(crate) struct CacheRun {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) run: String,
-    pub(crate) sink: Sink,
+    store: Arc<dyn Store>,
+    run: String,
+    sink: Sink,
+    warnings: Arc<CacheWarnings>,
+}
+
+impl CacheRun {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        run: String,
+        sink: Sink,
+        warnings: Arc<CacheWarnings>,
+    ) -> Self {
+        Self {
+            store,
+            run,
+            sink,
+            warnings,
+        }
+    }
+}
+
+/// What went wrong with a run's cache, for its report: the first few warnings, and
+/// how many more there were (a store gone bad warns once per cached call).
+#[derive(Default)]
+pub(crate) struct CacheWarnings(std::sync::Mutex<(Vec<String>, usize)>);
+
+/// How many warnings a report keeps word for word.
+const WARNINGS_KEPT: usize = 10;
+
+impl CacheWarnings {
+    /// Keeps `warning` (also a `tracing` warning, where it happened).
+    pub(crate) fn push(&self, warning: String) {
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.0.len() < WARNINGS_KEPT {
+            kept.0.push(warning);
+        } else {
+            kept.1 += 1;
+        }
+    }
+
+    /// The warnings kept, and a line for the others.
+    pub(crate) fn take(&self) -> Vec<String> {
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (mut lines, more) = std::mem::take(&mut *kept);
+        if more > 0 {
+            lines.push(format!("… and {more} more cache warnings like these"));
+        }
+        lines
+    }
 }
 
 /// What a job of a cached task learnt from its lookup.
@@ -34,6 +87,14 @@ impl JobCache {
     pub(super) fn hit(&self) -> Option<&str> {
         self.from.as_deref()
     }
+
+    /// A lookup that learnt nothing: the task runs, and its result is not saved.
+    fn nothing() -> Box<Self> {
+        Box::new(Self {
+            key: None,
+            from: None,
+        })
+    }
 }
 
 impl Shared {
@@ -46,29 +107,61 @@ impl Shared {
             && self.run.cache.is_some()
     }
 
-    /// Computes `job`'s key and looks it up: the result's value on a hit. Blocking
-    /// store work; never panics (the key function, the store and the decoding are
-    /// each behind a boundary).
+    /// Computes `job`'s key and looks it up, on this (rayon) thread: the result's value
+    /// on a hit. Blocking store work.
     pub(super) fn look_up(&self, job: &mut Job) -> Option<Value> {
-        let node = job.node;
-        let mut found = JobCache {
-            key: None,
-            from: None,
-        };
-        let value = self.find(node, &mut found);
-        job.cache = Some(Box::new(found));
+        let (found, value) = self.find_guarded(job.node);
+        job.cache = Some(found);
         value
+    }
+
+    /// [`look_up`](Self::look_up) for a job of tokio mode: on rayon (the store is
+    /// blocking work, never done on a tokio worker), this task waiting.
+    pub(super) async fn look_up_off_runtime(self: &Arc<Self>, job: &mut Job) -> Option<Value> {
+        let (sent, found) = oneshot::channel();
+        let (run, node) = (Arc::clone(self), job.node);
+        rayon::spawn(move || {
+            let _ = sent.send(run.find_guarded(node));
+        });
+        let (found, value) = found.await.unwrap_or_else(|_| (JobCache::nothing(), None));
+        job.cache = Some(found);
+        value
+    }
+
+    /// [`find`](Self::find), a panic of which (a `tracing` layer's, say) is a warning.
+    fn find_guarded(&self, node: usize) -> (Box<JobCache>, Option<Value>) {
+        let mut found = JobCache::nothing();
+        match catch_unwind(AssertUnwindSafe(|| self.find(node, &mut found))) {
+            Ok(value) => (found, value),
+            Err(panic) => {
+                let why = format!("the cache lookup panicked: {}", panic_message(&*panic));
+                self.warn(node, &why, "running the task");
+                (JobCache::nothing(), None)
+            }
+        }
+    }
+
+    /// Warns of what went wrong with `node`'s cache, in the log and the report.
+    fn warn(&self, node: usize, what: &str, so: &str) {
+        let task = self.plan.graph.info(node).name;
+        let name = self.recorded_name(node);
+        tracing::warn!(parent: &self.span, node = %name, task, "{what}; {so}");
+        if let Some(cache) = &self.run.cache {
+            cache
+                .warnings
+                .push(format!("`{name}` (task `{task}`): {what}; {so}"));
+        }
     }
 
     fn find(&self, node: usize, found: &mut JobCache) -> Option<Value> {
         let def = self.plan.caches.get(&(node as u32))?;
         let cache = self.run.cache.as_ref()?;
         let info = self.plan.graph.info(node);
-        let name = self.recorded_name(node);
         let key = match key_of(info, def, self.board.slots()) {
             Ok(key) => key,
             Err(error) => {
-                tracing::warn!(parent: &self.span, node = %name, %error, "cannot make the cache key; running the task");
+                let what = format!("cannot make the cache key: {error}");
+                self.warn(node, &what, "running the task, whose result is not saved");
                 return None;
             }
         };
@@ -78,7 +171,11 @@ impl Shared {
             Ok(Some(row)) => row,
             Ok(None) => return None,
             Err(error) => {
-                tracing::warn!(parent: &self.span, node = %name, %error, "cannot read the cache; running the task");
+                self.warn(
+                    node,
+                    &format!("cannot read the cache: {error}"),
+                    "running the task",
+                );
                 return None;
             }
         };
@@ -94,10 +191,8 @@ impl Shared {
                 Some(value)
             }
             Err(error) => {
-                tracing::warn!(
-                    parent: &self.span, node = %name, key = %key, %error,
-                    "the cached result cannot be read; running the task, whose result replaces it"
-                );
+                let what = format!("the cached result cannot be read ({error})");
+                self.warn(node, &what, "running the task, whose result replaces it");
                 None
             }
         }
@@ -132,8 +227,8 @@ impl Shared {
         let data = match data {
             Ok(data) => data,
             Err(error) => {
-                let name = self.recorded_name(node);
-                tracing::warn!(parent: &self.span, node = %name, %error, "cannot encode the result for the cache; it is not saved");
+                let what = format!("cannot encode the result for the cache: {error}");
+                self.warn(node, &what, "it is not saved");
                 return;
             }
         };
@@ -157,7 +252,7 @@ impl Shared {
 }
 
 /// The key of a call of cached task `info` whose inputs are in `slots`: SHA-256 of the
-/// task's name, code hash and version and the inputs' encodings, in hex.
+/// task's module and name, code hash and version and the inputs' encodings, in hex.
 fn key_of(info: &TaskInfo, def: &CacheDef, slots: &[Slot]) -> Result<String, String> {
     use sha2::{Digest, Sha256};
     let policy = info.cache.ok_or("the task has no cache policy")?;
@@ -170,8 +265,8 @@ fn key_of(info: &TaskInfo, def: &CacheDef, slots: &[Slot]) -> Result<String, Str
     })?;
     let mut hasher = Sha256::new();
     hasher.update(format!(
-        "aqueduct cache 1\n{}\n{:016x}\n{}\n",
-        info.name, policy.code, policy.version
+        "aqueduct cache 2\n{}::{}\n{:016x}\n{}\n",
+        policy.module, info.name, policy.code, policy.version
     ));
     hasher.update(inputs.bytes());
     Ok(hasher

@@ -141,20 +141,8 @@ impl Shared {
             };
             if self.looks_up(&job) {
                 let at = Instant::now();
-                // Store work: on the blocking pool, never on this worker.
-                let run = Arc::clone(&self);
-                let looked = self.run.tokio.spawn_blocking(move || {
-                    let hit = run.look_up(&mut job);
-                    (job, hit)
-                });
-                let hit;
-                (job, hit) = match looked.await {
-                    Ok(looked) => looked,
-                    Err(error) => {
-                        return self.run.fault(format!("a cache lookup failed: {error}"));
-                    }
-                };
-                if let Some(value) = hit {
+                // Store work: on rayon, never on this worker.
+                if let Some(value) = self.look_up_off_runtime(&mut job).await {
                     let caller = Caller::Tokio(&mut spill);
                     let next = self.resolve(job, Some(at), Ok(value), caller, ItemRuns::default());
                     self.start_all(&mut spill).await;

@@ -317,9 +317,11 @@ impl Shared {
             }
         };
         // A run that records its items' checkpoints runs them scheduled: each node's
-        // end is recorded.
+        // end is recorded; so does one that looks cached tasks up in a store.
         let records_items = self.records().is_some() && def.body.checkpoints_any;
-        if let (true, false, Some(fused)) = (def.runs_fused(), records_items, def.fused) {
+        let looks_up = self.run.cache.is_some() && def.body.caches_any;
+        if let (true, false, Some(fused)) = (def.runs_fused(), records_items || looks_up, def.fused)
+        {
             return self.expand_fused(job, def, fused, count, owned);
         }
         let first = def.at_once.map_or(count, |cap| count.min(cap as usize));

@@ -164,7 +164,7 @@ impl Finished {
             // that kept a node from finishing fails the run, even if the output (a
             // cleanup task, say) was produced.
             let unfinished: Vec<String> = names(TaskStatus::Cancelled);
-            let output_missing = self.status(graph.output()) != TaskStatus::Succeeded;
+            let output_missing = !self.status(graph.output()).succeeded();
             (output_missing || !unfinished.is_empty()).then_some(Error::Cancelled {
                 workflow,
                 unfinished,
@@ -231,6 +231,7 @@ impl Finished {
             tasks,
             critical_path: self.critical_path(plan),
             cores: crate::report::cores(),
+            warnings: Vec::new(),
         }
     }
 

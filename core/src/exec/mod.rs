@@ -52,9 +52,9 @@ mod stop;
 mod writer;
 
 #[cfg(feature = "durable")]
-pub(crate) use cache::CacheRun;
-#[cfg(feature = "durable")]
 use cache::JobCache;
+#[cfg(feature = "durable")]
+pub(crate) use cache::{CacheRun, CacheWarnings};
 #[cfg(feature = "durable")]
 pub(crate) use checkpoint::Flushed;
 pub(crate) use checkpoint::{Extras, Nested, Sink};

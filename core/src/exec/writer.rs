@@ -22,6 +22,7 @@
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Instant;
 
+use super::CacheWarnings;
 use super::checkpoint::Entry;
 use super::*;
 use crate::store::{HEARTBEAT_EVERY, Lease, Store, StoreError, guarded};
@@ -57,23 +58,30 @@ impl Drop for StopOnUnwind {
 impl Sink {
     /// Starts the writer of the run `lease` holds. Its first failure stops the run
     /// through `stop`.
-    pub(crate) fn start(lease: Lease, stop: Stop) -> Result<(Self, Flushed), StoreError> {
+    pub(crate) fn start(
+        lease: Lease,
+        stop: Stop,
+        warnings: Arc<CacheWarnings>,
+    ) -> Result<(Self, Flushed), StoreError> {
         let store = Arc::clone(lease.store());
-        Self::start_with(Some(lease), store, stop)
+        Self::start_with(Some(lease), store, stop, warnings)
     }
 
-    /// Starts a writer of cached results alone, to `store`, for a run with no record.
+    /// Starts a writer of cached results alone, to `store`, for a run with no record
+    /// (or whose cache is another store). Nothing it does stops the run: a cache
+    /// never fails a run.
     pub(crate) fn start_cache(
         store: Arc<dyn Store>,
-        stop: Stop,
+        warnings: Arc<CacheWarnings>,
     ) -> Result<(Self, Flushed), StoreError> {
-        Self::start_with(None, store, stop)
+        Self::start_with(None, store, Stop::default(), warnings)
     }
 
     fn start_with(
         lease: Option<Lease>,
         store: Arc<dyn Store>,
         stop: Stop,
+        warnings: Arc<CacheWarnings>,
     ) -> Result<(Self, Flushed), StoreError> {
         let (sender, receiver) = mpsc::channel::<Entry>();
         let (flushed, done) = oneshot::channel();
@@ -85,7 +93,7 @@ impl Sink {
             .name("aqueduct-checkpoints".into())
             .spawn(move || {
                 let _unwinding = StopOnUnwind(stop.clone());
-                let result = write(lease.as_ref(), &*store, &receiver, &stop, &saved);
+                let result = write(lease.as_ref(), &*store, &receiver, &stop, &saved, &warnings);
                 // The run future is gone if this fails: the lease is dropped with the
                 // message, which releases it, so the run can be resumed at once.
                 let _ = flushed.send((result, lease));
@@ -123,6 +131,7 @@ fn write(
     receiver: &mpsc::Receiver<Entry>,
     stop: &Stop,
     pending: &AtomicUsize,
+    warnings: &CacheWarnings,
 ) -> Result<(), StoreError> {
     let mut failure: Option<StoreError> = None;
     let (mut checkpoints, mut ends, mut cached) = (Vec::new(), Vec::new(), Vec::new());
@@ -165,10 +174,16 @@ fn write(
                         }
                     }
                 }
+                // A run that lost its store (its lease, say) saves no more results.
                 if !cached.is_empty()
+                    && failure.is_none()
                     && let Err(error) = guarded(store, "save_cached", || store.save_cached(&cached))
                 {
-                    tracing::warn!(%error, results = cached.len(), "cached results not saved; later runs compute them again");
+                    let lost = cached.len();
+                    tracing::warn!(%error, results = lost, "cached results not saved; later runs compute them again");
+                    warnings.push(format!(
+                        "{lost} cached result(s) not saved ({error}); later runs compute them again"
+                    ));
                 }
                 checkpoints.clear();
                 ends.clear();

@@ -263,8 +263,8 @@ impl Plan {
 
     /// Whether a fan-out over this body may run its items fused: every node is a
     /// parameter or a CPU task that makes one attempt, with no timeout and no
-    /// concurrency limit (so an item needs no scheduling, timer or permit), and none
-    /// is cached (a lookup is store work, which the scheduled path does).
+    /// concurrency limit (so an item needs no scheduling, timer or permit). (A run
+    /// that looks cached tasks up in a store runs them scheduled, decided per run.)
     pub(crate) fn fusable(&self) -> bool {
         self.calls
             .iter()
@@ -277,7 +277,6 @@ impl Plan {
                         && info.timeout.is_none()
                         && info.retry.retries == 0
                         && info.concurrency.is_none()
-                        && info.cache.is_none()
                 }
                 Call::FanOut(_) | Call::Branch(_) => false,
             })

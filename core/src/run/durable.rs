@@ -8,9 +8,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::cache::Cache;
 use super::{RunOutcome, Stored};
 use crate::error::Error;
-use crate::exec::{CacheRun, Extras, RunOptions, Sink, Stop};
+use crate::exec::{CacheWarnings, Extras, RunOptions, Sink, Stop};
 use crate::plan::{self, Call, Params, Plan};
 use crate::progress::Progress;
 use crate::report::RunReport;
@@ -34,6 +35,7 @@ pub(super) async fn run<P, O>(
     stop: Stop,
     stored: Stored,
     progress: Option<Arc<Progress>>,
+    cache: Option<Arc<dyn Store>>,
     params: Option<P>,
 ) -> RunOutcome<O>
 where
@@ -50,7 +52,7 @@ where
             run_id: None,
         };
     }
-    let id = stored.id.unwrap_or_else(|| super::new_run_id(&name));
+    let id = stored.id.unwrap_or_else(|| super::cache::new_run_id(&name));
     let refused = |error| RunOutcome {
         result: Err(error),
         report: RunReport::not_started(&name),
@@ -78,16 +80,17 @@ where
         lease,
         location,
     } = prepared;
-    let (sink, flushed) = match Sink::start(lease, stop.clone()) {
+    let warnings = Arc::new(CacheWarnings::default());
+    let (sink, flushed) = match Sink::start(lease, stop.clone(), Arc::clone(&warnings)) {
         Ok(started) => started,
         Err(error) => return refused(Error::Store(error)),
     };
-    // Cached tasks look up and save their results in the run's store, through its writer.
-    let cache = plan.caches_any.then(|| CacheRun {
-        store: Arc::clone(&store),
-        run: id.clone(),
-        sink: sink.clone(),
-    });
+    // Cached tasks look up and save their results in the run's store, through its
+    // writer, or in the cache it was given.
+    let (cache, finishing) = match cache {
+        Some(cache) => Cache::own(&plan, Some(cache), id.clone()),
+        None => Cache::shared(&plan, &store, &id, &sink, warnings),
+    };
     let extras = Extras {
         restored,
         nested,
@@ -98,7 +101,7 @@ where
     };
     let (mut result, report) =
         super::workflow::run_plan(Arc::clone(&plan), options, stop, params, true, extras).await;
-    let report = report.unwrap_or_else(|| RunReport::not_started(&name));
+    let mut report = report.unwrap_or_else(|| RunReport::not_started(&name));
     let lease = match flushed.await {
         Ok((saved, Some(lease))) => {
             if let Err(error) = saved {
@@ -116,6 +119,9 @@ where
             None
         }
     };
+    if let Some(finishing) = finishing {
+        finishing.finish(&mut report).await;
+    }
     if let Some(lease) = lease {
         let status = run_status(&result);
         let json = serde_json::to_string(&report).unwrap_or_default();

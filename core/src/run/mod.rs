@@ -21,6 +21,8 @@ use crate::report::RunReport;
 use crate::store::Store;
 
 #[cfg(feature = "durable")]
+mod cache;
+#[cfg(feature = "durable")]
 mod durable;
 #[cfg(feature = "durable")]
 mod nested;
@@ -194,11 +196,13 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
     /// Keeps the results of the workflow's cached tasks (`#[task(cache)]`) in `store`
     /// (its cache table, beside any runs), so this run loads what an earlier run with
     /// the same code and inputs computed, and saves what it computes; the run itself is
-    /// not recorded. A durable run ([`store`](Self::store)) uses its own store and needs
-    /// no call. Without a cache a cached task runs every time.
+    /// not recorded (the results it saves name it `<workflow>-<time>-<hex> (in
+    /// memory)`). A durable run ([`store`](Self::store)) keeps them in its own store
+    /// unless it is given this first. Without a cache a cached task runs every time.
     ///
     /// The cache never fails a run: a store that cannot be read or written, or a result
-    /// that cannot be read back, is a warning (a `tracing` event), and the task runs.
+    /// that cannot be read back, is a warning (a `tracing` event, and a line of
+    /// [`RunReport::warnings`]), and the task runs.
     #[cfg_attr(docsrs, doc(cfg(feature = "durable")))]
     #[cfg(feature = "durable")]
     pub fn cache(mut self, store: Arc<dyn Store>) -> Self {
@@ -224,8 +228,13 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
         } = self;
         let progress = progress.into_inner();
         async move {
+            // Results it computes are saved as computed by `<id> (in memory)`: an id
+            // no store has a run of.
             #[cfg(feature = "durable")]
-            let (cache, flushed) = start_cache(&plan, cache, &stop);
+            let (cache, finishing) = {
+                let id = format!("{} (in memory)", cache::new_run_id(plan.graph.name()));
+                cache::Cache::own(&plan, cache, id)
+            };
             let extras = Extras {
                 progress,
                 #[cfg(feature = "durable")]
@@ -234,60 +243,19 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
             };
             let run = workflow::run_plan(Arc::clone(&plan), options, stop, params, true, extras);
             let (result, report) = run.await;
+            #[allow(unused_mut)]
+            let mut report = report.unwrap_or_else(|| RunReport::not_started(plan.graph.name()));
             #[cfg(feature = "durable")]
-            if let Some(flushed) = flushed {
-                let saved = match flushed.await {
-                    Ok((saved, _)) => saved.map_err(|error| error.to_string()),
-                    Err(_) => Err("the cache's writer died".to_owned()),
-                };
-                if let Err(error) = saved {
-                    tracing::warn!(%error, "cached results may not all be saved");
-                }
+            if let Some(finishing) = finishing {
+                finishing.finish(&mut report).await;
             }
             RunOutcome {
                 result,
-                report: report.unwrap_or_else(|| RunReport::not_started(plan.graph.name())),
+                report,
                 run_id: None,
             }
         }
     }
-}
-
-/// The cache of an in-memory run given [`Runner::cache`], if its workflow has cached
-/// tasks: its writer, and what resolves when the writer saved everything.
-#[cfg(feature = "durable")]
-fn start_cache(
-    plan: &Plan,
-    store: Option<Arc<dyn Store>>,
-    stop: &Stop,
-) -> (Option<crate::exec::CacheRun>, Option<crate::exec::Flushed>) {
-    let Some(store) = store.filter(|_| plan.caches_any) else {
-        return (None, None);
-    };
-    match crate::exec::Sink::start_cache(Arc::clone(&store), stop.clone()) {
-        Ok((sink, flushed)) => {
-            let run = new_run_id(plan.graph.name());
-            (
-                Some(crate::exec::CacheRun { store, run, sink }),
-                Some(flushed),
-            )
-        }
-        Err(error) => {
-            tracing::warn!(%error, "no cache for this run: its cached tasks run");
-            (None, None)
-        }
-    }
-}
-
-/// A run id unlikely to repeat: the workflow, the time, and a few random bits.
-#[cfg(feature = "durable")]
-fn new_run_id(workflow: &str) -> String {
-    use std::hash::{BuildHasher, RandomState};
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let salt = RandomState::new().hash_one(now) & 0xffff;
-    format!("{workflow}-{}-{salt:04x}", now.as_millis())
 }
 
 #[cfg_attr(docsrs, doc(cfg(feature = "durable")))]
@@ -343,9 +311,11 @@ where
             stop,
             state,
             progress,
+            cache,
             ..
         } = self;
-        durable::run(plan, options, stop, state, progress.into_inner(), params)
+        let progress = progress.into_inner();
+        durable::run(plan, options, stop, state, progress, cache, params)
     }
 }
 

@@ -1,12 +1,14 @@
 //! Builds a case's workflow with the typed builder: every task node's closure reads its
-//! inputs, logs the attempt, and does what the fault plan says for it.
+//! inputs, logs the attempt, and does what the fault plan says for it. A node of a
+//! cached task has its task's `CachePolicy` and, unless left bare, is registered with
+//! `Builder::cache` (its key function: `cache::Keyed`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aqueduct::graph::{Builder, Decision, Handle, Params, Step};
-use aqueduct::task::TaskInfo;
+use aqueduct::graph::{Builder, CacheKey, Decision, Handle, In, Params, Step};
+use aqueduct::task::{CachePolicy, TaskInfo};
 use aqueduct::{Kind as AKind, RetryPolicy, TaskError, Workflow};
 
 use crate::case::Case;
@@ -32,7 +34,12 @@ pub(crate) fn task_info(case: &Case, task: usize) -> TaskInfo {
         timeout: def.timeout_ms.map(Duration::from_millis),
         outcome_inputs: def.mask,
         concurrency: def.concurrency,
-        cache: None,
+        cache: def.cache.map(|c| CachePolicy {
+            code: c.code,
+            version: 0,
+            module: "faults",
+            ttl: c.ttl_ms.map(Duration::from_millis),
+        }),
     }
 }
 
@@ -262,6 +269,8 @@ impl Place<'_> {
                 let attempt = Attempt {
                     case: Arc::clone(case),
                     uid: node.uid,
+                    seed: case.spec.value_seed(node.uid, *task),
+                    origin: case.spec.origin_of(node.uid, *task),
                     task: *task,
                     count: *count,
                     sub: *sub,
@@ -270,7 +279,25 @@ impl Place<'_> {
                     timeout: case.spec.tasks[*task].timeout_ms.map(Duration::from_millis),
                 };
                 let cleanup = info.outcome_inputs != 0;
-                H::One(b.node(info, name, mixed, move |input| {
+                // What the key function reads: the same inputs, none taken.
+                let keyed = case.spec.cached_call(node).then(|| {
+                    let inputs = Mixed {
+                        data: inputs
+                            .iter()
+                            .map(|i| (self.get(&i.from), i.tolerant, false))
+                            .collect(),
+                        ctx: ctx.to_vec(),
+                    };
+                    let keyed = crate::cache::Keyed {
+                        case: Arc::clone(case),
+                        uid: node.uid,
+                        task: *task,
+                        count: *count,
+                        sub: *sub,
+                    };
+                    (inputs, keyed)
+                });
+                let h = b.node(info, name, mixed, move |input| {
                     // A cleanup task reads its inputs as outcomes (its required ones
                     // still as values: `Mixed` reads each input as its mask says).
                     let (mut reads, ctx) = if cleanup {
@@ -288,7 +315,15 @@ impl Place<'_> {
                     let hashes: Vec<u64> = reads.iter().map(|r| r.hash()).collect();
                     let path: Vec<u32> = ctx.iter().map(|item| item.idx).collect();
                     attempt.run(path, &hashes)
-                }))
+                });
+                if let Some((inputs, keyed)) = keyed {
+                    b.cache(
+                        h,
+                        inputs,
+                        move |input: In<'_, '_, Mixed>, key: &mut CacheKey| keyed.key(&input, key),
+                    );
+                }
+                H::One(h)
             }
             Kind::FanOut {
                 collection,
@@ -375,6 +410,10 @@ fn subflow<P: Params>(
 struct Attempt {
     case: Arc<Case>,
     uid: u32,
+    /// What its value hash starts from (`Spec::value_seed`), and the origin its values
+    /// count under (`Spec::origin_of`).
+    seed: u32,
+    origin: u32,
     task: usize,
     count: u32,
     sub: u32,
@@ -389,14 +428,14 @@ fn injected(what: &str, uid: u32, path: &[u32], attempt: u32) -> String {
 
 impl Attempt {
     fn run<'a>(&self, path: Vec<u32>, hashes: &[u64]) -> Step<'a, Val> {
-        let v = node_value(self.uid, hashes);
+        let v = node_value(self.seed, hashes);
         let idx = path.last().copied().unwrap_or(0);
         let (mut guard, attempt, epoch) = self.case.start(self.uid, self.task, path.clone(), v);
         let fault = self.case.spec.fault(epoch, self.uid, &path, attempt);
         let case = Arc::clone(&self.case);
-        let (uid, count, sub) = (self.uid, self.count, self.sub);
+        let (uid, count, sub, origin) = (self.uid, self.count, self.sub, self.origin);
         let make = move |poison: bool| {
-            let mut val = Val::tree(&case.counters, uid, v, idx, count, sub);
+            let mut val = Val::tree(&case.counters, origin, v, idx, count, sub);
             val.poison = poison;
             val
         };

@@ -1,11 +1,14 @@
 //! Cached tasks (`#[task(cache)]`): how a node's cache key is made from its inputs, and
 //! how its result is saved and loaded.
 //!
-//! A key is the SHA-256 of the task's name, its code hash and version
-//! ([`CachePolicy`](crate::task::CachePolicy)), and each input's serde encoding as a
-//! canonical JSON value (maps sorted by key), in the order the task takes them. The
-//! executor computes it before the task's first attempt and looks it up in the run's
-//! store.
+//! A key is the SHA-256 of the task's module and name, its code hash and version
+//! ([`CachePolicy`](crate::task::CachePolicy)), and each input's canonical serde
+//! encoding ([`canonical`]: tagged, floats by their bits, maps sorted), in the order
+//! the task takes them. The executor computes it before the task's first attempt and
+//! looks it up in the run's store.
+
+#[cfg(feature = "durable")]
+mod canonical;
 
 use super::Codec;
 #[cfg(feature = "durable")]
@@ -22,21 +25,19 @@ pub struct CacheKey {
 }
 
 impl CacheKey {
-    /// Adds one input. Encoded as a JSON value first, whose maps are sorted by key, so a
-    /// `HashMap` hashes the same in any order; a `HashSet` or another collection that
-    /// serialises as a sequence in a random order does not: use a `BTreeSet`.
+    /// Adds one input, in a canonical encoding of its serde data model: a `HashMap`
+    /// (keys of any type) encodes the same in any iteration order, floats by their
+    /// bits. A collection that serialises as a sequence in a random order (a
+    /// `HashSet`) does not: use a `BTreeSet`.
     ///
     /// # Errors
-    /// The input's `Serialize` failed (a map with keys JSON cannot hold, say).
+    /// The input's `Serialize` failed.
     #[cfg(feature = "durable")]
     pub fn add<T: serde::Serialize + ?Sized>(&mut self, input: &T) -> Result<(), String> {
-        let value = serde_json::to_value(input).map_err(|error| error.to_string())?;
-        serde_json::to_writer(&mut self.bytes, &value).map_err(|error| error.to_string())?;
-        self.bytes.push(b'\n');
-        Ok(())
+        canonical::encode(input, &mut self.bytes).map_err(|error| error.to_string())
     }
 
-    /// The inputs' encodings, one per line.
+    /// The inputs' encodings, one after the other.
     #[cfg_attr(not(feature = "durable"), allow(dead_code))]
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.bytes
