@@ -198,29 +198,29 @@ pub enum NoCache {}
 /// A task with `cache`: each call's inputs make its key.
 pub enum Cached {}
 
-/// Registers a node of a cached task with its key function; nothing for the others.
-pub trait CacheMode<T> {
+/// Registers a node of a cached task, with inputs `I`, with its key function; nothing
+/// for the others (which put no bound on `I`: a wrong input is reported once, where
+/// the node is added).
+pub trait CacheMode<T, I> {
     /// `builder.cache(node, inputs, key)` for a cached task.
-    fn register<P, I, K>(builder: &mut Builder<P>, node: Handle<T>, inputs: I, key: K)
+    fn register<P, K>(builder: &mut Builder<P>, node: Handle<T>, inputs: I, key: K)
     where
         P: Params,
-        I: Inputs,
         K: for<'a, 'i> Fn(In<'a, 'i, I>, &mut CacheKey) -> Result<(), String>
             + Send
             + Sync
             + 'static;
 }
 
-impl<T> CacheMode<T> for NoCache {
-    fn register<P, I, K>(_: &mut Builder<P>, _: Handle<T>, _: I, _: K) {}
+impl<T, I> CacheMode<T, I> for NoCache {
+    fn register<P, K>(_: &mut Builder<P>, _: Handle<T>, _: I, _: K) {}
 }
 
 #[cfg(feature = "durable")]
-impl<T: crate::plan::Checkpointable> CacheMode<T> for Cached {
-    fn register<P, I, K>(builder: &mut Builder<P>, node: Handle<T>, inputs: I, key: K)
+impl<T: CacheOutput + Send + Sync + 'static, I: Inputs> CacheMode<T, I> for Cached {
+    fn register<P, K>(builder: &mut Builder<P>, node: Handle<T>, inputs: I, key: K)
     where
         P: Params,
-        I: Inputs,
         K: for<'a, 'i> Fn(In<'a, 'i, I>, &mut CacheKey) -> Result<(), String>
             + Send
             + Sync
@@ -243,7 +243,7 @@ impl<A: ?Sized> KeyPart<A> for NoCache {
 }
 
 #[cfg(feature = "durable")]
-impl<A: serde::Serialize + ?Sized> KeyPart<A> for Cached {
+impl<A: CacheInput + ?Sized> KeyPart<A> for Cached {
     fn add(key: &mut CacheKey, part: &A) -> Result<(), String> {
         key.add(part)
     }
@@ -255,7 +255,7 @@ impl<A: serde::Serialize + ?Sized> KeyPart<A> for Cached {
     label = "`cache` keys this task's results by its inputs' serde encoding",
     note = "derive `serde::Serialize` for it, or remove `cache`"
 )]
-pub trait CacheInput {}
+pub trait CacheInput: serde::Serialize {}
 
 #[diagnostic::do_not_recommend]
 impl<T: serde::Serialize + ?Sized> CacheInput for T {}
@@ -266,7 +266,7 @@ impl<T: serde::Serialize + ?Sized> CacheInput for T {}
     label = "`cache` saves this task's result and loads it in later runs",
     note = "derive `serde::Serialize` and `serde::Deserialize` for it, or remove `cache`"
 )]
-pub trait CacheOutput {}
+pub trait CacheOutput: serde::Serialize + serde::de::DeserializeOwned {}
 
 #[diagnostic::do_not_recommend]
 impl<T: serde::Serialize + serde::de::DeserializeOwned> CacheOutput for T {}
@@ -336,15 +336,14 @@ impl<M: Task<Output: TaskOutput>> Marker<M> {
         inputs: I,
         key: K,
     ) where
-        M::Cache: CacheMode<M::Output>,
+        M::Cache: CacheMode<M::Output, I>,
         P: Params,
-        I: Inputs,
         K: for<'a, 'i> Fn(In<'a, 'i, I>, &mut CacheKey) -> Result<(), String>
             + Send
             + Sync
             + 'static,
     {
-        <M::Cache as CacheMode<M::Output>>::register(builder, node, inputs, key);
+        <M::Cache as CacheMode<M::Output, I>>::register(builder, node, inputs, key);
     }
 
     /// Adds an input read by reference to a cached call's key.

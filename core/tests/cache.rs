@@ -491,11 +491,11 @@ async fn clearing_the_cache_by_task_or_whole() {
     runner().run((1,)).await.result.unwrap();
     runner().run((2,)).await.result.unwrap();
     assert_eq!(store.cache_entries().unwrap().len(), 4);
-    assert_eq!(store.clear_cache(Some("label")).unwrap(), 2);
+    assert_eq!(store.clear_cache(Some("label"), None).unwrap(), 2);
     let left = store.cache_entries().unwrap();
     assert_eq!(left.len(), 2);
     assert!(left.iter().all(|e| e.task == "shout"));
-    assert_eq!(store.clear_cache(None).unwrap(), 2);
+    assert_eq!(store.clear_cache(None, None).unwrap(), 2);
     assert!(store.cache_entries().unwrap().is_empty());
 }
 

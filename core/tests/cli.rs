@@ -171,16 +171,40 @@ async fn a_workflow_with_cached_tasks_keeps_them_in_the_store_and_cache_clears_t
         Cli::new(remembered::workflow()).main_from(args.collect::<Vec<_>>(), || (0,), |_, _| {})
     };
     assert_eq!(cli(&["cache", "list"]).await, ExitCode::SUCCESS);
+    // A name that is no cached task of this workflow (a typo, a node's name) and
+    // clears nothing is an error naming the ones it has.
     assert_eq!(
-        cli(&["cache", "clear", "--task", "other"]).await,
-        ExitCode::SUCCESS
+        cli(&["cache", "clear", "--task", "tripld"]).await,
+        ExitCode::FAILURE
     );
-    assert_eq!(cached().len(), 2, "another task's results only");
+    assert_eq!(cached().len(), 2);
+    // Nothing expired: nothing goes.
+    let expired = cli(&["cache", "clear", "--task", "tripled", "--expired"]).await;
+    assert_eq!(expired, ExitCode::SUCCESS);
+    assert_eq!(cached().len(), 2);
     assert_eq!(
         cli(&["cache", "clear", "--task", "tripled"]).await,
         ExitCode::SUCCESS
     );
     assert!(cached().is_empty());
+
+    // Reading a store that is not there is an error, and creates nothing.
+    let missing = dir.0.join("typo.db");
+    let code = Cli::new(remembered::workflow())
+        .main_from(
+            [
+                "remembered",
+                "cache",
+                "list",
+                "--store",
+                missing.to_str().unwrap(),
+            ],
+            || (0,),
+            |_, _| {},
+        )
+        .await;
+    assert_eq!(code, ExitCode::FAILURE);
+    assert!(!missing.exists());
 
     // `--no-store` keeps nothing.
     let code = Cli::new(remembered::workflow())

@@ -14,7 +14,7 @@
 //! #[tokio::main]
 //! async fn main() -> std::process::ExitCode {
 //!     aqueduct::cli::Cli::new(doubled::workflow())
-//!         .main(|| (21,), |out, _report| println!("{out}"))
+//!         .main(|| (21,), |out, _report| out!("{out}"))
 //!         .await
 //! }
 //! ```
@@ -52,6 +52,22 @@ use crate::store::{SqliteStore, Store};
 
 mod tables;
 mod ticker;
+
+/// `println!` to stdout, quiet when stdout is closed (`show RUN | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` to stdout, quiet when stdout is closed.
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
 
 use tables::{cache_table, runs_table};
 use ticker::Ticker;
@@ -143,6 +159,9 @@ enum CacheAction {
         /// Only this task's results (its function's name).
         #[arg(long, value_name = "NAME")]
         task: Option<String>,
+        /// Only the results that expired.
+        #[arg(long)]
+        expired: bool,
         #[command(flatten)]
         store: StoreArg,
     },
@@ -240,8 +259,15 @@ where
                 let outcome = if no_store || (!self.workflow.is_durable() && !cached) {
                     watch(runner, |r| r.run(input())).await
                 } else if !self.workflow.is_durable() {
-                    // Not recorded, but its cached tasks' results are kept.
-                    let runner = runner.cache(self.open_any(store)?);
+                    // Not recorded, but its cached tasks' results are kept, if the store
+                    // opens: a cache never keeps a run from running.
+                    let runner = match self.open_any(store) {
+                        Ok(store) => runner.cache(store),
+                        Err(failure) => {
+                            eprintln!("warning: {failure}; running without the cache");
+                            runner
+                        }
+                    };
                     watch(runner, |r| r.run(input())).await
                 } else {
                     let runner = runner.store(self.open(store)?);
@@ -257,29 +283,34 @@ where
                 let runner = self
                     .workflow
                     .runner()
-                    .store(self.open(store)?)
+                    .store({
+                        self.require_durable()?;
+                        self.existing(store)?
+                    })
                     .run_id(run_id);
                 finish(watch(runner, |r| r.resume()).await, done)
             }
             Command::Runs { store } => {
-                let runs = self.open(store)?.runs().map_err(|e| e.to_string())?;
-                print!("{}", runs_table(&runs));
+                self.require_durable()?;
+                let runs = self.existing(store)?.runs().map_err(|e| e.to_string())?;
+                out_raw!("{}", runs_table(&runs));
                 Ok(())
             }
             Command::Show { run_id, store } => {
-                let store = self.open(store)?;
+                self.require_durable()?;
+                let store = self.existing(store)?;
                 match store.report(&run_id).map_err(|e| e.to_string())? {
                     Some(json) => {
                         let report: RunReport = serde_json::from_str(&json).map_err(|e| {
                             format!("run `{run_id}`: its stored report is unreadable: {e}")
                         })?;
-                        println!("{report}");
+                        out!("{report}");
                         Ok(())
                     }
                     None if store.run(&run_id).map_err(|e| e.to_string())?.is_some() => {
                         // Still running, or its process died: what is saved so far.
                         let saved = store.checkpoints(&run_id).map_err(|e| e.to_string())?;
-                        println!(
+                        out!(
                             "run `{run_id}` has not ended; {} checkpoint(s):",
                             saved.len()
                         );
@@ -291,12 +322,12 @@ where
                         for end in &ends {
                             let (line, shown) = summary.row(&end.node, &end.status);
                             if let Some((key, counts)) = line {
-                                println!("  {key:<24} {counts}");
+                                out!("  {key:<24} {counts}");
                             }
                             if !shown {
                                 continue;
                             }
-                            println!(
+                            out!(
                                 "  {:<24} {:<10} {} attempt(s) {:>8.1} s",
                                 end.node,
                                 end.status,
@@ -304,10 +335,10 @@ where
                                 end.duration_ms as f64 / 1e3
                             );
                             for (n, error) in end.errors.iter().enumerate() {
-                                println!("      attempt {}: {error}", n + 1);
+                                out!("      attempt {}: {error}", n + 1);
                             }
                         }
-                        println!("if its process is gone, `resume {run_id}` finishes it");
+                        out!("if its process is gone, `resume {run_id}` finishes it");
                         Ok(())
                     }
                     None => Err(format!("the store has no run `{run_id}`")),
@@ -319,13 +350,14 @@ where
             } => {
                 let age = Duration::from_secs(u64::from(older_than_days) * 86_400);
                 let before = SystemTime::now() - age;
+                self.require_durable()?;
                 let deleted = self
-                    .open(store)?
+                    .existing(store)?
                     .delete_before(before)
                     .map_err(|e| e.to_string())?;
-                println!("deleted {} run(s)", deleted.deleted);
+                out!("deleted {} run(s)", deleted.deleted);
                 if !deleted.skipped.is_empty() {
-                    println!(
+                    out!(
                         "skipped {} run(s) still running: {}",
                         deleted.skipped.len(),
                         deleted.skipped.join(", ")
@@ -336,24 +368,47 @@ where
             Command::Cache {
                 action: CacheAction::List { store },
             } => {
-                let entries = self.open_any(store)?.cache_entries();
-                print!("{}", cache_table(&entries.map_err(|e| e.to_string())?));
+                let entries = self.existing(store)?.cache_entries();
+                out_raw!("{}", cache_table(&entries.map_err(|e| e.to_string())?));
                 Ok(())
             }
             Command::Cache {
-                action: CacheAction::Clear { task, store },
+                action:
+                    CacheAction::Clear {
+                        task,
+                        expired,
+                        store,
+                    },
             } => {
-                let cleared = self.open_any(store)?.clear_cache(task.as_deref());
+                let store = self.existing(store)?;
+                let expired_by = expired.then(tables::now_ms);
+                let cleared = store.clear_cache(task.as_deref(), expired_by);
                 let cleared = cleared.map_err(|e| e.to_string())?;
-                match task {
-                    Some(task) => println!("cleared {cleared} cached result(s) of `{task}`"),
-                    None => println!("cleared {cleared} cached result(s)"),
+                let what = if expired { "expired cached" } else { "cached" };
+                let Some(task) = task else {
+                    out!("cleared {cleared} {what} result(s)");
+                    return Ok(());
+                };
+                let known = cached_tasks(&self.workflow.plan);
+                if cleared == 0 && !known.contains(task.as_str()) {
+                    let known: Vec<String> = known.iter().map(|t| format!("`{t}`")).collect();
+                    return Err(format!(
+                        "no task named `{task}` is cached by `{}` (its cached tasks: {}); \
+                         `--task` takes a task function's name, which `cache list` shows",
+                        self.workflow.graph().name(),
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ));
                 }
+                out!("cleared {cleared} {what} result(s) of `{task}`");
                 Ok(())
             }
             Command::Graph { format } => {
                 let graph = self.workflow.graph();
-                print!(
+                out_raw!(
                     "{}",
                     match format {
                         Format::Mermaid => graph.to_mermaid(),
@@ -378,6 +433,19 @@ where
     /// The store of runs, for a command about runs: only a durable workflow has them.
     fn open(&self, store: StoreArg) -> Result<Arc<dyn Store>, Failure> {
         self.require_durable()?;
+        self.open_any(store)
+    }
+
+    /// The store, which must exist: for a command that reads it (a mistyped `--store`
+    /// is an error, not an empty store).
+    fn existing(&self, store: StoreArg) -> Result<Arc<dyn Store>, Failure> {
+        let path = store.store.clone().unwrap_or_else(|| self.store.clone());
+        if !path.exists() {
+            return Err(format!(
+                "no store at `{}`: a run creates it; `--store PATH` names another",
+                path.display()
+            ));
+        }
         self.open_any(store)
     }
 
@@ -431,6 +499,11 @@ fn finish<O>(outcome: RunOutcome<O>, done: impl FnOnce(O, &RunReport)) -> Result
     match result {
         Ok(output) => {
             done(output, &report);
+            // What went wrong without failing the run (a cache that could not be
+            // read): the table says it on failure.
+            for warning in &report.warnings {
+                eprintln!("warning: {warning}");
+            }
             if let Some(id) = run_id {
                 eprintln!("run `{id}` succeeded");
             }
@@ -448,4 +521,23 @@ fn finish<O>(outcome: RunOutcome<O>, done: impl FnOnce(O, &RunReport)) -> Result
             })
         }
     }
+}
+
+/// The names of the cached tasks `plan` calls, in its fan-outs' bodies and
+/// sub-workflows too.
+fn cached_tasks(plan: &crate::plan::Plan) -> std::collections::BTreeSet<&'static str> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut plans = vec![plan];
+    while let Some(plan) = plans.pop() {
+        for node in 0..plan.graph.len() {
+            let info = plan.graph.info(node);
+            if info.cache.is_some() {
+                names.insert(info.name);
+            }
+            if let crate::plan::Call::FanOut(def) = &plan.calls[node] {
+                plans.push(&def.body);
+            }
+        }
+    }
+    names
 }

@@ -51,7 +51,7 @@ pub(super) fn cache_table(entries: &[CacheEntry]) -> String {
     }
     let now = now_ms();
     let mut out = format!(
-        "{:<24} {:<16} {:<40} {:<16} {:<16} {:>10}\n",
+        "{:<24} {:<16} {:<52} {:<16} {:<16} {:>10}\n",
         "task", "key", "computed by run", "computed", "expires", "bytes"
     );
     for entry in entries {
@@ -62,9 +62,9 @@ pub(super) fn cache_table(entries: &[CacheEntry]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<24} {:<16} {:<40} {:<16} {:<16} {:>10}",
+            "{:<24} {:<16} {:<52} {:<16} {:<16} {:>10}",
             entry.task,
-            &entry.key[..entry.key.len().min(16)],
+            entry.key.get(..16).unwrap_or(&entry.key),
             entry.run,
             ago(entry.created_ms),
             expires,
@@ -76,7 +76,8 @@ pub(super) fn cache_table(entries: &[CacheEntry]) -> String {
     out
 }
 
-fn now_ms() -> u64 {
+/// Now, in milliseconds since the Unix epoch.
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

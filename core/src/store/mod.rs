@@ -247,12 +247,32 @@ pub trait Store: Send + Sync + 'static {
     fn delete_before(&self, before: SystemTime) -> Result<Deleted, StoreError>;
     /// The cached result of task `task` under `key`, expired or not (the runner checks
     /// [`CachedResult::expires_ms`]).
-    fn cached(&self, task: &str, key: &str) -> Result<Option<CachedResult>, StoreError>;
+    ///
+    /// The four cache methods have defaults for a store that keeps no cache: nothing is
+    /// ever found, saved, listed or cleared, so cached tasks always run.
+    fn cached(&self, task: &str, key: &str) -> Result<Option<CachedResult>, StoreError> {
+        let _ = (task, key);
+        Ok(None)
+    }
     /// Saves cached results, all or none; each replaces the result of the same task and
     /// key (an expired one, or one that could not be read back).
-    fn save_cached(&self, results: &[CachedResult]) -> Result<(), StoreError>;
+    fn save_cached(&self, results: &[CachedResult]) -> Result<(), StoreError> {
+        let _ = results;
+        Ok(())
+    }
     /// Every cached result, without its data, by task and then newest first.
-    fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError>;
-    /// Deletes the cached results of task `task`, or every one; returns how many.
-    fn clear_cache(&self, task: Option<&str>) -> Result<usize, StoreError>;
+    fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Deletes cached results: those of task `task` (every task's if `None`), and only
+    /// those expired by `expired_by` (in milliseconds since the Unix epoch) if given.
+    /// Returns how many went.
+    fn clear_cache(
+        &self,
+        task: Option<&str>,
+        expired_by: Option<u64>,
+    ) -> Result<usize, StoreError> {
+        let _ = (task, expired_by);
+        Ok(0)
+    }
 }

@@ -526,7 +526,11 @@ impl Store for SqliteStore {
         self.cache_listing()
     }
 
-    fn clear_cache(&self, task: Option<&str>) -> Result<usize, StoreError> {
-        self.clear_cached(task)
+    fn clear_cache(
+        &self,
+        task: Option<&str>,
+        expired_by: Option<u64>,
+    ) -> Result<usize, StoreError> {
+        self.clear_cached(task, expired_by)
     }
 }

@@ -101,8 +101,12 @@ impl Store for Faulty {
     fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError> {
         self.0.cache_entries()
     }
-    fn clear_cache(&self, task: Option<&str>) -> Result<usize, StoreError> {
-        self.0.clear_cache(task)
+    fn clear_cache(
+        &self,
+        task: Option<&str>,
+        expired_by: Option<u64>,
+    ) -> Result<usize, StoreError> {
+        self.0.clear_cache(task, expired_by)
     }
 }
 
@@ -238,7 +242,7 @@ impl Store for Panicking {
     fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError> {
         panic!("cache_entries")
     }
-    fn clear_cache(&self, _: Option<&str>) -> Result<usize, StoreError> {
+    fn clear_cache(&self, _: Option<&str>, _: Option<u64>) -> Result<usize, StoreError> {
         panic!("clear_cache")
     }
 }

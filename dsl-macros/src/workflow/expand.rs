@@ -476,8 +476,9 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
         key_picks.push(pick(
             quote!(return ::core::result::Result::Err(#p::mismatched().to_string())),
         ));
-        let key_local = format_ident!("__aqueduct_key{}", i, span = Span::mixed_site());
-        key_parts.push(quote_spanned! {Span::mixed_site()=>
+        let key_local = format_ident!("__aqueduct_key{}", i, span = hygienic(last_span));
+        // At the argument: an input a cached task cannot hash is reported there.
+        key_parts.push(quote_spanned! {hygienic(arg.root.span())=>
             __aqueduct_task.key_part(__aqueduct_key, #key_local)?;
         });
         let and = arg
@@ -529,7 +530,13 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
         .iter()
         .enumerate()
         .filter(|(_, arg)| !arg.moved)
-        .map(|(i, _)| format_ident!("__aqueduct_key{}", i, span = Span::mixed_site()));
+        .map(|(i, arg)| {
+            let last_span = arg
+                .fields
+                .last()
+                .map_or(arg.root.span(), |(_, member)| member.span());
+            format_ident!("__aqueduct_key{}", i, span = hygienic(last_span))
+        });
     // As the call's picks (so a mistake in them is reported once: rustc drops the
     // second, identical report), with the inputs taken by value added to the key
     // first, before anything is read by reference.
@@ -555,14 +562,27 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
             };
         }
     });
-    let inputs: Vec<TokenStream> = inputs.collect();
+    // At the task's name: an output a cached task cannot save is reported there.
+    let register = quote_spanned! {hygienic(task.span())=>
+        __aqueduct_task.cache(
+            __aqueduct_builder.by_ref(),
+            __aqueduct_node,
+            __aqueduct_inputs,
+            move |__aqueduct_input, __aqueduct_key| {
+                #key_pick
+                #(#key_parts)*
+                ::core::result::Result::Ok(())
+            },
+        );
+    };
     quote_spanned! {Span::mixed_site()=> {
         let __aqueduct_task = #marker;
         #(#moves)*
+        let __aqueduct_inputs = (#(#inputs,)*);
         let __aqueduct_node = __aqueduct_builder.#node(
             __aqueduct_task.info(),
             #node_name,
-            (#(#inputs,)*),
+            __aqueduct_inputs,
             #tolerant
             move |__aqueduct_input| {
                 #pick
@@ -570,16 +590,7 @@ fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
             },
         );
         // Registers the key of a `#[task(cache)]` task; nothing for the others.
-        __aqueduct_task.cache(
-            __aqueduct_builder.by_ref(),
-            __aqueduct_node,
-            (#(#inputs,)*),
-            move |__aqueduct_input, __aqueduct_key| {
-                #key_pick
-                #(#key_parts)*
-                ::core::result::Result::Ok(())
-            },
-        );
+        #register
         __aqueduct_node
     }}
 }

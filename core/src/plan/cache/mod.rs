@@ -71,7 +71,7 @@ impl<P: Params> Builder<P> {
     #[track_caller]
     pub fn cache<T, I, K>(&mut self, node: Handle<T>, inputs: I, key: K)
     where
-        T: super::Checkpointable,
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
         I: Inputs,
         K: for<'a, 'i> Fn(In<'a, 'i, I>, &mut CacheKey) -> Result<(), String>
             + Send

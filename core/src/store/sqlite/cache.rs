@@ -41,7 +41,8 @@ impl SqliteStore {
                     data: row.get(2)?,
                     run: row.get(3)?,
                     created_ms: row.get::<_, i64>(4)? as u64,
-                    expires_ms: row.get::<_, Option<i64>>(5)?.map(|ms| ms as u64),
+                    // Negative (edited by hand): long expired.
+                    expires_ms: row.get::<_, Option<i64>>(5)?.map(|ms| ms.max(0) as u64),
                 })
             })
             .optional()
@@ -89,7 +90,7 @@ impl SqliteStore {
                     key: row.get(1)?,
                     run: row.get(2)?,
                     created_ms: row.get::<_, i64>(3)? as u64,
-                    expires_ms: row.get::<_, Option<i64>>(4)?.map(|ms| ms as u64),
+                    expires_ms: row.get::<_, Option<i64>>(4)?.map(|ms| ms.max(0) as u64),
                     bytes: row.get::<_, i64>(5)? as u64,
                 })
             })?;
@@ -97,10 +98,20 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn clear_cached(&self, task: Option<&str>) -> Result<usize, StoreError> {
-        self.with("cannot clear the cache", |c| match task {
-            Some(task) => c.execute("DELETE FROM cache WHERE task = ?1", params![task]),
-            None => c.execute("DELETE FROM cache", []),
+    pub(super) fn clear_cached(
+        &self,
+        task: Option<&str>,
+        expired_by: Option<u64>,
+    ) -> Result<usize, StoreError> {
+        // `NULL` matches every task, or every expiry.
+        let expired_by = expired_by.map(|ms| ms.min(i64::MAX as u64) as i64);
+        self.with("cannot clear the cache", |c| {
+            c.execute(
+                "DELETE FROM cache
+                 WHERE (?1 IS NULL OR task = ?1)
+                   AND (?2 IS NULL OR (expires_ms IS NOT NULL AND expires_ms <= ?2))",
+                params![task, expired_by],
+            )
         })
     }
 }
