@@ -155,6 +155,13 @@ impl<'a, I: Inputs> In<'a, '_, I> {
     pub fn take<T: 'static>(&self, input: Handle<T>) -> T {
         crate::value::take(self.slots, input.index() as u32)
     }
+
+    /// Reads input `input`, which this node takes by value, without taking it: what a
+    /// cached node's key function does ([`Builder::cache`](crate::Builder::cache))
+    /// before the call takes it. `None` if it was taken already.
+    pub fn peek<T: 'static, R>(&self, input: Handle<T>, read: impl FnOnce(&T) -> R) -> Option<R> {
+        crate::value::peek_slot(self.slots, input.index() as u32, read)
+    }
 }
 
 impl<'a, I> In<'a, '_, I> {

@@ -60,9 +60,31 @@ impl<P: Params> Builder<P> {
     /// set: before its first attempt, `key` adds the inputs the task reads (each
     /// through [`CacheKey::add`]) and the run looks the key up in its store; a stored
     /// result is loaded instead of calling the task, and a result computed is saved.
-    /// `inputs` are the node's own. `workflow!` calls it for every `#[task(cache)]`
-    /// call. A run without a store (see [`Runner::cache`](crate::Runner::cache)) calls
-    /// the task every time.
+    /// `inputs` are the node's own; an input the node takes by value is read with
+    /// [`In::peek`], never taken (the call takes it after). `workflow!` calls this for
+    /// every `#[task(cache)]` call. A run without a store (see
+    /// [`Runner::cache`](crate::Runner::cache)) calls the task every time.
+    ///
+    /// ```
+    /// use aqueduct::graph::{Builder, Step};
+    /// use aqueduct::task::{CachePolicy, TaskInfo};
+    /// use aqueduct::Kind;
+    ///
+    /// let (mut b, (text,)) = Builder::<(String,)>::new("words", ["text"]);
+    /// let mut info = TaskInfo::new("count", Kind::Cpu);
+    /// info.cache = Some(CachePolicy { code: 1, version: 0, module: module_path!(), ttl: None });
+    /// let count = b.node(info, "count", (text,), |i| {
+    ///     let (text,) = i.get();
+    ///     Step::done(Ok(text.split_whitespace().count()))
+    /// });
+    /// b.cache(count, (text,), |i, key| {
+    ///     let (text,) = i.get();
+    ///     key.add(text)
+    /// });
+    /// let workflow = b.output(count);
+    /// # let rt = tokio::runtime::Runtime::new().unwrap();
+    /// assert_eq!(rt.block_on(workflow.run(("a b c".into(),))).unwrap(), 3);
+    /// ```
     ///
     /// # Panics
     /// If `node` belongs to another builder, is not a task, or its task has no cache
