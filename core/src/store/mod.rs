@@ -12,10 +12,12 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 mod lease;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use lease::millis;
 #[cfg(feature = "durable")]
 pub(crate) use lease::now_ms;
@@ -26,6 +28,10 @@ pub use lease::{LEASE_TTL, lease_holds};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
+
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PostgresStore;
 
 /// What a store knows of a run when it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]

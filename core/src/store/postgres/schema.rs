@@ -1,0 +1,99 @@
+//! The tables of [`PostgresStore`](super::PostgresStore), created and migrated by
+//! numbered migrations under an advisory lock. A database of a newer schema is refused
+//! before anything is written: a build never runs DDL on tables it does not know.
+
+use postgres::Transaction;
+
+/// The schema this build uses: the number of migrations below.
+pub(super) const VERSION: i32 = 1;
+
+/// Held while the schema is checked and migrated, so that two processes opening a new
+/// database at once never both create it.
+const LOCK: i64 = 0x6171_7565_6475_6374; // "aqueduct"
+
+/// Migration `n` (from 0) takes the schema from version `n` to `n + 1`.
+const MIGRATIONS: [&str; VERSION as usize] = ["
+    CREATE TABLE aqueduct_runs (
+        id           TEXT PRIMARY KEY,
+        workflow     TEXT NOT NULL,
+        fingerprint  TEXT NOT NULL,
+        graph        TEXT NOT NULL,
+        input        BYTEA NOT NULL,
+        status       TEXT NOT NULL,
+        started_ms   BIGINT NOT NULL,
+        duration_ms  BIGINT,
+        report       TEXT,
+        owner        TEXT,
+        heartbeat_ms BIGINT
+    );
+    CREATE TABLE aqueduct_checkpoints (
+        run_id   TEXT NOT NULL REFERENCES aqueduct_runs(id) ON DELETE CASCADE,
+        node     TEXT NOT NULL,
+        codec    TEXT NOT NULL,
+        schema   INTEGER NOT NULL,
+        data     BYTEA NOT NULL,
+        attempts INTEGER NOT NULL,
+        PRIMARY KEY (run_id, node)
+    );
+    CREATE TABLE aqueduct_task_ends (
+        run_id      TEXT NOT NULL REFERENCES aqueduct_runs(id) ON DELETE CASCADE,
+        node        TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        attempts    INTEGER NOT NULL,
+        errors      TEXT NOT NULL,
+        started_ms  BIGINT NOT NULL,
+        duration_ms BIGINT NOT NULL,
+        ended       BIGSERIAL,
+        PRIMARY KEY (run_id, node)
+    );
+    CREATE TABLE aqueduct_cache (
+        task       TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        codec      TEXT NOT NULL,
+        schema     INTEGER NOT NULL,
+        data       BYTEA NOT NULL,
+        run_id     TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT,
+        PRIMARY KEY (task, key)
+    );
+"];
+
+/// Checks the schema and brings an older one (or none) to [`VERSION`], in one
+/// transaction. Fails, changing nothing, on a newer schema.
+pub(super) fn migrate(transaction: &mut Transaction<'_>) -> Result<(), String> {
+    let sql = |error: postgres::Error| error.to_string();
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
+        .map_err(sql)?;
+    transaction
+        .batch_execute("CREATE TABLE IF NOT EXISTS aqueduct_schema (version INTEGER NOT NULL)")
+        .map_err(sql)?;
+    let found: Option<i32> = transaction
+        .query_opt("SELECT version FROM aqueduct_schema", &[])
+        .map_err(sql)?
+        .map(|row| row.get(0));
+    let found = found.unwrap_or(0);
+    if found > VERSION {
+        return Err(format!(
+            "its tables are of store schema {found}, this build uses schema {VERSION}: \
+             use the build that wrote them (this one changes nothing there)"
+        ));
+    }
+    for migration in &MIGRATIONS[found as usize..] {
+        transaction.batch_execute(migration).map_err(sql)?;
+    }
+    if found == 0 {
+        transaction
+            .execute(
+                "INSERT INTO aqueduct_schema (version) VALUES ($1)",
+                &[&VERSION],
+            )
+            .map_err(sql)?;
+    } else if found < VERSION {
+        transaction
+            .execute("UPDATE aqueduct_schema SET version = $1", &[&VERSION])
+            .map_err(sql)?;
+    }
+    Ok(())
+}
