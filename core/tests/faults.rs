@@ -10,9 +10,18 @@
 //! restores them item by item), and a fault plan per task or decision
 //! instance and attempt (transient and permanent errors, panics, attempts past their
 //! timeout, a decision's arm out of range) and per run (fail-fast, a cancel, a run
-//! timeout, a failing or panicking store, crashes followed by resumes). The run's
-//! report, result, attempt log, live values and store are checked against a sequential
-//! reference model (`faults/model.rs`); failures are shrunk and reported with a seed.
+//! timeout, a failing or panicking store, crashes followed by resumes). In a quarter of
+//! the cases some tasks are cached (the result cache, `faults/cache.rs`): their nodes
+//! are registered with `Builder::cache` (a few twins call one task on the same inputs),
+//! every case runs at least twice on one store (durable resumes and a fresh durable
+//! run, sometimes with the cache in another store; or in-memory runs with
+//! `Runner::cache`), and faults hit the cache too (the key function, the store's
+//! `cached` and `save_cached`, rows corrupted, expired or cleared between runs). The
+//! model predicts which calls are `Cached` (and from which run) and which run; within
+//! one run a call may load what another call with its key saved, or run: either is
+//! accepted. The run's report, result, attempt log, live values, store and cache table
+//! are checked against a sequential reference model (`faults/model.rs`); failures are
+//! shrunk and reported with a seed.
 //!
 //! `cargo test -p aqueduct --release --test faults` runs `FAULT_CASES` (10,000) cases
 //! from seed `FAULT_SEED` (1), the regression seeds first. The fault kinds that hit the
@@ -31,6 +40,8 @@
 mod branches;
 #[path = "faults/build.rs"]
 mod build;
+#[path = "faults/cache.rs"]
+mod cache;
 #[path = "faults/case.rs"]
 mod case;
 #[path = "faults/driver.rs"]
@@ -203,6 +214,29 @@ const REGRESSIONS: &[(u64, &str)] = &[
     // I4 (fixed; flaky before, about 1 run in 10): values restored for items that never
     // started were alive past their fan-out's end, in a resumed run checkpointing items.
     (5426, "I4"),
+    // The result cache. A cached call taking an input by value: its key function
+    // cannot read it with `In::get` (a panic: the call ran, never cached), it peeks
+    // at it with `In::peek` (added in 40c213b) (158, 233). The harness: a garbage row
+    // on an expired one is not read, so it warns of nothing (881); bodies of cached
+    // tasks fuse in runs without a cache (2055, 3466: library change 95617e0).
+    (
+        158,
+        "cache: a moved input of a cached call, keyed by In::peek",
+    ),
+    (
+        233,
+        "cache: a moved input of a cached call, keyed by In::peek",
+    ),
+    (881, "cache: harness, a garbage lookup of an expired row"),
+    (2055, "cache: harness, cached bodies fuse without a cache"),
+    (3466, "cache: harness, cached bodies fuse without a cache"),
+    // A stop cancelling a sub-workflow or fan-out of a resumed run before it expanded:
+    // the values restored for its nested runs lived until the run's end (about 1 in 200
+    // runs of this seed; `drop_nested` on every end without expanding fixes it).
+    (
+        309_047,
+        "restored nested values of an unexpanded sub-workflow outlived it",
+    ),
 ];
 
 #[test]

@@ -259,7 +259,7 @@ fn key_of(info: &TaskInfo, def: &CacheDef, slots: &[Slot]) -> Result<String, Str
     let mut inputs = CacheKey::default();
     catch_unwind(AssertUnwindSafe(|| (def.key)(slots, &mut inputs))).unwrap_or_else(|panic| {
         Err(format!(
-            "an input's `Serialize` panicked: {}",
+            "the key function (an input's `Serialize`) panicked: {}",
             panic_message(&*panic)
         ))
     })?;

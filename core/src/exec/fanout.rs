@@ -384,8 +384,9 @@ impl Shared {
 
     /// Drops what a resumed run restored for the nested runs of fan-out or
     /// sub-workflow `node` that never started (the run stopped first): their values go
-    /// when the fan-out ends, like its items' values.
-    fn drop_nested(&self, node: usize) {
+    /// when the fan-out ends, like its items' values, or when it ends without starting
+    /// (cancelled, skipped or not taken before it expanded).
+    pub(super) fn drop_nested(&self, node: usize) {
         let Some(nested) = &self.run.nested else {
             return;
         };

@@ -430,6 +430,17 @@ pub(crate) async fn execute(
     })
 }
 
+/// A task's future (`Step::pending`'s) whose panic while polled is its failure: what a
+/// distributed worker awaits.
+#[cfg(feature = "postgres")]
+pub(crate) async fn caught<'a>(
+    future: Pin<Box<dyn Future<Output = Result<Value, TaskError>> + Send + 'a>>,
+) -> Result<Value, TaskError> {
+    CatchUnwind(future)
+        .await
+        .unwrap_or_else(|panic| Err(TaskError::panicked(&*panic)))
+}
+
 /// How many task nodes `plan` has, not counting its fan-outs' bodies.
 fn task_count(plan: &Plan) -> u64 {
     plan.graph.nodes().filter(|n| n.kind().is_task()).count() as u64

@@ -60,6 +60,11 @@ impl Shared {
         let times = self.times(&job, started, now);
         let value = (self.plan.unresolved[job.node])(None);
         let (node, permit, attempts) = (job.node, job.permit, job.attempt);
+        // A fan-out or sub-workflow that ends without expanding: what a resumed run
+        // restored for its nested runs goes now, not with the run.
+        if matches!(self.plan.calls[node], Call::FanOut(_)) {
+            self.drop_nested(node);
+        }
         self.ended(node, attempts > 0);
         let record = Record::with_items(value, status, times, None, job.into_failed(), items);
         if let (Some(sink), true) = (self.records(), attempts > 0) {
@@ -204,6 +209,9 @@ impl Shared {
             let status = self.unreached_status(unrun);
             let record = Record::new(value, status, [at, NEVER, NEVER, at], None, Vec::new());
             self.board.resolve(unrun, record);
+            if matches!(self.plan.calls[unrun], Call::FanOut(_)) {
+                self.drop_nested(unrun);
+            }
             self.ended(unrun, false);
             resolved = (unrun, false);
         }

@@ -279,12 +279,13 @@ impl Place<'_> {
                     timeout: case.spec.tasks[*task].timeout_ms.map(Duration::from_millis),
                 };
                 let cleanup = info.outcome_inputs != 0;
-                // What the key function reads: the same inputs, none taken.
+                // What the key function reads: the same inputs (those taken by value
+                // peeked at through `In::peek`, before the call takes them).
                 let keyed = case.spec.cached_call(node).then(|| {
                     let inputs = Mixed {
                         data: inputs
                             .iter()
-                            .map(|i| (self.get(&i.from), i.tolerant, false))
+                            .map(|i| (self.get(&i.from), i.tolerant, i.moved))
                             .collect(),
                         ctx: ctx.to_vec(),
                     };
@@ -294,6 +295,7 @@ impl Place<'_> {
                         task: *task,
                         count: *count,
                         sub: *sub,
+                        moved: taken.clone(),
                     };
                     (inputs, keyed)
                 });

@@ -1,5 +1,6 @@
 //! One case's shared state: the attempt log, the concurrency gauges, the triggers that
-//! cancel or crash a run from inside an attempt, and violations found inside tasks.
+//! cancel or crash a run from inside an attempt, violations found inside tasks, and
+//! the cached calls' keys (as computed, and as the store saw them).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use aqueduct::CancelHandle;
 
+use crate::cache::MKey;
 use crate::spec::Spec;
 use crate::value::Counters;
 
@@ -73,6 +75,16 @@ pub(crate) struct Case {
     /// For F11: per top-level consumer uid, the fan-outs it reads and the origins
     /// whose values must be gone by then.
     pub(crate) dead_origins: HashMap<u32, Vec<(String, Vec<u32>)>>,
+    /// Cached calls' keys as their key functions computed them, by instance, with how
+    /// many times each was computed.
+    pub(crate) keys: Mutex<HashMap<Instance, (MKey, u32)>>,
+    /// The keys (hex) the store was asked for, and the calls' keys they stand for:
+    /// both ways.
+    #[allow(clippy::type_complexity)]
+    pub(crate) hexes: Mutex<(HashMap<String, MKey>, HashMap<MKey, String>)>,
+    /// Per run, how many injected cache faults fired that the run must warn of
+    /// (`RunReport::warnings`).
+    pub(crate) warned: Mutex<HashMap<u8, u32>>,
 }
 
 /// A node instance in one run: (run, uid, item path).
@@ -88,7 +100,8 @@ impl Case {
         case_id: u64,
         dead_origins: HashMap<u32, Vec<(String, Vec<u32>)>>,
     ) -> Arc<Self> {
-        let origins = spec.param_origin() as usize + 1;
+        // Nodes, the parameters, and one per cached task (`Spec::origin_of`).
+        let origins = spec.param_origin() as usize + 1 + spec.tasks.len();
         Arc::new(Self {
             counters: Counters::new(case_id, origins),
             t0: Instant::now(),
@@ -105,6 +118,9 @@ impl Case {
             events: Mutex::new(Vec::new()),
             violations: Mutex::new(Vec::new()),
             dead_origins,
+            keys: Mutex::new(HashMap::new()),
+            hexes: Mutex::new((HashMap::new(), HashMap::new())),
+            warned: Mutex::new(HashMap::new()),
             spec,
         })
     }

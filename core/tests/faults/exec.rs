@@ -1,5 +1,6 @@
-//! Runs one case, run after run (crashes and resumes for durable cases), and checks
-//! every invariant against the model and the attempt log.
+//! Runs one case, run after run (crashes and resumes for durable cases; runs again
+//! with the cache for cases with cached tasks), and checks every invariant against the
+//! model, the attempt log and the cache table.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -17,11 +18,13 @@ use aqueduct::store::{
 use aqueduct::{Error, RunOutcome, TaskStatus};
 
 use crate::build::{Wf, build};
+use crate::cache::{CacheView, Tracker};
 use crate::case::{Case, EventKind, Rec, lock};
 use crate::generate::param_values;
 use crate::model::{MV, MVal, Obs, RestoredSet, Walker, node_value, retriable, tree};
 use crate::spec::{
-    Body, Epoch, Fault, Gates, Index, Kind, Ref, Spec, StoreFault, Trigger, body_uids,
+    Body, CacheFault, CacheSave, Epoch, Fault, Gates, Index, Kind, Ref, Spec, StoreFault,
+    TASK_NAMES, Trigger, body_uids,
 };
 use crate::value::{Raw, Val};
 
@@ -176,8 +179,36 @@ fn spec_stats(spec: &Spec) {
             }
         }
     });
+    if spec.caching() {
+        tags.insert("with cached tasks");
+        if spec.durable {
+            tags.insert("with cached tasks, durable");
+        }
+        if spec.cache_apart {
+            tags.insert("with cached tasks, durable, the cache in another store");
+        }
+        crate::spec::visit(&spec.top, &mut |n, place| {
+            if spec.cached_call(n) {
+                bump("cached call nodes", 1);
+                if matches!(&n.kind, Kind::Task { inputs, .. } if inputs.iter().any(|i| i.moved)) {
+                    tags.insert("with an input moved into a cached call");
+                }
+                if !place.chain.is_empty() {
+                    tags.insert("with a cached call in a body");
+                }
+            } else if spec.bare.contains(&n.uid) {
+                bump("bare nodes of cached tasks", 1);
+            }
+        });
+        if twins(spec) {
+            tags.insert("with two cached calls on one key (twins)");
+        }
+    }
     for t in tags {
         bump(&format!("cases {t}"), 1);
+    }
+    for f in spec.cache_faults.values() {
+        bump(&format!("cache faults planned: {f:?}"), 1);
     }
     for e in &spec.epochs {
         bump("runs", 1);
@@ -188,7 +219,38 @@ fn spec_stats(spec: &Spec) {
         bump("runs with a crash", u64::from(e.crash.is_some()));
         bump("runs with a kill", u64::from(e.kill.is_some()));
         bump("runs with a cleanup grace", u64::from(e.grace_ms.is_some()));
+        bump("runs fresh (durable, a new id)", u64::from(e.fresh));
+        bump("runs without the cache", u64::from(e.no_cache));
+        bump(
+            "runs with a save_cached fault",
+            u64::from(e.cache_save.is_some()),
+        );
+        if let Some(edit) = e.edit {
+            bump(&format!("runs after a table edit: {edit:?}"), 1);
+        }
     }
+}
+
+/// Whether two cached calls of one body call one task on the same inputs.
+fn twins(spec: &Spec) -> bool {
+    let mut seen = HashSet::new();
+    let mut found = false;
+    crate::spec::visit(&spec.top, &mut |n, place| {
+        if let Kind::Task {
+            task,
+            inputs,
+            count,
+            sub,
+            ..
+        } = &n.kind
+            && spec.cached_call(n)
+        {
+            let from: Vec<Ref> = inputs.iter().map(|i| i.from).collect();
+            let chain: Vec<u32> = place.chain.iter().map(|(c, _)| *c).collect();
+            found |= !seen.insert(format!("{chain:?} {task} {from:?} {count} {sub}"));
+        }
+    });
+    found
 }
 
 /// Whether node `uid` is a branch node.
@@ -238,7 +300,8 @@ pub(crate) fn run_case(
     };
     let dir = store_dir();
     let path = dir.join(format!("c{id}.db"));
-    let db = if case.spec.durable {
+    // A durable case's store; a case with cached tasks keeps its cache there too.
+    let db = if case.spec.durable || case.spec.caching() {
         let _ = std::fs::create_dir_all(&dir);
         match SqliteStore::open(&path) {
             Ok(db) => Some(Arc::new(db)),
@@ -247,14 +310,21 @@ pub(crate) fn run_case(
     } else {
         None
     };
+    // The other store a durable case's runs keep their cache in.
+    let apart = dir.join(format!("c{id}-cache.db"));
+    let cache_db = if case.spec.cache_apart {
+        match SqliteStore::open(&apart) {
+            Ok(db) => Some(Arc::new(db)),
+            Err(e) => return vec![v("harness", format!("cannot open the cache store: {e}"))],
+        }
+    } else {
+        None
+    };
     let runtime = rt.get_or_insert_with(runtime);
     let run_id = format!("r{id}");
     let out = runtime.block_on(async {
-        tokio::time::timeout(
-            case_limit(),
-            AssertUnwindSafeFut(Box::pin(case_main(&case, &wf, db.clone(), &run_id))),
-        )
-        .await
+        let main = case_main(&case, &wf, (db.clone(), cache_db.clone()), &run_id);
+        tokio::time::timeout(case_limit(), AssertUnwindSafeFut(Box::pin(main))).await
     });
     let violations = match out {
         Ok(Ok(vs)) => vs,
@@ -270,9 +340,11 @@ pub(crate) fn run_case(
             )]
         }
     };
-    drop(db);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    drop((db, cache_db));
+    for file in [&path, &apart] {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+        }
     }
     violations
 }
@@ -308,10 +380,17 @@ impl<F: Future + ?Sized> Future for AssertUnwindSafeFut<F> {
 }
 
 /// A store that fails or panics when told to, around a real `SqliteStore`; fenced after
-/// a crash (nothing more is written, as if the process had died).
+/// a crash (nothing more is written, as if the process had died). Its cache side fails
+/// per call (`CacheFault`, the call learnt from the key function that ran just before
+/// on the same thread) and per run (`CacheSave`).
 struct FaultStore {
     inner: Arc<SqliteStore>,
     fault: Option<StoreFault>,
+    /// The run's cache is this store (else it must never be asked for one).
+    cache_role: bool,
+    cache_save: Option<CacheSave>,
+    cache_saves: AtomicU32,
+    cache_save_fired: AtomicBool,
     case: Arc<Case>,
     epoch: u8,
     saves: AtomicU32,
@@ -439,20 +518,130 @@ impl Store for FaultStore {
         self.inner.delete_before(before)
     }
     fn cached(&self, task: &str, key: &str) -> Result<Option<CachedResult>, StoreError> {
-        self.inner.cached(task, key)
+        if !self.cache_role {
+            lock(&self.case.violations).push(v(
+                "cache",
+                format!("run {}: the run's own store was asked for a cached result of task {task}, though the run was given another cache", self.epoch),
+            ));
+        }
+        let Some((uid, path, mkey)) = crate::cache::take_lookup() else {
+            lock(&self.case.violations).push(v(
+                "cache",
+                format!("run {}: the store was asked for a cached result of task {task} whose key no key function had just made", self.epoch),
+            ));
+            return self.inner.cached(task, key);
+        };
+        self.case.saw_hex(key, &mkey);
+        if task != TASK_NAMES[mkey.task] {
+            lock(&self.case.violations).push(v(
+                "cache",
+                format!(
+                    "run {}: t{uid}{path:?} looked its result up as task {task}",
+                    self.epoch
+                ),
+            ));
+        }
+        if self.fenced.load(Ordering::SeqCst) {
+            return Err(store_error("the process is gone (a simulated crash)"));
+        }
+        let fault = self.case.spec.cache_fault(self.epoch, uid, &path);
+        if let Some(f) = fault {
+            bump(&format!("cache faults fired: {f:?}"), 1);
+            if matches!(f, CacheFault::LookupErr | CacheFault::LookupPanic) {
+                self.case.must_warn(self.epoch);
+            }
+        }
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let ghost = || CachedResult {
+            task: task.to_owned(),
+            key: key.to_owned(),
+            codec: "json".into(),
+            schema: 1,
+            data: b"{\"no".to_vec(),
+            run: "ghost".into(),
+            created_ms: now,
+            expires_ms: None,
+        };
+        match fault {
+            Some(CacheFault::LookupErr) => Err(store_error(&format!(
+                "[injected] cannot read the cache for t{uid}{path:?}"
+            ))),
+            Some(CacheFault::LookupPanic) => {
+                panic!("[injected] the store panics reading the cache for t{uid}{path:?}")
+            }
+            Some(CacheFault::Garbage) => {
+                let mut row = self.inner.cached(task, key)?.unwrap_or_else(ghost);
+                // Garbage data, an unknown codec or another layout, by the call.
+                match uid % 3 {
+                    0 => row.data = b"\x00garbage".to_vec(),
+                    1 => row.codec = "no-such-codec".into(),
+                    _ => row.schema += 1000,
+                }
+                // An expired row is not read (nor warned of).
+                if row.expires_ms.is_none_or(|at| at > now) {
+                    self.case.must_warn(self.epoch);
+                }
+                Ok(Some(row))
+            }
+            Some(CacheFault::Expired) => {
+                let mut row = self.inner.cached(task, key)?.unwrap_or_else(ghost);
+                row.expires_ms = Some(now.saturating_sub(1000));
+                Ok(Some(row))
+            }
+            _ => self.inner.cached(task, key),
+        }
     }
     fn save_cached(&self, results: &[CachedResult]) -> Result<(), StoreError> {
+        if !self.cache_role {
+            lock(&self.case.violations).push(v(
+                "cache",
+                format!("run {}: cached results were saved to the run's own store, though the run was given another cache", self.epoch),
+            ));
+        }
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        struct Done<'a>(&'a AtomicI32);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _done = Done(&self.busy);
+        if self.fenced.load(Ordering::SeqCst) {
+            return Err(store_error("the process is gone (a simulated crash)"));
+        }
+        let n = self.cache_saves.fetch_add(1, Ordering::SeqCst) + 1;
+        match self.cache_save {
+            Some(CacheSave::Err(k)) if k == n => {
+                self.cache_save_fired.store(true, Ordering::SeqCst);
+                self.case.must_warn(self.epoch);
+                bump("cache faults fired: save_cached errs", 1);
+                return Err(store_error(&format!("[injected] save_cached #{n} fails")));
+            }
+            Some(CacheSave::Panic(k)) if k == n => {
+                self.cache_save_fired.store(true, Ordering::SeqCst);
+                self.case.must_warn(self.epoch);
+                bump("cache faults fired: save_cached panics", 1);
+                panic!("[injected] the store panics on save_cached #{n}");
+            }
+            _ => {}
+        }
         self.inner.save_cached(results)
     }
     fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError> {
         self.inner.cache_entries()
     }
-    fn clear_cache(&self, task: Option<&str>) -> Result<usize, StoreError> {
-        self.inner.clear_cache(task)
+    fn clear_cache(
+        &self,
+        task: Option<&str>,
+        expired_by: Option<u64>,
+    ) -> Result<usize, StoreError> {
+        self.inner.clear_cache(task, expired_by)
     }
 }
 
-fn to_mval(v: &Val) -> MVal {
+pub(crate) fn to_mval(v: &Val) -> MVal {
     MVal {
         v: v.v,
         idx: v.idx,
@@ -460,7 +649,7 @@ fn to_mval(v: &Val) -> MVal {
     }
 }
 
-fn raw_mval(r: &Raw) -> MVal {
+pub(crate) fn raw_mval(r: &Raw) -> MVal {
     MVal {
         v: r.v,
         idx: r.i,
@@ -473,7 +662,7 @@ type RunFuture = Pin<Box<dyn Future<Output = RunOutcome<Val>> + Send>>;
 async fn case_main(
     case: &Arc<Case>,
     wf: &Wf,
-    db: Option<Arc<SqliteStore>>,
+    (db, cache_db): (Option<Arc<SqliteStore>>, Option<Arc<SqliteStore>>),
     run_id: &str,
 ) -> Vec<Violation> {
     let spec = &case.spec;
@@ -481,19 +670,43 @@ async fn case_main(
     let (p0, p1) = param_values(spec);
     let origin = spec.param_origin();
     let mut out = Vec::new();
+    let durable = spec.durable;
+    let caching = spec.caching();
+    // The store the runs keep their cache in: the case's, or another one.
+    let cache_home = cache_db.clone().or_else(|| db.clone());
+    let mut tracker = cache_home
+        .as_ref()
+        .filter(|_| caching)
+        .map(|db| Tracker::new(std::path::PathBuf::from(db.location())));
+    // A durable case's run id: its resumes keep it, a fresh run takes another.
+    let mut id = run_id.to_owned();
     for (e, cfg) in spec.epochs.iter().enumerate() {
         let e8 = e as u8;
-        if let (Some(db), 1..) = (&db, e) {
-            wait_for_release(&db.location(), run_id).await;
+        if let (true, Some(db), 1..) = (durable, &db, e) {
+            wait_for_release(&db.location(), &id).await;
         }
-        let Snapshot { restored, discard } = match (&db, e) {
-            (Some(db), 1..) => snapshot(spec, db, run_id, &p0, &p1, &mut out),
+        if cfg.fresh {
+            id = format!("{run_id}-{e}");
+        }
+        let Snapshot { restored, discard } = match (durable, &db, e) {
+            (true, Some(db), 1..) if !cfg.fresh => snapshot(spec, db, &id, &p0, &p1, &mut out),
             _ => Snapshot::default(),
         };
-        let store = db.as_ref().map(|db| {
+        // The cache table as this run starts (after its edit), and the runs before it.
+        let table = match (&mut tracker, &cache_home) {
+            (Some(t), Some(db)) => Some(t.begin(case, e8, cfg, db, &mut out)),
+            _ => None,
+        };
+        let earlier = tracker.as_ref().map(|t| t.runs.clone()).unwrap_or_default();
+        let has_cache = caching && (durable || !cfg.no_cache);
+        let fault_store = |db: &Arc<SqliteStore>, fault: Option<StoreFault>, cache_role: bool| {
             Arc::new(FaultStore {
                 inner: Arc::clone(db),
-                fault: cfg.store,
+                fault,
+                cache_role,
+                cache_save: cfg.cache_save,
+                cache_saves: AtomicU32::new(0),
+                cache_save_fired: AtomicBool::new(false),
                 case: Arc::clone(case),
                 epoch: e8,
                 saves: AtomicU32::new(0),
@@ -505,7 +718,10 @@ async fn case_main(
                 finish_fired: AtomicBool::new(false),
                 discarded: std::sync::Mutex::new(Vec::new()),
             })
-        });
+        };
+        let apart = cache_db.is_some();
+        let store = db.as_ref().map(|db| fault_store(db, cfg.store, !apart));
+        let cache_store = cache_db.as_ref().map(|db| fault_store(db, None, true));
         // Every row on even cases, only the rows of fused items that did not succeed on
         // odd ones (`every_row`, which the check reads back).
         let mut runner = wf
@@ -539,18 +755,27 @@ async fn case_main(
                 ),
             )
         };
+        if let Some(cache) = &cache_store {
+            // Given first, so the durable run keeps its cache there.
+            runner = runner.cache(Arc::clone(cache) as Arc<dyn Store>);
+        }
         let fut: RunFuture = match &store {
-            Some(store) => {
+            Some(store) if durable => {
                 let runner = runner
                     .store(Arc::clone(store) as Arc<dyn Store>)
-                    .run_id(run_id);
-                if e > 0 && !cfg.resume_by_run {
+                    .run_id(&id);
+                if e > 0 && !cfg.resume_by_run && !cfg.fresh {
                     Box::pin(runner.resume())
                 } else {
                     Box::pin(runner.run(params()))
                 }
             }
-            None => Box::pin(runner.run(params())),
+            Some(store) if has_cache => Box::pin(
+                runner
+                    .cache(Arc::clone(store) as Arc<dyn Store>)
+                    .run(params()),
+            ),
+            _ => Box::pin(runner.run(params())),
         };
         let notify = Arc::new(tokio::sync::Notify::new());
         case.begin_epoch(
@@ -609,25 +834,33 @@ async fn case_main(
         case.end_epoch();
         let mut report_epoch = false;
         bump("runs resumed", u64::from(e > 0));
+        // What the cache holds after the run, and what the model needs of it.
+        let mut ended = |out: &mut Vec<Violation>| {
+            cache_end(
+                case,
+                e8,
+                tracker.as_mut(),
+                (table.clone(), earlier.clone()),
+                durable.then_some(id.as_str()),
+                has_cache,
+                out,
+            )
+        };
+        let leased = (store.as_deref().filter(|_| durable), cache_store.as_deref());
         match result {
             None => {
                 bump("runs crashed (dropped)", 1);
                 case.event(e8, EventKind::Crash);
-                if let Some(store) = &store {
+                for store in store.iter().chain(&cache_store) {
                     store.fenced.store(true, Ordering::SeqCst);
                 }
-                out.extend(
-                    quiesce(
-                        case,
-                        store.as_deref(),
-                        &format!("run {e} was dropped (a crash)"),
-                    )
-                    .await,
-                );
+                out.extend(quiesce(case, leased, &format!("run {e} was dropped (a crash)")).await);
+                ended(&mut out);
             }
             Some(Err(p)) => {
                 out.push(v("panic", format!("run {e}: the run future panicked: {p}")));
-                out.extend(quiesce(case, store.as_deref(), &format!("run {e} panicked")).await);
+                out.extend(quiesce(case, leased, &format!("run {e} panicked")).await);
+                ended(&mut out);
             }
             Some(Ok(outcome)) => {
                 report_epoch = true;
@@ -644,18 +877,23 @@ async fn case_main(
                 let finish_fired = store
                     .as_ref()
                     .is_some_and(|s| s.finish_fired.load(Ordering::SeqCst));
+                let cache_save_fired = store
+                    .iter()
+                    .chain(&cache_store)
+                    .any(|s| s.cache_save_fired.load(Ordering::SeqCst));
+                let cache = ended(&mut out);
                 out.extend(check_run(
                     case,
                     e8,
                     cfg,
                     &outcome,
                     &restored,
-                    save_fired,
-                    finish_fired,
-                    db.as_deref(),
-                    run_id,
+                    (save_fired, finish_fired, cache_save_fired),
+                    db.as_deref().filter(|_| durable),
+                    &id,
                     &p0,
                     &p1,
+                    cache.as_ref(),
                 ));
                 let expected = match &outcome.result {
                     Ok(val) => val.count(),
@@ -682,6 +920,20 @@ async fn case_main(
                 if alive != 0 {
                     out.push(v("alive", format!("run {e} ended and its outcome was dropped, yet {alive} values are still alive")));
                 }
+            }
+        }
+        if let (true, Some(db)) = (apart, &db) {
+            // Given another cache, the run keeps none in its own store.
+            match crate::cache::read_rows(std::path::Path::new(&db.location())) {
+                Ok(rows) if !rows.is_empty() => out.push(v(
+                    "cache",
+                    format!(
+                        "run {e} was given another store as its cache, yet its own store holds {} cached results",
+                        rows.len()
+                    ),
+                )),
+                Ok(_) => {}
+                Err(err) => out.push(v("harness", format!("cannot read the store's cache: {err}"))),
             }
         }
         let log = case.log_of(e8);
@@ -750,6 +1002,61 @@ async fn case_main(
     out
 }
 
+/// After run `e` (returned, or dropped and quiet): checks the cache table against what
+/// the run did, and gives the model its view of the run's cache (`None` if the run had
+/// none) with the rows after it.
+fn cache_end(
+    case: &Case,
+    e: u8,
+    tracker: Option<&mut Tracker>,
+    (table, earlier): (Option<HashMap<crate::cache::MKey, String>>, Vec<String>),
+    durable_id: Option<&str>,
+    has_cache: bool,
+    out: &mut Vec<Violation>,
+) -> Option<(CacheView, HashMap<crate::cache::MKey, crate::cache::Row>)> {
+    let observed = case.keys_of(e);
+    if !has_cache && !observed.is_empty() {
+        out.push(v(
+            "cache",
+            format!(
+                "run {e} has no cache, yet {} calls computed their keys",
+                observed.len()
+            ),
+        ));
+    }
+    let index = Index::new(&case.spec);
+    for (uid, path) in observed.keys() {
+        let cached = index
+            .nodes
+            .get(uid)
+            .is_some_and(|(n, _)| case.spec.cached_call(n));
+        if !cached {
+            out.push(v(
+                "cache",
+                format!("run {e}: t{uid}{path:?}, no cached call, computed a key"),
+            ));
+        }
+    }
+    let tracker = tracker?;
+    let unreadable = tracker.unreadable;
+    let log = case.log_of(e);
+    let ran = crate::cache::ran_ok(&case.spec, e, &log, &observed);
+    let (after, this_run) = tracker.end(case, e, durable_id, &ran, out);
+    if !has_cache {
+        return None;
+    }
+    let view = CacheView {
+        table: table.unwrap_or_default(),
+        ran_ok: ran,
+        this_run,
+        earlier,
+        observed,
+        unreadable,
+        loaded: lock(&case.counters.loaded).clone(),
+    };
+    Some((view, after))
+}
+
 /// After a run that did not return (dropped, or panicked): everything it started must
 /// end and every value be dropped, soon.
 /// A dropped run keeps its lease until its last task has ended and its writer lets go
@@ -774,12 +1081,20 @@ async fn wait_for_release(path: &str, run_id: &str) {
     }
 }
 
-async fn quiesce(case: &Case, store: Option<&FaultStore>, what: &str) -> Vec<Violation> {
+async fn quiesce(
+    case: &Case,
+    (store, cache): (Option<&FaultStore>, Option<&FaultStore>),
+    what: &str,
+) -> Vec<Violation> {
     let started = Instant::now();
     loop {
         let inflight = case.inflight.load(Ordering::SeqCst);
         let alive = case.counters.alive();
-        let busy = store.map_or(0, |s| s.busy.load(Ordering::SeqCst));
+        let busy = store
+            .iter()
+            .chain(&cache)
+            .map(|s| s.busy.load(Ordering::SeqCst))
+            .sum::<i32>();
         let leased = store.is_some_and(|s| {
             s.claims.load(Ordering::SeqCst) == 0 || s.held.load(Ordering::SeqCst) > 0
         });
@@ -1022,12 +1337,17 @@ impl Restorer<'_> {
             }
         }
         if let Kind::Task {
-            inputs, count, sub, ..
+            task,
+            inputs,
+            count,
+            sub,
+            ..
         } = &node.kind
         {
             let hashes: Vec<u64> = inputs.iter().map(|i| hash(&i.from)).collect();
             let idx = path.last().copied().unwrap_or(0);
-            let expected = MV::One(tree(node_value(node.uid, &hashes), idx, *count, *sub));
+            let seed = self.spec.value_seed(node.uid, *task);
+            let expected = MV::One(tree(node_value(seed, &hashes), idx, *count, *sub));
             if *value != expected {
                 self.out.push(v(
                     "restore",
@@ -1048,15 +1368,16 @@ fn check_run(
     cfg: &Epoch,
     outcome: &RunOutcome<Val>,
     restored: &RestoredSet,
-    save_fired: bool,
-    finish_fired: bool,
+    (save_fired, finish_fired, cache_save_fired): (bool, bool, bool),
     db: Option<&SqliteStore>,
     run_id: &str,
     p0: &MVal,
     p1: &MVal,
+    cache: Option<&(CacheView, HashMap<crate::cache::MKey, crate::cache::Row>)>,
 ) -> Vec<Violation> {
     let spec = &case.spec;
     let mut out = Vec::new();
+    let view = cache.map(|(view, _)| view);
     let report = &outcome.report;
     if report.tasks.is_empty() {
         let why = outcome
@@ -1073,7 +1394,17 @@ fn check_run(
             status: t.status,
             attempts: t.attempts.len() as u32,
             kind: t.kind,
+            cached_from: t.cached_from.clone(),
         };
+        if (t.status == TaskStatus::Cached) != t.cached_from.is_some() {
+            out.push(v(
+                "report",
+                format!(
+                    "run {e}: `{}` is {} and names {:?} as the run that computed it",
+                    t.node, t.status, t.cached_from
+                ),
+            ));
+        }
         if observed.insert(t.node.clone(), obs).is_some() {
             out.push(v(
                 "report",
@@ -1090,6 +1421,7 @@ fn check_run(
         .any(|ev| ev.epoch == e && matches!(ev.kind, EventKind::Kill(_)));
     let predicted_failures = {
         let mut w = Walker::new(spec, e, false, None, &log, restored);
+        w.cache = view;
         w.walk(p0.clone(), p1.clone());
         // Fail-fast stops on a failure no decision reads as an outcome.
         !w.stopping.is_empty()
@@ -1121,6 +1453,7 @@ fn check_run(
         1,
     );
     let mut w = Walker::new(spec, e, open, Some(&observed), &log, restored);
+    w.cache = view;
     w.summary = !every_row(case, e);
     // After a hard stop (a kill, or the end of the cleanup grace) cleanup tasks may be
     // cancelled too.
@@ -1131,6 +1464,27 @@ fn check_run(
             .iter()
             .map(|(c, m)| (c.clone(), format!("run {e}: {m}"))),
     );
+    out.extend(crate::cache::check_warnings(
+        case,
+        e,
+        view,
+        &report.warnings,
+    ));
+    if let Some((view, after)) = cache {
+        crate::cache::stats(view, w.within_hits);
+        // Every cached call that succeeded is in the cache once the run returned, unless
+        // a save failed (the cache's, or a checkpoint's: the writer gave up).
+        if !cache_save_fired && !save_fired {
+            out.extend(crate::cache::check_saved(
+                spec,
+                e,
+                &w.cached_calls,
+                after,
+                view.this_run.as_deref(),
+                &Index::new(spec),
+            ));
+        }
+    }
     let visited: HashSet<&String> = w.visited.iter().collect();
     for name in observed.keys() {
         if !visited.contains(name) {
@@ -1210,7 +1564,7 @@ fn check_run(
             format!("run {e} returned Ok although {top_cancelled:?} did not finish"),
         )),
         Ok(val) => {
-            if !matches!(output.status, TaskStatus::Succeeded | TaskStatus::Restored) {
+            if !crate::model::is_ok(output.status) {
                 out.push(v(
                     "result",
                     format!("run {e} succeeded, yet its output is {}", output.status),
@@ -1235,7 +1589,9 @@ fn check_run(
         Err(Error::Cancelled { unfinished, .. }) if cancelled => {
             let listed: HashSet<&str> = unfinished.iter().map(String::as_str).collect();
             let expected: HashSet<&str> = top_cancelled.iter().map(String::as_str).collect();
-            if output.status == TaskStatus::Succeeded && top_cancelled.is_empty() {
+            if matches!(output.status, TaskStatus::Succeeded | TaskStatus::Cached)
+                && top_cancelled.is_empty()
+            {
                 out.push(v(
                     "result",
                     format!("run {e} returned Cancelled although every node finished"),
@@ -1264,7 +1620,7 @@ fn check_run(
                     let Some((status, value)) = w.top.get(&node.uid) else {
                         continue;
                     };
-                    if !matches!(status, TaskStatus::Succeeded | TaskStatus::Restored) {
+                    if !crate::model::is_ok(*status) {
                         continue;
                     }
                     let name = node.name();
@@ -1273,10 +1629,10 @@ fn check_run(
                             "store",
                             format!("run {e} succeeded, but `{name}` ({status}) has no checkpoint"),
                         )),
-                        Some(c) if *status == TaskStatus::Succeeded => {
+                        Some(c) if *status != TaskStatus::Restored => {
                             let decoded = decode(node, &c.data).ok();
                             if value.is_some() && decoded.as_ref() != value.as_ref() {
-                                out.push(v("store", format!("run {e}: the checkpoint of `{name}` is not the value it computed")));
+                                out.push(v("store", format!("run {e}: the checkpoint of `{name}` is not the value it computed (or loaded)")));
                             }
                         }
                         Some(_) => {}
@@ -1285,7 +1641,7 @@ fn check_run(
                 // And every node of an item (or a sub-workflow) checkpointed item by item.
                 let index = Index::new(spec);
                 for (name, uid, status, value) in &w.items {
-                    if !matches!(status, TaskStatus::Succeeded | TaskStatus::Restored) {
+                    if !crate::model::is_ok(*status) {
                         continue;
                     }
                     let node = index.nodes[uid].0;
@@ -1294,10 +1650,10 @@ fn check_run(
                             "store",
                             format!("run {e} succeeded, but `{name}` ({status}) has no checkpoint"),
                         )),
-                        Some(c) if *status == TaskStatus::Succeeded => {
+                        Some(c) if *status != TaskStatus::Restored => {
                             let decoded = decode(node, &c.data).ok();
                             if value.is_some() && decoded.as_ref() != value.as_ref() {
-                                out.push(v("store", format!("run {e}: the checkpoint of `{name}` is not the value it computed")));
+                                out.push(v("store", format!("run {e}: the checkpoint of `{name}` is not the value it computed (or loaded)")));
                             }
                         }
                         Some(_) => {}

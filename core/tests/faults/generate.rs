@@ -1,8 +1,9 @@
 //! A case from a seed: tasks, a workflow (chains, diamonds, wide fan-ins, nested and
-//! capped fan-outs, sub-workflows, cleanup tasks), a fault plan and the runs' stops.
-//! Then the fault kinds of known findings not enabled by `FAULT_KNOWN` are removed.
+//! capped fan-outs, sub-workflows, cleanup tasks), a fault plan and the runs' stops;
+//! in a quarter of the cases cached tasks (`faults/cache.rs`). Then the fault kinds of
+//! known findings not enabled by `FAULT_KNOWN` are removed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use aqueduct::Backoff;
 
@@ -99,6 +100,7 @@ fn raw(seed: u64) -> Spec {
                 } else {
                     0
                 },
+                cache: None,
             }
         })
         .collect();
@@ -150,12 +152,16 @@ fn raw(seed: u64) -> Spec {
         durable,
         epochs: Vec::new(),
         faults: BTreeMap::new(),
+        bare: BTreeSet::new(),
+        cache_faults: BTreeMap::new(),
+        cache_apart: false,
     };
     spec.epochs = g.epochs();
     g.faults(&mut spec);
     if durable {
         checkpoint_items(&mut spec);
     }
+    crate::cache::decorate(&mut spec);
     spec
 }
 
@@ -629,7 +635,8 @@ pub(crate) fn sync_tolerance(spec: &mut Spec) {
 
 /// Keeps an input moved (taken by value) only where `workflow!` would allow it: the
 /// input is the one read of a node of the same body (or of a top-level parameter), not
-/// the body's tail, not read as an outcome, by a task that makes one attempt.
+/// the body's tail, not read as an outcome, by a task that makes one attempt. (A
+/// cached call's key function reads its moved inputs through `In::peek`.)
 pub(crate) fn sync_moves(spec: &mut Spec) {
     fn reads(body: &Body, counts: &mut HashMap<Ref, u32>) {
         let mut add = |r: &Ref| *counts.entry(*r).or_default() += 1;

@@ -8,17 +8,26 @@
 //! timeout, store failure) the outcome is open: each node may have finished as planned,
 //! been cut short (no more retries), or be `Cancelled`; cleanup tasks whose required
 //! inputs succeeded must still run.
+//!
+//! A cached call (`faults/cache.rs`) in a run that has a cache is `Cached` (no attempt,
+//! loaded from the run named) when its key was in the cache table at the start of the
+//! run and nothing broke its lookup; otherwise it runs like any task, and it may also
+//! be `Cached` from this very run if another call with its key ran in it (the save may
+//! or may not have been committed before its lookup: either is accepted).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use aqueduct::{Kind as AKind, TaskStatus};
 
+use crate::cache::{CacheView, MKey};
 use crate::case::Rec;
 use crate::rng::mix;
 use crate::spec::{Body, Fault, Kind, Node, Ref, Spec, TaskDef, body_uids, visit};
 
-use TaskStatus::{Cancelled, Failed, Handled, NotTaken, Restored, Skipped, Succeeded, TimedOut};
+use TaskStatus::{
+    Cached, Cancelled, Failed, Handled, NotTaken, Restored, Skipped, Succeeded, TimedOut,
+};
 
 /// Node instances a resume restores, by (uid, path of item indices), with their values.
 pub(crate) type RestoredSet = HashMap<(u32, Vec<u32>), MV>;
@@ -42,7 +51,7 @@ pub(crate) fn many_hash(vs: impl ExactSizeIterator<Item = u64>) -> u64 {
 }
 
 /// A value as the model knows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct MVal {
     pub(crate) v: u64,
     pub(crate) idx: u32,
@@ -147,7 +156,7 @@ impl Res {
 }
 
 pub(crate) fn is_ok(s: TaskStatus) -> bool {
-    matches!(s, Succeeded | Restored)
+    matches!(s, Succeeded | Restored | Cached)
 }
 
 pub(crate) fn is_bad(s: TaskStatus) -> bool {
@@ -160,6 +169,8 @@ pub(crate) struct Obs {
     pub(crate) status: TaskStatus,
     pub(crate) attempts: u32,
     pub(crate) kind: AKind,
+    /// `TaskReport::cached_from`.
+    pub(crate) cached_from: Option<String>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -225,6 +236,14 @@ pub(crate) struct Walker<'a> {
     /// The run reported fused fan-outs' items only where they did not succeed
     /// (`Runner::item_rows(false)`).
     pub(crate) summary: bool,
+    /// The run's cache, if it has one (a durable run, or an in-memory run given
+    /// `Runner::cache`), as the model reads it.
+    pub(crate) cache: Option<&'a CacheView>,
+    /// Every cached call visited that got past its inputs: uid, path, key (if known),
+    /// reported status.
+    pub(crate) cached_calls: Vec<(u32, Vec<u32>, Option<MKey>, TaskStatus)>,
+    /// `Cached` calls that loaded what this run computed.
+    pub(crate) within_hits: u64,
 }
 
 impl<'a> Walker<'a> {
@@ -269,6 +288,9 @@ impl<'a> Walker<'a> {
             item: None,
             cancelled_seen: 0,
             summary: false,
+            cache: None,
+            cached_calls: Vec::new(),
+            within_hits: 0,
         }
     }
 
@@ -569,7 +591,60 @@ impl<'a> Walker<'a> {
         let steps = self.plan(def, uid, path, top);
         let k = steps.len() as u32;
         let planned = final_status(&steps);
-        let (s, a) = self.observe(name, kind, (planned, k));
+        // The value it computes (or loads) from its inputs' values as the model has them.
+        let hashes: Option<Vec<u64>> = ins
+            .iter()
+            .map(|(r, _)| {
+                if is_ok(r.status) {
+                    r.value.as_ref().map(MV::hash)
+                } else {
+                    Some(NOT_OK)
+                }
+            })
+            .collect();
+        let v = hashes.map(|h| node_value(self.spec.value_seed(uid, t), &h));
+        let idx = path.last().copied().unwrap_or(0);
+        let call = match self.cache {
+            Some(view) if self.spec.cached_call(node) => {
+                Some(self.cache_call(view, uid, t, ins, (count, sub), path))
+            }
+            _ => None,
+        };
+        let expect = call.as_ref().and_then(|c| c.expect.clone());
+        let predicted = if expect.is_some() {
+            (Cached, 0)
+        } else {
+            (planned, k)
+        };
+        let (s, a) = self.observe(name, kind, predicted);
+        if let Some(call) = &call {
+            self.check_lookup(name, (uid, path), call, s, m);
+            self.cached_calls
+                .push((uid, path.to_vec(), call.key.clone(), s));
+        }
+        if s == Cached {
+            self.hit(name, call.as_ref(), a, m);
+            self.instances.push((uid, path.to_vec()));
+            return Res {
+                status: Cached,
+                value: v.map(|v| MV::One(tree(v, idx, count, sub))),
+                timeout: false,
+                handled: false,
+            };
+        }
+        if let Some(run) = &expect
+            && !(self.open && s == Cancelled)
+        {
+            let fault = call.as_ref().and_then(|c| c.fault);
+            self.violation(
+                "cache",
+                format!(
+                    "`{name}`: its key was in the cache (computed by run {run}) and nothing broke its lookup ({fault:?}), \
+                     so it is cached{}; the report says {s} after {a} attempts",
+                    if self.open { " or cancelled" } else { "" }
+                ),
+            );
+        }
         // Handled: failed, and a decision reading its outcome succeeded (checked there).
         let s = if s == Handled {
             self.handled_seen.insert(name.to_owned());
@@ -634,17 +709,6 @@ impl<'a> Walker<'a> {
         }
         // Every attempt computed its value from what it read: compare with the model's
         // value from the inputs' reported statuses.
-        let hashes: Option<Vec<u64>> = ins
-            .iter()
-            .map(|(r, _)| {
-                if is_ok(r.status) {
-                    r.value.as_ref().map(MV::hash)
-                } else {
-                    Some(NOT_OK)
-                }
-            })
-            .collect();
-        let v = hashes.map(|h| node_value(uid, &h));
         if let Some(v) = v {
             for rec in recs {
                 if rec.v != v {
@@ -663,7 +727,6 @@ impl<'a> Walker<'a> {
             }
         }
         self.instances.push((uid, path.to_vec()));
-        let idx = path.last().copied().unwrap_or(0);
         Res {
             status: s,
             value: v
@@ -770,7 +833,11 @@ impl<'a> Walker<'a> {
                 cp: format!("{}{}[{i}].", naming.cp, node.name()),
             };
             let (present, of) = self.presence(inner, &inaming);
-            if present == 0 && of > 0 && self.summary && fused(self.spec, node) {
+            if present == 0
+                && of > 0
+                && self.summary
+                && fused(self.spec, node, self.cache.is_some())
+            {
                 // A fused fan-out's item without rows succeeded, or (after a stop) never
                 // started: walk it as predicted, without the report.
                 let started = self.ran_inside(&uids, &ipath);
@@ -1023,13 +1090,15 @@ pub(crate) fn show(m: &MVal) -> String {
 
 /// Whether the executor runs fan-out `node`'s items fused: it is not capped and its body
 /// is CPU tasks only, each with one attempt, no timeout and no concurrency limit.
-/// A body with a node checkpointed item by item is never fused.
-pub(crate) fn fused(spec: &Spec, node: &Node) -> bool {
+/// A body with a node checkpointed item by item is never fused, nor one with a cached
+/// call in a run that has a cache (`cache`): its lookups are store work.
+pub(crate) fn fused(spec: &Spec, node: &Node, cache: bool) -> bool {
     match &node.kind {
         Kind::FanOut {
             cap: None, body, ..
         } => body.nodes.iter().all(|n| match &n.kind {
             _ if spec.checkpointed(n, false) => false,
+            _ if cache && spec.cached_call(n) => false,
             Kind::Task { task, .. } => {
                 let t = &spec.tasks[*task];
                 !t.io && t.retries == 0 && t.timeout_ms.is_none() && t.concurrency.is_none()

@@ -32,6 +32,18 @@ pub(crate) enum Op {
     NoWork(u32),
     /// Stop checkpointing body node `uid` item by item.
     NoCheckpoint(u32),
+    /// Remove one cache fault (run, uid, path).
+    NoCacheFault(u8, u32, Vec<u32>),
+    /// No `save_cached` fault in run `e`.
+    NoCacheSave(usize),
+    /// No table edit before run `e`.
+    NoEdit(usize),
+    /// Task `t` is not cached.
+    Uncache(usize),
+    /// Node `uid` is not registered with `Builder::cache`.
+    Bare(u32),
+    /// A durable case keeps its cache in its own store.
+    NoApart,
 }
 
 impl Op {
@@ -58,6 +70,15 @@ impl Op {
             Op::FewerItems(u) => format!("fi{u}"),
             Op::NoWork(u) => format!("nw{u}"),
             Op::NoCheckpoint(u) => format!("nk{u}"),
+            Op::NoCacheFault(e, u, p) => {
+                let p: Vec<String> = p.iter().map(u32::to_string).collect();
+                format!("nq{e}.{u}.{}", p.join("_"))
+            }
+            Op::NoCacheSave(e) => format!("ns{e}"),
+            Op::NoEdit(e) => format!("ne{e}"),
+            Op::Uncache(t) => format!("nu{t}"),
+            Op::Bare(u) => format!("nb{u}"),
+            Op::NoApart => "na0".to_owned(),
         }
     }
 
@@ -94,6 +115,23 @@ impl Op {
             "fi" => Op::FewerItems(n()?),
             "nw" => Op::NoWork(n()?),
             "nk" => Op::NoCheckpoint(n()?),
+            "nq" => {
+                let parts: Vec<&str> = rest.split('.').collect();
+                let [e, u, p] = parts[..] else { return None };
+                let path = if p.is_empty() {
+                    Vec::new()
+                } else {
+                    p.split('_')
+                        .map(|x| x.parse().ok())
+                        .collect::<Option<Vec<u32>>>()?
+                };
+                Op::NoCacheFault(e.parse().ok()?, u.parse().ok()?, path)
+            }
+            "ns" => Op::NoCacheSave(n()? as usize),
+            "ne" => Op::NoEdit(n()? as usize),
+            "nu" => Op::Uncache(n()? as usize),
+            "nb" => Op::Bare(n()?),
+            "na" => Op::NoApart,
             _ => return None,
         })
     }
@@ -166,6 +204,11 @@ pub(crate) fn apply(spec: &mut Spec, op: &Op) -> bool {
                     (k, f)
                 })
                 .collect();
+            spec.cache_faults = std::mem::take(&mut spec.cache_faults)
+                .into_iter()
+                .filter(|((x, ..), _)| *x != e8)
+                .map(|((x, u, p), f)| ((if x > e8 { x - 1 } else { x }, u, p), f))
+                .collect();
             true
         }
         Op::NoFailFast(e) if epoch(*e) && spec.epochs[*e].fail_fast => {
@@ -215,6 +258,7 @@ pub(crate) fn apply(spec: &mut Spec, op: &Op) -> bool {
                 s
             };
             spec.faults.retain(|k, _| alive.contains(&k.uid));
+            spec.cache_faults.retain(|(_, u, _), _| alive.contains(u));
             true
         }
         Op::NoFault(e, u, p, a) => {
@@ -287,6 +331,30 @@ pub(crate) fn apply(spec: &mut Spec, op: &Op) -> bool {
                 }
             });
             done
+        }
+        Op::NoCacheFault(e, u, p) => spec.cache_faults.remove(&(*e, *u, p.clone())).is_some(),
+        Op::NoCacheSave(e) if epoch(*e) && spec.epochs[*e].cache_save.is_some() => {
+            spec.epochs[*e].cache_save = None;
+            true
+        }
+        Op::NoEdit(e) if epoch(*e) && spec.epochs[*e].edit.is_some() => {
+            spec.epochs[*e].edit = None;
+            true
+        }
+        Op::Uncache(t) if *t < spec.tasks.len() && spec.tasks[*t].cache.is_some() => {
+            spec.tasks[*t].cache = None;
+            true
+        }
+        Op::Bare(u) => {
+            let mut found = false;
+            visit(&spec.top, &mut |n, _| {
+                found |= n.uid == *u && spec.cached_call(n)
+            });
+            found && spec.bare.insert(*u)
+        }
+        Op::NoApart if spec.cache_apart => {
+            spec.cache_apart = false;
+            true
         }
         Op::NoWork(u) => edit_node(&mut spec.top, *u, &mut |kind| match kind {
             Kind::Task { work_us, .. } if *work_us > 0 => {
@@ -533,6 +601,15 @@ pub(crate) fn candidates(spec: &Spec) -> Vec<Op> {
         if epoch.fail_fast {
             ops.push(Op::NoFailFast(e));
         }
+        if epoch.cache_save.is_some() {
+            ops.push(Op::NoCacheSave(e));
+        }
+        if epoch.edit.is_some() {
+            ops.push(Op::NoEdit(e));
+        }
+    }
+    if spec.cache_apart {
+        ops.push(Op::NoApart);
     }
     // Containers first (they take their bodies along), the output last.
     let mut nodes = Vec::new();
@@ -548,6 +625,9 @@ pub(crate) fn candidates(spec: &Spec) -> Vec<Op> {
     for k in spec.faults.keys() {
         ops.push(Op::NoFault(k.epoch, k.uid, k.path.clone(), k.attempt));
     }
+    for (e, u, p) in spec.cache_faults.keys() {
+        ops.push(Op::NoCacheFault(*e, *u, p.clone()));
+    }
     for (t, def) in spec.tasks.iter().enumerate() {
         if def.concurrency.is_some() {
             ops.push(Op::NoConcurrency(t));
@@ -561,7 +641,15 @@ pub(crate) fn candidates(spec: &Spec) -> Vec<Op> {
         if def.retries > 0 {
             ops.push(Op::NoRetries(t));
         }
+        if def.cache.is_some() {
+            ops.push(Op::Uncache(t));
+        }
     }
+    visit(&spec.top, &mut |n, _| {
+        if spec.cached_call(n) {
+            ops.push(Op::Bare(n.uid));
+        }
+    });
     visit(&spec.top, &mut |n, _| {
         if n.ckpt {
             ops.push(Op::NoCheckpoint(n.uid));

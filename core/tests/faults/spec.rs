@@ -1,6 +1,6 @@
 //! What a case is: a generated workflow, its fault plan and how each run of it goes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::{self, Write as _};
 
 use aqueduct::Backoff;
@@ -18,6 +18,60 @@ pub(crate) struct TaskDef {
     pub(crate) concurrency: Option<u32>,
     /// Bit `i`: input `i` is read as an `Outcome` (tolerant).
     pub(crate) mask: u16,
+    /// A cached task (`TaskInfo::cache`): its nodes' values are a function of the task
+    /// and their inputs alone, and those registered with `Builder::cache` look their
+    /// results up (see `faults/cache.rs`).
+    pub(crate) cache: Option<CacheDef>,
+}
+
+/// A cached task's policy: its `CachePolicy::code` and its time to live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CacheDef {
+    pub(crate) code: u64,
+    pub(crate) ttl_ms: Option<u64>,
+}
+
+/// A fault of one cached call (a node instance in one run), on its way to the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum CacheFault {
+    /// The key function returns an error (nothing is looked up nor saved).
+    KeyErr,
+    /// The key function panics.
+    KeyPanic,
+    /// The store's `cached` returns an error.
+    LookupErr,
+    /// The store's `cached` panics.
+    LookupPanic,
+    /// `cached` returns a row whose data is garbage (or of an unknown codec, or of
+    /// another layout version): undecodable.
+    Garbage,
+    /// `cached` returns a row that expired.
+    Expired,
+}
+
+/// A fault of the store's `save_cached` in one run: its `n`-th call fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CacheSave {
+    Err(u32),
+    Panic(u32),
+}
+
+/// What is done to the cache table before a run (through another connection, or the
+/// store's `clear_cache`): to about half its rows, chosen by key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TableEdit {
+    /// Garbage over the data.
+    Corrupt,
+    /// A codec this build cannot read.
+    BadCodec,
+    /// Another layout version.
+    BadSchema,
+    /// Expired long ago.
+    Expire,
+    /// Expired long ago, then every expired row deleted (`clear_cache(None, now)`).
+    ExpireAndClear,
+    /// Rows deleted (`Store::clear_cache` of one task, or of all).
+    Clear(Option<usize>),
 }
 
 pub(crate) const TASK_NAMES: [&str; 8] = ["T0", "T1", "T2", "T3", "T4", "T5", "T6", "T7"];
@@ -232,6 +286,16 @@ pub(crate) struct Epoch {
     pub(crate) grace_ms: Option<u64>,
     /// Resume by `run(same params)` rather than `resume()`.
     pub(crate) resume_by_run: bool,
+    /// A durable case: a new run (another run id) rather than a resume; it restores
+    /// nothing, and finds in the cache what the runs before it computed.
+    pub(crate) fresh: bool,
+    /// A case with cached tasks, not durable: this run is not given the cache
+    /// (`Runner::cache`), so its cached tasks run.
+    pub(crate) no_cache: bool,
+    /// The store's `save_cached` fails.
+    pub(crate) cache_save: Option<CacheSave>,
+    /// Done to the cache table before this run.
+    pub(crate) edit: Option<TableEdit>,
 }
 
 impl Epoch {
@@ -248,6 +312,9 @@ impl Epoch {
     }
 }
 
+/// The value seed of cached task `t` is `CACHE_SEED + t` (uids stay far below).
+pub(crate) const CACHE_SEED: u32 = 0x4000_0000;
+
 #[derive(Clone, Debug)]
 pub(crate) struct Spec {
     pub(crate) seed: u64,
@@ -258,6 +325,13 @@ pub(crate) struct Spec {
     pub(crate) durable: bool,
     pub(crate) epochs: Vec<Epoch>,
     pub(crate) faults: BTreeMap<FaultKey, Fault>,
+    /// Nodes of cached tasks not registered with `Builder::cache`: they run every time.
+    pub(crate) bare: BTreeSet<u32>,
+    /// Faults of cached calls: (run, uid, item path).
+    pub(crate) cache_faults: BTreeMap<(u8, u32, Vec<u32>), CacheFault>,
+    /// A durable case whose runs are given another store as their cache
+    /// (`Runner::cache` before `Runner::store`): results go there, not to the run's.
+    pub(crate) cache_apart: bool,
 }
 
 impl Spec {
@@ -272,6 +346,47 @@ impl Spec {
             attempt,
         };
         self.faults.get(&key).copied()
+    }
+
+    /// The fault of cached call `uid` at `path` in run `epoch`.
+    pub(crate) fn cache_fault(&self, epoch: u8, uid: u32, path: &[u32]) -> Option<CacheFault> {
+        if self.cache_faults.is_empty() {
+            return None;
+        }
+        self.cache_faults.get(&(epoch, uid, path.to_vec())).copied()
+    }
+
+    /// Whether `node` is a cached call: a node of a cached task registered with
+    /// `Builder::cache`.
+    pub(crate) fn cached_call(&self, node: &Node) -> bool {
+        matches!(node.kind, Kind::Task { task, .. } if self.tasks[task].cache.is_some())
+            && !self.bare.contains(&node.uid)
+    }
+
+    /// Whether the workflow has a cached call (its runs keep a cache then).
+    pub(crate) fn caching(&self) -> bool {
+        let mut any = false;
+        visit(&self.top, &mut |n, _| any |= self.cached_call(n));
+        any
+    }
+
+    /// What a task node's value hash starts from: its uid, or for a node of a cached
+    /// task, the task (its value is the task's function of its inputs, whichever node
+    /// calls it).
+    pub(crate) fn value_seed(&self, uid: u32, task: usize) -> u32 {
+        match self.tasks[task].cache {
+            Some(_) => CACHE_SEED + task as u32,
+            None => uid,
+        }
+    }
+
+    /// The origin (for the alive counts) of the values a node of task `task` makes:
+    /// its own uid, or for a cached task, one origin per task past the parameters'.
+    pub(crate) fn origin_of(&self, uid: u32, task: usize) -> u32 {
+        match self.tasks[task].cache {
+            Some(_) => self.param_origin() + 1 + task as u32,
+            None => uid,
+        }
     }
 
     /// Whether node `node` (at `top` level or in a body) is checkpointed.
@@ -648,6 +763,11 @@ fn body_text(spec: &Spec, body: &Body, params: &[String], depth: usize, out: &mu
                 if *work_us > 0 && spec.tasks[*task].io {
                     let _ = write!(out, " [io {work_us} us]");
                 }
+                if spec.cached_call(node) {
+                    out.push_str(" [cached]");
+                } else if spec.tasks[*task].cache.is_some() {
+                    out.push_str(" [cached task, not registered: runs every time]");
+                }
                 out.push('\n');
             }
             Kind::FanOut {
@@ -705,7 +825,11 @@ impl fmt::Display for Spec {
             out,
             "workflow w{}{}: p0 = {} children x {}, p1 = {} children x {}",
             self.seed,
-            if self.durable { " (durable)" } else { "" },
+            match (self.durable, self.cache_apart) {
+                (true, true) => " (durable, its cache in another store)",
+                (true, false) => " (durable)",
+                _ => "",
+            },
             self.params[0].0,
             self.params[0].1,
             self.params[1].0,
@@ -735,6 +859,13 @@ impl fmt::Display for Spec {
             if t.mask != 0 {
                 let _ = write!(out, ", tolerant inputs {:#b}", t.mask);
             }
+            if let Some(c) = t.cache {
+                let _ = write!(out, ", cached (code {:#x}", c.code);
+                if let Some(ttl) = c.ttl_ms {
+                    let _ = write!(out, ", ttl {ttl} ms");
+                }
+                out.push(')');
+            }
             out.push('\n');
         }
         body_text(self, &self.top, &["p0".into(), "p1".into()], 0, &mut out);
@@ -746,12 +877,25 @@ impl fmt::Display for Spec {
         let index = Index::new(self);
         for (e, epoch) in self.epochs.iter().enumerate() {
             let _ = write!(out, "  run {e}:");
-            if e > 0 {
+            if epoch.fresh {
+                out.push_str(" a new run (another run id)");
+            } else if e > 0 && self.durable {
                 out.push_str(if epoch.resume_by_run {
                     " resume by run(params)"
                 } else {
                     " resume()"
                 });
+            } else if e > 0 {
+                out.push_str(" run again");
+            }
+            if epoch.no_cache {
+                out.push_str(", without the cache");
+            }
+            if let Some(edit) = epoch.edit {
+                let _ = write!(out, ", cache table edited first: {edit:?}");
+            }
+            if let Some(c) = epoch.cache_save {
+                let _ = write!(out, ", save_cached fault {c:?}");
             }
             if epoch.fail_fast {
                 out.push_str(" fail-fast");
@@ -779,6 +923,14 @@ impl fmt::Display for Spec {
                 .iter()
                 .filter(|(k, _)| usize::from(k.epoch) == e)
                 .map(|(k, f)| format!("{} #{} {f:?}", index.name(k.uid, &k.path), k.attempt))
+                .chain(
+                    self.cache_faults
+                        .iter()
+                        .filter(|((x, ..), _)| usize::from(*x) == e)
+                        .map(|((_, uid, path), f)| {
+                            format!("{} cache {f:?}", index.name(*uid, path))
+                        }),
+                )
                 .collect();
             if faults.is_empty() {
                 out.push_str("; no faults\n");

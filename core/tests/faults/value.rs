@@ -16,6 +16,9 @@ pub(crate) struct Counters {
     pub(crate) id: u64,
     pub(crate) alive: AtomicI64,
     pub(crate) by_origin: Vec<AtomicI64>,
+    /// Every value deserialised (a checkpoint restored, a cached result loaded): its
+    /// hash and item index.
+    pub(crate) loaded: Mutex<std::collections::HashSet<(u64, u32)>>,
 }
 
 impl Counters {
@@ -24,6 +27,7 @@ impl Counters {
             id,
             alive: AtomicI64::new(0),
             by_origin: (0..origins).map(|_| AtomicI64::new(0)).collect(),
+            loaded: Mutex::new(std::collections::HashSet::new()),
         });
         registry()
             .lock()
@@ -196,6 +200,11 @@ impl<'de> serde::Deserialize<'de> for Val {
             .get(&raw.c)
             .and_then(Weak::upgrade)
             .ok_or_else(|| serde::de::Error::custom(format!("no live case {}", raw.c)))?;
+        counters
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((raw.v, raw.i));
         Ok(raw.into_val(&counters))
     }
 }
