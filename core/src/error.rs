@@ -88,6 +88,13 @@ pub enum Error {
         /// The workflow's name.
         workflow: String,
     },
+    /// A workflow that this version cannot run distributed ([`dist`](crate::dist)).
+    NotDistributable {
+        /// The workflow's name.
+        workflow: String,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// Something outside any task panicked (the scheduler, a `Drop`, a store's or a
     /// collection's code): the run was stopped at once. A bug to report; the process
     /// itself goes on.
@@ -191,6 +198,9 @@ impl fmt::Display for Error {
                 f,
                 "workflow `{workflow}` stopped on a fault outside its tasks: {message}"
             ),
+            Error::NotDistributable { workflow, reason } => {
+                write!(f, "workflow `{workflow}` cannot run distributed: {reason}")
+            }
             Error::NoRunId { workflow } => write!(
                 f,
                 "workflow `{workflow}`: `resume` needs the id of the run to resume: give it with `Runner::run_id`"

@@ -52,6 +52,9 @@ extern crate self as aqueduct;
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 mod describe;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod dist;
 mod error;
 mod exec;
 mod plan;

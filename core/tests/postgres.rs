@@ -17,14 +17,11 @@ use aqueduct::store::{
 };
 use aqueduct::{Error, TaskStatus};
 
-const PASSWORD: &str = "aqueduct-test-secret";
+#[path = "postgres/database.rs"]
+mod database;
+use database::{Database, server, with_database};
 
-/// The server's URL, if the tests are to run.
-fn server() -> Option<String> {
-    std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-}
+const PASSWORD: &str = "aqueduct-test-secret";
 
 #[test]
 fn postgres_tests_need_a_server() {
@@ -33,69 +30,6 @@ fn postgres_tests_need_a_server() {
             "PostgreSQL tests did not run: DATABASE_URL is not set \
              (`eval \"$(scripts/postgres.sh)\"` starts a server and sets it)"
         );
-    }
-}
-
-/// A fresh database on the server, dropped at the end of the test.
-struct Database {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    fn new(test: &str) -> Option<Self> {
-        let admin = server()?;
-        let name = format!("aqueduct_test_{test}_{}", std::process::id());
-        off_runtime(|| {
-            let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
-            client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .unwrap();
-            client
-                .batch_execute(&format!("CREATE DATABASE {name}"))
-                .unwrap();
-        });
-        let url = with_database(&admin, &name);
-        Some(Self { admin, name, url })
-    }
-
-    fn open(&self) -> PostgresStore {
-        PostgresStore::connect(&self.url).unwrap()
-    }
-
-    /// A plain connection to this database, to look at or change its tables.
-    fn sql(&self) -> postgres::Client {
-        postgres::Client::connect(&self.url, postgres::NoTls).unwrap()
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        off_runtime(|| {
-            if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-                let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-                let _ = client.batch_execute(&drop);
-            }
-        });
-    }
-}
-
-/// Runs `f` on a thread of its own: the `postgres` driver cannot block inside an async
-/// test's runtime.
-fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|scope| scope.spawn(f).join().unwrap())
-}
-
-/// `url` naming database `name` instead of its own, its options kept.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let root = &base[..base.rfind('/').expect("a URL with a database")];
-    match query {
-        Some(query) => format!("{root}/{name}?{query}"),
-        None => format!("{root}/{name}"),
     }
 }
 
@@ -448,7 +382,7 @@ fn a_database_of_a_newer_schema_is_refused_and_left_alone() {
         .get(0);
     assert_eq!(version, 99, "nothing was changed");
     // Opening a database that has the tables already changes nothing either.
-    sql.execute("UPDATE aqueduct_schema SET version = 1", &[])
+    sql.execute("UPDATE aqueduct_schema SET version = 2", &[])
         .unwrap();
     let store = db.open();
     store.claim("kept", OTHER, Some(&record("kept"))).unwrap();

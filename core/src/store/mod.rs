@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 mod lease;
 #[cfg(feature = "postgres")]
-mod postgres;
+pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 

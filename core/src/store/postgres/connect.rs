@@ -12,7 +12,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 
 /// How the connection is secured: libpq's `sslmode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SslMode {
+pub(crate) enum SslMode {
     /// No TLS.
     Disable,
     /// TLS if the server offers it, its certificate not checked (libpq's default).
@@ -24,18 +24,18 @@ pub(super) enum SslMode {
 }
 
 /// A URL taken apart: what `tokio-postgres` reads, and what Aqueduct reads itself.
-pub(super) struct Target {
-    pub(super) config: postgres::Config,
-    pub(super) ssl: SslMode,
+pub(crate) struct Target {
+    pub(crate) config: tokio_postgres::Config,
+    pub(crate) ssl: SslMode,
     /// `sslrootcert`: a PEM file of the CAs to trust (else the system's).
-    pub(super) root_cert: Option<String>,
+    pub(crate) root_cert: Option<String>,
     /// The URL with its password replaced by `***`: for messages and `location()`.
-    pub(super) shown: String,
+    pub(crate) shown: String,
 }
 
 /// Reads `url` (`postgres://user:password@host:port/db?sslmode=verify-full&sslrootcert=ca.pem`
 /// or libpq's `key=value` form). The error never contains the password.
-pub(super) fn parse(url: &str) -> Result<Target, String> {
+pub(crate) fn parse(url: &str) -> Result<Target, String> {
     let shown = redact(url);
     let (rest, options) = split_options(url);
     let mut ssl = SslMode::Prefer;
@@ -66,7 +66,7 @@ pub(super) fn parse(url: &str) -> Result<Target, String> {
         }
     }
     let rebuilt = join_options(&rest, &kept);
-    let mut config = postgres::Config::from_str(&rebuilt).map_err(|error| {
+    let mut config = tokio_postgres::Config::from_str(&rebuilt).map_err(|error| {
         format!(
             "`{shown}` is not a PostgreSQL URL: {}",
             redact(&error.to_string())
@@ -74,9 +74,9 @@ pub(super) fn parse(url: &str) -> Result<Target, String> {
     })?;
     // Aqueduct does the TLS choice; the driver only needs to know whether to ask.
     config.ssl_mode(match ssl {
-        SslMode::Disable => postgres::config::SslMode::Disable,
-        SslMode::Prefer => postgres::config::SslMode::Prefer,
-        SslMode::Require | SslMode::VerifyFull => postgres::config::SslMode::Require,
+        SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+        SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+        SslMode::Require | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
     });
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(10));
@@ -134,7 +134,7 @@ fn join_options(base: &str, options: &[(String, String)]) -> String {
 }
 
 /// `url` with its password (in `user:password@`, or `password=…`) replaced by `***`.
-pub(super) fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let mut out = url.to_owned();
     if let Some(scheme) = out.find("://") {
         let start = scheme + 3;
@@ -166,7 +166,7 @@ pub(super) fn redact(url: &str) -> String {
 
 /// The TLS client for `target`: verifying against the trusted CAs, or (`prefer`,
 /// `require`) encrypting without checking the certificate, as libpq does.
-pub(super) fn tls(target: &Target) -> Result<ClientConfig, String> {
+pub(crate) fn tls(target: &Target) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()

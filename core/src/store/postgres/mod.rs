@@ -13,7 +13,7 @@ use super::{
     TaskEnd, lease_holds, millis,
 };
 
-mod connect;
+pub(crate) mod connect;
 mod schema;
 
 /// A [`Store`] in a PostgreSQL database, its tables prefixed `aqueduct_`.
@@ -127,9 +127,10 @@ impl PostgresStore {
         let mut client = self.client.lock().unwrap_or_else(PoisonError::into_inner);
         if client.as_ref().is_none_or(Client::is_closed) {
             *client = None;
+            let config = postgres::Config::from(self.target.config.clone());
             let connected = match &self.tls {
-                None => self.target.config.connect(NoTls),
-                Some(tls) => self.target.config.connect(tls.clone()),
+                None => config.connect(NoTls),
+                Some(tls) => config.connect(tls.clone()),
             };
             *client = Some(
                 connected
@@ -178,8 +179,11 @@ impl PostgresStore {
         let mut guard = self.client()?;
         let client = guard.as_mut().expect("connected above");
         let result = f(client);
-        if result.is_err() && client.is_closed() {
-            // The next call connects again.
+        // A failure that is not the server's answer (the connection broke, a timeout):
+        // the next call connects again.
+        if let Err(Refusal::Sql(error)) = &result
+            && (client.is_closed() || error.as_db_error().is_none())
+        {
             *guard = None;
         }
         result.map_err(|refusal| {

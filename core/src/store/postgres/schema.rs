@@ -5,14 +5,15 @@
 use postgres::Transaction;
 
 /// The schema this build uses: the number of migrations below.
-pub(super) const VERSION: i32 = 1;
+pub(crate) const VERSION: i32 = 2;
 
 /// Held while the schema is checked and migrated, so that two processes opening a new
 /// database at once never both create it.
 const LOCK: i64 = 0x6171_7565_6475_6374; // "aqueduct"
 
 /// Migration `n` (from 0) takes the schema from version `n` to `n + 1`.
-const MIGRATIONS: [&str; VERSION as usize] = ["
+const MIGRATIONS: [&str; VERSION as usize] = [
+    "
     CREATE TABLE aqueduct_runs (
         id           TEXT PRIMARY KEY,
         workflow     TEXT NOT NULL,
@@ -57,12 +58,57 @@ const MIGRATIONS: [&str; VERSION as usize] = ["
         expires_ms BIGINT,
         PRIMARY KEY (task, key)
     );
-"];
+",
+    "
+    -- Distributed runs: one row per run, per task (its node), per output.
+    CREATE TABLE aqueduct_dist_runs (
+        id           TEXT PRIMARY KEY,
+        workflow     TEXT NOT NULL,
+        fingerprint  TEXT NOT NULL,
+        input        BYTEA NOT NULL,
+        status       TEXT NOT NULL,
+        submitted_ms BIGINT NOT NULL,
+        ended_ms     BIGINT,
+        unfinished   INTEGER NOT NULL,
+        failed       INTEGER NOT NULL
+    );
+    CREATE TABLE aqueduct_dist_tasks (
+        run_id       TEXT NOT NULL REFERENCES aqueduct_dist_runs(id) ON DELETE CASCADE,
+        node         INTEGER NOT NULL,
+        name         TEXT NOT NULL,
+        task         TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        attempt      INTEGER NOT NULL DEFAULT 0,
+        pending      INTEGER NOT NULL,
+        doomed       INTEGER NOT NULL DEFAULT 0,
+        available_ms BIGINT NOT NULL DEFAULT 0,
+        lease_owner  TEXT,
+        lease_ms     BIGINT,
+        worker       TEXT,
+        error        TEXT,
+        started_ms   BIGINT,
+        ended_ms     BIGINT,
+        PRIMARY KEY (run_id, node)
+    );
+    CREATE INDEX aqueduct_dist_ready ON aqueduct_dist_tasks (available_ms) WHERE state = 'ready';
+    CREATE INDEX aqueduct_dist_running ON aqueduct_dist_tasks (lease_ms) WHERE state = 'running';
+    CREATE TABLE aqueduct_dist_outputs (
+        run_id TEXT NOT NULL REFERENCES aqueduct_dist_runs(id) ON DELETE CASCADE,
+        node   INTEGER NOT NULL,
+        codec  TEXT NOT NULL,
+        data   BYTEA NOT NULL,
+        PRIMARY KEY (run_id, node)
+    );
+",
+];
 
 /// Checks the schema and brings an older one (or none) to [`VERSION`], in one
 /// transaction. Fails, changing nothing, on a newer schema.
-pub(super) fn migrate(transaction: &mut Transaction<'_>) -> Result<(), String> {
-    let sql = |error: postgres::Error| error.to_string();
+pub(crate) fn migrate(transaction: &mut Transaction<'_>) -> Result<(), String> {
+    let sql = |error: postgres::Error| match error.as_db_error() {
+        Some(db) => format!("cannot prepare the store: {}", db.message()),
+        None => format!("cannot prepare the store: {error}"),
+    };
     transaction
         .execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
         .map_err(sql)?;

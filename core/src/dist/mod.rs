@@ -1,0 +1,320 @@
+//! Distributed runs (feature `postgres`): one run's tasks executed by worker processes
+//! on any number of machines, coordinated through PostgreSQL.
+//!
+//! A [`Cluster`] is the database. [`Cluster::submit`] records a run and one row per
+//! task, the tasks with no task input `ready`; any [`Worker`] serving the same build of
+//! the workflow (its fingerprint) claims ready tasks in batches (`FOR UPDATE SKIP
+//! LOCKED`, a lease timed by the server's clock), runs them — CPU tasks on its rayon
+//! pool, IO tasks on its tokio runtime — and commits each result in one transaction
+//! that is fenced by the attempt it claimed: the output, the task's end, its
+//! successors' counts, those now ready, and the run's end. [`Cluster::wait`] returns
+//! the run's output.
+//!
+//! Guarantees: every task executes at least once (a worker that dies or stalls past
+//! its lease loses the task to another), and its output is committed exactly once (a
+//! late commit of a lost attempt matches no row and is dropped). A task with side
+//! effects should make them idempotent: [`task::attempt`](crate::task) is not yet
+//! exposed; the run id and node name identify the call.
+//!
+//! This version runs workflows of tasks: a `#[durable]` workflow whose nodes are
+//! parameters and task calls (no `for`, `if`/`match` or sub-workflow: refused at
+//! [`Worker::serve`] and [`Cluster::submit`] with [`Error::NotDistributable`]).
+
+mod execute;
+mod protocol;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::error::Error;
+use crate::plan::{Call, Params, Plan, Workflow};
+use crate::store::postgres::connect::{self, SslMode, Target};
+use crate::store::{PostgresStore, StoreError};
+use crate::task::Kind;
+
+pub use worker::{Worker, WorkerStats};
+
+/// A PostgreSQL database where distributed runs are submitted, executed and waited
+/// for. Cheap to clone: each use opens its own connection.
+#[derive(Clone)]
+pub struct Cluster {
+    target: Arc<Target>,
+    tls: Option<MakeRustlsConnect>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("url", &self.target.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a distributed run is, as [`Cluster::status`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DistributedRun {
+    /// The run's id.
+    pub id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// Its tasks: node, state (`waiting`, `ready`, `running`, `done`, `failed`,
+    /// `skipped`), attempts, the worker that ran the last attempt, the error.
+    pub tasks: Vec<DistributedTask>,
+}
+
+/// One task of a [`DistributedRun`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DistributedTask {
+    /// The node's name.
+    pub node: String,
+    /// Its state.
+    pub state: String,
+    /// How many attempts were claimed.
+    pub attempts: u32,
+    /// The worker (`host:pid:tag`) that claimed its last attempt.
+    pub worker: Option<String>,
+    /// Why its last attempt failed.
+    pub error: Option<String>,
+}
+
+impl Cluster {
+    /// The database at `url` (as [`PostgresStore::connect`] reads it: TLS modes, the
+    /// password never shown); its tables are checked, created or migrated.
+    ///
+    /// # Errors
+    /// As [`PostgresStore::connect`].
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        // The store makes the schema (and refuses a newer one) before anything else.
+        drop(PostgresStore::connect(url)?);
+        let target = connect::parse(url).map_err(|message| StoreError {
+            location: connect::redact(url),
+            message,
+        })?;
+        let tls = match target.ssl {
+            SslMode::Disable => None,
+            _ => Some(MakeRustlsConnect::new(connect::tls(&target).map_err(
+                |message| StoreError {
+                    location: target.shown.clone(),
+                    message,
+                },
+            )?)),
+        };
+        Ok(Self {
+            target: Arc::new(target),
+            tls,
+        })
+    }
+
+    /// Where the cluster's database is, without its password.
+    pub fn location(&self) -> &str {
+        &self.target.shown
+    }
+
+    /// Submits a run of `workflow` with `params` under `run_id`: recorded with its tasks
+    /// in one transaction. Submitting the same id again with the same parameters and
+    /// build changes nothing (the run is the first one).
+    ///
+    /// # Errors
+    /// [`Error::NotDistributable`] for a workflow this version cannot distribute;
+    /// [`Error::InputChanged`] or [`Error::FingerprintMismatch`] for an id submitted
+    /// before with other parameters or by another build; [`Error::Store`] if the
+    /// database fails (nothing is then recorded).
+    pub async fn submit<P, O>(
+        &self,
+        workflow: &Workflow<P, O>,
+        run_id: &str,
+        params: P,
+    ) -> Result<(), Error>
+    where
+        P: Params + serde::Serialize,
+    {
+        let plan = &workflow.plan;
+        let fingerprint = distributable(plan)?;
+        let input = serde_json::to_vec(&params).map_err(|error| Error::Checkpoint {
+            run: run_id.to_owned(),
+            node: "(parameters)".into(),
+            message: error.to_string(),
+        })?;
+        let mut client = self.client().await?;
+        protocol::submit(&mut client, plan, fingerprint, run_id, &input)
+            .await
+            .map_err(|failure| failure.into_error(&self.target.shown, run_id))
+    }
+
+    /// Waits for run `run_id` of `workflow` to end and returns its output (decoded),
+    /// or its failure. Wakes on the database's notifications, and polls every
+    /// second in case one was lost.
+    ///
+    /// # Errors
+    /// [`Error::Failed`] naming the tasks that failed; [`Error::UnknownRun`];
+    /// [`Error::Store`] if the database fails.
+    pub async fn wait<P, O>(&self, workflow: &Workflow<P, O>, run_id: &str) -> Result<O, Error>
+    where
+        O: Send + Sync + 'static,
+    {
+        let (client, mut notes) = self.listener().await?;
+        client
+            .batch_execute("LISTEN aqueduct_done")
+            .await
+            .map_err(|error| self.sql_error(&error))?;
+        loop {
+            let ended = protocol::ended(&client, run_id, workflow.plan.graph.output())
+                .await
+                .map_err(|failure| failure.into_error(&self.target.shown, run_id))?;
+            if let Some(ended) = ended {
+                return ended.into_output(&workflow.plan, run_id);
+            }
+            tokio::select! {
+                _ = notes.recv() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// The run `run_id` and its tasks, if it was submitted.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database fails.
+    pub async fn status(&self, run_id: &str) -> Result<Option<DistributedRun>, StoreError> {
+        let client = self.client().await.map_err(|error| match error {
+            Error::Store(error) => error,
+            other => self.store_error(other.to_string()),
+        })?;
+        protocol::status(&client, run_id)
+            .await
+            .map_err(|error| self.store_error(explain(&error)))
+    }
+
+    async fn client(&self) -> Result<tokio_postgres::Client, Error> {
+        let (client, _notes) = self.listener().await?;
+        Ok(client)
+    }
+
+    /// A connection, and the notifications it receives (after a `LISTEN`).
+    async fn listener(
+        &self,
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+        ),
+        Error,
+    > {
+        let (sent, notes) = tokio::sync::mpsc::unbounded_channel();
+        let client = match &self.tls {
+            None => {
+                let (client, connection) = self
+                    .target
+                    .config
+                    .connect(tokio_postgres::NoTls)
+                    .await
+                    .map_err(|error| self.connect_error(&error))?;
+                tokio::spawn(drive(connection, sent));
+                client
+            }
+            Some(tls) => {
+                let (client, connection) = self
+                    .target
+                    .config
+                    .connect(tls.clone())
+                    .await
+                    .map_err(|error| self.connect_error(&error))?;
+                tokio::spawn(drive(connection, sent));
+                client
+            }
+        };
+        Ok((client, notes))
+    }
+
+    fn store_error(&self, message: String) -> StoreError {
+        StoreError {
+            location: self.target.shown.clone(),
+            message: connect::redact(&message),
+        }
+    }
+
+    fn connect_error(&self, error: &tokio_postgres::Error) -> Error {
+        Error::Store(self.store_error(format!("cannot connect: {}", explain(error))))
+    }
+
+    fn sql_error(&self, error: &tokio_postgres::Error) -> Error {
+        Error::Store(self.store_error(explain(error)))
+    }
+}
+
+/// Drives a connection, passing its notifications on, until it closes.
+async fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    notes: tokio::sync::mpsc::UnboundedSender<tokio_postgres::Notification>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
+        match message {
+            Some(Ok(tokio_postgres::AsyncMessage::Notification(note))) => {
+                let _ = notes.send(note);
+            }
+            Some(Ok(_)) => {}
+            Some(Err(error)) => {
+                tracing::warn!(error = %explain(&error), "a cluster connection closed");
+                return;
+            }
+            None => return,
+        }
+    }
+}
+
+/// The server's message for a database error, the cause for the others.
+fn explain(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    connect::redact(&text)
+}
+
+/// The plan's fingerprint, if this version can distribute it: durable, every node a
+/// parameter or a task.
+fn distributable(plan: &Plan) -> Result<&str, Error> {
+    let workflow = plan.graph.name().to_owned();
+    let refuse = |reason: String| Error::NotDistributable {
+        workflow: workflow.clone(),
+        reason,
+    };
+    let Some(durable) = &plan.durable else {
+        return Err(refuse(
+            "its values must be saved between workers: declare it `#[durable]`".into(),
+        ));
+    };
+    for node in 0..plan.graph.len() {
+        let what = match (&plan.calls[node], plan.graph.kind(node)) {
+            (Call::Param, _) | (Call::Task(_), Kind::Cpu | Kind::Io) => continue,
+            (Call::FanOut(_), _) => "a `for` or a sub-workflow",
+            _ => "an `if` or `match`",
+        };
+        return Err(refuse(format!(
+            "node `{}` is {what}, which this version runs only in one process; distributed \
+             runs take workflows of tasks",
+            plan.graph.name_of(node)
+        )));
+    }
+    if plan.graph.kind(plan.graph.output()) == Kind::Param {
+        return Err(refuse(
+            "it returns a parameter: there is no task to run".into(),
+        ));
+    }
+    Ok(&durable.fingerprint)
+}

@@ -1,0 +1,600 @@
+//! The SQL of distributed runs: submitting a run, claiming tasks, committing their
+//! ends (fenced by the attempt claimed), leases, and reading a run's end. Every value
+//! is bound; every time is the server's clock.
+
+use std::time::Duration;
+
+use tokio_postgres::{Client, Transaction};
+
+use super::{DistributedRun, DistributedTask};
+use crate::error::{Error, TaskFailure};
+use crate::plan::{CheckpointFormat, Plan};
+use crate::store::StoreError;
+use crate::task::{Kind, TaskError};
+
+/// Now, by the server's clock, in milliseconds since the Unix epoch.
+const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::BIGINT";
+
+/// Why a protocol step failed: the database, or a refusal in the user's terms.
+pub(super) enum Failure {
+    Sql(tokio_postgres::Error),
+    Refused(Error),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Failure::Sql(error)
+    }
+}
+
+impl Failure {
+    pub(super) fn into_error(self, location: &str, _run: &str) -> Error {
+        match self {
+            Failure::Refused(error) => error,
+            Failure::Sql(error) => Error::Store(StoreError {
+                location: location.to_owned(),
+                message: super::explain(&error),
+            }),
+        }
+    }
+}
+
+/// Records run `id` and its tasks, the roots ready, in one transaction; nothing if the
+/// run was submitted before with the same build and parameters.
+pub(super) async fn submit(
+    client: &mut Client,
+    plan: &Plan,
+    fingerprint: &str,
+    id: &str,
+    input: &[u8],
+) -> Result<(), Failure> {
+    let graph = &plan.graph;
+    let transaction = client.transaction().await?;
+    let tasks: Vec<usize> = (0..graph.len())
+        .filter(|&node| graph.kind(node) != Kind::Param)
+        .collect();
+    let inserted = transaction
+        .execute(
+            &format!(
+                "INSERT INTO aqueduct_dist_runs
+                     (id, workflow, fingerprint, input, status, submitted_ms, unfinished, failed)
+                 VALUES ($1, $2, $3, $4, 'running', {NOW_MS}, $5, 0)
+                 ON CONFLICT (id) DO NOTHING"
+            ),
+            &[
+                &id,
+                &graph.name(),
+                &fingerprint,
+                &input,
+                &(tasks.len() as i32),
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        let row = transaction
+            .query_one(
+                "SELECT fingerprint, input FROM aqueduct_dist_runs WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        let (known, given): (String, Vec<u8>) = (row.get(0), row.get(1));
+        if known != fingerprint {
+            return Err(Failure::Refused(Error::FingerprintMismatch {
+                run: id.to_owned(),
+                changes: "(the run was submitted by another build of the workflow)".into(),
+            }));
+        }
+        if !same_input(&given, input) {
+            return Err(Failure::Refused(Error::InputChanged { run: id.to_owned() }));
+        }
+        return Ok(transaction.commit().await?);
+    }
+    let nodes: Vec<i32> = tasks.iter().map(|&n| n as i32).collect();
+    let names: Vec<&str> = tasks.iter().map(|&n| graph.name_of(n)).collect();
+    let task_names: Vec<&str> = tasks.iter().map(|&n| graph.info(n).name).collect();
+    let pending: Vec<i32> = tasks.iter().map(|&n| plan.waits_for[n] as i32).collect();
+    let states: Vec<&str> = pending
+        .iter()
+        .map(|&p| if p == 0 { "ready" } else { "waiting" })
+        .collect();
+    transaction
+        .execute(
+            "INSERT INTO aqueduct_dist_tasks (run_id, node, name, task, pending, state)
+             SELECT $1, * FROM UNNEST($2::INTEGER[], $3::TEXT[], $4::TEXT[], $5::INTEGER[], $6::TEXT[])",
+            &[&id, &nodes, &names, &task_names, &pending, &states],
+        )
+        .await?;
+    transaction
+        .execute("SELECT pg_notify('aqueduct_ready', $1)", &[&id])
+        .await?;
+    Ok(transaction.commit().await?)
+}
+
+/// Whether two encodings of parameters mean the same (as JSON values).
+fn same_input(stored: &[u8], given: &[u8]) -> bool {
+    let value = |bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok();
+    match (value(stored), value(given)) {
+        (Some(stored), Some(given)) => stored == given,
+        _ => stored == given,
+    }
+}
+
+/// A task a worker claimed: its run, node and the attempt it holds.
+#[derive(Debug, Clone)]
+pub(super) struct Claimed {
+    pub(super) run: String,
+    pub(super) node: usize,
+    pub(super) attempt: u32,
+    pub(super) fingerprint: String,
+}
+
+/// Claims up to `limit` ready tasks of runs of the `fingerprints` for `owner`, each
+/// leased for `lease`.
+pub(super) async fn claim(
+    client: &Client,
+    owner: &str,
+    fingerprints: &[String],
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<Claimed>, tokio_postgres::Error> {
+    let lease = lease.as_millis() as i64;
+    let rows = client
+        .query(
+            &format!(
+                "WITH now AS (SELECT {NOW_MS} AS ms),
+                 picked AS (
+                     SELECT t.run_id, t.node FROM aqueduct_dist_tasks t
+                     JOIN aqueduct_dist_runs r ON r.id = t.run_id, now
+                     WHERE t.state = 'ready' AND t.available_ms <= now.ms
+                       AND r.fingerprint = ANY($2)
+                     ORDER BY t.available_ms, t.run_id, t.node
+                     LIMIT $3
+                     FOR UPDATE OF t SKIP LOCKED)
+                 UPDATE aqueduct_dist_tasks t
+                 SET state = 'running', attempt = t.attempt + 1, lease_owner = $1,
+                     lease_ms = now.ms + $4, worker = $1,
+                     started_ms = COALESCE(t.started_ms, now.ms)
+                 FROM picked, now
+                 WHERE t.run_id = picked.run_id AND t.node = picked.node
+                 RETURNING t.run_id, t.node, t.attempt,
+                           (SELECT fingerprint FROM aqueduct_dist_runs WHERE id = t.run_id)"
+            ),
+            &[&owner, &fingerprints, &limit, &lease],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| Claimed {
+            run: row.get(0),
+            node: row.get::<_, i32>(1) as usize,
+            attempt: row.get::<_, i32>(2) as u32,
+            fingerprint: row.get(3),
+        })
+        .collect())
+}
+
+/// What became of one input of a claimed task.
+pub(super) enum Input {
+    /// Its output: codec and bytes.
+    Done(String, Vec<u8>),
+    /// Its last attempt's error.
+    Failed(String),
+    Skipped,
+}
+
+/// The run's parameters (encoded) and the given input nodes' ends.
+pub(super) async fn inputs(
+    client: &Client,
+    run: &str,
+    nodes: &[usize],
+) -> Result<(Vec<u8>, Vec<(usize, Input)>), tokio_postgres::Error> {
+    let params: Vec<u8> = client
+        .query_one(
+            "SELECT input FROM aqueduct_dist_runs WHERE id = $1",
+            &[&run],
+        )
+        .await?
+        .get(0);
+    let wanted: Vec<i32> = nodes.iter().map(|&n| n as i32).collect();
+    let rows = client
+        .query(
+            "SELECT t.node, t.state, t.error, o.codec, o.data
+             FROM aqueduct_dist_tasks t
+             LEFT JOIN aqueduct_dist_outputs o ON o.run_id = t.run_id AND o.node = t.node
+             WHERE t.run_id = $1 AND t.node = ANY($2)",
+            &[&run, &wanted],
+        )
+        .await?;
+    let inputs = rows
+        .iter()
+        .map(|row| {
+            let node = row.get::<_, i32>(0) as usize;
+            let state: String = row.get(1);
+            let input = match (state.as_str(), row.get::<_, Option<String>>(3)) {
+                ("done", Some(codec)) => Input::Done(codec, row.get(4)),
+                ("failed", _) => Input::Failed(row.get::<_, Option<String>>(2).unwrap_or_default()),
+                _ => Input::Skipped,
+            };
+            (node, input)
+        })
+        .collect();
+    Ok((params, inputs))
+}
+
+/// How a claimed attempt ended.
+pub(super) enum Ended {
+    /// Its output, encoded.
+    Done { codec: &'static str, data: Vec<u8> },
+    /// It failed; `retry_in` if its policy retries it.
+    Failed {
+        error: String,
+        retry_in: Option<Duration>,
+    },
+}
+
+/// What committing an attempt's end did.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Committed {
+    /// Committed.
+    Yes,
+    /// The attempt was not this worker's any more (its lease expired and the task was
+    /// claimed again, or the run was deleted): nothing was written.
+    Lost,
+}
+
+/// Commits the end of `claimed` for `owner` in one transaction: fenced by the attempt
+/// claimed, the output, the task's state, its successors' counts and those now ready
+/// (or skipped, in turn), and the run's end when its last task ends.
+pub(super) async fn commit(
+    client: &mut Client,
+    plan: &Plan,
+    claimed: &Claimed,
+    owner: &str,
+    ended: Ended,
+) -> Result<Committed, tokio_postgres::Error> {
+    let transaction = client.transaction().await?;
+    let (run, node) = (claimed.run.as_str(), claimed.node as i32);
+    let attempt = claimed.attempt as i32;
+    let fence = "WHERE run_id = $1 AND node = $2 AND attempt = $3 AND state = 'running'
+                   AND lease_owner = $4";
+    let (succeeded, changed) = match &ended {
+        Ended::Done { .. } => (
+            true,
+            transaction
+                .execute(
+                    &format!(
+                        "UPDATE aqueduct_dist_tasks SET state = 'done', ended_ms = {NOW_MS},
+                             lease_owner = NULL, lease_ms = NULL, error = NULL {fence}"
+                    ),
+                    &[&run, &node, &attempt, &owner],
+                )
+                .await?,
+        ),
+        Ended::Failed {
+            error,
+            retry_in: Some(delay),
+        } => {
+            let delay = delay.as_millis() as i64;
+            let changed = transaction
+                .execute(
+                    &format!(
+                        "UPDATE aqueduct_dist_tasks SET state = 'ready',
+                             available_ms = {NOW_MS} + $6, lease_owner = NULL, lease_ms = NULL,
+                             error = $5 {fence}"
+                    ),
+                    &[&run, &node, &attempt, &owner, error, &delay],
+                )
+                .await?;
+            if changed == 1 {
+                transaction
+                    .execute("SELECT pg_notify('aqueduct_ready', $1)", &[&run])
+                    .await?;
+                transaction.commit().await?;
+                return Ok(Committed::Yes);
+            }
+            (false, changed)
+        }
+        Ended::Failed { error, .. } => (
+            false,
+            transaction
+                .execute(
+                    &format!(
+                        "UPDATE aqueduct_dist_tasks SET state = 'failed', ended_ms = {NOW_MS},
+                             lease_owner = NULL, lease_ms = NULL, error = $5 {fence}"
+                    ),
+                    &[&run, &node, &attempt, &owner, error],
+                )
+                .await?,
+        ),
+    };
+    if changed != 1 {
+        // A zombie's late end: another attempt owns the task now.
+        transaction.rollback().await?;
+        return Ok(Committed::Lost);
+    }
+    if let Ended::Done { codec, data } = &ended {
+        transaction
+            .execute(
+                "INSERT INTO aqueduct_dist_outputs (run_id, node, codec, data)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (run_id, node) DO NOTHING",
+                &[&run, &node, codec, data],
+            )
+            .await?;
+    }
+    let (finished, failed, ready) =
+        release(&transaction, plan, run, claimed.node, succeeded).await?;
+    if ready {
+        transaction
+            .execute("SELECT pg_notify('aqueduct_ready', $1)", &[&run])
+            .await?;
+    }
+    // Last: the run's row, whose lock is then held only until the commit.
+    let left: Option<i32> = transaction
+        .query_opt(
+            &format!(
+                "UPDATE aqueduct_dist_runs SET unfinished = unfinished - $2, failed = failed + $3,
+                     status = CASE WHEN unfinished - $2 > 0 THEN status
+                                   WHEN failed + $3 > 0 THEN 'failed' ELSE 'succeeded' END,
+                     ended_ms = CASE WHEN unfinished - $2 > 0 THEN NULL ELSE {NOW_MS} END
+                 WHERE id = $1 RETURNING unfinished"
+            ),
+            &[&run, &finished, &failed],
+        )
+        .await?
+        .map(|row| row.get(0));
+    if left == Some(0) {
+        transaction
+            .execute("SELECT pg_notify('aqueduct_done', $1)", &[&run])
+            .await?;
+    }
+    transaction.commit().await?;
+    Ok(Committed::Yes)
+}
+
+/// Counts `node`'s end (`succeeded` or not) in its successors; those whose last input
+/// arrived become ready, or skipped if one they require did not succeed (and count in
+/// their own successors, in turn). Returns how many tasks ended (this one included),
+/// how many failed, and whether any became ready.
+async fn release(
+    transaction: &Transaction<'_>,
+    plan: &Plan,
+    run: &str,
+    node: usize,
+    succeeded: bool,
+) -> Result<(i32, i32, bool), tokio_postgres::Error> {
+    let (mut finished, failed) = (1, i32::from(!succeeded));
+    let mut ready = false;
+    let mut ended = vec![(node, succeeded)];
+    while let Some((node, succeeded)) = ended.pop() {
+        for (&successor, &required) in plan.successors(node) {
+            let dooms = i32::from(required && !succeeded);
+            let row = transaction
+                .query_opt(
+                    "UPDATE aqueduct_dist_tasks SET pending = pending - 1, doomed = doomed + $3
+                     WHERE run_id = $1 AND node = $2 AND state = 'waiting'
+                     RETURNING pending, doomed",
+                    &[&run, &(successor as i32), &dooms],
+                )
+                .await?;
+            let Some(row) = row else { continue };
+            let (pending, doomed): (i32, i32) = (row.get(0), row.get(1));
+            if pending > 0 {
+                continue;
+            }
+            if doomed > 0 {
+                transaction
+                    .execute(
+                        &format!(
+                            "UPDATE aqueduct_dist_tasks SET state = 'skipped', ended_ms = {NOW_MS}
+                             WHERE run_id = $1 AND node = $2"
+                        ),
+                        &[&run, &(successor as i32)],
+                    )
+                    .await?;
+                finished += 1;
+                ended.push((successor as usize, false));
+            } else {
+                transaction
+                    .execute(
+                        &format!(
+                            "UPDATE aqueduct_dist_tasks SET state = 'ready', available_ms = {NOW_MS}
+                             WHERE run_id = $1 AND node = $2"
+                        ),
+                        &[&run, &(successor as i32)],
+                    )
+                    .await?;
+                ready = true;
+            }
+        }
+    }
+    Ok((finished, failed, ready))
+}
+
+/// Extends the leases of every task `owner` is running.
+pub(super) async fn heartbeat(
+    client: &Client,
+    owner: &str,
+    lease: Duration,
+) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            &format!(
+                "UPDATE aqueduct_dist_tasks SET lease_ms = {NOW_MS} + $2
+                 WHERE lease_owner = $1 AND state = 'running'"
+            ),
+            &[&owner, &(lease.as_millis() as i64)],
+        )
+        .await
+}
+
+/// Makes the tasks whose lease expired (their worker died or stalled) ready again;
+/// idempotent, run by any worker. Returns how many.
+pub(super) async fn reap(client: &Client) -> Result<u64, tokio_postgres::Error> {
+    let reaped = client
+        .execute(
+            &format!(
+                "UPDATE aqueduct_dist_tasks SET state = 'ready', lease_owner = NULL,
+                     lease_ms = NULL, available_ms = {NOW_MS}
+                 WHERE state = 'running' AND lease_ms < {NOW_MS}"
+            ),
+            &[],
+        )
+        .await?;
+    if reaped > 0 {
+        client
+            .execute("SELECT pg_notify('aqueduct_ready', 'reaped')", &[])
+            .await?;
+    }
+    Ok(reaped)
+}
+
+/// A run that ended: how, and what it left.
+pub(super) struct RunEnd {
+    status: String,
+    output: Option<(String, Vec<u8>)>,
+    tasks: Vec<(String, String, String, i32, Option<String>)>,
+}
+
+/// Run `id`'s end, `None` while it runs.
+pub(super) async fn ended(
+    client: &Client,
+    id: &str,
+    output: usize,
+) -> Result<Option<RunEnd>, Failure> {
+    let Some(row) = client
+        .query_opt(
+            "SELECT status FROM aqueduct_dist_runs WHERE id = $1",
+            &[&id],
+        )
+        .await?
+    else {
+        return Err(Failure::Refused(Error::UnknownRun { run: id.to_owned() }));
+    };
+    let status: String = row.get(0);
+    if status == "running" {
+        return Ok(None);
+    }
+    let output = client
+        .query_opt(
+            "SELECT codec, data FROM aqueduct_dist_outputs WHERE run_id = $1 AND node = $2",
+            &[&id, &(output as i32)],
+        )
+        .await?
+        .map(|row| (row.get(0), row.get(1)));
+    let tasks = client
+        .query(
+            "SELECT name, task, state, attempt, error FROM aqueduct_dist_tasks
+             WHERE run_id = $1 AND state IN ('failed', 'skipped') ORDER BY node",
+            &[&id],
+        )
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
+        .collect();
+    Ok(Some(RunEnd {
+        status,
+        output,
+        tasks,
+    }))
+}
+
+impl RunEnd {
+    /// The run's output, decoded, or its failure.
+    pub(super) fn into_output<O: Send + Sync + 'static>(
+        self,
+        plan: &Plan,
+        run: &str,
+    ) -> Result<O, Error> {
+        let workflow = plan.graph.name().to_owned();
+        if self.status != "succeeded" {
+            let mut failures = Vec::new();
+            let mut skipped = Vec::new();
+            for (name, task, state, attempts, error) in self.tasks {
+                if state == "skipped" {
+                    skipped.push(name);
+                    continue;
+                }
+                failures.push(TaskFailure {
+                    node: name,
+                    task: task_name(plan, &task),
+                    attempts: attempts.max(0) as u32,
+                    error: TaskError::msg(error.unwrap_or_default()),
+                });
+            }
+            return Err(Error::Failed {
+                workflow,
+                failures,
+                skipped,
+            });
+        }
+        let node = plan.graph.output();
+        let bad = |message: String| Error::Checkpoint {
+            run: run.to_owned(),
+            node: plan.graph.name_of(node).to_owned(),
+            message,
+        };
+        let (codec, data) = self
+            .output
+            .ok_or_else(|| bad("the run has no output".into()))?;
+        let format = CheckpointFormat::from_name(&codec).ok_or_else(|| {
+            bad(format!(
+                "encoded as `{codec}`, which this build cannot read"
+            ))
+        })?;
+        let decode = plan.codecs[node].ok_or_else(|| bad("the node is not checkpointed".into()))?;
+        let value = (decode.decode)(&data, format).map_err(bad)?;
+        let outcome = value
+            .downcast::<crate::task::Outcome<O>>()
+            .map_err(|_| bad("the output has another type".into()))?;
+        match *outcome {
+            crate::task::Outcome::Ok(output) => Ok(output),
+            _ => Err(bad("the output did not succeed".into())),
+        }
+    }
+}
+
+/// The `&'static str` name of task `name` of `plan` (what `TaskFailure` holds).
+fn task_name(plan: &Plan, name: &str) -> &'static str {
+    (0..plan.graph.len())
+        .map(|node| plan.graph.info(node).name)
+        .find(|known| *known == name)
+        .unwrap_or("(unknown task)")
+}
+
+/// Run `id` and its tasks.
+pub(super) async fn status(
+    client: &Client,
+    id: &str,
+) -> Result<Option<DistributedRun>, tokio_postgres::Error> {
+    let Some(run) = client
+        .query_opt(
+            "SELECT id, workflow, status FROM aqueduct_dist_runs WHERE id = $1",
+            &[&id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let tasks = client
+        .query(
+            "SELECT name, state, attempt, worker, error FROM aqueduct_dist_tasks
+             WHERE run_id = $1 ORDER BY node",
+            &[&id],
+        )
+        .await?
+        .iter()
+        .map(|row| DistributedTask {
+            node: row.get(0),
+            state: row.get(1),
+            attempts: row.get::<_, i32>(2).max(0) as u32,
+            worker: row.get(3),
+            error: row.get(4),
+        })
+        .collect();
+    Ok(Some(DistributedRun {
+        id: run.get(0),
+        workflow: run.get(1),
+        status: run.get(2),
+        tasks,
+    }))
+}

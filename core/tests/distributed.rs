@@ -1,0 +1,240 @@
+//! Distributed runs (feature `postgres`) against a real server: workers in this
+//! process claim, run and commit the tasks of submitted runs. (Worker processes killed
+//! and stalled: `examples/tests/distributed.rs`.) Needs `DATABASE_URL`; see
+//! `core/tests/postgres.rs`.
+#![cfg(feature = "postgres")]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aqueduct::dist::{Cluster, Worker, WorkerStats};
+use aqueduct::graph::{Builder, Handle, Step};
+use aqueduct::prelude::*;
+use aqueduct::task::TaskInfo;
+use aqueduct::{Error, Kind};
+
+#[path = "postgres/database.rs"]
+mod database;
+use database::Database;
+
+/// `width` tasks reading the parameter, each `x * i` (CPU and IO alternating), then
+/// their sum: a run with `width + 1` tasks.
+fn wide(width: usize) -> Workflow<(u64,), u64> {
+    let (mut b, (x,)) = Builder::<(u64,)>::new("wide", ["x"]);
+    b.durable(1);
+    let mut parts: Vec<Handle<u64>> = Vec::new();
+    for i in 0..width as u64 {
+        let name = format!("part{i}");
+        let part = if i % 2 == 0 {
+            b.node(
+                TaskInfo::new("times", Kind::Cpu),
+                name,
+                (x,),
+                move |input| {
+                    let (x,) = input.get();
+                    Step::done(Ok(x * i))
+                },
+            )
+        } else {
+            b.node(
+                TaskInfo::new("times_io", Kind::Io),
+                name,
+                (x,),
+                move |input| {
+                    let (x,) = input.get();
+                    let x = *x;
+                    Step::pending(async move {
+                        tokio::task::yield_now().await;
+                        Ok(x * i)
+                    })
+                },
+            )
+        };
+        b.checkpoint(part);
+        parts.push(part);
+    }
+    let total = b.node(TaskInfo::new("sum", Kind::Cpu), "total", parts, |input| {
+        Step::done(Ok(input.get().into_iter().sum()))
+    });
+    b.checkpoint(total);
+    b.output(total)
+}
+
+async fn workers<O: Send + Sync + 'static>(
+    cluster: &Cluster,
+    workflow: &'static Workflow<(u64,), O>,
+    count: usize,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<WorkerStats>> {
+    (0..count)
+        .map(|_| {
+            let worker = Worker::new(cluster.clone())
+                .serve(workflow)
+                .unwrap()
+                .slots(4)
+                .lease(Duration::from_secs(2));
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                };
+                worker.run(stopped).await.unwrap()
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_finish_a_run_and_each_does_work() {
+    let Some(db) = Database::new("dist_wide") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    static WIDE: std::sync::OnceLock<Workflow<(u64,), u64>> = std::sync::OnceLock::new();
+    let workflow = WIDE.get_or_init(|| wide(200));
+    let expected = workflow.run((3,)).await.unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = workers(&cluster, workflow, 2, &stopped).await;
+    cluster.submit(workflow, "wide-1", (3,)).await.unwrap();
+    // Submitting the same run again is the same run.
+    cluster.submit(workflow, "wide-1", (3,)).await.unwrap();
+    let changed = cluster.submit(workflow, "wide-1", (4,)).await.unwrap_err();
+    assert!(matches!(changed, Error::InputChanged { .. }), "{changed}");
+    let output = tokio::time::timeout(Duration::from_secs(60), cluster.wait(workflow, "wide-1"))
+        .await
+        .expect("the run ends")
+        .unwrap();
+    assert_eq!(output, expected);
+    stop.send(true).unwrap();
+    let mut committed = 0;
+    for worker in running {
+        let stats = worker.await.unwrap();
+        assert!(stats.committed > 0, "every worker did work: {stats:?}");
+        assert_eq!(stats.lost, 0);
+        committed += stats.committed;
+    }
+    assert_eq!(committed, 201, "each task's end committed once");
+    let status = cluster.status("wide-1").await.unwrap().unwrap();
+    assert_eq!(status.status, "succeeded");
+    assert!(
+        status
+            .tasks
+            .iter()
+            .all(|t| t.state == "done" && t.worker.is_some())
+    );
+}
+
+static FLAKY: AtomicUsize = AtomicUsize::new(0);
+
+#[task(retries = 2, retry_delay = "10ms")]
+fn flaky(x: &u64) -> Result<u64, TaskError> {
+    if FLAKY.fetch_add(1, Ordering::SeqCst) < 2 {
+        return Err(TaskError::msg("not yet"));
+    }
+    Ok(x + 1)
+}
+
+#[task]
+fn broken(_x: &u64) -> Result<u64, TaskError> {
+    Err(TaskError::permanent(TaskError::msg("the disk is full")))
+}
+
+#[task]
+fn after(x: &u64) -> u64 {
+    x * 2
+}
+
+#[task]
+async fn report(fixed: &u64, broken: &Outcome<u64>) -> String {
+    format!(
+        "{fixed} {}",
+        if broken.value().is_some() {
+            "ok"
+        } else {
+            "failed"
+        }
+    )
+}
+
+workflow! {
+    #[durable]
+    fn mixed(x: u64) -> String {
+        let fixed = flaky(&x);
+        let b = broken(&x);
+        let skipped = after(&b);
+        report(&fixed, &b)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_failures_skips_and_cleanups_behave_as_in_one_process() {
+    let Some(db) = Database::new("dist_mixed") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    let workflow = mixed::workflow();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = workers(&cluster, workflow, 1, &stopped).await;
+    cluster.submit(workflow, "mixed-1", (5,)).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(30), cluster.wait(workflow, "mixed-1"))
+        .await
+        .expect("the run ends");
+    let Err(Error::Failed {
+        failures, skipped, ..
+    }) = ended
+    else {
+        panic!("{ended:?}")
+    };
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].node, "b");
+    assert!(failures[0].error.to_string().contains("the disk is full"));
+    assert_eq!(skipped, vec!["skipped".to_owned()]);
+    let status = cluster.status("mixed-1").await.unwrap().unwrap();
+    let task = |node: &str| {
+        status
+            .tasks
+            .iter()
+            .find(|t| t.node == node)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        (task("fixed").state.as_str(), task("fixed").attempts),
+        ("done", 3)
+    );
+    // The cleanup read the failure and ran.
+    assert_eq!(task("report").state, "done");
+    stop.send(true).unwrap();
+    for worker in running {
+        worker.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_workflow_with_a_fan_out_is_refused_with_the_reason() {
+    #[task]
+    fn one(x: &u64) -> u64 {
+        x + 1
+    }
+    workflow! {
+        #[durable]
+        fn fanned(xs: Vec<u64>) -> Vec<u64> {
+            for x in &xs { one(x) }
+        }
+    }
+    let Some(db) = Database::new("dist_refused") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    let refused = cluster
+        .submit(fanned::workflow(), "r", (vec![1],))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, Error::NotDistributable { .. }),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("`for`"), "{refused}");
+    let worker = Worker::new(cluster).serve(fanned::workflow());
+    assert!(worker.is_err());
+}
