@@ -157,17 +157,30 @@ impl Cluster {
     where
         O: Send + Sync + 'static,
     {
-        let (client, mut notes) = self.listener().await?;
+        let (mut client, mut notes) = self.listener().await?;
         client
             .batch_execute("LISTEN aqueduct_done")
             .await
             .map_err(|error| self.sql_error(&error))?;
+        let mut pause = Duration::from_millis(100);
         loop {
-            let ended = protocol::ended(&client, run_id, workflow.plan.graph.output())
-                .await
-                .map_err(|failure| failure.into_error(&self.target.shown, run_id))?;
-            if let Some(ended) = ended {
-                return ended.into_output(&workflow.plan, run_id);
+            match protocol::ended(&client, run_id, workflow.plan.graph.output()).await {
+                Ok(Some(ended)) => return ended.into_output(&workflow.plan, run_id),
+                Ok(None) => {}
+                // The connection went away (a server restart): wait for it, a little
+                // longer each time; the run goes on without us.
+                Err(protocol::Failure::Sql(error)) if client.is_closed() => {
+                    tracing::warn!(error = %explain(&error), "waiting for the cluster to come back");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                    if let Ok((again, listener)) = self.listener().await
+                        && again.batch_execute("LISTEN aqueduct_done").await.is_ok()
+                    {
+                        (client, notes) = (again, listener);
+                    }
+                    continue;
+                }
+                Err(failure) => return Err(failure.into_error(&self.target.shown, run_id)),
             }
             tokio::select! {
                 _ = notes.recv() => {}

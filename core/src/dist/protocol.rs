@@ -250,14 +250,14 @@ pub(super) async fn commit(
     plan: &Plan,
     claimed: &Claimed,
     owner: &str,
-    ended: Ended,
+    ended: &Ended,
 ) -> Result<Committed, tokio_postgres::Error> {
     let transaction = client.transaction().await?;
     let (run, node) = (claimed.run.as_str(), claimed.node as i32);
     let attempt = claimed.attempt as i32;
     let fence = "WHERE run_id = $1 AND node = $2 AND attempt = $3 AND state = 'running'
                    AND lease_owner = $4";
-    let (succeeded, changed) = match &ended {
+    let (succeeded, changed) = match ended {
         Ended::Done { .. } => (
             true,
             transaction
@@ -312,7 +312,7 @@ pub(super) async fn commit(
         transaction.rollback().await?;
         return Ok(Committed::Lost);
     }
-    if let Ended::Done { codec, data } = &ended {
+    if let Ended::Done { codec, data } = ended {
         transaction
             .execute(
                 "INSERT INTO aqueduct_dist_outputs (run_id, node, codec, data)
@@ -410,19 +410,36 @@ async fn release(
     Ok((finished, failed, ready))
 }
 
-/// Extends the leases of every task `owner` is running.
+/// Extends the leases of the attempts `owner` is running (`running`: run, node,
+/// attempt) — only those: an attempt whose commit it gave up on must expire, so that
+/// another worker runs it.
 pub(super) async fn heartbeat(
     client: &Client,
     owner: &str,
     lease: Duration,
+    running: &[(String, i32, i32)],
 ) -> Result<u64, tokio_postgres::Error> {
+    if running.is_empty() {
+        return Ok(0);
+    }
+    let runs: Vec<&str> = running.iter().map(|(run, _, _)| run.as_str()).collect();
+    let nodes: Vec<i32> = running.iter().map(|(_, node, _)| *node).collect();
+    let attempts: Vec<i32> = running.iter().map(|(_, _, attempt)| *attempt).collect();
     client
         .execute(
             &format!(
-                "UPDATE aqueduct_dist_tasks SET lease_ms = {NOW_MS} + $2
-                 WHERE lease_owner = $1 AND state = 'running'"
+                "UPDATE aqueduct_dist_tasks t SET lease_ms = {NOW_MS} + $2
+                 FROM UNNEST($3::TEXT[], $4::INTEGER[], $5::INTEGER[]) AS r(run_id, node, attempt)
+                 WHERE t.run_id = r.run_id AND t.node = r.node AND t.attempt = r.attempt
+                   AND t.lease_owner = $1 AND t.state = 'running'"
             ),
-            &[&owner, &(lease.as_millis() as i64)],
+            &[
+                &owner,
+                &(lease.as_millis() as i64),
+                &runs,
+                &nodes,
+                &attempts,
+            ],
         )
         .await
 }

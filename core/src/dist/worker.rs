@@ -2,6 +2,7 @@
 //! their ends; renews its leases, returns expired ones to ready, and reconnects when
 //! the database goes away.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -138,6 +139,8 @@ impl Worker {
         let mut claims = Arc::new(claims);
         let commits = Arc::new(Mutex::new(self.cluster.client().await?));
         let mut running: JoinSet<()> = JoinSet::new();
+        // The attempts running here (run, node, attempt): the only ones it renews.
+        let in_flight: Arc<std::sync::Mutex<HashSet<(String, i32, i32)>>> = Arc::default();
         let mut heartbeat = tokio::time::interval(self.lease / 3);
         let mut reap = tokio::time::interval(self.lease / 2);
         tokio::pin!(stop);
@@ -147,7 +150,8 @@ impl Worker {
                 biased;
                 () = &mut stop => break,
                 _ = heartbeat.tick() => {
-                    if let Err(error) = protocol::heartbeat(&claims, &self.id, self.lease).await {
+                    let held: Vec<(String, i32, i32)> = lock(&in_flight).iter().cloned().collect();
+                    if let Err(error) = protocol::heartbeat(&claims, &self.id, self.lease, &held).await {
                         tracing::warn!(error = %super::explain(&error), "heartbeat failed");
                     }
                 }
@@ -175,6 +179,14 @@ impl Worker {
                     Err(error) => tracing::warn!(%error, "cannot reach the cluster; retrying"),
                 }
                 continue;
+            }
+            {
+                let mut committing = commits.lock().await;
+                if committing.is_closed()
+                    && let Ok(client) = self.cluster.client().await
+                {
+                    *committing = client;
+                }
             }
             let free = self.slots.saturating_sub(running.len());
             if free == 0 {
@@ -207,9 +219,22 @@ impl Worker {
                     Arc::clone(&commits),
                     Arc::clone(&counts),
                 );
-                let owner = self.id.clone();
+                let (owner, cluster) = (self.id.clone(), self.cluster.clone());
+                let held = (task.run.clone(), task.node as i32, task.attempt as i32);
+                lock(&in_flight).insert(held.clone());
+                let in_flight = Arc::clone(&in_flight);
+                let lease = self.lease;
                 running.spawn(async move {
-                    attempt(served, task, &claims, &commits, &owner, &counts).await;
+                    let context = Attempt {
+                        claims: &claims,
+                        commits: &commits,
+                        cluster: &cluster,
+                        owner: &owner,
+                        counts: &counts,
+                        lease,
+                    };
+                    attempt(served, task, context).await;
+                    lock(&in_flight).remove(&held);
                 });
             }
         }
@@ -239,15 +264,34 @@ impl Worker {
     }
 }
 
-/// Runs one claimed attempt and commits how it ended.
-async fn attempt(
-    served: Arc<Served>,
-    task: Claimed,
-    claims: &tokio_postgres::Client,
-    commits: &Mutex<tokio_postgres::Client>,
-    owner: &str,
-    counts: &Counts,
-) {
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What an attempt needs of its worker.
+struct Attempt<'w> {
+    claims: &'w tokio_postgres::Client,
+    commits: &'w Mutex<tokio_postgres::Client>,
+    cluster: &'w Cluster,
+    owner: &'w str,
+    counts: &'w Counts,
+    lease: Duration,
+}
+
+/// Runs one claimed attempt and commits how it ended; a commit the database could
+/// not take (it went away) is tried again, on a new connection, while the attempt's
+/// lease may still hold.
+async fn attempt(served: Arc<Served>, task: Claimed, worker: Attempt<'_>) {
+    let Attempt {
+        claims,
+        commits,
+        cluster,
+        owner,
+        counts,
+        lease,
+    } = worker;
     let plan = Arc::clone(&served.plan);
     let inputs: Vec<usize> = plan
         .graph
@@ -265,9 +309,28 @@ async fn attempt(
     };
     let ended =
         super::execute::run(Arc::clone(&served), task.node, task.attempt, params, inputs).await;
-    let committed = {
-        let mut client = commits.lock().await;
-        protocol::commit(&mut client, &plan, &task, owner, ended).await
+    let deadline = tokio::time::Instant::now() + lease;
+    let mut pause = Duration::from_millis(100);
+    let committed = loop {
+        let result = {
+            let mut client = commits.lock().await;
+            if client.is_closed()
+                && let Ok(again) = cluster.client().await
+            {
+                *client = again;
+            }
+            protocol::commit(&mut client, &plan, &task, owner, &ended).await
+        };
+        match result {
+            Err(error)
+                if error.as_db_error().is_none() && tokio::time::Instant::now() < deadline =>
+            {
+                tracing::warn!(error = %super::explain(&error), "commit failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            result => break result,
+        }
     };
     match committed {
         Ok(Committed::Yes) => {
