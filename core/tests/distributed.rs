@@ -238,3 +238,45 @@ async fn a_workflow_with_a_fan_out_is_refused_with_the_reason() {
     let worker = Worker::new(cluster).serve(fanned::workflow());
     assert!(worker.is_err());
 }
+
+#[cfg(feature = "cli")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_submits_a_run_and_waits_for_the_workers() {
+    #[task]
+    fn tripled(x: &u64) -> u64 {
+        x * 3
+    }
+    workflow! {
+        #[durable]
+        fn triple(x: u64) -> u64 { tripled(&x) }
+    }
+    let Some(db) = Database::new("dist_cli") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = workers(&cluster, triple::workflow(), 1, &stopped).await;
+    let mut got = None;
+    let code = aqueduct::cli::Cli::new(triple::workflow())
+        .main_from(
+            [
+                "triple",
+                "run",
+                "--distributed",
+                "--database-url",
+                &db.url,
+                "--run-id",
+                "cli-1",
+            ],
+            || (14,),
+            |out, _| got = Some(out),
+        )
+        .await;
+    assert_eq!((code, got), (std::process::ExitCode::SUCCESS, Some(42)));
+    let status = cluster.status("cli-1").await.unwrap().unwrap();
+    assert_eq!(status.status, "succeeded");
+    stop.send(true).unwrap();
+    for worker in running {
+        worker.await.unwrap();
+    }
+}

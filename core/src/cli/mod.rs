@@ -30,6 +30,8 @@
 //! cache list [--store PATH]                       cached tasks' results
 //! cache clear [--task NAME] [--store PATH]        forget cached results
 //! graph [--format mermaid|dot]                    the workflow's graph
+//! worker --database-url URL [--slots N]           run distributed runs' tasks (feature `postgres`)
+//! run --distributed --database-url URL            submit a run to the workers and wait
 //! ```
 //!
 //! The store defaults to `<workflow>.db` in the working directory. A workflow with
@@ -50,6 +52,8 @@ use crate::report::RunReport;
 use crate::run::{RunOutcome, Runner};
 use crate::store::{SqliteStore, Store};
 
+#[cfg(feature = "postgres")]
+mod dist;
 mod tables;
 mod ticker;
 
@@ -104,6 +108,26 @@ enum Command {
         /// Runs in memory: no checkpoints, no history.
         #[arg(long)]
         no_store: bool,
+        /// Submits the run to the workers of a PostgreSQL cluster and waits for it
+        /// (see `worker`).
+        #[cfg(feature = "postgres")]
+        #[arg(long, requires = "database_url", conflicts_with = "no_store")]
+        distributed: bool,
+        /// The cluster's database (`postgres://…`).
+        #[cfg(feature = "postgres")]
+        #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+        database_url: Option<String>,
+    },
+    /// Runs the tasks of the distributed runs of this workflow, from a PostgreSQL
+    /// cluster, until Ctrl-C.
+    #[cfg(feature = "postgres")]
+    Worker {
+        /// The cluster's database (`postgres://…`).
+        #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+        database_url: String,
+        /// At most this many tasks at once [default: the cores].
+        #[arg(long, value_name = "N")]
+        slots: Option<usize>,
     },
     /// Resumes a run that stopped: what finished is loaded, the rest runs.
     Resume {
@@ -243,12 +267,29 @@ where
             store: StoreArg { store: None },
             run_id: None,
             no_store: false,
+            #[cfg(feature = "postgres")]
+            distributed: false,
+            #[cfg(feature = "postgres")]
+            database_url: None,
         });
         match command {
+            #[cfg(feature = "postgres")]
+            Command::Run {
+                distributed: true,
+                database_url: Some(url),
+                run_id,
+                ..
+            } => dist::submit_and_wait(&self.workflow, &url, run_id, input, done).await,
+            #[cfg(feature = "postgres")]
+            Command::Worker {
+                database_url,
+                slots,
+            } => dist::work(&self.workflow, &database_url, slots).await,
             Command::Run {
                 store,
                 run_id,
                 no_store,
+                ..
             } => {
                 let runner = self.workflow.runner();
                 if run_id.is_some() {

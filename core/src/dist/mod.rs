@@ -13,8 +13,9 @@
 //! Guarantees: every task executes at least once (a worker that dies or stalls past
 //! its lease loses the task to another), and its output is committed exactly once (a
 //! late commit of a lost attempt matches no row and is dropped). A task with side
-//! effects should make them idempotent: [`task::attempt`](crate::task) is not yet
-//! exposed; the run id and node name identify the call.
+//! effects should make them idempotent: the run id and the node name identify the
+//! call ([`Cluster::status`] lists each task's attempts and the worker of the last;
+//! the attempt is not yet handed to the task itself).
 //!
 //! This version runs workflows of tasks: a `#[durable]` workflow whose nodes are
 //! parameters and task calls (no `for`, `if`/`match` or sub-workflow: refused at

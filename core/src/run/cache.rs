@@ -78,7 +78,7 @@ impl Cache {
 }
 
 /// A run id unlikely to repeat: the workflow, the time, and a few random bits.
-pub(super) fn new_run_id(workflow: &str) -> String {
+pub(crate) fn new_run_id(workflow: &str) -> String {
     use std::hash::{BuildHasher, RandomState};
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

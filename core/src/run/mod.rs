@@ -22,6 +22,8 @@ use crate::store::Store;
 
 #[cfg(feature = "durable")]
 mod cache;
+#[cfg(feature = "postgres")]
+pub(crate) use cache::new_run_id as fresh_run_id;
 #[cfg(feature = "durable")]
 mod durable;
 #[cfg(feature = "durable")]

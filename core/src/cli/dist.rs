@@ -1,0 +1,76 @@
+//! The distributed commands (feature `postgres`): `worker`, and `run --distributed`.
+
+use crate::dist::{Cluster, Worker};
+use crate::plan::{Params, Workflow};
+use crate::report::RunReport;
+
+use super::Failure;
+
+/// `worker`: serves `workflow`'s distributed runs until Ctrl-C, then finishes the
+/// tasks it holds and prints what it did.
+pub(super) async fn work<P, O>(
+    workflow: &Workflow<P, O>,
+    url: &str,
+    slots: Option<usize>,
+) -> Result<(), Failure>
+where
+    P: Params + serde::de::DeserializeOwned,
+    O: Send + Sync + 'static,
+{
+    let cluster = Cluster::connect(url).map_err(|e| e.to_string())?;
+    let mut worker = Worker::new(cluster)
+        .serve(workflow)
+        .map_err(|e| e.to_string())?;
+    if let Some(slots) = slots {
+        worker = worker.slots(slots);
+    }
+    eprintln!(
+        "worker {} serving `{}`; Ctrl-C stops it",
+        worker.id(),
+        workflow.graph().name()
+    );
+    let stats = worker
+        .run(async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("Ctrl-C: finishing the tasks this worker holds");
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "claimed {} attempt(s), committed {}, lost {}",
+        stats.claimed, stats.committed, stats.lost
+    );
+    Ok(())
+}
+
+/// `run --distributed`: submits a run (a fresh id unless given) and waits for it.
+pub(super) async fn submit_and_wait<P, O>(
+    workflow: &Workflow<P, O>,
+    url: &str,
+    run_id: Option<String>,
+    input: impl FnOnce() -> P,
+    done: impl FnOnce(O, &RunReport),
+) -> Result<(), Failure>
+where
+    P: Params + serde::Serialize,
+    O: Send + Sync + 'static,
+{
+    let cluster = Cluster::connect(url).map_err(|e| e.to_string())?;
+    let name = workflow.graph().name();
+    let id = run_id.unwrap_or_else(|| crate::run::fresh_run_id(name));
+    cluster
+        .submit(workflow, &id, input())
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "run `{id}` submitted to {}; waiting for the workers",
+        cluster.location()
+    );
+    let output = cluster
+        .wait(workflow, &id)
+        .await
+        .map_err(|e| format!("{e}\n(run `{id}`)"))?;
+    done(output, &RunReport::not_started(name));
+    eprintln!("run `{id}` succeeded");
+    Ok(())
+}
