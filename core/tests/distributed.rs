@@ -235,8 +235,36 @@ async fn a_workflow_with_a_fan_out_is_refused_with_the_reason() {
         "{refused}"
     );
     assert!(refused.to_string().contains("`for`"), "{refused}");
-    let worker = Worker::new(cluster).serve(fanned::workflow());
+    let worker = Worker::new(cluster.clone()).serve(fanned::workflow());
     assert!(worker.is_err());
+
+    // What one process holds but workers do not yet: refused, not ignored.
+    #[task(concurrency = 2)]
+    fn limited(x: &u64) -> u64 {
+        x + 1
+    }
+    #[task(cache)]
+    fn cached(x: &u64) -> u64 {
+        x + 2
+    }
+    workflow! {
+        #[durable]
+        fn rate_limited(x: u64) -> u64 { limited(&x) }
+    }
+    workflow! {
+        #[durable]
+        fn remembered(x: u64) -> u64 { cached(&x) }
+    }
+    let limit = cluster
+        .submit(rate_limited::workflow(), "l", (1,))
+        .await
+        .unwrap_err();
+    assert!(limit.to_string().contains("`concurrency` limit"), "{limit}");
+    let cache = cluster
+        .submit(remembered::workflow(), "c", (1,))
+        .await
+        .unwrap_err();
+    assert!(cache.to_string().contains("`cache`"), "{cache}");
 }
 
 #[cfg(feature = "cli")]

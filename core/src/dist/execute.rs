@@ -81,9 +81,9 @@ impl Served {
     }
 }
 
-/// Runs attempt `attempt` of `node` (a task of `served`'s plan) with its inputs, and
-/// says how it ended: its output encoded, or its error and whether (and when) its
-/// policy retries it.
+/// Runs attempt `attempt` of `node` (a task of `served`'s plan; attempts lost with
+/// their workers not counted) with its inputs, and says how it ended: its output
+/// encoded, or its error and whether (and when) its policy retries it.
 pub(super) async fn run(
     served: Arc<Served>,
     node: usize,
@@ -115,7 +115,7 @@ pub(super) async fn run(
         Err(error) => {
             let retries = info.retry.retries_after(attempt, &error);
             Ended::Failed {
-                error: error.to_string(),
+                error: super::protocol::text(&error.to_string()),
                 retry_in: retries.then(|| info.retry.delay_before(attempt)),
             }
         }

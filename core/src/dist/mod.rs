@@ -105,6 +105,16 @@ impl Cluster {
                 },
             )?)),
         };
+        let mut target = target;
+        // A worker that stalls inside a transaction (SIGSTOP, a frozen VM, a network
+        // partition) must not hold its locks for long: the server ends such a session,
+        // rolling it back; no statement waits more than a lease's worth for a lock.
+        target.config.options(
+            "-c idle_in_transaction_session_timeout=10000 -c lock_timeout=10000 \
+             -c statement_timeout=60000",
+        );
+        target.config.keepalives(true);
+        target.config.keepalives_idle(Duration::from_secs(10));
         Ok(Self {
             target: Arc::new(target),
             tls,
@@ -164,13 +174,17 @@ impl Cluster {
             .await
             .map_err(|error| self.sql_error(&error))?;
         let mut pause = Duration::from_millis(100);
+        let fingerprint = distributable(&workflow.plan)?;
         loop {
-            match protocol::ended(&client, run_id, workflow.plan.graph.output()).await {
+            let output = workflow.plan.graph.output();
+            match protocol::ended(&client, run_id, output, fingerprint).await {
                 Ok(Some(ended)) => return ended.into_output(&workflow.plan, run_id),
                 Ok(None) => {}
                 // The connection went away (a server restart): wait for it, a little
                 // longer each time; the run goes on without us.
-                Err(protocol::Failure::Sql(error)) if client.is_closed() => {
+                Err(protocol::Failure::Sql(error))
+                    if client.is_closed() || protocol::transient(&error) =>
+                {
                     tracing::warn!(error = %explain(&error), "waiting for the cluster to come back");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(5));
@@ -322,6 +336,21 @@ fn distributable(plan: &Plan) -> Result<&str, Error> {
         return Err(refuse(format!(
             "node `{}` is {what}, which this version runs only in one process; distributed \
              runs take workflows of tasks",
+            plan.graph.name_of(node)
+        )));
+    }
+    for node in 0..plan.graph.len() {
+        let info = plan.graph.info(node);
+        let limit = if info.concurrency.is_some() {
+            "a `concurrency` limit, which this version holds only within one process"
+        } else if info.cache.is_some() {
+            "`cache`, which this version does not look up on workers"
+        } else {
+            continue;
+        };
+        return Err(refuse(format!(
+            "task `{}` (node `{}`) has {limit}",
+            info.name,
             plan.graph.name_of(node)
         )));
     }

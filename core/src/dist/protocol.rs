@@ -125,6 +125,9 @@ pub(super) struct Claimed {
     pub(super) run: String,
     pub(super) node: usize,
     pub(super) attempt: u32,
+    /// How many of its attempts were lost with their workers (not the task's failures:
+    /// its retry policy does not count them).
+    pub(super) reaped: u32,
     pub(super) fingerprint: String,
 }
 
@@ -156,7 +159,7 @@ pub(super) async fn claim(
                      started_ms = COALESCE(t.started_ms, now.ms)
                  FROM picked, now
                  WHERE t.run_id = picked.run_id AND t.node = picked.node
-                 RETURNING t.run_id, t.node, t.attempt,
+                 RETURNING t.run_id, t.node, t.attempt, t.reaped,
                            (SELECT fingerprint FROM aqueduct_dist_runs WHERE id = t.run_id)"
             ),
             &[&owner, &fingerprints, &limit, &lease],
@@ -168,7 +171,8 @@ pub(super) async fn claim(
             run: row.get(0),
             node: row.get::<_, i32>(1) as usize,
             attempt: row.get::<_, i32>(2) as u32,
-            fingerprint: row.get(3),
+            reaped: row.get::<_, i32>(3).max(0) as u32,
+            fingerprint: row.get(4),
         })
         .collect())
 }
@@ -255,6 +259,14 @@ pub(super) async fn commit(
     let transaction = client.transaction().await?;
     let (run, node) = (claimed.run.as_str(), claimed.node as i32);
     let attempt = claimed.attempt as i32;
+    // The run's row first: commits of one run queue here, so their cascades over
+    // successors (in any order) never deadlock one another.
+    transaction
+        .execute(
+            "SELECT 1 FROM aqueduct_dist_runs WHERE id = $1 FOR UPDATE",
+            &[&run],
+        )
+        .await?;
     let fence = "WHERE run_id = $1 AND node = $2 AND attempt = $3 AND state = 'running'
                    AND lease_owner = $4";
     let (succeeded, changed) = match ended {
@@ -410,6 +422,26 @@ async fn release(
     Ok((finished, failed, ready))
 }
 
+/// Whether `error` may pass if the statement is tried again: the connection broke or
+/// the server is going away (08…, 57P01–57P03), a deadlock or serialisation failure
+/// (40P01, 40001), too many connections (53300).
+pub(super) fn transient(error: &tokio_postgres::Error) -> bool {
+    let Some(code) = error.code() else {
+        return true;
+    };
+    let code = code.code();
+    code.starts_with("08")
+        || matches!(
+            code,
+            "40P01" | "40001" | "57P01" | "57P02" | "57P03" | "53300"
+        )
+}
+
+/// An error's text as PostgreSQL's TEXT takes it (no NUL).
+pub(super) fn text(error: &str) -> String {
+    error.replace('\0', "\\0")
+}
+
 /// Extends the leases of the attempts `owner` is running (`running`: run, node,
 /// attempt) — only those: an attempt whose commit it gave up on must expire, so that
 /// another worker runs it.
@@ -451,8 +483,11 @@ pub(super) async fn reap(client: &Client) -> Result<u64, tokio_postgres::Error> 
         .execute(
             &format!(
                 "UPDATE aqueduct_dist_tasks SET state = 'ready', lease_owner = NULL,
-                     lease_ms = NULL, available_ms = {NOW_MS}
-                 WHERE state = 'running' AND lease_ms < {NOW_MS}"
+                     lease_ms = NULL, available_ms = {NOW_MS}, reaped = reaped + 1
+                 WHERE (run_id, node) IN (
+                     SELECT run_id, node FROM aqueduct_dist_tasks
+                     WHERE state = 'running' AND lease_ms < {NOW_MS}
+                     FOR UPDATE SKIP LOCKED)"
             ),
             &[],
         )
@@ -477,16 +512,23 @@ pub(super) async fn ended(
     client: &Client,
     id: &str,
     output: usize,
+    fingerprint: &str,
 ) -> Result<Option<RunEnd>, Failure> {
     let Some(row) = client
         .query_opt(
-            "SELECT status FROM aqueduct_dist_runs WHERE id = $1",
+            "SELECT status, fingerprint FROM aqueduct_dist_runs WHERE id = $1",
             &[&id],
         )
         .await?
     else {
         return Err(Failure::Refused(Error::UnknownRun { run: id.to_owned() }));
     };
+    if row.get::<_, String>(1) != fingerprint {
+        return Err(Failure::Refused(Error::FingerprintMismatch {
+            run: id.to_owned(),
+            changes: "(the run was submitted by another build of the workflow)".into(),
+        }));
+    }
     let status: String = row.get(0);
     if status == "running" {
         return Ok(None);

@@ -140,7 +140,7 @@ impl Worker {
         let commits = Arc::new(Mutex::new(self.cluster.client().await?));
         let mut running: JoinSet<()> = JoinSet::new();
         // The attempts running here (run, node, attempt): the only ones it renews.
-        let in_flight: Arc<std::sync::Mutex<HashSet<(String, i32, i32)>>> = Arc::default();
+        let in_flight: InFlight = Arc::default();
         let mut heartbeat = tokio::time::interval(self.lease / 3);
         let mut reap = tokio::time::interval(self.lease / 2);
         tokio::pin!(stop);
@@ -180,14 +180,6 @@ impl Worker {
                 }
                 continue;
             }
-            {
-                let mut committing = commits.lock().await;
-                if committing.is_closed()
-                    && let Ok(client) = self.cluster.client().await
-                {
-                    *committing = client;
-                }
-            }
             let free = self.slots.saturating_sub(running.len());
             if free == 0 {
                 continue;
@@ -222,9 +214,11 @@ impl Worker {
                 let (owner, cluster) = (self.id.clone(), self.cluster.clone());
                 let held = (task.run.clone(), task.node as i32, task.attempt as i32);
                 lock(&in_flight).insert(held.clone());
-                let in_flight = Arc::clone(&in_flight);
                 let lease = self.lease;
+                // Whatever way the attempt ends (a panic too), its lease is not renewed.
+                let held = Held(Arc::clone(&in_flight), held);
                 running.spawn(async move {
+                    let _held = held;
                     let context = Attempt {
                         claims: &claims,
                         commits: &commits,
@@ -234,11 +228,23 @@ impl Worker {
                         lease,
                     };
                     attempt(served, task, context).await;
-                    lock(&in_flight).remove(&held);
                 });
             }
         }
-        while running.join_next().await.is_some() {}
+        // The attempts running finish and commit; their leases are renewed meanwhile.
+        loop {
+            tokio::select! {
+                joined = running.join_next() => {
+                    if joined.is_none() {
+                        break;
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let held: Vec<(String, i32, i32)> = lock(&in_flight).iter().cloned().collect();
+                    let _ = protocol::heartbeat(&claims, &self.id, self.lease, &held).await;
+                }
+            }
+        }
         Ok(WorkerStats {
             claimed: counts.claimed.load(Ordering::Relaxed),
             committed: counts.committed.load(Ordering::Relaxed),
@@ -261,6 +267,17 @@ impl Worker {
             .await
             .map_err(|error| self.cluster.sql_error(&error))?;
         Ok((client, notes))
+    }
+}
+
+/// An attempt running here: removed from the renewed set when dropped.
+struct Held(InFlight, (String, i32, i32));
+
+type InFlight = Arc<std::sync::Mutex<HashSet<(String, i32, i32)>>>;
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        lock(&self.0).remove(&self.1);
     }
 }
 
@@ -307,8 +324,9 @@ async fn attempt(served: Arc<Served>, task: Claimed, worker: Attempt<'_>) {
             return;
         }
     };
-    let ended =
-        super::execute::run(Arc::clone(&served), task.node, task.attempt, params, inputs).await;
+    let tries = task.attempt.saturating_sub(task.reaped).max(1);
+    let mut ended =
+        super::execute::run(Arc::clone(&served), task.node, tries, params, inputs).await;
     let deadline = tokio::time::Instant::now() + lease;
     let mut pause = Duration::from_millis(100);
     let committed = loop {
@@ -322,12 +340,19 @@ async fn attempt(served: Arc<Served>, task: Claimed, worker: Attempt<'_>) {
             protocol::commit(&mut client, &plan, &task, owner, &ended).await
         };
         match result {
-            Err(error)
-                if error.as_db_error().is_none() && tokio::time::Instant::now() < deadline =>
-            {
+            Err(error) if protocol::transient(&error) && tokio::time::Instant::now() < deadline => {
                 tracing::warn!(error = %super::explain(&error), "commit failed; trying again");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            // The database refuses this end itself (an output too big to store, say):
+            // the task fails with why, once, so that the run can end.
+            Err(error) if matches!(ended, protocol::Ended::Done { .. }) => {
+                let why = format!("cannot save its output: {}", super::explain(&error));
+                ended = protocol::Ended::Failed {
+                    error: protocol::text(&why),
+                    retry_in: None,
+                };
             }
             result => break result,
         }

@@ -65,6 +65,7 @@ pub(crate) fn parse(url: &str) -> Result<Target, String> {
             _ => kept.push((key, value)),
         }
     }
+    let explicit = options_had_sslmode(url);
     let rebuilt = join_options(&rest, &kept);
     let mut config = tokio_postgres::Config::from_str(&rebuilt).map_err(|error| {
         format!(
@@ -72,6 +73,22 @@ pub(crate) fn parse(url: &str) -> Result<Target, String> {
             redact(&error.to_string())
         )
     })?;
+    // `sslmode` written in a way only the driver read (`sslmode = require`): its value.
+    if !explicit {
+        ssl = match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => SslMode::Disable,
+            tokio_postgres::config::SslMode::Require => SslMode::Require,
+            _ => SslMode::Prefer,
+        };
+    }
+    if ssl == SslMode::Require && root_cert.is_some() {
+        return Err(
+            "sslmode=require with sslrootcert would check the certificate's chain \
+                    (libpq's verify-ca), which this version does not do: use \
+                    sslmode=verify-full"
+                .into(),
+        );
+    }
     // Aqueduct does the TLS choice; the driver only needs to know whether to ask.
     config.ssl_mode(match ssl {
         SslMode::Disable => tokio_postgres::config::SslMode::Disable,
@@ -121,6 +138,12 @@ fn split_options(url: &str) -> (String, Vec<(String, String)>) {
     }
 }
 
+/// Whether `url` names `sslmode` where Aqueduct reads it (a URL's query, a libpq word
+/// `sslmode=…`).
+fn options_had_sslmode(url: &str) -> bool {
+    split_options(url).1.iter().any(|(key, _)| key == "sslmode")
+}
+
 fn join_options(base: &str, options: &[(String, String)]) -> String {
     if options.is_empty() {
         return base.to_owned();
@@ -134,31 +157,45 @@ fn join_options(base: &str, options: &[(String, String)]) -> String {
 }
 
 /// `url` with its password (in `user:password@`, or `password=…`) replaced by `***`.
+/// The user info of a URL runs from the scheme to the *last* `@` (a password may hold
+/// `/`, `?` or `@`); in libpq's words form, `password` may have spaces around its `=`
+/// and be quoted.
 pub(crate) fn redact(url: &str) -> String {
     let mut out = url.to_owned();
     if let Some(scheme) = out.find("://") {
         let start = scheme + 3;
-        let end = out[start..]
-            .find(['/', '?'])
-            .map_or(out.len(), |i| start + i);
-        if let Some(at) = out[start..end].rfind('@') {
-            let userinfo = &out[start..start + at];
-            if let Some(colon) = userinfo.find(':') {
-                out.replace_range(start + colon + 1..start + at, "***");
-            }
+        if let Some(at) = out[start..].rfind('@').map(|at| start + at)
+            && let Some(colon) = out[start..at].find(':').map(|c| start + c)
+        {
+            out.replace_range(colon + 1..at, "***");
         }
     }
-    // `password=…` as a query option or a libpq word.
     let mut redacted = String::with_capacity(out.len());
     let mut rest = out.as_str();
-    while let Some(at) = rest.find("password=") {
-        let value = at + "password=".len();
-        redacted.push_str(&rest[..value]);
-        redacted.push_str("***");
-        let end = rest[value..]
-            .find(['&', ' '])
-            .map_or(rest.len(), |i| value + i);
-        rest = &rest[end..];
+    while let Some(at) = rest.find("password") {
+        let after = &rest[at + "password".len()..];
+        let Some(value) = after.trim_start().strip_prefix('=') else {
+            redacted.push_str(&rest[..at + "password".len()]);
+            rest = after;
+            continue;
+        };
+        let value = value.trim_start();
+        redacted.push_str(&rest[..at]);
+        redacted.push_str("password=***");
+        // The value ends at a space or `&`, or after its closing quote.
+        let end = match value.strip_prefix('\'') {
+            Some(quoted) => {
+                let mut escaped = false;
+                let close = quoted.char_indices().find(|&(_, c)| {
+                    let closes = c == '\'' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    closes
+                });
+                close.map_or(value.len(), |(i, _)| i + 2)
+            }
+            None => value.find([' ', '&']).unwrap_or(value.len()),
+        };
+        rest = &value[end..];
     }
     redacted.push_str(rest);
     redacted
@@ -257,6 +294,18 @@ mod tests {
             "host=db user=ann password=*** dbname=runs"
         );
         assert_eq!(redact("postgres://db/runs"), "postgres://db/runs");
+        assert_eq!(
+            redact("postgres://ann:pa/ss?x@db/runs"),
+            "postgres://ann:***@db/runs"
+        );
+        assert_eq!(
+            redact("host=db password = s3cret user=ann"),
+            "host=db password=*** user=ann"
+        );
+        assert_eq!(
+            redact(r"host=db password='a b\' c' user=ann"),
+            "host=db password=*** user=ann"
+        );
         let bad = parse("postgres://ann:s3cret@db:notaport/runs")
             .err()
             .unwrap();
@@ -290,5 +339,7 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown sslmode")
         );
+        assert_eq!(mode("host=db sslmode = require").unwrap(), SslMode::Require);
+        assert!(mode("postgres://db/x?sslmode=require&sslrootcert=/ca.pem").is_err());
     }
 }

@@ -79,6 +79,7 @@ const MIGRATIONS: [&str; VERSION as usize] = [
         task         TEXT NOT NULL,
         state        TEXT NOT NULL,
         attempt      INTEGER NOT NULL DEFAULT 0,
+        reaped       INTEGER NOT NULL DEFAULT 0,
         pending      INTEGER NOT NULL,
         doomed       INTEGER NOT NULL DEFAULT 0,
         available_ms BIGINT NOT NULL DEFAULT 0,
@@ -109,6 +110,21 @@ pub(crate) fn migrate(transaction: &mut Transaction<'_>) -> Result<(), String> {
         Some(db) => format!("cannot prepare the store: {}", db.message()),
         None => format!("cannot prepare the store: {error}"),
     };
+    // Up to date: nothing to lock or create (a role that may only read and write rows
+    // opens the store too).
+    let exists: bool = transaction
+        .query_one("SELECT to_regclass('aqueduct_schema') IS NOT NULL", &[])
+        .map_err(sql)?
+        .get(0);
+    if exists {
+        let version: Option<i32> = transaction
+            .query_opt("SELECT version FROM aqueduct_schema", &[])
+            .map_err(sql)?
+            .map(|row| row.get(0));
+        if version == Some(VERSION) {
+            return Ok(());
+        }
+    }
     transaction
         .execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
         .map_err(sql)?;
