@@ -168,11 +168,7 @@ impl Cluster {
     where
         O: Send + Sync + 'static,
     {
-        let (mut client, mut notes) = self.listener().await?;
-        client
-            .batch_execute("LISTEN aqueduct_done")
-            .await
-            .map_err(|error| self.sql_error(&error))?;
+        let (mut client, mut notes) = self.listening("aqueduct_done").await?;
         let mut pause = Duration::from_millis(100);
         let fingerprint = distributable(&workflow.plan)?;
         loop {
@@ -188,10 +184,8 @@ impl Cluster {
                     tracing::warn!(error = %explain(&error), "waiting for the cluster to come back");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(5));
-                    if let Ok((again, listener)) = self.listener().await
-                        && again.batch_execute("LISTEN aqueduct_done").await.is_ok()
-                    {
-                        (client, notes) = (again, listener);
+                    if let Ok(again) = self.listening("aqueduct_done").await {
+                        (client, notes) = again;
                     }
                     continue;
                 }
@@ -216,6 +210,25 @@ impl Cluster {
         protocol::status(&client, run_id)
             .await
             .map_err(|error| self.store_error(explain(&error)))
+    }
+
+    /// A connection listening on `channel`, and its notifications.
+    pub(super) async fn listening(
+        &self,
+        channel: &str,
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+        ),
+        Error,
+    > {
+        let (client, notes) = self.listener().await?;
+        client
+            .batch_execute(&format!("LISTEN {channel}"))
+            .await
+            .map_err(|error| self.sql_error(&error))?;
+        Ok((client, notes))
     }
 
     async fn client(&self) -> Result<tokio_postgres::Client, Error> {
@@ -299,20 +312,7 @@ async fn drive<S, T>(
     }
 }
 
-/// The server's message for a database error, the cause for the others.
-fn explain(error: &tokio_postgres::Error) -> String {
-    if let Some(db) = error.as_db_error() {
-        return format!("{}: {}", db.severity(), db.message());
-    }
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    connect::redact(&text)
-}
+pub(super) use connect::explain;
 
 /// The plan's fingerprint, if this version can distribute it: durable, every node a
 /// parameter or a task.

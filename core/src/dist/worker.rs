@@ -131,11 +131,7 @@ impl Worker {
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<WorkerStats, Error> {
         let counts = Arc::new(Counts::default());
         let fingerprints: Vec<String> = self.served.iter().map(|s| s.fingerprint.clone()).collect();
-        let (claims, mut notes) = self.cluster.listener().await?;
-        claims
-            .batch_execute("LISTEN aqueduct_ready")
-            .await
-            .map_err(|error| self.cluster.sql_error(&error))?;
+        let (claims, mut notes) = self.cluster.listening("aqueduct_ready").await?;
         let mut claims = Arc::new(claims);
         let commits = Arc::new(Mutex::new(self.cluster.client().await?));
         let mut running: JoinSet<()> = JoinSet::new();
@@ -168,7 +164,7 @@ impl Worker {
                 // The database went away: reconnect, pausing longer each time.
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(5));
-                match self.reconnect().await {
+                match self.cluster.listening("aqueduct_ready").await {
                     Ok((client, listener)) => {
                         (claims, notes) = (Arc::new(client), listener);
                         if let Ok(client) = self.cluster.client().await {
@@ -250,23 +246,6 @@ impl Worker {
             committed: counts.committed.load(Ordering::Relaxed),
             lost: counts.lost.load(Ordering::Relaxed),
         })
-    }
-
-    async fn reconnect(
-        &self,
-    ) -> Result<
-        (
-            tokio_postgres::Client,
-            tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
-        ),
-        Error,
-    > {
-        let (client, notes) = self.cluster.listener().await?;
-        client
-            .batch_execute("LISTEN aqueduct_ready")
-            .await
-            .map_err(|error| self.cluster.sql_error(&error))?;
-        Ok((client, notes))
     }
 }
 

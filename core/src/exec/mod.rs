@@ -174,6 +174,11 @@ impl Shared {
         None
     }
 
+    #[allow(clippy::unused_self)]
+    async fn look_up_off_runtime(self: &Arc<Self>, _job: &mut Job) -> Option<Value> {
+        None
+    }
+
     fn save_result(
         &self,
         _node: usize,

@@ -201,6 +201,24 @@ pub(crate) fn redact(url: &str) -> String {
     redacted
 }
 
+/// A driver's error with what caused it, without a password: the server's message
+/// for a database error ("password authentication failed for user …"), the I/O or
+/// TLS error and its causes for the others. (The blocking driver's error is the async
+/// driver's.)
+pub(crate) fn explain(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    redact(&text)
+}
+
 /// The TLS client for `target`: verifying against the trusted CAs, or (`prefer`,
 /// `require`) encrypting without checking the certificate, as libpq does.
 pub(crate) fn tls(target: &Target) -> Result<ClientConfig, String> {

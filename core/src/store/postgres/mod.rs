@@ -8,6 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use postgres::{Client, NoTls, Row, Transaction};
 
+use connect::explain;
+
 use super::{
     CacheEntry, CachedResult, Checkpoint, Claim, Deleted, RunRecord, RunSummary, Store, StoreError,
     TaskEnd, lease_holds, millis,
@@ -201,22 +203,6 @@ impl PostgresStore {
             })
         })
     }
-}
-
-/// A driver's error with what caused it: the server's message for a database error
-/// ("password authentication failed for user …"), the I/O or TLS error for the others.
-fn explain(error: &postgres::Error) -> String {
-    if let Some(db) = error.as_db_error() {
-        return format!("{}: {}", db.severity(), db.message());
-    }
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Renews `owner`'s lease on run `id` in `transaction`, or says why it cannot.
