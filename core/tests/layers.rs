@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// Bottom first. A module may import any module listed before it, and no other.
 const LAYERS: &[&str] = &[
     "retry", "task", "report", "progress", "store", "error", "value", "describe", "plan", "exec",
-    "run", "cli", "private",
+    "run", "dist", "cli", "private",
 ];
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
