@@ -324,10 +324,7 @@ where
                 let runner = self
                     .workflow
                     .runner()
-                    .store({
-                        self.require_durable()?;
-                        self.existing(store)?
-                    })
+                    .store(self.open(store)?)
                     .run_id(run_id);
                 finish(watch(runner, |r| r.resume()).await, done)
             }

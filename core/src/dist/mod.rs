@@ -23,6 +23,7 @@
 
 mod execute;
 mod protocol;
+mod read;
 mod worker;
 
 use std::sync::Arc;
@@ -173,7 +174,7 @@ impl Cluster {
         let fingerprint = distributable(&workflow.plan)?;
         loop {
             let output = workflow.plan.graph.output();
-            match protocol::ended(&client, run_id, output, fingerprint).await {
+            match read::ended(&client, run_id, output, fingerprint).await {
                 Ok(Some(ended)) => return ended.into_output(&workflow.plan, run_id),
                 Ok(None) => {}
                 // The connection went away (a server restart): wait for it, a little
@@ -207,7 +208,7 @@ impl Cluster {
             Error::Store(error) => error,
             other => self.store_error(other.to_string()),
         })?;
-        protocol::status(&client, run_id)
+        read::status(&client, run_id)
             .await
             .map_err(|error| self.store_error(explain(&error)))
     }

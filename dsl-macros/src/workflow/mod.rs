@@ -22,6 +22,7 @@ mod branch;
 mod condition;
 mod expand;
 mod expand_branch;
+mod expand_call;
 mod parse;
 mod patterns;
 mod validate;

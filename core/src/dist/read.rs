@@ -1,0 +1,168 @@
+//! Reading a distributed run: its end (its output decoded, or its failures) and its
+//! tasks' states.
+
+use tokio_postgres::Client;
+
+use super::protocol::Failure;
+use super::{DistributedRun, DistributedTask};
+use crate::error::{Error, TaskFailure};
+use crate::plan::{CheckpointFormat, Plan};
+use crate::task::TaskError;
+
+/// A run that ended: how, and what it left.
+pub(super) struct RunEnd {
+    status: String,
+    output: Option<(String, Vec<u8>)>,
+    tasks: Vec<(String, String, String, i32, Option<String>)>,
+}
+
+/// Run `id`'s end, `None` while it runs.
+pub(super) async fn ended(
+    client: &Client,
+    id: &str,
+    output: usize,
+    fingerprint: &str,
+) -> Result<Option<RunEnd>, Failure> {
+    let Some(row) = client
+        .query_opt(
+            "SELECT status, fingerprint FROM aqueduct_dist_runs WHERE id = $1",
+            &[&id],
+        )
+        .await?
+    else {
+        return Err(Failure::Refused(Error::UnknownRun { run: id.to_owned() }));
+    };
+    if row.get::<_, String>(1) != fingerprint {
+        return Err(Failure::Refused(Error::FingerprintMismatch {
+            run: id.to_owned(),
+            changes: "(the run was submitted by another build of the workflow)".into(),
+        }));
+    }
+    let status: String = row.get(0);
+    if status == "running" {
+        return Ok(None);
+    }
+    let output = client
+        .query_opt(
+            "SELECT codec, data FROM aqueduct_dist_outputs WHERE run_id = $1 AND node = $2",
+            &[&id, &(output as i32)],
+        )
+        .await?
+        .map(|row| (row.get(0), row.get(1)));
+    let tasks = client
+        .query(
+            "SELECT name, task, state, attempt, error FROM aqueduct_dist_tasks
+             WHERE run_id = $1 AND state IN ('failed', 'skipped') ORDER BY node",
+            &[&id],
+        )
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
+        .collect();
+    Ok(Some(RunEnd {
+        status,
+        output,
+        tasks,
+    }))
+}
+
+impl RunEnd {
+    /// The run's output, decoded, or its failure.
+    pub(super) fn into_output<O: Send + Sync + 'static>(
+        self,
+        plan: &Plan,
+        run: &str,
+    ) -> Result<O, Error> {
+        let workflow = plan.graph.name().to_owned();
+        if self.status != "succeeded" {
+            let mut failures = Vec::new();
+            let mut skipped = Vec::new();
+            for (name, task, state, attempts, error) in self.tasks {
+                if state == "skipped" {
+                    skipped.push(name);
+                    continue;
+                }
+                failures.push(TaskFailure {
+                    node: name,
+                    task: task_name(plan, &task),
+                    attempts: attempts.max(0) as u32,
+                    error: TaskError::msg(error.unwrap_or_default()),
+                });
+            }
+            return Err(Error::Failed {
+                workflow,
+                failures,
+                skipped,
+            });
+        }
+        let node = plan.graph.output();
+        let bad = |message: String| Error::Checkpoint {
+            run: run.to_owned(),
+            node: plan.graph.name_of(node).to_owned(),
+            message,
+        };
+        let (codec, data) = self
+            .output
+            .ok_or_else(|| bad("the run has no output".into()))?;
+        let format = CheckpointFormat::from_name(&codec).ok_or_else(|| {
+            bad(format!(
+                "encoded as `{codec}`, which this build cannot read"
+            ))
+        })?;
+        let decode = plan.codecs[node].ok_or_else(|| bad("the node is not checkpointed".into()))?;
+        let value = (decode.decode)(&data, format).map_err(bad)?;
+        let outcome = value
+            .downcast::<crate::task::Outcome<O>>()
+            .map_err(|_| bad("the output has another type".into()))?;
+        match *outcome {
+            crate::task::Outcome::Ok(output) => Ok(output),
+            _ => Err(bad("the output did not succeed".into())),
+        }
+    }
+}
+
+/// The `&'static str` name of task `name` of `plan` (what `TaskFailure` holds).
+fn task_name(plan: &Plan, name: &str) -> &'static str {
+    (0..plan.graph.len())
+        .map(|node| plan.graph.info(node).name)
+        .find(|known| *known == name)
+        .unwrap_or("(unknown task)")
+}
+
+/// Run `id` and its tasks.
+pub(super) async fn status(
+    client: &Client,
+    id: &str,
+) -> Result<Option<DistributedRun>, tokio_postgres::Error> {
+    let Some(run) = client
+        .query_opt(
+            "SELECT id, workflow, status FROM aqueduct_dist_runs WHERE id = $1",
+            &[&id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let tasks = client
+        .query(
+            "SELECT name, state, attempt, worker, error FROM aqueduct_dist_tasks
+             WHERE run_id = $1 ORDER BY node",
+            &[&id],
+        )
+        .await?
+        .iter()
+        .map(|row| DistributedTask {
+            node: row.get(0),
+            state: row.get(1),
+            attempts: row.get::<_, i32>(2).max(0) as u32,
+            worker: row.get(3),
+            error: row.get(4),
+        })
+        .collect();
+    Ok(Some(DistributedRun {
+        id: run.get(0),
+        workflow: run.get(1),
+        status: run.get(2),
+        tasks,
+    }))
+}
