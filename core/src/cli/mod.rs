@@ -14,7 +14,7 @@
 //! #[tokio::main]
 //! async fn main() -> std::process::ExitCode {
 //!     aqueduct::cli::Cli::new(doubled::workflow())
-//!         .main(|| (21,), |out, _report| out!("{out}"))
+//!         .main(|| (21,), |out, _report| println!("{out}"))
 //!         .await
 //! }
 //! ```
