@@ -98,7 +98,8 @@ pub mod dist {
     }
 
     /// A task that naps for `ms` milliseconds (IO: a tokio sleep) logging its start and
-    /// end, then a CPU task: what the tests kill or stall a worker in.
+    /// end — or aborts its process for `ms = 0` — then a CPU task: what the tests kill
+    /// or stall a worker in.
     pub fn nap() -> Workflow<(u64,), u64> {
         let (mut b, (ms,)) = Builder::<(u64,)>::new("nap", ["ms"]);
         b.durable(1);
@@ -107,6 +108,10 @@ pub mod dist {
             let ms = *ms;
             Step::pending(async move {
                 crate::crash_log(&format!("nap start {}", std::process::id()), true);
+                if ms == 0 {
+                    // A task that crashes the process it runs in.
+                    std::process::abort();
+                }
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 crate::crash_log(&format!("nap end {}", std::process::id()), true);
                 Ok(ms)

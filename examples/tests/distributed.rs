@@ -255,6 +255,38 @@ fn a_stalled_worker_s_late_commit_is_refused() {
 }
 
 #[test]
+fn a_task_that_crashes_every_worker_fails_after_three_lost_workers() {
+    let _serial = serial();
+    let Some(db) = Database::new("dist_crashes") else {
+        return;
+    };
+    let log = scratch_log("crashes");
+    let workers: Vec<WorkerProcess> = (0..4)
+        .map(|_| WorkerProcess::start(&db.url, 500, 1, 1, &log))
+        .collect();
+    let rt = runtime();
+    let workflow = aqueduct_examples::dist::nap();
+    let cluster = Cluster::connect(&db.url).unwrap();
+    rt.block_on(cluster.submit(&workflow, "crashes", (0,)))
+        .unwrap();
+    let ended = rt
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(60), cluster.wait(&workflow, "crashes")).await
+        })
+        .expect("the run ends");
+    let error = ended.unwrap_err().to_string();
+    assert!(error.contains("its worker was lost 3 times"), "{error}");
+    // Three workers died with it; the fourth failed it without running it.
+    let started = lines(&log)
+        .iter()
+        .filter(|l| l.starts_with("nap start"))
+        .count();
+    assert_eq!(started, 3);
+    drop(workers);
+    let _ = std::fs::remove_file(&log);
+}
+
+#[test]
 fn workers_reconnect_after_the_server_restarts_and_the_run_finishes() {
     let _serial = serial();
     let Some(db) = Database::new("dist_restart") else {

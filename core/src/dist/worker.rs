@@ -249,6 +249,9 @@ impl Worker {
     }
 }
 
+/// How many of a task's attempts may be lost with their workers before it fails.
+const MAX_LOST: u32 = 3;
+
 /// An attempt running here: removed from the renewed set when dropped.
 struct Held(InFlight, (String, i32, i32));
 
@@ -304,8 +307,20 @@ async fn attempt(served: Arc<Served>, task: Claimed, worker: Attempt<'_>) {
         }
     };
     let tries = task.attempt.saturating_sub(task.reaped).max(1);
-    let mut ended =
-        super::execute::run(Arc::clone(&served), task.node, tries, params, inputs).await;
+    // A task whose workers keep dying with it (an abort, a stack overflow, an
+    // out-of-memory kill) is not handed to every worker in turn: it fails.
+    let mut ended = if task.reaped >= MAX_LOST {
+        protocol::Ended::Failed {
+            error: format!(
+                "its worker was lost {} times while running it (killed, or crashed by the \
+                 task): it is not run again",
+                task.reaped
+            ),
+            retry_in: None,
+        }
+    } else {
+        super::execute::run(Arc::clone(&served), task.node, tries, params, inputs).await
+    };
     let deadline = tokio::time::Instant::now() + lease;
     let mut pause = Duration::from_millis(100);
     let committed = loop {
