@@ -123,6 +123,23 @@ impl SqliteStore {
             .pragma_update(None, "synchronous", "FULL")
             .and_then(|()| connection.pragma_update(None, "foreign_keys", "ON"))
             .map_err(|e| fail("cannot prepare the store", e))?;
+        // A store of this layout with every table (the common case: `runs` while a
+        // run writes) is opened without the write lock.
+        let current: Option<(u32, u32)> = connection
+            .query_row(
+                "SELECT user_version,
+                        (SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'cache')
+                 FROM pragma_user_version",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .ok();
+        if current == Some((SCHEMA_VERSION, 1)) {
+            return Ok(Self {
+                path,
+                connection: Mutex::new(connection),
+            });
+        }
         // Check the layout and create the tables in one write transaction, so that
         // two processes opening a new file at once never see it half made.
         let transaction = connection
