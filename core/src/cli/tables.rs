@@ -1,8 +1,8 @@
 //! What the commands print: the run history, the cache.
 
 use std::fmt::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+pub(super) use crate::store::now_ms;
 use crate::store::{CacheEntry, RunSummary};
 
 /// The run history as a table.
@@ -74,12 +74,4 @@ pub(super) fn cache_table(entries: &[CacheEntry]) -> String {
     let bytes: u64 = entries.iter().map(|e| e.bytes).sum();
     let _ = writeln!(out, "{} result(s), {bytes} bytes", entries.len());
     out
-}
-
-/// Now, in milliseconds since the Unix epoch.
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
 }

@@ -47,25 +47,12 @@ impl Served {
         let mut slots: Box<[Slot]> = (0..plan.calls.len()).map(|_| Slot::new()).collect();
         (self.params)(params, &slots)
             .map_err(|e| format!("cannot read the run's parameters: {e}"))?;
-        // Parameters whose one reader takes them by value.
-        for (node, slot) in slots.iter_mut().enumerate() {
-            if plan.movers[node].is_none() || plan.graph.kind(node) != Kind::Param {
-                continue;
-            }
-            if let Some(record) = slot.get_mut() {
-                let value = std::mem::replace(&mut record.value, Box::new(()));
-                record.value = plan.settle(node, value);
-            }
-        }
+        plan.settle_params(&mut slots);
         for (node, input) in inputs {
             let value: Value = match input {
                 Input::Done(codec, data) => {
-                    let format = CheckpointFormat::from_name(&codec).ok_or_else(|| {
-                        format!(
-                            "input `{}` is encoded as `{codec}`, which this build cannot read",
-                            plan.graph.name_of(node)
-                        )
-                    })?;
+                    let format = crate::plan::readable(&codec, crate::plan::SCHEMA)
+                        .map_err(|e| format!("input `{}`: {e}", plan.graph.name_of(node)))?;
                     let codec = plan.codecs[node].ok_or("an input is not checkpointed")?;
                     let value = (codec.decode)(&data, format).map_err(|e| {
                         format!("cannot read input `{}`: {e}", plan.graph.name_of(node))

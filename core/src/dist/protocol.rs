@@ -11,8 +11,7 @@ use crate::plan::Plan;
 use crate::store::StoreError;
 use crate::task::Kind;
 
-/// Now, by the server's clock, in milliseconds since the Unix epoch.
-const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::BIGINT";
+use crate::store::postgres::NOW_MS;
 
 /// Why a protocol step failed: the database, or a refusal in the user's terms.
 pub(super) enum Failure {
@@ -83,7 +82,7 @@ pub(super) async fn submit(
                 changes: "(the run was submitted by another build of the workflow)".into(),
             }));
         }
-        if !same_input(&given, input) {
+        if !crate::run::same_input(&given, input) {
             return Err(Failure::Refused(Error::InputChanged { run: id.to_owned() }));
         }
         return Ok(transaction.commit().await?);
@@ -107,15 +106,6 @@ pub(super) async fn submit(
         .execute("SELECT pg_notify('aqueduct_ready', $1)", &[&id])
         .await?;
     Ok(transaction.commit().await?)
-}
-
-/// Whether two encodings of parameters mean the same (as JSON values).
-fn same_input(stored: &[u8], given: &[u8]) -> bool {
-    let value = |bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok();
-    match (value(stored), value(given)) {
-        (Some(stored), Some(given)) => stored == given,
-        _ => stored == given,
-    }
 }
 
 /// A task a worker claimed: its run, node and the attempt it holds.

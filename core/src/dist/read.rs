@@ -6,7 +6,7 @@ use tokio_postgres::Client;
 use super::protocol::Failure;
 use super::{DistributedRun, DistributedTask};
 use crate::error::{Error, TaskFailure};
-use crate::plan::{CheckpointFormat, Plan};
+use crate::plan::Plan;
 use crate::task::TaskError;
 
 /// A run that ended: how, and what it left.
@@ -104,11 +104,7 @@ impl RunEnd {
         let (codec, data) = self
             .output
             .ok_or_else(|| bad("the run has no output".into()))?;
-        let format = CheckpointFormat::from_name(&codec).ok_or_else(|| {
-            bad(format!(
-                "encoded as `{codec}`, which this build cannot read"
-            ))
-        })?;
+        let format = crate::plan::readable(&codec, crate::plan::SCHEMA).map_err(bad)?;
         let decode = plan.codecs[node].ok_or_else(|| bad("the node is not checkpointed".into()))?;
         let value = (decode.decode)(&data, format).map_err(bad)?;
         let outcome = value

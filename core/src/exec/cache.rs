@@ -10,7 +10,7 @@
 //! job an IO task waits for), never on a tokio worker.
 
 use super::*;
-use crate::plan::{CacheDef, CacheKey, CheckpointFormat};
+use crate::plan::{CacheDef, CacheKey};
 use crate::store::{CachedResult, Store, guarded};
 
 /// A run's cache: where results are looked up and saved, and the run's id, which the
@@ -278,19 +278,7 @@ fn key_of(info: &TaskInfo, def: &CacheDef, slots: &[Slot]) -> Result<String, Str
 
 /// A stored result's value, if this build can read it.
 fn decode(def: &CacheDef, row: &CachedResult) -> Result<Value, String> {
-    let format = CheckpointFormat::from_name(&row.codec).ok_or_else(|| {
-        format!(
-            "it is encoded as `{}`, which this build cannot read",
-            row.codec
-        )
-    })?;
-    if row.schema != crate::plan::SCHEMA {
-        return Err(format!(
-            "its layout is version {}, this build reads {}",
-            row.schema,
-            crate::plan::SCHEMA
-        ));
-    }
+    let format = crate::plan::readable(&row.codec, row.schema)?;
     catch_unwind(AssertUnwindSafe(|| (def.codec.decode)(&row.data, format))).unwrap_or_else(
         |panic| {
             Err(format!(

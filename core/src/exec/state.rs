@@ -95,15 +95,7 @@ impl Board {
     /// Makes the values of parameters that their one reader takes by value takeable
     /// (before the run is shared: parameters are filled first).
     pub(super) fn settle_params(&mut self, plan: &Plan) {
-        for (node, slot) in self.slots.iter_mut().enumerate() {
-            if plan.movers[node].is_none() || plan.graph.kind(node) != Kind::Param {
-                continue;
-            }
-            if let Some(record) = slot.get_mut() {
-                let value = std::mem::replace(&mut record.value, Box::new(()));
-                record.value = plan.settle(node, value);
-            }
-        }
+        plan.settle_params(&mut self.slots);
     }
 
     /// Every node's slot, for reading inputs in place.

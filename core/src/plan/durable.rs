@@ -144,6 +144,26 @@ impl CheckpointFormat {
 /// The layout version of a checkpoint's bytes within its format, stored with it.
 pub(crate) const SCHEMA: u32 = 1;
 
+/// The format a value saved as `codec` (a format's name) in layout `schema` is read in,
+/// if this build reads it; else why not: a checkpoint, a cached result, a distributed
+/// run's output are all read through this.
+#[cfg(feature = "durable")]
+pub(crate) fn readable(codec: &str, schema: u32) -> Result<CheckpointFormat, String> {
+    if let Some(format) = CheckpointFormat::from_name(codec).filter(|_| schema == SCHEMA) {
+        return Ok(format);
+    }
+    let postcard = if cfg!(feature = "postcard") {
+        format!(", postcard v{SCHEMA}")
+    } else if codec == "postcard" {
+        " (postcard needs Aqueduct's `postcard` feature)".to_owned()
+    } else {
+        String::new()
+    };
+    Err(format!(
+        "saved as {codec} v{schema}; this build reads json v{SCHEMA}{postcard}"
+    ))
+}
+
 #[cfg(feature = "durable")]
 pub(super) fn encode<T: serde::Serialize + 'static>(
     value: &Value,

@@ -38,6 +38,8 @@ pub(crate) use durable::restore;
 #[cfg(feature = "durable")]
 pub(crate) use durable::shape_diff;
 pub(crate) use durable::{Codec, Durable, SCHEMA};
+#[cfg(feature = "durable")]
+pub(crate) use durable::readable;
 pub use fanout::{Collection, ItemsFailed};
 pub(crate) use fanout::{FanOutDef, Fused, FusedItem, Items};
 pub use inputs::{Arguments, In, Inputs, Params};
@@ -258,6 +260,20 @@ impl Plan {
         match self.movers[node] {
             Some(movable) => movable(value),
             None => value,
+        }
+    }
+
+    /// Makes the parameters whose one reader takes them by value takeable, in a run's
+    /// `slots` (filled with the parameters, not yet shared).
+    pub(crate) fn settle_params(&self, slots: &mut [Slot]) {
+        for (node, slot) in slots.iter_mut().enumerate() {
+            if self.movers[node].is_none() || self.graph.kind(node) != Kind::Param {
+                continue;
+            }
+            if let Some(record) = slot.get_mut() {
+                let value = std::mem::replace(&mut record.value, Box::new(()));
+                record.value = self.settle(node, value);
+            }
         }
     }
 

@@ -278,7 +278,7 @@ where
 /// Whether two encodings of parameters mean the same: compared as JSON values, whose
 /// maps are compared by key, so a `HashMap` saved in one order matches itself in
 /// another.
-fn same_input(stored: &[u8], given: &[u8]) -> bool {
+pub(crate) fn same_input(stored: &[u8], given: &[u8]) -> bool {
     let value = |bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok();
     match (value(stored), value(given)) {
         (Some(stored), Some(given)) => stored == given,

@@ -24,6 +24,8 @@ use crate::store::Store;
 mod cache;
 #[cfg(feature = "postgres")]
 pub(crate) use cache::new_run_id as fresh_run_id;
+#[cfg(feature = "postgres")]
+pub(crate) use durable::same_input;
 #[cfg(feature = "durable")]
 mod durable;
 #[cfg(feature = "durable")]

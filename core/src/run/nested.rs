@@ -138,23 +138,7 @@ pub(super) fn decode(
         node: row.node.clone(),
         message,
     };
-    let format =
-        plan::CheckpointFormat::from_name(&row.codec).filter(|_| row.schema == plan::SCHEMA);
-    let Some(format) = format else {
-        let postcard = if cfg!(feature = "postcard") {
-            format!(", postcard v{}", plan::SCHEMA)
-        } else if row.codec == "postcard" {
-            " (postcard needs Aqueduct's `postcard` feature)".to_owned()
-        } else {
-            String::new()
-        };
-        return Err(bad(format!(
-            "saved as {} v{}; this build reads json v{}{postcard}",
-            row.codec,
-            row.schema,
-            plan::SCHEMA,
-        )));
-    };
+    let format = plan::readable(&row.codec, row.schema).map_err(bad)?;
     decode(format).map_err(|message| {
         // postcard is not self-describing: say what cannot be read back, and the way out.
         if format.name() == "postcard" {

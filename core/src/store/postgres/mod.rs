@@ -64,7 +64,7 @@ impl Drop for PostgresStore {
 }
 
 /// Now, by the server's clock, in milliseconds since the Unix epoch.
-const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::BIGINT";
+pub(crate) const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::BIGINT";
 
 /// Why a call failed: an SQL error, a run no longer the owner's (who owns it now, if
 /// anyone, and whether it exists), or a refusal in words (a newer schema).
