@@ -369,42 +369,32 @@ async fn release(
     while let Some((node, succeeded)) = ended.pop() {
         for (&successor, &required) in plan.successors(node) {
             let dooms = i32::from(required && !succeeded);
+            // One statement: the count, and the state it leads to (the SET expressions
+            // read the row as it was).
             let row = transaction
                 .query_opt(
-                    "UPDATE aqueduct_dist_tasks SET pending = pending - 1, doomed = doomed + $3
-                     WHERE run_id = $1 AND node = $2 AND state = 'waiting'
-                     RETURNING pending, doomed",
+                    &format!(
+                        "UPDATE aqueduct_dist_tasks SET pending = pending - 1,
+                             doomed = doomed + $3,
+                             state = CASE WHEN pending > 1 THEN state
+                                          WHEN doomed + $3 > 0 THEN 'skipped' ELSE 'ready' END,
+                             ended_ms = CASE WHEN pending = 1 AND doomed + $3 > 0
+                                             THEN {NOW_MS} ELSE ended_ms END,
+                             available_ms = CASE WHEN pending = 1 AND doomed + $3 = 0
+                                                 THEN {NOW_MS} ELSE available_ms END
+                         WHERE run_id = $1 AND node = $2 AND state = 'waiting'
+                         RETURNING state"
+                    ),
                     &[&run, &(successor as i32), &dooms],
                 )
                 .await?;
-            let Some(row) = row else { continue };
-            let (pending, doomed): (i32, i32) = (row.get(0), row.get(1));
-            if pending > 0 {
-                continue;
-            }
-            if doomed > 0 {
-                transaction
-                    .execute(
-                        &format!(
-                            "UPDATE aqueduct_dist_tasks SET state = 'skipped', ended_ms = {NOW_MS}
-                             WHERE run_id = $1 AND node = $2"
-                        ),
-                        &[&run, &(successor as i32)],
-                    )
-                    .await?;
-                finished += 1;
-                ended.push((successor as usize, false));
-            } else {
-                transaction
-                    .execute(
-                        &format!(
-                            "UPDATE aqueduct_dist_tasks SET state = 'ready', available_ms = {NOW_MS}
-                             WHERE run_id = $1 AND node = $2"
-                        ),
-                        &[&run, &(successor as i32)],
-                    )
-                    .await?;
-                ready = true;
+            match row.as_ref().map(|row| row.get::<_, &str>(0)) {
+                Some("skipped") => {
+                    finished += 1;
+                    ended.push((successor as usize, false));
+                }
+                Some("ready") => ready = true,
+                _ => {}
             }
         }
     }

@@ -34,12 +34,12 @@ pub use durable::Checkpointable;
 #[cfg(not(feature = "durable"))]
 pub use durable::DurableFeature;
 #[cfg(feature = "durable")]
+pub(crate) use durable::readable;
+#[cfg(feature = "durable")]
 pub(crate) use durable::restore;
 #[cfg(feature = "durable")]
 pub(crate) use durable::shape_diff;
 pub(crate) use durable::{Codec, Durable, SCHEMA};
-#[cfg(feature = "durable")]
-pub(crate) use durable::readable;
 pub use fanout::{Collection, ItemsFailed};
 pub(crate) use fanout::{FanOutDef, Fused, FusedItem, Items};
 pub use inputs::{Arguments, In, Inputs, Params};
