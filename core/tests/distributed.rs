@@ -60,12 +60,16 @@ fn wide(width: usize) -> Workflow<(u64,), u64> {
     b.output(total)
 }
 
-async fn workers<O: Send + Sync + 'static>(
+async fn workers<P, O>(
     cluster: &Cluster,
-    workflow: &'static Workflow<(u64,), O>,
+    workflow: &'static Workflow<P, O>,
     count: usize,
     stop: &tokio::sync::watch::Receiver<bool>,
-) -> Vec<tokio::task::JoinHandle<WorkerStats>> {
+) -> Vec<tokio::task::JoinHandle<WorkerStats>>
+where
+    P: aqueduct::graph::Params + serde::de::DeserializeOwned,
+    O: Send + Sync + 'static,
+{
     (0..count)
         .map(|_| {
             let worker = Worker::new(cluster.clone())
@@ -120,7 +124,7 @@ async fn two_workers_finish_a_run_and_each_does_work() {
         status
             .tasks
             .iter()
-            .all(|t| t.state == "done" && t.worker.is_some())
+            .all(|t| t.state == "done" && t.workers.len() == 1)
     );
 }
 
@@ -239,27 +243,14 @@ async fn a_workflow_with_a_fan_out_is_refused_with_the_reason() {
     assert!(worker.is_err());
 
     // What one process holds but workers do not yet: refused, not ignored.
-    #[task(concurrency = 2)]
-    fn limited(x: &u64) -> u64 {
-        x + 1
-    }
     #[task(cache)]
     fn cached(x: &u64) -> u64 {
         x + 2
     }
     workflow! {
         #[durable]
-        fn rate_limited(x: u64) -> u64 { limited(&x) }
-    }
-    workflow! {
-        #[durable]
         fn remembered(x: u64) -> u64 { cached(&x) }
     }
-    let limit = cluster
-        .submit(rate_limited::workflow(), "l", (1,))
-        .await
-        .unwrap_err();
-    assert!(limit.to_string().contains("`concurrency` limit"), "{limit}");
     let cache = cluster
         .submit(remembered::workflow(), "c", (1,))
         .await
@@ -306,5 +297,103 @@ async fn the_command_line_submits_a_run_and_waits_for_the_workers() {
     stop.send(true).unwrap();
     for worker in running {
         worker.await.unwrap();
+    }
+}
+
+/// Attempts of `throttled` running now in each run (by its `x`), on any worker, and
+/// the most seen at once.
+static THROTTLED: std::sync::Mutex<Vec<(u64, usize, usize)>> = std::sync::Mutex::new(Vec::new());
+
+fn throttled_count(x: u64, change: isize) {
+    let mut runs = THROTTLED.lock().unwrap();
+    let at = match runs.iter().position(|run| run.0 == x) {
+        Some(at) => at,
+        None => {
+            runs.push((x, 0, 0));
+            runs.len() - 1
+        }
+    };
+    let run = &mut runs[at];
+    run.1 = run.1.checked_add_signed(change).unwrap();
+    run.2 = run.2.max(run.1);
+}
+
+#[task(concurrency = 2)]
+async fn throttled(x: &u64, i: &u64) -> u64 {
+    throttled_count(*x, 1);
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    throttled_count(*x, -1);
+    x + i
+}
+
+#[task]
+async fn free(x: &u64, i: &u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    x * i
+}
+
+#[task]
+fn add_four(a: &u64, b: &u64, c: &u64, d: &u64) -> u64 {
+    a + b + c + d
+}
+
+#[task]
+fn add_two(a: &u64, b: &u64) -> u64 {
+    a + b
+}
+
+workflow! {
+    #[durable]
+    fn rate_limited(x: u64, one: u64, two: u64, three: u64, four: u64) -> u64 {
+        let a = throttled(&x, &one);
+        let b = throttled(&x, &two);
+        let c = throttled(&x, &three);
+        let d = throttled(&x, &four);
+        let e = free(&x, &one);
+        let f = free(&x, &two);
+        let g = free(&x, &three);
+        let h = free(&x, &four);
+        let limited = add_four(&a, &b, &c, &d);
+        let unlimited = add_four(&e, &f, &g, &h);
+        add_two(&limited, &unlimited)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_limit_holds_across_workers_within_a_run() {
+    let Some(db) = Database::new("dist_limit") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    let workflow = rate_limited::workflow();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Three workers of four slots: room for every task at once but for the limit.
+    let running = workers(&cluster, workflow, 3, &stopped).await;
+    // Two runs: the limit is each run's (as in one process).
+    let runs = [("limit-1", 10), ("limit-2", 20)];
+    for (run, x) in runs {
+        cluster
+            .submit(workflow, run, (x, 1, 2, 3, 4))
+            .await
+            .unwrap();
+    }
+    for (run, x) in runs {
+        let output = tokio::time::timeout(Duration::from_secs(60), cluster.wait(workflow, run))
+            .await
+            .expect("the run ends")
+            .unwrap();
+        assert_eq!(output, 4 * x + 10 + 10 * x);
+    }
+    stop.send(true).unwrap();
+    for worker in running {
+        worker.await.unwrap();
+    }
+    let seen = THROTTLED.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for (x, _, most) in seen {
+        assert_eq!(
+            most, 2,
+            "two attempts of `throttled` at once in run x={x}, never more"
+        );
     }
 }

@@ -4,11 +4,12 @@
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use super::protocol::{Ended, Input};
+use super::commit::Ended;
+use super::protocol::Input;
 use crate::plan::{Call, Called, CheckpointFormat, Params, Plan};
 use crate::task::{Kind, TaskError, panic_message};
 use crate::value::{Slot, Value, fill};
@@ -19,10 +20,16 @@ pub(crate) struct Served {
     pub(super) plan: Arc<Plan>,
     pub(super) fingerprint: String,
     params: Box<ParamsFn>,
+    /// Slot arrays of attempts that ended, emptied: an attempt's array has a slot per
+    /// node up to the last it reads, too many to make for each task of a big workflow.
+    spare: Mutex<Vec<Box<[Slot]>>>,
 }
 
 /// Decodes a run's parameters into its slots.
 type ParamsFn = dyn Fn(&[u8], &[Slot]) -> Result<(), String> + Send + Sync;
+
+/// How many slots a served workflow keeps in emptied arrays (about 72 bytes each).
+const SPARE_SLOTS: usize = 1 << 20;
 
 impl Served {
     pub(super) fn new<P>(plan: Arc<Plan>, fingerprint: String) -> Self
@@ -37,17 +44,44 @@ impl Served {
                 params.store(slots);
                 Ok(())
             }),
+            spare: Mutex::new(Vec::new()),
         }
     }
 
-    /// A run's slots holding the parameters (`params`, encoded) and the `inputs` of a
-    /// node, ready for the node's call.
-    fn slots(&self, params: &[u8], inputs: Vec<(usize, Input)>) -> Result<Box<[Slot]>, String> {
+    /// A run's slots holding the parameters (`params`, encoded) and the `inputs` of
+    /// `node`, ready for its call: as many as the call reads (its inputs come before
+    /// it), the parameters' at least.
+    fn slots(
+        self: &Arc<Self>,
+        node: usize,
+        params: &[u8],
+        inputs: Vec<(usize, Input)>,
+    ) -> Result<Slots, String> {
         let plan = &self.plan;
-        let mut slots: Box<[Slot]> = (0..plan.calls.len()).map(|_| Slot::new()).collect();
-        (self.params)(params, &slots)
+        let graph = &plan.graph;
+        let params_len = (0..graph.len())
+            .take_while(|&n| graph.kind(n) == Kind::Param)
+            .count();
+        let needed = graph
+            .node(node)
+            .inputs()
+            .map(|n| n + 1)
+            .max()
+            .unwrap_or(0)
+            .max(params_len);
+        let spare = {
+            let mut spare = lock(&self.spare);
+            let found = spare.iter().position(|slots| slots.len() >= needed);
+            found.map(|i| spare.swap_remove(i))
+        };
+        let mut slots = Slots {
+            slots: spare.unwrap_or_else(|| (0..needed).map(|_| Slot::new()).collect()),
+            filled: inputs.iter().map(|&(node, _)| node).collect(),
+            served: Arc::clone(self),
+        };
+        (self.params)(params, &slots.slots)
             .map_err(|e| format!("cannot read the run's parameters: {e}"))?;
-        plan.settle_params(&mut slots);
+        plan.settle_params(&mut slots.slots);
         for (node, input) in inputs {
             let value: Value = match input {
                 Input::Done(codec, data) => {
@@ -62,10 +96,47 @@ impl Served {
                 Input::Failed(error) => (plan.unresolved[node])(Some(TaskError::msg(error))),
                 Input::Skipped => (plan.unresolved[node])(None),
             };
-            fill(&slots[node], value);
+            fill(&slots.slots[node], value);
         }
         Ok(slots)
     }
+}
+
+/// An attempt's slots: emptied and kept for another attempt when dropped.
+struct Slots {
+    slots: Box<[Slot]>,
+    /// The nodes whose slots it fills besides the parameters.
+    filled: Vec<usize>,
+    served: Arc<Served>,
+}
+
+impl std::ops::Deref for Slots {
+    type Target = [Slot];
+
+    fn deref(&self) -> &[Slot] {
+        &self.slots
+    }
+}
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        let plan = &self.served.plan;
+        let params = (0..self.slots.len()).take_while(|&node| plan.graph.kind(node) == Kind::Param);
+        for node in params.chain(self.filled.drain(..)) {
+            self.slots[node].take();
+        }
+        let mut spare = lock(&self.served.spare);
+        let kept: usize = spare.iter().map(|slots| slots.len()).sum();
+        if kept + self.slots.len() <= SPARE_SLOTS {
+            spare.push(std::mem::take(&mut self.slots));
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Runs attempt `attempt` of `node` (a task of `served`'s plan; attempts lost with
@@ -75,7 +146,7 @@ pub(super) async fn run(
     served: Arc<Served>,
     node: usize,
     attempt: u32,
-    params: Vec<u8>,
+    params: Arc<[u8]>,
     inputs: Vec<(usize, Input)>,
 ) -> Ended {
     let info = *served.plan.graph.info(node);
@@ -111,12 +182,12 @@ pub(super) async fn run(
 
 /// A CPU task's attempt, on this (rayon) thread, its output encoded.
 fn run_cpu(
-    served: &Served,
+    served: &Arc<Served>,
     node: usize,
     params: &[u8],
     inputs: Vec<(usize, Input)>,
 ) -> Result<Vec<u8>, TaskError> {
-    let slots = served.slots(params, inputs).map_err(permanent)?;
+    let slots = served.slots(node, params, inputs).map_err(permanent)?;
     let Call::Task(call) = &served.plan.calls[node] else {
         return Err(permanent("only task nodes are run by workers".into()));
     };
@@ -135,12 +206,12 @@ fn run_cpu(
 async fn run_io(
     served: &Arc<Served>,
     node: usize,
-    params: &[u8],
+    params: &Arc<[u8]>,
     inputs: Vec<(usize, Input)>,
 ) -> Result<Vec<u8>, TaskError> {
     let slots = {
-        let (served, params) = (Arc::clone(served), params.to_vec());
-        on_rayon(move || served.slots(&params, inputs).map_err(permanent)).await?
+        let (served, params) = (Arc::clone(served), Arc::clone(params));
+        on_rayon(move || served.slots(node, &params, inputs).map_err(permanent)).await?
     };
     let Call::Task(call) = &served.plan.calls[node] else {
         return Err(permanent("only task nodes are run by workers".into()));

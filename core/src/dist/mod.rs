@@ -21,6 +21,7 @@
 //! parameters and task calls (no `for`, `if`/`match` or sub-workflow: refused at
 //! [`Worker::serve`] and [`Cluster::submit`] with [`Error::NotDistributable`]).
 
+mod commit;
 mod execute;
 mod protocol;
 mod read;
@@ -65,7 +66,7 @@ pub struct DistributedRun {
     /// `running`, `succeeded` or `failed`.
     pub status: String,
     /// Its tasks: node, state (`waiting`, `ready`, `running`, `done`, `failed`,
-    /// `skipped`), attempts, the worker that ran the last attempt, the error.
+    /// `skipped`), attempts, the worker of each attempt, the error.
     pub tasks: Vec<DistributedTask>,
 }
 
@@ -78,8 +79,8 @@ pub struct DistributedTask {
     pub state: String,
     /// How many attempts were claimed.
     pub attempts: u32,
-    /// The worker (`host:pid:tag`) that claimed its last attempt.
-    pub worker: Option<String>,
+    /// The worker (`host:pid:tag`) that claimed each attempt, the first first.
+    pub workers: Vec<String>,
     /// Why its last attempt failed.
     pub error: Option<String>,
 }
@@ -342,15 +343,12 @@ fn distributable(plan: &Plan) -> Result<&str, Error> {
     }
     for node in 0..plan.graph.len() {
         let info = plan.graph.info(node);
-        let limit = if info.concurrency.is_some() {
-            "a `concurrency` limit, which this version holds only within one process"
-        } else if info.cache.is_some() {
-            "`cache`, which this version does not look up on workers"
-        } else {
+        if info.cache.is_none() {
             continue;
-        };
+        }
         return Err(refuse(format!(
-            "task `{}` (node `{}`) has {limit}",
+            "task `{}` (node `{}`) has `cache`, which this version does not look up on \
+             workers",
             info.name,
             plan.graph.name_of(node)
         )));

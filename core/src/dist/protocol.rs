@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::Client;
+use tokio_postgres::types::Type;
 
 use crate::error::Error;
 use crate::plan::Plan;
@@ -95,11 +96,16 @@ pub(super) async fn submit(
         .iter()
         .map(|&p| if p == 0 { "ready" } else { "waiting" })
         .collect();
+    let limits: Vec<Option<i32>> = tasks
+        .iter()
+        .map(|&n| graph.info(n).concurrency.map(|max| max as i32))
+        .collect();
     transaction
         .execute(
-            "INSERT INTO aqueduct_dist_tasks (run_id, node, name, task, pending, state)
-             SELECT $1, * FROM UNNEST($2::INTEGER[], $3::TEXT[], $4::TEXT[], $5::INTEGER[], $6::TEXT[])",
-            &[&id, &nodes, &names, &task_names, &pending, &states],
+            "INSERT INTO aqueduct_dist_tasks (run_id, node, name, task, pending, state, concurrency)
+             SELECT $1, * FROM UNNEST($2::INTEGER[], $3::TEXT[], $4::TEXT[], $5::INTEGER[],
+                                      $6::TEXT[], $7::INTEGER[])",
+            &[&id, &nodes, &names, &task_names, &pending, &states, &limits],
         )
         .await?;
     transaction
@@ -118,10 +124,23 @@ pub(super) struct Claimed {
     /// its retry policy does not count them).
     pub(super) reaped: u32,
     pub(super) fingerprint: String,
+    /// When its run was submitted (with its id, what names the run's parameters: a
+    /// run deleted and submitted again under its id is another run).
+    pub(super) submitted_ms: i64,
 }
 
-/// Claims up to `limit` ready tasks of runs of the `fingerprints` for `owner`, each
-/// leased for `lease`.
+/// What claiming sets on a task's row: running, an attempt more, leased to `$1` for
+/// `$4` ms from now (the server's clock), its worker recorded.
+const CLAIM: &str = "SET state = 'running', attempt = t.attempt + 1, lease_owner = $1,
+                     lease_ms = now.ms + $4, worker = $1, workers = t.workers || $1,
+                     started_ms = COALESCE(t.started_ms, now.ms)";
+
+/// What a claim returns of each task, read by [`claimed`].
+const CLAIMED: &str =
+    "RETURNING t.run_id, t.node, t.attempt, t.reaped, r.fingerprint, r.submitted_ms";
+
+/// Claims up to `limit` ready tasks with no concurrency limit of runs of the
+/// `fingerprints` for `owner`, each leased for `lease`.
 pub(super) async fn claim(
     client: &Client,
     owner: &str,
@@ -131,39 +150,115 @@ pub(super) async fn claim(
 ) -> Result<Vec<Claimed>, tokio_postgres::Error> {
     let lease = lease.as_millis() as i64;
     let rows = client
-        .query(
+        .query_typed(
             &format!(
                 "WITH now AS (SELECT {NOW_MS} AS ms),
                  picked AS (
                      SELECT t.run_id, t.node FROM aqueduct_dist_tasks t
                      JOIN aqueduct_dist_runs r ON r.id = t.run_id, now
                      WHERE t.state = 'ready' AND t.available_ms <= now.ms
-                       AND r.fingerprint = ANY($2)
+                       AND t.concurrency IS NULL AND r.fingerprint = ANY($2)
                      ORDER BY t.available_ms, t.run_id, t.node
                      LIMIT $3
                      FOR UPDATE OF t SKIP LOCKED)
-                 UPDATE aqueduct_dist_tasks t
-                 SET state = 'running', attempt = t.attempt + 1, lease_owner = $1,
-                     lease_ms = now.ms + $4, worker = $1,
-                     started_ms = COALESCE(t.started_ms, now.ms)
-                 FROM picked, now
-                 WHERE t.run_id = picked.run_id AND t.node = picked.node
-                 RETURNING t.run_id, t.node, t.attempt, t.reaped,
-                           (SELECT fingerprint FROM aqueduct_dist_runs WHERE id = t.run_id)"
+                 UPDATE aqueduct_dist_tasks t {CLAIM}
+                 FROM picked, now, aqueduct_dist_runs r
+                 WHERE t.run_id = picked.run_id AND t.node = picked.node AND r.id = t.run_id
+                 {CLAIMED}"
             ),
-            &[&owner, &fingerprints, &limit, &lease],
+            &[
+                (&owner, Type::TEXT),
+                (&fingerprints, Type::TEXT_ARRAY),
+                (&limit, Type::INT8),
+                (&lease, Type::INT8),
+            ],
         )
         .await?;
-    Ok(rows
+    Ok(rows.iter().map(claimed).collect())
+}
+
+/// Claims up to `limit` ready tasks with a concurrency limit, as [`claim`] does, each
+/// only while fewer attempts of its task than its limit run in its run, on any
+/// worker. The runs' rows are locked first (those another worker holds are skipped):
+/// claims of limited tasks of a run, and commits of its tasks, take turns.
+pub(super) async fn claim_limited(
+    client: &mut Client,
+    owner: &str,
+    fingerprints: &[String],
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<Claimed>, tokio_postgres::Error> {
+    let lease = lease.as_millis() as i64;
+    let transaction = client.transaction().await?;
+    let runs: Vec<String> = transaction
+        .query_typed(
+            &format!(
+                "SELECT id FROM aqueduct_dist_runs WHERE id IN (
+                     SELECT DISTINCT t.run_id FROM aqueduct_dist_tasks t
+                     JOIN aqueduct_dist_runs r ON r.id = t.run_id
+                     WHERE t.state = 'ready' AND t.concurrency IS NOT NULL
+                       AND t.available_ms <= {NOW_MS} AND r.fingerprint = ANY($1))
+                 ORDER BY id LIMIT 64 FOR UPDATE SKIP LOCKED"
+            ),
+            &[(&fingerprints, Type::TEXT_ARRAY)],
+        )
+        .await?
         .iter()
-        .map(|row| Claimed {
-            run: row.get(0),
-            node: row.get::<_, i32>(1) as usize,
-            attempt: row.get::<_, i32>(2) as u32,
-            reaped: row.get::<_, i32>(3).max(0) as u32,
-            fingerprint: row.get(4),
-        })
-        .collect())
+        .map(|row| row.get(0))
+        .collect();
+    if runs.is_empty() {
+        transaction.commit().await?;
+        return Ok(Vec::new());
+    }
+    // Each ready task ranked within its run and task; it is claimed if its rank, with
+    // the attempts of its task running, stays within the limit.
+    let rows = transaction
+        .query_typed(
+            &format!(
+                "WITH now AS (SELECT {NOW_MS} AS ms),
+                 running AS (
+                     SELECT run_id, task, count(*) AS n FROM aqueduct_dist_tasks
+                     WHERE run_id = ANY($2) AND state = 'running' AND concurrency IS NOT NULL
+                     GROUP BY run_id, task),
+                 ranked AS (
+                     SELECT t.run_id, t.node, t.concurrency, COALESCE(running.n, 0) AS n,
+                            row_number() OVER (PARTITION BY t.run_id, t.task
+                                               ORDER BY t.available_ms, t.node) AS rank
+                     FROM aqueduct_dist_tasks t
+                     LEFT JOIN running ON running.run_id = t.run_id AND running.task = t.task,
+                          now
+                     WHERE t.run_id = ANY($2) AND t.state = 'ready'
+                       AND t.concurrency IS NOT NULL AND t.available_ms <= now.ms),
+                 picked AS (
+                     SELECT run_id, node FROM ranked WHERE rank + n <= concurrency
+                     ORDER BY rank LIMIT $3)
+                 UPDATE aqueduct_dist_tasks t {CLAIM}
+                 FROM picked, now, aqueduct_dist_runs r
+                 WHERE t.run_id = picked.run_id AND t.node = picked.node AND r.id = t.run_id
+                 {CLAIMED}"
+            ),
+            &[
+                (&owner, Type::TEXT),
+                (&runs, Type::TEXT_ARRAY),
+                (&limit, Type::INT8),
+                (&lease, Type::INT8),
+            ],
+        )
+        .await?;
+    transaction.commit().await?;
+    Ok(rows.iter().map(claimed).collect())
+}
+
+/// A claimed task, as [`CLAIMED`] returns it.
+fn claimed(row: &tokio_postgres::Row) -> Claimed {
+    Claimed {
+        run: row.get(0),
+        node: row.get::<_, i32>(1) as usize,
+        attempt: row.get::<_, i32>(2) as u32,
+        reaped: row.get::<_, i32>(3).max(0) as u32,
+        fingerprint: row.get(4),
+        submitted_ms: row.get(5),
+    }
 }
 
 /// What became of one input of a claimed task.
@@ -175,230 +270,64 @@ pub(super) enum Input {
     Skipped,
 }
 
-/// The run's parameters (encoded) and the given input nodes' ends.
+/// The ends of the input nodes `wanted[i]` of each claimed task `claimed[i]`, in one
+/// statement: `inputs[i]` for `claimed[i]`.
 pub(super) async fn inputs(
     client: &Client,
-    run: &str,
-    nodes: &[usize],
-) -> Result<(Vec<u8>, Vec<(usize, Input)>), tokio_postgres::Error> {
-    let params: Vec<u8> = client
-        .query_one(
-            "SELECT input FROM aqueduct_dist_runs WHERE id = $1",
-            &[&run],
-        )
-        .await?
-        .get(0);
-    let wanted: Vec<i32> = nodes.iter().map(|&n| n as i32).collect();
+    claimed: &[Claimed],
+    wanted: &[Vec<usize>],
+) -> Result<Vec<Vec<(usize, Input)>>, tokio_postgres::Error> {
+    let (mut runs, mut nodes, mut of) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, (task, wanted)) in claimed.iter().zip(wanted).enumerate() {
+        for &node in wanted {
+            runs.push(task.run.as_str());
+            nodes.push(node as i32);
+            of.push(i as i32);
+        }
+    }
+    let mut inputs: Vec<Vec<(usize, Input)>> =
+        wanted.iter().map(|w| Vec::with_capacity(w.len())).collect();
+    if runs.is_empty() {
+        return Ok(inputs);
+    }
     let rows = client
-        .query(
-            "SELECT t.node, t.state, t.error, o.codec, o.data
-             FROM aqueduct_dist_tasks t
-             LEFT JOIN aqueduct_dist_outputs o ON o.run_id = t.run_id AND o.node = t.node
-             WHERE t.run_id = $1 AND t.node = ANY($2)",
-            &[&run, &wanted],
+        .query_typed(
+            "SELECT w.i, t.node, t.state, t.error, o.codec, o.data
+             FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[]) AS w(run_id, node, i)
+             JOIN aqueduct_dist_tasks t ON t.run_id = w.run_id AND t.node = w.node
+             LEFT JOIN aqueduct_dist_outputs o ON o.run_id = t.run_id AND o.node = t.node",
+            &[
+                (&runs, Type::TEXT_ARRAY),
+                (&nodes, Type::INT4_ARRAY),
+                (&of, Type::INT4_ARRAY),
+            ],
         )
         .await?;
-    let inputs = rows
-        .iter()
-        .map(|row| {
-            let node = row.get::<_, i32>(0) as usize;
-            let state: String = row.get(1);
-            let input = match (state.as_str(), row.get::<_, Option<String>>(3)) {
-                ("done", Some(codec)) => Input::Done(codec, row.get(4)),
-                ("failed", _) => Input::Failed(row.get::<_, Option<String>>(2).unwrap_or_default()),
-                _ => Input::Skipped,
-            };
-            (node, input)
-        })
-        .collect();
-    Ok((params, inputs))
+    for row in rows {
+        let node = row.get::<_, i32>(1) as usize;
+        let state: &str = row.get(2);
+        let input = match (state, row.get::<_, Option<String>>(4)) {
+            ("done", Some(codec)) => Input::Done(codec, row.get(5)),
+            ("failed", _) => Input::Failed(row.get::<_, Option<String>>(3).unwrap_or_default()),
+            _ => Input::Skipped,
+        };
+        inputs[row.get::<_, i32>(0) as usize].push((node, input));
+    }
+    Ok(inputs)
 }
 
-/// How a claimed attempt ended.
-pub(super) enum Ended {
-    /// Its output, encoded.
-    Done { codec: &'static str, data: Vec<u8> },
-    /// It failed; `retry_in` if its policy retries it.
-    Failed {
-        error: String,
-        retry_in: Option<Duration>,
-    },
-}
-
-/// What committing an attempt's end did.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Committed {
-    /// Committed.
-    Yes,
-    /// The attempt was not this worker's any more (its lease expired and the task was
-    /// claimed again, or the run was deleted): nothing was written.
-    Lost,
-}
-
-/// Commits the end of `claimed` for `owner` in one transaction: fenced by the attempt
-/// claimed, the output, the task's state, its successors' counts and those now ready
-/// (or skipped, in turn), and the run's end when its last task ends.
-pub(super) async fn commit(
-    client: &mut Client,
-    plan: &Plan,
-    claimed: &Claimed,
-    owner: &str,
-    ended: &Ended,
-) -> Result<Committed, tokio_postgres::Error> {
-    let transaction = client.transaction().await?;
-    let (run, node) = (claimed.run.as_str(), claimed.node as i32);
-    let attempt = claimed.attempt as i32;
-    // The run's row first: commits of one run queue here, so their cascades over
-    // successors (in any order) never deadlock one another.
-    transaction
-        .execute(
-            "SELECT 1 FROM aqueduct_dist_runs WHERE id = $1 FOR UPDATE",
-            &[&run],
+/// The parameters (encoded) of each of `runs`, those still recorded.
+pub(super) async fn params(
+    client: &Client,
+    runs: &[&str],
+) -> Result<Vec<(String, Vec<u8>)>, tokio_postgres::Error> {
+    let rows = client
+        .query_typed(
+            "SELECT id, input FROM aqueduct_dist_runs WHERE id = ANY($1)",
+            &[(&runs, Type::TEXT_ARRAY)],
         )
         .await?;
-    let fence = "WHERE run_id = $1 AND node = $2 AND attempt = $3 AND state = 'running'
-                   AND lease_owner = $4";
-    let (succeeded, changed) = match ended {
-        Ended::Done { .. } => (
-            true,
-            transaction
-                .execute(
-                    &format!(
-                        "UPDATE aqueduct_dist_tasks SET state = 'done', ended_ms = {NOW_MS},
-                             lease_owner = NULL, lease_ms = NULL, error = NULL {fence}"
-                    ),
-                    &[&run, &node, &attempt, &owner],
-                )
-                .await?,
-        ),
-        Ended::Failed {
-            error,
-            retry_in: Some(delay),
-        } => {
-            let delay = delay.as_millis() as i64;
-            let changed = transaction
-                .execute(
-                    &format!(
-                        "UPDATE aqueduct_dist_tasks SET state = 'ready',
-                             available_ms = {NOW_MS} + $6, lease_owner = NULL, lease_ms = NULL,
-                             error = $5 {fence}"
-                    ),
-                    &[&run, &node, &attempt, &owner, error, &delay],
-                )
-                .await?;
-            if changed == 1 {
-                transaction
-                    .execute("SELECT pg_notify('aqueduct_ready', $1)", &[&run])
-                    .await?;
-                transaction.commit().await?;
-                return Ok(Committed::Yes);
-            }
-            (false, changed)
-        }
-        Ended::Failed { error, .. } => (
-            false,
-            transaction
-                .execute(
-                    &format!(
-                        "UPDATE aqueduct_dist_tasks SET state = 'failed', ended_ms = {NOW_MS},
-                             lease_owner = NULL, lease_ms = NULL, error = $5 {fence}"
-                    ),
-                    &[&run, &node, &attempt, &owner, error],
-                )
-                .await?,
-        ),
-    };
-    if changed != 1 {
-        // A zombie's late end: another attempt owns the task now.
-        transaction.rollback().await?;
-        return Ok(Committed::Lost);
-    }
-    if let Ended::Done { codec, data } = ended {
-        transaction
-            .execute(
-                "INSERT INTO aqueduct_dist_outputs (run_id, node, codec, data)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (run_id, node) DO NOTHING",
-                &[&run, &node, codec, data],
-            )
-            .await?;
-    }
-    let (finished, failed, ready) =
-        release(&transaction, plan, run, claimed.node, succeeded).await?;
-    if ready {
-        transaction
-            .execute("SELECT pg_notify('aqueduct_ready', $1)", &[&run])
-            .await?;
-    }
-    // Last: the run's row, whose lock is then held only until the commit.
-    let left: Option<i32> = transaction
-        .query_opt(
-            &format!(
-                "UPDATE aqueduct_dist_runs SET unfinished = unfinished - $2, failed = failed + $3,
-                     status = CASE WHEN unfinished - $2 > 0 THEN status
-                                   WHEN failed + $3 > 0 THEN 'failed' ELSE 'succeeded' END,
-                     ended_ms = CASE WHEN unfinished - $2 > 0 THEN NULL ELSE {NOW_MS} END
-                 WHERE id = $1 RETURNING unfinished"
-            ),
-            &[&run, &finished, &failed],
-        )
-        .await?
-        .map(|row| row.get(0));
-    if left == Some(0) {
-        transaction
-            .execute("SELECT pg_notify('aqueduct_done', $1)", &[&run])
-            .await?;
-    }
-    transaction.commit().await?;
-    Ok(Committed::Yes)
-}
-
-/// Counts `node`'s end (`succeeded` or not) in its successors; those whose last input
-/// arrived become ready, or skipped if one they require did not succeed (and count in
-/// their own successors, in turn). Returns how many tasks ended (this one included),
-/// how many failed, and whether any became ready.
-async fn release(
-    transaction: &Transaction<'_>,
-    plan: &Plan,
-    run: &str,
-    node: usize,
-    succeeded: bool,
-) -> Result<(i32, i32, bool), tokio_postgres::Error> {
-    let (mut finished, failed) = (1, i32::from(!succeeded));
-    let mut ready = false;
-    let mut ended = vec![(node, succeeded)];
-    while let Some((node, succeeded)) = ended.pop() {
-        for (&successor, &required) in plan.successors(node) {
-            let dooms = i32::from(required && !succeeded);
-            // One statement: the count, and the state it leads to (the SET expressions
-            // read the row as it was).
-            let row = transaction
-                .query_opt(
-                    &format!(
-                        "UPDATE aqueduct_dist_tasks SET pending = pending - 1,
-                             doomed = doomed + $3,
-                             state = CASE WHEN pending > 1 THEN state
-                                          WHEN doomed + $3 > 0 THEN 'skipped' ELSE 'ready' END,
-                             ended_ms = CASE WHEN pending = 1 AND doomed + $3 > 0
-                                             THEN {NOW_MS} ELSE ended_ms END,
-                             available_ms = CASE WHEN pending = 1 AND doomed + $3 = 0
-                                                 THEN {NOW_MS} ELSE available_ms END
-                         WHERE run_id = $1 AND node = $2 AND state = 'waiting'
-                         RETURNING state"
-                    ),
-                    &[&run, &(successor as i32), &dooms],
-                )
-                .await?;
-            match row.as_ref().map(|row| row.get::<_, &str>(0)) {
-                Some("skipped") => {
-                    finished += 1;
-                    ended.push((successor as usize, false));
-                }
-                Some("ready") => ready = true,
-                _ => {}
-            }
-        }
-    }
-    Ok((finished, failed, ready))
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
 /// Whether `error` may pass if the statement is tried again: the connection broke or
@@ -440,9 +369,15 @@ pub(super) async fn heartbeat(
         .execute(
             &format!(
                 "UPDATE aqueduct_dist_tasks t SET lease_ms = {NOW_MS} + $2
-                 FROM UNNEST($3::TEXT[], $4::INTEGER[], $5::INTEGER[]) AS r(run_id, node, attempt)
-                 WHERE t.run_id = r.run_id AND t.node = r.node AND t.attempt = r.attempt
-                   AND t.lease_owner = $1 AND t.state = 'running'"
+                 WHERE (t.run_id, t.node) IN (
+                     SELECT t.run_id, t.node FROM aqueduct_dist_tasks t
+                     JOIN UNNEST($3::TEXT[], $4::INTEGER[], $5::INTEGER[])
+                          AS r(run_id, node, attempt)
+                       ON t.run_id = r.run_id AND t.node = r.node AND t.attempt = r.attempt
+                     WHERE t.lease_owner = $1 AND t.state = 'running'
+                     -- A row a commit holds is ending: it needs no renewal, and waiting
+                     -- for it could deadlock with that commit.
+                     FOR UPDATE SKIP LOCKED)"
             ),
             &[
                 &owner,

@@ -141,7 +141,7 @@ pub(super) async fn status(
     };
     let tasks = client
         .query(
-            "SELECT name, state, attempt, worker, error FROM aqueduct_dist_tasks
+            "SELECT name, state, attempt, workers, error FROM aqueduct_dist_tasks
              WHERE run_id = $1 ORDER BY node",
             &[&id],
         )
@@ -151,7 +151,7 @@ pub(super) async fn status(
             node: row.get(0),
             state: row.get(1),
             attempts: row.get::<_, i32>(2).max(0) as u32,
-            worker: row.get(3),
+            workers: row.get(3),
             error: row.get(4),
         })
         .collect();

@@ -2,17 +2,18 @@
 //! their ends; renews its leases, returns expired ones to ready, and reconnects when
 //! the database goes away.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::Mutex;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
+use super::commit::{self, Committed, Ended, Ending};
 use super::execute::Served;
-use super::protocol::{self, Claimed, Committed};
+use super::protocol::{self, Claimed};
 use super::{Cluster, distributable};
 use crate::error::Error;
 use crate::plan::{Params, Workflow};
@@ -130,13 +131,31 @@ impl Worker {
     /// [`Error::Store`] if the database cannot be reached when the worker starts.
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<WorkerStats, Error> {
         let counts = Arc::new(Counts::default());
+        // Told after each commit: slots it held may be claimed again.
+        let committed = Arc::new(Notify::new());
         let fingerprints: Vec<String> = self.served.iter().map(|s| s.fingerprint.clone()).collect();
-        let (claims, mut notes) = self.cluster.listening("aqueduct_ready").await?;
-        let mut claims = Arc::new(claims);
-        let commits = Arc::new(Mutex::new(self.cluster.client().await?));
+        // Whether it serves tasks with concurrency limits, which it claims apart.
+        let limited = self.served.iter().any(|served| {
+            let graph = &served.plan.graph;
+            (0..graph.len()).any(|node| graph.info(node).concurrency.is_some())
+        });
+        let (mut claims, mut notes) = self.cluster.listening("aqueduct_ready").await?;
+        let (commits, mut committing) = {
+            let client = self.cluster.client().await?;
+            let (sent, received) = mpsc::unbounded_channel();
+            let committer = Committer {
+                cluster: self.cluster.clone(),
+                owner: self.id.clone(),
+                client: Some(client),
+                counts: Arc::clone(&counts),
+                committed: Arc::clone(&committed),
+            };
+            (sent, tokio::spawn(committer.run(received)))
+        };
         let mut running: JoinSet<()> = JoinSet::new();
         // The attempts running here (run, node, attempt): the only ones it renews.
         let in_flight: InFlight = Arc::default();
+        let mut params = RunParams::default();
         let mut heartbeat = tokio::time::interval(self.lease / 3);
         let mut reap = tokio::time::interval(self.lease / 2);
         tokio::pin!(stop);
@@ -156,8 +175,12 @@ impl Worker {
                         tracing::warn!(error = %super::explain(&error), "reaping expired leases failed");
                     }
                 }
-                Some(_) = running.join_next(), if !running.is_empty() => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {
+                    // Every attempt that ended meanwhile frees its slot before claiming.
+                    while running.try_join_next().is_some() {}
+                }
                 _ = notes.recv() => {}
+                () = committed.notified() => {}
                 () = tokio::time::sleep(self.poll) => {}
             }
             if claims.is_closed() {
@@ -165,18 +188,21 @@ impl Worker {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(5));
                 match self.cluster.listening("aqueduct_ready").await {
-                    Ok((client, listener)) => {
-                        (claims, notes) = (Arc::new(client), listener);
-                        if let Ok(client) = self.cluster.client().await {
-                            *commits.lock().await = client;
-                        }
+                    Ok(listening) => {
+                        (claims, notes) = listening;
                         pause = Duration::from_millis(100);
                     }
                     Err(error) => tracing::warn!(%error, "cannot reach the cluster; retrying"),
                 }
                 continue;
             }
-            let free = self.slots.saturating_sub(running.len());
+            // Attempts whose ends wait for their commit count too, past as many again:
+            // a worker whose commits lag claims less.
+            let uncommitted = lock(&in_flight).len().saturating_sub(running.len());
+            let free = self
+                .slots
+                .saturating_sub(running.len())
+                .min((2 * self.slots).saturating_sub(running.len() + uncommitted));
             if free == 0 {
                 continue;
             }
@@ -190,57 +216,80 @@ impl Worker {
                         continue;
                     }
                 };
+            let mut claimed = claimed;
+            let free = free - claimed.len();
+            if limited && free > 0 {
+                match protocol::claim_limited(
+                    &mut claims,
+                    &self.id,
+                    &fingerprints,
+                    free as i64,
+                    self.lease,
+                )
+                .await
+                {
+                    Ok(more) => claimed.extend(more),
+                    Err(error) => {
+                        tracing::warn!(error = %super::explain(&error), "claiming tasks failed");
+                    }
+                }
+            }
             counts
                 .claimed
                 .fetch_add(claimed.len() as u64, Ordering::Relaxed);
-            for task in claimed {
-                let Some(served) = self
-                    .served
-                    .iter()
-                    .find(|s| s.fingerprint == task.fingerprint)
-                    .cloned()
-                else {
+            let (claimed, served): (Vec<Claimed>, Vec<Arc<Served>>) = claimed
+                .into_iter()
+                .filter_map(|task| {
+                    let served = self
+                        .served
+                        .iter()
+                        .find(|s| s.fingerprint == task.fingerprint)?;
+                    Some((task, Arc::clone(served)))
+                })
+                .unzip();
+            let read = match read_inputs(&claims, &claimed, &served, &mut params).await {
+                Ok(read) => read,
+                Err(error) => {
+                    // Not renewed, their leases expire and other attempts run them.
+                    tracing::warn!(error = %super::explain(&error), "cannot read the inputs of claimed tasks");
                     continue;
-                };
-                let (claims, commits, counts) = (
-                    Arc::clone(&claims),
-                    Arc::clone(&commits),
-                    Arc::clone(&counts),
-                );
-                let (owner, cluster) = (self.id.clone(), self.cluster.clone());
+                }
+            };
+            for ((task, served), (params, inputs)) in claimed.into_iter().zip(served).zip(read) {
                 let held = (task.run.clone(), task.node as i32, task.attempt as i32);
                 lock(&in_flight).insert(held.clone());
-                let lease = self.lease;
                 // Whatever way the attempt ends (a panic too), its lease is not renewed.
                 let held = Held(Arc::clone(&in_flight), held);
+                let (commits, lease) = (commits.clone(), self.lease);
                 running.spawn(async move {
-                    let _held = held;
-                    let context = Attempt {
-                        claims: &claims,
-                        commits: &commits,
-                        cluster: &cluster,
-                        owner: &owner,
-                        counts: &counts,
-                        lease,
-                    };
-                    attempt(served, task, context).await;
+                    let ending = attempt(served, task, params, inputs).await;
+                    // Its slot is free now; its lease is renewed until its end commits.
+                    let deadline = tokio::time::Instant::now() + lease;
+                    let _ = commits.send(ToCommit {
+                        ending,
+                        deadline,
+                        _held: held,
+                    });
                 });
             }
         }
         // The attempts running finish and commit; their leases are renewed meanwhile.
+        let mut commits = Some(commits);
         loop {
+            if running.is_empty() {
+                // The committer ends once it committed what it was sent.
+                commits = None;
+            }
             tokio::select! {
-                joined = running.join_next() => {
-                    if joined.is_none() {
-                        break;
-                    }
-                }
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                _ = &mut committing => break,
                 _ = heartbeat.tick() => {
                     let held: Vec<(String, i32, i32)> = lock(&in_flight).iter().cloned().collect();
                     let _ = protocol::heartbeat(&claims, &self.id, self.lease, &held).await;
                 }
             }
         }
+        drop(commits);
         Ok(WorkerStats {
             claimed: counts.claimed.load(Ordering::Relaxed),
             committed: counts.committed.load(Ordering::Relaxed),
@@ -251,6 +300,9 @@ impl Worker {
 
 /// How many of a task's attempts may be lost with their workers before it fails.
 const MAX_LOST: u32 = 3;
+
+/// The most attempts committed in one transaction.
+const MAX_BATCH: usize = 512;
 
 /// An attempt running here: removed from the renewed set when dropped.
 struct Held(InFlight, (String, i32, i32));
@@ -269,48 +321,83 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// What an attempt needs of its worker.
-struct Attempt<'w> {
-    claims: &'w tokio_postgres::Client,
-    commits: &'w Mutex<tokio_postgres::Client>,
-    cluster: &'w Cluster,
-    owner: &'w str,
-    counts: &'w Counts,
-    lease: Duration,
+/// The parameters of the runs this worker ran tasks of, by run id and submission
+/// time: read once per run, not per task.
+#[derive(Default)]
+struct RunParams(HashMap<(String, i64), Arc<[u8]>>);
+
+/// How many runs' parameters a worker keeps.
+const KEPT_PARAMS: usize = 1024;
+
+/// The parameters and inputs of each of the `claimed` tasks (of `served[i]`'s
+/// workflows): two statements at most, whatever their number.
+async fn read_inputs(
+    client: &tokio_postgres::Client,
+    claimed: &[Claimed],
+    served: &[Arc<Served>],
+    params: &mut RunParams,
+) -> Result<Vec<(Arc<[u8]>, Vec<(usize, protocol::Input)>)>, tokio_postgres::Error> {
+    let key = |task: &Claimed| (task.run.clone(), task.submitted_ms);
+    let mut missing: Vec<&str> = claimed
+        .iter()
+        .filter(|task| !params.0.contains_key(&key(task)))
+        .map(|task| task.run.as_str())
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    if !missing.is_empty() {
+        if params.0.len() + missing.len() > KEPT_PARAMS {
+            params.0.clear();
+        }
+        let submitted: HashMap<&str, i64> = claimed
+            .iter()
+            .map(|task| (task.run.as_str(), task.submitted_ms))
+            .collect();
+        for (run, input) in protocol::params(client, &missing).await? {
+            let submitted_ms = submitted[run.as_str()];
+            params.0.insert((run, submitted_ms), input.into());
+        }
+    }
+    let wanted: Vec<Vec<usize>> = claimed
+        .iter()
+        .zip(served)
+        .map(|(task, served)| {
+            let graph = &served.plan.graph;
+            graph
+                .node(task.node)
+                .inputs()
+                .filter(|&input| graph.kind(input) != Kind::Param)
+                .collect()
+        })
+        .collect();
+    let inputs = protocol::inputs(client, claimed, &wanted).await?;
+    Ok(claimed
+        .iter()
+        .zip(inputs)
+        // A run deleted since its task was claimed: its commit will find nothing.
+        .map(|(task, inputs)| {
+            let params = params
+                .0
+                .get(&key(task))
+                .cloned()
+                .unwrap_or_else(|| Arc::from([]));
+            (params, inputs)
+        })
+        .collect())
 }
 
-/// Runs one claimed attempt and commits how it ended; a commit the database could
-/// not take (it went away) is tried again, on a new connection, while the attempt's
-/// lease may still hold.
-async fn attempt(served: Arc<Served>, task: Claimed, worker: Attempt<'_>) {
-    let Attempt {
-        claims,
-        commits,
-        cluster,
-        owner,
-        counts,
-        lease,
-    } = worker;
-    let plan = Arc::clone(&served.plan);
-    let inputs: Vec<usize> = plan
-        .graph
-        .node(task.node)
-        .inputs()
-        .filter(|&input| plan.graph.kind(input) != Kind::Param)
-        .collect();
-    let (params, inputs) = match protocol::inputs(claims, &task.run, &inputs).await {
-        Ok(read) => read,
-        Err(error) => {
-            // Its lease expires and another attempt runs it.
-            tracing::warn!(run = %task.run, node = task.node, error = %super::explain(&error), "cannot read a task's inputs");
-            return;
-        }
-    };
+/// Runs one claimed attempt with its parameters and inputs; says how it ended.
+async fn attempt(
+    served: Arc<Served>,
+    task: Claimed,
+    params: Arc<[u8]>,
+    inputs: Vec<(usize, protocol::Input)>,
+) -> Ending {
     let tries = task.attempt.saturating_sub(task.reaped).max(1);
     // A task whose workers keep dying with it (an abort, a stack overflow, an
     // out-of-memory kill) is not handed to every worker in turn: it fails.
-    let mut ended = if task.reaped >= MAX_LOST {
-        protocol::Ended::Failed {
+    let ended = if task.reaped >= MAX_LOST {
+        Ended::Failed {
             error: format!(
                 "its worker was lost {} times while running it (killed, or crashed by the \
                  task): it is not run again",
@@ -321,52 +408,146 @@ async fn attempt(served: Arc<Served>, task: Claimed, worker: Attempt<'_>) {
     } else {
         super::execute::run(Arc::clone(&served), task.node, tries, params, inputs).await
     };
-    let deadline = tokio::time::Instant::now() + lease;
-    let mut pause = Duration::from_millis(100);
-    let committed = loop {
-        let result = {
-            let mut client = commits.lock().await;
-            if client.is_closed()
-                && let Ok(again) = cluster.client().await
-            {
-                *client = again;
+    Ending {
+        plan: Arc::clone(&served.plan),
+        claimed: task,
+        ended,
+    }
+}
+
+/// An ended attempt on its way to be committed, with until when its lease may hold;
+/// renewed until then.
+struct ToCommit {
+    ending: Ending,
+    deadline: tokio::time::Instant,
+    _held: Held,
+}
+
+/// Commits the ends of a worker's attempts, as many at once as have ended since the
+/// last commit.
+struct Committer {
+    cluster: Cluster,
+    owner: String,
+    client: Option<tokio_postgres::Client>,
+    counts: Arc<Counts>,
+    committed: Arc<Notify>,
+}
+
+impl Committer {
+    async fn run(mut self, mut ended: mpsc::UnboundedReceiver<ToCommit>) {
+        let mut batch: Vec<ToCommit> = Vec::new();
+        while let Some(first) = ended.recv().await {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match ended.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
             }
-            protocol::commit(&mut client, &plan, &task, owner, &ended).await
-        };
-        match result {
-            Err(error) if protocol::transient(&error) && tokio::time::Instant::now() < deadline => {
+            self.commit(std::mem::take(&mut batch)).await;
+            self.committed.notify_one();
+        }
+    }
+
+    /// Commits `batch`; a commit the database could not take (it went away) is tried
+    /// again, on a new connection, for the attempts whose leases may still hold. One
+    /// the database refuses is split, to find the attempt it refuses.
+    async fn commit(&mut self, mut batch: Vec<ToCommit>) {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let result = match connected(&self.cluster, &mut self.client).await {
+                Some(client) => {
+                    let endings: Vec<&Ending> = batch.iter().map(|c| &c.ending).collect();
+                    commit::commit(client, &self.owner, &endings).await
+                }
+                None => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                    batch.retain(|c| keep(&c.ending, c.deadline));
+                    if batch.is_empty() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let error = match result {
+                Ok(committed) => {
+                    for (c, committed) in batch.iter().zip(committed) {
+                        let count = match committed {
+                            Committed::Yes => &self.counts.committed,
+                            Committed::Lost => {
+                                lost(&c.ending);
+                                &self.counts.lost
+                            }
+                        };
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return;
+                }
+                Err(error) => error,
+            };
+            if protocol::transient(&error) || self.client.as_ref().is_none_or(|c| c.is_closed()) {
                 tracing::warn!(error = %super::explain(&error), "commit failed; trying again");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
+                batch.retain(|c| keep(&c.ending, c.deadline));
+                if batch.is_empty() {
+                    return;
+                }
+                continue;
+            }
+            if batch.len() > 1 {
+                let half = batch.split_off(batch.len() / 2);
+                Box::pin(self.commit(batch)).await;
+                return Box::pin(self.commit(half)).await;
             }
             // The database refuses this end itself (an output too big to store, say):
             // the task fails with why, once, so that the run can end.
-            Err(error) if matches!(ended, protocol::Ended::Done { .. }) => {
-                let why = format!("cannot save its output: {}", super::explain(&error));
-                ended = protocol::Ended::Failed {
-                    error: protocol::text(&why),
-                    retry_in: None,
-                };
+            let ending = &mut batch[0].ending;
+            if !matches!(ending.ended, Ended::Done { .. }) {
+                tracing::warn!(
+                    run = %ending.claimed.run, node = ending.plan.graph.name_of(ending.claimed.node),
+                    error = %super::explain(&error),
+                    "cannot commit a task's end: it runs again once its lease expires"
+                );
+                return;
             }
-            result => break result,
-        }
-    };
-    match committed {
-        Ok(Committed::Yes) => {
-            counts.committed.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(Committed::Lost) => {
-            counts.lost.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                run = %task.run, node = plan.graph.name_of(task.node), attempt = task.attempt,
-                "this worker lost the task (its lease expired and another worker claimed it): its result is dropped"
-            );
-        }
-        Err(error) => {
-            tracing::warn!(
-                run = %task.run, node = plan.graph.name_of(task.node), error = %super::explain(&error),
-                "cannot commit a task's end: it runs again once its lease expires"
-            );
+            let why = format!("cannot save its output: {}", super::explain(&error));
+            ending.ended = Ended::Failed {
+                error: protocol::text(&why),
+                retry_in: None,
+            };
         }
     }
+}
+
+/// `client`, opened again if it closed; none if the database is away.
+async fn connected<'c>(
+    cluster: &Cluster,
+    client: &'c mut Option<tokio_postgres::Client>,
+) -> Option<&'c mut tokio_postgres::Client> {
+    if client.as_ref().is_none_or(|c| c.is_closed()) {
+        *client = cluster.client().await.ok();
+    }
+    client.as_mut()
+}
+
+/// Whether to try again to commit `ending`: while its lease may hold. Says why not.
+fn keep(ending: &Ending, deadline: tokio::time::Instant) -> bool {
+    let keep = tokio::time::Instant::now() < deadline;
+    if !keep {
+        tracing::warn!(
+            run = %ending.claimed.run, node = ending.plan.graph.name_of(ending.claimed.node),
+            "cannot commit a task's end: it runs again once its lease expires"
+        );
+    }
+    keep
+}
+
+fn lost(ending: &Ending) {
+    tracing::warn!(
+        run = %ending.claimed.run, node = ending.plan.graph.name_of(ending.claimed.node),
+        attempt = ending.claimed.attempt,
+        "this worker lost the task (its lease expired and another worker claimed it): its result is dropped"
+    );
 }

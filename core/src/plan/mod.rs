@@ -264,10 +264,15 @@ impl Plan {
     }
 
     /// Makes the parameters whose one reader takes them by value takeable, in a run's
-    /// `slots` (filled with the parameters, not yet shared).
+    /// `slots` (filled with the parameters, not yet shared). The parameters are the
+    /// graph's first nodes ([`Builder::new`] declares them before anything else).
     pub(crate) fn settle_params(&self, slots: &mut [Slot]) {
-        for (node, slot) in slots.iter_mut().enumerate() {
-            if self.movers[node].is_none() || self.graph.kind(node) != Kind::Param {
+        let params = slots
+            .iter_mut()
+            .enumerate()
+            .take_while(|&(node, _)| self.graph.kind(node) == Kind::Param);
+        for (node, slot) in params {
+            if self.movers[node].is_none() {
                 continue;
             }
             if let Some(record) = slot.get_mut() {

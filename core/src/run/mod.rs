@@ -23,6 +23,7 @@ use crate::store::Store;
 #[cfg(feature = "durable")]
 mod cache;
 #[cfg(feature = "postgres")]
+#[cfg(all(feature = "cli", feature = "postgres"))]
 pub(crate) use cache::new_run_id as fresh_run_id;
 #[cfg(feature = "postgres")]
 pub(crate) use durable::same_input;

@@ -5,7 +5,7 @@
 use postgres::Transaction;
 
 /// The schema this build uses: the number of migrations below.
-pub(crate) const VERSION: i32 = 2;
+pub(crate) const VERSION: i32 = 3;
 
 /// Held while the schema is checked and migrated, so that two processes opening a new
 /// database at once never both create it.
@@ -100,6 +100,12 @@ const MIGRATIONS: [&str; VERSION as usize] = [
         data   BYTEA NOT NULL,
         PRIMARY KEY (run_id, node)
     );
+",
+    "
+    -- A task's concurrency limit within its run, held across workers; the worker of
+    -- each of its attempts, in order.
+    ALTER TABLE aqueduct_dist_tasks ADD COLUMN concurrency INTEGER;
+    ALTER TABLE aqueduct_dist_tasks ADD COLUMN workers TEXT[] NOT NULL DEFAULT '{}';
 ",
 ];
 

@@ -1,0 +1,377 @@
+//! Committing ended attempts, a batch per transaction: fenced by the attempt each
+//! claimed, their outputs, their states, their successors' counts and those now ready
+//! (or skipped, in turn), and the ends of runs whose last task ended.
+//!
+//! A batch takes the same number of statements whatever its size (each one an
+//! `UNNEST` of arrays, sent without a separate prepare), which is what makes a worker
+//! fast on small tasks: the cost of a round trip is shared by every task of the batch.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Transaction};
+
+use super::protocol::Claimed;
+use crate::plan::Plan;
+use crate::store::postgres::NOW_MS;
+
+/// How a claimed attempt ended.
+pub(super) enum Ended {
+    /// Its output, encoded.
+    Done { codec: &'static str, data: Vec<u8> },
+    /// It failed; `retry_in` if its policy retries it.
+    Failed {
+        error: String,
+        retry_in: Option<Duration>,
+    },
+}
+
+/// What committing an attempt's end did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Committed {
+    /// Committed.
+    Yes,
+    /// The attempt was not this worker's any more (its lease expired and the task was
+    /// claimed again, or the run was deleted): nothing was written.
+    Lost,
+}
+
+/// An ended attempt to commit: the task claimed, its plan, and how it ended.
+pub(super) struct Ending {
+    pub(super) plan: Arc<Plan>,
+    pub(super) claimed: Claimed,
+    pub(super) ended: Ended,
+}
+
+/// Commits `endings` (attempts `owner` claimed) in one transaction; says for each
+/// whether it was committed or had been lost. Fails, committing nothing, if the
+/// database fails.
+pub(super) async fn commit(
+    client: &mut Client,
+    owner: &str,
+    endings: &[&Ending],
+) -> Result<Vec<Committed>, tokio_postgres::Error> {
+    let transaction = client.transaction().await?;
+    // A task's end need not wait for the disk: if the server crashes before it is
+    // flushed, it is lost with every later commit (never one without an earlier
+    // one), and the task runs again. The end of a run does wait (below): whoever
+    // waits for the run is told only what lasts.
+    transaction
+        .batch_execute("SET LOCAL synchronous_commit = off")
+        .await?;
+    // The runs' rows first, in one order: commits touching a run queue there, so their
+    // cascades over its tasks (in any order) never deadlock one another.
+    let mut runs: Vec<&str> = endings.iter().map(|e| e.claimed.run.as_str()).collect();
+    runs.sort_unstable();
+    runs.dedup();
+    transaction
+        .query_typed(
+            "SELECT 1 FROM aqueduct_dist_runs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            &[(&runs, Type::TEXT_ARRAY)],
+        )
+        .await?;
+    let committed = fence(&transaction, owner, endings).await?;
+    let outcomes: Vec<Committed> = (0..endings.len())
+        .map(|i| {
+            if committed[i] {
+                Committed::Yes
+            } else {
+                Committed::Lost
+            }
+        })
+        .collect();
+    save_outputs(&transaction, endings, &committed).await?;
+    // Each run's tasks that ended here (a retried attempt did not), and whether each
+    // succeeded.
+    let mut ended: Vec<(&str, &Plan, usize, bool)> = Vec::new();
+    for (ending, _) in endings.iter().zip(&committed).filter(|(_, c)| **c) {
+        let succeeded = match &ending.ended {
+            Ended::Done { .. } => true,
+            Ended::Failed {
+                retry_in: Some(_), ..
+            } => continue,
+            Ended::Failed { .. } => false,
+        };
+        ended.push((
+            &ending.claimed.run,
+            &*ending.plan,
+            ending.claimed.node,
+            succeeded,
+        ));
+    }
+    // A retried task is ready again, and the end of a limited task's attempt may let
+    // another attempt of its task start.
+    let claimable = endings.iter().zip(&committed).any(|(e, c)| {
+        let limited = e.plan.graph.info(e.claimed.node).concurrency.is_some();
+        *c && (limited
+            || matches!(
+                e.ended,
+                Ended::Failed {
+                    retry_in: Some(_),
+                    ..
+                }
+            ))
+    });
+    let (counts, ready) = release(&transaction, ended).await?;
+    let finished = end_runs(&transaction, &counts).await?;
+    if !finished.is_empty() {
+        transaction
+            .batch_execute("SET LOCAL synchronous_commit = on")
+            .await?;
+    }
+    // Wake the idle workers, and whoever waits for a run that ended.
+    let mut channels: Vec<&str> = Vec::new();
+    let mut payloads: Vec<&str> = Vec::new();
+    if ready || claimable {
+        channels.push("aqueduct_ready");
+        payloads.push("");
+    }
+    for run in &finished {
+        channels.push("aqueduct_done");
+        payloads.push(run);
+    }
+    if !channels.is_empty() {
+        transaction
+            .query_typed(
+                "SELECT pg_notify(c, p) FROM UNNEST($1::TEXT[], $2::TEXT[]) AS n(c, p)",
+                &[(&channels, Type::TEXT_ARRAY), (&payloads, Type::TEXT_ARRAY)],
+            )
+            .await?;
+    }
+    transaction.commit().await?;
+    Ok(outcomes)
+}
+
+/// Ends each attempt that is still the one its task's row holds (`running`, its
+/// attempt, `owner`'s lease): done, failed, or ready again after a retry's delay.
+/// Says which were.
+async fn fence(
+    transaction: &Transaction<'_>,
+    owner: &str,
+    endings: &[&Ending],
+) -> Result<Vec<bool>, tokio_postgres::Error> {
+    let count = endings.len();
+    let (mut runs, mut nodes, mut attempts) = (
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+    );
+    let (mut states, mut errors, mut delays) = (
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+    );
+    let mut indexes = Vec::with_capacity(count);
+    for (i, ending) in endings.iter().enumerate() {
+        runs.push(ending.claimed.run.as_str());
+        nodes.push(ending.claimed.node as i32);
+        attempts.push(ending.claimed.attempt as i32);
+        indexes.push(i as i32);
+        let (state, error, delay) = match &ending.ended {
+            Ended::Done { .. } => ("done", None, 0),
+            Ended::Failed {
+                error,
+                retry_in: Some(delay),
+            } => ("ready", Some(error.as_str()), delay.as_millis() as i64),
+            Ended::Failed { error, .. } => ("failed", Some(error.as_str()), 0),
+        };
+        states.push(state);
+        errors.push(error);
+        delays.push(delay);
+    }
+    let rows = transaction
+        .query_typed(
+            &format!(
+                "UPDATE aqueduct_dist_tasks t SET state = e.state, error = e.error,
+                     lease_owner = NULL, lease_ms = NULL,
+                     ended_ms = CASE WHEN e.state = 'ready' THEN t.ended_ms ELSE {NOW_MS} END,
+                     available_ms = CASE WHEN e.state = 'ready' THEN {NOW_MS} + e.delay
+                                         ELSE t.available_ms END
+                 FROM UNNEST($2::TEXT[], $3::INTEGER[], $4::INTEGER[], $5::TEXT[], $6::TEXT[],
+                             $7::BIGINT[], $8::INTEGER[])
+                      AS e(run_id, node, attempt, state, error, delay, i)
+                 WHERE t.run_id = e.run_id AND t.node = e.node AND t.attempt = e.attempt
+                   AND t.state = 'running' AND t.lease_owner = $1
+                 RETURNING e.i"
+            ),
+            &[
+                (&owner, Type::TEXT),
+                (&runs, Type::TEXT_ARRAY),
+                (&nodes, Type::INT4_ARRAY),
+                (&attempts, Type::INT4_ARRAY),
+                (&states, Type::TEXT_ARRAY),
+                (&errors, Type::TEXT_ARRAY),
+                (&delays, Type::INT8_ARRAY),
+                (&indexes, Type::INT4_ARRAY),
+            ],
+        )
+        .await?;
+    let mut committed = vec![false; count];
+    for row in rows {
+        committed[row.get::<_, i32>(0) as usize] = true;
+    }
+    Ok(committed)
+}
+
+/// Inserts the outputs of the attempts that were `committed` and succeeded.
+async fn save_outputs(
+    transaction: &Transaction<'_>,
+    endings: &[&Ending],
+    committed: &[bool],
+) -> Result<(), tokio_postgres::Error> {
+    let (mut runs, mut nodes, mut codecs, mut datas) = (vec![], vec![], vec![], vec![]);
+    for (ending, _) in endings.iter().zip(committed).filter(|(_, c)| **c) {
+        if let Ended::Done { codec, data } = &ending.ended {
+            runs.push(ending.claimed.run.as_str());
+            nodes.push(ending.claimed.node as i32);
+            codecs.push(*codec);
+            datas.push(data.as_slice());
+        }
+    }
+    if runs.is_empty() {
+        return Ok(());
+    }
+    transaction
+        .execute_typed(
+            "INSERT INTO aqueduct_dist_outputs (run_id, node, codec, data)
+             SELECT * FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::TEXT[], $4::BYTEA[])
+             ON CONFLICT (run_id, node) DO NOTHING",
+            &[
+                (&runs, Type::TEXT_ARRAY),
+                (&nodes, Type::INT4_ARRAY),
+                (&codecs, Type::TEXT_ARRAY),
+                (&datas, Type::BYTEA_ARRAY),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// How many tasks of a run ended in a batch, and how many of them failed.
+#[derive(Default)]
+struct Ends {
+    finished: i32,
+    failed: i32,
+}
+
+/// Counts the `ended` tasks (run, plan, node, succeeded) in their successors, one
+/// statement per wave: those whose last input arrived become ready, or skipped if one
+/// they require did not succeed (and are counted in their own successors in the next
+/// wave). Returns each run's ends (those given included) and whether any task became
+/// ready.
+async fn release<'a>(
+    transaction: &Transaction<'_>,
+    mut ended: Vec<(&'a str, &'a Plan, usize, bool)>,
+) -> Result<(BTreeMap<&'a str, Ends>, bool), tokio_postgres::Error> {
+    let mut counts: BTreeMap<&str, Ends> = BTreeMap::new();
+    let mut ready = false;
+    let mut plans: BTreeMap<&str, &Plan> = BTreeMap::new();
+    while !ended.is_empty() {
+        // Per successor: how many of its inputs ended, how many of those it required
+        // and they did not succeed.
+        let mut arrivals: BTreeMap<(&str, usize), (i32, i32)> = BTreeMap::new();
+        for &(run, plan, node, succeeded) in &ended {
+            let ends = counts.entry(run).or_default();
+            ends.finished += 1;
+            ends.failed += i32::from(!succeeded);
+            plans.insert(run, plan);
+            for (&successor, &required) in plan.successors(node) {
+                let arrival = arrivals.entry((run, successor as usize)).or_default();
+                arrival.0 += 1;
+                arrival.1 += i32::from(required && !succeeded);
+            }
+        }
+        ended.clear();
+        if arrivals.is_empty() {
+            break;
+        }
+        let runs: Vec<&str> = arrivals.keys().map(|(run, _)| *run).collect();
+        let nodes: Vec<i32> = arrivals.keys().map(|(_, node)| *node as i32).collect();
+        let arrived: Vec<i32> = arrivals.values().map(|a| a.0).collect();
+        let dooms: Vec<i32> = arrivals.values().map(|a| a.1).collect();
+        // The SET expressions read the row as it was.
+        let rows = transaction
+            .query_typed(
+                &format!(
+                    "UPDATE aqueduct_dist_tasks t SET pending = t.pending - e.arrived,
+                         doomed = t.doomed + e.dooms,
+                         state = CASE WHEN t.pending > e.arrived THEN t.state
+                                      WHEN t.doomed + e.dooms > 0 THEN 'skipped'
+                                      ELSE 'ready' END,
+                         ended_ms = CASE WHEN t.pending = e.arrived AND t.doomed + e.dooms > 0
+                                         THEN {NOW_MS} ELSE t.ended_ms END,
+                         available_ms = CASE WHEN t.pending = e.arrived
+                                              AND t.doomed + e.dooms = 0
+                                             THEN {NOW_MS} ELSE t.available_ms END
+                     FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[], $4::INTEGER[])
+                          AS e(run_id, node, arrived, dooms)
+                     WHERE t.run_id = e.run_id AND t.node = e.node AND t.state = 'waiting'
+                     RETURNING t.run_id, t.node, t.state"
+                ),
+                &[
+                    (&runs, Type::TEXT_ARRAY),
+                    (&nodes, Type::INT4_ARRAY),
+                    (&arrived, Type::INT4_ARRAY),
+                    (&dooms, Type::INT4_ARRAY),
+                ],
+            )
+            .await?;
+        for row in rows {
+            match row.get::<_, &str>(2) {
+                "ready" => ready = true,
+                "skipped" => {
+                    let run: &str = row.get(0);
+                    // The run's id as the batch holds it (the row's borrows the row).
+                    let Some((&run, &plan)) = plans.get_key_value(run) else {
+                        continue;
+                    };
+                    ended.push((run, plan, row.get::<_, i32>(1) as usize, false));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok((counts, ready))
+}
+
+/// Counts each run's ends in its row; a run whose last task ended gets its status
+/// (failed if any task failed). Returns the runs that ended.
+async fn end_runs(
+    transaction: &Transaction<'_>,
+    counts: &BTreeMap<&str, Ends>,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    if counts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let runs: Vec<&str> = counts.keys().copied().collect();
+    let finished: Vec<i32> = counts.values().map(|c| c.finished).collect();
+    let failed: Vec<i32> = counts.values().map(|c| c.failed).collect();
+    let rows = transaction
+        .query_typed(
+            &format!(
+                "UPDATE aqueduct_dist_runs r SET unfinished = r.unfinished - e.finished,
+                     failed = r.failed + e.failed,
+                     status = CASE WHEN r.unfinished - e.finished > 0 THEN r.status
+                                   WHEN r.failed + e.failed > 0 THEN 'failed'
+                                   ELSE 'succeeded' END,
+                     ended_ms = CASE WHEN r.unfinished - e.finished > 0 THEN NULL
+                                     ELSE {NOW_MS} END
+                 FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[]) AS e(id, finished, failed)
+                 WHERE r.id = e.id
+                 RETURNING r.id, r.unfinished"
+            ),
+            &[
+                (&runs, Type::TEXT_ARRAY),
+                (&finished, Type::INT4_ARRAY),
+                (&failed, Type::INT4_ARRAY),
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter(|row| row.get::<_, i32>(1) == 0)
+        .map(|row| row.get(0))
+        .collect())
+}
