@@ -273,6 +273,18 @@ async fn the_command_line_submits_a_run_and_waits_for_the_workers() {
         return;
     };
     let cluster = Cluster::connect(&db.url).unwrap();
+    // Submitted with no worker at work: `runs` says it waits for one.
+    cluster
+        .submit(triple::workflow(), "cli-0", (1,))
+        .await
+        .unwrap();
+    let listed = cluster.runs(Some("triple")).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].status.as_str(), listed[0].workers),
+        ("running", 0)
+    );
+    assert_eq!((listed[0].tasks, listed[0].unfinished), (1, 1));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = workers(&cluster, triple::workflow(), 1, &stopped).await;
     let mut got = None;
@@ -294,10 +306,48 @@ async fn the_command_line_submits_a_run_and_waits_for_the_workers() {
     assert_eq!((code, got), (std::process::ExitCode::SUCCESS, Some(42)));
     let status = cluster.status("cli-1").await.unwrap().unwrap();
     assert_eq!(status.status, "succeeded");
+    assert_eq!(cluster.wait(triple::workflow(), "cli-0").await.unwrap(), 3);
+    let listed = cluster.runs(Some("triple")).await.unwrap();
+    let ids: Vec<(&str, &str, u32, u32)> = listed
+        .iter()
+        .map(|r| (r.id.as_str(), r.status.as_str(), r.unfinished, r.workers))
+        .collect();
+    assert_eq!(
+        ids,
+        [("cli-1", "succeeded", 0, 1), ("cli-0", "succeeded", 0, 1)]
+    );
+    assert!(cluster.runs(Some("other")).await.unwrap().is_empty());
+    let cli = |args: &[&str]| {
+        let args: Vec<String> = ["triple"]
+            .iter()
+            .chain(args)
+            .map(|a| a.to_string())
+            .collect();
+        async move {
+            aqueduct::cli::Cli::new(triple::workflow())
+                .main_from(args, || (0,), |_, _| {})
+                .await
+        }
+    };
+    let url = db.url.as_str();
+    let success = std::process::ExitCode::SUCCESS;
+    assert_eq!(
+        cli(&["runs", "--distributed", "--database-url", url]).await,
+        success
+    );
+    assert_eq!(
+        cli(&["show", "cli-1", "--distributed", "--database-url", url]).await,
+        success
+    );
+    let unknown = cli(&["show", "nope", "--distributed", "--database-url", url]).await;
+    assert_ne!(unknown, success, "an unknown run is an error");
     stop.send(true).unwrap();
     for worker in running {
         worker.await.unwrap();
     }
+    // A worker that stops says so.
+    let listed = cluster.runs(Some("triple")).await.unwrap();
+    assert!(listed.iter().all(|r| r.workers == 0), "{listed:?}");
 }
 
 /// Attempts of `throttled` running now in each run (by its `x`), on any worker, and

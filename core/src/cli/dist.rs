@@ -1,4 +1,5 @@
-//! The distributed commands (feature `postgres`): `worker`, and `run --distributed`.
+//! The distributed commands (feature `postgres`): `worker`, and `run`, `runs` and
+//! `show` with `--distributed`.
 
 use crate::dist::{Cluster, Worker};
 use crate::plan::{Params, Workflow};
@@ -72,5 +73,37 @@ where
         .map_err(|e| format!("{e}\n(run `{id}`)"))?;
     done(output, &RunReport::not_started(name));
     eprintln!("run `{id}` succeeded");
+    Ok(())
+}
+
+/// `runs --distributed`: the cluster's runs of `workflow`, the last submitted first;
+/// a running run no worker of its build serves says so.
+pub(super) async fn runs<P, O>(workflow: &Workflow<P, O>, url: &str) -> Result<(), Failure> {
+    let cluster = Cluster::connect(url).map_err(|e| e.to_string())?;
+    let runs = cluster
+        .runs(Some(workflow.plan.graph.name()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let this_build = workflow
+        .plan
+        .durable
+        .as_ref()
+        .map(|d| d.fingerprint.as_str());
+    out_raw!(
+        "{}",
+        super::tables::distributed_runs_table(&runs, this_build)
+    );
+    Ok(())
+}
+
+/// `show RUN --distributed`: a distributed run's tasks, the worker of each attempt.
+pub(super) async fn show(url: &str, run_id: &str) -> Result<(), Failure> {
+    let cluster = Cluster::connect(url).map_err(|e| e.to_string())?;
+    let run = cluster
+        .status(run_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no distributed run `{run_id}` in {}", cluster.location()))?;
+    out_raw!("{}", super::tables::distributed_run_table(&run));
     Ok(())
 }

@@ -52,8 +52,6 @@ use crate::report::RunReport;
 use crate::run::{RunOutcome, Runner};
 use crate::store::{SqliteStore, Store};
 
-#[cfg(feature = "postgres")]
-mod dist;
 mod tables;
 mod ticker;
 
@@ -72,6 +70,9 @@ macro_rules! out_raw {
         let _ = write!(std::io::stdout().lock(), $($arg)*);
     }};
 }
+
+#[cfg(feature = "postgres")]
+mod dist;
 
 use tables::{cache_table, runs_table};
 use ticker::Ticker;
@@ -96,6 +97,19 @@ struct StoreArg {
     store: Option<PathBuf>,
 }
 
+/// Where distributed runs are: `--distributed` works with them instead of the store's.
+#[cfg(feature = "postgres")]
+#[derive(clap::Args, Default)]
+struct ClusterArg {
+    /// Works with the distributed runs of a PostgreSQL cluster (see `worker`): `run`
+    /// submits a run to its workers and waits for it.
+    #[arg(long, requires = "database_url")]
+    distributed: bool,
+    /// The cluster's database (`postgres://…`).
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Runs the workflow (the default command).
@@ -107,16 +121,11 @@ enum Command {
         run_id: Option<String>,
         /// Runs in memory: no checkpoints, no history.
         #[arg(long)]
+        #[cfg_attr(feature = "postgres", arg(conflicts_with = "distributed"))]
         no_store: bool,
-        /// Submits the run to the workers of a PostgreSQL cluster and waits for it
-        /// (see `worker`).
         #[cfg(feature = "postgres")]
-        #[arg(long, requires = "database_url", conflicts_with = "no_store")]
-        distributed: bool,
-        /// The cluster's database (`postgres://…`).
-        #[cfg(feature = "postgres")]
-        #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
-        database_url: Option<String>,
+        #[command(flatten)]
+        cluster: ClusterArg,
     },
     /// Runs the tasks of the distributed runs of this workflow, from a PostgreSQL
     /// cluster, until Ctrl-C.
@@ -140,6 +149,9 @@ enum Command {
     Runs {
         #[command(flatten)]
         store: StoreArg,
+        #[cfg(feature = "postgres")]
+        #[command(flatten)]
+        cluster: ClusterArg,
     },
     /// Prints a run's report.
     Show {
@@ -147,6 +159,9 @@ enum Command {
         run_id: String,
         #[command(flatten)]
         store: StoreArg,
+        #[cfg(feature = "postgres")]
+        #[command(flatten)]
+        cluster: ClusterArg,
     },
     /// Deletes the runs started before some days ago, with their checkpoints; runs
     /// still running are left alone.
@@ -268,18 +283,38 @@ where
             run_id: None,
             no_store: false,
             #[cfg(feature = "postgres")]
-            distributed: false,
-            #[cfg(feature = "postgres")]
-            database_url: None,
+            cluster: ClusterArg::default(),
         });
         match command {
             #[cfg(feature = "postgres")]
             Command::Run {
-                distributed: true,
-                database_url: Some(url),
+                cluster:
+                    ClusterArg {
+                        distributed: true,
+                        database_url: Some(url),
+                    },
                 run_id,
                 ..
             } => dist::submit_and_wait(&self.workflow, &url, run_id, input, done).await,
+            #[cfg(feature = "postgres")]
+            Command::Runs {
+                cluster:
+                    ClusterArg {
+                        distributed: true,
+                        database_url: Some(url),
+                    },
+                ..
+            } => dist::runs(&self.workflow, &url).await,
+            #[cfg(feature = "postgres")]
+            Command::Show {
+                run_id,
+                cluster:
+                    ClusterArg {
+                        distributed: true,
+                        database_url: Some(url),
+                    },
+                ..
+            } => dist::show(&url, &run_id).await,
             #[cfg(feature = "postgres")]
             Command::Worker {
                 database_url,
@@ -328,13 +363,13 @@ where
                     .run_id(run_id);
                 finish(watch(runner, |r| r.resume()).await, done)
             }
-            Command::Runs { store } => {
+            Command::Runs { store, .. } => {
                 self.require_durable()?;
                 let runs = self.existing(store)?.runs().map_err(|e| e.to_string())?;
                 out_raw!("{}", runs_table(&runs));
                 Ok(())
             }
-            Command::Show { run_id, store } => {
+            Command::Show { run_id, store, .. } => {
                 self.require_durable()?;
                 let store = self.existing(store)?;
                 match store.report(&run_id).map_err(|e| e.to_string())? {

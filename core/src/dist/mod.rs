@@ -70,6 +70,32 @@ pub struct DistributedRun {
     pub tasks: Vec<DistributedTask>,
 }
 
+/// A distributed run as [`Cluster::runs`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DistributedRunSummary {
+    /// The run's id.
+    pub id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// When it was submitted (ms since the Unix epoch, the server's clock).
+    pub submitted_ms: u64,
+    /// When its last task ended.
+    pub ended_ms: Option<u64>,
+    /// How many tasks it has.
+    pub tasks: u32,
+    /// How many of them have not ended.
+    pub unfinished: u32,
+    /// How many of them failed.
+    pub failed: u32,
+    /// How many workers at work now serve its build (its fingerprint): a running run
+    /// with none waits for one (a worker of another build never takes its tasks).
+    pub workers: u32,
+    /// The fingerprint of the build that submitted it.
+    pub fingerprint: String,
+}
+
 /// One task of a [`DistributedRun`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DistributedTask {
@@ -205,11 +231,23 @@ impl Cluster {
     /// # Errors
     /// [`StoreError`] if the database fails.
     pub async fn status(&self, run_id: &str) -> Result<Option<DistributedRun>, StoreError> {
-        let client = self.client().await.map_err(|error| match error {
-            Error::Store(error) => error,
-            other => self.store_error(other.to_string()),
-        })?;
+        let client = self.reader().await?;
         read::status(&client, run_id)
+            .await
+            .map_err(|error| self.store_error(explain(&error)))
+    }
+
+    /// The runs of the workflow named `workflow` (of every workflow if `None`), the
+    /// last submitted first.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database fails.
+    pub async fn runs(
+        &self,
+        workflow: Option<&str>,
+    ) -> Result<Vec<DistributedRunSummary>, StoreError> {
+        let client = self.reader().await?;
+        read::runs(&client, workflow)
             .await
             .map_err(|error| self.store_error(explain(&error)))
     }
@@ -231,6 +269,14 @@ impl Cluster {
             .await
             .map_err(|error| self.sql_error(&error))?;
         Ok((client, notes))
+    }
+
+    /// A connection to read with, or why not.
+    async fn reader(&self) -> Result<tokio_postgres::Client, StoreError> {
+        self.client().await.map_err(|error| match error {
+            Error::Store(error) => error,
+            other => self.store_error(other.to_string()),
+        })
     }
 
     async fn client(&self) -> Result<tokio_postgres::Client, Error> {

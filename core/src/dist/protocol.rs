@@ -413,3 +413,42 @@ pub(super) async fn reap(client: &Client) -> Result<u64, tokio_postgres::Error> 
     }
     Ok(reaped)
 }
+
+/// Records that worker `owner` (serving `fingerprints`, leasing for `lease`) is at
+/// work, now; what `runs` reads to say whether a run has a worker of its build.
+pub(super) async fn present(
+    client: &Client,
+    owner: &str,
+    fingerprints: &[String],
+    lease: Duration,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute_typed(
+            &format!(
+                "INSERT INTO aqueduct_dist_workers (id, fingerprints, seen_ms, lease_ms)
+                 VALUES ($1, $2, {NOW_MS}, $3)
+                 ON CONFLICT (id) DO UPDATE SET seen_ms = EXCLUDED.seen_ms"
+            ),
+            &[
+                (&owner, Type::TEXT),
+                (&fingerprints, Type::TEXT_ARRAY),
+                (&(lease.as_millis() as i64), Type::INT8),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records that worker `owner` stopped; forgets the workers gone for a day.
+pub(super) async fn absent(client: &Client, owner: &str) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute_typed(
+            &format!(
+                "DELETE FROM aqueduct_dist_workers
+                 WHERE id = $1 OR seen_ms + lease_ms < {NOW_MS} - 86400000"
+            ),
+            &[(&owner, Type::TEXT)],
+        )
+        .await?;
+    Ok(())
+}

@@ -4,9 +4,10 @@
 use tokio_postgres::Client;
 
 use super::protocol::Failure;
-use super::{DistributedRun, DistributedTask};
+use super::{DistributedRun, DistributedRunSummary, DistributedTask};
 use crate::error::{Error, TaskFailure};
 use crate::plan::Plan;
+use crate::store::postgres::NOW_MS;
 use crate::task::TaskError;
 
 /// A run that ended: how, and what it left.
@@ -161,4 +162,44 @@ pub(super) async fn status(
         status: run.get(2),
         tasks,
     }))
+}
+
+/// The runs of `workflow` (of every workflow if `None`), the last submitted first.
+pub(super) async fn runs(
+    client: &Client,
+    workflow: Option<&str>,
+) -> Result<Vec<DistributedRunSummary>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT r.id, r.workflow, r.status, r.submitted_ms, r.ended_ms,
+                        (SELECT count(*) FROM aqueduct_dist_tasks t WHERE t.run_id = r.id),
+                        r.unfinished, r.failed,
+                        (SELECT count(*) FROM aqueduct_dist_workers w
+                         WHERE r.fingerprint = ANY(w.fingerprints)
+                           AND w.seen_ms + w.lease_ms > {NOW_MS}),
+                        r.fingerprint
+                 FROM aqueduct_dist_runs r
+                 WHERE $1::TEXT IS NULL OR r.workflow = $1
+                 ORDER BY r.submitted_ms DESC, r.id"
+            ),
+            &[&workflow],
+        )
+        .await?;
+    let count = |value: i64| u32::try_from(value.max(0)).unwrap_or(u32::MAX);
+    Ok(rows
+        .iter()
+        .map(|row| DistributedRunSummary {
+            id: row.get(0),
+            workflow: row.get(1),
+            status: row.get(2),
+            submitted_ms: row.get::<_, i64>(3).max(0) as u64,
+            ended_ms: row.get::<_, Option<i64>>(4).map(|ms| ms.max(0) as u64),
+            tasks: count(row.get(5)),
+            unfinished: count(row.get::<_, i32>(6).into()),
+            failed: count(row.get::<_, i32>(7).into()),
+            workers: count(row.get(8)),
+            fingerprint: row.get(9),
+        })
+        .collect())
 }

@@ -166,7 +166,11 @@ impl Worker {
                 () = &mut stop => break,
                 _ = heartbeat.tick() => {
                     let held: Vec<(String, i32, i32)> = lock(&in_flight).iter().cloned().collect();
-                    if let Err(error) = protocol::heartbeat(&claims, &self.id, self.lease, &held).await {
+                    let beat = async {
+                        protocol::heartbeat(&claims, &self.id, self.lease, &held).await?;
+                        protocol::present(&claims, &self.id, &fingerprints, self.lease).await
+                    };
+                    if let Err(error) = beat.await {
                         tracing::warn!(error = %super::explain(&error), "heartbeat failed");
                     }
                 }
@@ -290,6 +294,9 @@ impl Worker {
             }
         }
         drop(commits);
+        if let Err(error) = protocol::absent(&claims, &self.id).await {
+            tracing::warn!(error = %super::explain(&error), "cannot record that this worker stopped");
+        }
         Ok(WorkerStats {
             claimed: counts.claimed.load(Ordering::Relaxed),
             committed: counts.committed.load(Ordering::Relaxed),

@@ -103,9 +103,17 @@ const MIGRATIONS: [&str; VERSION as usize] = [
 ",
     "
     -- A task's concurrency limit within its run, held across workers; the worker of
-    -- each of its attempts, in order.
+    -- each of its attempts, in order; the workers.
     ALTER TABLE aqueduct_dist_tasks ADD COLUMN concurrency INTEGER;
     ALTER TABLE aqueduct_dist_tasks ADD COLUMN workers TEXT[] NOT NULL DEFAULT '{}';
+    -- The workers at work: the builds (fingerprints) each serves, when it was last
+    -- seen and how long its leases are (it is gone once one passes unseen).
+    CREATE TABLE aqueduct_dist_workers (
+        id           TEXT PRIMARY KEY,
+        fingerprints TEXT[] NOT NULL,
+        seen_ms      BIGINT NOT NULL,
+        lease_ms     BIGINT NOT NULL
+    );
 ",
 ];
 
