@@ -215,15 +215,26 @@ async fn retries_failures_skips_and_cleanups_behave_as_in_one_process() {
 }
 
 #[tokio::test]
-async fn a_workflow_with_a_fan_out_is_refused_with_the_reason() {
+async fn what_workers_do_not_run_is_refused_with_the_reason() {
     #[task]
     fn one(x: &u64) -> u64 {
         x + 1
     }
+    #[task]
+    fn positive(x: &u64) -> bool {
+        *x > 0
+    }
     workflow! {
         #[durable]
-        fn fanned(xs: Vec<u64>) -> Vec<u64> {
-            for x in &xs { one(x) }
+        fn branched(x: u64) -> u64 {
+            let ok = positive(&x);
+            if ok { one(&x) } else { one(&x) }
+        }
+    }
+    workflow! {
+        #[durable]
+        fn nested(xss: Vec<Vec<u64>>) -> Vec<Vec<u64>> {
+            for xs in &xss { for x in xs { one(x) } }
         }
     }
     let Some(db) = Database::new("dist_refused") else {
@@ -231,16 +242,21 @@ async fn a_workflow_with_a_fan_out_is_refused_with_the_reason() {
     };
     let cluster = Cluster::connect(&db.url).unwrap();
     let refused = cluster
-        .submit(fanned::workflow(), "r", (vec![1],))
+        .submit(branched::workflow(), "r", (1,))
         .await
         .unwrap_err();
     assert!(
         matches!(refused, Error::NotDistributable { .. }),
         "{refused}"
     );
-    assert!(refused.to_string().contains("`for`"), "{refused}");
-    let worker = Worker::new(cluster.clone()).serve(fanned::workflow());
+    assert!(refused.to_string().contains("`if` or `match`"), "{refused}");
+    let worker = Worker::new(cluster.clone()).serve(branched::workflow());
     assert!(worker.is_err());
+    let refused = cluster
+        .submit(nested::workflow(), "n", (vec![vec![1]],))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("nested `for`"), "{refused}");
 
     // What one process holds but workers do not yet: refused, not ignored.
     #[task(cache)]
@@ -445,5 +461,175 @@ async fn a_concurrency_limit_holds_across_workers_within_a_run() {
             most, 2,
             "two attempts of `throttled` at once in run x={x}, never more"
         );
+    }
+}
+
+#[task]
+fn numbers(count: &u64) -> Vec<u64> {
+    (0..*count).collect()
+}
+
+#[task]
+fn squared(x: &u64) -> u64 {
+    x * x
+}
+
+#[task]
+async fn plus(x: &u64, offset: &u64) -> Result<u64, TaskError> {
+    if *x == 49 && *offset == 1 {
+        return Err(TaskError::msg("49 is refused"));
+    }
+    Ok(x + offset)
+}
+
+#[task]
+fn labelled(x: &u64) -> String {
+    format!("n{x}")
+}
+
+#[task]
+fn shout(label: String) -> String {
+    label.to_uppercase()
+}
+
+#[task]
+fn total(values: &[u64], labels: &[String], inner: &u64) -> String {
+    format!(
+        "{} {} {}",
+        values.iter().sum::<u64>(),
+        labels.join(","),
+        inner
+    )
+}
+
+#[task]
+fn outcome(values: &Outcome<Vec<u64>>) -> String {
+    match values.value() {
+        Some(values) => format!("{} values", values.len()),
+        None => "no values".into(),
+    }
+}
+
+workflow! {
+    /// `x * x + offset`: run as a node of `items`.
+    #[durable]
+    pub fn offset_square(x: u64, offset: u64) -> u64 {
+        let s = squared(&x);
+        plus(&s, &offset)
+    }
+}
+
+workflow! {
+    #[durable]
+    fn items(count: u64, offset: u64) -> String {
+        let xs = numbers(&count);
+        // Borrowed items, each a chain of a CPU and an IO task reading an import.
+        let values = for x in &xs {
+            let s = squared(x);
+            plus(&s, &offset)
+        };
+        // Owned items: each item's task takes its item.
+        let labels = for x in &xs { labelled(x) };
+        let loud = for label in labels { shout(label) };
+        let inner = offset_square(&count, &offset).await;
+        total(&values, &loud, &inner)
+    }
+}
+
+workflow! {
+    #[durable]
+    fn tolerant(count: u64, offset: u64) -> String {
+        let xs = numbers(&count);
+        let values = for x in &xs {
+            let s = squared(x);
+            plus(&s, &offset)
+        };
+        outcome(&values)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_items_and_sub_workflows_run_item_by_item_on_any_worker() {
+    let Some(db) = Database::new("dist_items") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    let workflow = items::workflow();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = workers(&cluster, workflow, 2, &stopped).await;
+    for (run, count) in [("items-5", 5), ("items-0", 0), ("items-40", 40)] {
+        let expected = workflow.run((count, 3)).await.unwrap();
+        cluster.submit(workflow, run, (count, 3)).await.unwrap();
+        let output = tokio::time::timeout(Duration::from_secs(60), cluster.wait(workflow, run))
+            .await
+            .expect("the run ends")
+            .unwrap();
+        assert_eq!(output, expected, "{run}");
+    }
+    stop.send(true).unwrap();
+    let mut committed = 0;
+    for worker in running {
+        let stats = worker.await.unwrap();
+        assert!(stats.committed > 0, "every worker did work: {stats:?}");
+        committed += stats.committed;
+    }
+    let status = cluster.status("items-40").await.unwrap().unwrap();
+    let names: Vec<&str> = status.tasks.iter().map(|t| t.node.as_str()).collect();
+    for name in [
+        "values",
+        "values[0].s",
+        "values[39].plus",
+        "loud[7].shout",
+        "inner.plus",
+    ] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    assert!(status.tasks.iter().all(|t| t.state == "done"), "{status:?}");
+    // Each task's end once, each fan-out's twice (its items made, then gathered;
+    // once with no item): 6 nodes of the workflow, 4 of them fan-outs or the
+    // sub-workflow, whose body has 2 tasks; 4 tasks per item.
+    let rows = |count: u64| 6 + 4 + 2 + 4 * count;
+    assert_eq!(committed, rows(5) + rows(0) - 3 + rows(40));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_item_fails_its_fan_out_and_a_tolerant_reader_sees_it() {
+    let Some(db) = Database::new("dist_item_fails") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = workers(&cluster, tolerant::workflow(), 2, &stopped).await;
+    // Item 7 (7 * 7 = 49, with offset 1) fails: the fan-out fails, the reader runs.
+    cluster
+        .submit(tolerant::workflow(), "t", (10, 1))
+        .await
+        .unwrap();
+    let failed = tokio::time::timeout(
+        Duration::from_secs(60),
+        cluster.wait(tolerant::workflow(), "t"),
+    )
+    .await
+    .expect("the run ends")
+    .unwrap_err();
+    let Error::Failed { failures, .. } = &failed else {
+        panic!("{failed}");
+    };
+    let nodes: Vec<&str> = failures.iter().map(|f| f.node.as_str()).collect();
+    assert_eq!(nodes, ["values", "values[7].plus"], "{failed}");
+    assert!(
+        failures[0].error.to_string().contains("1 of 10 items"),
+        "{failed}"
+    );
+    assert!(
+        failures[1].error.to_string().contains("49 is refused"),
+        "{failed}"
+    );
+    let status = cluster.status("t").await.unwrap().unwrap();
+    let outcome = status.tasks.iter().find(|t| t.node == "outcome").unwrap();
+    assert_eq!(outcome.state, "done", "the tolerant reader ran: {status:?}");
+    stop.send(true).unwrap();
+    for worker in running {
+        worker.await.unwrap();
     }
 }

@@ -13,9 +13,10 @@ use std::time::Duration;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Transaction};
 
-use super::protocol::Claimed;
-use crate::plan::Plan;
+use super::protocol::{Claimed, Place};
+use crate::plan::{Call, Plan};
 use crate::store::postgres::NOW_MS;
+use crate::task::Kind;
 
 /// How a claimed attempt ended.
 pub(super) enum Ended {
@@ -26,6 +27,9 @@ pub(super) enum Ended {
         error: String,
         retry_in: Option<Duration>,
     },
+    /// A fan-out (or sub-workflow) found its items: their tasks are to be made, and
+    /// it gathers them once every item's output ended.
+    Expanded { items: usize },
 }
 
 /// What committing an attempt's end did.
@@ -83,28 +87,28 @@ pub(super) async fn commit(
         })
         .collect();
     save_outputs(&transaction, endings, &committed).await?;
-    // Each run's tasks that ended here (a retried attempt did not), and whether each
-    // succeeded.
-    let mut ended: Vec<(&str, &Plan, usize, bool)> = Vec::new();
+    let added = expand(&transaction, endings, &committed).await?;
+    // Each run's tasks that ended here (a retried attempt did not, nor a fan-out that
+    // made its items), and whether each succeeded.
+    let mut ended: Vec<(&str, &Plan, Place, bool)> = Vec::new();
     for (ending, _) in endings.iter().zip(&committed).filter(|(_, c)| **c) {
         let succeeded = match &ending.ended {
             Ended::Done { .. } => true,
             Ended::Failed {
                 retry_in: Some(_), ..
-            } => continue,
+            }
+            | Ended::Expanded { .. } => continue,
             Ended::Failed { .. } => false,
         };
-        ended.push((
-            &ending.claimed.run,
-            &*ending.plan,
-            ending.claimed.node,
-            succeeded,
-        ));
+        let place = ending.claimed.place;
+        ended.push((&ending.claimed.run, &*ending.plan, place, succeeded));
     }
     // A retried task is ready again, and the end of a limited task's attempt may let
     // another attempt of its task start.
     let claimable = endings.iter().zip(&committed).any(|(e, c)| {
-        let limited = e.plan.graph.info(e.claimed.node).concurrency.is_some();
+        let limited = super::execute::Target::of(e.claimed.place)
+            .call(&e.plan)
+            .is_some_and(|(plan, node)| plan.graph.info(node).concurrency.is_some());
         *c && (limited
             || matches!(
                 e.ended,
@@ -114,7 +118,10 @@ pub(super) async fn commit(
                 }
             ))
     });
-    let (counts, ready) = release(&transaction, ended).await?;
+    let (mut counts, ready) = release(&transaction, ended).await?;
+    for (run, tasks) in added {
+        counts.entry(run).or_default().added += tasks;
+    }
     let finished = end_runs(&transaction, &counts).await?;
     if !finished.is_empty() {
         transaction
@@ -124,7 +131,7 @@ pub(super) async fn commit(
     // Wake the idle workers, and whoever waits for a run that ended.
     let mut channels: Vec<&str> = Vec::new();
     let mut payloads: Vec<&str> = Vec::new();
-    if ready || claimable {
+    if ready || claimable || counts.values().any(|c| c.added > 0) {
         channels.push("aqueduct_ready");
         payloads.push("");
     }
@@ -153,46 +160,54 @@ async fn fence(
     endings: &[&Ending],
 ) -> Result<Vec<bool>, tokio_postgres::Error> {
     let count = endings.len();
-    let (mut runs, mut nodes, mut attempts) = (
+    let runs: Vec<&str> = endings.iter().map(|e| e.claimed.run.as_str()).collect();
+    let places: Vec<Place> = endings.iter().map(|e| e.claimed.place).collect();
+    let (nodes, items, parts) = Place::columns(&places);
+    let attempts: Vec<i32> = endings.iter().map(|e| e.claimed.attempt as i32).collect();
+    let indexes: Vec<i32> = (0..count as i32).collect();
+    let (mut states, mut errors, mut delays, mut pending) = (
+        Vec::with_capacity(count),
         Vec::with_capacity(count),
         Vec::with_capacity(count),
         Vec::with_capacity(count),
     );
-    let (mut states, mut errors, mut delays) = (
-        Vec::with_capacity(count),
-        Vec::with_capacity(count),
-        Vec::with_capacity(count),
-    );
-    let mut indexes = Vec::with_capacity(count);
-    for (i, ending) in endings.iter().enumerate() {
-        runs.push(ending.claimed.run.as_str());
-        nodes.push(ending.claimed.node as i32);
-        attempts.push(ending.claimed.attempt as i32);
-        indexes.push(i as i32);
-        let (state, error, delay) = match &ending.ended {
-            Ended::Done { .. } => ("done", None, 0),
+    for ending in endings {
+        let (state, error, delay, waits) = match &ending.ended {
+            Ended::Done { .. } => ("done", None, 0, None),
             Ended::Failed {
                 error,
                 retry_in: Some(delay),
-            } => ("ready", Some(error.as_str()), delay.as_millis() as i64),
-            Ended::Failed { error, .. } => ("failed", Some(error.as_str()), 0),
+            } => (
+                "ready",
+                Some(error.as_str()),
+                delay.as_millis() as i64,
+                None,
+            ),
+            Ended::Failed { error, .. } => ("failed", Some(error.as_str()), 0, None),
+            Ended::Expanded { items } => ("waiting", None, 0, Some(*items as i32)),
         };
         states.push(state);
         errors.push(error);
         delays.push(delay);
+        pending.push(waits);
     }
     let rows = transaction
         .query_typed(
             &format!(
                 "UPDATE aqueduct_dist_tasks t SET state = e.state, error = e.error,
                      lease_owner = NULL, lease_ms = NULL,
-                     ended_ms = CASE WHEN e.state = 'ready' THEN t.ended_ms ELSE {NOW_MS} END,
+                     ended_ms = CASE WHEN e.state IN ('ready', 'waiting') THEN t.ended_ms
+                                     ELSE {NOW_MS} END,
                      available_ms = CASE WHEN e.state = 'ready' THEN {NOW_MS} + e.delay
-                                         ELSE t.available_ms END
-                 FROM UNNEST($2::TEXT[], $3::INTEGER[], $4::INTEGER[], $5::TEXT[], $6::TEXT[],
-                             $7::BIGINT[], $8::INTEGER[])
-                      AS e(run_id, node, attempt, state, error, delay, i)
-                 WHERE t.run_id = e.run_id AND t.node = e.node AND t.attempt = e.attempt
+                                         ELSE t.available_ms END,
+                     pending = COALESCE(e.pending, t.pending),
+                     expanded = t.expanded OR e.pending IS NOT NULL
+                 FROM UNNEST($2::TEXT[], $3::INTEGER[], $4::INTEGER[], $5::INTEGER[],
+                             $6::INTEGER[], $7::TEXT[], $8::TEXT[], $9::BIGINT[], $10::INTEGER[],
+                             $11::INTEGER[])
+                      AS e(run_id, node, item, part, attempt, state, error, delay, pending, i)
+                 WHERE t.run_id = e.run_id AND t.node = e.node AND t.item = e.item
+                   AND t.part = e.part AND t.attempt = e.attempt
                    AND t.state = 'running' AND t.lease_owner = $1
                  RETURNING e.i"
             ),
@@ -200,10 +215,13 @@ async fn fence(
                 (&owner, Type::TEXT),
                 (&runs, Type::TEXT_ARRAY),
                 (&nodes, Type::INT4_ARRAY),
+                (&items, Type::INT4_ARRAY),
+                (&parts, Type::INT4_ARRAY),
                 (&attempts, Type::INT4_ARRAY),
                 (&states, Type::TEXT_ARRAY),
                 (&errors, Type::TEXT_ARRAY),
                 (&delays, Type::INT8_ARRAY),
+                (&pending, Type::INT4_ARRAY),
                 (&indexes, Type::INT4_ARRAY),
             ],
         )
@@ -221,11 +239,11 @@ async fn save_outputs(
     endings: &[&Ending],
     committed: &[bool],
 ) -> Result<(), tokio_postgres::Error> {
-    let (mut runs, mut nodes, mut codecs, mut datas) = (vec![], vec![], vec![], vec![]);
+    let (mut runs, mut places, mut codecs, mut datas) = (vec![], vec![], vec![], vec![]);
     for (ending, _) in endings.iter().zip(committed).filter(|(_, c)| **c) {
         if let Ended::Done { codec, data } = &ending.ended {
             runs.push(ending.claimed.run.as_str());
-            nodes.push(ending.claimed.node as i32);
+            places.push(ending.claimed.place);
             codecs.push(*codec);
             datas.push(data.as_slice());
         }
@@ -233,14 +251,18 @@ async fn save_outputs(
     if runs.is_empty() {
         return Ok(());
     }
+    let (nodes, items, parts) = Place::columns(&places);
     transaction
         .execute_typed(
-            "INSERT INTO aqueduct_dist_outputs (run_id, node, codec, data)
-             SELECT * FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::TEXT[], $4::BYTEA[])
-             ON CONFLICT (run_id, node) DO NOTHING",
+            "INSERT INTO aqueduct_dist_outputs (run_id, node, item, part, codec, data)
+             SELECT * FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[], $4::INTEGER[],
+                                  $5::TEXT[], $6::BYTEA[])
+             ON CONFLICT (run_id, node, item, part) DO NOTHING",
             &[
                 (&runs, Type::TEXT_ARRAY),
                 (&nodes, Type::INT4_ARRAY),
+                (&items, Type::INT4_ARRAY),
+                (&parts, Type::INT4_ARRAY),
                 (&codecs, Type::TEXT_ARRAY),
                 (&datas, Type::BYTEA_ARRAY),
             ],
@@ -249,11 +271,13 @@ async fn save_outputs(
     Ok(())
 }
 
-/// How many tasks of a run ended in a batch, and how many of them failed.
+/// How many tasks of a run ended in a batch, how many of them failed, and how many
+/// its fan-outs' items added.
 #[derive(Default)]
 struct Ends {
     finished: i32,
     failed: i32,
+    added: i32,
 }
 
 /// Counts the `ended` tasks (run, plan, node, succeeded) in their successors, one
@@ -263,7 +287,7 @@ struct Ends {
 /// ready.
 async fn release<'a>(
     transaction: &Transaction<'_>,
-    mut ended: Vec<(&'a str, &'a Plan, usize, bool)>,
+    mut ended: Vec<(&'a str, &'a Plan, Place, bool)>,
 ) -> Result<(BTreeMap<&'a str, Ends>, bool), tokio_postgres::Error> {
     let mut counts: BTreeMap<&str, Ends> = BTreeMap::new();
     let mut ready = false;
@@ -271,14 +295,14 @@ async fn release<'a>(
     while !ended.is_empty() {
         // Per successor: how many of its inputs ended, how many of those it required
         // and they did not succeed.
-        let mut arrivals: BTreeMap<(&str, usize), (i32, i32)> = BTreeMap::new();
-        for &(run, plan, node, succeeded) in &ended {
+        let mut arrivals: BTreeMap<(&str, Place), (i32, i32)> = BTreeMap::new();
+        for &(run, plan, place, succeeded) in &ended {
             let ends = counts.entry(run).or_default();
             ends.finished += 1;
             ends.failed += i32::from(!succeeded);
             plans.insert(run, plan);
-            for (&successor, &required) in plan.successors(node) {
-                let arrival = arrivals.entry((run, successor as usize)).or_default();
+            for (successor, required) in successors(plan, place) {
+                let arrival = arrivals.entry((run, successor)).or_default();
                 arrival.0 += 1;
                 arrival.1 += i32::from(required && !succeeded);
             }
@@ -288,7 +312,8 @@ async fn release<'a>(
             break;
         }
         let runs: Vec<&str> = arrivals.keys().map(|(run, _)| *run).collect();
-        let nodes: Vec<i32> = arrivals.keys().map(|(_, node)| *node as i32).collect();
+        let places: Vec<Place> = arrivals.keys().map(|(_, place)| *place).collect();
+        let (nodes, items, parts) = Place::columns(&places);
         let arrived: Vec<i32> = arrivals.values().map(|a| a.0).collect();
         let dooms: Vec<i32> = arrivals.values().map(|a| a.1).collect();
         // The SET expressions read the row as it was.
@@ -305,21 +330,25 @@ async fn release<'a>(
                          available_ms = CASE WHEN t.pending = e.arrived
                                               AND t.doomed + e.dooms = 0
                                              THEN {NOW_MS} ELSE t.available_ms END
-                     FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[], $4::INTEGER[])
-                          AS e(run_id, node, arrived, dooms)
-                     WHERE t.run_id = e.run_id AND t.node = e.node AND t.state = 'waiting'
-                     RETURNING t.run_id, t.node, t.state"
+                     FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[], $4::INTEGER[],
+                                 $5::INTEGER[], $6::INTEGER[])
+                          AS e(run_id, node, item, part, arrived, dooms)
+                     WHERE t.run_id = e.run_id AND t.node = e.node AND t.item = e.item
+                       AND t.part = e.part AND t.state = 'waiting'
+                     RETURNING t.run_id, t.node, t.item, t.part, t.state"
                 ),
                 &[
                     (&runs, Type::TEXT_ARRAY),
                     (&nodes, Type::INT4_ARRAY),
+                    (&items, Type::INT4_ARRAY),
+                    (&parts, Type::INT4_ARRAY),
                     (&arrived, Type::INT4_ARRAY),
                     (&dooms, Type::INT4_ARRAY),
                 ],
             )
             .await?;
         for row in rows {
-            match row.get::<_, &str>(2) {
+            match row.get::<_, &str>(4) {
                 "ready" => ready = true,
                 "skipped" => {
                     let run: &str = row.get(0);
@@ -327,13 +356,119 @@ async fn release<'a>(
                     let Some((&run, &plan)) = plans.get_key_value(run) else {
                         continue;
                     };
-                    ended.push((run, plan, row.get::<_, i32>(1) as usize, false));
+                    let place = Place {
+                        node: row.get::<_, i32>(1) as u32,
+                        item: row.get(2),
+                        part: row.get(3),
+                    };
+                    ended.push((run, plan, place, false));
                 }
                 _ => {}
             }
         }
     }
     Ok((counts, ready))
+}
+
+/// The tasks that wait for the task at `place` of `plan`, each with whether it
+/// requires it to succeed: a node's successors in the workflow, or in its item; and
+/// for the output of an item, its fan-out (which gathers failed items too).
+fn successors(plan: &Plan, place: Place) -> Vec<(Place, bool)> {
+    let Some((part, item)) = place.body() else {
+        return plan
+            .successors(place.node())
+            .map(|(&s, &required)| (Place::top(s as usize), required))
+            .collect();
+    };
+    let Call::FanOut(def) = &plan.calls[place.node()] else {
+        return Vec::new();
+    };
+    let mut waiting: Vec<(Place, bool)> = def
+        .body
+        .successors(part)
+        .map(|(&s, &required)| (Place::in_item(place.node(), item, s as usize), required))
+        .collect();
+    if part == def.body.graph.output() {
+        waiting.push((Place::top(place.node()), false));
+    }
+    waiting
+}
+
+/// Makes the tasks of the items of the fan-outs that `committed` as expanded, waiting
+/// or ready as their bodies say. Returns how many tasks each run gained.
+async fn expand<'a>(
+    transaction: &Transaction<'_>,
+    endings: &[&'a Ending],
+    committed: &[bool],
+) -> Result<Vec<(&'a str, i32)>, tokio_postgres::Error> {
+    let mut added = Vec::new();
+    let (mut runs, mut places) = (Vec::new(), Vec::new());
+    let (mut names, mut tasks, mut pending, mut states, mut limits) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (ending, _) in endings.iter().zip(committed).filter(|(_, c)| **c) {
+        let Ended::Expanded { items } = ending.ended else {
+            continue;
+        };
+        let node = ending.claimed.place.node();
+        let Call::FanOut(def) = &ending.plan.calls[node] else {
+            continue;
+        };
+        let body = &def.body;
+        let parts: Vec<usize> = (0..body.graph.len())
+            .filter(|&part| body.graph.kind(part) != Kind::Param)
+            .collect();
+        let fan = ending.plan.graph.name_of(node);
+        for item in 0..items {
+            for &part in &parts {
+                runs.push(ending.claimed.run.as_str());
+                places.push(Place::in_item(node, item, part));
+                let name = body.graph.name_of(part);
+                names.push(match def.collection {
+                    Some(_) => format!("{fan}[{item}].{name}"),
+                    None => format!("{fan}.{name}"),
+                });
+                let info = body.graph.info(part);
+                tasks.push(info.name);
+                pending.push(body.waits_for[part] as i32);
+                states.push(if body.waits_for[part] == 0 {
+                    "ready"
+                } else {
+                    "waiting"
+                });
+                limits.push(info.concurrency.map(|max| max as i32));
+            }
+        }
+        added.push((ending.claimed.run.as_str(), (items * parts.len()) as i32));
+    }
+    if runs.is_empty() {
+        return Ok(added);
+    }
+    let (nodes, items, parts) = Place::columns(&places);
+    transaction
+        .execute_typed(
+            &format!(
+                "INSERT INTO aqueduct_dist_tasks
+                     (run_id, node, item, part, name, task, pending, state, concurrency,
+                      available_ms)
+                 SELECT *, {NOW_MS} FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[],
+                     $4::INTEGER[], $5::TEXT[], $6::TEXT[], $7::INTEGER[], $8::TEXT[],
+                     $9::INTEGER[])
+                 ON CONFLICT DO NOTHING"
+            ),
+            &[
+                (&runs, Type::TEXT_ARRAY),
+                (&nodes, Type::INT4_ARRAY),
+                (&items, Type::INT4_ARRAY),
+                (&parts, Type::INT4_ARRAY),
+                (&names, Type::TEXT_ARRAY),
+                (&tasks, Type::TEXT_ARRAY),
+                (&pending, Type::INT4_ARRAY),
+                (&states, Type::TEXT_ARRAY),
+                (&limits, Type::INT4_ARRAY),
+            ],
+        )
+        .await?;
+    Ok(added)
 }
 
 /// Counts each run's ends in its row; a run whose last task ended gets its status
@@ -346,7 +481,7 @@ async fn end_runs(
         return Ok(Vec::new());
     }
     let runs: Vec<&str> = counts.keys().copied().collect();
-    let finished: Vec<i32> = counts.values().map(|c| c.finished).collect();
+    let finished: Vec<i32> = counts.values().map(|c| c.finished - c.added).collect();
     let failed: Vec<i32> = counts.values().map(|c| c.failed).collect();
     let rows = transaction
         .query_typed(

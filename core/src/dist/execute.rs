@@ -1,6 +1,7 @@
-//! One claimed task, run on this worker: its inputs decoded into a run's slots, its
-//! node called (CPU work on rayon, IO work on tokio, within the task's timeout), its
-//! output encoded, and how it ended.
+//! One claimed task, run on this worker: its inputs decoded into slots, its node
+//! called (CPU work on rayon, IO work on tokio, within the task's timeout), its output
+//! encoded, and how it ended. A task is a node of the workflow or of a fan-out's item;
+//! a fan-out's own row makes its items, then gathers them (`items.rs`).
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -9,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 use super::commit::Ended;
-use super::protocol::Input;
+use super::items::{self, Parents};
+use super::protocol::{Claimed, Input, Place};
 use crate::plan::{Call, Called, CheckpointFormat, Params, Plan};
 use crate::task::{Kind, TaskError, panic_message};
 use crate::value::{Slot, Value, fill};
@@ -23,6 +25,8 @@ pub(crate) struct Served {
     /// Slot arrays of attempts that ended, emptied: an attempt's array has a slot per
     /// node up to the last it reads, too many to make for each task of a big workflow.
     spare: Mutex<Vec<Box<[Slot]>>>,
+    /// What the items of its runs' fan-outs read of their runs, decoded once.
+    pub(super) parents: Parents,
 }
 
 /// Decodes a run's parameters into its slots.
@@ -45,30 +49,37 @@ impl Served {
                 Ok(())
             }),
             spare: Mutex::new(Vec::new()),
+            parents: Parents::default(),
         }
     }
 
-    /// A run's slots holding the parameters (`params`, encoded) and the `inputs` of
-    /// `node`, ready for its call: as many as the call reads (its inputs come before
-    /// it), the parameters' at least.
-    fn slots(
+    /// The run's parameters (`params`, encoded) in `slots`, made takeable where their
+    /// reader takes them.
+    pub(super) fn fill_params(&self, params: &[u8], slots: &mut [Slot]) -> Result<(), String> {
+        (self.params)(params, slots)
+            .map_err(|e| format!("cannot read the run's parameters: {e}"))?;
+        self.plan.settle_params(slots);
+        Ok(())
+    }
+
+    /// Slots for a call of `node` of `plan` (this workflow's, or a fan-out's body):
+    /// its parameters filled by `params` (the first `count`), and its `inputs`, ready
+    /// for the call. As many as the call reads (its inputs come before it).
+    pub(super) fn slots(
         self: &Arc<Self>,
+        plan: &Plan,
         node: usize,
-        params: &[u8],
+        (count, params): (usize, impl FnOnce(&mut [Slot]) -> Result<(), String>),
         inputs: Vec<(usize, Input)>,
     ) -> Result<Slots, String> {
-        let plan = &self.plan;
         let graph = &plan.graph;
-        let params_len = (0..graph.len())
-            .take_while(|&n| graph.kind(n) == Kind::Param)
-            .count();
         let needed = graph
             .node(node)
             .inputs()
             .map(|n| n + 1)
             .max()
             .unwrap_or(0)
-            .max(params_len);
+            .max(count);
         let spare = {
             let mut spare = lock(&self.spare);
             let found = spare.iter().position(|slots| slots.len() >= needed);
@@ -76,36 +87,39 @@ impl Served {
         };
         let mut slots = Slots {
             slots: spare.unwrap_or_else(|| (0..needed).map(|_| Slot::new()).collect()),
-            filled: inputs.iter().map(|&(node, _)| node).collect(),
+            filled: (0..count)
+                .chain(inputs.iter().map(|&(node, _)| node))
+                .collect(),
             served: Arc::clone(self),
         };
-        (self.params)(params, &slots.slots)
-            .map_err(|e| format!("cannot read the run's parameters: {e}"))?;
-        plan.settle_params(&mut slots.slots);
+        params(&mut slots.slots)?;
         for (node, input) in inputs {
-            let value: Value = match input {
-                Input::Done(codec, data) => {
-                    let format = crate::plan::readable(&codec, crate::plan::SCHEMA)
-                        .map_err(|e| format!("input `{}`: {e}", plan.graph.name_of(node)))?;
-                    let codec = plan.codecs[node].ok_or("an input is not checkpointed")?;
-                    let value = (codec.decode)(&data, format).map_err(|e| {
-                        format!("cannot read input `{}`: {e}", plan.graph.name_of(node))
-                    })?;
-                    plan.settle(node, value)
-                }
-                Input::Failed(error) => (plan.unresolved[node])(Some(TaskError::msg(error))),
-                Input::Skipped => (plan.unresolved[node])(None),
-            };
-            fill(&slots.slots[node], value);
+            fill(&slots.slots[node], decode(plan, node, input)?);
         }
         Ok(slots)
     }
 }
 
+/// Node `node`'s end as a value of `plan`'s: its output decoded, or its failure.
+pub(super) fn decode(plan: &Plan, node: usize, input: Input) -> Result<Value, String> {
+    Ok(match input {
+        Input::Done(codec, data) => {
+            let format = crate::plan::readable(&codec, crate::plan::SCHEMA)
+                .map_err(|e| format!("input `{}`: {e}", plan.graph.name_of(node)))?;
+            let codec = plan.codecs[node].ok_or("an input is not checkpointed")?;
+            let value = (codec.decode)(&data, format)
+                .map_err(|e| format!("cannot read input `{}`: {e}", plan.graph.name_of(node)))?;
+            plan.settle(node, value)
+        }
+        Input::Failed(error) => (plan.unresolved[node])(Some(TaskError::msg(error))),
+        Input::Skipped => (plan.unresolved[node])(None),
+    })
+}
+
 /// An attempt's slots: emptied and kept for another attempt when dropped.
-struct Slots {
+pub(super) struct Slots {
     slots: Box<[Slot]>,
-    /// The nodes whose slots it fills besides the parameters.
+    /// The slots it filled.
     filled: Vec<usize>,
     served: Arc<Served>,
 }
@@ -120,9 +134,7 @@ impl std::ops::Deref for Slots {
 
 impl Drop for Slots {
     fn drop(&mut self) {
-        let plan = &self.served.plan;
-        let params = (0..self.slots.len()).take_while(|&node| plan.graph.kind(node) == Kind::Param);
-        for node in params.chain(self.filled.drain(..)) {
+        for node in self.filled.drain(..) {
             self.slots[node].take();
         }
         let mut spare = lock(&self.served.spare);
@@ -133,28 +145,89 @@ impl Drop for Slots {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Runs attempt `attempt` of `node` (a task of `served`'s plan; attempts lost with
-/// their workers not counted) with its inputs, and says how it ended: its output
-/// encoded, or its error and whether (and when) its policy retries it.
+/// What a task calls: a node of the workflow, or a node of a fan-out's item.
+#[derive(Clone, Copy)]
+pub(super) enum Target {
+    Top(usize),
+    Item {
+        fan: usize,
+        item: usize,
+        part: usize,
+    },
+}
+
+impl Target {
+    /// What the task at `place` calls.
+    pub(super) fn of(place: Place) -> Self {
+        match place.body() {
+            Some((part, item)) => Target::Item {
+                fan: place.node(),
+                item,
+                part,
+            },
+            None => Target::Top(place.node()),
+        }
+    }
+
+    /// The plan whose node it calls, and the node.
+    pub(super) fn call<'p>(&self, plan: &'p Plan) -> Option<(&'p Plan, usize)> {
+        match *self {
+            Target::Top(node) => Some((plan, node)),
+            Target::Item { fan, part, .. } => match &plan.calls[fan] {
+                Call::FanOut(def) => Some((&def.body, part)),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Runs attempt `attempt` of `task` (attempts lost with their workers not counted)
+/// with its run's parameters and its inputs, and says how it ended: its output
+/// encoded, or its error and whether (and when) its policy retries it; for a
+/// fan-out's row, its items made or gathered.
 pub(super) async fn run(
     served: Arc<Served>,
-    node: usize,
+    task: &Claimed,
     attempt: u32,
     params: Arc<[u8]>,
-    inputs: Vec<(usize, Input)>,
+    inputs: Vec<(Place, Input)>,
 ) -> Ended {
-    let info = *served.plan.graph.info(node);
-    let result = match info.kind {
-        Kind::Io => run_io(&served, node, &params, inputs).await,
-        _ => {
+    let target = Target::of(task.place);
+    let Some((plan, node)) = target.call(&served.plan) else {
+        return failed(permanent(
+            "a task of an item of a node that is no fan-out".into(),
+        ));
+    };
+    let info = *plan.graph.info(node);
+    let run = (task.run.clone(), task.submitted_ms);
+    let result = match (&plan.calls[node], target) {
+        (Call::FanOut(_), Target::Top(fan)) if task.expanded => {
             let served = Arc::clone(&served);
-            let cpu = on_rayon(move || run_cpu(&served, node, &params, inputs));
+            return on_rayon(move || items::gather(&served, fan, inputs))
+                .await
+                .map_or_else(failed, |data| Ended::Done {
+                    codec: "json",
+                    data,
+                });
+        }
+        (Call::FanOut(_), Target::Top(fan)) => {
+            let served = Arc::clone(&served);
+            return on_rayon(move || items::expand(&served, fan, &params, inputs))
+                .await
+                .unwrap_or_else(failed);
+        }
+        (Call::Task(_), _) if info.kind == Kind::Io => {
+            run_io(&served, target, run, &params, inputs).await
+        }
+        (Call::Task(_), _) => {
+            let served = Arc::clone(&served);
+            let cpu = on_rayon(move || run_cpu(&served, target, run, &params, inputs));
             match info.timeout {
                 None => cpu.await,
                 Some(limit) => match tokio::time::timeout(limit, cpu).await {
@@ -164,6 +237,10 @@ pub(super) async fn run(
                 },
             }
         }
+        _ => Err(permanent(format!(
+            "node `{}` is not a task or fan-out, which workers do not run",
+            plan.graph.name_of(node)
+        ))),
     };
     match result {
         Ok(data) => Ended::Done {
@@ -180,15 +257,49 @@ pub(super) async fn run(
     }
 }
 
+/// A failure no retry mends.
+fn failed(error: TaskError) -> Ended {
+    Ended::Failed {
+        error: super::protocol::text(&error.to_string()),
+        retry_in: None,
+    }
+}
+
+/// The slots of a task's call: the parameters of its plan (the run's, or its item's)
+/// and its inputs.
+fn slots_of(
+    served: &Arc<Served>,
+    target: Target,
+    run: (String, i64),
+    params: &Arc<[u8]>,
+    inputs: Vec<(Place, Input)>,
+) -> Result<Slots, String> {
+    match target {
+        Target::Top(node) => {
+            let count = (0..served.plan.graph.len())
+                .take_while(|&n| served.plan.graph.kind(n) == Kind::Param)
+                .count();
+            let inputs = inputs.into_iter().map(|(p, i)| (p.node(), i)).collect();
+            let fill = |slots: &mut [Slot]| served.fill_params(params, slots);
+            served.slots(&served.plan, node, (count, fill), inputs)
+        }
+        Target::Item { fan, item, part } => {
+            items::item_slots(served, run, (fan, item, part), params, inputs)
+        }
+    }
+}
+
 /// A CPU task's attempt, on this (rayon) thread, its output encoded.
 fn run_cpu(
     served: &Arc<Served>,
-    node: usize,
-    params: &[u8],
-    inputs: Vec<(usize, Input)>,
+    target: Target,
+    run: (String, i64),
+    params: &Arc<[u8]>,
+    inputs: Vec<(Place, Input)>,
 ) -> Result<Vec<u8>, TaskError> {
-    let slots = served.slots(node, params, inputs).map_err(permanent)?;
-    let Call::Task(call) = &served.plan.calls[node] else {
+    let slots = slots_of(served, target, run, params, inputs).map_err(permanent)?;
+    let (plan, node) = target.call(&served.plan).expect("checked by `run`");
+    let Call::Task(call) = &plan.calls[node] else {
         return Err(permanent("only task nodes are run by workers".into()));
     };
     let value = match catch_unwind(AssertUnwindSafe(|| call(&slots))) {
@@ -198,30 +309,32 @@ fn run_cpu(
         }
         Err(panic) => return Err(panicked(&*panic)),
     };
-    encode(&served.plan, node, &value)
+    drop(slots);
+    encode(plan, node, &value)
 }
 
 /// An IO task's attempt: inputs decoded and the output encoded on rayon, the call on
 /// this tokio task, within its timeout.
 async fn run_io(
     served: &Arc<Served>,
-    node: usize,
+    target: Target,
+    run: (String, i64),
     params: &Arc<[u8]>,
-    inputs: Vec<(usize, Input)>,
+    inputs: Vec<(Place, Input)>,
 ) -> Result<Vec<u8>, TaskError> {
     let slots = {
         let (served, params) = (Arc::clone(served), Arc::clone(params));
-        on_rayon(move || served.slots(node, &params, inputs).map_err(permanent)).await?
+        on_rayon(move || slots_of(&served, target, run, &params, inputs).map_err(permanent)).await?
     };
-    let Call::Task(call) = &served.plan.calls[node] else {
+    let (plan, node) = target.call(&served.plan).expect("checked by `run`");
+    let Call::Task(call) = &plan.calls[node] else {
         return Err(permanent("only task nodes are run by workers".into()));
     };
     let value = match catch_unwind(AssertUnwindSafe(|| call(&slots))) {
         Ok(Called::Done(result)) => result?,
         Ok(Called::Pending(future)) => {
             let future = crate::exec::caught(future);
-            let limit = served.plan.graph.info(node).timeout;
-            match limit {
+            match plan.graph.info(node).timeout {
                 None => future.await?,
                 Some(limit) => tokio::time::timeout(limit, future)
                     .await
@@ -231,11 +344,15 @@ async fn run_io(
         Err(panic) => return Err(panicked(&*panic)),
     };
     let served = Arc::clone(served);
-    on_rayon(move || encode(&served.plan, node, &value)).await
+    on_rayon(move || {
+        let (plan, node) = target.call(&served.plan).expect("checked by `run`");
+        encode(plan, node, &value)
+    })
+    .await
 }
 
-/// `value` (node `node`'s), encoded for the outputs table.
-fn encode(plan: &Plan, node: usize, value: &Value) -> Result<Vec<u8>, TaskError> {
+/// `value` (node `node`'s, of `plan`), encoded for the outputs table.
+pub(super) fn encode(plan: &Plan, node: usize, value: &Value) -> Result<Vec<u8>, TaskError> {
     let codec =
         plan.codecs[node].ok_or_else(|| permanent("the node is not checkpointed".into()))?;
     catch_unwind(AssertUnwindSafe(|| {
@@ -260,7 +377,7 @@ async fn on_rayon<T: Send + 'static>(
     }
 }
 
-fn permanent(message: String) -> TaskError {
+pub(super) fn permanent(message: String) -> TaskError {
     TaskError::permanent(TaskError::msg(message))
 }
 

@@ -22,7 +22,9 @@
 //! [`Worker::serve`] and [`Cluster::submit`] with [`Error::NotDistributable`]).
 
 mod commit;
+mod committer;
 mod execute;
+mod items;
 mod protocol;
 mod read;
 mod worker;
@@ -363,7 +365,8 @@ async fn drive<S, T>(
 pub(super) use connect::explain;
 
 /// The plan's fingerprint, if this version can distribute it: durable, every node a
-/// parameter or a task.
+/// parameter, a task, or a fan-out or sub-workflow whose body is of parameters and
+/// tasks (its output a task), uncapped; nothing cached.
 fn distributable(plan: &Plan) -> Result<&str, Error> {
     let workflow = plan.graph.name().to_owned();
     let refuse = |reason: String| Error::NotDistributable {
@@ -375,34 +378,83 @@ fn distributable(plan: &Plan) -> Result<&str, Error> {
             "its values must be saved between workers: declare it `#[durable]`".into(),
         ));
     };
-    for node in 0..plan.graph.len() {
-        let what = match (&plan.calls[node], plan.graph.kind(node)) {
-            (Call::Param, _) | (Call::Task(_), Kind::Cpu | Kind::Io) => continue,
-            (Call::FanOut(_), _) => "a `for` or a sub-workflow",
-            _ => "an `if` or `match`",
-        };
-        return Err(refuse(format!(
-            "node `{}` is {what}, which this version runs only in one process; distributed \
-             runs take workflows of tasks",
-            plan.graph.name_of(node)
-        )));
-    }
-    for node in 0..plan.graph.len() {
-        let info = plan.graph.info(node);
-        if info.cache.is_none() {
-            continue;
+    let graph = &plan.graph;
+    for node in 0..graph.len() {
+        let name = graph.name_of(node);
+        match &plan.calls[node] {
+            Call::Param => continue,
+            Call::Task(_) => {
+                tasks_only(plan, node).map_err(|why| refuse(format!("node `{name}` {why}")))?
+            }
+            Call::FanOut(def) => {
+                let body = &def.body;
+                if def.at_once.is_some() {
+                    return Err(refuse(format!(
+                        "node `{name}` is a capped `for`, which this version runs only in \
+                         one process"
+                    )));
+                }
+                for part in 0..body.graph.len() {
+                    if !matches!(body.calls[part], Call::Param) {
+                        let inner = body.graph.name_of(part);
+                        tasks_only(body, part).map_err(|why| {
+                            refuse(format!("node `{inner}` of `{name}`'s body {why}"))
+                        })?;
+                    }
+                }
+                if body.graph.kind(body.graph.output()) == Kind::Param
+                    || plan.codecs[node].is_none()
+                {
+                    return Err(refuse(format!(
+                        "node `{name}` gives back one of its body's parameters, which workers \
+                         do not save"
+                    )));
+                }
+            }
+            _ => {
+                return Err(refuse(format!(
+                    "node `{name}` is an `if` or `match`, which this version runs only in one \
+                     process; distributed runs take tasks, `for`s and sub-workflows"
+                )));
+            }
         }
-        return Err(refuse(format!(
-            "task `{}` (node `{}`) has `cache`, which this version does not look up on \
-             workers",
-            info.name,
-            plan.graph.name_of(node)
-        )));
     }
-    if plan.graph.kind(plan.graph.output()) == Kind::Param {
+    if graph.kind(graph.output()) == Kind::Param {
         return Err(refuse(
             "it returns a parameter: there is no task to run".into(),
         ));
     }
     Ok(&durable.fingerprint)
+}
+
+/// Whether node `node` of `plan` (a workflow's or a body's) is a task workers run: not
+/// an `if`, `match` or (in a body) a nested `for`; its output saved; not cached. Why
+/// not.
+fn tasks_only(plan: &Plan, node: usize) -> Result<(), String> {
+    let info = plan.graph.info(node);
+    match &plan.calls[node] {
+        Call::Task(_) if matches!(info.kind, Kind::Cpu | Kind::Io) => {}
+        Call::FanOut(_) => {
+            return Err(
+                "is a nested `for` or sub-workflow, which this version runs only in one process"
+                    .into(),
+            );
+        }
+        _ => {
+            return Err(
+                "is an `if` or `match`, which this version runs only in one process".into(),
+            );
+        }
+    }
+    if info.cache.is_some() {
+        return Err(format!(
+            "calls task `{}`, which has `cache`: this version does not look results up on \
+             workers",
+            info.name
+        ));
+    }
+    if plan.codecs[node].is_none() {
+        return Err("is not checkpointed: workers pass values through the database".into());
+    }
+    Ok(())
 }

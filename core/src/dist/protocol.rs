@@ -114,11 +114,63 @@ pub(super) async fn submit(
     Ok(transaction.commit().await?)
 }
 
-/// A task a worker claimed: its run, node and the attempt it holds.
+/// Where a task is in its run: a node of the workflow, or a node (`part`) of the body
+/// of fan-out or sub-workflow `node`, in its item `item` (0 for a sub-workflow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct Place {
+    pub(super) node: u32,
+    /// -1 for a node of the workflow.
+    pub(super) item: i32,
+    /// -1 for a node of the workflow.
+    pub(super) part: i32,
+}
+
+impl Place {
+    /// Node `node` of the workflow.
+    pub(super) fn top(node: usize) -> Self {
+        Self {
+            node: node as u32,
+            item: -1,
+            part: -1,
+        }
+    }
+
+    /// Body node `part` of item `item` of fan-out `node`.
+    pub(super) fn in_item(node: usize, item: usize, part: usize) -> Self {
+        Self {
+            node: node as u32,
+            item: item as i32,
+            part: part as i32,
+        }
+    }
+
+    /// The body node and item, for a task of a fan-out's item.
+    pub(super) fn body(&self) -> Option<(usize, usize)> {
+        (self.part >= 0).then_some((self.part as usize, self.item.max(0) as usize))
+    }
+
+    /// The node of the workflow it is, or whose item it is in.
+    pub(super) fn node(&self) -> usize {
+        self.node as usize
+    }
+
+    /// Its columns as a row takes them (node, item, part).
+    pub(super) fn columns(places: &[Self]) -> (Vec<i32>, Vec<i32>, Vec<i32>) {
+        (
+            places.iter().map(|p| p.node as i32).collect(),
+            places.iter().map(|p| p.item).collect(),
+            places.iter().map(|p| p.part).collect(),
+        )
+    }
+}
+
+/// A task a worker claimed: its run, place and the attempt it holds.
 #[derive(Debug, Clone)]
 pub(super) struct Claimed {
     pub(super) run: String,
-    pub(super) node: usize,
+    pub(super) place: Place,
+    /// For a fan-out's own row: whether its items were made (it gathers them now).
+    pub(super) expanded: bool,
     pub(super) attempt: u32,
     /// How many of its attempts were lost with their workers (not the task's failures:
     /// its retry policy does not count them).
@@ -136,8 +188,8 @@ const CLAIM: &str = "SET state = 'running', attempt = t.attempt + 1, lease_owner
                      started_ms = COALESCE(t.started_ms, now.ms)";
 
 /// What a claim returns of each task, read by [`claimed`].
-const CLAIMED: &str =
-    "RETURNING t.run_id, t.node, t.attempt, t.reaped, r.fingerprint, r.submitted_ms";
+const CLAIMED: &str = "RETURNING t.run_id, t.node, t.attempt, t.reaped, r.fingerprint,
+                                 r.submitted_ms, t.item, t.part, t.expanded";
 
 /// Claims up to `limit` ready tasks with no concurrency limit of runs of the
 /// `fingerprints` for `owner`, each leased for `lease`.
@@ -154,16 +206,17 @@ pub(super) async fn claim(
             &format!(
                 "WITH now AS (SELECT {NOW_MS} AS ms),
                  picked AS (
-                     SELECT t.run_id, t.node FROM aqueduct_dist_tasks t
+                     SELECT t.run_id, t.node, t.item, t.part FROM aqueduct_dist_tasks t
                      JOIN aqueduct_dist_runs r ON r.id = t.run_id, now
                      WHERE t.state = 'ready' AND t.available_ms <= now.ms
                        AND t.concurrency IS NULL AND r.fingerprint = ANY($2)
-                     ORDER BY t.available_ms, t.run_id, t.node
+                     ORDER BY t.available_ms, t.run_id, t.node, t.item, t.part
                      LIMIT $3
                      FOR UPDATE OF t SKIP LOCKED)
                  UPDATE aqueduct_dist_tasks t {CLAIM}
                  FROM picked, now, aqueduct_dist_runs r
-                 WHERE t.run_id = picked.run_id AND t.node = picked.node AND r.id = t.run_id
+                 WHERE t.run_id = picked.run_id AND t.node = picked.node
+                   AND t.item = picked.item AND t.part = picked.part AND r.id = t.run_id
                  {CLAIMED}"
             ),
             &[
@@ -221,20 +274,23 @@ pub(super) async fn claim_limited(
                      WHERE run_id = ANY($2) AND state = 'running' AND concurrency IS NOT NULL
                      GROUP BY run_id, task),
                  ranked AS (
-                     SELECT t.run_id, t.node, t.concurrency, COALESCE(running.n, 0) AS n,
+                     SELECT t.run_id, t.node, t.item, t.part, t.concurrency,
+                            COALESCE(running.n, 0) AS n,
                             row_number() OVER (PARTITION BY t.run_id, t.task
-                                               ORDER BY t.available_ms, t.node) AS rank
+                                               ORDER BY t.available_ms, t.node, t.item, t.part)
+                                AS rank
                      FROM aqueduct_dist_tasks t
                      LEFT JOIN running ON running.run_id = t.run_id AND running.task = t.task,
                           now
                      WHERE t.run_id = ANY($2) AND t.state = 'ready'
                        AND t.concurrency IS NOT NULL AND t.available_ms <= now.ms),
                  picked AS (
-                     SELECT run_id, node FROM ranked WHERE rank + n <= concurrency
+                     SELECT run_id, node, item, part FROM ranked WHERE rank + n <= concurrency
                      ORDER BY rank LIMIT $3)
                  UPDATE aqueduct_dist_tasks t {CLAIM}
                  FROM picked, now, aqueduct_dist_runs r
-                 WHERE t.run_id = picked.run_id AND t.node = picked.node AND r.id = t.run_id
+                 WHERE t.run_id = picked.run_id AND t.node = picked.node
+                   AND t.item = picked.item AND t.part = picked.part AND r.id = t.run_id
                  {CLAIMED}"
             ),
             &[
@@ -253,7 +309,12 @@ pub(super) async fn claim_limited(
 fn claimed(row: &tokio_postgres::Row) -> Claimed {
     Claimed {
         run: row.get(0),
-        node: row.get::<_, i32>(1) as usize,
+        place: Place {
+            node: row.get::<_, i32>(1) as u32,
+            item: row.get(6),
+            part: row.get(7),
+        },
+        expanded: row.get(8),
         attempt: row.get::<_, i32>(2) as u32,
         reaped: row.get::<_, i32>(3).max(0) as u32,
         fingerprint: row.get(4),
@@ -262,6 +323,7 @@ fn claimed(row: &tokio_postgres::Row) -> Claimed {
 }
 
 /// What became of one input of a claimed task.
+#[derive(Clone)]
 pub(super) enum Input {
     /// Its output: codec and bytes.
     Done(String, Vec<u8>),
@@ -270,50 +332,93 @@ pub(super) enum Input {
     Skipped,
 }
 
-/// The ends of the input nodes `wanted[i]` of each claimed task `claimed[i]`, in one
-/// statement: `inputs[i]` for `claimed[i]`.
+/// The ends of the tasks at `wanted[i]`, the inputs of each claimed task
+/// `claimed[i]`, in one statement: `inputs[i]` for `claimed[i]`.
 pub(super) async fn inputs(
     client: &Client,
     claimed: &[Claimed],
-    wanted: &[Vec<usize>],
-) -> Result<Vec<Vec<(usize, Input)>>, tokio_postgres::Error> {
-    let (mut runs, mut nodes, mut of) = (Vec::new(), Vec::new(), Vec::new());
+    wanted: &[Vec<Place>],
+) -> Result<Vec<Vec<(Place, Input)>>, tokio_postgres::Error> {
+    let (mut runs, mut places, mut of) = (Vec::new(), Vec::new(), Vec::new());
     for (i, (task, wanted)) in claimed.iter().zip(wanted).enumerate() {
-        for &node in wanted {
+        for &place in wanted {
             runs.push(task.run.as_str());
-            nodes.push(node as i32);
+            places.push(place);
             of.push(i as i32);
         }
     }
-    let mut inputs: Vec<Vec<(usize, Input)>> =
+    let mut inputs: Vec<Vec<(Place, Input)>> =
         wanted.iter().map(|w| Vec::with_capacity(w.len())).collect();
     if runs.is_empty() {
         return Ok(inputs);
     }
+    let (nodes, items, parts) = Place::columns(&places);
     let rows = client
         .query_typed(
-            "SELECT w.i, t.node, t.state, t.error, o.codec, o.data
-             FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[]) AS w(run_id, node, i)
+            "SELECT w.i, t.node, t.item, t.part, t.state, t.error, o.codec, o.data
+             FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[], $4::INTEGER[], $5::INTEGER[])
+                  AS w(run_id, node, item, part, i)
              JOIN aqueduct_dist_tasks t ON t.run_id = w.run_id AND t.node = w.node
-             LEFT JOIN aqueduct_dist_outputs o ON o.run_id = t.run_id AND o.node = t.node",
+                                       AND t.item = w.item AND t.part = w.part
+             LEFT JOIN aqueduct_dist_outputs o ON o.run_id = t.run_id AND o.node = t.node
+                                              AND o.item = t.item AND o.part = t.part",
             &[
                 (&runs, Type::TEXT_ARRAY),
                 (&nodes, Type::INT4_ARRAY),
+                (&items, Type::INT4_ARRAY),
+                (&parts, Type::INT4_ARRAY),
                 (&of, Type::INT4_ARRAY),
             ],
         )
         .await?;
     for row in rows {
-        let node = row.get::<_, i32>(1) as usize;
-        let state: &str = row.get(2);
-        let input = match (state, row.get::<_, Option<String>>(4)) {
-            ("done", Some(codec)) => Input::Done(codec, row.get(5)),
-            ("failed", _) => Input::Failed(row.get::<_, Option<String>>(3).unwrap_or_default()),
-            _ => Input::Skipped,
+        let place = Place {
+            node: row.get::<_, i32>(1) as u32,
+            item: row.get(2),
+            part: row.get(3),
         };
-        inputs[row.get::<_, i32>(0) as usize].push((node, input));
+        inputs[row.get::<_, i32>(0) as usize].push((place, input(&row, 4)));
     }
     Ok(inputs)
+}
+
+/// The end of a task as `row` holds it from column `at`: its state, its error, its
+/// output's codec and data.
+fn input(row: &tokio_postgres::Row, at: usize) -> Input {
+    let state: &str = row.get(at);
+    match (state, row.get::<_, Option<String>>(at + 2)) {
+        ("done", Some(codec)) => Input::Done(codec, row.get(at + 3)),
+        ("failed", _) => Input::Failed(row.get::<_, Option<String>>(at + 1).unwrap_or_default()),
+        _ => Input::Skipped,
+    }
+}
+
+/// The end of body node `tail` in each item of fan-out `node` of run `run`, by item.
+pub(super) async fn items(
+    client: &Client,
+    run: &str,
+    node: usize,
+    tail: usize,
+) -> Result<Vec<(usize, Input)>, tokio_postgres::Error> {
+    let rows = client
+        .query_typed(
+            "SELECT t.item, t.state, t.error, o.codec, o.data
+             FROM aqueduct_dist_tasks t
+             LEFT JOIN aqueduct_dist_outputs o ON o.run_id = t.run_id AND o.node = t.node
+                                              AND o.item = t.item AND o.part = t.part
+             WHERE t.run_id = $1 AND t.node = $2 AND t.part = $3 AND t.item >= 0
+             ORDER BY t.item",
+            &[
+                (&run, Type::TEXT),
+                (&(node as i32), Type::INT4),
+                (&(tail as i32), Type::INT4),
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| (row.get::<_, i32>(0).max(0) as usize, input(row, 1)))
+        .collect())
 }
 
 /// The parameters (encoded) of each of `runs`, those still recorded.
@@ -350,6 +455,9 @@ pub(super) fn text(error: &str) -> String {
     error.replace('\0', "\\0")
 }
 
+/// An attempt a worker runs: its run, its place, its attempt.
+pub(super) type Held = (String, Place, i32);
+
 /// Extends the leases of the attempts `owner` is running (`running`: run, node,
 /// attempt) — only those: an attempt whose commit it gave up on must expire, so that
 /// another worker runs it.
@@ -357,23 +465,26 @@ pub(super) async fn heartbeat(
     client: &Client,
     owner: &str,
     lease: Duration,
-    running: &[(String, i32, i32)],
+    running: &[Held],
 ) -> Result<u64, tokio_postgres::Error> {
     if running.is_empty() {
         return Ok(0);
     }
     let runs: Vec<&str> = running.iter().map(|(run, _, _)| run.as_str()).collect();
-    let nodes: Vec<i32> = running.iter().map(|(_, node, _)| *node).collect();
+    let places: Vec<Place> = running.iter().map(|(_, place, _)| *place).collect();
+    let (nodes, items, parts) = Place::columns(&places);
     let attempts: Vec<i32> = running.iter().map(|(_, _, attempt)| *attempt).collect();
     client
         .execute(
             &format!(
                 "UPDATE aqueduct_dist_tasks t SET lease_ms = {NOW_MS} + $2
-                 WHERE (t.run_id, t.node) IN (
-                     SELECT t.run_id, t.node FROM aqueduct_dist_tasks t
-                     JOIN UNNEST($3::TEXT[], $4::INTEGER[], $5::INTEGER[])
-                          AS r(run_id, node, attempt)
-                       ON t.run_id = r.run_id AND t.node = r.node AND t.attempt = r.attempt
+                 WHERE (t.run_id, t.node, t.item, t.part) IN (
+                     SELECT t.run_id, t.node, t.item, t.part FROM aqueduct_dist_tasks t
+                     JOIN UNNEST($3::TEXT[], $4::INTEGER[], $5::INTEGER[], $6::INTEGER[],
+                                 $7::INTEGER[])
+                          AS r(run_id, node, item, part, attempt)
+                       ON t.run_id = r.run_id AND t.node = r.node AND t.item = r.item
+                      AND t.part = r.part AND t.attempt = r.attempt
                      WHERE t.lease_owner = $1 AND t.state = 'running'
                      -- A row a commit holds is ending: it needs no renewal, and waiting
                      -- for it could deadlock with that commit.
@@ -384,6 +495,8 @@ pub(super) async fn heartbeat(
                 &(lease.as_millis() as i64),
                 &runs,
                 &nodes,
+                &items,
+                &parts,
                 &attempts,
             ],
         )
@@ -398,8 +511,8 @@ pub(super) async fn reap(client: &Client) -> Result<u64, tokio_postgres::Error> 
             &format!(
                 "UPDATE aqueduct_dist_tasks SET state = 'ready', lease_owner = NULL,
                      lease_ms = NULL, available_ms = {NOW_MS}, reaped = reaped + 1
-                 WHERE (run_id, node) IN (
-                     SELECT run_id, node FROM aqueduct_dist_tasks
+                 WHERE (run_id, node, item, part) IN (
+                     SELECT run_id, node, item, part FROM aqueduct_dist_tasks
                      WHERE state = 'running' AND lease_ms < {NOW_MS}
                      FOR UPDATE SKIP LOCKED)"
             ),

@@ -45,7 +45,8 @@ pub(super) async fn ended(
     }
     let output = client
         .query_opt(
-            "SELECT codec, data FROM aqueduct_dist_outputs WHERE run_id = $1 AND node = $2",
+            "SELECT codec, data FROM aqueduct_dist_outputs
+             WHERE run_id = $1 AND node = $2 AND item = -1 AND part = -1",
             &[&id, &(output as i32)],
         )
         .await?
@@ -53,7 +54,7 @@ pub(super) async fn ended(
     let tasks = client
         .query(
             "SELECT name, task, state, attempt, error FROM aqueduct_dist_tasks
-             WHERE run_id = $1 AND state IN ('failed', 'skipped') ORDER BY node",
+             WHERE run_id = $1 AND state IN ('failed', 'skipped') ORDER BY node, item, part",
             &[&id],
         )
         .await?
@@ -118,13 +119,25 @@ impl RunEnd {
     }
 }
 
-/// The `&'static str` name of task `name` of `plan` (what `TaskFailure` holds).
+/// The `&'static str` name of task `name` of `plan` or of its fan-outs' bodies (what
+/// `TaskFailure` holds).
 fn task_name(plan: &Plan, name: &str) -> &'static str {
-    (0..plan.graph.len())
+    let found = (0..plan.graph.len())
         .map(|node| plan.graph.info(node).name)
-        .find(|known| *known == name)
-        .unwrap_or("(unknown task)")
+        .find(|known| *known == name);
+    found
+        .or_else(|| {
+            plan.calls.iter().find_map(|call| match call {
+                crate::plan::Call::FanOut(def) => {
+                    Some(task_name(&def.body, name)).filter(|found| *found != UNKNOWN)
+                }
+                _ => None,
+            })
+        })
+        .unwrap_or(UNKNOWN)
 }
+
+const UNKNOWN: &str = "(unknown task)";
 
 /// Run `id` and its tasks.
 pub(super) async fn status(
@@ -143,7 +156,7 @@ pub(super) async fn status(
     let tasks = client
         .query(
             "SELECT name, state, attempt, workers, error FROM aqueduct_dist_tasks
-             WHERE run_id = $1 ORDER BY node",
+             WHERE run_id = $1 ORDER BY node, item, part",
             &[&id],
         )
         .await?

@@ -11,12 +11,13 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
-use super::commit::{self, Committed, Ended, Ending};
+use super::commit::{Ended, Ending};
+use super::committer::{Committer, ToCommit};
 use super::execute::Served;
-use super::protocol::{self, Claimed};
+use super::protocol::{self, Claimed, Place};
 use super::{Cluster, distributable};
 use crate::error::Error;
-use crate::plan::{Params, Workflow};
+use crate::plan::{Call, Params, Workflow};
 use crate::task::Kind;
 
 /// A process's share of a [`Cluster`]'s work: it runs the tasks of the runs of the
@@ -68,10 +69,10 @@ impl std::fmt::Debug for Worker {
 }
 
 #[derive(Default)]
-struct Counts {
+pub(super) struct Counts {
     claimed: AtomicU64,
-    committed: AtomicU64,
-    lost: AtomicU64,
+    pub(super) committed: AtomicU64,
+    pub(super) lost: AtomicU64,
 }
 
 impl Worker {
@@ -165,7 +166,7 @@ impl Worker {
                 biased;
                 () = &mut stop => break,
                 _ = heartbeat.tick() => {
-                    let held: Vec<(String, i32, i32)> = lock(&in_flight).iter().cloned().collect();
+                    let held: Vec<protocol::Held> = lock(&in_flight).iter().cloned().collect();
                     let beat = async {
                         protocol::heartbeat(&claims, &self.id, self.lease, &held).await?;
                         protocol::present(&claims, &self.id, &fingerprints, self.lease).await
@@ -260,7 +261,7 @@ impl Worker {
                 }
             };
             for ((task, served), (params, inputs)) in claimed.into_iter().zip(served).zip(read) {
-                let held = (task.run.clone(), task.node as i32, task.attempt as i32);
+                let held = (task.run.clone(), task.place, task.attempt as i32);
                 lock(&in_flight).insert(held.clone());
                 // Whatever way the attempt ends (a panic too), its lease is not renewed.
                 let held = Held(Arc::clone(&in_flight), held);
@@ -288,7 +289,7 @@ impl Worker {
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = &mut committing => break,
                 _ = heartbeat.tick() => {
-                    let held: Vec<(String, i32, i32)> = lock(&in_flight).iter().cloned().collect();
+                    let held: Vec<protocol::Held> = lock(&in_flight).iter().cloned().collect();
                     let _ = protocol::heartbeat(&claims, &self.id, self.lease, &held).await;
                 }
             }
@@ -308,13 +309,10 @@ impl Worker {
 /// How many of a task's attempts may be lost with their workers before it fails.
 const MAX_LOST: u32 = 3;
 
-/// The most attempts committed in one transaction.
-const MAX_BATCH: usize = 512;
-
 /// An attempt running here: removed from the renewed set when dropped.
-struct Held(InFlight, (String, i32, i32));
+pub(super) struct Held(InFlight, protocol::Held);
 
-type InFlight = Arc<std::sync::Mutex<HashSet<(String, i32, i32)>>>;
+type InFlight = Arc<std::sync::Mutex<HashSet<protocol::Held>>>;
 
 impl Drop for Held {
     fn drop(&mut self) {
@@ -343,7 +341,7 @@ async fn read_inputs(
     claimed: &[Claimed],
     served: &[Arc<Served>],
     params: &mut RunParams,
-) -> Result<Vec<(Arc<[u8]>, Vec<(usize, protocol::Input)>)>, tokio_postgres::Error> {
+) -> Result<Vec<(Arc<[u8]>, Vec<(Place, protocol::Input)>)>, tokio_postgres::Error> {
     let key = |task: &Claimed| (task.run.clone(), task.submitted_ms);
     let mut missing: Vec<&str> = claimed
         .iter()
@@ -365,19 +363,24 @@ async fn read_inputs(
             params.0.insert((run, submitted_ms), input.into());
         }
     }
-    let wanted: Vec<Vec<usize>> = claimed
+    let wanted: Vec<Vec<Place>> = claimed
         .iter()
         .zip(served)
-        .map(|(task, served)| {
-            let graph = &served.plan.graph;
-            graph
-                .node(task.node)
-                .inputs()
-                .filter(|&input| graph.kind(input) != Kind::Param)
-                .collect()
-        })
+        .map(|(task, served)| wanted(served, task))
         .collect();
-    let inputs = protocol::inputs(client, claimed, &wanted).await?;
+    let mut inputs = protocol::inputs(client, claimed, &wanted).await?;
+    // A fan-out that gathers its items reads each item's output.
+    for ((task, served), inputs) in claimed.iter().zip(served).zip(&mut inputs) {
+        if let (true, Call::FanOut(def)) = (task.expanded, &served.plan.calls[task.place.node()]) {
+            let node = task.place.node();
+            let tail = def.body.graph.output();
+            let tails = protocol::items(client, &task.run, node, tail).await?;
+            *inputs = tails
+                .into_iter()
+                .map(|(item, input)| (Place::in_item(node, item, tail), input))
+                .collect();
+        }
+    }
     Ok(claimed
         .iter()
         .zip(inputs)
@@ -398,7 +401,7 @@ async fn attempt(
     served: Arc<Served>,
     task: Claimed,
     params: Arc<[u8]>,
-    inputs: Vec<(usize, protocol::Input)>,
+    inputs: Vec<(Place, protocol::Input)>,
 ) -> Ending {
     let tries = task.attempt.saturating_sub(task.reaped).max(1);
     // A task whose workers keep dying with it (an abort, a stack overflow, an
@@ -413,7 +416,7 @@ async fn attempt(
             retry_in: None,
         }
     } else {
-        super::execute::run(Arc::clone(&served), task.node, tries, params, inputs).await
+        super::execute::run(Arc::clone(&served), &task, tries, params, inputs).await
     };
     Ending {
         plan: Arc::clone(&served.plan),
@@ -422,139 +425,43 @@ async fn attempt(
     }
 }
 
-/// An ended attempt on its way to be committed, with until when its lease may hold;
-/// renewed until then.
-struct ToCommit {
-    ending: Ending,
-    deadline: tokio::time::Instant,
-    _held: Held,
-}
-
-/// Commits the ends of a worker's attempts, as many at once as have ended since the
-/// last commit.
-struct Committer {
-    cluster: Cluster,
-    owner: String,
-    client: Option<tokio_postgres::Client>,
-    counts: Arc<Counts>,
-    committed: Arc<Notify>,
-}
-
-impl Committer {
-    async fn run(mut self, mut ended: mpsc::UnboundedReceiver<ToCommit>) {
-        let mut batch: Vec<ToCommit> = Vec::new();
-        while let Some(first) = ended.recv().await {
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match ended.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
-            self.commit(std::mem::take(&mut batch)).await;
-            self.committed.notify_one();
-        }
+/// The tasks whose ends `task` reads: a task's inputs in the workflow or in its item
+/// (and for an item's task, what its fan-out reads of the run, unless `served` holds
+/// it); for a fan-out, its inputs (gathering, its items' outputs: read apart).
+fn wanted(served: &Served, task: &Claimed) -> Vec<Place> {
+    let plan = &served.plan;
+    let graph = &plan.graph;
+    let fan = task.place.node();
+    let outer = |node: usize| -> Vec<Place> {
+        graph
+            .node(node)
+            .inputs()
+            .filter(|&input| graph.kind(input) != Kind::Param)
+            .map(Place::top)
+            .collect()
+    };
+    let Some((part, item)) = task.place.body() else {
+        return if task.expanded {
+            Vec::new()
+        } else {
+            outer(fan)
+        };
+    };
+    let Call::FanOut(def) = &plan.calls[fan] else {
+        return Vec::new();
+    };
+    let body = &def.body.graph;
+    let mut wanted: Vec<Place> = body
+        .node(part)
+        .inputs()
+        .filter(|&input| body.kind(input) != Kind::Param)
+        .map(|input| Place::in_item(fan, item, input))
+        .collect();
+    if !served
+        .parents
+        .holds(&(task.run.clone(), task.submitted_ms), fan)
+    {
+        wanted.extend(outer(fan));
     }
-
-    /// Commits `batch`; a commit the database could not take (it went away) is tried
-    /// again, on a new connection, for the attempts whose leases may still hold. One
-    /// the database refuses is split, to find the attempt it refuses.
-    async fn commit(&mut self, mut batch: Vec<ToCommit>) {
-        let mut pause = Duration::from_millis(100);
-        loop {
-            let result = match connected(&self.cluster, &mut self.client).await {
-                Some(client) => {
-                    let endings: Vec<&Ending> = batch.iter().map(|c| &c.ending).collect();
-                    commit::commit(client, &self.owner, &endings).await
-                }
-                None => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                    batch.retain(|c| keep(&c.ending, c.deadline));
-                    if batch.is_empty() {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            let error = match result {
-                Ok(committed) => {
-                    for (c, committed) in batch.iter().zip(committed) {
-                        let count = match committed {
-                            Committed::Yes => &self.counts.committed,
-                            Committed::Lost => {
-                                lost(&c.ending);
-                                &self.counts.lost
-                            }
-                        };
-                        count.fetch_add(1, Ordering::Relaxed);
-                    }
-                    return;
-                }
-                Err(error) => error,
-            };
-            if protocol::transient(&error) || self.client.as_ref().is_none_or(|c| c.is_closed()) {
-                tracing::warn!(error = %super::explain(&error), "commit failed; trying again");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
-                batch.retain(|c| keep(&c.ending, c.deadline));
-                if batch.is_empty() {
-                    return;
-                }
-                continue;
-            }
-            if batch.len() > 1 {
-                let half = batch.split_off(batch.len() / 2);
-                Box::pin(self.commit(batch)).await;
-                return Box::pin(self.commit(half)).await;
-            }
-            // The database refuses this end itself (an output too big to store, say):
-            // the task fails with why, once, so that the run can end.
-            let ending = &mut batch[0].ending;
-            if !matches!(ending.ended, Ended::Done { .. }) {
-                tracing::warn!(
-                    run = %ending.claimed.run, node = ending.plan.graph.name_of(ending.claimed.node),
-                    error = %super::explain(&error),
-                    "cannot commit a task's end: it runs again once its lease expires"
-                );
-                return;
-            }
-            let why = format!("cannot save its output: {}", super::explain(&error));
-            ending.ended = Ended::Failed {
-                error: protocol::text(&why),
-                retry_in: None,
-            };
-        }
-    }
-}
-
-/// `client`, opened again if it closed; none if the database is away.
-async fn connected<'c>(
-    cluster: &Cluster,
-    client: &'c mut Option<tokio_postgres::Client>,
-) -> Option<&'c mut tokio_postgres::Client> {
-    if client.as_ref().is_none_or(|c| c.is_closed()) {
-        *client = cluster.client().await.ok();
-    }
-    client.as_mut()
-}
-
-/// Whether to try again to commit `ending`: while its lease may hold. Says why not.
-fn keep(ending: &Ending, deadline: tokio::time::Instant) -> bool {
-    let keep = tokio::time::Instant::now() < deadline;
-    if !keep {
-        tracing::warn!(
-            run = %ending.claimed.run, node = ending.plan.graph.name_of(ending.claimed.node),
-            "cannot commit a task's end: it runs again once its lease expires"
-        );
-    }
-    keep
-}
-
-fn lost(ending: &Ending) {
-    tracing::warn!(
-        run = %ending.claimed.run, node = ending.plan.graph.name_of(ending.claimed.node),
-        attempt = ending.claimed.attempt,
-        "this worker lost the task (its lease expired and another worker claimed it): its result is dropped"
-    );
+    wanted
 }

@@ -106,6 +106,18 @@ const MIGRATIONS: [&str; VERSION as usize] = [
     -- each of its attempts, in order; the workers.
     ALTER TABLE aqueduct_dist_tasks ADD COLUMN concurrency INTEGER;
     ALTER TABLE aqueduct_dist_tasks ADD COLUMN workers TEXT[] NOT NULL DEFAULT '{}';
+    -- Fan-outs item by item: a row of an item's task is the fan-out's `node`, the
+    -- `item` (from 0) and the body's node (`part`); -1 and -1 for a node of the
+    -- workflow itself. A fan-out's own row is `expanded` once its items' rows are in.
+    ALTER TABLE aqueduct_dist_tasks ADD COLUMN item INTEGER NOT NULL DEFAULT -1;
+    ALTER TABLE aqueduct_dist_tasks ADD COLUMN part INTEGER NOT NULL DEFAULT -1;
+    ALTER TABLE aqueduct_dist_tasks ADD COLUMN expanded BOOLEAN NOT NULL DEFAULT false;
+    ALTER TABLE aqueduct_dist_tasks DROP CONSTRAINT aqueduct_dist_tasks_pkey;
+    ALTER TABLE aqueduct_dist_tasks ADD PRIMARY KEY (run_id, node, item, part);
+    ALTER TABLE aqueduct_dist_outputs ADD COLUMN item INTEGER NOT NULL DEFAULT -1;
+    ALTER TABLE aqueduct_dist_outputs ADD COLUMN part INTEGER NOT NULL DEFAULT -1;
+    ALTER TABLE aqueduct_dist_outputs DROP CONSTRAINT aqueduct_dist_outputs_pkey;
+    ALTER TABLE aqueduct_dist_outputs ADD PRIMARY KEY (run_id, node, item, part);
     -- The workers at work: the builds (fingerprints) each serves, when it was last
     -- seen and how long its leases are (it is gone once one passes unseen).
     CREATE TABLE aqueduct_dist_workers (

@@ -1,0 +1,164 @@
+//! A worker's committer: commits the ends of its attempts, as many in one
+//! transaction as ended since the last commit; tries a commit the database could not
+//! take again while the attempts' leases may hold, and splits one it refuses.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+
+use super::Cluster;
+use super::commit::{self, Committed, Ended, Ending};
+use super::protocol;
+use super::worker::{Counts, Held};
+
+/// The most attempts committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// An ended attempt on its way to be committed, with until when its lease may hold;
+/// renewed until then.
+pub(super) struct ToCommit {
+    pub(super) ending: Ending,
+    pub(super) deadline: tokio::time::Instant,
+    pub(super) _held: Held,
+}
+
+/// Commits the ends of a worker's attempts, as many at once as have ended since the
+/// last commit.
+pub(super) struct Committer {
+    pub(super) cluster: Cluster,
+    pub(super) owner: String,
+    pub(super) client: Option<tokio_postgres::Client>,
+    pub(super) counts: Arc<Counts>,
+    pub(super) committed: Arc<Notify>,
+}
+
+impl Committer {
+    pub(super) async fn run(mut self, mut ended: mpsc::UnboundedReceiver<ToCommit>) {
+        let mut batch: Vec<ToCommit> = Vec::new();
+        while let Some(first) = ended.recv().await {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match ended.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            self.commit(std::mem::take(&mut batch)).await;
+            self.committed.notify_one();
+        }
+    }
+
+    /// Commits `batch`; a commit the database could not take (it went away) is tried
+    /// again, on a new connection, for the attempts whose leases may still hold. One
+    /// the database refuses is split, to find the attempt it refuses.
+    async fn commit(&mut self, mut batch: Vec<ToCommit>) {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let result = match connected(&self.cluster, &mut self.client).await {
+                Some(client) => {
+                    let endings: Vec<&Ending> = batch.iter().map(|c| &c.ending).collect();
+                    commit::commit(client, &self.owner, &endings).await
+                }
+                None => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                    batch.retain(|c| keep(&c.ending, c.deadline));
+                    if batch.is_empty() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let error = match result {
+                Ok(committed) => {
+                    for (c, committed) in batch.iter().zip(committed) {
+                        let count = match committed {
+                            Committed::Yes => &self.counts.committed,
+                            Committed::Lost => {
+                                lost(&c.ending);
+                                &self.counts.lost
+                            }
+                        };
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return;
+                }
+                Err(error) => error,
+            };
+            if protocol::transient(&error) || self.client.as_ref().is_none_or(|c| c.is_closed()) {
+                tracing::warn!(error = %super::explain(&error), "commit failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+                batch.retain(|c| keep(&c.ending, c.deadline));
+                if batch.is_empty() {
+                    return;
+                }
+                continue;
+            }
+            if batch.len() > 1 {
+                let half = batch.split_off(batch.len() / 2);
+                Box::pin(self.commit(batch)).await;
+                return Box::pin(self.commit(half)).await;
+            }
+            // The database refuses this end itself (an output too big to store, say):
+            // the task fails with why, once, so that the run can end.
+            let ending = &mut batch[0].ending;
+            if !matches!(ending.ended, Ended::Done { .. }) {
+                tracing::warn!(
+                    run = %ending.claimed.run, node = name_of(ending),
+                    error = %super::explain(&error),
+                    "cannot commit a task's end: it runs again once its lease expires"
+                );
+                return;
+            }
+            let why = format!("cannot save its output: {}", super::explain(&error));
+            ending.ended = Ended::Failed {
+                error: protocol::text(&why),
+                retry_in: None,
+            };
+        }
+    }
+}
+
+/// `client`, opened again if it closed; none if the database is away.
+async fn connected<'c>(
+    cluster: &Cluster,
+    client: &'c mut Option<tokio_postgres::Client>,
+) -> Option<&'c mut tokio_postgres::Client> {
+    if client.as_ref().is_none_or(|c| c.is_closed()) {
+        *client = cluster.client().await.ok();
+    }
+    client.as_mut()
+}
+
+/// Whether to try again to commit `ending`: while its lease may hold. Says why not.
+fn keep(ending: &Ending, deadline: tokio::time::Instant) -> bool {
+    let keep = tokio::time::Instant::now() < deadline;
+    if !keep {
+        tracing::warn!(
+            run = %ending.claimed.run, node = name_of(ending),
+            "cannot commit a task's end: it runs again once its lease expires"
+        );
+    }
+    keep
+}
+
+fn lost(ending: &Ending) {
+    tracing::warn!(
+        run = %ending.claimed.run, node = name_of(ending),
+        attempt = ending.claimed.attempt,
+        "this worker lost the task (its lease expired and another worker claimed it): its result is dropped"
+    );
+}
+
+/// The name of the task `ending` ended, as the run shows it.
+fn name_of(ending: &Ending) -> String {
+    let place = ending.claimed.place;
+    let fan = ending.plan.graph.name_of(place.node());
+    match place.body() {
+        None => fan.to_owned(),
+        Some((part, item)) => format!("{fan}[{item}] body node {part}"),
+    }
+}

@@ -1,0 +1,270 @@
+//! Fan-outs and sub-workflows, item by item: a fan-out's row, once its inputs ended,
+//! is claimed to find its items (`expand`), each item's body tasks become rows of
+//! their own that any worker runs (`item_slots` gives a call its item and imports),
+//! and once every item's output ended the fan-out's row is claimed again to gather
+//! them into its value (`gather`), as one process would.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::commit::Ended;
+use super::execute::{Served, Slots, decode, encode, lock, permanent};
+use super::protocol::{Input, Place};
+use crate::plan::{Call, FanOutDef, Items};
+use crate::task::TaskError;
+use crate::value::{Import, Slot, Value, fill};
+
+/// What the items of fan-outs read of their runs, decoded once per worker: by run
+/// (id, submission) and fan-out node.
+#[derive(Default)]
+pub(crate) struct Parents(Mutex<HashMap<(String, i64, usize), Arc<Parent>>>);
+
+/// How many fan-outs' parents a worker keeps per workflow.
+const KEPT_PARENTS: usize = 64;
+
+impl Parents {
+    /// Whether this worker holds what run `run`'s fan-out `fan` reads (its items'
+    /// tasks need not read it again).
+    pub(super) fn holds(&self, run: &(String, i64), fan: usize) -> bool {
+        lock(&self.0).contains_key(&(run.0.clone(), run.1, fan))
+    }
+
+    fn get(&self, run: &(String, i64), fan: usize) -> Option<Arc<Parent>> {
+        lock(&self.0).get(&(run.0.clone(), run.1, fan)).cloned()
+    }
+
+    fn keep(&self, run: (String, i64), fan: usize, parent: &Arc<Parent>) {
+        let mut kept = lock(&self.0);
+        if kept.len() >= KEPT_PARENTS {
+            kept.clear();
+        }
+        kept.insert((run.0, run.1, fan), Arc::clone(parent));
+    }
+}
+
+/// What a fan-out's items read of its run: the run's parameters and the fan-out's
+/// inputs (its collection, its imports), decoded into slots of the workflow.
+pub(crate) struct Parent {
+    slots: Box<[Slot]>,
+    /// For a fan-out that takes its collection (`for item in items`): the items taken
+    /// out of it, each until an item's task takes it.
+    owned: Mutex<Option<Vec<Option<Value>>>>,
+    /// What it was decoded from, to decode it again for an item taken already (an
+    /// item's second task that reads it, or a retry).
+    params: Arc<[u8]>,
+    inputs: Vec<(Place, Input)>,
+}
+
+impl crate::value::Slots for Parent {
+    fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+}
+
+/// Fan-out `fan`'s definition in `served`'s workflow.
+fn def_of(served: &Served, fan: usize) -> Result<&FanOutDef, TaskError> {
+    match &served.plan.calls[fan] {
+        Call::FanOut(def) => Ok(def),
+        _ => Err(permanent("only fan-outs have items".into())),
+    }
+}
+
+impl Parent {
+    /// Decodes the run's parameters and fan-out `fan`'s `inputs` (nodes of the
+    /// workflow) into slots as long as the workflow's last one it reads.
+    fn new(
+        served: &Served,
+        fan: usize,
+        params: &Arc<[u8]>,
+        inputs: Vec<(Place, Input)>,
+    ) -> Result<Self, String> {
+        let plan = &served.plan;
+        let graph = &plan.graph;
+        let count = (0..graph.len())
+            .take_while(|&n| graph.kind(n) == crate::task::Kind::Param)
+            .count();
+        let len = graph
+            .node(fan)
+            .inputs()
+            .map(|n| n + 1)
+            .max()
+            .unwrap_or(0)
+            .max(count);
+        let mut slots: Box<[Slot]> = (0..len).map(|_| Slot::new()).collect();
+        served.fill_params(params, &mut slots)?;
+        for (place, input) in &inputs {
+            let node = place.node();
+            if node < len {
+                fill(&slots[node], decode(plan, node, input.clone())?);
+            }
+        }
+        if let Some(missing) = graph.node(fan).inputs().find(|&n| slots[n].get().is_none()) {
+            // Read for the item's task, and let go by this worker since: its lease
+            // expires and another attempt reads it again.
+            return Err(format!(
+                "the fan-out's input `{}` was not read",
+                graph.name_of(missing)
+            ));
+        }
+        Ok(Self {
+            slots,
+            owned: Mutex::new(None),
+            params: Arc::clone(params),
+            inputs,
+        })
+    }
+
+    /// How many items `def` has here (taking them, for a fan-out that takes its
+    /// collection).
+    fn count(&self, def: &FanOutDef) -> usize {
+        match (def.collection, def.items) {
+            (Some(collection), Items::Borrowed { len, .. }) => len(&self.slots, collection),
+            (Some(collection), Items::Owned(take)) => {
+                let mut owned = lock(&self.owned);
+                owned
+                    .get_or_insert_with(|| {
+                        take(&self.slots, collection)
+                            .into_iter()
+                            .map(Some)
+                            .collect()
+                    })
+                    .len()
+            }
+            _ => 1,
+        }
+    }
+
+    /// Item `index` of a fan-out that takes its collection, taken out.
+    fn take_item(
+        self: &Arc<Self>,
+        served: &Served,
+        fan: usize,
+        def: &FanOutDef,
+        index: usize,
+    ) -> Result<Value, String> {
+        self.count(def);
+        if let Some(item) = lock(&self.owned)
+            .as_mut()
+            .and_then(|items| items.get_mut(index))
+            .and_then(Option::take)
+        {
+            return Ok(item);
+        }
+        // Taken already: from a copy of its own.
+        let again = Arc::new(Parent::new(served, fan, &self.params, self.inputs.clone())?);
+        again.count(def);
+        lock(&again.owned)
+            .as_mut()
+            .and_then(|items| items.get_mut(index))
+            .and_then(Option::take)
+            .ok_or_else(|| format!("the collection has no item {index}"))
+    }
+}
+
+/// Claimed for the first time, fan-out `fan` finds its items (from its `inputs`):
+/// made as rows by the commit; none makes its (empty) value straight away.
+pub(super) fn expand(
+    served: &Arc<Served>,
+    fan: usize,
+    params: &Arc<[u8]>,
+    inputs: Vec<(Place, Input)>,
+) -> Result<Ended, TaskError> {
+    let def = def_of(served, fan)?;
+    let parent = Parent::new(served, fan, params, inputs).map_err(permanent)?;
+    let items = parent.count(def);
+    if items > 0 {
+        return Ok(Ended::Expanded { items });
+    }
+    let value = (def.assemble)(&mut [], def.body.graph.output())?;
+    Ok(Ended::Done {
+        codec: "json",
+        data: encode(&served.plan, fan, &value)?,
+    })
+}
+
+/// Claimed again once every item's output ended, fan-out `fan` gathers them (`tails`,
+/// each item's output's end) into its value, encoded; or fails as one process fails
+/// it (naming how many items did not succeed).
+pub(super) fn gather(
+    served: &Arc<Served>,
+    fan: usize,
+    tails: Vec<(Place, Input)>,
+) -> Result<Vec<u8>, TaskError> {
+    let def = def_of(served, fan)?;
+    let body = &def.body;
+    let tail = body.graph.output();
+    let mut items: Vec<Box<[Slot]>> = Vec::with_capacity(tails.len());
+    for (place, input) in tails {
+        let index = place.item.max(0) as usize;
+        if index != items.len() {
+            return Err(permanent(format!(
+                "item {} of the fan-out has no row",
+                items.len()
+            )));
+        }
+        let slots: Box<[Slot]> = (0..=tail).map(|_| Slot::new()).collect();
+        fill(&slots[tail], decode(body, tail, input).map_err(permanent)?);
+        items.push(slots);
+    }
+    let value = (def.assemble)(&mut items, tail)?;
+    encode(&served.plan, fan, &value)
+}
+
+/// The slots of a call of body node `part` of item `item` of fan-out `fan`: the item
+/// and the imports (from what the item reads of its run: `inputs` of the workflow,
+/// unless this worker holds them) and its inputs in the item.
+pub(super) fn item_slots(
+    served: &Arc<Served>,
+    run: (String, i64),
+    (fan, item, part): (usize, usize, usize),
+    params: &Arc<[u8]>,
+    inputs: Vec<(Place, Input)>,
+) -> Result<Slots, String> {
+    let def = def_of(served, fan).map_err(|e| e.to_string())?;
+    let (outer, inner): (Vec<_>, Vec<_>) = inputs
+        .into_iter()
+        .partition(|(place, _)| place.body().is_none());
+    let parent = match served.parents.get(&run, fan) {
+        Some(parent) => parent,
+        None => {
+            let parent = Arc::new(Parent::new(served, fan, params, outer)?);
+            served.parents.keep(run, fan, &parent);
+            parent
+        }
+    };
+    let fill_params = |slots: &mut [Slot]| -> Result<(), String> {
+        let mut params = slots.iter();
+        if let Some(collection) = def.collection {
+            let value: Value = match def.items {
+                Items::Borrowed { item: of, .. } => Box::new(Import::Item {
+                    run: Arc::clone(&parent) as Arc<dyn crate::value::Slots>,
+                    collection,
+                    index: item,
+                    item: of,
+                }),
+                _ => def
+                    .body
+                    .settle(0, parent.take_item(served, fan, def, item)?),
+            };
+            fill(
+                params
+                    .next()
+                    .ok_or("a body's first parameter is its item")?,
+                value,
+            );
+        }
+        for (slot, &node) in params.zip(&def.imports) {
+            let import = Import::Node {
+                run: Arc::clone(&parent) as Arc<dyn crate::value::Slots>,
+                node,
+            };
+            fill(slot, Box::new(import));
+        }
+        Ok(())
+    };
+    let inner = inner
+        .into_iter()
+        .filter_map(|(place, input)| Some((place.body()?.0, input)))
+        .collect();
+    served.slots(&def.body, part, (def.params(), fill_params), inner)
+}
