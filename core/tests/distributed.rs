@@ -10,6 +10,7 @@ use std::time::Duration;
 use aqueduct::dist::{Cluster, Worker, WorkerStats};
 use aqueduct::graph::{Builder, Handle, Step};
 use aqueduct::prelude::*;
+use aqueduct::store::Store;
 use aqueduct::task::TaskInfo;
 use aqueduct::{Error, Kind};
 
@@ -257,21 +258,6 @@ async fn what_workers_do_not_run_is_refused_with_the_reason() {
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("nested `for`"), "{refused}");
-
-    // What one process holds but workers do not yet: refused, not ignored.
-    #[task(cache)]
-    fn cached(x: &u64) -> u64 {
-        x + 2
-    }
-    workflow! {
-        #[durable]
-        fn remembered(x: u64) -> u64 { cached(&x) }
-    }
-    let cache = cluster
-        .submit(remembered::workflow(), "c", (1,))
-        .await
-        .unwrap_err();
-    assert!(cache.to_string().contains("`cache`"), "{cache}");
 }
 
 #[cfg(feature = "cli")]
@@ -628,6 +614,98 @@ async fn a_failed_item_fails_its_fan_out_and_a_tolerant_reader_sees_it() {
     let status = cluster.status("t").await.unwrap().unwrap();
     let outcome = status.tasks.iter().find(|t| t.node == "outcome").unwrap();
     assert_eq!(outcome.state, "done", "the tolerant reader ran: {status:?}");
+    stop.send(true).unwrap();
+    for worker in running {
+        worker.await.unwrap();
+    }
+}
+
+/// Calls of `fetched`, on any worker.
+static FETCHED: AtomicUsize = AtomicUsize::new(0);
+
+#[task(cache)]
+async fn fetched(page: &u64) -> String {
+    FETCHED.fetch_add(1, Ordering::SeqCst);
+    format!("page {page}")
+}
+
+#[task]
+fn joined(pages: &[String]) -> String {
+    pages.join("; ")
+}
+
+workflow! {
+    #[durable]
+    fn crawl(pages: Vec<u64>) -> String {
+        let fetched = for page in &pages { fetched(page) };
+        joined(&fetched)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_look_cached_results_up_and_save_them_item_by_item() {
+    let Some(db) = Database::new("dist_cache") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    let workflow = crawl::workflow();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = workers(&cluster, workflow, 2, &stopped).await;
+    let crawl = |run: &'static str, pages: Vec<u64>| {
+        let cluster = cluster.clone();
+        async move {
+            cluster.submit(workflow, run, (pages,)).await.unwrap();
+            tokio::time::timeout(Duration::from_secs(60), cluster.wait(workflow, run))
+                .await
+                .expect("the run ends")
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        crawl("first", vec![1, 2, 3]).await,
+        "page 1; page 2; page 3"
+    );
+    assert_eq!(FETCHED.load(Ordering::SeqCst), 3);
+    // One page more: only it is fetched; the others are the first run's.
+    assert_eq!(
+        crawl("second", vec![1, 2, 3, 4]).await,
+        "page 1; page 2; page 3; page 4"
+    );
+    assert_eq!(FETCHED.load(Ordering::SeqCst), 4);
+    let status = cluster.status("second").await.unwrap().unwrap();
+    let from: Vec<(&str, Option<&str>)> = status
+        .tasks
+        .iter()
+        .filter(|t| t.node.starts_with("fetched["))
+        .map(|t| (t.node.as_str(), t.cached_from.as_deref()))
+        .collect();
+    assert_eq!(
+        from,
+        [
+            ("fetched[0].fetched", Some("first")),
+            ("fetched[1].fetched", Some("first")),
+            ("fetched[2].fetched", Some("first")),
+            ("fetched[3].fetched", None),
+        ]
+    );
+    // The results are the store's too: listed, and cleared like any.
+    let store = db.open();
+    let listed = database::off_runtime(|| store.cache_entries().unwrap());
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    // A corrupt result is not used: the task runs, and its result replaces it.
+    database::off_runtime(|| {
+        db.sql()
+            .execute("UPDATE aqueduct_cache SET data = 'not json'", &[])
+            .unwrap()
+    });
+    assert_eq!(crawl("third", vec![1]).await, "page 1");
+    assert_eq!(FETCHED.load(Ordering::SeqCst), 5);
+    assert_eq!(crawl("fourth", vec![1]).await, "page 1");
+    assert_eq!(
+        FETCHED.load(Ordering::SeqCst),
+        5,
+        "the replaced result is used"
+    );
     stop.send(true).unwrap();
     for worker in running {
         worker.await.unwrap();

@@ -144,6 +144,9 @@ pub(super) fn distributed_run_table(run: &crate::dist::DistributedRun) -> String
         if let Some(error) = &task.error {
             let _ = writeln!(out, "  error: {error}");
         }
+        if let Some(from) = &task.cached_from {
+            let _ = writeln!(out, "  cached: the result of run `{from}`");
+        }
     }
     out
 }
@@ -213,6 +216,7 @@ mod tests {
                 attempts: 2,
                 workers: vec!["a:1:x".into(), "b:2:y".into()],
                 error: Some("lost".into()),
+                cached_from: Some("first".into()),
             }],
         };
         let table = distributed_run_table(&run);
@@ -221,5 +225,9 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("  error: lost"), "{table}");
+        assert!(
+            table.contains("  cached: the result of run `first`"),
+            "{table}"
+        );
     }
 }

@@ -42,11 +42,26 @@ pub(super) enum Committed {
     Lost,
 }
 
-/// An ended attempt to commit: the task claimed, its plan, and how it ended.
+/// An ended attempt to commit: the task claimed, its plan, how it ended, and what it
+/// did with the result cache.
 pub(super) struct Ending {
     pub(super) plan: Arc<Plan>,
     pub(super) claimed: Claimed,
     pub(super) ended: Ended,
+    pub(super) cache: Option<CacheNote>,
+}
+
+/// A cached task's use of the result cache.
+pub(super) enum CacheNote {
+    /// Its result was loaded: computed by this run.
+    Loaded { from: String },
+    /// Its result, if it succeeded, is saved under `key` for task `task`, kept for
+    /// `ttl` (for ever if `None`).
+    Save {
+        task: &'static str,
+        key: String,
+        ttl: Option<Duration>,
+    },
 }
 
 /// Commits `endings` (attempts `owner` claimed) in one transaction; says for each
@@ -87,6 +102,7 @@ pub(super) async fn commit(
         })
         .collect();
     save_outputs(&transaction, endings, &committed).await?;
+    save_cached(&transaction, endings, &committed).await?;
     let added = expand(&transaction, endings, &committed).await?;
     // Each run's tasks that ended here (a retried attempt did not, nor a fan-out that
     // made its items), and whether each succeeded.
@@ -171,6 +187,13 @@ async fn fence(
         Vec::with_capacity(count),
         Vec::with_capacity(count),
     );
+    let loaded: Vec<Option<&str>> = endings
+        .iter()
+        .map(|e| match &e.cache {
+            Some(CacheNote::Loaded { from }) => Some(from.as_str()),
+            _ => None,
+        })
+        .collect();
     for ending in endings {
         let (state, error, delay, waits) = match &ending.ended {
             Ended::Done { .. } => ("done", None, 0, None),
@@ -201,11 +224,13 @@ async fn fence(
                      available_ms = CASE WHEN e.state = 'ready' THEN {NOW_MS} + e.delay
                                          ELSE t.available_ms END,
                      pending = COALESCE(e.pending, t.pending),
-                     expanded = t.expanded OR e.pending IS NOT NULL
+                     expanded = t.expanded OR e.pending IS NOT NULL,
+                     cached_from = e.cached_from
                  FROM UNNEST($2::TEXT[], $3::INTEGER[], $4::INTEGER[], $5::INTEGER[],
                              $6::INTEGER[], $7::TEXT[], $8::TEXT[], $9::BIGINT[], $10::INTEGER[],
-                             $11::INTEGER[])
-                      AS e(run_id, node, item, part, attempt, state, error, delay, pending, i)
+                             $11::TEXT[], $12::INTEGER[])
+                      AS e(run_id, node, item, part, attempt, state, error, delay, pending,
+                           cached_from, i)
                  WHERE t.run_id = e.run_id AND t.node = e.node AND t.item = e.item
                    AND t.part = e.part AND t.attempt = e.attempt
                    AND t.state = 'running' AND t.lease_owner = $1
@@ -222,6 +247,7 @@ async fn fence(
                 (&errors, Type::TEXT_ARRAY),
                 (&delays, Type::INT8_ARRAY),
                 (&pending, Type::INT4_ARRAY),
+                (&loaded, Type::TEXT_ARRAY),
                 (&indexes, Type::INT4_ARRAY),
             ],
         )
@@ -265,6 +291,61 @@ async fn save_outputs(
                 (&parts, Type::INT4_ARRAY),
                 (&codecs, Type::TEXT_ARRAY),
                 (&datas, Type::BYTEA_ARRAY),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Saves the results of the cached tasks that `committed` with a result, for later
+/// runs (replacing what their keys held).
+async fn save_cached(
+    transaction: &Transaction<'_>,
+    endings: &[&Ending],
+    committed: &[bool],
+) -> Result<(), tokio_postgres::Error> {
+    let (mut tasks, mut keys, mut codecs, mut datas, mut runs, mut ttls) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    // One row per key: two calls of a batch with one key (the same inputs) computed
+    // the same result.
+    let mut seen = std::collections::HashSet::new();
+    for (ending, _) in endings.iter().zip(committed).filter(|(_, c)| **c) {
+        if let (Ended::Done { codec, data }, Some(CacheNote::Save { task, key, ttl })) =
+            (&ending.ended, &ending.cache)
+            && seen.insert((*task, key.as_str()))
+        {
+            tasks.push(*task);
+            keys.push(key.as_str());
+            codecs.push(*codec);
+            datas.push(data.as_slice());
+            runs.push(ending.claimed.run.as_str());
+            ttls.push(ttl.map(|ttl| ttl.as_millis() as i64));
+        }
+    }
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    transaction
+        .execute_typed(
+            &format!(
+                "INSERT INTO aqueduct_cache
+                     (task, key, codec, schema, data, run_id, created_ms, expires_ms)
+                 SELECT c.task, c.key, c.codec, $7, c.data, c.run_id, {NOW_MS},
+                        {NOW_MS} + c.ttl
+                 FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BYTEA[], $5::TEXT[],
+                             $6::BIGINT[]) AS c(task, key, codec, data, run_id, ttl)
+                 ON CONFLICT (task, key) DO UPDATE SET codec = EXCLUDED.codec,
+                     schema = EXCLUDED.schema, data = EXCLUDED.data, run_id = EXCLUDED.run_id,
+                     created_ms = EXCLUDED.created_ms, expires_ms = EXCLUDED.expires_ms"
+            ),
+            &[
+                (&tasks, Type::TEXT_ARRAY),
+                (&keys, Type::TEXT_ARRAY),
+                (&codecs, Type::TEXT_ARRAY),
+                (&datas, Type::BYTEA_ARRAY),
+                (&runs, Type::TEXT_ARRAY),
+                (&ttls, Type::INT8_ARRAY),
+                (&(crate::plan::SCHEMA as i32), Type::INT4),
             ],
         )
         .await?;

@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use super::commit::Ended;
+use super::commit::{CacheNote, Ended};
 use super::items::{self, Parents};
 use super::protocol::{Claimed, Input, Place};
 use crate::plan::{Call, Called, CheckpointFormat, Params, Plan};
-use crate::task::{Kind, TaskError, panic_message};
+use crate::task::{Kind, TaskError, TaskInfo, panic_message};
 use crate::value::{Slot, Value, fill};
 
 /// A workflow a worker serves: its plan, its fingerprint, and how its parameters are
@@ -190,58 +190,72 @@ impl Target {
 /// Runs attempt `attempt` of `task` (attempts lost with their workers not counted)
 /// with its run's parameters and its inputs, and says how it ended: its output
 /// encoded, or its error and whether (and when) its policy retries it; for a
-/// fan-out's row, its items made or gathered.
+/// fan-out's row, its items made or gathered. A cached task's first attempt looks
+/// its result up through `lookups` first (see [`cached`]).
 pub(super) async fn run(
     served: Arc<Served>,
     task: &Claimed,
     attempt: u32,
     params: Arc<[u8]>,
     inputs: Vec<(Place, Input)>,
-) -> Ended {
+    lookups: Option<&tokio_postgres::Client>,
+) -> (Ended, Option<CacheNote>) {
     let target = Target::of(task.place);
     let Some((plan, node)) = target.call(&served.plan) else {
-        return failed(permanent(
-            "a task of an item of a node that is no fan-out".into(),
-        ));
+        let error = permanent("a task of an item of a node that is no fan-out".into());
+        return (failed(error), None);
     };
     let info = *plan.graph.info(node);
     let run = (task.run.clone(), task.submitted_ms);
     let result = match (&plan.calls[node], target) {
         (Call::FanOut(_), Target::Top(fan)) if task.expanded => {
             let served = Arc::clone(&served);
-            return on_rayon(move || items::gather(&served, fan, inputs))
-                .await
-                .map_or_else(failed, |data| Ended::Done {
-                    codec: "json",
-                    data,
-                });
+            let gathered = on_rayon(move || items::gather(&served, fan, inputs)).await;
+            let ended = gathered.map_or_else(failed, |data| Ended::Done {
+                codec: "json",
+                data,
+            });
+            return (ended, None);
         }
         (Call::FanOut(_), Target::Top(fan)) => {
             let served = Arc::clone(&served);
-            return on_rayon(move || items::expand(&served, fan, &params, inputs))
-                .await
-                .unwrap_or_else(failed);
+            let expanded = on_rayon(move || items::expand(&served, fan, &params, inputs)).await;
+            return (expanded.unwrap_or_else(failed), None);
+        }
+        (Call::Task(_), _) if plan.caches.contains_key(&(node as u32)) && lookups.is_some() => {
+            let lookups = lookups.expect("checked");
+            return cached(&served, target, run, attempt, (&params, inputs), lookups).await;
         }
         (Call::Task(_), _) if info.kind == Kind::Io => {
-            run_io(&served, target, run, &params, inputs).await
+            let (served, params) = (Arc::clone(&served), Arc::clone(&params));
+            let slots = {
+                let served = Arc::clone(&served);
+                on_rayon(move || slots_of(&served, target, run, &params, inputs).map_err(permanent))
+                    .await
+            };
+            match slots {
+                Ok(slots) => call_io(&served, target, slots).await,
+                Err(error) => Err(error),
+            }
         }
         (Call::Task(_), _) => {
             let served = Arc::clone(&served);
-            let cpu = on_rayon(move || run_cpu(&served, target, run, &params, inputs));
-            match info.timeout {
-                None => cpu.await,
-                Some(limit) => match tokio::time::timeout(limit, cpu).await {
-                    Ok(result) => result,
-                    // The attempt cannot be preempted: it is abandoned, its result dropped.
-                    Err(_) => Err(TaskError::timed_out(limit)),
-                },
-            }
+            let cpu = on_rayon(move || {
+                let slots = slots_of(&served, target, run, &params, inputs).map_err(permanent)?;
+                call_cpu(&served, target, slots)
+            });
+            timed(&info, cpu).await
         }
         _ => Err(permanent(format!(
             "node `{}` is not a task or fan-out, which workers do not run",
             plan.graph.name_of(node)
         ))),
     };
+    (ended(&info, attempt, result), None)
+}
+
+/// How an attempt of a task of `info` ended with `result`.
+fn ended(info: &TaskInfo, attempt: u32, result: Result<Vec<u8>, TaskError>) -> Ended {
     match result {
         Ok(data) => Ended::Done {
             codec: "json",
@@ -254,6 +268,113 @@ pub(super) async fn run(
                 retry_in: retries.then(|| info.retry.delay_before(attempt)),
             }
         }
+    }
+}
+
+/// A cached task's attempt: its key made from its inputs (with its slots, on rayon);
+/// on the first attempt, a result stored under it (by the server's clock, not
+/// expired, readable by this build) is the attempt's output; else the task runs and
+/// its result is saved with its end. The cache never fails a task: a key it cannot
+/// make, a lookup that fails, a result it cannot read is a warning, and the task runs.
+async fn cached(
+    served: &Arc<Served>,
+    target: Target,
+    run: (String, i64),
+    attempt: u32,
+    (params, inputs): (&Arc<[u8]>, Vec<(Place, Input)>),
+    lookups: &tokio_postgres::Client,
+) -> (Ended, Option<CacheNote>) {
+    let (plan, node) = target.call(&served.plan).expect("checked by `run`");
+    let info = *plan.graph.info(node);
+    let warn = |what: String| {
+        tracing::warn!(run = %run.0, task = info.name, node = plan.graph.name_of(node), "{what}");
+    };
+    let prepared = {
+        let (served, params, run) = (Arc::clone(served), Arc::clone(params), run.clone());
+        on_rayon(move || {
+            let slots = slots_of(&served, target, run, &params, inputs).map_err(permanent)?;
+            let (plan, node) = target.call(&served.plan).expect("checked by `run`");
+            let def = &plan.caches[&(node as u32)];
+            Ok((
+                crate::exec::key_of(plan.graph.info(node), def, &slots),
+                slots,
+            ))
+        })
+        .await
+    };
+    let (key, slots) = match prepared {
+        Ok((Ok(key), slots)) => (Some(key), slots),
+        Ok((Err(error), slots)) => {
+            warn(format!(
+                "cannot make the cache key: {error}; running the task, whose result is not saved"
+            ));
+            (None, slots)
+        }
+        Err(error) => return (ended(&info, attempt, Err(error)), None),
+    };
+    if let (Some(key), 1) = (&key, attempt) {
+        match super::protocol::cached(lookups, info.name, key).await {
+            Ok(Some(row)) => {
+                let served = Arc::clone(served);
+                let readable = on_rayon(move || {
+                    let (plan, node) = target.call(&served.plan).expect("checked by `run`");
+                    let def = &plan.caches[&(node as u32)];
+                    let codec = CheckpointFormat::from_name(&row.codec).map(|f| f.name());
+                    match (crate::exec::decode_cached(def, &row), codec) {
+                        (Ok(_), Some(codec)) => Ok(Ok((codec, row))),
+                        (Err(error), _) => Ok(Err(error)),
+                        (_, None) => Ok(Err(format!("unknown codec `{}`", row.codec))),
+                    }
+                })
+                .await;
+                match readable {
+                    Ok(Ok((codec, row))) => {
+                        let done = Ended::Done {
+                            codec,
+                            data: row.data,
+                        };
+                        return (done, Some(CacheNote::Loaded { from: row.run }));
+                    }
+                    Ok(Err(error)) => warn(format!(
+                        "the cached result cannot be read ({error}); running the task, whose \
+                         result replaces it"
+                    )),
+                    Err(error) => warn(format!("the cache lookup failed: {error}")),
+                }
+            }
+            Ok(None) => {}
+            Err(error) => warn(format!(
+                "cannot read the cache: {}; running the task",
+                super::explain(&error)
+            )),
+        }
+    }
+    let result = match info.kind {
+        Kind::Io => call_io(served, target, slots).await,
+        _ => {
+            let served = Arc::clone(served);
+            timed(&info, on_rayon(move || call_cpu(&served, target, slots))).await
+        }
+    };
+    let note = key.map(|key| CacheNote::Save {
+        task: info.name,
+        key,
+        ttl: info.cache.and_then(|policy| policy.ttl),
+    });
+    (ended(&info, attempt, result), note)
+}
+
+/// A CPU attempt within its task's timeout: past it, abandoned (it cannot be
+/// preempted), its result dropped.
+async fn timed(
+    info: &TaskInfo,
+    cpu: impl std::future::Future<Output = Result<Vec<u8>, TaskError>>,
+) -> Result<Vec<u8>, TaskError> {
+    match info.timeout {
+        None => cpu.await,
+        Some(limit) => tokio::time::timeout(limit, cpu)
+            .await
+            .unwrap_or_else(|_| Err(TaskError::timed_out(limit))),
     }
 }
 
@@ -289,15 +410,8 @@ fn slots_of(
     }
 }
 
-/// A CPU task's attempt, on this (rayon) thread, its output encoded.
-fn run_cpu(
-    served: &Arc<Served>,
-    target: Target,
-    run: (String, i64),
-    params: &Arc<[u8]>,
-    inputs: Vec<(Place, Input)>,
-) -> Result<Vec<u8>, TaskError> {
-    let slots = slots_of(served, target, run, params, inputs).map_err(permanent)?;
+/// A CPU task's call with its slots, on this (rayon) thread, its output encoded.
+fn call_cpu(served: &Served, target: Target, slots: Slots) -> Result<Vec<u8>, TaskError> {
     let (plan, node) = target.call(&served.plan).expect("checked by `run`");
     let Call::Task(call) = &plan.calls[node] else {
         return Err(permanent("only task nodes are run by workers".into()));
@@ -313,19 +427,9 @@ fn run_cpu(
     encode(plan, node, &value)
 }
 
-/// An IO task's attempt: inputs decoded and the output encoded on rayon, the call on
-/// this tokio task, within its timeout.
-async fn run_io(
-    served: &Arc<Served>,
-    target: Target,
-    run: (String, i64),
-    params: &Arc<[u8]>,
-    inputs: Vec<(Place, Input)>,
-) -> Result<Vec<u8>, TaskError> {
-    let slots = {
-        let (served, params) = (Arc::clone(served), Arc::clone(params));
-        on_rayon(move || slots_of(&served, target, run, &params, inputs).map_err(permanent)).await?
-    };
+/// An IO task's call with its slots, on this tokio task, within its timeout; its
+/// output encoded on rayon.
+async fn call_io(served: &Arc<Served>, target: Target, slots: Slots) -> Result<Vec<u8>, TaskError> {
     let (plan, node) = target.call(&served.plan).expect("checked by `run`");
     let Call::Task(call) = &plan.calls[node] else {
         return Err(permanent("only task nodes are run by workers".into()));

@@ -111,6 +111,9 @@ pub struct DistributedTask {
     pub workers: Vec<String>,
     /// Why its last attempt failed.
     pub error: Option<String>,
+    /// For a cached task whose result was loaded (`#[task(cache)]`), the run that
+    /// computed it.
+    pub cached_from: Option<String>,
 }
 
 impl Cluster {
@@ -366,7 +369,7 @@ pub(super) use connect::explain;
 
 /// The plan's fingerprint, if this version can distribute it: durable, every node a
 /// parameter, a task, or a fan-out or sub-workflow whose body is of parameters and
-/// tasks (its output a task), uncapped; nothing cached.
+/// tasks (its output a task), uncapped.
 fn distributable(plan: &Plan) -> Result<&str, Error> {
     let workflow = plan.graph.name().to_owned();
     let refuse = |reason: String| Error::NotDistributable {
@@ -428,8 +431,7 @@ fn distributable(plan: &Plan) -> Result<&str, Error> {
 }
 
 /// Whether node `node` of `plan` (a workflow's or a body's) is a task workers run: not
-/// an `if`, `match` or (in a body) a nested `for`; its output saved; not cached. Why
-/// not.
+/// an `if`, `match` or (in a body) a nested `for`; its output saved. Why not.
 fn tasks_only(plan: &Plan, node: usize) -> Result<(), String> {
     let info = plan.graph.info(node);
     match &plan.calls[node] {
@@ -445,13 +447,6 @@ fn tasks_only(plan: &Plan, node: usize) -> Result<(), String> {
                 "is an `if` or `match`, which this version runs only in one process".into(),
             );
         }
-    }
-    if info.cache.is_some() {
-        return Err(format!(
-            "calls task `{}`, which has `cache`: this version does not look results up on \
-             workers",
-            info.name
-        ));
     }
     if plan.codecs[node].is_none() {
         return Err("is not checkpointed: workers pass values through the database".into());

@@ -565,3 +565,30 @@ pub(super) async fn absent(client: &Client, owner: &str) -> Result<(), tokio_pos
         .await?;
     Ok(())
 }
+
+/// Task `task`'s cached result under `key`, unless it expired (by the server's clock).
+pub(super) async fn cached(
+    client: &Client,
+    task: &str,
+    key: &str,
+) -> Result<Option<crate::store::CachedResult>, tokio_postgres::Error> {
+    let row = client
+        .query_typed_opt(
+            &format!(
+                "SELECT codec, schema, data, run_id, created_ms, expires_ms FROM aqueduct_cache
+                 WHERE task = $1 AND key = $2 AND (expires_ms IS NULL OR expires_ms > {NOW_MS})"
+            ),
+            &[(&task, Type::TEXT), (&key, Type::TEXT)],
+        )
+        .await?;
+    Ok(row.map(|row| crate::store::CachedResult {
+        task: task.to_owned(),
+        key: key.to_owned(),
+        codec: row.get(0),
+        schema: row.get::<_, i32>(1).max(0) as u32,
+        data: row.get(2),
+        run: row.get(3),
+        created_ms: row.get::<_, i64>(4).max(0) as u64,
+        expires_ms: row.get::<_, Option<i64>>(5).map(|ms| ms.max(0) as u64),
+    }))
+}

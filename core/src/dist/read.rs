@@ -155,7 +155,7 @@ pub(super) async fn status(
     };
     let tasks = client
         .query(
-            "SELECT name, state, attempt, workers, error FROM aqueduct_dist_tasks
+            "SELECT name, state, attempt, workers, error, cached_from FROM aqueduct_dist_tasks
              WHERE run_id = $1 ORDER BY node, item, part",
             &[&id],
         )
@@ -167,6 +167,7 @@ pub(super) async fn status(
             attempts: row.get::<_, i32>(2).max(0) as u32,
             workers: row.get(3),
             error: row.get(4),
+            cached_from: row.get(5),
         })
         .collect();
     Ok(Some(DistributedRun {

@@ -153,6 +153,12 @@ impl Worker {
             };
             (sent, tokio::spawn(committer.run(received)))
         };
+        // Where cached tasks look their results up, if it serves any.
+        let cached = self.served.iter().any(|served| served.plan.caches_any);
+        let mut lookups = match cached {
+            true => Some(Arc::new(self.cluster.client().await?)),
+            false => None,
+        };
         let mut running: JoinSet<()> = JoinSet::new();
         // The attempts running here (run, node, attempt): the only ones it renews.
         let in_flight: InFlight = Arc::default();
@@ -187,6 +193,12 @@ impl Worker {
                 _ = notes.recv() => {}
                 () = committed.notified() => {}
                 () = tokio::time::sleep(self.poll) => {}
+            }
+            if lookups.as_ref().is_some_and(|client| client.is_closed()) {
+                // A lookup on a closed connection fails and the task runs: open another.
+                if let Ok(client) = self.cluster.client().await {
+                    lookups = Some(Arc::new(client));
+                }
             }
             if claims.is_closed() {
                 // The database went away: reconnect, pausing longer each time.
@@ -266,8 +278,9 @@ impl Worker {
                 // Whatever way the attempt ends (a panic too), its lease is not renewed.
                 let held = Held(Arc::clone(&in_flight), held);
                 let (commits, lease) = (commits.clone(), self.lease);
+                let lookups = lookups.clone();
                 running.spawn(async move {
-                    let ending = attempt(served, task, params, inputs).await;
+                    let ending = attempt(served, task, params, inputs, lookups).await;
                     // Its slot is free now; its lease is renewed until its end commits.
                     let deadline = tokio::time::Instant::now() + lease;
                     let _ = commits.send(ToCommit {
@@ -402,26 +415,37 @@ async fn attempt(
     task: Claimed,
     params: Arc<[u8]>,
     inputs: Vec<(Place, protocol::Input)>,
+    lookups: Option<Arc<tokio_postgres::Client>>,
 ) -> Ending {
     let tries = task.attempt.saturating_sub(task.reaped).max(1);
     // A task whose workers keep dying with it (an abort, a stack overflow, an
     // out-of-memory kill) is not handed to every worker in turn: it fails.
-    let ended = if task.reaped >= MAX_LOST {
-        Ended::Failed {
+    let (ended, cache) = if task.reaped >= MAX_LOST {
+        let ended = Ended::Failed {
             error: format!(
                 "its worker was lost {} times while running it (killed, or crashed by the \
                  task): it is not run again",
                 task.reaped
             ),
             retry_in: None,
-        }
+        };
+        (ended, None)
     } else {
-        super::execute::run(Arc::clone(&served), &task, tries, params, inputs).await
+        super::execute::run(
+            Arc::clone(&served),
+            &task,
+            tries,
+            params,
+            inputs,
+            lookups.as_deref(),
+        )
+        .await
     };
     Ending {
         plan: Arc::clone(&served.plan),
         claimed: task,
         ended,
+        cache,
     }
 }
 

@@ -253,7 +253,7 @@ impl Shared {
 
 /// The key of a call of cached task `info` whose inputs are in `slots`: SHA-256 of the
 /// task's module and name, code hash and version and the inputs' encodings, in hex.
-fn key_of(info: &TaskInfo, def: &CacheDef, slots: &[Slot]) -> Result<String, String> {
+pub(crate) fn key_of(info: &TaskInfo, def: &CacheDef, slots: &[Slot]) -> Result<String, String> {
     use sha2::{Digest, Sha256};
     let policy = info.cache.ok_or("the task has no cache policy")?;
     let mut inputs = CacheKey::default();
@@ -277,7 +277,7 @@ fn key_of(info: &TaskInfo, def: &CacheDef, slots: &[Slot]) -> Result<String, Str
 }
 
 /// A stored result's value, if this build can read it.
-fn decode(def: &CacheDef, row: &CachedResult) -> Result<Value, String> {
+pub(crate) fn decode(def: &CacheDef, row: &CachedResult) -> Result<Value, String> {
     let format = crate::plan::readable(&row.codec, row.schema)?;
     catch_unwind(AssertUnwindSafe(|| (def.codec.decode)(&row.data, format))).unwrap_or_else(
         |panic| {

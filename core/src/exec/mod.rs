@@ -54,7 +54,7 @@ mod writer;
 #[cfg(feature = "durable")]
 use cache::JobCache;
 #[cfg(feature = "durable")]
-pub(crate) use cache::{CacheRun, CacheWarnings};
+pub(crate) use cache::{CacheRun, CacheWarnings, decode as decode_cached, key_of};
 #[cfg(feature = "durable")]
 pub(crate) use checkpoint::Flushed;
 pub(crate) use checkpoint::{Extras, Nested, Sink};

@@ -112,6 +112,8 @@ const MIGRATIONS: [&str; VERSION as usize] = [
     ALTER TABLE aqueduct_dist_tasks ADD COLUMN item INTEGER NOT NULL DEFAULT -1;
     ALTER TABLE aqueduct_dist_tasks ADD COLUMN part INTEGER NOT NULL DEFAULT -1;
     ALTER TABLE aqueduct_dist_tasks ADD COLUMN expanded BOOLEAN NOT NULL DEFAULT false;
+    -- For a cached task whose result was loaded: the run that computed it.
+    ALTER TABLE aqueduct_dist_tasks ADD COLUMN cached_from TEXT;
     ALTER TABLE aqueduct_dist_tasks DROP CONSTRAINT aqueduct_dist_tasks_pkey;
     ALTER TABLE aqueduct_dist_tasks ADD PRIMARY KEY (run_id, node, item, part);
     ALTER TABLE aqueduct_dist_outputs ADD COLUMN item INTEGER NOT NULL DEFAULT -1;
