@@ -131,8 +131,17 @@ async fn two_workers_finish_a_run_and_each_does_work() {
 
 static FLAKY: AtomicUsize = AtomicUsize::new(0);
 
+/// The attempts tasks saw themselves run as (`dist::current_attempt`).
+static SEEN: std::sync::Mutex<Vec<aqueduct::dist::AttemptId>> = std::sync::Mutex::new(Vec::new());
+
+fn seen() {
+    let id = aqueduct::dist::current_attempt().expect("a worker runs the task");
+    SEEN.lock().unwrap().push(id);
+}
+
 #[task(retries = 2, retry_delay = "10ms")]
 fn flaky(x: &u64) -> Result<u64, TaskError> {
+    seen();
     if FLAKY.fetch_add(1, Ordering::SeqCst) < 2 {
         return Err(TaskError::msg("not yet"));
     }
@@ -151,6 +160,8 @@ fn after(x: &u64) -> u64 {
 
 #[task]
 async fn report(fixed: &u64, broken: &Outcome<u64>) -> String {
+    tokio::task::yield_now().await;
+    seen();
     format!(
         "{fixed} {}",
         if broken.value().is_some() {
@@ -209,6 +220,24 @@ async fn retries_failures_skips_and_cleanups_behave_as_in_one_process() {
     );
     // The cleanup read the failure and ran.
     assert_eq!(task("report").state, "done");
+    // Each attempt knew which it was (CPU on rayon, IO on tokio after an await).
+    let seen: Vec<(String, String, u32)> = SEEN
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| (a.run_id.clone(), a.node.clone(), a.attempt))
+        .collect();
+    let expected = |node: &str, attempt| ("mixed-1".to_owned(), node.to_owned(), attempt);
+    assert_eq!(
+        seen,
+        [
+            expected("fixed", 1),
+            expected("fixed", 2),
+            expected("fixed", 3),
+            expected("report", 1)
+        ]
+    );
+    assert_eq!(aqueduct::dist::current_attempt(), None, "not in a task");
     stop.send(true).unwrap();
     for worker in running {
         worker.await.unwrap();

@@ -498,16 +498,11 @@ async fn expand<'a>(
         let parts: Vec<usize> = (0..body.graph.len())
             .filter(|&part| body.graph.kind(part) != Kind::Param)
             .collect();
-        let fan = ending.plan.graph.name_of(node);
         for item in 0..items {
             for &part in &parts {
                 runs.push(ending.claimed.run.as_str());
                 places.push(Place::in_item(node, item, part));
-                let name = body.graph.name_of(part);
-                names.push(match def.collection {
-                    Some(_) => format!("{fan}[{item}].{name}"),
-                    None => format!("{fan}.{name}"),
-                });
+                names.push(Place::in_item(node, item, part).name(&ending.plan));
                 let info = body.graph.info(part);
                 tasks.push(info.name);
                 pending.push(body.waits_for[part] as i32);

@@ -155,10 +155,5 @@ fn lost(ending: &Ending) {
 
 /// The name of the task `ending` ended, as the run shows it.
 fn name_of(ending: &Ending) -> String {
-    let place = ending.claimed.place;
-    let fan = ending.plan.graph.name_of(place.node());
-    match place.body() {
-        None => fan.to_owned(),
-        Some((part, item)) => format!("{fan}[{item}] body node {part}"),
-    }
+    ending.claimed.place.name(&ending.plan)
 }

@@ -151,6 +151,69 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Which attempt of which task of which distributed run is running: what a task with
+/// side effects builds an idempotency key from (a task runs at least once: a worker
+/// that dies or stalls past its lease loses its attempt to another, which runs it
+/// again). See [`current_attempt`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AttemptId {
+    /// The run's id.
+    pub run_id: String,
+    /// The task's node, as `show --distributed` names it (`fan[3].fetch` for a task
+    /// of a fan-out's item).
+    pub node: String,
+    /// The attempt, from 1: every claim of the task counts, a lost worker's too.
+    pub attempt: u32,
+}
+
+thread_local! {
+    /// The attempt a CPU task runs for on this thread.
+    static CURRENT: std::cell::RefCell<Option<Arc<AttemptId>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+tokio::task_local! {
+    /// The attempt an IO task runs for in this tokio task.
+    static CURRENT_IO: Arc<AttemptId>;
+}
+
+/// The run, node and attempt of the task calling it, when a distributed worker runs
+/// it ([`Worker`](super::Worker)); `None` elsewhere (a run in one process, or code
+/// that is not a task).
+///
+/// ```no_run
+/// # use aqueduct::prelude::*;
+/// #[task]
+/// async fn charge(order: &u64) -> Result<String, TaskError> {
+///     // The same key on every attempt of this call: the payment API charges once.
+///     let key = aqueduct::dist::current_attempt()
+///         .map(|a| format!("{}/{}", a.run_id, a.node))
+///         .unwrap_or_else(|| format!("local/{order}"));
+///     Ok(key)
+/// }
+/// ```
+pub fn current_attempt() -> Option<AttemptId> {
+    CURRENT
+        .with_borrow(|current| current.as_deref().cloned())
+        .or_else(|| CURRENT_IO.try_with(|current| (**current).clone()).ok())
+}
+
+/// Runs `f` with `id` as [`current_attempt`] on this thread (what it was before is
+/// put back after: rayon may run another task inside this one's `par_iter`).
+fn as_current<R>(id: &Arc<AttemptId>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Arc<AttemptId>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            CURRENT.with_borrow_mut(|current| *current = previous);
+        }
+    }
+    let previous = CURRENT.with_borrow_mut(|current| current.replace(Arc::clone(id)));
+    let _restore = Restore(previous);
+    f()
+}
+
 /// What a task calls: a node of the workflow, or a node of a fan-out's item.
 #[derive(Clone, Copy)]
 pub(super) enum Target {
@@ -207,6 +270,11 @@ pub(super) async fn run(
     };
     let info = *plan.graph.info(node);
     let run = (task.run.clone(), task.submitted_ms);
+    let id = Arc::new(AttemptId {
+        run_id: task.run.clone(),
+        node: task.place.name(&served.plan),
+        attempt: task.attempt,
+    });
     let result = match (&plan.calls[node], target) {
         (Call::FanOut(_), Target::Top(fan)) if task.expanded => {
             let served = Arc::clone(&served);
@@ -224,6 +292,7 @@ pub(super) async fn run(
         }
         (Call::Task(_), _) if plan.caches.contains_key(&(node as u32)) && lookups.is_some() => {
             let lookups = lookups.expect("checked");
+            let attempt = (attempt, &id);
             return cached(&served, target, run, attempt, (&params, inputs), lookups).await;
         }
         (Call::Task(_), _) if info.kind == Kind::Io => {
@@ -234,7 +303,7 @@ pub(super) async fn run(
                     .await
             };
             match slots {
-                Ok(slots) => call_io(&served, target, slots).await,
+                Ok(slots) => call_io(&served, target, slots, &id).await,
                 Err(error) => Err(error),
             }
         }
@@ -242,7 +311,7 @@ pub(super) async fn run(
             let served = Arc::clone(&served);
             let cpu = on_rayon(move || {
                 let slots = slots_of(&served, target, run, &params, inputs).map_err(permanent)?;
-                call_cpu(&served, target, slots)
+                call_cpu(&served, target, slots, &id)
             });
             timed(&info, cpu).await
         }
@@ -280,7 +349,7 @@ async fn cached(
     served: &Arc<Served>,
     target: Target,
     run: (String, i64),
-    attempt: u32,
+    (attempt, id): (u32, &Arc<AttemptId>),
     (params, inputs): (&Arc<[u8]>, Vec<(Place, Input)>),
     lookups: &tokio_postgres::Client,
 ) -> (Ended, Option<CacheNote>) {
@@ -350,10 +419,14 @@ async fn cached(
         }
     }
     let result = match info.kind {
-        Kind::Io => call_io(served, target, slots).await,
+        Kind::Io => call_io(served, target, slots, id).await,
         _ => {
-            let served = Arc::clone(served);
-            timed(&info, on_rayon(move || call_cpu(&served, target, slots))).await
+            let (served, id) = (Arc::clone(served), Arc::clone(id));
+            timed(
+                &info,
+                on_rayon(move || call_cpu(&served, target, slots, &id)),
+            )
+            .await
         }
     };
     let note = key.map(|key| CacheNote::Save {
@@ -411,12 +484,17 @@ fn slots_of(
 }
 
 /// A CPU task's call with its slots, on this (rayon) thread, its output encoded.
-fn call_cpu(served: &Served, target: Target, slots: Slots) -> Result<Vec<u8>, TaskError> {
+fn call_cpu(
+    served: &Served,
+    target: Target,
+    slots: Slots,
+    id: &Arc<AttemptId>,
+) -> Result<Vec<u8>, TaskError> {
     let (plan, node) = target.call(&served.plan).expect("checked by `run`");
     let Call::Task(call) = &plan.calls[node] else {
         return Err(permanent("only task nodes are run by workers".into()));
     };
-    let value = match catch_unwind(AssertUnwindSafe(|| call(&slots))) {
+    let value = match catch_unwind(AssertUnwindSafe(|| as_current(id, || call(&slots)))) {
         Ok(Called::Done(result)) => result?,
         Ok(Called::Pending(_)) => {
             return Err(permanent("a CPU task returned a future".into()));
@@ -429,15 +507,20 @@ fn call_cpu(served: &Served, target: Target, slots: Slots) -> Result<Vec<u8>, Ta
 
 /// An IO task's call with its slots, on this tokio task, within its timeout; its
 /// output encoded on rayon.
-async fn call_io(served: &Arc<Served>, target: Target, slots: Slots) -> Result<Vec<u8>, TaskError> {
+async fn call_io(
+    served: &Arc<Served>,
+    target: Target,
+    slots: Slots,
+    id: &Arc<AttemptId>,
+) -> Result<Vec<u8>, TaskError> {
     let (plan, node) = target.call(&served.plan).expect("checked by `run`");
     let Call::Task(call) = &plan.calls[node] else {
         return Err(permanent("only task nodes are run by workers".into()));
     };
-    let value = match catch_unwind(AssertUnwindSafe(|| call(&slots))) {
+    let value = match catch_unwind(AssertUnwindSafe(|| as_current(id, || call(&slots)))) {
         Ok(Called::Done(result)) => result?,
         Ok(Called::Pending(future)) => {
-            let future = crate::exec::caught(future);
+            let future = CURRENT_IO.scope(Arc::clone(id), crate::exec::caught(future));
             match plan.graph.info(node).timeout {
                 None => future.await?,
                 Some(limit) => tokio::time::timeout(limit, future)

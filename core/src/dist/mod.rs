@@ -40,6 +40,7 @@ use crate::store::postgres::connect::{self, SslMode, Target};
 use crate::store::{PostgresStore, StoreError};
 use crate::task::Kind;
 
+pub use execute::{AttemptId, current_attempt};
 pub use worker::{Worker, WorkerStats};
 
 /// A PostgreSQL database where distributed runs are submitted, executed and waited

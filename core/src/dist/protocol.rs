@@ -154,6 +154,25 @@ impl Place {
         self.node as usize
     }
 
+    /// Its name in the run (as `show` lists it): the node's, or for a task of an
+    /// item `fan[item].node` (`fan.node` in a sub-workflow).
+    pub(super) fn name(&self, plan: &crate::plan::Plan) -> String {
+        let fan = plan.graph.name_of(self.node());
+        let Some((part, item)) = self.body() else {
+            return fan.to_owned();
+        };
+        match &plan.calls[self.node()] {
+            crate::plan::Call::FanOut(def) => {
+                let name = def.body.graph.name_of(part);
+                match def.collection {
+                    Some(_) => format!("{fan}[{item}].{name}"),
+                    None => format!("{fan}.{name}"),
+                }
+            }
+            _ => format!("{fan}[{item}]"),
+        }
+    }
+
     /// Its columns as a row takes them (node, item, part).
     pub(super) fn columns(places: &[Self]) -> (Vec<i32>, Vec<i32>, Vec<i32>) {
         (
