@@ -740,3 +740,43 @@ async fn workers_look_cached_results_up_and_save_them_item_by_item() {
         worker.await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stops_when_a_newer_build_migrated_its_database() {
+    let Some(db) = Database::new("dist_newer") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = Worker::new(cluster.clone())
+        .serve(mixed::workflow())
+        .unwrap()
+        .lease(Duration::from_secs(2));
+    let mut stopped = stopped.clone();
+    let running = tokio::spawn(async move {
+        worker
+            .run(async move {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A newer build's migration, and the connections cut (a restart, say).
+    database::off_runtime(|| {
+        let mut sql = db.sql();
+        sql.execute("UPDATE aqueduct_schema SET version = 99", &[])
+            .unwrap();
+        sql.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    });
+    let ended = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the worker stops by itself")
+        .unwrap();
+    let error = ended.unwrap_err();
+    assert!(error.to_string().contains("store schema 99"), "{error}");
+}

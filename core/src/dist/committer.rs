@@ -16,6 +16,43 @@ use super::worker::{Counts, Held};
 /// The most attempts committed in one transaction.
 const MAX_BATCH: usize = 512;
 
+/// The most bytes of outputs committed in one transaction (past it, with the last
+/// one): a statement's parameters stay far below the server's 1 GiB message limit.
+const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// The bytes of output an ended attempt carries.
+fn size(ended: &ToCommit) -> usize {
+    match &ended.ending.ended {
+        Ended::Done { data, .. } => data.len(),
+        _ => 0,
+    }
+}
+
+/// What to do about a commit that failed.
+enum Trouble {
+    /// Try it again (the database went away, or is busy): while leases may hold.
+    Again,
+    /// Commit its halves apart, to find the attempt at fault.
+    Split,
+    /// The one attempt's end is at fault (its output cannot be stored): it fails.
+    Refused,
+}
+
+impl Trouble {
+    fn of(error: &tokio_postgres::Error, closed: bool, batch: usize) -> Self {
+        match error.code().map(|code| code.code()) {
+            // A batch whose connection closed may be too big a message: halved.
+            _ if closed && batch > 1 => Trouble::Split,
+            _ if closed || protocol::transient(error) => Trouble::Again,
+            _ if batch > 1 => Trouble::Split,
+            // Not the server's (encoding a parameter), or a value it refuses.
+            None => Trouble::Refused,
+            Some(code) if code.starts_with("22") || code.starts_with("54") => Trouble::Refused,
+            Some(_) => Trouble::Again,
+        }
+    }
+}
+
 /// An ended attempt on its way to be committed, with until when its lease may hold;
 /// renewed until then.
 pub(super) struct ToCommit {
@@ -38,10 +75,14 @@ impl Committer {
     pub(super) async fn run(mut self, mut ended: mpsc::UnboundedReceiver<ToCommit>) {
         let mut batch: Vec<ToCommit> = Vec::new();
         while let Some(first) = ended.recv().await {
+            let mut bytes = size(&first);
             batch.push(first);
-            while batch.len() < MAX_BATCH {
+            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
                 match ended.try_recv() {
-                    Ok(next) => batch.push(next),
+                    Ok(next) => {
+                        bytes += size(&next);
+                        batch.push(next);
+                    }
                     Err(_) => break,
                 }
             }
@@ -87,20 +128,24 @@ impl Committer {
                 }
                 Err(error) => error,
             };
-            if protocol::transient(&error) || self.client.as_ref().is_none_or(|c| c.is_closed()) {
-                tracing::warn!(error = %super::explain(&error), "commit failed; trying again");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
-                batch.retain(|c| keep(&c.ending, c.deadline));
-                if batch.is_empty() {
-                    return;
+            let closed = self.client.as_ref().is_none_or(|c| c.is_closed());
+            match Trouble::of(&error, closed, batch.len()) {
+                Trouble::Again => {
+                    tracing::warn!(error = %super::explain(&error), "commit failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                    batch.retain(|c| keep(&c.ending, c.deadline));
+                    if batch.is_empty() {
+                        return;
+                    }
+                    continue;
                 }
-                continue;
-            }
-            if batch.len() > 1 {
-                let half = batch.split_off(batch.len() / 2);
-                Box::pin(self.commit(batch)).await;
-                return Box::pin(self.commit(half)).await;
+                Trouble::Split => {
+                    let half = batch.split_off(batch.len() / 2);
+                    Box::pin(self.commit(batch)).await;
+                    return Box::pin(self.commit(half)).await;
+                }
+                Trouble::Refused => {}
             }
             // The database refuses this end itself (an output too big to store, say):
             // the task fails with why, once, so that the run can end.

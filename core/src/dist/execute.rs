@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 use super::commit::{CacheNote, Ended};
-use super::items::{self, Parents};
+use super::items::{self, Parent, Parents};
 use super::protocol::{Claimed, Input, Place};
 use crate::plan::{Call, Called, CheckpointFormat, Params, Plan};
 use crate::task::{Kind, TaskError, TaskInfo, panic_message};
@@ -261,7 +261,7 @@ pub(super) async fn run(
     attempt: u32,
     params: Arc<[u8]>,
     inputs: Vec<(Place, Input)>,
-    lookups: Option<&tokio_postgres::Client>,
+    (lookups, parent): (Option<&tokio_postgres::Client>, Option<Arc<Parent>>),
 ) -> (Ended, Option<CacheNote>) {
     let target = Target::of(task.place);
     let Some((plan, node)) = target.call(&served.plan) else {
@@ -269,7 +269,7 @@ pub(super) async fn run(
         return (failed(error), None);
     };
     let info = *plan.graph.info(node);
-    let run = (task.run.clone(), task.submitted_ms);
+    let run: items::Run = ((task.run.clone(), task.submitted_ms), parent);
     let id = Arc::new(AttemptId {
         run_id: task.run.clone(),
         node: task.place.name(&served.plan),
@@ -348,7 +348,7 @@ fn ended(info: &TaskInfo, attempt: u32, result: Result<Vec<u8>, TaskError>) -> E
 async fn cached(
     served: &Arc<Served>,
     target: Target,
-    run: (String, i64),
+    run: items::Run,
     (attempt, id): (u32, &Arc<AttemptId>),
     (params, inputs): (&Arc<[u8]>, Vec<(Place, Input)>),
     lookups: &tokio_postgres::Client,
@@ -356,7 +356,7 @@ async fn cached(
     let (plan, node) = target.call(&served.plan).expect("checked by `run`");
     let info = *plan.graph.info(node);
     let warn = |what: String| {
-        tracing::warn!(run = %run.0, task = info.name, node = plan.graph.name_of(node), "{what}");
+        tracing::warn!(run = %run.0.0, task = info.name, node = plan.graph.name_of(node), "{what}");
     };
     let prepared = {
         let (served, params, run) = (Arc::clone(served), Arc::clone(params), run.clone());
@@ -464,7 +464,7 @@ fn failed(error: TaskError) -> Ended {
 fn slots_of(
     served: &Arc<Served>,
     target: Target,
-    run: (String, i64),
+    run: items::Run,
     params: &Arc<[u8]>,
     inputs: Vec<(Place, Input)>,
 ) -> Result<Slots, String> {

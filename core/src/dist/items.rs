@@ -23,13 +23,9 @@ pub(crate) struct Parents(Mutex<HashMap<(String, i64, usize), Arc<Parent>>>);
 const KEPT_PARENTS: usize = 64;
 
 impl Parents {
-    /// Whether this worker holds what run `run`'s fan-out `fan` reads (its items'
+    /// What run `run`'s fan-out `fan` reads, if this worker holds it (its items'
     /// tasks need not read it again).
-    pub(super) fn holds(&self, run: &(String, i64), fan: usize) -> bool {
-        lock(&self.0).contains_key(&(run.0.clone(), run.1, fan))
-    }
-
-    fn get(&self, run: &(String, i64), fan: usize) -> Option<Arc<Parent>> {
+    pub(super) fn get(&self, run: &(String, i64), fan: usize) -> Option<Arc<Parent>> {
         lock(&self.0).get(&(run.0.clone(), run.1, fan)).cloned()
     }
 
@@ -41,6 +37,10 @@ impl Parents {
         kept.insert((run.0, run.1, fan), Arc::clone(parent));
     }
 }
+
+/// A task's run (its id and submission) and, for a task of an item, what its fan-out
+/// reads of the run if this worker held it when the task was claimed.
+pub(super) type Run = ((String, i64), Option<Arc<Parent>>);
 
 /// What a fan-out's items read of its run: the run's parameters and the fan-out's
 /// inputs (its collection, its imports), decoded into slots of the workflow.
@@ -99,8 +99,7 @@ impl Parent {
             }
         }
         if let Some(missing) = graph.node(fan).inputs().find(|&n| slots[n].get().is_none()) {
-            // Read for the item's task, and let go by this worker since: its lease
-            // expires and another attempt reads it again.
+            // Not read with the task (a worker holding it passes it on instead).
             return Err(format!(
                 "the fan-out's input `{}` was not read",
                 graph.name_of(missing)
@@ -161,6 +160,9 @@ impl Parent {
     }
 }
 
+/// The most task rows one fan-out's items may make (their counts are 32-bit).
+const MAX_ROWS: usize = 1 << 30;
+
 /// Claimed for the first time, fan-out `fan` finds its items (from its `inputs`):
 /// made as rows by the commit; none makes its (empty) value straight away.
 pub(super) fn expand(
@@ -172,6 +174,13 @@ pub(super) fn expand(
     let def = def_of(served, fan)?;
     let parent = Parent::new(served, fan, params, inputs).map_err(permanent)?;
     let items = parent.count(def);
+    let parts = def.body.graph.len().saturating_sub(def.params()).max(1);
+    if items.saturating_mul(parts) > MAX_ROWS {
+        return Err(permanent(format!(
+            "its {items} items of {parts} tasks each are more than a distributed run \
+             holds ({MAX_ROWS} rows per fan-out)"
+        )));
+    }
     if items > 0 {
         return Ok(Ended::Expanded { items });
     }
@@ -211,11 +220,12 @@ pub(super) fn gather(
 }
 
 /// The slots of a call of body node `part` of item `item` of fan-out `fan`: the item
-/// and the imports (from what the item reads of its run: `inputs` of the workflow,
-/// unless this worker holds them) and its inputs in the item.
+/// (if it reads it) and the imports (from what the item reads of its run: `parent`,
+/// held by this worker when the task was claimed, or `inputs` of the workflow) and
+/// its inputs in the item.
 pub(super) fn item_slots(
     served: &Arc<Served>,
-    run: (String, i64),
+    (run, parent): Run,
     (fan, item, part): (usize, usize, usize),
     params: &Arc<[u8]>,
     inputs: Vec<(Place, Input)>,
@@ -224,7 +234,7 @@ pub(super) fn item_slots(
     let (outer, inner): (Vec<_>, Vec<_>) = inputs
         .into_iter()
         .partition(|(place, _)| place.body().is_none());
-    let parent = match served.parents.get(&run, fan) {
+    let parent = match parent {
         Some(parent) => parent,
         None => {
             let parent = Arc::new(Parent::new(served, fan, params, outer)?);
@@ -232,26 +242,31 @@ pub(super) fn item_slots(
             parent
         }
     };
+    // Only a task that reads the item gets it: an owned item taken out of its
+    // collection is for its one reader.
+    let reads_item = def.body.graph.node(part).inputs().any(|input| input == 0);
     let fill_params = |slots: &mut [Slot]| -> Result<(), String> {
         let mut params = slots.iter();
         if let Some(collection) = def.collection {
-            let value: Value = match def.items {
-                Items::Borrowed { item: of, .. } => Box::new(Import::Item {
+            let slot = params
+                .next()
+                .ok_or("a body's first parameter is its item")?;
+            let value: Option<Value> = match def.items {
+                Items::Borrowed { item: of, .. } => Some(Box::new(Import::Item {
                     run: Arc::clone(&parent) as Arc<dyn crate::value::Slots>,
                     collection,
                     index: item,
                     item: of,
-                }),
-                _ => def
-                    .body
-                    .settle(0, parent.take_item(served, fan, def, item)?),
+                })),
+                _ if reads_item => {
+                    let taken = parent.take_item(served, fan, def, item)?;
+                    Some(def.body.settle(0, taken))
+                }
+                _ => None,
             };
-            fill(
-                params
-                    .next()
-                    .ok_or("a body's first parameter is its item")?,
-                value,
-            );
+            if let Some(value) = value {
+                fill(slot, value);
+            }
         }
         for (slot, &node) in params.zip(&def.imports) {
             let import = Import::Node {

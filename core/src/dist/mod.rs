@@ -25,6 +25,7 @@ mod commit;
 mod committer;
 mod execute;
 mod items;
+mod lease;
 mod protocol;
 mod read;
 mod worker;

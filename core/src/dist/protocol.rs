@@ -456,7 +456,9 @@ pub(super) async fn params(
 
 /// Whether `error` may pass if the statement is tried again: the connection broke or
 /// the server is going away (08…, 57P01–57P03), a deadlock or serialisation failure
-/// (40P01, 40001), too many connections (53300).
+/// (40P01, 40001), a lock or statement that waited too long (55P03, 57014: a stalled
+/// worker held a run's row), the server out of a resource (53…: disk, memory,
+/// connections).
 pub(super) fn transient(error: &tokio_postgres::Error) -> bool {
     let Some(code) = error.code() else {
         return true;
@@ -465,8 +467,9 @@ pub(super) fn transient(error: &tokio_postgres::Error) -> bool {
     code.starts_with("08")
         || matches!(
             code,
-            "40P01" | "40001" | "57P01" | "57P02" | "57P03" | "53300"
+            "40P01" | "40001" | "57P01" | "57P02" | "57P03" | "55P03" | "57014"
         )
+        || code.starts_with("53")
 }
 
 /// An error's text as PostgreSQL's TEXT takes it (no NUL).
@@ -610,4 +613,13 @@ pub(super) async fn cached(
         created_ms: row.get::<_, i64>(4).max(0) as u64,
         expires_ms: row.get::<_, Option<i64>>(5).map(|ms| ms.max(0) as u64),
     }))
+}
+
+/// The database's store schema, if a newer build migrated it past this one's.
+pub(super) async fn newer_schema(client: &Client) -> Result<Option<i32>, tokio_postgres::Error> {
+    let version: i32 = client
+        .query_one("SELECT version FROM aqueduct_schema", &[])
+        .await?
+        .get(0);
+    Ok((version > crate::store::postgres::schema::VERSION).then_some(version))
 }

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use super::commit::{Ended, Ending};
 use super::committer::{Committer, ToCommit};
 use super::execute::Served;
+use super::items::Parent;
 use super::protocol::{self, Claimed, Place};
 use super::{Cluster, distributable};
 use crate::error::Error;
@@ -162,30 +163,22 @@ impl Worker {
         let mut running: JoinSet<()> = JoinSet::new();
         // The attempts running here (run, node, attempt): the only ones it renews.
         let in_flight: InFlight = Arc::default();
+        let (stop_leases, leases_stopped) = tokio::sync::watch::channel(false);
+        let leases = tokio::spawn(super::lease::keep(
+            self.cluster.clone(),
+            self.id.clone(),
+            fingerprints.clone(),
+            self.lease,
+            Arc::clone(&in_flight),
+            leases_stopped,
+        ));
         let mut params = RunParams::default();
-        let mut heartbeat = tokio::time::interval(self.lease / 3);
-        let mut reap = tokio::time::interval(self.lease / 2);
         tokio::pin!(stop);
         let mut pause = Duration::from_millis(100);
         loop {
             tokio::select! {
                 biased;
                 () = &mut stop => break,
-                _ = heartbeat.tick() => {
-                    let held: Vec<protocol::Held> = lock(&in_flight).iter().cloned().collect();
-                    let beat = async {
-                        protocol::heartbeat(&claims, &self.id, self.lease, &held).await?;
-                        protocol::present(&claims, &self.id, &fingerprints, self.lease).await
-                    };
-                    if let Err(error) = beat.await {
-                        tracing::warn!(error = %super::explain(&error), "heartbeat failed");
-                    }
-                }
-                _ = reap.tick() => {
-                    if let Err(error) = protocol::reap(&claims).await {
-                        tracing::warn!(error = %super::explain(&error), "reaping expired leases failed");
-                    }
-                }
                 Some(_) = running.join_next(), if !running.is_empty() => {
                     // Every attempt that ended meanwhile frees its slot before claiming.
                     while running.try_join_next().is_some() {}
@@ -208,6 +201,16 @@ impl Worker {
                     Ok(listening) => {
                         (claims, notes) = listening;
                         pause = Duration::from_millis(100);
+                        // A newer build may have migrated the database meanwhile: its
+                        // tables are not this build's to write.
+                        if let Ok(Some(newer)) = protocol::newer_schema(&claims).await {
+                            running.shutdown().await;
+                            return Err(Error::Store(self.cluster.store_error(format!(
+                                "the database was migrated to store schema {newer} by a \
+                                 newer build while this worker ran: it stops (tasks it held \
+                                 run again elsewhere once their leases expire)"
+                            ))));
+                        }
                     }
                     Err(error) => tracing::warn!(%error, "cannot reach the cluster; retrying"),
                 }
@@ -272,7 +275,7 @@ impl Worker {
                     continue;
                 }
             };
-            for ((task, served), (params, inputs)) in claimed.into_iter().zip(served).zip(read) {
+            for ((task, served), read) in claimed.into_iter().zip(served).zip(read) {
                 let held = (task.run.clone(), task.place, task.attempt as i32);
                 lock(&in_flight).insert(held.clone());
                 // Whatever way the attempt ends (a panic too), its lease is not renewed.
@@ -280,7 +283,7 @@ impl Worker {
                 let (commits, lease) = (commits.clone(), self.lease);
                 let lookups = lookups.clone();
                 running.spawn(async move {
-                    let ending = attempt(served, task, params, inputs, lookups).await;
+                    let ending = attempt(served, task, read, lookups).await;
                     // Its slot is free now; its lease is renewed until its end commits.
                     let deadline = tokio::time::Instant::now() + lease;
                     let _ = commits.send(ToCommit {
@@ -301,13 +304,11 @@ impl Worker {
             tokio::select! {
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = &mut committing => break,
-                _ = heartbeat.tick() => {
-                    let held: Vec<protocol::Held> = lock(&in_flight).iter().cloned().collect();
-                    let _ = protocol::heartbeat(&claims, &self.id, self.lease, &held).await;
-                }
             }
         }
         drop(commits);
+        let _ = stop_leases.send(true);
+        let _ = leases.await;
         if let Err(error) = protocol::absent(&claims, &self.id).await {
             tracing::warn!(error = %super::explain(&error), "cannot record that this worker stopped");
         }
@@ -325,7 +326,7 @@ const MAX_LOST: u32 = 3;
 /// An attempt running here: removed from the renewed set when dropped.
 pub(super) struct Held(InFlight, protocol::Held);
 
-type InFlight = Arc<std::sync::Mutex<HashSet<protocol::Held>>>;
+pub(super) type InFlight = Arc<std::sync::Mutex<HashSet<protocol::Held>>>;
 
 impl Drop for Held {
     fn drop(&mut self) {
@@ -354,8 +355,12 @@ async fn read_inputs(
     claimed: &[Claimed],
     served: &[Arc<Served>],
     params: &mut RunParams,
-) -> Result<Vec<(Arc<[u8]>, Vec<(Place, protocol::Input)>)>, tokio_postgres::Error> {
+) -> Result<Vec<Read>, tokio_postgres::Error> {
     let key = |task: &Claimed| (task.run.clone(), task.submitted_ms);
+    if params.0.len() + claimed.len() > KEPT_PARAMS {
+        // Before finding what is missing: every claimed task's run is read again.
+        params.0.clear();
+    }
     let mut missing: Vec<&str> = claimed
         .iter()
         .filter(|task| !params.0.contains_key(&key(task)))
@@ -364,9 +369,6 @@ async fn read_inputs(
     missing.sort_unstable();
     missing.dedup();
     if !missing.is_empty() {
-        if params.0.len() + missing.len() > KEPT_PARAMS {
-            params.0.clear();
-        }
         let submitted: HashMap<&str, i64> = claimed
             .iter()
             .map(|task| (task.run.as_str(), task.submitted_ms))
@@ -376,11 +378,11 @@ async fn read_inputs(
             params.0.insert((run, submitted_ms), input.into());
         }
     }
-    let wanted: Vec<Vec<Place>> = claimed
+    let (wanted, parents): (Vec<Vec<Place>>, Vec<Option<Arc<Parent>>>) = claimed
         .iter()
         .zip(served)
         .map(|(task, served)| wanted(served, task))
-        .collect();
+        .unzip();
     let mut inputs = protocol::inputs(client, claimed, &wanted).await?;
     // A fan-out that gathers its items reads each item's output.
     for ((task, served), inputs) in claimed.iter().zip(served).zip(&mut inputs) {
@@ -397,24 +399,33 @@ async fn read_inputs(
     Ok(claimed
         .iter()
         .zip(inputs)
+        .zip(parents)
         // A run deleted since its task was claimed: its commit will find nothing.
-        .map(|(task, inputs)| {
-            let params = params
+        .map(|((task, inputs), parent)| Read {
+            params: params
                 .0
                 .get(&key(task))
                 .cloned()
-                .unwrap_or_else(|| Arc::from([]));
-            (params, inputs)
+                .unwrap_or_else(|| Arc::from([])),
+            inputs,
+            parent,
         })
         .collect())
+}
+
+/// What a claimed task reads: its run's parameters, its inputs' ends, and for a
+/// task of an item what its fan-out reads of the run, if this worker holds it.
+struct Read {
+    params: Arc<[u8]>,
+    inputs: Vec<(Place, protocol::Input)>,
+    parent: Option<Arc<Parent>>,
 }
 
 /// Runs one claimed attempt with its parameters and inputs; says how it ended.
 async fn attempt(
     served: Arc<Served>,
     task: Claimed,
-    params: Arc<[u8]>,
-    inputs: Vec<(Place, protocol::Input)>,
+    read: Read,
     lookups: Option<Arc<tokio_postgres::Client>>,
 ) -> Ending {
     let tries = task.attempt.saturating_sub(task.reaped).max(1);
@@ -435,9 +446,9 @@ async fn attempt(
             Arc::clone(&served),
             &task,
             tries,
-            params,
-            inputs,
-            lookups.as_deref(),
+            read.params,
+            read.inputs,
+            (lookups.as_deref(), read.parent),
         )
         .await
     };
@@ -452,7 +463,7 @@ async fn attempt(
 /// The tasks whose ends `task` reads: a task's inputs in the workflow or in its item
 /// (and for an item's task, what its fan-out reads of the run, unless `served` holds
 /// it); for a fan-out, its inputs (gathering, its items' outputs: read apart).
-fn wanted(served: &Served, task: &Claimed) -> Vec<Place> {
+fn wanted(served: &Served, task: &Claimed) -> (Vec<Place>, Option<Arc<Parent>>) {
     let plan = &served.plan;
     let graph = &plan.graph;
     let fan = task.place.node();
@@ -465,14 +476,15 @@ fn wanted(served: &Served, task: &Claimed) -> Vec<Place> {
             .collect()
     };
     let Some((part, item)) = task.place.body() else {
-        return if task.expanded {
+        let wanted = if task.expanded {
             Vec::new()
         } else {
             outer(fan)
         };
+        return (wanted, None);
     };
     let Call::FanOut(def) = &plan.calls[fan] else {
-        return Vec::new();
+        return (Vec::new(), None);
     };
     let body = &def.body.graph;
     let mut wanted: Vec<Place> = body
@@ -481,11 +493,11 @@ fn wanted(served: &Served, task: &Claimed) -> Vec<Place> {
         .filter(|&input| body.kind(input) != Kind::Param)
         .map(|input| Place::in_item(fan, item, input))
         .collect();
-    if !served
+    let parent = served
         .parents
-        .holds(&(task.run.clone(), task.submitted_ms), fan)
-    {
+        .get(&(task.run.clone(), task.submitted_ms), fan);
+    if parent.is_none() {
         wanted.extend(outer(fan));
     }
-    wanted
+    (wanted, parent)
 }

@@ -16,7 +16,7 @@ use super::{
 };
 
 pub(crate) mod connect;
-mod schema;
+pub(crate) mod schema;
 
 /// A [`Store`] in a PostgreSQL database, its tables prefixed `aqueduct_`.
 ///
