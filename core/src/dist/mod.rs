@@ -5,21 +5,25 @@
 //! task, the tasks with no task input `ready`; any [`Worker`] serving the same build of
 //! the workflow (its fingerprint) claims ready tasks in batches (`FOR UPDATE SKIP
 //! LOCKED`, a lease timed by the server's clock), runs them — CPU tasks on its rayon
-//! pool, IO tasks on its tokio runtime — and commits each result in one transaction
-//! that is fenced by the attempt it claimed: the output, the task's end, its
-//! successors' counts, those now ready, and the run's end. [`Cluster::wait`] returns
-//! the run's output.
+//! pool, IO tasks on its tokio runtime — and commits their ends in batches, each end
+//! fenced by the attempt it claimed: the outputs, the tasks' ends, their successors'
+//! counts, those now ready, and the runs' ends. [`Cluster::wait`] returns the run's
+//! output; [`Cluster::status`] and [`Cluster::runs`] show runs and their tasks.
+//!
+//! A `for` or a sub-workflow is distributed item by item: each item's tasks are rows of
+//! their own (named `fan[3].task`) that any worker runs, and the fan-out gathers them
+//! as one process does. `#[task(concurrency = N)]` holds across a run's workers, and a
+//! cached task (`#[task(cache)]`) looks its result up on its worker.
 //!
 //! Guarantees: every task executes at least once (a worker that dies or stalls past
 //! its lease loses the task to another), and its output is committed exactly once (a
 //! late commit of a lost attempt matches no row and is dropped). A task with side
-//! effects should make them idempotent: the run id and the node name identify the
-//! call ([`Cluster::status`] lists each task's attempts and the worker of the last;
-//! the attempt is not yet handed to the task itself).
+//! effects should make them idempotent: [`current_attempt`] gives it the run id, its
+//! node and the attempt.
 //!
-//! This version runs workflows of tasks: a `#[durable]` workflow whose nodes are
-//! parameters and task calls (no `for`, `if`/`match` or sub-workflow: refused at
-//! [`Worker::serve`] and [`Cluster::submit`] with [`Error::NotDistributable`]).
+//! Refused at [`Worker::serve`] and [`Cluster::submit`] with
+//! [`Error::NotDistributable`], with the reason: a workflow that is not `#[durable]`, an
+//! `if` or `match`, a nested or capped `for`.
 
 mod commit;
 mod committer;
