@@ -103,10 +103,7 @@ impl Committer {
                     commit::commit(client, &self.owner, &endings).await
                 }
                 None => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                    batch.retain(|c| keep(&c.ending, c.deadline));
-                    if batch.is_empty() {
+                    if !wait(&mut pause, &mut batch).await {
                         return;
                     }
                     continue;
@@ -132,10 +129,7 @@ impl Committer {
             match Trouble::of(&error, closed, batch.len()) {
                 Trouble::Again => {
                     tracing::warn!(error = %super::explain(&error), "commit failed; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                    batch.retain(|c| keep(&c.ending, c.deadline));
-                    if batch.is_empty() {
+                    if !wait(&mut pause, &mut batch).await {
                         return;
                     }
                     continue;
@@ -176,6 +170,15 @@ async fn connected<'c>(
         *client = cluster.client().await.ok();
     }
     client.as_mut()
+}
+
+/// Pauses before trying `batch` again (longer each time), keeping the attempts whose
+/// leases may still hold; `false` if none is left.
+async fn wait(pause: &mut Duration, batch: &mut Vec<ToCommit>) -> bool {
+    tokio::time::sleep(*pause).await;
+    *pause = (*pause * 2).min(Duration::from_secs(2));
+    batch.retain(|c| keep(&c.ending, c.deadline));
+    !batch.is_empty()
 }
 
 /// Whether to try again to commit `ending`: while its lease may hold. Says why not.

@@ -72,14 +72,7 @@ impl Served {
         (count, params): (usize, impl FnOnce(&mut [Slot]) -> Result<(), String>),
         inputs: Vec<(usize, Input)>,
     ) -> Result<Slots, String> {
-        let graph = &plan.graph;
-        let needed = graph
-            .node(node)
-            .inputs()
-            .map(|n| n + 1)
-            .max()
-            .unwrap_or(0)
-            .max(count);
+        let needed = reach(plan, node).max(count);
         let spare = {
             let mut spare = lock(&self.spare);
             let found = spare.iter().position(|slots| slots.len() >= needed);
@@ -98,6 +91,16 @@ impl Served {
         }
         Ok(slots)
     }
+}
+
+/// How many slots a call of `node` of `plan` reads: up to its last input.
+pub(super) fn reach(plan: &Plan, node: usize) -> usize {
+    plan.graph
+        .node(node)
+        .inputs()
+        .map(|n| n + 1)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Node `node`'s end as a value of `plan`'s: its output decoded, or its failure.

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::commit::Ended;
-use super::execute::{Served, Slots, decode, encode, lock, permanent};
+use super::execute::{Served, Slots, decode, encode, lock, permanent, reach};
 use super::protocol::{Input, Place};
 use crate::plan::{Call, FanOutDef, Items};
 use crate::task::TaskError;
@@ -83,13 +83,7 @@ impl Parent {
         let count = (0..graph.len())
             .take_while(|&n| graph.kind(n) == crate::task::Kind::Param)
             .count();
-        let len = graph
-            .node(fan)
-            .inputs()
-            .map(|n| n + 1)
-            .max()
-            .unwrap_or(0)
-            .max(count);
+        let len = reach(plan, fan).max(count);
         let mut slots: Box<[Slot]> = (0..len).map(|_| Slot::new()).collect();
         served.fill_params(params, &mut slots)?;
         for (place, input) in &inputs {

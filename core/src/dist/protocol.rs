@@ -200,15 +200,18 @@ pub(super) struct Claimed {
     pub(super) submitted_ms: i64,
 }
 
-/// What claiming sets on a task's row: running, an attempt more, leased to `$1` for
-/// `$4` ms from now (the server's clock), its worker recorded.
-const CLAIM: &str = "SET state = 'running', attempt = t.attempt + 1, lease_owner = $1,
-                     lease_ms = now.ms + $4, worker = $1, workers = t.workers || $1,
-                     started_ms = COALESCE(t.started_ms, now.ms)";
-
-/// What a claim returns of each task, read by [`claimed`].
-const CLAIMED: &str = "RETURNING t.run_id, t.node, t.attempt, t.reaped, r.fingerprint,
-                                 r.submitted_ms, t.item, t.part, t.expanded";
+/// Claims the rows a statement's `picked` holds (run, node, item, part): running, an
+/// attempt more, leased to `$1` for `$4` ms from now (the server's clock), its worker
+/// recorded; returns what [`claimed`] reads.
+const CLAIM_PICKED: &str = "UPDATE aqueduct_dist_tasks t
+    SET state = 'running', attempt = t.attempt + 1, lease_owner = $1,
+        lease_ms = now.ms + $4, worker = $1, workers = t.workers || $1,
+        started_ms = COALESCE(t.started_ms, now.ms)
+    FROM picked, now, aqueduct_dist_runs r
+    WHERE t.run_id = picked.run_id AND t.node = picked.node
+      AND t.item = picked.item AND t.part = picked.part AND r.id = t.run_id
+    RETURNING t.run_id, t.node, t.attempt, t.reaped, r.fingerprint, r.submitted_ms,
+              t.item, t.part, t.expanded";
 
 /// Claims up to `limit` ready tasks with no concurrency limit of runs of the
 /// `fingerprints` for `owner`, each leased for `lease`.
@@ -232,11 +235,7 @@ pub(super) async fn claim(
                      ORDER BY t.available_ms, t.run_id, t.node, t.item, t.part
                      LIMIT $3
                      FOR UPDATE OF t SKIP LOCKED)
-                 UPDATE aqueduct_dist_tasks t {CLAIM}
-                 FROM picked, now, aqueduct_dist_runs r
-                 WHERE t.run_id = picked.run_id AND t.node = picked.node
-                   AND t.item = picked.item AND t.part = picked.part AND r.id = t.run_id
-                 {CLAIMED}"
+                 {CLAIM_PICKED}"
             ),
             &[
                 (&owner, Type::TEXT),
@@ -306,11 +305,7 @@ pub(super) async fn claim_limited(
                  picked AS (
                      SELECT run_id, node, item, part FROM ranked WHERE rank + n <= concurrency
                      ORDER BY rank LIMIT $3)
-                 UPDATE aqueduct_dist_tasks t {CLAIM}
-                 FROM picked, now, aqueduct_dist_runs r
-                 WHERE t.run_id = picked.run_id AND t.node = picked.node
-                   AND t.item = picked.item AND t.part = picked.part AND r.id = t.run_id
-                 {CLAIMED}"
+                 {CLAIM_PICKED}"
             ),
             &[
                 (&owner, Type::TEXT),
@@ -324,7 +319,7 @@ pub(super) async fn claim_limited(
     Ok(rows.iter().map(claimed).collect())
 }
 
-/// A claimed task, as [`CLAIMED`] returns it.
+/// A claimed task, as [`CLAIM_PICKED`] returns it.
 fn claimed(row: &tokio_postgres::Row) -> Claimed {
     Claimed {
         run: row.get(0),
@@ -603,16 +598,7 @@ pub(super) async fn cached(
             &[(&task, Type::TEXT), (&key, Type::TEXT)],
         )
         .await?;
-    Ok(row.map(|row| crate::store::CachedResult {
-        task: task.to_owned(),
-        key: key.to_owned(),
-        codec: row.get(0),
-        schema: row.get::<_, i32>(1).max(0) as u32,
-        data: row.get(2),
-        run: row.get(3),
-        created_ms: row.get::<_, i64>(4).max(0) as u64,
-        expires_ms: row.get::<_, Option<i64>>(5).map(|ms| ms.max(0) as u64),
-    }))
+    Ok(row.map(|row| crate::store::postgres::cached_result(task, key, &row)))
 }
 
 /// The database's store schema, if a newer build migrated it past this one's.

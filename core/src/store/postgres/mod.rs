@@ -524,16 +524,7 @@ impl Store for PostgresStore {
                  FROM aqueduct_cache WHERE task = $1 AND key = $2",
                 &[&task, &key],
             )?;
-            Ok(row.map(|row| CachedResult {
-                task: task.to_owned(),
-                key: key.to_owned(),
-                codec: row.get(0),
-                schema: row.get::<_, i32>(1).max(0) as u32,
-                data: row.get(2),
-                run: row.get(3),
-                created_ms: ms(row.get(4)),
-                expires_ms: row.get::<_, Option<i64>>(5).map(ms),
-            }))
+            Ok(row.map(|row| cached_result(task, key, &row)))
         })
     }
 
@@ -604,5 +595,20 @@ impl Store for PostgresStore {
             )?;
             Ok(cleared as usize)
         })
+    }
+}
+
+/// Task `task`'s cached result under `key`, as a row of `SELECT codec, schema, data,
+/// run_id, created_ms, expires_ms FROM aqueduct_cache` holds it.
+pub(crate) fn cached_result(task: &str, key: &str, row: &postgres::Row) -> CachedResult {
+    CachedResult {
+        task: task.to_owned(),
+        key: key.to_owned(),
+        codec: row.get(0),
+        schema: row.get::<_, i32>(1).max(0) as u32,
+        data: row.get(2),
+        run: row.get(3),
+        created_ms: ms(row.get(4)),
+        expires_ms: row.get::<_, Option<i64>>(5).map(ms),
     }
 }
