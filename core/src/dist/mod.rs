@@ -263,6 +263,27 @@ impl Cluster {
             .map_err(|error| self.store_error(explain(&error)))
     }
 
+    /// A worker's connection for claims: woken by `aqueduct_ready`; its claims commit
+    /// without waiting for the disk (a claim a server crash loses is a task ready
+    /// again, claimed anew; the fence's lease owner refuses the older attempt's end
+    /// unless it is this same worker's, whose output is then as good as the new one).
+    pub(super) async fn claiming(
+        &self,
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+        ),
+        Error,
+    > {
+        let (client, notes) = self.listening("aqueduct_ready").await?;
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .await
+            .map_err(|error| self.sql_error(&error))?;
+        Ok((client, notes))
+    }
+
     /// A connection listening on `channel`, and its notifications.
     pub(super) async fn listening(
         &self,

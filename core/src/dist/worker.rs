@@ -141,7 +141,7 @@ impl Worker {
             let graph = &served.plan.graph;
             (0..graph.len()).any(|node| graph.info(node).concurrency.is_some())
         });
-        let (mut claims, mut notes) = self.cluster.listening("aqueduct_ready").await?;
+        let (mut claims, mut notes) = self.cluster.claiming().await?;
         let (commits, mut committing) = {
             let client = self.cluster.client().await?;
             let (sent, received) = mpsc::unbounded_channel();
@@ -197,7 +197,7 @@ impl Worker {
                 // The database went away: reconnect, pausing longer each time.
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(5));
-                match self.cluster.listening("aqueduct_ready").await {
+                match self.cluster.claiming().await {
                     Ok(listening) => {
                         (claims, notes) = listening;
                         pause = Duration::from_millis(100);
