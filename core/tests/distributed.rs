@@ -517,12 +517,26 @@ fn total(values: &[u64], labels: &[String], inner: &u64) -> String {
     )
 }
 
+/// What `outcome` saw, run after run.
+static OUTCOMES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 #[task]
 fn outcome(values: &Outcome<Vec<u64>>) -> String {
-    match values.value() {
+    let items: Vec<String> = values
+        .items()
+        .iter()
+        .map(|item| match item {
+            Outcome::Ok(value) => value.to_string(),
+            Outcome::Failed(error) => format!("failed: {error}"),
+            Outcome::Skipped => "skipped".into(),
+        })
+        .collect();
+    let seen = match values.value() {
         Some(values) => format!("{} values", values.len()),
-        None => "no values".into(),
-    }
+        None => format!("no values; items {}", items.join(", ")),
+    };
+    OUTCOMES.lock().unwrap().push(seen.clone());
+    seen
 }
 
 workflow! {
@@ -643,6 +657,18 @@ async fn a_failed_item_fails_its_fan_out_and_a_tolerant_reader_sees_it() {
     let status = cluster.status("t").await.unwrap().unwrap();
     let outcome = status.tasks.iter().find(|t| t.node == "outcome").unwrap();
     assert_eq!(outcome.state, "done", "the tolerant reader ran: {status:?}");
+    // It saw each item's outcome, as in one process.
+    let distributed = OUTCOMES.lock().unwrap().pop().unwrap();
+    assert!(
+        tolerant::workflow().run((10, 1)).await.is_err(),
+        "one process fails too"
+    );
+    let one_process = OUTCOMES.lock().unwrap().pop().unwrap();
+    assert_eq!(distributed, one_process);
+    assert!(
+        distributed.contains("failed: 49 is refused"),
+        "{distributed}"
+    );
     stop.send(true).unwrap();
     for worker in running {
         worker.await.unwrap();

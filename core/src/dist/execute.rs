@@ -115,6 +115,16 @@ pub(super) fn decode(plan: &Plan, node: usize, input: Input) -> Result<Value, St
             plan.settle(node, value)
         }
         Input::Failed(error) => (plan.unresolved[node])(Some(TaskError::msg(error))),
+        Input::FailedItems(error, tails) => {
+            let failed = match &plan.calls[node] {
+                Call::FanOut(def) => match items::assemble(def, tails)? {
+                    Err(failed) => failed,
+                    Ok(_) => TaskError::msg(error),
+                },
+                _ => TaskError::msg(error),
+            };
+            (plan.unresolved[node])(Some(failed))
+        }
         Input::Skipped => (plan.unresolved[node])(None),
     })
 }

@@ -194,23 +194,30 @@ pub(super) fn gather(
     tails: Vec<(Place, Input)>,
 ) -> Result<Vec<u8>, TaskError> {
     let def = def_of(served, fan)?;
+    let value = assemble(def, tails).map_err(permanent)??;
+    encode(&served.plan, fan, &value)
+}
+
+/// The value of fan-out `def` from each item's output's end (`tails`, by item), as
+/// one process assembles it: the `Vec`, or why it failed (`ItemsFailed`, each item's
+/// outcome). `Err` if the ends cannot be read.
+pub(super) fn assemble(
+    def: &FanOutDef,
+    tails: Vec<(Place, Input)>,
+) -> Result<Result<Value, TaskError>, String> {
     let body = &def.body;
     let tail = body.graph.output();
     let mut items: Vec<Box<[Slot]>> = Vec::with_capacity(tails.len());
     for (place, input) in tails {
         let index = place.item.max(0) as usize;
         if index != items.len() {
-            return Err(permanent(format!(
-                "item {} of the fan-out has no row",
-                items.len()
-            )));
+            return Err(format!("item {} of the fan-out has no row", items.len()));
         }
         let slots: Box<[Slot]> = (0..=tail).map(|_| Slot::new()).collect();
-        fill(&slots[tail], decode(body, tail, input).map_err(permanent)?);
+        fill(&slots[tail], decode(body, tail, input)?);
         items.push(slots);
     }
-    let value = (def.assemble)(&mut items, tail)?;
-    encode(&served.plan, fan, &value)
+    Ok((def.assemble)(&mut items, tail))
 }
 
 /// The slots of a call of body node `part` of item `item` of fan-out `fan`: the item

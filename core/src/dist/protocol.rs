@@ -343,6 +343,9 @@ pub(super) enum Input {
     Done(String, Vec<u8>),
     /// Its last attempt's error.
     Failed(String),
+    /// A fan-out that failed (its error), and each item's output's end: read as one
+    /// process gives it, each item's outcome.
+    FailedItems(String, Vec<(Place, Input)>),
     Skipped,
 }
 

@@ -384,8 +384,25 @@ async fn read_inputs(
         .map(|(task, served)| wanted(served, task))
         .unzip();
     let mut inputs = protocol::inputs(client, claimed, &wanted).await?;
-    // A fan-out that gathers its items reads each item's output.
+    // A fan-out that gathers its items reads each item's output; so does a tolerant
+    // reader of a fan-out that failed, to see what became of each item.
     for ((task, served), inputs) in claimed.iter().zip(served).zip(&mut inputs) {
+        for (place, input) in inputs.iter_mut() {
+            let (None, Call::FanOut(def), protocol::Input::Failed(error)) =
+                (place.body(), &served.plan.calls[place.node()], &*input)
+            else {
+                continue;
+            };
+            let tail = def.body.graph.output();
+            let tails = protocol::items(client, &task.run, place.node(), tail).await?;
+            if !tails.is_empty() {
+                let tails = tails
+                    .into_iter()
+                    .map(|(item, end)| (Place::in_item(place.node(), item, tail), end))
+                    .collect();
+                *input = protocol::Input::FailedItems(error.clone(), tails);
+            }
+        }
         if let (true, Call::FanOut(def)) = (task.expanded, &served.plan.calls[task.place.node()]) {
             let node = task.place.node();
             let tail = def.body.graph.output();
