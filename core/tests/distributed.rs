@@ -806,3 +806,67 @@ async fn a_worker_stops_when_a_newer_build_migrated_its_database() {
     let error = ended.unwrap_err();
     assert!(error.to_string().contains("store schema 99"), "{error}");
 }
+
+#[task]
+async fn slow(ms: &u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(*ms)).await;
+    *ms
+}
+
+#[task]
+fn then(ms: &u64) -> u64 {
+    ms + 1
+}
+
+workflow! {
+    #[durable]
+    fn slow_then(ms: u64) -> u64 {
+        let napped = slow(&ms);
+        then(&napped)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_run_starts_nothing_more_and_its_waiter_is_told() {
+    let Some(db) = Database::new("dist_cancel") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    let workflow = slow_then::workflow();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = workers(&cluster, workflow, 1, &stopped).await;
+    cluster.submit(workflow, "c", (400,)).await.unwrap();
+    // Cancelled while `slow` runs: `then` never starts.
+    loop {
+        let status = cluster.status("c").await.unwrap().unwrap();
+        if status.tasks.iter().any(|t| t.state == "running") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(cluster.cancel("c").await.unwrap());
+    assert!(!cluster.cancel("c").await.unwrap(), "once");
+    assert!(!cluster.cancel("unknown").await.unwrap());
+    let ended = tokio::time::timeout(Duration::from_secs(30), cluster.wait(workflow, "c"))
+        .await
+        .expect("the waiter is told")
+        .unwrap_err();
+    let Error::Cancelled { unfinished, .. } = &ended else {
+        panic!("{ended}");
+    };
+    assert_eq!(unfinished, &["then".to_owned()]);
+    // The attempt running ends and commits; nothing else ran.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let status = cluster.status("c").await.unwrap().unwrap();
+    let states: Vec<(&str, &str)> = status
+        .tasks
+        .iter()
+        .map(|t| (t.node.as_str(), t.state.as_str()))
+        .collect();
+    assert_eq!(states, [("napped", "done"), ("then", "cancelled")]);
+    assert_eq!(status.status, "cancelled");
+    stop.send(true).unwrap();
+    for worker in running {
+        worker.await.unwrap();
+    }
+}

@@ -564,7 +564,8 @@ async fn end_runs(
             &format!(
                 "UPDATE aqueduct_dist_runs r SET unfinished = r.unfinished - e.finished,
                      failed = r.failed + e.failed,
-                     status = CASE WHEN r.unfinished - e.finished > 0 THEN r.status
+                     status = CASE WHEN r.unfinished - e.finished > 0
+                                     OR r.status = 'cancelled' THEN r.status
                                    WHEN r.failed + e.failed > 0 THEN 'failed'
                                    ELSE 'succeeded' END,
                      ended_ms = CASE WHEN r.unfinished - e.finished > 0 THEN NULL

@@ -71,10 +71,10 @@ pub struct DistributedRun {
     pub id: String,
     /// The workflow's name.
     pub workflow: String,
-    /// `running`, `succeeded` or `failed`.
+    /// `running`, `succeeded`, `failed` or `cancelled`.
     pub status: String,
     /// Its tasks: node, state (`waiting`, `ready`, `running`, `done`, `failed`,
-    /// `skipped`), attempts, the worker of each attempt, the error.
+    /// `skipped`, `cancelled`), attempts, the worker of each attempt, the error.
     pub tasks: Vec<DistributedTask>,
 }
 
@@ -85,7 +85,7 @@ pub struct DistributedRunSummary {
     pub id: String,
     /// The workflow's name.
     pub workflow: String,
-    /// `running`, `succeeded` or `failed`.
+    /// `running`, `succeeded`, `failed` or `cancelled`.
     pub status: String,
     /// When it was submitted (ms since the Unix epoch, the server's clock).
     pub submitted_ms: u64,
@@ -235,6 +235,20 @@ impl Cluster {
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
+    }
+
+    /// Cancels run `run_id`: no task of it starts any more (the attempts running end
+    /// and commit), and [`wait`](Self::wait) returns [`Error::Cancelled`] naming the
+    /// tasks that never ran. Returns `false` if the run is not running (unknown, or
+    /// ended already: nothing changes).
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database fails.
+    pub async fn cancel(&self, run_id: &str) -> Result<bool, StoreError> {
+        let mut client = self.reader().await?;
+        protocol::cancel(&mut client, run_id)
+            .await
+            .map_err(|error| self.store_error(explain(&error)))
     }
 
     /// The run `run_id` and its tasks, if it was submitted.

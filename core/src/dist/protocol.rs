@@ -231,6 +231,7 @@ pub(super) async fn claim(
                      SELECT t.run_id, t.node, t.item, t.part FROM aqueduct_dist_tasks t
                      JOIN aqueduct_dist_runs r ON r.id = t.run_id, now
                      WHERE t.state = 'ready' AND t.available_ms <= now.ms
+                       AND r.status = 'running'
                        AND t.concurrency IS NULL AND r.fingerprint = ANY($2)
                      ORDER BY t.available_ms, t.run_id, t.node, t.item, t.part
                      LIMIT $3
@@ -268,7 +269,8 @@ pub(super) async fn claim_limited(
                      SELECT DISTINCT t.run_id FROM aqueduct_dist_tasks t
                      JOIN aqueduct_dist_runs r ON r.id = t.run_id
                      WHERE t.state = 'ready' AND t.concurrency IS NOT NULL
-                       AND t.available_ms <= {NOW_MS} AND r.fingerprint = ANY($1))
+                       AND t.available_ms <= {NOW_MS} AND r.fingerprint = ANY($1)
+                       AND r.status = 'running')
                  ORDER BY id LIMIT 64 FOR UPDATE SKIP LOCKED"
             ),
             &[(&fingerprints, Type::TEXT_ARRAY)],
@@ -611,4 +613,47 @@ pub(super) async fn newer_schema(client: &Client) -> Result<Option<i32>, tokio_p
         .await?
         .get(0);
     Ok((version > crate::store::postgres::schema::VERSION).then_some(version))
+}
+
+/// Cancels run `id` if it runs: its tasks not started are `cancelled` (nothing more
+/// starts; the attempts running end and commit), and the run ends `cancelled`.
+/// Returns whether it did.
+pub(super) async fn cancel(client: &mut Client, id: &str) -> Result<bool, tokio_postgres::Error> {
+    let transaction = client.transaction().await?;
+    let running = transaction
+        .query_opt(
+            "SELECT 1 FROM aqueduct_dist_runs WHERE id = $1 AND status = 'running' FOR UPDATE",
+            &[&id],
+        )
+        .await?
+        .is_some();
+    if !running {
+        transaction.commit().await?;
+        return Ok(false);
+    }
+    let cancelled = transaction
+        .execute(
+            &format!(
+                "UPDATE aqueduct_dist_tasks SET state = 'cancelled', ended_ms = {NOW_MS},
+                     lease_owner = NULL, lease_ms = NULL
+                 WHERE run_id = $1 AND state IN ('waiting', 'ready')"
+            ),
+            &[&id],
+        )
+        .await?;
+    transaction
+        .execute(
+            &format!(
+                "UPDATE aqueduct_dist_runs SET status = 'cancelled', ended_ms = {NOW_MS},
+                     unfinished = unfinished - $2
+                 WHERE id = $1"
+            ),
+            &[&id, &(cancelled as i32)],
+        )
+        .await?;
+    transaction
+        .execute("SELECT pg_notify('aqueduct_done', $1)", &[&id])
+        .await?;
+    transaction.commit().await?;
+    Ok(true)
 }

@@ -54,7 +54,8 @@ pub(super) async fn ended(
     let tasks = client
         .query(
             "SELECT name, task, state, attempt, error FROM aqueduct_dist_tasks
-             WHERE run_id = $1 AND state IN ('failed', 'skipped') ORDER BY node, item, part",
+             WHERE run_id = $1 AND state IN ('failed', 'skipped', 'cancelled')
+             ORDER BY node, item, part",
             &[&id],
         )
         .await?
@@ -76,6 +77,14 @@ impl RunEnd {
         run: &str,
     ) -> Result<O, Error> {
         let workflow = plan.graph.name().to_owned();
+        if self.status == "cancelled" {
+            let unfinished = self.tasks.into_iter();
+            let unfinished = unfinished.filter(|task| task.2 == "cancelled");
+            return Err(Error::Cancelled {
+                workflow,
+                unfinished: unfinished.map(|task| task.0).collect(),
+            });
+        }
         if self.status != "succeeded" {
             let mut failures = Vec::new();
             let mut skipped = Vec::new();
