@@ -870,3 +870,54 @@ async fn a_cancelled_run_starts_nothing_more_and_its_waiter_is_told() {
         worker.await.unwrap();
     }
 }
+
+/// Attempts of `gated` running now, and the most seen at once.
+static GATED: std::sync::Mutex<(usize, usize)> = std::sync::Mutex::new((0, 0));
+
+#[task(concurrency = 2)]
+async fn gated(x: &u64) -> u64 {
+    {
+        let mut gated = GATED.lock().unwrap();
+        gated.0 += 1;
+        gated.1 = gated.1.max(gated.0);
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    GATED.lock().unwrap().0 -= 1;
+    x * 10
+}
+
+workflow! {
+    #[durable]
+    fn gated_items(xs: Vec<u64>) -> Vec<u64> {
+        for x in &xs { gated(x) }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_limit_inside_a_for_holds_across_workers() {
+    let Some(db) = Database::new("dist_gated") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    let workflow = gated_items::workflow();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = workers(&cluster, workflow, 3, &stopped).await;
+    cluster
+        .submit(workflow, "g", ((1..=8).collect(),))
+        .await
+        .unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(60), cluster.wait(workflow, "g"))
+        .await
+        .expect("the run ends")
+        .unwrap();
+    assert_eq!(output, (1..=8).map(|x| x * 10).collect::<Vec<u64>>());
+    assert_eq!(
+        GATED.lock().unwrap().1,
+        2,
+        "two items' tasks at once, never more"
+    );
+    stop.send(true).unwrap();
+    for worker in running {
+        worker.await.unwrap();
+    }
+}

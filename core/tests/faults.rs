@@ -34,8 +34,25 @@
 //! `FAULT_SLACK_MS` (50, scheduling slack of the stop-timing checks),
 //! `FAULT_CASE_LIMIT_S` (10, a hang), `FAULT_STATS=1` (print coverage),
 //! `FAULT_SHRINK=0`, `FAULT_SHRINK_PER_CLASS` (3), `FAULT_SHRINK_ABORTS` (2).
+//!
+//! The stores (`faults/backend.rs`): by default each case's store is a `SqliteStore`
+//! file of its own. `FAULT_STORE=postgres` runs the same cases on `PostgresStore`
+//! against the server `DATABASE_URL` names (feature `postgres`; without `DATABASE_URL`
+//! the test says so in one line and runs nothing): each store is a schema of its own,
+//! created before the case and dropped after it, which the store reaches through
+//! `options=-c search_path=<schema>` in its URL. The failing and panicking store wraps
+//! either; the cache faults read and edit the cache table (`cache`, or
+//! `aqueduct_cache`) through a connection of the harness's own. `eval
+//! "$(scripts/postgres.sh)"` starts a server, then
+//! `FAULT_STORE=postgres cargo test -p aqueduct --release --features postgres --test faults`
+//! (about 30 cases a second on 2 cores). The server must stay up: one restarted
+//! meanwhile (the distributed example's test restarts it) fails the cases in flight;
+//! `AQUEDUCT_PG_PORT=54339 AQUEDUCT_PG_DIR=/tmp/aqueduct-pg-faults scripts/postgres.sh`
+//! starts a server of the harness's own.
 #![cfg(feature = "sqlite")]
 
+#[path = "faults/backend.rs"]
+mod backend;
 #[path = "faults/branches.rs"]
 mod branches;
 #[path = "faults/build.rs"]

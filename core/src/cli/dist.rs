@@ -67,10 +67,22 @@ where
         "run `{id}` submitted to {}; waiting for the workers",
         cluster.location()
     );
-    let output = cluster
-        .wait(workflow, &id)
-        .await
-        .map_err(|e| format!("{e}\n(run `{id}`)"))?;
+    let served = cluster.runs(Some(workflow.plan.graph.name())).await;
+    if let Ok(runs) = served
+        && runs.iter().any(|run| run.id == id && run.workers == 0)
+    {
+        eprintln!("no worker of this build is at work yet: start some with `worker`");
+    }
+    let output = tokio::select! {
+        output = cluster.wait(workflow, &id) => output,
+        _ = tokio::signal::ctrl_c() => {
+            return Err(format!(
+                "stopped waiting: run `{id}` goes on in the cluster (`runs --distributed` \
+                 shows it, `run --distributed --run-id {id}` waits for it again)"
+            ));
+        }
+    };
+    let output = output.map_err(|e| format!("{e}\n(run `{id}`)"))?;
     done(output, &RunReport::not_started(name));
     eprintln!("run `{id}` succeeded");
     Ok(())

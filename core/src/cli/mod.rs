@@ -32,6 +32,8 @@
 //! graph [--format mermaid|dot]                    the workflow's graph
 //! worker --database-url URL [--slots N]           run distributed runs' tasks (feature `postgres`)
 //! run --distributed --database-url URL            submit a run to the workers and wait
+//! runs --distributed --database-url URL           the cluster's runs of this workflow
+//! show RUN_ID --distributed --database-url URL    a distributed run's tasks and workers
 //! ```
 //!
 //! The store defaults to `<workflow>.db` in the working directory. A workflow with
@@ -235,8 +237,9 @@ where
     }
 
     /// Parses the process's arguments and does what they say. `input` makes a new
-    /// run's parameters; `done` gets a successful run's output and report. Errors
-    /// go to stderr, with a failure exit code.
+    /// run's parameters; `done` gets a successful run's output and report (for a run
+    /// `--distributed`, a report with no task: `show RUN --distributed` lists them).
+    /// Errors go to stderr, with a failure exit code.
     pub async fn main(
         self,
         input: impl FnOnce() -> P,
@@ -514,8 +517,13 @@ where
     fn existing(&self, store: StoreArg) -> Result<Arc<dyn Store>, Failure> {
         let path = store.store.clone().unwrap_or_else(|| self.store.clone());
         if !path.exists() {
+            let distributed = if cfg!(feature = "postgres") {
+                " (a distributed run: add `--distributed`)"
+            } else {
+                ""
+            };
             return Err(format!(
-                "no store at `{}`: a run creates it; `--store PATH` names another",
+                "no store at `{}`: a run creates it; `--store PATH` names another{distributed}",
                 path.display()
             ));
         }

@@ -200,14 +200,15 @@ pub(super) struct Claimed {
     pub(super) submitted_ms: i64,
 }
 
-/// Claims the rows a statement's `picked` holds (run, node, item, part): running, an
-/// attempt more, leased to `$1` for `$4` ms from now (the server's clock), its worker
-/// recorded; returns what [`claimed`] reads.
+/// Claims the rows a statement's `picked` holds (run, node, item, part) of its `live`
+/// runs (id, fingerprint, submitted_ms; materialized once, not scanned per row):
+/// running, an attempt more, leased to `$1` for `$4` ms from now (the server's clock),
+/// its worker recorded; returns what [`claimed`] reads.
 const CLAIM_PICKED: &str = "UPDATE aqueduct_dist_tasks t
     SET state = 'running', attempt = t.attempt + 1, lease_owner = $1,
         lease_ms = now.ms + $4, worker = $1, workers = t.workers || $1,
         started_ms = COALESCE(t.started_ms, now.ms)
-    FROM picked, now, aqueduct_dist_runs r
+    FROM picked, now, live r
     WHERE t.run_id = picked.run_id AND t.node = picked.node
       AND t.item = picked.item AND t.part = picked.part AND r.id = t.run_id
     RETURNING t.run_id, t.node, t.attempt, t.reaped, r.fingerprint, r.submitted_ms,
@@ -227,12 +228,13 @@ pub(super) async fn claim(
         .query_typed(
             &format!(
                 "WITH now AS (SELECT {NOW_MS} AS ms),
+                 live AS MATERIALIZED (
+                     SELECT id, fingerprint, submitted_ms FROM aqueduct_dist_runs
+                     WHERE status = 'running' AND fingerprint = ANY($2)),
                  picked AS (
-                     SELECT t.run_id, t.node, t.item, t.part FROM aqueduct_dist_tasks t
-                     JOIN aqueduct_dist_runs r ON r.id = t.run_id, now
+                     SELECT t.run_id, t.node, t.item, t.part FROM aqueduct_dist_tasks t, now
                      WHERE t.state = 'ready' AND t.available_ms <= now.ms
-                       AND r.status = 'running'
-                       AND t.concurrency IS NULL AND r.fingerprint = ANY($2)
+                       AND t.concurrency IS NULL AND t.run_id IN (SELECT id FROM live)
                      ORDER BY t.available_ms, t.run_id, t.node, t.item, t.part
                      LIMIT $3
                      FOR UPDATE OF t SKIP LOCKED)
@@ -289,6 +291,9 @@ pub(super) async fn claim_limited(
         .query_typed(
             &format!(
                 "WITH now AS (SELECT {NOW_MS} AS ms),
+                 live AS MATERIALIZED (
+                     SELECT id, fingerprint, submitted_ms FROM aqueduct_dist_runs
+                     WHERE id = ANY($2)),
                  running AS (
                      SELECT run_id, task, count(*) AS n FROM aqueduct_dist_tasks
                      WHERE run_id = ANY($2) AND state = 'running' AND concurrency IS NOT NULL

@@ -137,10 +137,7 @@ impl Worker {
         let committed = Arc::new(Notify::new());
         let fingerprints: Vec<String> = self.served.iter().map(|s| s.fingerprint.clone()).collect();
         // Whether it serves tasks with concurrency limits, which it claims apart.
-        let limited = self.served.iter().any(|served| {
-            let graph = &served.plan.graph;
-            (0..graph.len()).any(|node| graph.info(node).concurrency.is_some())
-        });
+        let limited = self.served.iter().any(|served| limits_any(&served.plan));
         let (mut claims, mut notes) = self.cluster.claiming().await?;
         let (commits, mut committing) = {
             let client = self.cluster.client().await?;
@@ -517,4 +514,14 @@ fn wanted(served: &Served, task: &Claimed) -> (Vec<Place>, Option<Arc<Parent>>) 
         wanted.extend(outer(fan));
     }
     (wanted, parent)
+}
+
+/// Whether a task of `plan`, or of its fan-outs' bodies, has a concurrency limit.
+fn limits_any(plan: &crate::plan::Plan) -> bool {
+    let graph = &plan.graph;
+    (0..graph.len()).any(|node| graph.info(node).concurrency.is_some())
+        || plan.calls.iter().any(|call| match call {
+            Call::FanOut(def) => limits_any(&def.body),
+            _ => false,
+        })
 }

@@ -54,7 +54,9 @@ mod writer;
 #[cfg(feature = "durable")]
 use cache::JobCache;
 #[cfg(feature = "durable")]
-pub(crate) use cache::{CacheRun, CacheWarnings, decode as decode_cached, key_of};
+pub(crate) use cache::{CacheRun, CacheWarnings};
+#[cfg(feature = "postgres")]
+pub(crate) use cache::{decode as decode_cached, key_of};
 #[cfg(feature = "durable")]
 pub(crate) use checkpoint::Flushed;
 pub(crate) use checkpoint::{Extras, Nested, Sink};

@@ -35,15 +35,14 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use aqueduct::graph::{CacheKey, In};
-use aqueduct::store::{SqliteStore, Store};
 use aqueduct::{Outcome, TaskStatus};
 use serde::ser::SerializeStruct as _;
 
+use crate::backend::CaseStore;
 use crate::case::Case;
 use crate::exec::{Violation, bump, raw_mval, to_mval};
 use crate::model::{MV, MVal, NOT_OK, Res, Walker, is_ok, many_hash, node_value, tree};
@@ -518,7 +517,7 @@ fn faults(spec: &mut Spec, r: &mut Rng, old: usize, first_twin: u32) {
 // ---------------------------------------------------------------------------------
 // The table.
 
-/// One row of the cache table, as another connection reads it.
+/// One row of the cache table, as another connection reads it (`CaseStore::cache_rows`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Row {
     pub(crate) task: String,
@@ -529,40 +528,6 @@ pub(crate) struct Row {
     pub(crate) run: String,
     pub(crate) created_ms: i64,
     pub(crate) expires_ms: Option<i64>,
-}
-
-fn connect(db: &Path) -> Result<rusqlite::Connection, String> {
-    let c = rusqlite::Connection::open(db).map_err(|e| e.to_string())?;
-    c.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
-    Ok(c)
-}
-
-pub(crate) fn read_rows(db: &Path) -> Result<BTreeMap<String, Row>, String> {
-    let c = connect(db)?;
-    let mut statement = c
-        .prepare("SELECT task, key, codec, schema, data, run_id, created_ms, expires_ms FROM cache")
-        .map_err(|e| e.to_string())?;
-    let rows = statement
-        .query_map([], |row| {
-            Ok(Row {
-                task: row.get(0)?,
-                key: row.get(1)?,
-                codec: row.get(2)?,
-                schema: row.get(3)?,
-                data: row.get(4)?,
-                run: row.get(5)?,
-                created_ms: row.get(6)?,
-                expires_ms: row.get(7)?,
-            })
-        })
-        .map_err(|e| e.to_string())?;
-    let mut out = BTreeMap::new();
-    for row in rows {
-        let row = row.map_err(|e| e.to_string())?;
-        out.insert(row.key.clone(), row);
-    }
-    Ok(out)
 }
 
 fn now_ms() -> i64 {
@@ -632,7 +597,8 @@ pub(crate) fn ran_ok(
 
 /// A case's cache table, from run to run.
 pub(crate) struct Tracker {
-    db: PathBuf,
+    /// The store the runs keep their cache in.
+    home: Arc<CaseStore>,
     /// The layout version the library writes, learnt from its first row.
     schema: Option<i64>,
     /// Every run id so far, in order.
@@ -645,9 +611,9 @@ pub(crate) struct Tracker {
 }
 
 impl Tracker {
-    pub(crate) fn new(db: PathBuf) -> Self {
+    pub(crate) fn new(home: Arc<CaseStore>) -> Self {
         Self {
-            db,
+            home,
             schema: None,
             runs: Vec::new(),
             before: BTreeMap::new(),
@@ -656,7 +622,7 @@ impl Tracker {
     }
 
     fn read(&self, what: &str, out: &mut Vec<Violation>) -> BTreeMap<String, Row> {
-        read_rows(&self.db).unwrap_or_else(|e| {
+        self.home.cache_rows().unwrap_or_else(|e| {
             out.push(v(
                 "harness",
                 format!("{what}: cannot read the cache table: {e}"),
@@ -680,13 +646,12 @@ impl Tracker {
         case: &Case,
         e: u8,
         cfg: &Epoch,
-        store: &SqliteStore,
         out: &mut Vec<Violation>,
     ) -> HashMap<MKey, String> {
         let what = format!("before run {e}");
         let mut rows = self.read(&what, out);
         if let Some(edit) = cfg.edit {
-            if let Err(message) = self.edit(case, e, edit, &rows, store) {
+            if let Err(message) = self.edit(case, e, edit, &rows) {
                 out.push(v("harness", format!("{what}: {message}")));
             }
             rows = self.read(&what, out);
@@ -720,8 +685,8 @@ impl Tracker {
         e: u8,
         edit: TableEdit,
         rows: &BTreeMap<String, Row>,
-        store: &SqliteStore,
     ) -> Result<(), String> {
+        let store = &self.home.store;
         if let TableEdit::Clear(task) = edit {
             let name = task.map(|t| TASK_NAMES[t]);
             let expected = rows
@@ -740,26 +705,21 @@ impl Tracker {
             }
             return Ok(());
         }
-        let sql = match edit {
-            TableEdit::Corrupt => "UPDATE cache SET data = X'7b6e6f' WHERE key = ?1",
-            TableEdit::BadCodec => "UPDATE cache SET codec = 'no-such-codec' WHERE key = ?1",
-            TableEdit::BadSchema => "UPDATE cache SET schema = schema + 1000 WHERE key = ?1",
-            TableEdit::Expire | TableEdit::ExpireAndClear => {
-                "UPDATE cache SET expires_ms = 1 WHERE key = ?1"
-            }
-            TableEdit::Clear(_) => unreachable!(),
-        };
-        let c = connect(&self.db)?;
-        for hex in rows.keys() {
-            if mix(case.spec.seed ^ u64::from(e), fnv(hex)).is_multiple_of(2) {
-                c.execute(sql, [hex]).map_err(|e| e.to_string())?;
-                bump(&format!("cache table edits: rows {edit:?}"), 1);
-            }
-        }
-        drop(c);
+        let keys: Vec<&str> = rows
+            .keys()
+            .filter(|hex| mix(case.spec.seed ^ u64::from(e), fnv(hex)).is_multiple_of(2))
+            .map(String::as_str)
+            .collect();
+        self.home.edit_cache(edit, &keys)?;
+        bump(
+            &format!("cache table edits: rows {edit:?}"),
+            keys.len() as u64,
+        );
         if edit == TableEdit::ExpireAndClear {
             let now = now_ms();
-            let expected = read_rows(&self.db)?
+            let expected = self
+                .home
+                .cache_rows()?
                 .values()
                 .filter(|r| r.expires_ms.is_some_and(|at| at <= now))
                 .count();

@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::backend::{Backend, PARENT};
 use crate::exec::{Violation, run_case};
 use crate::generate::gated_features;
 use crate::shrink::{Job, shrink};
@@ -33,6 +34,15 @@ struct Failure {
 }
 
 pub(crate) fn parent(regressions: &[(u64, &str)]) {
+    let Some(backend) = Backend::get() else {
+        // Uncaptured, so that a skip never passes for a pass.
+        let _ = writeln!(
+            std::io::stderr(),
+            "fault injection did not run: FAULT_STORE=postgres needs DATABASE_URL \
+             (`eval \"$(scripts/postgres.sh)\"` starts a server and sets it)"
+        );
+        return;
+    };
     let gates = Gates::from_env();
     let jobs: Vec<String> = match std::env::var("FAULT_REPRO") {
         Ok(repro) => repro
@@ -159,9 +169,11 @@ pub(crate) fn parent(regressions: &[(u64, &str)]) {
         }
         pending.extend(not_started);
     }
+    backend.test_done();
     let elapsed = started.elapsed();
     println!(
-        "fault injection: {total} cases in {:.1} s ({:.0} cases/s), known findings enabled (FAULT_KNOWN): {}; {passed} passed, {} failed",
+        "fault injection on {}: {total} cases in {:.1} s ({:.0} cases/s), known findings enabled (FAULT_KNOWN): {}; {passed} passed, {} failed",
+        backend.label(),
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64().max(1e-9),
         gates.label(),
@@ -198,8 +210,9 @@ pub(crate) fn parent(regressions: &[(u64, &str)]) {
     }
     println!("{text}");
     panic!(
-        "{} of {total} fault-injection cases failed (classes {:?}); reproduce one with FAULT_REPRO=<case> (and the same FAULT_KNOWN={})",
+        "{} of {total} fault-injection cases on {} failed (classes {:?}); reproduce one with FAULT_REPRO=<case> (and the same FAULT_KNOWN={} and FAULT_STORE)",
         failures.len(),
+        backend.label(),
         by_class.keys().collect::<Vec<_>>(),
         gates.label()
     );
@@ -222,6 +235,7 @@ fn run_child(jobs: &[String], watchdog: Duration) -> ChildRun {
     let mut child = Command::new(exe)
         .args(["faults_child", "--exact", "--nocapture", "--test-threads=1"])
         .env("FAULT_CHILD", "1")
+        .env(PARENT, std::process::id().to_string())
         .env(
             "FAULT_SHRINK",
             if jobs.len() == 1 && std::env::var_os("FAULT_NO_SHRINK_ALONE").is_some() {
@@ -391,7 +405,9 @@ pub(crate) fn child() {
     for h in handles {
         let _ = h.join();
     }
-    let _ = std::fs::remove_dir_all(crate::exec::store_dir());
+    if let Some(backend) = Backend::get() {
+        backend.child_done();
+    }
     let stats: Vec<String> = crate::case::lock(crate::exec::stats())
         .iter()
         .map(|(k, v)| format!("{k}={v}"))

@@ -12,11 +12,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use aqueduct::store::{
-    CacheEntry, CachedResult, Checkpoint, Claim, Deleted, RunRecord, RunSummary, SqliteStore,
-    Store, StoreError, TaskEnd,
+    CacheEntry, CachedResult, Checkpoint, Claim, Deleted, RunRecord, RunSummary, Store, StoreError,
+    TaskEnd,
 };
 use aqueduct::{Error, RunOutcome, TaskStatus};
 
+use crate::backend::{Backend, CaseStore, Role};
 use crate::build::{Wf, build};
 use crate::cache::{CacheView, Tracker};
 use crate::case::{Case, EventKind, Rec, lock};
@@ -55,16 +56,6 @@ fn slack() -> Duration {
 
 fn v(class: &str, message: impl Into<String>) -> Violation {
     (class.to_owned(), message.into())
-}
-
-/// Where the cases' SQLite files go: a tmpfs when there is one.
-pub(crate) fn store_dir() -> std::path::PathBuf {
-    let base = if std::path::Path::new("/dev/shm").is_dir() {
-        std::path::PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    base.join(format!("aqueduct-faults-{}", std::process::id()))
 }
 
 static CASE_IDS: AtomicU64 = AtomicU64::new(1);
@@ -298,12 +289,10 @@ pub(crate) fn run_case(
             )];
         }
     };
-    let dir = store_dir();
-    let path = dir.join(format!("c{id}.db"));
+    let backend = Backend::get().expect("a child runs cases only with a backend");
     // A durable case's store; a case with cached tasks keeps its cache there too.
     let db = if case.spec.durable || case.spec.caching() {
-        let _ = std::fs::create_dir_all(&dir);
-        match SqliteStore::open(&path) {
+        match backend.open(id, Role::Main) {
             Ok(db) => Some(Arc::new(db)),
             Err(e) => return vec![v("harness", format!("cannot open the store: {e}"))],
         }
@@ -311,9 +300,8 @@ pub(crate) fn run_case(
         None
     };
     // The other store a durable case's runs keep their cache in.
-    let apart = dir.join(format!("c{id}-cache.db"));
     let cache_db = if case.spec.cache_apart {
-        match SqliteStore::open(&apart) {
+        match backend.open(id, Role::Cache) {
             Ok(db) => Some(Arc::new(db)),
             Err(e) => return vec![v("harness", format!("cannot open the cache store: {e}"))],
         }
@@ -340,12 +328,8 @@ pub(crate) fn run_case(
             )]
         }
     };
+    // Their files removed, or their schemas dropped.
     drop((db, cache_db));
-    for file in [&path, &apart] {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
-        }
-    }
     violations
 }
 
@@ -379,12 +363,13 @@ impl<F: Future + ?Sized> Future for AssertUnwindSafeFut<F> {
     }
 }
 
-/// A store that fails or panics when told to, around a real `SqliteStore`; fenced after
-/// a crash (nothing more is written, as if the process had died). Its cache side fails
-/// per call (`CacheFault`, the call learnt from the key function that ran just before
-/// on the same thread) and per run (`CacheSave`).
+/// A store that fails or panics when told to, around a real one (`SqliteStore` or
+/// `PostgresStore`, `faults/backend.rs`); fenced after a crash (nothing more is
+/// written, as if the process had died). Its cache side fails per call (`CacheFault`,
+/// the call learnt from the key function that ran just before on the same thread) and
+/// per run (`CacheSave`).
 struct FaultStore {
-    inner: Arc<SqliteStore>,
+    inner: Arc<dyn Store>,
     fault: Option<StoreFault>,
     /// The run's cache is this store (else it must never be asked for one).
     cache_role: bool,
@@ -662,7 +647,7 @@ type RunFuture = Pin<Box<dyn Future<Output = RunOutcome<Val>> + Send>>;
 async fn case_main(
     case: &Arc<Case>,
     wf: &Wf,
-    (db, cache_db): (Option<Arc<SqliteStore>>, Option<Arc<SqliteStore>>),
+    (db, cache_db): (Option<Arc<CaseStore>>, Option<Arc<CaseStore>>),
     run_id: &str,
 ) -> Vec<Violation> {
     let spec = &case.spec;
@@ -677,31 +662,30 @@ async fn case_main(
     let mut tracker = cache_home
         .as_ref()
         .filter(|_| caching)
-        .map(|db| Tracker::new(std::path::PathBuf::from(db.location())));
+        .map(|db| Tracker::new(Arc::clone(db)));
     // A durable case's run id: its resumes keep it, a fresh run takes another.
     let mut id = run_id.to_owned();
     for (e, cfg) in spec.epochs.iter().enumerate() {
         let e8 = e as u8;
         if let (true, Some(db), 1..) = (durable, &db, e) {
-            wait_for_release(&db.location(), &id).await;
+            wait_for_release(db, &id).await;
         }
         if cfg.fresh {
             id = format!("{run_id}-{e}");
         }
         let Snapshot { restored, discard } = match (durable, &db, e) {
-            (true, Some(db), 1..) if !cfg.fresh => snapshot(spec, db, &id, &p0, &p1, &mut out),
+            (true, Some(db), 1..) if !cfg.fresh => {
+                snapshot(spec, &*db.store, &id, &p0, &p1, &mut out)
+            }
             _ => Snapshot::default(),
         };
         // The cache table as this run starts (after its edit), and the runs before it.
-        let table = match (&mut tracker, &cache_home) {
-            (Some(t), Some(db)) => Some(t.begin(case, e8, cfg, db, &mut out)),
-            _ => None,
-        };
+        let table = tracker.as_mut().map(|t| t.begin(case, e8, cfg, &mut out));
         let earlier = tracker.as_ref().map(|t| t.runs.clone()).unwrap_or_default();
         let has_cache = caching && (durable || !cfg.no_cache);
-        let fault_store = |db: &Arc<SqliteStore>, fault: Option<StoreFault>, cache_role: bool| {
+        let fault_store = |db: &Arc<CaseStore>, fault: Option<StoreFault>, cache_role: bool| {
             Arc::new(FaultStore {
-                inner: Arc::clone(db),
+                inner: Arc::clone(&db.store),
                 fault,
                 cache_role,
                 cache_save: cfg.cache_save,
@@ -889,7 +873,7 @@ async fn case_main(
                     &outcome,
                     &restored,
                     (save_fired, finish_fired, cache_save_fired),
-                    db.as_deref().filter(|_| durable),
+                    db.as_ref().filter(|_| durable).map(|db| &*db.store),
                     &id,
                     &p0,
                     &p1,
@@ -924,7 +908,7 @@ async fn case_main(
         }
         if let (true, Some(db)) = (apart, &db) {
             // Given another cache, the run keeps none in its own store.
-            match crate::cache::read_rows(std::path::Path::new(&db.location())) {
+            match db.cache_rows() {
                 Ok(rows) if !rows.is_empty() => out.push(v(
                     "cache",
                     format!(
@@ -1062,19 +1046,10 @@ fn cache_end(
 /// A dropped run keeps its lease until its last task has ended and its writer lets go
 /// (it must never run beside a new owner): a resume waits for that, up to 3 s; a lease
 /// still held then is reported by the resume's refusal.
-async fn wait_for_release(path: &str, run_id: &str) {
-    let Ok(connection) = rusqlite::Connection::open(path) else {
-        return;
-    };
+async fn wait_for_release(db: &CaseStore, run_id: &str) {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(3) {
-        let owner: Option<String> = connection
-            .query_row("SELECT owner FROM runs WHERE id = ?1", [run_id], |row| {
-                row.get(0)
-            })
-            .ok()
-            .flatten();
-        if owner.is_none() {
+        if !matches!(db.run_owner(run_id), Ok(Some(_))) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -1133,7 +1108,7 @@ struct Snapshot {
 /// all restored), their values, and which checkpoints it must discard.
 fn snapshot(
     spec: &Spec,
-    db: &SqliteStore,
+    db: &dyn Store,
     run_id: &str,
     p0: &MVal,
     p1: &MVal,
@@ -1369,7 +1344,7 @@ fn check_run(
     outcome: &RunOutcome<Val>,
     restored: &RestoredSet,
     (save_fired, finish_fired, cache_save_fired): (bool, bool, bool),
-    db: Option<&SqliteStore>,
+    db: Option<&dyn Store>,
     run_id: &str,
     p0: &MVal,
     p1: &MVal,

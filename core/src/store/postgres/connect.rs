@@ -216,6 +216,12 @@ pub(crate) fn explain(error: &tokio_postgres::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
+    if text.contains("UnknownIssuer") {
+        text.push_str(
+            " (the server's certificate is not signed by a CA this machine trusts: name \
+             its CA with `sslrootcert=PATH`)",
+        );
+    }
     redact(&text)
 }
 
