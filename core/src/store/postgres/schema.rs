@@ -120,6 +120,12 @@ const MIGRATIONS: [&str; VERSION as usize] = [
     ALTER TABLE aqueduct_dist_outputs ADD COLUMN part INTEGER NOT NULL DEFAULT -1;
     ALTER TABLE aqueduct_dist_outputs DROP CONSTRAINT aqueduct_dist_outputs_pkey;
     ALTER TABLE aqueduct_dist_outputs ADD PRIMARY KEY (run_id, node, item, part);
+    -- Big outputs are compressed with lz4 where the server has it (several times
+    -- faster than the default pglz on a commit's path); pglz elsewhere.
+    DO $$ BEGIN
+        ALTER TABLE aqueduct_dist_outputs ALTER COLUMN data SET COMPRESSION lz4;
+    EXCEPTION WHEN OTHERS THEN NULL;
+    END $$;
     -- The workers at work: the builds (fingerprints) each serves, when it was last
     -- seen and how long its leases are (it is gone once one passes unseen).
     CREATE TABLE aqueduct_dist_workers (
