@@ -33,7 +33,16 @@ where
     let stats = worker
         .run(async {
             let _ = tokio::signal::ctrl_c().await;
-            eprintln!("Ctrl-C: finishing the tasks this worker holds");
+            eprintln!(
+                "Ctrl-C: finishing the tasks this worker holds (Ctrl-C again to leave them: \
+                 other workers run them once their leases expire)"
+            );
+            tokio::spawn(async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("Ctrl-C again: leaving the tasks this worker holds");
+                    std::process::exit(130);
+                }
+            });
         })
         .await
         .map_err(|e| e.to_string())?;
