@@ -814,7 +814,8 @@ async fn slow(ms: &u64) -> u64 {
 }
 
 #[task]
-fn then(ms: &u64) -> u64 {
+async fn then(ms: &u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(ms / 2)).await;
     ms + 1
 }
 
@@ -847,6 +848,31 @@ async fn a_cancelled_run_starts_nothing_more_and_its_waiter_is_told() {
     assert!(cluster.cancel("c").await.unwrap());
     assert!(!cluster.cancel("c").await.unwrap(), "once");
     assert!(!cluster.cancel("unknown").await.unwrap());
+    // A run whose last attempt runs is not cancelled: it ends as that attempt does.
+    cluster.submit(workflow, "late", (300,)).await.unwrap();
+    loop {
+        let status = cluster.status("late").await.unwrap().unwrap();
+        if status
+            .tasks
+            .iter()
+            .any(|t| t.node == "then" && t.state == "running")
+        {
+            break;
+        }
+        if status
+            .tasks
+            .iter()
+            .any(|t| t.node == "then" && t.state == "done")
+        {
+            panic!("`then` ended before it was seen running: {status:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(
+        !cluster.cancel("late").await.unwrap(),
+        "nothing left to cancel"
+    );
+    assert_eq!(cluster.wait(workflow, "late").await.unwrap(), 301);
     let ended = tokio::time::timeout(Duration::from_secs(30), cluster.wait(workflow, "c"))
         .await
         .expect("the waiter is told")

@@ -85,13 +85,30 @@ pub(super) async fn commit(
     let mut runs: Vec<&str> = endings.iter().map(|e| e.claimed.run.as_str()).collect();
     runs.sort_unstable();
     runs.dedup();
-    transaction
+    // A run cancelled meanwhile: an attempt of it that would run again (a retry, a
+    // fan-out's items) is cancelled instead.
+    let cancelled: std::collections::HashSet<String> = transaction
         .query_typed(
-            "SELECT 1 FROM aqueduct_dist_runs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            "SELECT id, status FROM aqueduct_dist_runs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
             &[(&runs, Type::TEXT_ARRAY)],
         )
-        .await?;
-    let committed = fence(&transaction, owner, endings).await?;
+        .await?
+        .iter()
+        .filter(|row| row.get::<_, &str>(1) == "cancelled")
+        .map(|row| row.get(0))
+        .collect();
+    let stops = |ending: &Ending| {
+        cancelled.contains(&ending.claimed.run)
+            && matches!(
+                ending.ended,
+                Ended::Failed {
+                    retry_in: Some(_),
+                    ..
+                } | Ended::Expanded { .. }
+            )
+    };
+    let stopped: Vec<bool> = endings.iter().map(|e| stops(e)).collect();
+    let committed = fence(&transaction, owner, endings, &stopped).await?;
     let outcomes: Vec<Committed> = (0..endings.len())
         .map(|i| {
             if committed[i] {
@@ -103,11 +120,26 @@ pub(super) async fn commit(
         .collect();
     save_outputs(&transaction, endings, &committed).await?;
     save_cached(&transaction, endings, &committed).await?;
-    let added = expand(&transaction, endings, &committed).await?;
+    let expanding: Vec<bool> = committed
+        .iter()
+        .zip(&stopped)
+        .map(|(committed, stopped)| *committed && !stopped)
+        .collect();
+    let added = expand(&transaction, endings, &expanding).await?;
     // Each run's tasks that ended here (a retried attempt did not, nor a fan-out that
     // made its items), and whether each succeeded.
     let mut ended: Vec<(&str, &Plan, Place, bool)> = Vec::new();
-    for (ending, _) in endings.iter().zip(&committed).filter(|(_, c)| **c) {
+    let mut cancelled_ends: Vec<&str> = Vec::new();
+    for ((ending, _), stopped) in endings
+        .iter()
+        .zip(&committed)
+        .zip(&stopped)
+        .filter(|((_, c), _)| **c)
+    {
+        if *stopped {
+            cancelled_ends.push(&ending.claimed.run);
+            continue;
+        }
         let succeeded = match &ending.ended {
             Ended::Done { .. } => true,
             Ended::Failed {
@@ -135,6 +167,9 @@ pub(super) async fn commit(
             ))
     });
     let (mut counts, ready) = release(&transaction, ended).await?;
+    for run in cancelled_ends {
+        counts.entry(run).or_default().finished += 1;
+    }
     for (run, tasks) in added {
         counts.entry(run).or_default().added += tasks;
     }
@@ -174,6 +209,7 @@ async fn fence(
     transaction: &Transaction<'_>,
     owner: &str,
     endings: &[&Ending],
+    stopped: &[bool],
 ) -> Result<Vec<bool>, tokio_postgres::Error> {
     let count = endings.len();
     let runs: Vec<&str> = endings.iter().map(|e| e.claimed.run.as_str()).collect();
@@ -194,8 +230,9 @@ async fn fence(
             _ => None,
         })
         .collect();
-    for ending in endings {
+    for (ending, stopped) in endings.iter().zip(stopped) {
         let (state, error, delay, waits) = match &ending.ended {
+            _ if *stopped => ("cancelled", None, 0, None),
             Ended::Done { .. } => ("done", None, 0, None),
             Ended::Failed {
                 error,
@@ -568,11 +605,12 @@ async fn end_runs(
                                      OR r.status = 'cancelled' THEN r.status
                                    WHEN r.failed + e.failed > 0 THEN 'failed'
                                    ELSE 'succeeded' END,
-                     ended_ms = CASE WHEN r.unfinished - e.finished > 0 THEN NULL
+                     ended_ms = CASE WHEN r.status = 'cancelled' THEN r.ended_ms
+                                     WHEN r.unfinished - e.finished > 0 THEN NULL
                                      ELSE {NOW_MS} END
                  FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[]) AS e(id, finished, failed)
                  WHERE r.id = e.id
-                 RETURNING r.id, r.unfinished"
+                 RETURNING r.id, r.unfinished, r.status"
             ),
             &[
                 (&runs, Type::TEXT_ARRAY),
@@ -583,7 +621,8 @@ async fn end_runs(
         .await?;
     Ok(rows
         .iter()
-        .filter(|row| row.get::<_, i32>(1) == 0)
+        // A cancelled run was told ended when it was cancelled.
+        .filter(|row| row.get::<_, i32>(1) == 0 && row.get::<_, &str>(2) != "cancelled")
         .map(|row| row.get(0))
         .collect())
 }

@@ -193,7 +193,9 @@ tokio::task_local! {
 
 /// The run, node and attempt of the task calling it, when a distributed worker runs
 /// it ([`Worker`](super::Worker)); `None` elsewhere (a run in one process, or code
-/// that is not a task).
+/// that is not a task). Read it on the task's own thread (or, for an `async fn`, in
+/// its future) and pass it on: inside the task's `par_iter` closures, on other rayon
+/// threads, it is not the task's.
 ///
 /// ```no_run
 /// # use aqueduct::prelude::*;

@@ -201,7 +201,8 @@ impl Cluster {
     /// second in case one was lost.
     ///
     /// # Errors
-    /// [`Error::Failed`] naming the tasks that failed; [`Error::UnknownRun`];
+    /// [`Error::Failed`] naming the tasks that failed; [`Error::Cancelled`] for a
+    /// run [cancelled](Self::cancel) (none of its tasks failed); [`Error::UnknownRun`];
     /// [`Error::Store`] if the database fails.
     pub async fn wait<P, O>(&self, workflow: &Workflow<P, O>, run_id: &str) -> Result<O, Error>
     where
@@ -277,10 +278,9 @@ impl Cluster {
             .map_err(|error| self.store_error(explain(&error)))
     }
 
-    /// A worker's connection for claims: woken by `aqueduct_ready`; its claims commit
-    /// without waiting for the disk (a claim a server crash loses is a task ready
-    /// again, claimed anew; the fence's lease owner refuses the older attempt's end
-    /// unless it is this same worker's, whose output is then as good as the new one).
+    /// A worker's connection for claims, woken by `aqueduct_ready`. Its claims wait
+    /// for the disk: a claim a server crash lost would give the task's next claim the
+    /// same attempt number, which the fence could not tell from the lost one.
     pub(super) async fn claiming(
         &self,
     ) -> Result<
@@ -290,12 +290,7 @@ impl Cluster {
         ),
         Error,
     > {
-        let (client, notes) = self.listening("aqueduct_ready").await?;
-        client
-            .batch_execute("SET synchronous_commit = off")
-            .await
-            .map_err(|error| self.sql_error(&error))?;
-        Ok((client, notes))
+        self.listening("aqueduct_ready").await
     }
 
     /// A connection listening on `channel`, and its notifications.

@@ -293,7 +293,7 @@ pub(super) async fn claim_limited(
                 "WITH now AS (SELECT {NOW_MS} AS ms),
                  live AS MATERIALIZED (
                      SELECT id, fingerprint, submitted_ms FROM aqueduct_dist_runs
-                     WHERE id = ANY($2)),
+                     WHERE id = ANY($2) AND status = 'running'),
                  running AS (
                      SELECT run_id, task, count(*) AS n FROM aqueduct_dist_tasks
                      WHERE run_id = ANY($2) AND state = 'running' AND concurrency IS NOT NULL
@@ -541,6 +541,9 @@ pub(super) async fn reap(client: &Client) -> Result<u64, tokio_postgres::Error> 
                  WHERE (run_id, node, item, part) IN (
                      SELECT run_id, node, item, part FROM aqueduct_dist_tasks
                      WHERE state = 'running' AND lease_ms < {NOW_MS}
+                       -- A cancelled run's attempts are not run again.
+                       AND run_id IN (SELECT id FROM aqueduct_dist_runs
+                                      WHERE status = 'running')
                      FOR UPDATE SKIP LOCKED)"
             ),
             &[],
@@ -646,6 +649,11 @@ pub(super) async fn cancel(client: &mut Client, id: &str) -> Result<bool, tokio_
             &[&id],
         )
         .await?;
+    if cancelled == 0 {
+        // Nothing left to cancel: its last attempts are running, and it ends as they do.
+        transaction.rollback().await?;
+        return Ok(false);
+    }
     transaction
         .execute(
             &format!(

@@ -77,7 +77,8 @@ impl RunEnd {
         run: &str,
     ) -> Result<O, Error> {
         let workflow = plan.graph.name().to_owned();
-        if self.status == "cancelled" {
+        let failed = self.tasks.iter().any(|task| task.2 == "failed");
+        if self.status == "cancelled" && !failed {
             let unfinished = self.tasks.into_iter();
             let unfinished = unfinished.filter(|task| task.2 == "cancelled");
             return Err(Error::Cancelled {
@@ -89,7 +90,7 @@ impl RunEnd {
             let mut failures = Vec::new();
             let mut skipped = Vec::new();
             for (name, task, state, attempts, error) in self.tasks {
-                if state == "skipped" {
+                if state == "skipped" || state == "cancelled" {
                     skipped.push(name);
                     continue;
                 }

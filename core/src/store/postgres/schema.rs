@@ -122,10 +122,15 @@ const MIGRATIONS: [&str; VERSION as usize] = [
     ALTER TABLE aqueduct_dist_outputs ADD PRIMARY KEY (run_id, node, item, part);
     -- Big outputs are compressed with lz4 where the server has it (several times
     -- faster than the default pglz on a commit's path); pglz elsewhere.
+    -- (EXECUTE: a server older than 14 has no SET COMPRESSION, and must not fail to
+    -- parse the block.)
     DO $$ BEGIN
-        ALTER TABLE aqueduct_dist_outputs ALTER COLUMN data SET COMPRESSION lz4;
+        EXECUTE 'ALTER TABLE aqueduct_dist_outputs ALTER COLUMN data SET COMPRESSION lz4';
     EXCEPTION WHEN OTHERS THEN NULL;
     END $$;
+    -- The runs a worker may claim from, found without reading every run ever made.
+    CREATE INDEX aqueduct_dist_live ON aqueduct_dist_runs (fingerprint)
+        WHERE status = 'running';
     -- The workers at work: the builds (fingerprints) each serves, when it was last
     -- seen and how long its leases are (it is gone once one passes unseen).
     CREATE TABLE aqueduct_dist_workers (
