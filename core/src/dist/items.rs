@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::commit::Ended;
-use super::execute::{Served, Slots, decode, encode, lock, permanent, reach};
+use super::execute::{encode, permanent};
 use super::protocol::{Input, Place};
+use super::served::{Served, Slots, decode, lock, reach};
 use crate::plan::{Call, FanOutDef, Items};
 use crate::task::TaskError;
 use crate::value::{Import, Slot, Value, fill};

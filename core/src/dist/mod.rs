@@ -25,13 +25,18 @@
 //! [`Error::NotDistributable`], with the reason: a workflow that is not `#[durable]`, an
 //! `if` or `match`, a nested or capped `for`.
 
+mod cascade;
 mod commit;
 mod committer;
+mod current;
 mod execute;
 mod items;
 mod lease;
 mod protocol;
 mod read;
+mod reading;
+mod runs;
+mod served;
 mod worker;
 
 use std::sync::Arc;
@@ -45,7 +50,7 @@ use crate::store::postgres::connect::{self, SslMode, Target};
 use crate::store::{PostgresStore, StoreError};
 use crate::task::Kind;
 
-pub use execute::{AttemptId, current_attempt};
+pub use current::{AttemptId, current_attempt};
 pub use worker::{Worker, WorkerStats};
 
 /// A PostgreSQL database where distributed runs are submitted, executed and waited
@@ -191,7 +196,7 @@ impl Cluster {
             message: error.to_string(),
         })?;
         let mut client = self.client().await?;
-        protocol::submit(&mut client, plan, fingerprint, run_id, &input)
+        runs::submit(&mut client, plan, fingerprint, run_id, &input)
             .await
             .map_err(|failure| failure.into_error(&self.target.shown, run_id))
     }
@@ -218,7 +223,7 @@ impl Cluster {
                 Ok(None) => {}
                 // The connection went away (a server restart): wait for it, a little
                 // longer each time; the run goes on without us.
-                Err(protocol::Failure::Sql(error))
+                Err(runs::Failure::Sql(error))
                     if client.is_closed() || protocol::transient(&error) =>
                 {
                     tracing::warn!(error = %explain(&error), "waiting for the cluster to come back");
@@ -247,7 +252,7 @@ impl Cluster {
     /// [`StoreError`] if the database fails.
     pub async fn cancel(&self, run_id: &str) -> Result<bool, StoreError> {
         let mut client = self.reader().await?;
-        protocol::cancel(&mut client, run_id)
+        runs::cancel(&mut client, run_id)
             .await
             .map_err(|error| self.store_error(explain(&error)))
     }

@@ -3,7 +3,7 @@
 
 use tokio_postgres::Client;
 
-use super::protocol::Failure;
+use super::runs::Failure;
 use super::{DistributedRun, DistributedRunSummary, DistributedTask};
 use crate::error::{Error, TaskFailure};
 use crate::plan::Plan;
