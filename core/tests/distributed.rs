@@ -378,7 +378,33 @@ async fn the_command_line_submits_a_run_and_waits_for_the_workers() {
     }
     // A worker that stops says so.
     let listed = cluster.runs(Some("triple")).await.unwrap();
+    assert_eq!(listed.len(), 2);
     assert!(listed.iter().all(|r| r.workers == 0), "{listed:?}");
+    // Ended runs are forgotten when old enough; a day is not yet.
+    let delete = [
+        "delete",
+        "--older-than-days",
+        "1",
+        "--distributed",
+        "--database-url",
+        url,
+    ];
+    assert_eq!(cli(&delete).await, success);
+    assert_eq!(cluster.runs(Some("triple")).await.unwrap().len(), 2);
+    let delete = [
+        "delete",
+        "--older-than-days",
+        "0",
+        "--distributed",
+        "--database-url",
+        url,
+    ];
+    assert_eq!(cli(&delete).await, success);
+    assert!(cluster.runs(Some("triple")).await.unwrap().is_empty());
+    assert!(
+        cluster.status("cli-1").await.unwrap().is_none(),
+        "its tasks went too"
+    );
 }
 
 /// Attempts of `throttled` running now in each run (by its `x`), on any worker, and

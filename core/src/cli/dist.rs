@@ -128,3 +128,20 @@ pub(super) async fn show(url: &str, run_id: &str) -> Result<(), Failure> {
     out_raw!("{}", super::tables::distributed_run_table(&run));
     Ok(())
 }
+
+/// `delete --distributed`: the cluster's runs of `workflow` that ended more than
+/// `days` days ago go, with their tasks and outputs.
+pub(super) async fn delete<P, O>(
+    workflow: &Workflow<P, O>,
+    url: &str,
+    days: u32,
+) -> Result<(), Failure> {
+    let cluster = Cluster::connect(url).map_err(|e| e.to_string())?;
+    let age = std::time::Duration::from_secs(u64::from(days) * 86_400);
+    let deleted = cluster
+        .delete_ended(workflow.plan.graph.name(), age)
+        .await
+        .map_err(|e| e.to_string())?;
+    out!("deleted {deleted} distributed run(s)");
+    Ok(())
+}

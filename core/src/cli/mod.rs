@@ -27,6 +27,7 @@
 //! runs [--store PATH]                             the run history
 //! show RUN_ID [--store PATH]                      one run's report
 //! delete --older-than-days N [--store PATH]       forget old runs (not running ones)
+//! delete --older-than-days N --distributed        forget the cluster's ended runs
 //! cache list [--store PATH]                       cached tasks' results
 //! cache clear [--task NAME] [--store PATH]        forget cached results
 //! graph [--format mermaid|dot]                    the workflow's graph
@@ -173,6 +174,9 @@ enum Command {
         older_than_days: u32,
         #[command(flatten)]
         store: StoreArg,
+        #[cfg(feature = "postgres")]
+        #[command(flatten)]
+        cluster: ClusterArg,
     },
     /// Lists or clears the results of cached tasks (`#[task(cache)]`).
     Cache {
@@ -420,9 +424,20 @@ where
                     None => Err(format!("the store has no run `{run_id}`")),
                 }
             }
+            #[cfg(feature = "postgres")]
+            Command::Delete {
+                older_than_days,
+                cluster:
+                    ClusterArg {
+                        distributed: true,
+                        database_url: Some(url),
+                    },
+                ..
+            } => dist::delete(&self.workflow, &url, older_than_days).await,
             Command::Delete {
                 older_than_days,
                 store,
+                ..
             } => {
                 let age = Duration::from_secs(u64::from(older_than_days) * 86_400);
                 let before = SystemTime::now() - age;

@@ -257,6 +257,25 @@ impl Cluster {
             .map_err(|error| self.store_error(explain(&error)))
     }
 
+    /// Deletes the runs of the workflow named `workflow` that ended more than `age`
+    /// ago (by the server's clock), with their tasks and outputs; runs still running
+    /// stay. Returns how many went.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database fails.
+    pub async fn delete_ended(&self, workflow: &str, age: Duration) -> Result<u64, StoreError> {
+        let client = self.reader().await?;
+        let now: i64 = client
+            .query_one(&format!("SELECT {}", crate::store::postgres::NOW_MS), &[])
+            .await
+            .map_err(|error| self.store_error(explain(&error)))?
+            .get(0);
+        let before = now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+        runs::delete_ended(&client, workflow, before)
+            .await
+            .map_err(|error| self.store_error(explain(&error)))
+    }
+
     /// The run `run_id` and its tasks, if it was submitted.
     ///
     /// # Errors

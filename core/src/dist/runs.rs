@@ -165,3 +165,19 @@ pub(super) async fn cancel(client: &mut Client, id: &str) -> Result<bool, tokio_
     transaction.commit().await?;
     Ok(true)
 }
+
+/// Deletes the runs of `workflow` that ended before `before_ms` (the server's clock),
+/// with their tasks and outputs; a run still running stays. Returns how many went.
+pub(super) async fn delete_ended(
+    client: &Client,
+    workflow: &str,
+    before_ms: i64,
+) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            "DELETE FROM aqueduct_dist_runs
+             WHERE workflow = $1 AND status <> 'running' AND ended_ms < $2",
+            &[&workflow, &before_ms],
+        )
+        .await
+}
