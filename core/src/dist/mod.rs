@@ -69,6 +69,12 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// A connection and the notifications it receives.
+type Listening = (
+    tokio_postgres::Client,
+    tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+);
+
 /// What a distributed run is, as [`Cluster::status`] reads it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DistributedRun {
@@ -302,32 +308,8 @@ impl Cluster {
             .map_err(|error| self.store_error(explain(&error)))
     }
 
-    /// A worker's connection for claims, woken by `aqueduct_ready`. Its claims wait
-    /// for the disk: a claim a server crash lost would give the task's next claim the
-    /// same attempt number, which the fence could not tell from the lost one.
-    pub(super) async fn claiming(
-        &self,
-    ) -> Result<
-        (
-            tokio_postgres::Client,
-            tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
-        ),
-        Error,
-    > {
-        self.listening("aqueduct_ready").await
-    }
-
     /// A connection listening on `channel`, and its notifications.
-    pub(super) async fn listening(
-        &self,
-        channel: &str,
-    ) -> Result<
-        (
-            tokio_postgres::Client,
-            tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
-        ),
-        Error,
-    > {
+    pub(super) async fn listening(&self, channel: &str) -> Result<Listening, Error> {
         let (client, notes) = self.listener().await?;
         client
             .batch_execute(&format!("LISTEN {channel}"))
@@ -350,15 +332,7 @@ impl Cluster {
     }
 
     /// A connection, and the notifications it receives (after a `LISTEN`).
-    async fn listener(
-        &self,
-    ) -> Result<
-        (
-            tokio_postgres::Client,
-            tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
-        ),
-        Error,
-    > {
+    async fn listener(&self) -> Result<Listening, Error> {
         let (sent, notes) = tokio::sync::mpsc::unbounded_channel();
         let client = match &self.tls {
             None => {

@@ -136,7 +136,7 @@ impl Worker {
         let fingerprints: Vec<String> = self.served.iter().map(|s| s.fingerprint.clone()).collect();
         // Whether it serves tasks with concurrency limits, which it claims apart.
         let limited = self.served.iter().any(|served| limits_any(&served.plan));
-        let (mut claims, mut notes) = self.cluster.claiming().await?;
+        let (mut claims, mut notes) = self.cluster.listening("aqueduct_ready").await?;
         let (commits, mut committing) = {
             let client = self.cluster.client().await?;
             let (sent, received) = mpsc::unbounded_channel();
@@ -192,7 +192,7 @@ impl Worker {
                 // The database went away: reconnect, pausing longer each time.
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(5));
-                match self.cluster.claiming().await {
+                match self.cluster.listening("aqueduct_ready").await {
                     Ok(listening) => {
                         (claims, notes) = listening;
                         pause = Duration::from_millis(100);
