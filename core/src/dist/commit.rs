@@ -75,11 +75,17 @@ pub(super) async fn commit(
     // flushed, it is lost with every later commit (never one without an earlier
     // one), and the task runs again. The end of a run does wait (below): whoever
     // waits for the run is told only what lasts.
+    // Every statement here finds its rows by key: a planner with a new database's empty
+    // statistics must not scan the tasks' table once per row of a batch (it did, and a
+    // commit took a second).
     transaction
-        .batch_execute("SET LOCAL synchronous_commit = off")
+        .batch_execute("SET LOCAL synchronous_commit = off; SET LOCAL enable_seqscan = off")
         .await?;
-    // The runs' rows first, in one order: commits touching a run queue there, so their
-    // cascades over its tasks (in any order) never deadlock one another.
+    // The runs' rows, key-share locked in one order: commits of a run go side by side
+    // (their counters are updated last, briefly one at a time), while a cancel, which
+    // locks the row for update, waits for them and they for it. Two commits meeting on
+    // a shared successor update it in key order (the arrays are sorted); a deadlock the
+    // planner's order could still make is retried (40P01).
     let mut runs: Vec<&str> = endings.iter().map(|e| e.claimed.run.as_str()).collect();
     runs.sort_unstable();
     runs.dedup();
@@ -87,7 +93,8 @@ pub(super) async fn commit(
     // fan-out's items) is cancelled instead.
     let cancelled: std::collections::HashSet<String> = transaction
         .query_typed(
-            "SELECT id, status FROM aqueduct_dist_runs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            "SELECT id, status FROM aqueduct_dist_runs WHERE id = ANY($1) ORDER BY id
+             FOR KEY SHARE",
             &[(&runs, Type::TEXT_ARRAY)],
         )
         .await?

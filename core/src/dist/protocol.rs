@@ -130,7 +130,8 @@ pub(super) async fn claim(
                      SELECT t.run_id, t.node, t.item, t.part FROM aqueduct_dist_tasks t, now
                      WHERE t.state = 'ready' AND t.available_ms <= now.ms
                        AND t.concurrency IS NULL AND t.run_id IN (SELECT id FROM live)
-                     ORDER BY t.available_ms, t.run_id, t.node, t.item, t.part
+                     -- The index's order alone: the scan stops at the limit.
+                     ORDER BY t.available_ms
                      LIMIT $3
                      FOR UPDATE OF t SKIP LOCKED)
                  {CLAIM_PICKED}"
