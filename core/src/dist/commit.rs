@@ -81,11 +81,11 @@ pub(super) async fn commit(
     transaction
         .batch_execute("SET LOCAL synchronous_commit = off; SET LOCAL enable_seqscan = off")
         .await?;
-    // The runs' rows, key-share locked in one order: commits of a run go side by side
-    // (their counters are updated last, briefly one at a time), while a cancel, which
-    // locks the row for update, waits for them and they for it. Two commits meeting on
-    // a shared successor update it in key order (the arrays are sorted); a deadlock the
-    // planner's order could still make is retried (40P01).
+    // The runs' rows first, in one order: commits of a run (and a cancel) queue there,
+    // so their cascades over its tasks never deadlock one another and a cancel waits
+    // its turn. (Key-share locks, letting a run's commits go side by side, measured
+    // 6-20% faster, but a cancel could then starve behind overlapping commits, and
+    // cascades through skipped tasks could deadlock.)
     let mut runs: Vec<&str> = endings.iter().map(|e| e.claimed.run.as_str()).collect();
     runs.sort_unstable();
     runs.dedup();
@@ -94,7 +94,7 @@ pub(super) async fn commit(
     let cancelled: std::collections::HashSet<String> = transaction
         .query_typed(
             "SELECT id, status FROM aqueduct_dist_runs WHERE id = ANY($1) ORDER BY id
-             FOR KEY SHARE",
+             FOR UPDATE",
             &[(&runs, Type::TEXT_ARRAY)],
         )
         .await?
