@@ -287,6 +287,17 @@ async fn what_workers_do_not_run_is_refused_with_the_reason() {
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("nested `for`"), "{refused}");
+    workflow! {
+        #[durable]
+        fn capped(xs: Vec<u64>) -> Vec<u64> {
+            #[concurrency = 2] for x in &xs { one(x) }
+        }
+    }
+    let refused = cluster
+        .submit(capped::workflow(), "k", (vec![1],))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("capped `for`"), "{refused}");
 }
 
 #[cfg(feature = "cli")]

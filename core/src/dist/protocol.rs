@@ -101,7 +101,7 @@ pub(super) struct Claimed {
 /// its worker recorded; returns what [`claimed`] reads.
 const CLAIM_PICKED: &str = "UPDATE aqueduct_dist_tasks t
     SET state = 'running', attempt = t.attempt + 1, lease_owner = $1,
-        lease_ms = now.ms + $4, worker = $1, workers = t.workers || $1,
+        lease_ms = now.ms + $4, workers = t.workers || $1,
         started_ms = COALESCE(t.started_ms, now.ms)
     FROM picked, now, live r
     WHERE t.run_id = picked.run_id AND t.node = picked.node

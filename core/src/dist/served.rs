@@ -18,9 +18,17 @@ pub(crate) struct Served {
     params: Box<ParamsFn>,
     /// Slot arrays of attempts that ended, emptied: an attempt's array has a slot per
     /// node up to the last it reads, too many to make for each task of a big workflow.
-    spare: Mutex<Vec<Box<[Slot]>>>,
+    spare: Mutex<Spare>,
     /// What the items of its runs' fan-outs read of their runs, decoded once.
     pub(super) parents: Parents,
+}
+
+/// Emptied slot arrays, and how many slots they hold together (kept, not summed on
+/// every attempt's end).
+#[derive(Default)]
+struct Spare {
+    arrays: Vec<Box<[Slot]>>,
+    slots: usize,
 }
 
 /// Decodes a run's parameters into its slots.
@@ -28,6 +36,9 @@ type ParamsFn = dyn Fn(&[u8], &[Slot]) -> Result<(), String> + Send + Sync;
 
 /// How many slots a served workflow keeps in emptied arrays (about 72 bytes each).
 const SPARE_SLOTS: usize = 1 << 20;
+
+/// How many emptied arrays it keeps (an attempt scans them for one long enough).
+const SPARE_ARRAYS: usize = 512;
 
 impl Served {
     pub(super) fn new<P>(plan: Arc<Plan>, fingerprint: String) -> Self
@@ -42,7 +53,7 @@ impl Served {
                 params.store(slots);
                 Ok(())
             }),
-            spare: Mutex::new(Vec::new()),
+            spare: Mutex::default(),
             parents: Parents::default(),
         }
     }
@@ -69,8 +80,12 @@ impl Served {
         let needed = reach(plan, node).max(count);
         let spare = {
             let mut spare = lock(&self.spare);
-            let found = spare.iter().position(|slots| slots.len() >= needed);
-            found.map(|i| spare.swap_remove(i))
+            let found = spare.arrays.iter().position(|slots| slots.len() >= needed);
+            found.map(|i| {
+                let slots = spare.arrays.swap_remove(i);
+                spare.slots -= slots.len();
+                slots
+            })
         };
         let mut slots = Slots {
             slots: spare.unwrap_or_else(|| (0..needed).map(|_| Slot::new()).collect()),
@@ -145,9 +160,9 @@ impl Drop for Slots {
             self.slots[node].take();
         }
         let mut spare = lock(&self.served.spare);
-        let kept: usize = spare.iter().map(|slots| slots.len()).sum();
-        if kept + self.slots.len() <= SPARE_SLOTS {
-            spare.push(std::mem::take(&mut self.slots));
+        if spare.slots + self.slots.len() <= SPARE_SLOTS && spare.arrays.len() < SPARE_ARRAYS {
+            spare.slots += self.slots.len();
+            spare.arrays.push(std::mem::take(&mut self.slots));
         }
     }
 }

@@ -106,6 +106,8 @@ const MIGRATIONS: [&str; VERSION as usize] = [
     -- each of its attempts, in order; the workers.
     ALTER TABLE aqueduct_dist_tasks ADD COLUMN concurrency INTEGER;
     ALTER TABLE aqueduct_dist_tasks ADD COLUMN workers TEXT[] NOT NULL DEFAULT '{}';
+    -- The last attempt's worker is the last of `workers`.
+    ALTER TABLE aqueduct_dist_tasks DROP COLUMN worker;
     -- Fan-outs item by item: a row of an item's task is the fan-out's `node`, the
     -- `item` (from 0) and the body's node (`part`); -1 and -1 for a node of the
     -- workflow itself. A fan-out's own row is `expanded` once its items' rows are in.
