@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 
-pub use crate::plan::{Builder, Decision, Handle, In, Step};
+pub use crate::plan::{Builder, Chain, Decision, Handle, Imports, In, Step};
 pub use crate::plan::{CacheKey, Inputs, Params};
 pub use crate::retry::{Backoff, RetryPolicy};
 pub use crate::task::{CachePolicy, Kind, Outcome, TaskError, TaskInfo, TaskReturn};
@@ -72,11 +72,18 @@ pub const fn assert_task_output<T: TaskOutput>() {}
 pub trait Adapter<'a, M: Task<Output: TaskOutput>, X> {
     /// Wraps the call's result.
     fn step(call: X) -> Step<'a, M::Output>;
+    /// The call's result, in a typed chain (see [`Chain`]); `None` for an async task,
+    /// which a typed chain never runs.
+    fn typed(call: X) -> Option<Result<M::Output, TaskError>>;
 }
 
 impl<'a, M: Task<Kind = Cpu, Output: TaskOutput>> Adapter<'a, M, M::Return> for Cpu {
     fn step(ret: M::Return) -> Step<'a, M::Output> {
         Step::done(M::finish(ret))
+    }
+    #[inline]
+    fn typed(ret: M::Return) -> Option<Result<M::Output, TaskError>> {
+        Some(M::finish(ret))
     }
 }
 
@@ -88,6 +95,9 @@ where
 {
     fn step(future: F) -> Step<'a, M::Output> {
         Step::pending(async move { M::finish(future.await) })
+    }
+    fn typed(_: F) -> Option<Result<M::Output, TaskError>> {
+        None
     }
 }
 
@@ -102,6 +112,10 @@ pub trait Arg<'a, T: 'static> {
     type Out;
     /// Reads the input from the run: its value, or its outcome.
     fn read(slots: &'a [Slot], input: Handle<T>) -> Self::Out;
+    /// The input in a typed chain (see [`Chain`]), given its binding's value if it
+    /// succeeded: `None` for an outcome, which a typed chain does not hold (a body
+    /// that reads one never runs as its chain).
+    fn typed(value: Option<&'a T>) -> Option<Self::Out>;
 }
 
 /// `&T` for a parameter `&T`, and for a by-value one (so that `&input` given to `T`
@@ -113,6 +127,10 @@ macro_rules! reads_value {
             fn read(slots: &'a [Slot], input: Handle<T>) -> &'a T {
                 crate::value::value(slots, input.index() as u32)
             }
+            #[inline]
+            fn typed(value: Option<&'a T>) -> Option<&'a T> {
+                value
+            }
         }
     )*};
 }
@@ -123,6 +141,9 @@ impl<'a, T: 'static> Arg<'a, T> for Tolerant {
     type Out = &'a Outcome<T>;
     fn read(slots: &'a [Slot], input: Handle<T>) -> &'a Outcome<T> {
         crate::value::outcome(slots, input.index() as u32)
+    }
+    fn typed(_: Option<&'a T>) -> Option<&'a Outcome<T>> {
+        None
     }
 }
 
@@ -146,6 +167,9 @@ pub trait Take<T: 'static> {
     /// Takes the input out of the run (or clones it, for an attempt before the last of
     /// a task with `retry_clones`).
     fn take(slots: &[Slot], input: Handle<T>, attempts: u32) -> Self::Out;
+    /// Takes the input out of its binding in a typed chain (see [`Chain`]), which runs
+    /// one attempt.
+    fn typed(value: &mut Option<T>) -> Option<Self::Out>;
 }
 
 impl<T: 'static> Take<T> for Owned {
@@ -153,12 +177,20 @@ impl<T: 'static> Take<T> for Owned {
     fn take(slots: &[Slot], input: Handle<T>, _: u32) -> T {
         crate::value::take(slots, input.index() as u32)
     }
+    #[inline]
+    fn typed(value: &mut Option<T>) -> Option<T> {
+        value.take()
+    }
 }
 
 impl<T: RetryClone + 'static> Take<T> for Cloned {
     type Out = T;
     fn take(slots: &[Slot], input: Handle<T>, attempts: u32) -> T {
         crate::value::take_or_clone(slots, input.index() as u32, attempts)
+    }
+    #[inline]
+    fn typed(value: &mut Option<T>) -> Option<T> {
+        value.take()
     }
 }
 
@@ -326,6 +358,41 @@ impl<M: Task<Output: TaskOutput>> Marker<M> {
         <M::Inputs as Nth<N>>::Kind: Take<T>,
     {
         <<M::Inputs as Nth<N>>::Kind as Take<T>>::take(slots, input, M::INFO.retry.retries + 1)
+    }
+
+    /// Input `N` of a typed chain (see [`Chain`]), given the binding's value.
+    #[inline]
+    pub fn typed_arg<'a, const N: usize, T: 'static>(
+        self,
+        value: Option<&'a T>,
+    ) -> Option<<<M::Inputs as Nth<N>>::Kind as Arg<'a, T>>::Out>
+    where
+        M::Inputs: Nth<N>,
+        <M::Inputs as Nth<N>>::Kind: Arg<'a, T>,
+    {
+        <<M::Inputs as Nth<N>>::Kind as Arg<'a, T>>::typed(value)
+    }
+
+    /// Input `N` of a typed chain, moved into the task: taken out of its binding.
+    #[inline]
+    pub fn typed_take<const N: usize, T: 'static>(
+        self,
+        value: &mut Option<T>,
+    ) -> Option<<<M::Inputs as Nth<N>>::Kind as Take<T>>::Out>
+    where
+        M::Inputs: Nth<N>,
+        <M::Inputs as Nth<N>>::Kind: Take<T>,
+    {
+        <<M::Inputs as Nth<N>>::Kind as Take<T>>::typed(value)
+    }
+
+    /// The call's result in a typed chain: `None` for an async task.
+    #[inline]
+    pub fn typed<'a, X>(self, call: X) -> Option<Result<M::Output, TaskError>>
+    where
+        M::Kind: Adapter<'a, M, X>,
+    {
+        <M::Kind as Adapter<'a, M, X>>::typed(call)
     }
 
     /// Registers this node's key function if the task is cached.

@@ -430,41 +430,62 @@ pub(crate) fn with_cancel<R>(
     token: &CancellationToken,
     f: impl FnOnce() -> R,
 ) -> (R, bool) {
-    /// Puts back what the thread had before: a task's `par_iter` may run another
-    /// task on this same thread (rayon's work stealing), and the outer task must see
-    /// its own signal again afterwards.
-    struct Restore {
-        in_task: bool,
-        told: bool,
-        previous: Option<Option<(u64, CancellationToken)>>,
-    }
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            IN_TASK.set(self.in_task);
-            TOLD.set(self.told);
-            if let Some(previous) = self.previous.take() {
-                CANCEL.set(previous);
-            }
-        }
-    }
-    let (in_task, told) = (IN_TASK.get(), TOLD.get());
-    let replaced = CANCEL.with_borrow_mut(|cancel| {
-        if cancel.as_ref().is_none_or(|(current, _)| *current != id) {
-            Some(cancel.replace((id, token.clone())))
-        } else {
-            None
-        }
-    });
-    IN_TASK.set(true);
-    TOLD.set(false);
-    // Outside a task the cached signal is kept for the next task on this thread.
-    let _restore = Restore {
-        in_task,
-        told,
-        previous: replaced.filter(|_| in_task),
-    };
+    let _scope = CancelScope::enter(id, token);
     let result = f();
     (result, TOLD.get())
+}
+
+/// While it lives, the thread runs CPU tasks whose [`cancelled`] reads `token`
+/// (cached per thread under an id): [`with_cancel`] for one task, or a fused
+/// fan-out's typed chain for many, each between [`clear_told`] and [`was_told`].
+/// Its drop puts back what the thread had before: a task's `par_iter` may run another
+/// task on this same thread (rayon's work stealing), and the outer task must see its
+/// own signal again afterwards.
+pub(crate) struct CancelScope {
+    in_task: bool,
+    told: bool,
+    previous: Option<Option<(u64, CancellationToken)>>,
+}
+
+impl CancelScope {
+    pub(crate) fn enter(id: u64, token: &CancellationToken) -> Self {
+        let (in_task, told) = (IN_TASK.get(), TOLD.get());
+        let replaced = CANCEL.with_borrow_mut(|cancel| {
+            if cancel.as_ref().is_none_or(|(current, _)| *current != id) {
+                Some(cancel.replace((id, token.clone())))
+            } else {
+                None
+            }
+        });
+        IN_TASK.set(true);
+        TOLD.set(false);
+        // Outside a task the cached signal is kept for the next task on this thread.
+        Self {
+            in_task,
+            told,
+            previous: replaced.filter(|_| in_task),
+        }
+    }
+}
+
+impl Drop for CancelScope {
+    fn drop(&mut self) {
+        IN_TASK.set(self.in_task);
+        TOLD.set(self.told);
+        if let Some(previous) = self.previous.take() {
+            CANCEL.set(previous);
+        }
+    }
+}
+
+/// Before a task of a [`CancelScope`]: it has not been told to stop yet.
+pub(crate) fn clear_told() {
+    TOLD.set(false);
+}
+
+/// After a task of a [`CancelScope`]: whether [`cancelled`] told it to stop.
+pub(crate) fn was_told() -> bool {
+    TOLD.get()
 }
 
 #[cfg(test)]

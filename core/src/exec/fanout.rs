@@ -322,6 +322,11 @@ impl Shared {
         let looks_up = self.run.cache.is_some() && def.body.caches_any;
         if let (true, false, Some(fused)) = (def.runs_fused(), records_items || looks_up, def.fused)
         {
+            if let (Some(typed), Some(collection), false) =
+                (&def.typed, def.collection, self.run.options.item_rows)
+            {
+                return self.expand_typed(job, def, typed, collection, count);
+            }
             return self.expand_fused(job, def, fused, count, owned);
         }
         let first = def.at_once.map_or(count, |cap| count.min(cap as usize));

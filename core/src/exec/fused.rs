@@ -19,6 +19,9 @@ use super::*;
 use crate::plan::{FusedItem, Items};
 use crate::value::{Import, Slots};
 
+/// The rows a fused fan-out keeps for the report, by item.
+pub(super) type Kept = Mutex<Vec<(usize, Box<[Slot]>)>>;
+
 /// What the items of one fused fan-out share.
 struct FusedRun<'f> {
     parent: &'f Arc<Shared>,
@@ -26,7 +29,7 @@ struct FusedRun<'f> {
     /// For a fan-out that took its collection: each item, until it runs.
     owned: OwnedItems,
     /// Items kept for the report: those that did not succeed, or every one.
-    kept: Mutex<Vec<(usize, Box<[Slot]>)>>,
+    kept: Kept,
     every_row: bool,
     /// When the fan-out started.
     started: Instant,
@@ -42,13 +45,13 @@ struct FusedRun<'f> {
 }
 
 /// One task of the body, as every item runs it.
-struct Task<'f> {
-    node: usize,
+pub(super) struct Task<'f> {
+    pub(super) node: usize,
     call: &'f crate::plan::NodeFn,
     /// Whether it takes an input as an outcome (it runs after a soft stop).
     cleanup: bool,
     /// The inputs it requires that are tasks of the body (parameters always exist).
-    required: Vec<usize>,
+    pub(super) required: Vec<usize>,
 }
 
 /// A rayon thread's slots for one item at a time, reused while its items succeed.
@@ -86,10 +89,20 @@ impl Shared {
         };
         let item: &FusedItem<'_> = &|state, index| run.item(state, index);
         let result = fused(count, item);
-        let kept = run
-            .kept
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
+        let kept = run.kept;
+        self.end_fused(job, started, result, kept, count);
+    }
+
+    /// Resolves a fused fan-out's node, with the rows of the items it `kept`.
+    pub(super) fn end_fused(
+        self: &Arc<Self>,
+        job: Job,
+        started: Instant,
+        result: Result<Value, TaskError>,
+        kept: Kept,
+        count: usize,
+    ) {
+        let kept = kept.into_inner().unwrap_or_else(PoisonError::into_inner);
         let mut rows: Vec<Box<[Slot]>> = Vec::new();
         if !kept.is_empty() {
             rows.resize_with(count, Box::default);
@@ -317,7 +330,7 @@ impl FusedRun<'_> {
 }
 
 /// The body's tasks, each with the inputs it requires among them.
-fn tasks(def: &FanOutDef) -> Vec<Task<'_>> {
+pub(super) fn tasks(def: &FanOutDef) -> Vec<Task<'_>> {
     let body = &def.body;
     let graph = &body.graph;
     (0..graph.len())

@@ -38,6 +38,7 @@ mod attempt;
 mod branch;
 #[cfg(feature = "durable")]
 mod cache;
+mod chain;
 mod checkpoint;
 mod dispatch;
 mod fanout;

@@ -15,6 +15,7 @@ use super::Checkpointable;
 #[cfg(not(feature = "durable"))]
 use super::DurableFeature;
 use super::branch::MakeBranch;
+use super::chain::{Chain, Imports, MakeTyped, TypedBody};
 use super::fanout::{assemble, assemble_one, collection_item, collection_len, fused, owned_items};
 use super::{
     Arguments, Call, Called, Collection, FanOutDef, In, Inputs, Items, Mover, NodeFn, Params, Plan,
@@ -149,6 +150,9 @@ pub struct Builder<P> {
     unresolved: Vec<fn(Option<TaskError>) -> Value>,
     /// Per node, how its value is made takeable, if its one reader takes it.
     movers: Vec<Option<Mover>>,
+    /// A fan-out body's typed chain ([`chain`](Self::chain)): a
+    /// [`TypedBody`](super::chain::TypedBody), until the fan-out takes it.
+    chain: Option<Box<dyn std::any::Any + Send + Sync>>,
     _params: PhantomData<fn(P)>,
 }
 
@@ -167,6 +171,7 @@ impl<P: Params> Builder<P> {
             calls: Vec::new(),
             unresolved: Vec::new(),
             movers: Vec::new(),
+            chain: None,
             _params: PhantomData,
         };
         let handles = P::declare(&mut builder, params);
@@ -242,6 +247,8 @@ impl<P: Params> Builder<P> {
             len: collection_len::<C>,
             item: collection_item::<C>,
         };
+        let typed: MakeTyped<C::Item, T> = super::chain::typed::<C, T>;
+        let items = (items, Some(typed));
         self.add_fan_out(name.into(), collection, item.into(), outer, body, items)
     }
 
@@ -270,7 +277,14 @@ impl<P: Params> Builder<P> {
     {
         self.moved(collection);
         let items = Items::Owned(owned_items::<C>);
-        self.add_fan_out(name.into(), collection, item.into(), outer, body, items)
+        self.add_fan_out(
+            name.into(),
+            collection,
+            item.into(),
+            outer,
+            body,
+            (items, None),
+        )
     }
 
     #[track_caller]
@@ -281,7 +295,7 @@ impl<P: Params> Builder<P> {
         item: Cow<'static, str>,
         outer: O,
         body: F,
-        items: Items,
+        (items, typed): (Items, Option<MakeTyped<I, T>>),
     ) -> Handle<Vec<T>>
     where
         I: Send + Sync + 'static,
@@ -297,6 +311,7 @@ impl<P: Params> Builder<P> {
         let item = inner.param::<I>(item);
         let imported = outer.import(&mut inner, &self.graph);
         let tail = body(&mut inner, item, imported);
+        let chain = inner.chain.take();
         let body = inner.output(tail).plan;
         let mut edges: Vec<(u32, bool)> = std::iter::once(collection.id)
             .chain(imports.iter().copied())
@@ -305,6 +320,13 @@ impl<P: Params> Builder<P> {
         edges.sort_unstable();
         edges.dedup();
         let fused = body.fusable().then_some(fused::<T> as super::Fused);
+        let typed = match (typed, chain) {
+            (Some(typed), Some(chain)) if fused.is_some() && body.chainable() => chain
+                .downcast::<TypedBody<I, T>>()
+                .ok()
+                .map(|chain| typed(*chain)),
+            _ => None,
+        };
         let def = FanOutDef {
             body,
             collection: Some(collection.id),
@@ -313,12 +335,29 @@ impl<P: Params> Builder<P> {
             assemble: assemble::<T>,
             at_once: None,
             fused,
+            typed,
         };
         let info = self.intern(TaskInfo::new("for", Kind::FanOut));
         let body = Arc::clone(&def.body.graph);
         let handle = self.push(name, info, &mut edges, Call::FanOut(Box::new(def)));
         self.graph.add_body(body);
         handle
+    }
+
+    /// Gives a fan-out's body its typed chain: `workflow!` writes a body of task calls
+    /// out as one closure that runs an item's tasks in order, so that a fused fan-out
+    /// runs its items with no slots or boxes (see `plan/chain.rs`). `item` is the
+    /// body's item and `tail` its output. Not for hand-built bodies.
+    #[doc(hidden)]
+    pub fn chain<I, T, F>(&mut self, item: Handle<I>, tail: Handle<T>, chain: F)
+    where
+        I: Send + Sync + 'static,
+        T: Send + Sync + 'static,
+        F: for<'c, 'r> Fn(&mut Chain<'c>, &'r I, &Imports<'r>) -> Option<T> + Send + Sync + 'static,
+    {
+        let _ = (item, tail);
+        let chain: TypedBody<I, T> = Arc::new(chain);
+        self.chain = Some(Box::new(chain));
     }
 
     /// Hands `node`'s value to its one reader by value: once it succeeds, the reader
@@ -469,6 +508,7 @@ impl<P: Params> Builder<P> {
             assemble: assemble_one::<O2>,
             at_once: None,
             fused: None,
+            typed: None,
         };
         let info = self.intern(TaskInfo::new("workflow", Kind::Workflow));
         let body = Arc::clone(&def.body.graph);

@@ -69,6 +69,9 @@ pub(crate) struct FanOutDef {
     /// For a body of CPU tasks only, without retries, timeouts or limits: how its items
     /// run fused (see `exec/fused.rs`), unless the fan-out is capped.
     pub(crate) fused: Option<Fused>,
+    /// For a fused body of task calls whose inputs are all values, the typed chain
+    /// `workflow!` wrote for it (see `plan/chain.rs`).
+    pub(crate) typed: Option<super::Typed>,
 }
 
 impl FanOutDef {
@@ -187,7 +190,9 @@ fn aliased_tail(slots: &[Slot], tail: usize) -> usize {
 }
 
 /// The fan-out's value: every item's, if all succeeded; else what became of each.
-fn gathered<T: Send + Sync + 'static>(outcomes: Vec<Outcome<T>>) -> Result<Value, TaskError> {
+pub(super) fn gathered<T: Send + Sync + 'static>(
+    outcomes: Vec<Outcome<T>>,
+) -> Result<Value, TaskError> {
     if outcomes.iter().all(|outcome| outcome.value().is_some()) {
         let values = outcomes.into_iter().filter_map(|outcome| match outcome {
             Outcome::Ok(value) => Some(value),

@@ -19,6 +19,7 @@ use crate::value::{Slot, Value};
 mod branch;
 mod builder;
 mod cache;
+mod chain;
 mod durable;
 mod fanout;
 mod inputs;
@@ -28,6 +29,8 @@ pub use branch::Decision;
 pub use builder::{Builder, Handle, NodeRef, Step};
 pub(crate) use cache::CacheDef;
 pub use cache::CacheKey;
+pub use chain::{Chain, Imports};
+pub(crate) use chain::{ChainHost, Event, Typed};
 pub use durable::CheckpointFormat;
 #[cfg(feature = "durable")]
 pub use durable::Checkpointable;
@@ -301,6 +304,15 @@ impl Plan {
                 }
                 Call::FanOut(_) | Call::Branch(_) => false,
             })
+    }
+
+    /// Whether a fused body may run as its typed chain too: no task takes an input as
+    /// an outcome (the chain's bindings hold values only).
+    pub(crate) fn chainable(&self) -> bool {
+        (0..self.graph.len()).all(|node| {
+            !self.graph.info(node).is_cleanup()
+                && self.graph.node(node).edges().all(|(_, tolerant)| !tolerant)
+        })
     }
 
     pub(crate) fn successors(&self, node: usize) -> impl Iterator<Item = (&u32, &bool)> {

@@ -325,6 +325,7 @@ pub(super) fn emit_nodes(nodes: &[Node], cx: &Cx<'_>) -> TokenStream {
 /// the same handle names as outside, so the body's calls read exactly as written.
 fn emit_loop(body: &Loop, node_name: &str, cx: &Cx<'_>) -> TokenStream {
     let p = cx.p;
+    let chain = super::expand_chain::emit_chain(body, p);
     let Loop {
         cap,
         by_value,
@@ -361,6 +362,15 @@ fn emit_loop(body: &Loop, node_name: &str, cx: &Cx<'_>) -> TokenStream {
         quote_spanned!(Span::mixed_site()=> fan_out_owned)
     } else {
         quote_spanned!(Span::mixed_site()=> fan_out)
+    };
+    // A body of task calls is written out once more as its typed chain.
+    let tail = match chain {
+        Some(chain) => quote_spanned! {Span::mixed_site()=>
+            let __aqueduct_out = #tail;
+            #chain
+            __aqueduct_out
+        },
+        None => tail,
     };
     quote_spanned! {Span::mixed_site()=> {
         let __aqueduct_fan_out = __aqueduct_builder.#fan_out(

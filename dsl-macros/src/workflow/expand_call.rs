@@ -6,8 +6,8 @@ use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::Call;
 use super::expand::{handle, hygienic, read};
+use super::{Arg, Call};
 
 /// `__aqueduct_builder.node(…)` for one task call: the closure calls the user's function
 /// with the user's argument tokens, so rustc reports type and arity errors at them.
@@ -32,7 +32,6 @@ pub(super) fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenS
     // coercions (`&Vec<T>` to `&[T]`) apply as in a hand-written call.
     let mut locals = Vec::new();
     let mut picks = Vec::new();
-    let mut args = Vec::new();
     let mut moves = Vec::new();
     // What a cached task's key is made of: each input as the task reads it, in order;
     // one read by value is peeked at before the call takes it.
@@ -40,19 +39,13 @@ pub(super) fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenS
     let mut key_parts = Vec::new();
     let mut key_moves = Vec::new();
     for (i, arg) in call.args.iter().enumerate() {
-        let last_span = arg
-            .fields
-            .last()
-            .map_or(arg.root.span(), |(_, member)| member.span());
-        let local = format_ident!("__aqueduct_arg{}", i, span = hygienic(last_span));
+        let last_span = last_span(arg);
+        let local = arg_local(i, arg);
         let root = handle(&arg.root);
         if arg.moved {
             // Taken out of the run: the value itself, passed as written. For a task
             // that takes `&T`, rustc's mismatch is at the user's token.
             picks.push(quote_spanned!(arg.root.span()=> __aqueduct_task.take::<#i, _>(__aqueduct_input.slots(), #root)));
-            let mut value = Group::new(Delimiter::Parenthesis, quote!(#local));
-            value.set_span(last_span);
-            args.push(value.to_token_stream());
             locals.push(local);
             moves.push(quote_spanned!(Span::mixed_site()=> __aqueduct_builder.moved(#root);));
             let input = Ident::new("__aqueduct_input", Span::call_site());
@@ -90,15 +83,6 @@ pub(super) fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenS
         key_parts.push(quote_spanned! {hygienic(arg.root.span())=>
             __aqueduct_task.key_part(__aqueduct_key, #key_local)?;
         });
-        let and = arg
-            .and
-            .map_or_else(|| quote_spanned!(arg.root.span()=> &), |and| quote!(#and));
-        let star = quote_spanned!(last_span=> *);
-        // In parentheses spanned at the user's token, so the argument's span is the
-        // user's `&input` rather than the hygienic local's.
-        let mut deref = Group::new(Delimiter::Parenthesis, quote!(#star #local));
-        deref.set_span(last_span);
-        args.push(quote!(#and #deref));
         locals.push(local);
     }
     // The picks name the task's marker and the closure's input without hygiene, as the
@@ -118,14 +102,8 @@ pub(super) fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenS
             };
         }
     });
-    let mut parens = Group::new(Delimiter::Parenthesis, quote!(#(#args),*));
-    parens.set_span(call.paren);
-    let marker = quote_spanned!(task.span()=> <#task as #p::HasMarker>::MARKER);
-    let the_call: TokenStream = task
-        .to_token_stream()
-        .into_iter()
-        .chain([TokenTree::Group(parens)])
-        .collect();
+    let marker = marker(call, p);
+    let the_call = user_call(call);
     let (node, tolerant) = if tolerant == 0 {
         (quote_spanned!(Span::mixed_site()=> node), None)
     } else {
@@ -139,13 +117,7 @@ pub(super) fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenS
         .iter()
         .enumerate()
         .filter(|(_, arg)| !arg.moved)
-        .map(|(i, arg)| {
-            let last_span = arg
-                .fields
-                .last()
-                .map_or(arg.root.span(), |(_, member)| member.span());
-            format_ident!("__aqueduct_key{}", i, span = hygienic(last_span))
-        });
+        .map(|(i, arg)| format_ident!("__aqueduct_key{}", i, span = hygienic(last_span(arg))));
     // As the call's picks (so a mistake in them is reported once: rustc drops the
     // second, identical report), with the inputs taken by value added to the key
     // first, before anything is read by reference.
@@ -202,4 +174,53 @@ pub(super) fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenS
         #register
         __aqueduct_node
     }}
+}
+
+/// The span of an argument's last token: its root, or its last field.
+fn last_span(arg: &Arg) -> Span {
+    arg.fields
+        .last()
+        .map_or(arg.root.span(), |(_, member)| member.span())
+}
+
+/// The local holding argument `i` of a call as the task takes it (`&T`, or the value
+/// moved in): hygienic, located at the user's token.
+pub(super) fn arg_local(i: usize, arg: &Arg) -> Ident {
+    format_ident!("__aqueduct_arg{}", i, span = hygienic(last_span(arg)))
+}
+
+/// The task's marker, spanned at its name.
+pub(super) fn marker(call: &Call, p: &TokenStream) -> TokenStream {
+    let task = &call.task;
+    quote_spanned!(task.span()=> <#task as #p::HasMarker>::MARKER)
+}
+
+/// The user's call with each argument's [`arg_local`]: `task(&(*arg0), (arg1))`, the
+/// task, parentheses and arguments spanned at the user's tokens, so rustc reports type
+/// and arity errors there.
+pub(super) fn user_call(call: &Call) -> TokenStream {
+    let args = call.args.iter().enumerate().map(|(i, arg)| {
+        let (local, last_span) = (arg_local(i, arg), last_span(arg));
+        if arg.moved {
+            let mut value = Group::new(Delimiter::Parenthesis, quote!(#local));
+            value.set_span(last_span);
+            return value.to_token_stream();
+        }
+        let and = arg
+            .and
+            .map_or_else(|| quote_spanned!(arg.root.span()=> &), |and| quote!(#and));
+        let star = quote_spanned!(last_span=> *);
+        // In parentheses spanned at the user's token, so the argument's span is the
+        // user's `&input` rather than the hygienic local's.
+        let mut deref = Group::new(Delimiter::Parenthesis, quote!(#star #local));
+        deref.set_span(last_span);
+        quote!(#and #deref)
+    });
+    let mut parens = Group::new(Delimiter::Parenthesis, quote!(#(#args),*));
+    parens.set_span(call.paren);
+    call.task
+        .to_token_stream()
+        .into_iter()
+        .chain([TokenTree::Group(parens)])
+        .collect()
 }

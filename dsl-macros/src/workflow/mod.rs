@@ -23,6 +23,7 @@ mod condition;
 mod expand;
 mod expand_branch;
 mod expand_call;
+mod expand_chain;
 mod parse;
 mod patterns;
 mod validate;

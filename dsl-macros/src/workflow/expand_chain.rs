@@ -1,0 +1,164 @@
+//! A `for` body's typed chain: the body written out once more as one plain closure,
+//! which a fused fan-out runs per item with no slots, boxes or records (see
+//! `plan/chain.rs` in the core crate). Each binding is an `Option` of its task's
+//! output; each call reads its inputs from the bindings before it and runs only if
+//! they succeeded. The calls are the user's tokens with the same locals as the node's
+//! closure, so they type-check exactly when the node's closure does.
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+
+use super::expand::{handle, hygienic};
+use super::expand_call::{arg_local, marker, user_call};
+use super::{Call, Init, Loop, Tail};
+
+/// What a name is in the chain.
+enum Source {
+    /// The item or an import: `Option<&T>`, always `Some`.
+    Param,
+    /// A task's binding: `Option<T>`.
+    Binding,
+}
+
+/// `__aqueduct_builder.chain(…)` for `body`, whose tail's handle is `__aqueduct_out`;
+/// `None` for a body that cannot run as one: a capped or by-value `for`, a body with
+/// anything but task calls, or whose output is not a task's.
+pub(super) fn emit_chain(body: &Loop, p: &TokenStream) -> Option<TokenStream> {
+    if body.cap.is_some() || body.by_value {
+        return None;
+    }
+    let mut names: Vec<(&Ident, Source)> = std::iter::once(&body.item)
+        .chain(&body.imports)
+        .map(|name| (name, Source::Param))
+        .collect();
+    let mut calls = Vec::new();
+    for node in &body.nodes {
+        let Init::Call(call) = &node.init else {
+            return None;
+        };
+        calls.push(emit_typed_call(call, &handle(&node.binding), &names, p)?);
+        names.push((&node.binding, Source::Binding));
+    }
+    let out = Ident::new("__aqueduct_out", Span::mixed_site());
+    let tail = match &body.tail {
+        Tail::Call(call) => emit_typed_call(call, &out, &names, p)?,
+        Tail::Binding(name) => match source(&names, name)? {
+            Source::Binding => {
+                let local = local(name);
+                quote!(#local)
+            }
+            Source::Param => return None,
+        },
+        Tail::Workflow(_) => return None,
+    };
+    let bindings = body
+        .nodes
+        .iter()
+        .map(|node| local(&node.binding))
+        .collect::<Vec<_>>();
+    let item = (local(&body.item), handle(&body.item));
+    let (item_local, item_handle) = (&item.0, &item.1);
+    let imports = body.imports.iter().map(|name| {
+        let (local, handle) = (local(name), handle(name));
+        quote_spanned!(Span::mixed_site()=> let #local = __aqueduct_imports.get(#handle);)
+    });
+    Some(quote_spanned! {Span::mixed_site()=>
+        __aqueduct_builder.chain(
+            #item_handle,
+            __aqueduct_out,
+            move |__aqueduct_chain: &mut #p::Chain<'_>, __aqueduct_item, __aqueduct_imports: &#p::Imports<'_>| {
+                #[allow(unused_variables)]
+                let #item_local = ::core::option::Option::Some(__aqueduct_item);
+                #(#[allow(unused_variables)] #imports)*
+                #(#[allow(unused_variables, unused_mut)] let mut #bindings = #calls;)*
+                #tail
+            },
+        );
+    })
+}
+
+/// One call in the chain: `Some(output)` if it ran and succeeded. `None` if an
+/// argument names something the chain cannot hold (an outer value it does not import).
+fn emit_typed_call(
+    call: &Call,
+    node: &Ident,
+    names: &[(&Ident, Source)],
+    p: &TokenStream,
+) -> Option<TokenStream> {
+    let mut picks = Vec::new();
+    let mut reads = Vec::new();
+    let mut locals = Vec::new();
+    for (i, arg) in call.args.iter().enumerate() {
+        if arg.part.is_some() {
+            return None;
+        }
+        let root = local(&arg.root);
+        let read = format_ident!("__aqueduct_read{}", i, span = Span::mixed_site());
+        // At the user's token, as the node closure's picks: a mistake there is the
+        // same report at the same place, which rustc gives once.
+        let at = arg.root.span();
+        let task = Ident::new("__aqueduct_task", Span::call_site());
+        let pick = match (source(names, &arg.root)?, arg.moved) {
+            (Source::Binding, true) => {
+                quote_spanned!(at=> #task.typed_take::<#i, _>(&mut #root))
+            }
+            (Source::Binding, false) => {
+                quote_spanned!(at=> #task.typed_arg::<#i, _>(#root.as_ref()))
+            }
+            (Source::Param, false) => quote_spanned!(at=> #task.typed_arg::<#i, _>(#root)),
+            (Source::Param, true) => return None,
+        };
+        let fields = arg.fields.iter().map(|(dot, member)| quote!(#dot #member));
+        let value = if arg.fields.is_empty() {
+            quote!(#read)
+        } else {
+            quote!(&#read #(#fields)*)
+        };
+        let local = arg_local(i, arg);
+        locals.push(quote_spanned!(Span::mixed_site()=> let #local = #value;));
+        picks.push(pick);
+        reads.push(read);
+    }
+    let marker = marker(call, p);
+    let the_call = user_call(call);
+    let run = quote_spanned! {Span::mixed_site()=>
+        __aqueduct_chain.call(#node, || __aqueduct_task.typed(#the_call))
+    };
+    if picks.is_empty() {
+        return Some(quote_spanned! {Span::mixed_site()=> {
+            let __aqueduct_task = #marker;
+            #run
+        }});
+    }
+    let task = Ident::new("__aqueduct_task", Span::call_site());
+    Some(quote_spanned! {Span::mixed_site()=> {
+        let __aqueduct_task = #marker;
+        // The picks name the marker without hygiene, in a block of their own (see
+        // `emit_call`).
+        let __aqueduct_picked = {
+            let #task = __aqueduct_task;
+            (#(#picks,)*)
+        };
+        match __aqueduct_picked {
+            (#(::core::option::Option::Some(#reads),)*) => {
+                #(#locals)*
+                #run
+            }
+            _ => __aqueduct_chain.skip(#node),
+        }
+    }})
+}
+
+/// What `name` is in the chain, if it is there.
+fn source<'n>(names: &'n [(&Ident, Source)], name: &Ident) -> Option<&'n Source> {
+    names
+        .iter()
+        .rev()
+        .find(|(known, _)| *known == name)
+        .map(|(_, source)| source)
+}
+
+/// The chain's local for `name`: hygienic, located at the user's token.
+fn local(name: &Ident) -> Ident {
+    format_ident!("__aqueduct_v_{}", name, span = hygienic(name.span()))
+}
