@@ -75,6 +75,16 @@ pub enum Error {
         /// The workflow's name.
         workflow: String,
     },
+    /// A run id given to [`Runner::run_id`](crate::Runner::run_id), the CLI or
+    /// [`Cluster::submit`](crate::dist::Cluster::submit) that no run may have: empty,
+    /// longer than 256 bytes, with a control character, or with whitespace around it.
+    /// Nothing was run or changed.
+    InvalidRunId {
+        /// The id as given.
+        run: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// Another runner (this process or another) owns the run and is running it: its
     /// lease holds. Nothing was run or changed.
     RunInUse {
@@ -205,6 +215,9 @@ impl fmt::Display for Error {
                 f,
                 "workflow `{workflow}`: `resume` needs the id of the run to resume: give it with `Runner::run_id`"
             ),
+            Error::InvalidRunId { run, reason } => {
+                write!(f, "invalid run id {run:?}: {reason}")
+            }
             Error::RunInUse { run, owner } => write!(
                 f,
                 "run `{run}` is in use: `{owner}` (host:pid:tag) is running it; wait for that run \

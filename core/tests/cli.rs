@@ -217,3 +217,46 @@ async fn a_workflow_with_cached_tasks_keeps_them_in_the_store_and_cache_clears_t
     assert_eq!(code, ExitCode::SUCCESS);
     assert!(cached().is_empty());
 }
+
+/// A run id no run may have is refused before anything runs, on the command line (a
+/// usage error) and by `Runner::run_id`; the store keeps no run for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_id_that_no_run_may_have_is_refused() {
+    let dir = TempDir::new("cli-run-id");
+    let path = dir.db();
+    let store = path.to_str().unwrap();
+    let long = "x".repeat(257);
+    for id in ["", "   ", "two\nlines", " padded", long.as_str()] {
+        let mut called = false;
+        let code = Cli::new(kept::workflow())
+            .main_from(
+                ["kept", "run", "--run-id", id, "--store", store],
+                || (1,),
+                |_, _| called = true,
+            )
+            .await;
+        assert_eq!((code, called), (ExitCode::from(2), false), "{id:?}");
+        let outcome = kept::workflow()
+            .runner()
+            .store(std::sync::Arc::new(SqliteStore::open(&path).unwrap()))
+            .run_id(id)
+            .run((1,))
+            .await;
+        match outcome.result {
+            Err(aqueduct::Error::InvalidRunId { run, reason }) => {
+                assert_eq!(run, id);
+                assert!(reason.starts_with("a run id"), "{reason}");
+            }
+            other => panic!("{id:?}: {other:?}"),
+        }
+    }
+    assert!(SqliteStore::open(&path).unwrap().runs().unwrap().is_empty());
+    // An id with spaces inside is a run id like any other.
+    let outcome = kept::workflow()
+        .runner()
+        .store(std::sync::Arc::new(SqliteStore::open(&path).unwrap()))
+        .run_id("nightly run 7")
+        .run((2,))
+        .await;
+    assert_eq!(outcome.result.unwrap(), 4);
+}

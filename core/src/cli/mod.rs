@@ -120,7 +120,7 @@ enum Command {
         #[command(flatten)]
         store: StoreArg,
         /// The run's id, to resume it by later [default: a fresh one].
-        #[arg(long, value_name = "ID", conflicts_with = "no_store")]
+        #[arg(long, value_name = "ID", conflicts_with = "no_store", value_parser = run_id)]
         run_id: Option<String>,
         /// Runs in memory: no checkpoints, no history.
         #[arg(long)]
@@ -144,6 +144,7 @@ enum Command {
     /// Resumes a run that stopped: what finished is loaded, the rest runs.
     Resume {
         /// The run's id, as `run` printed it or `runs` lists it.
+        #[arg(value_parser = run_id)]
         run_id: String,
         #[command(flatten)]
         store: StoreArg,
@@ -159,6 +160,7 @@ enum Command {
     /// Prints a run's report.
     Show {
         /// The run's id.
+        #[arg(value_parser = run_id)]
         run_id: String,
         #[command(flatten)]
         store: StoreArg,
@@ -636,4 +638,12 @@ fn cached_tasks(plan: &crate::plan::Plan) -> std::collections::BTreeSet<&'static
         }
     }
     names
+}
+
+/// A run id on the command line: refused at once if no run may have it.
+fn run_id(text: &str) -> Result<String, String> {
+    match crate::run::run_id_problem(text) {
+        Some(reason) => Err(reason.to_owned()),
+        None => Ok(text.to_owned()),
+    }
 }

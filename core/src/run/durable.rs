@@ -58,6 +58,9 @@ where
         report: RunReport::not_started(&name),
         run_id: Some(id.clone()),
     };
+    if let Err(error) = super::cache::check_run_id(&id) {
+        return refused(error);
+    }
     let Ok(tokio) = tokio::runtime::Handle::try_current() else {
         return refused(Error::NoRuntime {
             workflow: name.clone(),

@@ -23,8 +23,12 @@ use crate::store::Store;
 #[cfg(feature = "durable")]
 mod cache;
 #[cfg(feature = "postgres")]
+pub(crate) use cache::check_run_id;
+#[cfg(feature = "postgres")]
 #[cfg(all(feature = "cli", feature = "postgres"))]
 pub(crate) use cache::new_run_id as fresh_run_id;
+#[cfg(feature = "cli")]
+pub(crate) use cache::run_id_problem;
 #[cfg(feature = "postgres")]
 pub(crate) use durable::same_input;
 #[cfg(feature = "durable")]
