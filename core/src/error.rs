@@ -98,6 +98,13 @@ pub enum Error {
         /// The workflow's name.
         workflow: String,
     },
+    /// A blocking entry point ([`Workflow::run_blocking`](crate::Workflow::run_blocking)
+    /// and the `Runner`'s) was called inside a tokio runtime, one of whose threads it
+    /// would block: `.await` the run there instead. Nothing was run.
+    BlockingInRuntime {
+        /// The workflow's name.
+        workflow: String,
+    },
     /// A workflow that this version cannot run distributed ([`dist`](crate::dist)).
     NotDistributable {
         /// The workflow's name.
@@ -225,10 +232,16 @@ impl fmt::Display for Error {
                  own host, or once its lease expires ({}s without a heartbeat)",
                 crate::store::LEASE_TTL.as_secs()
             ),
+            Error::BlockingInRuntime { workflow } => write!(
+                f,
+                "workflow `{workflow}`: `run_blocking` was called inside a tokio runtime, \
+                 whose thread it would block: `.await` the run there (`run(params).await`)"
+            ),
             Error::NoRuntime { workflow } => write!(
                 f,
                 "workflow `{workflow}` must run inside a tokio runtime \
-                 (its IO tasks are spawned on it): use #[tokio::main] or Runtime::block_on"
+                 (its IO tasks are spawned on it): use #[tokio::main] or Runtime::block_on, \
+                 or `run_blocking` from synchronous code"
             ),
         }
     }

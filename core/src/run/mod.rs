@@ -32,8 +32,9 @@ pub(crate) use cache::run_id_problem;
 #[cfg(feature = "postgres")]
 pub(crate) use durable::same_input;
 #[cfg(feature = "durable")]
-mod durable;
+mod blocking;
 #[cfg(feature = "durable")]
+mod durable;
 mod nested;
 mod workflow;
 
