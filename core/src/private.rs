@@ -55,9 +55,65 @@ pub trait TaskOutput: Send + Sync + 'static {}
 impl<T: Send + Sync + 'static> TaskOutput for T {}
 
 /// Splits a fallible task's return value.
-pub fn into_result<T, R: TaskReturn<Output = T>>(ret: R) -> Result<T, TaskError> {
-    ret.into_result()
+pub fn split<T, E, R: TaskReturn<Output = T, Error = E>>(ret: R) -> Result<T, E> {
+    ret.split()
 }
+
+/// How a task's error becomes a [`TaskError`], picked by method resolution in the
+/// code `#[task]` writes, `(&error).task_error_kind().convert(error)`: an error that
+/// converts into `TaskError` (a `std::error::Error` type, `TaskError` itself) takes
+/// [`IntoKind`], found first; anything else [`BoxKind`], whose conversion needs
+/// `Into<Box<dyn Error + Send + Sync>>` (`anyhow::Error`, boxed errors, `String`).
+pub trait IntoKind {
+    /// [`ViaInto`].
+    fn task_error_kind(&self) -> ViaInto {
+        ViaInto
+    }
+}
+
+impl<E: Into<TaskError>> IntoKind for E {}
+
+/// See [`IntoKind`].
+pub trait BoxKind {
+    /// [`ViaBox`].
+    fn task_error_kind(&self) -> ViaBox {
+        ViaBox
+    }
+}
+
+impl<E> BoxKind for &E {}
+
+/// Converts through `Into<TaskError>`.
+pub struct ViaInto;
+
+impl ViaInto {
+    /// The error as a [`TaskError`].
+    pub fn convert<E: Into<TaskError>>(self, error: E) -> TaskError {
+        error.into()
+    }
+}
+
+/// Converts through `Into<Box<dyn Error + Send + Sync>>`.
+pub struct ViaBox;
+
+impl ViaBox {
+    /// The error as a [`TaskError`].
+    pub fn convert<E: BoxedError>(self, error: E) -> TaskError {
+        crate::task::boxed_error(error.into())
+    }
+}
+
+/// A task's error that is not a `std::error::Error` converts through a box.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a task's error",
+    label = "a task's `Err` becomes the task's failure",
+    note = "implement `std::error::Error` (with `Send + Sync + 'static`) for it, or return \
+            `anyhow::Result<T>`, `Result<T, Box<dyn std::error::Error + Send + Sync>>`, \
+            `Result<T, String>` or `Result<T, TaskError>`"
+)]
+pub trait BoxedError: Into<Box<dyn std::error::Error + Send + Sync>> {}
+
+impl<E: Into<Box<dyn std::error::Error + Send + Sync>>> BoxedError for E {}
 
 /// Checks a task's output type at the task's definition.
 pub const fn assert_task_output<T: TaskOutput>() {}

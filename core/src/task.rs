@@ -371,24 +371,37 @@ impl fmt::Debug for TaskError {
     }
 }
 
-/// A task's return type: either the value itself or a `Result` whose `Err` fails the task.
+/// A task's return type spelled `…Result<…>`: a `Result` whose `Err` fails the task.
+///
+/// The error may be any `std::error::Error + Send + Sync + 'static` type, a
+/// [`TaskError`], or anything that converts into `Box<dyn Error + Send + Sync>`:
+/// `anyhow::Error`, a boxed error, a `String`.
 #[diagnostic::on_unimplemented(
-    message = "a task returning `{Self}` must return `T` or `Result<T, E>` with `E: Into<TaskError>`",
+    message = "a task returning `{Self}` must return `T` or `Result<T, E>`",
     label = "this return type is named `Result` but is not `std::result::Result`",
-    note = "an error type converts into `TaskError` when it implements `std::error::Error + Send + Sync + 'static`"
+    note = "the error may be a `std::error::Error + Send + Sync + 'static` type, `TaskError`, \
+            `anyhow::Error`, `Box<dyn Error + Send + Sync>` or `String`"
 )]
 pub trait TaskReturn {
     /// The value the task produces when it succeeds.
     type Output;
+    /// Its error.
+    type Error;
     /// Splits the return value into success and failure.
-    fn into_result(self) -> Result<Self::Output, TaskError>;
+    fn split(self) -> Result<Self::Output, Self::Error>;
 }
 
-impl<T, E: Into<TaskError>> TaskReturn for Result<T, E> {
+impl<T, E> TaskReturn for Result<T, E> {
     type Output = T;
-    fn into_result(self) -> Result<T, TaskError> {
-        self.map_err(Into::into)
+    type Error = E;
+    fn split(self) -> Result<T, E> {
+        self
     }
+}
+
+/// Turns a task's error into a [`TaskError`] (see [`TaskReturn`]).
+pub(crate) fn boxed_error(error: Box<dyn StdError + Send + Sync>) -> TaskError {
+    TaskError::with_cause(error, Cause::Transient)
 }
 
 thread_local! {

@@ -270,7 +270,20 @@ fn emit(task: &Task) -> TokenStream {
             || quote_spanned!(ret.span()=> <#ret as #p::TaskReturn>::Output),
             |ok| quote!(#ok),
         );
-        (output, quote_spanned!(ret.span()=> #p::into_result(ret)))
+        // The error's conversion is picked by method resolution (see
+        // `__private::IntoKind`); a type that cannot convert is reported at the
+        // return type.
+        let finish = quote_spanned! {ret.span()=>
+            match #p::split(ret) {
+                ::core::result::Result::Ok(value) => ::core::result::Result::Ok(value),
+                ::core::result::Result::Err(error) => ::core::result::Result::Err({
+                    #[allow(unused_imports)]
+                    use #p::{BoxKind as _, IntoKind as _};
+                    (&error).task_error_kind().convert(error)
+                }),
+            }
+        };
+        (output, finish)
     } else {
         (
             quote_spanned!(ret.span()=> #ret),
