@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 
-pub use crate::plan::{Builder, Chain, Decision, Handle, Imports, In, Step};
+pub use crate::plan::{Builder, Chain, ChainValue, Decision, Handle, Imports, In, Step};
 pub use crate::plan::{CacheKey, Inputs, Params};
 pub use crate::retry::{Backoff, RetryPolicy};
 pub use crate::task::{CachePolicy, Kind, Outcome, TaskError, TaskInfo, TaskReturn};
@@ -163,11 +163,13 @@ pub enum Required {}
 pub enum Tolerant {}
 
 /// What a node's closure passes for one input, given how the task takes it.
-pub trait Arg<'a, T: 'static> {
+pub trait Arg<'a, T: ?Sized + 'static> {
     /// `&'a T` or `&'a Outcome<T>`.
     type Out;
     /// Reads the input from the run: its value, or its outcome.
-    fn read(slots: &'a [Slot], input: Handle<T>) -> Self::Out;
+    fn read(slots: &'a [Slot], input: Handle<T>) -> Self::Out
+    where
+        T: Sized;
     /// The input in a typed chain (see [`Chain`]), given its binding's value if it
     /// succeeded: `None` for an outcome, which a typed chain does not hold (a body
     /// that reads one never runs as its chain).
@@ -178,9 +180,14 @@ pub trait Arg<'a, T: 'static> {
 /// is rustc's mismatch at the user's token).
 macro_rules! reads_value {
     ($($kind:ty),*) => {$(
-        impl<'a, T: 'static> Arg<'a, T> for $kind {
+        // Unsized `T` too, so that a typed chain's input whose type inference left
+        // unsized (a `for` over a non-collection) is not reported once more.
+        impl<'a, T: ?Sized + 'static> Arg<'a, T> for $kind {
             type Out = &'a T;
-            fn read(slots: &'a [Slot], input: Handle<T>) -> &'a T {
+            fn read(slots: &'a [Slot], input: Handle<T>) -> &'a T
+            where
+                T: Sized,
+            {
                 crate::value::value(slots, input.index() as u32)
             }
             #[inline]
@@ -418,7 +425,7 @@ impl<M: Task<Output: TaskOutput>> Marker<M> {
 
     /// Input `N` of a typed chain (see [`Chain`]), given the binding's value.
     #[inline]
-    pub fn typed_arg<'a, const N: usize, T: 'static>(
+    pub fn typed_arg<'a, const N: usize, T: ?Sized + 'static>(
         self,
         value: Option<&'a T>,
     ) -> Option<<<M::Inputs as Nth<N>>::Kind as Arg<'a, T>>::Out>

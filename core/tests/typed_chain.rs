@@ -486,3 +486,82 @@ async fn a_typed_chain_ends_as_the_other_paths_do() {
     assert!(ran_typed("differential_typed", "each"));
     assert!(!ran_typed("differential_scheduled", "each"));
 }
+
+#[task]
+fn offset(x: &u64) -> u64 {
+    x + 1_000
+}
+
+#[task]
+fn label(i: &u64) -> u64 {
+    i * 10
+}
+
+workflow! {
+    fn shadowing(n: u64, x: u64) -> u64 {
+        let ids = numbers(&n);
+        let each = for i in &ids {
+            let a = offset(&x);
+            let x = label(i);
+            add(&a, &x)
+        };
+        total(&each)
+    }
+}
+
+/// A body may read an outer name, then shadow it with a binding of its own: the
+/// chain reads the import where it is read, and the binding after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binding_that_shadows_an_import_reads_as_written() {
+    log();
+    // Per item i: (x + 1000) + 10 i.
+    let out = shadowing(4, 5).await.unwrap();
+    assert_eq!(out, 4 * 1_005 + 10 * (1 + 2 + 3));
+    assert!(ran_typed("shadowing", "each"));
+}
+
+/// Panics in its `Drop`, whatever is going on.
+struct Grenade(u64);
+
+impl Drop for Grenade {
+    fn drop(&mut self) {
+        panic!("grenade {} went off", self.0);
+    }
+}
+
+#[task]
+fn grenade(x: &u64) -> Grenade {
+    Grenade(*x)
+}
+
+#[task]
+fn both(a: &Grenade, b: &Grenade) -> u64 {
+    a.0 + b.0
+}
+
+workflow! {
+    fn grenades(n: u64) -> u64 {
+        let xs = numbers(&n);
+        let each = for x in &xs {
+            let a = grenade(x);
+            let b = grenade(x);
+            both(&a, &b)
+        };
+        total(&each)
+    }
+}
+
+/// Two values of an item whose `Drop`s both panic: the first faults the run, the
+/// second is leaked rather than dropped while the first unwinds (which would abort).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_whose_drop_panics_fault_the_run_without_an_abort() {
+    log();
+    let RunOutcome { result, .. } = grenades::workflow().runner().run((3,)).await;
+    match result {
+        Err(aqueduct::Error::Fault { message, .. }) => {
+            assert!(message.contains("went off"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(ran_typed("grenades", "each"));
+}

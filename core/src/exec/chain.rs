@@ -55,7 +55,7 @@ impl Shared {
         // The chain catches the tasks' panics and the values' `Drop`s; anything else
         // is the executor's and fails the fan-out.
         let result = catch_unwind(AssertUnwindSafe(|| {
-            typed(self.board.slots(), collection, &def.imports, &run)
+            typed(self.board.slots(), (collection, count), &def.imports, &run)
         }))
         .unwrap_or_else(|panic| Err(TaskError::panicked(&*panic)));
         self.end_fused(job, started, result, run.kept, count);
@@ -156,7 +156,8 @@ impl ChainHost for TypedRun<'_> {
 
     fn fault(&self, panic: &(dyn Any + Send)) {
         self.parent.run.fault(format!(
-            "a fused fan-out item's end panicked: {}",
+            "a fused fan-out item panicked outside its tasks (a value's `Drop`, or an \
+             error's `Display`): {}",
             panic_message(panic)
         ));
     }

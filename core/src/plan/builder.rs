@@ -346,17 +346,21 @@ impl<P: Params> Builder<P> {
 
     /// Gives a fan-out's body its typed chain: `workflow!` writes a body of task calls
     /// out as one closure that runs an item's tasks in order, so that a fused fan-out
-    /// runs its items with no slots or boxes (see `plan/chain.rs`). `item` is the
-    /// body's item and `tail` its output. Not for hand-built bodies.
+    /// runs its items with no slots or boxes (see `plan/chain.rs`). `collection` is
+    /// the fan-out's collection and `tail` the body's output. Not for hand-built
+    /// bodies.
     #[doc(hidden)]
-    pub fn chain<I, T, F>(&mut self, item: Handle<I>, tail: Handle<T>, chain: F)
+    pub fn chain<C, T, F>(&mut self, collection: Handle<C>, tail: Handle<T>, chain: F)
     where
-        I: Send + Sync + 'static,
+        C: Collection,
         T: Send + Sync + 'static,
-        F: for<'c, 'r> Fn(&mut Chain<'c>, &'r I, &Imports<'r>) -> Option<T> + Send + Sync + 'static,
+        F: for<'c, 'r> Fn(&mut Chain<'c>, &'r C::Item, &Imports<'r>) -> Option<T>
+            + Send
+            + Sync
+            + 'static,
     {
-        let _ = (item, tail);
-        let chain: TypedBody<I, T> = Arc::new(chain);
+        let _ = (collection, tail);
+        let chain: TypedBody<C::Item, T> = Arc::new(chain);
         self.chain = Some(Box::new(chain));
     }
 

@@ -29,10 +29,12 @@ pub(crate) type TypedBody<I, T> =
 pub(crate) type MakeTyped<I, T> = fn(TypedBody<I, T>) -> Typed;
 
 /// Runs every item of a fused fan-out through its typed body, given the parent's
-/// slots, the collection's node, the imported nodes and the executor's side of it;
-/// gives the gathered results (see [`super::fanout::assemble`]).
-pub(crate) type Typed =
-    Box<dyn Fn(&[Slot], u32, &[u32], &dyn ChainHost) -> Result<Value, TaskError> + Send + Sync>;
+/// slots, the collection's node and its length when the fan-out counted it, the
+/// imported nodes and the executor's side of it; gives the gathered results (see
+/// [`super::fanout::assemble`]).
+pub(crate) type Typed = Box<
+    dyn Fn(&[Slot], (u32, usize), &[u32], &dyn ChainHost) -> Result<Value, TaskError> + Send + Sync,
+>;
 
 /// What happened to a task of an item that did not succeed.
 pub(crate) enum Event {
@@ -134,6 +136,22 @@ impl Chain<'_> {
     }
 }
 
+/// A binding of a typed chain: its task's output, if it succeeded. While a panic
+/// unwinds it leaks its value rather than drop it: a value whose `Drop` panicked must
+/// not have another's `Drop` panic again (an abort).
+#[doc(hidden)]
+pub struct ChainValue<T>(pub Option<T>);
+
+impl<T> Drop for ChainValue<T> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(value) = self.0.take() {
+                std::mem::forget(value);
+            }
+        }
+    }
+}
+
 /// The values a typed body imports from the run around its fan-out.
 #[doc(hidden)]
 pub struct Imports<'r> {
@@ -156,9 +174,17 @@ where
     C: Collection,
     T: Send + Sync + 'static,
 {
-    Box::new(move |slots, collection, imports, host| {
+    Box::new(move |slots, (collection, count), imports, host| {
         use rayon::iter::{IndexedParallelIterator, IntoParallelRefIterator, ParallelIterator};
+        // `Collection` is the user's: the items must be those the fan-out counted.
         let items = value::<C>(slots, collection).items();
+        if items.len() != count {
+            return Err(TaskError::permanent(TaskError::msg(format!(
+                "the collection had {count} items, then {}: `Collection::items` must give \
+                 the same items every time",
+                items.len()
+            ))));
+        }
         let imports = Imports {
             slots,
             nodes: imports,

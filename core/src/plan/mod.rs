@@ -29,7 +29,7 @@ pub use branch::Decision;
 pub use builder::{Builder, Handle, NodeRef, Step};
 pub(crate) use cache::CacheDef;
 pub use cache::CacheKey;
-pub use chain::{Chain, Imports};
+pub use chain::{Chain, ChainValue, Imports};
 pub(crate) use chain::{ChainHost, Event, Typed};
 pub use durable::CheckpointFormat;
 #[cfg(feature = "durable")]

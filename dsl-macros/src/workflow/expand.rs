@@ -326,6 +326,7 @@ pub(super) fn emit_nodes(nodes: &[Node], cx: &Cx<'_>) -> TokenStream {
 fn emit_loop(body: &Loop, node_name: &str, cx: &Cx<'_>) -> TokenStream {
     let p = cx.p;
     let chain = super::expand_chain::emit_chain(body, p);
+    let loop_body = body;
     let Loop {
         cap,
         by_value,
@@ -335,6 +336,7 @@ fn emit_loop(body: &Loop, node_name: &str, cx: &Cx<'_>) -> TokenStream {
         nodes,
         tail,
     } = body;
+    let collection_root = collection.root.clone();
     let collection = if *by_value {
         // Checked at the user's token: a collection that cannot give its items away.
         let handle = handle(&collection.root);
@@ -346,14 +348,14 @@ fn emit_loop(body: &Loop, node_name: &str, cx: &Cx<'_>) -> TokenStream {
     let imports: Vec<_> = imports.iter().map(handle).collect();
     let unread = unread([item], nodes, Some(tail));
     // A durable workflow checkpoints every node of every item (`each[17].sum`).
-    let body = Cx {
+    let body_cx = Cx {
         p,
         prefix: String::new(),
         durable: cx.durable,
         inline: cx.durable,
     };
-    let nodes = emit_nodes(nodes, &body);
-    let tail = emit_tail(tail, &body);
+    let nodes = emit_nodes(nodes, &body_cx);
+    let tail = emit_tail(tail, &body_cx);
     let cap = cap.map(|n| {
         quote_spanned!(Span::mixed_site()=> __aqueduct_builder.cap_items(__aqueduct_fan_out, #n);)
     });
@@ -363,22 +365,41 @@ fn emit_loop(body: &Loop, node_name: &str, cx: &Cx<'_>) -> TokenStream {
     } else {
         quote_spanned!(Span::mixed_site()=> fan_out)
     };
-    // A body of task calls is written out once more as its typed chain.
-    let tail = match chain {
-        Some(chain) => quote_spanned! {Span::mixed_site()=>
-            let __aqueduct_out = #tail;
-            #chain
-            __aqueduct_out
-        },
-        None => tail,
+    // A body of task calls is written out once more as its typed chain, which reads
+    // the handles of the body's imports and nodes kept where they were made.
+    let (top, nodes, tail) = match chain {
+        Some(chain) => {
+            let kept = chain.nodes.iter();
+            let nodes = loop_body.nodes.iter().zip(kept).map(|(node, kept)| {
+                let node = emit_nodes(std::slice::from_ref(node), &body_cx);
+                quote!(#node #kept)
+            });
+            let nodes = quote!(#(#nodes)*);
+            let chain_call = chain.chain;
+            let tail = quote_spanned! {Span::mixed_site()=>
+                let __aqueduct_out = #tail;
+                #chain_call
+                __aqueduct_out
+            };
+            (Some(chain.imports), nodes, tail)
+        }
+        None => (None, nodes, tail),
     };
+    // The chain is checked against the collection's items: kept before the body's
+    // closure, whose imports may shadow its handle.
+    let kept_collection = top.is_some().then(|| {
+        let handle = handle(&collection_root);
+        quote_spanned!(Span::mixed_site()=> let __aqueduct_collection = #handle;)
+    });
     quote_spanned! {Span::mixed_site()=> {
+        #kept_collection
         let __aqueduct_fan_out = __aqueduct_builder.#fan_out(
             #node_name,
             #collection,
             ::core::stringify!(#item),
             (#(#imports,)*),
             |__aqueduct_builder, #item_handle, (#(#imports,)*)| {
+                #top
                 #nodes
                 #unread
                 #tail

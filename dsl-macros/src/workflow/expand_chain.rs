@@ -7,6 +7,7 @@
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 
 use super::expand::{handle, hygienic};
 use super::expand_call::{arg_local, marker, user_call};
@@ -20,10 +21,32 @@ enum Source {
     Binding,
 }
 
-/// `__aqueduct_builder.chain(…)` for `body`, whose tail's handle is `__aqueduct_out`;
-/// `None` for a body that cannot run as one: a capped or by-value `for`, a body with
-/// anything but task calls, or whose output is not a task's.
-pub(super) fn emit_chain(body: &Loop, p: &TokenStream) -> Option<TokenStream> {
+/// A body's typed chain, in the pieces `emit_loop` places.
+pub(super) struct TypedChain {
+    /// At the top of the body's closure: the imports' handles, under names no later
+    /// binding of the body can shadow.
+    pub(super) imports: TokenStream,
+    /// After each node's `let`: its handle, likewise.
+    pub(super) nodes: Vec<TokenStream>,
+    /// After the tail (`__aqueduct_out`): `__aqueduct_builder.chain(…)`, given the
+    /// collection's handle as `__aqueduct_collection`.
+    pub(super) chain: TokenStream,
+}
+
+/// The handle of the body's `i`th node, kept where it was made.
+fn node_handle(i: usize) -> Ident {
+    format_ident!("__aqueduct_node{}", i, span = Span::mixed_site())
+}
+
+/// The handle of the body's `k`th import, kept at the top of the body.
+fn import_handle(k: usize) -> Ident {
+    format_ident!("__aqueduct_import{}", k, span = Span::mixed_site())
+}
+
+/// The typed chain of `body`, whose tail's handle is `__aqueduct_out`; `None` for a
+/// body that cannot run as one: a capped or by-value `for`, a body with anything but
+/// task calls, or whose output is not a task's.
+pub(super) fn emit_chain(body: &Loop, p: &TokenStream) -> Option<TypedChain> {
     if body.cap.is_some() || body.by_value {
         return None;
     }
@@ -32,11 +55,11 @@ pub(super) fn emit_chain(body: &Loop, p: &TokenStream) -> Option<TokenStream> {
         .map(|name| (name, Source::Param))
         .collect();
     let mut calls = Vec::new();
-    for node in &body.nodes {
+    for (i, node) in body.nodes.iter().enumerate() {
         let Init::Call(call) = &node.init else {
             return None;
         };
-        calls.push(emit_typed_call(call, &handle(&node.binding), &names, p)?);
+        calls.push(emit_typed_call(call, &node_handle(i), &names, p)?);
         names.push((&node.binding, Source::Binding));
     }
     let out = Ident::new("__aqueduct_out", Span::mixed_site());
@@ -45,7 +68,7 @@ pub(super) fn emit_chain(body: &Loop, p: &TokenStream) -> Option<TokenStream> {
         Tail::Binding(name) => match source(&names, name)? {
             Source::Binding => {
                 let local = local(name);
-                quote!(#local)
+                quote_spanned!(Span::mixed_site()=> #local.0.take())
             }
             Source::Param => return None,
         },
@@ -56,24 +79,43 @@ pub(super) fn emit_chain(body: &Loop, p: &TokenStream) -> Option<TokenStream> {
         .iter()
         .map(|node| local(&node.binding))
         .collect::<Vec<_>>();
-    let item = (local(&body.item), handle(&body.item));
-    let (item_local, item_handle) = (&item.0, &item.1);
-    let imports = body.imports.iter().map(|name| {
-        let (local, handle) = (local(name), handle(name));
+    let item_local = local(&body.item);
+    let imports = body.imports.iter().enumerate().map(|(k, name)| {
+        let (local, handle) = (local(name), import_handle(k));
         quote_spanned!(Span::mixed_site()=> let #local = __aqueduct_imports.get(#handle);)
     });
-    Some(quote_spanned! {Span::mixed_site()=>
+    let kept_imports = body.imports.iter().enumerate().map(|(k, name)| {
+        let (kept, handle) = (import_handle(k), handle(name));
+        quote_spanned!(Span::mixed_site()=> let #kept = #handle;)
+    });
+    let kept_nodes = body.nodes.iter().enumerate().map(|(i, node)| {
+        let (kept, handle) = (node_handle(i), handle(&node.binding));
+        quote_spanned!(Span::mixed_site()=> let #kept = #handle;)
+    });
+    // Each binding is held in a `ChainValue`, which leaks its value rather than drop it
+    // while a panic unwinds: a value's `Drop` that panics must not panic again in
+    // another's (an abort).
+    // At the collection's token, as `fan_out`'s: one that is not a collection is
+    // reported there once.
+    let kept = Ident::new("__aqueduct_collection", Span::mixed_site());
+    let collection = quote_spanned!(body.collection.root.span()=> ::core::convert::identity(#kept));
+    let chain = quote_spanned! {Span::mixed_site()=>
         __aqueduct_builder.chain(
-            #item_handle,
+            #collection,
             __aqueduct_out,
             move |__aqueduct_chain: &mut #p::Chain<'_>, __aqueduct_item, __aqueduct_imports: &#p::Imports<'_>| {
                 #[allow(unused_variables)]
                 let #item_local = ::core::option::Option::Some(__aqueduct_item);
                 #(#[allow(unused_variables)] #imports)*
-                #(#[allow(unused_variables, unused_mut)] let mut #bindings = #calls;)*
+                #(#[allow(unused_variables, unused_mut)] let mut #bindings = #p::ChainValue(#calls);)*
                 #tail
             },
         );
+    };
+    Some(TypedChain {
+        imports: quote!(#(#kept_imports)*),
+        nodes: kept_nodes.collect(),
+        chain,
     })
 }
 
@@ -100,10 +142,10 @@ fn emit_typed_call(
         let task = Ident::new("__aqueduct_task", Span::call_site());
         let pick = match (source(names, &arg.root)?, arg.moved) {
             (Source::Binding, true) => {
-                quote_spanned!(at=> #task.typed_take::<#i, _>(&mut #root))
+                quote_spanned!(at=> #task.typed_take::<#i, _>(&mut #root.0))
             }
             (Source::Binding, false) => {
-                quote_spanned!(at=> #task.typed_arg::<#i, _>(#root.as_ref()))
+                quote_spanned!(at=> #task.typed_arg::<#i, _>(#root.0.as_ref()))
             }
             (Source::Param, false) => quote_spanned!(at=> #task.typed_arg::<#i, _>(#root)),
             (Source::Param, true) => return None,

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use crate::task::Kind;
 
+mod millis;
+
 /// How a task's run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -77,12 +79,20 @@ pub struct TaskReport {
     pub kind: Kind,
     /// How it ended.
     pub status: TaskStatus,
-    /// When it started, from the start of the run; `None` if it never ran.
+    /// When it started, from the start of the run; `None` if it never ran. (In JSON
+    /// `started_at_ms`, like every duration of a report: milliseconds, a number.)
+    #[serde(
+        rename = "started_at_ms",
+        alias = "started_at",
+        with = "millis::option"
+    )]
     pub started_at: Option<Duration>,
     /// From all its inputs existing to its start: time spent waiting for a thread or
     /// for a permit of its task's `concurrency` limit.
+    #[serde(rename = "queue_wait_ms", alias = "queue_wait", with = "millis")]
     pub queue_wait: Duration,
     /// From its first attempt's start to its last attempt's end, retry delays included.
+    #[serde(rename = "duration_ms", alias = "duration", with = "millis")]
     pub duration: Duration,
     /// Why it failed.
     pub error: Option<String>,
@@ -116,8 +126,10 @@ pub struct ItemsReport {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AttemptReport {
     /// When it started, from the start of the run.
+    #[serde(rename = "started_at_ms", alias = "started_at", with = "millis")]
     pub started_at: Duration,
     /// How long it ran.
+    #[serde(rename = "duration_ms", alias = "duration", with = "millis")]
     pub duration: Duration,
     /// Why it failed; `None` if it succeeded.
     pub error: Option<String>,
@@ -125,12 +137,14 @@ pub struct AttemptReport {
 
 /// The report of one run, whether it succeeded or not.
 ///
-/// It prints as a table (`{}`) and serialises with serde.
+/// It prints as a table (`{}`) and serialises with serde, every duration in
+/// milliseconds as a number in a field named `…_ms` (`wall_ms`, `duration_ms`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunReport {
     /// The workflow's name.
     pub workflow: String,
     /// From the start of the run to its end.
+    #[serde(rename = "wall_ms", alias = "wall", with = "millis")]
     pub wall: Duration,
     /// Every task, in the graph's order.
     pub tasks: Vec<TaskReport>,
