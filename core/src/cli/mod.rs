@@ -24,13 +24,13 @@
 //! ```text
 //! run [--store PATH] [--run-id ID] [--no-store]   run it, checkpointed in a SQLite file
 //! resume RUN_ID [--store PATH]                    finish a run that stopped or crashed
-//! runs [--store PATH]                             the run history
-//! show RUN_ID [--store PATH]                      one run's report
+//! runs [--store PATH] [--format table|json]       the run history
+//! show RUN_ID [--store PATH] [--format table|json] one run's report
 //! delete --older-than-days N [--store PATH]       forget old runs (not running ones)
 //! delete --older-than-days N --distributed        forget the cluster's ended runs
 //! cache list [--store PATH]                       cached tasks' results
 //! cache clear [--task NAME] [--store PATH]        forget cached results
-//! graph [--format mermaid|dot]                    the workflow's graph
+//! graph [--format mermaid|dot|json]               the workflow's graph
 //! worker --database-url URL [--slots N]           run distributed runs' tasks (feature `postgres`)
 //! run --distributed --database-url URL            submit a run to the workers and wait
 //! runs --distributed --database-url URL           the cluster's runs of this workflow
@@ -76,8 +76,9 @@ macro_rules! out_raw {
 
 #[cfg(feature = "postgres")]
 mod dist;
+mod show;
 
-use tables::{cache_table, runs_table};
+use tables::cache_table;
 use ticker::Ticker;
 
 /// A workflow binary's command line.
@@ -153,6 +154,9 @@ enum Command {
     Runs {
         #[command(flatten)]
         store: StoreArg,
+        /// A table, or JSON (an array of runs, times in milliseconds).
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        format: Output,
         #[cfg(feature = "postgres")]
         #[command(flatten)]
         cluster: ClusterArg,
@@ -164,6 +168,9 @@ enum Command {
         run_id: String,
         #[command(flatten)]
         store: StoreArg,
+        /// A table, or JSON (the report, durations in milliseconds in `…_ms` fields).
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        format: Output,
         #[cfg(feature = "postgres")]
         #[command(flatten)]
         cluster: ClusterArg,
@@ -218,6 +225,17 @@ enum CacheAction {
 enum Format {
     Mermaid,
     Dot,
+    /// Its nodes and edges as JSON.
+    Json,
+}
+
+/// How `runs` and `show` print.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    /// For people.
+    Table,
+    /// For programs: JSON on one line.
+    Json,
 }
 
 /// A command that could not be done, for the user.
@@ -307,6 +325,25 @@ where
             } => dist::submit_and_wait(&self.workflow, &url, run_id, input, done).await,
             #[cfg(feature = "postgres")]
             Command::Runs {
+                cluster: ClusterArg {
+                    distributed: true, ..
+                },
+                format: Output::Json,
+                ..
+            }
+            | Command::Show {
+                cluster: ClusterArg {
+                    distributed: true, ..
+                },
+                format: Output::Json,
+                ..
+            } => Err(
+                "`--format json` reads the local store; with `--distributed` only \
+                      the table is printed in this version"
+                    .to_owned(),
+            ),
+            #[cfg(feature = "postgres")]
+            Command::Runs {
                 cluster:
                     ClusterArg {
                         distributed: true,
@@ -372,59 +409,18 @@ where
                     .run_id(run_id);
                 finish(watch(runner, |r| r.resume()).await, done)
             }
-            Command::Runs { store, .. } => {
+            Command::Runs { store, format, .. } => {
                 self.require_durable()?;
-                let runs = self.existing(store)?.runs().map_err(|e| e.to_string())?;
-                out_raw!("{}", runs_table(&runs));
-                Ok(())
+                show::runs(&*self.existing(store)?, format)
             }
-            Command::Show { run_id, store, .. } => {
+            Command::Show {
+                run_id,
+                store,
+                format,
+                ..
+            } => {
                 self.require_durable()?;
-                let store = self.existing(store)?;
-                match store.report(&run_id).map_err(|e| e.to_string())? {
-                    Some(json) => {
-                        let report: RunReport = serde_json::from_str(&json).map_err(|e| {
-                            format!("run `{run_id}`: its stored report is unreadable: {e}")
-                        })?;
-                        out!("{report}");
-                        Ok(())
-                    }
-                    None if store.run(&run_id).map_err(|e| e.to_string())?.is_some() => {
-                        // Still running, or its process died: what is saved so far.
-                        let saved = store.checkpoints(&run_id).map_err(|e| e.to_string())?;
-                        out!(
-                            "run `{run_id}` has not ended; {} checkpoint(s):",
-                            saved.len()
-                        );
-                        let ends = store.task_ends(&run_id).map_err(|e| e.to_string())?;
-                        let mut summary = crate::report::ItemSummary::new(
-                            ends.iter()
-                                .map(|end| (end.node.as_str(), end.status.clone())),
-                        );
-                        for end in &ends {
-                            let (line, shown) = summary.row(&end.node, &end.status);
-                            if let Some((key, counts)) = line {
-                                out!("  {key:<24} {counts}");
-                            }
-                            if !shown {
-                                continue;
-                            }
-                            out!(
-                                "  {:<24} {:<10} {} attempt(s) {:>8.1} s",
-                                end.node,
-                                end.status,
-                                end.attempts,
-                                end.duration_ms as f64 / 1e3
-                            );
-                            for (n, error) in end.errors.iter().enumerate() {
-                                out!("      attempt {}: {error}", n + 1);
-                            }
-                        }
-                        out!("if its process is gone, `resume {run_id}` finishes it");
-                        Ok(())
-                    }
-                    None => Err(format!("the store has no run `{run_id}`")),
-                }
+                show::run(&*self.existing(store)?, &run_id, format)
             }
             #[cfg(feature = "postgres")]
             Command::Delete {
@@ -506,6 +502,7 @@ where
                     match format {
                         Format::Mermaid => graph.to_mermaid(),
                         Format::Dot => graph.to_dot(),
+                        Format::Json => show::json(&graph)? + "\n",
                     }
                 );
                 Ok(())

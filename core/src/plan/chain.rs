@@ -144,10 +144,10 @@ pub struct ChainValue<T>(pub Option<T>);
 
 impl<T> Drop for ChainValue<T> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            if let Some(value) = self.0.take() {
-                std::mem::forget(value);
-            }
+        if std::thread::panicking()
+            && let Some(value) = self.0.take()
+        {
+            std::mem::forget(value);
         }
     }
 }

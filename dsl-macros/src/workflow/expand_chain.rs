@@ -7,7 +7,6 @@
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::spanned::Spanned;
 
 use super::expand::{handle, hygienic};
 use super::expand_call::{arg_local, marker, user_call};

@@ -1,0 +1,114 @@
+//! The commands that read the run history: `runs` and `show`, as tables or JSON.
+
+use serde::Serialize;
+
+use super::tables::runs_table;
+use super::{Failure, Output};
+use crate::report::{ItemSummary, RunReport};
+use crate::store::{Store, TaskEnd};
+
+/// `value` as JSON on one line.
+pub(super) fn json(value: &impl Serialize) -> Result<String, Failure> {
+    serde_json::to_string(value).map_err(|error| format!("cannot write JSON: {error}"))
+}
+
+/// `runs`: the store's history, most recent first.
+pub(super) fn runs(store: &dyn Store, format: Output) -> Result<(), Failure> {
+    let runs = store.runs().map_err(|e| e.to_string())?;
+    match format {
+        Output::Table => out_raw!("{}", runs_table(&runs)),
+        Output::Json => out!("{}", json(&runs)?),
+    }
+    Ok(())
+}
+
+/// A run that has not ended, as JSON: what it saved so far.
+#[derive(Serialize)]
+struct Unended<'a> {
+    run: &'a str,
+    ended: bool,
+    checkpoints: usize,
+    tasks: Vec<EndJson<'a>>,
+}
+
+/// One task's end, as JSON.
+#[derive(Serialize)]
+struct EndJson<'a> {
+    node: &'a str,
+    status: &'a str,
+    attempts: u32,
+    errors: &'a [String],
+    started_ms: u64,
+    duration_ms: u64,
+}
+
+impl<'a> From<&'a TaskEnd> for EndJson<'a> {
+    fn from(end: &'a TaskEnd) -> Self {
+        Self {
+            node: &end.node,
+            status: &end.status,
+            attempts: end.attempts,
+            errors: &end.errors,
+            started_ms: end.started_ms,
+            duration_ms: end.duration_ms,
+        }
+    }
+}
+
+/// `show RUN_ID`: the run's report; for a run that has not ended (still running, or
+/// its process died), what it saved so far.
+pub(super) fn run(store: &dyn Store, run_id: &str, format: Output) -> Result<(), Failure> {
+    if let Some(saved) = store.report(run_id).map_err(|e| e.to_string())? {
+        let report: RunReport = serde_json::from_str(&saved)
+            .map_err(|e| format!("run `{run_id}`: its stored report is unreadable: {e}"))?;
+        match format {
+            Output::Table => out!("{report}"),
+            Output::Json => out!("{}", json(&report)?),
+        }
+        return Ok(());
+    }
+    if store.run(run_id).map_err(|e| e.to_string())?.is_none() {
+        return Err(format!("the store has no run `{run_id}`"));
+    }
+    let saved = store.checkpoints(run_id).map_err(|e| e.to_string())?;
+    let ends = store.task_ends(run_id).map_err(|e| e.to_string())?;
+    if format == Output::Json {
+        let unended = Unended {
+            run: run_id,
+            ended: false,
+            checkpoints: saved.len(),
+            tasks: ends.iter().map(EndJson::from).collect(),
+        };
+        out!("{}", json(&unended)?);
+        return Ok(());
+    }
+    out!(
+        "run `{run_id}` has not ended; {} checkpoint(s):",
+        saved.len()
+    );
+    let mut summary = ItemSummary::new(
+        ends.iter()
+            .map(|end| (end.node.as_str(), end.status.clone())),
+    );
+    for end in &ends {
+        let (line, shown) = summary.row(&end.node, &end.status);
+        if let Some((key, counts)) = line {
+            out!("  {key:<24} {counts}");
+        }
+        if !shown {
+            continue;
+        }
+        out!(
+            "  {:<24} {:<10} {} attempt(s) {:>8.1} s",
+            end.node,
+            end.status,
+            end.attempts,
+            end.duration_ms as f64 / 1e3
+        );
+        for (n, error) in end.errors.iter().enumerate() {
+            out!("      attempt {}: {error}", n + 1);
+        }
+    }
+    out!("if its process is gone, `resume {run_id}` finishes it");
+    Ok(())
+}
