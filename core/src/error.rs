@@ -260,3 +260,12 @@ impl std::error::Error for Error {
         self.failures().first().map(|f| f.error.as_error() as _)
     }
 }
+
+pub(crate) fn run_status<O>(result: &Result<O, Error>) -> &'static str {
+    match result {
+        Ok(_) => "succeeded",
+        Err(Error::Cancelled { .. }) => "cancelled",
+        Err(Error::TimedOut { .. }) => "timed out",
+        Err(_) => "failed",
+    }
+}

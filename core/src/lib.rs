@@ -1,46 +1,37 @@
-//! Typed workflows for Rust.
+#![cfg_attr(feature = "sqlite", doc = include_str!("../../README.md"))]
+#![cfg_attr(
+    not(feature = "sqlite"),
+    doc = "Typed workflows for Rust: see the README of the `aqueduct` repository."
+)]
 //!
-//! Tasks are plain functions marked [`#[task]`](macro@task): a plain `fn` is CPU work
-//! and runs on rayon, an `async fn` is IO work and runs on tokio. [`workflow!`] wires
-//! them with `let` bindings, so a missing dependency, a wrong type or a wrong arity is
-//! a compile error at your own token. The result runs as parallel as its graph allows.
+//! # Tracing
 //!
-//! ```
-//! use aqueduct::prelude::*;
+//! Aqueduct reports through [`tracing`](https://docs.rs/tracing); install any
+//! subscriber (`tracing_subscriber::fmt().init()`, or an OpenTelemetry layer) to see it.
 //!
-//! #[task]
-//! fn double(x: &u64) -> u64 {
-//!     x * 2
-//! }
+//! Spans:
 //!
-//! #[task]
-//! async fn describe(x: &u64, label: &str) -> String {
-//!     format!("{label}: {x}")
-//! }
+//! | span | fields | covers |
+//! | --- | --- | --- |
+//! | `workflow` | `name` (the workflow), `run` (the run's id: the durable run's, or a fresh `<workflow>-<ms>-<hex>` for a run in memory) | the whole run; two runs of one workflow are told apart by `run` |
+//! | `task` | `task` (the task function), `node` (its binding), `attempt` (from 1) | one attempt of a scheduled task, inside `workflow` |
+//! | `item` | `index` | one item of a scheduled fan-out, inside `workflow` |
 //!
-//! workflow! {
-//!     /// Doubles a number and describes it.
-//!     pub fn doubled(seed: u64, label: String) -> String {
-//!         let twice = double(&seed);
-//!         describe(&twice, &label)
-//!     }
-//! }
+//! Events (target `aqueduct::…`), each inside its run's `workflow` span:
 //!
-//! # #[tokio::main] async fn main() {
-//! let text = doubled(21, "answer".into()).await.unwrap();
-//! assert_eq!(text, "answer: 42");
-//! # }
-//! ```
+//! | level | message | fields |
+//! | --- | --- | --- |
+//! | `info` | `run started` | |
+//! | `info` | `run ended` | `status` (`succeeded`, `failed`, `cancelled`, `timed out`), `duration_ms` |
+//! | `debug` | `task started` | `node`, `attempt` |
+//! | `debug` | `task ended` | `node`, `status` (as [`TaskStatus`] prints), `attempts`, `duration_ms` (first attempt's start to the end) |
+//! | `error` | `task failed` | `node`, `attempts` (or `item`, in a fused fan-out), `error` |
+//! | `warn` | a retry, a cached result not looked up or saved | `node`, `error` |
+//! | `debug` | `fan-out runs its typed chain` | `node`, `items` |
 //!
-//! The graph is known without running it:
-//!
-//! ```
-//! # use aqueduct::prelude::*;
-//! # #[task] fn double(x: &u64) -> u64 { x * 2 }
-//! # workflow! { fn doubled(seed: u64) -> u64 { double(&seed) } }
-//! let graph = doubled::workflow().graph();
-//! assert!(graph.to_mermaid().contains("double"));
-//! ```
+//! Tasks of a fused fan-out's items (see [`ItemsReport::fused`]) have no span and no
+//! `task started`/`task ended` events, so that a million items cost no more than their
+//! work; their failures are still logged at `error`, with the item's index.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -63,6 +54,7 @@ mod progress;
 pub mod report;
 pub mod retry;
 pub mod run;
+mod run_id;
 pub mod store;
 pub mod task;
 mod value;
@@ -118,9 +110,3 @@ pub mod prelude {
 pub mod __private {
     pub use crate::private::*;
 }
-
-/// The README's example, compiled and run as a doctest so it stays true (it keeps
-/// its runs in SQLite).
-#[cfg(all(doctest, feature = "sqlite"))]
-#[doc = include_str!("../../README.md")]
-struct ReadmeExample;

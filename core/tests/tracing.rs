@@ -37,27 +37,85 @@ workflow! {
     }
 }
 
+#[task]
+fn fails(x: &u64) -> Result<u64, TaskError> {
+    Err(TaskError::msg(format!("{x} is no good")))
+}
+
+workflow! {
+    fn failing(x: u64) -> u64 {
+        fails(&x)
+    }
+}
+
+/// The run's id in `line`'s workflow span: `workflow{name=traced run=<id>}`.
+fn run_of(line: &str) -> Option<&str> {
+    let start = line.find("workflow{name=traced run=")? + "workflow{name=traced run=".len();
+    let end = start + line[start..].find('}')?;
+    Some(&line[start..end])
+}
+
+/// One test, since the subscriber is global (tasks run on rayon's and tokio's threads).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_and_tasks_are_spans() {
+async fn runs_and_tasks_are_spans_with_the_run_id_and_events() {
     let capture = Capture::default();
     let writer = capture.clone();
-    // Global, because tasks run on rayon and tokio threads, not this one.
     tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
         .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
         .init();
-    assert_eq!(traced(4).await.unwrap(), "8!");
+    // Two runs of one workflow at once.
+    let (a, b) = tokio::join!(traced(4), traced(5));
+    assert_eq!((a.unwrap().as_str(), b.unwrap().as_str()), ("8!", "10!"));
+    let _ = failing(1).await;
     let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+
+    // Every line of a run carries its id, and the two runs have two ids.
+    let doubling: Vec<&str> = lines
+        .iter()
+        .filter(|line| {
+            line.contains(r#":task{task="double" node=twice attempt=1}: tracing: doubling"#)
+        })
+        .filter_map(|line| run_of(line))
+        .collect();
+    assert_eq!(doubling.len(), 2, "{log}");
+    assert_ne!(doubling[0], doubling[1], "{log}");
+    for run in &doubling {
+        let of_run: Vec<&&str> = lines
+            .iter()
+            .filter(|line| run_of(line) == Some(run))
+            .collect();
+        let has = |text: &str| of_run.iter().any(|line| line.contains(text));
+        assert!(has("INFO") && has("run started"), "{run}: {log}");
+        assert!(
+            has(r#"run ended status="succeeded" duration_ms="#),
+            "{run}: {log}"
+        );
+        assert!(has(r#"task started node=twice attempt=1"#), "{run}: {log}");
+        assert!(
+            has(r#"task ended node=twice status=succeeded attempts=1 duration_ms="#),
+            "{run}: {log}"
+        );
+        assert!(
+            has(r#"task{task="shout" node=shout attempt=1}: tracing: shouting"#),
+            "{run}: {log}"
+        );
+    }
+    // A failure: the task's error at `error`, the run's end with its status.
     assert!(
-        log.contains(
-            r#"workflow{name=traced}:task{task="double" node=twice attempt=1}: tracing: doubling"#
+        lines.iter().any(
+            |line| line.contains("ERROR workflow{name=failing run=failing-")
+                && line.contains("task failed node=\"fails\" attempts=1 error=1 is no good")
         ),
         "{log}"
     );
     assert!(
-        log.contains(
-            r#"workflow{name=traced}:task{task="shout" node=shout attempt=1}: tracing: shouting"#
-        ),
+        lines
+            .iter()
+            .any(|line| line.contains("workflow{name=failing run=failing-")
+                && line.contains(r#"run ended status="failed""#)),
         "{log}"
     );
 }

@@ -67,7 +67,7 @@ where
 {
     let cluster = Cluster::connect(url).map_err(|e| e.to_string())?;
     let name = workflow.graph().name();
-    let id = run_id.unwrap_or_else(|| crate::run::fresh_run_id(name));
+    let id = run_id.unwrap_or_else(|| crate::run_id::new_run_id(name));
     cluster
         .submit(workflow, &id, input())
         .await

@@ -639,7 +639,7 @@ fn cached_tasks(plan: &crate::plan::Plan) -> std::collections::BTreeSet<&'static
 
 /// A run id on the command line: refused at once if no run may have it.
 fn run_id(text: &str) -> Result<String, String> {
-    match crate::run::run_id_problem(text) {
+    match crate::run_id::run_id_problem(text) {
         Some(reason) => Err(reason.to_owned()),
         None => Ok(text.to_owned()),
     }

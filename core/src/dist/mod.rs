@@ -194,7 +194,7 @@ impl Cluster {
     where
         P: Params + serde::Serialize,
     {
-        crate::run::check_run_id(run_id)?;
+        crate::run_id::check_run_id(run_id)?;
         let plan = &workflow.plan;
         let fingerprint = distributable(plan)?;
         let input = serde_json::to_vec(&params).map_err(|error| Error::Checkpoint {

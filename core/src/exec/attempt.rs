@@ -50,6 +50,12 @@ impl Shared {
             progress.started();
         }
         job.attempt += 1;
+        tracing::debug!(
+            parent: &self.span,
+            node = %self.plan.graph.name_of(job.node),
+            attempt = job.attempt,
+            "task started"
+        );
         now
     }
 

@@ -44,6 +44,8 @@ pub(crate) type Nested = std::collections::BTreeMap<String, Vec<(usize, Value)>>
 /// checkpoints and where new checkpoints go (a durable run), and live progress counts.
 #[derive(Default)]
 pub(crate) struct Extras {
+    /// The run's id, for its span; a fresh one if `None`.
+    pub(crate) run_id: Option<String>,
     /// (node, value) of every node restored.
     pub(crate) restored: Vec<(usize, Value)>,
     /// Per nested run's path, the nodes it restores as it starts.

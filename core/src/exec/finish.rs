@@ -11,6 +11,8 @@ pub(crate) struct Finished {
     pub(super) cancelled: bool,
     /// Why the executor stopped the run itself: a panic outside a task.
     pub(super) fault: Option<String>,
+    /// The run's span.
+    pub(super) span: tracing::Span,
 }
 
 /// How the tasks of a nested run are named in reports and errors: a fan-out's items
@@ -125,7 +127,33 @@ pub(super) fn collect_failures(
     }
 }
 
+/// What the `run ended` event needs, kept past [`Finished::into_output`].
+pub(crate) struct RunEnd {
+    span: tracing::Span,
+    wall: Duration,
+}
+
+impl RunEnd {
+    /// The `run ended` event, under the run's span: its status and duration.
+    pub(crate) fn log<O>(&self, result: &Result<O, Error>) {
+        tracing::info!(
+            parent: &self.span,
+            status = crate::error::run_status(result),
+            duration_ms = self.wall.as_secs_f64() * 1e3,
+            "run ended"
+        );
+    }
+}
+
 impl Finished {
+    /// For the `run ended` event.
+    pub(crate) fn end(&self) -> RunEnd {
+        RunEnd {
+            span: self.span.clone(),
+            wall: self.wall,
+        }
+    }
+
     /// Splits the run into its output (or why there is none) and its report.
     pub(crate) fn into_output<O: 'static>(self, plan: &Plan) -> Result<O, Error> {
         let graph = &plan.graph;

@@ -339,7 +339,12 @@ pub(crate) async fn execute(
     })?;
     let stop_on_drop = StopOnDrop(Some(stop.clone()));
     let started = Instant::now();
-    let span = tracing::info_span!("workflow", name = %plan.graph.name());
+    let name = plan.graph.name();
+    let run_id = extras
+        .run_id
+        .unwrap_or_else(|| crate::run_id::new_run_id(name));
+    let span = tracing::info_span!("workflow", name = %name, run = %run_id);
+    tracing::info!(parent: &span, "run started");
     let mut board = Board::new(&plan);
     store(board.slots());
     board.settle_params(&plan);
@@ -376,7 +381,7 @@ pub(crate) async fn execute(
             cache: extras.cache,
         }),
         board,
-        span,
+        span: span.clone(),
         completion: Some(Completion::Run(done)),
         path: None,
     });
@@ -435,6 +440,7 @@ pub(crate) async fn execute(
         timed_out,
         cancelled: stop.is_stopped(),
         fault: stop.fault_message().map(str::to_owned),
+        span,
     })
 }
 

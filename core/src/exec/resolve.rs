@@ -130,6 +130,17 @@ impl Shared {
         let finished = Instant::now();
         let times = self.times(&job, started, finished);
         let (permit, attempts) = (job.permit, job.attempt);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let ran = times[3].saturating_sub(times[1]);
+            tracing::debug!(
+                parent: &self.span,
+                node = %self.plan.graph.name_of(node),
+                status = %status,
+                attempts,
+                duration_ms = if times[1] == NEVER { 0.0 } else { ran as f64 / 1e6 },
+                "task ended"
+            );
+        }
         let mut record = Record::with_items(value, status, times, error, job.into_failed(), items);
         if let Some(run) = cached_from {
             record.set_cached_from(run);

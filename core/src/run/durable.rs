@@ -52,13 +52,15 @@ where
             run_id: None,
         };
     }
-    let id = stored.id.unwrap_or_else(|| super::cache::new_run_id(&name));
+    let id = stored
+        .id
+        .unwrap_or_else(|| crate::run_id::new_run_id(&name));
     let refused = |error| RunOutcome {
         result: Err(error),
         report: RunReport::not_started(&name),
         run_id: Some(id.clone()),
     };
-    if let Err(error) = super::cache::check_run_id(&id) {
+    if let Err(error) = crate::run_id::check_run_id(&id) {
         return refused(error);
     }
     let Ok(tokio) = tokio::runtime::Handle::try_current() else {
@@ -95,6 +97,7 @@ where
         None => Cache::shared(&plan, &store, &id, &sink, warnings),
     };
     let extras = Extras {
+        run_id: Some(id.clone()),
         restored,
         nested,
         format,
@@ -126,7 +129,7 @@ where
         finishing.finish(&mut report).await;
     }
     if let Some(lease) = lease {
-        let status = run_status(&result);
+        let status = crate::error::run_status(&result);
         let json = serde_json::to_string(&report).unwrap_or_default();
         let wall = report.wall;
         let finishing = tokio.spawn_blocking(move || {
@@ -152,15 +155,6 @@ where
         result,
         report,
         run_id: Some(id),
-    }
-}
-
-fn run_status<O>(result: &Result<O, Error>) -> &'static str {
-    match result {
-        Ok(_) => "succeeded",
-        Err(Error::Cancelled { .. }) => "cancelled",
-        Err(Error::TimedOut { .. }) => "timed out",
-        Err(_) => "failed",
     }
 }
 

@@ -23,18 +23,11 @@ use crate::store::Store;
 #[cfg(feature = "durable")]
 mod cache;
 #[cfg(feature = "postgres")]
-pub(crate) use cache::check_run_id;
-#[cfg(feature = "postgres")]
-#[cfg(all(feature = "cli", feature = "postgres"))]
-pub(crate) use cache::new_run_id as fresh_run_id;
-#[cfg(feature = "cli")]
-pub(crate) use cache::run_id_problem;
-#[cfg(feature = "postgres")]
 pub(crate) use durable::same_input;
-#[cfg(feature = "durable")]
 mod blocking;
 #[cfg(feature = "durable")]
 mod durable;
+#[cfg(feature = "durable")]
 mod nested;
 mod workflow;
 
@@ -240,12 +233,12 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
         async move {
             // Results it computes are saved as computed by `<id> (in memory)`: an id
             // no store has a run of.
+            let run_id = crate::run_id::new_run_id(plan.graph.name());
             #[cfg(feature = "durable")]
-            let (cache, finishing) = {
-                let id = format!("{} (in memory)", cache::new_run_id(plan.graph.name()));
-                cache::Cache::own(&plan, cache, id)
-            };
+            let (cache, finishing) =
+                cache::Cache::own(&plan, cache, format!("{run_id} (in memory)"));
             let extras = Extras {
+                run_id: Some(run_id),
                 progress,
                 #[cfg(feature = "durable")]
                 cache,

@@ -47,7 +47,10 @@ pub(crate) async fn run_plan<P: Params, O: 'static>(
     match exec::execute(Arc::clone(&plan), options, stop, store, extras).await {
         Ok(finished) => {
             let report = with_report.then(|| finished.report(&plan));
-            (finished.into_output::<O>(&plan), report)
+            let end = finished.end();
+            let result = finished.into_output::<O>(&plan);
+            end.log(&result);
+            (result, report)
         }
         Err(error) => (
             Err(error),
