@@ -16,5 +16,6 @@ fn ui() {
     cases.compile_fail("tests/ui/moves/*.rs");
     cases.compile_fail("tests/ui/branches/*.rs");
     cases.compile_fail("tests/ui/cache/*.rs");
+    cases.compile_fail("tests/ui/resources/*.rs");
     cases.pass("tests/ui/pass/*.rs");
 }

@@ -83,9 +83,16 @@ use ticker::Ticker;
 
 /// A workflow binary's command line.
 pub struct Cli<P, O> {
+    /// The workflow, its resources' types forgotten: its runners come from
+    /// [`Cli::runner`], which gives them.
     workflow: Workflow<P, O>,
     store: PathBuf,
+    /// Makes the resources of each run, for a workflow with resources.
+    resources: Option<Arc<Resources>>,
 }
+
+/// Makes a run's resources.
+type Resources = dyn Fn() -> crate::exec::Provide + Send + Sync;
 
 #[derive(Parser)]
 #[command(about = "Runs a workflow, resumes its runs, shows their history.")]
@@ -251,7 +258,49 @@ where
     pub fn new(workflow: &Workflow<P, O>) -> Self {
         let store = PathBuf::from(format!("{}.db", workflow.graph().name()));
         let workflow = workflow.clone();
-        Self { workflow, store }
+        Self {
+            workflow,
+            store,
+            resources: None,
+        }
+    }
+
+    /// A command line for `workflow`, which has resources (`#[resource]`
+    /// parameters): `resources` makes them for each run or resume (a connection pool,
+    /// a client). Such a workflow does not run `--distributed` in this version.
+    pub fn with_resources<R: Params>(
+        workflow: &Workflow<P, O, R>,
+        resources: impl Fn() -> R + Send + Sync + 'static,
+    ) -> Self {
+        let store = PathBuf::from(format!("{}.db", workflow.graph().name()));
+        let make: Arc<Resources> = Arc::new(move || crate::run::provide::<P, R>(resources()));
+        Self {
+            workflow: Workflow::from_plan(Arc::clone(&workflow.plan)),
+            store,
+            resources: Some(make),
+        }
+    }
+
+    /// A runner of the workflow, given its resources if it has any.
+    fn runner(&self) -> Runner<P, O> {
+        let runner = Runner::new(Arc::clone(&self.workflow.plan));
+        match &self.resources {
+            Some(make) => runner.provided(make()),
+            None => runner,
+        }
+    }
+
+    /// Refuses a distributed command for a workflow with resources.
+    #[cfg(feature = "postgres")]
+    fn local_only(&self) -> Result<(), Failure> {
+        match self.resources {
+            Some(_) => Err(format!(
+                "workflow `{}` has resources, which its runs are given in this process: it \
+                 does not run distributed in this version",
+                self.workflow.graph().name()
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Where the store is when `--store` is not given.
@@ -322,7 +371,10 @@ where
                     },
                 run_id,
                 ..
-            } => dist::submit_and_wait(&self.workflow, &url, run_id, input, done).await,
+            } => {
+                self.local_only()?;
+                dist::submit_and_wait(&self.workflow, &url, run_id, input, done).await
+            }
             #[cfg(feature = "postgres")]
             Command::Runs {
                 cluster: ClusterArg {
@@ -365,14 +417,17 @@ where
             Command::Worker {
                 database_url,
                 slots,
-            } => dist::work(&self.workflow, &database_url, slots).await,
+            } => {
+                self.local_only()?;
+                dist::work(&self.workflow, &database_url, slots).await
+            }
             Command::Run {
                 store,
                 run_id,
                 no_store,
                 ..
             } => {
-                let runner = self.workflow.runner();
+                let runner = self.runner();
                 if run_id.is_some() {
                     // A run id promises a resumable run: say why there is none.
                     self.require_durable()?;
@@ -402,11 +457,7 @@ where
                 finish(outcome, done)
             }
             Command::Resume { run_id, store } => {
-                let runner = self
-                    .workflow
-                    .runner()
-                    .store(self.open(store)?)
-                    .run_id(run_id);
+                let runner = self.runner().store(self.open(store)?).run_id(run_id);
                 finish(watch(runner, |r| r.resume()).await, done)
             }
             Command::Runs { store, format, .. } => {

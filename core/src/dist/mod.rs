@@ -416,6 +416,13 @@ fn distributable(plan: &Plan) -> Result<&str, Error> {
             "its values must be saved between workers: declare it `#[durable]`".into(),
         ));
     };
+    if plan.resources > 0 {
+        return Err(refuse(
+            "it has resources (`#[resource]` parameters), which each run is given in its own \
+             process: run it in one process in this version"
+                .into(),
+        ));
+    }
     let graph = &plan.graph;
     for node in 0..graph.len() {
         let name = graph.name_of(node);

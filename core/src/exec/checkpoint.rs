@@ -46,6 +46,8 @@ pub(crate) type Nested = std::collections::BTreeMap<String, Vec<(usize, Value)>>
 pub(crate) struct Extras {
     /// The run's id, for its span; a fresh one if `None`.
     pub(crate) run_id: Option<String>,
+    /// The workflow's resources, put in their slots as it starts.
+    pub(crate) resources: Option<super::Provide>,
     /// (node, value) of every node restored.
     pub(crate) restored: Vec<(usize, Value)>,
     /// Per nested run's path, the nodes it restores as it starts.

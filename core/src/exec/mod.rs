@@ -325,6 +325,9 @@ impl RunContext {
     }
 }
 
+/// A run's resources, put in their slots as it starts.
+pub(crate) type Provide = Box<dyn FnOnce(&[Slot]) + Send>;
+
 /// Runs `plan` once: `store` fills the parameters' slots, then every task runs as soon
 /// as its inputs exist. Stopping `stop`, or dropping this future, stops the run.
 pub(crate) async fn execute(
@@ -347,6 +350,17 @@ pub(crate) async fn execute(
     tracing::info!(parent: &span, "run started");
     let mut board = Board::new(&plan);
     store(board.slots());
+    match extras.resources {
+        Some(provide) => provide(board.slots()),
+        // Only a runner made by `Workflow::runner_with` runs a workflow with resources.
+        None if plan.resources > 0 => {
+            return Err(Error::Fault {
+                workflow: name.to_owned(),
+                message: "its resources were not given to the run".into(),
+            });
+        }
+        None => {}
+    }
     board.settle_params(&plan);
     if let Some(progress) = &extras.progress {
         progress.add_total(task_count(&plan));

@@ -153,6 +153,8 @@ pub struct Builder<P> {
     /// A fan-out body's typed chain ([`chain`](Self::chain)): a
     /// [`TypedBody`](super::chain::TypedBody), until the fan-out takes it.
     chain: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// How many of the last parameters are resources ([`resources`](Self::resources)).
+    resources: usize,
     _params: PhantomData<fn(P)>,
 }
 
@@ -172,6 +174,7 @@ impl<P: Params> Builder<P> {
             unresolved: Vec::new(),
             movers: Vec::new(),
             chain: None,
+            resources: 0,
             _params: PhantomData,
         };
         let handles = P::declare(&mut builder, params);
@@ -342,6 +345,24 @@ impl<P: Params> Builder<P> {
         let handle = self.push(name, info, &mut edges, Call::FanOut(Box::new(def)));
         self.graph.add_body(body);
         handle
+    }
+
+    /// Declares the last `count` parameters resources: values each run is given beside
+    /// its parameters (a connection pool, a client), never saved, checkpointed or part
+    /// of a durable run's input. Split the built workflow with
+    /// [`Workflow::with_resources`]. What `workflow!` does for `#[resource]` parameters.
+    ///
+    /// # Panics
+    /// If the workflow has fewer parameters.
+    #[doc(hidden)]
+    #[track_caller]
+    pub fn resources(&mut self, count: usize) {
+        assert!(
+            count <= P::LEN,
+            "{count} resources, but the workflow has {} parameters",
+            P::LEN
+        );
+        self.resources = count;
     }
 
     /// Gives a fan-out's body its typed chain: `workflow!` writes a body of task calls
@@ -625,6 +646,7 @@ impl<P: Params> Builder<P> {
         Workflow::new(Plan::new(
             graph,
             super::Built {
+                resources: self.resources,
                 calls: self.calls,
                 unresolved: self.unresolved,
                 movers: self.movers,

@@ -40,6 +40,8 @@ pub trait Arguments<P> {}
 
 /// A tuple of a workflow's parameter types: `()`, `(A,)`, `(A, B)`, ….
 pub trait Params: Send + 'static {
+    /// How many parameters.
+    const LEN: usize;
     /// One handle per parameter.
     type Handles;
     /// One name per parameter.
@@ -78,6 +80,7 @@ macro_rules! tuples {
         impl<$($T: Send + Sync + 'static),*> Arguments<($($T,)*)> for ($(Handle<$T>,)*) {}
 
         impl<$($T: Send + Sync + 'static),*> Params for ($($T,)*) {
+            const LEN: usize = 0 $(+ { let _ = $i; 1 })*;
             type Handles = ($(Handle<$T>,)*);
             type Names = [&'static str; 0 $(+ { let _ = $i; 1 })*];
             #[allow(clippy::unused_unit)]

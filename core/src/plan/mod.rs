@@ -83,6 +83,9 @@ pub(crate) const CACHED: u8 = 8;
 /// Everything a run needs that does not change between runs.
 pub(crate) struct Plan {
     pub(crate) graph: Arc<Graph>,
+    /// How many of the last parameters are resources (see [`Workflow`]): given to
+    /// each run beside its parameters, never saved.
+    pub(crate) resources: usize,
     /// Per node, what it does when ready.
     pub(crate) calls: Vec<Call>,
     /// Per node, its value when it does not succeed (an `Outcome<T>` of its type).
@@ -135,6 +138,7 @@ impl fmt::Debug for Plan {
 
 /// What a [`Builder`] hands over for its graph, per node but `durable`.
 pub(crate) struct Built {
+    pub(crate) resources: usize,
     pub(crate) calls: Vec<Call>,
     pub(crate) unresolved: Vec<fn(Option<TaskError>) -> Value>,
     pub(crate) movers: Vec<Option<Mover>>,
@@ -149,6 +153,7 @@ impl Plan {
     /// inputs to wait for, and the roots.
     pub(crate) fn new(graph: Graph, built: Built) -> Self {
         let Built {
+            resources,
             calls,
             unresolved,
             movers,
@@ -232,6 +237,7 @@ impl Plan {
         calls.shrink_to_fit();
         unresolved.shrink_to_fit();
         Self {
+            resources,
             graph: Arc::new(graph),
             calls,
             unresolved,
@@ -326,22 +332,57 @@ impl Plan {
 /// A built workflow: run it as often as you like, each run with its own parameters.
 ///
 /// `workflow!` builds one per workflow, once, and returns it from
-/// `<name>::workflow()`.
-pub struct Workflow<P, O> {
+/// `<name>::workflow()`. `P` is the tuple of its parameters, `O` its output, and `R`
+/// the tuple of its resources (`#[resource]` parameters: see [`workflow!`]), `()` for
+/// a workflow without: a workflow with resources runs with
+/// [`run_with`](Self::run_with) and [`runner_with`](Self::runner_with), which take
+/// them.
+///
+/// [`workflow!`]: crate::workflow
+pub struct Workflow<P, O, R = ()> {
     pub(crate) plan: Arc<Plan>,
-    _types: PhantomData<fn(P) -> O>,
+    _types: PhantomData<fn(P, R) -> O>,
 }
 
-impl<P, O> Workflow<P, O> {
+impl<P, O, R> Workflow<P, O, R> {
     pub(crate) fn new(plan: Plan) -> Self {
+        Self::from_plan(Arc::new(plan))
+    }
+
+    pub(crate) fn from_plan(plan: Arc<Plan>) -> Self {
         Self {
-            plan: Arc::new(plan),
+            plan,
             _types: PhantomData,
         }
     }
 }
 
-impl<P, O> Clone for Workflow<P, O> {
+impl<P: Params, O> Workflow<P, O> {
+    /// The same workflow, its last parameters its resources `R` and the others its
+    /// parameters `Q`; `P` must be `Q` then `R`, and the builder must have declared
+    /// them ([`Builder::resources`]). What `workflow!` does for `#[resource]`
+    /// parameters.
+    ///
+    /// # Panics
+    /// If the counts do not match.
+    #[doc(hidden)]
+    #[track_caller]
+    pub fn with_resources<Q: Params, R: Params>(&self) -> Workflow<Q, O, R> {
+        assert!(
+            Q::LEN + R::LEN == P::LEN && R::LEN == self.plan.resources,
+            "workflow `{}`: {} parameters and {} resources, but it has {} parameters of \
+             which {} resources",
+            self.plan.graph.name(),
+            Q::LEN,
+            R::LEN,
+            P::LEN,
+            self.plan.resources
+        );
+        Workflow::from_plan(Arc::clone(&self.plan))
+    }
+}
+
+impl<P, O, R> Clone for Workflow<P, O, R> {
     /// Another handle on the same built workflow (an `Arc` clone).
     fn clone(&self) -> Self {
         Self {
@@ -351,7 +392,7 @@ impl<P, O> Clone for Workflow<P, O> {
     }
 }
 
-impl<P: Params, O: Send + Sync + 'static> Workflow<P, O> {
+impl<P: Params, O: Send + Sync + 'static, R> Workflow<P, O, R> {
     /// Whether it was declared `#[durable]`, so that its runs can be checkpointed.
     pub fn is_durable(&self) -> bool {
         self.plan.durable.is_some()
@@ -363,7 +404,7 @@ impl<P: Params, O: Send + Sync + 'static> Workflow<P, O> {
     }
 }
 
-impl<P, O> fmt::Debug for Workflow<P, O> {
+impl<P, O, R> fmt::Debug for Workflow<P, O, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Workflow")
             .field("name", &self.plan.graph.name())

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use super::{InMemory, RunOutcome, Runner};
+use super::{InMemory, NoResources, RunOutcome, Runner};
 use crate::error::Error;
 use crate::plan::{Params, Workflow};
 use crate::report::RunReport;
@@ -36,7 +36,7 @@ fn unstarted<O>(workflow: &str, error: Error) -> RunOutcome<O> {
     }
 }
 
-impl<P: Params, O: Send + Sync + 'static> Workflow<P, O> {
+impl<P: Params, O: Send + Sync + 'static, R: Params> Workflow<P, O, R> {
     /// [`run`](Self::run) for synchronous code: starts a tokio runtime, runs the
     /// workflow on it, and returns when the run ends.
     ///
@@ -62,8 +62,17 @@ impl<P: Params, O: Send + Sync + 'static> Workflow<P, O> {
     /// Inside a tokio runtime (an `async fn`, `#[tokio::main]`) it would block one of
     /// the runtime's threads: it returns [`Error::BlockingInRuntime`] instead; `.await`
     /// [`run`](Self::run) there.
-    pub fn run_blocking(&self, params: P) -> Result<O, Error> {
+    pub fn run_blocking(&self, params: P) -> Result<O, Error>
+    where
+        R: NoResources,
+    {
         block_on(self.plan.graph.name(), self.run(params)).and_then(|result| result)
+    }
+
+    /// [`run_blocking`](Self::run_blocking) for a workflow with resources (see
+    /// [`run_with`](Self::run_with)).
+    pub fn run_blocking_with(&self, params: P, resources: R) -> Result<O, Error> {
+        block_on(self.plan.graph.name(), self.run_with(params, resources)).and_then(|r| r)
     }
 }
 

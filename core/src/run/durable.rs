@@ -11,9 +11,8 @@ use std::sync::Arc;
 use super::cache::Cache;
 use super::{RunOutcome, Stored};
 use crate::error::Error;
-use crate::exec::{CacheWarnings, Extras, RunOptions, Sink, Stop};
+use crate::exec::{CacheWarnings, Extras, Sink};
 use crate::plan::{self, Call, Params, Plan};
-use crate::progress::Progress;
 use crate::report::RunReport;
 use crate::store::{Checkpoint, Claim, Lease, RunRecord, Store, StoreError, guarded, new_owner};
 use crate::value::Value;
@@ -30,18 +29,24 @@ struct Prepared<P> {
 
 /// Runs (`params` given) or resumes a durable run; see [`Runner::run`](super::Runner).
 pub(super) async fn run<P, O>(
-    plan: Arc<Plan>,
-    options: RunOptions,
-    stop: Stop,
-    stored: Stored,
-    progress: Option<Arc<Progress>>,
-    cache: Option<Arc<dyn Store>>,
+    runner: super::Runner<P, O, Stored>,
     params: Option<P>,
 ) -> RunOutcome<O>
 where
     P: Params + serde::Serialize + serde::de::DeserializeOwned,
     O: Send + Sync + 'static,
 {
+    let super::Runner {
+        plan,
+        options,
+        stop,
+        state: stored,
+        progress,
+        cache,
+        resources,
+        ..
+    } = runner;
+    let progress = progress.into_inner();
     let name = plan.graph.name().to_owned();
     if params.is_none() && stored.id.is_none() {
         return RunOutcome {
@@ -98,6 +103,7 @@ where
     };
     let extras = Extras {
         run_id: Some(id.clone()),
+        resources,
         restored,
         nested,
         format,

@@ -80,8 +80,27 @@ pub struct Runner<P, O, S = InMemory> {
     /// Where an in-memory run's cached tasks keep their results ([`Runner::cache`]).
     #[cfg(feature = "durable")]
     cache: Option<Arc<dyn Store>>,
+    /// The workflow's resources, if it has any ([`Workflow::runner_with`]).
+    resources: Option<crate::exec::Provide>,
     _types: PhantomData<fn(P) -> O>,
 }
+
+/// Resources `resources` of a workflow whose other parameters are `P`: their slots
+/// follow the parameters'.
+pub(crate) fn provide<P: Params, R: Params>(resources: R) -> crate::exec::Provide {
+    Box::new(move |slots| resources.store(slots.get(P::LEN..).unwrap_or_default()))
+}
+
+/// A workflow without resources: one with them runs with what it needs.
+#[diagnostic::on_unimplemented(
+    message = "this workflow needs its resources `{Self}` to run",
+    label = "a workflow with `#[resource]` parameters is given them for each run",
+    note = "call `run_with(params, resources)` or `runner_with(resources)`, or the \
+            workflow's function with every argument"
+)]
+pub trait NoResources {}
+
+impl NoResources for () {}
 
 /// The state of a [`Runner`] without a store: its run is not recorded.
 #[derive(Debug, Clone, Copy, Default)]
@@ -150,6 +169,12 @@ impl<P: Params, O: Send + Sync + 'static, S> Runner<P, O, S> {
         Arc::clone(self.progress.get_or_init(Arc::default))
     }
 
+    /// The resources its run is given.
+    pub(crate) fn provided(mut self, resources: crate::exec::Provide) -> Self {
+        self.resources = Some(resources);
+        self
+    }
+
     #[cfg(feature = "durable")]
     fn with_state<T>(self, state: T) -> Runner<P, O, T> {
         Runner {
@@ -159,6 +184,7 @@ impl<P: Params, O: Send + Sync + 'static, S> Runner<P, O, S> {
             state,
             progress: self.progress,
             cache: self.cache,
+            resources: self.resources,
             _types: PhantomData,
         }
     }
@@ -174,6 +200,7 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
             progress: OnceLock::new(),
             #[cfg(feature = "durable")]
             cache: None,
+            resources: None,
             _types: PhantomData,
         }
     }
@@ -225,6 +252,7 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
             options,
             stop,
             progress,
+            resources,
             #[cfg(feature = "durable")]
             cache,
             ..
@@ -239,6 +267,7 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
                 cache::Cache::own(&plan, cache, format!("{run_id} (in memory)"));
             let extras = Extras {
                 run_id: Some(run_id),
+                resources,
                 progress,
                 #[cfg(feature = "durable")]
                 cache,
@@ -308,17 +337,7 @@ where
     }
 
     fn start(self, params: Option<P>) -> impl Future<Output = RunOutcome<O>> + Send + use<P, O> {
-        let Runner {
-            plan,
-            options,
-            stop,
-            state,
-            progress,
-            cache,
-            ..
-        } = self;
-        let progress = progress.into_inner();
-        durable::run(plan, options, stop, state, progress, cache, params)
+        durable::run(self, params)
     }
 }
 

@@ -55,6 +55,10 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
     let param_names: Vec<_> = workflow.params.iter().map(|(ident, _)| ident).collect();
     let param_handles: Vec<_> = param_names.iter().map(|ident| handle(ident)).collect();
     let param_types: Vec<_> = workflow.params.iter().map(|(_, ty)| ty).collect();
+    // The last parameters may be resources: given to each run, never saved.
+    let saved = workflow.params.len() - workflow.resources;
+    let (saved_names, resource_names) = param_names.split_at(saved);
+    let (saved_types, resource_types) = param_types.split_at(saved);
     let moves_params = workflow.moves_param;
     let top = Cx {
         p,
@@ -75,7 +79,7 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
     // the run's input; each call is spanned at the binding, so a value serde cannot
     // save is reported there.
     let durable = workflow.durable.map(|(version, at)| {
-        let bindings = param_names
+        let bindings = saved_names
             .iter()
             .copied()
             .chain(workflow.nodes.iter().map(|node| &node.binding));
@@ -108,6 +112,10 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
         "The built graph of the workflow [`{name}()`](fn@{name}): its description and its runs with a report."
     );
     let workflow_type = quote!(#p::Workflow<(#(#param_types,)*), #ret>);
+    let declare_resources = (!resource_names.is_empty()).then(|| {
+        let count = resource_names.len();
+        quote_spanned!(Span::mixed_site()=> __aqueduct_builder.resources(#count);)
+    });
     let methods_doc = methods_doc(&workflow.crate_path);
     // The static is in a block of its own: the builder's closure is outside it, so a
     // binding named like it does not clash with it.
@@ -127,37 +135,78 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
             #durable
             let __aqueduct_tail = #tail;
             #durable_tail
+            #declare_resources
             __aqueduct_builder.output(#output)
         })
     };
+    let header = quote! {
+        #[doc = #workflow_doc]
+        #[allow(non_camel_case_types)]
+        #vis struct #name {
+            _private: (),
+        }
+    };
+    if resource_names.is_empty() {
+        return quote! {
+            #(#attrs)*
+            #vis fn #name(#(#param_names: #param_types),*)
+                -> impl ::core::future::Future<Output = ::core::result::Result<#ret, #p::Error>>
+                    + ::core::marker::Send + 'static
+            {
+                #name::workflow().run((#(#param_names,)*))
+            }
+
+            #header
+
+            impl #p::Subflow for #name {
+                type Params = (#(#param_types,)*);
+                type Output = #ret;
+                const MOVES_PARAMS: bool = #moves_params;
+                fn workflow() -> &'static #workflow_type {
+                    #name::workflow()
+                }
+            }
+
+            impl #name {
+                #(#[doc = #methods_doc])*
+                #vis fn workflow() -> &'static #workflow_type {
+                    #built
+                }
+            }
+        };
+    }
+    // With resources: the workflow as built takes every parameter (what another
+    // workflow passes it as a node); `workflow()` is the same one, split into its
+    // parameters and its resources.
+    let split_type = quote!(#p::Workflow<(#(#saved_types,)*), #ret, (#(#resource_types,)*)>);
     quote! {
         #(#attrs)*
         #vis fn #name(#(#param_names: #param_types),*)
             -> impl ::core::future::Future<Output = ::core::result::Result<#ret, #p::Error>>
                 + ::core::marker::Send + 'static
         {
-            #name::workflow().run((#(#param_names,)*))
+            #name::workflow().run_with((#(#saved_names,)*), (#(#resource_names,)*))
         }
 
-        #[doc = #workflow_doc]
-        #[allow(non_camel_case_types)]
-        #vis struct #name {
-            _private: (),
-        }
+        #header
 
         impl #p::Subflow for #name {
             type Params = (#(#param_types,)*);
             type Output = #ret;
             const MOVES_PARAMS: bool = #moves_params;
             fn workflow() -> &'static #workflow_type {
-                #name::workflow()
+                #built
             }
         }
 
         impl #name {
             #(#[doc = #methods_doc])*
-            #vis fn workflow() -> &'static #workflow_type {
-                #built
+            #vis fn workflow() -> &'static #split_type {
+                static SPLIT: #p::OnceLock<#split_type> = #p::OnceLock::new();
+                SPLIT.get_or_init(|| {
+                    <#name as #p::Subflow>::workflow()
+                        .with_resources::<(#(#saved_types,)*), (#(#resource_types,)*)>()
+                })
             }
         }
     }

@@ -45,6 +45,8 @@ struct Workflow {
     vis: Visibility,
     name: Ident,
     params: Vec<(Ident, Type)>,
+    /// How many of the last parameters are resources (`#[resource]`).
+    resources: usize,
     /// Whether a parameter is moved into a task or a `for`.
     moves_param: bool,
     ret: Type,

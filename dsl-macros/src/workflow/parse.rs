@@ -71,6 +71,7 @@ pub(super) fn workflow(mut input: Input) -> syn::Result<Workflow> {
     let crate_path = crate_path(&mut input.attrs, &mut errors);
 
     let mut params = Vec::new();
+    let mut resources: Vec<Ident> = Vec::new();
     for param in &input.params {
         match param {
             FnArg::Typed(typed) => match &*typed.pat {
@@ -78,6 +79,19 @@ pub(super) fn workflow(mut input: Input) -> syn::Result<Workflow> {
                     if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() =>
                 {
                     scope.define(&p.ident, &mut errors);
+                    let resource = resource_attr(&typed.attrs, &mut errors);
+                    if resource {
+                        resources.push(p.ident.clone());
+                    } else if let Some(first) = resources.first() {
+                        errors.at(
+                            &p.ident,
+                            format!(
+                                "declare `{}` before the resource `{first}`: a workflow's \
+                                 resources come after its other parameters",
+                                p.ident
+                            ),
+                        );
+                    }
                     params.push((p.ident.clone(), (*typed.ty).clone()));
                 }
                 pat => {
@@ -98,6 +112,15 @@ pub(super) fn workflow(mut input: Input) -> syn::Result<Workflow> {
         BodyOf::Workflow,
     );
     let moves_param = scope.moves_param(&params);
+    for (token, task) in scope.moves_of(&resources) {
+        errors.at(
+            token,
+            format!(
+                "`{token}` is a resource, which every task of the run shares: {task} reads \
+                 it with `&{token}`, it cannot take it"
+            ),
+        );
+    }
     scope.check_moves(&mut errors);
 
     errors.finish()?;
@@ -111,6 +134,7 @@ pub(super) fn workflow(mut input: Input) -> syn::Result<Workflow> {
         crate_path,
         vis: input.vis,
         name: input.name,
+        resources: resources.len(),
         params,
         moves_param,
         ret,
@@ -667,4 +691,22 @@ fn arg(arg: &Expr, errors: &mut Errors) -> Option<Arg> {
             }
         }
     }
+}
+
+/// Whether a workflow parameter's attributes declare it a resource (`#[resource]`);
+/// any other attribute is a mistake.
+fn resource_attr(attrs: &[Attribute], errors: &mut Errors) -> bool {
+    let mut resource = false;
+    for attr in attrs {
+        if attr.path().is_ident("resource") && matches!(attr.meta, syn::Meta::Path(_)) {
+            resource = true;
+        } else {
+            errors.at(
+                attr,
+                "a workflow parameter takes one attribute, `#[resource]`: a value each run \
+                 is given (a client, a pool), never saved",
+            );
+        }
+    }
+    resource
 }

@@ -343,6 +343,17 @@ impl Scope {
 
     /// Whether the workflow moves one of `params` into a task or a `for` (then it cannot
     /// run as another workflow's node, whose inputs it would share).
+    /// The reads that move one of `names` into a task: each token, and the task.
+    pub(super) fn moves_of<'s>(
+        &'s self,
+        names: &'s [Ident],
+    ) -> impl Iterator<Item = (&'s Ident, &'s str)> + 's {
+        self.reads.iter().filter_map(move |read| {
+            let moved = read.moved_into.as_deref().filter(|_| read.own)?;
+            names.contains(&read.ident).then_some((&read.ident, moved))
+        })
+    }
+
     pub(super) fn moves_param(&self, params: &[(Ident, syn::Type)]) -> bool {
         self.reads.iter().any(|read| {
             read.own && read.moved_into.is_some() && params.iter().any(|(p, _)| *p == read.ident)
