@@ -7,7 +7,12 @@
 //!
 //! ```text
 //! cargo run --release --example parallel_catalog
+//! cargo run --release --example parallel_catalog -- run --products 50000 --scoring-rounds 500
 //! ```
+//!
+//! The catalog's size and work are parameters on the command line (`run --help` lists
+//! them); the notification service is a resource (`#[resource]`): the run is given it,
+//! its tasks share it, and it is never saved with the run.
 //!
 //! It prints the per-category table, how long the three partitions took one by one
 //! against the wall time they actually took side by side, the run report and the
@@ -42,11 +47,38 @@ pub struct CatalogConfig {
     pub publish_latency: Duration,
     /// Rounds of per-product scoring in each partition: the CPU work being parallelised.
     pub scoring_rounds: u32,
-    /// How many of the first notification requests the service refuses.
-    pub refused_notifications: u32,
-    /// Notification requests made so far (not saved: a resumed run counts afresh).
-    #[serde(skip)]
-    pub notification_requests: Arc<AtomicU32>,
+}
+
+/// The notification service's client (simulated): the run's resource, shared by its
+/// tasks, never saved. The service refuses its first `refused` requests.
+#[derive(Debug, Default)]
+pub struct Notifier {
+    refused: u32,
+    requests: AtomicU32,
+}
+
+impl Notifier {
+    /// A client of a service that refuses its first `refused` requests (a 503).
+    pub fn new(refused: u32) -> Self {
+        Self {
+            refused,
+            requests: AtomicU32::new(0),
+        }
+    }
+
+    /// The requests made so far.
+    pub fn requests(&self) -> u32 {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Sends one request: refused while the service still refuses.
+    async fn send(&self, latency: Duration) -> Result<(), NotifyError> {
+        tokio::time::sleep(latency).await;
+        if self.requests.fetch_add(1, Ordering::SeqCst) < self.refused {
+            return Err(NotifyError("503 Service Unavailable".into()));
+        }
+        Ok(())
+    }
 }
 
 impl Default for CatalogConfig {
@@ -56,8 +88,6 @@ impl Default for CatalogConfig {
             load_latency: Duration::from_millis(500),
             publish_latency: Duration::from_millis(200),
             scoring_rounds: 2_000,
-            refused_notifications: 1,
-            notification_requests: Arc::default(),
         }
     }
 }
@@ -239,17 +269,15 @@ pub async fn generate_report(stats: &Stats, cfg: &CatalogConfig) -> Report {
     Report { lines }
 }
 
-/// Notifies the buyers of categories whose average stock is low (simulated IO; the
-/// service refuses the first `cfg.refused_notifications` requests).
+/// Notifies the buyers of categories whose average stock is low, through the run's
+/// notification service (simulated IO; it may refuse a request, then a retry sends it).
 #[task(retries = 3, retry_delay = "100ms", timeout = "5s")]
 pub async fn send_notifications(
     stats: &Stats,
     cfg: &CatalogConfig,
+    notifier: &Arc<Notifier>,
 ) -> Result<Notified, NotifyError> {
-    tokio::time::sleep(cfg.publish_latency).await;
-    if cfg.notification_requests.fetch_add(1, Ordering::SeqCst) < cfg.refused_notifications {
-        return Err(NotifyError("503 Service Unavailable".into()));
-    }
+    notifier.send(cfg.publish_latency).await?;
     let low_stock = stats
         .iter()
         .filter(|(_, s)| s.product_count > 0 && s.total_stock / u64::from(s.product_count) < 500)
@@ -272,7 +300,7 @@ pub fn cleanup(stats: &Stats, report: &Outcome<Report>, sent: &Outcome<Notified>
 workflow! {
     /// The product catalog, processed in three parallel partitions.
     #[durable]
-    pub fn parallel_catalog(cfg: CatalogConfig) -> Summary {
+    pub fn parallel_catalog(cfg: CatalogConfig, #[resource] notifier: Arc<Notifier>) -> Summary {
         let products = generate_data(&cfg);
         let parts = partition_data(products);
         let s1 = process_partition(&parts.first, &cfg);
@@ -280,16 +308,39 @@ workflow! {
         let s3 = process_partition(&parts.third, &cfg);
         let combined = combine_results(&s1, &s2, &s3);
         let report = generate_report(&combined, &cfg);
-        let sent = send_notifications(&combined, &cfg);
+        let sent = send_notifications(&combined, &cfg, &notifier);
         cleanup(&combined, &report, &sent)
     }
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    aqueduct::cli::Cli::new(parallel_catalog::workflow())
-        .main(|| (CatalogConfig::default(),), print_summary)
+    // Each run gets a client of a service that refuses the first request.
+    let notifier = || (Arc::new(Notifier::new(1)),);
+    aqueduct::cli::Cli::with_resources(parallel_catalog::workflow(), notifier)
+        .main_args(CatalogArgs::config, print_summary)
         .await
+}
+
+/// The run's parameters on the command line (`run --help`).
+#[derive(clap::Args)]
+struct CatalogArgs {
+    /// How many products the catalog holds.
+    #[arg(long, default_value_t = 10_000)]
+    products: u32,
+    /// Rounds of per-product scoring in each partition (the CPU work).
+    #[arg(long, default_value_t = 2_000)]
+    scoring_rounds: u32,
+}
+
+impl CatalogArgs {
+    fn config(self) -> (CatalogConfig,) {
+        (CatalogConfig {
+            products: self.products,
+            scoring_rounds: self.scoring_rounds,
+            ..CatalogConfig::default()
+        },)
+    }
 }
 
 /// Prints a finished run's statistics, how parallel the partitions ran, the report and

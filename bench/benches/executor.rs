@@ -128,13 +128,16 @@ mod independent_10k {
 #[divan::bench_group(sample_count = 30)]
 mod tutorial_shape {
     use super::*;
-    use aqueduct_bench::{catalog, tutorial_config};
+    use aqueduct_bench::{catalog, tutorial_config, tutorial_notifier};
 
     #[divan::bench]
     fn aqueduct(bencher: Bencher) {
         bencher.bench(|| {
-            RT.block_on(catalog::parallel_catalog(tutorial_config()))
-                .unwrap()
+            RT.block_on(catalog::parallel_catalog(
+                tutorial_config(),
+                tutorial_notifier(),
+            ))
+            .unwrap()
         });
     }
 
@@ -149,7 +152,9 @@ mod tutorial_shape {
         let store = aqueduct_bench::scratch_store("tutorial");
         let workflow = catalog::parallel_catalog::workflow();
         bencher.bench(|| {
-            let runner = workflow.runner().store(std::sync::Arc::clone(&store));
+            let runner = workflow
+                .runner_with((tutorial_notifier(),))
+                .store(std::sync::Arc::clone(&store));
             RT.block_on(runner.run((tutorial_config(),)))
                 .result
                 .unwrap()
@@ -163,7 +168,7 @@ mod tutorial_shape {
         let workflow = catalog::parallel_catalog::workflow();
         bencher.bench(|| {
             let runner = workflow
-                .runner()
+                .runner_with((tutorial_notifier(),))
                 .store(std::sync::Arc::clone(&store))
                 .checkpoint_format(aqueduct::CheckpointFormat::Postcard);
             RT.block_on(runner.run((tutorial_config(),)))

@@ -276,9 +276,13 @@ pub fn tutorial_config() -> catalog::CatalogConfig {
         load_latency: Duration::ZERO,
         publish_latency: Duration::ZERO,
         scoring_rounds: 20,
-        refused_notifications: 0,
         ..catalog::CatalogConfig::default()
     }
+}
+
+/// The tutorial-shape workload's notification service: it never refuses.
+pub fn tutorial_notifier() -> std::sync::Arc<catalog::Notifier> {
+    std::sync::Arc::new(catalog::Notifier::new(0))
 }
 
 /// The same workloads written by hand.
@@ -440,9 +444,10 @@ pub mod baseline {
             let _ = sender.send(combine_results(&s1, &s2, &s3));
         });
         let combined = receiver.await.expect("the rayon job sends");
+        let notifier = crate::tutorial_notifier();
         let (report, sent) = tokio::join!(
             generate_report(&combined, &cfg),
-            send_notifications(&combined, &cfg)
+            send_notifications(&combined, &cfg, &notifier)
         );
         let sent = match sent {
             Ok(sent) => Outcome::Ok(sent),

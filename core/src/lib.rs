@@ -57,6 +57,7 @@ pub mod run;
 mod run_id;
 pub mod store;
 pub mod task;
+pub mod timeline;
 mod value;
 
 pub mod graph {

@@ -260,3 +260,90 @@ async fn a_run_id_that_no_run_may_have_is_refused() {
         .await;
     assert_eq!(outcome.result.unwrap(), 4);
 }
+
+/// The workflow's parameters, from the command line.
+#[derive(clap::Args)]
+struct Doubling {
+    /// The number to double.
+    #[arg(long)]
+    x: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_come_from_the_command_line() {
+    for args in [
+        &["fleeting", "run", "--x", "5"][..],
+        &["fleeting", "--x", "5"],
+    ] {
+        let mut got = None;
+        let code = Cli::new(fleeting::workflow())
+            .main_args_from(
+                args.iter().copied(),
+                |p: Doubling| (p.x,),
+                |out, _| got = Some(out),
+            )
+            .await;
+        assert_eq!((code, got), (ExitCode::SUCCESS, Some(10)), "{args:?}");
+    }
+    // A missing or malformed parameter is a usage error; nothing runs.
+    for args in [&["fleeting", "run"][..], &["fleeting", "--x", "five"]] {
+        let mut called = false;
+        let code = Cli::new(fleeting::workflow())
+            .main_args_from(
+                args.iter().copied(),
+                |p: Doubling| (p.x,),
+                |_, _| called = true,
+            )
+            .await;
+        assert_eq!((code, called), (ExitCode::from(2), false), "{args:?}");
+    }
+    // Other commands do not need them.
+    let dir = TempDir::new("cli-params");
+    let path = dir.db();
+    let store = path.to_str().unwrap();
+    let code = Cli::new(kept::workflow())
+        .main_args_from(
+            [
+                "kept", "run", "--x", "4", "--store", store, "--run-id", "p1",
+            ],
+            |p: Doubling| (p.x,),
+            |_, _| {},
+        )
+        .await;
+    assert_eq!(code, ExitCode::SUCCESS);
+    let code = Cli::new(kept::workflow())
+        .main_args_from(
+            ["kept", "runs", "--store", store],
+            |p: Doubling| (p.x,),
+            |_, _| {},
+        )
+        .await;
+    assert_eq!(code, ExitCode::SUCCESS, "`runs` needs no parameters");
+    let input = SqliteStore::open(&path)
+        .unwrap()
+        .run("p1")
+        .unwrap()
+        .unwrap()
+        .input;
+    assert_eq!(input, b"[4]");
+}
+
+/// A parameter named like one of the command line's own options.
+#[derive(clap::Args)]
+struct Clashing {
+    #[arg(long)]
+    store: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parameter_named_like_an_option_of_the_cli_is_refused() {
+    let mut called = false;
+    let code = Cli::new(fleeting::workflow())
+        .main_args_from(
+            ["fleeting", "run", "--store", "3"],
+            |p: Clashing| (p.store,),
+            |_, _| called = true,
+        )
+        .await;
+    assert_eq!((code, called), (ExitCode::from(2), false));
+}

@@ -984,3 +984,72 @@ async fn a_concurrency_limit_inside_a_for_holds_across_workers() {
         worker.await.unwrap();
     }
 }
+
+/// A resource of the workers: each counts the calls its tasks made.
+#[derive(Clone, Default)]
+struct Meter(std::sync::Arc<AtomicUsize>);
+
+#[task]
+fn metered(x: &u64, meter: &Meter) -> u64 {
+    meter.0.fetch_add(1, Ordering::SeqCst);
+    x + 1
+}
+
+#[task]
+fn metered_sum(values: &[u64], last: &u64) -> u64 {
+    values.iter().sum::<u64>() + last
+}
+
+workflow! {
+    #[durable]
+    fn with_meter(n: u64, #[resource] meter: Meter) -> u64 {
+        let xs = numbers(&n);
+        let each = for x in &xs {
+            metered(x, &meter)
+        };
+        let a = metered(&n, &meter);
+        metered_sum(&each, &a)
+    }
+}
+
+/// A workflow with resources runs distributed: each worker is given its own, and the
+/// run's input holds only the parameters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_give_their_resources_to_the_tasks_they_run() {
+    let Some(db) = Database::new("dist_resources") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    let workflow = with_meter::workflow();
+    let meter = Meter::default();
+    let worker = Worker::new(cluster.clone())
+        .serve_with(workflow, (meter.clone(),))
+        .unwrap()
+        .slots(4);
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(async move {
+        worker
+            .run(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+            .unwrap()
+    });
+    cluster.submit(workflow, "meter-1", (5,)).await.unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(60), cluster.wait(workflow, "meter-1"))
+        .await
+        .expect("the run ends")
+        .unwrap();
+    let expected = with_meter::workflow()
+        .run_with((5,), (Meter::default(),))
+        .await
+        .unwrap();
+    assert_eq!(output, expected);
+    assert_eq!(
+        meter.0.load(Ordering::SeqCst),
+        6,
+        "five items and one more call"
+    );
+    stop.send(true).unwrap();
+    running.await.unwrap();
+}

@@ -43,7 +43,7 @@ fn log() -> &'static Capture {
 fn ran_typed(name: &str, node: &str) -> bool {
     let log = String::from_utf8(log().0.lock().unwrap().clone()).unwrap();
     log.lines().any(|line| {
-        line.contains(&format!("workflow{{name={name}}}"))
+        line.contains(&format!("workflow{{name={name} run={name}-"))
             && line.contains(&format!("node=\"{node}\""))
             && line.contains("fan-out runs its typed chain")
     })

@@ -112,6 +112,45 @@ pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   run.
 /// - `let out = other(&a).await;` — another workflow as one node.
 /// - `#[durable]` / `#[durable(version = N)]` on the `fn` — resumable runs.
+/// - `fn f(day: String, #[resource] db: Pool)` — a resource, after the other
+///   parameters: a value each run is given (a connection pool, a client), read by tasks
+///   with `&db` like any input, never saved, checkpointed or part of a durable run's
+///   input (so it needs no serde), and never moved. The function takes it like any
+///   parameter; `f::workflow()` is a `Workflow<P, O, R>` that runs with `run_with(params,
+///   resources)` and `runner_with(resources)` (`run` and `runner` without them do not
+///   compile), and a resumed run is given them again.
+///
+/// ```ignore
+/// use std::sync::Arc;
+/// use aqueduct::prelude::*;
+///
+/// struct Client; // not `Serialize`, and need not be
+///
+/// impl Client {
+///     fn get(&self, page: u32) -> String {
+///         format!("page {page}")
+///     }
+/// }
+///
+/// #[task]
+/// async fn fetch(page: &u32, client: &Arc<Client>) -> String {
+///     client.get(*page)
+/// }
+///
+/// workflow! {
+///     #[durable]
+///     fn crawl(page: u32, #[resource] client: Arc<Client>) -> String {
+///         fetch(&page, &client)
+///     }
+/// }
+///
+/// # #[tokio::main] async fn main() {
+/// let client = Arc::new(Client);
+/// assert_eq!(crawl(3, Arc::clone(&client)).await.unwrap(), "page 3");
+/// let outcome = crawl::workflow().runner_with((client,)).run((4,)).await;
+/// assert_eq!(outcome.result.unwrap(), "page 4");
+/// # }
+/// ```
 ///
 /// # `#[aqueduct(crate = path)]`
 ///

@@ -4,10 +4,11 @@
 #[path = "../parallel_catalog.rs"]
 pub mod catalog;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aqueduct::TaskStatus;
-use catalog::{CatalogConfig, CategoryStats, parallel_catalog};
+use catalog::{CatalogConfig, CategoryStats, Notifier, parallel_catalog};
 
 /// The statistics computed the plain way, one product at a time.
 fn expected(products: u32) -> catalog::Stats {
@@ -36,7 +37,15 @@ fn quick() -> CatalogConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_catalog_totals_match_a_sequential_computation() {
-    let summary = parallel_catalog(quick()).await.unwrap();
+    let notifier = Arc::new(Notifier::new(1));
+    let summary = parallel_catalog(quick(), Arc::clone(&notifier))
+        .await
+        .unwrap();
+    assert_eq!(
+        notifier.requests(),
+        2,
+        "refused once, then sent: the run's own client"
+    );
     let want = expected(10_000);
     assert_eq!(summary.stats.len(), 10);
     for (category, want) in &want {
@@ -65,7 +74,10 @@ async fn report_and_notifications_overlap() {
         result: summary,
         report,
         ..
-    } = parallel_catalog::workflow().runner().run((quick(),)).await;
+    } = parallel_catalog::workflow()
+        .runner_with((Arc::new(Notifier::new(0)),))
+        .run((quick(),))
+        .await;
     summary.unwrap();
     assert!(
         report
@@ -83,12 +95,11 @@ async fn report_and_notifications_overlap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_runs_and_the_run_fails_when_notifications_keep_failing() {
-    let cfg = CatalogConfig {
-        refused_notifications: u32::MAX,
-        ..quick()
-    };
-    let aqueduct::RunOutcome { result, report, .. } =
-        parallel_catalog::workflow().runner().run((cfg,)).await;
+    let refusing = Arc::new(Notifier::new(u32::MAX));
+    let aqueduct::RunOutcome { result, report, .. } = parallel_catalog::workflow()
+        .runner_with((refusing,))
+        .run((quick(),))
+        .await;
     let message = result.unwrap_err().to_string();
     assert!(
         message.contains("task `sent` (`send_notifications`) failed after 4 attempts"),

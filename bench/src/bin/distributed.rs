@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use aqueduct::dist::{Cluster, Worker};
 use aqueduct_bench::catalog::parallel_catalog;
-use aqueduct_bench::{runtime, scratch_store, tutorial_config};
+use aqueduct_bench::{runtime, scratch_store, tutorial_config, tutorial_notifier};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,7 +42,7 @@ fn worker(url: &str) {
     let rt = runtime();
     let cluster = Cluster::connect(url).expect("the cluster");
     let worker = Worker::new(cluster)
-        .serve(parallel_catalog::workflow())
+        .serve_with(parallel_catalog::workflow(), (tutorial_notifier(),))
         .expect("the tutorial is distributable");
     let (closed, stdin_closed) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
@@ -80,12 +80,12 @@ fn compare(url: &str, runs: usize, workers: usize) {
     for run in 0..runs {
         let started = Instant::now();
         let expected = rt
-            .block_on(workflow.run((tutorial_config(),)))
+            .block_on(workflow.run_with((tutorial_config(),), (tutorial_notifier(),)))
             .expect("in memory");
         memory.push(started.elapsed());
 
         let runner = workflow
-            .runner()
+            .runner_with((tutorial_notifier(),))
             .store(std::sync::Arc::clone(&store))
             .run_id(format!("sqlite-{run}"));
         let started = Instant::now();

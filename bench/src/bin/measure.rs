@@ -172,7 +172,7 @@ fn formats() {
         let mut times = Vec::new();
         for run in 0..20 {
             let runner = workflow
-                .runner()
+                .runner_with((aqueduct_bench::tutorial_notifier(),))
                 .store(std::sync::Arc::clone(&store))
                 .run_id(format!("run-{run}"))
                 .checkpoint_format(format);

@@ -11,6 +11,7 @@ use super::Failure;
 /// tasks it holds and prints what it did.
 pub(super) async fn work<P, O>(
     workflow: &Workflow<P, O>,
+    serve: &super::Serve<P, O>,
     url: &str,
     slots: Option<usize>,
 ) -> Result<(), Failure>
@@ -19,9 +20,7 @@ where
     O: Send + Sync + 'static,
 {
     let cluster = Cluster::connect(url).map_err(|e| e.to_string())?;
-    let mut worker = Worker::new(cluster)
-        .serve(workflow)
-        .map_err(|e| e.to_string())?;
+    let mut worker = serve(Worker::new(cluster), workflow).map_err(|e| e.to_string())?;
     if let Some(slots) = slots {
         worker = worker.slots(slots);
     }

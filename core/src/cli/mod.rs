@@ -26,6 +26,7 @@
 //! resume RUN_ID [--store PATH]                    finish a run that stopped or crashed
 //! runs [--store PATH] [--format table|json]       the run history
 //! show RUN_ID [--store PATH] [--format table|json] one run's report
+//! show RUN_ID --timeline | --html FILE          its tasks as bars on a time axis; a page
 //! delete --older-than-days N [--store PATH]       forget old runs (not running ones)
 //! delete --older-than-days N --distributed        forget the cluster's ended runs
 //! cache list [--store PATH]                       cached tasks' results
@@ -76,6 +77,7 @@ macro_rules! out_raw {
 
 #[cfg(feature = "postgres")]
 mod dist;
+mod params;
 mod show;
 
 use tables::cache_table;
@@ -89,10 +91,19 @@ pub struct Cli<P, O> {
     store: PathBuf,
     /// Makes the resources of each run, for a workflow with resources.
     resources: Option<Arc<Resources>>,
+    /// Serves the workflow on a worker, with its resources if it has any.
+    #[cfg(feature = "postgres")]
+    serve: Arc<Serve<P, O>>,
 }
 
 /// Makes a run's resources.
 type Resources = dyn Fn() -> crate::exec::Provide + Send + Sync;
+
+/// Adds the workflow to a worker.
+#[cfg(feature = "postgres")]
+type Serve<P, O> = dyn Fn(crate::dist::Worker, &Workflow<P, O>) -> Result<crate::dist::Worker, crate::Error>
+    + Send
+    + Sync;
 
 #[derive(Parser)]
 #[command(about = "Runs a workflow, resumes its runs, shows their history.")]
@@ -178,6 +189,12 @@ enum Command {
         /// A table, or JSON (the report, durations in milliseconds in `…_ms` fields).
         #[arg(long, value_enum, default_value_t = Output::Table)]
         format: Output,
+        /// Draws each task as a bar on a time axis instead of the table.
+        #[arg(long, conflicts_with = "format")]
+        timeline: bool,
+        /// Writes the timeline and the graph as one self-contained HTML page to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         #[cfg(feature = "postgres")]
         #[command(flatten)]
         cluster: ClusterArg,
@@ -262,22 +279,39 @@ where
             workflow,
             store,
             resources: None,
+            #[cfg(feature = "postgres")]
+            serve: Arc::new(|worker, workflow| worker.serve(workflow)),
         }
     }
 
     /// A command line for `workflow`, which has resources (`#[resource]`
-    /// parameters): `resources` makes them for each run or resume (a connection pool,
-    /// a client). Such a workflow does not run `--distributed` in this version.
-    pub fn with_resources<R: Params>(
+    /// parameters): `resources` makes them, for each run or resume (a connection pool,
+    /// a client), and once for a `worker`, whose tasks share clones of them. Commands
+    /// that run nothing (`runs`, `show`, `graph`) never call it.
+    pub fn with_resources<R>(
         workflow: &Workflow<P, O, R>,
         resources: impl Fn() -> R + Send + Sync + 'static,
-    ) -> Self {
+    ) -> Self
+    where
+        R: Params + Clone + Sync,
+    {
         let store = PathBuf::from(format!("{}.db", workflow.graph().name()));
+        let resources = Arc::new(resources);
+        #[cfg(feature = "postgres")]
+        let serve: Arc<Serve<P, O>> = {
+            let resources = Arc::clone(&resources);
+            Arc::new(move |worker, workflow| {
+                let split = Workflow::<P, O, R>::from_plan(Arc::clone(&workflow.plan));
+                worker.serve_with(&split, resources())
+            })
+        };
         let make: Arc<Resources> = Arc::new(move || crate::run::provide::<P, R>(resources()));
         Self {
             workflow: Workflow::from_plan(Arc::clone(&workflow.plan)),
             store,
             resources: Some(make),
+            #[cfg(feature = "postgres")]
+            serve,
         }
     }
 
@@ -287,19 +321,6 @@ where
         match &self.resources {
             Some(make) => runner.provided(make()),
             None => runner,
-        }
-    }
-
-    /// Refuses a distributed command for a workflow with resources.
-    #[cfg(feature = "postgres")]
-    fn local_only(&self) -> Result<(), Failure> {
-        match self.resources {
-            Some(_) => Err(format!(
-                "workflow `{}` has resources, which its runs are given in this process: it \
-                 does not run distributed in this version",
-                self.workflow.graph().name()
-            )),
-            None => Ok(()),
         }
     }
 
@@ -339,7 +360,88 @@ where
                 };
             }
         };
-        match self.command(args.command, input, done).await {
+        match self.command(args.command, Some(input), done).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(failure) => {
+                eprintln!("error: {failure}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// [`main`](Self::main), with the workflow's parameters from the command line:
+    /// `A` is a clap [`Args`](clap::Args) struct (`#[derive(clap::Args)]`, clap with its
+    /// `derive` feature) that `input` turns into the parameters. `run` takes its
+    /// arguments (`my_flow run --pages 30 --day 2026-11-28`, or without `run`, the
+    /// default command), and `run --help` lists them. An argument named like one of the
+    /// command line's own (`--store`, `--run-id`, `--no-store`, `--distributed`,
+    /// `--database-url`) is refused.
+    ///
+    /// ```no_run
+    /// use aqueduct::prelude::*;
+    ///
+    /// #[task]
+    /// fn fetch(pages: &u32, day: &String) -> String {
+    ///     format!("{pages} pages of {day}")
+    /// }
+    ///
+    /// workflow! {
+    ///     fn crawl(pages: u32, day: String) -> String {
+    ///         fetch(&pages, &day)
+    ///     }
+    /// }
+    ///
+    /// /// What to crawl.
+    /// #[derive(clap::Args)]
+    /// struct Params {
+    ///     /// How many pages.
+    ///     #[arg(long, default_value_t = 10)]
+    ///     pages: u32,
+    ///     /// Which day, `YYYY-MM-DD`.
+    ///     #[arg(long)]
+    ///     day: String,
+    /// }
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> std::process::ExitCode {
+    ///     aqueduct::cli::Cli::new(crawl::workflow())
+    ///         .main_args(|p: Params| (p.pages, p.day), |out, _| println!("{out}"))
+    ///         .await
+    /// }
+    /// ```
+    pub async fn main_args<A: clap::Args>(
+        self,
+        input: impl FnOnce(A) -> P,
+        done: impl FnOnce(O, &RunReport),
+    ) -> ExitCode {
+        self.main_args_from(std::env::args_os(), input, done).await
+    }
+
+    /// [`main_args`](Self::main_args) with the arguments given (the first is the
+    /// program's name).
+    pub async fn main_args_from<A: clap::Args>(
+        self,
+        args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+        input: impl FnOnce(A) -> P,
+        done: impl FnOnce(O, &RunReport),
+    ) -> ExitCode {
+        if let Err(clash) = params::clashes::<A>() {
+            eprintln!("error: {clash}");
+            return ExitCode::from(2);
+        }
+        let (command, params) = match params::parse::<Args, A>(args) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                let _ = error.print();
+                return if error.use_stderr() {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                };
+            }
+        };
+        let input = params.map(|params| move || input(params));
+        match self.command(command.command, input, done).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(failure) => {
                 eprintln!("error: {failure}");
@@ -351,9 +453,12 @@ where
     async fn command(
         self,
         command: Option<Command>,
-        input: impl FnOnce() -> P,
+        input: Option<impl FnOnce() -> P>,
         done: impl FnOnce(O, &RunReport),
     ) -> Result<(), Failure> {
+        // Every command line that runs has its parameters: `main` makes them, and
+        // `main_args` parses them with `run`.
+        let input = move || input.ok_or_else(|| "the run's parameters are missing".to_owned());
         let command = command.unwrap_or(Command::Run {
             store: StoreArg { store: None },
             run_id: None,
@@ -371,10 +476,7 @@ where
                     },
                 run_id,
                 ..
-            } => {
-                self.local_only()?;
-                dist::submit_and_wait(&self.workflow, &url, run_id, input, done).await
-            }
+            } => dist::submit_and_wait(&self.workflow, &url, run_id, input()?, done).await,
             #[cfg(feature = "postgres")]
             Command::Runs {
                 cluster: ClusterArg {
@@ -417,16 +519,14 @@ where
             Command::Worker {
                 database_url,
                 slots,
-            } => {
-                self.local_only()?;
-                dist::work(&self.workflow, &database_url, slots).await
-            }
+            } => dist::work(&self.workflow, &*self.serve, &database_url, slots).await,
             Command::Run {
                 store,
                 run_id,
                 no_store,
                 ..
             } => {
+                let input = input()?;
                 let runner = self.runner();
                 if run_id.is_some() {
                     // A run id promises a resumable run: say why there is none.
@@ -468,10 +568,22 @@ where
                 run_id,
                 store,
                 format,
+                timeline,
+                html,
                 ..
             } => {
                 self.require_durable()?;
-                show::run(&*self.existing(store)?, &run_id, format)
+                let view = show::View {
+                    format,
+                    timeline,
+                    html,
+                };
+                show::run(
+                    &*self.existing(store)?,
+                    &run_id,
+                    view,
+                    self.workflow.graph(),
+                )
             }
             #[cfg(feature = "postgres")]
             Command::Delete {

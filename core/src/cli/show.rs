@@ -1,11 +1,32 @@
 //! The commands that read the run history: `runs` and `show`, as tables or JSON.
 
+use std::path::PathBuf;
+
 use serde::Serialize;
 
 use super::tables::runs_table;
 use super::{Failure, Output};
+use crate::describe::Graph;
 use crate::report::{ItemSummary, RunReport};
 use crate::store::{Store, TaskEnd};
+
+/// How `show` shows a run.
+pub(super) struct View {
+    pub(super) format: Output,
+    /// Bars on a time axis instead of the table.
+    pub(super) timeline: bool,
+    /// Also writes the timeline and the graph as an HTML page there.
+    pub(super) html: Option<PathBuf>,
+}
+
+/// Columns of the timeline's bars: the terminal's width (`COLUMNS`) less the labels
+/// and durations, 60 unless known.
+fn timeline_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|columns| columns.parse::<usize>().ok())
+        .map_or(60, |columns| columns.saturating_sub(60).clamp(20, 200))
+}
 
 /// `value` as JSON on one line.
 pub(super) fn json(value: &impl Serialize) -> Result<String, Failure> {
@@ -57,18 +78,38 @@ impl<'a> From<&'a TaskEnd> for EndJson<'a> {
 
 /// `show RUN_ID`: the run's report; for a run that has not ended (still running, or
 /// its process died), what it saved so far.
-pub(super) fn run(store: &dyn Store, run_id: &str, format: Output) -> Result<(), Failure> {
+pub(super) fn run(
+    store: &dyn Store,
+    run_id: &str,
+    view: View,
+    graph: &Graph,
+) -> Result<(), Failure> {
+    let format = view.format;
     if let Some(saved) = store.report(run_id).map_err(|e| e.to_string())? {
         let report: RunReport = serde_json::from_str(&saved)
             .map_err(|e| format!("run `{run_id}`: its stored report is unreadable: {e}"))?;
-        match format {
-            Output::Table => out!("{report}"),
-            Output::Json => out!("{}", json(&report)?),
+        if let Some(path) = &view.html {
+            let page = crate::timeline::html(&report, graph, run_id);
+            std::fs::write(path, page)
+                .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        match (view.timeline, format) {
+            (true, _) => out_raw!("{}", crate::timeline::text(&report, timeline_width())),
+            (false, Output::Table) if view.html.is_none() => out!("{report}"),
+            (false, Output::Table) => {}
+            (false, Output::Json) => out!("{}", json(&report)?),
         }
         return Ok(());
     }
     if store.run(run_id).map_err(|e| e.to_string())?.is_none() {
         return Err(format!("the store has no run `{run_id}`"));
+    }
+    if view.timeline || view.html.is_some() {
+        return Err(format!(
+            "run `{run_id}` has not ended: its timeline is drawn from its report, which it \
+             writes as it ends (`show {run_id}` lists what it saved so far)"
+        ));
     }
     let saved = store.checkpoints(run_id).map_err(|e| e.to_string())?;
     let ends = store.task_ends(run_id).map_err(|e| e.to_string())?;

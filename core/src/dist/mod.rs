@@ -185,9 +185,9 @@ impl Cluster {
     /// [`Error::InputChanged`] or [`Error::FingerprintMismatch`] for an id submitted
     /// before with other parameters or by another build; [`Error::Store`] if the
     /// database fails (nothing is then recorded).
-    pub async fn submit<P, O>(
+    pub async fn submit<P, O, R>(
         &self,
-        workflow: &Workflow<P, O>,
+        workflow: &Workflow<P, O, R>,
         run_id: &str,
         params: P,
     ) -> Result<(), Error>
@@ -216,7 +216,11 @@ impl Cluster {
     /// [`Error::Failed`] naming the tasks that failed; [`Error::Cancelled`] for a
     /// run [cancelled](Self::cancel) (none of its tasks failed); [`Error::UnknownRun`];
     /// [`Error::Store`] if the database fails.
-    pub async fn wait<P, O>(&self, workflow: &Workflow<P, O>, run_id: &str) -> Result<O, Error>
+    pub async fn wait<P, O, R>(
+        &self,
+        workflow: &Workflow<P, O, R>,
+        run_id: &str,
+    ) -> Result<O, Error>
     where
         O: Send + Sync + 'static,
     {
@@ -416,13 +420,6 @@ fn distributable(plan: &Plan) -> Result<&str, Error> {
             "its values must be saved between workers: declare it `#[durable]`".into(),
         ));
     };
-    if plan.resources > 0 {
-        return Err(refuse(
-            "it has resources (`#[resource]` parameters), which each run is given in its own \
-             process: run it in one process in this version"
-                .into(),
-        ));
-    }
     let graph = &plan.graph;
     for node in 0..graph.len() {
         let name = graph.name_of(node);

@@ -58,6 +58,28 @@ impl Served {
         }
     }
 
+    /// [`new`](Self::new) for a workflow with resources: every task's slots get a clone
+    /// of `resources` after the run's parameters.
+    pub(super) fn with_resources<P, R>(plan: Arc<Plan>, fingerprint: String, resources: R) -> Self
+    where
+        P: Params + serde::de::DeserializeOwned,
+        R: Params + Clone + Sync,
+    {
+        Self {
+            params: Box::new(move |bytes, slots| {
+                let params: P = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+                params.store(slots);
+                let rest = slots.get(P::LEN..).unwrap_or_default();
+                if rest.len() < R::LEN {
+                    return Err("the task's slots hold no room for the resources".into());
+                }
+                resources.clone().store(rest);
+                Ok(())
+            }),
+            ..Self::new::<P>(plan, fingerprint)
+        }
+    }
+
     /// The run's parameters (`params`, encoded) in `slots`, made takeable where their
     /// reader takes them.
     pub(super) fn fill_params(&self, params: &[u8], slots: &mut [Slot]) -> Result<(), String> {

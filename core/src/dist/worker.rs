@@ -97,9 +97,36 @@ impl Worker {
         P: Params + serde::de::DeserializeOwned,
     {
         let fingerprint = distributable(&workflow.plan)?.to_owned();
+        if workflow.plan.resources > 0 {
+            return Err(Error::NotDistributable {
+                workflow: workflow.plan.graph.name().to_owned(),
+                reason: "it has resources: serve it with `serve_with`, which gives them".into(),
+            });
+        }
         self.served.push(Arc::new(Served::new::<P>(
             Arc::clone(&workflow.plan),
             fingerprint,
+        )));
+        Ok(self)
+    }
+
+    /// [`serve`](Self::serve) for a workflow with resources (`#[resource]`
+    /// parameters): this worker's tasks of its runs read `resources` (each task a
+    /// clone: share a pool or a client through an `Arc`, or a type that is one).
+    pub fn serve_with<P, O, R>(
+        mut self,
+        workflow: &Workflow<P, O, R>,
+        resources: R,
+    ) -> Result<Self, Error>
+    where
+        P: Params + serde::de::DeserializeOwned,
+        R: Params + Clone + Sync,
+    {
+        let fingerprint = distributable(&workflow.plan)?.to_owned();
+        self.served.push(Arc::new(Served::with_resources::<P, R>(
+            Arc::clone(&workflow.plan),
+            fingerprint,
+            resources,
         )));
         Ok(self)
     }
