@@ -459,8 +459,9 @@ impl<'g> Node<'g> {
 }
 
 /// A graph serialises as `{ name, output, nodes: [{ name, task, kind, inputs,
-/// outcome_inputs, retry, timeout, arm }] }`; `arm` is `[decision, arm]` for a node
-/// inside an arm of an `if` or `match`, else `null`.
+/// outcome_inputs, retry, timeout_ms, arm }] }`; `arm` is `[decision, arm]` for a node
+/// inside an arm of an `if` or `match`, else `null`; durations are milliseconds. (A
+/// fan-out's or sub-workflow's body is not included: Mermaid and DOT draw it.)
 impl serde::Serialize for Graph {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
@@ -484,7 +485,10 @@ impl serde::Serialize for Node<'_> {
         node.serialize_field("inputs", &self.inputs().collect::<Vec<_>>())?;
         node.serialize_field("outcome_inputs", &self.outcome_inputs().collect::<Vec<_>>())?;
         node.serialize_field("retry", &(info.kind != Kind::Param).then_some(info.retry))?;
-        node.serialize_field("timeout", &info.timeout)?;
+        node.serialize_field(
+            "timeout_ms",
+            &info.timeout.map(|timeout| timeout.as_secs_f64() * 1e3),
+        )?;
         node.serialize_field("arm", &self.arm())?;
         node.end()
     }

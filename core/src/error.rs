@@ -98,9 +98,17 @@ pub enum Error {
         /// The workflow's name.
         workflow: String,
     },
+    /// A workflow with resources (`#[resource]` parameters) was run without them: only
+    /// `run_with`, `runner_with` (or the workflow's function) give them. Nothing was run
+    /// or saved.
+    MissingResources {
+        /// The workflow's name.
+        workflow: String,
+    },
     /// A blocking entry point ([`Workflow::run_blocking`](crate::Workflow::run_blocking)
-    /// and the `Runner`'s) was called inside a tokio runtime, one of whose threads it
-    /// would block: `.await` the run there instead. Nothing was run.
+    /// and the `Runner`'s) was called inside a tokio runtime or a task on rayon's
+    /// threads, one of whose threads it would block (the run's own tasks could then
+    /// never get one): `.await` the run there instead. Nothing was run.
     BlockingInRuntime {
         /// The workflow's name.
         workflow: String,
@@ -232,10 +240,15 @@ impl fmt::Display for Error {
                  own host, or once its lease expires ({}s without a heartbeat)",
                 crate::store::LEASE_TTL.as_secs()
             ),
+            Error::MissingResources { workflow } => write!(
+                f,
+                "workflow `{workflow}` has resources, and this run was not given them: run it \
+                 with `{workflow}::workflow().run_with(params, resources)` or `runner_with`"
+            ),
             Error::BlockingInRuntime { workflow } => write!(
                 f,
-                "workflow `{workflow}`: `run_blocking` was called inside a tokio runtime, \
-                 whose thread it would block: `.await` the run there (`run(params).await`)"
+                "workflow `{workflow}`: `run_blocking` was called inside a tokio runtime or a \
+                 task, whose thread it would block: `.await` the run there (`run(params).await`)"
             ),
             Error::NoRuntime { workflow } => write!(
                 f,

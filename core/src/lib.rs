@@ -1,4 +1,4 @@
-#![cfg_attr(feature = "sqlite", doc = include_str!("../../README.md"))]
+#![cfg_attr(feature = "sqlite", doc = include_str!("../README.md"))]
 #![cfg_attr(
     not(feature = "sqlite"),
     doc = "Typed workflows for Rust: see the README of the `aqueduct` repository."
@@ -17,7 +17,7 @@
 //! | `task` | `task` (the task function), `node` (its binding), `attempt` (from 1) | one attempt of a scheduled task, inside `workflow` |
 //! | `item` | `index` | one item of a scheduled fan-out, inside `workflow` |
 //!
-//! Events (target `aqueduct::…`), each inside its run's `workflow` span:
+//! Events (target `aqueduct::…`); those of a run are inside its `workflow` span:
 //!
 //! | level | message | fields |
 //! | --- | --- | --- |
@@ -26,12 +26,17 @@
 //! | `debug` | `task started` | `node`, `attempt` |
 //! | `debug` | `task ended` | `node`, `status` (as [`TaskStatus`] prints), `attempts`, `duration_ms` (first attempt's start to the end) |
 //! | `error` | `task failed` | `node`, `attempts` (or `item`, in a fused fan-out), `error` |
-//! | `warn` | a retry, a cached result not looked up or saved | `node`, `error` |
+//! | `warn` | a retry | `node`, `attempt`, `error` |
+//! | `warn` | a cached result not looked up or read (it runs) | `node`, `task` |
+//! | `warn` | cached results not saved (outside any run's span) | `error`, `results` |
+//! | `error` | `the run stops on a fault` (outside any run's span) | `message` |
 //! | `debug` | `fan-out runs its typed chain` | `node`, `items` |
 //!
 //! Tasks of a fused fan-out's items (see [`ItemsReport::fused`]) have no span and no
 //! `task started`/`task ended` events, so that a million items cost no more than their
-//! work; their failures are still logged at `error`, with the item's index.
+//! work; their failures are still logged at `error`, with the item's index. The tasks a
+//! distributed worker (`aqueduct::dist`, feature `postgres`) runs have no run span in
+//! this version.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

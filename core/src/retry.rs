@@ -19,21 +19,40 @@ pub enum Backoff {
 ///
 /// Retry `n` (from 1) waits the base delay for `n`, capped at `max_delay`; with
 /// `jitter`, a uniformly random part of it, between half and all of it, so tasks that
-/// failed together do not retry in lock-step.
+/// failed together do not retry in lock-step. It serialises its durations as
+/// milliseconds (`delay_ms`, `max_delay_ms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct RetryPolicy {
     /// Retries after the first attempt: at most `retries + 1` attempts.
     pub retries: u32,
     /// The delay before the first retry.
+    #[serde(rename = "delay_ms", serialize_with = "millis")]
     pub delay: Duration,
     /// How the delay grows.
     pub backoff: Backoff,
     /// No delay is longer.
+    #[serde(rename = "max_delay_ms", serialize_with = "millis_option")]
     pub max_delay: Option<Duration>,
     /// Whether to spread each delay over `[delay / 2, delay]`.
     pub jitter: bool,
     /// Whether a panic is retried like an error (by default it is not: a panic is a bug).
     pub retry_panics: bool,
+}
+
+/// A duration as milliseconds, a number.
+pub(crate) fn millis<S: serde::Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(duration.as_secs_f64() * 1e3)
+}
+
+/// An optional duration as milliseconds, or `null`.
+pub(crate) fn millis_option<S: serde::Serializer>(
+    duration: &Option<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => s.serialize_some(&(duration.as_secs_f64() * 1e3)),
+        None => s.serialize_none(),
+    }
 }
 
 impl RetryPolicy {

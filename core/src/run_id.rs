@@ -40,5 +40,11 @@ pub(crate) fn new_run_id(workflow: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let salt = RandomState::new().hash_one(now) & 0xffff;
-    format!("{workflow}-{}-{salt:04x}", now.as_millis())
+    // Within `MAX_RUN_ID` whatever the workflow's name: a long one is cut (at a
+    // character's boundary).
+    let mut end = workflow.len().min(MAX_RUN_ID - 40);
+    while !workflow.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}-{}-{salt:04x}", &workflow[..end], now.as_millis())
 }

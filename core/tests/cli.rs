@@ -347,3 +347,44 @@ async fn a_parameter_named_like_an_option_of_the_cli_is_refused() {
         .await;
     assert_eq!((code, called), (ExitCode::from(2), false));
 }
+
+/// A parameters struct named like the command line's own types, with a doc comment:
+/// the command line keeps its own description.
+mod named_args {
+    /// The workflow's parameters.
+    #[derive(clap::Args)]
+    pub(super) struct Args {
+        /// The number to double.
+        #[arg(long)]
+        pub(super) x: u64,
+    }
+
+    /// `-h` is the help's.
+    #[derive(clap::Args)]
+    pub(super) struct Host {
+        #[arg(short, long)]
+        pub(super) host: String,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parameters_struct_may_be_named_args_but_not_take_dash_h() {
+    let mut got = None;
+    let code = Cli::new(fleeting::workflow())
+        .main_args_from(
+            ["fleeting", "run", "--x", "2"],
+            |p: named_args::Args| (p.x,),
+            |out, _| got = Some(out),
+        )
+        .await;
+    assert_eq!((code, got), (ExitCode::SUCCESS, Some(4)));
+    let mut called = false;
+    let code = Cli::new(fleeting::workflow())
+        .main_args_from(
+            ["fleeting", "run", "-h", "x"],
+            |p: named_args::Host| (p.host.len() as u64,),
+            |_, _| called = true,
+        )
+        .await;
+    assert_eq!((code, called), (ExitCode::from(2), false));
+}

@@ -24,7 +24,10 @@ mod workflow;
 ///
 /// `retries = 3, retry_delay = "1s", backoff = "exponential", max_delay = "30s",
 /// jitter = true, retry_panics = false, timeout = "10s", concurrency = 4`, each checked
-/// at its token. A task with an input by value cannot be retried with that value:
+/// at its token. Unless given: no retries; with `retries`, a `retry_delay` of `"1s"`,
+/// `"exponential"` backoff, no `max_delay`, `jitter = true` (each delay a random part of
+/// it, between half and all), and panics not retried; no timeout and no concurrency
+/// limit. A task with an input by value cannot be retried with that value:
 /// `retries` on it is an error unless it also says `retry_clones = true`, which gives
 /// every attempt but the last a clone of each by-value input (their types must be
 /// `Clone`); the last attempt takes the value itself.

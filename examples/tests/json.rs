@@ -76,6 +76,10 @@ fn runs_show_and_graph_print_json() {
 
     let report = scratch.json(&["show", "j1", "--format", "json"]);
     assert_eq!(report["workflow"], "crash_flow");
+    assert_eq!(
+        (&report["run"], &report["ended"]),
+        (&Value::from("j1"), &Value::from(true))
+    );
     // Four steps of 300 ms, two of them side by side.
     assert!(report["wall_ms"].as_f64().unwrap() >= 900.0, "{report}");
     let tasks = report["tasks"].as_array().unwrap();

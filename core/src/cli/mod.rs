@@ -83,6 +83,9 @@ mod show;
 use tables::cache_table;
 use ticker::Ticker;
 
+/// What the command line says it does (`--help`).
+const ABOUT: &str = "Runs a workflow, resumes its runs, shows their history.";
+
 /// A workflow binary's command line.
 pub struct Cli<P, O> {
     /// The workflow, its resources' types forgotten: its runners come from
@@ -105,14 +108,18 @@ type Serve<P, O> = dyn Fn(crate::dist::Worker, &Workflow<P, O>) -> Result<crate:
     + Send
     + Sync;
 
+/// What the command line's own argument groups are not named after: a user's
+/// parameters struct (see [`Cli::main_args`]) may be called anything.
 #[derive(Parser)]
-#[command(about = "Runs a workflow, resumes its runs, shows their history.")]
+#[command(about = ABOUT)]
+#[group(skip)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(clap::Args)]
+#[group(skip)]
 struct StoreArg {
     /// The SQLite file of runs and checkpoints [default: <workflow>.db].
     #[arg(long, value_name = "PATH")]
@@ -122,6 +129,7 @@ struct StoreArg {
 /// Where distributed runs are: `--distributed` works with them instead of the store's.
 #[cfg(feature = "postgres")]
 #[derive(clap::Args, Default)]
+#[group(skip)]
 struct ClusterArg {
     /// Works with the distributed runs of a PostgreSQL cluster (see `worker`): `run`
     /// submits a run to its workers and waits for it.
@@ -272,9 +280,9 @@ where
 {
     /// A command line for `workflow`, its store `<workflow name>.db` in the working
     /// directory.
-    pub fn new(workflow: &Workflow<P, O>) -> Self {
+    pub fn new<R: Params + crate::run::NoResources>(workflow: &Workflow<P, O, R>) -> Self {
         let store = PathBuf::from(format!("{}.db", workflow.graph().name()));
-        let workflow = workflow.clone();
+        let workflow = Workflow::from_plan(Arc::clone(&workflow.plan));
         Self {
             workflow,
             store,

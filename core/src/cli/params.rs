@@ -18,6 +18,13 @@ const RESERVED: [&str; 6] = [
 pub(super) fn clashes<A: Args>() -> Result<(), String> {
     let probe = A::augment_args(clap::Command::new("probe"));
     for arg in probe.get_arguments() {
+        if arg.get_short() == Some('h') {
+            return Err(format!(
+                "the workflow's parameter `{}` takes `-h`, the command line's help: give it \
+                 another short name",
+                arg.get_id()
+            ));
+        }
         let id = arg.get_id().as_str();
         let long = arg.get_long().map(|long| long.replace('-', "_"));
         if let Some(taken) = RESERVED
@@ -39,12 +46,27 @@ pub(super) fn clashes<A: Args>() -> Result<(), String> {
 pub(super) fn parse<C: CommandFactory + FromArgMatches, A: Args>(
     args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
 ) -> Result<(C, Option<A>), clap::Error> {
-    let command = A::augment_args(
-        C::command()
+    // A doc comment on `A` would become the commands' `about`: theirs are kept.
+    let command = C::command();
+    let about = command.get_about().cloned();
+    let run_about = command
+        .find_subcommand("run")
+        .and_then(|run| run.get_about().cloned());
+    let mut command = A::augment_args(
+        command
             .args_conflicts_with_subcommands(true)
             .subcommand_negates_reqs(true),
     )
-    .mut_subcommand("run", |run| A::augment_args(run));
+    .mut_subcommand("run", |run| {
+        let run = A::augment_args(run);
+        match &run_about {
+            Some(about) => run.about(about.clone()),
+            None => run,
+        }
+    });
+    if let Some(about) = about {
+        command = command.about(about);
+    }
     let matches = command.try_get_matches_from(args)?;
     let parsed = C::from_arg_matches(&matches)?;
     let runs: Option<&ArgMatches> = match matches.subcommand() {

@@ -98,7 +98,7 @@ pub(super) fn run(
             (true, _) => out_raw!("{}", crate::timeline::text(&report, timeline_width())),
             (false, Output::Table) if view.html.is_none() => out!("{report}"),
             (false, Output::Table) => {}
-            (false, Output::Json) => out!("{}", json(&report)?),
+            (false, Output::Json) => out!("{}", json(&ended(&report, run_id)?)?),
         }
         return Ok(());
     }
@@ -152,4 +152,16 @@ pub(super) fn run(
     }
     out!("if its process is gone, `resume {run_id}` finishes it");
     Ok(())
+}
+
+/// An ended run's report as JSON, with its id and `"ended": true` in front, as an
+/// unended run's JSON has them.
+fn ended(report: &RunReport, run_id: &str) -> Result<serde_json::Value, Failure> {
+    let mut value = serde_json::json!({ "run": run_id, "ended": true });
+    let report =
+        serde_json::to_value(report).map_err(|error| format!("cannot write JSON: {error}"))?;
+    if let (Some(out), serde_json::Value::Object(fields)) = (value.as_object_mut(), report) {
+        out.extend(fields);
+    }
+    Ok(value)
 }

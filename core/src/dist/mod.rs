@@ -193,9 +193,17 @@ impl Cluster {
     ) -> Result<(), Error>
     where
         P: Params + serde::Serialize,
+        R: Params,
     {
         crate::run_id::check_run_id(run_id)?;
         let plan = &workflow.plan;
+        // The workflow as `workflow!` splits it, so that a resource is never taken for a
+        // parameter and saved.
+        if R::LEN != plan.resources {
+            return Err(Error::MissingResources {
+                workflow: plan.graph.name().to_owned(),
+            });
+        }
         let fingerprint = distributable(plan)?;
         let input = serde_json::to_vec(&params).map_err(|error| Error::Checkpoint {
             run: run_id.to_owned(),

@@ -61,7 +61,7 @@ pub(crate) use cache::{decode as decode_cached, key_of};
 #[cfg(feature = "durable")]
 pub(crate) use checkpoint::Flushed;
 pub(crate) use checkpoint::{Extras, Nested, Sink};
-pub(crate) use finish::Finished;
+pub(crate) use finish::{Finished, RunEnd};
 pub(crate) use stop::Stop;
 
 use fanout::FanOut;
@@ -326,7 +326,7 @@ impl RunContext {
 }
 
 /// A run's resources, put in their slots as it starts.
-pub(crate) type Provide = Box<dyn FnOnce(&[Slot]) + Send>;
+pub(crate) type Provide = Box<dyn FnOnce(&[Slot]) + Send + Sync>;
 
 /// Runs `plan` once: `store` fills the parameters' slots, then every task runs as soon
 /// as its inputs exist. Stopping `stop`, or dropping this future, stops the run.
@@ -346,20 +346,18 @@ pub(crate) async fn execute(
     let run_id = extras
         .run_id
         .unwrap_or_else(|| crate::run_id::new_run_id(name));
+    // Only a runner made by `Workflow::runner_with` runs a workflow with resources.
+    if plan.resources > 0 && extras.resources.is_none() {
+        return Err(Error::MissingResources {
+            workflow: name.to_owned(),
+        });
+    }
     let span = tracing::info_span!("workflow", name = %name, run = %run_id);
     tracing::info!(parent: &span, "run started");
     let mut board = Board::new(&plan);
     store(board.slots());
-    match extras.resources {
-        Some(provide) => provide(board.slots()),
-        // Only a runner made by `Workflow::runner_with` runs a workflow with resources.
-        None if plan.resources > 0 => {
-            return Err(Error::Fault {
-                workflow: name.to_owned(),
-                message: "its resources were not given to the run".into(),
-            });
-        }
-        None => {}
+    if let Some(provide) = extras.resources {
+        provide(board.slots());
     }
     board.settle_params(&plan);
     if let Some(progress) = &extras.progress {
@@ -442,6 +440,7 @@ pub(crate) async fn execute(
     };
     stop_on_drop.disarm();
     let Ok(slots) = slots else {
+        tracing::info!(parent: &span, status = "failed", "run ended");
         return Err(Error::Fault {
             workflow: plan.graph.name().to_string(),
             message: "the run's state was dropped without handing back its results".into(),

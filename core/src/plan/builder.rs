@@ -154,7 +154,7 @@ pub struct Builder<P> {
     /// [`TypedBody`](super::chain::TypedBody), until the fan-out takes it.
     chain: Option<Box<dyn std::any::Any + Send + Sync>>,
     /// How many of the last parameters are resources ([`resources`](Self::resources)).
-    resources: usize,
+    pub(super) resources: usize,
     _params: PhantomData<fn(P)>,
 }
 

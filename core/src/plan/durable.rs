@@ -253,7 +253,17 @@ impl<P: Params> Builder<P> {
             );
         }
         let version = self.version?;
-        let shape = shape(graph, version);
+        let mut shape = shape(graph, version);
+        // Only when there are: the shapes of workflows without resources are as before,
+        // and a parameter made a resource is a change of shape (a run saved before
+        // holds it in its input).
+        if self.resources > 0 {
+            let _ = writeln!(
+                shape,
+                "the last {} parameters are resources",
+                self.resources
+            );
+        }
         Some(Durable {
             fingerprint: fingerprint(&shape),
             shape,

@@ -39,7 +39,7 @@ pub trait Inputs: Send + Sync + 'static {
 pub trait Arguments<P> {}
 
 /// A tuple of a workflow's parameter types: `()`, `(A,)`, `(A, B)`, ….
-pub trait Params: Send + 'static {
+pub trait Params: Send + Sync + 'static {
     /// How many parameters.
     const LEN: usize;
     /// One handle per parameter.

@@ -84,7 +84,8 @@ pub struct TaskReport {
     #[serde(
         rename = "started_at_ms",
         alias = "started_at",
-        with = "millis::option"
+        with = "millis::option",
+        default
     )]
     pub started_at: Option<Duration>,
     /// From all its inputs existing to its start: time spent waiting for a thread or

@@ -11,7 +11,9 @@ use crate::report::RunReport;
 /// threads, CPU tasks on rayon's), refused inside a runtime, whose thread it would
 /// block.
 fn block_on<T>(workflow: &str, run: impl Future<Output = T>) -> Result<T, Error> {
-    if tokio::runtime::Handle::try_current().is_ok() {
+    // On rayon's threads (a CPU task) the run's own CPU tasks could wait forever for
+    // the threads it blocks.
+    if tokio::runtime::Handle::try_current().is_ok() || rayon::current_thread_index().is_some() {
         return Err(Error::BlockingInRuntime {
             workflow: workflow.to_owned(),
         });

@@ -47,6 +47,14 @@ where
         ..
     } = runner;
     let progress = progress.into_inner();
+    if plan.resources > 0 && resources.is_none() {
+        let workflow = plan.graph.name().to_owned();
+        return RunOutcome {
+            result: Err(Error::MissingResources { workflow }),
+            report: RunReport::not_started(plan.graph.name()),
+            run_id: None,
+        };
+    }
     let name = plan.graph.name().to_owned();
     if params.is_none() && stored.id.is_none() {
         return RunOutcome {
@@ -111,7 +119,7 @@ where
         cache,
         progress,
     };
-    let (mut result, report) =
+    let (mut result, report, end) =
         super::workflow::run_plan(Arc::clone(&plan), options, stop, params, true, extras).await;
     let mut report = report.unwrap_or_else(|| RunReport::not_started(&name));
     let lease = match flushed.await {
@@ -156,6 +164,10 @@ where
         if let Err(error) = ended {
             result = result.and(Err(error));
         }
+    }
+    // Once the result is final: a store that failed at the end fails the run.
+    if let Some(end) = end {
+        end.log(&result);
     }
     RunOutcome {
         result,

@@ -95,8 +95,9 @@ pub(crate) fn provide<P: Params, R: Params>(resources: R) -> crate::exec::Provid
 #[diagnostic::on_unimplemented(
     message = "this workflow needs its resources `{Self}` to run",
     label = "a workflow with `#[resource]` parameters is given them for each run",
-    note = "call `run_with(params, resources)` or `runner_with(resources)`, or the \
-            workflow's function with every argument"
+    note = "give them with `run_with(params, resources)`, `runner_with(resources)`, \
+            `run_blocking_with(params, resources)` or `Cli::with_resources(workflow, || \
+            resources)`, or call the workflow's function with every argument"
 )]
 pub trait NoResources {}
 
@@ -274,12 +275,15 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
                 ..Extras::default()
             };
             let run = workflow::run_plan(Arc::clone(&plan), options, stop, params, true, extras);
-            let (result, report) = run.await;
+            let (result, report, end) = run.await;
             #[allow(unused_mut)]
             let mut report = report.unwrap_or_else(|| RunReport::not_started(plan.graph.name()));
             #[cfg(feature = "durable")]
             if let Some(finishing) = finishing {
                 finishing.finish(&mut report).await;
+            }
+            if let Some(end) = end {
+                end.log(&result);
             }
             RunOutcome {
                 result,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{NoResources, Runner, provide};
 use crate::error::Error;
-use crate::exec::{self, Extras, RunOptions, Stop};
+use crate::exec::{self, Extras, RunEnd, RunOptions, Stop};
 use crate::plan::{Params, Plan, Workflow};
 use crate::report::RunReport;
 use crate::value::Slot;
@@ -55,7 +55,13 @@ impl<P: Params, O: Send + Sync + 'static, R: Params> Workflow<P, O, R> {
             false,
             extras,
         );
-        async move { run.await.0 }
+        async move {
+            let (result, _, end) = run.await;
+            if let Some(end) = end {
+                end.log(&result);
+            }
+            result
+        }
     }
 
     /// A configured run: fail-fast, a timeout, a cancel handle, and the run's report.
@@ -75,7 +81,8 @@ impl<P: Params, O: Send + Sync + 'static, R: Params> Workflow<P, O, R> {
     }
 }
 
-/// Runs `plan` once with `options`; the typed half of [`Runner::run`].
+/// Runs `plan` once with `options`; the typed half of [`Runner::run`]. The caller logs
+/// the run's end (the [`RunEnd`] of a run that started) once its result is final.
 pub(crate) async fn run_plan<P: Params, O: 'static>(
     plan: Arc<Plan>,
     options: RunOptions,
@@ -83,19 +90,18 @@ pub(crate) async fn run_plan<P: Params, O: 'static>(
     params: P,
     with_report: bool,
     extras: Extras,
-) -> (Result<O, Error>, Option<RunReport>) {
+) -> (Result<O, Error>, Option<RunReport>, Option<RunEnd>) {
     let store = move |slots: &[Slot]| params.store(slots);
     match exec::execute(Arc::clone(&plan), options, stop, store, extras).await {
         Ok(finished) => {
             let report = with_report.then(|| finished.report(&plan));
             let end = finished.end();
-            let result = finished.into_output::<O>(&plan);
-            end.log(&result);
-            (result, report)
+            (finished.into_output::<O>(&plan), report, Some(end))
         }
         Err(error) => (
             Err(error),
             with_report.then(|| RunReport::not_started(plan.graph.name())),
+            None,
         ),
     }
 }

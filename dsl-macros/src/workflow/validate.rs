@@ -341,8 +341,6 @@ impl Scope {
         }
     }
 
-    /// Whether the workflow moves one of `params` into a task or a `for` (then it cannot
-    /// run as another workflow's node, whose inputs it would share).
     /// The reads that move one of `names` into a task: each token, and the task.
     pub(super) fn moves_of<'s>(
         &'s self,
@@ -354,6 +352,8 @@ impl Scope {
         })
     }
 
+    /// Whether the workflow moves one of `params` into a task or a `for` (then it cannot
+    /// run as another workflow's node, whose inputs it would share).
     pub(super) fn moves_param(&self, params: &[(Ident, syn::Type)]) -> bool {
         self.reads.iter().any(|read| {
             read.own && read.moved_into.is_some() && params.iter().any(|(p, _)| *p == read.ident)
