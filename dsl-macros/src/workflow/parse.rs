@@ -57,6 +57,11 @@ const LOOP_OVER: &str = "a workflow `for` goes over a binding: `for item in &col
                          (shared) or `for item in collection` (moved into the loop)";
 
 /// What an arm inside a `for` may end with.
+const LOOP_OVER_RANGE: &str = "a workflow `for` goes over a binding (a parameter or a \
+                               task's output), not a range: have a task return the items (`let \
+                               pages = numbers(&count);`, returning `Vec<u32>`), then write \
+                               `for page in &pages`";
+
 const ARM_VALUE_IN_LOOP: &str = "inside a `for`, an arm ends with a task call or a binding \
                                  made in the loop's body: the item and the bindings outside \
                                  the loop are the loop's, not the item's result";
@@ -471,8 +476,12 @@ fn for_loop(
             None
         }
     };
-    // A field (`&a.f`, `a.f`) is not a binding: one message for both.
-    let collection = if matches!(&*for_loop.expr, Expr::Field(_)) {
+    // A field (`&a.f`, `a.f`) is not a binding: one message for both. Nor is a range
+    // or any other expression: the items are a task's output.
+    let collection = if let Expr::Range(range) = &*for_loop.expr {
+        errors.at(range, LOOP_OVER_RANGE);
+        None
+    } else if !matches!(&*for_loop.expr, Expr::Path(_) | Expr::Reference(_)) {
         errors.at(&for_loop.expr, LOOP_OVER);
         None
     } else {
