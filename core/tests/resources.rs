@@ -2,6 +2,7 @@
 //! read by tasks with `&` like any input, never saved, checkpointed or part of a
 //! durable run's input, so they need no serde.
 
+#![cfg(feature = "sqlite")]
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
