@@ -460,8 +460,9 @@ impl<'g> Node<'g> {
 
 /// A graph serialises as `{ name, output, nodes: [{ name, task, kind, inputs,
 /// outcome_inputs, retry, timeout_ms, arm }] }`; `arm` is `[decision, arm]` for a node
-/// inside an arm of an `if` or `match`, else `null`; durations are milliseconds. (A
-/// fan-out's or sub-workflow's body is not included: Mermaid and DOT draw it.)
+/// inside an arm of an `if` or `match`, else `null`; `body` is a fan-out's or
+/// sub-workflow's own graph, in the same layout, else `null`; durations are
+/// milliseconds.
 impl serde::Serialize for Graph {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
@@ -478,7 +479,7 @@ impl serde::Serialize for Node<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let info = self.info();
-        let mut node = serializer.serialize_struct("Node", 8)?;
+        let mut node = serializer.serialize_struct("Node", 9)?;
         node.serialize_field("name", self.name())?;
         node.serialize_field("task", &self.task())?;
         node.serialize_field("kind", &self.kind())?;
@@ -490,6 +491,7 @@ impl serde::Serialize for Node<'_> {
             &info.timeout.map(|timeout| timeout.as_secs_f64() * 1e3),
         )?;
         node.serialize_field("arm", &self.arm())?;
+        node.serialize_field("body", &self.body())?;
         node.end()
     }
 }

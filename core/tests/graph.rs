@@ -130,3 +130,46 @@ async fn a_graph_can_be_built_by_hand() {
     assert_eq!(workflow.run((1,)).await.unwrap(), (1..=1000).sum::<u64>());
     assert_eq!(workflow.run((0,)).await.unwrap(), (0..1000).sum::<u64>());
 }
+
+#[task]
+fn count_to(n: &u64) -> Vec<u64> {
+    (0..*n).collect()
+}
+
+#[task(retries = 2, retry_delay = "250ms", timeout = "2s")]
+fn careful(x: &u64) -> u64 {
+    *x
+}
+
+#[task]
+fn summed(xs: &[u64]) -> u64 {
+    xs.iter().sum()
+}
+
+workflow! {
+    fn looped(n: u64) -> u64 {
+        let xs = count_to(&n);
+        let each = for x in &xs {
+            careful(x)
+        };
+        summed(&each)
+    }
+}
+
+/// A fan-out's body is in the JSON, and durations are milliseconds.
+#[test]
+fn a_graph_serialises_its_bodies_and_durations_in_milliseconds() {
+    let json = serde_json::to_value(looped::workflow().graph()).unwrap();
+    let each = json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|node| node["name"] == "each")
+        .unwrap();
+    let body = each["body"]["nodes"].as_array().unwrap();
+    let careful = body.iter().find(|node| node["task"] == "careful").unwrap();
+    assert_eq!(careful["timeout_ms"], 2000.0);
+    assert_eq!(careful["retry"]["delay_ms"], 250.0);
+    assert_eq!(careful["retry"]["retries"], 2);
+    assert!(json["nodes"][0]["body"].is_null());
+}

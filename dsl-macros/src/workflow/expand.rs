@@ -139,75 +139,62 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
             __aqueduct_builder.output(#output)
         })
     };
-    let header = quote! {
-        #[doc = #workflow_doc]
-        #[allow(non_camel_case_types)]
-        #vis struct #name {
-            _private: (),
-        }
-    };
-    if resource_names.is_empty() {
-        return quote! {
-            #(#attrs)*
-            #vis fn #name(#(#param_names: #param_types),*)
-                -> impl ::core::future::Future<Output = ::core::result::Result<#ret, #p::Error>>
-                    + ::core::marker::Send + 'static
-            {
-                #name::workflow().run((#(#param_names,)*))
-            }
-
-            #header
-
-            impl #p::Subflow for #name {
-                type Params = (#(#param_types,)*);
-                type Output = #ret;
-                const MOVES_PARAMS: bool = #moves_params;
-                fn workflow() -> &'static #workflow_type {
-                    #name::workflow()
-                }
-            }
-
-            impl #name {
-                #(#[doc = #methods_doc])*
+    // With resources, the workflow as built takes every parameter (what another
+    // workflow passes it as a node: `Subflow`); `workflow()` is the same one, split into
+    // its parameters and its resources.
+    let (run, subflow, workflow_fn) = if resource_names.is_empty() {
+        (
+            quote!(#name::workflow().run((#(#param_names,)*))),
+            quote!(#name::workflow()),
+            quote! {
                 #vis fn workflow() -> &'static #workflow_type {
                     #built
                 }
-            }
-        };
-    }
-    // With resources: the workflow as built takes every parameter (what another
-    // workflow passes it as a node); `workflow()` is the same one, split into its
-    // parameters and its resources.
-    let split_type = quote!(#p::Workflow<(#(#saved_types,)*), #ret, (#(#resource_types,)*)>);
+            },
+        )
+    } else {
+        let split_type = quote!(#p::Workflow<(#(#saved_types,)*), #ret, (#(#resource_types,)*)>);
+        (
+            quote!(#name::workflow().run_with((#(#saved_names,)*), (#(#resource_names,)*))),
+            built,
+            quote! {
+                #vis fn workflow() -> &'static #split_type {
+                    static SPLIT: #p::OnceLock<#split_type> = #p::OnceLock::new();
+                    SPLIT.get_or_init(|| {
+                        <#name as #p::Subflow>::workflow()
+                            .with_resources::<(#(#saved_types,)*), (#(#resource_types,)*)>()
+                    })
+                }
+            },
+        )
+    };
     quote! {
         #(#attrs)*
         #vis fn #name(#(#param_names: #param_types),*)
             -> impl ::core::future::Future<Output = ::core::result::Result<#ret, #p::Error>>
                 + ::core::marker::Send + 'static
         {
-            #name::workflow().run_with((#(#saved_names,)*), (#(#resource_names,)*))
+            #run
         }
 
-        #header
+        #[doc = #workflow_doc]
+        #[allow(non_camel_case_types)]
+        #vis struct #name {
+            _private: (),
+        }
 
         impl #p::Subflow for #name {
             type Params = (#(#param_types,)*);
             type Output = #ret;
             const MOVES_PARAMS: bool = #moves_params;
             fn workflow() -> &'static #workflow_type {
-                #built
+                #subflow
             }
         }
 
         impl #name {
             #(#[doc = #methods_doc])*
-            #vis fn workflow() -> &'static #split_type {
-                static SPLIT: #p::OnceLock<#split_type> = #p::OnceLock::new();
-                SPLIT.get_or_init(|| {
-                    <#name as #p::Subflow>::workflow()
-                        .with_resources::<(#(#saved_types,)*), (#(#resource_types,)*)>()
-                })
-            }
+            #workflow_fn
         }
     }
 }
