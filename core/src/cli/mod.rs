@@ -199,23 +199,9 @@ where
         input: impl FnOnce() -> P,
         done: impl FnOnce(O, &RunReport),
     ) -> ExitCode {
-        let args = match Args::try_parse_from(args) {
-            Ok(args) => args,
-            Err(error) => {
-                let _ = error.print();
-                return if error.use_stderr() {
-                    ExitCode::from(2)
-                } else {
-                    ExitCode::SUCCESS
-                };
-            }
-        };
-        match self.command(args.command, Some(input), done).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(failure) => {
-                eprintln!("error: {failure}");
-                ExitCode::FAILURE
-            }
+        match Args::try_parse_from(args) {
+            Ok(args) => self.exit(args.command, Some(input), done).await,
+            Err(error) => usage(&error),
         }
     }
 
@@ -279,19 +265,23 @@ where
             eprintln!("error: {clash}");
             return ExitCode::from(2);
         }
-        let (command, params) = match params::parse::<Args, A>(args) {
-            Ok(parsed) => parsed,
-            Err(error) => {
-                let _ = error.print();
-                return if error.use_stderr() {
-                    ExitCode::from(2)
-                } else {
-                    ExitCode::SUCCESS
-                };
+        match params::parse::<Args, A>(args) {
+            Ok((command, params)) => {
+                let input = params.map(|params| move || input(params));
+                self.exit(command.command, input, done).await
             }
-        };
-        let input = params.map(|params| move || input(params));
-        match self.command(command.command, input, done).await {
+            Err(error) => usage(&error),
+        }
+    }
+
+    /// Does `command`: its failure goes to stderr, with a failure exit code.
+    async fn exit(
+        self,
+        command: Option<Command>,
+        input: Option<impl FnOnce() -> P>,
+        done: impl FnOnce(O, &RunReport),
+    ) -> ExitCode {
+        match self.command(command, input, done).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(failure) => {
                 eprintln!("error: {failure}");
@@ -562,6 +552,16 @@ where
         let path = store.store.unwrap_or_else(|| self.store.clone());
         let store = SqliteStore::open(path).map_err(|e| e.to_string())?;
         Ok(Arc::new(store))
+    }
+}
+
+/// A command line clap refused (exit code 2), or `--help` (printed, success).
+fn usage(error: &clap::Error) -> ExitCode {
+    let _ = error.print();
+    if error.use_stderr() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
