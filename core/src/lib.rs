@@ -26,6 +26,7 @@
 //! | `debug` | `task started` | `node`, `attempt` |
 //! | `debug` | `task ended` | `node`, `status` (as [`TaskStatus`] prints), `attempts`, `duration_ms` (first attempt's start to the end) |
 //! | `error` | `task failed` | `node`, `attempts` (or `item`, in a fused fan-out), `error` |
+//! | `debug` | `fan-out ended` (some of its items did not succeed: each logged its own `task failed`) | `node`, `error` |
 //! | `warn` | a retry | `node`, `attempt`, `error` |
 //! | `warn` | a cached result not looked up or read (it runs) | `node`, `task` |
 //! | `warn` | cached results not saved (outside any run's span) | `error`, `results` |

@@ -221,9 +221,22 @@ enum Cause {
     Timeout,
     /// Told by [`cancelled`] to stop, it returned: whatever it returned is discarded.
     Cancelled,
+    /// A fan-out's items did not all succeed; each item's failure was its own.
+    Items,
 }
 
 impl TaskError {
+    /// A fan-out's failure because some of its items did not succeed (whose own
+    /// failures are logged and reported each).
+    pub(crate) fn items(error: impl StdError + Send + Sync + 'static) -> Self {
+        Self::with_cause(Box::new(error), Cause::Items)
+    }
+
+    /// Whether it is a fan-out's failure for its items (see [`items`](Self::items)).
+    pub(crate) fn is_items(&self) -> bool {
+        self.0.cause == Cause::Items
+    }
+
     /// A transient failure described by a message alone.
     pub fn msg(message: impl fmt::Display) -> Self {
         Self::with_cause(message.to_string().into(), Cause::Transient)

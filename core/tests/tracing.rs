@@ -48,6 +48,34 @@ workflow! {
     }
 }
 
+#[task]
+fn items(n: &u64) -> Vec<u64> {
+    (0..*n).collect()
+}
+
+workflow! {
+    fn one_bad_item(n: u64) -> u64 {
+        let xs = items(&n);
+        let each = for x in &xs {
+            fails_on_two(x)
+        };
+        fold(&each)
+    }
+}
+
+#[task]
+fn fails_on_two(x: &u64) -> Result<u64, TaskError> {
+    if *x == 2 {
+        return Err(TaskError::msg("two is bad"));
+    }
+    Ok(*x)
+}
+
+#[task]
+fn fold(xs: &[u64]) -> u64 {
+    xs.iter().sum()
+}
+
 /// The run's id in `line`'s workflow span: `workflow{name=traced run=<id>}`.
 fn run_of(line: &str) -> Option<&str> {
     let start = line.find("workflow{name=traced run=")? + "workflow{name=traced run=".len();
@@ -69,6 +97,7 @@ async fn runs_and_tasks_are_spans_with_the_run_id_and_events() {
     let (a, b) = tokio::join!(traced(4), traced(5));
     assert_eq!((a.unwrap().as_str(), b.unwrap().as_str()), ("8!", "10!"));
     let _ = failing(1).await;
+    let _ = one_bad_item(4).await;
     let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = log.lines().collect();
 
@@ -118,4 +147,11 @@ async fn runs_and_tasks_are_spans_with_the_run_id_and_events() {
                 && line.contains(r#"run ended status="failed""#)),
         "{log}"
     );
+    // A failed item is one error: the fan-out's own end, for its items, is not another.
+    let errors: Vec<&&str> = lines
+        .iter()
+        .filter(|line| line.contains("ERROR workflow{name=one_bad_item run="))
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].contains("two is bad"), "{errors:#?}");
 }

@@ -119,7 +119,12 @@ impl Shared {
             }
             Err(error) => {
                 let name = self.plan.graph.name_of(node);
-                tracing::error!(parent: &self.span, node = name, attempts = job.attempt, %error, "task failed");
+                if error.is_items() {
+                    // Each item that did not succeed logged its own failure.
+                    tracing::debug!(parent: &self.span, node = name, %error, "fan-out ended");
+                } else {
+                    tracing::error!(parent: &self.span, node = name, attempts = job.attempt, %error, "task failed");
+                }
                 let (value, status) = failure(&self.plan, node, &error);
                 (value, status, Some(error))
             }

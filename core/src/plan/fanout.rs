@@ -200,7 +200,7 @@ pub(super) fn gathered<T: Send + Sync + 'static>(
         });
         return Ok(ok::<Vec<T>>(values.collect()));
     }
-    Err(ItemsFailed { outcomes }.into())
+    Err(TaskError::items(ItemsFailed { outcomes }))
 }
 
 /// The output of a sub-workflow's single run.
