@@ -18,8 +18,8 @@ use aqueduct::{Error, Kind};
 mod database;
 use database::Database;
 
-/// `width` tasks reading the parameter, each `x * i` (CPU and IO alternating), then
-/// their sum: a run with `width + 1` tasks.
+/// `width` tasks reading the parameter, each `x * i` (CPU and IO alternating, the IO
+/// ones 5 ms each), then their sum: a run with `width + 1` tasks.
 fn wide(width: usize) -> Workflow<(u64,), u64> {
     let (mut b, (x,)) = Builder::<(u64,)>::new("wide", ["x"]);
     b.durable(1);
@@ -45,7 +45,9 @@ fn wide(width: usize) -> Workflow<(u64,), u64> {
                     let (x,) = input.get();
                     let x = *x;
                     Step::pending(async move {
-                        tokio::task::yield_now().await;
+                        // Long enough that one worker cannot drain the run before
+                        // the other claims: both must do work.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
                         Ok(x * i)
                     })
                 },
