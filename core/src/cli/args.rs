@@ -1,7 +1,7 @@
 //! The command line's own arguments, as clap parses them: the commands and their
 //! options (a user's parameters struct is added to `run` by `params.rs`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -20,7 +20,8 @@ pub(super) struct Args {
 #[derive(clap::Args)]
 #[group(skip)]
 pub(super) struct StoreArg {
-    /// The SQLite file of runs and checkpoints [default: <workflow>.db].
+    // `command` adds the default to the help: the workflow's `<name>.db`.
+    /// The SQLite file of runs and checkpoints.
     #[arg(long, value_name = "PATH")]
     pub(super) store: Option<PathBuf>,
 }
@@ -167,6 +168,28 @@ pub(super) enum Output {
     Table,
     /// For programs: JSON on one line.
     Json,
+}
+
+/// The command line, its `--store` options saying which file is the default.
+pub(super) fn command(store: &Path) -> clap::Command {
+    let help = format!(
+        "The SQLite file of runs and checkpoints [default: {}]",
+        store.display()
+    );
+    with_store_help(<Args as clap::CommandFactory>::command(), &help)
+}
+
+/// `command` and its subcommands with `help` on their `--store`.
+fn with_store_help(command: clap::Command, help: &str) -> clap::Command {
+    command
+        .mut_args(|arg| {
+            if arg.get_id() == "store" {
+                arg.help(help.to_owned())
+            } else {
+                arg
+            }
+        })
+        .mut_subcommands(|sub| with_store_help(sub, help))
 }
 
 /// A run id on the command line: refused at once if no run may have it.

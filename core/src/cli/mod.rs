@@ -49,8 +49,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use clap::Parser;
-
 use crate::plan::{Params, Workflow};
 use crate::report::RunReport;
 use crate::run::{RunOutcome, Runner};
@@ -199,7 +197,10 @@ where
         input: impl FnOnce() -> P,
         done: impl FnOnce(O, &RunReport),
     ) -> ExitCode {
-        match Args::try_parse_from(args) {
+        let parsed = args::command(&self.store)
+            .try_get_matches_from(args)
+            .and_then(|matches| <Args as clap::FromArgMatches>::from_arg_matches(&matches));
+        match parsed {
             Ok(args) => self.exit(args.command, Some(input), done).await,
             Err(error) => usage(&error),
         }
@@ -265,7 +266,7 @@ where
             eprintln!("error: {clash}");
             return ExitCode::from(2);
         }
-        match params::parse::<Args, A>(args) {
+        match params::parse::<Args, A>(args::command(&self.store), args) {
             Ok((command, params)) => {
                 let input = params.map(|params| move || input(params));
                 self.exit(command.command, input, done).await

@@ -1,7 +1,7 @@
 //! A workflow's parameters on the command line: a clap `Args` struct of the user's,
 //! added to `run` (and to the bare command, which runs).
 
-use clap::{ArgMatches, Args, CommandFactory, FromArgMatches};
+use clap::{ArgMatches, Args, FromArgMatches};
 
 /// The command line's own options of `run`: a parameter may not take their names.
 const RESERVED: [&str; 6] = [
@@ -43,11 +43,11 @@ pub(super) fn clashes<A: Args>() -> Result<(), String> {
 
 /// Parses `args` with `A` added to `run` and to the bare command: the command line,
 /// and the parameters if it runs.
-pub(super) fn parse<C: CommandFactory + FromArgMatches, A: Args>(
+pub(super) fn parse<C: FromArgMatches, A: Args>(
+    command: clap::Command,
     args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
 ) -> Result<(C, Option<A>), clap::Error> {
     // A doc comment on `A` would become the commands' `about`: theirs are kept.
-    let command = C::command();
     let about = command.get_about().cloned();
     let run_about = command
         .find_subcommand("run")
