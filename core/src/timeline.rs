@@ -1,18 +1,16 @@
 //! A run's timeline, for people: each task a bar on a time axis, in the terminal
 //! ([`text`]) or as one self-contained HTML page with the graph beside it ([`html`]).
-//! A fan-out's item rows (`task[3]`) are summed up in one bar per body task once there
-//! are more than [`ITEMS_SHOWN`] of them.
+//! A fan-out's item rows (`task[3]`) are summed up in one bar per body task
+//! (`task[*]`) once there are more of them than the report's table lists
+//! ([`crate::report`] groups them the same way).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::describe::Graph;
-use crate::report::{RunReport, TaskReport, TaskStatus};
+use crate::report::{ITEMS_SHOWN, RunReport, TaskReport, TaskStatus, item_key};
 use crate::task::Kind;
-
-/// A fan-out body task's item rows beyond this many are drawn as one bar.
-pub const ITEMS_SHOWN: usize = 10;
 
 /// One bar of the timeline: a task, or a fan-out body task's items summed up.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +28,8 @@ struct Bar {
 }
 
 /// The bars of `report`: its tasks in the report's order (parameters left out), a
-/// fan-out body task's items summed up beyond [`ITEMS_SHOWN`].
+/// fan-out body task's items summed up beyond `ITEMS_SHOWN`, as the report's table
+/// does.
 fn bars(report: &RunReport) -> Vec<Bar> {
     // Item rows grouped by what they are without their index: `each[…]`, `each[…].b`.
     let mut groups: BTreeMap<String, Vec<&TaskReport>> = BTreeMap::new();
@@ -64,16 +63,6 @@ fn bars(report: &RunReport) -> Vec<Bar> {
         });
     }
     bars
-}
-
-/// `each[…].task` for the item row `each[3].task`; `None` for a row that is no item's.
-fn item_key(node: &str) -> Option<String> {
-    let open = node.find('[')?;
-    let close = open + node[open..].find(']')?;
-    node[open + 1..close]
-        .chars()
-        .all(|c| c.is_ascii_digit())
-        .then(|| format!("{}[…]{}", &node[..open], &node[close + 1..]))
 }
 
 /// One bar for many item rows: from the first start to the last end.
@@ -451,7 +440,7 @@ mod tests {
         );
         let report = report(tasks);
         let text = text(&report, 40);
-        assert!(text.contains("each[…]"), "{text}");
+        assert!(text.contains("each[*]"), "{text}");
         assert!(text.contains("(31 items, 1 not succeeded)"), "{text}");
         assert!(text.contains("few[2].x"), "{text}");
         assert_eq!(text.lines().count(), 1 + 1 + 3, "{text}");

@@ -1,22 +1,9 @@
 //! Every run is a span and every task execution a span inside it, named after its task.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use aqueduct::prelude::*;
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+mod capture;
+use capture::Capture;
 
 #[task]
 fn double(x: &u64) -> u64 {
@@ -86,19 +73,13 @@ fn run_of(line: &str) -> Option<&str> {
 /// One test, since the subscriber is global (tasks run on rayon's and tokio's threads).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_and_tasks_are_spans_with_the_run_id_and_events() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .init();
+    let capture = Capture::install(tracing::Level::DEBUG);
     // Two runs of one workflow at once.
     let (a, b) = tokio::join!(traced(4), traced(5));
     assert_eq!((a.unwrap().as_str(), b.unwrap().as_str()), ("8!", "10!"));
     let _ = failing(1).await;
     let _ = one_bad_item(4).await;
-    let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let log = capture.text();
     let lines: Vec<&str> = log.lines().collect();
 
     // Every line of a run carries its id, and the two runs have two ids.

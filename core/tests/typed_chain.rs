@@ -2,46 +2,26 @@
 //! the body as `workflow!` wrote it out in plain Rust, with the fused path's results,
 //! failures, rows and stops. Which path a fan-out took is a `debug` event.
 
-use std::io::Write;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use aqueduct::prelude::*;
 use aqueduct::{RunOutcome, TaskStatus};
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+mod capture;
+use capture::Capture;
 
 /// The debug log of every test in this file (tasks run on rayon's threads, so the
 /// subscriber is global).
 fn log() -> &'static Capture {
     static LOG: OnceLock<Capture> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let capture = Capture::default();
-        let writer = capture.clone();
-        tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .init();
-        capture
-    })
+    LOG.get_or_init(|| Capture::install(tracing::Level::DEBUG))
 }
 
 /// Whether fan-out `node` of a run of workflow `name` ran its typed chain.
 fn ran_typed(name: &str, node: &str) -> bool {
-    let log = String::from_utf8(log().0.lock().unwrap().clone()).unwrap();
+    let log = log().text();
     log.lines().any(|line| {
         line.contains(&format!("workflow{{name={name} run={name}-"))
             && line.contains(&format!("node=\"{node}\""))

@@ -1,62 +1,23 @@
 //! `runs`, `show` and `graph` with `--format json`: what a program reads from a workflow
 //! binary, durations as numbers of milliseconds in `…_ms` fields.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_crash_flow");
+mod crash_flow;
+use crash_flow::{BIN, Scratch};
 
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("aqueduct-json-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .arg("--store")
-            .arg(self.0.join("runs.db"))
-            .env("CRASH_LOG", self.0.join("tasks.log"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        command
-    }
-
-    /// Runs the binary; its stdout parsed as JSON.
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.command(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|error| {
-            panic!(
-                "{args:?}: {error}: {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Runs the binary with `args`, which must succeed: its stdout parsed as JSON.
+fn json(scratch: &Scratch, args: &[&str]) -> Value {
+    let out = scratch.stdout(args);
+    serde_json::from_str(&out).unwrap_or_else(|error| panic!("{args:?}: {error}: {out}"))
 }
 
 #[test]
 fn runs_show_and_graph_print_json() {
-    let scratch = Scratch::new("ended");
+    let scratch = Scratch::new("json", "ended");
     let out = scratch
         .command(&["run", "--run-id", "j1"])
         .output()
@@ -67,14 +28,14 @@ fn runs_show_and_graph_print_json() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let runs = scratch.json(&["runs", "--format", "json"]);
+    let runs = json(&scratch, &["runs", "--format", "json"]);
     let run = &runs.as_array().unwrap()[0];
     assert_eq!(run["id"], "j1");
     assert_eq!(run["status"], "succeeded");
     assert!(run["started_ms"].as_u64().unwrap() > 1_700_000_000_000);
     assert!(run["duration_ms"].as_u64().unwrap() >= 900, "{run}");
 
-    let report = scratch.json(&["show", "j1", "--format", "json"]);
+    let report = json(&scratch, &["show", "j1", "--format", "json"]);
     assert_eq!(report["workflow"], "crash_flow");
     assert_eq!(
         (&report["run"], &report["ended"]),
@@ -118,7 +79,7 @@ fn runs_show_and_graph_print_json() {
 /// A run whose process was killed has no report: `show` gives what it saved.
 #[test]
 fn show_gives_a_killed_run_as_json() {
-    let scratch = Scratch::new("killed");
+    let scratch = Scratch::new("json", "killed");
     let mut child = scratch.command(&["run", "--run-id", "j2"]).spawn().unwrap();
     let log = scratch.0.join("tasks.log");
     let start = Instant::now();
@@ -136,7 +97,18 @@ fn show_gives_a_killed_run_as_json() {
     std::thread::sleep(Duration::from_millis(150));
     child.kill().unwrap();
     child.wait().unwrap();
-    let shown = scratch.json(&["show", "j2", "--format", "json"]);
+    let shown = json(&scratch, &["show", "j2", "--format", "json"]);
+    // Its timeline is drawn from the report it writes as it ends: none yet.
+    let timeline = scratch
+        .command(&["show", "j2", "--timeline"])
+        .output()
+        .unwrap();
+    assert_eq!(timeline.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&timeline.stderr).contains("run `j2` has not ended"),
+        "{}",
+        String::from_utf8_lossy(&timeline.stderr)
+    );
     assert_eq!(shown["run"], "j2");
     assert_eq!(shown["ended"], false);
     assert!(shown["checkpoints"].as_u64().unwrap() >= 1, "{shown}");
@@ -147,4 +119,24 @@ fn show_gives_a_killed_run_as_json() {
             .any(|task| task["node"] == "xs" && task["duration_ms"].is_number()),
         "{shown}"
     );
+}
+
+/// `--format json` reads the local store: with `--distributed` it is refused, with the
+/// reason, before any connection is made.
+#[test]
+fn json_of_distributed_runs_is_refused() {
+    for args in [&["runs"][..], &["show", "r1"]] {
+        let out = Command::new(BIN)
+            .args(args)
+            .args(["--format", "json", "--distributed"])
+            .args(["--database-url", "postgres://nowhere.invalid:1/x"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("`--format json` reads the local store"),
+            "{stderr}"
+        );
+    }
 }

@@ -5,44 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_crash_flow");
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("aqueduct-timeline-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    /// Runs the binary with the store in this directory: its stdout.
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new(BIN)
-            .args(args)
-            .arg("--store")
-            .arg(self.0.join("runs.db"))
-            .env("CRASH_LOG", self.0.join("tasks.log"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod crash_flow;
+use crash_flow::Scratch;
 
 /// The browser to test the page in: `CHROMIUM`, or Debian's `/usr/bin/chromium`.
 /// Without one the test says so and passes, unless `AQUEDUCT_REQUIRE_BROWSER` is set
@@ -92,10 +56,10 @@ fn loaded(browser: &Path, page: &Path, profile: &Path) -> String {
 
 #[test]
 fn a_run_is_drawn_as_a_timeline_and_as_a_page_a_browser_renders() {
-    let scratch = Scratch::new("drawn");
-    scratch.run(&["run", "--run-id", "t1"]);
+    let scratch = Scratch::new("timeline", "drawn");
+    scratch.stdout(&["run", "--run-id", "t1"]);
 
-    let text = scratch.run(&["show", "t1", "--timeline"]);
+    let text = scratch.stdout(&["show", "t1", "--timeline"]);
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("crash_flow"), "{text}");
     for node in ["xs", "squares", "sum", "summary"] {
@@ -120,7 +84,7 @@ fn a_run_is_drawn_as_a_timeline_and_as_a_page_a_browser_renders() {
     assert!(start("summary") > start("sum"), "{text}");
 
     let page = scratch.0.join("run.html");
-    scratch.run(&["show", "t1", "--html", page.to_str().unwrap()]);
+    scratch.stdout(&["show", "t1", "--html", page.to_str().unwrap()]);
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(
         !html.contains("<script src") && !html.contains("<link"),

@@ -343,16 +343,20 @@ pub(crate) async fn execute(
     let stop_on_drop = StopOnDrop(Some(stop.clone()));
     let started = Instant::now();
     let name = plan.graph.name();
-    let run_id = extras
-        .run_id
-        .unwrap_or_else(|| crate::run_id::new_run_id(name));
     // Only a runner made by `Workflow::runner_with` runs a workflow with resources.
     if plan.resources > 0 && extras.resources.is_none() {
         return Err(Error::MissingResources {
             workflow: name.to_owned(),
         });
     }
-    let span = tracing::info_span!("workflow", name = %name, run = %run_id);
+    let span = tracing::info_span!("workflow", name = %name, run = tracing::field::Empty);
+    // A run given no id gets one for its span, made only if a subscriber records it.
+    if !span.is_disabled() {
+        let run_id = extras
+            .run_id
+            .unwrap_or_else(|| crate::run_id::new_run_id(name));
+        span.record("run", tracing::field::display(&run_id));
+    }
     tracing::info!(parent: &span, "run started");
     let mut board = Board::new(&plan);
     store(board.slots());

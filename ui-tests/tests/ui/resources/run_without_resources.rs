@@ -18,4 +18,5 @@ workflow! {
 #[tokio::main]
 async fn main() {
     let _ = flow::workflow().run((1,)).await;
+    let _ = flow::workflow().runner();
 }
