@@ -113,6 +113,16 @@ pub enum Error {
         /// The workflow's name.
         workflow: String,
     },
+    /// A fake given to a workflow's `with_fakes` ([`fake`](crate::fake)) that it cannot
+    /// use. Nothing was built.
+    BadFake {
+        /// The workflow's name.
+        workflow: String,
+        /// The faked task's name.
+        task: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
     /// A workflow that this version cannot run distributed ([`dist`](crate::dist)).
     NotDistributable {
         /// The workflow's name.
@@ -244,6 +254,14 @@ impl fmt::Display for Error {
                 f,
                 "workflow `{workflow}` has resources, and this run was not given them: run it \
                  with `{workflow}::workflow().run_with(params, resources)` or `runner_with`"
+            ),
+            Error::BadFake {
+                workflow,
+                task,
+                reason,
+            } => write!(
+                f,
+                "workflow `{workflow}` cannot use the fake of task `{task}`: {reason}"
             ),
             Error::BlockingInRuntime { workflow } => write!(
                 f,

@@ -54,6 +54,7 @@ mod describe;
 pub mod dist;
 mod error;
 mod exec;
+pub mod fake;
 mod plan;
 mod private;
 mod progress;

@@ -9,6 +9,7 @@ mod errors;
 mod options;
 mod spans;
 mod task;
+mod task_call;
 mod workflow;
 
 /// Marks a function as a task a `workflow!` can call.

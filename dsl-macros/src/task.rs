@@ -296,6 +296,9 @@ fn emit(task: &Task) -> TokenStream {
         (quote!(#p::Cpu), quote!(#p::Kind::Cpu))
     };
     let send_check = task.is_async.then(|| send_check(task));
+    let calls = crate::task_call::call_items(&task.item, ret, task.is_async, &p);
+    let (in_task, fake) = (calls.in_task, calls.fake);
+    let item = crate::task_call::with_fake_check(item, task.is_async, &p);
     let (cache, cache_checks) = cache(task, &output);
     let policy = task.options.policy();
     let timeout = task.options.timeout();
@@ -337,6 +340,7 @@ fn emit(task: &Task) -> TokenStream {
             type Kind = #kind;
             type Inputs = (#(#inputs,)*);
             type Cache = #cache;
+            #in_task
             const INFO: #p::TaskInfo = #p::TaskInfo {
                 name: ::core::stringify!(#name),
                 kind: #kind_value,
@@ -350,6 +354,8 @@ fn emit(task: &Task) -> TokenStream {
                 #finish
             }
         }
+
+        #fake
 
         const _: () = #p::assert_task_output::<#output>();
         #(#clone_checks)*

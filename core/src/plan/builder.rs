@@ -18,10 +18,11 @@ use super::branch::MakeBranch;
 use super::chain::{Chain, Imports, MakeTyped, TypedBody};
 use super::fanout::{assemble, assemble_one, collection_item, collection_len, fused, owned_items};
 use super::{
-    Arguments, Call, Called, Collection, FanOutDef, In, Inputs, Items, Mover, NodeFn, Params, Plan,
-    Workflow,
+    Arguments, Call, Called, Collection, FanOutDef, In, Inputs, Items, Mover, NodeFn, Params,
+    PendingFuture, Plan, Workflow,
 };
 use crate::describe::{Arm, Graph, PARAM};
+use crate::fake::Fakes;
 use crate::task::{Kind, TaskError, TaskInfo};
 use crate::value::{Value, movable, ok, unresolved};
 
@@ -103,6 +104,17 @@ impl<'a, T: Send + Sync + 'static> Step<'a, T> {
         })))
     }
 
+    /// This step with its future, if it has one, replaced by `map`'s.
+    pub(crate) fn map_future(
+        self,
+        map: impl FnOnce(PendingFuture<'a>) -> PendingFuture<'a>,
+    ) -> Self {
+        match self.inner {
+            Called::Pending(future) => Self::wrap(Called::Pending(map(future))),
+            done => Self::wrap(done),
+        }
+    }
+
     fn wrap(inner: Called<'a>) -> Self {
         Self {
             inner,
@@ -155,6 +167,12 @@ pub struct Builder<P> {
     chain: Option<Box<dyn std::any::Any + Send + Sync>>,
     /// How many of the last parameters are resources ([`resources`](Self::resources)).
     pub(super) resources: usize,
+    /// The fakes the workflow is built with ([`crate::fake`]), if any.
+    pub(super) fakes: Option<Arc<Fakes>>,
+    /// Whether the next node calls a fake.
+    faking: bool,
+    /// The nodes that call a fake: they never use the cache.
+    pub(super) faked: Vec<u32>,
     _params: PhantomData<fn(P)>,
 }
 
@@ -175,6 +193,9 @@ impl<P: Params> Builder<P> {
             movers: Vec::new(),
             chain: None,
             resources: 0,
+            fakes: None,
+            faking: false,
+            faked: Vec::new(),
             _params: PhantomData,
         };
         let handles = P::declare(&mut builder, params);
@@ -186,6 +207,24 @@ impl<P: Params> Builder<P> {
     #[doc(hidden)]
     pub fn by_ref(&mut self) -> &mut Self {
         self
+    }
+
+    /// Builds the workflow with `fakes`, which its task calls look up (see
+    /// [`crate::fake`]).
+    #[doc(hidden)]
+    pub fn use_fakes(&mut self, fakes: &Arc<Fakes>) {
+        self.fakes = Some(Arc::clone(fakes));
+    }
+
+    /// The fakes the workflow is built with.
+    #[doc(hidden)]
+    pub fn fakes(&self) -> Option<&Arc<Fakes>> {
+        self.fakes.as_ref()
+    }
+
+    /// Marks the next node added as calling a fake.
+    pub(crate) fn faking(&mut self) {
+        self.faking = true;
     }
 
     pub(super) fn param<T: Send + Sync + 'static>(&mut self, name: Cow<'static, str>) -> Handle<T> {
@@ -311,6 +350,7 @@ impl<P: Params> Builder<P> {
         let mut imports = self.own(&refs);
         imports.remove(0);
         let (mut inner, ()) = Builder::<()>::new(name.clone(), []);
+        inner.fakes.clone_from(&self.fakes);
         let item = inner.param::<I>(item);
         let imported = outer.import(&mut inner, &self.graph);
         let tail = body(&mut inner, item, imported);
@@ -486,7 +526,11 @@ impl<P: Params> Builder<P> {
             })
             .inner
         });
-        self.push(name.into(), info, &mut edges, Call::Task(call))
+        let handle = self.push(name.into(), info, &mut edges, Call::Task(call));
+        if std::mem::take(&mut self.faking) {
+            self.faked.push(handle.id);
+        }
+        handle
     }
 
     /// Adds another workflow as one node: it runs with `inputs` as its parameters

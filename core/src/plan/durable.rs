@@ -264,6 +264,10 @@ impl<P: Params> Builder<P> {
                 self.resources
             );
         }
+        // A faked workflow's runs are not the real one's, and neither resumes the other.
+        if let Some(fakes) = &self.fakes {
+            let _ = writeln!(shape, "built with fakes of {}", fakes.names().join(", "));
+        }
         Some(Durable {
             fingerprint: fingerprint(&shape),
             shape,

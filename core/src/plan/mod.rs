@@ -53,8 +53,12 @@ pub(crate) type Mover = fn(Value) -> Value;
 /// What calling a node gives the executor, untyped: its result, or a future of it.
 pub(crate) enum Called<'a> {
     Done(Result<Value, TaskError>),
-    Pending(Pin<Box<dyn Future<Output = Result<Value, TaskError>> + Send + 'a>>),
+    Pending(PendingFuture<'a>),
 }
+
+/// An IO task's call: the future of its value.
+pub(crate) type PendingFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Value, TaskError>> + Send + 'a>>;
 
 pub(crate) type NodeFn = dyn for<'a> Fn(&'a [Slot]) -> Called<'a> + Send + Sync;
 

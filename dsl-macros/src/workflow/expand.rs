@@ -117,19 +117,21 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
         quote_spanned!(Span::mixed_site()=> __aqueduct_builder.resources(#count);)
     });
     let methods_doc = methods_doc(&workflow.crate_path);
-    // The static is in a block of its own: the builder's closure is outside it, so a
-    // binding named like it does not clash with it.
-    let built = quote_spanned! {Span::mixed_site()=>
-        let __aqueduct_workflow: &'static #p::OnceLock<#workflow_type> = {
-            static WORKFLOW: #p::OnceLock<#workflow_type> = #p::OnceLock::new();
-            &WORKFLOW
-        };
-        __aqueduct_workflow.get_or_init(|| {
+    // The builder's code, given the fakes to build with (`None` for the workflow
+    // itself). In a function of its own: the statics are outside it, so a binding
+    // named like one does not clash with it.
+    let build = quote_spanned! {Span::mixed_site()=>
+        fn build(
+            __aqueduct_fakes: ::core::option::Option<&#p::Arc<#p::Fakes>>,
+        ) -> #workflow_type {
             let (mut __aqueduct_builder, (#(#param_handles,)*)) =
                 #p::Builder::<(#(#param_types,)*)>::new(
                     ::core::stringify!(#name),
                     [#(::core::stringify!(#param_names)),*],
                 );
+            if let ::core::option::Option::Some(__aqueduct_fakes) = __aqueduct_fakes {
+                __aqueduct_builder.use_fakes(__aqueduct_fakes);
+            }
             #nodes
             #unread
             #durable
@@ -137,33 +139,45 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
             #durable_tail
             #declare_resources
             __aqueduct_builder.output(#output)
-        })
+        }
     };
+    let with_fakes_doc = with_fakes_doc(&workflow.crate_path);
+    let faked = quote!(#p::faked(::core::stringify!(#name), fakes, |fakes| <#name as #p::Subflow>::build(::core::option::Option::Some(fakes))));
     // With resources, the workflow as built takes every parameter (what another
     // workflow passes it as a node: `Subflow`); `workflow()` is the same one, split into
     // its parameters and its resources.
-    let (run, subflow, workflow_fn) = if resource_names.is_empty() {
+    let (run, workflow_fn) = if resource_names.is_empty() {
         (
             quote!(#name::workflow().run((#(#param_names,)*))),
-            quote!(#name::workflow()),
             quote! {
                 #vis fn workflow() -> &'static #workflow_type {
-                    #built
+                    <#name as #p::Subflow>::workflow()
+                }
+
+                #(#[doc = #with_fakes_doc])*
+                #vis fn with_fakes(
+                    fakes: impl ::core::iter::IntoIterator<Item = #p::Fake>,
+                ) -> ::core::result::Result<#workflow_type, #p::Error> {
+                    #faked
                 }
             },
         )
     } else {
         let split_type = quote!(#p::Workflow<(#(#saved_types,)*), #ret, (#(#resource_types,)*)>);
+        let split = quote!(with_resources::<(#(#saved_types,)*), (#(#resource_types,)*)>());
         (
             quote!(#name::workflow().run_with((#(#saved_names,)*), (#(#resource_names,)*))),
-            built,
             quote! {
                 #vis fn workflow() -> &'static #split_type {
                     static SPLIT: #p::OnceLock<#split_type> = #p::OnceLock::new();
-                    SPLIT.get_or_init(|| {
-                        <#name as #p::Subflow>::workflow()
-                            .with_resources::<(#(#saved_types,)*), (#(#resource_types,)*)>()
-                    })
+                    SPLIT.get_or_init(|| <#name as #p::Subflow>::workflow().#split)
+                }
+
+                #(#[doc = #with_fakes_doc])*
+                #vis fn with_fakes(
+                    fakes: impl ::core::iter::IntoIterator<Item = #p::Fake>,
+                ) -> ::core::result::Result<#split_type, #p::Error> {
+                    #faked.map(|built| built.#split)
                 }
             },
         )
@@ -188,8 +202,10 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
             type Output = #ret;
             const MOVES_PARAMS: bool = #moves_params;
             fn workflow() -> &'static #workflow_type {
-                #subflow
+                static WORKFLOW: #p::OnceLock<#workflow_type> = #p::OnceLock::new();
+                WORKFLOW.get_or_init(|| Self::build(::core::option::Option::None))
             }
+            #build
         }
 
         impl #name {
@@ -197,6 +213,22 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
             #workflow_fn
         }
     }
+}
+
+/// The doc of the workflow type's `with_fakes()`, a line per `#[doc]`.
+fn with_fakes_doc(crate_path: &CratePath) -> [String; 3] {
+    let fake = match crate_path.doc_link() {
+        Some(path) => format!("[`aqueduct::fake`]({path}::fake)"),
+        None => "`aqueduct::fake`".to_owned(),
+    };
+    [
+        " The same workflow, built with some of its tasks (here, in its `for` bodies, its"
+            .to_owned(),
+        format!(
+            " branches and its sub-workflows) replaced by fakes: `task_name::fake(f)`. See {fake}."
+        ),
+        " Refused if a fake's task is called nowhere, or faked twice.".to_owned(),
+    ]
 }
 
 /// The doc of the workflow type's `workflow()`, a line per `#[doc]`, its links through
@@ -451,19 +483,22 @@ fn emit_loop(body: &Loop, node_name: &str, cx: &Cx<'_>) -> TokenStream {
 fn emit_subflow(call: &Call, node_name: &str, p: &TokenStream) -> TokenStream {
     let path = &call.task;
     let roots = call.args.iter().map(|arg| handle(&arg.root));
+    let builder = Ident::new("__aqueduct_builder", Span::mixed_site());
     // Its inputs are shared with this workflow: it may not take a parameter by value.
+    // An item, which rustc evaluates even where it only checks the code.
     let workflow = quote_spanned! {path.span()=> {
-        const {
-            ::core::assert!(
-                !<#path as #p::Subflow>::MOVES_PARAMS,
-                "this workflow moves one of its parameters into a task (passes it without `&`), \
-                 so it cannot run as another workflow's node, whose inputs are shared: have \
-                 it share the parameter (`&param`) instead"
-            )
-        };
-        <#path as #p::Subflow>::workflow()
+        const _: () = ::core::assert!(
+            !<#path as #p::Subflow>::MOVES_PARAMS,
+            "this workflow moves one of its parameters into a task (passes it without `&`), \
+             so it cannot run as another workflow's node, whose inputs are shared: have \
+             it share the parameter (`&param`) instead"
+        );
+        <#path as #p::Subflow>::built_for(#builder.fakes())
     }};
     let mut inputs = Group::new(Delimiter::Parenthesis, quote!(#(#roots,)*));
     inputs.set_span(call.paren);
-    quote_spanned!(Span::mixed_site()=> __aqueduct_builder.subflow(#node_name, #workflow, #inputs))
+    quote_spanned! {Span::mixed_site()=> {
+        let __aqueduct_workflow = #workflow;
+        __aqueduct_builder.subflow(#node_name, &*__aqueduct_workflow, #inputs)
+    }}
 }

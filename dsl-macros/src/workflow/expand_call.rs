@@ -158,16 +158,21 @@ pub(super) fn emit_call(call: &Call, node_name: &str, p: &TokenStream) -> TokenS
     };
     quote_spanned! {Span::mixed_site()=> {
         let __aqueduct_task = #marker;
+        let (__aqueduct_info, __aqueduct_callee) =
+            __aqueduct_task.info_callee(__aqueduct_builder.by_ref());
         #(#moves)*
         let __aqueduct_inputs = (#(#inputs,)*);
         let __aqueduct_node = __aqueduct_builder.#node(
-            __aqueduct_task.info(),
+            __aqueduct_info,
             #node_name,
             __aqueduct_inputs,
             #tolerant
             move |__aqueduct_input| {
                 #pick
-                __aqueduct_task.step(#the_call)
+                // A fake replaces the task's body while the call runs (see
+                // `__private::Callee`).
+                let __aqueduct_entered = __aqueduct_callee.enter();
+                __aqueduct_callee.scope(__aqueduct_task.step(#the_call))
             },
         );
         // Registers the key of a `#[task(cache)]` task; nothing for the others.

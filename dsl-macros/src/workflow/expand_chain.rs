@@ -54,16 +54,23 @@ pub(super) fn emit_chain(body: &Loop, p: &TokenStream) -> Option<TypedChain> {
         .map(|name| (name, Source::Param))
         .collect();
     let mut calls = Vec::new();
+    // What each call calls (the task or its fake), made before the chain's closure.
+    let mut callees = Vec::new();
     for (i, node) in body.nodes.iter().enumerate() {
         let Init::Call(call) = &node.init else {
             return None;
         };
-        calls.push(emit_typed_call(call, &node_handle(i), &names, p)?);
+        calls.push(emit_typed_call(call, &node_handle(i), i, &names, p)?);
+        callees.push(chain_callee(call, i, p));
         names.push((&node.binding, Source::Binding));
     }
     let out = Ident::new("__aqueduct_out", Span::mixed_site());
     let tail = match &body.tail {
-        Tail::Call(call) => emit_typed_call(call, &out, &names, p)?,
+        Tail::Call(call) => {
+            let n = body.nodes.len();
+            callees.push(chain_callee(call, n, p));
+            emit_typed_call(call, &out, n, &names, p)?
+        }
         Tail::Binding(name) => match source(&names, name)? {
             Source::Binding => {
                 let local = local(name);
@@ -99,6 +106,7 @@ pub(super) fn emit_chain(body: &Loop, p: &TokenStream) -> Option<TypedChain> {
     let kept = Ident::new("__aqueduct_collection", Span::mixed_site());
     let collection = quote_spanned!(body.collection.root.span()=> ::core::convert::identity(#kept));
     let chain = quote_spanned! {Span::mixed_site()=>
+        #(#callees)*
         __aqueduct_builder.chain(
             #collection,
             __aqueduct_out,
@@ -118,11 +126,24 @@ pub(super) fn emit_chain(body: &Loop, p: &TokenStream) -> Option<TypedChain> {
     })
 }
 
-/// One call in the chain: `Some(output)` if it ran and succeeded. `None` if an
-/// argument names something the chain cannot hold (an outer value it does not import).
+/// The local holding what the chain's `i`th call calls.
+fn callee_local(i: usize) -> Ident {
+    format_ident!("__aqueduct_callee{}", i, span = Span::mixed_site())
+}
+
+/// `let` of what the chain's `i`th call calls: the task or its fake.
+fn chain_callee(call: &Call, i: usize, p: &TokenStream) -> TokenStream {
+    let (marker, local) = (marker(call, p), callee_local(i));
+    quote_spanned!(Span::mixed_site()=> let #local = #marker.chain_callee(__aqueduct_builder.by_ref());)
+}
+
+/// One call in the chain, the `index`th: `Some(output)` if it ran and succeeded. `None` if
+/// an argument names something the chain cannot hold (an outer value it does not
+/// import).
 fn emit_typed_call(
     call: &Call,
     node: &Ident,
+    index: usize,
     names: &[(&Ident, Source)],
     p: &TokenStream,
 ) -> Option<TokenStream> {
@@ -161,9 +182,13 @@ fn emit_typed_call(
         reads.push(read);
     }
     let marker = marker(call, p);
+    let callee = callee_local(index);
     let the_call = user_call(call);
     let run = quote_spanned! {Span::mixed_site()=>
-        __aqueduct_chain.call(#node, || __aqueduct_task.typed(#the_call))
+        __aqueduct_chain.call(#node, || {
+            let __aqueduct_entered = #callee.enter();
+            __aqueduct_task.typed(#the_call)
+        })
     };
     if picks.is_empty() {
         return Some(quote_spanned! {Span::mixed_site()=> {

@@ -3,12 +3,18 @@
 use std::future::Future;
 use std::marker::PhantomData;
 
+mod callee;
+
+pub use crate::fake::{Fake, Fakes, faked};
 pub use crate::plan::{Builder, Chain, ChainValue, Decision, Handle, Imports, In, Step};
 pub use crate::plan::{CacheKey, Inputs, Params};
 pub use crate::retry::{Backoff, RetryPolicy};
 pub use crate::task::{CachePolicy, Kind, Outcome, TaskError, TaskInfo, TaskReturn};
 pub use crate::value::Slot;
 pub use crate::{Error, Workflow};
+pub use callee::{Callee, Entered, fake_of};
+pub use std::pin::Pin;
+pub use std::sync::Arc;
 pub use std::sync::OnceLock;
 pub use std::time::Duration;
 
@@ -33,6 +39,9 @@ pub trait Task: 'static {
     type Cache;
     /// Name and kind.
     const INFO: TaskInfo;
+    /// The task's signature as a trait object, which its fakes are: `dyn Fn(&In) ->
+    /// Return` for a CPU task, returning a boxed future of `Return` for an IO task.
+    type Call: ?Sized + Send + Sync + 'static;
     /// Splits the return value into success and failure.
     fn finish(ret: Self::Return) -> Result<Self::Output, TaskError>;
 }
@@ -527,6 +536,18 @@ pub trait Subflow {
     const MOVES_PARAMS: bool = false;
     /// The built workflow.
     fn workflow() -> &'static Workflow<Self::Params, Self::Output>;
+    /// The workflow built anew, with `fakes` if given (see [`crate::fake`]).
+    fn build(fakes: Option<&Arc<Fakes>>) -> Workflow<Self::Params, Self::Output>;
+    /// The workflow as a node of another built with `fakes`: itself, or built with
+    /// them too.
+    fn built_for(
+        fakes: Option<&Arc<Fakes>>,
+    ) -> std::borrow::Cow<'static, Workflow<Self::Params, Self::Output>> {
+        match fakes {
+            None => std::borrow::Cow::Borrowed(Self::workflow()),
+            Some(fakes) => std::borrow::Cow::Owned(Self::build(Some(fakes))),
+        }
+    }
 }
 
 /// Checks that an async task's future is `Send`, at the task's definition.

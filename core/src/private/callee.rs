@@ -1,0 +1,140 @@
+//! How a fake replaces a task (see [`fake`](crate::fake)): a node whose task is faked
+//! marks the call it makes, and the task's function, which `#[task]` begins with a
+//! look for that mark ([`fake_of`]), calls the fake instead of its body.
+//!
+//! The mark is a thread-local while a CPU task's call runs, and a tokio task-local
+//! while an IO task's future is polled. The workflow's own tokens call the task's
+//! function as always, so rustc checks them against the function and reports a
+//! mistake as it would in a hand-written call.
+
+use std::any::{Any, TypeId};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{Marker, Task, TaskInfo};
+use crate::fake::Fake;
+use crate::plan::{Builder, Params, Step};
+
+/// Whether any workflow was ever built with a fake: until then, a task's look for its
+/// fake is one relaxed load.
+static ANY_FAKES: AtomicBool = AtomicBool::new(false);
+
+/// A fake in force: the faked task and its call (an `Arc` of its `Call`).
+#[derive(Clone)]
+pub(crate) struct Active {
+    task: TypeId,
+    call: Arc<dyn Any + Send + Sync>,
+}
+
+impl Active {
+    pub(crate) fn new(task: TypeId, call: Arc<dyn Any + Send + Sync>) -> Self {
+        ANY_FAKES.store(true, Ordering::Relaxed);
+        Self { task, call }
+    }
+
+    fn call_of<T: Task>(&self) -> Option<Arc<T::Call>> {
+        if self.task != TypeId::of::<T>() {
+            return None;
+        }
+        self.call.downcast_ref::<Arc<T::Call>>().cloned()
+    }
+}
+
+thread_local! {
+    /// The fake of the CPU call running on this thread.
+    static CPU: Cell<Option<Active>> = const { Cell::new(None) };
+}
+
+tokio::task_local! {
+    /// The fake of the IO task being polled.
+    static IO: Active;
+}
+
+/// The fake of task `T` in force for this call, if any: what a `#[task]` function
+/// looks for before its body.
+#[inline]
+pub fn fake_of<T: Task>() -> Option<Arc<T::Call>> {
+    if !ANY_FAKES.load(Ordering::Relaxed) {
+        return None;
+    }
+    if let Ok(Some(call)) = IO.try_with(Active::call_of::<T>) {
+        return Some(call);
+    }
+    CPU.try_with(|cpu| {
+        let active = cpu.take();
+        let call = active.as_ref().and_then(Active::call_of::<T>);
+        cpu.set(active);
+        call
+    })
+    .ok()
+    .flatten()
+}
+
+/// What a node calls for its task: the task's body (`None`), or a fake.
+#[derive(Clone)]
+pub struct Callee(Option<Active>);
+
+impl Callee {
+    /// Marks this thread's calls as this node's until the guard drops: its fake for a
+    /// fake, none for the task itself (a thread that runs a faked call may run
+    /// another node's inside it, stealing rayon work).
+    #[inline]
+    pub fn enter(&self) -> Entered {
+        if self.0.is_none() && !ANY_FAKES.load(Ordering::Relaxed) {
+            return Entered(None);
+        }
+        let active = self.0.clone();
+        Entered(CPU.try_with(|cpu| cpu.replace(active)).ok())
+    }
+
+    /// An IO task's future, polled with its fake in force; a CPU task's step as it is.
+    #[inline]
+    pub fn scope<'a, T: Send + Sync + 'static>(&self, step: Step<'a, T>) -> Step<'a, T> {
+        match &self.0 {
+            None => step,
+            Some(active) => step.map_future(|future| Box::pin(IO.scope(active.clone(), future))),
+        }
+    }
+}
+
+/// Puts back the thread's mark as it was before [`Callee::enter`].
+pub struct Entered(Option<Option<Active>>);
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        if let Some(before) = self.0.take() {
+            let _ = CPU.try_with(|cpu| cpu.set(before));
+        }
+    }
+}
+
+impl<M: Task<Output: super::TaskOutput>> Marker<M> {
+    /// The task's name and kind, and what the next node of `builder` calls for it; a
+    /// fake marks that node faked. One call, the first on the marker: a call of
+    /// something that is not a task is then reported once, at its name.
+    pub fn info_callee<P: Params>(self, builder: &mut Builder<P>) -> (TaskInfo, Callee) {
+        let callee = self.chain_callee(builder);
+        if callee.0.is_some() {
+            builder.faking();
+        }
+        (M::INFO, callee)
+    }
+}
+
+impl<M: 'static> Marker<M> {
+    /// What a typed chain calls for this task, in `builder`'s fan-out body.
+    pub fn chain_callee<P: Params>(self, builder: &Builder<P>) -> Callee {
+        let fake = builder
+            .fakes()
+            .and_then(|fakes| fakes.get(TypeId::of::<M>()));
+        Callee(fake.map(|call| Active::new(TypeId::of::<M>(), call)))
+    }
+}
+
+impl<M: Task> Marker<M> {
+    /// The fake of this task that calls `call`: what `task_name::fake` returns.
+    pub fn fake(self, call: Arc<M::Call>) -> Fake {
+        Fake::new(TypeId::of::<M>(), M::INFO.name, Arc::new(call))
+    }
+}
