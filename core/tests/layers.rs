@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Bottom first. A module may import any module listed before it, and no other.
 const LAYERS: &[&str] = &[
-    "retry", "task", "report", "progress", "store", "error", "run_id", "value", "describe",
+    "retry", "task", "report", "progress", "store", "error", "run_id", "fake", "value", "describe",
     "timeline", "plan", "exec", "run", "dist", "cli", "private",
 ];
 

@@ -14,7 +14,8 @@ mod workflow;
 
 /// Marks a function as a task a `workflow!` can call.
 ///
-/// The function stays exactly as written and callable without the runtime. A plain
+/// The function stays as written and callable without the runtime (its body begins
+/// with one check for a fake in force, see below). A plain
 /// `fn` is CPU work and runs on rayon; an `async fn` is IO work and runs on tokio.
 /// An input is `&T` (shared with its other readers; the task runs if it succeeded),
 /// `&Outcome<T>` (whatever became of it: a cleanup task), or `T` (moved into this
@@ -48,6 +49,21 @@ mod workflow;
 /// ```ignore
 /// #[task(cache = "7d", version = 2)]
 /// async fn quote(symbol: &String) -> Result<u64, std::io::Error> { /* … */ }
+/// ```
+///
+/// # Fakes
+///
+/// `name::fake(f)` makes a fake of the task for a workflow's `with_fakes` (see
+/// `aqueduct::fake`): `f` takes the task's inputs as the task does and returns what it
+/// returns; for an `async fn` task, a `Send + 'static` future of it (copy what the
+/// future needs out of the inputs first). A fake of another signature is a compile
+/// error at the fake, with a note showing the task's signature.
+///
+/// ```ignore
+/// let faked = flow::with_fakes([fetch::fake(|page| {
+///     let page = *page;
+///     async move { Ok(format!("page {page}")) }
+/// })])?;
 /// ```
 ///
 /// # `crate = path`
@@ -85,7 +101,8 @@ pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// Expands to an `async`-style function with the workflow's parameters that runs the
 /// graph and returns `Result<Output, aqueduct::Error>`, and a same-named type whose
-/// `workflow()` gives the built graph.
+/// `workflow()` gives the built graph and `with_fakes(fakes)` the same graph built with
+/// some tasks replaced by fakes (`task_name::fake(f)`, for tests: see `aqueduct::fake`).
 ///
 /// # Forms
 ///

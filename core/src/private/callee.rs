@@ -52,12 +52,19 @@ tokio::task_local! {
 }
 
 /// The fake of task `T` in force for this call, if any: what a `#[task]` function
-/// looks for before its body.
-#[inline]
+/// looks for before its body. Inlined into it: one load, unless fakes were built.
+#[inline(always)]
 pub fn fake_of<T: Task>() -> Option<Arc<T::Call>> {
     if !ANY_FAKES.load(Ordering::Relaxed) {
         return None;
     }
+    fake_in_force::<T>()
+}
+
+/// [`fake_of`] once fakes were built: out of line, so a task's body stays small.
+#[cold]
+#[inline(never)]
+fn fake_in_force<T: Task>() -> Option<Arc<T::Call>> {
     if let Ok(Some(call)) = IO.try_with(Active::call_of::<T>) {
         return Some(call);
     }
@@ -79,11 +86,18 @@ impl Callee {
     /// Marks this thread's calls as this node's until the guard drops: its fake for a
     /// fake, none for the task itself (a thread that runs a faked call may run
     /// another node's inside it, stealing rayon work).
-    #[inline]
+    #[inline(always)]
     pub fn enter(&self) -> Entered {
         if self.0.is_none() && !ANY_FAKES.load(Ordering::Relaxed) {
             return Entered(None);
         }
+        self.mark()
+    }
+
+    /// [`enter`](Self::enter) once fakes were built.
+    #[cold]
+    #[inline(never)]
+    fn mark(&self) -> Entered {
         let active = self.0.clone();
         Entered(CPU.try_with(|cpu| cpu.replace(active)).ok())
     }
@@ -102,6 +116,7 @@ impl Callee {
 pub struct Entered(Option<Option<Active>>);
 
 impl Drop for Entered {
+    #[inline]
     fn drop(&mut self) {
         if let Some(before) = self.0.take() {
             let _ = CPU.try_with(|cpu| cpu.set(before));
