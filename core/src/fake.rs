@@ -2,10 +2,17 @@
 //!
 //! `#[task]` gives every task a constructor of its fake, `task_name::fake(f)`, where
 //! `f` has the task's own signature: a closure or function taking the task's inputs
-//! and returning what the task returns (for an `async fn` task, a future of it). A
-//! fake of another signature does not compile. `workflow!` gives every workflow
-//! `name::with_fakes(fakes)`: the same workflow, built anew with each faked task's
-//! calls replaced, in its `for` bodies, branches and sub-workflows too.
+//! and returning what the task returns, `Fn + Send + Sync + 'static` (it may run on
+//! many threads at once). A fake of another signature does not compile.
+//! `workflow!` gives every workflow `name::with_fakes(fakes)`: the same workflow,
+//! built anew with every call of each faked task replaced, in its `for` bodies,
+//! branches and sub-workflows too.
+//!
+//! For an `async fn` task, `f` returns a `Send + 'static` future of what the task
+//! returns: one that owns what it uses, so copy it out of the inputs first (as below).
+//! An `async` closure, or an `async fn` whose future borrows its inputs, does not fit;
+//! call such a helper from a closure: `|page| { let page = *page; async move {
+//! offline(&page).await } }`.
 //!
 //! ```
 //! use aqueduct::prelude::*;
@@ -38,10 +45,17 @@
 //! # }
 //! ```
 //!
-//! A faked task keeps its options (retries, timeout, concurrency) but never reads or
-//! writes the cache: a fake's result is not the task's. A `#[durable]` workflow's
-//! fingerprint names its faked tasks, so the real workflow refuses to resume a faked
-//! run (and the other way round).
+//! A faked task keeps its options (retries, timeout, concurrency);
+//! [`Fake::without_retry_delays`] keeps its retries but drops their delays. It never
+//! reads or writes the cache: a fake's result is not the task's. A `#[durable]`
+//! workflow's fingerprint names its faked tasks, so the real workflow refuses to
+//! resume a faked run (and the other way round).
+//!
+//! Fakes replace the workflow's calls, its nodes: a task function called directly,
+//! inside another task's body, runs its own body. A fake that no node calls, or two
+//! fakes of one task, are refused by `with_fakes` ([`Error::BadFake`](crate::Error::BadFake)),
+//! when the test runs: the workflow does not know at compile time which tasks its
+//! sub-workflows call.
 
 use std::any::{Any, TypeId};
 use std::sync::Arc;
@@ -54,13 +68,29 @@ pub struct Fake {
     name: &'static str,
     /// An `Arc` of the task's `Call` type.
     call: Arc<dyn Any + Send + Sync>,
+    /// Whether the faked nodes retry at once.
+    no_delays: bool,
 }
 
 impl Fake {
     /// The fake of the task whose marker type is `task`, named `name`, that calls
     /// `call` (an `Arc` of the task's `Call` type). What `task_name::fake` returns.
     pub(crate) fn new(task: TypeId, name: &'static str, call: Arc<dyn Any + Send + Sync>) -> Self {
-        Self { task, name, call }
+        Self {
+            task,
+            name,
+            call,
+            no_delays: false,
+        }
+    }
+
+    /// The faked task retries as often as its options say, but at once: no delay
+    /// between attempts, so a test of a failing fake does not wait out the task's
+    /// `retry_delay`.
+    #[must_use]
+    pub fn without_retry_delays(mut self) -> Self {
+        self.no_delays = true;
+        self
     }
 
     /// The name of the task this fake replaces.
@@ -102,11 +132,11 @@ impl Fakes {
     }
 
     /// The fake of the task whose marker type is `task`, if there is one (an `Arc` of
-    /// its `Call` type); marks it used.
-    pub(crate) fn get(&self, task: TypeId) -> Option<Arc<dyn Any + Send + Sync>> {
+    /// its `Call` type), and whether it retries at once; marks it used.
+    pub(crate) fn get(&self, task: TypeId) -> Option<(Arc<dyn Any + Send + Sync>, bool)> {
         let (fake, used) = self.fakes.iter().find(|(fake, _)| fake.task == task)?;
         used.store(true, Ordering::Relaxed);
-        Some(Arc::clone(&fake.call))
+        Some((Arc::clone(&fake.call), fake.no_delays))
     }
 
     /// The faked tasks' names, in the order given.

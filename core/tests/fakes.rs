@@ -186,6 +186,36 @@ fn a_faked_task_keeps_its_retries_and_a_panicking_fake_is_a_task_failure() {
     }
 }
 
+static PATIENT_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+#[task(retries = 2, retry_delay = "10s")]
+fn patient(x: &u64) -> Result<u64, String> {
+    Ok(*x)
+}
+
+workflow! {
+    fn waits(x: u64) -> u64 {
+        patient(&x)
+    }
+}
+
+#[test]
+fn a_fake_without_retry_delays_retries_at_once() {
+    let faked = waits::with_fakes([patient::fake(|x| {
+        match PATIENT_CALLS.fetch_add(1, Ordering::SeqCst) {
+            0 | 1 => Err("not yet".to_owned()),
+            _ => Ok(x * 2),
+        }
+    })
+    .without_retry_delays()])
+    .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(faked.run_blocking((4,)).unwrap(), 8);
+    assert_eq!(PATIENT_CALLS.load(Ordering::SeqCst), 3, "both retries ran");
+    // Two retries of the task's own delay would take 20 s and more.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
 #[task]
 fn pairs(n: &u64) -> Vec<(u64, u64)> {
     (0..*n).map(|i| (i, i * i)).collect()

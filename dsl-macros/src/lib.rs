@@ -15,7 +15,8 @@ mod workflow;
 /// Marks a function as a task a `workflow!` can call.
 ///
 /// The function stays as written and callable without the runtime (its body begins
-/// with one check for a fake in force, see below). A plain
+/// with one check for a fake put in force by a faked workflow's node; called directly,
+/// it runs its body: see below). A plain
 /// `fn` is CPU work and runs on rayon; an `async fn` is IO work and runs on tokio.
 /// An input is `&T` (shared with its other readers; the task runs if it succeeded),
 /// `&Outcome<T>` (whatever became of it: a cleanup task), or `T` (moved into this
@@ -57,7 +58,9 @@ mod workflow;
 /// `aqueduct::fake`): `f` takes the task's inputs as the task does and returns what it
 /// returns; for an `async fn` task, a `Send + 'static` future of it (copy what the
 /// future needs out of the inputs first). A fake of another signature is a compile
-/// error at the fake, with a note showing the task's signature.
+/// error at the fake (for a wrong input type, with a note showing the task's
+/// signature). `.without_retry_delays()` on it keeps the task's retries without their
+/// delays.
 ///
 /// ```ignore
 /// let faked = flow::with_fakes([fetch::fake(|page| {

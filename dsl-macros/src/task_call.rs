@@ -13,7 +13,7 @@ pub(crate) fn with_fake_check(item: &ItemFn, is_async: bool, p: &TokenStream) ->
     let mut item = item.clone();
     let name = item.sig.ident.clone();
     let mut args = Vec::new();
-    let mut binds = Vec::new();
+    let mut binds: Vec<syn::Stmt> = Vec::new();
     for (i, input) in item.sig.inputs.iter_mut().enumerate() {
         let FnArg::Typed(typed) = input else { continue };
         match &*typed.pat {
@@ -32,7 +32,7 @@ pub(crate) fn with_fake_check(item: &ItemFn, is_async: bool, p: &TokenStream) ->
                         subpat: None,
                     }),
                 );
-                binds.push(quote!(let #pat = #arg;));
+                binds.push(syn::parse_quote!(let #pat = #arg;));
                 args.push(arg);
             }
         }
@@ -43,14 +43,15 @@ pub(crate) fn with_fake_check(item: &ItemFn, is_async: bool, p: &TokenStream) ->
     } else {
         quote!(#fake(#(#args),*))
     };
-    let block = &item.block;
-    item.block = syn::parse_quote!({
+    // Put before the body's own statements, in its own braces: its spans, and how
+    // rustc reads it (a one-expression body is no block in a block), stay the user's.
+    let check: syn::Stmt = syn::parse_quote! {
         if let ::core::option::Option::Some(#fake) = #p::fake_of::<#name>() {
             return #call;
         }
-        #(#binds)*
-        #block
-    });
+    };
+    let prelude: Vec<syn::Stmt> = std::iter::once(check).chain(binds).collect();
+    item.block.stmts.splice(0..0, prelude);
     item
 }
 

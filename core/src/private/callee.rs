@@ -129,11 +129,19 @@ impl<M: Task<Output: super::TaskOutput>> Marker<M> {
     /// fake marks that node faked. One call, the first on the marker: a call of
     /// something that is not a task is then reported once, at its name.
     pub fn info_callee<P: Params>(self, builder: &mut Builder<P>) -> (TaskInfo, Callee) {
-        let callee = self.chain_callee(builder);
-        if callee.0.is_some() {
-            builder.faking();
+        let mut info = M::INFO;
+        let fake = builder
+            .fakes()
+            .and_then(|fakes| fakes.get(TypeId::of::<M>()));
+        let Some((call, no_delays)) = fake else {
+            return (info, Callee(None));
+        };
+        builder.faking();
+        if no_delays {
+            info.retry.delay = std::time::Duration::ZERO;
+            info.retry.max_delay = Some(std::time::Duration::ZERO);
         }
-        (M::INFO, callee)
+        (info, Callee(Some(Active::new(TypeId::of::<M>(), call))))
     }
 }
 
@@ -143,7 +151,7 @@ impl<M: 'static> Marker<M> {
         let fake = builder
             .fakes()
             .and_then(|fakes| fakes.get(TypeId::of::<M>()));
-        Callee(fake.map(|call| Active::new(TypeId::of::<M>(), call)))
+        Callee(fake.map(|(call, _)| Active::new(TypeId::of::<M>(), call)))
     }
 }
 

@@ -1,5 +1,7 @@
 //! Every kind of task faked, in a workflow with a resource: the fakes compile against
-//! each signature and the faked workflow runs.
+//! each signature and the faked workflow runs. No warning either: the look for a fake
+//! that `#[task]` puts in a body must not make rustc see the body anew.
+#![deny(warnings)]
 
 use std::sync::Arc;
 
@@ -10,9 +12,7 @@ struct Client {
 }
 
 #[task]
-fn items(n: &u64) -> Vec<u64> {
-    (0..*n).collect()
-}
+fn items(n: &u64) -> Vec<u64> { (0..*n).collect() }
 
 /// By value, retried with clones.
 #[task(retries = 1, retry_clones = true)]
