@@ -52,7 +52,9 @@
 //! resume a faked run (and the other way round).
 //!
 //! Fakes replace the workflow's calls, its nodes: a task function called directly,
-//! inside another task's body, runs its own body. A fake that no node calls, or two
+//! inside another task's body or inside the fake itself (a spy that counts calls and
+//! runs the task), runs its own body. A `const fn` task, or one with a parameter of an
+//! `impl Trait` type, has no fake. A fake that no node calls, or two
 //! fakes of one task, are refused by `with_fakes` ([`Error::BadFake`](crate::Error::BadFake)),
 //! when the test runs: the workflow does not know at compile time which tasks its
 //! sub-workflows call.
@@ -139,10 +141,12 @@ impl Fakes {
         Some((Arc::clone(&fake.call), fake.no_delays))
     }
 
-    /// The faked tasks' names, in the order given.
+    /// The faked tasks' names, sorted: the fakes' order does not matter.
     #[cfg_attr(not(feature = "durable"), allow(dead_code))]
     pub(crate) fn names(&self) -> Vec<&'static str> {
-        self.fakes.iter().map(|(fake, _)| fake.name).collect()
+        let mut names: Vec<_> = self.fakes.iter().map(|(fake, _)| fake.name).collect();
+        names.sort_unstable();
+        names
     }
 
     /// Refuses a fake no node of the workflow (or of its sub-workflows) called.

@@ -350,3 +350,80 @@ mod stored {
         );
     }
 }
+
+#[task]
+fn triple(x: &u64) -> u64 {
+    x * 3
+}
+
+#[task]
+async fn bump(x: &u64) -> Result<u64, std::io::Error> {
+    Ok(x + 1)
+}
+
+workflow! {
+    fn spied(x: u64) -> u64 {
+        let a = triple(&x);
+        bump(&a)
+    }
+}
+
+#[test]
+fn a_fake_may_call_the_task_it_replaces() {
+    let (cpu_calls, io_calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (cpu_seen, io_seen) = (Arc::clone(&cpu_calls), Arc::clone(&io_calls));
+    let spy = spied::with_fakes([
+        triple::fake(move |x| {
+            cpu_seen.fetch_add(1, Ordering::SeqCst);
+            triple(x)
+        }),
+        bump::fake(move |x| {
+            io_seen.fetch_add(1, Ordering::SeqCst);
+            let x = *x;
+            async move { bump(&x).await }
+        }),
+    ])
+    .unwrap();
+    assert_eq!(spy.run_blocking((3,)).unwrap(), 10);
+    assert_eq!(cpu_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(io_calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn rayon_work_stolen_while_a_fake_runs_calls_the_real_task() {
+    use rayon::prelude::*;
+    // The fake waits on rayon work of its own, so its thread steals other jobs.
+    let faked = Arc::new(
+        spied::with_fakes([triple::fake(|x| {
+            let (a, b) = rayon::join(
+                || std::thread::sleep(std::time::Duration::from_millis(1)),
+                || std::thread::sleep(std::time::Duration::from_millis(1)),
+            );
+            let ((), ()) = (a, b);
+            x * 1_000
+        })])
+        .unwrap(),
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let runs = {
+        let (faked, stop) = (Arc::clone(&faked), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                assert_eq!(faked.run_blocking((1,)).unwrap(), 1_001);
+            }
+        })
+    };
+    let mut wrong = 0;
+    for _ in 0..100 {
+        wrong += (0..2_000u64)
+            .into_par_iter()
+            .filter(|i| triple(i) != i * 3)
+            .count();
+    }
+    stop.store(true, Ordering::Relaxed);
+    runs.join().unwrap();
+    assert_eq!(
+        wrong, 0,
+        "direct calls of the real task got the fake's value"
+    );
+}

@@ -296,9 +296,15 @@ fn emit(task: &Task) -> TokenStream {
         (quote!(#p::Cpu), quote!(#p::Kind::Cpu))
     };
     let send_check = task.is_async.then(|| send_check(task));
-    let calls = crate::task_call::call_items(&task.item, ret, task.is_async, &p);
-    let (in_task, fake) = (calls.in_task, calls.fake);
-    let item = crate::task_call::with_fake_check(item, task.is_async, &p);
+    // A task that can be faked has `name::fake`, and its body looks for one first.
+    let (item, fake) = if crate::task_call::fakeable(item) {
+        (
+            crate::task_call::with_fake_check(item, ret, task.is_async, &p),
+            crate::task_call::fake_constructor(item, ret, task.is_async, &p),
+        )
+    } else {
+        (item.clone(), TokenStream::new())
+    };
     let (cache, cache_checks) = cache(task, &output);
     let policy = task.options.policy();
     let timeout = task.options.timeout();
@@ -340,7 +346,6 @@ fn emit(task: &Task) -> TokenStream {
             type Kind = #kind;
             type Inputs = (#(#inputs,)*);
             type Cache = #cache;
-            #in_task
             const INFO: #p::TaskInfo = #p::TaskInfo {
                 name: ::core::stringify!(#name),
                 kind: #kind_value,

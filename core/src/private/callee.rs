@@ -33,11 +33,12 @@ impl Active {
         Self { task, call }
     }
 
-    fn call_of<T: Task>(&self) -> Option<Arc<T::Call>> {
+    /// Its call, if it is task `T`'s, whose fakes are `C`s.
+    fn call_of<T: 'static, C: ?Sized + 'static>(&self) -> Option<Arc<C>> {
         if self.task != TypeId::of::<T>() {
             return None;
         }
-        self.call.downcast_ref::<Arc<T::Call>>().cloned()
+        self.call.downcast_ref::<Arc<C>>().cloned()
     }
 }
 
@@ -47,35 +48,40 @@ thread_local! {
 }
 
 tokio::task_local! {
-    /// The fake of the IO task being polled.
-    static IO: Active;
+    /// The fake of the IO task being polled, until its function takes it.
+    static IO: Cell<Option<Active>>;
 }
 
-/// The fake of task `T` in force for this call, if any: what a `#[task]` function
-/// looks for before its body. Inlined into it: one load, unless fakes were built.
+/// The fake of task `T` (of type `C`: `dyn Fn` of the task's signature) in force for
+/// this call, if any: what a `#[task]` function looks for before its body. Inlined
+/// into it: one load, unless fakes were built.
+///
+/// A fake found is taken: while it runs, nothing is marked, so the fake may call the
+/// task itself (a spy), and rayon work stolen while it waits runs as it would.
 #[inline(always)]
-pub fn fake_of<T: Task>() -> Option<Arc<T::Call>> {
+pub fn fake_of<T: 'static, C: ?Sized + 'static>() -> Option<Arc<C>> {
     if !ANY_FAKES.load(Ordering::Relaxed) {
         return None;
     }
-    fake_in_force::<T>()
+    fake_in_force::<T, C>()
 }
 
 /// [`fake_of`] once fakes were built: out of line, so a task's body stays small.
 #[cold]
 #[inline(never)]
-fn fake_in_force<T: Task>() -> Option<Arc<T::Call>> {
-    if let Ok(Some(call)) = IO.try_with(Active::call_of::<T>) {
+fn fake_in_force<T: 'static, C: ?Sized + 'static>() -> Option<Arc<C>> {
+    let take = |mark: &Cell<Option<Active>>| {
+        let active = mark.take()?;
+        let call = active.call_of::<T, C>();
+        if call.is_none() {
+            mark.set(Some(active));
+        }
+        call
+    };
+    if let Ok(Some(call)) = IO.try_with(take) {
         return Some(call);
     }
-    CPU.try_with(|cpu| {
-        let active = cpu.take();
-        let call = active.as_ref().and_then(Active::call_of::<T>);
-        cpu.set(active);
-        call
-    })
-    .ok()
-    .flatten()
+    CPU.try_with(take).ok().flatten()
 }
 
 /// What a node calls for its task: the task's body (`None`), or a fake.
@@ -107,7 +113,8 @@ impl Callee {
     pub fn scope<'a, T: Send + Sync + 'static>(&self, step: Step<'a, T>) -> Step<'a, T> {
         match &self.0 {
             None => step,
-            Some(active) => step.map_future(|future| Box::pin(IO.scope(active.clone(), future))),
+            Some(active) => step
+                .map_future(|future| Box::pin(IO.scope(Cell::new(Some(active.clone())), future))),
         }
     }
 }
@@ -157,7 +164,7 @@ impl<M: 'static> Marker<M> {
 
 impl<M: Task> Marker<M> {
     /// The fake of this task that calls `call`: what `task_name::fake` returns.
-    pub fn fake(self, call: Arc<M::Call>) -> Fake {
+    pub fn fake<C: ?Sized + Send + Sync + 'static>(self, call: Arc<C>) -> Fake {
         Fake::new(TypeId::of::<M>(), M::INFO.name, Arc::new(call))
     }
 }

@@ -39,9 +39,6 @@ pub trait Task: 'static {
     type Cache;
     /// Name and kind.
     const INFO: TaskInfo;
-    /// The task's signature as a trait object, which its fakes are: `dyn Fn(&In) ->
-    /// Return` for a CPU task, returning a boxed future of `Return` for an IO task.
-    type Call: ?Sized + Send + Sync + 'static;
     /// Splits the return value into success and failure.
     fn finish(ret: Self::Return) -> Result<Self::Output, TaskError>;
 }
