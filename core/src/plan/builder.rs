@@ -15,8 +15,11 @@ use super::Checkpointable;
 #[cfg(not(feature = "durable"))]
 use super::DurableFeature;
 use super::branch::MakeBranch;
-use super::chain::{Chain, Imports, MakeTyped, TypedBody};
-use super::fanout::{assemble, assemble_one, collection_item, collection_len, fused, owned_items};
+use super::chain::{Chain, Imports, ItemsOf, TypedBody};
+use super::fanout::{
+    Checked, assemble, assemble_one, collection_item, collection_items, collection_len, fused,
+    owned_items,
+};
 use super::{
     Arguments, Call, Called, Collection, FanOutDef, In, Inputs, Items, Mover, NodeFn, Params,
     PendingFuture, Plan, Workflow,
@@ -289,9 +292,32 @@ impl<P: Params> Builder<P> {
             len: collection_len::<C>,
             item: collection_item::<C>,
         };
-        let typed: MakeTyped<C::Item, T> = super::chain::typed::<C, T>;
-        let items = (items, Some(typed));
+        let items_of: ItemsOf<C::Item> = collection_items::<C>;
+        let items = (items, Some(items_of));
         self.add_fan_out(name.into(), collection, item.into(), outer, body, items)
+    }
+
+    /// [`fan_out`](Self::fan_out) over a collection checked by `fan_over`: what a `for`
+    /// of `workflow!` calls, so that one that is not a collection is reported once.
+    #[doc(hidden)]
+    #[track_caller]
+    pub fn fan_out_checked<I, O, T, F>(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        collection: Checked<I>,
+        item: impl Into<Cow<'static, str>>,
+        outer: O,
+        body: F,
+    ) -> Handle<Vec<T>>
+    where
+        I: Send + Sync + 'static,
+        O: Inputs,
+        T: Send + Sync + 'static,
+        F: FnOnce(&mut Builder<()>, Handle<I>, O) -> Handle<T>,
+    {
+        let handle = Handle::<()>::new(collection.builder, collection.node as usize);
+        let items = (collection.items, Some(collection.items_of));
+        self.add_fan_out(name.into(), handle, item.into(), outer, body, items)
     }
 
     /// Adds a fan-out that takes its collection: like [`fan_out`](Self::fan_out), but
@@ -337,7 +363,7 @@ impl<P: Params> Builder<P> {
         item: Cow<'static, str>,
         outer: O,
         body: F,
-        (items, typed): (Items, Option<MakeTyped<I, T>>),
+        (items, typed): (Items, Option<ItemsOf<I>>),
     ) -> Handle<Vec<T>>
     where
         I: Send + Sync + 'static,
@@ -367,7 +393,7 @@ impl<P: Params> Builder<P> {
             (Some(typed), Some(chain)) if fused.is_some() && body.chainable() => chain
                 .downcast::<TypedBody<I, T>>()
                 .ok()
-                .map(|chain| typed(*chain)),
+                .map(|chain| super::chain::typed(typed, *chain)),
             _ => None,
         };
         let def = FanOutDef {
@@ -411,17 +437,14 @@ impl<P: Params> Builder<P> {
     /// the fan-out's collection and `tail` the body's output. Not for hand-built
     /// bodies.
     #[doc(hidden)]
-    pub fn chain<C, T, F>(&mut self, collection: Handle<C>, tail: Handle<T>, chain: F)
+    pub fn chain<I, T, F>(&mut self, collection: Checked<I>, tail: Handle<T>, chain: F)
     where
-        C: Collection,
+        I: Send + Sync + 'static,
         T: Send + Sync + 'static,
-        F: for<'c, 'r> Fn(&mut Chain<'c>, &'r C::Item, &Imports<'r>) -> Option<T>
-            + Send
-            + Sync
-            + 'static,
+        F: for<'c, 'r> Fn(&mut Chain<'c>, &'r I, &Imports<'r>) -> Option<T> + Send + Sync + 'static,
     {
         let _ = (collection, tail);
-        let chain: TypedBody<C::Item, T> = Arc::new(chain);
+        let chain: TypedBody<I, T> = Arc::new(chain);
         self.chain = Some(Box::new(chain));
     }
 

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::Handle;
 use super::fanout::gathered;
-use super::{Collection, Handle};
 use crate::task::{Outcome, TaskError};
 use crate::value::{Slot, Value, value};
 
@@ -25,8 +25,8 @@ use crate::value::{Slot, Value, value};
 pub(crate) type TypedBody<I, T> =
     Arc<dyn for<'c, 'r> Fn(&mut Chain<'c>, &'r I, &Imports<'r>) -> Option<T> + Send + Sync>;
 
-/// Makes a fan-out's [`Typed`] from its body's chain.
-pub(crate) type MakeTyped<I, T> = fn(TypedBody<I, T>) -> Typed;
+/// A collection's items, given the parent's slots and the collection's node.
+pub(crate) type ItemsOf<I> = for<'s> fn(&'s [Slot], u32) -> &'s [I];
 
 /// Runs every item of a fused fan-out through its typed body, given the parent's
 /// slots, the collection's node and its length when the fan-out counted it, the
@@ -168,16 +168,17 @@ impl<'r> Imports<'r> {
     }
 }
 
-/// [`Typed`] for a fan-out over a `C` whose body gives a `T`.
-pub(super) fn typed<C, T>(body: TypedBody<C::Item, T>) -> Typed
+/// [`Typed`] for a fan-out over a collection of `I`s (reached with `items_of`) whose
+/// body gives a `T`.
+pub(super) fn typed<I, T>(items_of: ItemsOf<I>, body: TypedBody<I, T>) -> Typed
 where
-    C: Collection,
+    I: Send + Sync + 'static,
     T: Send + Sync + 'static,
 {
     Box::new(move |slots, (collection, count), imports, host| {
         use rayon::iter::{IndexedParallelIterator, IntoParallelRefIterator, ParallelIterator};
         // `Collection` is the user's: the items must be those the fan-out counted.
-        let items = value::<C>(slots, collection).items();
+        let items = items_of(slots, collection);
         if items.len() != count {
             return Err(TaskError::permanent(TaskError::msg(format!(
                 "the collection had {count} items, then {}: `Collection::items` must give \

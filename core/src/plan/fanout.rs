@@ -5,7 +5,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::Plan;
+use super::chain::ItemsOf;
+use super::{Handle, Plan};
 use crate::task::{Outcome, TaskError};
 use crate::value::{ItemOf, Slot, Value, ok, take, value};
 
@@ -21,6 +22,65 @@ pub trait Collection: Send + Sync + 'static {
     type Item: Send + Sync + 'static;
     /// Every item, in order.
     fn items(&self) -> &[Self::Item];
+}
+
+/// What a `for` of `workflow!` fans out over: a [`Collection`] (its one impl, which
+/// rustc does not recommend). A type that is not one is told so at the collection's
+/// token by [`fan_over`], without the list of every collection type; and what
+/// `fan_over` gives it has an item type of its own, so the fan-out and its body are
+/// not reported again for it.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "cannot fan out over `{Self}`",
+    label = "a workflow `for` iterates over a `Vec`, an array, a boxed slice or an `Arc<[T]>`",
+    note = "have the task that produces it return a `Vec` of the items"
+)]
+pub trait FanOver {
+    /// One item.
+    type Item: Send + Sync + 'static;
+    /// The collection `handle` points at, checked.
+    fn checked(handle: Handle<Self>) -> Checked<Self::Item>
+    where
+        Self: Sized;
+}
+
+#[diagnostic::do_not_recommend]
+impl<C: Collection> FanOver for C {
+    type Item = C::Item;
+    fn checked(handle: Handle<C>) -> Checked<C::Item> {
+        Checked {
+            builder: handle.builder,
+            node: handle.id,
+            items: Items::Borrowed {
+                len: collection_len::<C>,
+                item: collection_item::<C>,
+            },
+            items_of: collection_items::<C>,
+        }
+    }
+}
+
+/// A `for`'s collection, checked to be one: where it is and how to reach its `I`s,
+/// whatever its type.
+#[doc(hidden)]
+pub struct Checked<I> {
+    pub(super) builder: u32,
+    pub(super) node: u32,
+    pub(super) items: Items,
+    pub(super) items_of: ItemsOf<I>,
+}
+
+impl<I> Clone for Checked<I> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<I> Copy for Checked<I> {}
+
+/// The collection of a `for` of `workflow!`, checked at the user's token.
+#[doc(hidden)]
+pub fn fan_over<C: FanOver<Item = I>, I>(collection: Handle<C>) -> Checked<I> {
+    C::checked(collection)
 }
 
 impl<T: Send + Sync + 'static> Collection for Vec<T> {
@@ -144,6 +204,10 @@ where
     C::Item: Send + Sync + 'static,
 {
     take::<C>(slots, node).into_iter().map(ok).collect()
+}
+
+pub(super) fn collection_items<C: Collection>(slots: &[Slot], node: u32) -> &[C::Item] {
+    value::<C>(slots, node).items()
 }
 
 pub(super) fn collection_len<C: Collection>(slots: &[Slot], node: u32) -> usize {

@@ -43,7 +43,7 @@ pub(crate) use durable::restore;
 #[cfg(feature = "durable")]
 pub(crate) use durable::shape_diff;
 pub(crate) use durable::{Codec, Durable, SCHEMA};
-pub use fanout::{Collection, ItemsFailed};
+pub use fanout::{Checked, Collection, ItemsFailed, fan_over};
 pub(crate) use fanout::{FanOutDef, Fused, FusedItem, Items};
 pub use inputs::{Arguments, In, Inputs, Params};
 

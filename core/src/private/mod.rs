@@ -7,7 +7,7 @@ mod callee;
 
 pub use crate::fake::{Fake, Fakes, faked};
 pub use crate::plan::{Builder, Chain, ChainValue, Decision, Handle, Imports, In, Step};
-pub use crate::plan::{CacheKey, Inputs, Params};
+pub use crate::plan::{CacheKey, Checked, Inputs, Params, fan_over};
 pub use crate::retry::{Backoff, RetryPolicy};
 pub use crate::task::{CachePolicy, Kind, Outcome, TaskError, TaskInfo, TaskReturn};
 pub use crate::value::Slot;

@@ -404,13 +404,18 @@ fn emit_loop(body: &Loop, node_name: &str, cx: &Cx<'_>) -> TokenStream {
         nodes,
         tail,
     } = body;
-    let collection_root = collection.root.clone();
-    let collection = if *by_value {
-        // Checked at the user's token: a collection that cannot give its items away.
-        let handle = handle(&collection.root);
-        quote_spanned!(collection.root.span()=> #p::owned_collection(#handle))
-    } else {
-        read(&collection.root)
+    // Checked at the user's token, before the body: a collection that cannot give its
+    // items away, or a value that is no collection (then reported there once).
+    // The whole `let` is located there, so rustc has nowhere else to report it.
+    let checked = {
+        let (at, handle) = (collection.root.span(), handle(&collection.root));
+        let kept = local("__aqueduct_collection", at);
+        let p = crate::spans::respan(p.clone(), at);
+        if *by_value {
+            quote_spanned!(at=> let #kept = #p::owned_collection(#handle);)
+        } else {
+            quote_spanned!(at=> let #kept = #p::fan_over(#handle);)
+        }
     };
     let item_handle = handle(item);
     let imports: Vec<_> = imports.iter().map(handle).collect();
@@ -431,7 +436,7 @@ fn emit_loop(body: &Loop, node_name: &str, cx: &Cx<'_>) -> TokenStream {
     let fan_out = if *by_value {
         quote_spanned!(Span::mixed_site()=> fan_out_owned)
     } else {
-        quote_spanned!(Span::mixed_site()=> fan_out)
+        quote_spanned!(Span::mixed_site()=> fan_out_checked)
     };
     // A body of task calls is written out once more as its typed chain, which reads
     // the handles of the body's imports and nodes kept where they were made.
@@ -453,17 +458,12 @@ fn emit_loop(body: &Loop, node_name: &str, cx: &Cx<'_>) -> TokenStream {
         }
         None => (None, nodes, tail),
     };
-    // The chain is checked against the collection's items: kept before the body's
-    // closure, whose imports may shadow its handle.
-    let kept_collection = top.is_some().then(|| {
-        let handle = handle(&collection_root);
-        quote_spanned!(Span::mixed_site()=> let __aqueduct_collection = #handle;)
-    });
+    // The chain reads the checked collection too, kept before the body's closure.
     quote_spanned! {Span::mixed_site()=> {
-        #kept_collection
+        #checked
         let __aqueduct_fan_out = __aqueduct_builder.#fan_out(
             #node_name,
-            #collection,
+            __aqueduct_collection,
             ::core::stringify!(#item),
             (#(#imports,)*),
             |__aqueduct_builder, #item_handle, (#(#imports,)*)| {

@@ -1,3 +1,6 @@
+// A `for` over a value that is not a collection, whose body passes the item to a task
+// taking `&[u64]`: our message at the collection, then rustc's own about `[u64]`, the
+// item type it infers from that task (see `not_iterable_sized.rs` for the usual case).
 use aqueduct::prelude::*;
 
 #[task]
