@@ -388,7 +388,8 @@ pub(super) fn emit_nodes(nodes: &[Node], cx: &Cx<'_>) -> TokenStream {
         .collect()
 }
 
-/// `__aqueduct_builder.fan_out(…)` for a loop: the body is built by a closure that
+/// `__aqueduct_builder.fan_out_checked(…)` (`fan_out_owned` for a loop that takes its
+/// collection) after `fan_over(…)` for a loop: the body is built by a closure that
 /// receives the body's builder, the item's handle and the imported handles, bound to
 /// the same handle names as outside, so the body's calls read exactly as written.
 fn emit_loop(body: &Loop, node_name: &str, cx: &Cx<'_>) -> TokenStream {

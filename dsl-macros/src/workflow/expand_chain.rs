@@ -28,7 +28,7 @@ pub(super) struct TypedChain {
     /// After each node's `let`: its handle, likewise.
     pub(super) nodes: Vec<TokenStream>,
     /// After the tail (`__aqueduct_out`): `__aqueduct_builder.chain(…)`, given the
-    /// collection's handle as `__aqueduct_collection`.
+    /// checked collection (`__private::Checked`) as `__aqueduct_collection`.
     pub(super) chain: TokenStream,
 }
 
@@ -101,10 +101,8 @@ pub(super) fn emit_chain(body: &Loop, p: &TokenStream) -> Option<TypedChain> {
     // Each binding is held in a `ChainValue`, which leaks its value rather than drop it
     // while a panic unwinds: a value's `Drop` that panics must not panic again in
     // another's (an abort).
-    // At the collection's token, as `fan_out`'s: one that is not a collection is
-    // reported there once.
-    let kept = Ident::new("__aqueduct_collection", Span::mixed_site());
-    let collection = quote_spanned!(body.collection.root.span()=> ::core::convert::identity(#kept));
+    // Checked before the fan-out (`fan_over`): the chain's items are its items.
+    let collection = Ident::new("__aqueduct_collection", Span::mixed_site());
     let chain = quote_spanned! {Span::mixed_site()=>
         #(#callees)*
         __aqueduct_builder.chain(
