@@ -411,6 +411,24 @@ fn a_connection_killed_by_the_server_is_opened_again_on_the_next_call() {
         .unwrap()
         .get(0);
     assert_eq!(killed, 1);
+    // `pg_terminate_backend` only signals the backend: wait until it is gone, so the
+    // next call meets a dead connection (it once ran before the backend died, and the
+    // call after it met the dead connection instead).
+    for _ in 0..200 {
+        let alive: i64 = db
+            .sql()
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name = 'aqueduct'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if alive == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // The call that meets the dead connection may fail; nothing half-written stays.
     let _ = store.save("r", OTHER, &[checkpoint("a", "1")], &[]);
     std::thread::sleep(Duration::from_millis(50));
