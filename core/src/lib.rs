@@ -35,9 +35,12 @@
 //!
 //! Tasks of a fused fan-out's items (see [`ItemsReport::fused`]) have no span and no
 //! `task started`/`task ended` events, so that a million items cost no more than their
-//! work; their failures are still logged at `error`, with the item's index. The tasks a
-//! distributed worker (`aqueduct::dist`, feature `postgres`) runs have no run span in
-//! this version.
+//! work; their failures are still logged at `error`, with the item's index. A
+//! distributed worker (`aqueduct::dist`, feature `postgres`) runs each attempt it claims
+//! inside the same `workflow` and `task` spans (the task's own events, on rayon or
+//! tokio, are inside them), with `task started` and `task ended` at `debug` per attempt
+//! (`node`, `status`: `succeeded`, `failed`, `failed, to be retried`, `attempt`,
+//! `duration_ms`); the run's start and end are the submitter's.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

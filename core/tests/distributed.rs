@@ -1055,3 +1055,79 @@ async fn workers_give_their_resources_to_the_tasks_they_run() {
     stop.send(true).unwrap();
     running.await.unwrap();
 }
+
+mod capture;
+
+#[task]
+fn traced_double(x: &u64) -> u64 {
+    tracing::info!(x, "inside the CPU task");
+    x * 2
+}
+
+#[task]
+async fn traced_inc(x: &u64) -> u64 {
+    tracing::info!(x, "inside the IO task");
+    x + 1
+}
+
+workflow! {
+    #[durable]
+    fn traced(x: u64) -> u64 {
+        let d = traced_double(&x);
+        traced_inc(&d)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_runs_each_attempt_in_its_runs_span() {
+    let Some(db) = Database::new("dist_traced") else {
+        return;
+    };
+    // The only test here that installs the process's subscriber.
+    let log = capture::Capture::install(tracing::Level::DEBUG);
+    let cluster = Cluster::connect(&db.url).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = workers(&cluster, traced::workflow(), 1, &stopped).await;
+    cluster
+        .submit(traced::workflow(), "traced-1", (3,))
+        .await
+        .unwrap();
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        cluster.wait(traced::workflow(), "traced-1"),
+    )
+    .await
+    .expect("the run ends")
+    .unwrap();
+    assert_eq!(output, 7);
+    stop.send(true).unwrap();
+    for worker in running {
+        worker.await.unwrap();
+    }
+    let text = log.text();
+    let line = |needle: &str| {
+        text.lines()
+            .find(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"))
+            .to_owned()
+    };
+    // The task's own events are inside its run's span and its attempt's, on rayon
+    // (CPU) and on tokio (IO) alike.
+    let cpu = line("inside the CPU task");
+    assert!(
+        cpu.contains(
+            "workflow{name=traced run=traced-1}:task{task=\"traced_double\" node=d attempt=1}"
+        ),
+        "{cpu}"
+    );
+    let io = line("inside the IO task");
+    assert!(
+        io.contains(
+            "workflow{name=traced run=traced-1}:task{task=\"traced_inc\" node=traced_inc attempt=1}"
+        ),
+        "{io}"
+    );
+    let ended =
+        line("task{task=\"traced_double\" node=d attempt=1}: aqueduct::dist::worker: task ended");
+    assert!(ended.contains("status=\"succeeded\""), "{ended}");
+}

@@ -357,7 +357,10 @@ async fn on_rayon<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, TaskError> + Send + 'static,
 ) -> Result<T, TaskError> {
     let (sent, result) = oneshot::channel();
+    // The attempt's span goes along, so the task's own events are the run's.
+    let span = tracing::Span::current();
     rayon::spawn(move || {
+        let _entered = span.enter();
         let _ = sent.send(catch_unwind(AssertUnwindSafe(f)));
     });
     match result.await {

@@ -377,15 +377,50 @@ async fn attempt(
         };
         (ended, None)
     } else {
-        super::execute::run(
-            Arc::clone(&served),
-            &task,
-            tries,
-            read.params,
-            read.inputs,
-            (lookups.as_deref(), read.parent),
-        )
-        .await
+        // As in one process: the run's span, and the attempt's inside it.
+        let node = task.place.name(&served.plan);
+        let target = super::execute::Target::of(task.place);
+        let name = target
+            .call(&served.plan)
+            .map_or("", |(plan, node)| plan.graph.info(node).name);
+        let span =
+            tracing::info_span!("workflow", name = %served.plan.graph.name(), run = %task.run);
+        let span = tracing::info_span!(
+            parent: &span,
+            "task",
+            task = name,
+            node = %node,
+            attempt = task.attempt,
+        );
+        let started = std::time::Instant::now();
+        let run = async {
+            tracing::debug!(node = %node, attempt = task.attempt, "task started");
+            let (ended, cache) = super::execute::run(
+                Arc::clone(&served),
+                &task,
+                tries,
+                read.params,
+                read.inputs,
+                (lookups.as_deref(), read.parent),
+            )
+            .await;
+            let status = match &ended {
+                Ended::Done { .. } | Ended::Expanded { .. } => "succeeded",
+                Ended::Failed {
+                    retry_in: Some(_), ..
+                } => "failed, to be retried",
+                Ended::Failed { retry_in: None, .. } => "failed",
+            };
+            tracing::debug!(
+                node = %node,
+                status,
+                attempt = task.attempt,
+                duration_ms = started.elapsed().as_secs_f64() * 1e3,
+                "task ended"
+            );
+            (ended, cache)
+        };
+        tracing::Instrument::instrument(run, span).await
     };
     Ending {
         plan: Arc::clone(&served.plan),
