@@ -40,7 +40,7 @@
 //! inside the same `workflow` and `task` spans (the task's own events, on rayon or
 //! tokio, are inside them), with `task started` and `task ended` at `debug` per attempt
 //! (`node`, `status`: `succeeded`, `failed`, `failed, to be retried`, `attempt`,
-//! `duration_ms`); the run's start and end are the submitter's.
+//! `duration_ms`); workers log no `run started` or `run ended`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
