@@ -1131,3 +1131,90 @@ async fn a_worker_runs_each_attempt_in_its_runs_span() {
         line("task{task=\"traced_double\" node=d attempt=1}: aqueduct::dist::worker: task ended");
     assert!(ended.contains("status=\"succeeded\""), "{ended}");
 }
+
+static DOOMED_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// Fails after `ms`, and is retried after a delay.
+#[task(retries = 3, retry_delay = "300ms", jitter = false)]
+async fn doomed(ms: &u64) -> Result<u64, String> {
+    DOOMED_CALLS.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(*ms)).await;
+    Err("down".to_owned())
+}
+
+workflow! {
+    #[durable]
+    fn doomed_then(ms: u64) -> u64 {
+        let tried = doomed(&ms);
+        then(&tried)
+    }
+}
+
+/// Polls run `id` until `ready` holds for its `doomed` task.
+async fn until_doomed(
+    cluster: &Cluster,
+    id: &str,
+    ready: impl Fn(&aqueduct::dist::DistributedTask) -> bool,
+) {
+    for _ in 0..3_000 {
+        let status = cluster.status(id).await.unwrap().unwrap();
+        if status.tasks.iter().any(|t| t.node == "tried" && ready(t)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("run {id}: `tried` never got there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_retrying_when_its_run_is_cancelled_is_not_run_again() {
+    let Some(db) = Database::new("dist_retry_cancel") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    let workflow = doomed_then::workflow();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = workers(&cluster, workflow, 1, &stopped).await;
+    // Cancelled while its first attempt runs: the attempt fails after the cancel and
+    // would be retried.
+    cluster.submit(workflow, "during", (200,)).await.unwrap();
+    until_doomed(&cluster, "during", |t| t.state == "running").await;
+    assert!(cluster.cancel("during").await.unwrap());
+    // Cancelled while it waits out its retry delay.
+    cluster.submit(workflow, "between", (10,)).await.unwrap();
+    until_doomed(&cluster, "between", |t| {
+        t.attempts == 1 && t.state != "running"
+    })
+    .await;
+    assert!(cluster.cancel("between").await.unwrap());
+    for id in ["during", "between"] {
+        let ended = tokio::time::timeout(Duration::from_secs(30), cluster.wait(workflow, id))
+            .await
+            .expect("the waiter is told")
+            .unwrap_err();
+        assert!(matches!(ended, Error::Cancelled { .. }), "{id}: {ended}");
+    }
+    // Longer than the retry delay and an attempt: nothing runs again.
+    let calls = DOOMED_CALLS.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(
+        DOOMED_CALLS.load(Ordering::SeqCst),
+        calls,
+        "no attempt after the cancels"
+    );
+    assert_eq!(calls, 2, "one attempt of each run");
+    for id in ["during", "between"] {
+        let status = cluster.status(id).await.unwrap().unwrap();
+        assert_eq!(status.status, "cancelled", "{id}");
+        let tried = status.tasks.iter().find(|t| t.node == "tried").unwrap();
+        assert_eq!(tried.attempts, 1, "{id}: {tried:?}");
+        assert!(
+            tried.state != "ready" && tried.state != "running",
+            "{id}: a cancelled run's task is left {tried:?}"
+        );
+    }
+    stop.send(true).unwrap();
+    for worker in running {
+        worker.await.unwrap();
+    }
+}
