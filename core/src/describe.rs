@@ -40,6 +40,8 @@ pub struct Graph {
     /// A durable workflow's version (`#[durable(version = N)]`).
     #[cfg_attr(not(feature = "durable"), allow(dead_code))]
     version: Option<u32>,
+    /// The nodes that call a fake (a workflow built `with_fakes`), ascending.
+    fakes: Vec<u32>,
 }
 
 /// Where a node sits in an `if` or `match`: the decision node, and which of its arms.
@@ -76,6 +78,7 @@ impl Graph {
             arms: Vec::new(),
             decisions: Vec::new(),
             version: None,
+            fakes: Vec::new(),
         }
     }
 
@@ -168,6 +171,11 @@ impl Graph {
             .extend(edges.iter().map(|&(_, tolerant)| tolerant));
         self.offsets.push(self.inputs.len() as u32);
         self.arms.push(None);
+    }
+
+    /// Marks the last node added as calling a fake.
+    pub(crate) fn set_fake(&mut self) {
+        self.fakes.push(self.len() as u32 - 1);
     }
 
     /// Puts the last node added in an arm of a decision.
@@ -444,6 +452,12 @@ impl<'g> Node<'g> {
         Some(&bodies[at].1)
     }
 
+    /// Whether it calls a fake of its task: the workflow was built with
+    /// `with_fakes` (see [`crate::fake`]).
+    pub fn is_fake(&self) -> bool {
+        self.graph.fakes.binary_search(&(self.index as u32)).is_ok()
+    }
+
     fn label(&self) -> String {
         if let Some(decision) = self.graph.decision(self.index) {
             return format!("{}: {}", self.name(), decision.text);
@@ -451,9 +465,10 @@ impl<'g> Node<'g> {
         if self.kind() == Kind::Branch {
             return self.name().to_owned();
         }
+        let fake = if self.is_fake() { " (fake)" } else { "" };
         match self.task() {
-            Some(task) if task != self.name() => format!("{} = {task}", self.name()),
-            _ => self.name().to_owned(),
+            Some(task) if task != self.name() => format!("{} = {task}{fake}", self.name()),
+            _ => format!("{}{fake}", self.name()),
         }
     }
 }
@@ -462,7 +477,7 @@ impl<'g> Node<'g> {
 /// outcome_inputs, retry, timeout_ms, arm }] }`; `arm` is `[decision, arm]` for a node
 /// inside an arm of an `if` or `match`, else `null`; `body` is a fan-out's or
 /// sub-workflow's own graph, in the same layout, else `null`; durations are
-/// milliseconds.
+/// milliseconds; `"fake": true` marks a node that calls a fake.
 impl serde::Serialize for Graph {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
@@ -492,6 +507,11 @@ impl serde::Serialize for Node<'_> {
         )?;
         node.serialize_field("arm", &self.arm())?;
         node.serialize_field("body", &self.body())?;
+        if self.is_fake() {
+            node.serialize_field("fake", &true)?;
+        } else {
+            node.skip_field("fake")?;
+        }
         node.end()
     }
 }

@@ -45,6 +45,10 @@
 //! # }
 //! ```
 //!
+//! The faked workflow's graph and reports say which nodes call a fake
+//! ([`Node::is_fake`](crate::graph::Node::is_fake), [`TaskReport::fake`](crate::TaskReport::fake),
+//! `task (fake)` in the report's table, the timeline and the Mermaid and DOT drawings).
+//!
 //! A faked task keeps its options (retries, timeout, concurrency);
 //! [`Fake::without_retry_delays`] keeps its retries but drops their delays. It never
 //! reads or writes the cache: a fake's result is not the task's. A `#[durable]`

@@ -56,7 +56,11 @@ fn bars(report: &RunReport) -> Vec<Bar> {
         }
         bars.push(Bar {
             label: task.node.clone(),
-            task: task.task.clone(),
+            task: if task.fake {
+                format!("{} (fake)", task.task)
+            } else {
+                task.task.clone()
+            },
             span: task.started_at.map(|start| (start, start + task.duration)),
             status: task.status,
             items: None,
@@ -353,9 +357,10 @@ fn graph_svg(graph: &Graph, statuses: &BTreeMap<&str, TaskStatus>) -> String {
             (_, Some(status)) => class(status),
             (_, None) => "skipped",
         };
+        let fake = if node.is_fake() { " (fake)" } else { "" };
         let label = match node.task() {
-            Some(task) if task != node.name() => format!("{} · {task}", node.name()),
-            _ => node.name().to_owned(),
+            Some(task) if task != node.name() => format!("{} · {task}{fake}", node.name()),
+            _ => format!("{}{fake}", node.name()),
         };
         let _ = write!(
             svg,
@@ -379,6 +384,7 @@ mod tests {
         TaskReport {
             node: node.into(),
             task: "t".into(),
+            fake: false,
             kind: Kind::Cpu,
             status,
             started_at: start.map(Duration::from_millis),

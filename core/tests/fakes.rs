@@ -129,6 +129,40 @@ workflow! {
 }
 
 #[test]
+fn the_graph_and_the_report_mark_the_nodes_that_call_a_fake() {
+    let faked = top::with_fakes([double::fake(|x| x + 1)]).unwrap();
+    let graph = faked.graph();
+    let fakes: Vec<(&str, bool)> = graph.nodes().map(|n| (n.name(), n.is_fake())).collect();
+    assert_eq!(
+        fakes,
+        [("seed", false), ("a", true), ("b", false), ("add", false)]
+    );
+    assert!(
+        graph.to_mermaid().contains("a = double (fake)"),
+        "{}",
+        graph.to_mermaid()
+    );
+    let json = serde_json::to_value(graph).unwrap();
+    assert_eq!(json["nodes"][1]["fake"], true);
+    assert!(json["nodes"][2].get("fake").is_none(), "only fakes say so");
+    assert!(!top::workflow().graph().nodes().any(|n| n.is_fake()));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let RunOutcome { result, report, .. } = rt.block_on(faked.runner().run((3,)));
+    assert_eq!(result.unwrap(), 4 + 5);
+    let rows: Vec<(&str, bool)> = report
+        .tasks
+        .iter()
+        .map(|t| (t.node.as_str(), t.fake))
+        .collect();
+    assert_eq!(rows, [("a", true), ("b", false), ("add", false)]);
+    assert!(report.to_string().contains("double (fake)"), "{report}");
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["tasks"][0]["fake"], true);
+    assert!(json["tasks"][1].get("fake").is_none());
+}
+
+#[test]
 fn a_fake_reaches_sub_workflows_and_branch_arms() {
     // 3 → 6 → 7, and 7 is not over 10: 7 + 3.
     assert_eq!(outer::workflow().run_blocking((3,)).unwrap(), 10);

@@ -298,6 +298,7 @@ impl Finished {
             out.push(TaskReport {
                 node: naming.name(node.name()),
                 task: node.task().unwrap_or_default().to_owned(),
+                fake: node.is_fake(),
                 kind: node.kind(),
                 status: match record {
                     _ if handled(plan, slots, node.index()) => TaskStatus::Handled,

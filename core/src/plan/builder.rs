@@ -552,6 +552,7 @@ impl<P: Params> Builder<P> {
         let handle = self.push(name.into(), info, &mut edges, Call::Task(call));
         if std::mem::take(&mut self.faking) {
             self.faked.push(handle.id);
+            self.graph.set_fake();
         }
         handle
     }

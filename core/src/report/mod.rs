@@ -102,6 +102,10 @@ pub struct TaskReport {
     /// For a fan-out that had items: how many, and how they ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<ItemsReport>,
+    /// Whether it called a fake of its task (a workflow built `with_fakes`, see
+    /// [`crate::fake`]); the table shows it as `task (fake)`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fake: bool,
     /// For a [`Cached`](TaskStatus::Cached) task, the id of the run that computed the
     /// result it loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -331,7 +335,7 @@ impl fmt::Display for RunReport {
                 .unwrap_or(0)
         };
         let node_w = width("node", &|t| t.node.len());
-        let task_w = width("task", &|t| t.task.len());
+        let task_w = width("task", &|t| t.task.len() + if t.fake { 7 } else { 0 });
         let kind_w = width("kind", &|t| t.kind.to_string().len());
         writeln!(f, "run of `{}`", self.workflow)?;
         writeln!(
@@ -357,11 +361,16 @@ impl fmt::Display for RunReport {
                 TaskStatus::Succeeded => "ok".to_owned(),
                 other => other.to_string(),
             };
+            let task = if t.fake {
+                format!("{} (fake)", t.task)
+            } else {
+                t.task.clone()
+            };
             writeln!(
                 f,
                 "  {:node_w$}  {:task_w$}  {:kind_w$}  {:9}  {:>8}  {:>10}  {:>10}  {:>10}",
                 t.node,
-                t.task,
+                task,
                 t.kind.to_string(),
                 status,
                 t.attempts.len(),
