@@ -16,10 +16,7 @@ use super::Checkpointable;
 use super::DurableFeature;
 use super::branch::MakeBranch;
 use super::chain::{Chain, Imports, ItemsOf, TypedBody};
-use super::fanout::{
-    Checked, assemble, assemble_one, collection_item, collection_items, collection_len, fused,
-    owned_items,
-};
+use super::fanout::{Checked, assemble, assemble_one, fused, owned_items};
 use super::{
     Arguments, Call, Called, Collection, FanOutDef, In, Inputs, Items, Mover, NodeFn, Params,
     PendingFuture, Plan, Workflow,
@@ -288,13 +285,8 @@ impl<P: Params> Builder<P> {
         T: Send + Sync + 'static,
         F: FnOnce(&mut Builder<()>, Handle<C::Item>, O) -> Handle<T>,
     {
-        let items = Items::Borrowed {
-            len: collection_len::<C>,
-            item: collection_item::<C>,
-        };
-        let items_of: ItemsOf<C::Item> = collection_items::<C>;
-        let items = (items, Some(items_of));
-        self.add_fan_out(name.into(), collection, item.into(), outer, body, items)
+        let collection = <C as super::fanout::FanOver>::checked(collection);
+        self.fan_out_checked(name, collection, item, outer, body)
     }
 
     /// [`fan_out`](Self::fan_out) over a collection checked by `fan_over`: what a `for`

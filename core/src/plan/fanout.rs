@@ -206,15 +206,15 @@ where
     take::<C>(slots, node).into_iter().map(ok).collect()
 }
 
-pub(super) fn collection_items<C: Collection>(slots: &[Slot], node: u32) -> &[C::Item] {
+fn collection_items<C: Collection>(slots: &[Slot], node: u32) -> &[C::Item] {
     value::<C>(slots, node).items()
 }
 
-pub(super) fn collection_len<C: Collection>(slots: &[Slot], node: u32) -> usize {
+fn collection_len<C: Collection>(slots: &[Slot], node: u32) -> usize {
     value::<C>(slots, node).items().len()
 }
 
-pub(super) fn collection_item<C: Collection>(
+fn collection_item<C: Collection>(
     slots: &[Slot],
     node: u32,
     index: usize,
