@@ -318,17 +318,30 @@ fn workers_reconnect_after_the_server_restarts_and_the_run_finishes() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let pg_ctl = format!("{bin}/pg_ctl");
-    let mut restart = Command::new(if is_root() { "runuser" } else { &pg_ctl });
-    if is_root() {
-        restart.args(["-u", "postgres", "--", &pg_ctl]);
-    }
-    let status = restart
-        .args(["-D", &data, "-m", "fast", "-w", "restart"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "the server restarts");
+    let server = |args: &[&str]| {
+        let mut command = Command::new(if is_root() { "runuser" } else { &pg_ctl });
+        if is_root() {
+            command.args(["-u", "postgres", "--", &pg_ctl]);
+        }
+        command
+            .args(["-D", &data])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(server(&["-m", "fast", "-w", "stop"]), "the server stops");
+    // Down for longer than a lease (5 s): the leases of the attempts running lapse, and
+    // are their workers' to renew once they reconnect, not reaped at once.
+    std::thread::sleep(Duration::from_millis(6_000));
+    let server_log = std::path::Path::new(&data).with_file_name("server.log");
+    let server_log = server_log.to_string_lossy();
+    assert!(
+        server(&["-l", &server_log, "-w", "start"]),
+        "the server starts again"
+    );
     let output = rt
         .block_on(async {
             tokio::time::timeout(

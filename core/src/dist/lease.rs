@@ -54,7 +54,7 @@ pub(super) async fn keep(
             if let Err(error) = renewed.await {
                 tracing::warn!(error = %super::explain(&error), "heartbeat failed");
             }
-        } else if let Err(error) = reap(connected).await {
+        } else if let Err(error) = reap(connected, lease).await {
             tracing::warn!(error = %super::explain(&error), "reaping expired leases failed");
         }
     }
@@ -110,7 +110,12 @@ pub(super) async fn heartbeat(
 
 /// Makes the tasks whose lease expired (their worker died or stalled) ready again;
 /// idempotent, run by any worker. Returns how many.
-pub(super) async fn reap(client: &Client) -> Result<u64, tokio_postgres::Error> {
+///
+/// Not within `grace` (the reaper's own lease) of the server's start: leases that
+/// lapsed while the server was down are their workers' to renew once they reconnect,
+/// which they do within a third of a lease. An outage is not a worker lost: reaped,
+/// the attempts would run twice and count towards a task's lost workers.
+pub(super) async fn reap(client: &Client, grace: Duration) -> Result<u64, tokio_postgres::Error> {
     let reaped = client
         .execute(
             &format!(
@@ -122,9 +127,11 @@ pub(super) async fn reap(client: &Client) -> Result<u64, tokio_postgres::Error> 
                        -- A cancelled run's attempts are not run again.
                        AND run_id IN (SELECT id FROM aqueduct_dist_runs
                                       WHERE status = 'running')
+                       AND {NOW_MS} > (extract(epoch FROM pg_postmaster_start_time())
+                                       * 1000)::BIGINT + $1
                      FOR UPDATE SKIP LOCKED)"
             ),
-            &[],
+            &[&(grace.as_millis() as i64)],
         )
         .await?;
     if reaped > 0 {
