@@ -10,16 +10,17 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+mod nested;
+
 #[cfg(feature = "durable")]
 use super::Checkpointable;
 #[cfg(not(feature = "durable"))]
 use super::DurableFeature;
 use super::branch::MakeBranch;
-use super::chain::{Chain, Imports, ItemsOf, TypedBody};
-use super::fanout::{Checked, assemble, assemble_one, fused, owned_items};
+use super::fanout::{Checked, assemble_one};
 use super::{
-    Arguments, Call, Called, Collection, FanOutDef, In, Inputs, Items, Mover, NodeFn, Params,
-    PendingFuture, Plan, Workflow,
+    Arguments, Call, Called, FanOutDef, In, Inputs, Items, Mover, NodeFn, Params, PendingFuture,
+    Plan, Workflow,
 };
 use crate::describe::{Arm, Graph, PARAM};
 use crate::fake::Fakes;
@@ -259,152 +260,6 @@ impl<P: Params> Builder<P> {
         nodes
     }
 
-    /// Adds a fan-out: `body` builds the graph run once per item of `collection`, given
-    /// the item's handle and the handles of `outer` (values of this graph the body
-    /// reads, shared by reference with every item). The node's value is the body's
-    /// output for every item, in input order. Items are read in place, by reference.
-    ///
-    /// Each item's nodes run as soon as their own inputs exist, independently of the
-    /// other items. If an item fails, the fan-out fails after every item has ended.
-    ///
-    /// # Panics
-    /// If `collection` or a handle of `outer` belongs to another builder, or if the
-    /// body uses a handle it did not get from its own builder.
-    #[track_caller]
-    pub fn fan_out<C, O, T, F>(
-        &mut self,
-        name: impl Into<Cow<'static, str>>,
-        collection: Handle<C>,
-        item: impl Into<Cow<'static, str>>,
-        outer: O,
-        body: F,
-    ) -> Handle<Vec<T>>
-    where
-        C: Collection,
-        O: Inputs,
-        T: Send + Sync + 'static,
-        F: FnOnce(&mut Builder<()>, Handle<C::Item>, O) -> Handle<T>,
-    {
-        let collection = <C as super::fanout::FanOver>::checked(collection);
-        self.fan_out_checked(name, collection, item, outer, body)
-    }
-
-    /// [`fan_out`](Self::fan_out) over a collection checked by `fan_over`: what a `for`
-    /// of `workflow!` calls, so that one that is not a collection is reported once.
-    #[doc(hidden)]
-    #[track_caller]
-    pub fn fan_out_checked<I, O, T, F>(
-        &mut self,
-        name: impl Into<Cow<'static, str>>,
-        collection: Checked<I>,
-        item: impl Into<Cow<'static, str>>,
-        outer: O,
-        body: F,
-    ) -> Handle<Vec<T>>
-    where
-        I: Send + Sync + 'static,
-        O: Inputs,
-        T: Send + Sync + 'static,
-        F: FnOnce(&mut Builder<()>, Handle<I>, O) -> Handle<T>,
-    {
-        let handle = Handle::<()>::new(collection.builder, collection.node as usize);
-        let items = (collection.items, Some(collection.items_of));
-        self.add_fan_out(name.into(), handle, item.into(), outer, body, items)
-    }
-
-    /// Adds a fan-out that takes its collection: like [`fan_out`](Self::fan_out), but
-    /// each item is moved out of the collection into its own run, where one task may
-    /// take it by value. The collection node's value is moved into this fan-out (see
-    /// [`moved`](Self::moved)), so nothing else may read it.
-    ///
-    /// # Panics
-    /// As [`fan_out`](Self::fan_out).
-    #[track_caller]
-    pub fn fan_out_owned<C, O, T, F>(
-        &mut self,
-        name: impl Into<Cow<'static, str>>,
-        collection: Handle<C>,
-        item: impl Into<Cow<'static, str>>,
-        outer: O,
-        body: F,
-    ) -> Handle<Vec<T>>
-    where
-        C: IntoIterator + Send + Sync + 'static,
-        C::Item: Send + Sync + 'static,
-        O: Inputs,
-        T: Send + Sync + 'static,
-        F: FnOnce(&mut Builder<()>, Handle<C::Item>, O) -> Handle<T>,
-    {
-        self.moved(collection);
-        let items = Items::Owned(owned_items::<C>);
-        self.add_fan_out(
-            name.into(),
-            collection,
-            item.into(),
-            outer,
-            body,
-            (items, None),
-        )
-    }
-
-    #[track_caller]
-    fn add_fan_out<C, I, O, T, F>(
-        &mut self,
-        name: Cow<'static, str>,
-        collection: Handle<C>,
-        item: Cow<'static, str>,
-        outer: O,
-        body: F,
-        (items, typed): (Items, Option<ItemsOf<I>>),
-    ) -> Handle<Vec<T>>
-    where
-        I: Send + Sync + 'static,
-        O: Inputs,
-        T: Send + Sync + 'static,
-        F: FnOnce(&mut Builder<()>, Handle<I>, O) -> Handle<T>,
-    {
-        let mut refs = vec![collection.node_ref()];
-        outer.indices(&mut refs);
-        let mut imports = self.own(&refs);
-        imports.remove(0);
-        let (mut inner, ()) = Builder::<()>::new(name.clone(), []);
-        inner.fakes.clone_from(&self.fakes);
-        let item = inner.param::<I>(item);
-        let imported = outer.import(&mut inner, &self.graph);
-        let tail = body(&mut inner, item, imported);
-        let chain = inner.chain.take();
-        let body = inner.output(tail).plan;
-        let mut edges: Vec<(u32, bool)> = std::iter::once(collection.id)
-            .chain(imports.iter().copied())
-            .map(|node| (node, false))
-            .collect();
-        edges.sort_unstable();
-        edges.dedup();
-        let fused = body.fusable().then_some(fused::<T> as super::Fused);
-        let typed = match (typed, chain) {
-            (Some(typed), Some(chain)) if fused.is_some() && body.chainable() => chain
-                .downcast::<TypedBody<I, T>>()
-                .ok()
-                .map(|chain| super::chain::typed(typed, *chain)),
-            _ => None,
-        };
-        let def = FanOutDef {
-            body,
-            collection: Some(collection.id),
-            imports,
-            items,
-            assemble: assemble::<T>,
-            at_once: None,
-            fused,
-            typed,
-        };
-        let info = self.intern(TaskInfo::new("for", Kind::FanOut));
-        let body = Arc::clone(&def.body.graph);
-        let handle = self.push(name, info, &mut edges, Call::FanOut(Box::new(def)));
-        self.graph.add_body(body);
-        handle
-    }
-
     /// Declares the last `count` parameters resources: values each run is given beside
     /// its parameters (a connection pool, a client), never saved, checkpointed or part
     /// of a durable run's input. Split the built workflow with
@@ -421,23 +276,6 @@ impl<P: Params> Builder<P> {
             P::LEN
         );
         self.resources = count;
-    }
-
-    /// Gives a fan-out's body its typed chain: `workflow!` writes a body of task calls
-    /// out as one closure that runs an item's tasks in order, so that a fused fan-out
-    /// runs its items with no slots or boxes (see `plan/chain.rs`). `collection` is
-    /// the fan-out's collection and `tail` the body's output. Not for hand-built
-    /// bodies.
-    #[doc(hidden)]
-    pub fn chain<I, T, F>(&mut self, collection: Checked<I>, tail: Handle<T>, chain: F)
-    where
-        I: Send + Sync + 'static,
-        T: Send + Sync + 'static,
-        F: for<'c, 'r> Fn(&mut Chain<'c>, &'r I, &Imports<'r>) -> Option<T> + Send + Sync + 'static,
-    {
-        let _ = (collection, tail);
-        let chain: TypedBody<I, T> = Arc::new(chain);
-        self.chain = Some(Box::new(chain));
     }
 
     /// Hands `node`'s value to its one reader by value: once it succeeds, the reader
@@ -549,6 +387,29 @@ impl<P: Params> Builder<P> {
         handle
     }
 
+    /// [`fan_out`](Self::fan_out) over a collection checked by `fan_over`: what a `for`
+    /// of `workflow!` calls, so that one that is not a collection is reported once.
+    #[doc(hidden)]
+    #[track_caller]
+    pub fn fan_out_checked<I, O, T, F>(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        collection: Checked<I>,
+        item: impl Into<Cow<'static, str>>,
+        outer: O,
+        body: F,
+    ) -> Handle<Vec<T>>
+    where
+        I: Send + Sync + 'static,
+        O: Inputs,
+        T: Send + Sync + 'static,
+        F: FnOnce(&mut Builder<()>, Handle<I>, O) -> Handle<T>,
+    {
+        let handle = Handle::<()>::new(collection.builder, collection.node as usize);
+        let items = (collection.items, Some(collection.items_of));
+        self.add_fan_out(name.into(), handle, item.into(), outer, body, items)
+    }
+
     /// Adds another workflow as one node: it runs with `inputs` as its parameters
     /// (read in place, never cloned), its tasks are scheduled, retried and reported as
     /// this run's (named `node.task`), and its output is this node's value.
@@ -643,22 +504,6 @@ impl<P: Params> Builder<P> {
     #[cfg(not(feature = "durable"))]
     #[doc(hidden)]
     pub fn checkpoint<T>(&mut self, _node: Handle<T>) {}
-
-    /// Caps a fan-out: at most `at_once` of its items run at a time, whatever tasks
-    /// their bodies call; the next item starts when one ends. Items not yet started
-    /// cost nothing but their place in the queue.
-    ///
-    /// # Panics
-    /// If `fan_out` is not a fan-out's handle of this builder, or `at_once` is zero.
-    #[track_caller]
-    pub fn cap_items<T>(&mut self, fan_out: Handle<Vec<T>>, at_once: u32) {
-        assert!(at_once > 0, "a fan-out's cap is at least 1");
-        let node = self.own(&[fan_out.node_ref()])[0] as usize;
-        match &mut self.calls[node] {
-            Call::FanOut(def) => def.at_once = Some(at_once),
-            _ => panic!("`cap_items` takes a handle returned by `fan_out`"),
-        }
-    }
 
     pub(super) fn push<T: Send + Sync + 'static>(
         &mut self,
