@@ -26,12 +26,9 @@ impl Saved {
     }
 }
 
-fn millis(duration: &Duration) -> f64 {
-    duration.as_secs_f64() * 1e3
-}
-
+/// Written as every duration the crate serialises (see `retry::millis`).
 pub(super) fn serialize<S: Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(millis(duration))
+    crate::retry::millis(duration, s)
 }
 
 pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -48,10 +45,7 @@ pub(super) mod option {
         duration: &Option<Duration>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
-        match duration {
-            Some(duration) => s.serialize_some(&millis(duration)),
-            None => s.serialize_none(),
-        }
+        crate::retry::millis_option(duration, s)
     }
 
     pub(in crate::report) fn deserialize<'de, D: Deserializer<'de>>(
