@@ -86,7 +86,7 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            self.commit(std::mem::take(&mut batch)).await;
+            self.commit(std::mem::take(&mut batch), &ended).await;
             self.committed.notify_one();
         }
     }
@@ -94,7 +94,11 @@ impl Committer {
     /// Commits `batch`; a commit the database could not take (it went away) is tried
     /// again, on a new connection, for the attempts whose leases may still hold. One
     /// the database refuses is split, to find the attempt it refuses.
-    async fn commit(&mut self, mut batch: Vec<ToCommit>) {
+    async fn commit(
+        &mut self,
+        mut batch: Vec<ToCommit>,
+        ended: &mpsc::UnboundedReceiver<ToCommit>,
+    ) {
         let mut pause = Duration::from_millis(100);
         loop {
             let result = match connected(&self.cluster, &mut self.client).await {
@@ -102,8 +106,12 @@ impl Committer {
                     let endings: Vec<&Ending> = batch.iter().map(|c| &c.ending).collect();
                     commit::commit(client, &self.owner, &endings).await
                 }
+                // The database is away: the attempts are kept past their leases, which
+                // their heartbeats renew once it is back (the reaper leaves a restarted
+                // server's lapsed leases to them for a lease); unless the worker is
+                // stopping (nothing more is sent), which waits no longer than a lease.
                 None => {
-                    if !wait(&mut pause, &mut batch).await {
+                    if !wait(&mut pause, &mut batch, ended.is_closed()).await {
                         return;
                     }
                     continue;
@@ -129,15 +137,15 @@ impl Committer {
             match Trouble::of(&error, closed, batch.len()) {
                 Trouble::Again => {
                     tracing::warn!(error = %super::explain(&error), "commit failed; trying again");
-                    if !wait(&mut pause, &mut batch).await {
+                    if !wait(&mut pause, &mut batch, true).await {
                         return;
                     }
                     continue;
                 }
                 Trouble::Split => {
                     let half = batch.split_off(batch.len() / 2);
-                    Box::pin(self.commit(batch)).await;
-                    return Box::pin(self.commit(half)).await;
+                    Box::pin(self.commit(batch, ended)).await;
+                    return Box::pin(self.commit(half, ended)).await;
                 }
                 Trouble::Refused => {}
             }
@@ -172,12 +180,14 @@ async fn connected<'c>(
     client.as_mut()
 }
 
-/// Pauses before trying `batch` again (longer each time), keeping the attempts whose
-/// leases may still hold; `false` if none is left.
-async fn wait(pause: &mut Duration, batch: &mut Vec<ToCommit>) -> bool {
+/// Pauses before trying `batch` again (longer each time); with `lapse`, keeps only the
+/// attempts whose leases may still hold. `false` if none is left.
+async fn wait(pause: &mut Duration, batch: &mut Vec<ToCommit>, lapse: bool) -> bool {
     tokio::time::sleep(*pause).await;
     *pause = (*pause * 2).min(Duration::from_secs(2));
-    batch.retain(|c| keep(&c.ending, c.deadline));
+    if lapse {
+        batch.retain(|c| keep(&c.ending, c.deadline));
+    }
     !batch.is_empty()
 }
 

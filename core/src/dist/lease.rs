@@ -111,10 +111,12 @@ pub(super) async fn heartbeat(
 /// Makes the tasks whose lease expired (their worker died or stalled) ready again;
 /// idempotent, run by any worker. Returns how many.
 ///
-/// Not within `grace` (the reaper's own lease) of the server's start: leases that
-/// lapsed while the server was down are their workers' to renew once they reconnect,
-/// which they do within a third of a lease. An outage is not a worker lost: reaped,
-/// the attempts would run twice and count towards a task's lost workers.
+/// Not within a lease of the server's start (the lease of the worker that holds it, as
+/// it recorded itself, else `grace`, the reaper's own): leases that lapsed while the
+/// server was down are their workers' to renew once they reconnect, which they do
+/// within a third of a lease. An outage is not a worker lost: reaped, the attempts
+/// would run twice and count towards a task's lost workers. (A server that recovered
+/// from a crash for longer than a lease, or a replica promoted, gives no such grace.)
 pub(super) async fn reap(client: &Client, grace: Duration) -> Result<u64, tokio_postgres::Error> {
     let reaped = client
         .execute(
@@ -122,14 +124,16 @@ pub(super) async fn reap(client: &Client, grace: Duration) -> Result<u64, tokio_
                 "UPDATE aqueduct_dist_tasks SET state = 'ready', lease_owner = NULL,
                      lease_ms = NULL, available_ms = {NOW_MS}, reaped = reaped + 1
                  WHERE (run_id, node, item, part) IN (
-                     SELECT run_id, node, item, part FROM aqueduct_dist_tasks
-                     WHERE state = 'running' AND lease_ms < {NOW_MS}
+                     SELECT t.run_id, t.node, t.item, t.part FROM aqueduct_dist_tasks t
+                     WHERE t.state = 'running' AND t.lease_ms < {NOW_MS}
                        -- A cancelled run's attempts are not run again.
-                       AND run_id IN (SELECT id FROM aqueduct_dist_runs
-                                      WHERE status = 'running')
+                       AND t.run_id IN (SELECT id FROM aqueduct_dist_runs
+                                        WHERE status = 'running')
                        AND {NOW_MS} > (extract(epoch FROM pg_postmaster_start_time())
-                                       * 1000)::BIGINT + $1
-                     FOR UPDATE SKIP LOCKED)"
+                                       * 1000)::BIGINT
+                           + COALESCE((SELECT w.lease_ms FROM aqueduct_dist_workers w
+                                       WHERE w.id = t.lease_owner), $1)
+                     FOR UPDATE OF t SKIP LOCKED)"
             ),
             &[&(grace.as_millis() as i64)],
         )

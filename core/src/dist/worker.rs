@@ -364,38 +364,36 @@ async fn attempt(
     lookups: Option<Arc<tokio_postgres::Client>>,
 ) -> Ending {
     let tries = task.attempt.saturating_sub(task.reaped).max(1);
-    // A task whose workers keep dying with it (an abort, a stack overflow, an
-    // out-of-memory kill) is not handed to every worker in turn: it fails.
-    let (ended, cache) = if task.reaped >= MAX_LOST {
-        let ended = Ended::Failed {
-            error: format!(
-                "its worker was lost {} times while running it (killed, or crashed by the \
-                 task): it is not run again",
-                task.reaped
-            ),
-            retry_in: None,
-        };
-        (ended, None)
-    } else {
-        // As in one process: the run's span, and the attempt's inside it.
-        let node = task.place.name(&served.plan);
-        let target = super::execute::Target::of(task.place);
-        let name = target
-            .call(&served.plan)
-            .map_or("", |(plan, node)| plan.graph.info(node).name);
-        let span =
-            tracing::info_span!("workflow", name = %served.plan.graph.name(), run = %task.run);
-        let span = tracing::info_span!(
-            parent: &span,
-            "task",
-            task = name,
-            node = %node,
-            attempt = task.attempt,
-        );
-        let started = std::time::Instant::now();
-        let run = async {
-            tracing::debug!(node = %node, attempt = task.attempt, "task started");
-            let (ended, cache) = super::execute::run(
+    // As in one process: the run's span, and the attempt's inside it.
+    let node = task.place.name(&served.plan);
+    let name = super::execute::Target::of(task.place)
+        .call(&served.plan)
+        .map_or("", |(plan, node)| plan.graph.info(node).name);
+    let span = tracing::info_span!("workflow", name = %served.plan.graph.name(), run = %task.run);
+    let span = tracing::info_span!(
+        parent: &span,
+        "task",
+        task = name,
+        node = %node,
+        attempt = task.attempt,
+    );
+    let started = std::time::Instant::now();
+    let run = async {
+        tracing::debug!(node = %node, attempt = task.attempt, "task started");
+        // A task whose workers keep dying with it (an abort, a stack overflow, an
+        // out-of-memory kill) is not handed to every worker in turn: it fails.
+        let (ended, cache) = if task.reaped >= MAX_LOST {
+            let ended = Ended::Failed {
+                error: format!(
+                    "its worker was lost {} times while running it (killed, or crashed by \
+                     the task): it is not run again",
+                    task.reaped
+                ),
+                retry_in: None,
+            };
+            (ended, None)
+        } else {
+            super::execute::run(
                 Arc::clone(&served),
                 &task,
                 tries,
@@ -403,25 +401,28 @@ async fn attempt(
                 read.inputs,
                 (lookups.as_deref(), read.parent),
             )
-            .await;
-            let status = match &ended {
-                Ended::Done { .. } | Ended::Expanded { .. } => "succeeded",
-                Ended::Failed {
-                    retry_in: Some(_), ..
-                } => "failed, to be retried",
-                Ended::Failed { retry_in: None, .. } => "failed",
-            };
-            tracing::debug!(
-                node = %node,
-                status,
-                attempt = task.attempt,
-                duration_ms = started.elapsed().as_secs_f64() * 1e3,
-                "task ended"
-            );
-            (ended, cache)
+            .await
         };
-        tracing::Instrument::instrument(run, span).await
+        // How the attempt ended here; its commit may still find it lost, or its output
+        // too big to save.
+        let status = match &ended {
+            Ended::Done { .. } => "succeeded",
+            Ended::Expanded { .. } => "expanded",
+            Ended::Failed {
+                retry_in: Some(_), ..
+            } => "failed, to be retried",
+            Ended::Failed { retry_in: None, .. } => "failed",
+        };
+        tracing::debug!(
+            node = %node,
+            status,
+            attempt = task.attempt,
+            duration_ms = started.elapsed().as_secs_f64() * 1e3,
+            "task ended"
+        );
+        (ended, cache)
     };
+    let (ended, cache) = tracing::Instrument::instrument(run, span).await;
     Ending {
         plan: Arc::clone(&served.plan),
         claimed: task,
