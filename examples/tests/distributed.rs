@@ -311,10 +311,15 @@ fn workers_reconnect_after_the_server_restarts_and_the_run_finishes() {
     let cluster = Cluster::connect(&db.url).unwrap();
     rt.block_on(cluster.submit(&workflow, "restarted", (3,)))
         .unwrap();
-    // Once some tasks ran, restart the server.
+    // A task running across the whole outage: 10 s, from before the server stops to
+    // after it is back.
+    let nap = aqueduct_examples::dist::nap();
+    rt.block_on(cluster.submit(&nap, "across", (10_000,)))
+        .unwrap();
+    // Once some tasks ran, and the nap started, restart the server.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while lines(&log).len() < 50 {
-        assert!(Instant::now() < deadline, "the run does not start");
+    while lines(&log).len() < 50 || !lines(&log).iter().any(|l| l.starts_with("nap start")) {
+        assert!(Instant::now() < deadline, "the runs do not start");
         std::thread::sleep(Duration::from_millis(10));
     }
     let pg_ctl = format!("{bin}/pg_ctl");
@@ -353,9 +358,22 @@ fn workers_reconnect_after_the_server_restarts_and_the_run_finishes() {
         .expect("the run finishes after the restart")
         .unwrap();
     assert_eq!(output, expected);
-    for worker in workers {
-        worker.stop();
-    }
+    let napped = rt
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(90), cluster.wait(&nap, "across")).await
+        })
+        .expect("the nap's run finishes")
+        .unwrap();
+    assert_eq!(napped, 10_001);
+    // The nap's lease lapsed while the server was down; its worker renewed it once it
+    // was back instead of the task being reaped: it ran once, and nothing was lost.
+    let starts = lines(&log)
+        .iter()
+        .filter(|l| l.starts_with("nap start"))
+        .count();
+    assert_eq!(starts, 1, "the nap ran once");
+    let lost: u64 = workers.into_iter().map(|worker| worker.stop().2).sum();
+    assert_eq!(lost, 0, "no worker lost a task to the outage");
     let _ = std::io::stdout().flush();
     let _ = std::fs::remove_file(&log);
 }
