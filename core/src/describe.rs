@@ -178,6 +178,11 @@ impl Graph {
         self.fakes.push(self.len() as u32 - 1);
     }
 
+    /// Whether node `node` calls a fake.
+    pub(crate) fn is_fake(&self, node: usize) -> bool {
+        self.fakes.binary_search(&(node as u32)).is_ok()
+    }
+
     /// Puts the last node added in an arm of a decision.
     pub(crate) fn set_arm(&mut self, arm: Arm) {
         if let Some(last) = self.arms.last_mut() {
@@ -455,7 +460,7 @@ impl<'g> Node<'g> {
     /// Whether it calls a fake of its task: the workflow was built with
     /// `with_fakes` (see [`crate::fake`]).
     pub fn is_fake(&self) -> bool {
-        self.graph.fakes.binary_search(&(self.index as u32)).is_ok()
+        self.graph.is_fake(self.index)
     }
 
     fn label(&self) -> String {
@@ -465,9 +470,15 @@ impl<'g> Node<'g> {
         if self.kind() == Kind::Branch {
             return self.name().to_owned();
         }
+        self.label_with(" = ")
+    }
+
+    /// `name`, then `between` and the task when it is named otherwise, and `(fake)`
+    /// after a fake's: how drawings label a task node.
+    pub(crate) fn label_with(&self, between: &str) -> String {
         let fake = if self.is_fake() { " (fake)" } else { "" };
         match self.task() {
-            Some(task) if task != self.name() => format!("{} = {task}{fake}", self.name()),
+            Some(task) if task != self.name() => format!("{}{between}{task}{fake}", self.name()),
             _ => format!("{}{fake}", self.name()),
         }
     }

@@ -72,7 +72,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct Fake {
     task: TypeId,
     name: &'static str,
-    /// An `Arc` of the task's `Call` type.
+    /// An `Arc<dyn Fn(..)>` of the task's signature (`#[task]` spells it).
     call: Arc<dyn Any + Send + Sync>,
     /// Whether the faked nodes retry at once.
     no_delays: bool,
@@ -80,7 +80,7 @@ pub struct Fake {
 
 impl Fake {
     /// The fake of the task whose marker type is `task`, named `name`, that calls
-    /// `call` (an `Arc` of the task's `Call` type). What `task_name::fake` returns.
+    /// `call` (an `Arc<dyn Fn(..)>` of the task's signature). What `task_name::fake` returns.
     pub(crate) fn new(task: TypeId, name: &'static str, call: Arc<dyn Any + Send + Sync>) -> Self {
         Self {
             task,
@@ -138,7 +138,7 @@ impl Fakes {
     }
 
     /// The fake of the task whose marker type is `task`, if there is one (an `Arc` of
-    /// its `Call` type), and whether it retries at once; marks it used.
+    /// its `dyn Fn`), and whether it retries at once; marks it used.
     pub(crate) fn get(&self, task: TypeId) -> Option<(Arc<dyn Any + Send + Sync>, bool)> {
         let (fake, used) = self.fakes.iter().find(|(fake, _)| fake.task == task)?;
         used.store(true, Ordering::Relaxed);

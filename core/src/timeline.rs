@@ -56,11 +56,7 @@ fn bars(report: &RunReport) -> Vec<Bar> {
         }
         bars.push(Bar {
             label: task.node.clone(),
-            task: if task.fake {
-                format!("{} (fake)", task.task)
-            } else {
-                task.task.clone()
-            },
+            task: task.task_shown().into_owned(),
             span: task.started_at.map(|start| (start, start + task.duration)),
             status: task.status,
             items: None,
@@ -357,11 +353,7 @@ fn graph_svg(graph: &Graph, statuses: &BTreeMap<&str, TaskStatus>) -> String {
             (_, Some(status)) => class(status),
             (_, None) => "skipped",
         };
-        let fake = if node.is_fake() { " (fake)" } else { "" };
-        let label = match node.task() {
-            Some(task) if task != node.name() => format!("{} · {task}{fake}", node.name()),
-            _ => format!("{}{fake}", node.name()),
-        };
+        let label = node.label_with(" · ");
         let _ = write!(
             svg,
             r#"<g class="node" data-node="{name}"><rect class="{class}" x="{x}" y="{y}" width="{w}" height="{h}" rx="5"/><text x="{tx}" y="{ty}">{label}</text></g>"#,

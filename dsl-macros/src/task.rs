@@ -5,7 +5,7 @@
 //! type, output type and kind; `workflow!` names the task through it.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, format_ident, quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, ReturnType, Type};
 
@@ -418,21 +418,8 @@ fn cache(task: &Task, output: &TokenStream) -> (TokenStream, TokenStream) {
 fn send_check(task: &Task) -> TokenStream {
     let name = &task.item.sig.ident;
     let assert_send = task.options.crate_path().private_at(name.span());
-    let (args, types): (Vec<_>, Vec<_>) = task
-        .item
-        .sig
-        .inputs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, input)| match input {
-            // Hygienic, so a task named like one of them is still the one called.
-            FnArg::Typed(typed) => Some((
-                format_ident!("__aqueduct_arg{i}", span = Span::mixed_site()),
-                &typed.ty,
-            )),
-            FnArg::Receiver(_) => None,
-        })
-        .unzip();
+    let types = crate::task_call::input_types(&task.item);
+    let args: Vec<_> = (0..types.len()).map(crate::task_call::arg_local).collect();
     quote_spanned! {name.span()=>
         const _: () = {
             #[allow(dead_code)]

@@ -20,8 +20,14 @@ pub(crate) fn fakeable(item: &ItemFn) -> bool {
     item.sig.constness.is_none() && !impl_trait
 }
 
+/// The local for input `i` of a call the expansion makes itself: hygienic, so a task
+/// or an input named like one is still the one meant.
+pub(crate) fn arg_local(i: usize) -> proc_macro2::Ident {
+    format_ident!("__aqueduct_arg{i}", span = Span::mixed_site())
+}
+
 /// The task's input types, in order.
-fn input_types(item: &ItemFn) -> Vec<&Type> {
+pub(crate) fn input_types(item: &ItemFn) -> Vec<&Type> {
     item.sig
         .inputs
         .iter()
@@ -102,7 +108,7 @@ pub(crate) fn with_fake_check(
         inner.vis = syn::Visibility::Inherited;
         for (i, input) in item.sig.inputs.iter_mut().enumerate() {
             let FnArg::Typed(typed) = input else { continue };
-            let arg = format_ident!("__aqueduct_arg{i}", span = Span::mixed_site());
+            let arg = arg_local(i);
             *typed.pat = Pat::Ident(syn::PatIdent {
                 attrs: Vec::new(),
                 by_ref: None,
@@ -162,10 +168,7 @@ pub(crate) fn fake_constructor(
     let (vis, name) = (&item.vis, &item.sig.ident);
     let types = input_types(item);
     let call_type = call_type(item, ret, is_async, p);
-    // Hygienic: a task named like one of them is still the one called.
-    let args: Vec<_> = (0..types.len())
-        .map(|i| format_ident!("__aqueduct_arg{i}", span = Span::mixed_site()))
-        .collect();
+    let args: Vec<_> = (0..types.len()).map(arg_local).collect();
     let fake_doc = format!(
         "A fake of task `{name}` for a workflow's `with_fakes`: `call` takes the task's \
          inputs and returns what it returns{}. See `aqueduct::fake`.",

@@ -53,15 +53,15 @@ impl Target {
     }
 }
 
-/// Runs attempt `attempt` of `task` (attempts lost with their workers not counted)
-/// with its run's parameters and its inputs, and says how it ended: its output
+/// Runs attempt `attempt` of `task` (attempts lost with their workers not counted;
+/// `id` is how the task sees it) with its run's parameters and its inputs, and says how it ended: its output
 /// encoded, or its error and whether (and when) its policy retries it; for a
 /// fan-out's row, its items made or gathered. A cached task's first attempt looks
 /// its result up through `lookups` first (see [`cached`]).
 pub(super) async fn run(
     served: Arc<Served>,
     task: &Claimed,
-    attempt: u32,
+    (attempt, id): (u32, Arc<AttemptId>),
     params: Arc<[u8]>,
     inputs: Vec<(Place, Input)>,
     (lookups, parent): (Option<&tokio_postgres::Client>, Option<Arc<Parent>>),
@@ -73,11 +73,6 @@ pub(super) async fn run(
     };
     let info = *plan.graph.info(node);
     let run: items::Run = ((task.run.clone(), task.submitted_ms), parent);
-    let id = Arc::new(AttemptId {
-        run_id: task.run.clone(),
-        node: task.place.name(&served.plan),
-        attempt: task.attempt,
-    });
     let result = match (&plan.calls[node], target) {
         (Call::FanOut(_), Target::Top(fan)) if task.expanded => {
             let served = Arc::clone(&served);

@@ -365,7 +365,11 @@ async fn attempt(
 ) -> Ending {
     let tries = task.attempt.saturating_sub(task.reaped).max(1);
     // As in one process: the run's span, and the attempt's inside it.
-    let node = task.place.name(&served.plan);
+    let id = Arc::new(super::current::AttemptId {
+        run_id: task.run.clone(),
+        node: task.place.name(&served.plan),
+        attempt: task.attempt,
+    });
     let name = super::execute::Target::of(task.place)
         .call(&served.plan)
         .map_or("", |(plan, node)| plan.graph.info(node).name);
@@ -374,12 +378,12 @@ async fn attempt(
         parent: &span,
         "task",
         task = name,
-        node = %node,
+        node = %id.node,
         attempt = task.attempt,
     );
     let started = std::time::Instant::now();
     let run = async {
-        tracing::debug!(node = %node, attempt = task.attempt, "task started");
+        tracing::debug!(node = %id.node, attempt = task.attempt, "task started");
         // A task whose workers keep dying with it (an abort, a stack overflow, an
         // out-of-memory kill) is not handed to every worker in turn: it fails.
         let (ended, cache) = if task.reaped >= MAX_LOST {
@@ -396,7 +400,7 @@ async fn attempt(
             super::execute::run(
                 Arc::clone(&served),
                 &task,
-                tries,
+                (tries, Arc::clone(&id)),
                 read.params,
                 read.inputs,
                 (lookups.as_deref(), read.parent),
@@ -414,7 +418,7 @@ async fn attempt(
             Ended::Failed { retry_in: None, .. } => "failed",
         };
         tracing::debug!(
-            node = %node,
+            node = %id.node,
             status,
             attempt = task.attempt,
             duration_ms = started.elapsed().as_secs_f64() * 1e3,

@@ -20,7 +20,7 @@ use crate::plan::{Builder, Params, Step};
 /// fake is one relaxed load.
 static ANY_FAKES: AtomicBool = AtomicBool::new(false);
 
-/// A fake in force: the faked task and its call (an `Arc` of its `Call`).
+/// A fake in force: the faked task and its call (an `Arc<dyn Fn(..)>` of its signature).
 #[derive(Clone)]
 pub(crate) struct Active {
     task: TypeId,
@@ -137,10 +137,7 @@ impl<M: Task<Output: super::TaskOutput>> Marker<M> {
     /// something that is not a task is then reported once, at its name.
     pub fn info_callee<P: Params>(self, builder: &mut Builder<P>) -> (TaskInfo, Callee) {
         let mut info = M::INFO;
-        let fake = builder
-            .fakes()
-            .and_then(|fakes| fakes.get(TypeId::of::<M>()));
-        let Some((call, no_delays)) = fake else {
+        let Some((active, no_delays)) = fake_in::<M, P>(builder) else {
             return (info, Callee(None));
         };
         builder.faking();
@@ -148,18 +145,22 @@ impl<M: Task<Output: super::TaskOutput>> Marker<M> {
             info.retry.delay = std::time::Duration::ZERO;
             info.retry.max_delay = Some(std::time::Duration::ZERO);
         }
-        (info, Callee(Some(Active::new(TypeId::of::<M>(), call))))
+        (info, Callee(Some(active)))
     }
 }
 
 impl<M: 'static> Marker<M> {
     /// What a typed chain calls for this task, in `builder`'s fan-out body.
     pub fn chain_callee<P: Params>(self, builder: &Builder<P>) -> Callee {
-        let fake = builder
-            .fakes()
-            .and_then(|fakes| fakes.get(TypeId::of::<M>()));
-        Callee(fake.map(|(call, _)| Active::new(TypeId::of::<M>(), call)))
+        Callee(fake_in::<M, P>(builder).map(|(active, _)| active))
     }
+}
+
+/// The fake of task `M` that `builder` builds with, if any, and whether it retries at
+/// once.
+fn fake_in<M: 'static, P: Params>(builder: &Builder<P>) -> Option<(Active, bool)> {
+    let (call, no_delays) = builder.fakes()?.get(TypeId::of::<M>())?;
+    Some((Active::new(TypeId::of::<M>(), call), no_delays))
 }
 
 impl<M: Task> Marker<M> {

@@ -320,6 +320,17 @@ impl ItemSummary {
     }
 }
 
+impl TaskReport {
+    /// The task as tables and timelines show it: its name, `(fake)` after a fake's.
+    pub(crate) fn task_shown(&self) -> std::borrow::Cow<'_, str> {
+        if self.fake {
+            format!("{} (fake)", self.task).into()
+        } else {
+            self.task.as_str().into()
+        }
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
@@ -335,7 +346,7 @@ impl fmt::Display for RunReport {
                 .unwrap_or(0)
         };
         let node_w = width("node", &|t| t.node.len());
-        let task_w = width("task", &|t| t.task.len() + if t.fake { 7 } else { 0 });
+        let task_w = width("task", &|t| t.task_shown().len());
         let kind_w = width("kind", &|t| t.kind.to_string().len());
         writeln!(f, "run of `{}`", self.workflow)?;
         writeln!(
@@ -361,16 +372,11 @@ impl fmt::Display for RunReport {
                 TaskStatus::Succeeded => "ok".to_owned(),
                 other => other.to_string(),
             };
-            let task = if t.fake {
-                format!("{} (fake)", t.task)
-            } else {
-                t.task.clone()
-            };
             writeln!(
                 f,
                 "  {:node_w$}  {:task_w$}  {:kind_w$}  {:9}  {:>8}  {:>10}  {:>10}  {:>10}",
                 t.node,
-                task,
+                t.task_shown(),
                 t.kind.to_string(),
                 status,
                 t.attempts.len(),

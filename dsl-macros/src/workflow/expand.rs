@@ -146,41 +146,38 @@ pub(super) fn emit(workflow: &Workflow) -> TokenStream {
     // With resources, the workflow as built takes every parameter (what another
     // workflow passes it as a node: `Subflow`); `workflow()` is the same one, split into
     // its parameters and its resources.
-    let (run, workflow_fn) = if resource_names.is_empty() {
+    let (run, public_type, split) = if resource_names.is_empty() {
         (
             quote!(#name::workflow().run((#(#param_names,)*))),
-            quote! {
-                #vis fn workflow() -> &'static #workflow_type {
-                    <#name as #p::Subflow>::workflow()
-                }
-
-                #(#[doc = #with_fakes_doc])*
-                #vis fn with_fakes(
-                    fakes: impl ::core::iter::IntoIterator<Item = #p::Fake>,
-                ) -> ::core::result::Result<#workflow_type, #p::Error> {
-                    #faked
-                }
-            },
+            workflow_type.clone(),
+            None,
         )
     } else {
-        let split_type = quote!(#p::Workflow<(#(#saved_types,)*), #ret, (#(#resource_types,)*)>);
-        let split = quote!(with_resources::<(#(#saved_types,)*), (#(#resource_types,)*)>());
         (
             quote!(#name::workflow().run_with((#(#saved_names,)*), (#(#resource_names,)*))),
-            quote! {
-                #vis fn workflow() -> &'static #split_type {
-                    static SPLIT: #p::OnceLock<#split_type> = #p::OnceLock::new();
-                    SPLIT.get_or_init(|| <#name as #p::Subflow>::workflow().#split)
-                }
-
-                #(#[doc = #with_fakes_doc])*
-                #vis fn with_fakes(
-                    fakes: impl ::core::iter::IntoIterator<Item = #p::Fake>,
-                ) -> ::core::result::Result<#split_type, #p::Error> {
-                    #faked.map(|built| built.#split)
-                }
-            },
+            quote!(#p::Workflow<(#(#saved_types,)*), #ret, (#(#resource_types,)*)>),
+            Some(quote!(with_resources::<(#(#saved_types,)*), (#(#resource_types,)*)>())),
         )
+    };
+    let workflow_body = match &split {
+        None => quote!(<#name as #p::Subflow>::workflow()),
+        Some(split) => quote! {
+            static SPLIT: #p::OnceLock<#public_type> = #p::OnceLock::new();
+            SPLIT.get_or_init(|| <#name as #p::Subflow>::workflow().#split)
+        },
+    };
+    let split_faked = split.map(|split| quote!(.map(|built| built.#split)));
+    let workflow_fn = quote! {
+        #vis fn workflow() -> &'static #public_type {
+            #workflow_body
+        }
+
+        #(#[doc = #with_fakes_doc])*
+        #vis fn with_fakes(
+            fakes: impl ::core::iter::IntoIterator<Item = #p::Fake>,
+        ) -> ::core::result::Result<#public_type, #p::Error> {
+            #faked #split_faked
+        }
     };
     quote! {
         #(#attrs)*

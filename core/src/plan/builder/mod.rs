@@ -170,10 +170,8 @@ pub struct Builder<P> {
     pub(super) resources: usize,
     /// The fakes the workflow is built with ([`crate::fake`]), if any.
     pub(super) fakes: Option<Arc<Fakes>>,
-    /// Whether the next node calls a fake.
+    /// Whether the next node calls a fake (the graph keeps which nodes do).
     faking: bool,
-    /// The nodes that call a fake: they never use the cache.
-    pub(super) faked: Vec<u32>,
     _params: PhantomData<fn(P)>,
 }
 
@@ -196,7 +194,6 @@ impl<P: Params> Builder<P> {
             resources: 0,
             fakes: None,
             faking: false,
-            faked: Vec::new(),
             _params: PhantomData,
         };
         let handles = P::declare(&mut builder, params);
@@ -381,7 +378,6 @@ impl<P: Params> Builder<P> {
         });
         let handle = self.push(name.into(), info, &mut edges, Call::Task(call));
         if std::mem::take(&mut self.faking) {
-            self.faked.push(handle.id);
             self.graph.set_fake();
         }
         handle

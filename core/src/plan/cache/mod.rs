@@ -102,7 +102,7 @@ impl<P: Params> Builder<P> {
     {
         let node = self.own(&[node.node_ref()])[0];
         // A fake's result is not the task's: it is neither looked up nor saved.
-        if self.faked.contains(&node) {
+        if self.graph.is_fake(node as usize) {
             return;
         }
         let info = self.graph.info(node as usize);
