@@ -13,68 +13,128 @@ use crate::plan::{Call, Plan};
 use crate::store::postgres::NOW_MS;
 use crate::task::Kind;
 
-/// How many tasks of a run ended in a batch, how many of them failed, and how many
-/// its fan-outs' items added.
+/// How many tasks of a run ended in a batch, how many of them failed (less the
+/// failures a `match` handled), how many its fan-outs' items added, and its output
+/// node (the run succeeds only if that ended `done`).
 #[derive(Default)]
 pub(super) struct Ends {
     pub(super) finished: i32,
     pub(super) failed: i32,
     pub(super) added: i32,
+    pub(super) output: i32,
 }
 
-/// Counts the `ended` tasks (run, plan, node, succeeded) in their successors, one
-/// statement per wave: those whose last input arrived become ready, or skipped if one
-/// they require did not succeed (and are counted in their own successors in the next
-/// wave). Returns each run's ends (those given included) and whether any task became
-/// ready.
+/// How a task ended, as its successors and its run count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum End {
+    /// It succeeded; a decision says which arm it took.
+    Done { arm: Option<u32> },
+    /// It failed (its run fails, unless a `match` reads the failure).
+    Failed,
+    /// It did not run: an input it requires did not succeed.
+    Skipped,
+    /// It did not run: it is in an arm of an `if` or `match` that was not taken, or
+    /// requires a task that is.
+    NotTaken,
+}
+
+impl End {
+    /// The state of a task that ended so, as its row holds it.
+    pub(super) fn state(self) -> &'static str {
+        match self {
+            End::Done { .. } => "done",
+            End::Failed => "failed",
+            End::Skipped => "skipped",
+            End::NotTaken => "not_taken",
+        }
+    }
+
+    fn of_state(state: &str) -> Self {
+        match state {
+            "skipped" => End::Skipped,
+            "not_taken" => End::NotTaken,
+            "failed" => End::Failed,
+            _ => End::Done { arm: None },
+        }
+    }
+}
+
+/// A task that ended: its run, its run's plan, where it is, how it ended.
+pub(super) type TaskEnd<'a> = (&'a str, &'a Plan, Place, End);
+
+/// Counts the `ended` tasks in their successors, one wave at a time: those whose last
+/// input arrived become ready, or skipped (not taken) if one they require did not
+/// succeed (was not taken), and are counted in their own successors in the next wave.
+/// A decision's end also ends at once the tasks of the arms it did not take, and
+/// marks the failures it read as handled. Returns each run's ends (those given
+/// included) and whether any task became ready.
 pub(super) async fn release<'a>(
     transaction: &Transaction<'_>,
-    mut ended: Vec<(&'a str, &'a Plan, Place, bool)>,
+    mut ended: Vec<TaskEnd<'a>>,
 ) -> Result<(BTreeMap<&'a str, Ends>, bool), tokio_postgres::Error> {
     let mut counts: BTreeMap<&str, Ends> = BTreeMap::new();
     let mut ready = false;
     let mut plans: BTreeMap<&str, &Plan> = BTreeMap::new();
     while !ended.is_empty() {
         // Per successor: how many of its inputs ended, how many of those it required
-        // and they did not succeed.
-        let mut arrivals: BTreeMap<(&str, Place), (i32, i32)> = BTreeMap::new();
-        for &(run, plan, place, succeeded) in &ended {
+        // and they did not succeed, and how many it required and they were not taken.
+        let mut arrivals: BTreeMap<(&str, Place), [i32; 3]> = BTreeMap::new();
+        let mut decided = Decided::default();
+        for &(run, plan, place, end) in &ended {
             let ends = counts.entry(run).or_default();
             ends.finished += 1;
-            ends.failed += i32::from(!succeeded);
+            ends.failed += i32::from(end == End::Failed);
             plans.insert(run, plan);
+            decided.note(run, plan, place, end);
             for (successor, required) in successors(plan, place) {
                 let arrival = arrivals.entry((run, successor)).or_default();
-                arrival.0 += 1;
-                arrival.1 += i32::from(required && !succeeded);
+                arrival[0] += 1;
+                arrival[1] += i32::from(required && matches!(end, End::Failed | End::Skipped));
+                arrival[2] += i32::from(required && end == End::NotTaken);
             }
         }
         ended.clear();
+        // The arms not taken end before the arrivals count: a task in one never runs,
+        // whatever else it waits for.
+        for (run, place, end) in decided.end_arms(transaction).await? {
+            if let Some((&run, &plan)) = plans.get_key_value(run.as_str()) {
+                ended.push((run, plan, place, end));
+            }
+        }
+        for run in decided.handle(transaction).await? {
+            if let Some(ends) = counts.get_mut(run.as_str()) {
+                ends.failed -= 1;
+            }
+        }
         if arrivals.is_empty() {
-            break;
+            continue;
         }
         let runs: Vec<&str> = arrivals.keys().map(|(run, _)| *run).collect();
         let places: Vec<Place> = arrivals.keys().map(|(_, place)| *place).collect();
         let (nodes, items, parts) = Place::columns(&places);
-        let arrived: Vec<i32> = arrivals.values().map(|a| a.0).collect();
-        let dooms: Vec<i32> = arrivals.values().map(|a| a.1).collect();
+        let arrived: Vec<i32> = arrivals.values().map(|a| a[0]).collect();
+        let dooms: Vec<i32> = arrivals.values().map(|a| a[1]).collect();
+        let untaken: Vec<i32> = arrivals.values().map(|a| a[2]).collect();
         // The SET expressions read the row as it was.
         let rows = transaction
             .query_typed(
                 &format!(
                     "UPDATE aqueduct_dist_tasks t SET pending = t.pending - e.arrived,
                          doomed = t.doomed + e.dooms,
+                         untaken = t.untaken + e.untaken,
                          state = CASE WHEN t.pending > e.arrived THEN t.state
                                       WHEN t.doomed + e.dooms > 0 THEN 'skipped'
+                                      WHEN t.untaken + e.untaken > 0 THEN 'not_taken'
                                       ELSE 'ready' END,
-                         ended_ms = CASE WHEN t.pending = e.arrived AND t.doomed + e.dooms > 0
+                         ended_ms = CASE WHEN t.pending = e.arrived
+                                          AND t.doomed + e.dooms + t.untaken + e.untaken > 0
                                          THEN {NOW_MS} ELSE t.ended_ms END,
                          available_ms = CASE WHEN t.pending = e.arrived
-                                              AND t.doomed + e.dooms = 0
+                                              AND t.doomed + e.dooms + t.untaken + e.untaken = 0
                                              THEN {NOW_MS} ELSE t.available_ms END
                      FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[], $4::INTEGER[],
-                                 $5::INTEGER[], $6::INTEGER[])
-                          AS e(run_id, node, item, part, arrived, dooms)
+                                 $5::INTEGER[], $6::INTEGER[], $7::INTEGER[])
+                          AS e(run_id, node, item, part, arrived, dooms, untaken)
                      WHERE t.run_id = e.run_id AND t.node = e.node AND t.item = e.item
                        AND t.part = e.part AND t.state = 'waiting'
                      RETURNING t.run_id, t.node, t.item, t.part, t.state"
@@ -86,30 +146,153 @@ pub(super) async fn release<'a>(
                     (&parts, Type::INT4_ARRAY),
                     (&arrived, Type::INT4_ARRAY),
                     (&dooms, Type::INT4_ARRAY),
+                    (&untaken, Type::INT4_ARRAY),
                 ],
             )
             .await?;
         for row in rows {
-            match row.get::<_, &str>(4) {
-                "ready" => ready = true,
-                "skipped" => {
-                    let run: &str = row.get(0);
-                    // The run's id as the batch holds it (the row's borrows the row).
-                    let Some((&run, &plan)) = plans.get_key_value(run) else {
-                        continue;
-                    };
-                    let place = Place {
-                        node: row.get::<_, i32>(1) as u32,
-                        item: row.get(2),
-                        part: row.get(3),
-                    };
-                    ended.push((run, plan, place, false));
+            let end = match row.get::<_, &str>(4) {
+                "ready" => {
+                    ready = true;
+                    continue;
                 }
-                _ => {}
-            }
+                "waiting" => continue,
+                state => End::of_state(state),
+            };
+            // The run's id as the batch holds it (the row's borrows the row).
+            let Some((&run, &plan)) = plans.get_key_value(row.get::<_, &str>(0)) else {
+                continue;
+            };
+            ended.push((run, plan, place_of(&row), end));
         }
     }
     Ok((counts, ready))
+}
+
+fn place_of(row: &tokio_postgres::Row) -> Place {
+    Place {
+        node: row.get::<_, i32>(1) as u32,
+        item: row.get(2),
+        part: row.get(3),
+    }
+}
+
+/// What the decisions that ended in a wave set in motion: the tasks of the arms they
+/// did not take, to end at once, and the failures they read, now handled.
+#[derive(Default)]
+struct Decided<'a> {
+    /// Tasks to end (if still waiting), and how: not taken, or skipped (their decision
+    /// failed).
+    unreached: Vec<(&'a str, Place, End)>,
+    /// Failures a `match` that succeeded read: a node of the workflow (with its items,
+    /// for a fan-out), or a task of an item.
+    handled: Vec<(&'a str, Place)>,
+}
+
+impl<'a> Decided<'a> {
+    /// Notes the task at `place` of `run` that ended with `end`, if it is a decision.
+    fn note(&mut self, run: &'a str, plan: &Plan, place: Place, end: End) {
+        let Some((scope, node)) = super::execute::Target::of(place).call(plan) else {
+            return;
+        };
+        if scope.graph.kind(node) != Kind::Decision {
+            return;
+        }
+        let at = |member: usize| match place.body() {
+            Some((_, item)) => Place::in_item(place.node(), item, member),
+            None => Place::top(member),
+        };
+        let (taken, unreached) = match end {
+            End::Done { arm } => (arm, End::NotTaken),
+            End::NotTaken => (None, End::NotTaken),
+            End::Failed | End::Skipped => (None, End::Skipped),
+        };
+        for &(member, arm) in scope.arms_of.get(&(node as u32)).into_iter().flatten() {
+            if taken != Some(arm) {
+                self.unreached.push((run, at(member as usize), unreached));
+            }
+        }
+        if taken.is_some() {
+            let read = scope.graph.node(node).edges().filter(|&(_, tolerant)| tolerant);
+            for (input, _) in read {
+                if scope.graph.kind(input) != Kind::Param {
+                    self.handled.push((run, at(input)));
+                }
+            }
+        }
+    }
+
+    /// Ends the tasks of arms not taken that still wait; returns them, as they ended.
+    async fn end_arms(
+        &self,
+        transaction: &Transaction<'_>,
+    ) -> Result<Vec<(String, Place, End)>, tokio_postgres::Error> {
+        if self.unreached.is_empty() {
+            return Ok(Vec::new());
+        }
+        let runs: Vec<&str> = self.unreached.iter().map(|u| u.0).collect();
+        let places: Vec<Place> = self.unreached.iter().map(|u| u.1).collect();
+        let states: Vec<&str> = self.unreached.iter().map(|u| u.2.state()).collect();
+        let (nodes, items, parts) = Place::columns(&places);
+        let rows = transaction
+            .query_typed(
+                &format!(
+                    "UPDATE aqueduct_dist_tasks t SET state = e.state, ended_ms = {NOW_MS}
+                     FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[], $4::INTEGER[],
+                                 $5::TEXT[]) AS e(run_id, node, item, part, state)
+                     WHERE t.run_id = e.run_id AND t.node = e.node AND t.item = e.item
+                       AND t.part = e.part AND t.state = 'waiting'
+                     RETURNING t.run_id, t.node, t.item, t.part, t.state"
+                ),
+                &[
+                    (&runs, Type::TEXT_ARRAY),
+                    (&nodes, Type::INT4_ARRAY),
+                    (&items, Type::INT4_ARRAY),
+                    (&parts, Type::INT4_ARRAY),
+                    (&states, Type::TEXT_ARRAY),
+                ],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let end = End::of_state(row.get(4));
+                (row.get(0), place_of(row), end)
+            })
+            .collect())
+    }
+
+    /// Marks the failures read by a `match` handled (a fan-out's with its items');
+    /// returns the run of each, once per failure.
+    async fn handle(
+        &self,
+        transaction: &Transaction<'_>,
+    ) -> Result<Vec<String>, tokio_postgres::Error> {
+        if self.handled.is_empty() {
+            return Ok(Vec::new());
+        }
+        let runs: Vec<&str> = self.handled.iter().map(|h| h.0).collect();
+        let places: Vec<Place> = self.handled.iter().map(|h| h.1).collect();
+        let (nodes, items, parts) = Place::columns(&places);
+        let rows = transaction
+            .query_typed(
+                "UPDATE aqueduct_dist_tasks t SET handled = true
+                 FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[], $4::INTEGER[])
+                      AS e(run_id, node, item, part)
+                 WHERE t.run_id = e.run_id AND t.node = e.node
+                   AND (e.part = -1 OR (t.item = e.item AND t.part = e.part))
+                   AND t.state = 'failed' AND NOT t.handled
+                 RETURNING t.run_id",
+                &[
+                    (&runs, Type::TEXT_ARRAY),
+                    (&nodes, Type::INT4_ARRAY),
+                    (&items, Type::INT4_ARRAY),
+                    (&parts, Type::INT4_ARRAY),
+                ],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
 }
 
 /// The tasks that wait for the task at `place` of `plan`, each with whether it
@@ -209,7 +392,8 @@ pub(super) async fn expand<'a>(
 }
 
 /// Counts each run's ends in its row; a run whose last task ended gets its status
-/// (failed if any task failed). Returns the runs that ended.
+/// (failed if a task failed and no `match` handled it, or if its output did not
+/// succeed). Returns the runs that ended.
 pub(super) async fn end_runs(
     transaction: &Transaction<'_>,
     counts: &BTreeMap<&str, Ends>,
@@ -220,6 +404,7 @@ pub(super) async fn end_runs(
     let runs: Vec<&str> = counts.keys().copied().collect();
     let finished: Vec<i32> = counts.values().map(|c| c.finished - c.added).collect();
     let failed: Vec<i32> = counts.values().map(|c| c.failed).collect();
+    let outputs: Vec<i32> = counts.values().map(|c| c.output).collect();
     let rows = transaction
         .query_typed(
             &format!(
@@ -228,11 +413,17 @@ pub(super) async fn end_runs(
                      status = CASE WHEN r.unfinished - e.finished > 0
                                      OR r.status = 'cancelled' THEN r.status
                                    WHEN r.failed + e.failed > 0 THEN 'failed'
-                                   ELSE 'succeeded' END,
+                                   WHEN EXISTS (SELECT 1 FROM aqueduct_dist_tasks o
+                                                WHERE o.run_id = r.id AND o.node = e.output
+                                                  AND o.item = -1 AND o.part = -1
+                                                  AND o.state = 'done')
+                                       THEN 'succeeded'
+                                   ELSE 'failed' END,
                      ended_ms = CASE WHEN r.status = 'cancelled' THEN r.ended_ms
                                      WHEN r.unfinished - e.finished > 0 THEN NULL
                                      ELSE {NOW_MS} END
-                 FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[]) AS e(id, finished, failed)
+                 FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[], $4::INTEGER[])
+                      AS e(id, finished, failed, output)
                  WHERE r.id = e.id
                  RETURNING r.id, r.unfinished, r.status"
             ),
@@ -240,6 +431,7 @@ pub(super) async fn end_runs(
                 (&runs, Type::TEXT_ARRAY),
                 (&finished, Type::INT4_ARRAY),
                 (&failed, Type::INT4_ARRAY),
+                (&outputs, Type::INT4_ARRAY),
             ],
         )
         .await?;

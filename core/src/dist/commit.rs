@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Transaction};
 
-use super::cascade::{end_runs, expand, release};
+use super::cascade::{End, end_runs, expand, release};
 use super::protocol::{Claimed, Place};
 use crate::plan::Plan;
 use crate::store::postgres::NOW_MS;
@@ -28,6 +28,9 @@ pub(super) enum Ended {
     /// A fan-out (or sub-workflow) found its items: their tasks are to be made, and
     /// it gathers them once every item's output ended.
     Expanded { items: usize },
+    /// The value of an `if` or `match` whose taken arm gave none: skipped (the arm's
+    /// task did not succeed), or not taken.
+    Unreached { not_taken: bool },
 }
 
 /// What committing an attempt's end did.
@@ -133,7 +136,7 @@ pub(super) async fn commit(
     let added = expand(&transaction, endings, &expanding).await?;
     // Each run's tasks that ended here (a retried attempt did not, nor a fan-out that
     // made its items), and whether each succeeded.
-    let mut ended: Vec<(&str, &Plan, Place, bool)> = Vec::new();
+    let mut ended: Vec<super::cascade::TaskEnd<'_>> = Vec::new();
     let mut cancelled_ends: Vec<&str> = Vec::new();
     for ((ending, _), stopped) in endings
         .iter()
@@ -145,16 +148,20 @@ pub(super) async fn commit(
             cancelled_ends.push(&ending.claimed.run);
             continue;
         }
-        let succeeded = match &ending.ended {
-            Ended::Done { .. } => true,
+        let place = ending.claimed.place;
+        let end = match &ending.ended {
+            Ended::Done { codec, data } => End::Done {
+                arm: arm_of(&ending.plan, place, codec, data),
+            },
             Ended::Failed {
                 retry_in: Some(_), ..
             }
             | Ended::Expanded { .. } => continue,
-            Ended::Failed { .. } => false,
+            Ended::Failed { .. } => End::Failed,
+            Ended::Unreached { not_taken: false } => End::Skipped,
+            Ended::Unreached { not_taken: true } => End::NotTaken,
         };
-        let place = ending.claimed.place;
-        ended.push((&ending.claimed.run, &*ending.plan, place, succeeded));
+        ended.push((&ending.claimed.run, &*ending.plan, place, end));
     }
     // A retried task is ready again, and the end of a limited task's attempt may let
     // another attempt of its task start.
@@ -177,6 +184,11 @@ pub(super) async fn commit(
     }
     for (run, tasks) in added {
         counts.entry(run).or_default().added += tasks;
+    }
+    for ending in endings {
+        if let Some(ends) = counts.get_mut(ending.claimed.run.as_str()) {
+            ends.output = ending.plan.graph.output() as i32;
+        }
     }
     let finished = end_runs(&transaction, &counts).await?;
     if !finished.is_empty() {
@@ -249,6 +261,14 @@ async fn fence(
                 None,
             ),
             Ended::Failed { error, .. } => ("failed", Some(error.as_str()), 0, None),
+            Ended::Unreached { not_taken } => {
+                let end = if *not_taken {
+                    End::NotTaken
+                } else {
+                    End::Skipped
+                };
+                (end.state(), None, 0, None)
+            }
             Ended::Expanded { items } => ("waiting", None, 0, Some(*items as i32)),
         };
         states.push(state);
@@ -299,6 +319,21 @@ async fn fence(
         committed[row.get::<_, i32>(0) as usize] = true;
     }
     Ok(committed)
+}
+
+/// The arm a decision at `place` of `plan` took, from its output (`None` for any
+/// other task, or an output it cannot read: its arms then all end not taken).
+fn arm_of(plan: &Plan, place: Place, codec: &str, data: &[u8]) -> Option<u32> {
+    let (scope, node) = super::execute::Target::of(place).call(plan)?;
+    if scope.graph.kind(node) != crate::task::Kind::Decision {
+        return None;
+    }
+    let format = crate::plan::readable(codec, crate::plan::SCHEMA).ok()?;
+    let value = (scope.codecs[node]?.decode)(data, format).ok()?;
+    value
+        .downcast_ref::<crate::task::Outcome<u32>>()
+        .and_then(crate::task::Outcome::value)
+        .copied()
 }
 
 /// Inserts the outputs of the attempts that were `committed` and succeeded.

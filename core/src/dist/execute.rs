@@ -88,6 +88,11 @@ pub(super) async fn run(
             let expanded = on_rayon(move || items::expand(&served, fan, &params, inputs)).await;
             return (expanded.unwrap_or_else(failed), None);
         }
+        (Call::Branch(_), _) => {
+            let served = Arc::clone(&served);
+            let branch = on_rayon(move || branch(&served, target, run, &params, inputs)).await;
+            return (branch.unwrap_or_else(failed), None);
+        }
         (Call::Task(_), _) if plan.caches.contains_key(&(node as u32)) && lookups.is_some() => {
             let lookups = lookups.expect("checked");
             let attempt = (attempt, &id);
@@ -279,6 +284,64 @@ fn slots_of(
             items::item_slots(served, run, (fan, item, part), params, inputs)
         }
     }
+}
+
+/// The value of an `if` or `match` (its decision and every arm's value ended): the
+/// taken arm's value, encoded as the branch's own; unreached if that arm's task did
+/// not succeed (as in one process, the branch then ends as it did).
+fn branch(
+    served: &Arc<Served>,
+    target: Target,
+    run: items::Run,
+    params: &Arc<[u8]>,
+    inputs: Vec<(Place, Input)>,
+) -> Result<Ended, TaskError> {
+    let (plan, node) = target.call(&served.plan).expect("checked by `run`");
+    let Call::Branch(def) = &plan.calls[node] else {
+        return Err(permanent("not a branch".into()));
+    };
+    let node_of = |place: &Place| place.body().map_or(place.node(), |(part, _)| part);
+    let end_of = |wanted: usize| inputs.iter().find(|(place, _)| node_of(place) == wanted);
+    let tail_of = |arm: u32| def.tails.get(arm as usize).copied().flatten();
+    let arm = match end_of(def.decision as usize) {
+        Some((_, decided @ Input::Done(..))) => {
+            let decided = super::served::decode(plan, def.decision as usize, decided.clone())
+                .map_err(permanent)?;
+            let decided = decided.downcast_ref::<crate::task::Outcome<u32>>();
+            decided.and_then(crate::task::Outcome::value).copied()
+        }
+        _ => None,
+    };
+    let Some(arm) = arm else {
+        return Err(permanent("its decision did not pick an arm".into()));
+    };
+    match tail_of(arm).and_then(|tail| end_of(tail as usize)) {
+        Some((_, Input::Done(..))) | None => {}
+        Some((_, Input::NotTaken)) => return Ok(Ended::Unreached { not_taken: true }),
+        Some(_) => return Ok(Ended::Unreached { not_taken: false }),
+    }
+    let slots = slots_of(served, target, run, params, inputs).map_err(permanent)?;
+    let value = def.value(&slots, arm).map_err(|input| {
+        permanent(format!(
+            "its arm's value `{}` was not read",
+            plan.graph.name_of(input)
+        ))
+    })?;
+    // A shared value is the arm's, in its slot.
+    let value = match value.downcast_ref::<crate::value::Import>() {
+        Some(crate::value::Import::Local(tail)) => {
+            let tail = crate::value::aliased(&slots, *tail as usize);
+            let record = slots[tail]
+                .get()
+                .ok_or_else(|| permanent("its arm's value is missing".into()))?;
+            encode(plan, node, &record.value)?
+        }
+        _ => encode(plan, node, &value)?,
+    };
+    Ok(Ended::Done {
+        codec: "json",
+        data: value,
+    })
 }
 
 /// A CPU task's call with its slots, on this (rayon) thread, its output encoded.

@@ -15,6 +15,11 @@
 //! as one process does. `#[task(concurrency = N)]` holds across a run's workers, and a
 //! cached task (`#[task(cache)]`) looks its result up on its worker.
 //!
+//! An `if` or `match` runs as in one process: a worker runs its decision like a task,
+//! the tasks of the arms it did not take end `not_taken` without running (in the same
+//! commit), and a worker gives the branch the taken arm's value. A failure that a
+//! `match` reads (`Outcome::Ok(v) => …, _ => …`) does not fail the run.
+//!
 //! Guarantees: every task executes at least once (a worker that dies or stalls past
 //! its lease loses the task to another), and its output is committed exactly once (a
 //! late commit of a lost attempt matches no row and is dropped). A task with side
@@ -22,8 +27,8 @@
 //! node and the attempt.
 //!
 //! Refused at [`Worker::serve`] and [`Cluster::submit`] with
-//! [`Error::NotDistributable`], with the reason: a workflow that is not `#[durable]`, an
-//! `if` or `match`, a nested or capped `for`.
+//! [`Error::NotDistributable`], with the reason: a workflow that is not `#[durable]`, a
+//! nested or capped `for`.
 
 mod cascade;
 mod commit;
@@ -120,7 +125,9 @@ pub struct DistributedRunSummary {
 pub struct DistributedTask {
     /// The node's name.
     pub node: String,
-    /// Its state.
+    /// Its state: `waiting` (for its inputs), `ready`, `running`, `done`, `failed`,
+    /// `skipped` (an input it requires did not succeed), `not_taken` (in an arm of an
+    /// `if` or `match` that was not taken) or `cancelled`.
     pub state: String,
     /// How many attempts were claimed.
     pub attempts: u32,
@@ -415,8 +422,8 @@ async fn drive<S, T>(
 pub(super) use connect::explain;
 
 /// The plan's fingerprint, if this version can distribute it: durable, every node a
-/// parameter, a task, or a fan-out or sub-workflow whose body is of parameters and
-/// tasks (its output a task), uncapped.
+/// parameter, a task, an `if` or `match` (its decision and value), or a fan-out or
+/// sub-workflow whose body is of those (its output not a parameter), uncapped.
 fn distributable(plan: &Plan) -> Result<&str, Error> {
     let workflow = plan.graph.name().to_owned();
     let refuse = |reason: String| Error::NotDistributable {
@@ -433,7 +440,7 @@ fn distributable(plan: &Plan) -> Result<&str, Error> {
         let name = graph.name_of(node);
         match &plan.calls[node] {
             Call::Param => continue,
-            Call::Task(_) => {
+            Call::Task(_) | Call::Branch(_) => {
                 tasks_only(plan, node).map_err(|why| refuse(format!("node `{name}` {why}")))?
             }
             Call::FanOut(def) => {
@@ -461,12 +468,6 @@ fn distributable(plan: &Plan) -> Result<&str, Error> {
                     )));
                 }
             }
-            _ => {
-                return Err(refuse(format!(
-                    "node `{name}` is an `if` or `match`, which this version runs only in one \
-                     process; distributed runs take tasks, `for`s and sub-workflows"
-                )));
-            }
         }
     }
     if graph.kind(graph.output()) == Kind::Param {
@@ -477,23 +478,21 @@ fn distributable(plan: &Plan) -> Result<&str, Error> {
     Ok(&durable.fingerprint)
 }
 
-/// Whether node `node` of `plan` (a workflow's or a body's) is a task workers run: not
-/// an `if`, `match` or (in a body) a nested `for`; its output saved. Why not.
+/// Whether node `node` of `plan` (a workflow's or a body's) is one workers run: a
+/// task, a decision or the value of an `if` or `match`, not (in a body) a nested
+/// `for`; its output saved. Why not.
 fn tasks_only(plan: &Plan, node: usize) -> Result<(), String> {
     let info = plan.graph.info(node);
     match &plan.calls[node] {
-        Call::Task(_) if matches!(info.kind, Kind::Cpu | Kind::Io) => {}
+        Call::Task(_) if matches!(info.kind, Kind::Cpu | Kind::Io | Kind::Decision) => {}
+        Call::Branch(_) => {}
         Call::FanOut(_) => {
             return Err(
                 "is a nested `for` or sub-workflow, which this version runs only in one process"
                     .into(),
             );
         }
-        _ => {
-            return Err(
-                "is an `if` or `match`, which this version runs only in one process".into(),
-            );
-        }
+        _ => return Err("is not a task, `if`, `match` or `for`".into()),
     }
     if plan.codecs[node].is_none() {
         return Err("is not checkpointed: workers pass values through the database".into());

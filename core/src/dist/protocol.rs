@@ -250,6 +250,8 @@ pub(super) enum Input {
     /// process gives it, each item's outcome.
     FailedItems(String, Vec<(Place, Input)>),
     Skipped,
+    /// In an arm of an `if` or `match` that was not taken.
+    NotTaken,
 }
 
 /// The ends of the tasks at `wanted[i]`, the inputs of each claimed task
@@ -309,6 +311,7 @@ fn input(row: &tokio_postgres::Row, at: usize) -> Input {
     match (state, row.get::<_, Option<String>>(at + 2)) {
         ("done", Some(codec)) => Input::Done(codec, row.get(at + 3)),
         ("failed", _) => Input::Failed(row.get::<_, Option<String>>(at + 1).unwrap_or_default()),
+        ("not_taken", _) => Input::NotTaken,
         _ => Input::Skipped,
     }
 }

@@ -14,7 +14,9 @@ use crate::task::TaskError;
 pub(super) struct RunEnd {
     status: String,
     output: Option<(String, Vec<u8>)>,
-    tasks: Vec<(String, String, String, i32, Option<String>)>,
+    /// The tasks that did not succeed: name, task, state, attempts, error, and
+    /// whether a `match` handled the failure.
+    tasks: Vec<(String, String, String, i32, Option<String>, bool)>,
 }
 
 /// Run `id`'s end, `None` while it runs.
@@ -53,14 +55,17 @@ pub(super) async fn ended(
         .map(|row| (row.get(0), row.get(1)));
     let tasks = client
         .query(
-            "SELECT name, task, state, attempt, error FROM aqueduct_dist_tasks
+            "SELECT name, task, state, attempt, error, handled FROM aqueduct_dist_tasks
              WHERE run_id = $1 AND state IN ('failed', 'skipped', 'cancelled')
              ORDER BY node, item, part",
             &[&id],
         )
         .await?
         .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
+        .map(|row| {
+            let (name, task, state) = (row.get(0), row.get(1), row.get(2));
+            (name, task, state, row.get(3), row.get(4), row.get(5))
+        })
         .collect();
     Ok(Some(RunEnd {
         status,
@@ -77,7 +82,8 @@ impl RunEnd {
         run: &str,
     ) -> Result<O, Error> {
         let workflow = plan.graph.name().to_owned();
-        let failed = self.tasks.iter().any(|task| task.2 == "failed");
+        let unhandled = |task: &(_, _, String, _, _, bool)| task.2 == "failed" && !task.5;
+        let failed = self.tasks.iter().any(unhandled);
         if self.status == "cancelled" && !failed {
             let unfinished = self.tasks.into_iter();
             let unfinished = unfinished.filter(|task| task.2 == "cancelled");
@@ -89,9 +95,16 @@ impl RunEnd {
         if self.status != "succeeded" {
             let mut failures = Vec::new();
             let mut skipped = Vec::new();
-            for (name, task, state, attempts, error) in self.tasks {
+            // As in one process: the failures no `match` handled, with the tasks they
+            // skipped; if there are none, the handled ones, whose readers were skipped up
+            // to the output.
+            for (name, task, state, attempts, error, handled) in self.tasks {
                 if state == "skipped" || state == "cancelled" {
                     skipped.push(name);
+                    continue;
+                }
+                // Listed: the unhandled failures if any, else the handled ones.
+                if handled == failed {
                     continue;
                 }
                 failures.push(TaskFailure {
@@ -100,6 +113,20 @@ impl RunEnd {
                     attempts: attempts.max(0) as u32,
                     error: TaskError::msg(error.unwrap_or_default()),
                 });
+            }
+            if failures.is_empty() {
+                let output = plan.graph.name_of(plan.graph.output());
+                return Err(Error::Fault {
+                    workflow,
+                    message: format!(
+                        "the run ended without a failure but its output `{output}` was not \
+                         produced (it is in, or reads, an arm of an `if` or `match` that was \
+                         not taken)"
+                    ),
+                });
+            }
+            if !failed {
+                skipped.clear();
             }
             return Err(Error::Failed {
                 workflow,

@@ -156,7 +156,7 @@ pub(super) fn decode(plan: &Plan, node: usize, input: Input) -> Result<Value, St
             };
             (plan.unresolved[node])(Some(failed))
         }
-        Input::Skipped => (plan.unresolved[node])(None),
+        Input::Skipped | Input::NotTaken => (plan.unresolved[node])(None),
     })
 }
 

@@ -416,6 +416,8 @@ async fn attempt(
                 retry_in: Some(_), ..
             } => "failed, to be retried",
             Ended::Failed { retry_in: None, .. } => "failed",
+            Ended::Unreached { not_taken: false } => "skipped",
+            Ended::Unreached { not_taken: true } => "not taken",
         };
         tracing::debug!(
             node = %id.node,

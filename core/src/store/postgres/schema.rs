@@ -5,7 +5,7 @@
 use postgres::Transaction;
 
 /// The schema this build uses: the number of migrations below.
-pub(crate) const VERSION: i32 = 3;
+pub(crate) const VERSION: i32 = 4;
 
 /// Held while the schema is checked and migrated, so that two processes opening a new
 /// database at once never both create it.
@@ -141,6 +141,13 @@ const MIGRATIONS: [&str; VERSION as usize] = [
         seen_ms      BIGINT NOT NULL,
         lease_ms     BIGINT NOT NULL
     );
+",
+    "
+    -- Branches (`if`, `match`): a task in an arm its decision did not take ends
+    -- `not_taken`, and so does one that requires it (`untaken` counts those inputs);
+    -- a failure a `match` read is `handled`: it does not fail its run.
+    ALTER TABLE aqueduct_dist_tasks ADD COLUMN untaken INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE aqueduct_dist_tasks ADD COLUMN handled BOOLEAN NOT NULL DEFAULT false;
 ",
 ];
 

@@ -1,0 +1,298 @@
+//! `if` and `match` in distributed runs (feature `postgres`), against a real server:
+//! workers run decisions and branch values as tasks, the arms not taken end without
+//! running, a failure a `match` reads does not fail the run, and every run ends as it
+//! does in one process. Needs `DATABASE_URL`; see `core/tests/postgres.rs`.
+#![cfg(feature = "postgres")]
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aqueduct::dist::{Cluster, Worker, WorkerStats};
+use aqueduct::prelude::*;
+use aqueduct::{Error, TaskFailure};
+
+#[path = "postgres/database.rs"]
+mod database;
+use database::Database;
+
+/// The tasks that ran, by name and input (workers here share this process).
+static RAN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn ran(task: &str, x: u64) {
+    RAN.lock().unwrap().push(format!("{task}({x})"));
+}
+
+#[task]
+fn grade(x: &u64) -> u64 {
+    *x
+}
+
+#[task]
+fn praise(x: &u64) -> String {
+    ran("praise", *x);
+    format!("great {x}")
+}
+
+#[task]
+async fn warn(x: &u64) -> String {
+    ran("warn", *x);
+    format!("poor {x}")
+}
+
+#[task]
+fn risky(x: &u64) -> Result<u64, TaskError> {
+    if x % 3 == 0 {
+        return Err(TaskError::permanent(TaskError::msg("divisible by three")));
+    }
+    Ok(x * 10)
+}
+
+#[task]
+fn fallback(x: &u64) -> u64 {
+    ran("fallback", *x);
+    0
+}
+
+#[task]
+fn halve(x: &u64) -> u64 {
+    x / 2
+}
+
+#[task]
+fn double(x: &u64) -> u64 {
+    x * 2
+}
+
+#[task]
+fn bonus(x: &u64) -> u64 {
+    ran("bonus", *x);
+    x + 1000
+}
+
+#[task]
+fn summary(label: &String, rescued: &u64, extra: &Option<u64>, each: &[u64], deep: &u64) -> String {
+    format!("{label} / {rescued} / {extra:?} / {each:?} / {deep}")
+}
+
+workflow! {
+    /// Every kind of branch: `if`/`else` (one arm CPU, one IO), a `match` on a
+    /// failure's outcome, an `if` without `else`, an `if` per item of a `for`, and
+    /// nested `if`s.
+    #[durable]
+    fn branchy(x: u64, xs: Vec<u64>) -> String {
+        let g = grade(&x);
+        let label = if g > 10 { praise(&g) } else { warn(&g) };
+        let tried = risky(&x);
+        let rescued = match tried {
+            Outcome::Ok(v) => v,
+            _ => fallback(&x),
+        };
+        let extra = if g > 50 { bonus(&g) };
+        let each = for v in &xs {
+            let y = if v % 2 == 0 { halve(v) } else { double(v) };
+            y
+        };
+        let deep = if g > 10 {
+            let d = double(&g);
+            if d > 100 { halve(&d) } else { double(&d) }
+        } else {
+            halve(&g)
+        };
+        summary(&label, &rescued, &extra, &each, &deep)
+    }
+}
+
+workflow! {
+    /// The taken arm fails: the branch and its reader are skipped, the run fails.
+    #[durable]
+    fn failing_arm(x: u64) -> u64 {
+        let out = if x > 0 { risky(&x) } else { fallback(&x) };
+        double(&out)
+    }
+}
+
+#[task]
+fn describe(error: &TaskError) -> String {
+    error.to_string()
+}
+
+#[task]
+fn fine(_x: &u64) -> String {
+    "fine".into()
+}
+
+#[task]
+fn both(value: &u64, note: &String) -> String {
+    format!("{value} {note}")
+}
+
+workflow! {
+    /// A `match` handles the failure, but the output still requires the failed value:
+    /// the run fails with the handled failure, as in one process.
+    #[durable]
+    fn handled_but_needed(x: u64) -> String {
+        let tried = risky(&x);
+        let note = match tried {
+            Outcome::Failed(error) => describe(error),
+            _ => fine(&x),
+        };
+        both(&tried, &note)
+    }
+}
+
+/// `count` workers of `workflows` until `stop`.
+fn workers(
+    cluster: &Cluster,
+    serve: impl Fn(Worker) -> Worker,
+    count: usize,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<WorkerStats>> {
+    (0..count)
+        .map(|_| {
+            let worker = serve(Worker::new(cluster.clone()))
+                .slots(4)
+                .lease(Duration::from_secs(2));
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                };
+                worker.run(stopped).await.unwrap()
+            })
+        })
+        .collect()
+}
+
+async fn ended<P, O>(cluster: &Cluster, workflow: &Workflow<P, O>, id: &str) -> Result<O, Error>
+where
+    P: aqueduct::graph::Params + serde::de::DeserializeOwned,
+    O: Send + Sync + 'static,
+{
+    tokio::time::timeout(Duration::from_secs(60), cluster.wait(workflow, id))
+        .await
+        .expect("the run ends")
+}
+
+/// The node names and states of run `id`'s tasks.
+async fn states(cluster: &Cluster, id: &str) -> Vec<(String, String)> {
+    let status = cluster.status(id).await.unwrap().unwrap();
+    status
+        .tasks
+        .into_iter()
+        .map(|task| (task.node, task.state))
+        .collect()
+}
+
+fn state<'a>(states: &'a [(String, String)], node: &str) -> &'a str {
+    let found = states.iter().find(|(name, _)| name == node);
+    found.map_or("(no such task)", |(_, state)| state.as_str())
+}
+
+fn names(failures: &[TaskFailure]) -> Vec<&str> {
+    failures.iter().map(|f| f.node.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ifs_and_matches_run_on_workers_as_in_one_process() {
+    let Some(db) = Database::new("dist_branches") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let serve = |worker: Worker| {
+        worker
+            .serve(branchy::workflow())
+            .unwrap()
+            .serve(failing_arm::workflow())
+            .unwrap()
+            .serve(handled_but_needed::workflow())
+            .unwrap()
+    };
+    let running = workers(&cluster, serve, 2, &stopped);
+    let xs = vec![1, 2, 3, 4, 7];
+    for x in [3, 4, 20, 60] {
+        let expected = branchy::workflow().run((x, xs.clone())).await.unwrap();
+        RAN.lock().unwrap().clear();
+        let id = format!("branchy-{x}");
+        cluster
+            .submit(branchy::workflow(), &id, (x, xs.clone()))
+            .await
+            .unwrap();
+        let output = ended(&cluster, branchy::workflow(), &id).await;
+        assert_eq!(output.unwrap(), expected, "x = {x}");
+        // Only the arms taken ran.
+        let ran = std::mem::take(&mut *RAN.lock().unwrap());
+        let label = if x > 10 { "praise" } else { "warn" };
+        assert!(ran.contains(&format!("{label}({x})")), "{ran:?}");
+        let other = if x > 10 { "warn" } else { "praise" };
+        assert!(!ran.iter().any(|r| r.starts_with(other)), "{ran:?}");
+        assert_eq!(ran.contains(&format!("fallback({x})")), x % 3 == 0, "{ran:?}");
+        assert_eq!(ran.contains(&format!("bonus({x})")), x > 50, "{ran:?}");
+        let states = states(&cluster, &id).await;
+        assert_eq!(state(&states, "label.then.praise"), if x > 10 { "done" } else { "not_taken" });
+        assert_eq!(state(&states, "label.else.warn"), if x > 10 { "not_taken" } else { "done" });
+        // The failure the `match` read is recorded, and the run succeeded anyway.
+        assert_eq!(state(&states, "tried"), if x % 3 == 0 { "failed" } else { "done" });
+        let status = cluster.status(&id).await.unwrap().unwrap();
+        assert_eq!(status.status, "succeeded", "{states:?}");
+        // Each item took its own arm.
+        assert_eq!(state(&states, "each[1].y.then.halve"), "done", "{states:?}");
+        assert_eq!(state(&states, "each[1].y.else.double"), "not_taken");
+        assert_eq!(state(&states, "each[0].y.then.halve"), "not_taken");
+    }
+
+    // The taken arm fails: the run fails with that failure, the rest skipped.
+    let alone = failing_arm::workflow().run((3,)).await.unwrap_err();
+    cluster.submit(failing_arm::workflow(), "arm-3", (3,)).await.unwrap();
+    let distributed = ended(&cluster, failing_arm::workflow(), "arm-3").await;
+    let (
+        Error::Failed {
+            failures: a,
+            skipped: a_skipped,
+            ..
+        },
+        Err(Error::Failed {
+            failures: d,
+            skipped: d_skipped,
+            ..
+        }),
+    ) = (&alone, &distributed)
+    else {
+        panic!("{alone:?} / {distributed:?}")
+    };
+    assert_eq!(names(a), names(d));
+    assert_eq!(names(d), ["out.then.risky"]);
+    assert_eq!(a_skipped, d_skipped);
+    let states = states(&cluster, "arm-3").await;
+    assert_eq!(state(&states, "out"), "skipped");
+    assert_eq!(state(&states, "out.else.fallback"), "not_taken");
+
+    // A handled failure whose value the output still needs: the run fails with it.
+    let alone = handled_but_needed::workflow().run((3,)).await.unwrap_err();
+    cluster
+        .submit(handled_but_needed::workflow(), "needed-3", (3,))
+        .await
+        .unwrap();
+    let distributed = ended(&cluster, handled_but_needed::workflow(), "needed-3").await;
+    let (Error::Failed { failures: a, .. }, Err(Error::Failed { failures: d, .. })) =
+        (&alone, &distributed)
+    else {
+        panic!("{alone:?} / {distributed:?}")
+    };
+    assert_eq!(names(a), names(d));
+    assert_eq!(names(d), ["tried"]);
+    let status = cluster.status("needed-3").await.unwrap().unwrap();
+    assert_eq!(status.status, "failed");
+    // And with a value, it succeeds.
+    cluster
+        .submit(handled_but_needed::workflow(), "needed-4", (4,))
+        .await
+        .unwrap();
+    let output = ended(&cluster, handled_but_needed::workflow(), "needed-4").await;
+    assert_eq!(output.unwrap(), "40 fine");
+
+    stop.send(true).unwrap();
+    for worker in running {
+        assert_eq!(worker.await.unwrap().lost, 0);
+    }
+}
