@@ -273,17 +273,6 @@ async fn what_workers_do_not_run_is_refused_with_the_reason() {
     assert!(refused.to_string().contains("nested `for`"), "{refused}");
     let worker = Worker::new(cluster.clone()).serve(nested::workflow());
     assert!(worker.is_err());
-    workflow! {
-        #[durable]
-        fn capped(xs: Vec<u64>) -> Vec<u64> {
-            #[concurrency = 2] for x in &xs { one(x) }
-        }
-    }
-    let refused = cluster
-        .submit(capped::workflow(), "k", (vec![1],))
-        .await
-        .unwrap_err();
-    assert!(refused.to_string().contains("capped `for`"), "{refused}");
 }
 
 #[cfg(feature = "cli")]
@@ -968,6 +957,71 @@ async fn a_concurrency_limit_inside_a_for_holds_across_workers() {
     stop.send(true).unwrap();
     for worker in running {
         worker.await.unwrap();
+    }
+}
+
+/// Items of `capped_items` between their first task's start and their last task's
+/// end, and the most at once.
+static IN_FLIGHT: std::sync::Mutex<(usize, usize)> = std::sync::Mutex::new((0, 0));
+
+#[task]
+async fn item_starts(x: &u64) -> u64 {
+    {
+        let mut flight = IN_FLIGHT.lock().unwrap();
+        flight.0 += 1;
+        flight.1 = flight.1.max(flight.0);
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    x + 1
+}
+
+#[task]
+fn item_ends(x: &u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(10));
+    IN_FLIGHT.lock().unwrap().0 -= 1;
+    x * 10
+}
+
+workflow! {
+    #[durable]
+    fn capped_items(xs: Vec<u64>) -> Vec<u64> {
+        #[concurrency = 2] for x in &xs {
+            let started = item_starts(x);
+            item_ends(&started)
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_for_runs_that_many_items_at_once_across_workers() {
+    let Some(db) = Database::new("dist_capped") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    let workflow = capped_items::workflow();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Three workers of four slots: room for every item at once but for the cap.
+    let running = workers(&cluster, workflow, 3, &stopped).await;
+    let xs: Vec<u64> = (1..=9).collect();
+    let expected = workflow.run((xs.clone(),)).await.unwrap();
+    *IN_FLIGHT.lock().unwrap() = (0, 0);
+    cluster.submit(workflow, "capped", (xs,)).await.unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(60), cluster.wait(workflow, "capped"))
+        .await
+        .expect("the run ends")
+        .unwrap();
+    assert_eq!(output, expected);
+    assert_eq!(output, (2..=10).map(|x| x * 10).collect::<Vec<u64>>());
+    assert_eq!(
+        IN_FLIGHT.lock().unwrap().1,
+        2,
+        "two items at once, never more"
+    );
+    let status = cluster.status("capped").await.unwrap().unwrap();
+    assert_eq!(status.status, "succeeded");
+    stop.send(true).unwrap();
+    for worker in running {
+        assert_eq!(worker.await.unwrap().lost, 0);
     }
 }
 

@@ -80,12 +80,17 @@ pub(super) async fn release<'a>(
         // and they did not succeed, and how many it required and they were not taken.
         let mut arrivals: BTreeMap<(&str, Place), [i32; 3]> = BTreeMap::new();
         let mut decided = Decided::default();
+        // Per capped fan-out: how many of its items ended, and its cap.
+        let mut capped: BTreeMap<(&str, u32), (i32, u32)> = BTreeMap::new();
         for &(run, plan, place, end) in &ended {
             let ends = counts.entry(run).or_default();
             ends.finished += 1;
             ends.failed += i32::from(end == End::Failed);
             plans.insert(run, plan);
             decided.note(run, plan, place, end);
+            if let Some(cap) = item_of_capped(plan, place) {
+                capped.entry((run, place.node)).or_insert((0, cap)).0 += 1;
+            }
             for (successor, required) in successors(plan, place) {
                 let arrival = arrivals.entry((run, successor)).or_default();
                 arrival[0] += 1;
@@ -105,6 +110,10 @@ pub(super) async fn release<'a>(
             if let Some(ends) = counts.get_mut(run.as_str()) {
                 ends.failed -= 1;
             }
+        }
+        // Each item that ended under a cap lets the next waiting one start.
+        for (run, place) in next_items(transaction, &capped, &plans).await? {
+            arrivals.entry((run, place)).or_default()[0] += 1;
         }
         if arrivals.is_empty() {
             continue;
@@ -167,6 +176,72 @@ pub(super) async fn release<'a>(
         }
     }
     Ok((counts, ready))
+}
+
+/// The cap of the fan-out whose item's output is at `place`, if that fan-out is capped.
+fn item_of_capped(plan: &Plan, place: Place) -> Option<u32> {
+    let (part, _) = place.body()?;
+    let Call::FanOut(def) = &plan.calls[place.node()] else {
+        return None;
+    };
+    def.at_once.filter(|_| part == def.body.graph.output())
+}
+
+/// Counts the `ended` items of capped fan-outs (run, node: how many, the cap) on their
+/// rows; returns the first tasks of the items that may start now (one item for each
+/// that ended, in order), each to be counted as an arrival.
+async fn next_items<'a>(
+    transaction: &Transaction<'_>,
+    ended: &BTreeMap<(&'a str, u32), (i32, u32)>,
+    plans: &BTreeMap<&'a str, &Plan>,
+) -> Result<Vec<(&'a str, Place)>, tokio_postgres::Error> {
+    if ended.is_empty() {
+        return Ok(Vec::new());
+    }
+    let runs: Vec<&str> = ended.keys().map(|(run, _)| *run).collect();
+    let nodes: Vec<i32> = ended.keys().map(|(_, node)| *node as i32).collect();
+    let counts: Vec<i32> = ended.values().map(|(count, _)| *count).collect();
+    let rows = transaction
+        .query_typed(
+            "UPDATE aqueduct_dist_tasks t SET items_ended = t.items_ended + e.count
+             FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[]) AS e(run_id, node, count)
+             WHERE t.run_id = e.run_id AND t.node = e.node AND t.item = -1 AND t.part = -1
+             RETURNING t.run_id, t.node, t.items_ended",
+            &[
+                (&runs, Type::TEXT_ARRAY),
+                (&nodes, Type::INT4_ARRAY),
+                (&counts, Type::INT4_ARRAY),
+            ],
+        )
+        .await?;
+    let mut next = Vec::new();
+    for row in rows {
+        let node = row.get::<_, i32>(1) as u32;
+        let Some((&run, &plan)) = plans.get_key_value(row.get::<_, &str>(0)) else {
+            continue;
+        };
+        let (Some(&(count, cap)), Call::FanOut(def)) =
+            (ended.get(&(run, node)), &plan.calls[node as usize])
+        else {
+            continue;
+        };
+        let ended_now = row.get::<_, i32>(2).max(0) as usize;
+        let (cap, count) = (cap as usize, count as usize);
+        // Items `cap + ended before` on wait for these; rows past the last item match
+        // nothing.
+        for item in cap + ended_now.saturating_sub(count)..cap + ended_now {
+            for part in first_tasks(&def.body) {
+                next.push((run, Place::in_item(node as usize, item, part)));
+            }
+        }
+    }
+    Ok(next)
+}
+
+/// The tasks of a body that wait for no other task: an item starts with them.
+fn first_tasks(body: &Plan) -> impl Iterator<Item = usize> + '_ {
+    (0..body.graph.len())
+        .filter(|&part| body.graph.kind(part) != Kind::Param && body.waits_for[part] == 0)
 }
 
 fn place_of(row: &tokio_postgres::Row) -> Place {
@@ -342,6 +417,8 @@ pub(super) async fn expand<'a>(
         let parts: Vec<usize> = (0..body.graph.len())
             .filter(|&part| body.graph.kind(part) != Kind::Param)
             .collect();
+        // Under a cap, the items past the first ones wait for a place too.
+        let open = def.at_once.map_or(items, |cap| cap as usize);
         for item in 0..items {
             for &part in &parts {
                 runs.push(ending.claimed.run.as_str());
@@ -349,12 +426,9 @@ pub(super) async fn expand<'a>(
                 names.push(Place::in_item(node, item, part).name(&ending.plan));
                 let info = body.graph.info(part);
                 tasks.push(info.name);
-                pending.push(body.waits_for[part] as i32);
-                states.push(if body.waits_for[part] == 0 {
-                    "ready"
-                } else {
-                    "waiting"
-                });
+                let waits = body.waits_for[part] as i32 + i32::from(item >= open && body.waits_for[part] == 0);
+                pending.push(waits);
+                states.push(if waits == 0 { "ready" } else { "waiting" });
                 limits.push(info.concurrency.map(|max| max as i32));
             }
         }

@@ -28,7 +28,7 @@
 //!
 //! Refused at [`Worker::serve`] and [`Cluster::submit`] with
 //! [`Error::NotDistributable`], with the reason: a workflow that is not `#[durable]`, a
-//! nested or capped `for`.
+//! nested `for`.
 
 mod cascade;
 mod commit;
@@ -423,7 +423,7 @@ pub(super) use connect::explain;
 
 /// The plan's fingerprint, if this version can distribute it: durable, every node a
 /// parameter, a task, an `if` or `match` (its decision and value), or a fan-out or
-/// sub-workflow whose body is of those (its output not a parameter), uncapped.
+/// sub-workflow whose body is of those (its output not a parameter).
 fn distributable(plan: &Plan) -> Result<&str, Error> {
     let workflow = plan.graph.name().to_owned();
     let refuse = |reason: String| Error::NotDistributable {
@@ -445,12 +445,6 @@ fn distributable(plan: &Plan) -> Result<&str, Error> {
             }
             Call::FanOut(def) => {
                 let body = &def.body;
-                if def.at_once.is_some() {
-                    return Err(refuse(format!(
-                        "node `{name}` is a capped `for`, which this version runs only in \
-                         one process"
-                    )));
-                }
                 for part in 0..body.graph.len() {
                     if !matches!(body.calls[part], Call::Param) {
                         let inner = body.graph.name_of(part);

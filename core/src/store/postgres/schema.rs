@@ -148,6 +148,9 @@ const MIGRATIONS: [&str; VERSION as usize] = [
     -- a failure a `match` read is `handled`: it does not fail its run.
     ALTER TABLE aqueduct_dist_tasks ADD COLUMN untaken INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE aqueduct_dist_tasks ADD COLUMN handled BOOLEAN NOT NULL DEFAULT false;
+    -- A capped `for` (`#[concurrency = N] for`): how many of its items ended, on its
+    -- row; the items past the first N wait for a place (`pending` one more).
+    ALTER TABLE aqueduct_dist_tasks ADD COLUMN items_ended INTEGER NOT NULL DEFAULT 0;
 ",
 ];
 
