@@ -41,7 +41,7 @@ async fn warn(x: &u64) -> String {
 
 #[task]
 fn risky(x: &u64) -> Result<u64, TaskError> {
-    if x % 3 == 0 {
+    if x.is_multiple_of(3) {
         return Err(TaskError::permanent(TaskError::msg("divisible by three")));
     }
     Ok(x * 10)
@@ -140,6 +140,54 @@ workflow! {
     }
 }
 
+#[task]
+fn numbers(n: &u64) -> Vec<u64> {
+    (0..*n).collect()
+}
+
+#[task]
+fn kept(value: &Outcome<u64>) -> u64 {
+    value.value().copied().unwrap_or(0)
+}
+
+#[task]
+fn sum(values: &[u64]) -> u64 {
+    values.iter().sum()
+}
+
+workflow! {
+    /// A `for` over a task's output whose body branches: the body's decision and the
+    /// workflow's `numbers` are both node 1 of their graphs.
+    #[durable]
+    fn branch_per_made_item(n: u64) -> u64 {
+        let made = numbers(&n);
+        let each = for v in &made {
+            let y = if v % 2 == 0 { halve(v) } else { double(v) };
+            y
+        };
+        sum(&each)
+    }
+}
+
+workflow! {
+    /// Items whose task fails but whose output succeeds (a tolerant reader): the
+    /// fan-out succeeds, so a `match` on it handles nothing and the run fails, as in
+    /// one process.
+    #[durable]
+    fn failures_inside_a_success(n: u64) -> u64 {
+        let made = numbers(&n);
+        let each = for v in &made {
+            let tried = risky(v);
+            kept(&tried)
+        };
+        let total = match each {
+            Outcome::Ok(values) => sum(values),
+            _ => fallback(&n),
+        };
+        total
+    }
+}
+
 /// `count` workers of `workflows` until `stop`.
 fn workers(
     cluster: &Cluster,
@@ -207,6 +255,10 @@ async fn ifs_and_matches_run_on_workers_as_in_one_process() {
             .unwrap()
             .serve(handled_but_needed::workflow())
             .unwrap()
+            .serve(branch_per_made_item::workflow())
+            .unwrap()
+            .serve(failures_inside_a_success::workflow())
+            .unwrap()
     };
     let running = workers(&cluster, serve, 2, &stopped);
     let xs = vec![1, 2, 3, 4, 7];
@@ -226,13 +278,26 @@ async fn ifs_and_matches_run_on_workers_as_in_one_process() {
         assert!(ran.contains(&format!("{label}({x})")), "{ran:?}");
         let other = if x > 10 { "warn" } else { "praise" };
         assert!(!ran.iter().any(|r| r.starts_with(other)), "{ran:?}");
-        assert_eq!(ran.contains(&format!("fallback({x})")), x % 3 == 0, "{ran:?}");
+        assert_eq!(
+            ran.contains(&format!("fallback({x})")),
+            x % 3 == 0,
+            "{ran:?}"
+        );
         assert_eq!(ran.contains(&format!("bonus({x})")), x > 50, "{ran:?}");
         let states = states(&cluster, &id).await;
-        assert_eq!(state(&states, "label.then.praise"), if x > 10 { "done" } else { "not_taken" });
-        assert_eq!(state(&states, "label.else.warn"), if x > 10 { "not_taken" } else { "done" });
+        assert_eq!(
+            state(&states, "label.then.praise"),
+            if x > 10 { "done" } else { "not_taken" }
+        );
+        assert_eq!(
+            state(&states, "label.else.warn"),
+            if x > 10 { "not_taken" } else { "done" }
+        );
         // The failure the `match` read is recorded, and the run succeeded anyway.
-        assert_eq!(state(&states, "tried"), if x % 3 == 0 { "failed" } else { "done" });
+        assert_eq!(
+            state(&states, "tried"),
+            if x % 3 == 0 { "failed" } else { "done" }
+        );
         let status = cluster.status(&id).await.unwrap().unwrap();
         assert_eq!(status.status, "succeeded", "{states:?}");
         // Each item took its own arm.
@@ -243,7 +308,10 @@ async fn ifs_and_matches_run_on_workers_as_in_one_process() {
 
     // The taken arm fails: the run fails with that failure, the rest skipped.
     let alone = failing_arm::workflow().run((3,)).await.unwrap_err();
-    cluster.submit(failing_arm::workflow(), "arm-3", (3,)).await.unwrap();
+    cluster
+        .submit(failing_arm::workflow(), "arm-3", (3,))
+        .await
+        .unwrap();
     let distributed = ended(&cluster, failing_arm::workflow(), "arm-3").await;
     let (
         Error::Failed {
@@ -290,6 +358,35 @@ async fn ifs_and_matches_run_on_workers_as_in_one_process() {
         .unwrap();
     let output = ended(&cluster, handled_but_needed::workflow(), "needed-4").await;
     assert_eq!(output.unwrap(), "40 fine");
+
+    // An item's branch reads its own decision, not the workflow's node of that index.
+    let expected = branch_per_made_item::workflow().run((7,)).await.unwrap();
+    cluster
+        .submit(branch_per_made_item::workflow(), "made-7", (7,))
+        .await
+        .unwrap();
+    let output = ended(&cluster, branch_per_made_item::workflow(), "made-7").await;
+    assert_eq!(output.unwrap(), expected);
+    // Halved evens (0, 1, 2, 3) and doubled odds (2, 6, 10).
+    assert_eq!(expected, 24);
+
+    // Failures inside a fan-out that succeeded are not handled by a `match` on it.
+    let alone = failures_inside_a_success::workflow()
+        .run((4,))
+        .await
+        .unwrap_err();
+    cluster
+        .submit(failures_inside_a_success::workflow(), "inside-4", (4,))
+        .await
+        .unwrap();
+    let distributed = ended(&cluster, failures_inside_a_success::workflow(), "inside-4").await;
+    let (Error::Failed { failures: a, .. }, Err(Error::Failed { failures: d, .. })) =
+        (&alone, &distributed)
+    else {
+        panic!("{alone:?} / {distributed:?}")
+    };
+    assert_eq!(names(a), names(d));
+    assert_eq!(names(d), ["tried[0]", "tried[3]"]);
 
     stop.send(true).unwrap();
     for worker in running {

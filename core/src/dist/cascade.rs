@@ -8,7 +8,7 @@ use tokio_postgres::Transaction;
 use tokio_postgres::types::Type;
 
 use super::commit::{Ended, Ending};
-use super::protocol::Place;
+use super::protocol::{Claimed, Place};
 use crate::plan::{Call, Plan};
 use crate::store::postgres::NOW_MS;
 use crate::task::Kind;
@@ -62,18 +62,39 @@ impl End {
 /// A task that ended: its run, its run's plan, where it is, how it ended.
 pub(super) type TaskEnd<'a> = (&'a str, &'a Plan, Place, End);
 
+/// The committing worker's claim on the tasks its commit makes ready: up to `limit`
+/// of them become its attempts at once (`running`, leased for `lease_ms`), saving a
+/// claim and a row version each. `runs` gives each run's fingerprint and submission,
+/// for the claimed tasks.
+pub(super) struct Claiming<'c> {
+    pub(super) owner: &'c str,
+    pub(super) lease_ms: i64,
+    pub(super) limit: usize,
+    pub(super) runs: BTreeMap<&'c str, (&'c str, i64)>,
+}
+
+/// What a commit's cascade did: each run's ends, whether a task became ready, and the
+/// tasks it claimed for the committing worker.
+pub(super) struct Released<'a> {
+    pub(super) counts: BTreeMap<&'a str, Ends>,
+    pub(super) ready: bool,
+    pub(super) claimed: Vec<Claimed>,
+}
+
 /// Counts the `ended` tasks in their successors, one wave at a time: those whose last
 /// input arrived become ready, or skipped (not taken) if one they require did not
 /// succeed (was not taken), and are counted in their own successors in the next wave.
 /// A decision's end also ends at once the tasks of the arms it did not take, and
-/// marks the failures it read as handled. Returns each run's ends (those given
-/// included) and whether any task became ready.
+/// marks the failures it read as handled. Tasks whose every input arrived at once
+/// may be claimed for the committing worker (`claiming`).
 pub(super) async fn release<'a>(
     transaction: &Transaction<'_>,
     mut ended: Vec<TaskEnd<'a>>,
-) -> Result<(BTreeMap<&'a str, Ends>, bool), tokio_postgres::Error> {
+    claiming: &Claiming<'_>,
+) -> Result<Released<'a>, tokio_postgres::Error> {
     let mut counts: BTreeMap<&str, Ends> = BTreeMap::new();
     let mut ready = false;
+    let mut claimed: Vec<Claimed> = Vec::new();
     let mut plans: BTreeMap<&str, &Plan> = BTreeMap::new();
     while !ended.is_empty() {
         // Per successor: how many of its inputs ended, how many of those it required
@@ -124,6 +145,22 @@ pub(super) async fn release<'a>(
         let arrived: Vec<i32> = arrivals.values().map(|a| a[0]).collect();
         let dooms: Vec<i32> = arrivals.values().map(|a| a[1]).collect();
         let untaken: Vec<i32> = arrivals.values().map(|a| a[2]).collect();
+        // Claimed here: the tasks sure to become ready (all their inputs arrived now,
+        // each succeeded), with no concurrency limit (claimed apart), up to the limit.
+        let mut room = claiming.limit.saturating_sub(claimed.len());
+        let claims: Vec<bool> = arrivals
+            .iter()
+            .map(|(&(run, place), a)| {
+                let sure = a[1] == 0
+                    && a[2] == 0
+                    && plans
+                        .get(run)
+                        .is_some_and(|plan| readies_freely(plan, place, a[0]));
+                let claim = sure && room > 0;
+                room -= usize::from(claim);
+                claim
+            })
+            .collect();
         // The SET expressions read the row as it was.
         let rows = transaction
             .query_typed(
@@ -134,7 +171,15 @@ pub(super) async fn release<'a>(
                          state = CASE WHEN t.pending > e.arrived THEN t.state
                                       WHEN t.doomed + e.dooms > 0 THEN 'skipped'
                                       WHEN t.untaken + e.untaken > 0 THEN 'not_taken'
+                                      WHEN e.claim THEN 'running'
                                       ELSE 'ready' END,
+                         attempt = t.attempt + ({CLAIMED})::INTEGER,
+                         lease_owner = CASE WHEN {CLAIMED} THEN $8 ELSE t.lease_owner END,
+                         lease_ms = CASE WHEN {CLAIMED} THEN {NOW_MS} + $9
+                                         ELSE t.lease_ms END,
+                         workers = CASE WHEN {CLAIMED} THEN t.workers || $8 ELSE t.workers END,
+                         started_ms = CASE WHEN {CLAIMED} THEN COALESCE(t.started_ms, {NOW_MS})
+                                           ELSE t.started_ms END,
                          ended_ms = CASE WHEN t.pending = e.arrived
                                           AND t.doomed + e.dooms + t.untaken + e.untaken > 0
                                          THEN {NOW_MS} ELSE t.ended_ms END,
@@ -142,11 +187,12 @@ pub(super) async fn release<'a>(
                                               AND t.doomed + e.dooms + t.untaken + e.untaken = 0
                                              THEN {NOW_MS} ELSE t.available_ms END
                      FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[], $4::INTEGER[],
-                                 $5::INTEGER[], $6::INTEGER[], $7::INTEGER[])
-                          AS e(run_id, node, item, part, arrived, dooms, untaken)
+                                 $5::INTEGER[], $6::INTEGER[], $7::INTEGER[], $10::BOOLEAN[])
+                          AS e(run_id, node, item, part, arrived, dooms, untaken, claim)
                      WHERE t.run_id = e.run_id AND t.node = e.node AND t.item = e.item
                        AND t.part = e.part AND t.state = 'waiting'
-                     RETURNING t.run_id, t.node, t.item, t.part, t.state"
+                     RETURNING t.run_id, t.node, t.item, t.part, t.state, t.attempt, t.reaped,
+                               t.expanded"
                 ),
                 &[
                     (&runs, Type::TEXT_ARRAY),
@@ -156,6 +202,9 @@ pub(super) async fn release<'a>(
                     (&arrived, Type::INT4_ARRAY),
                     (&dooms, Type::INT4_ARRAY),
                     (&untaken, Type::INT4_ARRAY),
+                    (&claiming.owner, Type::TEXT),
+                    (&claiming.lease_ms, Type::INT8),
+                    (&claims, Type::BOOL_ARRAY),
                 ],
             )
             .await?;
@@ -163,6 +212,21 @@ pub(super) async fn release<'a>(
             let end = match row.get::<_, &str>(4) {
                 "ready" => {
                     ready = true;
+                    continue;
+                }
+                "running" => {
+                    let run: &str = row.get(0);
+                    if let Some(&(fingerprint, submitted_ms)) = claiming.runs.get(run) {
+                        claimed.push(Claimed {
+                            run: run.to_owned(),
+                            place: place_of(&row),
+                            expanded: row.get(7),
+                            attempt: row.get::<_, i32>(5) as u32,
+                            reaped: row.get::<_, i32>(6).max(0) as u32,
+                            fingerprint: fingerprint.to_owned(),
+                            submitted_ms,
+                        });
+                    }
                     continue;
                 }
                 "waiting" => continue,
@@ -175,7 +239,24 @@ pub(super) async fn release<'a>(
             ended.push((run, plan, place_of(&row), end));
         }
     }
-    Ok((counts, ready))
+    Ok(Released {
+        counts,
+        ready,
+        claimed,
+    })
+}
+
+/// In the arrivals' `UPDATE`: the row becomes the committing worker's attempt.
+const CLAIMED: &str = "t.pending = e.arrived AND t.doomed + e.dooms + t.untaken + e.untaken = 0
+                       AND e.claim";
+
+/// Whether the task at `place` of `plan` becomes ready when `arrived` of its inputs
+/// arrive at once (all it waits for), and may be claimed without a limit's count.
+fn readies_freely(plan: &Plan, place: Place, arrived: i32) -> bool {
+    let Some((scope, node)) = super::execute::Target::of(place).call(plan) else {
+        return false;
+    };
+    scope.waits_for[node] as i32 == arrived && scope.graph.info(node).concurrency.is_none()
 }
 
 /// The cap of the fan-out whose item's output is at `place`, if that fan-out is capped.
@@ -288,7 +369,11 @@ impl<'a> Decided<'a> {
             }
         }
         if taken.is_some() {
-            let read = scope.graph.node(node).edges().filter(|&(_, tolerant)| tolerant);
+            let read = scope
+                .graph
+                .node(node)
+                .edges()
+                .filter(|&(_, tolerant)| tolerant);
             for (input, _) in read {
                 if scope.graph.kind(input) != Kind::Param {
                     self.handled.push((run, at(input)));
@@ -355,8 +440,15 @@ impl<'a> Decided<'a> {
                  FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[], $4::INTEGER[])
                       AS e(run_id, node, item, part)
                  WHERE t.run_id = e.run_id AND t.node = e.node
-                   AND (e.part = -1 OR (t.item = e.item AND t.part = e.part))
                    AND t.state = 'failed' AND NOT t.handled
+                   -- The task read; or for a node of the workflow, the node, and its
+                   -- items' tasks if it is a fan-out that failed (as one process counts
+                   -- them: a fan-out that succeeded keeps its items' failures).
+                   AND ((t.item = e.item AND t.part = e.part)
+                        OR (e.part = -1 AND EXISTS (
+                            SELECT 1 FROM aqueduct_dist_tasks f
+                            WHERE f.run_id = t.run_id AND f.node = t.node AND f.item = -1
+                              AND f.part = -1 AND f.state = 'failed')))
                  RETURNING t.run_id",
                 &[
                     (&runs, Type::TEXT_ARRAY),
@@ -426,7 +518,8 @@ pub(super) async fn expand<'a>(
                 names.push(Place::in_item(node, item, part).name(&ending.plan));
                 let info = body.graph.info(part);
                 tasks.push(info.name);
-                let waits = body.waits_for[part] as i32 + i32::from(item >= open && body.waits_for[part] == 0);
+                let waits = body.waits_for[part] as i32
+                    + i32::from(item >= open && body.waits_for[part] == 0);
                 pending.push(waits);
                 states.push(if waits == 0 { "ready" } else { "waiting" });
                 limits.push(info.concurrency.map(|max| max as i32));

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Transaction};
 
-use super::cascade::{End, end_runs, expand, release};
+use super::cascade::{Claiming, End, Released, end_runs, expand, release};
 use super::protocol::{Claimed, Place};
 use crate::plan::Plan;
 use crate::store::postgres::NOW_MS;
@@ -65,14 +65,24 @@ pub(super) enum CacheNote {
     },
 }
 
+/// How many of the tasks a commit makes ready its worker takes on at once, and their
+/// lease.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TakeOn {
+    pub(super) limit: usize,
+    pub(super) lease: Duration,
+}
+
 /// Commits `endings` (attempts `owner` claimed) in one transaction; says for each
-/// whether it was committed or had been lost. Fails, committing nothing, if the
+/// whether it was committed or had been lost, and returns the tasks it made ready
+/// that `owner` claimed (up to `take_on`'s limit). Fails, committing nothing, if the
 /// database fails.
 pub(super) async fn commit(
     client: &mut Client,
     owner: &str,
     endings: &[&Ending],
-) -> Result<Vec<Committed>, tokio_postgres::Error> {
+    take_on: TakeOn,
+) -> Result<(Vec<Committed>, Vec<Claimed>), tokio_postgres::Error> {
     let transaction = client.transaction().await?;
     // A task's end need not wait for the disk: if the server crashes before it is
     // flushed, it is lost with every later commit (never one without an earlier
@@ -178,7 +188,26 @@ pub(super) async fn commit(
                 }
             ))
     });
-    let (mut counts, ready) = release(&transaction, ended).await?;
+    let claiming = Claiming {
+        owner,
+        lease_ms: take_on.lease.as_millis() as i64,
+        limit: take_on.limit,
+        runs: endings
+            .iter()
+            .map(|e| {
+                let claimed = &e.claimed;
+                (
+                    claimed.run.as_str(),
+                    (claimed.fingerprint.as_str(), claimed.submitted_ms),
+                )
+            })
+            .collect(),
+    };
+    let Released {
+        mut counts,
+        ready,
+        claimed,
+    } = release(&transaction, ended, &claiming).await?;
     for run in cancelled_ends {
         counts.entry(run).or_default().finished += 1;
     }
@@ -191,6 +220,8 @@ pub(super) async fn commit(
         }
     }
     let finished = end_runs(&transaction, &counts).await?;
+    // Claims wait for the disk: a claim lost in a crash would hand the task's next
+    // claim the same attempt number, which the fence could not tell from this one.
     if !finished.is_empty() {
         transaction
             .batch_execute("SET LOCAL synchronous_commit = on")
@@ -216,7 +247,7 @@ pub(super) async fn commit(
             .await?;
     }
     transaction.commit().await?;
-    Ok(outcomes)
+    Ok((outcomes, claimed))
 }
 
 /// Ends each attempt that is still the one its task's row holds (`running`, its

@@ -9,9 +9,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 
 use super::Cluster;
-use super::commit::{self, Committed, Ended, Ending};
-use super::protocol;
-use super::worker::{Counts, Held};
+use super::commit::{self, Committed, Ended, Ending, TakeOn};
+use super::protocol::{self, Claimed};
+use super::worker::{Capacity, Counts, Held};
 
 /// The most attempts committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -69,6 +69,11 @@ pub(super) struct Committer {
     pub(super) client: Option<tokio_postgres::Client>,
     pub(super) counts: Arc<Counts>,
     pub(super) committed: Arc<Notify>,
+    /// The worker's free slots, some of which a commit may fill with the tasks it
+    /// makes ready (claimed in the same transaction), handed to the worker here.
+    pub(super) capacity: Arc<Capacity>,
+    pub(super) handed: mpsc::UnboundedSender<Vec<Claimed>>,
+    pub(super) lease: Duration,
 }
 
 impl Committer {
@@ -104,7 +109,25 @@ impl Committer {
             let result = match connected(&self.cluster, &mut self.client).await {
                 Some(client) => {
                     let endings: Vec<&Ending> = batch.iter().map(|c| &c.ending).collect();
-                    commit::commit(client, &self.owner, &endings).await
+                    // A worker that stopped claiming takes nothing on.
+                    let limit = match ended.is_closed() {
+                        true => 0,
+                        false => self.capacity.reserve(),
+                    };
+                    let take_on = TakeOn {
+                        limit,
+                        lease: self.lease,
+                    };
+                    let result = commit::commit(client, &self.owner, &endings, take_on).await;
+                    let taken = result.as_ref().map_or(0, |(_, claimed)| claimed.len());
+                    self.capacity.unreserve(limit - taken);
+                    result.map(|(committed, claimed)| {
+                        if !claimed.is_empty() {
+                            // The worker runs them (it keeps receiving until this ends).
+                            let _ = self.handed.send(claimed);
+                        }
+                        committed
+                    })
                 }
                 // The database is away: the attempts are kept past their leases, which
                 // their heartbeats renew once it is back (the reaper leaves a restarted

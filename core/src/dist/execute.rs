@@ -300,8 +300,18 @@ fn branch(
     let Call::Branch(def) = &plan.calls[node] else {
         return Err(permanent("not a branch".into()));
     };
-    let node_of = |place: &Place| place.body().map_or(place.node(), |(part, _)| part);
-    let end_of = |wanted: usize| inputs.iter().find(|(place, _)| node_of(place) == wanted);
+    // The node a read input is of this branch's plan: an item's task also reads its
+    // fan-out's inputs (nodes of the workflow), which are not.
+    let node_of = |place: &Place| match (place.body(), target) {
+        (Some((part, _)), Target::Item { .. }) => Some(part),
+        (None, Target::Top(_)) => Some(place.node()),
+        _ => None,
+    };
+    let end_of = |wanted: usize| {
+        inputs
+            .iter()
+            .find(|(place, _)| node_of(place) == Some(wanted))
+    };
     let tail_of = |arm: u32| def.tails.get(arm as usize).copied().flatten();
     let arm = match end_of(def.decision as usize) {
         Some((_, decided @ Input::Done(..))) => {

@@ -111,7 +111,8 @@ pub struct DistributedRunSummary {
     pub tasks: u32,
     /// How many of them have not ended.
     pub unfinished: u32,
-    /// How many of them failed.
+    /// How many of them failed (their own attempts; not those skipped or not taken,
+    /// nor failures a `match` handled).
     pub failed: u32,
     /// How many workers at work now serve its build (its fingerprint): a running run
     /// with none waits for one (a worker of another build never takes its tasks).

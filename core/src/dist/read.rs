@@ -3,6 +3,7 @@
 
 use tokio_postgres::Client;
 
+use super::protocol::Place;
 use super::runs::Failure;
 use super::{DistributedRun, DistributedRunSummary, DistributedTask};
 use crate::error::{Error, TaskFailure};
@@ -14,9 +15,21 @@ use crate::task::TaskError;
 pub(super) struct RunEnd {
     status: String,
     output: Option<(String, Vec<u8>)>,
-    /// The tasks that did not succeed: name, task, state, attempts, error, and
-    /// whether a `match` handled the failure.
-    tasks: Vec<(String, String, String, i32, Option<String>, bool)>,
+    /// The tasks that did not succeed.
+    tasks: Vec<Unsucceeded>,
+}
+
+/// A task of an ended run that did not succeed.
+struct Unsucceeded {
+    name: String,
+    place: Place,
+    task: String,
+    state: String,
+    attempts: i32,
+    error: Option<String>,
+    /// Whether a `match` handled its failure (`None` for a handled task of an item,
+    /// which one process does not name when it names the handled failures).
+    handled: Option<bool>,
 }
 
 /// Run `id`'s end, `None` while it runs.
@@ -55,16 +68,28 @@ pub(super) async fn ended(
         .map(|row| (row.get(0), row.get(1)));
     let tasks = client
         .query(
-            "SELECT name, task, state, attempt, error, handled FROM aqueduct_dist_tasks
+            "SELECT name, task, state, attempt, error,
+                    CASE WHEN NOT handled THEN false WHEN item = -1 THEN true END,
+                    node, item, part
+             FROM aqueduct_dist_tasks
              WHERE run_id = $1 AND state IN ('failed', 'skipped', 'cancelled')
              ORDER BY node, item, part",
             &[&id],
         )
         .await?
         .iter()
-        .map(|row| {
-            let (name, task, state) = (row.get(0), row.get(1), row.get(2));
-            (name, task, state, row.get(3), row.get(4), row.get(5))
+        .map(|row| Unsucceeded {
+            name: row.get(0),
+            task: row.get(1),
+            state: row.get(2),
+            attempts: row.get(3),
+            error: row.get(4),
+            handled: row.get(5),
+            place: Place {
+                node: row.get::<_, i32>(6) as u32,
+                item: row.get(7),
+                part: row.get(8),
+            },
         })
         .collect();
     Ok(Some(RunEnd {
@@ -82,14 +107,14 @@ impl RunEnd {
         run: &str,
     ) -> Result<O, Error> {
         let workflow = plan.graph.name().to_owned();
-        let unhandled = |task: &(_, _, String, _, _, bool)| task.2 == "failed" && !task.5;
+        let unhandled = |task: &Unsucceeded| task.state == "failed" && task.handled == Some(false);
         let failed = self.tasks.iter().any(unhandled);
         if self.status == "cancelled" && !failed {
             let unfinished = self.tasks.into_iter();
-            let unfinished = unfinished.filter(|task| task.2 == "cancelled");
+            let unfinished = unfinished.filter(|task| task.state == "cancelled");
             return Err(Error::Cancelled {
                 workflow,
-                unfinished: unfinished.map(|task| task.0).collect(),
+                unfinished: unfinished.map(|task| task.name).collect(),
             });
         }
         if self.status != "succeeded" {
@@ -98,20 +123,30 @@ impl RunEnd {
             // As in one process: the failures no `match` handled, with the tasks they
             // skipped; if there are none, the handled ones, whose readers were skipped up
             // to the output.
-            for (name, task, state, attempts, error, handled) in self.tasks {
-                if state == "skipped" || state == "cancelled" {
-                    skipped.push(name);
+            // A fan-out whose items' tasks failed is represented by them, named as
+            // one process names them (`task[3]`).
+            let failed_items: std::collections::BTreeSet<u32> = self
+                .tasks
+                .iter()
+                .filter(|task| task.state == "failed" && task.place.body().is_some())
+                .map(|task| task.place.node)
+                .collect();
+            for task in self.tasks {
+                if task.state == "skipped" || task.state == "cancelled" {
+                    skipped.push(task.name);
                     continue;
                 }
                 // Listed: the unhandled failures if any, else the handled ones.
-                if handled == failed {
+                if task.handled != Some(!failed)
+                    || (task.place.body().is_none() && failed_items.contains(&task.place.node))
+                {
                     continue;
                 }
                 failures.push(TaskFailure {
-                    node: name,
-                    task: task_name(plan, &task),
-                    attempts: attempts.max(0) as u32,
-                    error: TaskError::msg(error.unwrap_or_default()),
+                    node: failure_name(plan, &task),
+                    task: task_name(plan, &task.task),
+                    attempts: task.attempts.max(0) as u32,
+                    error: TaskError::msg(task.error.unwrap_or_default()),
                 });
             }
             if failures.is_empty() {
@@ -153,6 +188,21 @@ impl RunEnd {
             crate::task::Outcome::Ok(output) => Ok(output),
             _ => Err(bad("the output did not succeed".into())),
         }
+    }
+}
+
+/// The name one process gives a failure of `task`: a node's name; a task of a `for`'s
+/// item with the item's index (`task[3]`), of a sub-workflow after it (`sub.task`).
+fn failure_name(plan: &Plan, task: &Unsucceeded) -> String {
+    let (Some((part, item)), crate::plan::Call::FanOut(def)) =
+        (task.place.body(), &plan.calls[task.place.node()])
+    else {
+        return task.name.clone();
+    };
+    let name = def.body.graph.name_of(part);
+    match def.collection {
+        Some(_) => format!("{name}[{item}]"),
+        None => format!("{}.{name}", plan.graph.name_of(task.place.node())),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
@@ -64,6 +64,46 @@ impl std::fmt::Debug for Worker {
             .field("id", &self.id)
             .field("slots", &self.slots)
             .finish_non_exhaustive()
+    }
+}
+
+/// A worker's slots, as its claiming loop and its committer share them.
+pub(super) struct Capacity {
+    slots: usize,
+    /// Attempts started and not ended.
+    running: AtomicUsize,
+    /// Tasks a commit claimed for the worker, not started yet.
+    reserved: AtomicUsize,
+    /// Set when the worker stops claiming: its commits take nothing on.
+    stopping: AtomicBool,
+}
+
+impl Capacity {
+    /// Reserves the free slots, for a commit to fill; returns how many.
+    pub(super) fn reserve(&self) -> usize {
+        if self.stopping.load(Ordering::Acquire) {
+            return 0;
+        }
+        let mut taken = 0;
+        let _ = self
+            .reserved
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |reserved| {
+                let busy = self.running.load(Ordering::Acquire) + reserved;
+                taken = self.slots.saturating_sub(busy);
+                Some(reserved + taken)
+            });
+        taken
+    }
+
+    /// Gives back `count` reserved slots.
+    pub(super) fn unreserve(&self, count: usize) {
+        self.reserved.fetch_sub(count, Ordering::AcqRel);
+    }
+
+    /// Slots neither running nor reserved.
+    fn free(&self) -> usize {
+        let busy = self.running.load(Ordering::Acquire) + self.reserved.load(Ordering::Acquire);
+        self.slots.saturating_sub(busy)
     }
 }
 
@@ -164,6 +204,14 @@ impl Worker {
         // Whether it serves tasks with concurrency limits, which it claims apart.
         let limited = self.served.iter().any(|served| limits_any(&served.plan));
         let (mut claims, mut notes) = self.cluster.listening("aqueduct_ready").await?;
+        let capacity = Arc::new(Capacity {
+            slots: self.slots,
+            running: AtomicUsize::new(0),
+            reserved: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+        });
+        // The tasks its commits claim for it.
+        let (handing, mut handed) = mpsc::unbounded_channel();
         let (commits, mut committing) = {
             let client = self.cluster.client().await?;
             let (sent, received) = mpsc::unbounded_channel();
@@ -173,6 +221,9 @@ impl Worker {
                 client: Some(client),
                 counts: Arc::clone(&counts),
                 committed: Arc::clone(&committed),
+                capacity: Arc::clone(&capacity),
+                handed: handing,
+                lease: self.lease,
             };
             (sent, tokio::spawn(committer.run(received)))
         };
@@ -195,6 +246,15 @@ impl Worker {
             leases_stopped,
         ));
         let mut params = RunParams::default();
+        let mut starting = Starting {
+            served: &self.served,
+            params: &mut params,
+            in_flight: &in_flight,
+            commits: Some(commits),
+            lease: self.lease,
+            capacity: &capacity,
+            counts: &counts,
+        };
         tokio::pin!(stop);
         let mut pause = Duration::from_millis(100);
         loop {
@@ -204,6 +264,11 @@ impl Worker {
                 Some(_) = running.join_next(), if !running.is_empty() => {
                     // Every attempt that ended meanwhile frees its slot before claiming.
                     while running.try_join_next().is_some() {}
+                }
+                Some(claimed) = handed.recv() => {
+                    starting.capacity.unreserve(claimed.len());
+                    starting.start(&claims, claimed, lookups.as_ref(), &mut running).await;
+                    continue;
                 }
                 _ = notes.recv() => {}
                 () = committed.notified() => {}
@@ -240,11 +305,11 @@ impl Worker {
             }
             // Attempts whose ends wait for their commit count too, past as many again:
             // a worker whose commits lag claims less.
+            let busy = self.slots - capacity.free();
             let uncommitted = lock(&in_flight).len().saturating_sub(running.len());
-            let free = self
-                .slots
-                .saturating_sub(running.len())
-                .min((2 * self.slots).saturating_sub(running.len() + uncommitted));
+            let free = capacity
+                .free()
+                .min((2 * self.slots).saturating_sub(busy + uncommitted));
             if free == 0 {
                 continue;
             }
@@ -276,59 +341,31 @@ impl Worker {
                     }
                 }
             }
-            counts
-                .claimed
-                .fetch_add(claimed.len() as u64, Ordering::Relaxed);
-            let (claimed, served): (Vec<Claimed>, Vec<Arc<Served>>) = claimed
-                .into_iter()
-                .filter_map(|task| {
-                    let served = self
-                        .served
-                        .iter()
-                        .find(|s| s.fingerprint == task.fingerprint)?;
-                    Some((task, Arc::clone(served)))
-                })
-                .unzip();
-            let read = match read_inputs(&claims, &claimed, &served, &mut params).await {
-                Ok(read) => read,
-                Err(error) => {
-                    // Not renewed, their leases expire and other attempts run them.
-                    tracing::warn!(error = %super::explain(&error), "cannot read the inputs of claimed tasks");
-                    continue;
-                }
-            };
-            for ((task, served), read) in claimed.into_iter().zip(served).zip(read) {
-                let held = (task.run.clone(), task.place, task.attempt as i32);
-                lock(&in_flight).insert(held.clone());
-                // Whatever way the attempt ends (a panic too), its lease is not renewed.
-                let held = Held(Arc::clone(&in_flight), held);
-                let (commits, lease) = (commits.clone(), self.lease);
-                let lookups = lookups.clone();
-                running.spawn(async move {
-                    let ending = attempt(served, task, read, lookups).await;
-                    // Its slot is free now; its lease is renewed until its end commits.
-                    let deadline = tokio::time::Instant::now() + lease;
-                    let _ = commits.send(ToCommit {
-                        ending,
-                        deadline,
-                        _held: held,
-                    });
-                });
-            }
+            starting
+                .start(&claims, claimed, lookups.as_ref(), &mut running)
+                .await;
         }
-        // The attempts running finish and commit; their leases are renewed meanwhile.
-        let mut commits = Some(commits);
+        // The attempts running finish and commit (their leases renewed meanwhile), and
+        // so do those that commits under way claim for it.
+        capacity.stopping.store(true, Ordering::Release);
         loop {
-            if running.is_empty() {
-                // The committer ends once it committed what it was sent.
-                commits = None;
+            if running.is_empty() && capacity.reserved.load(Ordering::Acquire) == 0 {
+                // Nothing more can be handed to it: the committer ends once it
+                // committed what it was sent.
+                starting.commits = None;
             }
             tokio::select! {
+                biased;
+                Some(claimed) = handed.recv() => {
+                    starting.capacity.unreserve(claimed.len());
+                    starting.start(&claims, claimed, lookups.as_ref(), &mut running).await;
+                }
                 Some(_) = running.join_next(), if !running.is_empty() => {}
+                () = committed.notified() => {}
                 _ = &mut committing => break,
             }
         }
-        drop(commits);
+        drop(starting);
         let _ = stop_leases.send(true);
         let _ = leases.await;
         if let Err(error) = super::lease::absent(&claims, &self.id).await {
@@ -339,6 +376,87 @@ impl Worker {
             committed: counts.committed.load(Ordering::Relaxed),
             lost: counts.lost.load(Ordering::Relaxed),
         })
+    }
+}
+
+/// What starting claimed attempts takes: the workflows served, their runs' parameters
+/// read so far, the attempts held, where their ends go.
+struct Starting<'w> {
+    served: &'w [Arc<Served>],
+    params: &'w mut RunParams,
+    in_flight: &'w InFlight,
+    /// `None` once the worker stopped and nothing more can start.
+    commits: Option<mpsc::UnboundedSender<ToCommit>>,
+    lease: Duration,
+    capacity: &'w Arc<Capacity>,
+    counts: &'w Counts,
+}
+
+impl Starting<'_> {
+    /// Reads the inputs of the `claimed` tasks (on `client`) and starts their attempts
+    /// in `running`; their ends go to the committer.
+    async fn start(
+        &mut self,
+        client: &tokio_postgres::Client,
+        claimed: Vec<Claimed>,
+        lookups: Option<&Arc<tokio_postgres::Client>>,
+        running: &mut JoinSet<()>,
+    ) {
+        self.counts
+            .claimed
+            .fetch_add(claimed.len() as u64, Ordering::Relaxed);
+        let (claimed, served): (Vec<Claimed>, Vec<Arc<Served>>) = claimed
+            .into_iter()
+            .filter_map(|task| {
+                let served = self
+                    .served
+                    .iter()
+                    .find(|s| s.fingerprint == task.fingerprint)?;
+                Some((task, Arc::clone(served)))
+            })
+            .unzip();
+        let Some(commits) = &self.commits else {
+            return;
+        };
+        let read = match read_inputs(client, &claimed, &served, self.params).await {
+            Ok(read) => read,
+            Err(error) => {
+                // Not renewed, their leases expire and other attempts run them.
+                tracing::warn!(error = %super::explain(&error), "cannot read the inputs of claimed tasks");
+                return;
+            }
+        };
+        for ((task, served), read) in claimed.into_iter().zip(served).zip(read) {
+            let held = (task.run.clone(), task.place, task.attempt as i32);
+            lock(self.in_flight).insert(held.clone());
+            // Whatever way the attempt ends (a panic too), its lease is not renewed.
+            let held = Held(Arc::clone(self.in_flight), held);
+            let (commits, lease) = (commits.clone(), self.lease);
+            let lookups = lookups.cloned();
+            let capacity = Arc::clone(self.capacity);
+            capacity.running.fetch_add(1, Ordering::AcqRel);
+            running.spawn(async move {
+                // Its slot is free once it ends, whatever way (a panic too).
+                let _slot = Slot(capacity);
+                let ending = attempt(served, task, read, lookups).await;
+                // Its lease is renewed until its end commits.
+                let deadline = tokio::time::Instant::now() + lease;
+                let _ = commits.send(ToCommit {
+                    ending,
+                    deadline,
+                    _held: held,
+                });
+            });
+        }
+    }
+}
+
+/// A running attempt's slot, freed when dropped.
+struct Slot(Arc<Capacity>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
