@@ -171,7 +171,7 @@ pub(super) async fn release<'a>(
                          state = CASE WHEN t.pending > e.arrived THEN t.state
                                       WHEN t.doomed + e.dooms > 0 THEN 'skipped'
                                       WHEN t.untaken + e.untaken > 0 THEN 'not_taken'
-                                      WHEN e.claim THEN 'running'
+                                      WHEN {CLAIMED} THEN 'running'
                                       ELSE 'ready' END,
                          attempt = t.attempt + ({CLAIMED})::INTEGER,
                          lease_owner = CASE WHEN {CLAIMED} THEN $8 ELSE t.lease_owner END,

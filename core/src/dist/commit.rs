@@ -192,9 +192,13 @@ pub(super) async fn commit(
         owner,
         lease_ms: take_on.lease.as_millis() as i64,
         limit: take_on.limit,
+        // The runs of the attempts committed (one that was lost may be of a run
+        // deleted and submitted again).
         runs: endings
             .iter()
-            .map(|e| {
+            .zip(&committed)
+            .filter(|(_, committed)| **committed)
+            .map(|(e, _)| {
                 let claimed = &e.claimed;
                 (
                     claimed.run.as_str(),
@@ -222,7 +226,7 @@ pub(super) async fn commit(
     let finished = end_runs(&transaction, &counts).await?;
     // Claims wait for the disk: a claim lost in a crash would hand the task's next
     // claim the same attempt number, which the fence could not tell from this one.
-    if !finished.is_empty() {
+    if !finished.is_empty() || !claimed.is_empty() {
         transaction
             .batch_execute("SET LOCAL synchronous_commit = on")
             .await?;

@@ -112,7 +112,7 @@ impl Committer {
                     // A worker that stopped claiming takes nothing on.
                     let limit = match ended.is_closed() {
                         true => 0,
-                        false => self.capacity.reserve(),
+                        false => self.capacity.reserve(successors(&endings)),
                     };
                     let take_on = TakeOn {
                         limit,
@@ -190,6 +190,16 @@ impl Committer {
             };
         }
     }
+}
+
+/// How many tasks a commit of `endings` may make ready at once: the successors of
+/// those that succeeded (the most it may take on).
+fn successors(endings: &[&Ending]) -> usize {
+    let done = endings
+        .iter()
+        .filter(|ending| matches!(ending.ended, Ended::Done { .. }));
+    done.map(|ending| super::cascade::successors(&ending.plan, ending.claimed.place).len())
+        .sum()
 }
 
 /// `client`, opened again if it closed; none if the database is away.

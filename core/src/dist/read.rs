@@ -123,12 +123,15 @@ impl RunEnd {
             // As in one process: the failures no `match` handled, with the tasks they
             // skipped; if there are none, the handled ones, whose readers were skipped up
             // to the output.
-            // A fan-out whose items' tasks failed is represented by them, named as
+            // Listed: the unhandled failures if any, else the handled ones.
+            let listed =
+                |task: &Unsucceeded| task.state == "failed" && task.handled == Some(!failed);
+            // A fan-out whose items' tasks are listed is represented by them, named as
             // one process names them (`task[3]`).
             let failed_items: std::collections::BTreeSet<u32> = self
                 .tasks
                 .iter()
-                .filter(|task| task.state == "failed" && task.place.body().is_some())
+                .filter(|task| listed(task) && task.place.body().is_some())
                 .map(|task| task.place.node)
                 .collect();
             for task in self.tasks {
@@ -136,8 +139,7 @@ impl RunEnd {
                     skipped.push(task.name);
                     continue;
                 }
-                // Listed: the unhandled failures if any, else the handled ones.
-                if task.handled != Some(!failed)
+                if !listed(&task)
                     || (task.place.body().is_none() && failed_items.contains(&task.place.node))
                 {
                     continue;

@@ -79,30 +79,43 @@ pub(super) struct Capacity {
 }
 
 impl Capacity {
-    /// Reserves the free slots, for a commit to fill; returns how many.
-    pub(super) fn reserve(&self) -> usize {
-        if self.stopping.load(Ordering::Acquire) {
+    /// Reserves up to `most` free slots (for a claim, or a commit to fill); returns
+    /// how many. None once the worker stops claiming.
+    pub(super) fn reserve(&self, most: usize) -> usize {
+        if self.stopping.load(Ordering::SeqCst) {
             return 0;
         }
         let mut taken = 0;
         let _ = self
             .reserved
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |reserved| {
-                let busy = self.running.load(Ordering::Acquire) + reserved;
-                taken = self.slots.saturating_sub(busy);
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |reserved| {
+                let busy = self.running.load(Ordering::SeqCst) + reserved;
+                taken = self.slots.saturating_sub(busy).min(most);
                 Some(reserved + taken)
             });
+        // The worker may have stopped meanwhile, and seen nothing reserved: whatever is
+        // reserved after it looked is given back (it looks again until none is).
+        if self.stopping.load(Ordering::SeqCst) {
+            self.unreserve(taken);
+            return 0;
+        }
         taken
     }
 
     /// Gives back `count` reserved slots.
     pub(super) fn unreserve(&self, count: usize) {
-        self.reserved.fetch_sub(count, Ordering::AcqRel);
+        self.reserved.fetch_sub(count, Ordering::SeqCst);
+    }
+
+    /// Turns `count` reserved slots into attempts running: never free in between.
+    fn run(&self, count: usize) {
+        self.running.fetch_add(count, Ordering::SeqCst);
+        self.unreserve(count);
     }
 
     /// Slots neither running nor reserved.
     fn free(&self) -> usize {
-        let busy = self.running.load(Ordering::Acquire) + self.reserved.load(Ordering::Acquire);
+        let busy = self.running.load(Ordering::SeqCst) + self.reserved.load(Ordering::SeqCst);
         self.slots.saturating_sub(busy)
     }
 }
@@ -261,14 +274,14 @@ impl Worker {
             tokio::select! {
                 biased;
                 () = &mut stop => break,
+                Some(claimed) = handed.recv() => {
+                    let reserved = claimed.len();
+                    starting.start(&claims, (claimed, reserved), lookups.as_ref(), &mut running).await;
+                    continue;
+                }
                 Some(_) = running.join_next(), if !running.is_empty() => {
                     // Every attempt that ended meanwhile frees its slot before claiming.
                     while running.try_join_next().is_some() {}
-                }
-                Some(claimed) = handed.recv() => {
-                    starting.capacity.unreserve(claimed.len());
-                    starting.start(&claims, claimed, lookups.as_ref(), &mut running).await;
-                    continue;
                 }
                 _ = notes.recv() => {}
                 () = committed.notified() => {}
@@ -307,18 +320,20 @@ impl Worker {
             // a worker whose commits lag claims less.
             let busy = self.slots - capacity.free();
             let uncommitted = lock(&in_flight).len().saturating_sub(running.len());
-            let free = capacity
-                .free()
-                .min((2 * self.slots).saturating_sub(busy + uncommitted));
+            let most = (2 * self.slots).saturating_sub(busy + uncommitted);
+            // Reserved while it claims, so that a commit meanwhile does not fill them.
+            let free = capacity.reserve(most);
             if free == 0 {
                 continue;
             }
+            let reserved = free;
             let claimed =
                 match protocol::claim(&claims, &self.id, &fingerprints, free as i64, self.lease)
                     .await
                 {
                     Ok(claimed) => claimed,
                     Err(error) => {
+                        capacity.unreserve(reserved);
                         tracing::warn!(error = %super::explain(&error), "claiming tasks failed");
                         continue;
                     }
@@ -342,7 +357,7 @@ impl Worker {
                 }
             }
             starting
-                .start(&claims, claimed, lookups.as_ref(), &mut running)
+                .start(&claims, (claimed, reserved), lookups.as_ref(), &mut running)
                 .await;
         }
         // The attempts running finish and commit (their leases renewed meanwhile), and
@@ -357,12 +372,15 @@ impl Worker {
             tokio::select! {
                 biased;
                 Some(claimed) = handed.recv() => {
-                    starting.capacity.unreserve(claimed.len());
-                    starting.start(&claims, claimed, lookups.as_ref(), &mut running).await;
+                    let reserved = claimed.len();
+                    starting.start(&claims, (claimed, reserved), lookups.as_ref(), &mut running).await;
                 }
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 () = committed.notified() => {}
                 _ = &mut committing => break,
+                // A commit that reserved slots and took nothing on gives them back
+                // without a word: look again.
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
         }
         drop(starting);
@@ -394,31 +412,46 @@ struct Starting<'w> {
 
 impl Starting<'_> {
     /// Reads the inputs of the `claimed` tasks (on `client`) and starts their attempts
-    /// in `running`; their ends go to the committer.
+    /// in `running`, in the `reserved` slots held for them (those left are given back);
+    /// their ends go to the committer. Their leases are renewed from here on.
     async fn start(
         &mut self,
         client: &tokio_postgres::Client,
-        claimed: Vec<Claimed>,
+        (claimed, reserved): (Vec<Claimed>, usize),
         lookups: Option<&Arc<tokio_postgres::Client>>,
         running: &mut JoinSet<()>,
     ) {
         self.counts
             .claimed
             .fetch_add(claimed.len() as u64, Ordering::Relaxed);
-        let (claimed, served): (Vec<Claimed>, Vec<Arc<Served>>) = claimed
+        // Each one holds a slot until its attempt ends, whatever way (a panic too).
+        self.capacity.run(claimed.len());
+        self.capacity
+            .unreserve(reserved.saturating_sub(claimed.len()));
+        let claimed: Vec<(Claimed, Held, Slot)> = claimed
+            .into_iter()
+            .map(|task| {
+                let held = (task.run.clone(), task.place, task.attempt as i32);
+                lock(self.in_flight).insert(held.clone());
+                let held = Held(Arc::clone(self.in_flight), held);
+                (task, held, Slot(Arc::clone(self.capacity)))
+            })
+            .collect();
+        let (claimed, served): (Vec<_>, Vec<Arc<Served>>) = claimed
             .into_iter()
             .filter_map(|task| {
                 let served = self
                     .served
                     .iter()
-                    .find(|s| s.fingerprint == task.fingerprint)?;
+                    .find(|s| s.fingerprint == task.0.fingerprint)?;
                 Some((task, Arc::clone(served)))
             })
             .unzip();
         let Some(commits) = &self.commits else {
             return;
         };
-        let read = match read_inputs(client, &claimed, &served, self.params).await {
+        let tasks: Vec<Claimed> = claimed.iter().map(|(task, ..)| task.clone()).collect();
+        let read = match read_inputs(client, &tasks, &served, self.params).await {
             Ok(read) => read,
             Err(error) => {
                 // Not renewed, their leases expire and other attempts run them.
@@ -426,18 +459,11 @@ impl Starting<'_> {
                 return;
             }
         };
-        for ((task, served), read) in claimed.into_iter().zip(served).zip(read) {
-            let held = (task.run.clone(), task.place, task.attempt as i32);
-            lock(self.in_flight).insert(held.clone());
-            // Whatever way the attempt ends (a panic too), its lease is not renewed.
-            let held = Held(Arc::clone(self.in_flight), held);
+        for (((task, held, slot), served), read) in claimed.into_iter().zip(served).zip(read) {
             let (commits, lease) = (commits.clone(), self.lease);
             let lookups = lookups.cloned();
-            let capacity = Arc::clone(self.capacity);
-            capacity.running.fetch_add(1, Ordering::AcqRel);
             running.spawn(async move {
-                // Its slot is free once it ends, whatever way (a panic too).
-                let _slot = Slot(capacity);
+                let _slot = slot;
                 let ending = attempt(served, task, read, lookups).await;
                 // Its lease is renewed until its end commits.
                 let deadline = tokio::time::Instant::now() + lease;
