@@ -37,11 +37,14 @@
 //! `task started`/`task ended` events, so that a million items cost no more than their
 //! work; their failures are still logged at `error`, with the item's index. A
 //! distributed worker (`aqueduct::dist`, feature `postgres`) runs each attempt it claims
-//! inside the same `workflow` and `task` spans (the task's own events, on the rayon
-//! or tokio thread that runs it, are inside them), with `task started` and `task ended`
-//! at `debug` per attempt (`node`, `attempt`, `duration_ms`, and `status` as the worker
-//! saw it: `succeeded`, `expanded` for a fan-out's row that made its items, `failed`,
-//! `failed, to be retried`; its commit may still find the attempt lost); workers log no
+//! inside the same `workflow` and `task` spans, with an `item` span between them for a
+//! task of a fan-out's item (the task's own events, on the rayon or tokio thread that
+//! runs it, are inside them), with `task started` and `task ended` at `debug` per
+//! attempt (`node`, `attempt`, `duration_ms`, and `status` as the worker saw it:
+//! `succeeded`, `expanded` for a fan-out's row that made its items, `failed`,
+//! `failed, to be retried`, `skipped` or `not taken` for the value of an `if` or
+//! `match`; its commit may still find the attempt lost), and `task failed` at `error`
+//! for an attempt that failed for good (`node`, `attempts`, `error`); workers log no
 //! `run started` or `run ended`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -1113,12 +1113,40 @@ async fn traced_inc(x: &u64) -> u64 {
     x + 1
 }
 
+#[task]
+fn traced_list(x: &u64) -> Vec<u64> {
+    vec![*x, x + 1]
+}
+
+#[task]
+fn traced_fail(_x: &u64) -> Result<u64, TaskError> {
+    Err(TaskError::permanent(TaskError::msg("a traced failure")))
+}
+
+#[task]
+fn traced_total(d: &u64, each: &[u64], rescued: &u64) -> u64 {
+    d + each.iter().sum::<u64>() + rescued
+}
+
 workflow! {
     #[durable]
     fn traced(x: u64) -> u64 {
         let d = traced_double(&x);
-        traced_inc(&d)
+        let xs = traced_list(&x);
+        let each = for v in &xs { traced_double(v) };
+        let tried = traced_fail(&x);
+        let rescued = match tried {
+            Outcome::Ok(v) => v,
+            _ => traced_list_len(&xs),
+        };
+        let total = traced_total(&d, &each, &rescued);
+        traced_inc(&total)
     }
+}
+
+#[task]
+fn traced_list_len(xs: &[u64]) -> u64 {
+    xs.len() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1142,7 +1170,8 @@ async fn a_worker_runs_each_attempt_in_its_runs_span() {
     .await
     .expect("the run ends")
     .unwrap();
-    assert_eq!(output, 7);
+    // 6 + (6 + 8) + 2, and one more.
+    assert_eq!(output, 23);
     stop.send(true).unwrap();
     for worker in running {
         worker.await.unwrap();
@@ -1173,6 +1202,20 @@ async fn a_worker_runs_each_attempt_in_its_runs_span() {
     let ended =
         line("task{task=\"traced_double\" node=d attempt=1}: aqueduct::dist::worker: task ended");
     assert!(ended.contains("status=\"succeeded\""), "{ended}");
+    // An item's task runs in its item's span, as in one process.
+    let item = line("inside the CPU task x=4");
+    assert!(
+        item.contains(
+            "workflow{name=traced run=traced-1}:item{index=1}:task{task=\"traced_double\" \
+             node=each[1].traced_double attempt=1}"
+        ),
+        "{item}"
+    );
+    // A failure is an error event, as in one process.
+    let failed = line("task failed");
+    assert!(failed.contains("ERROR"), "{failed}");
+    assert!(failed.contains("node=tried"), "{failed}");
+    assert!(failed.contains("a traced failure"), "{failed}");
 }
 
 static DOOMED_CALLS: AtomicUsize = AtomicUsize::new(0);

@@ -518,6 +518,11 @@ async fn attempt(
         .call(&served.plan)
         .map_or("", |(plan, node)| plan.graph.info(node).name);
     let span = tracing::info_span!("workflow", name = %served.plan.graph.name(), run = %task.run);
+    // A task of a fan-out's item runs in the item's span, as in one process.
+    let span = match task.place.body() {
+        Some((_, index)) => tracing::info_span!(parent: &span, "item", index),
+        None => span,
+    };
     let span = tracing::info_span!(
         parent: &span,
         "task",
@@ -570,6 +575,13 @@ async fn attempt(
             duration_ms = started.elapsed().as_secs_f64() * 1e3,
             "task ended"
         );
+        if let Ended::Failed {
+            error,
+            retry_in: None,
+        } = &ended
+        {
+            tracing::error!(node = %id.node, attempts = task.attempt, %error, "task failed");
+        }
         (ended, cache)
     };
     let (ended, cache) = tracing::Instrument::instrument(run, span).await;
