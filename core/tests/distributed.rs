@@ -1030,6 +1030,69 @@ async fn a_capped_for_runs_that_many_items_at_once_across_workers() {
     }
 }
 
+/// A collection of more items than a distributed run holds rows for (its items take
+/// no memory: they are `()`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Huge;
+
+const HUGE: usize = (1 << 30) + 1;
+
+impl aqueduct::graph::Collection for Huge {
+    type Item = ();
+    fn items(&self) -> &[()] {
+        &[(); HUGE]
+    }
+}
+
+#[task]
+fn huge(_x: &u64) -> Huge {
+    Huge
+}
+
+#[task]
+fn unit(_u: &()) -> u64 {
+    1
+}
+
+workflow! {
+    #[durable]
+    fn too_many(x: u64) -> Vec<u64> {
+        let all = huge(&x);
+        for u in &all { unit(u) }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_of_more_items_than_rows_hold_fails_with_why() {
+    let Some(db) = Database::new("dist_too_many") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    let workflow = too_many::workflow();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = workers(&cluster, workflow, 1, &stopped).await;
+    cluster.submit(workflow, "huge", (1,)).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(60), cluster.wait(workflow, "huge"))
+        .await
+        .expect("the run ends");
+    let Err(Error::Failed { failures, .. }) = &ended else {
+        panic!("{ended:?}")
+    };
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let why = failures[0].error.to_string();
+    assert!(
+        why.contains("1073741825 items of 1 tasks each are more than a distributed run holds"),
+        "{why}"
+    );
+    // Nothing of it was made.
+    let status = cluster.status("huge").await.unwrap().unwrap();
+    assert_eq!(status.tasks.len(), 2, "{:?}", status.tasks);
+    stop.send(true).unwrap();
+    for worker in running {
+        worker.await.unwrap();
+    }
+}
+
 /// A resource of the workers: each counts the calls its tasks made.
 #[derive(Clone, Default)]
 struct Meter(std::sync::Arc<AtomicUsize>);
