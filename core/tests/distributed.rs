@@ -270,7 +270,12 @@ async fn what_workers_do_not_run_is_refused_with_the_reason() {
         matches!(refused, Error::NotDistributable { .. }),
         "{refused}"
     );
-    assert!(refused.to_string().contains("nested `for`"), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("a `for` or sub-workflow inside a `for`"),
+        "{refused}"
+    );
     let worker = Worker::new(cluster.clone()).serve(nested::workflow());
     assert!(worker.is_err());
 }

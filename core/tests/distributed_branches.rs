@@ -300,6 +300,8 @@ async fn ifs_and_matches_run_on_workers_as_in_one_process() {
         );
         let status = cluster.status(&id).await.unwrap().unwrap();
         assert_eq!(status.status, "succeeded", "{states:?}");
+        let tried = status.tasks.iter().find(|t| t.node == "tried").unwrap();
+        assert_eq!(tried.handled, x % 3 == 0, "{tried:?}");
         // Each item took its own arm.
         assert_eq!(state(&states, "each[1].y.then.halve"), "done", "{states:?}");
         assert_eq!(state(&states, "each[1].y.else.double"), "not_taken");
@@ -387,6 +389,13 @@ async fn ifs_and_matches_run_on_workers_as_in_one_process() {
     };
     assert_eq!(names(a), names(d));
     assert_eq!(names(d), ["tried[0]", "tried[3]"]);
+    // The skipped tasks are listed as one process lists them: none of the workflow's.
+    let (Error::Failed { skipped: a, .. }, Err(Error::Failed { skipped: d, .. })) =
+        (&alone, &distributed)
+    else {
+        unreachable!()
+    };
+    assert_eq!(a, d);
 
     stop.send(true).unwrap();
     for worker in running {

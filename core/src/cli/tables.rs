@@ -142,7 +142,12 @@ pub(super) fn distributed_run_table(run: &crate::dist::DistributedRun) -> String
             task.workers.join(", ")
         );
         if let Some(error) = &task.error {
-            let _ = writeln!(out, "  error: {error}");
+            let handled = if task.handled {
+                " (handled by a `match`)"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "  error{handled}: {error}");
         }
         if let Some(from) = &task.cached_from {
             let _ = writeln!(out, "  cached: the result of run `{from}`");
@@ -217,6 +222,7 @@ mod tests {
                 workers: vec!["a:1:x".into(), "b:2:y".into()],
                 error: Some("lost".into()),
                 cached_from: Some("first".into()),
+                handled: false,
             }],
         };
         let table = distributed_run_table(&run);

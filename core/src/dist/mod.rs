@@ -89,8 +89,7 @@ pub struct DistributedRun {
     pub workflow: String,
     /// `running`, `succeeded`, `failed` or `cancelled`.
     pub status: String,
-    /// Its tasks: node, state (`waiting`, `ready`, `running`, `done`, `failed`,
-    /// `skipped`, `cancelled`), attempts, the worker of each attempt, the error.
+    /// Its tasks: node, state, attempts, the worker of each attempt, the error.
     pub tasks: Vec<DistributedTask>,
 }
 
@@ -130,12 +129,16 @@ pub struct DistributedTask {
     /// `skipped` (an input it requires did not succeed), `not_taken` (in an arm of an
     /// `if` or `match` that was not taken) or `cancelled`.
     pub state: String,
-    /// How many attempts were claimed.
+    /// How many attempts were claimed: the value of an `if` or `match` is claimed once
+    /// (a worker encodes it), a fan-out's own row twice (to make its items, then to
+    /// gather them).
     pub attempts: u32,
     /// The worker (`host:pid:tag`) that claimed each attempt, the first first.
     pub workers: Vec<String>,
     /// Why its last attempt failed.
     pub error: Option<String>,
+    /// Whether a `match` on its outcome handled its failure (it does not fail the run).
+    pub handled: bool,
     /// For a cached task whose result was loaded (`#[task(cache)]`), the run that
     /// computed it.
     pub cached_from: Option<String>,
@@ -226,7 +229,9 @@ impl Cluster {
 
     /// Waits for run `run_id` of `workflow` to end and returns its output (decoded),
     /// or its failure. Wakes on the database's notifications, and polls every
-    /// second in case one was lost.
+    /// second in case one was lost. Failures are named as one process names them
+    /// (`task[3]` for a task of a `for`'s item); a task's error is rebuilt from its
+    /// text, so its source cannot be downcast as in one process.
     ///
     /// # Errors
     /// [`Error::Failed`] naming the tasks that failed; [`Error::Cancelled`] for a
@@ -483,7 +488,9 @@ fn tasks_only(plan: &Plan, node: usize) -> Result<(), String> {
         Call::Branch(_) => {}
         Call::FanOut(_) => {
             return Err(
-                "is a nested `for` or sub-workflow, which this version runs only in one process"
+                "is a `for` or sub-workflow inside a `for`, which this version runs \
+                        only in one process: make the inner loop a task of its own, or run \
+                        the workflow with `Workflow::run`"
                     .into(),
             );
         }

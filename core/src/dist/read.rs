@@ -136,7 +136,10 @@ impl RunEnd {
                 .collect();
             for task in self.tasks {
                 if task.state == "skipped" || task.state == "cancelled" {
-                    skipped.push(task.name);
+                    // As one process lists them: the workflow's own nodes.
+                    if task.place.body().is_none() {
+                        skipped.push(task.name);
+                    }
                     continue;
                 }
                 if !listed(&task)
@@ -244,7 +247,8 @@ pub(super) async fn status(
     };
     let tasks = client
         .query(
-            "SELECT name, state, attempt, workers, error, cached_from FROM aqueduct_dist_tasks
+            "SELECT name, state, attempt, workers, error, cached_from, handled
+             FROM aqueduct_dist_tasks
              WHERE run_id = $1 ORDER BY node, item, part",
             &[&id],
         )
@@ -257,6 +261,7 @@ pub(super) async fn status(
             workers: row.get(3),
             error: row.get(4),
             cached_from: row.get(5),
+            handled: row.get(6),
         })
         .collect();
     Ok(Some(DistributedRun {
