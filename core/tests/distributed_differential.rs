@@ -1,9 +1,10 @@
 //! Distributed runs against one process, case by case (feature `postgres`): workflows
 //! generated from a seed — chains and fan-ins of CPU and IO tasks that fail on some
 //! values, tolerant readers, `if`/`else`, a `match` on a failure's outcome, an `if`
-//! without `else`, fan-outs (some capped) whose items branch — run once in one process
+//! without `else`, fan-outs (some capped) whose items branch, a `match` on a fan-out's
+//! outcome — run once in one process
 //! and once on two workers; the output, or the failures and skipped tasks, must be the
-//! same. `DIFF_CASES` (30) cases from `DIFF_SEED` (1). Needs `DATABASE_URL`; see
+//! same. `DIFF_CASES` (50) cases from `DIFF_SEED` (1). Needs `DATABASE_URL`; see
 //! `core/tests/postgres.rs`.
 #![cfg(feature = "postgres")]
 
@@ -217,10 +218,18 @@ impl Gen<'_> {
             Step::done(Ok((0..v % 6).map(|i| (v + i) % 100).collect::<Vec<u64>>()))
         });
         b.checkpoint(list);
-        let branches = self.rng.below(2) == 0;
+        let (branches, tolerant) = (self.rng.below(2) == 0, self.rng.below(3) == 0);
         let name = self.name("each");
         let each = b.fan_out(name, list, "item", (), |body, item, ()| {
-            let first = self.task(body, vec![item]);
+            let mut first = self.task(body, vec![item]);
+            if tolerant {
+                // The item succeeds whatever became of its first task.
+                first = body.node(TOLERANT, "kept", (first,), |input| {
+                    let (first,) = input.outcomes();
+                    Step::done(Ok(first.value().map_or(1, |v| v + 1)))
+                });
+                body.checkpoint(first);
+            }
             if !branches {
                 return first;
             }
@@ -239,13 +248,32 @@ impl Gen<'_> {
             b.cap_items(each, 2);
         }
         b.checkpoint(each);
-        let name = self.name("sum");
-        let sum = b.node(CPU, name, (each,), |input| {
-            let (each,) = input.get();
-            Step::done(Ok(each.iter().sum::<u64>() % 1000))
+        let sum = |b: &mut Builder<(u64,)>, name: String| {
+            let sum = b.node(CPU, name, (each,), |input| {
+                let (each,) = input.get();
+                Step::done(Ok(each.iter().sum::<u64>() % 1000))
+            });
+            b.checkpoint(sum);
+            sum
+        };
+        if self.rng.below(2) == 0 {
+            let name = self.name("sum");
+            return sum(b, name);
+        }
+        // `match each { Ok(_) => sum, _ => fallback }`: handles the items' failures.
+        let name = self.name("match");
+        let decision = b.decide(name, "each", &["ok", "other"], (each,), 1, |input| {
+            let (each,) = input.outcomes();
+            Ok(u32::from(each.value().is_none()))
         });
-        b.checkpoint(sum);
-        sum
+        b.checkpoint(decision.handle());
+        let name = self.name("sum");
+        let ok = b.arm(decision, 0, |b| sum(b, name));
+        let other = b.arm(decision, 1, |b| self.task(b, vec![from]));
+        let name = self.name("rescued");
+        let branch = b.branch(name, decision, vec![ok, other]);
+        b.checkpoint(branch);
+        branch
     }
 }
 
@@ -298,7 +326,7 @@ async fn generated_workflows_end_on_workers_as_in_one_process() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let (cases, first) = (env("DIFF_CASES", 30), env("DIFF_SEED", 1));
+    let (cases, first) = (env("DIFF_CASES", 50), env("DIFF_SEED", 1));
     let cluster = Cluster::connect(&db.url).unwrap();
     let (mut failed, mut branched) = (0, 0);
     for seed in first..first + cases {
