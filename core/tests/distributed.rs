@@ -16,6 +16,8 @@ use aqueduct::{Error, Kind};
 
 #[path = "postgres/database.rs"]
 mod database;
+#[path = "postgres/workers.rs"]
+mod running;
 use database::Database;
 
 /// `width` tasks reading the parameter, each `x * i` (CPU and IO alternating, the IO
@@ -73,22 +75,11 @@ where
     P: aqueduct::graph::Params + serde::de::DeserializeOwned,
     O: Send + Sync + 'static,
 {
-    (0..count)
-        .map(|_| {
-            let worker = Worker::new(cluster.clone())
-                .serve(workflow)
-                .unwrap()
-                .slots(4)
-                .lease(Duration::from_secs(2));
-            let mut stop = stop.clone();
-            tokio::spawn(async move {
-                let stopped = async move {
-                    let _ = stop.wait_for(|stopped| *stopped).await;
-                };
-                worker.run(stopped).await.unwrap()
-            })
-        })
-        .collect()
+    let serve = |worker: Worker| {
+        let worker = worker.serve(workflow).unwrap();
+        worker.slots(4).lease(Duration::from_secs(2))
+    };
+    running::workers(cluster, serve, count, stop)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,13 +7,16 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use aqueduct::dist::{Cluster, Worker, WorkerStats};
+use aqueduct::dist::{Cluster, Worker};
 use aqueduct::prelude::*;
 use aqueduct::{Error, TaskFailure};
 
 #[path = "postgres/database.rs"]
 mod database;
+#[path = "postgres/workers.rs"]
+mod running;
 use database::Database;
+use running::workers;
 
 /// The tasks that ran, by name and input (workers here share this process).
 static RAN: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -188,29 +191,6 @@ workflow! {
     }
 }
 
-/// `count` workers of `workflows` until `stop`.
-fn workers(
-    cluster: &Cluster,
-    serve: impl Fn(Worker) -> Worker,
-    count: usize,
-    stop: &tokio::sync::watch::Receiver<bool>,
-) -> Vec<tokio::task::JoinHandle<WorkerStats>> {
-    (0..count)
-        .map(|_| {
-            let worker = serve(Worker::new(cluster.clone()))
-                .slots(4)
-                .lease(Duration::from_secs(2));
-            let mut stop = stop.clone();
-            tokio::spawn(async move {
-                let stopped = async move {
-                    let _ = stop.wait_for(|stopped| *stopped).await;
-                };
-                worker.run(stopped).await.unwrap()
-            })
-        })
-        .collect()
-}
-
 async fn ended<P, O>(cluster: &Cluster, workflow: &Workflow<P, O>, id: &str) -> Result<O, Error>
 where
     P: aqueduct::graph::Params + serde::de::DeserializeOwned,
@@ -249,6 +229,8 @@ async fn ifs_and_matches_run_on_workers_as_in_one_process() {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let serve = |worker: Worker| {
         worker
+            .slots(4)
+            .lease(Duration::from_secs(2))
             .serve(branchy::workflow())
             .unwrap()
             .serve(failing_arm::workflow())

@@ -17,7 +17,10 @@ use aqueduct::{Error, Outcome, Workflow};
 
 #[path = "postgres/database.rs"]
 mod database;
+#[path = "postgres/workers.rs"]
+mod running;
 use database::Database;
+use running::workers;
 
 /// A small deterministic generator (xorshift).
 struct Rng(u64);
@@ -334,22 +337,12 @@ async fn generated_workflows_end_on_workers_as_in_one_process() {
         // statics are) for the workers.
         let workflow: &'static Workflow<(u64,), u64> = Box::leak(Box::new(generate(seed)));
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let running: Vec<_> = (0..2)
-            .map(|_| {
-                let worker = Worker::new(cluster.clone())
-                    .serve(workflow)
-                    .unwrap_or_else(|e| panic!("case {seed}: {e}"))
-                    .slots(4)
-                    .lease(Duration::from_secs(5));
-                let mut stop = stopped.clone();
-                tokio::spawn(async move {
-                    let stopped = async move {
-                        let _ = stop.wait_for(|stopped| *stopped).await;
-                    };
-                    worker.run(stopped).await.unwrap()
-                })
-            })
-            .collect();
+        let serve = |worker: Worker| {
+            let worker = worker.serve(workflow);
+            let worker = worker.unwrap_or_else(|e| panic!("case {seed}: {e}"));
+            worker.slots(4).lease(Duration::from_secs(5))
+        };
+        let running = workers(&cluster, serve, 2, &stopped);
         for x in [seed % 1000, (seed * 37 + 11) % 1000] {
             let alone = workflow.run((x,)).await;
             let id = format!("case-{seed}-{x}");
