@@ -49,7 +49,8 @@ impl End {
         }
     }
 
-    fn of_state(state: &str) -> Self {
+    /// How a task whose row is in `state` ended.
+    pub(super) fn of_state(state: &str) -> Self {
         match state {
             "skipped" => End::Skipped,
             "not_taken" => End::NotTaken,
@@ -100,7 +101,7 @@ pub(super) async fn release<'a>(
         // Per successor: how many of its inputs ended, how many of those it required
         // and they did not succeed, and how many it required and they were not taken.
         let mut arrivals: BTreeMap<(&str, Place), [i32; 3]> = BTreeMap::new();
-        let mut decided = Decided::default();
+        let mut decided = super::decided::Decided::default();
         // Per capped fan-out: how many of its items ended, and its cap.
         let mut capped: BTreeMap<(&str, u32), (i32, u32)> = BTreeMap::new();
         for &(run, plan, place, end) in &ended {
@@ -109,7 +110,7 @@ pub(super) async fn release<'a>(
             ends.failed += i32::from(end == End::Failed);
             plans.insert(run, plan);
             decided.note(run, plan, place, end);
-            if let Some(cap) = item_of_capped(plan, place) {
+            if let Some(cap) = super::capped::item_of_capped(plan, place) {
                 capped.entry((run, place.node)).or_insert((0, cap)).0 += 1;
             }
             for (successor, required) in successors(plan, place) {
@@ -133,7 +134,7 @@ pub(super) async fn release<'a>(
             }
         }
         // Each item that ended under a cap lets the next waiting one start.
-        for (run, place) in next_items(transaction, &capped, &plans).await? {
+        for (run, place) in super::capped::next_items(transaction, &capped, &plans).await? {
             arrivals.entry((run, place)).or_default()[0] += 1;
         }
         if arrivals.is_empty() {
@@ -259,206 +260,12 @@ fn readies_freely(plan: &Plan, place: Place, arrived: i32) -> bool {
     scope.waits_for[node] as i32 == arrived && scope.graph.info(node).concurrency.is_none()
 }
 
-/// The cap of the fan-out whose item's output is at `place`, if that fan-out is capped.
-fn item_of_capped(plan: &Plan, place: Place) -> Option<u32> {
-    let (part, _) = place.body()?;
-    let Call::FanOut(def) = &plan.calls[place.node()] else {
-        return None;
-    };
-    def.at_once.filter(|_| part == def.body.graph.output())
-}
-
-/// Counts the `ended` items of capped fan-outs (run, node: how many, the cap) on their
-/// rows; returns the first tasks of the items that may start now (one item for each
-/// that ended, in order), each to be counted as an arrival.
-async fn next_items<'a>(
-    transaction: &Transaction<'_>,
-    ended: &BTreeMap<(&'a str, u32), (i32, u32)>,
-    plans: &BTreeMap<&'a str, &Plan>,
-) -> Result<Vec<(&'a str, Place)>, tokio_postgres::Error> {
-    if ended.is_empty() {
-        return Ok(Vec::new());
-    }
-    let runs: Vec<&str> = ended.keys().map(|(run, _)| *run).collect();
-    let nodes: Vec<i32> = ended.keys().map(|(_, node)| *node as i32).collect();
-    let counts: Vec<i32> = ended.values().map(|(count, _)| *count).collect();
-    let rows = transaction
-        .query_typed(
-            "UPDATE aqueduct_dist_tasks t SET items_ended = t.items_ended + e.count
-             FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[]) AS e(run_id, node, count)
-             WHERE t.run_id = e.run_id AND t.node = e.node AND t.item = -1 AND t.part = -1
-             RETURNING t.run_id, t.node, t.items_ended",
-            &[
-                (&runs, Type::TEXT_ARRAY),
-                (&nodes, Type::INT4_ARRAY),
-                (&counts, Type::INT4_ARRAY),
-            ],
-        )
-        .await?;
-    let mut next = Vec::new();
-    for row in rows {
-        let node = row.get::<_, i32>(1) as u32;
-        let Some((&run, &plan)) = plans.get_key_value(row.get::<_, &str>(0)) else {
-            continue;
-        };
-        let (Some(&(count, cap)), Call::FanOut(def)) =
-            (ended.get(&(run, node)), &plan.calls[node as usize])
-        else {
-            continue;
-        };
-        let ended_now = row.get::<_, i32>(2).max(0) as usize;
-        let (cap, count) = (cap as usize, count as usize);
-        // Items `cap + ended before` on wait for these; rows past the last item match
-        // nothing.
-        for item in cap + ended_now.saturating_sub(count)..cap + ended_now {
-            for part in first_tasks(&def.body) {
-                next.push((run, Place::in_item(node as usize, item, part)));
-            }
-        }
-    }
-    Ok(next)
-}
-
-/// The tasks of a body that wait for no other task: an item starts with them.
-fn first_tasks(body: &Plan) -> impl Iterator<Item = usize> + '_ {
-    (0..body.graph.len())
-        .filter(|&part| body.graph.kind(part) != Kind::Param && body.waits_for[part] == 0)
-}
-
-fn place_of(row: &tokio_postgres::Row) -> Place {
+/// The task a row returned (`node`, `item`, `part` from its second column).
+pub(super) fn place_of(row: &tokio_postgres::Row) -> Place {
     Place {
         node: row.get::<_, i32>(1) as u32,
         item: row.get(2),
         part: row.get(3),
-    }
-}
-
-/// What the decisions that ended in a wave set in motion: the tasks of the arms they
-/// did not take, to end at once, and the failures they read, now handled.
-#[derive(Default)]
-struct Decided<'a> {
-    /// Tasks to end (if still waiting), and how: not taken, or skipped (their decision
-    /// failed).
-    unreached: Vec<(&'a str, Place, End)>,
-    /// Failures a `match` that succeeded read: a node of the workflow (with its items,
-    /// for a fan-out), or a task of an item.
-    handled: Vec<(&'a str, Place)>,
-}
-
-impl<'a> Decided<'a> {
-    /// Notes the task at `place` of `run` that ended with `end`, if it is a decision.
-    fn note(&mut self, run: &'a str, plan: &Plan, place: Place, end: End) {
-        let Some((scope, node)) = super::execute::Target::of(place).call(plan) else {
-            return;
-        };
-        if scope.graph.kind(node) != Kind::Decision {
-            return;
-        }
-        let at = |member: usize| match place.body() {
-            Some((_, item)) => Place::in_item(place.node(), item, member),
-            None => Place::top(member),
-        };
-        let (taken, unreached) = match end {
-            End::Done { arm } => (arm, End::NotTaken),
-            End::NotTaken => (None, End::NotTaken),
-            End::Failed | End::Skipped => (None, End::Skipped),
-        };
-        for &(member, arm) in scope.arms_of.get(&(node as u32)).into_iter().flatten() {
-            if taken != Some(arm) {
-                self.unreached.push((run, at(member as usize), unreached));
-            }
-        }
-        if taken.is_some() {
-            let read = scope
-                .graph
-                .node(node)
-                .edges()
-                .filter(|&(_, tolerant)| tolerant);
-            for (input, _) in read {
-                if scope.graph.kind(input) != Kind::Param {
-                    self.handled.push((run, at(input)));
-                }
-            }
-        }
-    }
-
-    /// Ends the tasks of arms not taken that still wait; returns them, as they ended.
-    async fn end_arms(
-        &self,
-        transaction: &Transaction<'_>,
-    ) -> Result<Vec<(String, Place, End)>, tokio_postgres::Error> {
-        if self.unreached.is_empty() {
-            return Ok(Vec::new());
-        }
-        let runs: Vec<&str> = self.unreached.iter().map(|u| u.0).collect();
-        let places: Vec<Place> = self.unreached.iter().map(|u| u.1).collect();
-        let states: Vec<&str> = self.unreached.iter().map(|u| u.2.state()).collect();
-        let (nodes, items, parts) = Place::columns(&places);
-        let rows = transaction
-            .query_typed(
-                &format!(
-                    "UPDATE aqueduct_dist_tasks t SET state = e.state, ended_ms = {NOW_MS}
-                     FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[], $4::INTEGER[],
-                                 $5::TEXT[]) AS e(run_id, node, item, part, state)
-                     WHERE t.run_id = e.run_id AND t.node = e.node AND t.item = e.item
-                       AND t.part = e.part AND t.state = 'waiting'
-                     RETURNING t.run_id, t.node, t.item, t.part, t.state"
-                ),
-                &[
-                    (&runs, Type::TEXT_ARRAY),
-                    (&nodes, Type::INT4_ARRAY),
-                    (&items, Type::INT4_ARRAY),
-                    (&parts, Type::INT4_ARRAY),
-                    (&states, Type::TEXT_ARRAY),
-                ],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let end = End::of_state(row.get(4));
-                (row.get(0), place_of(row), end)
-            })
-            .collect())
-    }
-
-    /// Marks the failures read by a `match` handled (a fan-out's with its items');
-    /// returns the run of each, once per failure.
-    async fn handle(
-        &self,
-        transaction: &Transaction<'_>,
-    ) -> Result<Vec<String>, tokio_postgres::Error> {
-        if self.handled.is_empty() {
-            return Ok(Vec::new());
-        }
-        let runs: Vec<&str> = self.handled.iter().map(|h| h.0).collect();
-        let places: Vec<Place> = self.handled.iter().map(|h| h.1).collect();
-        let (nodes, items, parts) = Place::columns(&places);
-        let rows = transaction
-            .query_typed(
-                "UPDATE aqueduct_dist_tasks t SET handled = true
-                 FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[], $4::INTEGER[])
-                      AS e(run_id, node, item, part)
-                 WHERE t.run_id = e.run_id AND t.node = e.node
-                   AND t.state = 'failed' AND NOT t.handled
-                   -- The task read; or for a node of the workflow, the node, and its
-                   -- items' tasks if it is a fan-out that failed (as one process counts
-                   -- them: a fan-out that succeeded keeps its items' failures).
-                   AND ((t.item = e.item AND t.part = e.part)
-                        OR (e.part = -1 AND EXISTS (
-                            SELECT 1 FROM aqueduct_dist_tasks f
-                            WHERE f.run_id = t.run_id AND f.node = t.node AND f.item = -1
-                              AND f.part = -1 AND f.state = 'failed')))
-                 RETURNING t.run_id",
-                &[
-                    (&runs, Type::TEXT_ARRAY),
-                    (&nodes, Type::INT4_ARRAY),
-                    (&items, Type::INT4_ARRAY),
-                    (&parts, Type::INT4_ARRAY),
-                ],
-            )
-            .await?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 }
 

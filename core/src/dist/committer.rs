@@ -11,7 +11,8 @@ use tokio::sync::{Notify, mpsc};
 use super::Cluster;
 use super::commit::{self, Committed, Ended, Ending, TakeOn};
 use super::protocol::{self, Claimed};
-use super::worker::{Capacity, Counts, Held};
+use super::start::{Capacity, Held};
+use super::worker::Counts;
 
 /// The most attempts committed in one transaction.
 const MAX_BATCH: usize = 512;

@@ -12,7 +12,7 @@ use tokio_postgres::types::Type;
 
 use super::Cluster;
 use super::protocol::Place;
-use super::worker::InFlight;
+use super::start::InFlight;
 use crate::store::postgres::NOW_MS;
 
 /// Renews the leases of the attempts in `in_flight` every third of `lease`, and

@@ -30,10 +30,12 @@
 //! [`Error::NotDistributable`], with the reason: a workflow that is not `#[durable]`, a
 //! nested `for`.
 
+mod capped;
 mod cascade;
 mod commit;
 mod committer;
 mod current;
+mod decided;
 mod execute;
 mod items;
 mod lease;
@@ -42,6 +44,7 @@ mod read;
 mod reading;
 mod runs;
 mod served;
+mod start;
 mod worker;
 
 use std::sync::Arc;
