@@ -121,7 +121,9 @@ impl Committer {
                     };
                     let result = commit::commit(client, &self.owner, &endings, take_on).await;
                     let taken = result.as_ref().map_or(0, |(_, claimed)| claimed.len());
-                    self.capacity.unreserve(limit - taken);
+                    // The cascade takes on at most `limit` (a wrap would corrupt the count).
+                    debug_assert!(taken <= limit, "took on {taken} of {limit}");
+                    self.capacity.unreserve(limit.saturating_sub(taken));
                     result.map(|(committed, claimed)| {
                         if !claimed.is_empty() {
                             // The worker runs them (it keeps receiving until this ends).

@@ -309,9 +309,11 @@ impl Worker {
         }
         // The attempts running finish and commit (their leases renewed meanwhile), and
         // so do those that commits under way claim for it.
-        capacity.stopping.store(true, Ordering::Release);
+        // SeqCst, as `Capacity::reserve` reads them: either a reservation under way sees
+        // the stop, or this sees the reservation.
+        capacity.stopping.store(true, Ordering::SeqCst);
         loop {
-            if running.is_empty() && capacity.reserved.load(Ordering::Acquire) == 0 {
+            if running.is_empty() && capacity.reserved.load(Ordering::SeqCst) == 0 {
                 // Nothing more can be handed to it: the committer ends once it
                 // committed what it was sent.
                 starting.commits = None;
@@ -325,7 +327,7 @@ impl Worker {
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 () = committed.notified() => {}
                 _ = &mut committing => break,
-                // A commit that reserved slots and took nothing on gives them back
+                // A commit tried again (the database away) gives its reservation back
                 // without a word: look again.
                 () = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
