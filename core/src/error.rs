@@ -155,6 +155,21 @@ pub struct TaskFailure {
 }
 
 impl Error {
+    /// A run of `workflow` that ended without a failure yet without its `output`: a
+    /// graph built by hand may make its output read an arm that was not taken.
+    pub(crate) fn output_missing(workflow: &str, output: &str, not_taken: bool) -> Self {
+        let why = if not_taken {
+            "was not taken (it is in, or reads, an arm of an `if` or `match` that was not \
+             taken)"
+        } else {
+            "was not produced"
+        };
+        Error::Fault {
+            workflow: workflow.to_owned(),
+            message: format!("the run ended without a failure but its output `{output}` {why}"),
+        }
+    }
+
     /// Every task that failed; empty for errors that are not task failures.
     pub fn failures(&self) -> &[TaskFailure] {
         match self {

@@ -340,11 +340,27 @@ pub(crate) fn aliased(slots: &[Slot], mut node: usize) -> usize {
 
 /// The arm a succeeded decision node picked.
 pub(crate) fn arm_of(record: &Record) -> Option<u32> {
-    record
-        .value
+    arm_in(&record.value)
+}
+
+/// The arm a decision's value (`Outcome<u32>`) says it picked, if it succeeded.
+pub(crate) fn arm_in(value: &Value) -> Option<u32> {
+    value
         .downcast_ref::<Outcome<u32>>()
         .and_then(Outcome::value)
         .copied()
+}
+
+/// The value `value` stands for: for the value of an `if` or `match`, which shares the
+/// taken arm's in place, that arm's value in its slot (if it has one); else itself.
+pub(crate) fn shared<'v>(slots: &'v [Slot], value: &'v Value) -> Option<&'v Value> {
+    match value.downcast_ref::<Import>() {
+        Some(Import::Local(tail)) => {
+            let tail = aliased(slots, *tail as usize);
+            slots[tail].get().map(|record| &record.value)
+        }
+        _ => Some(value),
+    }
 }
 
 /// Takes what became of node `node` out of `slots` (a run that has ended), following

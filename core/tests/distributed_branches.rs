@@ -191,6 +191,35 @@ workflow! {
     }
 }
 
+/// Built by hand: the output is a task in an arm, which is not taken for `n <= 10`.
+fn output_in_an_arm() -> Workflow<(u64,), u64> {
+    use aqueduct::graph::{Builder, Step};
+    use aqueduct::task::{Kind, TaskInfo};
+    const CPU: TaskInfo = TaskInfo::new("cpu", Kind::Cpu);
+    let (mut b, (n,)) = Builder::<(u64,)>::new("output_in_an_arm", ["n"]);
+    b.durable(1);
+    let decision = b.decide("d", "n > 10", &["then", "else"], (n,), 0, |input| {
+        let (n,) = input.get();
+        Ok(u32::from(*n <= 10))
+    });
+    b.checkpoint(decision.handle());
+    let doubled = b.arm(decision, 0, |b| {
+        b.node(CPU, "doubled", (n,), |input| {
+            let (n,) = input.get();
+            Step::done(Ok(n * 2))
+        })
+    });
+    b.checkpoint(doubled);
+    let halved = b.arm(decision, 1, |b| {
+        b.node(CPU, "halved", (n,), |input| {
+            let (n,) = input.get();
+            Step::done(Ok(n / 2))
+        })
+    });
+    b.checkpoint(halved);
+    b.output(doubled)
+}
+
 async fn ended<P, O>(cluster: &Cluster, workflow: &Workflow<P, O>, id: &str) -> Result<O, Error>
 where
     P: aqueduct::graph::Params + serde::de::DeserializeOwned,
@@ -379,6 +408,43 @@ async fn ifs_and_matches_run_on_workers_as_in_one_process() {
     };
     assert_eq!(a, d);
 
+    stop.send(true).unwrap();
+    for worker in running {
+        assert_eq!(worker.await.unwrap().lost, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_in_an_arm_not_taken_is_a_fault_as_in_one_process() {
+    let Some(db) = Database::new("dist_output_in_arm") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    static WORKFLOW: std::sync::OnceLock<Workflow<(u64,), u64>> = std::sync::OnceLock::new();
+    let workflow = WORKFLOW.get_or_init(output_in_an_arm);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = workers(
+        &cluster,
+        |worker| worker.serve(workflow).unwrap(),
+        1,
+        &stopped,
+    );
+    let alone = workflow.run((4,)).await.unwrap_err();
+    cluster.submit(workflow, "arm-4", (4,)).await.unwrap();
+    let distributed = ended(&cluster, workflow, "arm-4").await.unwrap_err();
+    for error in [&alone, &distributed] {
+        let Error::Fault { message, .. } = error else {
+            panic!("{alone:?} / {distributed:?}")
+        };
+        assert!(message.contains("`doubled`"), "{message}");
+        assert!(message.contains("not taken"), "{message}");
+    }
+    assert_eq!(alone.to_string(), distributed.to_string());
+    let status = cluster.status("arm-4").await.unwrap().unwrap();
+    assert_eq!(status.status, "failed");
+    // Taken, it is the output.
+    cluster.submit(workflow, "arm-12", (12,)).await.unwrap();
+    assert_eq!(ended(&cluster, workflow, "arm-12").await.unwrap(), 24);
     stop.send(true).unwrap();
     for worker in running {
         assert_eq!(worker.await.unwrap().lost, 0);

@@ -273,7 +273,7 @@ pub(super) fn place_of(row: &tokio_postgres::Row) -> Place {
 /// requires it to succeed: a node's successors in the workflow, or in its item; and
 /// for the output of an item, its fan-out (which gathers failed items too).
 pub(super) fn successors(plan: &Plan, place: Place) -> Vec<(Place, bool)> {
-    let Some((part, item)) = place.body() else {
+    let Some((part, _)) = place.body() else {
         return plan
             .successors(place.node())
             .map(|(&s, &required)| (Place::top(s as usize), required))
@@ -285,7 +285,7 @@ pub(super) fn successors(plan: &Plan, place: Place) -> Vec<(Place, bool)> {
     let mut waiting: Vec<(Place, bool)> = def
         .body
         .successors(part)
-        .map(|(&s, &required)| (Place::in_item(place.node(), item, s as usize), required))
+        .map(|(&s, &required)| (place.beside(s as usize), required))
         .collect();
     if part == def.body.graph.output() {
         waiting.push((Place::top(place.node()), false));

@@ -13,7 +13,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Transaction};
 
 use super::cascade::{Claiming, End, Released, end_runs, expand, release};
-use super::protocol::{Claimed, Place};
+use super::protocol::{Claimed, Input, Place};
 use crate::plan::Plan;
 use crate::store::postgres::NOW_MS;
 /// How a claimed attempt ended.
@@ -363,12 +363,8 @@ fn arm_of(plan: &Plan, place: Place, codec: &str, data: &[u8]) -> Option<u32> {
     if scope.graph.kind(node) != crate::task::Kind::Decision {
         return None;
     }
-    let format = crate::plan::readable(codec, crate::plan::SCHEMA).ok()?;
-    let value = (scope.codecs[node]?.decode)(data, format).ok()?;
-    value
-        .downcast_ref::<crate::task::Outcome<u32>>()
-        .and_then(crate::task::Outcome::value)
-        .copied()
+    let decided = Input::Done(codec.to_owned(), data.to_owned());
+    crate::value::arm_in(&super::served::decode(scope, node, decided).ok()?)
 }
 
 /// Inserts the outputs of the attempts that were `committed` and succeeded.

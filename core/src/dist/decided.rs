@@ -32,10 +32,6 @@ impl<'a> Decided<'a> {
         if scope.graph.kind(node) != Kind::Decision {
             return;
         }
-        let at = |member: usize| match place.body() {
-            Some((_, item)) => Place::in_item(place.node(), item, member),
-            None => Place::top(member),
-        };
         let (taken, unreached) = match end {
             End::Done { arm } => (arm, End::NotTaken),
             End::NotTaken => (None, End::NotTaken),
@@ -43,7 +39,8 @@ impl<'a> Decided<'a> {
         };
         for &(member, arm) in scope.arms_of.get(&(node as u32)).into_iter().flatten() {
             if taken != Some(arm) {
-                self.unreached.push((run, at(member as usize), unreached));
+                self.unreached
+                    .push((run, place.beside(member as usize), unreached));
             }
         }
         if taken.is_some() {
@@ -54,7 +51,7 @@ impl<'a> Decided<'a> {
                 .filter(|&(_, tolerant)| tolerant);
             for (input, _) in read {
                 if scope.graph.kind(input) != Kind::Param {
-                    self.handled.push((run, at(input)));
+                    self.handled.push((run, place.beside(input)));
                 }
             }
         }

@@ -317,8 +317,7 @@ fn branch(
         Some((_, decided @ Input::Done(..))) => {
             let decided = super::served::decode(plan, def.decision as usize, decided.clone())
                 .map_err(permanent)?;
-            let decided = decided.downcast_ref::<crate::task::Outcome<u32>>();
-            decided.and_then(crate::task::Outcome::value).copied()
+            crate::value::arm_in(&decided)
         }
         _ => None,
     };
@@ -337,20 +336,11 @@ fn branch(
             plan.graph.name_of(input)
         ))
     })?;
-    // A shared value is the arm's, in its slot.
-    let value = match value.downcast_ref::<crate::value::Import>() {
-        Some(crate::value::Import::Local(tail)) => {
-            let tail = crate::value::aliased(&slots, *tail as usize);
-            let record = slots[tail]
-                .get()
-                .ok_or_else(|| permanent("its arm's value is missing".into()))?;
-            encode(plan, node, &record.value)?
-        }
-        _ => encode(plan, node, &value)?,
-    };
+    let value = crate::value::shared(&slots, &value)
+        .ok_or_else(|| permanent("its arm's value is missing".into()))?;
     Ok(Ended::Done {
         codec: "json",
-        data: value,
+        data: encode(plan, node, value)?,
     })
 }
 

@@ -39,6 +39,14 @@ impl Place {
         }
     }
 
+    /// Node `node` of the same graph: of the workflow, or of the same item's body.
+    pub(super) fn beside(&self, node: usize) -> Self {
+        match self.body() {
+            Some((_, item)) => Self::in_item(self.node(), item, node),
+            None => Self::top(node),
+        }
+    }
+
     /// The body node and item, for a task of a fan-out's item.
     pub(super) fn body(&self) -> Option<(usize, usize)> {
         (self.part >= 0).then_some((self.part as usize, self.item.max(0) as usize))

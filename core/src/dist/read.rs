@@ -72,7 +72,7 @@ pub(super) async fn ended(
                     CASE WHEN NOT handled THEN false WHEN item = -1 THEN true END,
                     node, item, part
              FROM aqueduct_dist_tasks
-             WHERE run_id = $1 AND state IN ('failed', 'skipped', 'cancelled')
+             WHERE run_id = $1 AND state IN ('failed', 'skipped', 'cancelled', 'not_taken')
              ORDER BY node, item, part",
             &[&id],
         )
@@ -123,7 +123,6 @@ impl RunEnd {
             // As in one process: the failures no `match` handled, with the tasks they
             // skipped; if there are none, the handled ones, whose readers were skipped up
             // to the output.
-            // Listed: the unhandled failures if any, else the handled ones.
             let listed =
                 |task: &Unsucceeded| task.state == "failed" && task.handled == Some(!failed);
             // A fan-out whose items' tasks are listed is represented by them, named as
@@ -134,6 +133,9 @@ impl RunEnd {
                 .filter(|task| listed(task) && task.place.body().is_some())
                 .map(|task| task.place.node)
                 .collect();
+            let output = Place::top(plan.graph.output());
+            let output_not_taken =
+                (self.tasks.iter()).any(|task| task.place == output && task.state == "not_taken");
             for task in self.tasks {
                 if task.state == "skipped" || task.state == "cancelled" {
                     // As one process lists them: the workflow's own nodes.
@@ -156,14 +158,7 @@ impl RunEnd {
             }
             if failures.is_empty() {
                 let output = plan.graph.name_of(plan.graph.output());
-                return Err(Error::Fault {
-                    workflow,
-                    message: format!(
-                        "the run ended without a failure but its output `{output}` was not \
-                         produced (it is in, or reads, an arm of an `if` or `match` that was \
-                         not taken)"
-                    ),
-                });
+                return Err(Error::output_missing(&workflow, output, output_not_taken));
             }
             if !failed {
                 skipped.clear();

@@ -124,7 +124,7 @@ pub(super) fn wanted(served: &Served, task: &Claimed) -> (Vec<Place>, Option<Arc
             .map(Place::top)
             .collect()
     };
-    let Some((part, item)) = task.place.body() else {
+    let Some((part, _)) = task.place.body() else {
         let wanted = if task.expanded {
             Vec::new()
         } else {
@@ -140,7 +140,7 @@ pub(super) fn wanted(served: &Served, task: &Claimed) -> (Vec<Place>, Option<Arc
         .node(part)
         .inputs()
         .filter(|&input| body.kind(input) != Kind::Param)
-        .map(|input| Place::in_item(fan, item, input))
+        .map(|input| task.place.beside(input))
         .collect();
     let parent = served
         .parents

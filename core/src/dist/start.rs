@@ -105,29 +105,29 @@ impl Starting<'_> {
         self.capacity.run(claimed.len());
         self.capacity
             .unreserve(reserved.saturating_sub(claimed.len()));
-        let claimed: Vec<(Claimed, Held, Slot)> = claimed
-            .into_iter()
-            .map(|task| {
-                let held = (task.run.clone(), task.place, task.attempt as i32);
-                lock(self.in_flight).insert(held.clone());
-                let held = Held(Arc::clone(self.in_flight), held);
-                (task, held, Slot(Arc::clone(self.capacity)))
-            })
-            .collect();
-        let (claimed, served): (Vec<_>, Vec<Arc<Served>>) = claimed
-            .into_iter()
-            .filter_map(|task| {
-                let served = self
-                    .served
-                    .iter()
-                    .find(|s| s.fingerprint == task.0.fingerprint)?;
-                Some((task, Arc::clone(served)))
-            })
-            .unzip();
+        let (mut tasks, mut served, mut guards) = (Vec::new(), Vec::new(), Vec::new());
+        for task in claimed {
+            let held = (task.run.clone(), task.place, task.attempt as i32);
+            lock(self.in_flight).insert(held.clone());
+            let guard = (
+                Held(Arc::clone(self.in_flight), held),
+                Slot(Arc::clone(self.capacity)),
+            );
+            // A task of a build this worker does not serve (never claimed): its guards
+            // go now.
+            if let Some(of) = self
+                .served
+                .iter()
+                .find(|s| s.fingerprint == task.fingerprint)
+            {
+                tasks.push(task);
+                served.push(Arc::clone(of));
+                guards.push(guard);
+            }
+        }
         let Some(commits) = &self.commits else {
             return;
         };
-        let tasks: Vec<Claimed> = claimed.iter().map(|(task, ..)| task.clone()).collect();
         let read = match read_inputs(client, &tasks, &served, self.params).await {
             Ok(read) => read,
             Err(error) => {
@@ -136,7 +136,8 @@ impl Starting<'_> {
                 return;
             }
         };
-        for (((task, held, slot), served), read) in claimed.into_iter().zip(served).zip(read) {
+        let started = tasks.into_iter().zip(served).zip(guards).zip(read);
+        for (((task, served), (held, slot)), read) in started {
             let (commits, lease) = (commits.clone(), self.lease);
             let lookups = lookups.cloned();
             running.spawn(async move {
@@ -159,7 +160,7 @@ struct Slot(Arc<Capacity>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.running.fetch_sub(1, Ordering::AcqRel);
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

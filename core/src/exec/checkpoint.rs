@@ -94,13 +94,7 @@ impl Shared {
         let Some(codec) = codec else { return Ok(None) };
         // The value of an `if` or `match` is saved as the value of the arm it took.
         let slots = self.board.slots();
-        let value = match value.downcast_ref::<crate::value::Import>() {
-            Some(crate::value::Import::Local(tail)) => {
-                let tail = crate::value::aliased(slots, *tail as usize);
-                slots[tail].get().map_or(value, |record| &record.value)
-            }
-            _ => value,
-        };
+        let value = crate::value::shared(slots, value).unwrap_or(value);
         let format = self.run.format;
         let encoded = catch_unwind(AssertUnwindSafe(|| (codec.encode)(value, format)))
             .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&*panic))));

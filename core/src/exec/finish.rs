@@ -215,20 +215,8 @@ impl Finished {
             // output: that failure is why.
             let failures = handled_failures(plan, &slots);
             if failures.is_empty() {
-                // A graph built by hand may make its output read an arm not taken.
-                let why = if not_taken {
-                    "was not taken (it is in, or reads, an arm of an `if` or `match` that \
-                     was not taken)"
-                } else {
-                    "was not produced"
-                };
-                Error::Fault {
-                    workflow: graph.name().to_owned(),
-                    message: format!(
-                        "the run ended without a failure but its output `{}` {why}",
-                        graph.name_of(graph.output())
-                    ),
-                }
+                let output = graph.name_of(graph.output());
+                Error::output_missing(graph.name(), output, not_taken)
             } else {
                 Error::Failed {
                     workflow: graph.name().to_owned(),
