@@ -23,16 +23,34 @@ const TARGET: &str = "aqueduct::dist::worker";
 
 /// A worker's slots, as its claiming loop and its committer share them.
 pub(super) struct Capacity {
-    pub(super) slots: usize,
+    slots: usize,
     /// Attempts started and not ended.
-    pub(super) running: AtomicUsize,
-    /// Tasks a commit claimed for the worker, not started yet.
-    pub(super) reserved: AtomicUsize,
+    running: AtomicUsize,
+    /// Slots reserved by a claim or a commit under way, or for tasks a commit took on
+    /// that have not started yet.
+    reserved: AtomicUsize,
     /// Set when the worker stops claiming: its commits take nothing on.
-    pub(super) stopping: AtomicBool,
+    stopping: AtomicBool,
 }
 
 impl Capacity {
+    pub(super) fn new(slots: usize) -> Self {
+        Self {
+            slots,
+            running: AtomicUsize::new(0),
+            reserved: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Stops reserving; says whether nothing is reserved. Called again until it says
+    /// so, it is the worker's sign that no commit can hand it a task any more: either
+    /// a reservation under way sees the stop (SeqCst on both sides), or this sees it.
+    pub(super) fn stopped(&self) -> bool {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.reserved.load(Ordering::SeqCst) == 0
+    }
+
     /// Reserves up to `most` free slots (for a claim, or a commit to fill); returns
     /// how many. None once the worker stops claiming.
     pub(super) fn reserve(&self, most: usize) -> usize {

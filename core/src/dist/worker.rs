@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
@@ -164,12 +164,7 @@ impl Worker {
         // Whether it serves tasks with concurrency limits, which it claims apart.
         let limited = self.served.iter().any(|served| limits_any(&served.plan));
         let (mut claims, mut notes) = self.cluster.listening("aqueduct_ready").await?;
-        let capacity = Arc::new(Capacity {
-            slots: self.slots,
-            running: AtomicUsize::new(0),
-            reserved: AtomicUsize::new(0),
-            stopping: AtomicBool::new(false),
-        });
+        let capacity = Arc::new(Capacity::new(self.slots));
         // The tasks its commits claim for it.
         let (handing, mut handed) = mpsc::unbounded_channel();
         let (commits, mut committing) = {
@@ -309,11 +304,8 @@ impl Worker {
         }
         // The attempts running finish and commit (their leases renewed meanwhile), and
         // so do those that commits under way claim for it.
-        // SeqCst, as `Capacity::reserve` reads them: either a reservation under way sees
-        // the stop, or this sees the reservation.
-        capacity.stopping.store(true, Ordering::SeqCst);
         loop {
-            if running.is_empty() && capacity.reserved.load(Ordering::SeqCst) == 0 {
+            if capacity.stopped() && running.is_empty() {
                 // Nothing more can be handed to it: the committer ends once it
                 // committed what it was sent.
                 starting.commits = None;
