@@ -230,6 +230,32 @@ where
         .expect("the run ends")
 }
 
+/// How `workflow` ends on `params` in one process, then on the workers as run `id`.
+async fn both_ways<P, O>(
+    cluster: &Cluster,
+    workflow: &Workflow<P, O>,
+    id: &str,
+    params: P,
+) -> (Result<O, Error>, Result<O, Error>)
+where
+    P: aqueduct::graph::Params + serde::Serialize + serde::de::DeserializeOwned + Clone,
+    O: Send + Sync + 'static,
+{
+    let alone = workflow.run(params.clone()).await;
+    cluster.submit(workflow, id, params).await.unwrap();
+    (alone, ended(cluster, workflow, id).await)
+}
+
+/// The failures' names and the skipped tasks of a run that failed.
+fn failed<O: std::fmt::Debug>(ended: &Result<O, Error>) -> (Vec<&str>, &[String]) {
+    match ended {
+        Err(Error::Failed {
+            failures, skipped, ..
+        }) => (names(failures), skipped),
+        other => panic!("not a failed run: {other:?}"),
+    }
+}
+
 /// The node names and states of run `id`'s tasks.
 async fn states(cluster: &Cluster, id: &str) -> Vec<(String, String)> {
     let status = cluster.status(id).await.unwrap().unwrap();
@@ -320,48 +346,18 @@ async fn ifs_and_matches_run_on_workers_as_in_one_process() {
     }
 
     // The taken arm fails: the run fails with that failure, the rest skipped.
-    let alone = failing_arm::workflow().run((3,)).await.unwrap_err();
-    cluster
-        .submit(failing_arm::workflow(), "arm-3", (3,))
-        .await
-        .unwrap();
-    let distributed = ended(&cluster, failing_arm::workflow(), "arm-3").await;
-    let (
-        Error::Failed {
-            failures: a,
-            skipped: a_skipped,
-            ..
-        },
-        Err(Error::Failed {
-            failures: d,
-            skipped: d_skipped,
-            ..
-        }),
-    ) = (&alone, &distributed)
-    else {
-        panic!("{alone:?} / {distributed:?}")
-    };
-    assert_eq!(names(a), names(d));
-    assert_eq!(names(d), ["out.then.risky"]);
-    assert_eq!(a_skipped, d_skipped);
+    let (alone, distributed) = both_ways(&cluster, failing_arm::workflow(), "arm-3", (3,)).await;
+    assert_eq!(failed(&alone), failed(&distributed));
+    assert_eq!(failed(&distributed).0, ["out.then.risky"]);
     let states = states(&cluster, "arm-3").await;
     assert_eq!(state(&states, "out"), "skipped");
     assert_eq!(state(&states, "out.else.fallback"), "not_taken");
 
     // A handled failure whose value the output still needs: the run fails with it.
-    let alone = handled_but_needed::workflow().run((3,)).await.unwrap_err();
-    cluster
-        .submit(handled_but_needed::workflow(), "needed-3", (3,))
-        .await
-        .unwrap();
-    let distributed = ended(&cluster, handled_but_needed::workflow(), "needed-3").await;
-    let (Error::Failed { failures: a, .. }, Err(Error::Failed { failures: d, .. })) =
-        (&alone, &distributed)
-    else {
-        panic!("{alone:?} / {distributed:?}")
-    };
-    assert_eq!(names(a), names(d));
-    assert_eq!(names(d), ["tried"]);
+    let needed = handled_but_needed::workflow();
+    let (alone, distributed) = both_ways(&cluster, needed, "needed-3", (3,)).await;
+    assert_eq!(failed(&alone).0, failed(&distributed).0);
+    assert_eq!(failed(&distributed).0, ["tried"]);
     let status = cluster.status("needed-3").await.unwrap().unwrap();
     assert_eq!(status.status, "failed");
     // And with a value, it succeeds.
@@ -373,40 +369,20 @@ async fn ifs_and_matches_run_on_workers_as_in_one_process() {
     assert_eq!(output.unwrap(), "40 fine");
 
     // An item's branch reads its own decision, not the workflow's node of that index.
-    let expected = branch_per_made_item::workflow().run((7,)).await.unwrap();
-    cluster
-        .submit(branch_per_made_item::workflow(), "made-7", (7,))
-        .await
-        .unwrap();
-    let output = ended(&cluster, branch_per_made_item::workflow(), "made-7").await;
+    let made = branch_per_made_item::workflow();
+    let (expected, output) = both_ways(&cluster, made, "made-7", (7,)).await;
+    let expected = expected.unwrap();
     assert_eq!(output.unwrap(), expected);
     // Halved evens (0, 1, 2, 3) and doubled odds (2, 6, 10).
     assert_eq!(expected, 24);
 
     // Failures inside a fan-out that succeeded are not handled by a `match` on it.
-    let alone = failures_inside_a_success::workflow()
-        .run((4,))
-        .await
-        .unwrap_err();
-    cluster
-        .submit(failures_inside_a_success::workflow(), "inside-4", (4,))
-        .await
-        .unwrap();
-    let distributed = ended(&cluster, failures_inside_a_success::workflow(), "inside-4").await;
-    let (Error::Failed { failures: a, .. }, Err(Error::Failed { failures: d, .. })) =
-        (&alone, &distributed)
-    else {
-        panic!("{alone:?} / {distributed:?}")
-    };
-    assert_eq!(names(a), names(d));
-    assert_eq!(names(d), ["tried[0]", "tried[3]"]);
+    let inside = failures_inside_a_success::workflow();
+    let (alone, distributed) = both_ways(&cluster, inside, "inside-4", (4,)).await;
+    assert_eq!(failed(&alone).0, failed(&distributed).0);
+    assert_eq!(failed(&distributed).0, ["tried[0]", "tried[3]"]);
     // The skipped tasks are listed as one process lists them: none of the workflow's.
-    let (Error::Failed { skipped: a, .. }, Err(Error::Failed { skipped: d, .. })) =
-        (&alone, &distributed)
-    else {
-        unreachable!()
-    };
-    assert_eq!(a, d);
+    assert_eq!(failed(&alone).1, failed(&distributed).1);
 
     stop.send(true).unwrap();
     for worker in running {
@@ -429,9 +405,8 @@ async fn an_output_in_an_arm_not_taken_is_a_fault_as_in_one_process() {
         1,
         &stopped,
     );
-    let alone = workflow.run((4,)).await.unwrap_err();
-    cluster.submit(workflow, "arm-4", (4,)).await.unwrap();
-    let distributed = ended(&cluster, workflow, "arm-4").await.unwrap_err();
+    let (alone, distributed) = both_ways(&cluster, workflow, "arm-4", (4,)).await;
+    let (alone, distributed) = (alone.unwrap_err(), distributed.unwrap_err());
     for error in [&alone, &distributed] {
         let Error::Fault { message, .. } = error else {
             panic!("{alone:?} / {distributed:?}")
