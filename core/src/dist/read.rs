@@ -193,6 +193,8 @@ impl RunEnd {
 
 /// The name one process gives a failure of `task`: a node's name; a task of a `for`'s
 /// item with the item's index (`task[3]`), of a sub-workflow after it (`sub.task`).
+/// One level of what `exec::finish`'s `Naming` composes at any depth (workers run no
+/// nested `for`); a change of that convention changes both.
 fn failure_name(plan: &Plan, task: &Unsucceeded) -> String {
     let (Some((part, item)), crate::plan::Call::FanOut(def)) =
         (task.place.body(), &plan.calls[task.place.node()])
