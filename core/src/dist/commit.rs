@@ -136,7 +136,6 @@ pub(super) async fn commit(
             }
         })
         .collect();
-    save_outputs(&transaction, endings, &committed).await?;
     save_cached(&transaction, endings, &committed).await?;
     let expanding: Vec<bool> = committed
         .iter()
@@ -275,6 +274,7 @@ async fn fence(
         Vec::with_capacity(count),
         Vec::with_capacity(count),
     );
+    let (mut codecs, mut datas) = (Vec::with_capacity(count), Vec::with_capacity(count));
     let loaded: Vec<Option<&str>> = endings
         .iter()
         .map(|e| match &e.cache {
@@ -306,6 +306,12 @@ async fn fence(
             }
             Ended::Expanded { items } => ("waiting", None, 0, Some(*items as i32)),
         };
+        let output = match &ending.ended {
+            Ended::Done { codec, data } if !stopped => Some((*codec, data.as_slice())),
+            _ => None,
+        };
+        codecs.push(output.map(|(codec, _)| codec));
+        datas.push(output.map(|(_, data)| data));
         states.push(state);
         errors.push(error);
         delays.push(delay);
@@ -322,12 +328,12 @@ async fn fence(
                                          ELSE t.available_ms END,
                      pending = COALESCE(e.pending, t.pending),
                      expanded = t.expanded OR e.pending IS NOT NULL,
-                     cached_from = e.cached_from
+                     cached_from = e.cached_from, codec = e.codec, data = e.data
                  FROM UNNEST($2::TEXT[], $3::INTEGER[], $4::INTEGER[], $5::INTEGER[],
                              $6::INTEGER[], $7::TEXT[], $8::TEXT[], $9::BIGINT[], $10::INTEGER[],
-                             $11::TEXT[], $12::INTEGER[])
+                             $11::TEXT[], $12::INTEGER[], $13::TEXT[], $14::BYTEA[])
                       AS e(run_id, node, item, part, attempt, state, error, delay, pending,
-                           cached_from, i)
+                           cached_from, i, codec, data)
                  WHERE t.run_id = e.run_id AND t.node = e.node AND t.item = e.item
                    AND t.part = e.part AND t.attempt = e.attempt
                    AND t.state = 'running' AND t.lease_owner = $1
@@ -346,6 +352,8 @@ async fn fence(
                 (&pending, Type::INT4_ARRAY),
                 (&loaded, Type::TEXT_ARRAY),
                 (&indexes, Type::INT4_ARRAY),
+                (&codecs, Type::TEXT_ARRAY),
+                (&datas, Type::BYTEA_ARRAY),
             ],
         )
         .await?;
@@ -365,44 +373,6 @@ fn arm_of(plan: &Plan, place: Place, codec: &str, data: &[u8]) -> Option<u32> {
     }
     let decided = Input::Done(codec.to_owned(), data.to_owned());
     crate::value::arm_in(&super::served::decode(scope, node, decided).ok()?)
-}
-
-/// Inserts the outputs of the attempts that were `committed` and succeeded.
-async fn save_outputs(
-    transaction: &Transaction<'_>,
-    endings: &[&Ending],
-    committed: &[bool],
-) -> Result<(), tokio_postgres::Error> {
-    let (mut runs, mut places, mut codecs, mut datas) = (vec![], vec![], vec![], vec![]);
-    for (ending, _) in endings.iter().zip(committed).filter(|(_, c)| **c) {
-        if let Ended::Done { codec, data } = &ending.ended {
-            runs.push(ending.claimed.run.as_str());
-            places.push(ending.claimed.place);
-            codecs.push(*codec);
-            datas.push(data.as_slice());
-        }
-    }
-    if runs.is_empty() {
-        return Ok(());
-    }
-    let (nodes, items, parts) = Place::columns(&places);
-    transaction
-        .execute_typed(
-            "INSERT INTO aqueduct_dist_outputs (run_id, node, item, part, codec, data)
-             SELECT * FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[], $4::INTEGER[],
-                                  $5::TEXT[], $6::BYTEA[])
-             ON CONFLICT (run_id, node, item, part) DO NOTHING",
-            &[
-                (&runs, Type::TEXT_ARRAY),
-                (&nodes, Type::INT4_ARRAY),
-                (&items, Type::INT4_ARRAY),
-                (&parts, Type::INT4_ARRAY),
-                (&codecs, Type::TEXT_ARRAY),
-                (&datas, Type::BYTEA_ARRAY),
-            ],
-        )
-        .await?;
-    Ok(())
 }
 
 /// Saves the results of the cached tasks that `committed` with a result, for later

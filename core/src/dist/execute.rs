@@ -399,7 +399,7 @@ async fn call_io(
     .await
 }
 
-/// `value` (node `node`'s, of `plan`), encoded for the outputs table.
+/// `value` (node `node`'s, of `plan`), encoded for its task's row.
 pub(super) fn encode(plan: &Plan, node: usize, value: &Value) -> Result<Vec<u8>, TaskError> {
     let codec =
         plan.codecs[node].ok_or_else(|| permanent("the node is not checkpointed".into()))?;

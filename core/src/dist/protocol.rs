@@ -285,13 +285,11 @@ pub(super) async fn inputs(
     let (nodes, items, parts) = Place::columns(&places);
     let rows = client
         .query_typed(
-            "SELECT w.i, t.node, t.item, t.part, t.state, t.error, o.codec, o.data
+            "SELECT w.i, t.node, t.item, t.part, t.state, t.error, t.codec, t.data
              FROM UNNEST($1::TEXT[], $2::INTEGER[], $3::INTEGER[], $4::INTEGER[], $5::INTEGER[])
                   AS w(run_id, node, item, part, i)
              JOIN aqueduct_dist_tasks t ON t.run_id = w.run_id AND t.node = w.node
-                                       AND t.item = w.item AND t.part = w.part
-             LEFT JOIN aqueduct_dist_outputs o ON o.run_id = t.run_id AND o.node = t.node
-                                              AND o.item = t.item AND o.part = t.part",
+                                       AND t.item = w.item AND t.part = w.part",
             &[
                 (&runs, Type::TEXT_ARRAY),
                 (&nodes, Type::INT4_ARRAY),
@@ -333,10 +331,8 @@ pub(super) async fn items(
 ) -> Result<Vec<(usize, Input)>, tokio_postgres::Error> {
     let rows = client
         .query_typed(
-            "SELECT t.item, t.state, t.error, o.codec, o.data
+            "SELECT t.item, t.state, t.error, t.codec, t.data
              FROM aqueduct_dist_tasks t
-             LEFT JOIN aqueduct_dist_outputs o ON o.run_id = t.run_id AND o.node = t.node
-                                              AND o.item = t.item AND o.part = t.part
              WHERE t.run_id = $1 AND t.node = $2 AND t.part = $3 AND t.item >= 0
              ORDER BY t.item",
             &[

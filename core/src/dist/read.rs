@@ -60,8 +60,9 @@ pub(super) async fn ended(
     }
     let output = client
         .query_opt(
-            "SELECT codec, data FROM aqueduct_dist_outputs
-             WHERE run_id = $1 AND node = $2 AND item = -1 AND part = -1",
+            "SELECT codec, data FROM aqueduct_dist_tasks
+             WHERE run_id = $1 AND node = $2 AND item = -1 AND part = -1
+               AND state = 'done'",
             &[&id, &(output as i32)],
         )
         .await?
