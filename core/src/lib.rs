@@ -102,7 +102,7 @@ pub mod graph {
         Params, Step, Workflow,
     };
     #[doc(hidden)]
-    pub use crate::value::{Record, Slot};
+    pub use crate::value::{Record, Slot, SlotView};
 }
 
 pub use aqueduct_macros::{task, workflow};

@@ -166,6 +166,66 @@ pub(crate) struct FailedAttempt {
 /// A node's place in a run: empty until the node is resolved.
 pub type Slot = OnceLock<Record>;
 
+/// The slots a node's call reads, by node: every node's of a run (one process), or a
+/// distributed task's own: its run's parameters by index, then the few nodes it reads,
+/// sorted by node (a task of a big workflow must not make a slot for every node up to
+/// its last input).
+#[derive(Clone, Copy)]
+pub struct SlotView<'a> {
+    dense: &'a [Slot],
+    sparse: &'a [(u32, Slot)],
+}
+
+impl<'a> SlotView<'a> {
+    /// Every node's slot, by index.
+    pub(crate) fn dense(slots: &'a [Slot]) -> Self {
+        Self {
+            dense: slots,
+            sparse: &[],
+        }
+    }
+
+    /// Nodes `0..dense.len()` by index, and the nodes of `sparse` (sorted, past those).
+    pub(crate) fn sparse(dense: &'a [Slot], sparse: &'a [(u32, Slot)]) -> Self {
+        Self { dense, sparse }
+    }
+
+    /// Node `node`'s slot; an empty one for a node the view does not hold (which reads
+    /// as unresolved).
+    #[inline]
+    pub(crate) fn get(self, node: usize) -> &'a Slot {
+        match self.dense.get(node) {
+            Some(slot) => slot,
+            None => self.find(node),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn find(self, node: usize) -> &'a Slot {
+        static NONE: Slot = OnceLock::new();
+        match self
+            .sparse
+            .binary_search_by_key(&node, |&(n, _)| n as usize)
+        {
+            Ok(i) => &self.sparse[i].1,
+            Err(_) => &NONE,
+        }
+    }
+}
+
+impl<'a> From<&'a [Slot]> for SlotView<'a> {
+    fn from(slots: &'a [Slot]) -> Self {
+        Self::dense(slots)
+    }
+}
+
+impl<'a> From<&'a Box<[Slot]>> for SlotView<'a> {
+    fn from(slots: &'a Box<[Slot]>) -> Self {
+        Self::dense(slots)
+    }
+}
+
 pub(crate) fn fill(slot: &Slot, value: Value) {
     let _ = slot.set(Record::new(
         value,
@@ -186,15 +246,16 @@ pub(crate) fn unresolved<T: Send + Sync + 'static>(error: Option<TaskError>) -> 
     Box::new(error.map_or(Outcome::<T>::Skipped, Outcome::Failed))
 }
 
-fn resolved(slots: &[Slot], id: u32) -> &Value {
-    &slots[id as usize]
+fn resolved(slots: SlotView<'_>, id: u32) -> &Value {
+    &slots
+        .get(id as usize)
         .get()
         .expect("aqueduct: a node ran before its input was resolved")
         .value
 }
 
 /// The outcome of node `id`, following an import of a fan-out's body to its parent.
-pub(crate) fn outcome<T: 'static>(slots: &[Slot], id: u32) -> &Outcome<T> {
+pub(crate) fn outcome<T: 'static>(slots: SlotView<'_>, id: u32) -> &Outcome<T> {
     let value = resolved(slots, id);
     match value.downcast_ref() {
         Some(outcome) => outcome,
@@ -204,7 +265,7 @@ pub(crate) fn outcome<T: 'static>(slots: &[Slot], id: u32) -> &Outcome<T> {
 
 /// The value of node `id`, following an import of a fan-out's body to its parent or
 /// to its item.
-pub(crate) fn value<T: 'static>(slots: &[Slot], id: u32) -> &T {
+pub(crate) fn value<T: 'static>(slots: SlotView<'_>, id: u32) -> &T {
     let value = resolved(slots, id);
     match value.downcast_ref::<Outcome<T>>() {
         Some(outcome) => outcome
@@ -217,12 +278,12 @@ pub(crate) fn value<T: 'static>(slots: &[Slot], id: u32) -> &T {
 /// A run whose slots a nested run imports from: the executor's run state.
 pub(crate) trait Slots: Send + Sync {
     /// Every node's slot.
-    fn slots(&self) -> &[Slot];
+    fn slots(&self) -> SlotView<'_>;
 }
 
 /// Reads item `index` of the collection held by a node (maybe an import of an outer
 /// run, for a loop over another loop's item).
-pub(crate) type ItemOf = for<'a> fn(&'a [Slot], u32, usize) -> &'a (dyn Any + Send + Sync);
+pub(crate) type ItemOf = for<'a> fn(SlotView<'a>, u32, usize) -> &'a (dyn Any + Send + Sync);
 
 /// What a parameter of a fan-out's body holds: a way to its value in the parent run,
 /// which it keeps alive; or what the value of an `if` or `match` holds: the node of
@@ -245,7 +306,7 @@ pub(crate) enum Import {
 // Out of line: the common read is a value of this run, not an import or an alias.
 #[cold]
 #[inline(never)]
-fn imported_value<'s, T: 'static>(slots: &'s [Slot], value: &'s Value) -> &'s T {
+fn imported_value<'s, T: 'static>(slots: SlotView<'s>, value: &'s Value) -> &'s T {
     match value.downcast_ref::<Import>() {
         Some(Import::Local(node)) => self::value(slots, *node),
         Some(Import::Node { run, node }) => self::value(run.slots(), *node),
@@ -269,7 +330,7 @@ const BORROWED_MOVED: &str = "aqueduct: this input is moved into another task (`
 
 #[cold]
 #[inline(never)]
-fn imported_outcome<'s, T: 'static>(slots: &'s [Slot], value: &'s Value) -> &'s Outcome<T> {
+fn imported_outcome<'s, T: 'static>(slots: SlotView<'s>, value: &'s Value) -> &'s Outcome<T> {
     match value.downcast_ref::<Import>() {
         Some(Import::Local(node)) => outcome(slots, *node),
         Some(Import::Node { run, node }) => outcome(run.slots(), *node),
@@ -307,7 +368,7 @@ pub(crate) fn movable<T: Send + Sync + 'static>(value: Value) -> Value {
     }
 }
 
-fn moved<T: 'static>(slots: &[Slot], id: u32) -> std::sync::MutexGuard<'_, Moving<T>> {
+fn moved<T: 'static>(slots: SlotView<'_>, id: u32) -> std::sync::MutexGuard<'_, Moving<T>> {
     resolved(slots, aliased(slots, id as usize) as u32)
         .downcast_ref::<Moved<T>>()
         .expect("aqueduct: a by-value input was not marked moved when the graph was built")
@@ -319,7 +380,7 @@ fn moved<T: 'static>(slots: &[Slot], id: u32) -> std::sync::MutexGuard<'_, Movin
 /// Runs `read` on the value of node `id` that its one reader will take, before it does
 /// (a cached task's key); `None` if it is gone.
 pub(crate) fn peek_slot<T: 'static, R>(
-    slots: &[Slot],
+    slots: SlotView<'_>,
     id: u32,
     read: impl FnOnce(&T) -> R,
 ) -> Option<R> {
@@ -328,8 +389,10 @@ pub(crate) fn peek_slot<T: 'static, R>(
 
 /// The node whose value node `node` holds: itself, or for the value of an `if` or
 /// `match`, the node of the arm it took (following nested branches).
-pub(crate) fn aliased(slots: &[Slot], mut node: usize) -> usize {
-    while let Some(Import::Local(next)) = slots[node]
+pub(crate) fn aliased<'a>(slots: impl Into<SlotView<'a>>, mut node: usize) -> usize {
+    let slots = slots.into();
+    while let Some(Import::Local(next)) = slots
+        .get(node)
         .get()
         .and_then(|record| record.value.downcast_ref::<Import>())
     {
@@ -353,11 +416,11 @@ pub(crate) fn arm_in(value: &Value) -> Option<u32> {
 
 /// The value `value` stands for: for the value of an `if` or `match`, which shares the
 /// taken arm's in place, that arm's value in its slot (if it has one); else itself.
-pub(crate) fn shared<'v>(slots: &'v [Slot], value: &'v Value) -> Option<&'v Value> {
+pub(crate) fn shared<'v>(slots: SlotView<'v>, value: &'v Value) -> Option<&'v Value> {
     match value.downcast_ref::<Import>() {
         Some(Import::Local(tail)) => {
             let tail = aliased(slots, *tail as usize);
-            slots[tail].get().map(|record| &record.value)
+            slots.get(tail).get().map(|record| &record.value)
         }
         _ => Some(value),
     }
@@ -368,7 +431,7 @@ pub(crate) fn shared<'v>(slots: &'v [Slot], value: &'v Value) -> Option<&'v Valu
 /// value. `None` if the node has no record or its value is not an `Outcome<T>` (an
 /// import of an outer run's value, which is not this run's to give).
 pub(crate) fn take_outcome<T: 'static>(slots: &mut [Slot], node: usize) -> Option<Outcome<T>> {
-    let node = aliased(slots, node);
+    let node = aliased(&*slots, node);
     let record = slots.get_mut(node)?.get_mut()?;
     let value = std::mem::replace(&mut record.value, Box::new(()));
     value.downcast::<Outcome<T>>().ok().map(|outcome| *outcome)
@@ -392,7 +455,7 @@ pub(crate) fn peek_moved<T: 'static, R>(value: &Value, read: impl FnOnce(&T) -> 
 /// # Panics
 /// If it was taken already: the graph gave the value two readers by value, which
 /// `workflow!` refuses at compile time.
-pub(crate) fn take<T: 'static>(slots: &[Slot], id: u32) -> T {
+pub(crate) fn take<T: 'static>(slots: SlotView<'_>, id: u32) -> T {
     let mut moving = moved::<T>(slots, id);
     moving.reads += 1;
     moving
@@ -403,7 +466,7 @@ pub(crate) fn take<T: 'static>(slots: &[Slot], id: u32) -> T {
 
 /// The value of node `id` for attempt `reads` of its one reader, which makes at most
 /// `attempts`: a clone, but for the last attempt, which takes it.
-pub(crate) fn take_or_clone<T: Clone + 'static>(slots: &[Slot], id: u32, attempts: u32) -> T {
+pub(crate) fn take_or_clone<T: Clone + 'static>(slots: SlotView<'_>, id: u32, attempts: u32) -> T {
     let mut moving = moved::<T>(slots, id);
     moving.reads += 1;
     if moving.reads >= attempts {

@@ -13,7 +13,7 @@ use super::commit::{CacheNote, Ended};
 use super::current::{AttemptId, CURRENT_IO, as_current};
 use super::items::{self, Parent};
 use super::protocol::{Claimed, Input, Place};
-use super::served::{Served, Slots};
+use super::served::{self, Served, Slots};
 use crate::plan::{Call, Called, CheckpointFormat, Plan};
 use crate::task::{Kind, TaskError, TaskInfo, panic_message};
 use crate::value::{Slot, Value};
@@ -168,7 +168,7 @@ async fn cached(
             let (plan, node) = target.call(&served.plan).expect("checked by `run`");
             let def = &plan.caches[&(node as u32)];
             Ok((
-                crate::exec::key_of(plan.graph.info(node), def, &slots),
+                crate::exec::key_of(plan.graph.info(node), def, slots.view()),
                 slots,
             ))
         })
@@ -272,13 +272,13 @@ fn slots_of(
     inputs: Vec<(Place, Input)>,
 ) -> Result<Slots, String> {
     match target {
-        Target::Top(node) => {
+        Target::Top(_) => {
             let count = (0..served.plan.graph.len())
                 .take_while(|&n| served.plan.graph.kind(n) == Kind::Param)
                 .count();
             let inputs = inputs.into_iter().map(|(p, i)| (p.node(), i)).collect();
             let fill = |slots: &mut [Slot]| served.fill_params(params, slots);
-            served.slots(&served.plan, node, (count, fill), inputs)
+            served::slots(&served.plan, (count, fill), inputs)
         }
         Target::Item { fan, item, part } => {
             items::item_slots(served, run, (fan, item, part), params, inputs)
@@ -330,13 +330,13 @@ fn branch(
         Some(_) => return Ok(Ended::Unreached { not_taken: false }),
     }
     let slots = slots_of(served, target, run, params, inputs).map_err(permanent)?;
-    let value = def.value(&slots, arm).map_err(|input| {
+    let value = def.value(slots.view(), arm).map_err(|input| {
         permanent(format!(
             "its arm's value `{}` was not read",
             plan.graph.name_of(input)
         ))
     })?;
-    let value = crate::value::shared(&slots, &value)
+    let value = crate::value::shared(slots.view(), &value)
         .ok_or_else(|| permanent("its arm's value is missing".into()))?;
     Ok(Ended::Done {
         codec: "json",
@@ -355,7 +355,7 @@ fn call_cpu(
     let Call::Task(call) = &plan.calls[node] else {
         return Err(permanent("only task nodes are run by workers".into()));
     };
-    let value = match catch_unwind(AssertUnwindSafe(|| as_current(id, || call(&slots)))) {
+    let value = match catch_unwind(AssertUnwindSafe(|| as_current(id, || call(slots.view())))) {
         Ok(Called::Done(result)) => result?,
         Ok(Called::Pending(_)) => {
             return Err(permanent("a CPU task returned a future".into()));
@@ -378,7 +378,7 @@ async fn call_io(
     let Call::Task(call) = &plan.calls[node] else {
         return Err(permanent("only task nodes are run by workers".into()));
     };
-    let value = match catch_unwind(AssertUnwindSafe(|| as_current(id, || call(&slots)))) {
+    let value = match catch_unwind(AssertUnwindSafe(|| as_current(id, || call(slots.view())))) {
         Ok(Called::Done(result)) => result?,
         Ok(Called::Pending(future)) => {
             let future = CURRENT_IO.scope(Arc::clone(id), crate::exec::caught(future));

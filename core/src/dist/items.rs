@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use super::commit::Ended;
 use super::execute::{encode, permanent};
 use super::protocol::{Input, Place};
-use super::served::{Served, Slots, decode, lock, reach};
+use super::served::{Served, Slots, decode, lock};
 use crate::plan::{Call, FanOutDef, Items};
 use crate::task::TaskError;
 use crate::value::{Import, Slot, Value, fill};
@@ -46,7 +46,7 @@ pub(super) type Run = ((String, i64), Option<Arc<Parent>>);
 /// What a fan-out's items read of its run: the run's parameters and the fan-out's
 /// inputs (its collection, its imports), decoded into slots of the workflow.
 pub(crate) struct Parent {
-    slots: Box<[Slot]>,
+    slots: Slots,
     /// For a fan-out that takes its collection (`for item in items`): the items taken
     /// out of it, each until an item's task takes it.
     owned: Mutex<Option<Vec<Option<Value>>>>,
@@ -57,8 +57,8 @@ pub(crate) struct Parent {
 }
 
 impl crate::value::Slots for Parent {
-    fn slots(&self) -> &[Slot] {
-        &self.slots
+    fn slots(&self) -> crate::value::SlotView<'_> {
+        self.slots.view()
     }
 }
 
@@ -84,16 +84,19 @@ impl Parent {
         let count = (0..graph.len())
             .take_while(|&n| graph.kind(n) == crate::task::Kind::Param)
             .count();
-        let len = reach(plan, fan).max(count);
-        let mut slots: Box<[Slot]> = (0..len).map(|_| Slot::new()).collect();
-        served.fill_params(params, &mut slots)?;
-        for (place, input) in &inputs {
-            let node = place.node();
-            if node < len {
-                fill(&slots[node], decode(plan, node, input.clone())?);
-            }
-        }
-        if let Some(missing) = graph.node(fan).inputs().find(|&n| slots[n].get().is_none()) {
+        let fill_params = |slots: &mut [Slot]| served.fill_params(params, slots);
+        let read = inputs
+            .iter()
+            .filter(|(place, _)| place.body().is_none())
+            .map(|(place, input)| (place.node(), input.clone()))
+            .collect();
+        let slots = super::served::slots(plan, (count, fill_params), read)?;
+        let view = slots.view();
+        if let Some(missing) = graph
+            .node(fan)
+            .inputs()
+            .find(|&n| view.get(n).get().is_none())
+        {
             // Not read with the task (a worker holding it passes it on instead).
             return Err(format!(
                 "the fan-out's input `{}` was not read",
@@ -112,12 +115,12 @@ impl Parent {
     /// collection).
     fn count(&self, def: &FanOutDef) -> usize {
         match (def.collection, def.items) {
-            (Some(collection), Items::Borrowed { len, .. }) => len(&self.slots, collection),
+            (Some(collection), Items::Borrowed { len, .. }) => len(self.slots.view(), collection),
             (Some(collection), Items::Owned(take)) => {
                 let mut owned = lock(&self.owned);
                 owned
                     .get_or_insert_with(|| {
-                        take(&self.slots, collection)
+                        take(self.slots.view(), collection)
                             .into_iter()
                             .map(Some)
                             .collect()
@@ -283,5 +286,5 @@ pub(super) fn item_slots(
         .into_iter()
         .filter_map(|(place, input)| Some((place.body()?.0, input)))
         .collect();
-    served.slots(&def.body, part, (def.params(), fill_params), inner)
+    super::served::slots(&def.body, (def.params(), fill_params), inner)
 }

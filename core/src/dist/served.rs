@@ -1,6 +1,5 @@
 //! A workflow a worker serves, and the slots its tasks' calls read: the run's
-//! parameters and the task's inputs decoded, in arrays reused from one attempt to the
-//! next.
+//! parameters and the task's inputs decoded, and nothing else.
 
 use std::sync::{Arc, Mutex};
 
@@ -8,7 +7,7 @@ use super::items::{self, Parents};
 use super::protocol::Input;
 use crate::plan::{Call, Params, Plan};
 use crate::task::TaskError;
-use crate::value::{Slot, Value, fill};
+use crate::value::{Slot, SlotView, Value, fill};
 
 /// A workflow a worker serves: its plan, its fingerprint, and how its parameters are
 /// decoded into a run's slots.
@@ -16,29 +15,12 @@ pub(crate) struct Served {
     pub(super) plan: Arc<Plan>,
     pub(super) fingerprint: String,
     params: Box<ParamsFn>,
-    /// Slot arrays of attempts that ended, emptied: an attempt's array has a slot per
-    /// node up to the last it reads, too many to make for each task of a big workflow.
-    spare: Mutex<Spare>,
     /// What the items of its runs' fan-outs read of their runs, decoded once.
     pub(super) parents: Parents,
 }
 
-/// Emptied slot arrays, and how many slots they hold together (kept, not summed on
-/// every attempt's end).
-#[derive(Default)]
-struct Spare {
-    arrays: Vec<Box<[Slot]>>,
-    slots: usize,
-}
-
 /// Decodes a run's parameters into its slots.
 type ParamsFn = dyn Fn(&[u8], &[Slot]) -> Result<(), String> + Send + Sync;
-
-/// How many slots a served workflow keeps in emptied arrays (about 72 bytes each).
-const SPARE_SLOTS: usize = 1 << 20;
-
-/// How many emptied arrays it keeps (an attempt scans them for one long enough).
-const SPARE_ARRAYS: usize = 512;
 
 impl Served {
     pub(super) fn new<P>(plan: Arc<Plan>, fingerprint: String) -> Self
@@ -53,7 +35,6 @@ impl Served {
                 params.store(slots);
                 Ok(())
             }),
-            spare: Mutex::default(),
             parents: Parents::default(),
         }
     }
@@ -88,50 +69,31 @@ impl Served {
         self.plan.settle_params(slots);
         Ok(())
     }
-
-    /// Slots for a call of `node` of `plan` (this workflow's, or a fan-out's body):
-    /// its parameters filled by `params` (the first `count`), and its `inputs`, ready
-    /// for the call. As many as the call reads (its inputs come before it).
-    pub(super) fn slots(
-        self: &Arc<Self>,
-        plan: &Plan,
-        node: usize,
-        (count, params): (usize, impl FnOnce(&mut [Slot]) -> Result<(), String>),
-        inputs: Vec<(usize, Input)>,
-    ) -> Result<Slots, String> {
-        let needed = reach(plan, node).max(count);
-        let spare = {
-            let mut spare = lock(&self.spare);
-            let found = spare.arrays.iter().position(|slots| slots.len() >= needed);
-            found.map(|i| {
-                let slots = spare.arrays.swap_remove(i);
-                spare.slots -= slots.len();
-                slots
-            })
-        };
-        let mut slots = Slots {
-            slots: spare.unwrap_or_else(|| (0..needed).map(|_| Slot::new()).collect()),
-            filled: (0..count)
-                .chain(inputs.iter().map(|&(node, _)| node))
-                .collect(),
-            served: Arc::clone(self),
-        };
-        params(&mut slots.slots)?;
-        for (node, input) in inputs {
-            fill(&slots.slots[node], decode(plan, node, input)?);
-        }
-        Ok(slots)
-    }
 }
 
-/// How many slots a call of `node` of `plan` reads: up to its last input.
-pub(super) fn reach(plan: &Plan, node: usize) -> usize {
-    plan.graph
-        .node(node)
-        .inputs()
-        .map(|n| n + 1)
-        .max()
-        .unwrap_or(0)
+/// Slots for a call of a node of `plan` (this workflow's, or a fan-out's body): its
+/// parameters filled by `params` (the first `count` nodes), and its `inputs` decoded.
+pub(super) fn slots(
+    plan: &Plan,
+    (count, params): (usize, impl FnOnce(&mut [Slot]) -> Result<(), String>),
+    inputs: Vec<(usize, Input)>,
+) -> Result<Slots, String> {
+    let mut dense: Box<[Slot]> = (0..count).map(|_| Slot::new()).collect();
+    params(&mut dense)?;
+    let mut sparse: Vec<(u32, Slot)> = Vec::with_capacity(inputs.len());
+    for (node, input) in inputs {
+        let value = decode(plan, node, input)?;
+        match dense.get(node) {
+            Some(slot) => fill(slot, value),
+            None => {
+                let slot = Slot::new();
+                fill(&slot, value);
+                sparse.push((node as u32, slot));
+            }
+        }
+    }
+    sparse.sort_unstable_by_key(|&(node, _)| node);
+    Ok(Slots { dense, sparse })
 }
 
 /// Node `node`'s end as a value of `plan`'s: its output decoded, or its failure.
@@ -160,32 +122,16 @@ pub(super) fn decode(plan: &Plan, node: usize, input: Input) -> Result<Value, St
     })
 }
 
-/// An attempt's slots: emptied and kept for another attempt when dropped.
+/// A call's slots: its parameters by node, then the nodes it reads (sorted).
 pub(super) struct Slots {
-    slots: Box<[Slot]>,
-    /// The slots it filled.
-    filled: Vec<usize>,
-    served: Arc<Served>,
+    dense: Box<[Slot]>,
+    sparse: Vec<(u32, Slot)>,
 }
 
-impl std::ops::Deref for Slots {
-    type Target = [Slot];
-
-    fn deref(&self) -> &[Slot] {
-        &self.slots
-    }
-}
-
-impl Drop for Slots {
-    fn drop(&mut self) {
-        for node in self.filled.drain(..) {
-            self.slots[node].take();
-        }
-        let mut spare = lock(&self.served.spare);
-        if spare.slots + self.slots.len() <= SPARE_SLOTS && spare.arrays.len() < SPARE_ARRAYS {
-            spare.slots += self.slots.len();
-            spare.arrays.push(std::mem::take(&mut self.slots));
-        }
+impl Slots {
+    /// What the call reads.
+    pub(super) fn view(&self) -> SlotView<'_> {
+        SlotView::sparse(&self.dense, &self.sparse)
     }
 }
 

@@ -183,7 +183,7 @@ impl Shared {
                 "aqueduct: only task nodes are called",
             ))));
         };
-        let future = match catch_unwind(AssertUnwindSafe(|| call(self.board.slots()))) {
+        let future = match catch_unwind(AssertUnwindSafe(|| call(self.board.slots().into()))) {
             Ok(Called::Pending(future)) => CatchUnwind(future),
             Ok(Called::Done(result)) => return Some(result),
             Err(panic) => return Some(Err(TaskError::panicked(&*panic))),
@@ -240,7 +240,7 @@ pub(super) fn call_cpu(
     cancel: &CancellationToken,
 ) -> Result<Value, TaskError> {
     let (outcome, told) = task::with_cancel(signal, cancel, || {
-        catch_unwind(AssertUnwindSafe(|| call(slots)))
+        catch_unwind(AssertUnwindSafe(|| call(slots.into())))
     });
     if told {
         // It may have returned a partial value because it was told to stop.

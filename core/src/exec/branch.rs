@@ -32,7 +32,7 @@ impl Shared {
             );
         };
         // Taking a moved value is the library's code, but a panic must stay the node's.
-        match catch_unwind(AssertUnwindSafe(|| def.value(slots, arm))) {
+        match catch_unwind(AssertUnwindSafe(|| def.value(slots.into(), arm))) {
             Ok(Ok(value)) => self.resolve(
                 job,
                 None,

@@ -157,7 +157,7 @@ impl Shared {
         let def = self.plan.caches.get(&(node as u32))?;
         let cache = self.run.cache.as_ref()?;
         let info = self.plan.graph.info(node);
-        let key = match key_of(info, def, self.board.slots()) {
+        let key = match key_of(info, def, self.board.slots().into()) {
             Ok(key) => key,
             Err(error) => {
                 let what = format!("cannot make the cache key: {error}");
@@ -253,7 +253,11 @@ impl Shared {
 
 /// The key of a call of cached task `info` whose inputs are in `slots`: SHA-256 of the
 /// task's module and name, code hash and version and the inputs' encodings, in hex.
-pub(crate) fn key_of(info: &TaskInfo, def: &CacheDef, slots: &[Slot]) -> Result<String, String> {
+pub(crate) fn key_of(
+    info: &TaskInfo,
+    def: &CacheDef,
+    slots: crate::value::SlotView<'_>,
+) -> Result<String, String> {
     use sha2::{Digest, Sha256};
     let policy = info.cache.ok_or("the task has no cache policy")?;
     let mut inputs = CacheKey::default();

@@ -55,7 +55,12 @@ impl Shared {
         // The chain catches the tasks' panics and the values' `Drop`s; anything else
         // is the executor's and fails the fan-out.
         let result = catch_unwind(AssertUnwindSafe(|| {
-            typed(self.board.slots(), (collection, count), &def.imports, &run)
+            typed(
+                self.board.slots().into(),
+                (collection, count),
+                &def.imports,
+                &run,
+            )
         }))
         .unwrap_or_else(|panic| Err(TaskError::panicked(&*panic)));
         self.end_fused(job, started, result, run.kept, count);

@@ -94,7 +94,7 @@ impl Shared {
         let Some(codec) = codec else { return Ok(None) };
         // The value of an `if` or `match` is saved as the value of the arm it took.
         let slots = self.board.slots();
-        let value = crate::value::shared(slots, value).unwrap_or(value);
+        let value = crate::value::shared(slots.into(), value).unwrap_or(value);
         let format = self.run.format;
         let encoded = catch_unwind(AssertUnwindSafe(|| (codec.encode)(value, format)))
             .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&*panic))));

@@ -5,7 +5,7 @@ use super::*;
 use std::sync::{Mutex, PoisonError};
 
 use crate::plan::Items;
-use crate::value::{Import, Slots, fill};
+use crate::value::{Import, SlotView, Slots, fill};
 
 thread_local! {
     /// How deep capped fan-outs' next items are started inside one another here.
@@ -47,7 +47,7 @@ impl FanOut {
         let body = &def.body.graph;
         // The output, and for an `if` or `match` the arm's node whose value it is (the
         // branch's value points at it, and is kept too).
-        let output = crate::value::aliased(slots, body.output());
+        let output = crate::value::aliased(&*slots, body.output());
         for (node, slot) in slots.iter_mut().enumerate() {
             if node < def.params() {
                 drop(slot.take());
@@ -278,8 +278,8 @@ impl Shared {
 }
 
 impl Slots for Shared {
-    fn slots(&self) -> &[Slot] {
-        self.board.slots()
+    fn slots(&self) -> SlotView<'_> {
+        self.board.slots().into()
     }
 }
 
@@ -292,9 +292,11 @@ impl Shared {
         // `Collection::items` and `IntoIterator` are the user's code: a panic fails the
         // node.
         let counted = catch_unwind(AssertUnwindSafe(|| match (def.collection, def.items) {
-            (Some(collection), Items::Borrowed { len, .. }) => (len(slots, collection), Vec::new()),
+            (Some(collection), Items::Borrowed { len, .. }) => {
+                (len(slots.into(), collection), Vec::new())
+            }
             (Some(collection), Items::Owned(take)) => {
-                let items = take(slots, collection);
+                let items = take(slots.into(), collection);
                 (items.len(), items)
             }
             _ => (1, Vec::new()),

@@ -10,7 +10,7 @@ use super::builder::Builder;
 use super::{Call, Handle, In, Inputs, Step};
 use crate::describe::{Arm, Decision as Described};
 use crate::task::{Kind, TaskError, TaskInfo};
-use crate::value::{Slot, Value, alias, ok, take};
+use crate::value::{SlotView, Value, alias, ok, take};
 
 /// A decision node of a [`Builder`]: it picks one of its arms, by index.
 ///
@@ -57,7 +57,7 @@ pub(crate) enum MakeBranch {
     /// Moved into an `Option` (`if` without `else`): `some` takes the arm's value,
     /// `none` is the value when no arm was taken.
     Optional {
-        some: fn(&[Slot], u32) -> Value,
+        some: fn(SlotView<'_>, u32) -> Value,
         none: fn() -> Value,
     },
 }
@@ -66,13 +66,14 @@ impl BranchDef {
     /// The branch's value given the arm its decision took, or `None` if that arm's node
     /// did not succeed (the branch then does not either). Takes the arm's value if the
     /// branch moves it.
-    pub(crate) fn value(&self, slots: &[Slot], arm: u32) -> Result<Value, usize> {
+    pub(crate) fn value(&self, slots: SlotView<'_>, arm: u32) -> Result<Value, usize> {
         let tail = self.tails.get(arm as usize).copied().flatten();
         match (self.make, tail) {
             (MakeBranch::Optional { none, .. }, None) => Ok(none()),
             (_, None) => Err(self.decision as usize),
             (make, Some(tail)) => {
-                let succeeded = slots[tail as usize]
+                let succeeded = slots
+                    .get(tail as usize)
                     .get()
                     .is_some_and(|record| record.status.succeeded());
                 match (make, succeeded) {
@@ -93,7 +94,7 @@ impl BranchDef {
     }
 }
 
-fn some<T: Send + Sync + 'static>(slots: &[Slot], node: u32) -> Value {
+fn some<T: Send + Sync + 'static>(slots: SlotView<'_>, node: u32) -> Value {
     ok::<Option<T>>(Some(take::<T>(slots, node)))
 }
 

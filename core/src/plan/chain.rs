@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::Handle;
 use super::fanout::gathered;
 use crate::task::{Outcome, TaskError};
-use crate::value::{Slot, Value, value};
+use crate::value::{SlotView, Value, value};
 
 /// A body as `workflow!` writes it out: item `&I` and the imports in, the tail's
 /// output out (`None` if it did not succeed).
@@ -26,14 +26,16 @@ pub(crate) type TypedBody<I, T> =
     Arc<dyn for<'c, 'r> Fn(&mut Chain<'c>, &'r I, &Imports<'r>) -> Option<T> + Send + Sync>;
 
 /// A collection's items, given the parent's slots and the collection's node.
-pub(crate) type ItemsOf<I> = for<'s> fn(&'s [Slot], u32) -> &'s [I];
+pub(crate) type ItemsOf<I> = for<'s> fn(SlotView<'s>, u32) -> &'s [I];
 
 /// Runs every item of a fused fan-out through its typed body, given the parent's
 /// slots, the collection's node and its length when the fan-out counted it, the
 /// imported nodes and the executor's side of it; gives the gathered results (see
 /// [`super::fanout::assemble`]).
 pub(crate) type Typed = Box<
-    dyn Fn(&[Slot], (u32, usize), &[u32], &dyn ChainHost) -> Result<Value, TaskError> + Send + Sync,
+    dyn Fn(SlotView<'_>, (u32, usize), &[u32], &dyn ChainHost) -> Result<Value, TaskError>
+        + Send
+        + Sync,
 >;
 
 /// What happened to a task of an item that did not succeed.
@@ -155,7 +157,7 @@ impl<T> Drop for ChainValue<T> {
 /// The values a typed body imports from the run around its fan-out.
 #[doc(hidden)]
 pub struct Imports<'r> {
-    slots: &'r [Slot],
+    slots: SlotView<'r>,
     /// Per body parameter after the item, the parent's node.
     nodes: &'r [u32],
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::chain::ItemsOf;
 use super::{Handle, Plan};
 use crate::task::{Outcome, TaskError};
-use crate::value::{ItemOf, Slot, Value, ok, take, value};
+use crate::value::{ItemOf, Slot, SlotView, Value, ok, take, value};
 
 /// What a workflow `for` can iterate over: a `Vec`, an array, a boxed slice or an
 /// `Arc<[T]>`. Items are read in place, by index; nothing is cloned.
@@ -183,12 +183,12 @@ pub(crate) enum Items {
     /// In place, by reference (`for item in &collection`): how many, and item `index`
     /// of the collection in `slots[node]`.
     Borrowed {
-        len: fn(&[Slot], u32) -> usize,
+        len: fn(SlotView<'_>, u32) -> usize,
         item: ItemOf,
     },
     /// Moved out of the collection (`for item in collection`), which the fan-out takes:
     /// every item, boxed as a succeeded value.
-    Owned(fn(&[Slot], u32) -> Vec<Value>),
+    Owned(fn(SlotView<'_>, u32) -> Vec<Value>),
     /// A sub-workflow: one run, no item.
     One,
 }
@@ -198,7 +198,7 @@ pub(crate) type Assemble = fn(&mut [Box<[Slot]>], usize) -> Result<Value, TaskEr
 
 /// Every item of the collection in `slots[node]`, taken from it (the fan-out is the
 /// collection's one reader).
-pub(super) fn owned_items<C>(slots: &[Slot], node: u32) -> Vec<Value>
+pub(super) fn owned_items<C>(slots: SlotView<'_>, node: u32) -> Vec<Value>
 where
     C: IntoIterator + Send + Sync + 'static,
     C::Item: Send + Sync + 'static,
@@ -206,16 +206,16 @@ where
     take::<C>(slots, node).into_iter().map(ok).collect()
 }
 
-fn collection_items<C: Collection>(slots: &[Slot], node: u32) -> &[C::Item] {
+fn collection_items<C: Collection>(slots: SlotView<'_>, node: u32) -> &[C::Item] {
     value::<C>(slots, node).items()
 }
 
-fn collection_len<C: Collection>(slots: &[Slot], node: u32) -> usize {
+fn collection_len<C: Collection>(slots: SlotView<'_>, node: u32) -> usize {
     value::<C>(slots, node).items().len()
 }
 
 fn collection_item<C: Collection>(
-    slots: &[Slot],
+    slots: SlotView<'_>,
     node: u32,
     index: usize,
 ) -> &(dyn std::any::Any + Send + Sync) {

@@ -5,7 +5,7 @@
 use super::builder::{Builder, Handle, NodeRef};
 use crate::describe::Graph;
 use crate::task::Outcome;
-use crate::value::{Slot, fill, outcome, value};
+use crate::value::{Slot, SlotView, fill, outcome, value};
 
 /// The handles a node reads: a tuple `()`, `(Handle<A>,)`, `(Handle<A>, Handle<B>)`, …
 /// of up to twelve, or a `Vec<Handle<T>>` of any length (a wide fan-in).
@@ -16,10 +16,10 @@ pub trait Inputs: Send + Sync + 'static {
     type Outcomes<'a>;
     /// Borrows every input's value from a run's slots.
     #[doc(hidden)]
-    fn refs<'a>(&self, slots: &'a [Slot]) -> Self::Refs<'a>;
+    fn refs<'a>(&self, slots: SlotView<'a>) -> Self::Refs<'a>;
     /// Borrows every input's outcome from a run's slots.
     #[doc(hidden)]
-    fn outcomes<'a>(&self, slots: &'a [Slot]) -> Self::Outcomes<'a>;
+    fn outcomes<'a>(&self, slots: SlotView<'a>) -> Self::Outcomes<'a>;
     /// Appends where each input points.
     #[doc(hidden)]
     fn indices(&self, out: &mut Vec<NodeRef>);
@@ -60,11 +60,11 @@ macro_rules! tuples {
             type Refs<'a> = ($(&'a $T,)*);
             type Outcomes<'a> = ($(&'a Outcome<$T>,)*);
             #[allow(clippy::unused_unit)]
-            fn refs<'a>(&self, _slots: &'a [Slot]) -> Self::Refs<'a> {
+            fn refs<'a>(&self, _slots: SlotView<'a>) -> Self::Refs<'a> {
                 ($(value::<$T>(_slots, self.$i.id),)*)
             }
             #[allow(clippy::unused_unit)]
-            fn outcomes<'a>(&self, _slots: &'a [Slot]) -> Self::Outcomes<'a> {
+            fn outcomes<'a>(&self, _slots: SlotView<'a>) -> Self::Outcomes<'a> {
                 ($(outcome::<$T>(_slots, self.$i.id),)*)
             }
             fn indices(&self, _out: &mut Vec<NodeRef>) {
@@ -113,10 +113,10 @@ tuples! {
 impl<T: Send + Sync + 'static> Inputs for Vec<Handle<T>> {
     type Refs<'a> = Vec<&'a T>;
     type Outcomes<'a> = Vec<&'a Outcome<T>>;
-    fn refs<'a>(&self, slots: &'a [Slot]) -> Self::Refs<'a> {
+    fn refs<'a>(&self, slots: SlotView<'a>) -> Self::Refs<'a> {
         self.iter().map(|h| value::<T>(slots, h.id)).collect()
     }
-    fn outcomes<'a>(&self, slots: &'a [Slot]) -> Self::Outcomes<'a> {
+    fn outcomes<'a>(&self, slots: SlotView<'a>) -> Self::Outcomes<'a> {
         self.iter().map(|h| outcome::<T>(slots, h.id)).collect()
     }
     fn indices(&self, out: &mut Vec<NodeRef>) {
@@ -131,7 +131,7 @@ impl<T: Send + Sync + 'static> Inputs for Vec<Handle<T>> {
 
 /// A node's declared inputs, borrowed from the run while the node executes.
 pub struct In<'a, 'i, I> {
-    pub(super) slots: &'a [Slot],
+    pub(super) slots: SlotView<'a>,
     pub(super) inputs: &'i I,
 }
 
@@ -171,7 +171,7 @@ impl<'a, I> In<'a, '_, I> {
     /// The run's slots, for reading inputs one by one. (No bound on `I`: a wrong input
     /// type is reported once, where the node is added.)
     #[doc(hidden)]
-    pub fn slots(&self) -> &'a [Slot] {
+    pub fn slots(&self) -> SlotView<'a> {
         self.slots
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::describe::Graph;
 use crate::task::{Kind, TaskError};
-use crate::value::{Slot, Value};
+use crate::value::{Slot, SlotView, Value};
 
 mod branch;
 mod builder;
@@ -60,7 +60,7 @@ pub(crate) enum Called<'a> {
 pub(crate) type PendingFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Value, TaskError>> + Send + 'a>>;
 
-pub(crate) type NodeFn = dyn for<'a> Fn(&'a [Slot]) -> Called<'a> + Send + Sync;
+pub(crate) type NodeFn = dyn for<'a> Fn(SlotView<'a>) -> Called<'a> + Send + Sync;
 
 /// What a node does when it is ready.
 pub(crate) enum Call {

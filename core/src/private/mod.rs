@@ -10,7 +10,7 @@ pub use crate::plan::{Builder, Chain, ChainValue, Decision, Handle, Imports, In,
 pub use crate::plan::{CacheKey, Checked, Inputs, Params, fan_over};
 pub use crate::retry::{Backoff, RetryPolicy};
 pub use crate::task::{CachePolicy, Kind, Outcome, TaskError, TaskInfo, TaskReturn};
-pub use crate::value::Slot;
+pub use crate::value::{Slot, SlotView};
 pub use crate::{Error, Workflow};
 pub use callee::{Callee, Entered, fake_of};
 pub use std::pin::Pin;
@@ -173,7 +173,7 @@ pub trait Arg<'a, T: ?Sized + 'static> {
     /// `&'a T` or `&'a Outcome<T>`.
     type Out;
     /// Reads the input from the run: its value, or its outcome.
-    fn read(slots: &'a [Slot], input: Handle<T>) -> Self::Out
+    fn read(slots: SlotView<'a>, input: Handle<T>) -> Self::Out
     where
         T: Sized;
     /// The input in a typed chain (see [`Chain`]), given its binding's value if it
@@ -190,7 +190,7 @@ macro_rules! reads_value {
         // unsized (a `for` over a non-collection) is not reported once more.
         impl<'a, T: ?Sized + 'static> Arg<'a, T> for $kind {
             type Out = &'a T;
-            fn read(slots: &'a [Slot], input: Handle<T>) -> &'a T
+            fn read(slots: SlotView<'a>, input: Handle<T>) -> &'a T
             where
                 T: Sized,
             {
@@ -208,7 +208,7 @@ reads_value!(Required, Owned, Cloned);
 
 impl<'a, T: 'static> Arg<'a, T> for Tolerant {
     type Out = &'a Outcome<T>;
-    fn read(slots: &'a [Slot], input: Handle<T>) -> &'a Outcome<T> {
+    fn read(slots: SlotView<'a>, input: Handle<T>) -> &'a Outcome<T> {
         crate::value::outcome(slots, input.index() as u32)
     }
     fn typed(_: Option<&'a T>) -> Option<&'a Outcome<T>> {
@@ -235,7 +235,7 @@ pub trait Take<T: 'static> {
     type Out;
     /// Takes the input out of the run (or clones it, for an attempt before the last of
     /// a task with `retry_clones`).
-    fn take(slots: &[Slot], input: Handle<T>, attempts: u32) -> Self::Out;
+    fn take(slots: SlotView<'_>, input: Handle<T>, attempts: u32) -> Self::Out;
     /// Takes the input out of its binding in a typed chain (see [`Chain`]), which runs
     /// one attempt.
     fn typed(value: &mut Option<T>) -> Option<Self::Out>;
@@ -243,7 +243,7 @@ pub trait Take<T: 'static> {
 
 impl<T: 'static> Take<T> for Owned {
     type Out = T;
-    fn take(slots: &[Slot], input: Handle<T>, _: u32) -> T {
+    fn take(slots: SlotView<'_>, input: Handle<T>, _: u32) -> T {
         crate::value::take(slots, input.index() as u32)
     }
     #[inline]
@@ -254,7 +254,7 @@ impl<T: 'static> Take<T> for Owned {
 
 impl<T: RetryClone + 'static> Take<T> for Cloned {
     type Out = T;
-    fn take(slots: &[Slot], input: Handle<T>, attempts: u32) -> T {
+    fn take(slots: SlotView<'_>, input: Handle<T>, attempts: u32) -> T {
         crate::value::take_or_clone(slots, input.index() as u32, attempts)
     }
     #[inline]
@@ -405,7 +405,7 @@ impl<M: Task<Output: TaskOutput>> Marker<M> {
     /// Input `N` as the task takes it: its value, or its outcome.
     pub fn arg<'a, const N: usize, T: 'static>(
         self,
-        slots: &'a [Slot],
+        slots: SlotView<'a>,
         input: Handle<T>,
     ) -> <<M::Inputs as Nth<N>>::Kind as Arg<'a, T>>::Out
     where
@@ -419,7 +419,7 @@ impl<M: Task<Output: TaskOutput>> Marker<M> {
     /// the last of a `retry_clones` task).
     pub fn take<const N: usize, T: 'static>(
         self,
-        slots: &[Slot],
+        slots: SlotView<'_>,
         input: Handle<T>,
     ) -> <<M::Inputs as Nth<N>>::Kind as Take<T>>::Out
     where
@@ -495,7 +495,7 @@ impl<M: Task<Output: TaskOutput>> Marker<M> {
     pub fn key_moved<const N: usize, T: 'static>(
         self,
         key: &mut CacheKey,
-        slots: &[Slot],
+        slots: SlotView<'_>,
         input: Handle<T>,
     ) -> Result<(), String>
     where
@@ -605,12 +605,12 @@ where
 
 /// The value of `input`, by reference: what a decision (an `if` condition, a `match`
 /// scrutinee) reads.
-pub fn value_in<T: 'static>(slots: &[Slot], input: Handle<T>) -> &T {
+pub fn value_in<T: 'static>(slots: SlotView<'_>, input: Handle<T>) -> &T {
     crate::value::value(slots, input.index() as u32)
 }
 
 /// What became of `input`: what a `match` on a binding's outcome reads.
-pub fn outcome_in<T: 'static>(slots: &[Slot], input: Handle<T>) -> &Outcome<T> {
+pub fn outcome_in<T: 'static>(slots: SlotView<'_>, input: Handle<T>) -> &Outcome<T> {
     crate::value::outcome(slots, input.index() as u32)
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use aqueduct::graph::{Builder, Graph, Handle, Inputs, NodeRef, Slot};
+use aqueduct::graph::{Builder, Graph, Handle, Inputs, NodeRef, SlotView};
 use aqueduct::{Collection, Outcome};
 use serde::ser::SerializeStruct as _;
 
@@ -270,7 +270,7 @@ impl Inputs for Mixed {
     type Refs<'a> = (Vec<Read<'a>>, Vec<&'a Val>);
     type Outcomes<'a> = (Vec<Read<'a>>, Vec<&'a Val>);
 
-    fn refs<'a>(&self, slots: &'a [Slot]) -> Self::Refs<'a> {
+    fn refs<'a>(&self, slots: SlotView<'a>) -> Self::Refs<'a> {
         let data = self
             .data
             .iter()
@@ -288,7 +288,7 @@ impl Inputs for Mixed {
         (data, ctx)
     }
 
-    fn outcomes<'a>(&self, slots: &'a [Slot]) -> Self::Outcomes<'a> {
+    fn outcomes<'a>(&self, slots: SlotView<'a>) -> Self::Outcomes<'a> {
         self.refs(slots)
     }
 

@@ -13,7 +13,7 @@ mod canonical;
 use super::Codec;
 #[cfg(feature = "durable")]
 use super::{Builder, Call, Handle, In, Inputs, Params};
-use crate::value::Slot;
+use crate::value::SlotView;
 
 /// What a cached node's key is made of: each input's encoding, in order.
 ///
@@ -45,7 +45,7 @@ impl CacheKey {
 }
 
 /// Adds a cached node's inputs to its key.
-pub(crate) type KeyFn = dyn Fn(&[Slot], &mut CacheKey) -> Result<(), String> + Send + Sync;
+pub(crate) type KeyFn = dyn Fn(SlotView<'_>, &mut CacheKey) -> Result<(), String> + Send + Sync;
 
 /// How a cached node is keyed and its result kept.
 #[cfg_attr(not(feature = "durable"), allow(dead_code))]
