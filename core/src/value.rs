@@ -476,3 +476,49 @@ pub(crate) fn take_or_clone<T: Clone + 'static>(slots: SlotView<'_>, id: u32, at
     }
     .expect("aqueduct: a value moved into a task was read after its last attempt")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(value: u64) -> Slot {
+        let slot = Slot::new();
+        fill(&slot, ok(value));
+        slot
+    }
+
+    fn read(view: SlotView<'_>, node: usize) -> Option<u64> {
+        let record = view.get(node).get()?;
+        record
+            .value
+            .downcast_ref::<Outcome<u64>>()?
+            .value()
+            .copied()
+    }
+
+    #[test]
+    fn a_sparse_view_reads_its_parameters_by_index_and_its_inputs_by_node() {
+        let params = [filled(10), filled(11)];
+        let inputs = [(5, filled(50)), (9_000, filled(9_000)), (70_000, filled(7))];
+        let view = SlotView::sparse(&params, &inputs);
+        assert_eq!(read(view, 0), Some(10));
+        assert_eq!(read(view, 1), Some(11));
+        assert_eq!(read(view, 5), Some(50));
+        assert_eq!(read(view, 9_000), Some(9_000));
+        assert_eq!(read(view, 70_000), Some(7));
+        // A node it does not hold reads as unresolved, never as another node's value.
+        for missing in [2, 4, 6, 8_999, 9_001, 70_001] {
+            assert_eq!(read(view, missing), None, "node {missing}");
+        }
+    }
+
+    #[test]
+    fn a_dense_view_reads_every_node_by_index() {
+        let slots = [filled(1), Slot::new(), filled(3)];
+        let view = SlotView::dense(&slots);
+        assert_eq!(
+            (read(view, 0), read(view, 1), read(view, 2), read(view, 3)),
+            (Some(1), None, Some(3), None)
+        );
+    }
+}
