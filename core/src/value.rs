@@ -186,6 +186,7 @@ impl<'a> SlotView<'a> {
     }
 
     /// Nodes `0..dense.len()` by index, and the nodes of `sparse` (sorted, past those).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn sparse(dense: &'a [Slot], sparse: &'a [(u32, Slot)]) -> Self {
         Self { dense, sparse }
     }
