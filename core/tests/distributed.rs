@@ -18,7 +18,7 @@ use aqueduct::{Error, Kind};
 mod database;
 #[path = "postgres/workers.rs"]
 mod running;
-use database::Database;
+use database::{Database, off_runtime};
 
 /// `width` tasks reading the parameter, each `x * i` (CPU and IO alternating, the IO
 /// ones 5 ms each), then their sum: a run with `width + 1` tasks.
@@ -269,6 +269,42 @@ async fn what_workers_do_not_run_is_refused_with_the_reason() {
     );
     let worker = Worker::new(cluster.clone()).serve(nested::workflow());
     assert!(worker.is_err());
+}
+
+/// On a new database the planner has no statistics of the tasks' table, and claims read
+/// and sort every ready task before their limit: the first submission analyzes it.
+#[tokio::test]
+async fn the_first_submission_to_a_new_database_gives_the_planner_statistics() {
+    #[task]
+    fn one(x: &u64) -> u64 {
+        x + 1
+    }
+    workflow! {
+        #[durable]
+        fn plus_one(x: u64) -> u64 { one(&x) }
+    }
+    let Some(db) = Database::new("dist_analyzed") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    let analyzed = || {
+        off_runtime(|| {
+            db.sql()
+                .query_one(
+                    "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables
+                     WHERE relname = 'aqueduct_dist_tasks'",
+                    &[],
+                )
+                .unwrap()
+                .get::<_, bool>(0)
+        })
+    };
+    assert!(!analyzed(), "a new database's tables have no statistics");
+    cluster
+        .submit(plus_one::workflow(), "first", (1,))
+        .await
+        .unwrap();
+    assert!(analyzed());
 }
 
 #[cfg(feature = "cli")]

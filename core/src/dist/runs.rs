@@ -106,7 +106,31 @@ pub(super) async fn submit(
     transaction
         .execute("SELECT pg_notify('aqueduct_ready', $1)", &[&id])
         .await?;
-    Ok(transaction.commit().await?)
+    transaction.commit().await?;
+    analyze_once(client).await;
+    Ok(())
+}
+
+/// Gives the planner statistics of the tasks' table if it has none (a new database):
+/// without them it estimates one ready row, and each claim reads and sorts every ready
+/// task of a run before its limit instead of scanning the ready index in order, until
+/// autovacuum analyzes the table (up to a minute). Best effort: a role that may not
+/// analyze the table leaves it to autovacuum.
+async fn analyze_once(client: &Client) {
+    let unanalyzed = client
+        .query_one(
+            "SELECT COALESCE((SELECT last_analyze IS NULL AND last_autoanalyze IS NULL
+                              FROM pg_stat_user_tables
+                              WHERE relid = 'aqueduct_dist_tasks'::regclass), false)",
+            &[],
+        )
+        .await;
+    if let Ok(row) = unanalyzed
+        && row.get::<_, bool>(0)
+        && let Err(error) = client.batch_execute("ANALYZE aqueduct_dist_tasks").await
+    {
+        tracing::debug!(error = %super::explain(&error), "cannot analyze the tasks' table");
+    }
 }
 
 /// The database's store schema, if a newer build migrated it past this one's.
