@@ -191,27 +191,26 @@ impl<'a> SlotView<'a> {
         Self { dense, sparse }
     }
 
-    /// Node `node`'s slot; an empty one for a node the view does not hold (which reads
-    /// as unresolved).
+    /// Node `node`'s slot, if the view holds it.
     #[inline]
-    pub(crate) fn get(self, node: usize) -> &'a Slot {
+    pub(crate) fn get(self, node: usize) -> Option<&'a Slot> {
         match self.dense.get(node) {
-            Some(slot) => slot,
+            Some(slot) => Some(slot),
             None => self.find(node),
         }
     }
 
+    /// Node `node`'s record, if the view holds the node and it is resolved.
+    #[inline]
+    pub(crate) fn record(self, node: usize) -> Option<&'a Record> {
+        self.get(node).and_then(OnceLock::get)
+    }
+
     #[cold]
     #[inline(never)]
-    fn find(self, node: usize) -> &'a Slot {
-        static NONE: Slot = OnceLock::new();
-        match self
-            .sparse
-            .binary_search_by_key(&node, |&(n, _)| n as usize)
-        {
-            Ok(i) => &self.sparse[i].1,
-            Err(_) => &NONE,
-        }
+    fn find(self, node: usize) -> Option<&'a Slot> {
+        let found = (self.sparse).binary_search_by_key(&node, |&(n, _)| n as usize);
+        found.ok().map(|i| &self.sparse[i].1)
     }
 }
 
@@ -249,8 +248,7 @@ pub(crate) fn unresolved<T: Send + Sync + 'static>(error: Option<TaskError>) -> 
 
 fn resolved(slots: SlotView<'_>, id: u32) -> &Value {
     &slots
-        .get(id as usize)
-        .get()
+        .record(id as usize)
         .expect("aqueduct: a node ran before its input was resolved")
         .value
 }
@@ -393,8 +391,7 @@ pub(crate) fn peek_slot<T: 'static, R>(
 pub(crate) fn aliased<'a>(slots: impl Into<SlotView<'a>>, mut node: usize) -> usize {
     let slots = slots.into();
     while let Some(Import::Local(next)) = slots
-        .get(node)
-        .get()
+        .record(node)
         .and_then(|record| record.value.downcast_ref::<Import>())
     {
         node = *next as usize;
@@ -421,7 +418,7 @@ pub(crate) fn shared<'v>(slots: SlotView<'v>, value: &'v Value) -> Option<&'v Va
     match value.downcast_ref::<Import>() {
         Some(Import::Local(tail)) => {
             let tail = aliased(slots, *tail as usize);
-            slots.get(tail).get().map(|record| &record.value)
+            slots.record(tail).map(|record| &record.value)
         }
         _ => Some(value),
     }
@@ -489,7 +486,7 @@ mod tests {
     }
 
     fn read(view: SlotView<'_>, node: usize) -> Option<u64> {
-        let record = view.get(node).get()?;
+        let record = view.record(node)?;
         record
             .value
             .downcast_ref::<Outcome<u64>>()?

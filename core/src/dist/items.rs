@@ -92,11 +92,7 @@ impl Parent {
             .collect();
         let slots = super::served::slots(plan, (count, fill_params), read)?;
         let view = slots.view();
-        if let Some(missing) = graph
-            .node(fan)
-            .inputs()
-            .find(|&n| view.get(n).get().is_none())
-        {
+        if let Some(missing) = graph.node(fan).inputs().find(|&n| view.record(n).is_none()) {
             // Not read with the task (a worker holding it passes it on instead).
             return Err(format!(
                 "the fan-out's input `{}` was not read",

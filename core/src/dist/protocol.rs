@@ -314,8 +314,9 @@ pub(super) async fn inputs(
 /// output's codec and data.
 fn input(row: &tokio_postgres::Row, at: usize) -> Input {
     let state: &str = row.get(at);
-    match (state, row.get::<_, Option<String>>(at + 2)) {
-        ("done", Some(codec)) => Input::Done(codec, row.get(at + 3)),
+    let output = (row.get::<_, Option<String>>(at + 2)).zip(row.get::<_, Option<Vec<u8>>>(at + 3));
+    match (state, output) {
+        ("done", Some((codec, data))) => Input::Done(codec, data),
         ("failed", _) => Input::Failed(row.get::<_, Option<String>>(at + 1).unwrap_or_default()),
         ("not_taken", _) => Input::NotTaken,
         _ => Input::Skipped,

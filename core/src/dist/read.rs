@@ -62,7 +62,7 @@ pub(super) async fn ended(
         .query_opt(
             "SELECT codec, data FROM aqueduct_dist_tasks
              WHERE run_id = $1 AND node = $2 AND item = -1 AND part = -1
-               AND state = 'done'",
+               AND state = 'done' AND codec IS NOT NULL AND data IS NOT NULL",
             &[&id, &(output as i32)],
         )
         .await?

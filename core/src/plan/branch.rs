@@ -73,8 +73,7 @@ impl BranchDef {
             (_, None) => Err(self.decision as usize),
             (make, Some(tail)) => {
                 let succeeded = slots
-                    .get(tail as usize)
-                    .get()
+                    .record(tail as usize)
                     .is_some_and(|record| record.status.succeeded());
                 match (make, succeeded) {
                     (_, false) => Err(tail as usize),
