@@ -394,6 +394,50 @@ fn a_database_of_a_newer_schema_is_refused_and_left_alone() {
     assert!(db.open().run("kept").unwrap().is_some());
 }
 
+/// A build that would migrate the tables waits for the distributed workers of the older
+/// build to stop: theirs would run the new tables with their own statements.
+#[test]
+fn a_migration_is_refused_while_workers_of_an_older_build_are_at_work() {
+    let Some(db) = Database::new("migration_workers") else {
+        return;
+    };
+    drop(db.open());
+    let mut sql = db.sql();
+    let current: i32 = sql
+        .query_one("SELECT version FROM aqueduct_schema", &[])
+        .unwrap()
+        .get(0);
+    // An older build's worker, seen a moment ago, with a 30 s lease.
+    sql.batch_execute(&format!(
+        "INSERT INTO aqueduct_dist_workers (id, fingerprints, seen_ms, lease_ms)
+         VALUES ('old', '{{}}', (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT, 30000);
+         UPDATE aqueduct_schema SET version = {}",
+        current - 1
+    ))
+    .unwrap();
+    let refused: StoreError = PostgresStore::connect(&db.url).unwrap_err();
+    assert!(
+        refused
+            .message
+            .contains("1 distributed worker(s) of an older build are at work"),
+        "{refused}"
+    );
+    assert!(refused.message.contains("stop them"), "{refused}");
+    let version: i32 = sql
+        .query_one("SELECT version FROM aqueduct_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, current - 1, "nothing was changed");
+    // A worker gone past its lease does not hold the migration back (here the tables
+    // are the current ones already: only the refusal is tested).
+    sql.batch_execute(&format!(
+        "UPDATE aqueduct_dist_workers SET seen_ms = 0;
+         UPDATE aqueduct_schema SET version = {current}"
+    ))
+    .unwrap();
+    drop(db.open());
+}
+
 #[test]
 fn a_connection_killed_by_the_server_is_opened_again_on_the_next_call() {
     let Some(db) = Database::new("reconnect") else {

@@ -7,6 +7,9 @@ use postgres::Transaction;
 /// The schema this build uses: the number of migrations below.
 pub(crate) const VERSION: i32 = 5;
 
+/// The schema that made `aqueduct_dist_workers` (migration 3).
+const WORKERS: i32 = 3;
+
 /// Held while the schema is checked and migrated, so that two processes opening a new
 /// database at once never both create it.
 const LOCK: i64 = 0x6171_7565_6475_6374; // "aqueduct"
@@ -210,6 +213,29 @@ pub(crate) fn migrate(transaction: &mut Transaction<'_>) -> Result<(), String> {
             "its tables are of store schema {found}, this build uses schema {VERSION}: \
              use the build that wrote them (this one changes nothing there)"
         ));
+    }
+    // Workers of an older build still at work would run this build's tables with their
+    // own statements (migration 5 dropped a table theirs read): they are stopped first.
+    if (WORKERS..VERSION).contains(&found) {
+        let live: i64 = transaction
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM aqueduct_dist_workers
+                     WHERE seen_ms + lease_ms > {}",
+                    super::NOW_MS
+                ),
+                &[],
+            )
+            .map_err(sql)?
+            .get(0);
+        if live > 0 {
+            return Err(format!(
+                "its tables are of store schema {found}, which this build migrates to \
+                 {VERSION}, but {live} distributed worker(s) of an older build are at work \
+                 (seen within their lease): stop them, then start this build (this one \
+                 changed nothing)"
+            ));
+        }
     }
     for migration in &MIGRATIONS[found as usize..] {
         transaction.batch_execute(migration).map_err(sql)?;
