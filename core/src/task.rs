@@ -78,6 +78,11 @@ pub struct TaskInfo {
     /// of its code and its inputs, and a later run with the same key loads it instead
     /// of calling the task. `None` for a task that is always called.
     pub cache: Option<CachePolicy>,
+    /// A hash of the task function's tokens (its signature and body), which `#[task]`
+    /// computes; 0 for a node built by hand. A distributed run is taken only by workers
+    /// whose workflow's tasks hash the same as the submitter's (see
+    /// [`dist`](crate::dist)). It does not see the functions the task calls.
+    pub code: u64,
 }
 
 /// How a cached task's results are kept (`#[task(cache)]`, `#[task(cache = "7d",
@@ -118,6 +123,7 @@ impl TaskInfo {
             outcome_inputs: 0,
             concurrency: None,
             cache: None,
+            code: 0,
         }
     }
 }

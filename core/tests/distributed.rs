@@ -271,6 +271,77 @@ async fn what_workers_do_not_run_is_refused_with_the_reason() {
     assert!(worker.is_err());
 }
 
+/// The same workflow, its task's body changed: another build.
+mod rebuilt {
+    use aqueduct::prelude::*;
+
+    pub(crate) mod before {
+        use super::*;
+        #[task]
+        fn step(x: &u64) -> u64 {
+            x + 1
+        }
+        workflow! {
+            #[durable]
+            pub(crate) fn stepped(x: u64) -> u64 { step(&x) }
+        }
+    }
+
+    pub(crate) mod after {
+        use super::*;
+        #[task]
+        fn step(x: &u64) -> u64 {
+            x + 2
+        }
+        workflow! {
+            #[durable]
+            pub(crate) fn stepped(x: u64) -> u64 { step(&x) }
+        }
+    }
+}
+
+/// Workers of a build whose task bodies differ never take a run's tasks, though the
+/// workflow's shape is the same: a run waits for a worker of its own build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_of_a_build_with_other_task_code_does_not_take_the_run() {
+    let Some(db) = Database::new("dist_rebuilt") else {
+        return;
+    };
+    let cluster = Cluster::connect(&db.url).unwrap();
+    let (old, new) = (
+        rebuilt::before::stepped::workflow(),
+        rebuilt::after::stepped::workflow(),
+    );
+    cluster.submit(old, "old", (1,)).await.unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut running = workers(&cluster, new, 1, &stopped).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = cluster.status("old").await.unwrap().unwrap();
+    assert!(
+        status.tasks.iter().all(|t| t.attempts == 0),
+        "a worker of another build took a task: {status:?}"
+    );
+    let listed = cluster.runs(None).await.unwrap();
+    let old_run = listed.iter().find(|r| r.id == "old").unwrap();
+    assert_eq!(
+        old_run.workers, 0,
+        "no worker serves its build: {old_run:?}"
+    );
+    running.extend(workers(&cluster, old, 1, &stopped).await);
+    let output = tokio::time::timeout(Duration::from_secs(30), cluster.wait(old, "old"))
+        .await
+        .expect("the run ends")
+        .unwrap();
+    assert_eq!(output, 2, "computed by the submitting build's code");
+    stop.send(true).unwrap();
+    let mut stats = Vec::new();
+    for worker in running {
+        stats.push(worker.await.unwrap());
+    }
+    assert_eq!(stats[0].committed, 0, "the other build's worker: {stats:?}");
+    assert!(stats[1].committed > 0, "its own build's worker: {stats:?}");
+}
+
 /// On a new database the planner has no statistics of the tasks' table, and claims read
 /// and sort every ready task before their limit: the first submission analyzes it.
 #[tokio::test]
@@ -390,6 +461,15 @@ async fn the_command_line_submits_a_run_and_waits_for_the_workers() {
     );
     let unknown = cli(&["show", "nope", "--distributed", "--database-url", url]).await;
     assert_ne!(unknown, success, "an unknown run is an error");
+    // What reads the local store's report is refused with `--distributed`, not ignored.
+    for local in [&["--timeline"][..], &["--html", "never.html"]] {
+        let args = [
+            &["show", "cli-1", "--distributed", "--database-url", url][..],
+            local,
+        ];
+        assert_ne!(cli(&args.concat()).await, success, "{local:?}");
+    }
+    assert!(!std::path::Path::new("never.html").exists());
     stop.send(true).unwrap();
     for worker in running {
         worker.await.unwrap();

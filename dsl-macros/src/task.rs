@@ -309,7 +309,8 @@ fn emit(task: &Task) -> TokenStream {
     let policy = task.options.policy();
     let timeout = task.options.timeout();
     let concurrency = task.options.concurrency();
-    let cache_policy = task.options.cache(code_hash(&task.item));
+    let code = code_hash(&task.item);
+    let cache_policy = task.options.cache(code);
     let mask: u16 = task
         .inputs
         .iter()
@@ -354,6 +355,7 @@ fn emit(task: &Task) -> TokenStream {
                 outcome_inputs: #mask,
                 concurrency: #concurrency,
                 cache: #cache_policy,
+                code: #code,
             };
             fn finish(ret: Self::Return) -> ::core::result::Result<Self::Output, #p::TaskError> {
                 #finish

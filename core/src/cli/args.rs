@@ -31,8 +31,8 @@ pub(super) struct StoreArg {
 #[derive(clap::Args, Default)]
 #[group(skip)]
 pub(super) struct ClusterArg {
-    /// Works with the distributed runs of a PostgreSQL cluster (see `worker`): `run`
-    /// submits a run to its workers and waits for it.
+    /// Works with the distributed runs of a PostgreSQL cluster (see `worker`) instead
+    /// of the local store's: `run` submits a run to the workers and waits for it.
     #[arg(long, requires = "database_url")]
     pub(super) distributed: bool,
     /// The cluster's database (`postgres://…`).
@@ -99,9 +99,11 @@ pub(super) enum Command {
         format: Output,
         /// Draws each task as a bar on a time axis instead of the table.
         #[arg(long, conflicts_with = "format")]
+        #[cfg_attr(feature = "postgres", arg(conflicts_with = "distributed"))]
         timeline: bool,
         /// Writes the timeline and the graph as one self-contained HTML page to FILE.
         #[arg(long, value_name = "FILE")]
+        #[cfg_attr(feature = "postgres", arg(conflicts_with = "distributed"))]
         html: Option<PathBuf>,
         #[cfg(feature = "postgres")]
         #[command(flatten)]

@@ -430,7 +430,8 @@ async fn drive<S, T>(
 
 pub(super) use connect::explain;
 
-/// The plan's fingerprint, if this version can distribute it: durable, every node a
+/// The plan's build (the fingerprint of its shape and its tasks' code, which runs and
+/// workers are matched by), if this version can distribute it: durable, every node a
 /// parameter, a task, an `if` or `match` (its decision and value), or a fan-out or
 /// sub-workflow whose body is of those (its output not a parameter).
 fn distributable(plan: &Plan) -> Result<&str, Error> {
@@ -478,7 +479,7 @@ fn distributable(plan: &Plan) -> Result<&str, Error> {
             "it returns a parameter: there is no task to run".into(),
         ));
     }
-    Ok(&durable.fingerprint)
+    Ok(&durable.build)
 }
 
 /// Whether node `node` of `plan` (a workflow's or a body's) is one workers run: a

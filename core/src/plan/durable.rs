@@ -54,6 +54,25 @@ pub(super) fn shape(graph: &Graph, version: u32) -> String {
     out
 }
 
+/// Appends a line per task node with its code hash (`TaskInfo::code`), nested bodies'
+/// nodes prefixed with their node's name.
+#[cfg(feature = "durable")]
+fn codes(graph: &Graph, prefix: &str, out: &mut String) {
+    for node in graph.nodes() {
+        if node.info().code != 0 {
+            let _ = writeln!(
+                out,
+                "code {prefix}{} {:016x}",
+                node.name(),
+                node.info().code
+            );
+        }
+        if let Some(body) = node.body() {
+            codes(body, &format!("{prefix}{}.", node.name()), out);
+        }
+    }
+}
+
 /// SHA-256 of the graph's [`shape`], in hex.
 #[cfg(feature = "durable")]
 fn fingerprint(shape: &str) -> String {
@@ -89,6 +108,10 @@ pub(crate) struct Durable {
     pub(crate) shape: String,
     /// SHA-256 of `shape`.
     pub(crate) fingerprint: String,
+    /// SHA-256 of `shape` and of every task's code hash: the build a distributed run is
+    /// for (a resume in one process may run fixed code; a run's workers may not mix
+    /// two builds' tasks).
+    pub(crate) build: String,
 }
 
 /// How a node's value is saved and loaded, in the format a run chose: through serde.
@@ -268,8 +291,11 @@ impl<P: Params> Builder<P> {
         if let Some(fakes) = &self.fakes {
             let _ = writeln!(shape, "built with fakes of {}", fakes.names().join(", "));
         }
+        let mut build = shape.clone();
+        codes(graph, "", &mut build);
         Some(Durable {
             fingerprint: fingerprint(&shape),
+            build: fingerprint(&build),
             shape,
         })
     }

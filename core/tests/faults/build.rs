@@ -40,6 +40,7 @@ pub(crate) fn task_info(case: &Case, task: usize) -> TaskInfo {
             module: "faults",
             ttl: c.ttl_ms.map(Duration::from_millis),
         }),
+        code: 0,
     }
 }
 
