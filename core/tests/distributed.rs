@@ -271,9 +271,14 @@ async fn what_workers_do_not_run_is_refused_with_the_reason() {
     assert!(worker.is_err());
 }
 
-/// The same workflow, its task's body changed: another build.
+/// The same workflow, its task's body or its condition changed: another build each.
 mod rebuilt {
     use aqueduct::prelude::*;
+
+    #[task]
+    fn kept(x: &u64) -> u64 {
+        x + 10
+    }
 
     pub(crate) mod before {
         use super::*;
@@ -283,11 +288,14 @@ mod rebuilt {
         }
         workflow! {
             #[durable]
-            pub(crate) fn stepped(x: u64) -> u64 { step(&x) }
+            pub(crate) fn stepped(x: u64) -> u64 {
+                if x > 3 { step(&x) } else { kept(&x) }
+            }
         }
     }
 
-    pub(crate) mod after {
+    /// `step` adds 2.
+    pub(crate) mod body {
         use super::*;
         #[task]
         fn step(x: &u64) -> u64 {
@@ -295,26 +303,47 @@ mod rebuilt {
         }
         workflow! {
             #[durable]
-            pub(crate) fn stepped(x: u64) -> u64 { step(&x) }
+            pub(crate) fn stepped(x: u64) -> u64 {
+                if x > 3 { step(&x) } else { kept(&x) }
+            }
+        }
+    }
+
+    /// `x > 0` instead of `x > 3`.
+    pub(crate) mod condition {
+        use super::*;
+        #[task]
+        fn step(x: &u64) -> u64 {
+            x + 1
+        }
+        workflow! {
+            #[durable]
+            pub(crate) fn stepped(x: u64) -> u64 {
+                if x > 0 { step(&x) } else { kept(&x) }
+            }
         }
     }
 }
 
-/// Workers of a build whose task bodies differ never take a run's tasks, though the
-/// workflow's shape is the same: a run waits for a worker of its own build.
+/// Workers of a build whose task bodies or conditions differ never take a run's tasks,
+/// though the workflow's shape is the same: a run waits for a worker of its own build.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_of_a_build_with_other_task_code_does_not_take_the_run() {
+async fn a_worker_of_a_build_with_other_code_does_not_take_the_run() {
     let Some(db) = Database::new("dist_rebuilt") else {
         return;
     };
     let cluster = Cluster::connect(&db.url).unwrap();
-    let (old, new) = (
-        rebuilt::before::stepped::workflow(),
-        rebuilt::after::stepped::workflow(),
-    );
+    let old = rebuilt::before::stepped::workflow();
+    let others = [
+        rebuilt::body::stepped::workflow(),
+        rebuilt::condition::stepped::workflow(),
+    ];
     cluster.submit(old, "old", (1,)).await.unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut running = workers(&cluster, new, 1, &stopped).await;
+    let mut running = Vec::new();
+    for other in others {
+        running.extend(workers(&cluster, other, 1, &stopped).await);
+    }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let status = cluster.status("old").await.unwrap().unwrap();
     assert!(
@@ -332,14 +361,17 @@ async fn a_worker_of_a_build_with_other_task_code_does_not_take_the_run() {
         .await
         .expect("the run ends")
         .unwrap();
-    assert_eq!(output, 2, "computed by the submitting build's code");
+    assert_eq!(
+        output, 11,
+        "decided and computed by the submitting build's code"
+    );
     stop.send(true).unwrap();
     let mut stats = Vec::new();
     for worker in running {
         stats.push(worker.await.unwrap());
     }
-    assert_eq!(stats[0].committed, 0, "the other build's worker: {stats:?}");
-    assert!(stats[1].committed > 0, "its own build's worker: {stats:?}");
+    assert_eq!(stats[0].committed + stats[1].committed, 0, "{stats:?}");
+    assert!(stats[2].committed > 0, "its own build's worker: {stats:?}");
 }
 
 /// On a new database the planner has no statistics of the tasks' table, and claims read

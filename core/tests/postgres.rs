@@ -395,9 +395,10 @@ fn a_database_of_a_newer_schema_is_refused_and_left_alone() {
 }
 
 /// A build that would migrate the tables waits for the distributed workers of the older
-/// build to stop: theirs would run the new tables with their own statements.
+/// build to stop: theirs would run the new tables with their own statements. Then it
+/// migrates, keeping what the runs computed.
 #[test]
-fn a_migration_is_refused_while_workers_of_an_older_build_are_at_work() {
+fn a_migration_waits_for_older_workers_then_keeps_the_outputs() {
     let Some(db) = Database::new("migration_workers") else {
         return;
     };
@@ -428,14 +429,54 @@ fn a_migration_is_refused_while_workers_of_an_older_build_are_at_work() {
         .unwrap()
         .get(0);
     assert_eq!(version, current - 1, "nothing was changed");
-    // A worker gone past its lease does not hold the migration back (here the tables
-    // are the current ones already: only the refusal is tested).
-    sql.batch_execute(&format!(
+    // A worker gone past its lease does not hold the migration back. The tables are
+    // made schema 4's again (outputs in a table of their own), with a finished task:
+    // migration 5 moves its output into its row.
+    assert_eq!(current, 5, "this test knows migration 5");
+    sql.batch_execute(
         "UPDATE aqueduct_dist_workers SET seen_ms = 0;
-         UPDATE aqueduct_schema SET version = {current}"
-    ))
+         ALTER TABLE aqueduct_dist_tasks DROP COLUMN codec, DROP COLUMN data;
+         CREATE TABLE aqueduct_dist_outputs (
+             run_id TEXT NOT NULL REFERENCES aqueduct_dist_runs(id) ON DELETE CASCADE,
+             node INTEGER NOT NULL, codec TEXT NOT NULL, data BYTEA NOT NULL,
+             item INTEGER NOT NULL DEFAULT -1, part INTEGER NOT NULL DEFAULT -1,
+             PRIMARY KEY (run_id, node, item, part));
+         INSERT INTO aqueduct_dist_runs
+             (id, workflow, fingerprint, input, status, submitted_ms, unfinished, failed)
+             VALUES ('r', 'w', 'f', '[]', 'succeeded', 0, 0, 0);
+         INSERT INTO aqueduct_dist_tasks (run_id, node, name, task, state, pending)
+             VALUES ('r', 1, 'a', 'a', 'done', 0), ('r', 2, 'b', 'b', 'failed', 0);
+         INSERT INTO aqueduct_dist_outputs (run_id, node, codec, data)
+             VALUES ('r', 1, 'json', '42');",
+    )
     .unwrap();
     drop(db.open());
+    let version: i32 = sql
+        .query_one("SELECT version FROM aqueduct_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, current);
+    let rows: Vec<(i32, Option<String>, Option<Vec<u8>>)> = sql
+        .query(
+            "SELECT node, codec, data FROM aqueduct_dist_tasks WHERE run_id = 'r' ORDER BY node",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (1, Some("json".to_owned()), Some(b"42".to_vec())),
+            (2, None, None)
+        ]
+    );
+    let outputs: Option<String> = sql
+        .query_one("SELECT to_regclass('aqueduct_dist_outputs')::TEXT", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(outputs, None, "the outputs' table is gone");
 }
 
 #[test]

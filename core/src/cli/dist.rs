@@ -104,11 +104,7 @@ pub(super) async fn runs<P, O>(workflow: &Workflow<P, O>, url: &str) -> Result<(
         .runs(Some(workflow.plan.graph.name()))
         .await
         .map_err(|e| e.to_string())?;
-    let this_build = workflow
-        .plan
-        .durable
-        .as_ref()
-        .map(|d| d.fingerprint.as_str());
+    let this_build = workflow.plan.durable.as_ref().map(|d| d.build.as_str());
     out_raw!(
         "{}",
         super::tables::distributed_runs_table(&runs, this_build)

@@ -54,19 +54,17 @@ pub(super) fn shape(graph: &Graph, version: u32) -> String {
     out
 }
 
-/// Appends a line per task node with its code hash (`TaskInfo::code`), nested bodies'
-/// nodes prefixed with their node's name.
+/// Appends a line per node with all its task's facts (`TaskInfo`: its code hash, its
+/// retries, timeout, limit and cache) and, for an `if` or `match`, its condition and
+/// patterns as written; nested bodies' nodes prefixed with their node's name.
 #[cfg(feature = "durable")]
 fn codes(graph: &Graph, prefix: &str, out: &mut String) {
     for node in graph.nodes() {
-        if node.info().code != 0 {
-            let _ = writeln!(
-                out,
-                "code {prefix}{} {:016x}",
-                node.name(),
-                node.info().code
-            );
+        let _ = write!(out, "task {prefix}{} {:?}", node.name(), node.info());
+        if let Some((text, arms)) = node.decides() {
+            let _ = write!(out, " deciding {text:?} {arms:?}");
         }
+        out.push('\n');
         if let Some(body) = node.body() {
             codes(body, &format!("{prefix}{}.", node.name()), out);
         }
@@ -108,9 +106,11 @@ pub(crate) struct Durable {
     pub(crate) shape: String,
     /// SHA-256 of `shape`.
     pub(crate) fingerprint: String,
-    /// SHA-256 of `shape` and of every task's code hash: the build a distributed run is
-    /// for (a resume in one process may run fixed code; a run's workers may not mix
-    /// two builds' tasks).
+    /// SHA-256 of `shape` and of every node's `TaskInfo` (its code hash, retries,
+    /// timeout, limit, cache) and condition: the build a distributed run is for (a
+    /// resume in one process may run fixed code; a run's workers may not mix two
+    /// builds' tasks).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) build: String,
 }
 
