@@ -43,7 +43,8 @@ pub enum Error {
         /// The workflow's name.
         workflow: String,
     },
-    /// `resume` of a run id the store does not know.
+    /// `resume` of a run id the store does not know, or a wait for a distributed run the
+    /// cluster does not know.
     UnknownRun {
         /// The run id.
         run: String,
@@ -230,10 +231,10 @@ impl fmt::Display for Error {
                 f,
                 "workflow `{workflow}` is not durable: declare it `#[durable]` in `workflow!` to run it with a store"
             ),
-            Error::UnknownRun { run } => write!(f, "the store has no run `{run}` to resume"),
+            Error::UnknownRun { run } => write!(f, "the store has no run `{run}`"),
             Error::InputChanged { run } => write!(
                 f,
-                "run `{run}` was started with other parameters: resume it as it was, or choose a new run id"
+                "run `{run}` was started with other parameters: give the same ones, or choose a new run id"
             ),
             Error::FingerprintMismatch { run, changes } => write!(
                 f,

@@ -327,7 +327,7 @@ async fn resuming_an_unknown_run_and_storing_a_plain_workflow_are_clear_errors()
     let unknown = resume(small::workflow(), &store, "nope").await;
     assert_eq!(
         unknown.result.unwrap_err().to_string(),
-        "the store has no run `nope` to resume"
+        "the store has no run `nope`"
     );
     let plain = plain::workflow()
         .runner()

@@ -230,7 +230,7 @@ fn resuming_a_run_the_store_does_not_know_is_a_clear_error() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("the store has no run `no-such-run` to resume"),
+        stderr.contains("the store has no run `no-such-run`"),
         "{stderr}"
     );
 }
