@@ -280,49 +280,28 @@ mod rebuilt {
         x + 10
     }
 
-    pub(crate) mod before {
-        use super::*;
-        #[task]
-        fn step(x: &u64) -> u64 {
-            x + 1
-        }
-        workflow! {
-            #[durable]
-            pub(crate) fn stepped(x: u64) -> u64 {
-                if x > 3 { step(&x) } else { kept(&x) }
+    /// A module `$build` whose `step` adds `$add` and whose condition is `x > $bound`.
+    macro_rules! build {
+        ($build:ident, $add:literal, $bound:literal) => {
+            pub(crate) mod $build {
+                use super::*;
+                #[task]
+                fn step(x: &u64) -> u64 {
+                    x + $add
+                }
+                workflow! {
+                    #[durable]
+                    pub(crate) fn stepped(x: u64) -> u64 {
+                        if x > $bound { step(&x) } else { kept(&x) }
+                    }
+                }
             }
-        }
+        };
     }
 
-    /// `step` adds 2.
-    pub(crate) mod body {
-        use super::*;
-        #[task]
-        fn step(x: &u64) -> u64 {
-            x + 2
-        }
-        workflow! {
-            #[durable]
-            pub(crate) fn stepped(x: u64) -> u64 {
-                if x > 3 { step(&x) } else { kept(&x) }
-            }
-        }
-    }
-
-    /// `x > 0` instead of `x > 3`.
-    pub(crate) mod condition {
-        use super::*;
-        #[task]
-        fn step(x: &u64) -> u64 {
-            x + 1
-        }
-        workflow! {
-            #[durable]
-            pub(crate) fn stepped(x: u64) -> u64 {
-                if x > 0 { step(&x) } else { kept(&x) }
-            }
-        }
-    }
+    build!(before, 1, 3);
+    build!(body, 2, 3);
+    build!(condition, 1, 0);
 }
 
 /// Workers of a build whose task bodies or conditions differ never take a run's tasks,
