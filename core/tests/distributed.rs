@@ -283,6 +283,8 @@ mod rebuilt {
     /// A module `$build` whose `step` adds `$add` and whose condition is `x > $bound`.
     macro_rules! build {
         ($build:ident, $add:literal, $bound:literal) => {
+            // Only `stepped::workflow()` is used, not the function itself.
+            #[allow(dead_code)]
             pub(crate) mod $build {
                 use super::*;
                 #[task]
