@@ -79,9 +79,9 @@ pub struct TaskInfo {
     /// of calling the task. `None` for a task that is always called.
     pub cache: Option<CachePolicy>,
     /// A hash of the task function's tokens (its signature and body), which `#[task]`
-    /// computes; 0 for a node built by hand. A distributed run is taken only by workers
-    /// whose workflow's tasks hash the same as the submitter's (see
-    /// [`dist`](crate::dist)). It does not see the functions the task calls.
+    /// computes; 0 for a node built by hand. A distributed run (module `dist`, feature
+    /// `postgres`) is taken only by workers whose workflow's tasks hash the same as the
+    /// submitter's. It does not see the functions the task calls.
     pub code: u64,
 }
 
