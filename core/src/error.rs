@@ -77,7 +77,7 @@ pub enum Error {
         workflow: String,
     },
     /// A run id given to [`Runner::run_id`](crate::Runner::run_id), the CLI or
-    /// [`Cluster::submit`](crate::dist::Cluster::submit) that no run may have: empty,
+    /// `dist::Cluster::submit` (feature `postgres`) that no run may have: empty,
     /// longer than 256 bytes, with a control character, or with whitespace around it.
     /// Nothing was run or changed.
     InvalidRunId {
@@ -124,7 +124,8 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
-    /// A workflow that this version cannot run distributed ([`dist`](crate::dist)).
+    /// A workflow that this version cannot run distributed (module `dist`, feature
+    /// `postgres`).
     NotDistributable {
         /// The workflow's name.
         workflow: String,
