@@ -211,6 +211,9 @@ async fn retries_failures_skips_and_cleanups_behave_as_in_one_process() {
         (task("fixed").state.as_str(), task("fixed").attempts),
         ("done", 3)
     );
+    // What failed before it succeeded is still told.
+    assert_eq!(task("fixed").error.as_deref(), Some("not yet"));
+    assert_eq!(task("report").error, None);
     // The cleanup read the failure and ran.
     assert_eq!(task("report").state, "done");
     // Each attempt knew which it was (CPU on rayon, IO on tokio after an await).

@@ -142,12 +142,12 @@ pub(super) fn distributed_run_table(run: &crate::dist::DistributedRun) -> String
             task.workers.join(", ")
         );
         if let Some(error) = &task.error {
-            let handled = if task.handled {
-                " (handled by a `match`)"
-            } else {
-                ""
+            let what = match (task.state.as_str(), task.handled) {
+                ("done", _) => "an earlier attempt failed",
+                (_, true) => "error (handled by a `match`)",
+                _ => "error",
             };
-            let _ = writeln!(out, "  error{handled}: {error}");
+            let _ = writeln!(out, "  {what}: {error}");
         }
         if let Some(from) = &task.cached_from {
             let _ = writeln!(out, "  cached: the result of run `{from}`");
@@ -230,7 +230,10 @@ mod tests {
             table.contains("tripled") && table.contains("a:1:x, b:2:y"),
             "{table}"
         );
-        assert!(table.contains("  error: lost"), "{table}");
+        assert!(
+            table.contains("  an earlier attempt failed: lost"),
+            "{table}"
+        );
         assert!(
             table.contains("  cached: the result of run `first`"),
             "{table}"

@@ -320,7 +320,8 @@ async fn fence(
     let rows = transaction
         .query_typed(
             &format!(
-                "UPDATE aqueduct_dist_tasks t SET state = e.state, error = e.error,
+                "UPDATE aqueduct_dist_tasks t SET state = e.state,
+                     error = CASE WHEN e.state = 'done' THEN t.error ELSE e.error END,
                      lease_owner = NULL, lease_ms = NULL,
                      ended_ms = CASE WHEN e.state IN ('ready', 'waiting') THEN t.ended_ms
                                      ELSE {NOW_MS} END,

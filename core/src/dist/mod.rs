@@ -138,7 +138,8 @@ pub struct DistributedTask {
     pub attempts: u32,
     /// The worker (`host:pid:tag`) that claimed each attempt, the first first.
     pub workers: Vec<String>,
-    /// Why its last attempt failed.
+    /// Why its last failed attempt failed: its last attempt's error, or for a task
+    /// that succeeded after a retry, the error of the attempt before.
     pub error: Option<String>,
     /// Whether a `match` on its outcome handled its failure (it does not fail the run).
     pub handled: bool,
