@@ -67,6 +67,9 @@ pub use worker::{Worker, WorkerStats};
 pub struct Cluster {
     target: Arc<Target>,
     tls: Option<MakeRustlsConnect>,
+    /// Whether a submission found the tasks' table analyzed (or analyzed it): later
+    /// ones do not look again.
+    analyzed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -183,6 +186,7 @@ impl Cluster {
         Ok(Self {
             target: Arc::new(target),
             tls,
+            analyzed: Arc::default(),
         })
     }
 
@@ -228,7 +232,9 @@ impl Cluster {
         let mut client = self.client().await?;
         runs::submit(&mut client, plan, fingerprint, run_id, &input)
             .await
-            .map_err(|failure| failure.into_error(&self.target.shown, run_id))
+            .map_err(|failure| failure.into_error(&self.target.shown, run_id))?;
+        runs::analyze_once(&client, &self.analyzed).await;
+        Ok(())
     }
 
     /// Waits for run `run_id` of `workflow` to end and returns its output (decoded),

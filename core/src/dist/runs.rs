@@ -106,17 +106,20 @@ pub(super) async fn submit(
     transaction
         .execute("SELECT pg_notify('aqueduct_ready', $1)", &[&id])
         .await?;
-    transaction.commit().await?;
-    analyze_once(client).await;
-    Ok(())
+    Ok(transaction.commit().await?)
 }
 
 /// Gives the planner statistics of the tasks' table if it has none (a new database):
 /// without them it estimates one ready row, and each claim reads and sorts every ready
 /// task of a run before its limit instead of scanning the ready index in order, until
 /// autovacuum analyzes the table (up to a minute). Best effort: a role that may not
-/// analyze the table leaves it to autovacuum.
-async fn analyze_once(client: &Client) {
+/// analyze the table leaves it to autovacuum. Once it has looked, `analyzed` spares
+/// later submissions the look.
+pub(super) async fn analyze_once(client: &Client, analyzed: &std::sync::atomic::AtomicBool) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if analyzed.load(Relaxed) {
+        return;
+    }
     let unanalyzed = client
         .query_one(
             "SELECT COALESCE((SELECT last_analyze IS NULL AND last_autoanalyze IS NULL
@@ -125,12 +128,14 @@ async fn analyze_once(client: &Client) {
             &[],
         )
         .await;
-    if let Ok(row) = unanalyzed
-        && row.get::<_, bool>(0)
+    let Ok(row) = unanalyzed else { return };
+    if row.get::<_, bool>(0)
         && let Err(error) = client.batch_execute("ANALYZE aqueduct_dist_tasks").await
     {
         tracing::debug!(error = %super::explain(&error), "cannot analyze the tasks' table");
+        return;
     }
+    analyzed.store(true, Relaxed);
 }
 
 /// The database's store schema, if a newer build migrated it past this one's.
