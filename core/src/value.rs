@@ -220,12 +220,6 @@ impl<'a> From<&'a [Slot]> for SlotView<'a> {
     }
 }
 
-impl<'a> From<&'a Box<[Slot]>> for SlotView<'a> {
-    fn from(slots: &'a Box<[Slot]>) -> Self {
-        Self::dense(slots)
-    }
-}
-
 pub(crate) fn fill(slot: &Slot, value: Value) {
     let _ = slot.set(Record::new(
         value,
@@ -507,6 +501,7 @@ mod tests {
         // A node it does not hold reads as unresolved, never as another node's value.
         for missing in [2, 4, 6, 8_999, 9_001, 70_001] {
             assert_eq!(read(view, missing), None, "node {missing}");
+            assert!(view.get(missing).is_none(), "node {missing} has no slot");
         }
     }
 

@@ -322,7 +322,8 @@ async fn a_worker_of_a_build_with_other_code_does_not_take_the_run() {
         rebuilt::body::stepped::workflow(),
         rebuilt::condition::stepped::workflow(),
     ];
-    cluster.submit(old, "old", (1,)).await.unwrap();
+    // 5 takes `step` in this build (6) and in the others (7 with `step`'s new body).
+    cluster.submit(old, "old", (5,)).await.unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut running = Vec::new();
     for other in others {
@@ -345,10 +346,7 @@ async fn a_worker_of_a_build_with_other_code_does_not_take_the_run() {
         .await
         .expect("the run ends")
         .unwrap();
-    assert_eq!(
-        output, 11,
-        "decided and computed by the submitting build's code"
-    );
+    assert_eq!(output, 6, "computed by the submitting build's code");
     stop.send(true).unwrap();
     let mut stats = Vec::new();
     for worker in running {
@@ -392,6 +390,13 @@ async fn the_first_submission_to_a_new_database_gives_the_planner_statistics() {
         .await
         .unwrap();
     assert!(analyzed());
+    // A run the cluster does not have is an error that says so (not a wait).
+    let unknown = cluster
+        .wait(plus_one::workflow(), "nope")
+        .await
+        .unwrap_err();
+    assert!(matches!(unknown, Error::UnknownRun { .. }), "{unknown}");
+    assert_eq!(unknown.to_string(), "the store has no run `nope`");
 }
 
 #[cfg(feature = "cli")]
@@ -781,6 +786,8 @@ async fn a_failed_item_fails_its_fan_out_and_a_tolerant_reader_sees_it() {
     .await
     .expect("the run ends")
     .unwrap_err();
+    // What the tolerant reader saw on a worker (before a run in this process adds its own).
+    let distributed = OUTCOMES.lock().unwrap().pop().unwrap();
     let Error::Failed { failures, .. } = &failed else {
         panic!("{failed}");
     };
@@ -803,7 +810,6 @@ async fn a_failed_item_fails_its_fan_out_and_a_tolerant_reader_sees_it() {
     let outcome = status.tasks.iter().find(|t| t.node == "outcome").unwrap();
     assert_eq!(outcome.state, "done", "the tolerant reader ran: {status:?}");
     // It saw each item's outcome, as in one process.
-    let distributed = OUTCOMES.lock().unwrap().pop().unwrap();
     assert!(
         tolerant::workflow().run((10, 1)).await.is_err(),
         "one process fails too"

@@ -318,6 +318,10 @@ async fn reusing_a_run_id_with_other_parameters_is_refused() {
         message.contains("run `r` was started with other parameters"),
         "{message}"
     );
+    assert!(
+        message.contains("give the same ones, or choose a new run id"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

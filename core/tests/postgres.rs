@@ -365,6 +365,13 @@ fn the_password_never_appears_in_errors_locations_or_records() {
     assert!(!dump.contains(PASSWORD), "{dump}");
 }
 
+/// The store schema the database's tables are of.
+fn schema_version(sql: &mut postgres::Client) -> i32 {
+    sql.query_one("SELECT version FROM aqueduct_schema", &[])
+        .unwrap()
+        .get(0)
+}
+
 #[test]
 fn a_database_of_a_newer_schema_is_refused_and_left_alone() {
     let Some(db) = Database::new("schema") else {
@@ -372,18 +379,12 @@ fn a_database_of_a_newer_schema_is_refused_and_left_alone() {
     };
     drop(db.open());
     let mut sql = db.sql();
-    let current: i32 = sql
-        .query_one("SELECT version FROM aqueduct_schema", &[])
-        .unwrap()
-        .get(0);
+    let current = schema_version(&mut sql);
     sql.execute("UPDATE aqueduct_schema SET version = 99", &[])
         .unwrap();
     let refused: StoreError = PostgresStore::connect(&db.url).unwrap_err();
     assert!(refused.message.contains("schema 99"), "{refused}");
-    let version: i32 = sql
-        .query_one("SELECT version FROM aqueduct_schema", &[])
-        .unwrap()
-        .get(0);
+    let version = schema_version(&mut sql);
     assert_eq!(version, 99, "nothing was changed");
     // Opening a database that has the tables already changes nothing either.
     sql.execute("UPDATE aqueduct_schema SET version = $1", &[&current])
@@ -394,20 +395,17 @@ fn a_database_of_a_newer_schema_is_refused_and_left_alone() {
     assert!(db.open().run("kept").unwrap().is_some());
 }
 
-/// A build that would migrate the tables waits for the distributed workers of the older
-/// build to stop: theirs would run the new tables with their own statements. Then it
-/// migrates, keeping what the runs computed.
+/// A build that would migrate the tables is refused while distributed workers of the
+/// older build are at work: theirs would run the new tables with their own statements.
+/// Once they are gone it migrates, keeping what the runs computed.
 #[test]
-fn a_migration_waits_for_older_workers_then_keeps_the_outputs() {
+fn a_migration_is_refused_while_older_workers_work_then_keeps_the_outputs() {
     let Some(db) = Database::new("migration_workers") else {
         return;
     };
     drop(db.open());
     let mut sql = db.sql();
-    let current: i32 = sql
-        .query_one("SELECT version FROM aqueduct_schema", &[])
-        .unwrap()
-        .get(0);
+    let current = schema_version(&mut sql);
     // An older build's worker, seen a moment ago, with a 30 s lease.
     sql.batch_execute(&format!(
         "INSERT INTO aqueduct_dist_workers (id, fingerprints, seen_ms, lease_ms)
@@ -424,10 +422,7 @@ fn a_migration_waits_for_older_workers_then_keeps_the_outputs() {
         "{refused}"
     );
     assert!(refused.message.contains("stop them"), "{refused}");
-    let version: i32 = sql
-        .query_one("SELECT version FROM aqueduct_schema", &[])
-        .unwrap()
-        .get(0);
+    let version = schema_version(&mut sql);
     assert_eq!(version, current - 1, "nothing was changed");
     // A worker gone past its lease does not hold the migration back. The tables are
     // made schema 4's again (outputs in a table of their own), with a finished task:
@@ -436,6 +431,8 @@ fn a_migration_waits_for_older_workers_then_keeps_the_outputs() {
     sql.batch_execute(
         "UPDATE aqueduct_dist_workers SET seen_ms = 0;
          ALTER TABLE aqueduct_dist_tasks DROP COLUMN codec, DROP COLUMN data;
+         ALTER TABLE aqueduct_dist_tasks RESET (autovacuum_vacuum_scale_factor,
+                                                autovacuum_analyze_scale_factor);
          CREATE TABLE aqueduct_dist_outputs (
              run_id TEXT NOT NULL REFERENCES aqueduct_dist_runs(id) ON DELETE CASCADE,
              node INTEGER NOT NULL, codec TEXT NOT NULL, data BYTEA NOT NULL,
@@ -451,10 +448,7 @@ fn a_migration_waits_for_older_workers_then_keeps_the_outputs() {
     )
     .unwrap();
     drop(db.open());
-    let version: i32 = sql
-        .query_one("SELECT version FROM aqueduct_schema", &[])
-        .unwrap()
-        .get(0);
+    let version = schema_version(&mut sql);
     assert_eq!(version, current);
     let rows: Vec<(i32, Option<String>, Option<Vec<u8>>)> = sql
         .query(
@@ -477,6 +471,17 @@ fn a_migration_waits_for_older_workers_then_keeps_the_outputs() {
         .unwrap()
         .get(0);
     assert_eq!(outputs, None, "the outputs' table is gone");
+    let options: Vec<String> = sql
+        .query_one(
+            "SELECT reloptions FROM pg_class WHERE relname = 'aqueduct_dist_tasks'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        options.contains(&"autovacuum_vacuum_scale_factor=0.02".to_owned()),
+        "a database of schema 4 gets the tasks' vacuum setting too: {options:?}"
+    );
 }
 
 #[test]

@@ -10,7 +10,6 @@ use tokio_postgres::types::Type;
 
 use super::protocol::Place;
 use crate::plan::{Call, Plan};
-use crate::task::Kind;
 
 /// The cap of the fan-out whose item's output is at `place`, if that fan-out is capped.
 pub(super) fn item_of_capped(plan: &Plan, place: Place) -> Option<u32> {
@@ -64,16 +63,11 @@ pub(super) async fn next_items<'a>(
         // Items `cap + ended before` on wait for these; rows past the last item match
         // nothing.
         for item in cap + ended_now.saturating_sub(count)..cap + ended_now {
-            for part in first_tasks(&def.body) {
-                next.push((run, Place::in_item(node as usize, item, part)));
+            // An item starts with its body's roots (the tasks that wait for no other).
+            for &part in &def.body.roots {
+                next.push((run, Place::in_item(node as usize, item, part as usize)));
             }
         }
     }
     Ok(next)
-}
-
-/// The tasks of a body that wait for no other task: an item starts with them.
-fn first_tasks(body: &Plan) -> impl Iterator<Item = usize> + '_ {
-    (0..body.graph.len())
-        .filter(|&part| body.graph.kind(part) != Kind::Param && body.waits_for[part] == 0)
 }

@@ -49,6 +49,15 @@ impl End {
         }
     }
 
+    /// How a task that did not run ended: not taken, or skipped.
+    pub(super) fn unreached(not_taken: bool) -> Self {
+        if not_taken {
+            End::NotTaken
+        } else {
+            End::Skipped
+        }
+    }
+
     /// How a task whose row is in `state` ended.
     pub(super) fn of_state(state: &str) -> Self {
         match state {
@@ -140,9 +149,7 @@ pub(super) async fn release<'a>(
         if arrivals.is_empty() {
             continue;
         }
-        let runs: Vec<&str> = arrivals.keys().map(|(run, _)| *run).collect();
-        let places: Vec<Place> = arrivals.keys().map(|(_, place)| *place).collect();
-        let (nodes, items, parts) = Place::columns(&places);
+        let (runs, nodes, items, parts) = Place::keys(arrivals.keys().copied());
         let arrived: Vec<i32> = arrivals.values().map(|a| a[0]).collect();
         let dooms: Vec<i32> = arrivals.values().map(|a| a[1]).collect();
         let untaken: Vec<i32> = arrivals.values().map(|a| a[2]).collect();
@@ -301,7 +308,7 @@ pub(super) async fn expand<'a>(
     committed: &[bool],
 ) -> Result<Vec<(&'a str, i32)>, tokio_postgres::Error> {
     let mut added = Vec::new();
-    let (mut runs, mut places) = (Vec::new(), Vec::new());
+    let mut keys = Vec::new();
     let (mut names, mut tasks, mut pending, mut states, mut limits) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (ending, _) in endings.iter().zip(committed).filter(|(_, c)| **c) {
@@ -320,8 +327,10 @@ pub(super) async fn expand<'a>(
         let open = def.at_once.map_or(items, |cap| cap as usize);
         for item in 0..items {
             for &part in &parts {
-                runs.push(ending.claimed.run.as_str());
-                places.push(Place::in_item(node, item, part));
+                keys.push((
+                    ending.claimed.run.as_str(),
+                    Place::in_item(node, item, part),
+                ));
                 names.push(Place::in_item(node, item, part).name(&ending.plan));
                 let info = body.graph.info(part);
                 tasks.push(info.name);
@@ -334,10 +343,10 @@ pub(super) async fn expand<'a>(
         }
         added.push((ending.claimed.run.as_str(), (items * parts.len()) as i32));
     }
-    if runs.is_empty() {
+    if keys.is_empty() {
         return Ok(added);
     }
-    let (nodes, items, parts) = Place::columns(&places);
+    let (runs, nodes, items, parts) = Place::keys(keys);
     transaction
         .execute_typed(
             &format!(

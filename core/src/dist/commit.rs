@@ -167,8 +167,7 @@ pub(super) async fn commit(
             }
             | Ended::Expanded { .. } => continue,
             Ended::Failed { .. } => End::Failed,
-            Ended::Unreached { not_taken: false } => End::Skipped,
-            Ended::Unreached { not_taken: true } => End::NotTaken,
+            Ended::Unreached { not_taken } => End::unreached(*not_taken),
         };
         ended.push((&ending.claimed.run, &*ending.plan, place, end));
     }
@@ -263,9 +262,11 @@ async fn fence(
     stopped: &[bool],
 ) -> Result<Vec<bool>, tokio_postgres::Error> {
     let count = endings.len();
-    let runs: Vec<&str> = endings.iter().map(|e| e.claimed.run.as_str()).collect();
-    let places: Vec<Place> = endings.iter().map(|e| e.claimed.place).collect();
-    let (nodes, items, parts) = Place::columns(&places);
+    let (runs, nodes, items, parts) = Place::keys(
+        endings
+            .iter()
+            .map(|e| (e.claimed.run.as_str(), e.claimed.place)),
+    );
     let attempts: Vec<i32> = endings.iter().map(|e| e.claimed.attempt as i32).collect();
     let indexes: Vec<i32> = (0..count as i32).collect();
     let (mut states, mut errors, mut delays, mut pending) = (
@@ -296,14 +297,7 @@ async fn fence(
                 None,
             ),
             Ended::Failed { error, .. } => ("failed", Some(error.as_str()), 0, None),
-            Ended::Unreached { not_taken } => {
-                let end = if *not_taken {
-                    End::NotTaken
-                } else {
-                    End::Skipped
-                };
-                (end.state(), None, 0, None)
-            }
+            Ended::Unreached { not_taken } => (End::unreached(*not_taken).state(), None, 0, None),
             Ended::Expanded { items } => ("waiting", None, 0, Some(*items as i32)),
         };
         let output = match &ending.ended {

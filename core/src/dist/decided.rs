@@ -65,10 +65,8 @@ impl<'a> Decided<'a> {
         if self.unreached.is_empty() {
             return Ok(Vec::new());
         }
-        let runs: Vec<&str> = self.unreached.iter().map(|u| u.0).collect();
-        let places: Vec<Place> = self.unreached.iter().map(|u| u.1).collect();
+        let (runs, nodes, items, parts) = Place::keys(self.unreached.iter().map(|u| (u.0, u.1)));
         let states: Vec<&str> = self.unreached.iter().map(|u| u.2.state()).collect();
-        let (nodes, items, parts) = Place::columns(&places);
         let rows = transaction
             .query_typed(
                 &format!(
@@ -106,9 +104,7 @@ impl<'a> Decided<'a> {
         if self.handled.is_empty() {
             return Ok(Vec::new());
         }
-        let runs: Vec<&str> = self.handled.iter().map(|h| h.0).collect();
-        let places: Vec<Place> = self.handled.iter().map(|h| h.1).collect();
-        let (nodes, items, parts) = Place::columns(&places);
+        let (runs, nodes, items, parts) = Place::keys(self.handled.iter().copied());
         let rows = transaction
             .query_typed(
                 "UPDATE aqueduct_dist_tasks t SET handled = true

@@ -13,10 +13,10 @@ use super::commit::{CacheNote, Ended};
 use super::current::{AttemptId, CURRENT_IO, as_current};
 use super::items::{self, Parent};
 use super::protocol::{Claimed, Input, Place};
-use super::served::{self, Served, Slots};
+use super::served::{Served, Slots};
 use crate::plan::{Call, Called, CheckpointFormat, Plan};
 use crate::task::{Kind, TaskError, TaskInfo, panic_message};
-use crate::value::{Slot, Value};
+use crate::value::Value;
 /// What a task calls: a node of the workflow, or a node of a fan-out's item.
 #[derive(Clone, Copy)]
 pub(super) enum Target {
@@ -273,12 +273,8 @@ fn slots_of(
 ) -> Result<Slots, String> {
     match target {
         Target::Top(_) => {
-            let count = (0..served.plan.graph.len())
-                .take_while(|&n| served.plan.graph.kind(n) == Kind::Param)
-                .count();
             let inputs = inputs.into_iter().map(|(p, i)| (p.node(), i)).collect();
-            let fill = |slots: &mut [Slot]| served.fill_params(params, slots);
-            served::slots(&served.plan, (count, fill), inputs)
+            served.workflow_slots(params, inputs)
         }
         Target::Item { fan, item, part } => {
             items::item_slots(served, run, (fan, item, part), params, inputs)

@@ -79,18 +79,13 @@ impl Parent {
         params: &Arc<[u8]>,
         inputs: Vec<(Place, Input)>,
     ) -> Result<Self, String> {
-        let plan = &served.plan;
-        let graph = &plan.graph;
-        let count = (0..graph.len())
-            .take_while(|&n| graph.kind(n) == crate::task::Kind::Param)
-            .count();
-        let fill_params = |slots: &mut [Slot]| served.fill_params(params, slots);
+        let graph = &served.plan.graph;
         let read = inputs
             .iter()
             .filter(|(place, _)| place.body().is_none())
             .map(|(place, input)| (place.node(), input.clone()))
             .collect();
-        let slots = super::served::slots(plan, (count, fill_params), read)?;
+        let slots = served.workflow_slots(params, read)?;
         let view = slots.view();
         if let Some(missing) = graph.node(fan).inputs().find(|&n| view.record(n).is_none()) {
             // Not read with the task (a worker holding it passes it on instead).

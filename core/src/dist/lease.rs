@@ -75,9 +75,8 @@ pub(super) async fn heartbeat(
     if running.is_empty() {
         return Ok(0);
     }
-    let runs: Vec<&str> = running.iter().map(|(run, _, _)| run.as_str()).collect();
-    let places: Vec<Place> = running.iter().map(|(_, place, _)| *place).collect();
-    let (nodes, items, parts) = Place::columns(&places);
+    let (runs, nodes, items, parts) =
+        Place::keys(running.iter().map(|(run, place, _)| (run.as_str(), *place)));
     let attempts: Vec<i32> = running.iter().map(|(_, _, attempt)| *attempt).collect();
     client
         .execute(

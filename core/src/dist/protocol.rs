@@ -76,13 +76,19 @@ impl Place {
         }
     }
 
-    /// Its columns as a row takes them (node, item, part).
-    pub(super) fn columns(places: &[Self]) -> (Vec<i32>, Vec<i32>, Vec<i32>) {
-        (
-            places.iter().map(|p| p.node as i32).collect(),
-            places.iter().map(|p| p.item).collect(),
-            places.iter().map(|p| p.part).collect(),
-        )
+    /// The keys of tasks (their runs and places) as the columns a statement's `UNNEST`
+    /// takes them: run ids, nodes, items, parts.
+    pub(super) fn keys<'a>(
+        tasks: impl IntoIterator<Item = (&'a str, Place)>,
+    ) -> (Vec<&'a str>, Vec<i32>, Vec<i32>, Vec<i32>) {
+        let (mut runs, mut nodes, mut items, mut parts) = (vec![], vec![], vec![], vec![]);
+        for (run, place) in tasks {
+            runs.push(run);
+            nodes.push(place.node as i32);
+            items.push(place.item);
+            parts.push(place.part);
+        }
+        (runs, nodes, items, parts)
     }
 }
 
@@ -269,20 +275,19 @@ pub(super) async fn inputs(
     claimed: &[Claimed],
     wanted: &[Vec<Place>],
 ) -> Result<Vec<Vec<(Place, Input)>>, tokio_postgres::Error> {
-    let (mut runs, mut places, mut of) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut keys, mut of) = (Vec::new(), Vec::new());
     for (i, (task, wanted)) in claimed.iter().zip(wanted).enumerate() {
         for &place in wanted {
-            runs.push(task.run.as_str());
-            places.push(place);
+            keys.push((task.run.as_str(), place));
             of.push(i as i32);
         }
     }
     let mut inputs: Vec<Vec<(Place, Input)>> =
         wanted.iter().map(|w| Vec::with_capacity(w.len())).collect();
-    if runs.is_empty() {
+    if keys.is_empty() {
         return Ok(inputs);
     }
-    let (nodes, items, parts) = Place::columns(&places);
+    let (runs, nodes, items, parts) = Place::keys(keys);
     let rows = client
         .query_typed(
             "SELECT w.i, t.node, t.item, t.part, t.state, t.error, t.codec, t.data

@@ -192,21 +192,17 @@ impl RunEnd {
     }
 }
 
-/// The name one process gives a failure of `task`: a node's name; a task of a `for`'s
-/// item with the item's index (`task[3]`), of a sub-workflow after it (`sub.task`).
-/// One level of what `exec::finish`'s `Naming` composes at any depth (workers run no
-/// nested `for`); a change of that convention changes both.
+/// The name one process gives a failure of `task` (`FanOutDef::item_naming`): a
+/// node's name, `task[3]` in a `for`'s item, `sub.task` in a sub-workflow.
 fn failure_name(plan: &Plan, task: &Unsucceeded) -> String {
     let (Some((part, item)), crate::plan::Call::FanOut(def)) =
         (task.place.body(), &plan.calls[task.place.node()])
     else {
         return task.name.clone();
     };
-    let name = def.body.graph.name_of(part);
-    match def.collection {
-        Some(_) => format!("{name}[{item}]"),
-        None => format!("{}.{name}", plan.graph.name_of(task.place.node())),
-    }
+    let fan = plan.graph.name_of(task.place.node());
+    let (prefix, suffix) = def.item_naming(("", ""), fan, item);
+    format!("{prefix}{}{suffix}", def.body.graph.name_of(part))
 }
 
 /// The `&'static str` name of task `name` of `plan` or of its fan-outs' bodies (what

@@ -61,6 +61,17 @@ impl Served {
         }
     }
 
+    /// Slots for a call of a node of the workflow: the run's parameters (`params`,
+    /// encoded) and the call's `inputs` (nodes of the workflow), decoded.
+    pub(super) fn workflow_slots(
+        &self,
+        params: &[u8],
+        inputs: Vec<(usize, Input)>,
+    ) -> Result<Slots, String> {
+        let fill = |slots: &mut [Slot]| self.fill_params(params, slots);
+        slots(&self.plan, (self.plan.params(), fill), inputs)
+    }
+
     /// The run's parameters (`params`, encoded) in `slots`, made takeable where their
     /// reader takes them.
     pub(super) fn fill_params(&self, params: &[u8], slots: &mut [Slot]) -> Result<(), String> {

@@ -40,10 +40,7 @@ impl Naming<'_> {
         // A fused fan-out keeps no slots for the items it does not report.
         let items = record.items().iter().enumerate();
         for (index, item) in items.filter(|(_, slots)| !slots.is_empty()) {
-            let (prefix, suffix) = match def.collection {
-                Some(_) => (self.prefix.to_owned(), format!("{}[{index}]", self.suffix)),
-                None => (format!("{}{node}.", self.prefix), self.suffix.to_owned()),
-            };
+            let (prefix, suffix) = def.item_naming((self.prefix, self.suffix), node, index);
             each(
                 Naming {
                     prefix: &prefix,

@@ -135,6 +135,22 @@ pub(crate) struct FanOutDef {
 }
 
 impl FanOutDef {
+    /// How the names of item `index`'s tasks are made, given how the fan-out's own
+    /// run names its tasks (`prefix`, `suffix`) and the fan-out's name `node`: a `for`'s
+    /// item appends its index (`task[3]`), a sub-workflow prefixes its name
+    /// (`sub.task`). Reports, failures and distributed runs all name tasks so.
+    pub(crate) fn item_naming(
+        &self,
+        (prefix, suffix): (&str, &str),
+        node: &str,
+        index: usize,
+    ) -> (String, String) {
+        match self.collection {
+            Some(_) => (prefix.to_owned(), format!("{suffix}[{index}]")),
+            None => (format!("{prefix}{node}."), suffix.to_owned()),
+        }
+    }
+
     /// How many parameters its body has: the item (if it has a collection), then the
     /// imports.
     pub(crate) fn params(&self) -> usize {

@@ -276,15 +276,19 @@ impl Plan {
         }
     }
 
+    /// How many parameters (and resources) it has: its first nodes.
+    pub(crate) fn params(&self) -> usize {
+        (0..self.graph.len())
+            .take_while(|&node| self.graph.kind(node) == Kind::Param)
+            .count()
+    }
+
     /// Makes the parameters whose one reader takes them by value takeable, in a run's
     /// `slots` (filled with the parameters, not yet shared). The parameters are the
     /// graph's first nodes ([`Builder::new`] declares them before anything else).
     pub(crate) fn settle_params(&self, slots: &mut [Slot]) {
-        let params = slots
-            .iter_mut()
-            .enumerate()
-            .take_while(|&(node, _)| self.graph.kind(node) == Kind::Param);
-        for (node, slot) in params {
+        let params = self.params();
+        for (node, slot) in slots.iter_mut().enumerate().take(params) {
             if self.movers[node].is_none() {
                 continue;
             }

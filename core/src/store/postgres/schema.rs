@@ -154,10 +154,6 @@ const MIGRATIONS: [&str; VERSION as usize] = [
     -- A capped `for` (`#[concurrency = N] for`): how many of its items ended, on its
     -- row; the items past the first N wait for a place (`pending` one more).
     ALTER TABLE aqueduct_dist_tasks ADD COLUMN items_ended INTEGER NOT NULL DEFAULT 0;
-    -- Each task's row is written two or three times: vacuumed after 2% of it is dead,
-    -- not the default 20% (dead versions slowed runs 2-3x in BENCHMARKS.md).
-    ALTER TABLE aqueduct_dist_tasks SET (autovacuum_vacuum_scale_factor = 0.02,
-                                         autovacuum_analyze_scale_factor = 0.02);
 ",
     "
     -- A task's output is written by the update that ends its attempt, in its own row:
@@ -172,6 +168,10 @@ const MIGRATIONS: [&str; VERSION as usize] = [
     FROM aqueduct_dist_outputs o
     WHERE o.run_id = t.run_id AND o.node = t.node AND o.item = t.item AND o.part = t.part;
     DROP TABLE aqueduct_dist_outputs;
+    -- Each task's row is written two or three times: vacuumed after 2% of it is dead,
+    -- not the default 20% (dead versions slowed runs 2-3x in BENCHMARKS.md).
+    ALTER TABLE aqueduct_dist_tasks SET (autovacuum_vacuum_scale_factor = 0.02,
+                                         autovacuum_analyze_scale_factor = 0.02);
 ",
 ];
 
