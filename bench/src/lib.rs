@@ -372,6 +372,17 @@ pub mod baseline {
         out.into_inner()
     }
 
+    /// `chain-N` as the hops a CPU run makes from tokio: a future hands the chain to a
+    /// rayon job and awaits its value (the floor under any CPU run's fixed cost).
+    pub async fn hops_chain(n: usize, seed: u64) -> u64 {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        rayon::spawn(move || {
+            let value = (0..n as u64).fold(seed, |x, _| std::hint::black_box(x + 1));
+            let _ = tx.send(value);
+        });
+        rx.await.unwrap_or_default()
+    }
+
     /// `fanout-N` on rayon: a source job, N jobs in a scope, a sink.
     pub fn rayon_fanout(n: usize, seed: u64) -> u64 {
         let source = rayon::join(|| seed + 1, || ()).0;

@@ -55,6 +55,16 @@ impl Record {
         Self::with_items(value, status, times, error, retried, ItemRuns::default())
     }
 
+    /// A record with no history: a success at the first attempt.
+    pub(crate) fn succeeded(value: Value, status: TaskStatus, times: [u64; 4]) -> Self {
+        Self {
+            value,
+            times,
+            history: None,
+            status,
+        }
+    }
+
     pub(crate) fn with_items(
         value: Value,
         status: TaskStatus,

@@ -3,7 +3,9 @@
 //! - `measure run WORKLOAD IMPL [N]` runs one workload once, for `/usr/bin/time -v`
 //!   (peak memory) or `valgrind --tool=callgrind` (instruction counts). WORKLOAD is
 //!   `chain`, `fanout` or `independent`; IMPL is `aqueduct-cpu`, `aqueduct-io`,
-//!   `tokio` or `rayon`.
+//!   `tokio` or `rayon`, or for `chain` also `hops`: the chain's values computed in one
+//!   rayon job that a future awaits, the two thread hops any CPU run makes and nothing
+//!   else (the floor under a CPU run's fixed cost).
 //! - `measure lateness` runs cpu-fanout (8 × 50 ms) beside a 1 ms tokio interval and
 //!   prints how late the interval's ticks were.
 
@@ -39,7 +41,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: measure run chain|fanout|independent aqueduct-cpu|aqueduct-io|tokio|rayon [N] [RUNS]"
+        "usage: measure run chain|fanout|independent aqueduct-cpu|aqueduct-io|tokio|rayon|hops [N] [RUNS]"
     );
     eprintln!("       measure build chain|fanout|independent [N]");
     eprintln!("       measure items [N]");
@@ -78,6 +80,7 @@ fn run(workload: &str, implementation: &str, n: usize, runs: usize) -> u64 {
         ("fanout", "tokio") => repeat(&|| rt.block_on(baseline::tokio_fanout(n, 0))),
         ("independent", "tokio") => repeat(&|| rt.block_on(baseline::tokio_independent(n, 0))),
         ("chain", "rayon") => repeat(&|| baseline::rayon_chain(n, 0)),
+        ("chain", "hops") => repeat(&|| rt.block_on(baseline::hops_chain(n, 0))),
         ("fanout", "rayon") => repeat(&|| baseline::rayon_fanout(n, 0)),
         ("independent", "rayon") => repeat(&|| baseline::rayon_independent(n, 0)),
         _ => usage(),

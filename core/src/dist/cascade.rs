@@ -283,7 +283,8 @@ pub(super) fn successors(plan: &Plan, place: Place) -> Vec<(Place, bool)> {
     let Some((part, _)) = place.body() else {
         return plan
             .successors(place.node())
-            .map(|(&s, &required)| (Place::top(s as usize), required))
+            .iter()
+            .map(|&(s, required)| (Place::top(s as usize), required))
             .collect();
     };
     let Call::FanOut(def) = &plan.calls[place.node()] else {
@@ -292,7 +293,8 @@ pub(super) fn successors(plan: &Plan, place: Place) -> Vec<(Place, bool)> {
     let mut waiting: Vec<(Place, bool)> = def
         .body
         .successors(part)
-        .map(|(&s, &required)| (place.beside(s as usize), required))
+        .iter()
+        .map(|&(s, required)| (place.beside(s as usize), required))
         .collect();
     if part == def.body.graph.output() {
         waiting.push((Place::top(place.node()), false));

@@ -18,7 +18,7 @@ const ABANDONED: u8 = 3;
 impl Shared {
     /// Whether `node` is a cleanup task (see [`TaskInfo::is_cleanup`]).
     pub(super) fn is_cleanup(&self, node: usize) -> bool {
-        self.plan.graph.info(node).is_cleanup()
+        self.plan.flags[node] & crate::plan::CLEANUP != 0
     }
 
     /// Whether `node` may start (or retry) now (see [`Stop::may_start`]). The value of
@@ -44,8 +44,10 @@ impl Shared {
         self.run.halt_token(self.is_cleanup(node))
     }
 
-    pub(super) fn begin(&self, job: &mut Job) -> Instant {
-        let now = Instant::now();
+    /// Counts the start of `job`'s next attempt, at `now` if given (the instant its
+    /// predecessor ended, for a job this thread runs right after it), else read now.
+    pub(super) fn begin(&self, job: &mut Job, now: Option<Instant>) -> Instant {
+        let now = now.unwrap_or_else(Instant::now);
         if let (0, Some(progress)) = (job.attempt, &self.run.progress) {
             progress.started();
         }
@@ -67,10 +69,27 @@ impl Shared {
         }
     }
 
-    /// One attempt of a CPU task, on this thread.
-    pub(super) fn call_cpu_here(&self, node: usize) -> Result<Value, TaskError> {
+    /// One attempt of a CPU task, on this thread, in `scope`: the cancel signal this
+    /// thread's [`task::cancelled`] reads, entered once for the tasks of one signal that
+    /// a rayon job runs one after another (entered again only when the signal changes:
+    /// a cleanup task reads the hard stop's).
+    pub(super) fn call_cpu_here(
+        &self,
+        node: usize,
+        scope: &mut Option<CancelScoped>,
+    ) -> Result<Value, TaskError> {
         let (signal, token) = self.halt_token(node);
-        self.call_cpu(node, signal, token)
+        if scope.as_ref().is_none_or(|(id, _)| *id != signal) {
+            // The old scope goes first: it puts back what the thread had before it.
+            *scope = None;
+            *scope = Some((signal, task::CancelScope::enter(signal, token)));
+        }
+        let Call::Task(call) = &self.plan.calls[node] else {
+            return Err(not_a_task());
+        };
+        task::clear_told();
+        let outcome = catch_unwind(AssertUnwindSafe(|| call(self.board.slots().into())));
+        called(outcome, task::was_told())
     }
 
     fn call_cpu(
@@ -80,9 +99,7 @@ impl Shared {
         cancel: &CancellationToken,
     ) -> Result<Value, TaskError> {
         let Call::Task(call) = &self.plan.calls[node] else {
-            return Err(TaskError::permanent(TaskError::msg(
-                "aqueduct: only task nodes are called",
-            )));
+            return Err(not_a_task());
         };
         call_cpu(call, self.board.slots(), signal, cancel)
     }
@@ -179,9 +196,7 @@ impl Shared {
     /// One attempt of an IO task, bounded by its timeout. `None` if the run stopped.
     pub(super) async fn call_io(&self, node: usize) -> Option<Result<Value, TaskError>> {
         let Call::Task(call) = &self.plan.calls[node] else {
-            return Some(Err(TaskError::permanent(TaskError::msg(
-                "aqueduct: only task nodes are called",
-            ))));
+            return Some(Err(not_a_task()));
         };
         let future = match catch_unwind(AssertUnwindSafe(|| call(self.board.slots().into()))) {
             Ok(Called::Pending(future)) => CatchUnwind(future),
@@ -218,6 +233,9 @@ impl Shared {
     }
 }
 
+/// A thread's cancel scope, with the id of the signal it reads.
+pub(super) type CancelScoped = (u64, task::CancelScope);
+
 impl RunContext {
     /// The signal [`task::cancelled`] reads during an attempt, and its id: the hard
     /// stop's for a cleanup task, else the soft one's.
@@ -242,6 +260,20 @@ pub(super) fn call_cpu(
     let (outcome, told) = task::with_cancel(signal, cancel, || {
         catch_unwind(AssertUnwindSafe(|| call(slots.into())))
     });
+    called(outcome, told)
+}
+
+/// The error of a call of a node that is not a task.
+fn not_a_task() -> TaskError {
+    TaskError::permanent(TaskError::msg("aqueduct: only task nodes are called"))
+}
+
+/// What a CPU task's call came to: its panic is its failure, and a result returned
+/// after [`task::cancelled`] `told` it to stop is not a result.
+fn called(
+    outcome: Result<Called<'_>, Box<dyn Any + Send>>,
+    told: bool,
+) -> Result<Value, TaskError> {
     if told {
         // It may have returned a partial value because it was told to stop.
         return Err(TaskError::stopped_early());

@@ -2,6 +2,7 @@
 //! with a timeout, which a tokio task supervises), and the loops that run a job's
 //! attempts there and continue with a ready successor of the same pool.
 
+use super::attempt::CancelScoped;
 use super::*;
 
 impl Shared {
@@ -44,9 +45,20 @@ impl Shared {
 
     /// Runs a CPU node's attempts on this rayon thread, then any ready CPU successor it
     /// unlocks. A retry after a delay waits on tokio's timer, not on this thread.
-    pub(super) fn run_on_rayon(self: &Arc<Self>, mut job: Job) {
+    pub(super) fn run_on_rayon(self: &Arc<Self>, job: Job) {
+        self.run_on_rayon_in(job, &mut None);
+    }
+
+    /// [`run_on_rayon`](Self::run_on_rayon) in a cancel `scope` that this thread keeps
+    /// across the jobs of one split of a parallel iteration (see
+    /// [`call_cpu_here`](Self::call_cpu_here)).
+    fn run_on_rayon_in(self: &Arc<Self>, mut job: Job, scope: &mut Option<CancelScoped>) {
         let mut spill = Vec::new();
+        // Whether `job` was made ready by the task this thread just ran: it starts at
+        // the instant that task ended, with no clock read of its own.
+        let mut next_of_ended = false;
         loop {
+            let fresh = std::mem::take(&mut next_of_ended);
             job = match self.admit(job) {
                 Some(job) => job,
                 None => return,
@@ -85,12 +97,14 @@ impl Shared {
                     return self.cancel(job, None, ItemRuns::default());
                 }
             }
-            let started = self.begin(&mut job);
+            let ended_at = fresh.then_some(job.ready);
+            let started = self.begin(&mut job, ended_at);
             let result = self
                 .attempt_span(&job)
-                .in_scope(|| self.call_cpu_here(job.node));
+                .in_scope(|| self.call_cpu_here(job.node, scope));
             let next = self.after_attempt(job, started, result, Caller::Rayon(&mut spill));
             self.spawn_on_rayon(&mut spill);
+            next_of_ended = matches!(next, Next::Continue(_));
             job = match next {
                 Next::Continue(next) => next,
                 Next::Retry(next, delay) if delay.is_zero() => next,
@@ -123,7 +137,8 @@ impl Shared {
                 rayon::spawn(move || {
                     let context = Arc::clone(&run.run);
                     guard(&context, "the scheduler", move || {
-                        jobs.into_par_iter().for_each(|job| run.run_on_rayon(job));
+                        jobs.into_par_iter()
+                            .for_each_init(|| None, |scope, job| run.run_on_rayon_in(job, scope));
                     });
                 });
             }
@@ -158,7 +173,7 @@ impl Shared {
                     return self.cancel(job, None, ItemRuns::default());
                 }
             }
-            let mut started = self.begin(&mut job);
+            let mut started = self.begin(&mut job, None);
             let span = self.attempt_span(&job);
             let result = match self.plan.graph.kind(job.node) {
                 Kind::Io => self.call_io(job.node).instrument(span).await,
@@ -230,10 +245,12 @@ impl Shared {
         .await;
     }
 
+    #[inline]
     pub(super) fn limiter(&self, node: usize) -> Option<&Limiter> {
-        let info = self.plan.graph.info(node);
-        info.concurrency?;
-        self.run.limits.get(info)
+        if self.plan.flags[node] & crate::plan::LIMITED == 0 {
+            return None;
+        }
+        self.run.limits.get(self.plan.graph.info(node))
     }
 
     /// The job, allowed to run; `None` if the run stopped (the job is then recorded
@@ -257,6 +274,7 @@ impl Shared {
 
     /// Gives back a finished job's permit, dispatching the job that waited for it (in
     /// whichever run, or fan-out item, it belongs to).
+    #[inline]
     pub(super) fn give_back(&self, node: usize, permit: bool) {
         if !permit {
             return;
@@ -267,11 +285,10 @@ impl Shared {
     }
 
     pub(super) fn mode(&self, node: usize) -> Mode {
-        let info = self.plan.graph.info(node);
-        match info.kind {
-            Kind::Cpu if info.timeout.is_none() => Mode::Rayon,
-            Kind::FanOut | Kind::Workflow | Kind::Decision | Kind::Branch => Mode::Rayon,
-            _ => Mode::Tokio,
+        if self.plan.flags[node] & crate::plan::ON_TOKIO == 0 {
+            Mode::Rayon
+        } else {
+            Mode::Tokio
         }
     }
 }

@@ -373,10 +373,10 @@ pub(crate) async fn execute(
                 .count() as u64,
         );
     }
-    let roots = if extras.restored.is_empty() {
-        plan.roots.clone()
+    let roots: std::borrow::Cow<'_, [u32]> = if extras.restored.is_empty() {
+        std::borrow::Cow::Borrowed(&plan.roots)
     } else {
-        board.restore(&plan, extras.restored)
+        std::borrow::Cow::Owned(board.restore(&plan, extras.restored))
     };
     let (done, mut finished) = oneshot::channel();
     let mut limited = HashMap::new();
@@ -402,9 +402,15 @@ pub(crate) async fn execute(
         path: None,
     });
     // CPU roots first, so they compute while IO roots are started.
-    let roots = roots.iter().map(|&root| Job::new(root as usize, started));
-    let (mut cpu, mut io): (Vec<Job>, Vec<Job>) =
-        roots.partition(|job| shared.mode(job.node) == Mode::Rayon);
+    let (mut cpu, mut io) = (Vec::with_capacity(roots.len()), Vec::new());
+    for &root in roots.iter() {
+        let job = Job::new(root as usize, started);
+        match shared.mode(job.node) {
+            Mode::Rayon => cpu.push(job),
+            Mode::Tokio => io.push(job),
+        }
+    }
+    drop(roots);
     shared.spawn_on_rayon(&mut cpu);
     shared.start_all(&mut io).await;
     drop(shared);

@@ -93,6 +93,14 @@ impl Shared {
         let node = job.node;
         // Only the run itself records, in a durable run: not its fan-outs' items.
         let sink = self.records();
+        // Most tasks: a success at the first attempt, with nothing to record or cache.
+        let plain = sink.is_none() && job.cache.is_none() && job.retries.is_none();
+        let result = match result {
+            Ok(value) if plain && items.count == 0 => {
+                return self.resolve_success(job, started, value, caller);
+            }
+            result => result,
+        };
         let mut checkpoint = None;
         let result = match (result, sink) {
             (Ok(value), Some(_)) => self.checkpoint_of(node, job.attempt, &value).map(|c| {
@@ -135,17 +143,7 @@ impl Shared {
         let finished = Instant::now();
         let times = self.times(&job, started, finished);
         let (permit, attempts) = (job.permit, job.attempt);
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            let ran = times[3].saturating_sub(times[1]);
-            tracing::debug!(
-                parent: &self.span,
-                node = %self.plan.graph.name_of(node),
-                status = %status,
-                attempts,
-                duration_ms = if times[1] == NEVER { 0.0 } else { ran as f64 / 1e6 },
-                "task ended"
-            );
-        }
+        self.log_end(node, status, attempts, &times);
         let mut record = Record::with_items(value, status, times, error, job.into_failed(), items);
         if let Some(run) = cached_from {
             record.set_cached_from(run);
@@ -160,6 +158,42 @@ impl Shared {
         }
         self.give_back(node, permit);
         self.release(node, succeeded, caller, finished)
+    }
+
+    /// [`resolve`](Self::resolve) for a success at the first attempt of a task with
+    /// nothing to record, cache or keep but its value and times: most tasks.
+    fn resolve_success(
+        self: &Arc<Self>,
+        job: Job,
+        started: Option<Instant>,
+        value: Value,
+        caller: Caller<'_>,
+    ) -> Option<Job> {
+        let node = job.node;
+        self.ended(node, job.attempt > 0);
+        let finished = Instant::now();
+        let times = self.times(&job, started, finished);
+        self.log_end(node, TaskStatus::Succeeded, job.attempt, &times);
+        let value = self.plan.settle(node, value);
+        let record = Record::succeeded(value, TaskStatus::Succeeded, times);
+        self.board.resolve(node, record);
+        self.give_back(node, job.permit);
+        self.release(node, true, caller, finished)
+    }
+
+    /// The `task ended` event, at `debug`.
+    fn log_end(&self, node: usize, status: TaskStatus, attempts: u32, times: &[u64; 4]) {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let ran = times[3].saturating_sub(times[1]);
+            tracing::debug!(
+                parent: &self.span,
+                node = %self.plan.graph.name_of(node),
+                status = %status,
+                attempts,
+                duration_ms = if times[1] == NEVER { 0.0 } else { ran as f64 / 1e6 },
+                "task ended"
+            );
+        }
     }
 
     /// Decrements the counters of `node`'s successors; dispatches those now ready,
@@ -199,7 +233,7 @@ impl Shared {
                     .filter(|&member| self.board.claim(member));
                 unreached.extend(ended);
             }
-            for (&successor, &required) in self.plan.successors(node) {
+            for &(successor, required) in self.plan.successors(node) {
                 let successor = successor as usize;
                 let arrival = self.board.arrive(successor, !succeeded && required);
                 if arrival == Arrival::Waiting {
@@ -264,10 +298,13 @@ impl Shared {
 
     /// Whether `node` is in an arm of an `if` or `match` that was not taken: its
     /// decision picked another arm, or was itself not taken.
+    #[inline]
     pub(super) fn not_taken(&self, node: usize) -> bool {
-        if self.plan.flags[node] & crate::plan::IN_ARM == 0 {
-            return false;
-        }
+        self.plan.flags[node] & crate::plan::IN_ARM != 0 && self.arm_not_taken(node)
+    }
+
+    /// [`not_taken`](Self::not_taken) for a node in an arm.
+    fn arm_not_taken(&self, node: usize) -> bool {
         let Some(arm) = self.plan.graph.arm(node) else {
             return false;
         };

@@ -83,6 +83,13 @@ pub(crate) const DECISION: u8 = 2;
 pub(crate) const PASSES_SOFT_STOP: u8 = 4;
 /// [`Plan::flags`]: the node is a cached task ([`Plan::caches`]).
 pub(crate) const CACHED: u8 = 8;
+/// [`Plan::flags`]: the node's task has a concurrency limit.
+pub(crate) const LIMITED: u8 = 16;
+/// [`Plan::flags`]: the node's attempts run in a tokio task (IO work, or CPU work with
+/// a timeout that a tokio task supervises); else on rayon.
+pub(crate) const ON_TOKIO: u8 = 32;
+/// [`Plan::flags`]: the node is a cleanup task.
+pub(crate) const CLEANUP: u8 = 64;
 
 /// Everything a run needs that does not change between runs.
 pub(crate) struct Plan {
@@ -105,13 +112,13 @@ pub(crate) struct Plan {
     /// not take end at once, without waiting for their other inputs.
     pub(crate) arms_of: HashMap<u32, Vec<(u32, u32)>>,
     /// Per node, what the scheduler asks of it on every job, one byte: [`IN_ARM`],
-    /// [`DECISION`], [`PASSES_SOFT_STOP`].
+    /// [`DECISION`], [`PASSES_SOFT_STOP`], [`CACHED`], [`LIMITED`], [`ON_TOKIO`],
+    /// [`CLEANUP`].
     pub(crate) flags: Vec<u8>,
-    /// Successors of node `i` are `successors[offsets[i]..offsets[i + 1]]`; `required`
-    /// says, per edge, whether the successor needs the value (else it takes an outcome).
+    /// Successors of node `i` are `successors[offsets[i]..offsets[i + 1]]`, each with
+    /// whether it requires the value (else it takes an outcome).
     pub(crate) offsets: Vec<u32>,
-    pub(crate) successors: Vec<u32>,
-    pub(crate) required: Vec<bool>,
+    pub(crate) successors: Vec<(u32, bool)>,
     /// Per node, how many task (non-parameter) inputs it waits for.
     pub(crate) waits_for: Vec<u32>,
     /// Tasks that wait for nothing.
@@ -186,12 +193,10 @@ impl Plan {
             offsets[i + 1] += offsets[i];
         }
         let mut cursor = offsets.clone();
-        let mut successors = vec![0u32; offsets[n] as usize];
-        let mut required = vec![true; offsets[n] as usize];
+        let mut successors = vec![(0u32, true); offsets[n] as usize];
         for node in 0..n {
             for (input, tolerant) in task_inputs(node) {
-                successors[cursor[input] as usize] = node as u32;
-                required[cursor[input] as usize] = !tolerant;
+                successors[cursor[input] as usize] = (node as u32, !tolerant);
                 cursor[input] += 1;
             }
         }
@@ -224,6 +229,20 @@ impl Plan {
                 if caches.contains_key(&(node as u32)) {
                     flags |= CACHED;
                 }
+                if info.concurrency.is_some() {
+                    flags |= LIMITED;
+                }
+                if info.is_cleanup() {
+                    flags |= CLEANUP;
+                }
+                let on_rayon = match info.kind {
+                    Kind::Cpu => info.timeout.is_none(),
+                    Kind::FanOut | Kind::Workflow | Kind::Decision | Kind::Branch => true,
+                    _ => false,
+                };
+                if !on_rayon {
+                    flags |= ON_TOKIO;
+                }
                 flags
             })
             .collect();
@@ -251,7 +270,6 @@ impl Plan {
             flags,
             offsets,
             successors,
-            required,
             waits_for,
             roots,
             durable,
@@ -329,11 +347,9 @@ impl Plan {
         })
     }
 
-    pub(crate) fn successors(&self, node: usize) -> impl Iterator<Item = (&u32, &bool)> {
-        let range = self.offsets[node] as usize..self.offsets[node + 1] as usize;
-        self.successors[range.clone()]
-            .iter()
-            .zip(&self.required[range])
+    /// The nodes that read `node`, each with whether it requires its value.
+    pub(crate) fn successors(&self, node: usize) -> &[(u32, bool)] {
+        &self.successors[self.offsets[node] as usize..self.offsets[node + 1] as usize]
     }
 }
 
