@@ -510,6 +510,21 @@ impl Drop for CancelScope {
     }
 }
 
+/// Before one task in a [`CancelScope`] held across several: the thread is in a task
+/// that has not been told to stop yet.
+pub(crate) fn enter_task() {
+    IN_TASK.set(true);
+    TOLD.set(false);
+}
+
+/// After a task [`enter_task`] began: the thread is outside a task again (until the
+/// next, or until the scope's drop puts back what it had before); whether
+/// [`cancelled`] told the task to stop.
+pub(crate) fn leave_task() -> bool {
+    IN_TASK.set(false);
+    TOLD.get()
+}
+
 /// Before a task of a [`CancelScope`]: it has not been told to stop yet.
 pub(crate) fn clear_told() {
     TOLD.set(false);
@@ -538,6 +553,25 @@ mod tests {
         });
         assert_eq!(seen, (false, true));
         assert!(told, "the outer task was told to stop");
+        assert!(!cancelled(), "outside a task nothing is cancelled");
+    }
+
+    /// A scope a rayon job holds across its tasks: a task sees its signal, the
+    /// scheduler's work between tasks is outside a task, and the scope's drop puts
+    /// back the thread's state.
+    #[test]
+    fn a_scope_held_across_tasks_is_in_a_task_only_during_each() {
+        let token = CancellationToken::new();
+        token.cancel();
+        {
+            let _scope = CancelScope::enter(u64::MAX - 3, &token);
+            enter_task();
+            assert!(cancelled(), "in a task, the run's stop is seen");
+            assert!(leave_task(), "the task was told to stop");
+            assert!(!cancelled(), "between tasks nothing is cancelled");
+            enter_task();
+            assert!(!leave_task(), "the next task starts untold");
+        }
         assert!(!cancelled(), "outside a task nothing is cancelled");
     }
 

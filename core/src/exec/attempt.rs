@@ -87,9 +87,9 @@ impl Shared {
         let Call::Task(call) = &self.plan.calls[node] else {
             return Err(not_a_task());
         };
-        task::clear_told();
+        task::enter_task();
         let outcome = catch_unwind(AssertUnwindSafe(|| call(self.board.slots().into())));
-        called(outcome, task::was_told())
+        called(outcome, task::leave_task())
     }
 
     fn call_cpu(

@@ -5,6 +5,15 @@
 use super::attempt::CancelScoped;
 use super::*;
 
+/// What a rayon thread keeps across the jobs it runs one after another: the cancel
+/// scope its tasks read (see [`Shared::call_cpu_here`]), and when the task it ran last
+/// ended, if it has done nothing since.
+#[derive(Default)]
+pub(super) struct Streak {
+    scope: Option<CancelScoped>,
+    ended: Option<Instant>,
+}
+
 impl Shared {
     /// Hands a job to its pool. After a stop it still goes there, and [`admit`]
     /// records it cancelled (or lets a cleanup task run).
@@ -46,19 +55,17 @@ impl Shared {
     /// Runs a CPU node's attempts on this rayon thread, then any ready CPU successor it
     /// unlocks. A retry after a delay waits on tokio's timer, not on this thread.
     pub(super) fn run_on_rayon(self: &Arc<Self>, job: Job) {
-        self.run_on_rayon_in(job, &mut None);
+        self.run_on_rayon_in(job, &mut Streak::default());
     }
 
-    /// [`run_on_rayon`](Self::run_on_rayon) in a cancel `scope` that this thread keeps
-    /// across the jobs of one split of a parallel iteration (see
-    /// [`call_cpu_here`](Self::call_cpu_here)).
-    fn run_on_rayon_in(self: &Arc<Self>, mut job: Job, scope: &mut Option<CancelScoped>) {
+    /// [`run_on_rayon`](Self::run_on_rayon) as part of a `streak`: the jobs this
+    /// thread runs one after another, a parallel iteration's split of them.
+    fn run_on_rayon_in(self: &Arc<Self>, mut job: Job, streak: &mut Streak) {
         let mut spill = Vec::new();
-        // Whether `job` was made ready by the task this thread just ran: it starts at
-        // the instant that task ended, with no clock read of its own.
-        let mut next_of_ended = false;
         loop {
-            let fresh = std::mem::take(&mut next_of_ended);
+            // When the task this thread ran last ended, if that was the last thing it
+            // did: the next attempt starts then, with no clock read of its own.
+            let mut ended = streak.ended.take();
             job = match self.admit(job) {
                 Some(job) => job,
                 None => return,
@@ -79,6 +86,7 @@ impl Shared {
                 _ => {}
             }
             if self.looks_up(&job) {
+                ended = None;
                 let at = Instant::now();
                 if let Some(value) = self.look_up(&mut job) {
                     let caller = Caller::Rayon(&mut spill);
@@ -97,14 +105,14 @@ impl Shared {
                     return self.cancel(job, None, ItemRuns::default());
                 }
             }
-            let ended_at = fresh.then_some(job.ready);
-            let started = self.begin(&mut job, ended_at);
+            let ended = ended.filter(|&at| at >= job.ready);
+            let started = self.begin(&mut job, ended);
             let result = self
                 .attempt_span(&job)
-                .in_scope(|| self.call_cpu_here(job.node, scope));
-            let next = self.after_attempt(job, started, result, Caller::Rayon(&mut spill));
+                .in_scope(|| self.call_cpu_here(job.node, &mut streak.scope));
+            let caller = Caller::RayonTask(&mut spill, &mut streak.ended);
+            let next = self.after_attempt(job, started, result, caller);
             self.spawn_on_rayon(&mut spill);
-            next_of_ended = matches!(next, Next::Continue(_));
             job = match next {
                 Next::Continue(next) => next,
                 Next::Retry(next, delay) if delay.is_zero() => next,
@@ -138,7 +146,9 @@ impl Shared {
                     let context = Arc::clone(&run.run);
                     guard(&context, "the scheduler", move || {
                         jobs.into_par_iter()
-                            .for_each_init(|| None, |scope, job| run.run_on_rayon_in(job, scope));
+                            .for_each_init(Streak::default, |streak, job| {
+                                run.run_on_rayon_in(job, streak);
+                            });
                     });
                 });
             }

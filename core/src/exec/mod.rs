@@ -198,6 +198,9 @@ enum Caller<'s> {
     /// A rayon thread: one ready CPU successor continues here, the other CPU ones go
     /// to `spill` (and then to rayon together), the rest are dispatched.
     Rayon(&'s mut Vec<Job>),
+    /// A rayon thread resolving the task it just ran: as `Rayon`, and it learns when
+    /// the task ended (see [`dispatch::Streak`]).
+    RayonTask(&'s mut Vec<Job>, &'s mut Option<Instant>),
     /// A tokio task: one ready successor of tokio mode continues here, the others of
     /// that mode are started by it (`spill`), the rest are dispatched.
     Tokio(&'s mut Vec<Job>),
@@ -206,7 +209,7 @@ enum Caller<'s> {
 impl Caller<'_> {
     fn mode(&self) -> Mode {
         match self {
-            Caller::Rayon(_) => Mode::Rayon,
+            Caller::Rayon(_) | Caller::RayonTask(..) => Mode::Rayon,
             Caller::Tokio(_) => Mode::Tokio,
         }
     }

@@ -207,6 +207,9 @@ impl Shared {
         mut caller: Caller<'_>,
         now: Instant,
     ) -> Option<Job> {
+        if let Caller::RayonTask(_, ended) = &mut caller {
+            **ended = Some(now);
+        }
         let mut next = None;
         let mut unreached = Vec::new();
         let mut resolved = (node, succeeded);
@@ -246,7 +249,8 @@ impl Shared {
                 } else if next.is_none() && mode == caller.mode() {
                     next = Some(job);
                 } else if let (Caller::Tokio(spill), Mode::Tokio)
-                | (Caller::Rayon(spill), Mode::Rayon) = (&mut caller, mode)
+                | (Caller::Rayon(spill) | Caller::RayonTask(spill, _), Mode::Rayon) =
+                    (&mut caller, mode)
                 {
                     spill.push(job);
                 } else {

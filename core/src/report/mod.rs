@@ -81,6 +81,11 @@ pub struct TaskReport {
     pub status: TaskStatus,
     /// When it started, from the start of the run; `None` if it never ran. (In JSON
     /// `started_at_ms`, like every duration of a report: milliseconds, a number.)
+    ///
+    /// A CPU task that a rayon thread runs right after another (the one that made it
+    /// ready, or the one before it in a batch of ready tasks) starts when that one
+    /// ended: the thread reads the clock once per task, so the scheduler's work between
+    /// the two (well under a microsecond) counts in the later task's duration.
     #[serde(
         rename = "started_at_ms",
         alias = "started_at",
