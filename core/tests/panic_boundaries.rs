@@ -166,3 +166,67 @@ fn a_zero_concurrency_limit_is_refused_when_the_graph_is_built() {
         "{message}"
     );
 }
+
+static DROPPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A value that counts its drops, and whose `Drop` panics if asked to.
+struct Counted {
+    panics: bool,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        DROPPED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.panics && !std::thread::panicking() {
+            panic!("Drop of Counted");
+        }
+    }
+}
+
+#[task]
+fn counted(panics: &bool) -> Counted {
+    Counted { panics: *panics }
+}
+
+#[task]
+fn read_counted(value: &Counted) -> u64 {
+    u64::from(value.panics)
+}
+
+workflow! {
+    fn counted_flow(panics: bool) -> u64 {
+        let first = counted(&panics);
+        let second = counted(&panics);
+        let a = read_counted(&first);
+        let b = read_counted(&second);
+        sum_two(&a, &b)
+    }
+}
+
+#[task]
+fn sum_two(a: &u64, b: &u64) -> u64 {
+    a + b
+}
+
+/// Every value a run made but its output is dropped before the run returns, and a
+/// value whose `Drop` panics does not reach the caller: the run still returns its
+/// output, and the other values are still dropped.
+#[tokio::test]
+async fn values_are_dropped_before_the_run_returns_and_a_panicking_drop_stays_inside() {
+    let before = DROPPED.load(std::sync::atomic::Ordering::SeqCst);
+    let outcome = counted_flow::workflow().run((false,)).await;
+    assert_eq!(outcome.unwrap(), 0);
+    assert_eq!(
+        DROPPED.load(std::sync::atomic::Ordering::SeqCst) - before,
+        2,
+        "both values were dropped by the time the run returned"
+    );
+    let before = DROPPED.load(std::sync::atomic::Ordering::SeqCst);
+    let outcome = counted_flow::workflow().run((true,)).await;
+    assert_eq!(outcome.unwrap(), 2);
+    assert_eq!(
+        DROPPED.load(std::sync::atomic::Ordering::SeqCst) - before,
+        2,
+        "a panicking Drop does not keep the other value from being dropped"
+    );
+}

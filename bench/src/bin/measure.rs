@@ -62,10 +62,28 @@ fn build(workload: &str, n: usize, kind: Kind) -> aqueduct::Workflow<(u64,), u64
 }
 
 /// Runs a workload `runs` times (an Aqueduct graph is built once) and returns the
-/// last result.
+/// last result. With more than one run, prints the median and 90th percentile of one
+/// run's wall time to stderr: a median of thousands of runs is steadier on a shared
+/// machine than a mean, which one descheduled run moves.
 fn run(workload: &str, implementation: &str, n: usize, runs: usize) -> u64 {
     let rt = runtime();
-    let repeat = |once: &dyn Fn() -> u64| (0..runs).map(|_| once()).last().unwrap_or_default();
+    let repeat = |once: &dyn Fn() -> u64| {
+        let mut times = Vec::with_capacity(runs);
+        let mut last = 0;
+        for _ in 0..runs {
+            let started = Instant::now();
+            last = once();
+            times.push(started.elapsed());
+        }
+        if runs > 1 {
+            times.sort();
+            let (median, p90) = (times[runs / 2], times[runs * 9 / 10]);
+            eprintln!(
+                "{workload} {n} {implementation}: {runs} runs, median {median:?}, p90 {p90:?}"
+            );
+        }
+        last
+    };
     let by_aqueduct = |kind| {
         let workflow = build(workload, n, kind);
         repeat(&|| {

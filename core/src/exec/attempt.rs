@@ -46,6 +46,7 @@ impl Shared {
 
     /// Counts the start of `job`'s next attempt, at `now` if given (the instant its
     /// predecessor ended, for a job this thread runs right after it), else read now.
+    #[inline]
     pub(super) fn begin(&self, job: &mut Job, now: Option<Instant>) -> Instant {
         let now = now.unwrap_or_else(Instant::now);
         if let (0, Some(progress)) = (job.attempt, &self.run.progress) {

@@ -266,6 +266,7 @@ impl Shared {
     /// The job, allowed to run; `None` if the run stopped (the job is then recorded
     /// cancelled) or if the job must wait for a permit of its task's concurrency limit
     /// (a finishing node of the same task will dispatch it).
+    #[inline]
     pub(super) fn admit(self: &Arc<Self>, job: Job) -> Option<Job> {
         // In an arm its decision did not pick (a root of a resumed run, say).
         if self.not_taken(job.node) {

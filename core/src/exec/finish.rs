@@ -124,6 +124,28 @@ pub(super) fn collect_failures(
     }
 }
 
+/// Drops the values of a run that ended, but for its output's (and, for an `if` or
+/// `match`, the arm's node whose value the output points at) and its parameters': on
+/// the thread that ends the run, where the last values were made and their memory is
+/// hot, before the run hands its slots (their records) back, so every value is still
+/// dropped before the run returns. A value whose `Drop` panics is left behind the
+/// boundary; the others are dropped all the same.
+pub(super) fn drop_values(plan: &Plan, slots: &mut [Slot]) {
+    let output = plan.graph.output();
+    let target = crate::value::aliased(&*slots, output);
+    for (node, slot) in slots.iter_mut().enumerate().skip(plan.params()) {
+        if node == output || node == target {
+            continue;
+        }
+        if let Some(record) = slot.get_mut()
+            && !record.value.is::<crate::value::Import>()
+        {
+            let value = std::mem::replace(&mut record.value, Box::new(()));
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
+        }
+    }
+}
+
 /// What the `run ended` event needs, kept past [`Finished::into_output`].
 pub(crate) struct RunEnd {
     span: tracing::Span,

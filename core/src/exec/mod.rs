@@ -281,10 +281,11 @@ enum Completion {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let slots = self.board.take_slots();
+        let mut slots = self.board.take_slots();
         match self.completion.take() {
             // The receiver is gone only if the run future was dropped: nobody to tell.
             Some(Completion::Run(done)) => {
+                finish::drop_values(&self.plan, &mut slots);
                 if let Err(slots) = done.send(slots) {
                     // Nobody waits: the values are dropped here, on a pool's thread,
                     // where a panic in a value's `Drop` must not unwind.

@@ -182,18 +182,24 @@ impl Shared {
     }
 
     /// The `task ended` event, at `debug`.
+    #[inline]
     fn log_end(&self, node: usize, status: TaskStatus, attempts: u32, times: &[u64; 4]) {
         if tracing::enabled!(tracing::Level::DEBUG) {
-            let ran = times[3].saturating_sub(times[1]);
-            tracing::debug!(
-                parent: &self.span,
-                node = %self.plan.graph.name_of(node),
-                status = %status,
-                attempts,
-                duration_ms = if times[1] == NEVER { 0.0 } else { ran as f64 / 1e6 },
-                "task ended"
-            );
+            self.log_end_enabled(node, status, attempts, times);
         }
+    }
+
+    #[cold]
+    fn log_end_enabled(&self, node: usize, status: TaskStatus, attempts: u32, times: &[u64; 4]) {
+        let ran = times[3].saturating_sub(times[1]);
+        tracing::debug!(
+            parent: &self.span,
+            node = %self.plan.graph.name_of(node),
+            status = %status,
+            attempts,
+            duration_ms = if times[1] == NEVER { 0.0 } else { ran as f64 / 1e6 },
+            "task ended"
+        );
     }
 
     /// Decrements the counters of `node`'s successors; dispatches those now ready,
