@@ -155,6 +155,35 @@ impl Shared {
         }
     }
 
+    /// Hands a run's CPU roots to rayon, ready at `started`: the plan's, or a resumed
+    /// run's `restored` ones. One root is one job; several are one parallel iteration
+    /// over their indices, each job made only when a thread takes it (a run of 10,000
+    /// roots holds no vector of 10,000 jobs).
+    pub(super) fn spawn_roots(self: &Arc<Self>, restored: Option<Vec<u32>>, started: Instant) {
+        let roots = restored.as_deref().unwrap_or(&self.plan.roots);
+        let rayon_mode = |root: &u32| self.mode(*root as usize) == Mode::Rayon;
+        let mut cpu = roots.iter().filter(|root| rayon_mode(root));
+        match (cpu.next(), cpu.next()) {
+            (None, _) => {}
+            (Some(&root), None) => self.dispatch(Job::new(root as usize, started)),
+            (Some(_), Some(_)) => {
+                let run = Arc::clone(self);
+                rayon::spawn(move || {
+                    let context = Arc::clone(&run.run);
+                    guard(&context, "the scheduler", move || {
+                        let roots = restored.as_deref().unwrap_or(&run.plan.roots);
+                        roots
+                            .par_iter()
+                            .filter(|&&root| run.mode(root as usize) == Mode::Rayon)
+                            .for_each_init(Streak::default, |streak, &root| {
+                                run.run_on_rayon_in(Job::new(root as usize, started), streak);
+                            });
+                    });
+                });
+            }
+        }
+    }
+
     /// Runs an IO node's attempts (or a CPU node's with a timeout) in this tokio task,
     /// then any ready successor of the same mode it unlocks.
     pub(super) async fn run_on_tokio(self: Arc<Self>, mut job: Job) {

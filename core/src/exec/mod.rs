@@ -24,7 +24,7 @@ use std::time::Duration;
 /// per-task time in `independent-10k` when profiled.
 use quanta::Instant;
 
-use rayon::iter::{IntoParallelIterator, ParallelIterator};
+use rayon::iter::{IntoParallelIterator, IntoParallelRefIterator, ParallelIterator};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -377,10 +377,10 @@ pub(crate) async fn execute(
                 .count() as u64,
         );
     }
-    let roots: std::borrow::Cow<'_, [u32]> = if extras.restored.is_empty() {
-        std::borrow::Cow::Borrowed(&plan.roots)
+    let restored_roots = if extras.restored.is_empty() {
+        None
     } else {
-        std::borrow::Cow::Owned(board.restore(&plan, extras.restored))
+        Some(board.restore(&plan, extras.restored))
     };
     let (done, mut finished) = oneshot::channel();
     let mut limited = HashMap::new();
@@ -405,17 +405,14 @@ pub(crate) async fn execute(
         completion: Some(Completion::Run(done)),
         path: None,
     });
+    let roots = restored_roots.as_deref().unwrap_or(&plan.roots);
+    let mut io: Vec<Job> = roots
+        .iter()
+        .filter(|&&root| shared.mode(root as usize) == Mode::Tokio)
+        .map(|&root| Job::new(root as usize, started))
+        .collect();
     // CPU roots first, so they compute while IO roots are started.
-    let (mut cpu, mut io) = (Vec::with_capacity(roots.len()), Vec::new());
-    for &root in roots.iter() {
-        let job = Job::new(root as usize, started);
-        match shared.mode(job.node) {
-            Mode::Rayon => cpu.push(job),
-            Mode::Tokio => io.push(job),
-        }
-    }
-    drop(roots);
-    shared.spawn_on_rayon(&mut cpu);
+    shared.spawn_roots(restored_roots, started);
     shared.start_all(&mut io).await;
     drop(shared);
     let mut timed_out = None;
