@@ -167,16 +167,22 @@ fn a_zero_concurrency_limit_is_refused_when_the_graph_is_built() {
     );
 }
 
-static DROPPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+/// Drops of the values `counted` makes.
+static DROPPED: AtomicUsize = AtomicUsize::new(0);
+/// Drops of the parameter of `counted_param_flow`'s test.
+static PARAMS_DROPPED: AtomicUsize = AtomicUsize::new(0);
 
 /// A value that counts its drops, and whose `Drop` panics if asked to.
 struct Counted {
     panics: bool,
+    drops: &'static AtomicUsize,
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        DROPPED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.drops.fetch_add(1, SeqCst);
         if self.panics && !std::thread::panicking() {
             panic!("Drop of Counted");
         }
@@ -185,7 +191,10 @@ impl Drop for Counted {
 
 #[task]
 fn counted(panics: &bool) -> Counted {
-    Counted { panics: *panics }
+    Counted {
+        panics: *panics,
+        drops: &DROPPED,
+    }
 }
 
 #[task]
@@ -213,20 +222,78 @@ fn sum_two(a: &u64, b: &u64) -> u64 {
 /// output, and the other values are still dropped.
 #[tokio::test]
 async fn values_are_dropped_before_the_run_returns_and_a_panicking_drop_stays_inside() {
-    let before = DROPPED.load(std::sync::atomic::Ordering::SeqCst);
+    let before = DROPPED.load(SeqCst);
     let outcome = counted_flow::workflow().run((false,)).await;
     assert_eq!(outcome.unwrap(), 0);
     assert_eq!(
-        DROPPED.load(std::sync::atomic::Ordering::SeqCst) - before,
+        DROPPED.load(SeqCst) - before,
         2,
         "both values were dropped by the time the run returned"
     );
-    let before = DROPPED.load(std::sync::atomic::Ordering::SeqCst);
+    let before = DROPPED.load(SeqCst);
     let outcome = counted_flow::workflow().run((true,)).await;
     assert_eq!(outcome.unwrap(), 2);
     assert_eq!(
-        DROPPED.load(std::sync::atomic::Ordering::SeqCst) - before,
+        DROPPED.load(SeqCst) - before,
         2,
         "a panicking Drop does not keep the other value from being dropped"
     );
+}
+
+/// A value whose `Drop` takes a while (a file flushed, a connection closed).
+struct SlowToDrop;
+
+impl Drop for SlowToDrop {
+    fn drop(&mut self) {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+#[task]
+fn slow_to_drop(x: &u64) -> SlowToDrop {
+    let _ = x;
+    SlowToDrop
+}
+
+#[task]
+fn after_slow(value: &SlowToDrop) -> u64 {
+    let _ = value;
+    7
+}
+
+workflow! {
+    fn slow_drop_flow(x: u64) -> u64 {
+        let value = slow_to_drop(&x);
+        after_slow(&value)
+    }
+}
+
+workflow! {
+    fn counted_param_flow(value: Counted) -> u64 {
+        read_counted(&value)
+    }
+}
+
+/// A run whose tasks all finished within its timeout succeeds even if dropping its
+/// values takes the deadline past; a parameter whose `Drop` panics stays inside too.
+#[tokio::test]
+async fn a_deadline_passed_while_values_drop_and_a_panicking_parameter_change_nothing() {
+    let outcome = slow_drop_flow::workflow()
+        .runner()
+        .timeout(std::time::Duration::from_millis(100))
+        .run((1,))
+        .await;
+    assert_eq!(
+        outcome.result.unwrap(),
+        7,
+        "every task finished in time: the slow drop is not a timeout"
+    );
+    let outcome = counted_param_flow::workflow()
+        .run((Counted {
+            panics: true,
+            drops: &PARAMS_DROPPED,
+        },))
+        .await;
+    assert_eq!(outcome.unwrap(), 1);
+    assert_eq!(PARAMS_DROPPED.load(SeqCst), 1);
 }

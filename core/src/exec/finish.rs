@@ -128,9 +128,14 @@ pub(super) fn collect_failures(
 /// `match`, the arm's node whose value the output points at) and its parameters': on
 /// the thread that ends the run, where the last values were made and their memory is
 /// hot, before the run hands its slots (their records) back, so every value is still
-/// dropped before the run returns. A value whose `Drop` panics is left behind the
-/// boundary; the others are dropped all the same.
+/// dropped before the run returns. A value whose `Drop` panics is contained, with a
+/// warning; the others are dropped all the same. Nothing is dropped here while the
+/// thread unwinds (a second panic would abort): the run's end drops them then, as it
+/// drops the rest ([`drop_contained`]).
 pub(super) fn drop_values(plan: &Plan, slots: &mut [Slot]) {
+    if std::thread::panicking() {
+        return;
+    }
     let output = plan.graph.output();
     let target = crate::value::aliased(&*slots, output);
     for (node, slot) in slots.iter_mut().enumerate().skip(plan.params()) {
@@ -141,9 +146,30 @@ pub(super) fn drop_values(plan: &Plan, slots: &mut [Slot]) {
             && !record.value.is::<crate::value::Import>()
         {
             let value = std::mem::replace(&mut record.value, Box::new(()));
-            let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+                warn_drop_panicked(plan.graph.name_of(node), &*panic);
+            }
         }
     }
+}
+
+/// Drops what is left of a run that ended (its parameters, its output when the run
+/// failed), slot by slot, a panicking `Drop` contained: it never reaches the caller of
+/// the run, nor keeps the other slots from being dropped.
+fn drop_contained(slots: Box<[Slot]>) {
+    for slot in slots {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(slot))) {
+            warn_drop_panicked("a parameter or the output", &*panic);
+        }
+    }
+}
+
+fn warn_drop_panicked(node: &str, panic: &(dyn Any + Send)) {
+    tracing::warn!(
+        node,
+        panic = %panic_message(panic),
+        "a value's Drop panicked after the run; the panic is contained"
+    );
 }
 
 /// What the `run ended` event needs, kept past [`Finished::into_output`].
@@ -220,6 +246,7 @@ impl Finished {
             None
         };
         if let Some(error) = error {
+            drop_contained(self.slots);
             return Err(error);
         }
         // The value of an `if` or `match` is the value of the arm it took.
@@ -229,7 +256,7 @@ impl Finished {
             Some(task::Outcome::Ok(value)) => Some(value),
             _ => None,
         };
-        output.ok_or_else(|| {
+        let result = output.ok_or_else(|| {
             // A failure a `match` handled, whose other readers were skipped up to the
             // output: that failure is why.
             let failures = handled_failures(plan, &slots);
@@ -243,7 +270,9 @@ impl Finished {
                     skipped: Vec::new(),
                 }
             }
-        })
+        });
+        drop_contained(slots);
+        result
     }
 
     pub(super) fn status(&self, node: usize) -> TaskStatus {

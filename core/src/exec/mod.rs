@@ -285,6 +285,7 @@ impl Drop for Shared {
         match self.completion.take() {
             // The receiver is gone only if the run future was dropped: nobody to tell.
             Some(Completion::Run(done)) => {
+                self.run.stop.end();
                 finish::drop_values(&self.plan, &mut slots);
                 if let Err(slots) = done.send(slots) {
                     // Nobody waits: the values are dropped here, on a pool's thread,
@@ -424,18 +425,25 @@ pub(crate) async fn execute(
     };
     // Until the run ends or stops; after a soft stop, cleanup tasks have the grace
     // period, then the stop is hard.
+    // Whether the deadline passed after every task had ended: not a timeout.
+    let mut ended_in_time = false;
     let slots = tokio::select! {
         biased;
         slots = &mut finished => Some(slots),
         () = stop.stopped() => None,
         () = deadline => {
-            timed_out = options.timeout;
-            stop.stop();
+            if stop.has_ended() {
+                ended_in_time = true;
+            } else {
+                timed_out = options.timeout;
+                stop.stop();
+            }
             None
         }
     };
     let slots = match slots {
         Some(slots) => slots,
+        None if ended_in_time => finished.await,
         None => {
             let grace = options.grace.unwrap_or(DEFAULT_GRACE);
             tokio::select! {

@@ -24,6 +24,8 @@ pub(super) struct StopInner {
     kill: CancellationToken,
     /// Why the executor stopped the run itself, if it did: a panic outside a task.
     fault: OnceLock<String>,
+    /// Every task of the run has ended: what is left is dropping its values.
+    ended: std::sync::atomic::AtomicBool,
 }
 
 const RUNNING: u8 = 0;
@@ -62,6 +64,17 @@ impl Stop {
 
     pub(crate) fn is_killed(&self) -> bool {
         self.0.level.load(Ordering::Acquire) == KILLED
+    }
+
+    /// Says that every task of the run has ended, before the run drops its values: a
+    /// deadline that passes after this is not the run's timeout.
+    pub(super) fn end(&self) {
+        self.0.ended.store(true, Ordering::Release);
+    }
+
+    /// Whether every task of the run has ended ([`end`](Self::end)).
+    pub(super) fn has_ended(&self) -> bool {
+        self.0.ended.load(Ordering::Acquire)
     }
 
     /// Why the executor stopped the run, if a fault did.

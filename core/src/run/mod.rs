@@ -132,7 +132,9 @@ impl<P: Params, O: Send + Sync + 'static, S> Runner<P, O, S> {
         self
     }
 
-    /// Stops the run, as a cancel would, if it has not ended after `limit`.
+    /// Stops the run, as a cancel would, if it has not ended after `limit`. A deadline
+    /// that passes once every task has ended (while the run drops its values) is not
+    /// a timeout.
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.options.timeout = Some(limit);
         self
