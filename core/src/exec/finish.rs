@@ -129,7 +129,8 @@ pub(super) fn collect_failures(
 /// the thread that ends the run, where the last values were made and their memory is
 /// hot, before the run hands its slots (their records) back, so every value is still
 /// dropped before the run returns. A value whose `Drop` panics is contained, with a
-/// warning; the others are dropped all the same. Nothing is dropped here while the
+/// warning; the others are dropped all the same. (Containment is per value: a value
+/// holding two elements whose `Drop`s both panic aborts, as anywhere in Rust.) Nothing is dropped here while the
 /// thread unwinds (a second panic would abort): the run's end drops them then, as it
 /// drops the rest ([`drop_contained`]).
 pub(super) fn drop_values(plan: &Plan, slots: &mut [Slot]) {
@@ -147,7 +148,7 @@ pub(super) fn drop_values(plan: &Plan, slots: &mut [Slot]) {
         {
             let value = std::mem::replace(&mut record.value, Box::new(()));
             if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
-                warn_drop_panicked(plan.graph.name_of(node), &*panic);
+                warn_drop_panicked(plan.graph.name_of(node), panic);
             }
         }
     }
@@ -159,17 +160,20 @@ pub(super) fn drop_values(plan: &Plan, slots: &mut [Slot]) {
 fn drop_contained(slots: Box<[Slot]>) {
     for slot in slots {
         if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(slot))) {
-            warn_drop_panicked("a parameter or the output", &*panic);
+            warn_drop_panicked("a parameter or the output", panic);
         }
     }
 }
 
-fn warn_drop_panicked(node: &str, panic: &(dyn Any + Send)) {
+/// Logs a contained panic of a value's `Drop`, then drops its payload behind the
+/// boundary too (a payload's own `Drop` may panic).
+fn warn_drop_panicked(node: &str, panic: Box<dyn Any + Send>) {
     tracing::warn!(
         node,
-        panic = %panic_message(panic),
+        panic = %panic_message(&*panic),
         "a value's Drop panicked after the run; the panic is contained"
     );
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(panic)));
 }
 
 /// What the `run ended` event needs, kept past [`Finished::into_output`].
