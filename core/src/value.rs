@@ -55,13 +55,13 @@ impl Record {
         Self::with_items(value, status, times, error, retried, ItemRuns::default())
     }
 
-    /// A record with no history: a success at the first attempt.
-    pub(crate) fn succeeded(value: Value, status: TaskStatus, times: [u64; 4]) -> Self {
+    /// The record of a success at the first attempt: no history.
+    pub(crate) fn succeeded(value: Value, times: [u64; 4]) -> Self {
         Self {
             value,
             times,
             history: None,
-            status,
+            status: TaskStatus::Succeeded,
         }
     }
 

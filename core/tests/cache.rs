@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aqueduct::prelude::*;
-use aqueduct::store::{SqliteStore, Store, StoreError};
+use aqueduct::store::{SqliteStore, Store};
 use aqueduct::{RunReport, TaskStatus};
 
 mod scratch;
@@ -542,83 +542,14 @@ async fn loaded_results_give_back_permits_and_count_as_done() {
     assert_eq!(progress.done(), progress.total());
 }
 
-/// A store whose cache lookups take `delay` (a slow disk, a remote database).
-struct SlowLookups {
-    inner: Arc<dyn Store>,
-    delay: Duration,
-}
+/// An input whose encoding takes 150 ms: a cache lookup keyed by it is slow (as a slow
+/// store would make it).
+struct SlowKey(String);
 
-impl Store for SlowLookups {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    fn run(&self, id: &str) -> Result<Option<aqueduct::store::RunRecord>, StoreError> {
-        self.inner.run(id)
-    }
-    fn claim(
-        &self,
-        id: &str,
-        owner: &str,
-        new: Option<&aqueduct::store::RunRecord>,
-    ) -> Result<aqueduct::store::Claim, StoreError> {
-        self.inner.claim(id, owner, new)
-    }
-    fn renew(&self, id: &str, owner: &str) -> Result<(), StoreError> {
-        self.inner.renew(id, owner)
-    }
-    fn release(&self, id: &str, owner: &str) -> Result<(), StoreError> {
-        self.inner.release(id, owner)
-    }
-    fn checkpoints(&self, id: &str) -> Result<Vec<aqueduct::store::Checkpoint>, StoreError> {
-        self.inner.checkpoints(id)
-    }
-    fn save(
-        &self,
-        id: &str,
-        owner: &str,
-        batch: &[aqueduct::store::Checkpoint],
-        ends: &[aqueduct::store::TaskEnd],
-    ) -> Result<(), StoreError> {
-        self.inner.save(id, owner, batch, ends)
-    }
-    fn discard(&self, id: &str, owner: &str, nodes: &[String]) -> Result<(), StoreError> {
-        self.inner.discard(id, owner, nodes)
-    }
-    fn task_ends(&self, id: &str) -> Result<Vec<aqueduct::store::TaskEnd>, StoreError> {
-        self.inner.task_ends(id)
-    }
-    fn finish(
-        &self,
-        id: &str,
-        owner: &str,
-        status: &str,
-        duration: Duration,
-        report: &str,
-    ) -> Result<(), StoreError> {
-        self.inner.finish(id, owner, status, duration, report)
-    }
-    fn runs(&self) -> Result<Vec<aqueduct::store::RunSummary>, StoreError> {
-        self.inner.runs()
-    }
-    fn report(&self, id: &str) -> Result<Option<String>, StoreError> {
-        self.inner.report(id)
-    }
-    fn delete_before(
-        &self,
-        before: std::time::SystemTime,
-    ) -> Result<aqueduct::store::Deleted, StoreError> {
-        self.inner.delete_before(before)
-    }
-    fn cached(
-        &self,
-        task: &str,
-        key: &str,
-    ) -> Result<Option<aqueduct::store::CachedResult>, StoreError> {
-        std::thread::sleep(self.delay);
-        self.inner.cached(task, key)
-    }
-    fn save_cached(&self, results: &[aqueduct::store::CachedResult]) -> Result<(), StoreError> {
-        self.inner.save_cached(results)
+impl serde::Serialize for SlowKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        std::thread::sleep(Duration::from_millis(150));
+        self.0.serialize(serializer)
     }
 }
 
@@ -633,22 +564,18 @@ async fn a_cached_task_run_after_its_input_starts_after_its_lookup() {
         }
     }
     #[task]
-    fn named(item: &str) -> String {
-        format!("item {item}")
+    fn named(item: &str) -> SlowKey {
+        SlowKey(format!("item {item}"))
     }
     /// Not `price`: other tests count its calls.
     #[task(cache)]
-    fn measured(item: &str) -> u64 {
-        item.len() as u64 * 10
+    fn measured(item: &SlowKey) -> u64 {
+        item.0.len() as u64 * 10
     }
     let dir = TempDir::new("cache-slow-lookup");
-    let store: Arc<dyn Store> = Arc::new(SlowLookups {
-        inner: open(&dir),
-        delay: Duration::from_millis(150),
-    });
     let outcome = doubled_price::workflow()
         .runner()
-        .cache(store)
+        .cache(open(&dir))
         .run(("pear".to_owned(),))
         .await;
     assert_eq!(outcome.result.unwrap(), 90);
@@ -665,7 +592,7 @@ async fn a_cached_task_run_after_its_input_starts_after_its_lookup() {
     let price_start = price.started_at.unwrap();
     assert!(
         price_start >= named_end + Duration::from_millis(140),
-        "price started {price_start:?}, {named_end:?} was named's end: its 150 ms lookup \
+        "price started {price_start:?}, {named_end:?} was named's end: its 150 ms key \
          came first"
     );
     assert!(

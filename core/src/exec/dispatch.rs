@@ -60,7 +60,7 @@ impl Shared {
 
     /// [`run_on_rayon`](Self::run_on_rayon) as part of a `streak`: the jobs this
     /// thread runs one after another, a parallel iteration's split of them.
-    fn run_on_rayon_in(self: &Arc<Self>, mut job: Job, streak: &mut Streak) {
+    pub(super) fn run_on_rayon_in(self: &Arc<Self>, mut job: Job, streak: &mut Streak) {
         let mut spill = Vec::new();
         loop {
             // When the task this thread ran last ended, if that was the last thing it
@@ -141,18 +141,24 @@ impl Shared {
             Some(job) if jobs.is_empty() => self.dispatch(job),
             Some(job) => {
                 jobs.push(job);
-                let (run, jobs) = (Arc::clone(self), std::mem::take(jobs));
-                rayon::spawn(move || {
-                    let context = Arc::clone(&run.run);
-                    guard(&context, "the scheduler", move || {
-                        jobs.into_par_iter()
-                            .for_each_init(Streak::default, |streak, job| {
-                                run.run_on_rayon_in(job, streak);
-                            });
-                    });
+                let jobs = std::mem::take(jobs);
+                self.spawn_guarded(move |run| {
+                    jobs.into_par_iter()
+                        .for_each_init(Streak::default, |streak, job| {
+                            run.run_on_rayon_in(job, streak);
+                        });
                 });
             }
         }
+    }
+
+    /// Runs `work` on rayon, its panics a fault of the run (see [`guard`]).
+    fn spawn_guarded(self: &Arc<Self>, work: impl FnOnce(&Arc<Self>) + Send + 'static) {
+        let run = Arc::clone(self);
+        rayon::spawn(move || {
+            let context = Arc::clone(&run.run);
+            guard(&context, "the scheduler", move || work(&run));
+        });
     }
 
     /// Hands a run's CPU roots to rayon, ready at `started`: the plan's, or a resumed
@@ -161,27 +167,25 @@ impl Shared {
     /// roots holds no vector of 10,000 jobs).
     pub(super) fn spawn_roots(self: &Arc<Self>, restored: Option<Vec<u32>>, started: Instant) {
         let roots = restored.as_deref().unwrap_or(&self.plan.roots);
-        let rayon_mode = |root: &u32| self.mode(*root as usize) == Mode::Rayon;
-        let mut cpu = roots.iter().filter(|root| rayon_mode(root));
+        let mut cpu = roots.iter().filter(|&&root| self.on_rayon(root));
         match (cpu.next(), cpu.next()) {
             (None, _) => {}
             (Some(&root), None) => self.dispatch(Job::new(root as usize, started)),
-            (Some(_), Some(_)) => {
-                let run = Arc::clone(self);
-                rayon::spawn(move || {
-                    let context = Arc::clone(&run.run);
-                    guard(&context, "the scheduler", move || {
-                        let roots = restored.as_deref().unwrap_or(&run.plan.roots);
-                        roots
-                            .par_iter()
-                            .filter(|&&root| run.mode(root as usize) == Mode::Rayon)
-                            .for_each_init(Streak::default, |streak, &root| {
-                                run.run_on_rayon_in(Job::new(root as usize, started), streak);
-                            });
+            (Some(_), Some(_)) => self.spawn_guarded(move |run| {
+                let roots = restored.as_deref().unwrap_or(&run.plan.roots);
+                roots
+                    .par_iter()
+                    .filter(|&&root| run.on_rayon(root))
+                    .for_each_init(Streak::default, |streak, &root| {
+                        run.run_on_rayon_in(Job::new(root as usize, started), streak);
                     });
-                });
-            }
+            }),
         }
+    }
+
+    /// Whether `node`'s attempts run on rayon.
+    fn on_rayon(&self, node: u32) -> bool {
+        self.mode(node as usize) == Mode::Rayon
     }
 
     /// Runs an IO node's attempts (or a CPU node's with a timeout) in this tokio task,

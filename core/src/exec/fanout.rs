@@ -4,6 +4,7 @@
 use super::*;
 use std::sync::{Mutex, PoisonError};
 
+use super::dispatch::Streak;
 use crate::plan::Items;
 use crate::value::{Import, SlotView, Slots, fill};
 
@@ -23,9 +24,12 @@ pub(super) fn spawn_roots(mut roots: Vec<(Arc<Shared>, Job)>) {
         _ => rayon::spawn(move || {
             let context = Arc::clone(&roots[0].0.run);
             guard(&context, "the scheduler", || {
+                // One streak per split: the items share their run's stop signal.
                 roots
                     .into_par_iter()
-                    .for_each(|(run, job)| run.run_on_rayon(job));
+                    .for_each_init(Streak::default, |streak, (run, job)| {
+                        run.run_on_rayon_in(job, streak);
+                    });
             });
         }),
     }

@@ -129,10 +129,10 @@ pub(super) fn collect_failures(
 /// the thread that ends the run, where the last values were made and their memory is
 /// hot, before the run hands its slots (their records) back, so every value is still
 /// dropped before the run returns. A value whose `Drop` panics is contained, with a
-/// warning; the others are dropped all the same. (Containment is per value: a value
-/// holding two elements whose `Drop`s both panic aborts, as anywhere in Rust.) Nothing is dropped here while the
-/// thread unwinds (a second panic would abort): the run's end drops them then, as it
-/// drops the rest ([`drop_contained`]).
+/// warning; the others are dropped all the same. Containment is per value: a value
+/// holding two elements whose `Drop`s both panic aborts, as anywhere in Rust. Nothing
+/// is dropped here while the thread unwinds (a second panic would abort): the run's
+/// end drops them then, as it drops the rest ([`drop_contained`]).
 pub(super) fn drop_values(plan: &Plan, slots: &mut [Slot]) {
     if std::thread::panicking() {
         return;

@@ -175,7 +175,7 @@ impl Shared {
         let times = self.times(&job, started, finished);
         self.log_end(node, TaskStatus::Succeeded, job.attempt, &times);
         let value = self.plan.settle(node, value);
-        let record = Record::succeeded(value, TaskStatus::Succeeded, times);
+        let record = Record::succeeded(value, times);
         self.board.resolve(node, record);
         self.give_back(node, job.permit);
         self.release(node, true, caller, finished)
