@@ -161,31 +161,30 @@ impl Shared {
         });
     }
 
-    /// Hands a run's CPU roots to rayon, ready at `started`: the plan's, or a resumed
-    /// run's `restored` ones. One root is one job; several are one parallel iteration
-    /// over their indices, each job made only when a thread takes it (a run of 10,000
-    /// roots holds no vector of 10,000 jobs).
-    pub(super) fn spawn_roots(self: &Arc<Self>, restored: Option<Vec<u32>>, started: Instant) {
+    /// Hands a run's CPU roots to rayon, ready at `started`: the first `cpu` of the
+    /// plan's roots, or of a resumed run's `restored` ones (see
+    /// [`cpu_first`](crate::plan::cpu_first)). One root is one job; several are one
+    /// parallel iteration over their indices, each job made only when a thread takes it
+    /// (a run of 10,000 roots holds no vector of 10,000 jobs).
+    pub(super) fn spawn_roots(
+        self: &Arc<Self>,
+        restored: Option<Vec<u32>>,
+        cpu: usize,
+        started: Instant,
+    ) {
         let roots = restored.as_deref().unwrap_or(&self.plan.roots);
-        let mut cpu = roots.iter().filter(|&&root| self.on_rayon(root));
-        match (cpu.next(), cpu.next()) {
-            (None, _) => {}
-            (Some(&root), None) => self.dispatch(Job::new(root as usize, started)),
-            (Some(_), Some(_)) => self.spawn_guarded(move |run| {
+        match cpu {
+            0 => {}
+            1 => self.dispatch(Job::new(roots[0] as usize, started)),
+            _ => self.spawn_guarded(move |run| {
                 let roots = restored.as_deref().unwrap_or(&run.plan.roots);
-                roots
+                roots[..cpu]
                     .par_iter()
-                    .filter(|&&root| run.on_rayon(root))
                     .for_each_init(Streak::default, |streak, &root| {
                         run.run_on_rayon_in(Job::new(root as usize, started), streak);
                     });
             }),
         }
-    }
-
-    /// Whether `node`'s attempts run on rayon.
-    fn on_rayon(&self, node: u32) -> bool {
-        self.mode(node as usize) == Mode::Rayon
     }
 
     /// Runs an IO node's attempts (or a CPU node's with a timeout) in this tokio task,

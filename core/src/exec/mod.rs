@@ -378,10 +378,12 @@ pub(crate) async fn execute(
                 .count() as u64,
         );
     }
-    let restored_roots = if extras.restored.is_empty() {
-        None
+    let (restored_roots, cpu_roots) = if extras.restored.is_empty() {
+        (None, plan.cpu_roots)
     } else {
-        Some(board.restore(&plan, extras.restored))
+        let mut roots = board.restore(&plan, extras.restored);
+        let cpu = crate::plan::cpu_first(&mut roots, &plan.flags);
+        (Some(roots), cpu)
     };
     let (done, mut finished) = oneshot::channel();
     let mut limited = HashMap::new();
@@ -407,13 +409,12 @@ pub(crate) async fn execute(
         path: None,
     });
     let roots = restored_roots.as_deref().unwrap_or(&plan.roots);
-    let mut io: Vec<Job> = roots
+    let mut io: Vec<Job> = roots[cpu_roots..]
         .iter()
-        .filter(|&&root| shared.mode(root as usize) == Mode::Tokio)
         .map(|&root| Job::new(root as usize, started))
         .collect();
     // CPU roots first, so they compute while IO roots are started.
-    shared.spawn_roots(restored_roots, started);
+    shared.spawn_roots(restored_roots, cpu_roots, started);
     shared.start_all(&mut io).await;
     drop(shared);
     let mut timed_out = None;

@@ -121,8 +121,10 @@ pub(crate) struct Plan {
     pub(crate) successors: Vec<(u32, bool)>,
     /// Per node, how many task (non-parameter) inputs it waits for.
     pub(crate) waits_for: Vec<u32>,
-    /// Tasks that wait for nothing.
+    /// Tasks that wait for nothing: first the `cpu_roots` that run on rayon, then those
+    /// that run on tokio ([`cpu_first`]).
     pub(crate) roots: Vec<u32>,
+    pub(crate) cpu_roots: usize,
     /// For a `#[durable]` workflow: the graph's shape and fingerprint.
     pub(crate) durable: Option<Durable>,
     /// Per node, how its checkpoint is encoded, if it has one: the nodes of a durable
@@ -200,7 +202,7 @@ impl Plan {
                 cursor[input] += 1;
             }
         }
-        let roots = (0..n)
+        let mut roots: Vec<u32> = (0..n)
             .filter(|&i| graph.kind(i) != Kind::Param && waits_for[i] == 0)
             .map(|i| i as u32)
             .collect();
@@ -213,7 +215,7 @@ impl Plan {
                     .push((node as u32, arm.arm));
             }
         }
-        let flags = (0..n)
+        let flags: Vec<u8> = (0..n)
             .map(|node| {
                 let info = graph.info(node);
                 let mut flags = 0;
@@ -246,6 +248,7 @@ impl Plan {
                 flags
             })
             .collect();
+        let cpu_roots = cpu_first(&mut roots, &flags);
         let checkpoints_any = codecs.iter().any(Option::is_some)
             || calls.iter().any(|call| match call {
                 Call::FanOut(def) => def.body.checkpoints_any,
@@ -272,6 +275,7 @@ impl Plan {
             successors,
             waits_for,
             roots,
+            cpu_roots,
             durable,
             checkpoints_any,
             codecs,
@@ -351,6 +355,14 @@ impl Plan {
     pub(crate) fn successors(&self, node: usize) -> &[(u32, bool)] {
         &self.successors[self.offsets[node] as usize..self.offsets[node + 1] as usize]
     }
+}
+
+/// Orders `roots` (nodes of a plan with these `flags`) with those whose attempts run
+/// on rayon first, keeping their order otherwise; returns how many those are.
+pub(crate) fn cpu_first(roots: &mut [u32], flags: &[u8]) -> usize {
+    let on_tokio = |root: &u32| flags[*root as usize] & ON_TOKIO != 0;
+    roots.sort_by_key(on_tokio);
+    roots.iter().take_while(|root| !on_tokio(root)).count()
 }
 
 /// A built workflow: run it as often as you like, each run with its own parameters.
