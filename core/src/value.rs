@@ -230,6 +230,27 @@ impl<'a> From<&'a [Slot]> for SlotView<'a> {
     }
 }
 
+/// Drops `value` (node `node`'s, or what `node` names), a panic in its `Drop`
+/// contained: logged at `warn`, its payload dropped behind the boundary too (a
+/// payload's own `Drop` may panic). While the thread unwinds, the value is leaked
+/// instead: a second panic would abort the process. Containment is per value: a value
+/// holding two elements whose `Drop`s both panic aborts, as anywhere in Rust.
+pub(crate) fn drop_contained<T>(node: &str, value: T) {
+    if std::thread::panicking() {
+        std::mem::forget(value);
+        return;
+    }
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)))
+    {
+        tracing::warn!(
+            node,
+            panic = %crate::task::panic_message(&*panic),
+            "a value's Drop panicked; the panic is contained"
+        );
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(panic)));
+    }
+}
+
 pub(crate) fn fill(slot: &Slot, value: Value) {
     let _ = slot.set(Record::new(
         value,

@@ -117,3 +117,50 @@ fn a_handle_of_another_workflow_is_refused_at_build_time() {
     });
     assert!(built.is_err());
 }
+
+/// A value whose `Drop` panics for item 2.
+struct Bomb(u64);
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        if self.0 == 2 && !std::thread::panicking() {
+            panic!("bomb {} went off", self.0);
+        }
+    }
+}
+
+const ARM: TaskInfo = TaskInfo::new("arm", Kind::Cpu);
+const DEFUSE: TaskInfo = TaskInfo::new("defuse", Kind::Cpu);
+
+/// `for x in &items { let b = arm(x); defuse(&b) }` by hand: a CPU-only body, run
+/// fused without a typed chain.
+fn bombs() -> Workflow<(Vec<u64>,), Vec<u64>> {
+    let (mut b, (items,)) = Builder::<(Vec<u64>,)>::new("bombs", ["items"]);
+    let each = b.fan_out("each", items, "x", (), |body, x, ()| {
+        let bomb = body.node(ARM, "b", (x,), |i| {
+            let (x,) = i.get();
+            Step::done(Ok(Bomb(*x)))
+        });
+        body.node(DEFUSE, "d", (bomb,), |i| {
+            let (bomb,) = i.get();
+            Step::done(Ok(bomb.0 * 10))
+        })
+    });
+    b.output(each)
+}
+
+/// A value whose `Drop` panics in a fused item (one the builder made, run without a
+/// typed chain) is contained as at the end of a run: the item keeps its output, the
+/// thread's buffer serves the next items, in summary mode and with every row kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_drop_in_a_fused_item_is_contained() {
+    for every_row in [false, true] {
+        let RunOutcome { result, report, .. } = bombs()
+            .runner()
+            .item_rows(every_row)
+            .run(((0..40).collect(),))
+            .await;
+        let values = result.unwrap_or_else(|error| panic!("{error}\n{report}"));
+        assert_eq!(values, (0..40).map(|x| x * 10).collect::<Vec<u64>>());
+    }
+}

@@ -240,6 +240,74 @@ async fn values_are_dropped_before_the_run_returns_and_a_panicking_drop_stays_in
     );
 }
 
+#[task]
+async fn read_counted_io(value: &Counted) -> u64 {
+    u64::from(value.panics)
+}
+
+workflow! {
+    /// A body whose values are dropped when its item ends: run fused (CPU only) and
+    /// scheduled (an IO task).
+    fn counted_items(flags: Vec<bool>) -> u64 {
+        let fused = for panics in &flags {
+            let value = counted(panics);
+            read_counted(&value)
+        };
+        let scheduled = for panics in &flags {
+            let value = counted(panics);
+            read_counted_io(&value)
+        };
+        let a = sum_all(&fused);
+        let b = sum_all(&scheduled);
+        sum_two(&a, &b)
+    }
+}
+
+workflow! {
+    fn counted_inner(panics: bool) -> u64 {
+        let value = counted(&panics);
+        read_counted(&value)
+    }
+}
+
+workflow! {
+    fn counted_outer(panics: bool) -> u64 {
+        let a = counted_inner(&panics).await;
+        let b = counted_inner(&panics).await;
+        sum_two(&a, &b)
+    }
+}
+
+#[task]
+fn sum_all(values: &Vec<u64>) -> u64 {
+    values.iter().sum()
+}
+
+/// A value inside a fan-out's item or a sub-workflow whose `Drop` panics is contained
+/// as a top-level value's is: the run still returns its output, and every other value
+/// is still dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_drop_inside_an_item_or_a_sub_workflow_stays_inside() {
+    let before = DROPPED.load(SeqCst);
+    let outcome = counted_items::workflow()
+        .run((vec![true, false, true],))
+        .await;
+    assert_eq!(outcome.unwrap(), 4);
+    assert_eq!(
+        DROPPED.load(SeqCst) - before,
+        6,
+        "every item's value was dropped"
+    );
+    let before = DROPPED.load(SeqCst);
+    let outcome = counted_outer::workflow().run((true,)).await;
+    assert_eq!(outcome.unwrap(), 2);
+    assert_eq!(
+        DROPPED.load(SeqCst) - before,
+        2,
+        "both sub-workflows' values were dropped"
+    );
+}
+
 /// A value whose `Drop` takes a while (a file flushed, a connection closed).
 struct SlowToDrop;
 

@@ -161,8 +161,7 @@ impl ChainHost for TypedRun<'_> {
 
     fn fault(&self, panic: &(dyn Any + Send)) {
         self.parent.run.fault(format!(
-            "a fused fan-out item panicked outside its tasks (a value's `Drop`, or an \
-             error's `Display`): {}",
+            "a fused fan-out item panicked outside its tasks: {}",
             panic_message(panic)
         ));
     }

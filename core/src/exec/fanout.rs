@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 
 use super::dispatch::Streak;
 use crate::plan::Items;
-use crate::value::{Import, SlotView, Slots, fill};
+use crate::value::{Import, SlotView, Slots, drop_contained, fill};
 
 thread_local! {
     /// How deep capped fan-outs' next items are started inside one another here.
@@ -45,7 +45,8 @@ impl FanOut {
 
     /// Drops what an ended item no longer needs: its imports (which hold the parent
     /// run) and every value but its output, which the fan-out's end moves out. The
-    /// report keeps each node's status, times and errors only.
+    /// report keeps each node's status, times and errors only. A value whose `Drop`
+    /// panics is contained, as at the end of a run ([`drop_contained`]).
     pub(super) fn forget_values(&self, slots: &mut [Slot]) {
         let def = self.def();
         let body = &def.body.graph;
@@ -54,13 +55,14 @@ impl FanOut {
         let output = crate::value::aliased(&*slots, body.output());
         for (node, slot) in slots.iter_mut().enumerate() {
             if node < def.params() {
-                drop(slot.take());
+                drop_contained(body.name_of(node), slot.take());
             } else if node != body.output()
                 && node != output
                 && let Some(record) = slot.get_mut()
                 && !record.value.is::<crate::value::Import>()
             {
-                record.value = Box::new(());
+                let value = std::mem::replace(&mut record.value, Box::new(()));
+                drop_contained(body.name_of(node), value);
                 // A nested fan-out's or sub-workflow's error holds its items' values
                 // (`ItemsFailed`): the report keeps its message only.
                 if matches!(body.kind(node), Kind::FanOut | Kind::Workflow)

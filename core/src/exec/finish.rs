@@ -1,6 +1,7 @@
 //! A run that has ended: its output, its errors, its report.
 
 use super::*;
+use crate::value::drop_contained;
 
 /// The slots of a run that has ended.
 pub(crate) struct Finished {
@@ -132,7 +133,7 @@ pub(super) fn collect_failures(
 /// warning; the others are dropped all the same. Containment is per value: a value
 /// holding two elements whose `Drop`s both panic aborts, as anywhere in Rust. Nothing
 /// is dropped here while the thread unwinds (a second panic would abort): the run's
-/// end drops them then, as it drops the rest ([`drop_contained`]).
+/// end drops them then, as it drops the rest ([`drop_slots`]).
 pub(super) fn drop_values(plan: &Plan, slots: &mut [Slot]) {
     if std::thread::panicking() {
         return;
@@ -147,9 +148,7 @@ pub(super) fn drop_values(plan: &Plan, slots: &mut [Slot]) {
             && !record.value.is::<crate::value::Import>()
         {
             let value = std::mem::replace(&mut record.value, Box::new(()));
-            if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
-                warn_drop_panicked(plan.graph.name_of(node), panic);
-            }
+            drop_contained(plan.graph.name_of(node), value);
         }
     }
 }
@@ -157,23 +156,10 @@ pub(super) fn drop_values(plan: &Plan, slots: &mut [Slot]) {
 /// Drops what is left of a run that ended (its parameters, its output when the run
 /// failed), slot by slot, a panicking `Drop` contained: it never reaches the caller of
 /// the run, nor keeps the other slots from being dropped.
-fn drop_contained(slots: Box<[Slot]>) {
+fn drop_slots(slots: Box<[Slot]>) {
     for slot in slots {
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(slot))) {
-            warn_drop_panicked("a parameter or the output", panic);
-        }
+        drop_contained("a parameter or the output", slot);
     }
-}
-
-/// Logs a contained panic of a value's `Drop`, then drops its payload behind the
-/// boundary too (a payload's own `Drop` may panic).
-fn warn_drop_panicked(node: &str, panic: Box<dyn Any + Send>) {
-    tracing::warn!(
-        node,
-        panic = %panic_message(&*panic),
-        "a value's Drop panicked after the run; the panic is contained"
-    );
-    let _ = catch_unwind(AssertUnwindSafe(move || drop(panic)));
 }
 
 /// What the `run ended` event needs, kept past [`Finished::into_output`].
@@ -250,7 +236,7 @@ impl Finished {
             None
         };
         if let Some(error) = error {
-            drop_contained(self.slots);
+            drop_slots(self.slots);
             return Err(error);
         }
         // The value of an `if` or `match` is the value of the arm it took.
@@ -275,7 +261,7 @@ impl Finished {
                 }
             }
         });
-        drop_contained(slots);
+        drop_slots(slots);
         result
     }
 

@@ -17,7 +17,7 @@ use super::fanout::{OwnedItems, fill_imports};
 use super::resolve::{failure, unreached_status};
 use super::*;
 use crate::plan::{FusedItem, Items};
-use crate::value::{Import, Slots};
+use crate::value::{Import, Slots, drop_contained};
 
 /// The rows a fused fan-out keeps for the report, by item.
 pub(super) type Kept = Mutex<Vec<(usize, Box<[Slot]>)>>;
@@ -151,21 +151,11 @@ impl FusedRun<'_> {
             .map(|record| std::mem::replace(&mut record.value, Box::new(())))
             .unwrap_or_else(|| (body.unresolved[tail])(None));
         if succeeded && !self.every_row {
-            // Values' `Drop` is the user's code: a panic there faults the run, as at a
-            // scheduled item's end, and the buffer is given up.
-            let reset = catch_unwind(AssertUnwindSafe(|| {
-                for slot in &mut slots[params..] {
-                    drop(slot.take());
-                }
-            }));
-            if let Err(panic) = reset {
-                if let Some(buffer) = state.take() {
-                    abandon(buffer, params);
-                }
-                self.parent.run.fault(format!(
-                    "a fused fan-out item's end panicked: {}",
-                    panic_message(&*panic)
-                ));
+            // Values' `Drop` is the user's code: a panic there is contained, as at a
+            // scheduled item's end, and the buffer stays whole (each slot is emptied
+            // before its value drops).
+            for (node, slot) in slots.iter_mut().enumerate().skip(params) {
+                drop_contained(body.graph.name_of(node), slot.take());
             }
         } else {
             // Kept for the report (the next item makes a fresh buffer). Its parameters
@@ -173,11 +163,13 @@ impl FusedRun<'_> {
             let mut slots = std::mem::take(slots);
             *state = None;
             guard(&self.parent.run, "a fused fan-out item's end", || {
-                for slot in &mut slots[..params] {
-                    drop(slot.take());
-                }
-                for record in slots[params..].iter_mut().filter_map(OnceLock::get_mut) {
-                    record.value = Box::new(());
+                for (node, slot) in slots.iter_mut().enumerate() {
+                    if node < params {
+                        drop_contained(body.graph.name_of(node), slot.take());
+                    } else if let Some(record) = slot.get_mut() {
+                        let value = std::mem::replace(&mut record.value, Box::new(()));
+                        drop_contained(body.graph.name_of(node), value);
+                    }
                 }
                 self.kept
                     .lock()
@@ -352,19 +344,4 @@ pub(super) fn tasks(def: &FanOutDef) -> Vec<Task<'_>> {
             })
         })
         .collect()
-}
-
-/// Gives up a thread's buffer after a value's `Drop` panicked in it: its parameters
-/// are dropped (its imports hold the parent run, which would otherwise never end),
-/// each under its own catch; the task values left are leaked, since dropping them could
-/// panic again.
-fn abandon(buffer: Box<dyn std::any::Any + Send>, params: usize) {
-    if let Ok(buffer) = buffer.downcast::<Buffer>() {
-        let mut slots = buffer.0;
-        for slot in &mut slots[..params] {
-            let value = slot.take();
-            let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
-        }
-        std::mem::forget(slots);
-    }
 }

@@ -285,6 +285,11 @@ impl Drop for Shared {
         match self.completion.take() {
             // The receiver is gone only if the run future was dropped: nobody to tell.
             Some(Completion::Run(done)) => {
+                // Dropped by a panic's unwind: the scheduler's, caught in `guard`
+                // only after this sends the slots, so the fault is recorded first.
+                if std::thread::panicking() {
+                    self.run.stop.fault_unwinding();
+                }
                 self.run.stop.end();
                 finish::drop_values(&self.plan, &mut slots);
                 if let Err(slots) = done.send(slots) {

@@ -26,6 +26,10 @@ pub(super) struct StopInner {
     fault: OnceLock<String>,
     /// Every task of the run has ended: what is left is dropping its values.
     ended: std::sync::atomic::AtomicBool,
+    /// The run's state was dropped while a panic of the scheduler unwound: a fault
+    /// whose message (the panic's) is recorded only once the unwind is caught, maybe
+    /// after the run future has read it.
+    unwound: std::sync::atomic::AtomicBool,
 }
 
 const RUNNING: u8 = 0;
@@ -49,6 +53,13 @@ impl Stop {
     /// Stops the run for good because something outside a task panicked.
     pub(crate) fn fault(&self, message: String) {
         let _ = self.0.fault.set(message);
+        self.kill();
+    }
+
+    /// [`fault`](Self::fault) from the run's state dropped during a panic's unwind,
+    /// before the panic is caught and its message recorded.
+    pub(super) fn fault_unwinding(&self) {
+        self.0.unwound.store(true, Ordering::Release);
         self.kill();
     }
 
@@ -79,7 +90,12 @@ impl Stop {
 
     /// Why the executor stopped the run, if a fault did.
     pub(crate) fn fault_message(&self) -> Option<&str> {
-        self.0.fault.get().map(String::as_str)
+        self.0.fault.get().map(String::as_str).or_else(|| {
+            self.0
+                .unwound
+                .load(Ordering::Acquire)
+                .then_some("the scheduler panicked as the run ended")
+        })
     }
 
     /// Resolves at the soft stop (or the hard one).

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::Handle;
 use super::fanout::gathered;
 use crate::task::{Outcome, TaskError};
-use crate::value::{SlotView, Value, value};
+use crate::value::{SlotView, Value, drop_contained, value};
 
 /// A body as `workflow!` writes it out: item `&I` and the imports in, the tail's
 /// output out (`None` if it did not succeed).
@@ -64,7 +64,8 @@ pub(crate) trait ChainHost: Sync {
     /// Keeps the rows of item `index`, whose tasks in `events` did not succeed (the
     /// others did); gives the value of its tail, an unresolved outcome.
     fn keep(&self, index: usize, events: &[(u32, Event)]) -> Value;
-    /// A value's `Drop` panicked between tasks: the run stops for good.
+    /// The item's code panicked outside its tasks and its values' `Drop`s: the run
+    /// stops for good.
     fn fault(&self, panic: &(dyn std::any::Any + Send));
 }
 
@@ -138,18 +139,16 @@ impl Chain<'_> {
     }
 }
 
-/// A binding of a typed chain: its task's output, if it succeeded. While a panic
-/// unwinds it leaks its value rather than drop it: a value whose `Drop` panicked must
-/// not have another's `Drop` panic again (an abort).
+/// A binding of a typed chain: its task's output, if it succeeded. A panic in its
+/// value's `Drop` is contained (see [`drop_contained`]), as at the end of a scheduled
+/// item: the item keeps its output.
 #[doc(hidden)]
 pub struct ChainValue<T>(pub Option<T>);
 
 impl<T> Drop for ChainValue<T> {
     fn drop(&mut self) {
-        if std::thread::panicking()
-            && let Some(value) = self.0.take()
-        {
-            std::mem::forget(value);
+        if let Some(value) = self.0.take() {
+            drop_contained(std::any::type_name::<T>(), value);
         }
     }
 }
@@ -210,8 +209,9 @@ where
                         index,
                         progress,
                     };
-                    // The body's own code is the user's only in values' `Drop`: a
-                    // panic there faults the run, as at a fused item's end.
+                    // The body's own code is the user's only in values' `Drop`, which
+                    // its bindings contain ([`ChainValue`]): a panic that still gets
+                    // here is the library's, and faults the run.
                     let value =
                         match catch_unwind(AssertUnwindSafe(|| body(&mut chain, item, &imports))) {
                             Ok(value) => value,
