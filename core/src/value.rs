@@ -251,6 +251,17 @@ pub(crate) fn drop_contained<T>(node: &str, value: T) {
     }
 }
 
+/// A slot's record taken out, dropped: an [`Import`] (the library's own, holding a
+/// run, whose end may depend on this drop) as is, even while the thread unwinds; a
+/// user's value as [`drop_contained`] says.
+pub(crate) fn drop_record(node: &str, record: Option<Record>) {
+    match record {
+        Some(record) if record.value.is::<Import>() => drop(record),
+        Some(record) => drop_contained(node, record),
+        None => {}
+    }
+}
+
 pub(crate) fn fill(slot: &Slot, value: Value) {
     let _ = slot.set(Record::new(
         value,

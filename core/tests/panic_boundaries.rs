@@ -279,6 +279,29 @@ workflow! {
 }
 
 #[task]
+fn make_counted(flags: &Vec<bool>) -> Vec<Counted> {
+    flags
+        .iter()
+        .map(|&panics| Counted {
+            panics,
+            drops: &DROPPED,
+        })
+        .collect()
+}
+
+workflow! {
+    /// Items taken by value, read by reference: each stays in its item's run until
+    /// the item ends.
+    fn counted_owned(flags: Vec<bool>) -> u64 {
+        let values = make_counted(&flags);
+        let each = for value in values {
+            read_counted(&value)
+        };
+        sum_all(&each)
+    }
+}
+
+#[task]
 fn sum_all(values: &Vec<u64>) -> u64 {
     values.iter().sum()
 }
@@ -298,6 +321,11 @@ async fn a_panicking_drop_inside_an_item_or_a_sub_workflow_stays_inside() {
         6,
         "every item's value was dropped"
     );
+    let before = DROPPED.load(SeqCst);
+    let flags: Vec<bool> = (0..64).map(|i| i % 3 == 0).collect();
+    let outcome = counted_owned::workflow().run((flags,)).await;
+    assert_eq!(outcome.unwrap(), 22, "items taken by value");
+    assert_eq!(DROPPED.load(SeqCst) - before, 64, "every item was dropped");
     let before = DROPPED.load(SeqCst);
     let outcome = counted_outer::workflow().run((true,)).await;
     assert_eq!(outcome.unwrap(), 2);

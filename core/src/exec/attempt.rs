@@ -145,10 +145,21 @@ impl Shared {
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 );
+                // A value nobody waits for (the run future is gone, or the attempt
+                // was abandoned at its timeout) is dropped here, a panic in its `Drop`
+                // contained.
+                let name = run.plan.graph.name_of(node);
                 match done {
-                    Ok(_) => drop(result_tx.send(result)),
+                    Ok(_) => {
+                        if let Err(result) = result_tx.send(result) {
+                            crate::value::drop_contained(name, result);
+                        }
+                    }
                     // Abandoned: the permit was left to this attempt.
-                    Err(_) => run.give_back(node, permit),
+                    Err(_) => {
+                        run.give_back(node, permit);
+                        crate::value::drop_contained(name, result);
+                    }
                 }
             });
         });
@@ -277,6 +288,7 @@ fn called(
 ) -> Result<Value, TaskError> {
     if told {
         // It may have returned a partial value because it was told to stop.
+        crate::value::drop_contained("a value returned after a stop", outcome);
         return Err(TaskError::stopped_early());
     }
     match outcome {

@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 
 use super::dispatch::Streak;
 use crate::plan::Items;
-use crate::value::{Import, SlotView, Slots, drop_contained, fill};
+use crate::value::{Import, SlotView, Slots, drop_contained, drop_record, fill};
 
 thread_local! {
     /// How deep capped fan-outs' next items are started inside one another here.
@@ -55,7 +55,7 @@ impl FanOut {
         let output = crate::value::aliased(&*slots, body.output());
         for (node, slot) in slots.iter_mut().enumerate() {
             if node < def.params() {
-                drop_contained(body.name_of(node), slot.take());
+                drop_record(body.name_of(node), slot.take());
             } else if node != body.output()
                 && node != output
                 && let Some(record) = slot.get_mut()

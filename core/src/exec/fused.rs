@@ -17,7 +17,7 @@ use super::fanout::{OwnedItems, fill_imports};
 use super::resolve::{failure, unreached_status};
 use super::*;
 use crate::plan::{FusedItem, Items};
-use crate::value::{Import, Slots, drop_contained};
+use crate::value::{Import, Slots, drop_contained, drop_record};
 
 /// The rows a fused fan-out keeps for the report, by item.
 pub(super) type Kept = Mutex<Vec<(usize, Box<[Slot]>)>>;
@@ -56,6 +56,16 @@ pub(super) struct Task<'f> {
 
 /// A rayon thread's slots for one item at a time, reused while its items succeed.
 struct Buffer(Box<[Slot]>);
+
+impl Drop for Buffer {
+    /// A thread's buffer is dropped with the last item it ran (a by-value item, its
+    /// imports): a value's panicking `Drop` is contained there too.
+    fn drop(&mut self) {
+        for slot in &mut self.0 {
+            drop_record("a fan-out item's parameter", slot.take());
+        }
+    }
+}
 
 impl Shared {
     /// Runs fan-out `job` fused (see the module's docs) over its `count` items (`owned`
@@ -128,7 +138,7 @@ impl FusedRun<'_> {
         // After a stop, an item with no cleanup task to run ends before it starts: no
         // buffer, and no row unless every row is asked for.
         if !self.every_row && self.parent.run.stop.is_stopped() && !self.has_cleanup {
-            drop(self.owned.take(index));
+            drop_contained(body.graph.name_of(0), self.owned.take(index));
             return (body.unresolved[body.graph.output()])(None);
         }
         // The thread's buffer stays in its box from item to item: no allocation.
@@ -155,7 +165,7 @@ impl FusedRun<'_> {
             // scheduled item's end, and the buffer stays whole (each slot is emptied
             // before its value drops).
             for (node, slot) in slots.iter_mut().enumerate().skip(params) {
-                drop_contained(body.graph.name_of(node), slot.take());
+                drop_record(body.graph.name_of(node), slot.take());
             }
         } else {
             // Kept for the report (the next item makes a fresh buffer). Its parameters
@@ -165,7 +175,7 @@ impl FusedRun<'_> {
             guard(&self.parent.run, "a fused fan-out item's end", || {
                 for (node, slot) in slots.iter_mut().enumerate() {
                     if node < params {
-                        drop_contained(body.graph.name_of(node), slot.take());
+                        drop_record(body.graph.name_of(node), slot.take());
                     } else if let Some(record) = slot.get_mut() {
                         let value = std::mem::replace(&mut record.value, Box::new(()));
                         drop_contained(body.graph.name_of(node), value);
@@ -211,7 +221,7 @@ impl FusedRun<'_> {
                             index,
                             item,
                         };
-                        drop(slots[0].take());
+                        drop_record(self.def.body.graph.name_of(0), slots[0].take());
                         crate::value::fill(&slots[0], Box::new(import));
                     }
                 }
@@ -221,7 +231,7 @@ impl FusedRun<'_> {
                     .owned
                     .take(index)
                     .map(|value| self.def.body.settle(0, value));
-                drop(slots[0].take());
+                drop_record(self.def.body.graph.name_of(0), slots[0].take());
                 if let Some(value) = value {
                     crate::value::fill(&slots[0], value);
                 }

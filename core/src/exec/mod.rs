@@ -292,10 +292,12 @@ impl Drop for Shared {
                 }
                 self.run.stop.end();
                 finish::drop_values(&self.plan, &mut slots);
-                if let Err(slots) = done.send(slots) {
+                if let Err(mut slots) = done.send(slots) {
                     // Nobody waits: the values are dropped here, on a pool's thread,
                     // where a panic in a value's `Drop` must not unwind.
-                    let _ = catch_unwind(AssertUnwindSafe(move || drop(slots)));
+                    for (node, slot) in slots.iter_mut().enumerate() {
+                        crate::value::drop_record(self.plan.graph.name_of(node), slot.take());
+                    }
                 }
             }
             Some(Completion::Item { fan, index }) => {

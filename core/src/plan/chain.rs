@@ -99,6 +99,7 @@ impl Chain<'_> {
         let result = catch_unwind(AssertUnwindSafe(call));
         if self.ran() && crate::task::was_told() {
             // It may have returned a partial value because it was told to stop.
+            drop_contained(std::any::type_name::<T>(), result);
             self.events.push((node, Event::Cancelled(Instant::now())));
             return None;
         }
