@@ -235,20 +235,55 @@ impl<'a> From<&'a [Slot]> for SlotView<'a> {
 /// payload's own `Drop` may panic). While the thread unwinds, the value is leaked
 /// instead: a second panic would abort the process. Containment is per value: a value
 /// holding two elements whose `Drop`s both panic aborts, as anywhere in Rust.
+#[inline]
 pub(crate) fn drop_contained<T>(node: &str, value: T) {
+    // A value with no `Drop` of its own (a number) has nothing that could panic.
+    if !std::mem::needs_drop::<T>() {
+        return;
+    }
     if std::thread::panicking() {
         std::mem::forget(value);
         return;
     }
     if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)))
     {
-        tracing::warn!(
-            node,
-            panic = %crate::task::panic_message(&*panic),
-            "a value's Drop panicked; the panic is contained"
-        );
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(panic)));
+        warn_drop_panicked(node, panic);
     }
+}
+
+/// [`drop_contained`] for the values `take` gives for the indices of `nodes`, named by
+/// `name`: one boundary for the lot (a run's values, an item's), not one per value.
+/// After a panic the rest are dropped all the same. The caller must not be unwinding.
+pub(crate) fn drop_each<'n, V>(
+    mut nodes: std::ops::Range<usize>,
+    mut take: impl FnMut(usize) -> Option<V>,
+    name: impl Fn(usize) -> &'n str,
+) {
+    while !nodes.is_empty() {
+        let mut at = nodes.start;
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for node in nodes.by_ref() {
+                at = node;
+                drop(take(node));
+            }
+        }));
+        match dropped {
+            Ok(()) => return,
+            Err(panic) => warn_drop_panicked(name(at), panic),
+        }
+    }
+}
+
+/// Logs a contained panic of a value's `Drop`, then drops its payload behind the
+/// boundary too (a payload's own `Drop` may panic).
+#[cold]
+fn warn_drop_panicked(node: &str, panic: Box<dyn Any + Send>) {
+    tracing::warn!(
+        node,
+        panic = %crate::task::panic_message(&*panic),
+        "a value's Drop panicked; the panic is contained"
+    );
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(panic)));
 }
 
 /// A slot's record taken out, dropped: an [`Import`] (the library's own, holding a

@@ -1,7 +1,7 @@
 //! A run that has ended: its output, its errors, its report.
 
 use super::*;
-use crate::value::drop_contained;
+use crate::value::drop_each;
 
 /// The slots of a run that has ended.
 pub(crate) struct Finished {
@@ -140,26 +140,24 @@ pub(super) fn drop_values(plan: &Plan, slots: &mut [Slot]) {
     }
     let output = plan.graph.output();
     let target = crate::value::aliased(&*slots, output);
-    for (node, slot) in slots.iter_mut().enumerate().skip(plan.params()) {
-        if node == output || node == target {
-            continue;
-        }
-        if let Some(record) = slot.get_mut()
-            && !record.value.is::<crate::value::Import>()
-        {
-            let value = std::mem::replace(&mut record.value, Box::new(()));
-            drop_contained(plan.graph.name_of(node), value);
-        }
-    }
+    // A top-level run holds no import but in its parameters, which stay.
+    let nodes = plan.params()..slots.len();
+    let take = |node: usize| {
+        let record = slots[node]
+            .get_mut()
+            .filter(|_| node != output && node != target)?;
+        Some(std::mem::replace(&mut record.value, Box::new(())))
+    };
+    drop_each(nodes, take, |node| plan.graph.name_of(node));
 }
 
 /// Drops what is left of a run that ended (its parameters, its output when the run
 /// failed), slot by slot, a panicking `Drop` contained: it never reaches the caller of
 /// the run, nor keeps the other slots from being dropped.
-fn drop_slots(slots: Box<[Slot]>) {
-    for slot in slots {
-        drop_contained("a parameter or the output", slot);
-    }
+fn drop_slots(mut slots: Box<[Slot]>) {
+    let nodes = 0..slots.len();
+    let take = |node: usize| slots[node].take();
+    drop_each(nodes, take, |_| "a parameter or the output");
 }
 
 /// What the `run ended` event needs, kept past [`Finished::into_output`].

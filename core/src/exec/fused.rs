@@ -17,7 +17,7 @@ use super::fanout::{OwnedItems, fill_imports};
 use super::resolve::{failure, unreached_status};
 use super::*;
 use crate::plan::{FusedItem, Items};
-use crate::value::{Import, Slots, drop_contained, drop_record};
+use crate::value::{Import, Slots, drop_contained, drop_each, drop_record};
 
 /// The rows a fused fan-out keeps for the report, by item.
 pub(super) type Kept = Mutex<Vec<(usize, Box<[Slot]>)>>;
@@ -164,9 +164,9 @@ impl FusedRun<'_> {
             // Values' `Drop` is the user's code: a panic there is contained, as at a
             // scheduled item's end, and the buffer stays whole (each slot is emptied
             // before its value drops).
-            for (node, slot) in slots.iter_mut().enumerate().skip(params) {
-                drop_record(body.graph.name_of(node), slot.take());
-            }
+            let nodes = params..slots.len();
+            let take = |node: usize| slots[node].take();
+            drop_each(nodes, take, |node| body.graph.name_of(node));
         } else {
             // Kept for the report (the next item makes a fresh buffer). Its parameters
             // hold the parent run, which must not wait for its own report.
