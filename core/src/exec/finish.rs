@@ -154,7 +154,7 @@ pub(super) fn drop_values(plan: &Plan, slots: &mut [Slot]) {
 /// Drops what is left of a run that ended (its parameters, its output when the run
 /// failed), slot by slot, a panicking `Drop` contained: it never reaches the caller of
 /// the run, nor keeps the other slots from being dropped.
-fn drop_slots(mut slots: Box<[Slot]>) {
+fn drop_slots(slots: &mut [Slot]) {
     let nodes = 0..slots.len();
     let take = |node: usize| slots[node].take();
     drop_each(nodes, take, |_| "a parameter or the output");
@@ -188,7 +188,7 @@ impl Finished {
     }
 
     /// Splits the run into its output (or why there is none) and its report.
-    pub(crate) fn into_output<O: 'static>(self, plan: &Plan) -> Result<O, Error> {
+    pub(crate) fn into_output<O: 'static>(mut self, plan: &Plan) -> Result<O, Error> {
         let graph = &plan.graph;
         let mut failures = Vec::new();
         let top = Naming {
@@ -234,7 +234,7 @@ impl Finished {
             None
         };
         if let Some(error) = error {
-            drop_slots(self.slots);
+            drop_slots(&mut self.slots);
             return Err(error);
         }
         // The value of an `if` or `match` is the value of the arm it took.
@@ -259,7 +259,7 @@ impl Finished {
                 }
             }
         });
-        drop_slots(slots);
+        drop_slots(&mut slots);
         result
     }
 
