@@ -582,3 +582,25 @@ workflow! {
 async fn raw_identifiers_work_in_conditions() {
     assert_eq!(raw_names(3).await.unwrap(), 6);
 }
+
+#[task]
+fn times(x: &u64, k: &u64) -> u64 {
+    x * k
+}
+
+workflow! {
+    /// The output is a branch whose arm is another branch's value.
+    fn branch_of_a_branch(x: u64, k: u64) -> u64 {
+        let inner = if x < 10 { times(&x, &k) } else { times(&k, &k) };
+        if x < 100 { inner } else { times(&x, &x) }
+    }
+}
+
+/// A run's output reached through two branches (aliases of the arm's node) survives
+/// the drop of the run's other values at its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_reached_through_two_branches_is_returned() {
+    assert_eq!(branch_of_a_branch(3, 5).await.unwrap(), 15);
+    assert_eq!(branch_of_a_branch(30, 5).await.unwrap(), 25);
+    assert_eq!(branch_of_a_branch(300, 5).await.unwrap(), 90_000);
+}

@@ -140,12 +140,13 @@ pub(super) fn drop_values(plan: &Plan, slots: &mut [Slot]) {
     }
     let output = plan.graph.output();
     let target = crate::value::aliased(&*slots, output);
-    // A top-level run holds no import but in its parameters, which stay.
+    // A branch's value is an alias of its arm's node (an `Import`), through which
+    // the output may reach its value: aliases stay.
     let nodes = plan.params()..slots.len();
     let take = |node: usize| {
-        let record = slots[node]
-            .get_mut()
-            .filter(|_| node != output && node != target)?;
+        let record = slots[node].get_mut().filter(|record| {
+            node != output && node != target && !record.value.is::<crate::value::Import>()
+        })?;
         Some(std::mem::replace(&mut record.value, Box::new(())))
     };
     drop_each(nodes, take, |node| plan.graph.name_of(node));

@@ -103,10 +103,17 @@ impl Shared {
         };
         let mut checkpoint = None;
         let result = match (result, sink) {
-            (Ok(value), Some(_)) => self.checkpoint_of(node, job.attempt, &value).map(|c| {
-                checkpoint = c;
-                value
-            }),
+            (Ok(value), Some(_)) => match self.checkpoint_of(node, job.attempt, &value) {
+                Ok(c) => {
+                    checkpoint = c;
+                    Ok(value)
+                }
+                // The task fails: its value goes, a panic in its `Drop` contained.
+                Err(error) => {
+                    crate::value::drop_contained(self.plan.graph.name_of(node), value);
+                    Err(error)
+                }
+            },
             (result, _) => result,
         };
         let mut job = job;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::chain::ItemsOf;
 use super::{Handle, Plan};
 use crate::task::{Outcome, TaskError};
-use crate::value::{ItemOf, Slot, SlotView, Value, ok, take, value};
+use crate::value::{ItemOf, Slot, SlotView, Value, drop_each, ok, take, value};
 
 /// What a workflow `for` can iterate over: a `Vec`, an array, a boxed slice or an
 /// `Arc<[T]>`. Items are read in place, by index; nothing is cloned.
@@ -319,6 +319,25 @@ impl<T> ItemsFailed<T> {
     /// Each item's outcome, in input order.
     pub fn outcomes(&self) -> &[Outcome<T>] {
         &self.outcomes
+    }
+}
+
+impl<T> Drop for ItemsFailed<T> {
+    /// The items' values are the user's, and this error is dropped wherever the library
+    /// lets go of it: a panic in a value's `Drop` is contained there, as for any value
+    /// (see `value::drop_contained`; while the thread unwinds they are leaked instead).
+    fn drop(&mut self) {
+        if !std::mem::needs_drop::<T>() {
+            return;
+        }
+        let mut outcomes = std::mem::take(&mut self.outcomes);
+        if std::thread::panicking() {
+            std::mem::forget(outcomes);
+            return;
+        }
+        let items = 0..outcomes.len();
+        let take = |item: usize| Some(std::mem::replace(&mut outcomes[item], Outcome::Skipped));
+        drop_each(items, take, |_| "an item of a failed fan-out");
     }
 }
 

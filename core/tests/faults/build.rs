@@ -310,9 +310,11 @@ impl Place<'_> {
                     };
                     for &(at, h) in &taken {
                         reads[at] = match h {
-                            H::One(h) => Read::Owned(input.take(h)),
-                            H::Many(h) => Read::OwnedMany(input.take(h)),
-                            H::Opt(h) => Read::OwnedOpt(input.take(h)),
+                            H::One(h) => Read::Owned(input.take(h).defused()),
+                            H::Many(h) => Read::OwnedMany(
+                                input.take(h).into_iter().map(Val::defused).collect(),
+                            ),
+                            H::Opt(h) => Read::OwnedOpt(input.take(h).map(Val::defused)),
                         };
                     }
                     let hashes: Vec<u64> = reads.iter().map(|r| r.hash()).collect();
@@ -437,9 +439,12 @@ impl Attempt {
         let fault = self.case.spec.fault(epoch, self.uid, &path, attempt);
         let case = Arc::clone(&self.case);
         let (uid, count, sub, origin) = (self.uid, self.count, self.sub, self.origin);
+        let bomb = self.case.bombs && self.case.spec.bomb(epoch, uid, &path);
+        crate::exec::bump("values whose Drop panics", u64::from(bomb));
         let make = move |poison: bool| {
             let mut val = Val::tree(&case.counters, origin, v, idx, count, sub);
             val.poison = poison;
+            val.bomb = bomb;
             val
         };
         let timeout = self.timeout.unwrap_or(Duration::from_millis(1));

@@ -56,6 +56,8 @@ pub(crate) struct Gauge {
 
 pub(crate) struct Case {
     pub(crate) spec: Spec,
+    /// Whether task values may panic in their `Drop` (gate D1, `Spec::bomb`).
+    pub(crate) bombs: bool,
     pub(crate) counters: Arc<Counters>,
     pub(crate) t0: Instant,
     pub(crate) epoch: AtomicU32,
@@ -99,10 +101,12 @@ impl Case {
         spec: Spec,
         case_id: u64,
         dead_origins: HashMap<u32, Vec<(String, Vec<u32>)>>,
+        bombs: bool,
     ) -> Arc<Self> {
         // Nodes, the parameters, and one per cached task (`Spec::origin_of`).
         let origins = spec.param_origin() as usize + 1 + spec.tasks.len();
         Arc::new(Self {
+            bombs,
             counters: Counters::new(case_id, origins),
             t0: Instant::now(),
             epoch: AtomicU32::new(0),

@@ -279,7 +279,7 @@ pub(crate) fn run_case(
     } else {
         HashMap::new()
     };
-    let case = Case::new(spec, id, dead);
+    let case = Case::new(spec, id, dead, gates.d1);
     let wf = match catch_unwind(AssertUnwindSafe(|| build(&case))) {
         Ok(wf) => wf,
         Err(p) => {
@@ -310,6 +310,8 @@ pub(crate) fn run_case(
     };
     let runtime = rt.get_or_insert_with(runtime);
     let run_id = format!("r{id}");
+    // What the harness itself drops here (a run's output, its errors) never panics.
+    crate::value::defuse_this_thread();
     let out = runtime.block_on(async {
         let main = case_main(&case, &wf, (db.clone(), cache_db.clone()), &run_id);
         tokio::time::timeout(case_limit(), AssertUnwindSafeFut(Box::pin(main))).await

@@ -380,6 +380,23 @@ impl Spec {
         }
     }
 
+    /// Whether the value that attempt of instance `uid` at `path` in run `epoch` makes
+    /// panics in its `Drop` where the library drops it (D1): in a third of the cases,
+    /// one instance in six. Drawn from the seed apart from the generator's stream, so
+    /// the other faults of a seed stay as they were; the model ignores it (the panic is
+    /// contained, the value still counted dead).
+    pub(crate) fn bomb(&self, epoch: u8, uid: u32, path: &[u32]) -> bool {
+        use crate::rng::mix;
+        if !mix(self.seed, 0xD1).is_multiple_of(3) {
+            return false;
+        }
+        let at = path.iter().fold(
+            mix(mix(self.seed, u64::from(uid)), u64::from(epoch)),
+            |h, &i| mix(h, u64::from(i)),
+        );
+        at.is_multiple_of(6)
+    }
+
     /// The origin (for the alive counts) of the values a node of task `task` makes:
     /// its own uid, or for a cached task, one origin per task past the parameters'.
     pub(crate) fn origin_of(&self, uid: u32, task: usize) -> u32 {
@@ -594,6 +611,11 @@ pub(crate) struct Gates {
     /// runs that never started (the run stopped first) stayed alive until the run
     /// ended, past the end of their fan-out; they now go when it ends.
     pub(crate) i4: bool,
+    /// Fixed: a value whose `Drop` panicked inside a fan-out's item or a sub-workflow
+    /// (scheduled, fused, or a thread's buffer) faulted the whole run; a top-level
+    /// value's was contained. Its kind: task values whose `Drop` panics where the
+    /// library drops them (`Spec::bomb`).
+    pub(crate) d1: bool,
 }
 
 impl Gates {
@@ -611,6 +633,7 @@ impl Gates {
         i2: true,
         i3: true,
         i4: true,
+        d1: true,
     };
 
     pub(crate) fn from_env() -> Self {
@@ -646,6 +669,7 @@ impl Gates {
                 "F11" => gates.f11 = true,
                 "F14" => gates.f14 = true,
                 "B1" => gates.b1 = true,
+                "D1" => gates.d1 = true,
                 _ => {}
             }
         }
@@ -667,6 +691,7 @@ impl Gates {
             (self.i2, "I2"),
             (self.i3, "I3"),
             (self.i4, "I4"),
+            (self.d1, "D1"),
         ];
         let on: Vec<&str> = names.iter().filter(|(b, _)| *b).map(|(_, n)| *n).collect();
         if on.is_empty() {

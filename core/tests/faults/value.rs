@@ -79,7 +79,20 @@ pub(crate) struct Val {
     pub(crate) items: Vec<Val>,
     /// Its serialisation panics (a fault).
     pub(crate) poison: bool,
+    /// Its `Drop` panics (D1), unless the thread unwinds or is the harness's own.
+    pub(crate) bomb: bool,
     counters: Arc<Counters>,
+}
+
+thread_local! {
+    /// The harness's own thread: a value dropped there is the harness's, not the
+    /// library's, and its `Drop` never panics.
+    static DEFUSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread as the harness's (see [`Val::bomb`]).
+pub(crate) fn defuse_this_thread() {
+    DEFUSED.with(|defused| defused.set(true));
 }
 
 impl Val {
@@ -97,6 +110,7 @@ impl Val {
             origin,
             items,
             poison: false,
+            bomb: false,
             counters: Arc::clone(counters),
         }
     }
@@ -122,6 +136,15 @@ impl Val {
     }
 }
 
+impl Val {
+    /// This value, its `Drop` no longer panicking: a task that takes a value by value
+    /// owns it, and a panic in its `Drop` would be the task's failure.
+    pub(crate) fn defused(mut self) -> Self {
+        self.bomb = false;
+        self
+    }
+}
+
 impl Clone for Val {
     fn clone(&self) -> Self {
         let mut copy = Self::new(
@@ -139,6 +162,9 @@ impl Clone for Val {
 impl Drop for Val {
     fn drop(&mut self) {
         self.counters.add(self.origin, -1);
+        if self.bomb && !std::thread::panicking() && !DEFUSED.with(std::cell::Cell::get) {
+            panic!("[injected] a value whose Drop panics");
+        }
     }
 }
 
