@@ -251,6 +251,26 @@ pub(crate) fn drop_contained<T>(node: &str, value: T) {
     }
 }
 
+/// [`drop_contained`] for each of `values` (all named `node`), one boundary for the lot:
+/// after a panic the rest are dropped all the same, each outside the unwind of the one
+/// before (a `Vec` dropped whole would drop them during it, and a second panic aborts).
+/// While the thread unwinds, they are leaked instead.
+pub(crate) fn drop_iter<V>(node: &str, mut values: impl Iterator<Item = V>) {
+    if std::thread::panicking() {
+        std::mem::forget(values);
+        return;
+    }
+    loop {
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            values.by_ref().for_each(drop);
+        }));
+        match dropped {
+            Ok(()) => return,
+            Err(panic) => warn_drop_panicked(node, panic),
+        }
+    }
+}
+
 /// [`drop_contained`] for the values `take` gives for the indices of `nodes`, named by
 /// `name`: one boundary for the lot (a run's values, an item's), not one per value.
 /// After a panic the rest are dropped all the same. The caller must not be unwinding.
@@ -419,6 +439,17 @@ struct Moving<T> {
     value: Option<T>,
     /// How many times the reader has read it (one per attempt).
     reads: u32,
+}
+
+/// The value a [`Moved`] `T` still holds (its reader did not take it), or `value` back
+/// if it is no `Moved<T>`.
+pub(crate) fn unmoved<T: 'static>(value: Value) -> Result<Option<T>, Value> {
+    let moved = value.downcast::<Moved<T>>()?;
+    let moving = moved
+        .cell
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    Ok(moving.value)
 }
 
 /// A succeeded node's value made takeable by its one reader; any other outcome (the

@@ -258,6 +258,20 @@ const REGRESSIONS: &[(u64, &str)] = &[
         309_047,
         "restored nested values of an unexpanded sub-workflow outlived it",
     ),
+    // D1 (2026-12-01, fixed in b905acf): values whose `Drop` panics, and a regression of
+    // the same change.
+    (
+        192,
+        "D1: a failed fan-out's error dropped its items' values uncontained",
+    ),
+    (
+        5026,
+        "D1: a task whose checkpoint failed dropped its value in the scheduler",
+    ),
+    (
+        41,
+        "dropping a run's values took an alias: an output reached through two branches was lost; 41:cc0,ff0,rm18,rm13,rm4,rm21,rm20,rm11,rm2,nf0.22..1,nc0,nr0,nc1,nr1,nw22,fi2147483648,fi2147483648,fi2147483649",
+    ),
 ];
 
 #[test]

@@ -222,24 +222,37 @@ impl Shared {
         let caught = |result: Result<_, Box<dyn Any + Send>>| {
             result.unwrap_or_else(|panic| Err(TaskError::panicked(&*panic)))
         };
+        // A future given up (the run stopped, or its time ran out) is dropped behind
+        // the boundary: it may hold a value the task took, whose `Drop` may panic.
+        let name = self.plan.graph.name_of(node);
         match self.plan.graph.info(node).timeout {
-            None => tokio::select! {
-                biased;
-                result = future => Some(caught(result)),
-                () = self.halted(node) => None,
-            },
+            None => {
+                let mut future = future;
+                let result = tokio::select! {
+                    biased;
+                    result = &mut future => Some(caught(result)),
+                    () = self.halted(node) => None,
+                };
+                crate::value::drop_contained(name, future);
+                result
+            }
             Some(limit) => {
-                let bounded = Box::pin(async move {
-                    match tokio::time::timeout(limit, future).await {
+                let mut bounded = Box::pin(async move {
+                    let mut future = future;
+                    let result = match tokio::time::timeout(limit, &mut future).await {
                         Ok(result) => caught(result),
                         Err(_) => Err(TaskError::timed_out(limit)),
-                    }
+                    };
+                    crate::value::drop_contained(name, future);
+                    result
                 });
-                tokio::select! {
+                let result = tokio::select! {
                     biased;
-                    result = bounded => Some(result),
+                    result = &mut bounded => Some(result),
                     () = self.halted(node) => None,
-                }
+                };
+                crate::value::drop_contained(name, bounded);
+                result
             }
         }
     }

@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 
 use super::dispatch::Streak;
 use crate::plan::Items;
-use crate::value::{Import, SlotView, Slots, drop_contained, drop_record, fill};
+use crate::value::{Import, SlotView, Slots, drop_iter, drop_record, fill};
 
 thread_local! {
     /// How deep capped fan-outs' next items are started inside one another here.
@@ -46,7 +46,7 @@ impl FanOut {
     /// Drops what an ended item no longer needs: its imports (which hold the parent
     /// run) and every value but its output, which the fan-out's end moves out. The
     /// report keeps each node's status, times and errors only. A value whose `Drop`
-    /// panics is contained, as at the end of a run ([`drop_contained`]).
+    /// panics is contained, as at the end of a run (`value::drop_contained`).
     pub(super) fn forget_values(&self, slots: &mut [Slot]) {
         let def = self.def();
         let body = &def.body.graph;
@@ -62,7 +62,7 @@ impl FanOut {
                 && !record.value.is::<crate::value::Import>()
             {
                 let value = std::mem::replace(&mut record.value, Box::new(()));
-                drop_contained(body.name_of(node), value);
+                def.body.drop_value(node, value);
                 // A nested fan-out's or sub-workflow's error holds its items' values
                 // (`ItemsFailed`): the report keeps its message only.
                 if matches!(body.kind(node), Kind::FanOut | Kind::Workflow)
@@ -426,8 +426,9 @@ impl Shared {
             .collect();
         let dropped: Vec<_> = left.iter().filter_map(|path| nested.remove(path)).collect();
         drop(nested);
-        // Values' `Drop` is the user's code: outside the lock, a panic caught.
-        let _ = catch_unwind(AssertUnwindSafe(move || drop(dropped)));
+        // Values' `Drop` is the user's code: outside the lock, one by one.
+        let values = dropped.into_iter().flatten().map(|(_, value)| value);
+        drop_iter("a value restored for a nested run", values);
     }
 
     /// The nodes of this nested run that a resumed run restores, decided and decoded
@@ -457,6 +458,17 @@ pub(super) fn fill_imports(slots: &[Slot], parent: &Arc<Shared>, imports: &[u32]
 
 /// The items of a fan-out that took its collection, each until its run starts.
 pub(super) struct OwnedItems(Box<[Mutex<Option<Value>>]>);
+
+impl Drop for OwnedItems {
+    /// Items a stop kept from starting are dropped with the fan-out, one by one, a
+    /// panic in a `Drop` contained (see `value::drop_iter`).
+    fn drop(&mut self) {
+        let items = std::mem::take(&mut self.0).into_vec().into_iter();
+        let items =
+            items.filter_map(|item| item.into_inner().unwrap_or_else(PoisonError::into_inner));
+        drop_iter("an item that did not start", items);
+    }
+}
 
 impl OwnedItems {
     pub(super) fn new(items: Vec<Value>) -> Self {

@@ -147,7 +147,13 @@ pub(super) fn drop_values(plan: &Plan, slots: &mut [Slot]) {
         let record = slots[node].get_mut().filter(|record| {
             node != output && node != target && !record.value.is::<crate::value::Import>()
         })?;
-        Some(std::mem::replace(&mut record.value, Box::new(())))
+        let value = std::mem::replace(&mut record.value, Box::new(()));
+        // A `for`'s `Vec` item by item, behind its own boundary.
+        if plan.flags[node] & crate::plan::GATHERS != 0 {
+            plan.drop_value(node, value);
+            return None;
+        }
+        Some(value)
     };
     drop_each(nodes, take, |node| plan.graph.name_of(node));
 }

@@ -178,7 +178,7 @@ impl FusedRun<'_> {
                         drop_record(body.graph.name_of(node), slot.take());
                     } else if let Some(record) = slot.get_mut() {
                         let value = std::mem::replace(&mut record.value, Box::new(()));
-                        drop_contained(body.graph.name_of(node), value);
+                        body.drop_value(node, value);
                     }
                 }
                 self.kept

@@ -314,13 +314,40 @@ impl Drop for Shared {
     }
 }
 
+/// The run future's end of the channel a run's slots come back on. Dropped with the
+/// slots still in it (the run future dropped after the run ended but before it looked),
+/// it drops their values behind the boundary, as the run's end would have.
+struct Finishing(oneshot::Receiver<Box<[Slot]>>);
+
+impl Future for Finishing {
+    type Output = Result<Box<[Slot]>, oneshot::error::RecvError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl Drop for Finishing {
+    fn drop(&mut self) {
+        if let Ok(mut slots) = self.0.try_recv() {
+            for slot in slots.iter_mut() {
+                crate::value::drop_record("a value of a run dropped unread", slot.take());
+            }
+        }
+    }
+}
+
 impl Drop for RunContext {
     /// Values restored for nested runs that never started and whose fan-out never
     /// ended (the run stopped before it expanded): dropped here, their `Drop` being
     /// the user's code, behind a boundary.
     fn drop(&mut self) {
         if let Some(nested) = self.nested.take() {
-            let _ = catch_unwind(AssertUnwindSafe(move || drop(nested)));
+            let nested = nested
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let values = nested.into_values().flatten().map(|(_, value)| value);
+            crate::value::drop_iter("a value restored for a nested run", values);
         }
     }
 }
@@ -392,7 +419,8 @@ pub(crate) async fn execute(
         let cpu = crate::plan::cpu_first(&mut roots, &plan.flags);
         (Some(roots), cpu)
     };
-    let (done, mut finished) = oneshot::channel();
+    let (done, finished) = oneshot::channel();
+    let mut finished = Finishing(finished);
     let mut limited = HashMap::new();
     limits(&plan, &mut limited);
     let shared = Arc::new(Shared {

@@ -110,7 +110,7 @@ impl Shared {
                 }
                 // The task fails: its value goes, a panic in its `Drop` contained.
                 Err(error) => {
-                    crate::value::drop_contained(self.plan.graph.name_of(node), value);
+                    self.plan.drop_value(node, value);
                     Err(error)
                 }
             },

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use super::chain::ItemsOf;
 use super::{Handle, Plan};
 use crate::task::{Outcome, TaskError};
-use crate::value::{ItemOf, Slot, SlotView, Value, drop_each, ok, take, value};
+use crate::value::{
+    ItemOf, Slot, SlotView, Value, drop_contained, drop_each, drop_iter, ok, take, value,
+};
 
 /// What a workflow `for` can iterate over: a `Vec`, an array, a boxed slice or an
 /// `Arc<[T]>`. Items are read in place, by index; nothing is cloned.
@@ -124,6 +126,8 @@ pub(crate) struct FanOutDef {
     pub(crate) items: Items,
     /// Moves every item's result out of its slots into one `Outcome<Vec<T>>`.
     pub(crate) assemble: Assemble,
+    /// Drops the fan-out's value: a `for`'s `Vec` item by item ([`drop_gathered`]).
+    pub(crate) drop_value: fn(&str, Value),
     /// At most this many items run at once.
     pub(crate) at_once: Option<u32>,
     /// For a body of CPU tasks only, without retries, timeouts or limits: how its items
@@ -211,6 +215,23 @@ pub(crate) enum Items {
 
 /// Gathers the items of a fan-out (each item's slots) given the body's output node.
 pub(crate) type Assemble = fn(&mut [Box<[Slot]>], usize) -> Result<Value, TaskError>;
+
+/// Drops the value of a fan-out node `node` whose items are `T`s: the `Vec` the
+/// library gathered from the items' own values, item by item, so that two items whose
+/// `Drop` panics do not abort the process (see `value::drop_iter`).
+pub(crate) fn drop_gathered<T: Send + Sync + 'static>(node: &str, value: Value) {
+    match value.downcast::<Outcome<Vec<T>>>() {
+        Ok(outcome) => match *outcome {
+            Outcome::Ok(items) => drop_iter(node, items.into_iter()),
+            other => drop_contained(node, other),
+        },
+        // Made takeable by its one reader (`Moved`), which did not take it.
+        Err(value) => match crate::value::unmoved::<Vec<T>>(value) {
+            Ok(items) => drop_iter(node, items.into_iter().flatten()),
+            Err(value) => drop_contained(node, value),
+        },
+    }
+}
 
 /// Every item of the collection in `slots[node]`, taken from it (the fan-out is the
 /// collection's one reader).

@@ -90,6 +90,9 @@ pub(crate) const LIMITED: u8 = 16;
 pub(crate) const ON_TOKIO: u8 = 32;
 /// [`Plan::flags`]: the node is a cleanup task.
 pub(crate) const CLEANUP: u8 = 64;
+/// [`Plan::flags`]: the node's value is gathered from nested runs (a `for`, a
+/// sub-workflow), and dropped by [`Plan::drop_value`].
+pub(crate) const GATHERS: u8 = 128;
 
 /// Everything a run needs that does not change between runs.
 pub(crate) struct Plan {
@@ -113,7 +116,7 @@ pub(crate) struct Plan {
     pub(crate) arms_of: HashMap<u32, Vec<(u32, u32)>>,
     /// Per node, what the scheduler asks of it on every job, one byte: [`IN_ARM`],
     /// [`DECISION`], [`PASSES_SOFT_STOP`], [`CACHED`], [`LIMITED`], [`ON_TOKIO`],
-    /// [`CLEANUP`].
+    /// [`CLEANUP`], [`GATHERS`].
     pub(crate) flags: Vec<u8>,
     /// Successors of node `i` are `successors[offsets[i]..offsets[i + 1]]`, each with
     /// whether it requires the value (else it takes an outcome).
@@ -237,6 +240,9 @@ impl Plan {
                 if info.is_cleanup() {
                     flags |= CLEANUP;
                 }
+                if matches!(calls[node], Call::FanOut(_)) {
+                    flags |= GATHERS;
+                }
                 let on_rayon = match info.kind {
                     Kind::Cpu => info.timeout.is_none(),
                     Kind::FanOut | Kind::Workflow | Kind::Decision | Kind::Branch => true,
@@ -286,6 +292,16 @@ impl Plan {
             codecs,
             caches,
             caches_any,
+        }
+    }
+
+    /// Drops `node`'s value, a panic in a `Drop` contained: a `for`'s `Vec` item by item
+    /// (see [`fanout::drop_gathered`]), any other value as one.
+    pub(crate) fn drop_value(&self, node: usize, value: Value) {
+        let name = self.graph.name_of(node);
+        match &self.calls[node] {
+            Call::FanOut(def) => (def.drop_value)(name, value),
+            _ => crate::value::drop_contained(name, value),
         }
     }
 

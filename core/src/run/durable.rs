@@ -119,23 +119,29 @@ where
         cache,
         progress,
     };
-    let (mut result, report, end) =
+    let (result, report, end) =
         super::workflow::run_plan(Arc::clone(&plan), options, stop, params, true, extras).await;
+    // Until the run's end is recorded, a dropped run future drops the output behind
+    // the boundary.
+    let mut ending = super::Ending(Some(result));
     let mut report = report.unwrap_or_else(|| RunReport::not_started(&name));
     let lease = match flushed.await {
         Ok((saved, Some(lease))) => {
             if let Err(error) = saved {
-                result = Err(Error::Store(error));
+                fail(ending.result(), Error::Store(error));
             }
             Some(lease)
         }
         Ok((_, None)) | Err(_) => {
-            result = Err(Error::Store(StoreError {
-                location,
-                message: "the checkpoint writer died before confirming that every \
+            fail(
+                ending.result(),
+                Error::Store(StoreError {
+                    location,
+                    message: "the checkpoint writer died before confirming that every \
                               checkpoint was saved; what it saved is intact: resume the run"
-                    .into(),
-            }));
+                        .into(),
+                }),
+            );
             None
         }
     };
@@ -143,7 +149,7 @@ where
         finishing.finish(&mut report).await;
     }
     if let Some(lease) = lease {
-        let status = crate::error::run_status(&result);
+        let status = crate::error::run_status(ending.result());
         let json = serde_json::to_string(&report).unwrap_or_default();
         let wall = report.wall;
         let finishing = tokio.spawn_blocking(move || {
@@ -161,11 +167,12 @@ where
             Ok(ended) => ended.map_err(Error::Store),
             Err(error) => Err(blocking_failed(&*store, "recording the run's end", error)),
         };
-        if let Err(error) = ended {
-            result = result.and(Err(error));
+        if let (Err(error), true) = (ended, ending.result().is_ok()) {
+            fail(ending.result(), error);
         }
     }
     // Once the result is final: a store that failed at the end fails the run.
+    let result = ending.into_result();
     if let Some(end) = end {
         end.log(&result);
     }
@@ -382,4 +389,13 @@ fn nested_in(plan: &Plan, name: &str) -> Option<usize> {
             graph.name_of(node) == owner && matches!(plan.calls[node], Call::FanOut(_))
         })
     })
+}
+
+/// Fails a run whose end went wrong with `error`: its output, if it had one, is
+/// dropped behind the boundary (see `value::drop_contained`), not in the caller's
+/// future.
+fn fail<O>(result: &mut Result<O, Error>, error: Error) {
+    if let Ok(output) = std::mem::replace(result, Err(error)) {
+        crate::value::drop_contained("the output of a run whose end failed", output);
+    }
 }

@@ -281,9 +281,13 @@ impl<P: Params, O: Send + Sync + 'static> Runner<P, O, InMemory> {
             #[allow(unused_mut)]
             let mut report = report.unwrap_or_else(|| RunReport::not_started(plan.graph.name()));
             #[cfg(feature = "durable")]
-            if let Some(finishing) = finishing {
-                finishing.finish(&mut report).await;
-            }
+            let result = {
+                let ending = Ending(Some(result));
+                if let Some(finishing) = finishing {
+                    finishing.finish(&mut report).await;
+                }
+                ending.into_result()
+            };
             if let Some(end) = end {
                 end.log(&result);
             }
@@ -400,4 +404,39 @@ pub struct RunOutcome<O> {
     pub report: RunReport,
     /// A durable run's id, to resume it or look it up in its store.
     pub run_id: Option<String>,
+}
+
+/// A run's result while its future still awaits the run's end (its cache's saves, its
+/// checkpoints flushed, its end recorded). Dropped meanwhile (the run future dropped),
+/// its output goes behind the boundary (`value::drop_contained`), not in the code that
+/// dropped the future.
+#[cfg_attr(not(feature = "durable"), allow(dead_code))]
+struct Ending<O>(Option<Result<O, Error>>);
+
+#[cfg_attr(not(feature = "durable"), allow(dead_code))]
+impl<O> Ending<O> {
+    fn result(&mut self) -> &mut Result<O, Error> {
+        self.0.get_or_insert_with(|| Err(handed_back()))
+    }
+
+    fn into_result(mut self) -> Result<O, Error> {
+        self.0.take().unwrap_or_else(|| Err(handed_back()))
+    }
+}
+
+impl<O> Drop for Ending<O> {
+    fn drop(&mut self) {
+        if let Some(Ok(output)) = self.0.take() {
+            crate::value::drop_contained("the output of a run dropped as it ended", output);
+        }
+    }
+}
+
+/// What [`Ending`] holds once its result was taken: never read.
+#[cfg_attr(not(feature = "durable"), allow(dead_code))]
+fn handed_back() -> Error {
+    Error::Fault {
+        workflow: String::new(),
+        message: "the run's result was already handed back".into(),
+    }
 }

@@ -310,8 +310,6 @@ pub(crate) fn run_case(
     };
     let runtime = rt.get_or_insert_with(runtime);
     let run_id = format!("r{id}");
-    // What the harness itself drops here (a run's output, its errors) never panics.
-    crate::value::defuse_this_thread();
     let out = runtime.block_on(async {
         let main = case_main(&case, &wf, (db.clone(), cache_db.clone()), &run_id);
         tokio::time::timeout(case_limit(), AssertUnwindSafeFut(Box::pin(main))).await
@@ -848,7 +846,11 @@ async fn case_main(
                 out.extend(quiesce(case, leased, &format!("run {e} panicked")).await);
                 ended(&mut out);
             }
-            Some(Ok(outcome)) => {
+            Some(Ok(mut outcome)) => {
+                // The output is the harness's now: its `Drop` is not the library's.
+                if let Ok(output) = &mut outcome.result {
+                    output.bomb = false;
+                }
                 report_epoch = true;
                 bump(
                     "runs restoring checkpoints",
@@ -985,6 +987,17 @@ async fn case_main(
         }
     }
     out.extend(lock(&case.violations).iter().cloned());
+    let unwound = case.counters.unwound_bombs.load(Ordering::SeqCst);
+    if unwound > 0 {
+        out.push(v(
+            "abort",
+            format!(
+                "{unwound} values whose Drop panics were dropped while their thread unwound: \
+                 outside the harness, an abort (the first in {})",
+                lock(&case.counters.unwound_at)
+            ),
+        ));
+    }
     out
 }
 

@@ -16,6 +16,11 @@ pub(crate) struct Counters {
     pub(crate) id: u64,
     pub(crate) alive: AtomicI64,
     pub(crate) by_origin: Vec<AtomicI64>,
+    /// Values whose `Drop` panics (D1) dropped while their thread unwound: each would
+    /// have aborted the process.
+    pub(crate) unwound_bombs: AtomicI64,
+    /// Where the first of them was dropped.
+    pub(crate) unwound_at: Mutex<String>,
     /// Every value deserialised (a checkpoint restored, a cached result loaded): its
     /// hash and item index.
     pub(crate) loaded: Mutex<std::collections::HashSet<(u64, u32)>>,
@@ -26,6 +31,8 @@ impl Counters {
         let counters = Arc::new(Self {
             id,
             alive: AtomicI64::new(0),
+            unwound_bombs: AtomicI64::new(0),
+            unwound_at: Mutex::new(String::new()),
             by_origin: (0..origins).map(|_| AtomicI64::new(0)).collect(),
             loaded: Mutex::new(std::collections::HashSet::new()),
         });
@@ -79,20 +86,11 @@ pub(crate) struct Val {
     pub(crate) items: Vec<Val>,
     /// Its serialisation panics (a fault).
     pub(crate) poison: bool,
-    /// Its `Drop` panics (D1), unless the thread unwinds or is the harness's own.
+    /// Its `Drop` panics (D1). Dropped while the thread unwinds it cannot (outside
+    /// the harness, that second panic would abort the process): it counts that instead
+    /// ([`Counters::unwound_bombs`]), which the case reports.
     pub(crate) bomb: bool,
     counters: Arc<Counters>,
-}
-
-thread_local! {
-    /// The harness's own thread: a value dropped there is the harness's, not the
-    /// library's, and its `Drop` never panics.
-    static DEFUSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Marks this thread as the harness's (see [`Val::bomb`]).
-pub(crate) fn defuse_this_thread() {
-    DEFUSED.with(|defused| defused.set(true));
 }
 
 impl Val {
@@ -162,8 +160,26 @@ impl Clone for Val {
 impl Drop for Val {
     fn drop(&mut self) {
         self.counters.add(self.origin, -1);
-        if self.bomb && !std::thread::panicking() && !DEFUSED.with(std::cell::Cell::get) {
-            panic!("[injected] a value whose Drop panics");
+        if self.bomb {
+            if std::thread::panicking() {
+                if self.counters.unwound_bombs.fetch_add(1, Ordering::SeqCst) == 0 {
+                    // Where: the library's frames of the first one.
+                    let trace = std::backtrace::Backtrace::force_capture().to_string();
+                    let frames: Vec<&str> = trace
+                        .lines()
+                        .filter(|l| l.contains("aqueduct::") && !l.contains("faults::"))
+                        .map(str::trim)
+                        .take(8)
+                        .collect();
+                    *self
+                        .counters
+                        .unwound_at
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = frames.join(" < ");
+                }
+            } else {
+                panic!("[injected] a value whose Drop panics");
+            }
         }
     }
 }

@@ -123,6 +123,7 @@ impl<P: Params> Builder<P> {
             imports,
             items,
             assemble: assemble::<T>,
+            drop_value: super::super::fanout::drop_gathered::<T>,
             at_once: None,
             fused,
             typed,
