@@ -987,11 +987,17 @@ async fn a_cancelled_run_starts_nothing_more_and_its_waiter_is_told() {
     let workflow = slow_then::workflow();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = workers(&cluster, workflow, 1, &stopped).await;
-    cluster.submit(workflow, "c", (400,)).await.unwrap();
+    // Long enough that a loaded machine still sees `slow` run before it ends.
+    cluster.submit(workflow, "c", (1_500,)).await.unwrap();
     // Cancelled while `slow` runs: `then` never starts.
     loop {
         let status = cluster.status("c").await.unwrap().unwrap();
-        if status.tasks.iter().any(|t| t.state == "running") {
+        let state = |node: &str| {
+            let task = status.tasks.iter().find(|t| t.node == node);
+            task.map(|t| t.state.clone())
+        };
+        if state("napped").as_deref() == Some("running") {
+            assert_ne!(state("then").as_deref(), Some("running"), "{status:?}");
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -1033,7 +1039,16 @@ async fn a_cancelled_run_starts_nothing_more_and_its_waiter_is_told() {
     };
     assert_eq!(unfinished, &["then".to_owned()]);
     // The attempt running ends and commits; nothing else ran.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut status = cluster.status("c").await.unwrap().unwrap();
+    for _ in 0..300 {
+        if status.tasks.iter().all(|t| t.state != "running") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        status = cluster.status("c").await.unwrap().unwrap();
+    }
+    // Then a moment more: nothing starts after it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let status = cluster.status("c").await.unwrap().unwrap();
     let states: Vec<(&str, &str)> = status
         .tasks

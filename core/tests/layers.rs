@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 /// Bottom first. A module may import any module listed before it, and no other.
 const LAYERS: &[&str] = &[
-    "retry", "task", "report", "progress", "store", "error", "run_id", "fake", "value", "describe",
-    "timeline", "plan", "exec", "run", "dist", "cli", "private",
+    "retry", "task", "report", "progress", "store", "error", "run_id", "fake", "value", "contain",
+    "describe", "timeline", "plan", "exec", "run", "dist", "cli", "private",
 ];
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {

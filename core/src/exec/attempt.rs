@@ -152,13 +152,13 @@ impl Shared {
                 match done {
                     Ok(_) => {
                         if let Err(result) = result_tx.send(result) {
-                            crate::value::drop_contained(name, result);
+                            crate::contain::drop_contained(name, result);
                         }
                     }
                     // Abandoned: the permit was left to this attempt.
                     Err(_) => {
                         run.give_back(node, permit);
-                        crate::value::drop_contained(name, result);
+                        crate::contain::drop_contained(name, result);
                     }
                 }
             });
@@ -233,7 +233,7 @@ impl Shared {
                     result = &mut future => Some(caught(result)),
                     () = self.halted(node) => None,
                 };
-                crate::value::drop_contained(name, future);
+                crate::contain::drop_contained(name, future);
                 result
             }
             Some(limit) => {
@@ -243,7 +243,7 @@ impl Shared {
                         Ok(result) => caught(result),
                         Err(_) => Err(TaskError::timed_out(limit)),
                     };
-                    crate::value::drop_contained(name, future);
+                    crate::contain::drop_contained(name, future);
                     result
                 });
                 let result = tokio::select! {
@@ -251,7 +251,7 @@ impl Shared {
                     result = &mut bounded => Some(result),
                     () = self.halted(node) => None,
                 };
-                crate::value::drop_contained(name, bounded);
+                crate::contain::drop_contained(name, bounded);
                 result
             }
         }
@@ -301,7 +301,7 @@ fn called(
 ) -> Result<Value, TaskError> {
     if told {
         // It may have returned a partial value because it was told to stop.
-        crate::value::drop_contained("a value returned after a stop", outcome);
+        crate::contain::drop_contained("a value returned after a stop", outcome);
         return Err(TaskError::stopped_early());
     }
     match outcome {

@@ -5,8 +5,9 @@ use super::*;
 use std::sync::{Mutex, PoisonError};
 
 use super::dispatch::Streak;
+use crate::contain::{drop_iter, drop_record};
 use crate::plan::Items;
-use crate::value::{Import, SlotView, Slots, drop_iter, drop_record, fill};
+use crate::value::{Import, SlotView, Slots, fill};
 
 thread_local! {
     /// How deep capped fan-outs' next items are started inside one another here.
@@ -46,7 +47,7 @@ impl FanOut {
     /// Drops what an ended item no longer needs: its imports (which hold the parent
     /// run) and every value but its output, which the fan-out's end moves out. The
     /// report keeps each node's status, times and errors only. A value whose `Drop`
-    /// panics is contained, as at the end of a run (`value::drop_contained`).
+    /// panics is contained, as at the end of a run (`contain::drop_contained`).
     pub(super) fn forget_values(&self, slots: &mut [Slot]) {
         let def = self.def();
         let body = &def.body.graph;
@@ -461,7 +462,7 @@ pub(super) struct OwnedItems(Box<[Mutex<Option<Value>>]>);
 
 impl Drop for OwnedItems {
     /// Items a stop kept from starting are dropped with the fan-out, one by one, a
-    /// panic in a `Drop` contained (see `value::drop_iter`).
+    /// panic in a `Drop` contained (see `contain::drop_iter`).
     fn drop(&mut self) {
         let items = std::mem::take(&mut self.0).into_vec().into_iter();
         let items =

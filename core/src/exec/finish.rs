@@ -1,7 +1,7 @@
 //! A run that has ended: its output, its errors, its report.
 
 use super::*;
-use crate::value::drop_each;
+use crate::contain::drop_each;
 
 /// The slots of a run that has ended.
 pub(crate) struct Finished {

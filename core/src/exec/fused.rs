@@ -16,8 +16,9 @@ use super::attempt::call_cpu;
 use super::fanout::{OwnedItems, fill_imports};
 use super::resolve::{failure, unreached_status};
 use super::*;
+use crate::contain::{drop_contained, drop_each, drop_record};
 use crate::plan::{FusedItem, Items};
-use crate::value::{Import, Slots, drop_contained, drop_each, drop_record};
+use crate::value::{Import, Slots};
 
 /// The rows a fused fan-out keeps for the report, by item.
 pub(super) type Kept = Mutex<Vec<(usize, Box<[Slot]>)>>;

@@ -296,7 +296,7 @@ impl Drop for Shared {
                     // Nobody waits: the values are dropped here, on a pool's thread,
                     // where a panic in a value's `Drop` must not unwind.
                     for (node, slot) in slots.iter_mut().enumerate() {
-                        crate::value::drop_record(self.plan.graph.name_of(node), slot.take());
+                        crate::contain::drop_record(self.plan.graph.name_of(node), slot.take());
                     }
                 }
             }
@@ -331,7 +331,7 @@ impl Drop for Finishing {
     fn drop(&mut self) {
         if let Ok(mut slots) = self.0.try_recv() {
             for slot in slots.iter_mut() {
-                crate::value::drop_record("a value of a run dropped unread", slot.take());
+                crate::contain::drop_record("a value of a run dropped unread", slot.take());
             }
         }
     }
@@ -347,7 +347,7 @@ impl Drop for RunContext {
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let values = nested.into_values().flatten().map(|(_, value)| value);
-            crate::value::drop_iter("a value restored for a nested run", values);
+            crate::contain::drop_iter("a value restored for a nested run", values);
         }
     }
 }

@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::Handle;
 use super::fanout::gathered;
+use crate::contain::drop_contained;
 use crate::task::{Outcome, TaskError};
-use crate::value::{SlotView, Value, drop_contained, value};
+use crate::value::{SlotView, Value, value};
 
 /// A body as `workflow!` writes it out: item `&I` and the imports in, the tail's
 /// output out (`None` if it did not succeed).

@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use super::chain::ItemsOf;
 use super::{Handle, Plan};
+use crate::contain::{drop_contained, drop_each, drop_iter};
 use crate::task::{Outcome, TaskError};
-use crate::value::{
-    ItemOf, Slot, SlotView, Value, drop_contained, drop_each, drop_iter, ok, take, value,
-};
+use crate::value::{ItemOf, Slot, SlotView, Value, ok, take, value};
 
 /// What a workflow `for` can iterate over: a `Vec`, an array, a boxed slice or an
 /// `Arc<[T]>`. Items are read in place, by index; nothing is cloned.
@@ -218,7 +217,7 @@ pub(crate) type Assemble = fn(&mut [Box<[Slot]>], usize) -> Result<Value, TaskEr
 
 /// Drops the value of a fan-out node `node` whose items are `T`s: the `Vec` the
 /// library gathered from the items' own values, item by item, so that two items whose
-/// `Drop` panics do not abort the process (see `value::drop_iter`).
+/// `Drop` panics do not abort the process (see `contain::drop_iter`).
 pub(crate) fn drop_gathered<T: Send + Sync + 'static>(node: &str, value: Value) {
     match value.downcast::<Outcome<Vec<T>>>() {
         Ok(outcome) => match *outcome {
@@ -346,7 +345,7 @@ impl<T> ItemsFailed<T> {
 impl<T> Drop for ItemsFailed<T> {
     /// The items' values are the user's, and this error is dropped wherever the library
     /// lets go of it: a panic in a value's `Drop` is contained there, as for any value
-    /// (see `value::drop_contained`; while the thread unwinds they are leaked instead).
+    /// (see `contain::drop_contained`; while the thread unwinds they are leaked instead).
     fn drop(&mut self) {
         if !std::mem::needs_drop::<T>() {
             return;

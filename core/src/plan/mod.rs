@@ -301,7 +301,7 @@ impl Plan {
         let name = self.graph.name_of(node);
         match &self.calls[node] {
             Call::FanOut(def) => (def.drop_value)(name, value),
-            _ => crate::value::drop_contained(name, value),
+            _ => crate::contain::drop_contained(name, value),
         }
     }
 

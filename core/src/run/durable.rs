@@ -392,10 +392,10 @@ fn nested_in(plan: &Plan, name: &str) -> Option<usize> {
 }
 
 /// Fails a run whose end went wrong with `error`: its output, if it had one, is
-/// dropped behind the boundary (see `value::drop_contained`), not in the caller's
+/// dropped behind the boundary (see `contain::drop_contained`), not in the caller's
 /// future.
 fn fail<O>(result: &mut Result<O, Error>, error: Error) {
     if let Ok(output) = std::mem::replace(result, Err(error)) {
-        crate::value::drop_contained("the output of a run whose end failed", output);
+        crate::contain::drop_contained("the output of a run whose end failed", output);
     }
 }

@@ -408,7 +408,7 @@ pub struct RunOutcome<O> {
 
 /// A run's result while its future still awaits the run's end (its cache's saves, its
 /// checkpoints flushed, its end recorded). Dropped meanwhile (the run future dropped),
-/// its output goes behind the boundary (`value::drop_contained`), not in the code that
+/// its output goes behind the boundary (`contain::drop_contained`), not in the code that
 /// dropped the future.
 #[cfg_attr(not(feature = "durable"), allow(dead_code))]
 struct Ending<O>(Option<Result<O, Error>>);
@@ -427,7 +427,7 @@ impl<O> Ending<O> {
 impl<O> Drop for Ending<O> {
     fn drop(&mut self) {
         if let Some(Ok(output)) = self.0.take() {
-            crate::value::drop_contained("the output of a run dropped as it ended", output);
+            crate::contain::drop_contained("the output of a run dropped as it ended", output);
         }
     }
 }

@@ -448,7 +448,7 @@ impl<P: Params> Builder<P> {
             imports,
             items: Items::One,
             assemble: assemble_one::<O2>,
-            drop_value: crate::value::drop_contained::<Value>,
+            drop_value: crate::contain::drop_contained::<Value>,
             at_once: None,
             fused: None,
             typed: None,
