@@ -7,7 +7,7 @@
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::value::{Import, Record};
+use crate::value::{Import, Record, Slot};
 
 /// Drops `value` (node `node`'s, or what `node` names), a panic in its `Drop`
 /// contained: logged at `warn`, its payload dropped behind the boundary too (a
@@ -29,40 +29,29 @@ pub(crate) fn drop_contained<T>(node: &str, value: T) {
     }
 }
 
-/// [`drop_contained`] for each of `values` (all named `node`), one boundary for the lot:
-/// after a panic the rest are dropped all the same, each outside the unwind of the one
-/// before (a `Vec` dropped whole would drop them during it, and a second panic aborts).
-/// While the thread unwinds, they are leaked instead.
-pub(crate) fn drop_iter<V>(node: &str, mut values: impl Iterator<Item = V>) {
+/// [`drop_contained`] for each of `values`, numbered (a node, an item), number `i`
+/// named `name(i)` should its `Drop` panic: one boundary for the lot (a run's values,
+/// an item's, a gathered `Vec`'s), not one per value. After a panic the rest are
+/// dropped all the same, each outside the unwind of the one before (a `Vec` dropped
+/// whole would drop them during it, and a second panic aborts). While the thread
+/// unwinds, they are leaked instead.
+pub(crate) fn drop_all<'n, V>(
+    mut values: impl Iterator<Item = (usize, V)>,
+    name: impl Fn(usize) -> &'n str,
+) {
+    if !std::mem::needs_drop::<V>() {
+        return;
+    }
     if std::thread::panicking() {
         std::mem::forget(values);
         return;
     }
+    let mut at = 0;
     loop {
         let dropped = catch_unwind(AssertUnwindSafe(|| {
-            values.by_ref().for_each(drop);
-        }));
-        match dropped {
-            Ok(()) => return,
-            Err(panic) => warn_drop_panicked(node, panic),
-        }
-    }
-}
-
-/// [`drop_contained`] for the values `take` gives for the indices of `nodes`, named by
-/// `name`: one boundary for the lot (a run's values, an item's), not one per value.
-/// After a panic the rest are dropped all the same. The caller must not be unwinding.
-pub(crate) fn drop_each<'n, V>(
-    mut nodes: std::ops::Range<usize>,
-    mut take: impl FnMut(usize) -> Option<V>,
-    name: impl Fn(usize) -> &'n str,
-) {
-    while !nodes.is_empty() {
-        let mut at = nodes.start;
-        let dropped = catch_unwind(AssertUnwindSafe(|| {
-            for node in nodes.by_ref() {
-                at = node;
-                drop(take(node));
+            for (number, value) in values.by_ref() {
+                at = number;
+                drop(value);
             }
         }));
         match dropped {
@@ -92,5 +81,13 @@ pub(crate) fn drop_record(node: &str, record: Option<Record>) {
         Some(record) if record.value.is::<Import>() => drop(record),
         Some(record) => drop_contained(node, record),
         None => {}
+    }
+}
+
+/// Empties `slots`, each record dropped as [`drop_record`] says (node `i` named by
+/// `name(i)`): where a run's or an item's slots are let go of whole.
+pub(crate) fn drop_slots<'n>(slots: &mut [Slot], name: impl Fn(usize) -> &'n str) {
+    for (node, slot) in slots.iter_mut().enumerate() {
+        drop_record(name(node), slot.take());
     }
 }

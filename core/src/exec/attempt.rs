@@ -223,7 +223,8 @@ impl Shared {
             result.unwrap_or_else(|panic| Err(TaskError::panicked(&*panic)))
         };
         // A future given up (the run stopped, or its time ran out) is dropped behind
-        // the boundary: it may hold a value the task took, whose `Drop` may panic.
+        // the boundary: it may hold a value the task took, whose `Drop` may panic. One
+        // that finished holds nothing of the task's.
         let name = self.plan.graph.name_of(node);
         match self.plan.graph.info(node).timeout {
             None => {
@@ -233,25 +234,30 @@ impl Shared {
                     result = &mut future => Some(caught(result)),
                     () = self.halted(node) => None,
                 };
-                crate::contain::drop_contained(name, future);
+                if result.is_none() {
+                    crate::contain::drop_contained(name, future);
+                }
                 result
             }
             Some(limit) => {
                 let mut bounded = Box::pin(async move {
                     let mut future = future;
-                    let result = match tokio::time::timeout(limit, &mut future).await {
+                    match tokio::time::timeout(limit, &mut future).await {
                         Ok(result) => caught(result),
-                        Err(_) => Err(TaskError::timed_out(limit)),
-                    };
-                    crate::contain::drop_contained(name, future);
-                    result
+                        Err(_) => {
+                            crate::contain::drop_contained(name, future);
+                            Err(TaskError::timed_out(limit))
+                        }
+                    }
                 });
                 let result = tokio::select! {
                     biased;
                     result = &mut bounded => Some(result),
                     () = self.halted(node) => None,
                 };
-                crate::contain::drop_contained(name, bounded);
+                if result.is_none() {
+                    crate::contain::drop_contained(name, bounded);
+                }
                 result
             }
         }

@@ -5,7 +5,7 @@ use super::*;
 use std::sync::{Mutex, PoisonError};
 
 use super::dispatch::Streak;
-use crate::contain::{drop_iter, drop_record};
+use crate::contain::{drop_all, drop_record};
 use crate::plan::Items;
 use crate::value::{Import, SlotView, Slots, fill};
 
@@ -44,36 +44,9 @@ impl FanOut {
         }
     }
 
-    /// Drops what an ended item no longer needs: its imports (which hold the parent
-    /// run) and every value but its output, which the fan-out's end moves out. The
-    /// report keeps each node's status, times and errors only. A value whose `Drop`
-    /// panics is contained, as at the end of a run (`contain::drop_contained`).
+    /// Drops what an ended item no longer needs (see [`forget_values`]).
     pub(super) fn forget_values(&self, slots: &mut [Slot]) {
-        let def = self.def();
-        let body = &def.body.graph;
-        // The output, and for an `if` or `match` the arm's node whose value it is (the
-        // branch's value points at it, and is kept too).
-        let output = crate::value::aliased(&*slots, body.output());
-        for (node, slot) in slots.iter_mut().enumerate() {
-            if node < def.params() {
-                drop_record(body.name_of(node), slot.take());
-            } else if node != body.output()
-                && node != output
-                && let Some(record) = slot.get_mut()
-                && !record.value.is::<crate::value::Import>()
-            {
-                let value = std::mem::replace(&mut record.value, Box::new(()));
-                def.body.drop_value(node, value);
-                // A nested fan-out's or sub-workflow's error holds its items' values
-                // (`ItemsFailed`): the report keeps its message only.
-                if matches!(body.kind(node), Kind::FanOut | Kind::Workflow)
-                    && let Some(history) = &mut record.history
-                    && let Some(error) = &mut history.error
-                {
-                    *error = error.detached();
-                }
-            }
-        }
+        forget_values(self.def(), slots);
     }
 
     /// Starts item `index`: a run of the body with the item and the imports as its
@@ -429,7 +402,7 @@ impl Shared {
         drop(nested);
         // Values' `Drop` is the user's code: outside the lock, one by one.
         let values = dropped.into_iter().flatten().map(|(_, value)| value);
-        drop_iter("a value restored for a nested run", values);
+        drop_all(values.enumerate(), |_| "a value restored for a nested run");
     }
 
     /// The nodes of this nested run that a resumed run restores, decided and decoded
@@ -457,17 +430,49 @@ pub(super) fn fill_imports(slots: &[Slot], parent: &Arc<Shared>, imports: &[u32]
     }
 }
 
+/// Drops what an ended item of `def` (scheduled, or fused and kept for the report) no
+/// longer needs: its imports (which hold the parent run) and every value but its
+/// output, which the fan-out's end moves out. The report keeps each node's status,
+/// times and errors only. A value whose `Drop` panics is contained, as at the end of a
+/// run (see `Plan::drop_value`).
+pub(super) fn forget_values(def: &FanOutDef, slots: &mut [Slot]) {
+    let body = &def.body.graph;
+    // The output, and for an `if` or `match` the arm's node whose value it is (the
+    // branch's value points at it, and is kept too).
+    let output = crate::value::aliased(&*slots, body.output());
+    for (node, slot) in slots.iter_mut().enumerate() {
+        if node < def.params() {
+            drop_record(body.name_of(node), slot.take());
+        } else if node != body.output()
+            && node != output
+            && let Some(record) = slot.get_mut()
+            && !record.value.is::<crate::value::Import>()
+        {
+            let value = std::mem::replace(&mut record.value, Box::new(()));
+            def.body.drop_value(node, value);
+            // A nested fan-out's or sub-workflow's error holds its items' values
+            // (`ItemsFailed`): the report keeps its message only.
+            if matches!(body.kind(node), Kind::FanOut | Kind::Workflow)
+                && let Some(history) = &mut record.history
+                && let Some(error) = &mut history.error
+            {
+                *error = error.detached();
+            }
+        }
+    }
+}
+
 /// The items of a fan-out that took its collection, each until its run starts.
 pub(super) struct OwnedItems(Box<[Mutex<Option<Value>>]>);
 
 impl Drop for OwnedItems {
     /// Items a stop kept from starting are dropped with the fan-out, one by one, a
-    /// panic in a `Drop` contained (see `contain::drop_iter`).
+    /// panic in a `Drop` contained (see `contain::drop_all`).
     fn drop(&mut self) {
         let items = std::mem::take(&mut self.0).into_vec().into_iter();
         let items =
             items.filter_map(|item| item.into_inner().unwrap_or_else(PoisonError::into_inner));
-        drop_iter("an item that did not start", items);
+        drop_all(items.enumerate(), |_| "an item that did not start");
     }
 }
 

@@ -1,7 +1,7 @@
 //! A run that has ended: its output, its errors, its report.
 
 use super::*;
-use crate::contain::drop_each;
+use crate::contain::drop_all;
 
 /// The slots of a run that has ended.
 pub(crate) struct Finished {
@@ -140,31 +140,42 @@ pub(super) fn drop_values(plan: &Plan, slots: &mut [Slot]) {
     }
     let output = plan.graph.output();
     let target = crate::value::aliased(&*slots, output);
-    // A branch's value is an alias of its arm's node (an `Import`), through which
-    // the output may reach its value: aliases stay.
-    let nodes = plan.params()..slots.len();
-    let take = |node: usize| {
-        let record = slots[node].get_mut().filter(|record| {
-            node != output && node != target && !record.value.is::<crate::value::Import>()
-        })?;
-        let value = std::mem::replace(&mut record.value, Box::new(()));
-        // A `for`'s `Vec` item by item, behind its own boundary.
-        if plan.flags[node] & crate::plan::GATHERS != 0 {
-            plan.drop_value(node, value);
-            return None;
+    // Taken out of each record (`None`: one that stays, or goes its own way), then
+    // dropped: a `map`, not a `filter_map`, so that this runs inlined per node.
+    let take = |(node, slot): (usize, &mut Slot)| {
+        let value = slot
+            .get_mut()
+            .filter(|_| node != output && node != target)
+            .map(|record| &mut record.value)
+            .filter(|value| !apart(plan, node) || !value.is::<crate::value::Import>())
+            .map(|value| std::mem::replace(value, Box::new(())));
+        match value {
+            // A `for`'s `Vec` goes item by item, behind its own boundary.
+            Some(value) if apart(plan, node) => {
+                plan.drop_value(node, value);
+                (node, None)
+            }
+            value => (node, value),
         }
-        Some(value)
     };
-    drop_each(nodes, take, |node| plan.graph.name_of(node));
+    let values = slots.iter_mut().enumerate().skip(plan.params()).map(take);
+    drop_all(values, |node| plan.graph.name_of(node));
+}
+
+/// Whether `node`'s value is not dropped as one plain value: a branch's (an alias of
+/// its arm's node, an `Import`, through which the output may reach its value: it
+/// stays) or a gathered one (see [`Plan::drop_value`]).
+#[inline]
+fn apart(plan: &Plan, node: usize) -> bool {
+    plan.flags[node] & crate::plan::DROPPED_APART != 0
 }
 
 /// Drops what is left of a run that ended (its parameters, its output when the run
 /// failed), slot by slot, a panicking `Drop` contained: it never reaches the caller of
 /// the run, nor keeps the other slots from being dropped.
 fn drop_slots(slots: &mut [Slot]) {
-    let nodes = 0..slots.len();
-    let take = |node: usize| slots[node].take();
-    drop_each(nodes, take, |_| "a parameter or the output");
+    let records = slots.iter_mut().map(OnceLock::take).enumerate();
+    drop_all(records, |_| "a parameter or the output");
 }
 
 /// What the `run ended` event needs, kept past [`Finished::into_output`].

@@ -13,10 +13,10 @@
 use std::sync::{Mutex, PoisonError};
 
 use super::attempt::call_cpu;
-use super::fanout::{OwnedItems, fill_imports};
+use super::fanout::{OwnedItems, fill_imports, forget_values};
 use super::resolve::{failure, unreached_status};
 use super::*;
-use crate::contain::{drop_contained, drop_each, drop_record};
+use crate::contain::{drop_all, drop_contained, drop_record, drop_slots};
 use crate::plan::{FusedItem, Items};
 use crate::value::{Import, Slots};
 
@@ -62,9 +62,7 @@ impl Drop for Buffer {
     /// A thread's buffer is dropped with the last item it ran (a by-value item, its
     /// imports): a value's panicking `Drop` is contained there too.
     fn drop(&mut self) {
-        for slot in &mut self.0 {
-            drop_record("a fan-out item's parameter", slot.take());
-        }
+        drop_slots(&mut self.0, |_| "a fan-out item's parameter");
     }
 }
 
@@ -165,23 +163,19 @@ impl FusedRun<'_> {
             // Values' `Drop` is the user's code: a panic there is contained, as at a
             // scheduled item's end, and the buffer stays whole (each slot is emptied
             // before its value drops).
-            let nodes = params..slots.len();
-            let take = |node: usize| slots[node].take();
-            drop_each(nodes, take, |node| body.graph.name_of(node));
+            let values = slots
+                .iter_mut()
+                .map(OnceLock::take)
+                .enumerate()
+                .skip(params);
+            drop_all(values, |node| body.graph.name_of(node));
         } else {
             // Kept for the report (the next item makes a fresh buffer). Its parameters
             // hold the parent run, which must not wait for its own report.
             let mut slots = std::mem::take(slots);
             *state = None;
             guard(&self.parent.run, "a fused fan-out item's end", || {
-                for (node, slot) in slots.iter_mut().enumerate() {
-                    if node < params {
-                        drop_record(body.graph.name_of(node), slot.take());
-                    } else if let Some(record) = slot.get_mut() {
-                        let value = std::mem::replace(&mut record.value, Box::new(()));
-                        body.drop_value(node, value);
-                    }
-                }
+                forget_values(self.def, &mut slots);
                 self.kept
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)

@@ -295,9 +295,7 @@ impl Drop for Shared {
                 if let Err(mut slots) = done.send(slots) {
                     // Nobody waits: the values are dropped here, on a pool's thread,
                     // where a panic in a value's `Drop` must not unwind.
-                    for (node, slot) in slots.iter_mut().enumerate() {
-                        crate::contain::drop_record(self.plan.graph.name_of(node), slot.take());
-                    }
+                    crate::contain::drop_slots(&mut slots, |node| self.plan.graph.name_of(node));
                 }
             }
             Some(Completion::Item { fan, index }) => {
@@ -330,9 +328,7 @@ impl Future for Finishing {
 impl Drop for Finishing {
     fn drop(&mut self) {
         if let Ok(mut slots) = self.0.try_recv() {
-            for slot in slots.iter_mut() {
-                crate::contain::drop_record("a value of a run dropped unread", slot.take());
-            }
+            crate::contain::drop_slots(&mut slots, |_| "a value of a run dropped unread");
         }
     }
 }
@@ -347,7 +343,7 @@ impl Drop for RunContext {
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let values = nested.into_values().flatten().map(|(_, value)| value);
-            crate::contain::drop_iter("a value restored for a nested run", values);
+            crate::contain::drop_all(values.enumerate(), |_| "a value restored for a nested run");
         }
     }
 }

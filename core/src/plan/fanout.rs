@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::chain::ItemsOf;
 use super::{Handle, Plan};
-use crate::contain::{drop_contained, drop_each, drop_iter};
+use crate::contain::{drop_all, drop_contained};
 use crate::task::{Outcome, TaskError};
 use crate::value::{ItemOf, Slot, SlotView, Value, ok, take, value};
 
@@ -217,16 +217,16 @@ pub(crate) type Assemble = fn(&mut [Box<[Slot]>], usize) -> Result<Value, TaskEr
 
 /// Drops the value of a fan-out node `node` whose items are `T`s: the `Vec` the
 /// library gathered from the items' own values, item by item, so that two items whose
-/// `Drop` panics do not abort the process (see `contain::drop_iter`).
+/// `Drop` panics do not abort the process (see `contain::drop_all`).
 pub(crate) fn drop_gathered<T: Send + Sync + 'static>(node: &str, value: Value) {
     match value.downcast::<Outcome<Vec<T>>>() {
         Ok(outcome) => match *outcome {
-            Outcome::Ok(items) => drop_iter(node, items.into_iter()),
+            Outcome::Ok(items) => drop_all(items.into_iter().enumerate(), |_| node),
             other => drop_contained(node, other),
         },
         // Made takeable by its one reader (`Moved`), which did not take it.
         Err(value) => match crate::value::unmoved::<Vec<T>>(value) {
-            Ok(items) => drop_iter(node, items.into_iter().flatten()),
+            Ok(items) => drop_all(items.into_iter().flatten().enumerate(), |_| node),
             Err(value) => drop_contained(node, value),
         },
     }
@@ -345,19 +345,10 @@ impl<T> ItemsFailed<T> {
 impl<T> Drop for ItemsFailed<T> {
     /// The items' values are the user's, and this error is dropped wherever the library
     /// lets go of it: a panic in a value's `Drop` is contained there, as for any value
-    /// (see `contain::drop_contained`; while the thread unwinds they are leaked instead).
+    /// (see `contain::drop_all`; while the thread unwinds they are leaked instead).
     fn drop(&mut self) {
-        if !std::mem::needs_drop::<T>() {
-            return;
-        }
-        let mut outcomes = std::mem::take(&mut self.outcomes);
-        if std::thread::panicking() {
-            std::mem::forget(outcomes);
-            return;
-        }
-        let items = 0..outcomes.len();
-        let take = |item: usize| Some(std::mem::replace(&mut outcomes[item], Outcome::Skipped));
-        drop_each(items, take, |_| "an item of a failed fan-out");
+        let outcomes = std::mem::take(&mut self.outcomes).into_iter().enumerate();
+        drop_all(outcomes, |_| "an item of a failed fan-out");
     }
 }
 

@@ -90,9 +90,10 @@ pub(crate) const LIMITED: u8 = 16;
 pub(crate) const ON_TOKIO: u8 = 32;
 /// [`Plan::flags`]: the node is a cleanup task.
 pub(crate) const CLEANUP: u8 = 64;
-/// [`Plan::flags`]: the node's value is gathered from nested runs (a `for`, a
-/// sub-workflow), and dropped by [`Plan::drop_value`].
-pub(crate) const GATHERS: u8 = 128;
+/// [`Plan::flags`]: the node's value is not dropped as one plain value at the run's
+/// end: a branch's is an alias of its arm's node, a `for`'s or a sub-workflow's was
+/// gathered from nested runs ([`Plan::drop_value`]). The others skip both checks.
+pub(crate) const DROPPED_APART: u8 = 128;
 
 /// Everything a run needs that does not change between runs.
 pub(crate) struct Plan {
@@ -116,7 +117,7 @@ pub(crate) struct Plan {
     pub(crate) arms_of: HashMap<u32, Vec<(u32, u32)>>,
     /// Per node, what the scheduler asks of it on every job, one byte: [`IN_ARM`],
     /// [`DECISION`], [`PASSES_SOFT_STOP`], [`CACHED`], [`LIMITED`], [`ON_TOKIO`],
-    /// [`CLEANUP`], [`GATHERS`].
+    /// [`CLEANUP`], [`DROPPED_APART`].
     pub(crate) flags: Vec<u8>,
     /// Successors of node `i` are `successors[offsets[i]..offsets[i + 1]]`, each with
     /// whether it requires the value (else it takes an outcome).
@@ -240,8 +241,8 @@ impl Plan {
                 if info.is_cleanup() {
                     flags |= CLEANUP;
                 }
-                if matches!(calls[node], Call::FanOut(_)) {
-                    flags |= GATHERS;
+                if info.kind == Kind::Branch || matches!(calls[node], Call::FanOut(_)) {
+                    flags |= DROPPED_APART;
                 }
                 let on_rayon = match info.kind {
                     Kind::Cpu => info.timeout.is_none(),

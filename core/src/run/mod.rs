@@ -410,10 +410,10 @@ pub struct RunOutcome<O> {
 /// checkpoints flushed, its end recorded). Dropped meanwhile (the run future dropped),
 /// its output goes behind the boundary (`contain::drop_contained`), not in the code that
 /// dropped the future.
-#[cfg_attr(not(feature = "durable"), allow(dead_code))]
+#[cfg(feature = "durable")]
 struct Ending<O>(Option<Result<O, Error>>);
 
-#[cfg_attr(not(feature = "durable"), allow(dead_code))]
+#[cfg(feature = "durable")]
 impl<O> Ending<O> {
     fn result(&mut self) -> &mut Result<O, Error> {
         self.0.get_or_insert_with(|| Err(handed_back()))
@@ -424,6 +424,7 @@ impl<O> Ending<O> {
     }
 }
 
+#[cfg(feature = "durable")]
 impl<O> Drop for Ending<O> {
     fn drop(&mut self) {
         if let Some(Ok(output)) = self.0.take() {
@@ -433,7 +434,7 @@ impl<O> Drop for Ending<O> {
 }
 
 /// What [`Ending`] holds once its result was taken: never read.
-#[cfg_attr(not(feature = "durable"), allow(dead_code))]
+#[cfg(feature = "durable")]
 fn handed_back() -> Error {
     Error::Fault {
         workflow: String::new(),
